@@ -1,0 +1,306 @@
+//! `chassis-sdk`: write an IF.chassis swarm in plain Rust.
+//!
+//! A swarm is a WebAssembly component that the chassis host runs under a
+//! service contract. With this crate a swarm is a type implementing
+//! [`Swarm`] plus one [`export_swarm!`] line; the crate generates the
+//! component bindings from the `infrafabric:chassis` WIT package, turns the
+//! host's JSON payload into your types ([`Request::payload`]) and your result
+//! back into JSON.
+//!
+//! Data flow of one task: the host calls the component's `execute` export
+//! with a [`Request`]; the SDK checks the task type against
+//! [`Swarm::TASK_TYPES`] and calls [`Swarm::execute`]; the `Ok` value is
+//! serialized to JSON and returned, an `Err` becomes the WIT `task-error`.
+//! Imports (logging, credentials, HTTP proxy) are plain functions in
+//! [`log`], [`credentials`] and [`http`]; a component only imports what it
+//! calls, and the host refuses at load time any import its contract does not
+//! grant.
+//!
+//! ```no_run
+//! use chassis_sdk::{Request, Swarm, TaskError, Value, export_swarm, info, json};
+//! use serde::Deserialize;
+//!
+//! struct Greeter;
+//!
+//! #[derive(Deserialize)]
+//! struct Hello {
+//!     name: String,
+//! }
+//!
+//! impl Swarm for Greeter {
+//!     const TASK_TYPES: &'static [&'static str] = &["hello"];
+//!
+//!     fn execute(request: &Request) -> Result<Value, TaskError> {
+//!         let hello: Hello = request.payload()?;
+//!         info!("greeting {}", hello.name);
+//!         Ok(json!({ "greeting": format!("Hello, {}!", hello.name) }))
+//!     }
+//! }
+//!
+//! export_swarm!(Greeter);
+//! # fn main() {}
+//! ```
+//!
+//! Build with `cargo build --release --target wasm32-wasip2`: the output is
+//! a component, ready for `chassis run`.
+
+extern crate self as chassis_sdk;
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use serde_json::{Value, json};
+
+/// Generated bindings for the `infrafabric:chassis` `swarm` world.
+#[allow(missing_docs, unsafe_code, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "swarm",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_swarm_world",
+        default_bindings_module: "::chassis_sdk::bindings",
+        runtime_path: "::chassis_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+
+    pub use crate::Adapter;
+}
+
+use bindings::exports::infrafabric::chassis::task::Guest;
+use bindings::infrafabric::chassis::types;
+
+/// Why a task failed. Returned from [`Swarm::execute`]; the host reports it
+/// as the task's error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskError {
+    /// The swarm does not serve this task type.
+    UnknownTaskType(String),
+    /// The payload was not what the task type expects.
+    InvalidPayload(String),
+    /// The task ran and failed.
+    Failed(String),
+}
+
+impl TaskError {
+    /// A [`TaskError::Failed`] with this message.
+    pub fn failed(message: impl std::fmt::Display) -> Self {
+        TaskError::Failed(message.to_string())
+    }
+
+    /// A [`TaskError::InvalidPayload`] with this message.
+    pub fn invalid_payload(message: impl std::fmt::Display) -> Self {
+        TaskError::InvalidPayload(message.to_string())
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskError::UnknownTaskType(m) => write!(f, "unknown task type: {m}"),
+            TaskError::InvalidPayload(m) => write!(f, "invalid payload: {m}"),
+            TaskError::Failed(m) => write!(f, "failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+impl From<TaskError> for types::TaskError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::UnknownTaskType(m) => types::TaskError::UnknownTaskType(m),
+            TaskError::InvalidPayload(m) => types::TaskError::InvalidPayload(m),
+            TaskError::Failed(m) => types::TaskError::Failed(m),
+        }
+    }
+}
+
+/// One task handed to the swarm.
+#[derive(Debug, Clone)]
+pub struct Request {
+    task_id: String,
+    task_type: String,
+    payload: String,
+}
+
+impl Request {
+    /// Build a request by hand (for unit tests of a swarm's logic).
+    pub fn new(
+        task_id: impl Into<String>,
+        task_type: impl Into<String>,
+        payload: impl Into<String>,
+    ) -> Self {
+        Self {
+            task_id: task_id.into(),
+            task_type: task_type.into(),
+            payload: payload.into(),
+        }
+    }
+
+    /// The task's id.
+    pub fn task_id(&self) -> &str {
+        &self.task_id
+    }
+
+    /// The task's type (one of [`Swarm::TASK_TYPES`]).
+    pub fn task_type(&self) -> &str {
+        &self.task_type
+    }
+
+    /// The payload as JSON text.
+    pub fn raw_payload(&self) -> &str {
+        &self.payload
+    }
+
+    /// The payload deserialized into `T`; a mismatch is
+    /// [`TaskError::InvalidPayload`] with serde's message (field, line, column).
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
+        serde_json::from_str(&self.payload)
+            .map_err(|e| TaskError::InvalidPayload(format!("{}: {e}", self.task_type)))
+    }
+}
+
+/// Serialize any value into the JSON a task returns.
+pub fn to_value<T: Serialize>(value: &T) -> Result<Value, TaskError> {
+    serde_json::to_value(value).map_err(|e| TaskError::Failed(format!("serializing result: {e}")))
+}
+
+/// A swarm: the task types it serves and how it runs one.
+pub trait Swarm {
+    /// Task types this swarm serves; the host refuses others before calling.
+    const TASK_TYPES: &'static [&'static str];
+
+    /// Run one task. `request.task_type()` is one of [`Self::TASK_TYPES`].
+    fn execute(request: &Request) -> Result<Value, TaskError>;
+}
+
+/// Bridges a [`Swarm`] to the generated `task` export. Used by [`export_swarm!`].
+#[doc(hidden)]
+pub struct Adapter<S>(PhantomData<S>);
+
+impl<S: Swarm> Guest for Adapter<S> {
+    fn describe() -> Vec<String> {
+        S::TASK_TYPES.iter().map(|t| t.to_string()).collect()
+    }
+
+    fn execute(request: types::TaskRequest) -> Result<String, types::TaskError> {
+        let request = Request {
+            task_id: request.task_id,
+            task_type: request.task_type,
+            payload: request.payload,
+        };
+        if !S::TASK_TYPES.contains(&request.task_type.as_str()) {
+            return Err(types::TaskError::UnknownTaskType(request.task_type));
+        }
+        let value = S::execute(&request)?;
+        serde_json::to_string(&value)
+            .map_err(|e| types::TaskError::Failed(format!("serializing result: {e}")))
+    }
+}
+
+/// Export a [`Swarm`] type as this component's `task` interface.
+///
+/// Use once per crate, at the top level: `chassis_sdk::export_swarm!(MySwarm);`.
+#[macro_export]
+macro_rules! export_swarm {
+    ($swarm:ty) => {
+        const _: () = {
+            type __ChassisSwarm = $crate::__private::Adapter<$swarm>;
+    $crate::bindings::__export_swarm_world!(__ChassisSwarm with_types_in $crate::bindings);
+        };
+    };
+}
+
+/// Scoped logging: each line goes to the host's log, prefixed with the swarm id.
+pub mod log {
+    pub use crate::bindings::infrafabric::chassis::log::Level;
+
+    /// Write one line at `level`.
+    pub fn write(level: Level, message: &str) {
+        crate::bindings::infrafabric::chassis::log::log(level, message);
+    }
+}
+
+/// Log at `trace` level, with `format!` syntax.
+#[macro_export]
+macro_rules! trace {
+    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Trace, &format!($($arg)*)) };
+}
+
+/// Log at `debug` level, with `format!` syntax.
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Debug, &format!($($arg)*)) };
+}
+
+/// Log at `info` level, with `format!` syntax.
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Info, &format!($($arg)*)) };
+}
+
+/// Log at `warn` level, with `format!` syntax.
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Warn, &format!($($arg)*)) };
+}
+
+/// Log at `error` level, with `format!` syntax.
+#[macro_export]
+macro_rules! error {
+    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Error, &format!($($arg)*)) };
+}
+
+/// Scoped credentials (the names listed in the contract's
+/// `security.scoped_credentials`). Values stay on the host where possible:
+/// prefer [`credentials::sign`] and the HTTP proxy's credential header to
+/// [`credentials::get`].
+pub mod credentials {
+    use crate::bindings::infrafabric::chassis::credentials as wit;
+    pub use crate::bindings::infrafabric::chassis::credentials::CredentialError;
+
+    /// The value of a scoped credential.
+    pub fn get(name: &str) -> Result<String, CredentialError> {
+        wit::get(name)
+    }
+
+    /// Sign `message` with the named Ed25519 key, on the host.
+    pub fn sign(name: &str, message: &[u8]) -> Result<Vec<u8>, CredentialError> {
+        wit::sign(name, message)
+    }
+
+    /// The public key of the named signing key.
+    pub fn public_key(name: &str) -> Result<Vec<u8>, CredentialError> {
+        wit::public_key(name)
+    }
+}
+
+/// Outbound HTTP through the host's proxy, to the contract's `allowed_endpoints`.
+pub mod http {
+    pub use crate::bindings::infrafabric::chassis::http_proxy::{
+        CredentialHeader, Header, ProxyError, Request, Response,
+    };
+
+    /// A GET request for `url` with no headers or body.
+    pub fn get(url: &str) -> Request {
+        Request {
+            method: "GET".to_string(),
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            credential_header: None,
+        }
+    }
+
+    /// Send `request` through the host and wait for the response.
+    pub fn fetch(request: &Request) -> Result<Response, ProxyError> {
+        crate::bindings::infrafabric::chassis::http_proxy::fetch(request)
+    }
+}

@@ -1,0 +1,184 @@
+//! `chassis`: validate contracts, inspect components and run swarm tasks
+//! from the command line.
+//!
+//! Output meant for programs (task results, `--json`) goes to stdout; logs,
+//! including the swarm's own log lines, go to stderr. On failure the command
+//! prints one `error: ...` line to stderr and exits with status 1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chassis::{Chassis, ServiceContract, TaskRequest};
+use clap::{Parser, Subcommand};
+
+/// Run untrusted WebAssembly components ("swarms") under service contracts.
+#[derive(Parser)]
+#[command(name = "chassis", version, about, long_about = None)]
+struct Cli {
+    /// Log filter for stderr (tracing syntax, e.g. `debug` or `warn,swarm=info`).
+    /// Overridden by the CHASSIS_LOG environment variable.
+    #[arg(long, global = true, default_value = "warn,swarm=info")]
+    log: String,
+
+    /// Only print errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check one or more contract files and print each with its defaults filled in.
+    Validate {
+        /// Contract files (TOML).
+        #[arg(required = true)]
+        contracts: Vec<PathBuf>,
+        /// Print only "OK" lines, not the contracts.
+        #[arg(long)]
+        brief: bool,
+    },
+    /// Print a component's imports and exports as WIT.
+    Inspect {
+        /// A component (.wasm).
+        component: PathBuf,
+    },
+    /// Load a swarm from its contract and run one task.
+    ///
+    /// Prints the task's output JSON on stdout (or the whole outcome with --json).
+    /// Exits with status 1 if the swarm could not be loaded, the task was refused
+    /// or stopped, or the swarm reported an error.
+    #[command(
+        after_help = "Example:\n  chassis run config/analyzer.toml --task analyze_code \\\n    --payload '{\"language\":\"python\",\"source\":\"# hi\\nprint(1)\\n\"}'"
+    )]
+    Run {
+        /// The swarm's contract (TOML); its wasm_module is relative to this file.
+        contract: PathBuf,
+        /// Task type (one the swarm serves; see the error for the list).
+        #[arg(long)]
+        task: String,
+        /// Task payload as JSON.
+        #[arg(long, default_value = "{}", conflicts_with = "payload_file")]
+        payload: String,
+        /// Read the payload JSON from a file (`-` for stdin).
+        #[arg(long)]
+        payload_file: Option<PathBuf>,
+        /// Task id (default: generated).
+        #[arg(long)]
+        task_id: Option<String>,
+        /// Print the whole outcome (status, output, timing) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging(cli: &Cli) {
+    let filter = std::env::var("CHASSIS_LOG").unwrap_or_else(|_| {
+        if cli.quiet {
+            "error".to_string()
+        } else {
+            cli.log.clone()
+        }
+    });
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,swarm=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut line = e.to_string();
+            for cause in e.chain().skip(1) {
+                let cause = cause.to_string();
+                if !line.contains(&cause) {
+                    line.push_str(": ");
+                    line.push_str(&cause);
+                }
+            }
+            eprintln!("error: {}", line.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Validate { contracts, brief } => {
+            let mut failed = 0;
+            for path in &contracts {
+                match ServiceContract::from_file(path) {
+                    Ok(c) => {
+                        println!("OK: {} ({})", path.display(), c.swarm_id);
+                        if !brief {
+                            println!("{}", c.to_toml());
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} of {} contracts are invalid", contracts.len());
+            }
+            Ok(())
+        }
+        Command::Inspect { component } => {
+            let bytes = std::fs::read(&component)
+                .with_context(|| format!("{}: cannot read component", component.display()))?;
+            let wit = chassis::inspect::component_wit(&bytes, &component.display().to_string())?;
+            print!("{wit}");
+            Ok(())
+        }
+        Command::Run {
+            contract,
+            task,
+            payload,
+            payload_file,
+            task_id,
+            json,
+        } => {
+            let payload_text = match payload_file {
+                Some(p) if p.as_os_str() == "-" => std::io::read_to_string(std::io::stdin())
+                    .context("reading payload from stdin")?,
+                Some(p) => std::fs::read_to_string(&p)
+                    .with_context(|| format!("{}: cannot read payload", p.display()))?,
+                None => payload,
+            };
+            let payload: serde_json::Value =
+                serde_json::from_str(&payload_text).context("--payload is not valid JSON")?;
+            let chassis = Chassis::new()?;
+            let info = chassis.load(&contract).await?;
+            let mut request = TaskRequest::new(task, payload);
+            if let Some(id) = task_id {
+                request = request.with_id(id);
+            }
+            let outcome = chassis.execute_task(&info.swarm_id, request).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            } else if outcome.is_success() {
+                println!("{}", serde_json::to_string_pretty(&outcome.output)?);
+            }
+            if let Some(err) = &outcome.error {
+                bail!(
+                    "swarm {:?} task {:?}: {err}",
+                    outcome.swarm_id,
+                    outcome.task_id
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Turn parse and validation failures into errors that point at a line.
+//!
+//! The contract text is parsed a second time (only on the error path) into
+//! toml's spanned document tree, so a dotted field path can be mapped to the
+//! span of its value, and an error span back to the field it falls in.
+
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::ContractError;
+use super::validate::Violation;
+
+/// One step of a field path: a table key or an array index.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn steps(path: &str) -> Vec<Step<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (key, mut rest) = match part.find('[') {
+            Some(i) => part.split_at(i),
+            None => (part, ""),
+        };
+        out.push(Step::Key(key));
+        while let Some(stripped) = rest.strip_prefix('[') {
+            let end = stripped.find(']').unwrap_or(stripped.len());
+            if let Ok(i) = stripped[..end].parse() {
+                out.push(Step::Index(i));
+            }
+            rest = stripped.get(end + 1..).unwrap_or("");
+        }
+    }
+    out
+}
+
+/// Span of the value at `path`, or of the closest enclosing value that exists.
+fn span_of(root: &Spanned<DeTable<'_>>, path: &str) -> Option<Range<usize>> {
+    let mut best: Option<Range<usize>> = None;
+    let mut table = root.get_ref();
+    let mut current: Option<&Spanned<DeValue<'_>>> = None;
+    for step in steps(path) {
+        let next = match (step, current.map(Spanned::get_ref)) {
+            (Step::Key(k), None) => table.get(k),
+            (Step::Key(k), Some(DeValue::Table(t))) => {
+                table = t;
+                table.get(k)
+            }
+            (Step::Index(i), Some(DeValue::Array(a))) => a.get(i),
+            _ => None,
+        };
+        match next {
+            Some(v) => {
+                best = Some(v.span());
+                current = Some(v);
+            }
+            None => break,
+        }
+    }
+    best
+}
+
+/// Dotted path of the deepest key or value whose span contains `offset`.
+fn path_at(root: &Spanned<DeTable<'_>>, offset: usize) -> Option<String> {
+    fn walk(table: &DeTable<'_>, offset: usize, prefix: &str) -> Option<String> {
+        for (key, value) in table.iter() {
+            let path = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            let in_key = key.span().contains(&offset);
+            let in_value = value.span().contains(&offset);
+            if !in_key && !in_value {
+                continue;
+            }
+            if in_value {
+                match value.get_ref() {
+                    DeValue::Table(t) => {
+                        if let Some(deeper) = walk(t, offset, &path) {
+                            return Some(deeper);
+                        }
+                    }
+                    DeValue::Array(a) => {
+                        for (i, item) in a.iter().enumerate() {
+                            if item.span().contains(&offset) {
+                                let indexed = format!("{path}[{i}]");
+                                if let DeValue::Table(t) = item.get_ref()
+                                    && let Some(deeper) = walk(t, offset, &indexed)
+                                {
+                                    return Some(deeper);
+                                }
+                                return Some(indexed);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            return Some(path);
+        }
+        None
+    }
+    walk(root.get_ref(), offset, "")
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The name inside the first pair of backticks of a serde message.
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+pub(super) fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> ContractError {
+    let message = e.message().trim().to_string();
+    let span = e.span().unwrap_or(0..0);
+    let (line, column) = line_col(text, span.start);
+    let located = DeTable::parse(text)
+        .ok()
+        .and_then(|root| path_at(&root, span.start));
+    let field = if message.starts_with("missing field") {
+        // The span covers the enclosing table; name the missing field in it.
+        let name = backticked(&message).unwrap_or("?");
+        match located {
+            Some(table) if span.start > 0 => format!("{table}.{name}"),
+            _ => name.to_string(),
+        }
+    } else {
+        located.unwrap_or_else(|| "(document)".to_string())
+    };
+    ContractError::Invalid {
+        origin: origin.to_string(),
+        line,
+        column,
+        field,
+        message,
+    }
+}
+
+pub(super) fn validation_error(text: &str, origin: &str, v: Violation) -> ContractError {
+    let span = DeTable::parse(text)
+        .ok()
+        .and_then(|root| span_of(&root, &v.field))
+        .unwrap_or(0..0);
+    let (line, column) = line_col(text, span.start);
+    ContractError::Invalid {
+        origin: origin.to_string(),
+        line,
+        column,
+        field: v.field,
+        message: v.message,
+    }
+}

@@ -1,0 +1,366 @@
+//! Service contracts: what a swarm may do and how much.
+//!
+//! A contract is a TOML file (same field names as the seed YAML documents).
+//! [`ServiceContract::from_file`] and [`ServiceContract::from_toml`] parse it
+//! with unknown fields denied, fill in the documented defaults, then
+//! validate every range. Every error names the file, the line and column, and
+//! the dotted field path (see [`ContractError`]).
+//!
+//! This module knows nothing of wasmtime: the host turns a validated contract
+//! into store limits, linker decisions and policies elsewhere.
+//! `docs/contract.md` is the reference for every field.
+
+mod locate;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use validate::{KNOWN_CAPABILITY_DOMAINS, KNOWN_WASI_CAPABILITIES};
+
+/// A parsed and validated service contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceContract {
+    /// Unique identifier of the swarm (`[a-z0-9][a-z0-9._-]*`, at most 64 bytes).
+    pub swarm_id: String,
+    /// Path of the component, relative to the contract file. Required when the
+    /// contract is loaded from a file; ignored when bytes are given directly.
+    #[serde(default)]
+    pub wasm_module: Option<PathBuf>,
+    /// Contract version, free text.
+    #[serde(default = "defaults::version")]
+    pub version: String,
+    /// When the contract was written (TOML datetime), informational.
+    #[serde(default)]
+    pub created_at: Option<toml::value::Datetime>,
+    /// What the swarm can do, as `domain:name` (for example `code-analysis:python`).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Hard per-task resource limits.
+    #[serde(default)]
+    pub resource_limits: ResourceLimits,
+    /// Service level objectives the swarm is measured against.
+    #[serde(default, alias = "slos")]
+    pub slo_targets: SloTargets,
+    /// What the swarm may reach outside its sandbox.
+    #[serde(default)]
+    pub security: Security,
+    /// Reputation scoring parameters.
+    #[serde(default)]
+    pub reputation: Reputation,
+    /// Free-form information about the swarm (author, language, description...).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, toml::Value>,
+}
+
+/// Hard limits applied to every task of a swarm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceLimits {
+    /// Share of one CPU core a task may use, in percent (1–100).
+    #[serde(default = "defaults::max_cpu_percent")]
+    pub max_cpu_percent: u32,
+    /// Linear memory a task may use, in MiB (1–4096).
+    #[serde(default = "defaults::max_memory_mb")]
+    pub max_memory_mb: u32,
+    /// Outbound plus inbound HTTP proxy bandwidth, in megabits per second (0–10000).
+    #[serde(default = "defaults::max_network_bandwidth_mbps")]
+    pub max_network_bandwidth_mbps: u32,
+    /// Tasks of this swarm running at once (1–1024).
+    #[serde(default = "defaults::max_concurrent_tasks")]
+    pub max_concurrent_tasks: u32,
+    /// Wall-clock time a task may take, in seconds (more than 0, at most 86400).
+    #[serde(
+        default = "defaults::task_timeout_seconds",
+        alias = "max_execution_time_seconds"
+    )]
+    pub task_timeout_seconds: f64,
+    /// Host calls (imports) per second across all imports (1–1000000).
+    #[serde(default = "defaults::max_api_calls_per_second")]
+    pub max_api_calls_per_second: u32,
+}
+
+/// Service level objectives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloTargets {
+    /// 95th percentile task latency, in milliseconds (more than 0).
+    #[serde(
+        default = "defaults::response_time_p95_ms",
+        alias = "target_latency_ms"
+    )]
+    pub response_time_p95_ms: f64,
+    /// Share of failed tasks, in percent (0–100).
+    #[serde(default = "defaults::error_rate_percent")]
+    pub error_rate_percent: f64,
+    /// Share of time the swarm is up, in percent (0–100).
+    #[serde(
+        default = "defaults::availability_percent",
+        alias = "target_availability_percent"
+    )]
+    pub availability_percent: f64,
+    /// Expected sustained throughput, in tasks per second (0 or more).
+    #[serde(default = "defaults::throughput_rps", alias = "target_throughput_rps")]
+    pub throughput_rps: f64,
+}
+
+/// What a swarm may reach outside its sandbox. Everything is denied unless listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    /// Names of the credentials the swarm may use.
+    #[serde(default)]
+    pub scoped_credentials: Vec<String>,
+    /// WASI interfaces the swarm gets for real (see `docs/contract.md`).
+    #[serde(default)]
+    pub wasi_capabilities: Vec<String>,
+    /// Filesystem access: only `none` exists.
+    #[serde(default)]
+    pub filesystem_access: FilesystemAccess,
+    /// Network access: `none`, or `proxy_only` through the host's HTTP proxy.
+    #[serde(default)]
+    pub network_access: NetworkAccess,
+    /// URLs (or URL patterns) the HTTP proxy may reach for this swarm.
+    #[serde(default)]
+    pub allowed_endpoints: Vec<String>,
+}
+
+/// Filesystem access a swarm may have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilesystemAccess {
+    /// No filesystem: nothing is preopened.
+    #[default]
+    None,
+}
+
+/// Network access a swarm may have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkAccess {
+    /// No network at all; the `http-proxy` import is refused at load time.
+    #[default]
+    None,
+    /// Outbound HTTP only through the host's proxy, to `allowed_endpoints`.
+    ProxyOnly,
+}
+
+/// Reputation parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reputation {
+    /// Score the swarm starts with (0–1).
+    #[serde(default = "defaults::initial_score")]
+    pub initial_score: f64,
+    /// Weight of SLO compliance in the score (0–1; the two weights sum to 1).
+    #[serde(default = "defaults::slo_weight")]
+    pub slo_weight: f64,
+    /// Weight of security compliance in the score (0–1; the two weights sum to 1).
+    #[serde(default = "defaults::security_weight")]
+    pub security_weight: f64,
+}
+
+/// Default values, from the seed documents where they give one.
+pub mod defaults {
+    /// `version`.
+    pub fn version() -> String {
+        "1.0".to_string()
+    }
+    /// `resource_limits.max_cpu_percent`: 25 % of one core.
+    pub fn max_cpu_percent() -> u32 {
+        25
+    }
+    /// `resource_limits.max_memory_mb`: 256 MiB.
+    pub fn max_memory_mb() -> u32 {
+        256
+    }
+    /// `resource_limits.max_network_bandwidth_mbps`: 1 Mbit/s.
+    pub fn max_network_bandwidth_mbps() -> u32 {
+        1
+    }
+    /// `resource_limits.max_concurrent_tasks`: one at a time.
+    pub fn max_concurrent_tasks() -> u32 {
+        1
+    }
+    /// `resource_limits.task_timeout_seconds`: 300 s (five minutes).
+    pub fn task_timeout_seconds() -> f64 {
+        300.0
+    }
+    /// `resource_limits.max_api_calls_per_second`: 10.
+    pub fn max_api_calls_per_second() -> u32 {
+        10
+    }
+    /// `slo_targets.response_time_p95_ms`: 100 ms.
+    pub fn response_time_p95_ms() -> f64 {
+        100.0
+    }
+    /// `slo_targets.error_rate_percent`: 1 %.
+    pub fn error_rate_percent() -> f64 {
+        1.0
+    }
+    /// `slo_targets.availability_percent`: 99.9 %.
+    pub fn availability_percent() -> f64 {
+        99.9
+    }
+    /// `slo_targets.throughput_rps`: 10 tasks per second.
+    pub fn throughput_rps() -> f64 {
+        10.0
+    }
+    /// `reputation.initial_score`: 0.5 (untested).
+    pub fn initial_score() -> f64 {
+        0.5
+    }
+    /// `reputation.slo_weight`: 0.7.
+    pub fn slo_weight() -> f64 {
+        0.7
+    }
+    /// `reputation.security_weight`: 0.3.
+    pub fn security_weight() -> f64 {
+        0.3
+    }
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        Self {
+            max_cpu_percent: defaults::max_cpu_percent(),
+            max_memory_mb: defaults::max_memory_mb(),
+            max_network_bandwidth_mbps: defaults::max_network_bandwidth_mbps(),
+            max_concurrent_tasks: defaults::max_concurrent_tasks(),
+            task_timeout_seconds: defaults::task_timeout_seconds(),
+            max_api_calls_per_second: defaults::max_api_calls_per_second(),
+        }
+    }
+}
+
+impl Default for SloTargets {
+    fn default() -> Self {
+        Self {
+            response_time_p95_ms: defaults::response_time_p95_ms(),
+            error_rate_percent: defaults::error_rate_percent(),
+            availability_percent: defaults::availability_percent(),
+            throughput_rps: defaults::throughput_rps(),
+        }
+    }
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            scoped_credentials: Vec::new(),
+            wasi_capabilities: Vec::new(),
+            filesystem_access: FilesystemAccess::None,
+            network_access: NetworkAccess::None,
+            allowed_endpoints: Vec::new(),
+        }
+    }
+}
+
+impl Default for Reputation {
+    fn default() -> Self {
+        Self {
+            initial_score: defaults::initial_score(),
+            slo_weight: defaults::slo_weight(),
+            security_weight: defaults::security_weight(),
+        }
+    }
+}
+
+/// A contract that could not be read, parsed or validated.
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    /// The file could not be read.
+    #[error("{}: cannot read contract: {source}", path.display())]
+    Io {
+        /// The contract file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The contract is not valid TOML, has an unknown field or a wrong type,
+    /// or a value is out of range.
+    #[error("{origin}:{line}:{column}: {field}: {message}")]
+    Invalid {
+        /// The contract file (or `<contract>` when parsed from a string).
+        origin: String,
+        /// 1-based line of the offending field (or of the error).
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// Dotted path of the field, e.g. `resource_limits.max_cpu_percent`.
+        field: String,
+        /// What was wrong and what is expected.
+        message: String,
+    },
+}
+
+impl ContractError {
+    /// The dotted field path this error is about, if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ContractError::Invalid { field, .. } => Some(field),
+            ContractError::Io { .. } => None,
+        }
+    }
+}
+
+impl ServiceContract {
+    /// Read, parse and validate a contract file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ContractError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ContractError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate a contract from TOML text. `origin` names the text
+    /// in errors (a file name, or something like `<inline>`).
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ContractError> {
+        let contract: ServiceContract = match toml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => return Err(locate::parse_error(text, origin, &e)),
+        };
+        if let Err(v) = validate::validate(&contract) {
+            return Err(locate::validation_error(text, origin, v));
+        }
+        Ok(contract)
+    }
+
+    /// Validate a contract built in code (no source positions available).
+    pub fn validate(&self) -> Result<(), ContractError> {
+        validate::validate(self).map_err(|v| ContractError::Invalid {
+            origin: format!("<contract {}>", self.swarm_id),
+            line: 0,
+            column: 0,
+            field: v.field,
+            message: v.message,
+        })
+    }
+
+    /// The contract with every default filled in, as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The task timeout as a `Duration`.
+    pub fn task_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.resource_limits.task_timeout_seconds)
+    }
+
+    /// Whether a WASI capability (e.g. `wasi:clocks/wall-clock`) is granted.
+    pub fn grants_wasi(&self, capability: &str) -> bool {
+        self.security
+            .wasi_capabilities
+            .iter()
+            .any(|c| c == capability)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,328 @@
+//! Range and consistency checks on a deserialized contract.
+//!
+//! Each check returns the dotted path of the field it is about, so the caller
+//! can point at the line in the source.
+
+use super::{NetworkAccess, ServiceContract};
+
+/// WASI interfaces a contract may list in `security.wasi_capabilities`.
+///
+/// A component may import these only when its contract lists them;
+/// `wasi:io/streams` also decides whether stdout/stderr reach the log.
+/// See `docs/contract.md`.
+pub const KNOWN_WASI_CAPABILITIES: &[&str] = &[
+    "wasi:io/streams",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+];
+
+/// Domains a capability (`domain:name`) may belong to.
+pub const KNOWN_CAPABILITY_DOMAINS: &[&str] = &[
+    "code-analysis",
+    "integration",
+    "docs",
+    "testing",
+    "governance",
+    "research",
+    "demo",
+];
+
+/// One failed check.
+#[derive(Debug)]
+pub(crate) struct Violation {
+    pub field: String,
+    pub message: String,
+}
+
+fn bad(field: impl Into<String>, message: impl Into<String>) -> Result<(), Violation> {
+    Err(Violation {
+        field: field.into(),
+        message: message.into(),
+    })
+}
+
+fn range_u32(field: &str, value: u32, min: u32, max: u32, unit: &str) -> Result<(), Violation> {
+    if value < min || value > max {
+        return bad(
+            field,
+            format!("must be between {min} and {max} {unit}, got {value}"),
+        );
+    }
+    Ok(())
+}
+
+fn range_f64(field: &str, value: f64, min: f64, max: f64, unit: &str) -> Result<(), Violation> {
+    if !value.is_finite() || value < min || value > max {
+        return bad(
+            field,
+            format!("must be between {min} and {max} {unit}, got {value}"),
+        );
+    }
+    Ok(())
+}
+
+fn is_identifier(s: &str, extra: &[char]) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+}
+
+/// Check every field of `c`; the first violation wins.
+pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
+    if c.swarm_id.is_empty()
+        || c.swarm_id.len() > 64
+        || !is_identifier(&c.swarm_id, &['-', '_', '.'])
+        || c.swarm_id.chars().any(|ch| ch.is_ascii_uppercase())
+    {
+        return bad(
+            "swarm_id",
+            format!(
+                "must be 1 to 64 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit, got {:?}",
+                c.swarm_id
+            ),
+        );
+    }
+    if let Some(p) = &c.wasm_module
+        && p.as_os_str().is_empty()
+    {
+        return bad("wasm_module", "must not be empty");
+    }
+    if c.version.trim().is_empty() {
+        return bad("version", "must not be empty");
+    }
+    for (i, cap) in c.capabilities.iter().enumerate() {
+        let field = format!("capabilities[{i}]");
+        let Some((domain, name)) = cap.split_once(':') else {
+            return bad(
+                field,
+                format!("unknown capability {cap:?}: expected `domain:name`"),
+            );
+        };
+        if !KNOWN_CAPABILITY_DOMAINS.contains(&domain) {
+            return bad(
+                field,
+                format!(
+                    "unknown capability {cap:?}: domain {domain:?} is not one of {}",
+                    KNOWN_CAPABILITY_DOMAINS.join(", ")
+                ),
+            );
+        }
+        if !is_identifier(name, &['-', '_', '.']) {
+            return bad(
+                field,
+                format!(
+                    "unknown capability {cap:?}: name must be letters, digits, '-', '_' or '.'"
+                ),
+            );
+        }
+    }
+
+    let r = &c.resource_limits;
+    range_u32(
+        "resource_limits.max_cpu_percent",
+        r.max_cpu_percent,
+        1,
+        100,
+        "percent",
+    )?;
+    range_u32(
+        "resource_limits.max_memory_mb",
+        r.max_memory_mb,
+        1,
+        4096,
+        "MiB",
+    )?;
+    range_u32(
+        "resource_limits.max_network_bandwidth_mbps",
+        r.max_network_bandwidth_mbps,
+        0,
+        10_000,
+        "Mbit/s",
+    )?;
+    range_u32(
+        "resource_limits.max_concurrent_tasks",
+        r.max_concurrent_tasks,
+        1,
+        1024,
+        "tasks",
+    )?;
+    if !(r.task_timeout_seconds.is_finite()
+        && r.task_timeout_seconds > 0.0
+        && r.task_timeout_seconds <= 86_400.0)
+    {
+        return bad(
+            "resource_limits.task_timeout_seconds",
+            format!(
+                "must be more than 0 and at most 86400 seconds, got {}",
+                r.task_timeout_seconds
+            ),
+        );
+    }
+    range_u32(
+        "resource_limits.max_api_calls_per_second",
+        r.max_api_calls_per_second,
+        1,
+        1_000_000,
+        "calls per second",
+    )?;
+
+    let s = &c.slo_targets;
+    if !(s.response_time_p95_ms.is_finite() && s.response_time_p95_ms > 0.0) {
+        return bad(
+            "slo_targets.response_time_p95_ms",
+            format!(
+                "must be more than 0 milliseconds, got {}",
+                s.response_time_p95_ms
+            ),
+        );
+    }
+    range_f64(
+        "slo_targets.error_rate_percent",
+        s.error_rate_percent,
+        0.0,
+        100.0,
+        "percent",
+    )?;
+    range_f64(
+        "slo_targets.availability_percent",
+        s.availability_percent,
+        0.0,
+        100.0,
+        "percent",
+    )?;
+    range_f64(
+        "slo_targets.throughput_rps",
+        s.throughput_rps,
+        0.0,
+        1e9,
+        "tasks per second",
+    )?;
+
+    let sec = &c.security;
+    for (i, name) in sec.scoped_credentials.iter().enumerate() {
+        let field = format!("security.scoped_credentials[{i}]");
+        if name == "*" {
+            return bad(
+                field,
+                "wildcards are not allowed: list each credential by name",
+            );
+        }
+        if name.len() > 128 || !is_identifier(name, &['-', '_', '.']) {
+            return bad(
+                field,
+                format!("must be letters, digits, '-', '_' or '.', got {name:?}"),
+            );
+        }
+        if sec.scoped_credentials[..i].contains(name) {
+            return bad(field, format!("{name:?} is listed twice"));
+        }
+    }
+    for (i, cap) in sec.wasi_capabilities.iter().enumerate() {
+        let field = format!("security.wasi_capabilities[{i}]");
+        if !KNOWN_WASI_CAPABILITIES.contains(&cap.as_str()) {
+            return bad(
+                field,
+                format!(
+                    "unknown WASI capability {cap:?}: expected one of {}",
+                    KNOWN_WASI_CAPABILITIES.join(", ")
+                ),
+            );
+        }
+        if sec.wasi_capabilities[..i].contains(cap) {
+            return bad(field, format!("{cap:?} is listed twice"));
+        }
+    }
+    match sec.network_access {
+        NetworkAccess::None if !sec.allowed_endpoints.is_empty() => {
+            return bad(
+                "security.allowed_endpoints",
+                "must be empty when network_access is \"none\" (set network_access = \"proxy_only\" to use the HTTP proxy)",
+            );
+        }
+        _ => {}
+    }
+    for (i, ep) in sec.allowed_endpoints.iter().enumerate() {
+        if let Err(why) = check_endpoint(ep) {
+            return bad(
+                format!("security.allowed_endpoints[{i}]"),
+                format!("{ep:?}: {why}"),
+            );
+        }
+    }
+
+    let rep = &c.reputation;
+    range_f64("reputation.initial_score", rep.initial_score, 0.0, 1.0, "")?;
+    range_f64("reputation.slo_weight", rep.slo_weight, 0.0, 1.0, "")?;
+    range_f64(
+        "reputation.security_weight",
+        rep.security_weight,
+        0.0,
+        1.0,
+        "",
+    )?;
+    if (rep.slo_weight + rep.security_weight - 1.0).abs() > 1e-9 {
+        return bad(
+            "reputation.security_weight",
+            format!(
+                "slo_weight + security_weight must sum to 1, got {} + {} = {}",
+                rep.slo_weight,
+                rep.security_weight,
+                rep.slo_weight + rep.security_weight
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Shape check of an allowed endpoint: `scheme://host[:port][/path-prefix]`,
+/// scheme `http` or `https`, host a name (optionally starting with `*.`), an
+/// IPv4 address or a bracketed IPv6 address; no user info, query or fragment.
+pub(crate) fn check_endpoint(ep: &str) -> Result<(), String> {
+    let (scheme, rest) = ep
+        .split_once("://")
+        .ok_or_else(|| "expected scheme://host[:port][/path]".to_string())?;
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("scheme must be http or https, got {scheme:?}"));
+    }
+    if rest.contains(['?', '#', '@', ' ']) {
+        return Err("must not contain user info, a query, a fragment or spaces".into());
+    }
+    let (authority, _path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
+        let (h, after) = inner
+            .split_once(']')
+            .ok_or_else(|| "unterminated IPv6 address".to_string())?;
+        h.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("invalid IPv6 address {h:?}"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("host is empty".into());
+    }
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if !authority.starts_with('[')
+        && !name
+            .split('.')
+            .all(|label| !label.is_empty() && is_identifier(label, &['-']))
+    {
+        return Err(format!("invalid host {host:?}"));
+    }
+    if let Some(p) = port {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("invalid port {p:?}"))?;
+    }
+    Ok(())
+}

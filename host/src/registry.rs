@@ -1,0 +1,208 @@
+//! Loading and unloading swarms: the checks a component passes before any
+//! task runs, and the table of loaded swarms.
+//!
+//! `load` reads the contract and the component, then in order: refuses a
+//! duplicate id, refuses bytes that are not a component, compiles, checks the
+//! component exports the task interface, checks each import against the
+//! contract ([`crate::imports::policy`]), pre-links it into an `InstancePre`,
+//! and asks it (in a throwaway store) which task types it serves.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use wasmtime::Engine;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
+
+use crate::bindings::SwarmPre;
+use crate::contract::ServiceContract;
+use crate::error::{Error, ImportRefusal};
+use crate::inspect::{WasmKind, classify};
+use crate::state::HostState;
+
+/// The export every swarm must provide.
+pub const TASK_INTERFACE: &str = "infrafabric:chassis/task@0.1.0";
+
+/// A loaded swarm, ready to run tasks.
+pub(crate) struct LoadedSwarm {
+    pub(crate) contract: Arc<ServiceContract>,
+    pub(crate) pre: SwarmPre<HostState>,
+    pub(crate) info: SwarmInfo,
+}
+
+/// What the host knows about a loaded swarm.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwarmInfo {
+    /// The swarm's id.
+    pub swarm_id: String,
+    /// The contract's version.
+    pub version: String,
+    /// Where the component came from (a path, or `<bytes>`).
+    pub origin: String,
+    /// The task types it serves, from its `describe` export.
+    pub task_types: Vec<String>,
+    /// The interfaces it imports.
+    pub imports: Vec<String>,
+    /// Its contract, defaults filled in.
+    pub contract: Arc<ServiceContract>,
+}
+
+/// The table of loaded swarms.
+#[derive(Default)]
+pub(crate) struct Registry {
+    swarms: RwLock<HashMap<String, Arc<LoadedSwarm>>>,
+}
+
+impl Registry {
+    pub(crate) fn get(&self, swarm_id: &str) -> Result<Arc<LoadedSwarm>, Error> {
+        self.swarms
+            .read()
+            .expect("registry lock")
+            .get(swarm_id)
+            .cloned()
+            .ok_or_else(|| Error::NotLoaded(swarm_id.to_string()))
+    }
+
+    pub(crate) fn contains(&self, swarm_id: &str) -> bool {
+        self.swarms
+            .read()
+            .expect("registry lock")
+            .contains_key(swarm_id)
+    }
+
+    pub(crate) fn insert(&self, swarm: LoadedSwarm) -> Result<(), Error> {
+        let mut swarms = self.swarms.write().expect("registry lock");
+        let id = swarm.info.swarm_id.clone();
+        if swarms.contains_key(&id) {
+            return Err(Error::AlreadyLoaded(id));
+        }
+        swarms.insert(id, Arc::new(swarm));
+        Ok(())
+    }
+
+    pub(crate) fn remove(&self, swarm_id: &str) -> Result<(), Error> {
+        self.swarms
+            .write()
+            .expect("registry lock")
+            .remove(swarm_id)
+            .map(drop)
+            .ok_or_else(|| Error::NotLoaded(swarm_id.to_string()))
+    }
+
+    pub(crate) fn list(&self) -> Vec<SwarmInfo> {
+        let mut all: Vec<SwarmInfo> = self
+            .swarms
+            .read()
+            .expect("registry lock")
+            .values()
+            .map(|s| s.info.clone())
+            .collect();
+        all.sort_by(|a, b| a.swarm_id.cmp(&b.swarm_id));
+        all
+    }
+}
+
+/// Resolve a contract's `wasm_module` against the contract file's directory.
+pub(crate) fn module_path(
+    contract: &ServiceContract,
+    contract_path: &Path,
+) -> Result<PathBuf, Error> {
+    let module = contract
+        .wasm_module
+        .as_ref()
+        .ok_or_else(|| Error::MissingWasmModule {
+            path: contract_path.to_path_buf(),
+        })?;
+    Ok(match contract_path.parent() {
+        Some(dir) if module.is_relative() => dir.join(module),
+        _ => module.clone(),
+    })
+}
+
+/// Compile `bytes` and run every load-time check except the `describe` call.
+pub(crate) fn prepare(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    bytes: &[u8],
+    contract: &ServiceContract,
+    origin: &str,
+) -> Result<(SwarmPre<HostState>, Vec<String>), Error> {
+    match classify(bytes, origin)? {
+        WasmKind::CoreModule => {
+            return Err(Error::CoreModule {
+                origin: origin.into(),
+            });
+        }
+        WasmKind::Component => {}
+    }
+    let invalid = |reason: String| Error::InvalidComponent {
+        origin: origin.to_string(),
+        reason,
+    };
+    let component = Component::new(engine, bytes).map_err(|e| invalid(chain(&e)))?;
+    let ty = component.component_type();
+
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if !exports.iter().any(|e| e == TASK_INTERFACE) {
+        return Err(Error::MissingTaskExport {
+            origin: origin.to_string(),
+            expected: TASK_INTERFACE.to_string(),
+            found: if exports.is_empty() {
+                "nothing".to_string()
+            } else {
+                exports.join(", ")
+            },
+        });
+    }
+
+    let mut imports = Vec::new();
+    let mut refusals = Vec::new();
+    for (name, item) in ty.imports(engine) {
+        let verdict = if matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+            crate::imports::policy::check(contract, name)
+        } else {
+            Err(crate::imports::policy::Refusal {
+                field: "(none)",
+                reason: "only interface imports are supported".to_string(),
+            })
+        };
+        match verdict {
+            Ok(()) => imports.push(name.to_string()),
+            Err(refusal) => refusals.push(ImportRefusal {
+                import: name.to_string(),
+                field: refusal.field.to_string(),
+                reason: refusal.reason,
+            }),
+        }
+    }
+    if !refusals.is_empty() {
+        return Err(Error::ImportNotPermitted {
+            origin: origin.to_string(),
+            refusals,
+        });
+    }
+
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| invalid(format!("does not match the host's imports: {}", chain(&e))))?;
+    let pre = SwarmPre::new(instance_pre)
+        .map_err(|e| invalid(format!("does not match the swarm world: {}", chain(&e))))?;
+    Ok((pre, imports))
+}
+
+/// An error and its causes on one line.
+pub(crate) fn chain(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

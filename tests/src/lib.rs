@@ -1,0 +1,50 @@
+//! Helpers for the end-to-end tests in `tests/tests/`: where the built
+//! components and the example contracts are, and a host with them loaded.
+//!
+//! The components come from `cargo xtask build` (which `cargo xtask test`
+//! runs first); a missing one is a test failure that says so.
+
+use std::path::PathBuf;
+
+use chassis::{Chassis, ServiceContract, SwarmInfo};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is one level below the root")
+        .to_path_buf()
+}
+
+/// Path of an example contract, e.g. `contract_path("analyzer")`.
+pub fn contract_path(name: &str) -> PathBuf {
+    root().join("config").join(format!("{name}.toml"))
+}
+
+/// Bytes of a built component, e.g. `component("hello_world")`.
+pub fn component(file_stem: &str) -> Vec<u8> {
+    let path = root()
+        .join("target/swarms")
+        .join(format!("{file_stem}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the swarms first with `cargo xtask build` (or run `cargo xtask test`)",
+            path.display()
+        )
+    })
+}
+
+/// A contract parsed from TOML text.
+pub fn contract(text: &str) -> ServiceContract {
+    ServiceContract::from_toml(text, "<test>").expect("test contract is valid")
+}
+
+/// A host with the example contract `name` loaded.
+pub async fn chassis_with(name: &str) -> (Chassis, SwarmInfo) {
+    let chassis = Chassis::new().expect("host starts");
+    let info = chassis
+        .load(contract_path(name))
+        .await
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    (chassis, info)
+}

@@ -1,0 +1,221 @@
+//! `cargo xtask`: the project's build, test and demo commands.
+//!
+//! - `build`: compile every swarm under `swarms/` to a wasm32-wasip2
+//!   component (release) and copy it to `target/swarms/<name>.wasm`, where
+//!   the contracts in `config/` point; adds the rustup target when missing.
+//! - `test`: `build`, then every test (unit, end-to-end, doc), then
+//!   `clippy -D warnings` and `fmt --check`.
+//! - `demo`: `build`, then the guardian-council walkthrough.
+//!
+//! Cargo is always the one running xtask (`$CARGO`), and one target dir is shared.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  build   Build every swarm in swarms/ as a wasm32-wasip2 component into target/swarms/
+  test    build, then run every test, clippy (-D warnings) and rustfmt --check
+  demo    build, then run the guardian-council example (load contract, load swarm, vote)
+
+Options for test:
+  --no-lint   skip clippy and rustfmt
+";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("build") => build(&root),
+        Some("test") => test(&root, args[1..].iter().any(|a| a == "--no-lint")),
+        Some("demo") => demo(&root),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n\n{HELP}"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+fn run_cmd(mut cmd: Command, what: &str) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("{what}: could not start {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Make sure the wasm32-wasip2 standard library is installed.
+fn ensure_wasm_target() -> Result<()> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .context("running rustc --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib").join(WASM_TARGET).exists() {
+        return Ok(());
+    }
+    step(&format!("installing the {WASM_TARGET} target with rustup"));
+    let status = Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => bail!(
+            "`rustup target add {WASM_TARGET}` failed ({s}); install the target for the toolchain in {} by hand",
+            sysroot.display()
+        ),
+        Err(e) => bail!(
+            "the {WASM_TARGET} target is missing and rustup could not be run ({e}); \
+             install rustup (https://rustup.rs) or add the {WASM_TARGET} standard library to {} by hand",
+            sysroot.display()
+        ),
+    }
+}
+
+/// The swarm packages: each directory under `swarms/` (one level, and the
+/// `hostile/` group one level deeper) with a Cargo.toml.
+fn swarm_packages(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.join("swarms")];
+    let hostile = root.join("swarms/hostile");
+    if hostile.is_dir() {
+        dirs.push(hostile);
+    }
+    for dir in dirs {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let path = entry?.path();
+            let manifest = path.join("Cargo.toml");
+            if !manifest.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&manifest)?;
+            let name = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("name = "))
+                .map(|n| n.trim_matches('"').to_string())
+                .with_context(|| format!("{}: no package name", manifest.display()))?;
+            found.push((name, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn build(root: &Path) -> Result<()> {
+    ensure_wasm_target()?;
+    let swarms = swarm_packages(root)?;
+    step(&format!(
+        "building {} swarms for {WASM_TARGET} (release): {}",
+        swarms.len(),
+        swarms
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--target", WASM_TARGET]);
+    for (name, _) in &swarms {
+        cmd.args(["-p", name]);
+    }
+    run_cmd(cmd, "building swarms")?;
+
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let from = target_dir.join(WASM_TARGET).join("release");
+    let to = root.join("target/swarms");
+    std::fs::create_dir_all(&to)?;
+    for (name, _) in &swarms {
+        let file = format!("{}.wasm", name.replace('-', "_"));
+        let src = from.join(&file);
+        let dst = to.join(&file);
+        std::fs::copy(&src, &dst)
+            .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+        let size = std::fs::metadata(&dst)?.len();
+        eprintln!(
+            "    {} ({} KiB)",
+            dst.strip_prefix(root).unwrap_or(&dst).display(),
+            size / 1024
+        );
+    }
+    Ok(())
+}
+
+fn test(root: &Path, no_lint: bool) -> Result<()> {
+    build(root)?;
+    step("running the host, SDK and end-to-end tests");
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"]);
+    run_cmd(cmd, "cargo test")?;
+    if no_lint {
+        return Ok(());
+    }
+    step("clippy (all targets, -D warnings)");
+    let mut cmd = cargo();
+    cmd.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run_cmd(cmd, "cargo clippy")?;
+    step("rustfmt --check");
+    let mut cmd = cargo();
+    cmd.args(["fmt", "--all", "--check"]);
+    run_cmd(cmd, "cargo fmt --check")?;
+    eprintln!("\nxtask: all tests and checks passed");
+    Ok(())
+}
+
+fn demo(root: &Path) -> Result<()> {
+    build(root)?;
+    step("running the guardian-council example");
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "chassis",
+        "--example",
+        "load_guardian_council",
+    ]);
+    run_cmd(cmd, "the demo")
+}
