@@ -65,6 +65,8 @@ fn span_of(root: &Spanned<DeTable<'_>>, path: &str) -> Option<Range<usize>> {
 
 /// Dotted path of the deepest key or value whose span contains `offset`.
 fn path_at(root: &Spanned<DeTable<'_>>, offset: usize) -> Option<String> {
+    // A table opened by a `[header]` has a value span covering only the
+    // header, so tables are searched whatever their span says.
     fn walk(table: &DeTable<'_>, offset: usize, prefix: &str) -> Option<String> {
         for (key, value) in table.iter() {
             let path = if prefix.is_empty() {
@@ -72,35 +74,31 @@ fn path_at(root: &Spanned<DeTable<'_>>, offset: usize) -> Option<String> {
             } else {
                 format!("{prefix}.{}", key.get_ref())
             };
-            let in_key = key.span().contains(&offset);
-            let in_value = value.span().contains(&offset);
-            if !in_key && !in_value {
-                continue;
-            }
-            if in_value {
-                match value.get_ref() {
-                    DeValue::Table(t) => {
-                        if let Some(deeper) = walk(t, offset, &path) {
+            let hit = key.span().contains(&offset) || value.span().contains(&offset);
+            match value.get_ref() {
+                DeValue::Table(t) => {
+                    if let Some(deeper) = walk(t, offset, &path) {
+                        return Some(deeper);
+                    }
+                }
+                DeValue::Array(a) if hit => {
+                    for (i, item) in a.iter().enumerate() {
+                        let indexed = format!("{path}[{i}]");
+                        if let DeValue::Table(t) = item.get_ref()
+                            && let Some(deeper) = walk(t, offset, &indexed)
+                        {
                             return Some(deeper);
                         }
-                    }
-                    DeValue::Array(a) => {
-                        for (i, item) in a.iter().enumerate() {
-                            if item.span().contains(&offset) {
-                                let indexed = format!("{path}[{i}]");
-                                if let DeValue::Table(t) = item.get_ref()
-                                    && let Some(deeper) = walk(t, offset, &indexed)
-                                {
-                                    return Some(deeper);
-                                }
-                                return Some(indexed);
-                            }
+                        if item.span().contains(&offset) {
+                            return Some(indexed);
                         }
                     }
-                    _ => {}
                 }
+                _ => {}
             }
-            return Some(path);
+            if hit {
+                return Some(path);
+            }
         }
         None
     }

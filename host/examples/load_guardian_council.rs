@@ -1,0 +1,86 @@
+//! The guardian-council walkthrough: load a contract, load the swarm it
+//! names, run a guardian vote, and print each step.
+//!
+//! Run it with `cargo xtask demo` (which builds the swarms first).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use chassis::{Chassis, ServiceContract, TaskRequest};
+use serde_json::json;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    // The swarm's own log lines (prefixed with its id) go to stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn,swarm=info"))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("host/ lives below the workspace root")?
+        .to_path_buf();
+    let contract_path = root.join("config/guardian-council.toml");
+
+    // Step 1: load the service contract.
+    println!("Loading service contract...");
+    let contract = ServiceContract::from_file(&contract_path)?;
+    println!("  Swarm ID: {}", contract.swarm_id);
+    println!(
+        "  WASM module: {}",
+        contract
+            .wasm_module
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    println!("  CPU limit: {}%", contract.resource_limits.max_cpu_percent);
+    println!("  Memory limit: {} MB", contract.resource_limits.max_memory_mb);
+
+    // Step 2: start the host and load the swarm.
+    println!("\nInitializing IF.chassis...");
+    let chassis = Chassis::new()?;
+    let info = chassis.load(&contract_path).await?;
+    println!("  ✅ WASM module loaded and validated");
+    println!("  Task types: {}", info.task_types.join(", "));
+
+    // Step 3: run a guardian vote.
+    println!("\nExecuting guardian vote task...");
+    let request = TaskRequest::new(
+        "guardian_vote",
+        json!({
+            "session": "session-4-sip",
+            "proposal": "Approve SIP integration Phase 3",
+            "voting_period": 3600
+        }),
+    )
+    .with_id("vote-001");
+    match chassis.execute_task(&info.swarm_id, request).await {
+        Ok(outcome) if outcome.is_success() => {
+            println!(
+                "  ✅ Task completed in {:.2}ms",
+                outcome.execution_time.as_secs_f64() * 1000.0
+            );
+            let o = &outcome.output;
+            let summary = json!({
+                "vote": o["vote"],
+                "guardian_id": o["guardian_id"],
+                "signature": o["signature"],
+            });
+            println!("  Result: {summary}");
+            if let Some(why) = o.get("signature_error") {
+                println!("  Signature: not signed ({})", why.as_str().unwrap_or_default());
+            }
+        }
+        Ok(outcome) => {
+            let why = outcome.error.map(|e| e.to_string()).unwrap_or_default();
+            println!("  ❌ Task failed: {why}");
+        }
+        Err(e) => println!("  ❌ Task failed: {e}"),
+    }
+
+    println!("\n✅ Example complete!");
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The `chassis` command line, run as a process against the example
+//! contracts and the components built by `cargo xtask build`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn chassis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args(args)
+        .current_dir(root())
+        .env("CHASSIS_LOG", "error")
+        .output()
+        .expect("chassis runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failed command printed exactly one `error: ...` line.
+#[track_caller]
+fn one_line_error(o: &Output) -> String {
+    assert!(!o.status.success(), "expected failure, stdout: {}", stdout(o));
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    lines[0].to_string()
+}
+
+#[test]
+fn run_prints_the_output_json() {
+    let o = chassis(&[
+        "run",
+        "config/analyzer.toml",
+        "--task",
+        "analyze_code",
+        "--payload",
+        r##"{"language":"python","source":"# c\n\nx = 1\nprint(x)\n"}"##,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        out,
+        serde_json::json!({"language": "python", "line_count": 4, "blank_lines": 1, "comment_lines": 1, "code_lines": 2})
+    );
+}
+
+#[test]
+fn run_json_prints_the_whole_outcome() {
+    let o = chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "hello",
+        "--payload",
+        r#"{"name":"CLI"}"#,
+        "--task-id",
+        "cli-1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["status"], "success");
+    assert_eq!(out["task_id"], "cli-1");
+    assert_eq!(out["swarm_id"], "hello-world");
+    assert_eq!(out["output"]["greeting"], "Hello, CLI!");
+    assert!(out["execution_time_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn run_fails_with_one_line_for_each_kind_of_problem() {
+    let e = one_line_error(&chassis(&["run", "config/hello-world.toml", "--task", "nope"]));
+    assert!(e.contains("task not exported by swarm") && e.contains("nope"), "{e}");
+
+    let e = one_line_error(&chassis(&[
+        "run",
+        "config/analyzer.toml",
+        "--task",
+        "analyze_code",
+        "--payload",
+        r#"{"language":"cobol","source":""}"#,
+    ]));
+    assert!(e.contains("invalid payload") && e.contains("cobol"), "{e}");
+
+    let e = one_line_error(&chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "hello",
+        "--payload",
+        "{not json",
+    ]));
+    assert!(e.contains("--payload is not valid JSON"), "{e}");
+
+    let e = one_line_error(&chassis(&["run", "config/missing.toml", "--task", "hello"]));
+    assert!(e.contains("config/missing.toml: cannot read contract"), "{e}");
+}
+
+#[test]
+fn run_failure_with_json_still_prints_the_outcome() {
+    let o = chassis(&[
+        "run",
+        "config/analyzer.toml",
+        "--task",
+        "count_lines",
+        "--payload",
+        "{}",
+        "--json",
+    ]);
+    assert!(!o.status.success());
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["status"], "failed");
+    assert_eq!(out["error"]["kind"], "invalid_payload");
+}
+
+#[test]
+fn validate_accepts_every_example_contract() {
+    let mut args = vec!["validate", "--brief"];
+    let files: Vec<String> = std::fs::read_dir(root().join("config"))
+        .unwrap()
+        .map(|e| format!("config/{}", e.unwrap().file_name().to_string_lossy()))
+        .filter(|f| f.ends_with(".toml"))
+        .collect();
+    assert!(files.len() >= 5, "{files:?}");
+    args.extend(files.iter().map(String::as_str));
+    let o = chassis(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().filter(|l| l.starts_with("OK: ")).count(), files.len());
+}
+
+#[test]
+fn validate_prints_defaults_and_names_bad_fields() {
+    let dir = std::env::temp_dir().join(format!("chassis-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "swarm_id = \"tiny\"\n").unwrap();
+    let o = chassis(&["validate", good.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("max_memory_mb = 256"), "{}", stdout(&o));
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "swarm_id = \"b\"\n[security]\nfilesystem_access = \"full\"\n").unwrap();
+    let o = chassis(&["validate", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("bad.toml:3:") && err.contains("security.filesystem_access"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn inspect_prints_the_world_as_wit() {
+    let o = chassis(&["inspect", "target/swarms/guardian_council.wasm"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let wit = stdout(&o);
+    assert!(wit.contains("import infrafabric:chassis/credentials@0.1.0;"), "{wit}");
+    assert!(wit.contains("import infrafabric:chassis/log@0.1.0;"), "{wit}");
+    assert!(wit.contains("export infrafabric:chassis/task@0.1.0;"), "{wit}");
+    assert!(!wit.contains("http-proxy"), "{wit}");
+}
+
+#[test]
+fn inspect_refuses_what_is_not_a_component() {
+    let e = one_line_error(&chassis(&["inspect", "Cargo.toml"]));
+    assert!(e.contains("Cargo.toml: not a valid wasm file"), "{e}");
+}
+
+#[test]
+fn help_describes_each_command() {
+    for cmd in ["validate", "inspect", "run"] {
+        let o = chassis(&[cmd, "--help"]);
+        assert!(o.status.success());
+        assert!(stdout(&o).contains("Usage: chassis"), "{cmd}: {}", stdout(&o));
+    }
+    let o = chassis(&["run", "--help"]);
+    assert!(stdout(&o).contains("--payload") && stdout(&o).contains("--json"));
+}
