@@ -37,7 +37,10 @@ async fn main() -> Result<()> {
             .unwrap_or_default()
     );
     println!("  CPU limit: {}%", contract.resource_limits.max_cpu_percent);
-    println!("  Memory limit: {} MB", contract.resource_limits.max_memory_mb);
+    println!(
+        "  Memory limit: {} MB",
+        contract.resource_limits.max_memory_mb
+    );
 
     // Step 2: start the host and load the swarm.
     println!("\nInitializing IF.chassis...");
@@ -71,7 +74,10 @@ async fn main() -> Result<()> {
             });
             println!("  Result: {summary}");
             if let Some(why) = o.get("signature_error") {
-                println!("  Signature: not signed ({})", why.as_str().unwrap_or_default());
+                println!(
+                    "  Signature: not signed ({})",
+                    why.as_str().unwrap_or_default()
+                );
             }
         }
         Ok(outcome) => {

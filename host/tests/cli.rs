@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn chassis(args: &[&str]) -> Output {
@@ -28,7 +31,11 @@ fn stderr(o: &Output) -> String {
 /// A failed command printed exactly one `error: ...` line.
 #[track_caller]
 fn one_line_error(o: &Output) -> String {
-    assert!(!o.status.success(), "expected failure, stdout: {}", stdout(o));
+    assert!(
+        !o.status.success(),
+        "expected failure, stdout: {}",
+        stdout(o)
+    );
     let err = stderr(o);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "expected one line, got: {err}");
@@ -78,8 +85,16 @@ fn run_json_prints_the_whole_outcome() {
 
 #[test]
 fn run_fails_with_one_line_for_each_kind_of_problem() {
-    let e = one_line_error(&chassis(&["run", "config/hello-world.toml", "--task", "nope"]));
-    assert!(e.contains("task not exported by swarm") && e.contains("nope"), "{e}");
+    let e = one_line_error(&chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "nope",
+    ]));
+    assert!(
+        e.contains("task not exported by swarm") && e.contains("nope"),
+        "{e}"
+    );
 
     let e = one_line_error(&chassis(&[
         "run",
@@ -102,7 +117,10 @@ fn run_fails_with_one_line_for_each_kind_of_problem() {
     assert!(e.contains("--payload is not valid JSON"), "{e}");
 
     let e = one_line_error(&chassis(&["run", "config/missing.toml", "--task", "hello"]));
-    assert!(e.contains("config/missing.toml: cannot read contract"), "{e}");
+    assert!(
+        e.contains("config/missing.toml: cannot read contract"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -134,7 +152,10 @@ fn validate_accepts_every_example_contract() {
     args.extend(files.iter().map(String::as_str));
     let o = chassis(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o).lines().filter(|l| l.starts_with("OK: ")).count(), files.len());
+    assert_eq!(
+        stdout(&o).lines().filter(|l| l.starts_with("OK: ")).count(),
+        files.len()
+    );
 }
 
 #[test]
@@ -148,11 +169,18 @@ fn validate_prints_defaults_and_names_bad_fields() {
     assert!(stdout(&o).contains("max_memory_mb = 256"), "{}", stdout(&o));
 
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, "swarm_id = \"b\"\n[security]\nfilesystem_access = \"full\"\n").unwrap();
+    std::fs::write(
+        &bad,
+        "swarm_id = \"b\"\n[security]\nfilesystem_access = \"full\"\n",
+    )
+    .unwrap();
     let o = chassis(&["validate", bad.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("bad.toml:3:") && err.contains("security.filesystem_access"), "{err}");
+    assert!(
+        err.contains("bad.toml:3:") && err.contains("security.filesystem_access"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -161,9 +189,18 @@ fn inspect_prints_the_world_as_wit() {
     let o = chassis(&["inspect", "target/swarms/guardian_council.wasm"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let wit = stdout(&o);
-    assert!(wit.contains("import infrafabric:chassis/credentials@0.1.0;"), "{wit}");
-    assert!(wit.contains("import infrafabric:chassis/log@0.1.0;"), "{wit}");
-    assert!(wit.contains("export infrafabric:chassis/task@0.1.0;"), "{wit}");
+    assert!(
+        wit.contains("import infrafabric:chassis/credentials@0.1.0;"),
+        "{wit}"
+    );
+    assert!(
+        wit.contains("import infrafabric:chassis/log@0.1.0;"),
+        "{wit}"
+    );
+    assert!(
+        wit.contains("export infrafabric:chassis/task@0.1.0;"),
+        "{wit}"
+    );
     assert!(!wit.contains("http-proxy"), "{wit}");
 }
 
@@ -178,7 +215,11 @@ fn help_describes_each_command() {
     for cmd in ["validate", "inspect", "run"] {
         let o = chassis(&[cmd, "--help"]);
         assert!(o.status.success());
-        assert!(stdout(&o).contains("Usage: chassis"), "{cmd}: {}", stdout(&o));
+        assert!(
+            stdout(&o).contains("Usage: chassis"),
+            "{cmd}: {}",
+            stdout(&o)
+        );
     }
     let o = chassis(&["run", "--help"]);
     assert!(stdout(&o).contains("--payload") && stdout(&o).contains("--json"));

@@ -11,7 +11,10 @@ async fn still_serves(chassis: &Chassis) {
         chassis.load(contract_path("hello-world")).await.unwrap();
     }
     let o = chassis
-        .execute_task("hello-world", TaskRequest::new("hello", json!({"name": "after"})))
+        .execute_task(
+            "hello-world",
+            TaskRequest::new("hello", json!({"name": "after"})),
+        )
         .await
         .unwrap();
     assert_eq!(o.output["greeting"], json!("Hello, after!"));
@@ -21,12 +24,21 @@ async fn still_serves(chassis: &Chassis) {
 async fn a_second_load_of_the_same_id_is_already_loaded() {
     let chassis = Chassis::new().unwrap();
     chassis.load(contract_path("hello-world")).await.unwrap();
-    let err = chassis.load(contract_path("hello-world")).await.unwrap_err();
-    assert!(matches!(err, Error::AlreadyLoaded(ref id) if id == "hello-world"), "{err:?}");
+    let err = chassis
+        .load(contract_path("hello-world"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AlreadyLoaded(ref id) if id == "hello-world"),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("already loaded"), "{err}");
     // Same id from bytes is refused too.
     let err = chassis
-        .load_bytes(&component("analyzer"), contract("swarm_id = \"hello-world\""))
+        .load_bytes(
+            &component("analyzer"),
+            contract("swarm_id = \"hello-world\""),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::AlreadyLoaded(_)), "{err:?}");
@@ -42,7 +54,10 @@ async fn bytes_that_are_not_wasm_are_refused() {
         .unwrap_err();
     assert!(matches!(err, Error::NotWasm { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("not a valid wasm file") && text.contains("bad magic number"), "{text}");
+    assert!(
+        text.contains("not a valid wasm file") && text.contains("bad magic number"),
+        "{text}"
+    );
     assert!(text.contains("text"), "names the swarm: {text}");
     still_serves(&chassis).await;
 }
@@ -57,7 +72,10 @@ async fn a_core_module_is_refused_as_not_a_component() {
         .unwrap_err();
     assert!(matches!(err, Error::CoreModule { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("core WebAssembly module") && text.contains("component is expected"), "{text}");
+    assert!(
+        text.contains("core WebAssembly module") && text.contains("component is expected"),
+        "{text}"
+    );
     still_serves(&chassis).await;
 }
 
@@ -85,7 +103,10 @@ async fn a_component_without_the_task_export_is_refused() {
         .unwrap_err();
     assert!(matches!(err, Error::MissingTaskExport { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("does not export `infrafabric:chassis/task@0.1.0`"), "{text}");
+    assert!(
+        text.contains("does not export `infrafabric:chassis/task@0.1.0`"),
+        "{text}"
+    );
     assert!(text.contains("exports: nothing"), "{text}");
     still_serves(&chassis).await;
 }
@@ -102,9 +123,15 @@ async fn refused_imports(file_stem: &str, contract_text: &str) -> Vec<(String, S
         panic!("expected an import refusal, got {text}");
     };
     for r in &refusals {
-        assert!(text.contains(&r.import) && text.contains(&r.field), "{text}");
+        assert!(
+            text.contains(&r.import) && text.contains(&r.field),
+            "{text}"
+        );
     }
-    assert!(chassis.list().is_empty(), "nothing is loaded after a refusal");
+    assert!(
+        chassis.list().is_empty(),
+        "nothing is loaded after a refusal"
+    );
     still_serves(&chassis).await;
     refusals.into_iter().map(|r| (r.import, r.field)).collect()
 }
@@ -158,16 +185,19 @@ async fn filesystem_imports_are_always_refused() {
 #[tokio::test]
 async fn clock_and_random_imports_need_wasi_capabilities() {
     let refused = refused_imports("sandbox_probe", "swarm_id = \"probe\"\n").await;
-    let names: Vec<&str> = refused.iter().map(|(i, _)| i.split('@').next().unwrap()).collect();
+    let names: Vec<&str> = refused
+        .iter()
+        .map(|(i, _)| i.split('@').next().unwrap())
+        .collect();
     assert_eq!(
         names,
-        vec![
-            "wasi:clocks/monotonic-clock",
-            "wasi:clocks/wall-clock",
-            "wasi:random/insecure-seed"
-        ]
+        vec!["wasi:clocks/monotonic-clock", "wasi:clocks/wall-clock"]
     );
-    assert!(refused.iter().all(|(_, f)| f == "security.wasi_capabilities"));
+    assert!(
+        refused
+            .iter()
+            .all(|(_, f)| f == "security.wasi_capabilities")
+    );
 }
 
 #[tokio::test]
@@ -180,13 +210,25 @@ async fn contract_file_problems_name_the_file() {
     std::fs::write(&missing_module, "swarm_id = \"m\"\n").unwrap();
     let err = chassis.load(&missing_module).await.unwrap_err();
     assert!(matches!(err, Error::MissingWasmModule { .. }), "{err:?}");
-    assert!(err.to_string().contains("no-module.toml: wasm_module: missing"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no-module.toml: wasm_module: missing"),
+        "{err}"
+    );
 
     let absent = dir.join("absent.toml");
-    std::fs::write(&absent, "swarm_id = \"a\"\nwasm_module = \"nowhere.wasm\"\n").unwrap();
+    std::fs::write(
+        &absent,
+        "swarm_id = \"a\"\nwasm_module = \"nowhere.wasm\"\n",
+    )
+    .unwrap();
     let err = chassis.load(&absent).await.unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
-    assert!(err.to_string().contains("nowhere.wasm: cannot read component"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("nowhere.wasm: cannot read component"),
+        "{err}"
+    );
 
     let invalid = dir.join("invalid.toml");
     std::fs::write(
@@ -197,13 +239,19 @@ async fn contract_file_problems_name_the_file() {
     let err = chassis.load(&invalid).await.unwrap_err();
     assert!(matches!(err, Error::Contract(_)), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("invalid.toml:4:") && text.contains("resource_limits.max_memory_mb"), "{text}");
+    assert!(
+        text.contains("invalid.toml:4:") && text.contains("resource_limits.max_memory_mb"),
+        "{text}"
+    );
 
     let not_wasm = dir.join("not-wasm.toml");
     std::fs::write(dir.join("fake.wasm"), "not wasm at all").unwrap();
     std::fs::write(&not_wasm, "swarm_id = \"n\"\nwasm_module = \"fake.wasm\"\n").unwrap();
     let err = chassis.load(&not_wasm).await.unwrap_err();
-    assert!(err.to_string().contains("fake.wasm: not a valid wasm file"), "{err}");
+    assert!(
+        err.to_string().contains("fake.wasm: not a valid wasm file"),
+        "{err}"
+    );
 
     std::fs::remove_dir_all(&dir).ok();
     still_serves(&chassis).await;
@@ -214,7 +262,13 @@ async fn load_bytes_validates_a_contract_built_in_code() {
     let chassis = Chassis::new().unwrap();
     let mut c = contract("swarm_id = \"code\"");
     c.resource_limits.max_cpu_percent = 0;
-    let err = chassis.load_bytes(&component("hello_world"), c).await.unwrap_err();
+    let err = chassis
+        .load_bytes(&component("hello_world"), c)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Contract(_)), "{err:?}");
-    assert!(err.to_string().contains("resource_limits.max_cpu_percent"), "{err}");
+    assert!(
+        err.to_string().contains("resource_limits.max_cpu_percent"),
+        "{err}"
+    );
 }

@@ -6,8 +6,7 @@ use chassis_tests::{capture_logs, chassis_with, component, contract};
 use serde_json::{Value, json};
 
 const PROBE_CONTRACT: &str = "swarm_id = \"probe\"\n[security]\nwasi_capabilities = [\
-    \"wasi:io/streams\", \"wasi:clocks/wall-clock\", \"wasi:clocks/monotonic-clock\", \
-    \"wasi:random/insecure-seed\"]\n";
+    \"wasi:io/streams\", \"wasi:clocks/wall-clock\", \"wasi:clocks/monotonic-clock\"]\n";
 
 async fn probe(contract_text: &str, task: &str, payload: Value) -> Value {
     let chassis = Chassis::new().unwrap();
@@ -43,18 +42,34 @@ async fn a_granted_wall_clock_is_the_real_one() {
 #[tokio::test]
 async fn stdout_and_stderr_go_to_the_scoped_log_when_streams_are_granted() {
     let (logs, _guard) = capture_logs();
-    probe(PROBE_CONTRACT, "stdout", json!({"lines": ["first line", "second line"]})).await;
+    probe(
+        PROBE_CONTRACT,
+        "stdout",
+        json!({"lines": ["first line", "second line"]}),
+    )
+    .await;
     let text = logs.text();
-    assert!(text.contains("INFO") && text.contains("[probe] first line"), "{text}");
+    assert!(
+        text.contains("INFO") && text.contains("[probe] first line"),
+        "{text}"
+    );
     assert!(text.contains("[probe] second line"), "{text}");
-    assert!(text.contains("WARN") && text.contains("[probe] err: first line"), "{text}");
+    assert!(
+        text.contains("WARN") && text.contains("[probe] err: first line"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn stdout_is_discarded_without_the_streams_capability() {
     let (logs, _guard) = capture_logs();
     let without_streams = PROBE_CONTRACT.replace("\"wasi:io/streams\", ", "");
-    let out = probe(&without_streams, "stdout", json!({"lines": ["hidden line"]})).await;
+    let out = probe(
+        &without_streams,
+        "stdout",
+        json!({"lines": ["hidden line"]}),
+    )
+    .await;
     assert_eq!(out, json!({"printed": 1}));
     assert!(!logs.text().contains("hidden line"), "{}", logs.text());
 }
@@ -64,7 +79,10 @@ async fn the_log_import_goes_to_tracing_prefixed_with_the_swarm_id() {
     let (logs, _guard) = capture_logs();
     let (chassis, _) = chassis_with("hello-world").await;
     chassis
-        .execute_task("hello-world", TaskRequest::new("hello", json!({"name": "Log\nForger"})).with_id("t-log"))
+        .execute_task(
+            "hello-world",
+            TaskRequest::new("hello", json!({"name": "Log\nForger"})).with_id("t-log"),
+        )
         .await
         .unwrap();
     let text = logs.text();

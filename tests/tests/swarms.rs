@@ -30,11 +30,17 @@ async fn echo_returns_the_payload_and_task_id() {
     let (chassis, _) = chassis_with("hello-world").await;
     let payload = json!({"nested": {"list": [1, 2.5, "three", null, true]}, "unicode": "héllo ✓"});
     let outcome = chassis
-        .execute_task("hello-world", TaskRequest::new("echo", payload.clone()).with_id("echo-42"))
+        .execute_task(
+            "hello-world",
+            TaskRequest::new("echo", payload.clone()).with_id("echo-42"),
+        )
         .await
         .unwrap();
     assert_eq!(outcome.task_id, "echo-42");
-    assert_eq!(outcome.output, json!({"echo": payload, "task_id": "echo-42"}));
+    assert_eq!(
+        outcome.output,
+        json!({"echo": payload, "task_id": "echo-42"})
+    );
 }
 
 #[tokio::test]
@@ -71,7 +77,10 @@ async fn analyze_code_counts_each_language() {
         let outcome = chassis
             .execute_task(
                 "analyzer",
-                TaskRequest::new("analyze_code", json!({"language": language, "source": source})),
+                TaskRequest::new(
+                    "analyze_code",
+                    json!({"language": language, "source": source}),
+                ),
             )
             .await
             .unwrap();
@@ -113,7 +122,10 @@ async fn analyze_code_refuses_an_unsupported_language() {
 async fn a_payload_of_the_wrong_shape_is_an_invalid_payload() {
     let (chassis, _) = chassis_with("analyzer").await;
     let outcome = chassis
-        .execute_task("analyzer", TaskRequest::new("count_lines", json!({"src": "x"})))
+        .execute_task(
+            "analyzer",
+            TaskRequest::new("count_lines", json!({"src": "x"})),
+        )
         .await
         .unwrap();
     assert_eq!(outcome.status, TaskStatus::Failed);
@@ -139,10 +151,20 @@ async fn count_lines_counts() {
 
 #[tokio::test]
 async fn parse_json_reports_validity_and_the_error_position() {
-    let out = run("analyzer", "parse_json", json!({"text": "{\"a\": [1, 2, 3]}"})).await;
+    let out = run(
+        "analyzer",
+        "parse_json",
+        json!({"text": "{\"a\": [1, 2, 3]}"}),
+    )
+    .await;
     assert_eq!(out, json!({"valid": true, "kind": "object"}));
 
-    let out = run("analyzer", "parse_json", json!({"text": "{\"a\": [1, 2,]}"})).await;
+    let out = run(
+        "analyzer",
+        "parse_json",
+        json!({"text": "{\"a\": [1, 2,]}"}),
+    )
+    .await;
     assert_eq!(out["valid"], json!(false));
     assert_eq!(out["error"]["line"], json!(1));
     assert_eq!(out["error"]["column"], json!(13));
@@ -173,13 +195,24 @@ def find(conn, user):\n\
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["kind"].as_str().unwrap().to_string(), f["line"].as_u64().unwrap()))
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         found,
-        vec![("sql_injection".to_string(), 3), ("hardcoded_secret".to_string(), 5)]
+        vec![
+            ("sql_injection".to_string(), 3),
+            ("hardcoded_secret".to_string(), 5)
+        ]
     );
-    assert_eq!(out["findings"][1]["snippet"], json!("password = \"hunter2\""));
+    assert_eq!(
+        out["findings"][1]["snippet"],
+        json!("password = \"hunter2\"")
+    );
 
     let clean = run("analyzer", "check_security", json!({"source": "x = 1\n"})).await;
     assert_eq!(clean, json!({"issue_count": 0, "findings": []}));
@@ -272,7 +305,10 @@ async fn a_task_type_not_in_describe_is_not_exported() {
     assert!(matches!(err, Error::TaskNotExported { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("task not exported by swarm"), "{text}");
-    assert!(text.contains("format_disk") && text.contains("hello, echo"), "{text}");
+    assert!(
+        text.contains("format_disk") && text.contains("hello, echo"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -286,23 +322,47 @@ async fn list_describe_unload_and_reload() {
     let info = chassis.describe("analyzer").unwrap();
     assert_eq!(
         info.task_types,
-        vec!["analyze_code", "count_lines", "parse_json", "check_security"]
+        vec![
+            "analyze_code",
+            "count_lines",
+            "parse_json",
+            "check_security"
+        ]
     );
-    assert!(info.imports.iter().any(|i| i == "infrafabric:chassis/types@0.1.0"));
+    assert!(
+        info.imports
+            .iter()
+            .any(|i| i == "infrafabric:chassis/types@0.1.0")
+    );
     assert_eq!(info.contract.resource_limits.max_memory_mb, 256);
 
     chassis.unload("analyzer").unwrap();
-    assert!(matches!(chassis.describe("analyzer"), Err(Error::NotLoaded(_))));
+    assert!(matches!(
+        chassis.describe("analyzer"),
+        Err(Error::NotLoaded(_))
+    ));
     let err = chassis
-        .execute_task("analyzer", TaskRequest::new("count_lines", json!({"source": ""})))
+        .execute_task(
+            "analyzer",
+            TaskRequest::new("count_lines", json!({"source": ""})),
+        )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("\"analyzer\" is not loaded"), "{err}");
-    assert!(matches!(chassis.unload("analyzer"), Err(Error::NotLoaded(_))));
+    assert!(
+        err.to_string().contains("\"analyzer\" is not loaded"),
+        "{err}"
+    );
+    assert!(matches!(
+        chassis.unload("analyzer"),
+        Err(Error::NotLoaded(_))
+    ));
 
     chassis.load(contract_path("analyzer")).await.unwrap();
     let outcome = chassis
-        .execute_task("analyzer", TaskRequest::new("count_lines", json!({"source": "x"})))
+        .execute_task(
+            "analyzer",
+            TaskRequest::new("count_lines", json!({"source": "x"})),
+        )
         .await
         .unwrap();
     assert_eq!(outcome.output["line_count"], json!(1));
@@ -319,14 +379,20 @@ async fn tasks_run_concurrently_on_several_swarms() {
         handles.push(tokio::spawn(async move {
             if i % 2 == 0 {
                 let o = chassis
-                    .execute_task("hello-world", TaskRequest::new("hello", json!({"name": i.to_string()})))
+                    .execute_task(
+                        "hello-world",
+                        TaskRequest::new("hello", json!({"name": i.to_string()})),
+                    )
                     .await
                     .unwrap();
                 assert_eq!(o.output["greeting"], json!(format!("Hello, {i}!")));
             } else {
                 let source = "x\n".repeat(i);
                 let o = chassis
-                    .execute_task("analyzer", TaskRequest::new("count_lines", json!({"source": source})))
+                    .execute_task(
+                        "analyzer",
+                        TaskRequest::new("count_lines", json!({"source": source})),
+                    )
                     .await
                     .unwrap();
                 assert_eq!(o.output["line_count"], json!(i));

@@ -9,6 +9,8 @@ use super::{NetworkAccess, ServiceContract};
 ///
 /// A component may import these only when its contract lists them;
 /// `wasi:io/streams` also decides whether stdout/stderr reach the log.
+/// `wasi:io/streams` and `wasi:random/insecure-seed` are importable by every
+/// swarm; listing them is accepted.
 /// See `docs/contract.md`.
 pub const KNOWN_WASI_CAPABILITIES: &[&str] = &[
     "wasi:io/streams",

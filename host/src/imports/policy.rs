@@ -18,6 +18,8 @@ pub struct Refusal {
 /// WASI 0.2 interfaces every swarm may import: Rust's standard library needs
 /// them, and the host gives them nothing to reach (empty environment, closed
 /// stdin, stdout/stderr to the scoped log only with `wasi:io/streams`).
+/// `wasi:random/insecure-seed` is here because every `HashMap` asks for it;
+/// it only seeds hash tables against collision attacks.
 const BASELINE_WASI: &[&str] = &[
     "wasi:io/poll",
     "wasi:io/error",
@@ -32,6 +34,7 @@ const BASELINE_WASI: &[&str] = &[
     "wasi:cli/terminal-stdin",
     "wasi:cli/terminal-stdout",
     "wasi:cli/terminal-stderr",
+    "wasi:random/insecure-seed",
 ];
 
 /// WASI interfaces a swarm may import only when its contract lists them in
@@ -41,7 +44,6 @@ const GATED_WASI: &[&str] = &[
     "wasi:clocks/monotonic-clock",
     "wasi:random/random",
     "wasi:random/insecure",
-    "wasi:random/insecure-seed",
 ];
 
 /// Decide whether the contract permits the import `name`
@@ -113,6 +115,7 @@ mod tests {
             "wasi:cli/environment@0.2.0",
             "wasi:io/streams@0.2.6",
             "wasi:cli/terminal-stderr@0.2.6",
+            "wasi:random/insecure-seed@0.2.6",
         ] {
             assert_eq!(check(&c, name), Ok(()), "{name}");
         }
@@ -122,19 +125,16 @@ mod tests {
     fn clocks_and_random_need_a_wasi_capability() {
         let none = contract("");
         let granted = contract(
-            "[security]\nwasi_capabilities = [\"wasi:clocks/wall-clock\", \"wasi:random/insecure-seed\"]",
+            "[security]\nwasi_capabilities = [\"wasi:clocks/wall-clock\", \"wasi:random/random\"]",
         );
-        for name in [
-            "wasi:clocks/wall-clock@0.2.6",
-            "wasi:random/insecure-seed@0.2.6",
-        ] {
+        for name in ["wasi:clocks/wall-clock@0.2.6", "wasi:random/random@0.2.6"] {
             let refusal = check(&none, name).unwrap_err();
             assert_eq!(refusal.field, "security.wasi_capabilities");
             assert!(refusal.reason.contains(name.split('@').next().unwrap()));
             assert_eq!(check(&granted, name), Ok(()), "{name}");
         }
         // Granting one interface does not grant its neighbours.
-        assert!(check(&granted, "wasi:random/random@0.2.6").is_err());
+        assert!(check(&granted, "wasi:random/insecure@0.2.6").is_err());
         assert!(check(&granted, "wasi:clocks/monotonic-clock@0.2.6").is_err());
     }
 

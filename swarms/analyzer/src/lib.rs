@@ -8,11 +8,10 @@
 //!   patterns, each finding with its 1-based line.
 //!
 //! Lines are counted as `str::lines` does: a final newline does not start
-//! another line. The analysis functions are plain Rust in [`analysis`], so
-//! they can be tested and benchmarked natively.
+//! another line. The analysis functions are plain Rust in `analyzer-core`,
+//! so they can be tested and benchmarked natively.
 
-pub mod analysis;
-
+use analyzer_core as analysis;
 use chassis_sdk::{Request, Swarm, TaskError, Value, export_swarm, to_value};
 use serde::Deserialize;
 

@@ -1,4 +1,6 @@
-//! The analyzer's logic, independent of the component glue.
+//! The analyzer swarm's logic, independent of the component glue: the
+//! same functions run inside the `analyzer` component and natively (tests,
+//! benchmarks).
 
 use serde::Serialize;
 
