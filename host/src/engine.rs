@@ -1,32 +1,56 @@
 //! The shared wasmtime `Engine`, its `Linker`, and the epoch ticker.
 //!
-//! One engine and one linker serve every swarm. Epoch interruption is on: a
-//! background thread advances the epoch every [`EPOCH_TICK`], and each task's
-//! store gets a deadline in ticks, so a guest stuck in a loop is stopped.
-//! The thread holds only a weak reference and exits when the engine is gone.
+//! One engine and one linker serve every swarm. The pooling allocator (on by
+//! default) pre-reserves instance slots sized by [`PoolConfig`]. Epoch
+//! interruption is on: a background thread advances the epoch every
+//! [`EPOCH_TICK`]; each task's store runs a callback on every tick that
+//! enforces the task's deadline and CPU share (see [`crate::limits`]). The
+//! thread holds only a weak reference and exits when the engine is gone.
 
 use std::time::Duration;
 
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, EngineWeak};
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::config::{ChassisConfig, PoolConfig};
 use crate::error::Error;
+use crate::limits::MAX_TABLE_ELEMENTS;
 use crate::state::HostState;
 
-/// How often the epoch advances. Timeouts are enforced to this granularity.
+/// How often the epoch advances. Deadlines and CPU shares are enforced to
+/// this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Largest wasm stack a guest may use, in bytes.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 
 /// Build the engine with the chassis configuration.
-pub(crate) fn engine() -> Result<Engine, Error> {
-    let mut config = Config::new();
-    config
-        .wasm_component_model(true)
+pub(crate) fn engine(config: &ChassisConfig) -> Result<Engine, Error> {
+    let mut c = Config::new();
+    c.wasm_component_model(true)
         .epoch_interruption(true)
+        .consume_fuel(config.fuel_metering)
         .max_wasm_stack(MAX_WASM_STACK);
-    Engine::new(&config).map_err(|e| Error::Engine(e.to_string()))
+    if let Some(pool) = &config.pool {
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(pool)));
+    }
+    Engine::new(&c).map_err(|e| Error::Engine(e.to_string()))
+}
+
+fn pooling(pool: &PoolConfig) -> PoolingAllocationConfig {
+    let instances = pool.instances.max(1);
+    let mut p = PoolingAllocationConfig::new();
+    p.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(16))
+        .max_core_instances_per_component(32)
+        .total_memories(instances.saturating_mul(2))
+        .max_memories_per_component(4)
+        .total_tables(instances.saturating_mul(4))
+        .max_tables_per_component(8)
+        .total_stacks(instances)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_memory_size(pool.max_memory_mb as usize * 1024 * 1024);
+    p
 }
 
 /// Build the linker holding WASI and every chassis import.
@@ -49,9 +73,4 @@ pub(crate) fn start_epoch_ticker(engine: &Engine) {
             }
         })
         .expect("spawning the epoch thread");
-}
-
-/// Epoch ticks for a wall-clock budget (at least one).
-pub(crate) fn ticks(budget: Duration) -> u64 {
-    (budget.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
 }

@@ -146,15 +146,107 @@ pub enum Error {
         seconds: f64,
     },
 
-    /// The guest trapped (panic, unreachable, out-of-bounds access, limit...).
+    /// The guest grew its memory (or a table) past its limit.
+    #[error(
+        "swarm {swarm_id:?} task {task_id:?}: memory limit exceeded (max_memory_mb = {limit_mb}): {detail}"
+    )]
+    MemoryLimit {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// The contract's limit.
+        limit_mb: u32,
+        /// What it asked for.
+        detail: String,
+    },
+
+    /// The guest used up its fuel (`max_fuel`).
+    #[error("swarm {swarm_id:?} task {task_id:?}: CPU budget exhausted (max_fuel = {fuel})")]
+    CpuBudget {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// The budget.
+        fuel: u64,
+    },
+
+    /// The guest overflowed its wasm stack.
+    #[error(
+        "swarm {swarm_id:?} task {task_id:?}: stack overflow (wasm stack limit {limit_bytes} bytes)"
+    )]
+    StackOverflow {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// The stack limit.
+        limit_bytes: usize,
+    },
+
+    /// The guest trapped (panic, unreachable, out-of-bounds access...).
     #[error("swarm {swarm_id:?} task {task_id:?}: trapped: {message}")]
     Trap {
         /// The swarm.
         swarm_id: String,
         /// The task.
         task_id: String,
-        /// The trap and the guest's message, if any.
+        /// The trap, and the guest's own message (its last stderr lines) when it left one.
         message: String,
+    },
+
+    /// All of the swarm's slots are busy and its wait queue is full, or
+    /// the task waited too long for a slot.
+    #[error("swarm {swarm_id:?}: overloaded: {reason}")]
+    Overloaded {
+        /// The swarm.
+        swarm_id: String,
+        /// Which of the two.
+        reason: String,
+    },
+
+    /// The guest kept calling imports after being refused for rate.
+    #[error(
+        "swarm {swarm_id:?} task {task_id:?}: rate limited: {refused} import calls refused (max_api_calls_per_second = {rate}); task ended"
+    )]
+    RateLimited {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// Calls refused in the task.
+        refused: u64,
+        /// The contract's rate.
+        rate: u32,
+    },
+
+    /// The guest passed the host more data in one call than allowed.
+    #[error(
+        "swarm {swarm_id:?} task {task_id:?}: too much data passed to the host in one call (limit {limit_bytes} bytes)"
+    )]
+    HostcallTooLarge {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// The limit.
+        limit_bytes: usize,
+    },
+
+    /// The task's output is larger than allowed.
+    #[error(
+        "swarm {swarm_id:?} task {task_id:?}: output of {bytes} bytes is over the {limit_bytes} byte limit"
+    )]
+    OutputTooLarge {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit_bytes: usize,
     },
 
     /// The guest reported success but its output is not JSON.
@@ -168,7 +260,126 @@ pub enum Error {
         reason: String,
     },
 
+    /// The host's instance pool cannot take this contract.
+    #[error("swarm {swarm_id:?}: {reason}")]
+    PoolTooSmall {
+        /// The swarm.
+        swarm_id: String,
+        /// What does not fit.
+        reason: String,
+    },
+
     /// The engine could not be configured.
     #[error("engine configuration failed: {0}")]
     Engine(String),
+}
+
+/// The kind of an [`Error`], for matching, events and the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The contract is invalid or unreadable.
+    Contract,
+    /// A file could not be read.
+    Io,
+    /// The bytes are not wasm, are a core module, or are an invalid component.
+    InvalidComponent,
+    /// The component does not fit its contract (exports, imports, pool).
+    NotPermitted,
+    /// The swarm is already loaded / not loaded.
+    Registry,
+    /// The task type is not served.
+    TaskNotExported,
+    /// `task_timeout_seconds`.
+    Timeout,
+    /// `max_memory_mb` or table growth.
+    Memory,
+    /// `max_fuel`.
+    CpuBudget,
+    /// The wasm stack.
+    StackOverflow,
+    /// A trap with the guest's message.
+    Trap,
+    /// `max_concurrent_tasks` and the queue.
+    Overloaded,
+    /// `max_api_calls_per_second`.
+    RateLimited,
+    /// Output or hostcall size caps.
+    TooLarge,
+    /// Output not JSON.
+    InvalidOutput,
+    /// Starting the component failed.
+    Instantiate,
+    /// Host set-up.
+    Engine,
+}
+
+impl ErrorKind {
+    /// Stable name (snake case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Contract => "contract",
+            ErrorKind::Io => "io",
+            ErrorKind::InvalidComponent => "invalid_component",
+            ErrorKind::NotPermitted => "not_permitted",
+            ErrorKind::Registry => "registry",
+            ErrorKind::TaskNotExported => "task_not_exported",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Memory => "memory",
+            ErrorKind::CpuBudget => "cpu_budget",
+            ErrorKind::StackOverflow => "stack_overflow",
+            ErrorKind::Trap => "trap",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::InvalidOutput => "invalid_output",
+            ErrorKind::Instantiate => "instantiate",
+            ErrorKind::Engine => "engine",
+        }
+    }
+}
+
+impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Contract(_) | Error::MissingWasmModule { .. } => ErrorKind::Contract,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::NotWasm { .. } | Error::CoreModule { .. } | Error::InvalidComponent { .. } => {
+                ErrorKind::InvalidComponent
+            }
+            Error::MissingTaskExport { .. }
+            | Error::ImportNotPermitted { .. }
+            | Error::PoolTooSmall { .. } => ErrorKind::NotPermitted,
+            Error::AlreadyLoaded(_) | Error::NotLoaded(_) => ErrorKind::Registry,
+            Error::TaskNotExported { .. } => ErrorKind::TaskNotExported,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::MemoryLimit { .. } => ErrorKind::Memory,
+            Error::CpuBudget { .. } => ErrorKind::CpuBudget,
+            Error::StackOverflow { .. } => ErrorKind::StackOverflow,
+            Error::Trap { .. } => ErrorKind::Trap,
+            Error::Overloaded { .. } => ErrorKind::Overloaded,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::HostcallTooLarge { .. } | Error::OutputTooLarge { .. } => ErrorKind::TooLarge,
+            Error::InvalidOutput { .. } => ErrorKind::InvalidOutput,
+            Error::Instantiate { .. } => ErrorKind::Instantiate,
+            Error::Engine(_) => ErrorKind::Engine,
+        }
+    }
+
+    /// The resource limit this error reports, if it is one.
+    pub fn limit(&self) -> Option<crate::limits::LimitKind> {
+        use crate::limits::LimitKind;
+        Some(match self {
+            Error::Timeout { .. } => LimitKind::Timeout,
+            Error::MemoryLimit { .. } => LimitKind::Memory,
+            Error::CpuBudget { .. } => LimitKind::CpuBudget,
+            Error::StackOverflow { .. } => LimitKind::StackOverflow,
+            Error::Overloaded { .. } => LimitKind::Overloaded,
+            Error::RateLimited { .. } => LimitKind::RateLimited,
+            Error::OutputTooLarge { .. } => LimitKind::OutputSize,
+            Error::HostcallTooLarge { .. } => LimitKind::HostcallSize,
+            _ => return None,
+        })
+    }
 }

@@ -7,13 +7,17 @@
 //!
 //! ```text
 //! Chassis::execute_task(swarm_id, request)
-//!   -> registry      the loaded swarm: contract + InstancePre      (registry)
-//!   -> store         fresh Store: WASI per contract, memory limit,
-//!                    epoch deadline                                 (runner, wasi)
-//!   -> guest         task.execute(request)                          (bindings)
-//!        <- imports  log / credentials / http-proxy, scoped to
-//!                    the calling swarm                              (imports)
-//!   -> TaskOutcome   status + output JSON + execution time          (outcome)
+//!   -> registry      the loaded swarm: contract + InstancePre         (registry)
+//!   -> admission     a slot among max_concurrent_tasks, or a bounded
+//!                    wait, or Overloaded                               (limits)
+//!   -> store         fresh Store from the pool: WASI per contract,
+//!                    memory limiter, hostcall cap, fuel, epoch
+//!                    callback for deadline + CPU share                 (runner, wasi)
+//!   -> guest         task.execute(request)                             (bindings)
+//!        <- imports  log / credentials / http-proxy, scoped to the
+//!                    calling swarm and its call rate                   (imports, state)
+//!   -> TaskOutcome   status + output JSON + time + usage, or a typed
+//!                    Error; events to the configured sinks             (outcome, events)
 //! ```
 //!
 //! Loading checks the component before any of its code runs: it must be a
@@ -33,11 +37,14 @@
 //! ```
 
 pub mod bindings;
+mod config;
 pub mod contract;
 mod engine;
 mod error;
+pub mod events;
 pub mod imports;
 pub mod inspect;
+pub mod limits;
 mod outcome;
 mod registry;
 mod runner;
@@ -46,14 +53,20 @@ pub mod wasi;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
+use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+pub use config::{ChassisConfig, PoolConfig};
 pub use contract::{ContractError, ServiceContract};
 pub use engine::{EPOCH_TICK, MAX_WASM_STACK};
-pub use error::{Error, ImportRefusal};
-pub use outcome::{GuestError, TaskOutcome, TaskRequest, TaskStatus};
+pub use error::{Error, ErrorKind, ImportRefusal};
+pub use events::{Event, EventSink, MemorySink};
+pub use limits::{LimitKind, QueueConfig};
+pub use outcome::{GuestError, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 pub use registry::{SwarmInfo, TASK_INTERFACE};
 pub use runner::HOST_SLACK;
 pub use state::HostState;
@@ -69,19 +82,51 @@ struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
     registry: registry::Registry,
+    config: ChassisConfig,
+    events: events::Events,
+}
+
+/// A swarm's resource usage, as `get_resource_usage` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SwarmUsage {
+    /// The swarm.
+    pub swarm_id: String,
+    /// CPU used by its tasks since the previous report (or since load), in
+    /// percent of one core.
+    pub cpu_percent: f64,
+    /// Linear memory of its running instances, in MiB.
+    pub memory_mb: f64,
+    /// Tasks running now.
+    pub tasks_running: usize,
+    /// Tasks waiting for a slot now.
+    pub tasks_queued: usize,
+    /// Tasks finished since load.
+    pub tasks_completed: u64,
+    /// Import calls refused for rate since load.
+    pub rate_limited_calls: u64,
+    /// Log lines dropped for rate since load.
+    pub dropped_log_lines: u64,
 }
 
 impl Chassis {
-    /// A host with no swarms loaded.
+    /// A host with the default configuration ([`ChassisConfig::default`]).
     pub fn new() -> Result<Self, Error> {
-        let engine = engine::engine()?;
+        Self::with_config(ChassisConfig::default())
+    }
+
+    /// A host with `config`.
+    pub fn with_config(config: ChassisConfig) -> Result<Self, Error> {
+        let engine = engine::engine(&config)?;
         let linker = engine::linker(&engine)?;
         engine::start_epoch_ticker(&engine);
+        let events = events::Events::new(config.event_sinks.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 registry: registry::Registry::default(),
+                config,
+                events,
             }),
         })
     }
@@ -91,21 +136,30 @@ impl Chassis {
         &self.inner.engine
     }
 
+    /// The host's configuration.
+    pub fn config(&self) -> &ChassisConfig {
+        &self.inner.config
+    }
+
     /// Load the swarm described by a contract file; its `wasm_module` is
     /// resolved relative to the contract file's directory.
     pub async fn load(&self, contract_path: impl AsRef<Path>) -> Result<SwarmInfo, Error> {
         let contract_path = contract_path.as_ref();
         let contract = ServiceContract::from_file(contract_path)?;
-        if self.inner.registry.contains(&contract.swarm_id) {
-            return Err(Error::AlreadyLoaded(contract.swarm_id));
-        }
         let module = registry::module_path(&contract, contract_path)?;
-        let bytes = std::fs::read(&module).map_err(|source| Error::Io {
-            path: module.clone(),
-            source,
-        })?;
-        self.load_from(&bytes, contract, module.display().to_string())
-            .await
+        let swarm_id = contract.swarm_id.clone();
+        let result = match std::fs::read(&module) {
+            Ok(bytes) => {
+                self.load_from(&bytes, contract, module.display().to_string())
+                    .await
+            }
+            Err(source) => Err(Error::Io {
+                path: module.clone(),
+                source,
+            }),
+        };
+        self.note_rejection(&swarm_id, &result);
+        result
     }
 
     /// Load a swarm from component bytes and a contract built or parsed by the caller.
@@ -114,9 +168,57 @@ impl Chassis {
         bytes: &[u8],
         contract: ServiceContract,
     ) -> Result<SwarmInfo, Error> {
-        contract.validate()?;
-        let origin = format!("<bytes for {}>", contract.swarm_id);
-        self.load_from(bytes, contract, origin).await
+        let swarm_id = contract.swarm_id.clone();
+        let result = match contract.validate() {
+            Ok(()) => {
+                let origin = format!("<bytes for {}>", contract.swarm_id);
+                self.load_from(bytes, contract, origin).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.note_rejection(&swarm_id, &result);
+        result
+    }
+
+    fn note_rejection(&self, swarm_id: &str, result: &Result<SwarmInfo, Error>) {
+        if let Err(e) = result {
+            self.inner.events.emit(|| Event::LoadRejected {
+                swarm_id: swarm_id.to_string(),
+                reason: e.to_string(),
+            });
+        }
+    }
+
+    /// Refuse a contract the instance pool cannot serve.
+    fn check_pool(&self, contract: &ServiceContract) -> Result<(), Error> {
+        let Some(pool) = &self.inner.config.pool else {
+            return Ok(());
+        };
+        let limits = &contract.resource_limits;
+        let too_small = |reason: String| Error::PoolTooSmall {
+            swarm_id: contract.swarm_id.clone(),
+            reason,
+        };
+        if limits.max_memory_mb > pool.max_memory_mb {
+            return Err(too_small(format!(
+                "max_memory_mb = {} is more than this host's instance pool allows ({} MiB; raise PoolConfig::max_memory_mb)",
+                limits.max_memory_mb, pool.max_memory_mb
+            )));
+        }
+        let reserved = self.inner.registry.reserved_instances();
+        let wanted = reserved + u64::from(limits.max_concurrent_tasks) + 1;
+        if wanted > u64::from(pool.instances) {
+            return Err(too_small(format!(
+                "max_concurrent_tasks = {} does not fit: the instance pool has {} slots, {reserved} are reserved by loaded swarms and 1 is kept for loading (raise PoolConfig::instances)",
+                limits.max_concurrent_tasks, pool.instances
+            )));
+        }
+        if limits.max_fuel.is_some() && !self.inner.engine.get_consume_fuel() {
+            return Err(too_small(
+                "resource_limits.max_fuel is set but this host does not meter fuel (ChassisConfig::fuel_metering)".to_string(),
+            ));
+        }
+        Ok(())
     }
 
     async fn load_from(
@@ -128,6 +230,7 @@ impl Chassis {
         if self.inner.registry.contains(&contract.swarm_id) {
             return Err(Error::AlreadyLoaded(contract.swarm_id));
         }
+        self.check_pool(&contract)?;
         let (pre, imports) = registry::prepare(
             &self.inner.engine,
             &self.inner.linker,
@@ -135,22 +238,32 @@ impl Chassis {
             &contract,
             &origin,
         )?;
-        let contract = Arc::new(contract);
-        let task_types = runner::describe(&self.inner.engine, &pre, &contract).await?;
+        let runtime = Arc::new(state::SwarmRuntime::new(
+            Arc::new(contract),
+            self.inner.config.queue,
+            self.inner.events.clone(),
+        ));
+        let task_types = runner::describe(&self.inner.engine, &pre, &runtime).await?;
+        let contract = runtime.contract.clone();
         let info = SwarmInfo {
             swarm_id: contract.swarm_id.clone(),
             version: contract.version.clone(),
             origin,
             task_types,
             imports,
-            contract: contract.clone(),
+            contract,
         };
         self.inner.registry.insert(registry::LoadedSwarm {
-            contract,
+            runtime,
             pre,
             info: info.clone(),
         })?;
         tracing::info!(target: "chassis", swarm = %info.swarm_id, "loaded {} ({} task types)", info.origin, info.task_types.len());
+        self.inner.events.emit(|| Event::ModuleLoaded {
+            swarm_id: info.swarm_id.clone(),
+            origin: info.origin.clone(),
+            task_types: info.task_types.clone(),
+        });
         Ok(info)
     }
 
@@ -158,6 +271,9 @@ impl Chassis {
     pub fn unload(&self, swarm_id: &str) -> Result<(), Error> {
         self.inner.registry.remove(swarm_id)?;
         tracing::info!(target: "chassis", swarm = swarm_id, "unloaded");
+        self.inner.events.emit(|| Event::ModuleUnloaded {
+            swarm_id: swarm_id.to_string(),
+        });
         Ok(())
     }
 
@@ -171,7 +287,7 @@ impl Chassis {
         Ok(self.inner.registry.get(swarm_id)?.info.clone())
     }
 
-    /// Run one task on a loaded swarm, in a fresh instance.
+    /// Run one task on a loaded swarm, in a fresh instance, under its contract.
     pub async fn execute_task(
         &self,
         swarm_id: &str,
@@ -179,5 +295,28 @@ impl Chassis {
     ) -> Result<TaskOutcome, Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
         runner::execute(&self.inner.engine, &swarm, request).await
+    }
+
+    /// A swarm's current resource usage. `cpu_percent` covers the time since
+    /// the previous call for this swarm (or since it was loaded).
+    pub fn resource_usage(&self, swarm_id: &str) -> Result<SwarmUsage, Error> {
+        let swarm = self.inner.registry.get(swarm_id)?;
+        let c = &swarm.runtime.counters;
+        let now = Instant::now();
+        let cpu = c.cpu_nanos.load(Ordering::Relaxed);
+        let mut mark = swarm.runtime.usage_mark.lock().expect("usage lock");
+        let wall = now.saturating_duration_since(mark.0).as_nanos().max(1) as f64;
+        let cpu_percent = (cpu.saturating_sub(mark.1) as f64 / wall * 100.0).min(100.0);
+        *mark = (now, cpu);
+        Ok(SwarmUsage {
+            swarm_id: swarm_id.to_string(),
+            cpu_percent,
+            memory_mb: c.memory_bytes.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0),
+            tasks_running: c.running.load(Ordering::Relaxed),
+            tasks_queued: c.queued.load(Ordering::Relaxed),
+            tasks_completed: c.completed.load(Ordering::Relaxed),
+            rate_limited_calls: c.rate_limited_calls.load(Ordering::Relaxed),
+            dropped_log_lines: c.dropped_log_lines.load(Ordering::Relaxed),
+        })
     }
 }

@@ -81,6 +81,31 @@ pub struct TaskOutcome {
     /// Wall time from admission to the swarm's answer, including instantiation.
     #[serde(rename = "execution_time_ms", with = "millis")]
     pub execution_time: Duration,
+    /// What the task used.
+    pub usage: TaskUsage,
+}
+
+/// Resources one task used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskUsage {
+    /// Wall time in the store (instantiation and the call), in ms.
+    pub wall_ms: f64,
+    /// Time the task was running on a core (guest code and the host calls
+    /// it made), in ms; excludes throttling sleeps and host waits.
+    pub cpu_ms: f64,
+    /// Time the task was made to sleep to keep to `max_cpu_percent`, in ms.
+    pub throttled_ms: f64,
+    /// Highest linear memory, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Fuel consumed, when the host meters fuel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel_consumed: Option<u64>,
+    /// Import calls allowed.
+    pub host_calls: u64,
+    /// Import calls refused for rate.
+    pub rate_limited_calls: u64,
+    /// Log lines dropped for rate.
+    pub dropped_log_lines: u64,
 }
 
 impl TaskOutcome {

@@ -20,14 +20,14 @@ use crate::bindings::SwarmPre;
 use crate::contract::ServiceContract;
 use crate::error::{Error, ImportRefusal};
 use crate::inspect::{WasmKind, classify};
-use crate::state::HostState;
+use crate::state::{HostState, SwarmRuntime};
 
 /// The export every swarm must provide.
 pub const TASK_INTERFACE: &str = "infrafabric:chassis/task@0.1.0";
 
 /// A loaded swarm, ready to run tasks.
 pub(crate) struct LoadedSwarm {
-    pub(crate) contract: Arc<ServiceContract>,
+    pub(crate) runtime: Arc<SwarmRuntime>,
     pub(crate) pre: SwarmPre<HostState>,
     pub(crate) info: SwarmInfo,
 }
@@ -89,6 +89,16 @@ impl Registry {
             .remove(swarm_id)
             .map(drop)
             .ok_or_else(|| Error::NotLoaded(swarm_id.to_string()))
+    }
+
+    /// Instance slots reserved by the loaded swarms (their `max_concurrent_tasks`).
+    pub(crate) fn reserved_instances(&self) -> u64 {
+        self.swarms
+            .read()
+            .expect("registry lock")
+            .values()
+            .map(|s| u64::from(s.runtime.contract.resource_limits.max_concurrent_tasks))
+            .sum()
     }
 
     pub(crate) fn list(&self) -> Vec<SwarmInfo> {

@@ -1,67 +1,167 @@
-//! Running one task: a fresh store from the swarm's `InstancePre`, the
-//! guest's `execute` call under the contract's limits, and the mapping of
-//! whatever happened into a [`TaskOutcome`] or a typed [`Error`].
+//! Running one task, top to bottom:
 //!
-//! The store (and with it the instance, its memory and its WASI context) is
-//! dropped when the task ends, whether it succeeded, failed or trapped.
+//! 1. the task type must be one the swarm serves;
+//! 2. admission: a slot among `max_concurrent_tasks`, or a bounded wait;
+//! 3. a fresh store from the swarm's `InstancePre`, with the task's memory
+//!    limiter, hostcall byte cap, fuel, and an epoch callback that enforces
+//!    the deadline and the CPU share;
+//! 4. the guest's `execute`, inside an outer timeout that also bounds time
+//!    spent in host calls;
+//! 5. the store is dropped (instance, memory, WASI context with it) and the
+//!    result becomes a [`TaskOutcome`] or a typed [`Error`]; events go out.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::bindings::types::{TaskError as WitTaskError, TaskRequest as WitTaskRequest};
-use crate::contract::ServiceContract;
 use crate::error::Error;
-use crate::outcome::{GuestError, TaskOutcome, TaskRequest, TaskStatus};
+use crate::events::Event;
+use crate::limits::{
+    CpuGovernor, GrowthRefused, MAX_HOSTCALL_BYTES, MAX_OUTPUT_BYTES, Refused, TaskLimiter,
+};
+use crate::outcome::{GuestError, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 use crate::registry::{LoadedSwarm, chain};
-use crate::state::HostState;
+use crate::state::{HostState, RateLimitAbuse, SwarmRuntime, TaskShared};
 
 /// Extra time past `task_timeout_seconds` before a task stuck in a host call
-/// is abandoned (a guest running wasm is stopped by the epoch deadline).
+/// is abandoned. A guest running wasm is stopped by the epoch callback within
+/// one [`crate::EPOCH_TICK`] of its deadline.
 pub const HOST_SLACK: Duration = Duration::from_millis(250);
 
-/// A fresh store for one task of the swarm under `contract`.
+/// A fresh store for one task of `swarm`.
 pub(crate) fn new_store(
     engine: &Engine,
-    contract: &Arc<ServiceContract>,
+    swarm: &Arc<SwarmRuntime>,
     task_id: &Arc<str>,
+    shared: &Arc<TaskShared>,
 ) -> Store<HostState> {
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(contract.resource_limits.max_memory_mb as usize * 1024 * 1024)
-        .trap_on_grow_failure(true)
-        .build();
+    let contract = &swarm.contract;
+    let now = Instant::now();
     let state = HostState {
-        contract: contract.clone(),
+        swarm: swarm.clone(),
         task_id: task_id.clone(),
-        wasi: crate::wasi::context(contract, task_id),
+        wasi: crate::wasi::context(swarm, task_id, shared),
         table: wasmtime::component::ResourceTable::new(),
-        limits,
+        limiter: TaskLimiter::new(
+            contract.resource_limits.max_memory_mb,
+            swarm.counters.clone(),
+        ),
+        governor: CpuGovernor::new(contract.resource_limits.max_cpu_percent, now),
+        deadline: now + contract.task_timeout(),
+        shared: shared.clone(),
+        host_calls: 0,
+        refused_calls: 0,
     };
     let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(crate::engine::ticks(contract.task_timeout()));
-    store.epoch_deadline_trap();
+    store.limiter(|s| &mut s.limiter);
+    store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
+    if engine.get_consume_fuel() {
+        let fuel = contract.resource_limits.max_fuel.unwrap_or(u64::MAX);
+        store.set_fuel(fuel).expect("fuel metering is on");
+    }
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let now = Instant::now();
+        let state = ctx.data_mut();
+        if now >= state.deadline {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(match state.governor.tick(now) {
+            Some(sleep) => {
+                let sleep = sleep.min(state.deadline - now);
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(sleep)))
+            }
+            // tokio's own yield: it lets the worker's other tasks (and its
+            // global queue) run before the guest resumes.
+            None => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
+        })
+    });
     store
 }
 
 /// Map a wasmtime error from instantiation or a call into a typed error.
-fn classify_failure(e: wasmtime::Error, contract: &ServiceContract, task_id: &str) -> Error {
-    if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-        return timeout(contract, task_id);
+fn classify_failure(
+    e: wasmtime::Error,
+    swarm: &SwarmRuntime,
+    task_id: &str,
+    shared: &TaskShared,
+) -> Error {
+    let contract = &swarm.contract;
+    let swarm_id = contract.swarm_id.clone();
+    let task_id = task_id.to_string();
+    if let Some(g) = e.downcast_ref::<GrowthRefused>() {
+        return Error::MemoryLimit {
+            swarm_id,
+            task_id,
+            limit_mb: contract.resource_limits.max_memory_mb,
+            detail: g.to_string(),
+        };
+    }
+    if let Some(r) = e.downcast_ref::<RateLimitAbuse>() {
+        return Error::RateLimited {
+            swarm_id,
+            task_id,
+            refused: r.refused,
+            rate: contract.resource_limits.max_api_calls_per_second,
+        };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return timeout(swarm, &task_id),
+        Some(Trap::StackOverflow) => {
+            return Error::StackOverflow {
+                swarm_id,
+                task_id,
+                limit_bytes: crate::engine::MAX_WASM_STACK,
+            };
+        }
+        Some(Trap::OutOfFuel) => {
+            return Error::CpuBudget {
+                swarm_id,
+                task_id,
+                fuel: contract.resource_limits.max_fuel.unwrap_or(u64::MAX),
+            };
+        }
+        _ => {}
+    }
+    // wasmtime's own type for this is private; its message is stable.
+    if chain(&e).contains("fuel allocated for hostcalls has been exhausted") {
+        return Error::HostcallTooLarge {
+            swarm_id,
+            task_id,
+            limit_bytes: MAX_HOSTCALL_BYTES,
+        };
+    }
+    let mut message = match e.downcast_ref::<Trap>() {
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => chain(&e),
+    };
+    if let Some(frame) = e
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .and_then(|bt| bt.frames().first())
+    {
+        message.push_str(&format!(
+            " in {}",
+            frame.func_name().unwrap_or("<unnamed function>")
+        ));
+    }
+    if let Some(guest) = shared.stderr_message() {
+        message.push_str(&format!("; guest said: {guest}"));
     }
     Error::Trap {
-        swarm_id: contract.swarm_id.clone(),
-        task_id: task_id.to_string(),
-        message: chain(&e),
+        swarm_id,
+        task_id,
+        message,
     }
 }
 
-fn timeout(contract: &ServiceContract, task_id: &str) -> Error {
+fn timeout(swarm: &SwarmRuntime, task_id: &str) -> Error {
     Error::Timeout {
-        swarm_id: contract.swarm_id.clone(),
+        swarm_id: swarm.swarm_id().to_string(),
         task_id: task_id.to_string(),
-        seconds: contract.resource_limits.task_timeout_seconds,
+        seconds: swarm.contract.resource_limits.task_timeout_seconds,
     }
 }
 
@@ -69,52 +169,120 @@ fn timeout(contract: &ServiceContract, task_id: &str) -> Error {
 pub(crate) async fn describe(
     engine: &Engine,
     pre: &crate::bindings::SwarmPre<HostState>,
-    contract: &Arc<ServiceContract>,
+    swarm: &Arc<SwarmRuntime>,
 ) -> Result<Vec<String>, Error> {
     let task_id: Arc<str> = "load".into();
-    let mut store = new_store(engine, contract, &task_id);
+    let shared = Arc::new(TaskShared::default());
+    let mut store = new_store(engine, swarm, &task_id, &shared);
     let call = async {
-        let swarm = pre.instantiate_async(&mut store).await?;
-        swarm
+        let instance = pre.instantiate_async(&mut store).await?;
+        instance
             .infrafabric_chassis_task()
             .call_describe(&mut store)
             .await
     };
-    match tokio::time::timeout(contract.task_timeout() + HOST_SLACK, call).await {
-        Err(_) => Err(timeout(contract, &task_id)),
+    let budget = swarm.contract.task_timeout() + HOST_SLACK;
+    match tokio::time::timeout(budget, call).await {
+        Err(_) => Err(timeout(swarm, &task_id)),
         Ok(Err(e)) => Err(Error::Instantiate {
-            swarm_id: contract.swarm_id.clone(),
+            swarm_id: swarm.swarm_id().to_string(),
             reason: format!(
                 "describe failed: {}",
-                classify_failure(e, contract, &task_id)
+                classify_failure(e, swarm, &task_id, &shared)
             ),
         }),
         Ok(Ok(tasks)) => Ok(tasks),
     }
 }
 
-/// Run `request` on `swarm`.
+/// Run `request` on `swarm`, raising the task's events.
 pub(crate) async fn execute(
     engine: &Engine,
     swarm: &LoadedSwarm,
     request: TaskRequest,
 ) -> Result<TaskOutcome, Error> {
-    let contract = &swarm.contract;
+    let rt = &swarm.runtime;
+    let task_id = request.task_id.clone();
+    let result = run(engine, swarm, request).await;
+    match &result {
+        Ok(outcome) if outcome.is_success() => rt.events.emit(|| Event::TaskComplete {
+            swarm_id: rt.swarm_id().to_string(),
+            task_id: task_id.clone(),
+            wall_ms: outcome.usage.wall_ms,
+        }),
+        Ok(outcome) => rt.events.emit(|| Event::TaskFailed {
+            swarm_id: rt.swarm_id().to_string(),
+            task_id: task_id.clone(),
+            kind: "guest_error".to_string(),
+            error: outcome
+                .error
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+        }),
+        Err(e) => {
+            if let Some(limit) = e.limit() {
+                rt.events.emit(|| Event::LimitExceeded {
+                    swarm_id: rt.swarm_id().to_string(),
+                    task_id: task_id.clone(),
+                    limit,
+                    detail: e.to_string(),
+                });
+            }
+            rt.events.emit(|| Event::TaskFailed {
+                swarm_id: rt.swarm_id().to_string(),
+                task_id: task_id.clone(),
+                kind: e.kind().as_str().to_string(),
+                error: e.to_string(),
+            });
+        }
+    }
+    result
+}
+
+async fn run(
+    engine: &Engine,
+    swarm: &LoadedSwarm,
+    request: TaskRequest,
+) -> Result<TaskOutcome, Error> {
+    let rt = &swarm.runtime;
     if !swarm.info.task_types.contains(&request.task_type) {
         return Err(Error::TaskNotExported {
-            swarm_id: contract.swarm_id.clone(),
+            swarm_id: rt.swarm_id().to_string(),
             task_type: request.task_type,
             available: swarm.info.task_types.join(", "),
         });
     }
     let started = Instant::now();
+    let _slot = rt.admission.admit().await.map_err(|refused| Error::Overloaded {
+        swarm_id: rt.swarm_id().to_string(),
+        reason: match refused {
+            Refused::QueueFull { max_queued } => format!(
+                "all {} slots (max_concurrent_tasks) are busy and the wait queue of {max_queued} is full",
+                rt.contract.resource_limits.max_concurrent_tasks
+            ),
+            Refused::WaitedTooLong { waited } => format!(
+                "no slot (max_concurrent_tasks = {}) freed up within {:.1} s",
+                rt.contract.resource_limits.max_concurrent_tasks,
+                waited.as_secs_f64()
+            ),
+        },
+    })?;
+    rt.events.emit(|| Event::TaskStart {
+        swarm_id: rt.swarm_id().to_string(),
+        task_id: request.task_id.clone(),
+        task_type: request.task_type.clone(),
+    });
+
     let task_id: Arc<str> = request.task_id.as_str().into();
+    let shared = Arc::new(TaskShared::default());
     let wit_request = WitTaskRequest {
         task_id: request.task_id.clone(),
         task_type: request.task_type.clone(),
         payload: request.payload.to_string(),
     };
-    let mut store = new_store(engine, contract, &task_id);
+    let in_store = Instant::now();
+    let mut store = new_store(engine, rt, &task_id, &shared);
     let call = async {
         let instance = swarm.pre.instantiate_async(&mut store).await?;
         instance
@@ -122,17 +290,30 @@ pub(crate) async fn execute(
             .call_execute(&mut store, &wit_request)
             .await
     };
-    let answer = match tokio::time::timeout(contract.task_timeout() + HOST_SLACK, call).await {
-        Err(_) => return Err(timeout(contract, &task_id)),
-        Ok(Err(e)) => return Err(classify_failure(e, contract, &task_id)),
+    let budget = rt.contract.task_timeout() + HOST_SLACK;
+    let answer = tokio::time::timeout(budget, call).await;
+    let usage = finish(&mut store, in_store, &shared);
+    rt.counters
+        .cpu_nanos
+        .fetch_add((usage.cpu_ms * 1e6) as u64, Ordering::Relaxed);
+    drop(store);
+    let answer = match answer {
+        Err(_) => return Err(timeout(rt, &task_id)),
+        Ok(Err(e)) => return Err(classify_failure(e, rt, &task_id, &shared)),
         Ok(Ok(answer)) => answer,
     };
-    drop(store);
-    let execution_time = started.elapsed();
     let (status, output, error) = match answer {
         Ok(text) => {
+            if text.len() > MAX_OUTPUT_BYTES {
+                return Err(Error::OutputTooLarge {
+                    swarm_id: rt.swarm_id().to_string(),
+                    task_id: request.task_id,
+                    bytes: text.len(),
+                    limit_bytes: MAX_OUTPUT_BYTES,
+                });
+            }
             let output = serde_json::from_str(&text).map_err(|e| Error::InvalidOutput {
-                swarm_id: contract.swarm_id.clone(),
+                swarm_id: rt.swarm_id().to_string(),
                 task_id: request.task_id.clone(),
                 reason: e.to_string(),
             })?;
@@ -145,14 +326,47 @@ pub(crate) async fn execute(
         ),
     };
     Ok(TaskOutcome {
-        swarm_id: contract.swarm_id.clone(),
+        swarm_id: rt.swarm_id().to_string(),
         task_id: request.task_id,
         task_type: request.task_type,
         status,
         output,
         error,
-        execution_time,
+        execution_time: started.elapsed(),
+        usage,
     })
+}
+
+/// Close the task's accounting and read its usage from the store.
+fn finish(store: &mut Store<HostState>, in_store: Instant, shared: &TaskShared) -> TaskUsage {
+    let now = Instant::now();
+    let fuel_consumed = if store.engine().get_consume_fuel() {
+        let budget = store
+            .data()
+            .contract()
+            .resource_limits
+            .max_fuel
+            .unwrap_or(u64::MAX);
+        store.get_fuel().ok().map(|left| budget - left)
+    } else {
+        None
+    };
+    let state = store.data_mut();
+    state.governor.finish(now);
+    TaskUsage {
+        wall_ms: ms(now - in_store),
+        cpu_ms: ms(state.governor.busy),
+        throttled_ms: ms(state.governor.throttled),
+        peak_memory_bytes: state.limiter.peak_memory() as u64,
+        fuel_consumed,
+        host_calls: state.host_calls,
+        rate_limited_calls: state.refused_calls,
+        dropped_log_lines: shared.dropped_lines.load(Ordering::Relaxed),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn guest_error(e: WitTaskError) -> GuestError {

@@ -1,32 +1,167 @@
-//! What a task's `Store` holds: the swarm it belongs to, its WASI context and
-//! resource table, and its memory limits.
+//! What the host keeps per loaded swarm ([`SwarmRuntime`]) and per task
+//! ([`HostState`], the data of the task's `Store`).
 //!
-//! One `HostState` is built per task and dropped with the task's store, so
-//! nothing a guest does can outlive its task.
+//! A `HostState` is built for each task and dropped with the task's store,
+//! so nothing a guest does outlives its task; the `SwarmRuntime` it points
+//! to holds what the swarm's tasks share: counters, the rate limiter, the
+//! admission slots.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::contract::ServiceContract;
+use crate::events::{Event, Events};
+use crate::limits::{
+    Admission, CpuGovernor, MIN_REFUSED_CALLS_PER_TASK, QueueConfig, RateLimiter, SwarmCounters,
+    TaskLimiter,
+};
+
+/// What a loaded swarm's tasks share.
+pub(crate) struct SwarmRuntime {
+    pub(crate) contract: Arc<ServiceContract>,
+    pub(crate) counters: Arc<SwarmCounters>,
+    pub(crate) rate: RateLimiter,
+    pub(crate) admission: Admission,
+    pub(crate) events: Events,
+    /// Calls refused for rate within one task before it is ended.
+    pub(crate) max_refused_calls: u64,
+    /// When usage was last reported, and the CPU counter then.
+    pub(crate) usage_mark: Mutex<(Instant, u64)>,
+}
+
+impl SwarmRuntime {
+    pub(crate) fn new(contract: Arc<ServiceContract>, queue: QueueConfig, events: Events) -> Self {
+        let counters = Arc::new(SwarmCounters::default());
+        let limits = &contract.resource_limits;
+        Self {
+            rate: RateLimiter::new(limits.max_api_calls_per_second, counters.clone()),
+            admission: Admission::new(limits.max_concurrent_tasks, queue, counters.clone()),
+            max_refused_calls: MIN_REFUSED_CALLS_PER_TASK
+                .max(u64::from(limits.max_api_calls_per_second) * 10),
+            usage_mark: Mutex::new((Instant::now(), 0)),
+            counters,
+            events,
+            contract,
+        }
+    }
+
+    pub(crate) fn swarm_id(&self) -> &str {
+        &self.contract.swarm_id
+    }
+}
+
+/// What a task's stdout/stderr writers share with the runner.
+#[derive(Default)]
+pub(crate) struct TaskShared {
+    /// The last bytes the guest wrote to stderr (a panic message, usually).
+    pub(crate) stderr_tail: Mutex<Vec<u8>>,
+    /// Log lines (import or stdout/stderr) dropped for rate.
+    pub(crate) dropped_lines: AtomicU64,
+    /// Whether a rate-limit event was already raised for this task.
+    pub(crate) rate_event_sent: AtomicBool,
+}
+
+/// Longest stderr tail kept for error messages, in bytes.
+pub(crate) const STDERR_TAIL_BYTES: usize = 2048;
+
+impl TaskShared {
+    pub(crate) fn push_stderr(&self, bytes: &[u8]) {
+        let mut tail = self.stderr_tail.lock().expect("stderr tail lock");
+        tail.extend_from_slice(bytes);
+        if tail.len() > STDERR_TAIL_BYTES {
+            let cut = tail.len() - STDERR_TAIL_BYTES;
+            tail.drain(..cut);
+        }
+    }
+
+    /// The stderr tail as one line (lines joined with " | ").
+    pub(crate) fn stderr_message(&self) -> Option<String> {
+        let tail = self.stderr_tail.lock().expect("stderr tail lock");
+        let text = String::from_utf8_lossy(&tail);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        (!lines.is_empty()).then(|| crate::imports::log::sanitize(&lines.join(" | ")))
+    }
+
+    /// Count one dropped line; raise the task's rate-limit event once.
+    pub(crate) fn drop_line(&self, swarm: &SwarmRuntime, task_id: &str, import: &str) {
+        self.dropped_lines.fetch_add(1, Ordering::Relaxed);
+        swarm
+            .counters
+            .dropped_log_lines
+            .fetch_add(1, Ordering::Relaxed);
+        self.rate_event(swarm, task_id, import);
+    }
+
+    pub(crate) fn rate_event(&self, swarm: &SwarmRuntime, task_id: &str, import: &str) {
+        if !self.rate_event_sent.swap(true, Ordering::Relaxed) {
+            swarm.events.emit(|| Event::RateLimited {
+                swarm_id: swarm.swarm_id().to_string(),
+                task_id: task_id.to_string(),
+                import: import.to_string(),
+            });
+        }
+    }
+}
+
+/// The error that ends a task whose guest keeps calling after being refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{refused} import calls refused for rate (max_api_calls_per_second); task ended")]
+pub struct RateLimitAbuse {
+    /// Calls refused in this task.
+    pub refused: u64,
+}
 
 /// Store data of one task.
 pub struct HostState {
-    /// The contract of the swarm the task belongs to.
-    pub(crate) contract: Arc<ServiceContract>,
-    /// The task's id (`describe` at load time runs with a `load` id).
+    pub(crate) swarm: Arc<SwarmRuntime>,
     pub(crate) task_id: Arc<str>,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limiter: TaskLimiter,
+    pub(crate) governor: CpuGovernor,
+    pub(crate) deadline: Instant,
+    pub(crate) shared: Arc<TaskShared>,
+    /// Import calls the task made (allowed ones).
+    pub(crate) host_calls: u64,
+    /// Import calls refused for rate.
+    pub(crate) refused_calls: u64,
 }
 
 impl HostState {
     /// The swarm id, for log prefixes and errors.
     pub(crate) fn swarm_id(&self) -> &str {
-        &self.contract.swarm_id
+        self.swarm.swarm_id()
+    }
+
+    /// The swarm's contract.
+    pub(crate) fn contract(&self) -> &ServiceContract {
+        &self.swarm.contract
+    }
+
+    /// Rate check for one import call: `Ok(true)` to go ahead, `Ok(false)`
+    /// when over the rate (the caller answers with its typed refusal), `Err`
+    /// to end a task that keeps calling after being refused.
+    pub(crate) fn admit_call(&mut self, import: &str) -> wasmtime::Result<bool> {
+        if self.swarm.rate.allow() {
+            self.host_calls += 1;
+            return Ok(true);
+        }
+        self.refused_calls += 1;
+        self.shared.rate_event(&self.swarm, &self.task_id, import);
+        if self.refused_calls > self.swarm.max_refused_calls {
+            return Err(wasmtime::Error::new(RateLimitAbuse {
+                refused: self.refused_calls,
+            }));
+        }
+        Ok(false)
     }
 }
 

@@ -18,39 +18,56 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 use crate::bindings::log::Level;
-use crate::contract::ServiceContract;
+use crate::state::{SwarmRuntime, TaskShared};
 
-/// Bytes of stdout plus stderr kept per stream and task; the rest is dropped.
+/// Bytes of stdout, and of stderr, kept per task; the rest is dropped.
 pub const MAX_STDIO_BYTES_PER_TASK: usize = 64 * 1024;
 
-/// Build the WASI context for one task of the swarm under `contract`.
-pub(crate) fn context(contract: &Arc<ServiceContract>, task_id: &Arc<str>) -> WasiCtx {
+/// Build the WASI context for one task.
+pub(crate) fn context(
+    swarm: &Arc<SwarmRuntime>,
+    task_id: &Arc<str>,
+    shared: &Arc<TaskShared>,
+) -> WasiCtx {
     let mut b = WasiCtxBuilder::new();
     b.allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .allow_blocking_current_thread(false);
-    if contract.grants_wasi("wasi:io/streams") {
-        b.stdout(LogSink::new(contract, task_id, Level::Info));
-        b.stderr(LogSink::new(contract, task_id, Level::Warn));
+    let forward = swarm.contract.grants_wasi("wasi:io/streams");
+    if forward {
+        b.stdout(LogSink::new(swarm, task_id, shared, Level::Info, true));
     }
+    // stderr is always captured (its tail explains a trap), and logged only
+    // with `wasi:io/streams`.
+    b.stderr(LogSink::new(swarm, task_id, shared, Level::Warn, forward));
     b.build()
 }
 
 /// stdout/stderr of a task, written line by line to the scoped log.
 #[derive(Clone)]
 struct LogSink {
-    swarm_id: Arc<str>,
+    swarm: Arc<SwarmRuntime>,
     task_id: Arc<str>,
+    shared: Arc<TaskShared>,
     level: Level,
+    forward: bool,
 }
 
 impl LogSink {
-    fn new(contract: &ServiceContract, task_id: &Arc<str>, level: Level) -> Self {
+    fn new(
+        swarm: &Arc<SwarmRuntime>,
+        task_id: &Arc<str>,
+        shared: &Arc<TaskShared>,
+        level: Level,
+        forward: bool,
+    ) -> Self {
         Self {
-            swarm_id: contract.swarm_id.as_str().into(),
+            swarm: swarm.clone(),
             task_id: task_id.clone(),
+            shared: shared.clone(),
             level,
+            forward,
         }
     }
 }
@@ -83,13 +100,21 @@ struct LineWriter {
 
 impl LineWriter {
     fn emit(&mut self, line: &[u8]) {
-        let text = String::from_utf8_lossy(line);
-        crate::imports::log::emit(
-            &self.sink.swarm_id,
-            &self.sink.task_id,
-            self.sink.level,
-            &text,
-        );
+        let s = &self.sink;
+        if !s.forward {
+            return;
+        }
+        if s.swarm.rate.allow() {
+            let text = String::from_utf8_lossy(line);
+            crate::imports::log::emit(s.swarm.swarm_id(), &s.task_id, s.level, &text);
+        } else {
+            let import = if s.level == Level::Info {
+                "stdout"
+            } else {
+                "stderr"
+            };
+            s.shared.drop_line(&s.swarm, &s.task_id, import);
+        }
     }
 
     fn flush_pending(&mut self) {
@@ -106,6 +131,9 @@ impl AsyncWrite for LineWriter {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.sink.level != Level::Info {
+            self.sink.shared.push_stderr(buf);
+        }
         let room = MAX_STDIO_BYTES_PER_TASK.saturating_sub(self.written);
         let take = buf.len().min(room);
         self.written += take;
@@ -134,13 +162,14 @@ impl AsyncWrite for LineWriter {
 impl Drop for LineWriter {
     fn drop(&mut self) {
         self.flush_pending();
-        if self.dropped > 0 {
+        if self.dropped > 0 && self.sink.forward {
+            let s = &self.sink;
             tracing::warn!(
                 target: "swarm",
-                swarm = &*self.sink.swarm_id,
-                task = &*self.sink.task_id,
+                swarm = s.swarm.swarm_id(),
+                task = &*s.task_id,
                 "[{}] {} bytes of output over the {} byte limit were dropped",
-                self.sink.swarm_id,
+                s.swarm.swarm_id(),
                 self.dropped,
                 MAX_STDIO_BYTES_PER_TASK
             );

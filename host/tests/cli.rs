@@ -81,6 +81,12 @@ fn run_json_prints_the_whole_outcome() {
     assert_eq!(out["swarm_id"], "hello-world");
     assert_eq!(out["output"]["greeting"], "Hello, CLI!");
     assert!(out["execution_time_ms"].as_f64().unwrap() > 0.0);
+    // Task usage and the swarm's resource usage.
+    assert!(out["usage"]["peak_memory_bytes"].as_u64().unwrap() > 0);
+    assert!(out["usage"]["cpu_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(out["swarm_usage"]["swarm_id"], "hello-world");
+    assert_eq!(out["swarm_usage"]["tasks_completed"], 1);
+    assert_eq!(out["swarm_usage"]["tasks_running"], 0);
 }
 
 #[test]

@@ -72,15 +72,56 @@ impl std::io::Write for Logs {
     }
 }
 
-/// Capture every `tracing` event on this thread until the guard is dropped.
+/// Capture the host's own `tracing` events (targets `swarm` and `chassis`)
+/// on this thread until the guard is dropped.
 pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
     let logs = Logs::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "swarm=trace,chassis=trace",
+        ))
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
     let guard = tracing::subscriber::set_default(subscriber);
     (logs, guard)
+}
+
+/// Build a swarm component from a core module written in WAT, against the
+/// `logging-swarm` world of the project's WIT. For guests Rust cannot
+/// express (for example growing a table).
+pub fn wat_swarm(wat: &str) -> Vec<u8> {
+    let mut module = wat::parse_str(wat).expect("test WAT parses");
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve
+        .push_dir(root().join("wit"))
+        .expect("project WIT parses");
+    let world = resolve
+        .select_world(&[pkg], Some("logging-swarm"))
+        .expect("logging-swarm world");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("metadata embeds");
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .expect("module is accepted")
+        .encode()
+        .expect("component encodes")
+}
+
+/// Resident set size of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("resident pages");
+    pages * 4096
 }

@@ -403,3 +403,65 @@ async fn tasks_run_concurrently_on_several_swarms() {
         h.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn loads_tasks_and_refusals_raise_events() {
+    use chassis::{ChassisConfig, Event, MemorySink};
+    let sink = MemorySink::new();
+    let chassis = chassis::Chassis::with_config(
+        ChassisConfig::default().with_event_sink(std::sync::Arc::new(sink.clone())),
+    )
+    .unwrap();
+    chassis.load(contract_path("hello-world")).await.unwrap();
+    chassis
+        .execute_task(
+            "hello-world",
+            TaskRequest::new("hello", json!({})).with_id("ev-1"),
+        )
+        .await
+        .unwrap();
+    chassis
+        .execute_task(
+            "hello-world",
+            TaskRequest::new("echo", json!(1)).with_id("ev-2"),
+        )
+        .await
+        .unwrap();
+    chassis
+        .load(contract_path("hello-world"))
+        .await
+        .unwrap_err();
+    chassis.unload("hello-world").unwrap();
+
+    let names: Vec<String> = sink
+        .events()
+        .iter()
+        .map(|e| {
+            let v = serde_json::to_value(e).unwrap();
+            let task = v
+                .get("task_id")
+                .and_then(|t| t.as_str())
+                .unwrap_or("-")
+                .to_string();
+            format!("{}:{}", v["event"].as_str().unwrap(), task)
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "module_loaded:-",
+            "task_start:ev-1",
+            "task_complete:ev-1",
+            "task_start:ev-2",
+            "task_complete:ev-2",
+            "load_rejected:-",
+            "module_unloaded:-",
+        ]
+    );
+    let events = sink.events();
+    assert!(events.iter().all(|e| e.swarm_id() == "hello-world"));
+    let Event::LoadRejected { reason, .. } = &events[5] else {
+        unreachable!()
+    };
+    assert!(reason.contains("already loaded"), "{reason}");
+}

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use chassis::{Chassis, ServiceContract, TaskRequest};
+use chassis::{Chassis, ChassisConfig, ServiceContract, TaskRequest};
 use clap::{Parser, Subcommand};
 
 /// Run untrusted WebAssembly components ("swarms") under service contracts.
@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 struct Cli {
     /// Log filter for stderr (tracing syntax, e.g. `debug` or `warn,swarm=info`).
     /// Overridden by the CHASSIS_LOG environment variable.
-    #[arg(long, global = true, default_value = "warn,swarm=info")]
+    #[arg(long, global = true, default_value = "warn,swarm=info,chassis=info")]
     log: String,
 
     /// Only print errors on stderr.
@@ -68,7 +68,8 @@ enum Command {
         /// Task id (default: generated).
         #[arg(long)]
         task_id: Option<String>,
-        /// Print the whole outcome (status, output, timing) as JSON.
+        /// Print the whole outcome (status, output, timing, usage) and the
+        /// swarm's resource usage as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -159,18 +160,35 @@ async fn run(command: Command) -> Result<()> {
             };
             let payload: serde_json::Value =
                 serde_json::from_str(&payload_text).context("--payload is not valid JSON")?;
-            let chassis = Chassis::new()?;
+            // Size the host for this one contract.
+            let parsed = ServiceContract::from_file(&contract)?;
+            let chassis = Chassis::with_config(ChassisConfig::sized_for([&parsed]))?;
             let info = chassis.load(&contract).await?;
             let mut request = TaskRequest::new(task, payload);
             if let Some(id) = task_id {
                 request = request.with_id(id);
             }
             let outcome = chassis.execute_task(&info.swarm_id, request).await?;
+            let usage = chassis.resource_usage(&info.swarm_id)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&outcome)?);
+                let mut whole = serde_json::to_value(&outcome)?;
+                whole["swarm_usage"] = serde_json::to_value(&usage)?;
+                println!("{}", serde_json::to_string_pretty(&whole)?);
             } else if outcome.is_success() {
                 println!("{}", serde_json::to_string_pretty(&outcome.output)?);
             }
+            let u = &outcome.usage;
+            tracing::info!(
+                target: "chassis",
+                "usage: wall {:.2} ms, cpu {:.2} ms, throttled {:.2} ms, peak memory {:.1} MiB, {} host calls ({} refused, {} log lines dropped)",
+                u.wall_ms,
+                u.cpu_ms,
+                u.throttled_ms,
+                u.peak_memory_bytes as f64 / (1024.0 * 1024.0),
+                u.host_calls,
+                u.rate_limited_calls,
+                u.dropped_log_lines
+            );
             if let Some(err) = &outcome.error {
                 bail!(
                     "swarm {:?} task {:?}: {err}",

@@ -81,6 +81,10 @@ pub struct ResourceLimits {
     /// Host calls (imports) per second across all imports (1–1000000).
     #[serde(default = "defaults::max_api_calls_per_second")]
     pub max_api_calls_per_second: u32,
+    /// Deterministic CPU budget per task in wasm fuel units (about one per
+    /// instruction); off when absent. Needs a host with fuel metering on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fuel: Option<u64>,
 }
 
 /// Service level objectives.
@@ -232,6 +236,7 @@ impl Default for ResourceLimits {
             max_concurrent_tasks: defaults::max_concurrent_tasks(),
             task_timeout_seconds: defaults::task_timeout_seconds(),
             max_api_calls_per_second: defaults::max_api_calls_per_second(),
+            max_fuel: None,
         }
     }
 }

@@ -171,6 +171,13 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         "calls per second",
     )?;
 
+    if r.max_fuel == Some(0) {
+        return bad(
+            "resource_limits.max_fuel",
+            "must be at least 1 (omit it to turn fuel off)",
+        );
+    }
+
     let s = &c.slo_targets;
     if !(s.response_time_p95_ms.is_finite() && s.response_time_p95_ms > 0.0) {
         return bad(

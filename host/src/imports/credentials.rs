@@ -12,7 +12,7 @@ pub const NOT_AVAILABLE: &str =
 
 impl Host for HostState {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, CredentialError>> {
-        Ok(Err(deny(self, "get", &name)))
+        Ok(Err(deny(self, "get", &name)?))
     }
 
     async fn sign(
@@ -20,18 +20,23 @@ impl Host for HostState {
         name: String,
         _message: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, CredentialError>> {
-        Ok(Err(deny(self, "sign", &name)))
+        Ok(Err(deny(self, "sign", &name)?))
     }
 
     async fn public_key(
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Vec<u8>, CredentialError>> {
-        Ok(Err(deny(self, "public-key", &name)))
+        Ok(Err(deny(self, "public-key", &name)?))
     }
 }
 
-fn deny(state: &HostState, op: &str, name: &str) -> CredentialError {
+fn deny(state: &mut HostState, op: &str, name: &str) -> wasmtime::Result<CredentialError> {
+    if !state.admit_call("credentials")? {
+        return Ok(CredentialError::RateLimited(
+            "over max_api_calls_per_second".to_string(),
+        ));
+    }
     let key = crate::imports::log::sanitize(name);
     tracing::warn!(
         target: "chassis::credentials",
@@ -39,5 +44,5 @@ fn deny(state: &HostState, op: &str, name: &str) -> CredentialError {
         task = &*state.task_id,
         "credential {op} denied: {key:?}: {NOT_AVAILABLE}"
     );
-    CredentialError::Denied(NOT_AVAILABLE.to_string())
+    Ok(CredentialError::Denied(NOT_AVAILABLE.to_string()))
 }

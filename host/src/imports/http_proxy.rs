@@ -11,6 +11,11 @@ pub const NOT_AVAILABLE: &str = "the HTTP proxy is not available in this host";
 
 impl Host for HostState {
     async fn fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, ProxyError>> {
+        if !self.admit_call("http-proxy")? {
+            return Ok(Err(ProxyError::RateLimited(
+                "over max_api_calls_per_second".to_string(),
+            )));
+        }
         tracing::warn!(
             target: "chassis::http_proxy",
             swarm = self.swarm_id(),

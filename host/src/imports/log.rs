@@ -51,7 +51,11 @@ pub(crate) fn emit(swarm_id: &str, task_id: &str, level: Level, message: &str) {
 
 impl Host for HostState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        emit(self.swarm_id(), &self.task_id, level, &message);
+        if self.admit_call("log")? {
+            emit(self.swarm_id(), &self.task_id, level, &message);
+        } else {
+            self.shared.drop_line(&self.swarm, &self.task_id, "log");
+        }
         Ok(())
     }
 }

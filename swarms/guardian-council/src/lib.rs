@@ -122,6 +122,7 @@ fn describe_refusal(e: &CredentialError) -> String {
         CredentialError::Denied(m) => format!("denied: {m}"),
         CredentialError::NotFound(m) => format!("not found: {m}"),
         CredentialError::Unsupported(m) => format!("unsupported: {m}"),
+        CredentialError::RateLimited(m) => format!("rate limited: {m}"),
     }
 }
 

@@ -1,0 +1,101 @@
+//! Host-wide configuration: the instance pool, fuel metering, the admission
+//! queue and the event sinks. Per-swarm limits live in the contracts.
+
+use std::sync::Arc;
+
+use crate::contract::ServiceContract;
+use crate::events::EventSink;
+use crate::limits::QueueConfig;
+
+/// Sizes of the pooling instance allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Component instances that may exist at once, over all swarms. A swarm
+    /// reserves `max_concurrent_tasks` of them at load time; one more is kept
+    /// for loading.
+    pub instances: u32,
+    /// Largest linear memory of any instance, in MiB: the largest
+    /// `max_memory_mb` a contract may ask for on this host.
+    pub max_memory_mb: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            instances: 128,
+            max_memory_mb: 1024,
+        }
+    }
+}
+
+/// How a [`crate::Chassis`] is set up.
+#[derive(Clone)]
+pub struct ChassisConfig {
+    /// The pooling allocator's sizes; `None` allocates each instance on demand.
+    pub pool: Option<PoolConfig>,
+    /// Count wasm fuel so contracts can set `max_fuel` (costs some speed for
+    /// every swarm). Contracts with `max_fuel` are refused when this is off.
+    pub fuel_metering: bool,
+    /// Waiting room for tasks when a swarm's slots are all busy.
+    pub queue: QueueConfig,
+    /// Where events go (audit log, reputation, tests).
+    pub event_sinks: Vec<Arc<dyn EventSink>>,
+}
+
+impl std::fmt::Debug for ChassisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChassisConfig")
+            .field("pool", &self.pool)
+            .field("fuel_metering", &self.fuel_metering)
+            .field("queue", &self.queue)
+            .field("event_sinks", &self.event_sinks.len())
+            .finish()
+    }
+}
+
+impl Default for ChassisConfig {
+    /// Pooling on ([`PoolConfig::default`]), no fuel metering, the default
+    /// queue, no event sinks.
+    fn default() -> Self {
+        Self {
+            pool: Some(PoolConfig::default()),
+            fuel_metering: false,
+            queue: QueueConfig::default(),
+            event_sinks: Vec::new(),
+        }
+    }
+}
+
+impl ChassisConfig {
+    /// The default configuration (see [`ChassisConfig::default`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A configuration whose pool fits exactly these contracts (plus one
+    /// instance for loading), with fuel metering on if any sets `max_fuel`.
+    pub fn sized_for<'a>(contracts: impl IntoIterator<Item = &'a ServiceContract>) -> Self {
+        let mut instances = 1;
+        let mut max_memory_mb = 1;
+        let mut fuel = false;
+        for c in contracts {
+            instances += c.resource_limits.max_concurrent_tasks;
+            max_memory_mb = max_memory_mb.max(c.resource_limits.max_memory_mb);
+            fuel |= c.resource_limits.max_fuel.is_some();
+        }
+        Self {
+            pool: Some(PoolConfig {
+                instances,
+                max_memory_mb,
+            }),
+            fuel_metering: fuel,
+            ..Self::default()
+        }
+    }
+
+    /// Add an event sink.
+    pub fn with_event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.event_sinks.push(sink);
+        self
+    }
+}

@@ -1,0 +1,153 @@
+//! Events: what the host decided and what swarms did, as they happen.
+//!
+//! Every load, task end, limit hit and import decision becomes an [`Event`]
+//! handed synchronously to each registered [`EventSink`] (the audit log and
+//! the reputation tracker are sinks). Sinks must be quick: they run on the
+//! task path.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::limits::LimitKind;
+
+/// Something the host decided or observed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A swarm was loaded.
+    ModuleLoaded {
+        /// The swarm.
+        swarm_id: String,
+        /// Where the component came from.
+        origin: String,
+        /// Task types it serves.
+        task_types: Vec<String>,
+    },
+    /// A load was refused.
+    LoadRejected {
+        /// The swarm the contract names.
+        swarm_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A swarm was unloaded.
+    ModuleUnloaded {
+        /// The swarm.
+        swarm_id: String,
+    },
+    /// A task was admitted and is starting.
+    TaskStart {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// Its type.
+        task_type: String,
+    },
+    /// The swarm answered with a result.
+    TaskComplete {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// Wall time, in milliseconds.
+        wall_ms: f64,
+    },
+    /// The task ended without a result (guest error, trap, limit, refusal).
+    TaskFailed {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// Error kind (see [`crate::ErrorKind`]).
+        kind: String,
+        /// The error message.
+        error: String,
+    },
+    /// A task ran into a resource limit.
+    LimitExceeded {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// Which limit.
+        limit: LimitKind,
+        /// Details.
+        detail: String,
+    },
+    /// An import call was refused for rate.
+    RateLimited {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// The interface (`log`, `credentials`, `http-proxy`, `stdout`...).
+        import: String,
+    },
+}
+
+impl Event {
+    /// The swarm the event is about.
+    pub fn swarm_id(&self) -> &str {
+        match self {
+            Event::ModuleLoaded { swarm_id, .. }
+            | Event::LoadRejected { swarm_id, .. }
+            | Event::ModuleUnloaded { swarm_id }
+            | Event::TaskStart { swarm_id, .. }
+            | Event::TaskComplete { swarm_id, .. }
+            | Event::TaskFailed { swarm_id, .. }
+            | Event::LimitExceeded { swarm_id, .. }
+            | Event::RateLimited { swarm_id, .. } => swarm_id,
+        }
+    }
+}
+
+/// Receives every event.
+pub trait EventSink: Send + Sync {
+    /// Record one event. Called on the task path: keep it short.
+    fn record(&self, event: &Event);
+}
+
+/// A sink that keeps every event in memory (for tests and small tools).
+#[derive(Debug, Default, Clone)]
+pub struct MemorySink(Arc<Mutex<Vec<Event>>>);
+
+impl MemorySink {
+    /// A new, empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every event recorded so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().expect("event sink lock").clone()
+    }
+}
+
+impl EventSink for MemorySink {
+    fn record(&self, event: &Event) {
+        self.0.lock().expect("event sink lock").push(event.clone());
+    }
+}
+
+/// The sinks of one host.
+#[derive(Clone, Default)]
+pub(crate) struct Events(Arc<Vec<Arc<dyn EventSink>>>);
+
+impl Events {
+    pub(crate) fn new(sinks: Vec<Arc<dyn EventSink>>) -> Self {
+        Self(Arc::new(sinks))
+    }
+
+    /// Build the event only when someone listens.
+    pub(crate) fn emit(&self, event: impl FnOnce() -> Event) {
+        if self.0.is_empty() {
+            return;
+        }
+        let event = event();
+        for sink in self.0.iter() {
+            sink.record(&event);
+        }
+    }
+}

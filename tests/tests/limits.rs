@@ -1,0 +1,636 @@
+//! Every resource limit of a contract against a guest written to break it.
+//! Each hostile run checks the error kind, that a well-behaved swarm running
+//! at the same time completes correctly, and that the host serves normal
+//! tasks right after.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chassis::{
+    Chassis, ChassisConfig, Error, ErrorKind, Event, LimitKind, MemorySink, PoolConfig,
+    QueueConfig, TaskOutcome, TaskRequest,
+};
+use chassis_tests::{component, contract, contract_path, rss_bytes, wat_swarm};
+use serde_json::{Value, json};
+
+const HOSTILE: &str = "swarm_id = \"misbehave\"
+[resource_limits]
+max_memory_mb = 32
+task_timeout_seconds = 1
+max_cpu_percent = 100
+max_concurrent_tasks = 2
+max_api_calls_per_second = 50
+[security]
+wasi_capabilities = [\"wasi:io/streams\"]
+";
+
+/// A host with hello-world (the bystander) and the `misbehave` guest loaded
+/// under `contract_text`, reporting events to the returned sink.
+async fn host_with(
+    file_stem: &str,
+    contract_text: &str,
+    config: ChassisConfig,
+) -> (Chassis, MemorySink) {
+    let sink = MemorySink::new();
+    let chassis = Chassis::with_config(config.with_event_sink(Arc::new(sink.clone()))).unwrap();
+    chassis.load(contract_path("hello-world")).await.unwrap();
+    chassis
+        .load_bytes(&component(file_stem), contract(contract_text))
+        .await
+        .unwrap();
+    (chassis, sink)
+}
+
+async fn hello(chassis: &Chassis, name: &str) {
+    let o = chassis
+        .execute_task(
+            "hello-world",
+            TaskRequest::new("hello", json!({ "name": name })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("bystander failed: {e}"));
+    assert_eq!(o.output["greeting"], json!(format!("Hello, {name}!")));
+}
+
+/// Run a hostile task while a well-behaved swarm keeps serving beside it,
+/// then check the host still serves. Returns the hostile task's result.
+async fn hostile(
+    chassis: &Chassis,
+    swarm_id: &str,
+    task: &str,
+    payload: Value,
+) -> Result<TaskOutcome, Error> {
+    let done = Arc::new(AtomicBool::new(false));
+    let bystander = {
+        let chassis = chassis.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut served = 0;
+            while !done.load(Ordering::Relaxed) || served == 0 {
+                hello(&chassis, &format!("bystander-{served}")).await;
+                served += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            served
+        })
+    };
+    let result = chassis
+        .execute_task(swarm_id, TaskRequest::new(task, payload))
+        .await;
+    done.store(true, Ordering::Relaxed);
+    let served = bystander.await.expect("bystander task");
+    assert!(served >= 1);
+    hello(chassis, "after").await;
+    result
+}
+
+fn limit_events(sink: &MemorySink) -> Vec<LimitKind> {
+    sink.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::LimitExceeded { limit, .. } => Some(limit),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_times_out_within_the_deadline_and_slack() {
+    let (chassis, sink) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let started = Instant::now();
+    let err = hostile(&chassis, "misbehave", "spin", json!({}))
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(err, Error::Timeout { seconds, .. } if seconds == 1.0),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert!(err.to_string().contains("timed out after 1 s"), "{err}");
+    // Deadline 1 s; the epoch check runs every 10 ms. Generous margin for a loaded machine.
+    assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(limit_events(&sink), vec![LimitKind::Timeout]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_in_the_allocator_during_argument_passing_times_out() {
+    let text = HOSTILE.replace("misbehave", "alloc-loop");
+    let (chassis, _) = host_with("alloc_loop", &text, ChassisConfig::default()).await;
+    // A small payload goes through.
+    let o = chassis
+        .execute_task(
+            "alloc-loop",
+            TaskRequest::new("size", json!({"x": "small"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(o.output["payload_bytes"], json!(13));
+    // A payload over 64 KiB makes cabi_realloc spin before execute starts.
+    let big = json!({ "x": "z".repeat(100 * 1024) });
+    let err = hostile(&chassis, "alloc-loop", "size", big)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_hits_the_memory_limit() {
+    let (chassis, sink) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let err = hostile(&chassis, "misbehave", "memory_bomb", json!({}))
+        .await
+        .unwrap_err();
+    let Error::MemoryLimit {
+        limit_mb,
+        ref detail,
+        ..
+    } = err
+    else {
+        panic!("expected a memory limit error, got {err}");
+    };
+    assert_eq!(limit_mb, 32);
+    assert!(detail.contains("limit is 33554432 bytes"), "{detail}");
+    assert_eq!(limit_events(&sink), vec![LimitKind::Memory]);
+    let usage = chassis.resource_usage("misbehave").unwrap();
+    assert_eq!(usage.memory_mb, 0.0, "memory of the dead task is released");
+    assert_eq!(usage.tasks_running, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_is_reclaimed_after_a_thousand_memory_bombs() {
+    let text = HOSTILE.replace("max_memory_mb = 32", "max_memory_mb = 8");
+    let (chassis, _) = host_with("misbehave", &text, ChassisConfig::default()).await;
+    let bomb = || chassis.execute_task("misbehave", TaskRequest::new("memory_bomb", json!({})));
+    for _ in 0..20 {
+        assert!(matches!(bomb().await, Err(Error::MemoryLimit { .. })));
+    }
+    let baseline = rss_bytes();
+    for _ in 0..1000 {
+        assert!(matches!(bomb().await, Err(Error::MemoryLimit { .. })));
+    }
+    let after = rss_bytes();
+    let grown = after.saturating_sub(baseline);
+    // 1,000 tasks touched 8 GB between them; the host keeps none of it.
+    assert!(
+        grown < 64 * 1024 * 1024,
+        "RSS grew {grown} bytes ({baseline} -> {after})"
+    );
+    hello(&chassis, "after").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_growth_hits_the_limit() {
+    let wasm = wat_swarm(
+        r#"(module
+          (memory (export "memory") 1)
+          (table $t 1 funcref)
+          (data (i32.const 16) "grow")
+          (data (i32.const 32) "\10\00\00\00\04\00\00\00")
+          (data (i32.const 48) "\20\00\00\00\01\00\00\00")
+          (global $next (mut i32) (i32.const 1024))
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+            (local $p i32)
+            (local.set $p (global.get $next))
+            (global.set $next (i32.add (global.get $next) (local.get 3)))
+            (local.get $p))
+          (func (export "infrafabric:chassis/task@0.1.0#describe") (result i32)
+            (i32.const 48))
+          (func (export "infrafabric:chassis/task@0.1.0#execute")
+            (param i32 i32 i32 i32 i32 i32) (result i32)
+            (loop $again
+              (drop (table.grow $t (ref.null func) (i32.const 10000)))
+              (br $again))
+            (unreachable)))"#,
+    );
+    let sink = MemorySink::new();
+    let chassis =
+        Chassis::with_config(ChassisConfig::default().with_event_sink(Arc::new(sink.clone())))
+            .unwrap();
+    chassis.load(contract_path("hello-world")).await.unwrap();
+    let info = chassis
+        .load_bytes(&wasm, contract("swarm_id = \"tables\""))
+        .await
+        .unwrap();
+    assert_eq!(info.task_types, vec!["grow"]);
+    let err = hostile(&chassis, "tables", "grow", json!({}))
+        .await
+        .unwrap_err();
+    let Error::MemoryLimit { ref detail, .. } = err else {
+        panic!("expected a memory (table) limit error, got {err}");
+    };
+    assert!(detail.contains("table limit exceeded"), "{detail}");
+    assert_eq!(limit_events(&sink), vec![LimitKind::Memory]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_recursion_is_a_stack_overflow() {
+    let (chassis, sink) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let err = hostile(&chassis, "misbehave", "recurse", json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::StackOverflow {
+                limit_bytes: 524288,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(limit_events(&sink), vec![LimitKind::StackOverflow]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_output_is_refused() {
+    let text = HOSTILE.replace("max_memory_mb = 32", "max_memory_mb = 128");
+    let (chassis, _) = host_with("misbehave", &text, ChassisConfig::default()).await;
+    let err = hostile(&chassis, "misbehave", "huge_output", json!({"mib": 12}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    assert!(
+        err.to_string().contains("byte limit") || err.to_string().contains("(limit"),
+        "{err}"
+    );
+    // Just under the caps is fine.
+    let o = chassis
+        .execute_task(
+            "misbehave",
+            TaskRequest::new("huge_output", json!({"mib": 1})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(o.output["data"].as_str().unwrap().len(), 1024 * 1024);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_log_line_is_more_than_the_hostcall_cap() {
+    let text = HOSTILE.replace("max_memory_mb = 32", "max_memory_mb = 64");
+    let (chassis, sink) = host_with("misbehave", &text, ChassisConfig::default()).await;
+    let err = hostile(&chassis, "misbehave", "huge_log", json!({"mib": 6}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::HostcallTooLarge { limit_bytes, .. } if limit_bytes == chassis::limits::MAX_HOSTCALL_BYTES),
+        "{err}"
+    );
+    assert_eq!(limit_events(&sink), vec![LimitKind::HostcallSize]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_flood_is_rate_limited_counted_and_ended() {
+    let (chassis, sink) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    // Under the burst: every line goes out.
+    let o = chassis
+        .execute_task(
+            "misbehave",
+            TaskRequest::new("log_flood", json!({"lines": 20})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(o.usage.host_calls, 20);
+    assert_eq!(o.usage.dropped_log_lines, 0);
+    // Over the rate: the rest is dropped and counted, the task still completes.
+    let o = chassis
+        .execute_task(
+            "misbehave",
+            TaskRequest::new("log_flood", json!({"lines": 200})),
+        )
+        .await
+        .unwrap();
+    assert!(o.usage.dropped_log_lines >= 150, "{:?}", o.usage);
+    assert_eq!(o.usage.dropped_log_lines, o.usage.rate_limited_calls);
+    assert_eq!(o.usage.host_calls + o.usage.dropped_log_lines, 200);
+    // A guest that keeps going after ten seconds' worth of refusals is ended.
+    let err = hostile(
+        &chassis,
+        "misbehave",
+        "log_flood",
+        json!({"lines": 1_000_000}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::RateLimited {
+                refused: 501,
+                rate: 50,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let usage = chassis.resource_usage("misbehave").unwrap();
+    assert!(usage.dropped_log_lines >= 650, "{usage:?}");
+    let events = sink.events();
+    let rate_events = events
+        .iter()
+        .filter(|e| {
+            matches!(e, Event::RateLimited { swarm_id, import, .. }
+                if swarm_id == "misbehave" && import == "log")
+        })
+        .count();
+    assert_eq!(rate_events, 2, "one per task that was refused: {events:?}");
+    assert_eq!(limit_events(&sink), vec![LimitKind::RateLimited]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_is_a_trap_carrying_the_guests_message() {
+    let (chassis, _) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let err = hostile(&chassis, "misbehave", "panic", json!({"message": "boom"}))
+        .await
+        .unwrap_err();
+    let Error::Trap { ref message, .. } = err else {
+        panic!("expected a trap, got {err}");
+    };
+    assert!(message.contains("hostile panic: boom"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_trap_is_a_trap() {
+    let (chassis, _) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let err = hostile(&chassis, "misbehave", "trap", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Trap, "{err}");
+    assert!(err.to_string().contains("unreachable"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_cannot_start_threads() {
+    let (chassis, _) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let o = hostile(&chassis, "misbehave", "spawn_threads", json!({}))
+        .await
+        .unwrap();
+    for attempt in o.output["spawned"].as_array().unwrap() {
+        assert_ne!(attempt, "started");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_tasks_run_at_once_than_the_limit_and_the_queue_is_bounded() {
+    let config = ChassisConfig {
+        queue: QueueConfig {
+            max_queued: 2,
+            max_wait: Duration::from_secs(30),
+        },
+        ..ChassisConfig::default()
+    };
+    let text = HOSTILE.replace("task_timeout_seconds = 1", "task_timeout_seconds = 20");
+    let (chassis, sink) = host_with("misbehave", &text, config).await;
+    let watching = Arc::new(AtomicBool::new(true));
+    let watcher = {
+        let chassis = chassis.clone();
+        let watching = watching.clone();
+        tokio::spawn(async move {
+            let (mut running, mut queued) = (0, 0);
+            while watching.load(Ordering::Relaxed) {
+                let u = chassis.resource_usage("misbehave").unwrap();
+                running = running.max(u.tasks_running);
+                queued = queued.max(u.tasks_queued);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (running, queued)
+        })
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let chassis = chassis.clone();
+        tasks.push(tokio::spawn(async move {
+            chassis
+                .execute_task(
+                    "misbehave",
+                    TaskRequest::new("burn", json!({"rounds": 300_000_000u64})),
+                )
+                .await
+        }));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut ok = 0;
+    let mut overloaded = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(o) => {
+                assert!(o.is_success());
+                ok += 1;
+            }
+            Err(e @ Error::Overloaded { .. }) => {
+                assert!(e.to_string().contains("wait queue of 2 is full"), "{e}");
+                overloaded += 1;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    watching.store(false, Ordering::Relaxed);
+    let (max_running, max_queued) = watcher.await.unwrap();
+    assert_eq!((ok, overloaded), (4, 2));
+    assert_eq!(max_running, 2, "never more than max_concurrent_tasks");
+    assert!(max_queued <= 2);
+    let limits = limit_events(&sink);
+    assert_eq!(limits, vec![LimitKind::Overloaded, LimitKind::Overloaded]);
+    hello(&chassis, "after").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_waits_too_long_for_a_slot_is_overloaded() {
+    let config = ChassisConfig {
+        queue: QueueConfig {
+            max_queued: 4,
+            max_wait: Duration::from_millis(50),
+        },
+        ..ChassisConfig::default()
+    };
+    let text = HOSTILE
+        .replace("max_concurrent_tasks = 2", "max_concurrent_tasks = 1")
+        .replace("task_timeout_seconds = 1", "task_timeout_seconds = 5");
+    let (chassis, _) = host_with("misbehave", &text, config).await;
+    let busy = {
+        let chassis = chassis.clone();
+        tokio::spawn(async move {
+            chassis
+                .execute_task(
+                    "misbehave",
+                    TaskRequest::new("burn", json!({"rounds": 500_000_000u64})),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let err = chassis
+        .execute_task("misbehave", TaskRequest::new("burn", json!({"rounds": 1})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Overloaded { .. }), "{err}");
+    assert!(err.to_string().contains("freed up within"), "{err}");
+    assert!(busy.await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_bound_task_is_held_to_its_share() {
+    let full = HOSTILE.replace("task_timeout_seconds = 1", "task_timeout_seconds = 30");
+    let quarter = full
+        .replace("max_cpu_percent = 100", "max_cpu_percent = 25")
+        .replace("misbehave", "quarter");
+    let (chassis, _) = host_with("misbehave", &full, ChassisConfig::default()).await;
+    chassis
+        .load_bytes(&component("misbehave"), contract(&quarter))
+        .await
+        .unwrap();
+    let burn = json!({"rounds": 200_000_000u64});
+    let unthrottled = chassis
+        .execute_task("misbehave", TaskRequest::new("burn", burn.clone()))
+        .await
+        .unwrap();
+    let throttled = chassis
+        .execute_task("quarter", TaskRequest::new("burn", burn))
+        .await
+        .unwrap();
+    // Same work, same answer.
+    assert_eq!(unthrottled.output, throttled.output);
+    assert_eq!(unthrottled.usage.throttled_ms, 0.0);
+    // At 25 % the task sleeps about three times as long as it runs.
+    let u = &throttled.usage;
+    let sleep_per_run = u.throttled_ms / u.cpu_ms;
+    assert!((2.0..4.5).contains(&sleep_per_run), "{u:?}");
+    // The sleeps were real: wall time covers running plus sleeping.
+    assert!(u.wall_ms >= 0.95 * (u.cpu_ms + u.throttled_ms), "{u:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fuel_budget_stops_a_cpu_bound_task() {
+    let config = ChassisConfig {
+        fuel_metering: true,
+        ..ChassisConfig::default()
+    };
+    let text = HOSTILE.replace(
+        "max_api_calls_per_second = 50",
+        "max_api_calls_per_second = 50\nmax_fuel = 5000000",
+    );
+    let (chassis, sink) = host_with("misbehave", &text, config).await;
+    let small = chassis
+        .execute_task(
+            "misbehave",
+            TaskRequest::new("burn", json!({"rounds": 1000})),
+        )
+        .await
+        .unwrap();
+    let used = small.usage.fuel_consumed.expect("fuel is metered");
+    assert!(used > 1000 && used < 5_000_000, "{used}");
+    let err = hostile(
+        &chassis,
+        "misbehave",
+        "burn",
+        json!({"rounds": 100_000_000u64}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::CpuBudget {
+                fuel: 5_000_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(limit_events(&sink), vec![LimitKind::CpuBudget]);
+}
+
+#[tokio::test]
+async fn a_fuel_budget_needs_a_host_that_meters_fuel() {
+    let chassis = Chassis::new().unwrap();
+    let err = chassis
+        .load_bytes(
+            &component("misbehave"),
+            contract("swarm_id = \"f\"\n[resource_limits]\nmax_fuel = 10\n"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("max_fuel is set but this host does not meter fuel"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_pool_refuses_contracts_it_cannot_hold() {
+    let chassis = Chassis::with_config(ChassisConfig {
+        pool: Some(PoolConfig {
+            instances: 6,
+            max_memory_mb: 64,
+        }),
+        ..ChassisConfig::default()
+    })
+    .unwrap();
+    let err = chassis
+        .load_bytes(
+            &component("hello_world"),
+            contract("swarm_id = \"big\"\n[resource_limits]\nmax_memory_mb = 128\n"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("max_memory_mb = 128 is more than"),
+        "{err}"
+    );
+    chassis
+        .load_bytes(
+            &component("hello_world"),
+            contract("swarm_id = \"a\"\n[resource_limits]\nmax_memory_mb = 64\nmax_concurrent_tasks = 4\n"),
+        )
+        .await
+        .unwrap();
+    let err = chassis
+        .load_bytes(
+            &component("hello_world"),
+            contract("swarm_id = \"b\"\n[resource_limits]\nmax_memory_mb = 8\nmax_concurrent_tasks = 2\n"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("4 are reserved by loaded swarms"),
+        "{err}"
+    );
+    // Sized for its contracts, a host takes them.
+    let a = contract(
+        "swarm_id = \"a\"\n[resource_limits]\nmax_memory_mb = 64\nmax_concurrent_tasks = 4\n",
+    );
+    let b = contract(
+        "swarm_id = \"b\"\n[resource_limits]\nmax_memory_mb = 8\nmax_concurrent_tasks = 2\n",
+    );
+    let sized = Chassis::with_config(ChassisConfig::sized_for([&a, &b])).unwrap();
+    sized
+        .load_bytes(&component("hello_world"), a)
+        .await
+        .unwrap();
+    sized
+        .load_bytes(&component("hello_world"), b)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn outcomes_carry_usage_figures() {
+    let (chassis, _) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let o = chassis
+        .execute_task(
+            "misbehave",
+            TaskRequest::new("burn", json!({"rounds": 10_000_000u64})),
+        )
+        .await
+        .unwrap();
+    let u = &o.usage;
+    assert!(u.cpu_ms > 0.0 && u.wall_ms >= u.cpu_ms, "{u:?}");
+    assert!(u.peak_memory_bytes >= 64 * 1024, "{u:?}");
+    assert_eq!(u.fuel_consumed, None);
+    let usage = chassis.resource_usage("misbehave").unwrap();
+    assert_eq!(usage.tasks_completed, 1);
+    assert!(usage.cpu_percent > 0.0, "{usage:?}");
+    assert_eq!(usage.tasks_running, 0);
+}
