@@ -125,3 +125,14 @@ pub fn rss_bytes() -> u64 {
         .expect("resident pages");
     pages * 4096
 }
+
+/// CPU time this process has used (user + system), from `/proc/self/stat`
+/// (10 ms resolution).
+pub fn process_cpu_time() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    std::time::Duration::from_millis(ticks * 10)
+}
