@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use chassis::{Chassis, ServiceContract, TaskRequest};
+use chassis::{Chassis, ChassisConfig, Secret, SecretStore, ServiceContract, TaskRequest};
 use serde_json::json;
 
 #[tokio::main]
@@ -42,14 +42,26 @@ async fn main() -> Result<()> {
         contract.resource_limits.max_memory_mb
     );
 
-    // Step 2: start the host and load the swarm.
+    // Step 2: a signing key for this run, held by the host only.
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let mut secrets = SecretStore::new();
+    secrets.insert(
+        &contract.swarm_id,
+        "guardian_signing_key",
+        Secret::new(format!("ed25519:{}", hex::encode(seed))),
+    );
+    let verifying_key = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+
+    // Step 3: start the host and load the swarm.
     println!("\nInitializing IF.chassis...");
-    let chassis = Chassis::new()?;
+    let chassis =
+        Chassis::with_config(ChassisConfig::sized_for([&contract]).with_secrets(secrets))?;
     let info = chassis.load(&contract_path).await?;
     println!("  ✅ WASM module loaded and validated");
     println!("  Task types: {}", info.task_types.join(", "));
 
-    // Step 3: run a guardian vote.
+    // Step 4: run a guardian vote.
     println!("\nExecuting guardian vote task...");
     let request = TaskRequest::new(
         "guardian_vote",
@@ -73,11 +85,9 @@ async fn main() -> Result<()> {
                 "signature": o["signature"],
             });
             println!("  Result: {summary}");
-            if let Some(why) = o.get("signature_error") {
-                println!(
-                    "  Signature: not signed ({})",
-                    why.as_str().unwrap_or_default()
-                );
+            match verify(o, &verifying_key) {
+                Ok(()) => println!("  ✅ Signature verified with the guardian's public key"),
+                Err(why) => println!("  ❌ Signature does not verify: {why}"),
             }
         }
         Ok(outcome) => {
@@ -89,4 +99,19 @@ async fn main() -> Result<()> {
 
     println!("\n✅ Example complete!");
     Ok(())
+}
+
+/// Check the vote's `ed25519:<hex>` signature over its `signed_message`.
+fn verify(output: &serde_json::Value, key: &ed25519_dalek::VerifyingKey) -> Result<(), String> {
+    if let Some(why) = output.get("signature_error") {
+        return Err(format!("not signed: {why}"));
+    }
+    let text = output["signature"].as_str().ok_or("no signature")?;
+    let bytes = hex::decode(text.trim_start_matches("ed25519:")).map_err(|e| e.to_string())?;
+    let signature = ed25519_dalek::Signature::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let message = output["signed_message"]
+        .as_str()
+        .ok_or("no signed_message")?;
+    key.verify_strict(message.as_bytes(), &signature)
+        .map_err(|e| e.to_string())
 }

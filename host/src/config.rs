@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::contract::ServiceContract;
 use crate::events::EventSink;
 use crate::limits::QueueConfig;
+use crate::secrets::SecretStore;
 
 /// Sizes of the pooling instance allocator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub struct ChassisConfig {
     pub queue: QueueConfig,
     /// Where events go (audit log, reputation, tests).
     pub event_sinks: Vec<Arc<dyn EventSink>>,
+    /// Secret values per swarm (the environment is read at load time too).
+    pub secrets: SecretStore,
 }
 
 impl std::fmt::Debug for ChassisConfig {
@@ -49,6 +52,7 @@ impl std::fmt::Debug for ChassisConfig {
             .field("fuel_metering", &self.fuel_metering)
             .field("queue", &self.queue)
             .field("event_sinks", &self.event_sinks.len())
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -62,6 +66,7 @@ impl Default for ChassisConfig {
             fuel_metering: false,
             queue: QueueConfig::default(),
             event_sinks: Vec::new(),
+            secrets: SecretStore::new(),
         }
     }
 }
@@ -91,6 +96,12 @@ impl ChassisConfig {
             fuel_metering: fuel,
             ..Self::default()
         }
+    }
+
+    /// Use these secrets.
+    pub fn with_secrets(mut self, secrets: SecretStore) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// Add an event sink.

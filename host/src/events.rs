@@ -76,6 +76,51 @@ pub enum Event {
         /// Details.
         detail: String,
     },
+    /// A credential was asked for (key name only, never the value).
+    CredentialAccess {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// The key name.
+        key: String,
+        /// `get`, `sign`, `public-key` or `inject` (HTTP proxy header).
+        operation: String,
+        /// Whether it was granted.
+        allowed: bool,
+        /// Why not, when refused.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Whether the request was outside the contract's scope.
+        security_violation: bool,
+    },
+    /// An HTTP proxy request, allowed or denied.
+    HttpProxy {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// Whether it was sent.
+        allowed: bool,
+        /// The method.
+        method: String,
+        /// The URL without user info, query or fragment.
+        url: String,
+        /// The response status, when there was one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        /// Request body bytes sent.
+        bytes_out: u64,
+        /// Response body bytes received.
+        bytes_in: u64,
+        /// Time in the proxy, in milliseconds.
+        elapsed_ms: f64,
+        /// Why it failed or was refused.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Whether the request was outside the contract (endpoint, address).
+        security_violation: bool,
+    },
     /// An import call was refused for rate.
     RateLimited {
         /// The swarm.
@@ -98,7 +143,9 @@ impl Event {
             | Event::TaskComplete { swarm_id, .. }
             | Event::TaskFailed { swarm_id, .. }
             | Event::LimitExceeded { swarm_id, .. }
-            | Event::RateLimited { swarm_id, .. } => swarm_id,
+            | Event::RateLimited { swarm_id, .. }
+            | Event::CredentialAccess { swarm_id, .. }
+            | Event::HttpProxy { swarm_id, .. } => swarm_id,
         }
     }
 }

@@ -48,6 +48,7 @@ pub mod limits;
 mod outcome;
 mod registry;
 mod runner;
+pub mod secrets;
 mod state;
 pub mod wasi;
 
@@ -69,6 +70,7 @@ pub use limits::{LimitKind, QueueConfig};
 pub use outcome::{GuestError, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 pub use registry::{SwarmInfo, TASK_INTERFACE};
 pub use runner::HOST_SLACK;
+pub use secrets::{Secret, SecretStore, SecretsError};
 pub use state::HostState;
 
 /// The host: loads swarms and runs their tasks. Cheap to clone; clones share
@@ -242,6 +244,7 @@ impl Chassis {
             Arc::new(contract),
             self.inner.config.queue,
             self.inner.events.clone(),
+            &self.inner.config.secrets,
         ));
         let task_types = runner::describe(&self.inner.engine, &pre, &runtime).await?;
         let contract = runtime.contract.clone();

@@ -250,30 +250,38 @@ impl CpuGovernor {
     }
 }
 
-/// A token bucket: `rate` tokens per second, holding at most `rate` (one
-/// second's burst).
+/// A token bucket: `rate` tokens per second, holding at most `capacity`
+/// (one second's worth unless given).
 #[derive(Debug)]
 pub struct TokenBucket {
     rate: f64,
+    capacity: f64,
     tokens: f64,
     last: Instant,
 }
 
 impl TokenBucket {
-    /// A full bucket.
+    /// A full bucket with one second's burst.
     pub fn new(rate_per_second: u32, now: Instant) -> Self {
         let rate = f64::from(rate_per_second.max(1));
+        Self::with_capacity(rate, rate, now)
+    }
+
+    /// A full bucket holding at most `capacity` tokens.
+    pub fn with_capacity(rate: f64, capacity: f64, now: Instant) -> Self {
         Self {
-            rate,
-            tokens: rate,
+            rate: rate.max(f64::MIN_POSITIVE),
+            capacity,
+            tokens: capacity,
             last: now,
         }
     }
 
-    /// Take `n` tokens if there are that many.
+    /// Take `n` tokens if there are that many (a request larger than the
+    /// capacity waits for `n` to accumulate).
     pub fn try_take(&mut self, n: f64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate.max(n));
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity.max(n));
         self.last = now;
         if self.tokens >= n {
             self.tokens -= n;

@@ -106,6 +106,8 @@ pub struct TaskUsage {
     pub rate_limited_calls: u64,
     /// Log lines dropped for rate.
     pub dropped_log_lines: u64,
+    /// Requests outside the contract (credentials out of scope, denied endpoints).
+    pub security_violations: u64,
 }
 
 impl TaskOutcome {

@@ -31,6 +31,9 @@ use crate::state::{HostState, RateLimitAbuse, SwarmRuntime, TaskShared};
 /// one [`crate::EPOCH_TICK`] of its deadline.
 pub const HOST_SLACK: Duration = Duration::from_millis(250);
 
+/// The task id of the `describe` call made while loading.
+pub(crate) const LOAD_TASK_ID: &str = "load";
+
 /// A fresh store for one task of `swarm`.
 pub(crate) fn new_store(
     engine: &Engine,
@@ -54,6 +57,8 @@ pub(crate) fn new_store(
         shared: shared.clone(),
         host_calls: 0,
         refused_calls: 0,
+        in_task: task_id.as_ref() != LOAD_TASK_ID,
+        security_violations: 0,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -171,7 +176,7 @@ pub(crate) async fn describe(
     pre: &crate::bindings::SwarmPre<HostState>,
     swarm: &Arc<SwarmRuntime>,
 ) -> Result<Vec<String>, Error> {
-    let task_id: Arc<str> = "load".into();
+    let task_id: Arc<str> = LOAD_TASK_ID.into();
     let shared = Arc::new(TaskShared::default());
     let mut store = new_store(engine, swarm, &task_id, &shared);
     let call = async {
@@ -362,6 +367,7 @@ fn finish(store: &mut Store<HostState>, in_store: Instant, shared: &TaskShared) 
         host_calls: state.host_calls,
         rate_limited_calls: state.refused_calls,
         dropped_log_lines: shared.dropped_lines.load(Ordering::Relaxed),
+        security_violations: state.security_violations,
     }
 }
 

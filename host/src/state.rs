@@ -6,6 +6,7 @@
 //! to holds what the swarm's tasks share: counters, the rate limiter, the
 //! admission slots.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -15,10 +16,13 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::contract::ServiceContract;
 use crate::events::{Event, Events};
+use crate::imports::http_proxy::allowlist::Allowlist;
+use crate::imports::http_proxy::client::Bandwidth;
 use crate::limits::{
     Admission, CpuGovernor, MIN_REFUSED_CALLS_PER_TASK, QueueConfig, RateLimiter, SwarmCounters,
     TaskLimiter,
 };
+use crate::secrets::{Secret, SecretStore};
 
 /// What a loaded swarm's tasks share.
 pub(crate) struct SwarmRuntime {
@@ -31,10 +35,36 @@ pub(crate) struct SwarmRuntime {
     pub(crate) max_refused_calls: u64,
     /// When usage was last reported, and the CPU counter then.
     pub(crate) usage_mark: Mutex<(Instant, u64)>,
+    /// The values of this swarm's scoped credentials that exist (only those).
+    pub(crate) secrets: HashMap<String, Secret>,
+    /// Where its HTTP requests may go.
+    pub(crate) allowlist: Allowlist,
+    /// Its network bandwidth, both directions.
+    pub(crate) bandwidth: Bandwidth,
 }
 
 impl SwarmRuntime {
-    pub(crate) fn new(contract: Arc<ServiceContract>, queue: QueueConfig, events: Events) -> Self {
+    pub(crate) fn new(
+        contract: Arc<ServiceContract>,
+        queue: QueueConfig,
+        events: Events,
+        store: &SecretStore,
+    ) -> Self {
+        let mut secrets = HashMap::new();
+        let mut env = SecretStore::new();
+        let id = contract.swarm_id.as_str();
+        env.add_env(
+            contract
+                .security
+                .scoped_credentials
+                .iter()
+                .map(|k| (id, k.as_str())),
+        );
+        for key in &contract.security.scoped_credentials {
+            if let Some(value) = env.get(id, key).or_else(|| store.get(id, key)) {
+                secrets.insert(key.clone(), value.clone());
+            }
+        }
         let counters = Arc::new(SwarmCounters::default());
         let limits = &contract.resource_limits;
         Self {
@@ -43,6 +73,10 @@ impl SwarmRuntime {
             max_refused_calls: MIN_REFUSED_CALLS_PER_TASK
                 .max(u64::from(limits.max_api_calls_per_second) * 10),
             usage_mark: Mutex::new((Instant::now(), 0)),
+            secrets,
+            // The contract was validated, so every pattern parses.
+            allowlist: Allowlist::new(&contract.security.allowed_endpoints).unwrap_or_default(),
+            bandwidth: Bandwidth::new(limits.max_network_bandwidth_mbps),
             counters,
             events,
             contract,
@@ -133,6 +167,10 @@ pub struct HostState {
     pub(crate) host_calls: u64,
     /// Import calls refused for rate.
     pub(crate) refused_calls: u64,
+    /// Whether a task is running (false while the swarm is being loaded).
+    pub(crate) in_task: bool,
+    /// Requests outside the contract (credentials out of scope, denied endpoints).
+    pub(crate) security_violations: u64,
 }
 
 impl HostState {

@@ -230,3 +230,57 @@ fn help_describes_each_command() {
     let o = chassis(&["run", "--help"]);
     assert!(stdout(&o).contains("--payload") && stdout(&o).contains("--json"));
 }
+
+#[test]
+fn run_with_a_secrets_file_signs_the_vote() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("chassis-cli-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secrets.toml");
+    std::fs::write(
+        &file,
+        "[guardian-council]\nguardian_signing_key = \"ed25519:9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let vote = r#"{"session":"s","proposal":"p"}"#;
+    let o = chassis(&[
+        "run",
+        "config/guardian-council.toml",
+        "--task",
+        "guardian_vote",
+        "--payload",
+        vote,
+        "--secrets",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        out["signature"].as_str().unwrap().starts_with("ed25519:"),
+        "{out}"
+    );
+    assert_eq!(
+        out["public_key"],
+        "ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+    );
+
+    // A secrets file others can read is refused before anything runs.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = one_line_error(&chassis(&[
+        "run",
+        "config/guardian-council.toml",
+        "--task",
+        "guardian_vote",
+        "--payload",
+        vote,
+        "--secrets",
+        file.to_str().unwrap(),
+    ]));
+    assert!(
+        e.contains("readable by group or others") && e.contains("chmod 600"),
+        "{e}"
+    );
+    assert!(!e.contains("9d61b19d"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -136,3 +136,146 @@ pub fn process_cpu_time() -> std::time::Duration {
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     std::time::Duration::from_millis(ticks * 10)
 }
+
+/// One request the test server received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// A real HTTP/1.1 server on 127.0.0.1 for proxy tests, on its own thread.
+///
+/// Routes: `GET /v1/hello` (JSON), `POST /v1/echo` (echoes the body),
+/// `GET /v1/redirect` (302 to the cloud metadata address),
+/// `GET /v1/bytes?n=N` (N bytes), `GET /v1/slow` (answers after 10 s);
+/// anything else is 404. Every request is recorded.
+pub struct TestServer {
+    /// The port it listens on.
+    pub port: u16,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl TestServer {
+    /// Start a server on a free port of 127.0.0.1.
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = received.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let log = log.clone();
+                    tokio::spawn(async move {
+                        let _ = serve(stream, log).await;
+                    });
+                }
+            });
+        });
+        Self { port, received }
+    }
+
+    /// Every request received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// `http://<host>:<port><path>`.
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.port)
+    }
+}
+
+async fn serve(
+    mut stream: tokio::net::TcpStream,
+    log: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let method = first.next().unwrap_or_default().to_string();
+    let target = first.next().unwrap_or_default().to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    log.lock().unwrap().push(Received {
+        method: method.clone(),
+        target: target.clone(),
+        headers,
+        body: body.clone(),
+    });
+    let path = target.split('?').next().unwrap_or_default();
+    let (status, extra, payload): (&str, String, Vec<u8>) = match (method.as_str(), path) {
+        ("GET", "/v1/hello") => ("200 OK", String::new(), br#"{"hello":"world"}"#.to_vec()),
+        ("POST", "/v1/echo") => ("200 OK", String::new(), body),
+        ("GET", "/v1/redirect") => (
+            "302 Found",
+            "Location: http://169.254.169.254/latest/meta-data/\r\n".to_string(),
+            Vec::new(),
+        ),
+        ("GET", "/v1/slow") => {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            ("200 OK", String::new(), b"late".to_vec())
+        }
+        ("GET", "/v1/bytes") => {
+            let n: usize = target
+                .split_once("?n=")
+                .and_then(|(_, n)| n.parse().ok())
+                .unwrap_or(0);
+            ("200 OK", String::new(), vec![b'a'; n])
+        }
+        _ => ("404 Not Found", String::new(), b"not found".to_vec()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        payload.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    for part in payload.chunks(64 * 1024) {
+        stream.write_all(part).await?;
+    }
+    stream.shutdown().await
+}

@@ -98,7 +98,7 @@ async fn the_log_import_goes_to_tracing_prefixed_with_the_swarm_id() {
 }
 
 #[tokio::test]
-async fn credential_and_proxy_calls_get_typed_denials() {
+async fn credential_and_proxy_calls_get_typed_errors() {
     let chassis = Chassis::new().unwrap();
     chassis
         .load_bytes(
@@ -118,8 +118,12 @@ async fn credential_and_proxy_calls_get_typed_denials() {
         .await
         .unwrap()
         .output;
+    // In scope, but this host holds no value for it.
     let refused = out["refused"].as_str().unwrap();
-    assert!(refused.starts_with("CredentialError::Denied"), "{refused}");
+    assert!(
+        refused.starts_with("CredentialError::NotFound"),
+        "{refused}"
+    );
     assert!(out.get("got").is_none());
 
     let out = chassis
@@ -130,6 +134,7 @@ async fn credential_and_proxy_calls_get_typed_denials() {
         .await
         .unwrap()
         .output;
+    // Allowed, but nothing listens on the discard port.
     let refused = out["refused"].as_str().unwrap();
-    assert!(refused.starts_with("ProxyError::Denied"), "{refused}");
+    assert!(refused.starts_with("ProxyError::Network"), "{refused}");
 }

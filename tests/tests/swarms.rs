@@ -233,10 +233,10 @@ async fn guardian_vote_approves_and_reports_the_signing_refusal() {
         out["signed_message"],
         json!("guardian-3|session-4-sip|Approve SIP integration Phase 3|approve")
     );
-    // This host has no secret store: the sign call reaches the host and is denied.
+    // No signing key is configured here: the host says so, the vote is unsigned.
     assert_eq!(out["signature"], Value::Null);
     let why = out["signature_error"].as_str().unwrap();
-    assert!(why.starts_with("denied:"), "{why}");
+    assert!(why.starts_with("not found:"), "{why}");
 }
 
 #[tokio::test]

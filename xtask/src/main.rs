@@ -187,6 +187,27 @@ fn test(root: &Path, no_lint: bool) -> Result<()> {
         cmd.args(["--exclude", &name]);
     }
     run_cmd(cmd, "cargo test")?;
+    step("the demo: the guardian vote is signed and verifies");
+    let out = cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "chassis",
+            "--example",
+            "load_guardian_council",
+        ])
+        .output()
+        .context("running the demo")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    if !out.status.success() || !text.contains("Signature verified") {
+        bail!(
+            "the demo did not verify the vote's signature ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     if no_lint {
         return Ok(());
     }

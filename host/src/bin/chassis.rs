@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use chassis::{Chassis, ChassisConfig, ServiceContract, TaskRequest};
+use chassis::{Chassis, ChassisConfig, SecretStore, ServiceContract, TaskRequest};
 use clap::{Parser, Subcommand};
 
 /// Run untrusted WebAssembly components ("swarms") under service contracts.
@@ -68,6 +68,11 @@ enum Command {
         /// Task id (default: generated).
         #[arg(long)]
         task_id: Option<String>,
+        /// Secrets file (TOML, one table per swarm id, mode 600); see the
+        /// `chassis::secrets` docs. CHASSIS_SECRET__<SWARM>__<KEY> variables
+        /// are read too.
+        #[arg(long)]
+        secrets: Option<PathBuf>,
         /// Print the whole outcome (status, output, timing, usage) and the
         /// swarm's resource usage as JSON.
         #[arg(long)]
@@ -149,6 +154,7 @@ async fn run(command: Command) -> Result<()> {
             payload,
             payload_file,
             task_id,
+            secrets,
             json,
         } => {
             let payload_text = match payload_file {
@@ -162,7 +168,11 @@ async fn run(command: Command) -> Result<()> {
                 serde_json::from_str(&payload_text).context("--payload is not valid JSON")?;
             // Size the host for this one contract.
             let parsed = ServiceContract::from_file(&contract)?;
-            let chassis = Chassis::with_config(ChassisConfig::sized_for([&parsed]))?;
+            let mut config = ChassisConfig::sized_for([&parsed]);
+            if let Some(path) = secrets {
+                config = config.with_secrets(SecretStore::from_file(path)?);
+            }
+            let chassis = Chassis::with_config(config)?;
             let info = chassis.load(&contract).await?;
             let mut request = TaskRequest::new(task, payload);
             if let Some(id) = task_id {

@@ -284,7 +284,7 @@ fn endpoints_need_proxy_only_and_a_valid_shape() {
         "swarm_id = \"a\"\n[security]\nnetwork_access = \"proxy_only\"\nallowed_endpoints = [\"https://x.example:99999/\"]\n",
         4,
         "security.allowed_endpoints[0]",
-        "invalid port",
+        "invalid port number",
     );
 }
 

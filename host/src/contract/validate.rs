@@ -254,11 +254,8 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         _ => {}
     }
     for (i, ep) in sec.allowed_endpoints.iter().enumerate() {
-        if let Err(why) = check_endpoint(ep) {
-            return bad(
-                format!("security.allowed_endpoints[{i}]"),
-                format!("{ep:?}: {why}"),
-            );
+        if let Err(why) = crate::imports::http_proxy::allowlist::Endpoint::parse(ep) {
+            return bad(format!("security.allowed_endpoints[{i}]"), why);
         }
     }
 
@@ -282,56 +279,6 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
                 rep.slo_weight + rep.security_weight
             ),
         );
-    }
-    Ok(())
-}
-
-/// Shape check of an allowed endpoint: `scheme://host[:port][/path-prefix]`,
-/// scheme `http` or `https`, host a name (optionally starting with `*.`), an
-/// IPv4 address or a bracketed IPv6 address; no user info, query or fragment.
-pub(crate) fn check_endpoint(ep: &str) -> Result<(), String> {
-    let (scheme, rest) = ep
-        .split_once("://")
-        .ok_or_else(|| "expected scheme://host[:port][/path]".to_string())?;
-    if scheme != "http" && scheme != "https" {
-        return Err(format!("scheme must be http or https, got {scheme:?}"));
-    }
-    if rest.contains(['?', '#', '@', ' ']) {
-        return Err("must not contain user info, a query, a fragment or spaces".into());
-    }
-    let (authority, _path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
-        let (h, after) = inner
-            .split_once(']')
-            .ok_or_else(|| "unterminated IPv6 address".to_string())?;
-        h.parse::<std::net::Ipv6Addr>()
-            .map_err(|_| format!("invalid IPv6 address {h:?}"))?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("host is empty".into());
-    }
-    let name = host.strip_prefix("*.").unwrap_or(host);
-    if !authority.starts_with('[')
-        && !name
-            .split('.')
-            .all(|label| !label.is_empty() && is_identifier(label, &['-']))
-    {
-        return Err(format!("invalid host {host:?}"));
-    }
-    if let Some(p) = port {
-        p.parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("invalid port {p:?}"))?;
     }
     Ok(())
 }

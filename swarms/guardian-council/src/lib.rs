@@ -3,8 +3,10 @@
 //! - `guardian_vote` `{"session", "proposal", "voting_period"}` →
 //!   `{"vote", "guardian_id", "proposal", "session", "reasons", "signature"}`.
 //!   The vote is signed on the host with the scoped `guardian_signing_key`
-//!   (`signature` is `ed25519:<hex>`); when the host refuses to sign, the vote
-//!   is returned with `signature: null` and the refusal in `signature_error`.
+//!   (`signature` and `public_key` are `ed25519:<hex>`, over `signed_message`);
+//!   the private key never enters the component. When the host refuses to
+//!   sign, the vote is returned with `signature: null` and the refusal in
+//!   `signature_error`.
 //! - `quality_assessment` `{"tests_passed", "tests_total", "coverage_percent",
 //!   "open_issues"}` → `{"quality_score", "assessment", "reviewer"}`.
 
@@ -136,15 +138,20 @@ impl Swarm for GuardianCouncil {
                 let (vote, reasons) = decide(&v.proposal, v.voting_period);
                 info!("session {}: {vote} on {:?}", v.session, v.proposal);
                 let message = signed_message(&v.session, &v.proposal, vote);
-                let (signature, signature_error) =
-                    match credentials::sign(SIGNING_KEY, message.as_bytes()) {
-                        Ok(sig) => (Some(format!("ed25519:{}", hex(&sig))), None),
-                        Err(e) => {
-                            let why = describe_refusal(&e);
-                            warn!("vote left unsigned: {why}");
-                            (None, Some(why))
-                        }
-                    };
+                let signed = credentials::sign(SIGNING_KEY, message.as_bytes())
+                    .and_then(|sig| Ok((sig, credentials::public_key(SIGNING_KEY)?)));
+                let (signature, public_key, signature_error) = match signed {
+                    Ok((sig, key)) => (
+                        Some(format!("ed25519:{}", hex(&sig))),
+                        Some(format!("ed25519:{}", hex(&key))),
+                        None,
+                    ),
+                    Err(e) => {
+                        let why = describe_refusal(&e);
+                        warn!("vote left unsigned: {why}");
+                        (None, None, Some(why))
+                    }
+                };
                 let mut out = json!({
                     "vote": vote,
                     "guardian_id": GUARDIAN_ID,
@@ -153,6 +160,7 @@ impl Swarm for GuardianCouncil {
                     "reasons": reasons,
                     "signed_message": message,
                     "signature": signature,
+                    "public_key": public_key,
                 });
                 if let Some(why) = signature_error {
                     out["signature_error"] = json!(why);

@@ -1,0 +1,312 @@
+//! `infrafabric:chassis/http-proxy`: outbound HTTP for swarms, on the host's
+//! terms.
+//!
+//! A `fetch` goes through, in order: the call rate; the request's shape
+//! (method, size, headers); `network_access = "proxy_only"`; the allowlist
+//! ([`allowlist`], pure); name resolution and the SSRF guard ([`ssrf`],
+//! pure) — every resolved address must be public unless an allowed
+//! endpoint names it literally, and the connection goes to the checked
+//! address; credential injection (a scoped credential sent as a header,
+//! never shown to the guest); then one exchange ([`client`]) with size caps,
+//! timeouts inside the task's deadline and the swarm's bandwidth bucket.
+//! Redirects are not followed: a 3xx response is returned as it is, and a
+//! request to its `Location` is checked like any other.
+//!
+//! Every decision raises an `HttpProxy` event: allowed or denied, method,
+//! URL without user info or query, status, bytes each way, time. A denied
+//! endpoint or a refused address is a security violation.
+
+pub mod allowlist;
+pub mod client;
+pub mod ssrf;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use hyper::header::{HeaderName, HeaderValue};
+use url::Url;
+
+use crate::bindings::credentials::CredentialError;
+use crate::bindings::http_proxy::{Header, Host, ProxyError, Request, Response};
+use crate::contract::NetworkAccess;
+use crate::events::Event;
+use crate::state::HostState;
+
+/// Longest wait for name resolution.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most request headers a guest may set.
+pub const MAX_HEADERS: usize = 64;
+/// Most bytes of request header names and values together.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Headers the host sets itself or that would change the framing.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+];
+
+/// What happened to one request, for its event.
+struct Record {
+    method: String,
+    url: String,
+    status: Option<u16>,
+    bytes_out: u64,
+    bytes_in: u64,
+    violation: bool,
+}
+
+/// The URL as recorded: no user info, no query, no fragment.
+fn redacted(url: &Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        },
+        url.path()
+    )
+}
+
+fn denied(why: impl Into<String>) -> ProxyError {
+    ProxyError::Denied(why.into())
+}
+
+fn describe(e: &ProxyError) -> String {
+    match e {
+        ProxyError::Denied(m) => format!("denied: {m}"),
+        ProxyError::InvalidRequest(m) => format!("invalid request: {m}"),
+        ProxyError::TooLarge(m) => format!("too large: {m}"),
+        ProxyError::Timeout(m) => format!("timeout: {m}"),
+        ProxyError::RateLimited(m) => format!("rate limited: {m}"),
+        ProxyError::Network(m) => format!("network: {m}"),
+    }
+}
+
+impl HostState {
+    async fn proxy(&mut self, request: Request, rec: &mut Record) -> Result<Response, ProxyError> {
+        let method = hyper::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| ProxyError::InvalidRequest(format!("bad method {:?}", rec.method)))?;
+        let url = Url::parse(&request.url)
+            .map_err(|e| ProxyError::InvalidRequest(format!("bad URL: {e}")))?;
+        rec.url = crate::imports::log::sanitize(&redacted(&url));
+        if url.scheme() != "http" && url.scheme() != "https" {
+            rec.violation = true;
+            return Err(denied(format!(
+                "scheme {:?} is not http or https",
+                url.scheme()
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(denied(
+                "user info in URLs is not allowed; use credential-header",
+            ));
+        }
+        if request.body.len() > client::MAX_REQUEST_BYTES {
+            return Err(ProxyError::TooLarge(format!(
+                "request body over {} bytes",
+                client::MAX_REQUEST_BYTES
+            )));
+        }
+        let contract = self.swarm.contract.clone();
+        if contract.security.network_access != NetworkAccess::ProxyOnly {
+            rec.violation = true;
+            return Err(denied("network_access is \"none\""));
+        }
+        if self.swarm.allowlist.find(&url).is_none() {
+            rec.violation = true;
+            return Err(denied(format!("{} is not in allowed_endpoints", rec.url)));
+        }
+        if contract.resource_limits.max_network_bandwidth_mbps == 0 {
+            return Err(denied("max_network_bandwidth_mbps is 0"));
+        }
+        let headers = self.request_headers(&request)?;
+
+        // Resolve, then check every address before connecting to one of them.
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addrs: Vec<SocketAddr> = match url.host() {
+            Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(IpAddr::V4(ip), port)],
+            Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(IpAddr::V6(ip), port)],
+            Some(url::Host::Domain(name)) => {
+                let budget =
+                    DNS_TIMEOUT.min(self.deadline.saturating_duration_since(Instant::now()));
+                match tokio::time::timeout(budget, tokio::net::lookup_host((name, port))).await {
+                    Err(_) => return Err(ProxyError::Timeout(format!("resolving {name}"))),
+                    Ok(Err(e)) => {
+                        return Err(ProxyError::Network(format!("resolving {name}: {e}")));
+                    }
+                    Ok(Ok(found)) => found.collect(),
+                }
+            }
+            None => return Err(ProxyError::InvalidRequest("URL has no host".into())),
+        };
+        let Some(first) = addrs.first().copied() else {
+            return Err(ProxyError::Network(
+                "the name resolved to no address".into(),
+            ));
+        };
+        for addr in &addrs {
+            let ip = allowlist::canonical(addr.ip());
+            if let Some(why) = ssrf::forbidden(ip)
+                && !self.swarm.allowlist.names_ip(ip)
+            {
+                rec.violation = true;
+                return Err(denied(format!(
+                    "{} resolves to {ip}, {why}, which no allowed endpoint names (SSRF guard)",
+                    url.host_str().unwrap_or_default()
+                )));
+            }
+        }
+
+        rec.bytes_out = request.body.len() as u64;
+        let exchange = client::exchange(
+            first,
+            &url,
+            method,
+            headers,
+            request.body,
+            &self.swarm.bandwidth,
+            self.deadline,
+        )
+        .await
+        .map_err(|e| match e {
+            client::ExchangeError::Timeout(m) => ProxyError::Timeout(m),
+            client::ExchangeError::TooLarge(m) => ProxyError::TooLarge(m),
+            client::ExchangeError::Network(m) => ProxyError::Network(m),
+            client::ExchangeError::Invalid(m) => ProxyError::InvalidRequest(m),
+        })?;
+        rec.status = Some(exchange.status);
+        rec.bytes_in = exchange.body.len() as u64;
+        Ok(Response {
+            status: exchange.status,
+            headers: exchange
+                .headers
+                .into_iter()
+                .map(|(name, value)| Header { name, value })
+                .collect(),
+            body: exchange.body,
+        })
+    }
+
+    /// The guest's headers, checked, plus the injected credential header.
+    fn request_headers(
+        &mut self,
+        request: &Request,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, ProxyError> {
+        if request.headers.len() > MAX_HEADERS {
+            return Err(ProxyError::TooLarge(format!(
+                "more than {MAX_HEADERS} headers"
+            )));
+        }
+        let size: usize = request
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len())
+            .sum();
+        if size > MAX_HEADER_BYTES {
+            return Err(ProxyError::TooLarge(format!(
+                "headers over {MAX_HEADER_BYTES} bytes"
+            )));
+        }
+        let mut out = Vec::with_capacity(request.headers.len() + 1);
+        for h in &request.headers {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| ProxyError::InvalidRequest(format!("bad header name {:?}", h.name)))?;
+            if RESERVED_HEADERS.contains(&name.as_str()) {
+                return Err(ProxyError::InvalidRequest(format!(
+                    "header {name} is set by the host"
+                )));
+            }
+            let value = HeaderValue::from_str(&h.value)
+                .map_err(|_| ProxyError::InvalidRequest(format!("bad value for header {name}")))?;
+            out.push((name, value));
+        }
+        if let Some(inject) = &request.credential_header {
+            let name = HeaderName::from_bytes(inject.header.as_bytes()).map_err(|_| {
+                ProxyError::InvalidRequest(format!("bad header name {:?}", inject.header))
+            })?;
+            if RESERVED_HEADERS.contains(&name.as_str()) {
+                return Err(ProxyError::InvalidRequest(format!(
+                    "header {name} is set by the host"
+                )));
+            }
+            let secret = self
+                .scoped_secret("inject", &inject.credential)
+                .map_err(|e| match e {
+                    CredentialError::Denied(m)
+                    | CredentialError::NotFound(m)
+                    | CredentialError::Unsupported(m)
+                    | CredentialError::RateLimited(m) => denied(format!("credential-header: {m}")),
+                })?;
+            if secret.signing_key().is_some() {
+                return Err(denied("credential-header: signing keys are never sent"));
+            }
+            let mut value = HeaderValue::from_str(&format!("{}{}", inject.prefix, secret.expose()))
+                .map_err(|_| {
+                    ProxyError::InvalidRequest(
+                        "the credential cannot be sent as a header value".into(),
+                    )
+                })?;
+            value.set_sensitive(true);
+            out.push((name, value));
+        }
+        Ok(out)
+    }
+}
+
+impl Host for HostState {
+    async fn fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, ProxyError>> {
+        if !self.admit_call("http-proxy")? {
+            return Ok(Err(ProxyError::RateLimited(
+                "over max_api_calls_per_second".to_string(),
+            )));
+        }
+        let started = Instant::now();
+        let mut rec = Record {
+            method: crate::imports::log::sanitize(&request.method),
+            url: String::new(),
+            status: None,
+            bytes_out: 0,
+            bytes_in: 0,
+            violation: false,
+        };
+        let result = self.proxy(request, &mut rec).await;
+        let elapsed = started.elapsed();
+        // Time waiting on the network is not the guest's CPU time.
+        self.governor.waiting += elapsed;
+        if rec.violation {
+            self.security_violations += 1;
+        }
+        let reason = result.as_ref().err().map(describe);
+        match &reason {
+            None => {
+                tracing::debug!(target: "chassis::http_proxy", swarm = self.swarm_id(), task = &*self.task_id, "{} {} -> {:?}", rec.method, rec.url, rec.status)
+            }
+            Some(why) => {
+                tracing::warn!(target: "chassis::http_proxy", swarm = self.swarm_id(), task = &*self.task_id, "{} {}: {why}", rec.method, rec.url)
+            }
+        }
+        self.swarm.events.emit(|| Event::HttpProxy {
+            swarm_id: self.swarm_id().to_string(),
+            task_id: self.task_id.to_string(),
+            allowed: reason.is_none(),
+            method: rec.method.clone(),
+            url: rec.url.clone(),
+            status: rec.status,
+            bytes_out: rec.bytes_out,
+            bytes_in: rec.bytes_in,
+            elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+            reason: reason.clone(),
+            security_violation: rec.violation,
+        });
+        Ok(result)
+    }
+}

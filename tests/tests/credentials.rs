@@ -1,0 +1,292 @@
+//! Scoped credentials through real components: each swarm sees only its own
+//! scoped values, signing keys never leave the host, and every decision is
+//! an event that names the key but never its value.
+
+use std::sync::Arc;
+
+use chassis::{Chassis, ChassisConfig, Event, MemorySink, Secret, SecretStore, TaskRequest};
+use chassis_tests::{capture_logs, component, contract, contract_path};
+use serde_json::{Value, json};
+
+const SEED_HEX: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+
+fn egress_contract(id: &str, scoped: &[&str]) -> chassis::ServiceContract {
+    let scoped: Vec<String> = scoped.iter().map(|k| format!("{k:?}")).collect();
+    contract(&format!(
+        "swarm_id = \"{id}\"\n[security]\nscoped_credentials = [{}]\nnetwork_access = \"proxy_only\"\n",
+        scoped.join(", ")
+    ))
+}
+
+async fn steal(chassis: &Chassis, swarm: &str, name: &str) -> Value {
+    let o = chassis
+        .execute_task(
+            swarm,
+            TaskRequest::new("steal_credential", json!({ "name": name })),
+        )
+        .await
+        .unwrap();
+    assert!(o.is_success(), "{o:?}");
+    o.output
+}
+
+async fn host(secrets: SecretStore) -> (Chassis, MemorySink) {
+    let sink = MemorySink::new();
+    let chassis = Chassis::with_config(
+        ChassisConfig::default()
+            .with_secrets(secrets)
+            .with_event_sink(Arc::new(sink.clone())),
+    )
+    .unwrap();
+    (chassis, sink)
+}
+
+#[tokio::test]
+async fn the_guardian_vote_is_signed_on_the_host_and_verifies() {
+    let mut secrets = SecretStore::new();
+    secrets.insert(
+        "guardian-council",
+        "guardian_signing_key",
+        Secret::new(format!("ed25519:{SEED_HEX}")),
+    );
+    let (chassis, _) = host(secrets).await;
+    chassis
+        .load(contract_path("guardian-council"))
+        .await
+        .unwrap();
+    let o = chassis
+        .execute_task(
+            "guardian-council",
+            TaskRequest::new(
+                "guardian_vote",
+                json!({"session": "s-1", "proposal": "Ship it"}),
+            ),
+        )
+        .await
+        .unwrap();
+    let out = &o.output;
+    assert!(out.get("signature_error").is_none(), "{out}");
+    // RFC 8032 test key 1: the public key the host derives from the seed.
+    assert_eq!(
+        out["public_key"],
+        json!("ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+    );
+    let seed: [u8; 32] = hex::decode(SEED_HEX).unwrap().try_into().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    let sig = hex::decode(
+        out["signature"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("ed25519:"),
+    )
+    .unwrap();
+    let sig = ed25519_dalek::Signature::from_slice(&sig).unwrap();
+    let message = out["signed_message"].as_str().unwrap();
+    assert_eq!(message, "guardian-3|s-1|Ship it|approve");
+    key.verify_strict(message.as_bytes(), &sig)
+        .expect("signature verifies");
+    // A signature over anything else does not.
+    assert!(
+        key.verify_strict(b"guardian-3|s-1|Ship it|reject", &sig)
+            .is_err()
+    );
+    // The seed itself never reached the guest's output.
+    assert!(!out.to_string().contains(SEED_HEX));
+}
+
+#[tokio::test]
+async fn two_swarms_with_the_same_key_name_see_only_their_own_value() {
+    let mut secrets = SecretStore::new();
+    secrets.insert("swarm-a", "api_key", Secret::new("value-of-a"));
+    secrets.insert("swarm-b", "api_key", Secret::new("value-of-b"));
+    let (chassis, _) = host(secrets).await;
+    for id in ["swarm-a", "swarm-b"] {
+        chassis
+            .load_bytes(&component("egress"), egress_contract(id, &["api_key"]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        steal(&chassis, "swarm-a", "api_key").await,
+        json!({"got": "value-of-a"})
+    );
+    assert_eq!(
+        steal(&chassis, "swarm-b", "api_key").await,
+        json!({"got": "value-of-b"})
+    );
+}
+
+#[tokio::test]
+async fn unscoped_and_foreign_keys_are_denied_as_security_violations() {
+    let mut secrets = SecretStore::new();
+    secrets.insert("thief", "api_key", Secret::new("mine"));
+    secrets.insert("thief", "unscoped_key", Secret::new("exists-but-unscoped"));
+    secrets.insert(
+        "guardian-council",
+        "guardian_signing_key",
+        Secret::new(format!("ed25519:{SEED_HEX}")),
+    );
+    let (chassis, sink) = host(secrets).await;
+    chassis
+        .load_bytes(
+            &component("egress"),
+            egress_contract("thief", &["api_key", "missing_key"]),
+        )
+        .await
+        .unwrap();
+
+    // Another swarm's key.
+    let out = steal(&chassis, "thief", "guardian_signing_key").await;
+    let refused = out["refused"].as_str().unwrap();
+    assert!(
+        refused.contains("Denied") && refused.contains("not in this swarm's scoped_credentials"),
+        "{refused}"
+    );
+    // A key with a value for this swarm, but not in its contract.
+    let out = steal(&chassis, "thief", "unscoped_key").await;
+    assert!(out["refused"].as_str().unwrap().contains("Denied"), "{out}");
+    // In scope but no value anywhere.
+    let out = steal(&chassis, "thief", "missing_key").await;
+    assert!(
+        out["refused"].as_str().unwrap().contains("NotFound"),
+        "{out}"
+    );
+    // In scope with a value.
+    assert_eq!(
+        steal(&chassis, "thief", "api_key").await,
+        json!({"got": "mine"})
+    );
+
+    let decisions: Vec<(String, bool, bool)> = sink
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CredentialAccess {
+                key,
+                allowed,
+                security_violation,
+                ..
+            } => Some((key, allowed, security_violation)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        vec![
+            ("guardian_signing_key".to_string(), false, true),
+            ("unscoped_key".to_string(), false, true),
+            ("missing_key".to_string(), false, false),
+            ("api_key".to_string(), true, false),
+        ]
+    );
+    // No event carries a value.
+    let all = serde_json::to_string(&sink.events()).unwrap();
+    for value in ["mine", "exists-but-unscoped", SEED_HEX] {
+        assert!(!all.contains(value), "{value} leaked into events");
+    }
+}
+
+#[tokio::test]
+async fn a_violation_is_counted_in_the_task_usage() {
+    let (chassis, _) = host(SecretStore::new()).await;
+    chassis
+        .load_bytes(&component("egress"), egress_contract("thief", &["api_key"]))
+        .await
+        .unwrap();
+    let o = chassis
+        .execute_task(
+            "thief",
+            TaskRequest::new("steal_credential", json!({"name": "root_password"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(o.usage.security_violations, 1);
+}
+
+#[tokio::test]
+async fn signing_keys_are_never_handed_out() {
+    let mut secrets = SecretStore::new();
+    secrets.insert(
+        "signer",
+        "signing",
+        Secret::new(format!("ed25519:{SEED_HEX}")),
+    );
+    let (chassis, _) = host(secrets).await;
+    chassis
+        .load_bytes(
+            &component("egress"),
+            egress_contract("signer", &["signing"]),
+        )
+        .await
+        .unwrap();
+    let out = steal(&chassis, "signer", "signing").await;
+    let refused = out["refused"].as_str().unwrap();
+    assert!(
+        refused.contains("Unsupported") && refused.contains("never leaves the host"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn secret_values_never_reach_the_log() {
+    let (logs, _guard) = capture_logs();
+    let mut secrets = SecretStore::new();
+    secrets.insert("quiet", "api_key", Secret::new("do-not-log-me"));
+    let (chassis, _) = host(secrets).await;
+    chassis
+        .load_bytes(&component("egress"), egress_contract("quiet", &["api_key"]))
+        .await
+        .unwrap();
+    steal(&chassis, "quiet", "api_key").await;
+    steal(&chassis, "quiet", "other").await;
+    let text = logs.text();
+    assert!(text.contains("credential get denied"), "{text}");
+    assert!(!text.contains("do-not-log-me"), "{text}");
+}
+
+#[tokio::test]
+async fn secrets_come_from_the_environment() {
+    // Set before the swarm loads; the name is unique to this test.
+    set_env(
+        "CHASSIS_SECRET__ENV_SWARM__SERVICE_TOKEN",
+        "from-the-environment",
+    );
+    let (chassis, _) = host(SecretStore::new()).await;
+    chassis
+        .load_bytes(
+            &component("egress"),
+            egress_contract("env-swarm", &["service-token"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        steal(&chassis, "env-swarm", "service-token").await,
+        json!({"got": "from-the-environment"})
+    );
+}
+
+#[allow(unsafe_code)]
+fn set_env(k: &str, v: &str) {
+    // SAFETY: no other test reads or writes this variable.
+    unsafe { std::env::set_var(k, v) }
+}
+
+#[tokio::test]
+async fn credentials_are_refused_while_a_swarm_is_loading() {
+    let mut secrets = SecretStore::new();
+    secrets.insert("early", "api_key", Secret::new("too-early"));
+    let (chassis, _) = host(secrets).await;
+    let info = chassis
+        .load_bytes(
+            &component("early_bird"),
+            contract("swarm_id = \"early\"\n[security]\nscoped_credentials = [\"api_key\"]\n"),
+        )
+        .await
+        .unwrap();
+    let seen = &info.task_types[0];
+    assert!(
+        seen.starts_with("refused:CredentialError::Denied"),
+        "{seen}"
+    );
+    assert!(seen.contains("only available while a task runs"), "{seen}");
+}

@@ -1,0 +1,389 @@
+//! The HTTP proxy through real components against a real server on
+//! 127.0.0.1: allowlist, SSRF guard, redirects, size caps, timeouts,
+//! bandwidth, and credential injection.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chassis::{Chassis, ChassisConfig, Event, MemorySink, Secret, SecretStore, TaskRequest};
+use chassis_tests::{TestServer, component, contract};
+use serde_json::{Value, json};
+
+struct Setup {
+    chassis: Chassis,
+    sink: MemorySink,
+    server: TestServer,
+}
+
+/// A host with `file_stem` loaded as `id`, allowed `endpoints` (`{port}` is
+/// the test server's), holding `secrets` for it.
+async fn setup(
+    file_stem: &str,
+    id: &str,
+    endpoints: &[&str],
+    extra: &str,
+    secrets: &[(&str, &str)],
+) -> Setup {
+    let server = TestServer::start();
+    let endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|e| format!("{:?}", e.replace("{port}", &server.port.to_string())))
+        .collect();
+    // The egress guest imports credentials, so it needs at least one in scope.
+    let mut scoped: Vec<String> = secrets.iter().map(|(k, _)| format!("{k:?}")).collect();
+    scoped.push("\"unused\"".to_string());
+    let text = format!(
+        "swarm_id = \"{id}\"\n[resource_limits]\ntask_timeout_seconds = 20\nmax_network_bandwidth_mbps = 100\nmax_api_calls_per_second = 100\n{extra}\n\
+         [security]\nnetwork_access = \"proxy_only\"\nallowed_endpoints = [{}]\nscoped_credentials = [{}]\n",
+        endpoints.join(", "),
+        scoped.join(", ")
+    );
+    let mut store = SecretStore::new();
+    for (k, v) in secrets {
+        store.insert(id, k, Secret::new(*v));
+    }
+    let sink = MemorySink::new();
+    let chassis = Chassis::with_config(
+        ChassisConfig::default()
+            .with_secrets(store)
+            .with_event_sink(Arc::new(sink.clone())),
+    )
+    .unwrap();
+    chassis
+        .load_bytes(&component(file_stem), contract(&text))
+        .await
+        .unwrap();
+    Setup {
+        chassis,
+        sink,
+        server,
+    }
+}
+
+async fn run(s: &Setup, id: &str, task: &str, payload: Value) -> chassis::TaskOutcome {
+    s.chassis
+        .execute_task(id, TaskRequest::new(task, payload))
+        .await
+        .unwrap()
+}
+
+async fn fetch(s: &Setup, url: &str) -> Value {
+    run(s, "egress", "exfiltrate", json!({ "url": url }))
+        .await
+        .output
+}
+
+fn refused(out: &Value) -> &str {
+    out["refused"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a refusal, got {out}"))
+}
+
+fn proxy_events(sink: &MemorySink) -> Vec<Value> {
+    sink.events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::HttpProxy { .. }))
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn allowed_get_and_post_reach_the_server() {
+    let s = setup(
+        "api_client",
+        "api-client",
+        &["http://127.0.0.1:{port}/v1/"],
+        "",
+        &[("api_token", "tok-123")],
+    )
+    .await;
+    let o = run(
+        &s,
+        "api-client",
+        "fetch_json",
+        json!({"url": s.server.url("127.0.0.1", "/v1/hello")}),
+    )
+    .await;
+    assert_eq!(o.output, json!({"status": 200, "json": {"hello": "world"}}));
+    let o = run(
+        &s,
+        "api-client",
+        "fetch_json",
+        json!({"url": s.server.url("127.0.0.1", "/v1/echo"), "method": "post", "body": {"x": [1, 2]}}),
+    )
+    .await;
+    assert_eq!(o.output, json!({"status": 200, "json": {"x": [1, 2]}}));
+    let got = s.server.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (got[1].method.as_str(), got[1].body.as_slice()),
+        ("POST", br#"{"x":[1,2]}"#.as_slice())
+    );
+    let events = proxy_events(&s.sink);
+    assert_eq!(events[0]["allowed"], json!(true));
+    assert_eq!(events[0]["status"], json!(200));
+    assert_eq!(events[0]["bytes_in"], json!(17));
+    assert_eq!(events[1]["method"], json!("POST"));
+    assert_eq!(events[1]["bytes_out"], json!(11));
+}
+
+#[tokio::test]
+async fn the_injected_credential_reaches_the_server_but_never_the_guest() {
+    let s = setup(
+        "api_client",
+        "api-client",
+        &["http://127.0.0.1:{port}/v1/"],
+        "",
+        &[("api_token", "tok-secret-123")],
+    )
+    .await;
+    let o = run(
+        &s,
+        "api-client",
+        "fetch_json",
+        json!({"url": s.server.url("127.0.0.1", "/v1/hello?x=1")}),
+    )
+    .await;
+    assert_eq!(o.output["status"], json!(200));
+    let got = s.server.received();
+    let auth = got[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(auth, Some("Bearer tok-secret-123"));
+    assert!(!o.output.to_string().contains("tok-secret-123"));
+    let all = serde_json::to_string(&s.sink.events()).unwrap();
+    assert!(
+        !all.contains("tok-secret-123"),
+        "the value leaked into events"
+    );
+    assert!(all.contains("\"operation\":\"inject\""), "{all}");
+    // The recorded URL has no query.
+    assert_eq!(
+        proxy_events(&s.sink)[0]["url"],
+        json!(format!("http://127.0.0.1:{}/v1/hello", s.server.port))
+    );
+}
+
+#[tokio::test]
+async fn host_scheme_port_and_path_outside_the_allowlist_are_denied() {
+    let s = setup(
+        "egress",
+        "egress",
+        &["http://127.0.0.1:{port}/v1/"],
+        "",
+        &[],
+    )
+    .await;
+    let port = s.server.port;
+    for url in [
+        format!("http://localhost:{port}/v1/hello"),       // host
+        format!("https://127.0.0.1:{port}/v1/hello"),      // scheme
+        format!("http://127.0.0.1:{}/v1/hello", port + 1), // port
+        format!("http://127.0.0.1:{port}/admin"),          // path
+        format!("http://127.0.0.1:{port}/v1/../admin"),    // path, via dot segments
+        "file:///etc/passwd".to_string(),                  // scheme
+    ] {
+        let out = fetch(&s, &url).await;
+        assert!(
+            refused(&out).starts_with("ProxyError::Denied"),
+            "{url}: {out}"
+        );
+    }
+    assert!(s.server.received().is_empty(), "nothing reached the server");
+    let events = proxy_events(&s.sink);
+    assert_eq!(events.len(), 6);
+    assert!(
+        events
+            .iter()
+            .all(|e| e["allowed"] == json!(false) && e["security_violation"] == json!(true))
+    );
+}
+
+#[tokio::test]
+async fn ssrf_forms_are_refused() {
+    // The allowlist names these hosts, but none of their addresses literally.
+    let s = setup(
+        "egress",
+        "egress",
+        &["http://localhost:{port}/v1/", "http://*.example.com/"],
+        "",
+        &[],
+    )
+    .await;
+    let port = s.server.port;
+    let urls = vec![
+        format!("http://127.0.0.1:{port}/v1/hello"),
+        format!("http://[::1]:{port}/v1/hello"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        format!("http://2130706433:{port}/v1/hello"),
+        format!("http://0x7f000001:{port}/v1/hello"),
+        format!("http://[::ffff:127.0.0.1]:{port}/v1/hello"),
+        format!("http://localhost:{port}/v1/hello"),
+    ];
+    let o = run(&s, "egress", "probe", json!({ "urls": urls })).await;
+    let results = o.output["results"].as_array().unwrap();
+    assert_eq!(results.len(), urls.len());
+    for r in results {
+        assert!(refused(r).starts_with("ProxyError::Denied"), "{r}");
+    }
+    // The name that resolves to loopback is stopped by the SSRF guard itself.
+    let by_name = refused(&results[6]);
+    assert!(
+        by_name.contains("resolves to 127.0.0.1") && by_name.contains("SSRF guard"),
+        "{by_name}"
+    );
+    assert!(s.server.received().is_empty(), "nothing reached the server");
+    assert_eq!(o.usage.security_violations, urls.len() as u64);
+}
+
+#[tokio::test]
+async fn a_literally_allowed_loopback_address_is_reachable_in_any_spelling() {
+    let s = setup(
+        "egress",
+        "egress",
+        &["http://127.0.0.1:{port}/v1/"],
+        "",
+        &[],
+    )
+    .await;
+    let port = s.server.port;
+    for url in [
+        format!("http://127.0.0.1:{port}/v1/hello"),
+        format!("http://2130706433:{port}/v1/hello"),
+    ] {
+        let out = fetch(&s, &url).await;
+        assert_eq!(out["status"], json!(200), "{url}: {out}");
+    }
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let s = setup(
+        "egress",
+        "egress",
+        &["http://127.0.0.1:{port}/v1/"],
+        "",
+        &[],
+    )
+    .await;
+    let out = fetch(&s, &s.server.url("127.0.0.1", "/v1/redirect")).await;
+    assert_eq!(out["status"], json!(302));
+    assert_eq!(s.server.received().len(), 1);
+    // Following the Location by hand is checked like any request.
+    let out = fetch(&s, "http://169.254.169.254/latest/meta-data/").await;
+    assert!(refused(&out).contains("not in allowed_endpoints"), "{out}");
+}
+
+#[tokio::test]
+async fn an_oversized_response_is_refused() {
+    let s = setup(
+        "egress",
+        "egress",
+        &["http://127.0.0.1:{port}/v1/"],
+        "",
+        &[],
+    )
+    .await;
+    let out = fetch(&s, &s.server.url("127.0.0.1", "/v1/bytes?n=5000000")).await;
+    assert!(refused(&out).starts_with("ProxyError::TooLarge"), "{out}");
+    let out = fetch(&s, &s.server.url("127.0.0.1", "/v1/bytes?n=1000")).await;
+    assert_eq!(out["status"], json!(200));
+}
+
+#[tokio::test]
+async fn a_slow_server_hits_the_timeout_inside_the_task_deadline() {
+    let s = setup(
+        "egress",
+        "egress",
+        &["http://127.0.0.1:{port}/v1/"],
+        "",
+        &[],
+    )
+    .await;
+    // Reload under a 2 s task deadline.
+    s.chassis.unload("egress").unwrap();
+    let text = format!(
+        "swarm_id = \"egress\"\n[resource_limits]\ntask_timeout_seconds = 2\n[security]\nscoped_credentials = [\"unused\"]\nnetwork_access = \"proxy_only\"\nallowed_endpoints = [\"http://127.0.0.1:{}/v1/\"]\n",
+        s.server.port
+    );
+    s.chassis
+        .load_bytes(&component("egress"), contract(&text))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let out = fetch(&s, &s.server.url("127.0.0.1", "/v1/slow")).await;
+    assert!(refused(&out).starts_with("ProxyError::Timeout"), "{out}");
+    // The guest got the error before its own deadline (and so could answer).
+    assert!(
+        started.elapsed().as_secs_f64() < 2.5,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn bandwidth_is_shaped_to_the_contract() {
+    // 8 Mbit/s = 1 MB/s; 2 MB should take about 2 s (bursts are 0.1 s).
+    let s = setup(
+        "egress",
+        "egress",
+        &["http://127.0.0.1:{port}/v1/"],
+        "",
+        &[],
+    )
+    .await;
+    s.chassis.unload("egress").unwrap();
+    let text = format!(
+        "swarm_id = \"egress\"\n[resource_limits]\ntask_timeout_seconds = 20\nmax_network_bandwidth_mbps = 8\n[security]\nscoped_credentials = [\"unused\"]\nnetwork_access = \"proxy_only\"\nallowed_endpoints = [\"http://127.0.0.1:{}/v1/\"]\n",
+        s.server.port
+    );
+    s.chassis
+        .load_bytes(&component("egress"), contract(&text))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let out = fetch(&s, &s.server.url("127.0.0.1", "/v1/bytes?n=2000000")).await;
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(out["status"], json!(200));
+    assert_eq!(out["body"].as_str().unwrap().len(), 2_000_000);
+    assert!(took > 1.5, "2 MB at 1 MB/s took only {took:.2} s");
+    assert!(took < 8.0, "2 MB at 1 MB/s took {took:.2} s");
+}
+
+#[tokio::test]
+async fn a_secret_cannot_be_sent_to_a_denied_host() {
+    let s = setup(
+        "egress",
+        "egress",
+        &["http://127.0.0.1:{port}/v1/"],
+        "",
+        &[("api_key", "never-sent")],
+    )
+    .await;
+    let o = run(
+        &s,
+        "egress",
+        "send_secret",
+        json!({"name": "api_key", "url": s.server.url("localhost", "/collect")}),
+    )
+    .await;
+    assert!(
+        refused(&o.output).starts_with("ProxyError::Denied"),
+        "{}",
+        o.output
+    );
+    assert!(s.server.received().is_empty());
+    assert_eq!(o.usage.security_violations, 1);
+    // To an allowed endpoint it goes, as a header the guest never sees.
+    let o = run(
+        &s,
+        "egress",
+        "send_secret",
+        json!({"name": "api_key", "url": s.server.url("127.0.0.1", "/v1/hello")}),
+    )
+    .await;
+    assert_eq!(o.output["status"], json!(200));
+    assert!(!o.output.to_string().contains("never-sent"));
+}
