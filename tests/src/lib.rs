@@ -50,8 +50,8 @@ pub async fn chassis_with(name: &str) -> (Chassis, SwarmInfo) {
 }
 
 /// Log lines captured from `tracing` while a test runs (plain text, one
-/// event per line). Install with [`capture_logs`]; works on the test's own
-/// thread, which is where a `#[tokio::test]` runs the guest.
+/// event per line). Install with [`capture_logs`]; it captures what is logged
+/// on the test's own thread, which is where a `#[tokio::test]` runs the guest.
 #[derive(Clone, Default)]
 pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
@@ -62,9 +62,20 @@ impl Logs {
     }
 }
 
-impl std::io::Write for Logs {
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes to the capture of the current thread, if any.
+struct ThreadWriter;
+
+impl std::io::Write for ThreadWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CAPTURE.with(|c| {
+            if let Some(logs) = &*c.borrow() {
+                logs.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -72,20 +83,36 @@ impl std::io::Write for Logs {
     }
 }
 
+/// Stops capturing when dropped.
+pub struct CaptureGuard(());
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| *c.borrow_mut() = None);
+    }
+}
+
 /// Capture the host's own `tracing` events (targets `swarm` and `chassis`)
 /// on this thread until the guard is dropped.
-pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+///
+/// One process-wide subscriber routes each event to the capture of the
+/// thread that logged it: per-thread default subscribers would race with
+/// tests on other threads over `tracing`'s per-callsite interest cache.
+pub fn capture_logs() -> (Logs, CaptureGuard) {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "swarm=trace,chassis=trace",
+            ))
+            .with_ansi(false)
+            .with_writer(|| ThreadWriter)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+    });
     let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "swarm=trace,chassis=trace",
-        ))
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    (logs, guard)
+    CAPTURE.with(|c| *c.borrow_mut() = Some(logs.clone()));
+    (logs, CaptureGuard(()))
 }
 
 /// Build a swarm component from a core module written in WAT, against the
