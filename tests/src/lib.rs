@@ -153,10 +153,10 @@ pub fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-/// CPU time this process has used (user + system), from `/proc/self/stat`
-/// (10 ms resolution).
-pub fn process_cpu_time() -> std::time::Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+/// CPU time the calling thread has used (user + system), from
+/// `/proc/thread-self/stat` (10 ms resolution).
+pub fn thread_cpu_time() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self/stat");
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
