@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use chassis::audit::{AuditLog, FsyncPolicy};
 use chassis::{Chassis, ChassisConfig, Secret, SecretStore, ServiceContract, TaskRequest};
 use serde_json::json;
 
@@ -53,10 +54,16 @@ async fn main() -> Result<()> {
     );
     let verifying_key = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
 
-    // Step 3: start the host and load the swarm.
+    // Step 3: start the host, with an audit log, and load the swarm.
     println!("\nInitializing IF.chassis...");
-    let chassis =
-        Chassis::with_config(ChassisConfig::sized_for([&contract]).with_secrets(secrets))?;
+    let audit_path = root.join("target/demo-audit.jsonl");
+    let _ = std::fs::remove_file(&audit_path);
+    let audit = AuditLog::open(&audit_path, FsyncPolicy::Always)?;
+    let chassis = Chassis::with_config(
+        ChassisConfig::sized_for([&contract])
+            .with_secrets(secrets)
+            .with_event_sink(audit.clone()),
+    )?;
     let info = chassis.load(&contract_path).await?;
     println!("  ✅ WASM module loaded and validated");
     println!("  Task types: {}", info.task_types.join(", "));
@@ -96,6 +103,19 @@ async fn main() -> Result<()> {
         }
         Err(e) => println!("  ❌ Task failed: {e}"),
     }
+
+    // Step 5: the witness.
+    chassis.unload(&info.swarm_id)?;
+    audit.close()?;
+    let verified = chassis::audit::verify(&audit_path)?;
+    println!(
+        "\nAudit log: {} ({} records), verify OK",
+        audit_path
+            .strip_prefix(&root)
+            .unwrap_or(&audit_path)
+            .display(),
+        verified.records
+    );
 
     println!("\n✅ Example complete!");
     Ok(())

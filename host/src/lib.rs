@@ -36,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod bindings;
 mod config;
 pub mod contract;

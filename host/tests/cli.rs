@@ -284,3 +284,72 @@ fn run_with_a_secrets_file_signs_the_vote() {
     assert!(!e.contains("9d61b19d"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn audit_verify_and_show() {
+    let dir = std::env::temp_dir().join(format!("chassis-cli-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&log);
+    let log_arg = log.to_str().unwrap();
+    for name in ["one", "two"] {
+        let payload = format!(r#"{{"name":"{name}"}}"#);
+        let o = chassis(&[
+            "run",
+            "config/hello-world.toml",
+            "--task",
+            "hello",
+            "--payload",
+            &payload,
+            "--audit",
+            log_arg,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = chassis(&["audit", "verify", log_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Two runs of: module_loaded, task_start, task_complete.
+    assert_eq!(stdout(&o).trim(), "OK: 6 records");
+
+    let o = chassis(&[
+        "audit",
+        "show",
+        log_arg,
+        "--operation",
+        "task_complete",
+        "--swarm",
+        "hello-world",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(shown.len(), 2);
+    assert!(shown.iter().all(|r| r["operation"] == "task_complete"));
+    let o = chassis(&["audit", "show", log_arg, "--since", "2999-01-01T00:00:00Z"]);
+    assert_eq!(stdout(&o), "");
+    let e = one_line_error(&chassis(&[
+        "audit",
+        "show",
+        log_arg,
+        "--since",
+        "yesterday",
+    ]));
+    assert!(e.contains("--since \"yesterday\""), "{e}");
+
+    // Tampering: exit 1 and the first bad record.
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(
+        &log,
+        text.replacen("\"name\"", "\"nome\"", 1)
+            .replacen("task_start", "task_stort", 1),
+    )
+    .unwrap();
+    let e = one_line_error(&chassis(&["audit", "verify", log_arg]));
+    assert!(
+        e.contains("record on line 2 is bad") && e.contains("edited"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -201,7 +201,8 @@ fn test(root: &Path, no_lint: bool) -> Result<()> {
         .context("running the demo")?;
     let text = String::from_utf8_lossy(&out.stdout);
     print!("{text}");
-    if !out.status.success() || !text.contains("Signature verified") {
+    if !out.status.success() || !text.contains("Signature verified") || !text.contains("verify OK")
+    {
         bail!(
             "the demo did not verify the vote's signature ({}):\n{}",
             out.status,

@@ -30,6 +30,33 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain: prints "OK: N records", or the first bad record
+    /// and why, and exits with 1.
+    Verify {
+        /// The audit log (JSON lines).
+        file: PathBuf,
+    },
+    /// Print records (JSON lines), filtered.
+    Show {
+        /// The audit log (JSON lines).
+        file: PathBuf,
+        /// Only this swarm.
+        #[arg(long)]
+        swarm: Option<String>,
+        /// Only operations containing this text (e.g. task_failed, credential, http_proxy).
+        #[arg(long)]
+        operation: Option<String>,
+        /// Only records at or after this time (RFC 3339 UTC, e.g. 2026-11-21T12:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records before this time (RFC 3339 UTC).
+        #[arg(long)]
+        until: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Check one or more contract files and print each with its defaults filled in.
     Validate {
@@ -45,6 +72,9 @@ enum Command {
         /// A component (.wasm).
         component: PathBuf,
     },
+    /// Verify or read an audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Load a swarm from its contract and run one task.
     ///
     /// Prints the task's output JSON on stdout (or the whole outcome with --json).
@@ -73,6 +103,13 @@ enum Command {
         /// are read too.
         #[arg(long)]
         secrets: Option<PathBuf>,
+        /// Append every event of the run to this audit log (created if missing,
+        /// verified and continued if present).
+        #[arg(long)]
+        audit: Option<PathBuf>,
+        /// When the audit log is fsynced: always, never, every:N or interval:MS.
+        #[arg(long, default_value = "always")]
+        fsync: chassis::audit::FsyncPolicy,
         /// Print the whole outcome (status, output, timing, usage) and the
         /// swarm's resource usage as JSON.
         #[arg(long)]
@@ -148,6 +185,47 @@ async fn run(command: Command) -> Result<()> {
             print!("{wit}");
             Ok(())
         }
+        Command::Audit(AuditCommand::Verify { file }) => {
+            let v = chassis::audit::verify(&file)?;
+            if v.partial_tail_bytes > 0 {
+                println!(
+                    "OK: {} records ({} bytes of a partial last record ignored)",
+                    v.records, v.partial_tail_bytes
+                );
+            } else {
+                println!("OK: {} records", v.records);
+            }
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Show {
+            file,
+            swarm,
+            operation,
+            since,
+            until,
+        }) => {
+            let time = |flag: &str, value: Option<String>| -> Result<Option<i64>> {
+                value
+                    .map(|v| {
+                        chassis::audit::parse_rfc3339(&v).with_context(|| {
+                            format!(
+                                "--{flag} {v:?}: expected RFC 3339 UTC like 2026-11-21T12:00:00Z"
+                            )
+                        })
+                    })
+                    .transpose()
+            };
+            let filter = chassis::audit::Filter {
+                swarm_id: swarm,
+                operation,
+                since_micros: time("since", since)?,
+                until_micros: time("until", until)?,
+            };
+            for record in chassis::audit::read(&file, &filter)? {
+                println!("{record}");
+            }
+            Ok(())
+        }
         Command::Run {
             contract,
             task,
@@ -155,6 +233,8 @@ async fn run(command: Command) -> Result<()> {
             payload_file,
             task_id,
             secrets,
+            audit,
+            fsync,
             json,
         } => {
             let payload_text = match payload_file {
@@ -172,6 +252,14 @@ async fn run(command: Command) -> Result<()> {
             if let Some(path) = secrets {
                 config = config.with_secrets(SecretStore::from_file(path)?);
             }
+            let audit_log = match audit {
+                Some(path) => {
+                    let log = chassis::audit::AuditLog::open(&path, fsync)?;
+                    config = config.with_event_sink(log.clone());
+                    Some(log)
+                }
+                None => None,
+            };
             let chassis = Chassis::with_config(config)?;
             let info = chassis.load(&contract).await?;
             let mut request = TaskRequest::new(task, payload);
@@ -199,6 +287,9 @@ async fn run(command: Command) -> Result<()> {
                 u.rate_limited_calls,
                 u.dropped_log_lines
             );
+            if let Some(log) = &audit_log {
+                log.close()?;
+            }
             if let Some(err) = &outcome.error {
                 bail!(
                     "swarm {:?} task {:?}: {err}",

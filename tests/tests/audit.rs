@@ -1,0 +1,280 @@
+//! The audit log through the real host: a hash-chained file that catches
+//! every kind of tampering, survives a crash mid-write, cannot be forged
+//! through guest-controlled text, and holds exactly one terminal record per
+//! task under concurrent load.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chassis::audit::{AuditError, AuditLog, FsyncPolicy, verify};
+use chassis::{Chassis, ChassisConfig, TaskRequest};
+use chassis_tests::{component, contract, contract_path};
+use serde_json::{Value, json};
+
+fn temp_log(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chassis-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.jsonl"));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// A log of a short session: load, three tasks (one refused), unload.
+async fn session(path: &Path) -> u64 {
+    let log = AuditLog::open(path, FsyncPolicy::Always).unwrap();
+    let chassis =
+        Chassis::with_config(ChassisConfig::default().with_event_sink(log.clone())).unwrap();
+    chassis.load(contract_path("hello-world")).await.unwrap();
+    chassis
+        .execute_task(
+            "hello-world",
+            TaskRequest::new("hello", json!({"name": "a"})).with_id("t1"),
+        )
+        .await
+        .unwrap();
+    chassis
+        .execute_task(
+            "hello-world",
+            TaskRequest::new("echo", json!([1])).with_id("t2"),
+        )
+        .await
+        .unwrap();
+    chassis
+        .execute_task(
+            "hello-world",
+            TaskRequest::new("nope", json!({})).with_id("t3"),
+        )
+        .await
+        .unwrap_err();
+    chassis.unload("hello-world").unwrap();
+    log.close().unwrap();
+    verify(path).unwrap().records
+}
+
+#[tokio::test]
+async fn a_session_is_recorded_in_order_and_verifies() {
+    let path = temp_log("session");
+    let count = session(&path).await;
+    let records: Vec<Value> = lines(&path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(count as usize, records.len());
+    let ops: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["operation"].as_str().unwrap(),
+                r["task_id"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            ("module_loaded", "-"),
+            ("task_start", "t1"),
+            ("task_complete", "t1"),
+            ("task_start", "t2"),
+            ("task_complete", "t2"),
+            ("task_failed", "t3"),
+            ("module_unloaded", "-"),
+        ]
+    );
+    let first = &records[0];
+    assert_eq!(first["seq"], json!(1));
+    assert_eq!(first["component"], json!("IF.chassis"));
+    assert_eq!(first["swarm_id"], json!("hello-world"));
+    assert_eq!(first["prev_hash"], json!(chassis::audit::GENESIS));
+    assert_eq!(records[1]["prev_hash"], first["hash"]);
+    assert_eq!(records[5]["params"]["kind"], json!("task_not_exported"));
+}
+
+#[tokio::test]
+async fn every_kind_of_tampering_is_caught() {
+    let path = temp_log("tamper");
+    session(&path).await;
+    let original = lines(&path);
+
+    let check = |name: &str, tampered: Vec<String>, line: usize, why: &str| {
+        let t = temp_log(name);
+        write_lines(&t, &tampered);
+        match verify(&t) {
+            Err(AuditError::Bad {
+                line: l, reason, ..
+            }) => {
+                assert_eq!(l, line, "{name}: {reason}");
+                assert!(reason.contains(why), "{name}: {reason}");
+            }
+            other => panic!("{name}: tampering not caught: {other:?}"),
+        }
+    };
+
+    // An edited field (still valid JSON, hash left as it was).
+    let mut edited = original.clone();
+    edited[2] = edited[2].replace("\"t1\"", "\"t9\"");
+    assert_ne!(edited[2], original[2]);
+    check("edited", edited, 3, "a field was edited");
+
+    // A deleted line.
+    let mut deleted = original.clone();
+    deleted.remove(3);
+    check("deleted", deleted, 4, "sequence number");
+
+    // A duplicated line.
+    let mut duplicated = original.clone();
+    duplicated.insert(3, original[2].clone());
+    check("duplicated", duplicated, 4, "sequence number");
+
+    // Two lines swapped.
+    let mut reordered = original.clone();
+    reordered.swap(3, 4);
+    check("reordered", reordered, 4, "sequence number");
+
+    // An inserted, forged record with the right sequence number but not chained.
+    let mut inserted = original.clone();
+    let mut forged: Value = serde_json::from_str(&original[3]).unwrap();
+    forged["operation"] = json!("task_complete");
+    forged["prev_hash"] = json!(chassis::audit::GENESIS);
+    forged["hash"] = json!(chassis::audit::record_hash(&forged));
+    inserted[3] = forged.to_string();
+    check("inserted", inserted, 4, "chain is broken");
+
+    // Not JSON at all.
+    let mut garbage = original.clone();
+    garbage[1] = "{oops".to_string();
+    check("garbage", garbage, 2, "not a JSON record");
+}
+
+#[tokio::test]
+async fn guest_controlled_text_cannot_forge_or_break_the_chain() {
+    let path = temp_log("forge");
+    let log = AuditLog::open(&path, FsyncPolicy::Never).unwrap();
+    let chassis =
+        Chassis::with_config(ChassisConfig::default().with_event_sink(log.clone())).unwrap();
+    chassis.load(contract_path("hello-world")).await.unwrap();
+    let evil_id = "x\"}\n{\"seq\":3,\"operation\":\"module_loaded\",\"hash\":\"0\"}\n";
+    chassis
+        .execute_task(
+            "hello-world",
+            TaskRequest::new("echo", json!({})).with_id(evil_id),
+        )
+        .await
+        .unwrap();
+    log.close().unwrap();
+    let v = verify(&path).unwrap();
+    assert_eq!(v.records, 3, "one line per record");
+    assert_eq!(lines(&path).len(), 3);
+    let record: Value = serde_json::from_str(&lines(&path)[1]).unwrap();
+    assert_eq!(record["task_id"], json!(evil_id), "the id is kept, escaped");
+}
+
+#[tokio::test]
+async fn a_crash_mid_write_loses_only_the_partial_record() {
+    let path = temp_log("crash");
+    let before = session(&path).await;
+    // A crash leaves half a record at the end.
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"seq\":8,\"ts\":\"2026-11-21T");
+    std::fs::write(&path, &text).unwrap();
+    let v = verify(&path).unwrap();
+    assert_eq!(v.records, before);
+    assert!(v.partial_tail_bytes > 0);
+    // Reopening drops the partial line and continues the chain.
+    let after = session(&path).await;
+    assert_eq!(after, before * 2);
+    assert_eq!(verify(&path).unwrap().partial_tail_bytes, 0);
+}
+
+#[tokio::test]
+async fn a_log_that_does_not_verify_is_not_appended_to() {
+    let path = temp_log("refuse");
+    session(&path).await;
+    let mut l = lines(&path);
+    l.remove(1);
+    write_lines(&path, &l);
+    let err = AuditLog::open(&path, FsyncPolicy::Always).unwrap_err();
+    assert!(err.to_string().contains("line 2"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_has_exactly_one_terminal_record_under_load() {
+    let path = temp_log("load");
+    let log = AuditLog::open(&path, FsyncPolicy::EveryN(64)).unwrap();
+    let chassis =
+        Chassis::with_config(ChassisConfig::default().with_event_sink(log.clone())).unwrap();
+    chassis.load(contract_path("hello-world")).await.unwrap();
+    chassis.load(contract_path("analyzer")).await.unwrap();
+    chassis
+        .load_bytes(
+            &component("misbehave"),
+            contract("swarm_id = \"misbehave\"\n[resource_limits]\nmax_concurrent_tasks = 2\nmax_memory_mb = 16\ntask_timeout_seconds = 5\n"),
+        )
+        .await
+        .unwrap();
+    let total = 1200;
+    let mut handles = Vec::new();
+    for i in 0..total {
+        let chassis = chassis.clone();
+        handles.push(tokio::spawn(async move {
+            let id = format!("load-{i}");
+            let (swarm, task, payload) = match i % 6 {
+                0 | 1 => ("hello-world", "hello", json!({"name": i.to_string()})),
+                2 => ("analyzer", "count_lines", json!({"source": "a\nb\n"})),
+                3 => ("misbehave", "trap", json!({})),
+                4 => ("misbehave", "panic", json!({"message": "load"})),
+                _ => ("hello-world", "no_such_task", json!({})),
+            };
+            let _ = chassis
+                .execute_task(swarm, TaskRequest::new(task, payload).with_id(id))
+                .await;
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    log.close().unwrap();
+    let v = verify(&path).unwrap();
+    let mut terminal = std::collections::HashMap::<String, u32>::new();
+    for line in lines(&path) {
+        let r: Value = serde_json::from_str(&line).unwrap();
+        let op = r["operation"].as_str().unwrap();
+        if op == "task_complete" || op == "task_failed" {
+            *terminal
+                .entry(r["task_id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(terminal.len(), total, "every task has a terminal record");
+    assert!(terminal.values().all(|n| *n == 1), "and only one");
+    assert!(v.records as usize > total * 2);
+}
+
+#[tokio::test]
+async fn the_audit_log_is_an_event_sink_shared_by_clones() {
+    // Arc<AuditLog> coerces to the sink type the config takes.
+    let path = temp_log("sink");
+    let log = AuditLog::open(
+        &path,
+        FsyncPolicy::Interval(std::time::Duration::from_millis(5)),
+    )
+    .unwrap();
+    let sink: Arc<dyn chassis::EventSink> = log.clone();
+    let chassis = Chassis::with_config(ChassisConfig::default().with_event_sink(sink)).unwrap();
+    chassis.load(contract_path("hello-world")).await.unwrap();
+    drop(chassis);
+    log.close().unwrap();
+    assert_eq!(verify(&path).unwrap().records, 1);
+}
