@@ -104,7 +104,22 @@ async fn main() -> Result<()> {
         Err(e) => println!("  ❌ Task failed: {e}"),
     }
 
-    // Step 5: the witness.
+    // Step 5: SLO compliance and reputation.
+    println!("\nChecking SLO compliance...");
+    let report = chassis.slo_report(&info.swarm_id)?;
+    for check in &report.slo.compliance {
+        let mark = if check.compliant { "✅" } else { "❌" };
+        println!(
+            "  {mark} {}: {:.2} (target: {})",
+            check.metric, check.actual, check.target
+        );
+    }
+    let rep = &report.reputation;
+    println!("\nReputation score: {:.2}", rep.score);
+    println!("  SLO compliance: {:.2}", rep.slo_compliance);
+    println!("  Security compliance: {:.2}", rep.security_compliance);
+
+    // Step 6: the witness.
     chassis.unload(&info.swarm_id)?;
     audit.close()?;
     let verified = chassis::audit::verify(&audit_path)?;

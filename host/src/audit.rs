@@ -216,6 +216,10 @@ fn describe(event: &Event) -> (&'static str, Option<String>, Value) {
         Event::CredentialAccess { allowed: false, .. } => "credential_access_denied",
         Event::HttpProxy { allowed: true, .. } => "http_proxy",
         Event::HttpProxy { allowed: false, .. } => "http_proxy_denied",
+        Event::SloViolation { .. } => "slo_violation",
+        Event::ReputationChanged { .. } => "reputation_changed",
+        Event::Quarantined { .. } => "quarantined",
+        Event::Released { .. } => "released",
     };
     (op, task_id, v)
 }

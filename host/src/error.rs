@@ -260,6 +260,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// The swarm is quarantined: its reputation fell under its threshold.
+    #[error(
+        "swarm {swarm_id:?} is quarantined: reputation {score:.2} is under its quarantine_threshold {threshold}; an operator must release it"
+    )]
+    Quarantined {
+        /// The swarm.
+        swarm_id: String,
+        /// Its score.
+        score: f64,
+        /// The contract's threshold.
+        threshold: f64,
+    },
+
     /// The host's instance pool cannot take this contract.
     #[error("swarm {swarm_id:?}: {reason}")]
     PoolTooSmall {
@@ -310,6 +323,8 @@ pub enum ErrorKind {
     InvalidOutput,
     /// Starting the component failed.
     Instantiate,
+    /// The swarm is quarantined.
+    Quarantined,
     /// Host set-up.
     Engine,
 }
@@ -334,6 +349,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::InvalidOutput => "invalid_output",
             ErrorKind::Instantiate => "instantiate",
+            ErrorKind::Quarantined => "quarantined",
             ErrorKind::Engine => "engine",
         }
     }
@@ -363,6 +379,7 @@ impl Error {
             Error::HostcallTooLarge { .. } | Error::OutputTooLarge { .. } => ErrorKind::TooLarge,
             Error::InvalidOutput { .. } => ErrorKind::InvalidOutput,
             Error::Instantiate { .. } => ErrorKind::Instantiate,
+            Error::Quarantined { .. } => ErrorKind::Quarantined,
             Error::Engine(_) => ErrorKind::Engine,
         }
     }

@@ -60,10 +60,12 @@ pub enum Event {
         swarm_id: String,
         /// The task.
         task_id: String,
-        /// Error kind (see [`crate::ErrorKind`]).
+        /// Error kind (see [`crate::ErrorKind`]), or `guest_error`.
         kind: String,
         /// The error message.
         error: String,
+        /// Wall time from the request to the failure, in milliseconds.
+        wall_ms: f64,
     },
     /// A task ran into a resource limit.
     LimitExceeded {
@@ -121,6 +123,44 @@ pub enum Event {
         /// Whether the request was outside the contract (endpoint, address).
         security_violation: bool,
     },
+    /// An SLO target went from met to missed.
+    SloViolation {
+        /// The swarm.
+        swarm_id: String,
+        /// The task after which it was noticed.
+        task_id: String,
+        /// `response_time`, `error_rate` or `availability`.
+        metric: String,
+        /// The measured value.
+        actual: f64,
+        /// The contract's target.
+        target: f64,
+    },
+    /// The reputation score moved by 0.01 or more.
+    ReputationChanged {
+        /// The swarm.
+        swarm_id: String,
+        /// The previous reported score.
+        from: f64,
+        /// The new score.
+        to: f64,
+    },
+    /// The score fell under the threshold: the swarm's tasks are refused.
+    Quarantined {
+        /// The swarm.
+        swarm_id: String,
+        /// Its score.
+        score: f64,
+        /// The contract's threshold.
+        threshold: f64,
+    },
+    /// An operator released a quarantined swarm.
+    Released {
+        /// The swarm.
+        swarm_id: String,
+        /// Its score after release.
+        score: f64,
+    },
     /// An import call was refused for rate.
     RateLimited {
         /// The swarm.
@@ -145,7 +185,11 @@ impl Event {
             | Event::LimitExceeded { swarm_id, .. }
             | Event::RateLimited { swarm_id, .. }
             | Event::CredentialAccess { swarm_id, .. }
-            | Event::HttpProxy { swarm_id, .. } => swarm_id,
+            | Event::HttpProxy { swarm_id, .. }
+            | Event::SloViolation { swarm_id, .. }
+            | Event::ReputationChanged { swarm_id, .. }
+            | Event::Quarantined { swarm_id, .. }
+            | Event::Released { swarm_id, .. } => swarm_id,
         }
     }
 }

@@ -48,8 +48,11 @@ pub mod inspect;
 pub mod limits;
 mod outcome;
 mod registry;
+pub mod report;
+pub mod reputation;
 mod runner;
 pub mod secrets;
+pub mod slo;
 mod state;
 pub mod wasi;
 
@@ -87,6 +90,17 @@ struct Inner {
     registry: registry::Registry,
     config: ChassisConfig,
     events: events::Events,
+}
+
+/// A swarm's SLOs against its contract and its reputation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SloReport {
+    /// The swarm.
+    pub swarm_id: String,
+    /// Latency percentiles, error rate, availability, throughput, compliance.
+    pub slo: slo::SloFigures,
+    /// The reputation score and what it is made of.
+    pub reputation: reputation::Reputation,
 }
 
 /// A swarm's resource usage, as `get_resource_usage` reports it.
@@ -299,6 +313,124 @@ impl Chassis {
     ) -> Result<TaskOutcome, Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
         runner::execute(&self.inner.engine, &swarm, request).await
+    }
+
+    /// A swarm's SLO figures against its contract, and its reputation.
+    pub fn slo_report(&self, swarm_id: &str) -> Result<SloReport, Error> {
+        let swarm = self.inner.registry.get(swarm_id)?;
+        let rt = &swarm.runtime;
+        let health = rt.health.lock().expect("health lock");
+        Ok(SloReport {
+            swarm_id: swarm_id.to_string(),
+            slo: health.slo.figures(&rt.contract.slo_targets, Instant::now()),
+            reputation: health.reputation.clone(),
+        })
+    }
+
+    /// Release a quarantined swarm: its tasks run again, its score goes back
+    /// to its `initial_score`. Raises a `Released` event.
+    pub fn release(&self, swarm_id: &str) -> Result<reputation::Reputation, Error> {
+        let swarm = self.inner.registry.get(swarm_id)?;
+        let rt = &swarm.runtime;
+        let reputation = {
+            let mut health = rt.health.lock().expect("health lock");
+            health.reputation.release();
+            health.reputation.clone()
+        };
+        tracing::info!(target: "chassis", swarm = swarm_id, "released from quarantine");
+        rt.events.emit(|| Event::Released {
+            swarm_id: swarm_id.to_string(),
+            score: reputation.score,
+        });
+        Ok(reputation)
+    }
+
+    /// Every loaded swarm's SLO figures, reputation and usage in the
+    /// Prometheus text exposition format (gauges labelled by swarm).
+    pub fn render_metrics(&self) -> String {
+        type Family = (&'static str, &'static str, Vec<(String, f64)>);
+        let mut families: Vec<Family> = vec![
+            ("chassis_task_latency_p50_ms", "Median task latency", vec![]),
+            (
+                "chassis_task_latency_p95_ms",
+                "95th percentile task latency",
+                vec![],
+            ),
+            (
+                "chassis_task_latency_p99_ms",
+                "99th percentile task latency",
+                vec![],
+            ),
+            ("chassis_tasks_total", "Tasks counted for SLOs", vec![]),
+            (
+                "chassis_tasks_failed_total",
+                "Tasks that did not succeed",
+                vec![],
+            ),
+            (
+                "chassis_error_rate_percent",
+                "Failed tasks, percent",
+                vec![],
+            ),
+            (
+                "chassis_availability_percent",
+                "Time up since load, percent",
+                vec![],
+            ),
+            (
+                "chassis_slo_compliant",
+                "1 when every SLO target is met",
+                vec![],
+            ),
+            ("chassis_reputation_score", "Reputation score", vec![]),
+            (
+                "chassis_quarantined",
+                "1 when the swarm is quarantined",
+                vec![],
+            ),
+            ("chassis_tasks_running", "Tasks running now", vec![]),
+            (
+                "chassis_memory_bytes",
+                "Linear memory of running instances",
+                vec![],
+            ),
+        ];
+        for info in self.list() {
+            let Ok(swarm) = self.inner.registry.get(&info.swarm_id) else {
+                continue;
+            };
+            let Ok(report) = self.slo_report(&info.swarm_id) else {
+                continue;
+            };
+            let c = &swarm.runtime.counters;
+            let s = &report.slo;
+            let values = [
+                s.p50_ms,
+                s.p95_ms,
+                s.p99_ms,
+                s.tasks as f64,
+                s.failed as f64,
+                s.error_rate_percent,
+                s.availability_percent,
+                f64::from(u8::from(s.compliance.iter().all(|c| c.compliant))),
+                report.reputation.score,
+                f64::from(u8::from(report.reputation.quarantined)),
+                c.running.load(Ordering::Relaxed) as f64,
+                c.memory_bytes.load(Ordering::Relaxed) as f64,
+            ];
+            for (family, value) in families.iter_mut().zip(values) {
+                family.2.push((info.swarm_id.clone(), value));
+            }
+        }
+        let mut out = String::new();
+        for (name, help, samples) in families {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for (swarm, value) in samples {
+                let swarm = swarm.replace('\\', "\\\\").replace('"', "\\\"");
+                out.push_str(&format!("{name}{{swarm=\"{swarm}\"}} {value}\n"));
+            }
+        }
+        out
     }
 
     /// A swarm's current resource usage. `cpu_percent` covers the time since

@@ -24,6 +24,7 @@ use crate::limits::{
 };
 use crate::outcome::{GuestError, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 use crate::registry::{LoadedSwarm, chain};
+use crate::slo::Ending;
 use crate::state::{HostState, RateLimitAbuse, SwarmRuntime, TaskShared};
 
 /// Extra time past `task_timeout_seconds` before a task stuck in a host call
@@ -208,12 +209,15 @@ pub(crate) async fn execute(
 ) -> Result<TaskOutcome, Error> {
     let rt = &swarm.runtime;
     let task_id = request.task_id.clone();
+    let started = Instant::now();
     let result = run(engine, swarm, request).await;
+    let elapsed = started.elapsed();
+    let wall_ms = elapsed.as_secs_f64() * 1000.0;
     match &result {
         Ok(outcome) if outcome.is_success() => rt.events.emit(|| Event::TaskComplete {
             swarm_id: rt.swarm_id().to_string(),
             task_id: task_id.clone(),
-            wall_ms: outcome.usage.wall_ms,
+            wall_ms,
         }),
         Ok(outcome) => rt.events.emit(|| Event::TaskFailed {
             swarm_id: rt.swarm_id().to_string(),
@@ -224,6 +228,7 @@ pub(crate) async fn execute(
                 .as_ref()
                 .map(|e| e.to_string())
                 .unwrap_or_default(),
+            wall_ms,
         }),
         Err(e) => {
             if let Some(limit) = e.limit() {
@@ -239,10 +244,50 @@ pub(crate) async fn execute(
                 task_id: task_id.clone(),
                 kind: e.kind().as_str().to_string(),
                 error: e.to_string(),
+                wall_ms,
             });
         }
     }
+    // After the task's terminal event: its consequences for SLOs and reputation.
+    record_health(rt, &task_id, elapsed, &result);
     result
+}
+
+/// Update SLOs and reputation after a task, raising their events.
+fn record_health(
+    rt: &SwarmRuntime,
+    task_id: &str,
+    latency: Duration,
+    result: &Result<TaskOutcome, Error>,
+) {
+    let ending = match result {
+        Ok(o) if o.is_success() => Ending::Success,
+        Ok(_) => Ending::GuestError,
+        // Refused before reaching the swarm: not the swarm's doing.
+        Err(Error::TaskNotExported { .. } | Error::Quarantined { .. } | Error::NotLoaded(_)) => {
+            return;
+        }
+        Err(_) => Ending::NoAnswer,
+    };
+    let now = Instant::now();
+    let (missed, change) = {
+        let mut health = rt.health.lock().expect("health lock");
+        let (compliance, missed) =
+            health
+                .slo
+                .record(latency, ending, &rt.contract.slo_targets, now);
+        (missed, health.reputation.after_task(compliance))
+    };
+    for check in missed {
+        rt.events.emit(|| Event::SloViolation {
+            swarm_id: rt.swarm_id().to_string(),
+            task_id: task_id.to_string(),
+            metric: check.metric.to_string(),
+            actual: check.actual,
+            target: check.target,
+        });
+    }
+    rt.report(change);
 }
 
 async fn run(
@@ -251,6 +296,16 @@ async fn run(
     request: TaskRequest,
 ) -> Result<TaskOutcome, Error> {
     let rt = &swarm.runtime;
+    {
+        let health = rt.health.lock().expect("health lock");
+        if health.reputation.quarantined {
+            return Err(Error::Quarantined {
+                swarm_id: rt.swarm_id().to_string(),
+                score: health.reputation.score,
+                threshold: health.reputation.threshold,
+            });
+        }
+    }
     if !swarm.info.task_types.contains(&request.task_type) {
         return Err(Error::TaskNotExported {
             swarm_id: rt.swarm_id().to_string(),

@@ -22,7 +22,9 @@ use crate::limits::{
     Admission, CpuGovernor, MIN_REFUSED_CALLS_PER_TASK, QueueConfig, RateLimiter, SwarmCounters,
     TaskLimiter,
 };
+use crate::reputation::{Change, Reputation};
 use crate::secrets::{Secret, SecretStore};
+use crate::slo::SloTracker;
 
 /// What a loaded swarm's tasks share.
 pub(crate) struct SwarmRuntime {
@@ -41,6 +43,14 @@ pub(crate) struct SwarmRuntime {
     pub(crate) allowlist: Allowlist,
     /// Its network bandwidth, both directions.
     pub(crate) bandwidth: Bandwidth,
+    /// Its SLO figures and reputation.
+    pub(crate) health: Mutex<Health>,
+}
+
+/// SLOs and reputation of one swarm, updated together.
+pub(crate) struct Health {
+    pub(crate) slo: SloTracker,
+    pub(crate) reputation: Reputation,
 }
 
 impl SwarmRuntime {
@@ -77,6 +87,10 @@ impl SwarmRuntime {
             // The contract was validated, so every pattern parses.
             allowlist: Allowlist::new(&contract.security.allowed_endpoints).unwrap_or_default(),
             bandwidth: Bandwidth::new(limits.max_network_bandwidth_mbps),
+            health: Mutex::new(Health {
+                slo: SloTracker::new(Instant::now()),
+                reputation: Reputation::new(&contract.reputation),
+            }),
             counters,
             events,
             contract,
@@ -85,6 +99,37 @@ impl SwarmRuntime {
 
     pub(crate) fn swarm_id(&self) -> &str {
         &self.contract.swarm_id
+    }
+
+    /// Raise the events of a reputation change.
+    pub(crate) fn report(&self, change: Change) {
+        match change {
+            Change::None => {}
+            Change::Moved { from, to } => self.events.emit(|| Event::ReputationChanged {
+                swarm_id: self.swarm_id().to_string(),
+                from,
+                to,
+            }),
+            Change::Quarantined { score } => {
+                tracing::warn!(target: "chassis", swarm = self.swarm_id(), "quarantined: reputation {score:.2} is under {}", self.contract.reputation.quarantine_threshold);
+                self.events.emit(|| Event::Quarantined {
+                    swarm_id: self.swarm_id().to_string(),
+                    score,
+                    threshold: self.contract.reputation.quarantine_threshold,
+                });
+            }
+        }
+    }
+
+    /// A request outside the contract: it costs reputation at once.
+    pub(crate) fn security_violation(&self) {
+        let change = self
+            .health
+            .lock()
+            .expect("health lock")
+            .reputation
+            .violation();
+        self.report(change);
     }
 }
 

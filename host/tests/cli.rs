@@ -308,8 +308,9 @@ fn audit_verify_and_show() {
     }
     let o = chassis(&["audit", "verify", log_arg]);
     assert!(o.status.success(), "{}", stderr(&o));
-    // Two runs of: module_loaded, task_start, task_complete.
-    assert_eq!(stdout(&o).trim(), "OK: 6 records");
+    // Two runs of: module_loaded, task_start, task_complete, and
+    // reputation_changed (0.5 moves to 0.55 after a task that meets every SLO).
+    assert_eq!(stdout(&o).trim(), "OK: 8 records");
 
     let o = chassis(&[
         "audit",
@@ -352,4 +353,68 @@ fn audit_verify_and_show() {
         "{e}"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn report_marks_each_target_pass_or_fail() {
+    let dir = std::env::temp_dir().join(format!("chassis-cli-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&log);
+    let log_arg = log.to_str().unwrap();
+    let run = |payload: &str| {
+        chassis(&[
+            "run",
+            "config/hello-world.toml",
+            "--task",
+            "hello",
+            "--payload",
+            payload,
+            "--audit",
+            log_arg,
+        ])
+    };
+    assert!(run(r#"{"name":"a"}"#).status.success());
+    let o = chassis(&["report", "--audit", log_arg, "config/hello-world.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("hello-world (1 tasks, 0 failed)"), "{text}");
+    assert_eq!(text.matches("PASS").count(), 3, "{text}");
+
+    assert!(!run(r#"{"nom":"b"}"#).status.success());
+    let o = chassis(&[
+        "report",
+        "--audit",
+        log_arg,
+        "config/hello-world.toml",
+        "--json",
+    ]);
+    assert!(!o.status.success(), "a missed target fails the report");
+    let reports: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let checks = reports[0]["slo"]["compliance"].as_array().unwrap();
+    let error_rate = checks.iter().find(|c| c["metric"] == "error_rate").unwrap();
+    assert_eq!(error_rate["compliant"], false);
+    assert_eq!(error_rate["actual"], 50.0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn run_writes_prometheus_metrics() {
+    let path =
+        std::env::temp_dir().join(format!("chassis-cli-metrics-{}.prom", std::process::id()));
+    let o = chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "hello",
+        "--metrics",
+        path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("chassis_tasks_total{swarm=\"hello-world\"} 1"),
+        "{text}"
+    );
+    std::fs::remove_file(&path).ok();
 }

@@ -87,8 +87,10 @@ async fn a_session_is_recorded_in_order_and_verifies() {
             ("module_loaded", "-"),
             ("task_start", "t1"),
             ("task_complete", "t1"),
+            ("reputation_changed", "-"),
             ("task_start", "t2"),
             ("task_complete", "t2"),
+            ("reputation_changed", "-"),
             ("task_failed", "t3"),
             ("module_unloaded", "-"),
         ]
@@ -99,7 +101,17 @@ async fn a_session_is_recorded_in_order_and_verifies() {
     assert_eq!(first["swarm_id"], json!("hello-world"));
     assert_eq!(first["prev_hash"], json!(chassis::audit::GENESIS));
     assert_eq!(records[1]["prev_hash"], first["hash"]);
-    assert_eq!(records[5]["params"]["kind"], json!("task_not_exported"));
+    let failed = records
+        .iter()
+        .find(|r| r["operation"] == "task_failed")
+        .unwrap();
+    assert_eq!(failed["params"]["kind"], json!("task_not_exported"));
+    // Reputation changes follow the task that caused them.
+    let rep = records
+        .iter()
+        .position(|r| r["operation"] == "reputation_changed")
+        .unwrap();
+    assert_eq!(records[rep - 1]["operation"], json!("task_complete"));
 }
 
 #[tokio::test]
@@ -175,10 +187,23 @@ async fn guest_controlled_text_cannot_forge_or_break_the_chain() {
         .unwrap();
     log.close().unwrap();
     let v = verify(&path).unwrap();
-    assert_eq!(v.records, 3, "one line per record");
-    assert_eq!(lines(&path).len(), 3);
-    let record: Value = serde_json::from_str(&lines(&path)[1]).unwrap();
-    assert_eq!(record["task_id"], json!(evil_id), "the id is kept, escaped");
+    assert_eq!(
+        v.records as usize,
+        lines(&path).len(),
+        "one line per record"
+    );
+    let with_id: Vec<Value> = lines(&path)
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["task_id"] == json!(evil_id))
+        .collect();
+    // task_start and task_complete, with the id kept, escaped.
+    assert_eq!(with_id.len(), 2);
+    assert!(
+        !lines(&path)
+            .iter()
+            .any(|l| l.starts_with("{\"seq\":3,\"operation\""))
+    );
 }
 
 #[tokio::test]

@@ -452,15 +452,17 @@ async fn loads_tasks_and_refusals_raise_events() {
             "module_loaded:-",
             "task_start:ev-1",
             "task_complete:ev-1",
+            "reputation_changed:-",
             "task_start:ev-2",
             "task_complete:ev-2",
+            "reputation_changed:-",
             "load_rejected:-",
             "module_unloaded:-",
         ]
     );
     let events = sink.events();
     assert!(events.iter().all(|e| e.swarm_id() == "hello-world"));
-    let Event::LoadRejected { reason, .. } = &events[5] else {
+    let Event::LoadRejected { reason, .. } = &events[7] else {
         unreachable!()
     };
     assert!(reason.contains("already loaded"), "{reason}");

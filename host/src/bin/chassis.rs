@@ -75,6 +75,23 @@ enum Command {
     /// Verify or read an audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// SLO compliance and reputation per swarm, rebuilt from an audit log.
+    ///
+    /// Prints, for each contract's swarm: p95 latency, error rate and
+    /// availability against the contract's targets with a pass/fail mark,
+    /// and the reputation score. Exits with 1 if any target is missed or any
+    /// swarm ended quarantined.
+    Report {
+        /// The audit log to read.
+        #[arg(long)]
+        audit: PathBuf,
+        /// The swarms' contracts (for their targets and reputation settings).
+        #[arg(required = true)]
+        contracts: Vec<PathBuf>,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Load a swarm from its contract and run one task.
     ///
     /// Prints the task's output JSON on stdout (or the whole outcome with --json).
@@ -107,6 +124,9 @@ enum Command {
         /// verified and continued if present).
         #[arg(long)]
         audit: Option<PathBuf>,
+        /// Write the swarm's metrics (Prometheus text format) to this file after the task.
+        #[arg(long)]
+        metrics: Option<PathBuf>,
         /// When the audit log is fsynced: always, never, every:N or interval:MS.
         #[arg(long, default_value = "always")]
         fsync: chassis::audit::FsyncPolicy,
@@ -226,6 +246,58 @@ async fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Report {
+            audit,
+            contracts,
+            json,
+        } => {
+            chassis::audit::verify(&audit)?;
+            let records = chassis::audit::read(&audit, &chassis::audit::Filter::default())?;
+            let mut all_pass = true;
+            let mut reports = Vec::new();
+            for path in &contracts {
+                let contract = ServiceContract::from_file(path)?;
+                let report = chassis::report::replay(&records, &contract);
+                all_pass &= report.slo.compliance.iter().all(|c| c.compliant)
+                    && !report.reputation.quarantined;
+                reports.push(report);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                for r in &reports {
+                    let s = &r.slo;
+                    println!("{} ({} tasks, {} failed)", r.swarm_id, s.tasks, s.failed);
+                    for c in &s.compliance {
+                        let mark = if c.compliant { "PASS" } else { "FAIL" };
+                        let unit = if c.metric == "response_time" {
+                            " ms p95"
+                        } else {
+                            " %"
+                        };
+                        println!(
+                            "  {mark} {:<13} {:>10.2}{unit} (target {})",
+                            c.metric, c.actual, c.target
+                        );
+                    }
+                    println!(
+                        "  reputation {:.2} (SLO {:.2}, security {:.2}){}",
+                        r.reputation.score,
+                        r.reputation.slo_compliance,
+                        r.reputation.security_compliance,
+                        if r.reputation.quarantined {
+                            ", QUARANTINED"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            if !all_pass {
+                bail!("not every swarm meets its SLO targets");
+            }
+            Ok(())
+        }
         Command::Run {
             contract,
             task,
@@ -234,6 +306,7 @@ async fn run(command: Command) -> Result<()> {
             task_id,
             secrets,
             audit,
+            metrics,
             fsync,
             json,
         } => {
@@ -287,6 +360,10 @@ async fn run(command: Command) -> Result<()> {
                 u.rate_limited_calls,
                 u.dropped_log_lines
             );
+            if let Some(path) = metrics {
+                std::fs::write(&path, chassis.render_metrics())
+                    .with_context(|| format!("{}: cannot write metrics", path.display()))?;
+            }
             if let Some(log) = &audit_log {
                 log.close()?;
             }

@@ -165,6 +165,9 @@ pub struct Reputation {
     /// Weight of security compliance in the score (0–1; the two weights sum to 1).
     #[serde(default = "defaults::security_weight")]
     pub security_weight: f64,
+    /// Score under which the host quarantines the swarm (0–1).
+    #[serde(default = "defaults::quarantine_threshold")]
+    pub quarantine_threshold: f64,
 }
 
 /// Default values, from the seed documents where they give one.
@@ -225,6 +228,10 @@ pub mod defaults {
     pub fn security_weight() -> f64 {
         0.3
     }
+    /// `reputation.quarantine_threshold`: 0.2.
+    pub fn quarantine_threshold() -> f64 {
+        0.2
+    }
 }
 
 impl Default for ResourceLimits {
@@ -270,6 +277,7 @@ impl Default for Reputation {
             initial_score: defaults::initial_score(),
             slo_weight: defaults::slo_weight(),
             security_weight: defaults::security_weight(),
+            quarantine_threshold: defaults::quarantine_threshold(),
         }
     }
 }

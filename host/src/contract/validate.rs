@@ -269,6 +269,13 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         1.0,
         "",
     )?;
+    range_f64(
+        "reputation.quarantine_threshold",
+        rep.quarantine_threshold,
+        0.0,
+        1.0,
+        "",
+    )?;
     if (rep.slo_weight + rep.security_weight - 1.0).abs() > 1e-9 {
         return bad(
             "reputation.security_weight",

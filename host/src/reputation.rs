@@ -1,0 +1,235 @@
+//! Reputation: a score per swarm from its SLO compliance and its security
+//! record, that the host acts on.
+//!
+//! The seed's formula gives the score a swarm is heading for:
+//!
+//! ```text
+//! slo_compliance = 0.4 · (p95 met ? 1 : 0.5) + 0.3 · (error rate met ? 1 : 0.5)
+//!                + 0.3 · (availability met ? 1 : 0.3)
+//! target         = slo_compliance · slo_weight + security_compliance · security_weight
+//! ```
+//!
+//! The score starts at the contract's `initial_score` and moves a tenth of
+//! the way to `target` after every task, so trust is earned (or lost) over
+//! tasks rather than at once. A security violation (a credential outside the
+//! swarm's scope, a denied endpoint, a refused address) costs 20 %: both the
+//! security compliance and the score are multiplied by 0.8. Below the
+//! contract's `quarantine_threshold` the swarm is quarantined: the host
+//! refuses its tasks until an operator releases it, which restores
+//! `initial_score` and full security compliance.
+
+use serde::Serialize;
+
+/// How far the score moves towards its target per task.
+pub const STEP: f64 = 0.1;
+
+/// What a security violation leaves of the score (a 20 % cost).
+pub const VIOLATION_FACTOR: f64 = 0.8;
+
+/// Which SLO targets are met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compliance {
+    /// p95 latency at or under `response_time_p95_ms`.
+    pub response_time: bool,
+    /// Error rate at or under `error_rate_percent`.
+    pub error_rate: bool,
+    /// Availability at or over `availability_percent`.
+    pub availability: bool,
+}
+
+impl Compliance {
+    /// Everything met.
+    pub const MET: Compliance = Compliance {
+        response_time: true,
+        error_rate: true,
+        availability: true,
+    };
+
+    /// The seed's SLO compliance score (0.3 to 1).
+    pub fn score(self) -> f64 {
+        let f = |ok: bool, miss: f64| if ok { 1.0 } else { miss };
+        0.4 * f(self.response_time, 0.5)
+            + 0.3 * f(self.error_rate, 0.5)
+            + 0.3 * f(self.availability, 0.3)
+    }
+}
+
+/// A swarm's reputation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reputation {
+    /// The score (0–1).
+    pub score: f64,
+    /// SLO compliance (0.3–1) from the last update.
+    pub slo_compliance: f64,
+    /// Security compliance (0–1): 0.8 to the power of the violations.
+    pub security_compliance: f64,
+    /// Whether the host refuses the swarm's tasks.
+    pub quarantined: bool,
+    /// Score under which it is quarantined.
+    pub threshold: f64,
+    #[serde(skip)]
+    slo_weight: f64,
+    #[serde(skip)]
+    security_weight: f64,
+    #[serde(skip)]
+    initial: f64,
+    #[serde(skip)]
+    reported: f64,
+}
+
+/// What an update did, for events.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Change {
+    /// Nothing to report.
+    None,
+    /// The score moved by at least 0.01 since it was last reported.
+    Moved {
+        /// The old reported score.
+        from: f64,
+        /// The new score.
+        to: f64,
+    },
+    /// The score fell under the threshold: the swarm is now quarantined.
+    Quarantined {
+        /// The new score.
+        score: f64,
+    },
+}
+
+impl Reputation {
+    /// A swarm's starting reputation under its contract.
+    pub fn new(contract: &crate::contract::Reputation) -> Self {
+        Self {
+            score: contract.initial_score,
+            slo_compliance: 1.0,
+            security_compliance: 1.0,
+            quarantined: false,
+            threshold: contract.quarantine_threshold,
+            slo_weight: contract.slo_weight,
+            security_weight: contract.security_weight,
+            initial: contract.initial_score,
+            reported: contract.initial_score,
+        }
+    }
+
+    /// The score the swarm is heading for.
+    pub fn target(&self) -> f64 {
+        self.slo_compliance * self.slo_weight + self.security_compliance * self.security_weight
+    }
+
+    /// After a task: move towards the target for this compliance.
+    pub fn after_task(&mut self, compliance: Compliance) -> Change {
+        self.slo_compliance = compliance.score();
+        self.score += STEP * (self.target() - self.score);
+        self.settle()
+    }
+
+    /// A security violation: a 20 % cost.
+    pub fn violation(&mut self) -> Change {
+        self.security_compliance *= VIOLATION_FACTOR;
+        self.score *= VIOLATION_FACTOR;
+        self.settle()
+    }
+
+    /// An operator's release: back to the initial score, full security compliance.
+    pub fn release(&mut self) {
+        self.quarantined = false;
+        self.score = self.initial;
+        self.reported = self.initial;
+        self.security_compliance = 1.0;
+    }
+
+    fn settle(&mut self) -> Change {
+        self.score = self.score.clamp(0.0, 1.0);
+        if !self.quarantined && self.score < self.threshold {
+            self.quarantined = true;
+            self.reported = self.score;
+            return Change::Quarantined { score: self.score };
+        }
+        if (self.score - self.reported).abs() >= 0.01 {
+            let from = std::mem::replace(&mut self.reported, self.score);
+            Change::Moved {
+                from,
+                to: self.score,
+            }
+        } else {
+            Change::None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contract(initial: f64, slo: f64, threshold: f64) -> crate::contract::Reputation {
+        crate::contract::Reputation {
+            initial_score: initial,
+            slo_weight: slo,
+            security_weight: 1.0 - slo,
+            quarantine_threshold: threshold,
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn the_seed_compliance_scores() {
+        assert!(close(Compliance::MET.score(), 1.0));
+        let all_missed = Compliance {
+            response_time: false,
+            error_rate: false,
+            availability: false,
+        };
+        assert!(close(all_missed.score(), 0.4 * 0.5 + 0.3 * 0.5 + 0.3 * 0.3));
+        let slow = Compliance {
+            response_time: false,
+            ..Compliance::MET
+        };
+        assert!(close(slow.score(), 0.8));
+    }
+
+    #[test]
+    fn the_score_moves_a_tenth_of_the_way_to_the_target() {
+        let mut r = Reputation::new(&contract(0.98, 0.7, 0.2));
+        // Perfect task: target 1.0; 0.98 + 0.1 · 0.02.
+        assert_eq!(r.after_task(Compliance::MET), Change::None);
+        assert!(close(r.score, 0.982));
+        // Slow task: SLO compliance 0.8, target 0.8·0.7 + 1·0.3 = 0.86.
+        let slow = Compliance {
+            response_time: false,
+            ..Compliance::MET
+        };
+        r.after_task(slow);
+        assert!(close(r.slo_compliance, 0.8));
+        assert!(close(r.target(), 0.86));
+        assert!(close(r.score, 0.982 + 0.1 * (0.86 - 0.982)));
+    }
+
+    #[test]
+    fn a_security_violation_costs_twenty_percent() {
+        let mut r = Reputation::new(&contract(0.5, 0.6, 0.1));
+        assert_eq!(r.violation(), Change::Moved { from: 0.5, to: 0.4 });
+        assert!(close(r.security_compliance, 0.8));
+        r.violation();
+        assert!(close(r.score, 0.32));
+        assert!(close(r.security_compliance, 0.64));
+        // Target now 1·0.6 + 0.64·0.4 = 0.856.
+        assert!(close(r.target(), 0.856));
+    }
+
+    #[test]
+    fn falling_under_the_threshold_quarantines_once_and_release_restores() {
+        let mut r = Reputation::new(&contract(0.3, 0.5, 0.25));
+        assert_eq!(r.violation(), Change::Quarantined { score: 0.3 * 0.8 });
+        assert!(r.quarantined);
+        // Already quarantined: no second quarantine.
+        assert!(!matches!(r.violation(), Change::Quarantined { .. }));
+        r.release();
+        assert!(!r.quarantined);
+        assert!(close(r.score, 0.3));
+        assert!(close(r.security_compliance, 1.0));
+    }
+}

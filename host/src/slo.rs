@@ -1,0 +1,279 @@
+//! SLO tracking per swarm: latency histogram, error rate, availability,
+//! throughput, and compliance against the contract's `slo_targets`.
+//!
+//! - **Latency**: every task that was admitted, from admission to its end,
+//!   in an HDR histogram (1 µs to 1 h, 3 significant digits); p50/p95/p99.
+//! - **Error rate**: tasks that did not succeed (guest errors, traps,
+//!   limits, overload) over all tasks, in percent. A task type the swarm does
+//!   not serve is the caller's mistake and does not count.
+//! - **Availability**: the share of time since load that the swarm was up.
+//!   It is down from a task that ended without an answer from the guest
+//!   (trap, timeout, limit, overload) until the next task it answered
+//!   (success or its own error) — the seed's uptime / (uptime + downtime).
+//! - **Throughput**: tasks per second since load.
+//!
+//! Compliance is checked after every task; a target going from met to
+//! missed raises one `SloViolation` event (on the edge, not on every task).
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::contract::SloTargets;
+use crate::reputation::Compliance;
+
+/// One SLO against its target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    /// `response_time`, `error_rate` or `availability`.
+    pub metric: &'static str,
+    /// The measured value (ms or percent).
+    pub actual: f64,
+    /// The contract's target.
+    pub target: f64,
+    /// Whether it is met.
+    pub compliant: bool,
+}
+
+/// A swarm's SLO figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SloFigures {
+    /// Tasks counted.
+    pub tasks: u64,
+    /// Tasks that did not succeed.
+    pub failed: u64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 95th percentile latency, ms.
+    pub p95_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+    /// Failed over all, percent.
+    pub error_rate_percent: f64,
+    /// Time up over time since load, percent.
+    pub availability_percent: f64,
+    /// Tasks per second since load.
+    pub throughput_rps: f64,
+    /// Each target, met or not.
+    pub compliance: Vec<Check>,
+}
+
+/// How a task ended, as SLOs see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The guest returned a result.
+    Success,
+    /// The guest answered with its own error.
+    GuestError,
+    /// No answer: trap, timeout, limit, overload.
+    NoAnswer,
+}
+
+/// The SLO state of one swarm.
+#[derive(Debug)]
+pub struct SloTracker {
+    latency_us: Histogram<u64>,
+    tasks: u64,
+    failed: u64,
+    since: Instant,
+    down_since: Option<Instant>,
+    downtime: Duration,
+    met: Compliance,
+}
+
+impl SloTracker {
+    /// A tracker starting now.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            tasks: 0,
+            failed: 0,
+            since: now,
+            down_since: None,
+            downtime: Duration::ZERO,
+            met: Compliance::MET,
+        }
+    }
+
+    /// Record one task; returns the compliance now and the metrics that just
+    /// went from met to missed.
+    pub fn record(
+        &mut self,
+        latency: Duration,
+        ending: Ending,
+        targets: &SloTargets,
+        now: Instant,
+    ) -> (Compliance, Vec<Check>) {
+        let us = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
+        self.latency_us.saturating_record(us);
+        self.tasks += 1;
+        if ending != Ending::Success {
+            self.failed += 1;
+        }
+        match (ending, self.down_since) {
+            (Ending::NoAnswer, None) => self.down_since = Some(now),
+            (Ending::Success | Ending::GuestError, Some(t)) => {
+                self.downtime += now.saturating_duration_since(t);
+                self.down_since = None;
+            }
+            _ => {}
+        }
+        let figures = self.figures(targets, now);
+        let met = compliance(&figures.compliance);
+        let newly_missed = figures
+            .compliance
+            .iter()
+            .filter(|c| !c.compliant && was_met(self.met, c.metric))
+            .cloned()
+            .collect();
+        self.met = met;
+        (met, newly_missed)
+    }
+
+    /// The figures now, against `targets`.
+    pub fn figures(&self, targets: &SloTargets, now: Instant) -> SloFigures {
+        let q = |p: f64| {
+            if self.tasks == 0 {
+                0.0
+            } else {
+                self.latency_us.value_at_quantile(p) as f64 / 1000.0
+            }
+        };
+        let elapsed = now.saturating_duration_since(self.since);
+        let down = self.downtime
+            + self
+                .down_since
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let availability = if elapsed.is_zero() {
+            100.0
+        } else {
+            100.0 * (1.0 - down.as_secs_f64() / elapsed.as_secs_f64()).max(0.0)
+        };
+        let error_rate = if self.tasks == 0 {
+            0.0
+        } else {
+            100.0 * self.failed as f64 / self.tasks as f64
+        };
+        let p95 = q(0.95);
+        SloFigures {
+            tasks: self.tasks,
+            failed: self.failed,
+            p50_ms: q(0.50),
+            p95_ms: p95,
+            p99_ms: q(0.99),
+            error_rate_percent: error_rate,
+            availability_percent: availability,
+            throughput_rps: self.tasks as f64 / elapsed.as_secs_f64().max(1e-9),
+            compliance: vec![
+                Check {
+                    metric: "response_time",
+                    actual: p95,
+                    target: targets.response_time_p95_ms,
+                    compliant: p95 <= targets.response_time_p95_ms,
+                },
+                Check {
+                    metric: "error_rate",
+                    actual: error_rate,
+                    target: targets.error_rate_percent,
+                    compliant: error_rate <= targets.error_rate_percent,
+                },
+                Check {
+                    metric: "availability",
+                    actual: availability,
+                    target: targets.availability_percent,
+                    compliant: availability >= targets.availability_percent,
+                },
+            ],
+        }
+    }
+}
+
+fn compliance(checks: &[Check]) -> Compliance {
+    let ok = |m: &str| checks.iter().any(|c| c.metric == m && c.compliant);
+    Compliance {
+        response_time: ok("response_time"),
+        error_rate: ok("error_rate"),
+        availability: ok("availability"),
+    }
+}
+
+fn was_met(c: Compliance, metric: &str) -> bool {
+    match metric {
+        "response_time" => c.response_time,
+        "error_rate" => c.error_rate,
+        _ => c.availability,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets() -> SloTargets {
+        SloTargets {
+            response_time_p95_ms: 100.0,
+            error_rate_percent: 10.0,
+            availability_percent: 90.0,
+            throughput_rps: 1.0,
+        }
+    }
+
+    #[test]
+    fn percentiles_of_known_samples() {
+        let t0 = Instant::now();
+        let mut s = SloTracker::new(t0);
+        for ms in 1..=100u64 {
+            s.record(Duration::from_millis(ms), Ending::Success, &targets(), t0);
+        }
+        let f = s.figures(&targets(), t0 + Duration::from_secs(10));
+        assert!((f.p50_ms - 50.0).abs() < 0.1, "{f:?}");
+        assert!((f.p95_ms - 95.0).abs() < 0.1, "{f:?}");
+        assert!((f.p99_ms - 99.0).abs() < 0.1, "{f:?}");
+        assert_eq!(f.tasks, 100);
+        assert!((f.throughput_rps - 10.0).abs() < 1e-9);
+        assert!(f.compliance.iter().all(|c| c.compliant));
+    }
+
+    #[test]
+    fn error_rate_and_availability_of_known_samples() {
+        let t0 = Instant::now();
+        let mut s = SloTracker::new(t0);
+        let ms = Duration::from_millis(1);
+        s.record(ms, Ending::Success, &targets(), t0 + Duration::from_secs(1));
+        s.record(
+            ms,
+            Ending::GuestError,
+            &targets(),
+            t0 + Duration::from_secs(2),
+        );
+        // Down from 4 s (no answer) until 7 s (answered): 3 s of 10.
+        s.record(
+            ms,
+            Ending::NoAnswer,
+            &targets(),
+            t0 + Duration::from_secs(4),
+        );
+        s.record(ms, Ending::Success, &targets(), t0 + Duration::from_secs(7));
+        let f = s.figures(&targets(), t0 + Duration::from_secs(10));
+        assert_eq!((f.tasks, f.failed), (4, 2));
+        assert!((f.error_rate_percent - 50.0).abs() < 1e-9);
+        assert!((f.availability_percent - 70.0).abs() < 1e-9, "{f:?}");
+    }
+
+    #[test]
+    fn a_violation_is_reported_on_the_edge_only() {
+        let t0 = Instant::now();
+        let mut s = SloTracker::new(t0);
+        let ms = Duration::from_millis(1);
+        let (_, missed) = s.record(ms, Ending::Success, &targets(), t0);
+        assert!(missed.is_empty());
+        let (c, missed) = s.record(ms, Ending::GuestError, &targets(), t0);
+        assert!(!c.error_rate);
+        assert_eq!(missed.len(), 1);
+        assert_eq!(missed[0].metric, "error_rate");
+        // Still missed: no second report.
+        let (_, missed) = s.record(ms, Ending::GuestError, &targets(), t0);
+        assert!(missed.is_empty());
+    }
+}
