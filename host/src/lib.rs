@@ -345,6 +345,18 @@ impl Chassis {
         Ok(reputation)
     }
 
+    /// Set a loaded swarm's reputation (for example one rebuilt from an audit
+    /// log with [`report::replay`]); a quarantined one is refused from now on.
+    pub fn restore_reputation(
+        &self,
+        swarm_id: &str,
+        reputation: reputation::Reputation,
+    ) -> Result<(), Error> {
+        let swarm = self.inner.registry.get(swarm_id)?;
+        swarm.runtime.health.lock().expect("health lock").reputation = reputation;
+        Ok(())
+    }
+
     /// Every loaded swarm's SLO figures, reputation and usage in the
     /// Prometheus text exposition format (gauges labelled by swarm).
     pub fn render_metrics(&self) -> String {

@@ -418,3 +418,51 @@ fn run_writes_prometheus_metrics() {
     );
     std::fs::remove_file(&path).ok();
 }
+
+#[test]
+fn quarantine_carries_over_runs_until_released() {
+    let dir = std::env::temp_dir().join(format!("chassis-cli-quarantine-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&log);
+    let contract = dir.join("thief.toml");
+    std::fs::write(
+        &contract,
+        format!(
+            "swarm_id = \"thief\"\nwasm_module = {:?}\n[security]\nscoped_credentials = [\"api_key\"]\n\
+             network_access = \"proxy_only\"\n[reputation]\ninitial_score = 0.3\nslo_weight = 0.5\n\
+             security_weight = 0.5\nquarantine_threshold = 0.25\n",
+            root().join("target/swarms/egress.wasm")
+        ),
+    )
+    .unwrap();
+    let (log_arg, contract_arg) = (log.to_str().unwrap(), contract.to_str().unwrap());
+    let steal = |name: &str| {
+        let payload = format!(r#"{{"name":"{name}"}}"#);
+        chassis(&[
+            "run",
+            contract_arg,
+            "--task",
+            "steal_credential",
+            "--payload",
+            &payload,
+            "--audit",
+            log_arg,
+        ])
+    };
+    // Asking for a key outside its scope costs 20 %: 0.24 < 0.25.
+    assert!(steal("root").status.success());
+    let e = one_line_error(&steal("api_key"));
+    assert!(e.contains("\"thief\" is quarantined"), "{e}");
+    let o = chassis(&["release", "--audit", log_arg, contract_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("released \"thief\""), "{}", stdout(&o));
+    assert!(steal("api_key").status.success());
+    let e = one_line_error(&chassis(&["release", "--audit", log_arg, contract_arg]));
+    assert!(e.contains("is not quarantined"), "{e}");
+    let o = chassis(&["audit", "verify", log_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = chassis(&["audit", "show", log_arg, "--operation", "quarantined"]);
+    assert_eq!(stdout(&o).lines().count(), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}

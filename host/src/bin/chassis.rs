@@ -92,6 +92,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Release a quarantined swarm: records a `released` event in the audit
+    /// log, so the next `chassis run --audit` of that swarm runs again.
+    Release {
+        /// The audit log holding the swarm's history.
+        #[arg(long)]
+        audit: PathBuf,
+        /// The swarm's contract.
+        contract: PathBuf,
+    },
     /// Load a swarm from its contract and run one task.
     ///
     /// Prints the task's output JSON on stdout (or the whole outcome with --json).
@@ -121,7 +130,8 @@ enum Command {
         #[arg(long)]
         secrets: Option<PathBuf>,
         /// Append every event of the run to this audit log (created if missing,
-        /// verified and continued if present).
+        /// verified and continued if present). The swarm's reputation and
+        /// quarantine are restored from the log's history first.
         #[arg(long)]
         audit: Option<PathBuf>,
         /// Write the swarm's metrics (Prometheus text format) to this file after the task.
@@ -246,6 +256,30 @@ async fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Release { audit, contract } => {
+            let contract = ServiceContract::from_file(&contract)?;
+            chassis::audit::verify(&audit)?;
+            let records = chassis::audit::read(&audit, &chassis::audit::Filter::default())?;
+            let mut reputation = chassis::report::replay(&records, &contract).reputation;
+            if !reputation.quarantined {
+                bail!("swarm {:?} is not quarantined", contract.swarm_id);
+            }
+            reputation.release();
+            let log = chassis::audit::AuditLog::open(&audit, chassis::audit::FsyncPolicy::Always)?;
+            chassis::EventSink::record(
+                &*log,
+                &chassis::Event::Released {
+                    swarm_id: contract.swarm_id.clone(),
+                    score: reputation.score,
+                },
+            );
+            log.close()?;
+            println!(
+                "released {:?}: reputation back to {:.2}",
+                contract.swarm_id, reputation.score
+            );
+            Ok(())
+        }
         Command::Report {
             audit,
             contracts,
@@ -335,6 +369,12 @@ async fn run(command: Command) -> Result<()> {
             };
             let chassis = Chassis::with_config(config)?;
             let info = chassis.load(&contract).await?;
+            if let Some(log) = &audit_log {
+                // Reputation and quarantine carry over from earlier runs.
+                let records = chassis::audit::read(log.path(), &chassis::audit::Filter::default())?;
+                let history = chassis::report::replay(&records, &parsed);
+                chassis.restore_reputation(&info.swarm_id, history.reputation)?;
+            }
             let mut request = TaskRequest::new(task, payload);
             if let Some(id) = task_id {
                 request = request.with_id(id);
