@@ -188,17 +188,7 @@ fn test(root: &Path, no_lint: bool) -> Result<()> {
     }
     run_cmd(cmd, "cargo test")?;
     step("the demo: the guardian vote is signed and verifies");
-    let out = cargo()
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "chassis",
-            "--example",
-            "load_guardian_council",
-        ])
-        .output()
-        .context("running the demo")?;
+    let out = demo_command().output().context("running the demo")?;
     let text = String::from_utf8_lossy(&out.stdout);
     print!("{text}");
     if !out.status.success() || !text.contains("Signature verified") || !text.contains("verify OK")
@@ -234,6 +224,11 @@ fn test(root: &Path, no_lint: bool) -> Result<()> {
 fn demo(root: &Path) -> Result<()> {
     build(root)?;
     step("running the guardian-council example");
+    run_cmd(demo_command(), "the demo")
+}
+
+/// `cargo run` of the guardian-council example.
+fn demo_command() -> Command {
     let mut cmd = cargo();
     cmd.args([
         "run",
@@ -243,5 +238,5 @@ fn demo(root: &Path) -> Result<()> {
         "--example",
         "load_guardian_council",
     ]);
-    run_cmd(cmd, "the demo")
+    cmd
 }
