@@ -1,6 +1,7 @@
 //! Host-wide configuration: the instance pool, fuel metering, the admission
 //! queue and the event sinks. Per-swarm limits live in the contracts.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::contract::ServiceContract;
@@ -43,6 +44,9 @@ pub struct ChassisConfig {
     pub event_sinks: Vec<Arc<dyn EventSink>>,
     /// Secret values per swarm (the environment is read at load time too).
     pub secrets: SecretStore,
+    /// A directory for precompiled components ([`crate::cache`]); `None`
+    /// compiles every component on every load.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ChassisConfig {
@@ -53,13 +57,14 @@ impl std::fmt::Debug for ChassisConfig {
             .field("queue", &self.queue)
             .field("event_sinks", &self.event_sinks.len())
             .field("secrets", &self.secrets)
+            .field("cache_dir", &self.cache_dir)
             .finish()
     }
 }
 
 impl Default for ChassisConfig {
     /// Pooling on ([`PoolConfig::default`]), no fuel metering, the default
-    /// queue, no event sinks.
+    /// queue, no event sinks, no component cache.
     fn default() -> Self {
         Self {
             pool: Some(PoolConfig::default()),
@@ -67,6 +72,7 @@ impl Default for ChassisConfig {
             queue: QueueConfig::default(),
             event_sinks: Vec::new(),
             secrets: SecretStore::new(),
+            cache_dir: None,
         }
     }
 }
@@ -101,6 +107,12 @@ impl ChassisConfig {
     /// Use these secrets.
     pub fn with_secrets(mut self, secrets: SecretStore) -> Self {
         self.secrets = secrets;
+        self
+    }
+
+    /// Keep precompiled components in `dir` (created mode 0700 if missing).
+    pub fn with_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
         self
     }
 

@@ -285,6 +285,10 @@ pub enum Error {
     /// The engine could not be configured.
     #[error("engine configuration failed: {0}")]
     Engine(String),
+
+    /// The component cache directory cannot be used.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
 }
 
 /// The kind of an [`Error`], for matching, events and the audit log.
@@ -360,7 +364,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Contract(_) | Error::MissingWasmModule { .. } => ErrorKind::Contract,
-            Error::Io { .. } => ErrorKind::Io,
+            Error::Io { .. } | Error::Cache(_) => ErrorKind::Io,
             Error::NotWasm { .. } | Error::CoreModule { .. } | Error::InvalidComponent { .. } => {
                 ErrorKind::InvalidComponent
             }

@@ -38,6 +38,7 @@
 
 pub mod audit;
 pub mod bindings;
+pub mod cache;
 mod config;
 pub mod contract;
 mod engine;
@@ -90,6 +91,7 @@ struct Inner {
     registry: registry::Registry,
     config: ChassisConfig,
     events: events::Events,
+    cache: Option<cache::ComponentCache>,
 }
 
 /// A swarm's SLOs against its contract and its reputation.
@@ -135,6 +137,10 @@ impl Chassis {
     pub fn with_config(config: ChassisConfig) -> Result<Self, Error> {
         let engine = engine::engine(&config)?;
         let linker = engine::linker(&engine)?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(cache::ComponentCache::open(dir, &engine)?),
+            None => None,
+        };
         engine::start_epoch_ticker(&engine);
         let events = events::Events::new(config.event_sinks.clone());
         Ok(Self {
@@ -144,6 +150,7 @@ impl Chassis {
                 registry: registry::Registry::default(),
                 config,
                 events,
+                cache,
             }),
         })
     }
@@ -248,9 +255,11 @@ impl Chassis {
             return Err(Error::AlreadyLoaded(contract.swarm_id));
         }
         self.check_pool(&contract)?;
-        let (pre, imports) = registry::prepare(
+        let started = Instant::now();
+        let (pre, imports, cache) = registry::prepare(
             &self.inner.engine,
             &self.inner.linker,
+            self.inner.cache.as_ref(),
             bytes,
             &contract,
             &origin,
@@ -269,6 +278,8 @@ impl Chassis {
             origin,
             task_types,
             imports,
+            cache,
+            load_ms: started.elapsed().as_secs_f64() * 1000.0,
             contract,
         };
         self.inner.registry.insert(registry::LoadedSwarm {
@@ -276,7 +287,7 @@ impl Chassis {
             pre,
             info: info.clone(),
         })?;
-        tracing::info!(target: "chassis", swarm = %info.swarm_id, "loaded {} ({} task types)", info.origin, info.task_types.len());
+        tracing::info!(target: "chassis", swarm = %info.swarm_id, "loaded {} ({} task types, {:.1} ms, cache {})", info.origin, info.task_types.len(), info.load_ms, info.cache.as_str());
         self.inner.events.emit(|| Event::ModuleLoaded {
             swarm_id: info.swarm_id.clone(),
             origin: info.origin.clone(),

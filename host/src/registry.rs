@@ -17,6 +17,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
 
 use crate::bindings::SwarmPre;
+use crate::cache::{CacheUse, ComponentCache};
 use crate::contract::ServiceContract;
 use crate::error::{Error, ImportRefusal};
 use crate::inspect::{WasmKind, classify};
@@ -45,6 +46,10 @@ pub struct SwarmInfo {
     pub task_types: Vec<String>,
     /// The interfaces it imports.
     pub imports: Vec<String>,
+    /// Whether its compiled code came from the component cache.
+    pub cache: CacheUse,
+    /// How long loading took (compile or cache, checks, `describe`), in ms.
+    pub load_ms: f64,
     /// Its contract, defaults filled in.
     pub contract: Arc<ServiceContract>,
 }
@@ -131,14 +136,20 @@ pub(crate) fn module_path(
     })
 }
 
-/// Compile `bytes` and run every load-time check except the `describe` call.
+/// What [`prepare`] hands back: the pre-linked swarm, its imports, and
+/// where its compiled code came from.
+pub(crate) type Prepared = (SwarmPre<HostState>, Vec<String>, CacheUse);
+
+/// Compile `bytes` (or take them from `cache`) and run every load-time check
+/// except the `describe` call.
 pub(crate) fn prepare(
     engine: &Engine,
     linker: &Linker<HostState>,
+    cache: Option<&ComponentCache>,
     bytes: &[u8],
     contract: &ServiceContract,
     origin: &str,
-) -> Result<(SwarmPre<HostState>, Vec<String>), Error> {
+) -> Result<Prepared, Error> {
     match classify(bytes, origin)? {
         WasmKind::CoreModule => {
             return Err(Error::CoreModule {
@@ -151,7 +162,12 @@ pub(crate) fn prepare(
         origin: origin.to_string(),
         reason,
     };
-    let component = Component::new(engine, bytes).map_err(|e| invalid(chain(&e)))?;
+    let compile = || Component::new(engine, bytes);
+    let (component, cache_use) = match cache {
+        Some(cache) => cache.get_or_compile(engine, bytes, compile),
+        None => compile().map(|c| (c, CacheUse::Off)),
+    }
+    .map_err(|e| invalid(chain(&e)))?;
     let ty = component.component_type();
 
     let exports: Vec<String> = ty
@@ -202,7 +218,7 @@ pub(crate) fn prepare(
         .map_err(|e| invalid(format!("does not match the host's imports: {}", chain(&e))))?;
     let pre = SwarmPre::new(instance_pre)
         .map_err(|e| invalid(format!("does not match the swarm world: {}", chain(&e))))?;
-    Ok((pre, imports))
+    Ok((pre, imports, cache_use))
 }
 
 /// An error and its causes on one line.

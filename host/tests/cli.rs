@@ -16,6 +16,8 @@ fn chassis(args: &[&str]) -> Output {
         .args(args)
         .current_dir(root())
         .env("CHASSIS_LOG", "error")
+        // Compiled components go under target/, not the user's cache.
+        .env("CHASSIS_CACHE_DIR", root().join("target/tmp/cli-cache"))
         .output()
         .expect("chassis runs")
 }
@@ -465,4 +467,26 @@ fn quarantine_carries_over_runs_until_released() {
     let o = chassis(&["audit", "show", log_arg, "--operation", "quarantined"]);
     assert_eq!(stdout(&o).lines().count(), 1);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn run_compiles_once_then_loads_from_the_cache_dir() {
+    let dir = root().join(format!("target/tmp/cli-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chassis"));
+        cmd.args(["run", "config/hello-world.toml", "--task", "hello"])
+            .args(extra)
+            .current_dir(root())
+            .env("CHASSIS_LOG", "chassis=info");
+        let o = cmd.output().expect("chassis runs");
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains("Hello, world!"), "{}", stdout(&o));
+        stderr(&o)
+    };
+    let dir_arg = dir.to_str().unwrap();
+    assert!(run(&["--cache-dir", dir_arg]).contains("cache miss"));
+    assert!(run(&["--cache-dir", dir_arg]).contains("cache hit"));
+    assert!(run(&["--no-cache"]).contains("cache off"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -272,3 +272,87 @@ async fn load_bytes_validates_a_contract_built_in_code() {
         "{err}"
     );
 }
+
+/// A fresh, private cache directory under target/tmp.
+fn cache_dir(name: &str) -> std::path::PathBuf {
+    let dir = chassis_tests::root()
+        .join("target/tmp")
+        .join(format!("cache-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+async fn load_cached(dir: &std::path::Path) -> (Chassis, chassis::SwarmInfo) {
+    let chassis = Chassis::with_config(chassis::ChassisConfig::new().with_cache_dir(dir)).unwrap();
+    let info = chassis.load(contract_path("hello-world")).await.unwrap();
+    (chassis, info)
+}
+
+#[tokio::test]
+async fn a_second_load_comes_from_the_component_cache_and_runs() {
+    use chassis::cache::CacheUse;
+    let dir = cache_dir("second");
+    let (_, first) = load_cached(&dir).await;
+    assert_eq!(first.cache, CacheUse::Miss);
+    let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(entries.len(), 1, "one entry, no temporary files left");
+
+    let (chassis, second) = load_cached(&dir).await;
+    assert_eq!(second.cache, CacheUse::Hit);
+    assert_eq!(second.task_types, first.task_types);
+    still_serves(&chassis).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupt_cache_entry_is_recompiled_not_loaded() {
+    use chassis::cache::CacheUse;
+    let dir = cache_dir("corrupt");
+    load_cached(&dir).await;
+    let entry = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for damage in [
+        // Machine code changed behind the digest's back.
+        |b: &mut Vec<u8>| {
+            let mid = b.len() / 2;
+            b[mid] ^= 0x5a;
+        },
+        // Cut short, as by a crash mid-write of someone else's tool.
+        |b: &mut Vec<u8>| b.truncate(b.len() / 3),
+        // Not an entry at all.
+        |b: &mut Vec<u8>| *b = b"\0asm garbage".to_vec(),
+    ] {
+        let mut bytes = std::fs::read(&entry).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&entry, &bytes).unwrap();
+        let (chassis, info) = load_cached(&dir).await;
+        assert_eq!(info.cache, CacheUse::Replaced);
+        still_serves(&chassis).await;
+        // The entry was rewritten whole: the next load is a hit again.
+        let (_, info) = load_cached(&dir).await;
+        assert_eq!(info.cache, CacheUse::Hit);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_cache_directory_others_can_write_is_refused_with_its_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = cache_dir("shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = Chassis::with_config(chassis::ChassisConfig::new().with_cache_dir(&dir))
+        .err()
+        .expect("refused");
+    assert!(matches!(err, Error::Cache(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&dir.display().to_string()) && text.contains("writable by group or others"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

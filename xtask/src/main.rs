@@ -6,6 +6,8 @@
 //! - `test`: `build`, then every test (unit, end-to-end, doc), then
 //!   `clippy -D warnings` and `fmt --check`.
 //! - `demo`: `build`, then the guardian-council walkthrough.
+//! - `bench`: `build`, then the side-by-side benchmarks (`bench/`) in release
+//!   mode; a table on stdout and `target/bench/results.json`.
 //!
 //! Cargo is always the one running xtask (`$CARGO`), and one target dir is shared.
 
@@ -23,9 +25,16 @@ Commands:
   build   Build every swarm in swarms/ as a wasm32-wasip2 component into target/swarms/
   test    build, then run every test, clippy (-D warnings) and rustfmt --check
   demo    build, then run the guardian-council example (load contract, load swarm, vote)
+  bench   build, then measure the host against bare wasmtime and native code (release
+          build; the first run compiles the host in release mode, several minutes)
 
 Options for test:
   --no-lint   skip clippy and rustfmt
+
+Options for bench (passed on to chassis-bench):
+  --rounds N  measured rounds per figure (default 9)
+  --out FILE  results file (default target/bench/results.json)
+  --quick     a short smoke run; its figures are not for quoting
 ";
 
 fn main() {
@@ -43,6 +52,7 @@ fn run() -> Result<()> {
         Some("build") => build(&root),
         Some("test") => test(&root, args[1..].iter().any(|a| a == "--no-lint")),
         Some("demo") => demo(&root),
+        Some("bench") => bench(&root, &args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             Ok(())
@@ -187,6 +197,19 @@ fn test(root: &Path, no_lint: bool) -> Result<()> {
         cmd.args(["--exclude", &name]);
     }
     run_cmd(cmd, "cargo test")?;
+    step("the benchmark runs end to end (--quick, debug build: its figures mean nothing)");
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "chassis-bench",
+        "--",
+        "--quick",
+        "--out",
+    ])
+    .arg(root.join("target/bench/smoke.json"));
+    run_cmd(cmd, "the benchmark smoke run")?;
     step("the demo: the guardian vote is signed and verifies");
     let out = demo_command().output().context("running the demo")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -219,6 +242,19 @@ fn test(root: &Path, no_lint: bool) -> Result<()> {
     run_cmd(cmd, "cargo fmt --check")?;
     eprintln!("\nxtask: all tests and checks passed");
     Ok(())
+}
+
+fn bench(root: &Path, args: &[String]) -> Result<()> {
+    build(root)?;
+    step("building the benchmark and the host in release mode");
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "-p", "chassis-bench"]);
+    run_cmd(cmd, "building the benchmark")?;
+    step("benchmarking: ours vs bare wasmtime and native code");
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "--release", "-p", "chassis-bench", "--"])
+        .args(args);
+    run_cmd(cmd, "the benchmark")
 }
 
 fn demo(root: &Path) -> Result<()> {

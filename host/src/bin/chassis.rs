@@ -144,7 +144,27 @@ enum Command {
         /// swarm's resource usage as JSON.
         #[arg(long)]
         json: bool,
+        /// Keep compiled components here (default: $CHASSIS_CACHE_DIR, else
+        /// $XDG_CACHE_HOME/chassis, else ~/.cache/chassis). A later run of
+        /// the same component skips compiling.
+        #[arg(long, conflicts_with = "no_cache")]
+        cache_dir: Option<PathBuf>,
+        /// Compile the component without reading or writing the cache.
+        #[arg(long)]
+        no_cache: bool,
     },
+}
+
+/// Where compiled components go when `--cache-dir` is not given.
+fn default_cache_dir() -> Option<PathBuf> {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("CHASSIS_CACHE_DIR") {
+        return Some(dir.into());
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("chassis"));
+    }
+    var("HOME").map(|home| PathBuf::from(home).join(".cache/chassis"))
 }
 
 fn init_logging(cli: &Cli) {
@@ -343,6 +363,8 @@ async fn run(command: Command) -> Result<()> {
             metrics,
             fsync,
             json,
+            cache_dir,
+            no_cache,
         } => {
             let payload_text = match payload_file {
                 Some(p) if p.as_os_str() == "-" => std::io::read_to_string(std::io::stdin())
@@ -367,8 +389,28 @@ async fn run(command: Command) -> Result<()> {
                 }
                 None => None,
             };
-            let chassis = Chassis::with_config(config)?;
+            // An explicit --cache-dir must work; the default one is best effort.
+            let chassis = match (no_cache, cache_dir) {
+                (true, _) => Chassis::with_config(config)?,
+                (false, Some(dir)) => Chassis::with_config(config.with_cache_dir(dir))?,
+                (false, None) => match default_cache_dir() {
+                    Some(dir) => match Chassis::with_config(config.clone().with_cache_dir(&dir)) {
+                        Ok(chassis) => chassis,
+                        Err(e) => {
+                            tracing::warn!(target: "chassis", "{e}; compiling without a cache");
+                            Chassis::with_config(config)?
+                        }
+                    },
+                    None => Chassis::with_config(config)?,
+                },
+            };
             let info = chassis.load(&contract).await?;
+            tracing::debug!(
+                target: "chassis",
+                "loaded in {:.1} ms (component cache: {})",
+                info.load_ms,
+                info.cache.as_str()
+            );
             if let Some(log) = &audit_log {
                 // Reputation and quarantine carry over from earlier runs.
                 let records = chassis::audit::read(log.path(), &chassis::audit::Filter::default())?;

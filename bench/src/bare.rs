@@ -1,0 +1,190 @@
+//! The baseline: the same components run by bare wasmtime, as an embedder
+//! would without the chassis. One engine with the pooling allocator, one
+//! linker with WASI and the chassis interfaces as do-nothing host functions,
+//! one `InstancePre` per component, and per task a fresh `Store` and one
+//! `execute` call. No limits, no events, no audit log, no SLOs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use chassis::bindings::{Swarm, SwarmPre, credentials, http_proxy, log, types};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Per-store state: a default WASI context.
+pub struct BareState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for BareState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for BareState {}
+
+impl log::Host for BareState {
+    async fn log(&mut self, _level: log::Level, _message: String) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl credentials::Host for BareState {
+    async fn get(
+        &mut self,
+        _name: String,
+    ) -> wasmtime::Result<Result<String, credentials::CredentialError>> {
+        Ok(Ok(crate::BENCH_TOKEN.to_string()))
+    }
+
+    async fn sign(
+        &mut self,
+        _name: String,
+        _message: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, credentials::CredentialError>> {
+        Ok(Err(credentials::CredentialError::Unsupported(
+            "not in the baseline".into(),
+        )))
+    }
+
+    async fn public_key(
+        &mut self,
+        _name: String,
+    ) -> wasmtime::Result<Result<Vec<u8>, credentials::CredentialError>> {
+        Ok(Err(credentials::CredentialError::Unsupported(
+            "not in the baseline".into(),
+        )))
+    }
+}
+
+impl http_proxy::Host for BareState {
+    async fn fetch(
+        &mut self,
+        _request: http_proxy::Request,
+    ) -> wasmtime::Result<Result<http_proxy::Response, http_proxy::ProxyError>> {
+        Ok(Err(http_proxy::ProxyError::Denied(
+            "not in the baseline".into(),
+        )))
+    }
+}
+
+/// Epoch interruption in the baseline engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epoch {
+    /// Off: no interruption checks in the compiled code.
+    Off,
+    /// On, with a ticker every 10 ms and a callback that lets the task go on
+    /// (yielding to the async executor), as a host that enforces deadlines does.
+    On,
+}
+
+/// A bare wasmtime engine and linker.
+pub struct BareHost {
+    engine: Engine,
+    linker: Linker<BareState>,
+    epoch: Epoch,
+}
+
+/// One component ready to instantiate.
+#[derive(Clone)]
+pub struct BareSwarm {
+    host: Arc<BareHost>,
+    pre: SwarmPre<BareState>,
+}
+
+impl BareHost {
+    /// An engine with the pooling allocator (room for `instances`, memories
+    /// up to `max_memory_mb`).
+    pub fn new(epoch: Epoch, instances: u32, max_memory_mb: u32) -> Result<Arc<Self>> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 16)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .total_stacks(instances)
+            .max_memory_size(max_memory_mb as usize * 1024 * 1024);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(epoch == Epoch::On)
+            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+        if epoch == Epoch::On {
+            let weak = engine.weak();
+            std::thread::spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            });
+        }
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Swarm::add_to_linker::<BareState, HasSelf<BareState>>(&mut linker, |s| s)?;
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            epoch,
+        }))
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compile `bytes` and pre-link them.
+    pub fn load(self: &Arc<Self>, bytes: &[u8]) -> Result<BareSwarm> {
+        let component = Component::new(&self.engine, bytes)?;
+        self.prelink(&component)
+    }
+
+    /// Pre-link a compiled component.
+    pub fn prelink(self: &Arc<Self>, component: &Component) -> Result<BareSwarm> {
+        let pre = SwarmPre::new(self.linker.instantiate_pre(component)?)?;
+        Ok(BareSwarm {
+            host: self.clone(),
+            pre,
+        })
+    }
+}
+
+impl BareSwarm {
+    /// A fresh store.
+    pub fn store(&self) -> Store<BareState> {
+        let state = BareState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        };
+        let mut store = Store::new(&self.host.engine, state);
+        if self.host.epoch == Epoch::On {
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        }
+        store
+    }
+
+    /// Run one task in a fresh instance; the output JSON.
+    pub async fn run(&self, task_type: &str, payload: &str) -> Result<String> {
+        let mut store = self.store();
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        let request = types::TaskRequest {
+            task_id: "bench".to_string(),
+            task_type: task_type.to_string(),
+            payload: payload.to_string(),
+        };
+        instance
+            .infrafabric_chassis_task()
+            .call_execute(&mut store, &request)
+            .await?
+            .map_err(|e| anyhow!("the task failed: {e:?}"))
+    }
+}
