@@ -46,6 +46,7 @@ Usage: chassis-bench [--rounds N] [--out FILE] [--quick]
 
   --rounds N   measured rounds per figure (default 9; each side, interleaved)
   --out FILE   write the results as JSON (default target/bench/results.json)
+  --only LIST  measure only these figures, by letter (e.g. `--only ad`)
   --quick      3 rounds and shorter loops (a smoke run, not for quoting)
 
 Run through `cargo xtask bench`, which builds the components first.
@@ -161,6 +162,14 @@ struct Options {
     rounds: usize,
     quick: bool,
     out: PathBuf,
+    /// Figures to measure, by letter (all when empty).
+    only: String,
+}
+
+impl Options {
+    fn wants(&self, figure: char) -> bool {
+        self.only.is_empty() || self.only.contains(figure)
+    }
 }
 
 fn main() {
@@ -180,6 +189,7 @@ fn real_main() -> Result<()> {
         rounds: 9,
         quick: false,
         out: root.join("target/bench/results.json"),
+        only: String::new(),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -192,6 +202,13 @@ fn real_main() -> Result<()> {
                     .context("--rounds needs a number of at least 1")?
             }
             "--out" => options.out = it.next().context("--out needs a file")?.into(),
+            "--only" => {
+                options.only = it
+                    .next()
+                    .filter(|f| !f.is_empty() && f.chars().all(|c| "abcdef".contains(c)))
+                    .context("--only needs figure letters, e.g. `--only ab`")?
+                    .clone()
+            }
             "--quick" => {
                 options.quick = true;
                 options.rounds = 3;
@@ -352,267 +369,276 @@ async fn run(root: &Path, options: &Options) -> Result<()> {
     let s = &setup;
     let mut figures = Vec::new();
 
-    // (a) trivial task latency.
-    eprintln!("==> (a) trivial task latency");
-    let tasks = 400 / scale;
-    let noop = &serde_json::json!({});
-    let (o, b) = rounds(
-        n,
-        move || async move {
-            let t = Instant::now();
-            for _ in 0..tasks {
-                ours(&s.chassis, "bench-probe", "noop", &noop).await?;
-            }
-            Ok(t.elapsed().as_secs_f64() * 1e6 / tasks as f64)
-        },
-        move || async move {
-            let t = Instant::now();
-            for _ in 0..tasks {
-                s.bare_probe.run("noop", "{}").await?;
-            }
-            Ok(t.elapsed().as_secs_f64() * 1e6 / tasks as f64)
-        },
-    )
-    .await?;
-    figures.push(figure(
-        "a_task_latency",
-        "(a) trivial task, latency",
-        "µs",
-        "bare wasmtime: fresh store from InstancePre, pooling, one call",
-        &o,
-        &b,
-        Some(Goal::AtMost(1.5)),
-    ));
-
-    // (b) throughput with two workers.
-    eprintln!("==> (b) throughput, two workers");
-    let window = Duration::from_millis(400 / scale as u64);
-    let (o, b) = rounds(
-        n,
-        || {
-            let chassis = s.chassis.clone();
-            throughput(window, move || {
-                let chassis = chassis.clone();
-                async move { ours(&chassis, "bench-probe", "noop", &serde_json::json!({})).await }
-            })
-        },
-        || {
-            let probe = s.bare_probe.clone();
-            throughput(window, move || {
-                let probe = probe.clone();
-                async move { probe.run("noop", "{}").await.map(drop) }
-            })
-        },
-    )
-    .await?;
-    figures.push(figure(
-        "b_throughput",
-        "(b) trivial tasks, 2 workers",
-        "tasks/s",
-        "bare wasmtime, 2 workers",
-        &o,
-        &b,
-        Some(Goal::AtLeast(0.7)),
-    ));
-
-    // (c) one import call.
-    eprintln!("==> (c) import calls");
-    for (task, calls, payload, what) in [
-        (
-            "log",
-            LOG_CALLS / scale as u32,
-            serde_json::json!({ "n": LOG_CALLS / scale as u32 }),
-            "(c) one log call",
-        ),
-        (
-            "credential",
-            CREDENTIAL_CALLS / scale as u32,
-            serde_json::json!({ "n": CREDENTIAL_CALLS / scale as u32, "name": "bench_token" }),
-            "(c) one credentials.get call",
-        ),
-    ] {
-        let text = &payload.to_string();
-        let payload = &payload;
+    if options.wants('a') {
+        // (a) trivial task latency.
+        eprintln!("==> (a) trivial task latency");
+        let tasks = 400 / scale;
+        let noop = &serde_json::json!({});
         let (o, b) = rounds(
             n,
             move || async move {
                 let t = Instant::now();
-                ours(&s.chassis, "bench-probe", task, &payload).await?;
-                Ok(t.elapsed().as_secs_f64() * 1e9 / f64::from(calls))
+                for _ in 0..tasks {
+                    ours(&s.chassis, "bench-probe", "noop", &noop).await?;
+                }
+                Ok(t.elapsed().as_secs_f64() * 1e6 / tasks as f64)
             },
             move || async move {
                 let t = Instant::now();
-                s.bare_probe.run(task, text).await?;
-                Ok(t.elapsed().as_secs_f64() * 1e9 / f64::from(calls))
+                for _ in 0..tasks {
+                    s.bare_probe.run("noop", "{}").await?;
+                }
+                Ok(t.elapsed().as_secs_f64() * 1e6 / tasks as f64)
             },
         )
         .await?;
         figures.push(figure(
-            &format!("c_import_{task}"),
-            what,
-            "ns",
-            "bare wasmtime host function that returns at once",
+            "a_task_latency",
+            "(a) trivial task, latency",
+            "µs",
+            "bare wasmtime: fresh store from InstancePre, pooling, one call",
             &o,
             &b,
-            None,
+            Some(Goal::AtMost(1.5)),
         ));
     }
-
-    // (d) CPU-bound: the analyzer over 1 MiB of source.
-    eprintln!("==> (d) analyzer over 1 MiB of source");
-    let source = big_source();
-    let payload = &serde_json::json!({ "language": "python", "source": source });
-    let text = &payload.to_string();
-    // The three must agree before their times mean anything.
-    let want = native(text)?;
-    let got = s.bare_analyzer.run("analyze_code", text).await?;
-    let got_ours = s
-        .chassis
-        .execute_task(
-            "analyzer",
-            TaskRequest::new("analyze_code", payload.clone()),
+    if options.wants('b') {
+        // (b) throughput with two workers.
+        eprintln!("==> (b) throughput, two workers");
+        let window = Duration::from_millis(400 / scale as u64);
+        let (o, b) =
+            rounds(
+                n,
+                || {
+                    let chassis = s.chassis.clone();
+                    throughput(window, move || {
+                        let chassis = chassis.clone();
+                        async move {
+                            ours(&chassis, "bench-probe", "noop", &serde_json::json!({})).await
+                        }
+                    })
+                },
+                || {
+                    let probe = s.bare_probe.clone();
+                    throughput(window, move || {
+                        let probe = probe.clone();
+                        async move { probe.run("noop", "{}").await.map(drop) }
+                    })
+                },
+            )
+            .await?;
+        figures.push(figure(
+            "b_throughput",
+            "(b) trivial tasks, 2 workers",
+            "tasks/s",
+            "bare wasmtime, 2 workers",
+            &o,
+            &b,
+            Some(Goal::AtLeast(0.7)),
+        ));
+    }
+    if options.wants('c') {
+        // (c) one import call.
+        eprintln!("==> (c) import calls");
+        for (task, calls, payload, what) in [
+            (
+                "log",
+                LOG_CALLS / scale as u32,
+                serde_json::json!({ "n": LOG_CALLS / scale as u32 }),
+                "(c) one log call",
+            ),
+            (
+                "credential",
+                CREDENTIAL_CALLS / scale as u32,
+                serde_json::json!({ "n": CREDENTIAL_CALLS / scale as u32, "name": "bench_token" }),
+                "(c) one credentials.get call",
+            ),
+        ] {
+            let text = &payload.to_string();
+            let payload = &payload;
+            let (o, b) = rounds(
+                n,
+                move || async move {
+                    let t = Instant::now();
+                    ours(&s.chassis, "bench-probe", task, &payload).await?;
+                    Ok(t.elapsed().as_secs_f64() * 1e9 / f64::from(calls))
+                },
+                move || async move {
+                    let t = Instant::now();
+                    s.bare_probe.run(task, text).await?;
+                    Ok(t.elapsed().as_secs_f64() * 1e9 / f64::from(calls))
+                },
+            )
+            .await?;
+            figures.push(figure(
+                &format!("c_import_{task}"),
+                what,
+                "ns",
+                "bare wasmtime host function that returns at once",
+                &o,
+                &b,
+                None,
+            ));
+        }
+    }
+    if options.wants('d') {
+        // (d) CPU-bound: the analyzer over 1 MiB of source.
+        eprintln!("==> (d) analyzer over 1 MiB of source");
+        let source = big_source();
+        let payload = &serde_json::json!({ "language": "python", "source": source });
+        let text = &payload.to_string();
+        // The three must agree before their times mean anything.
+        let want = native(text)?;
+        let got = s.bare_analyzer.run("analyze_code", text).await?;
+        let got_ours = s
+            .chassis
+            .execute_task(
+                "analyzer",
+                TaskRequest::new("analyze_code", payload.clone()),
+            )
+            .await?;
+        let want_value: serde_json::Value = serde_json::from_str(&want)?;
+        if serde_json::from_str::<serde_json::Value>(&got)? != want_value
+            || got_ours.output != want_value
+        {
+            bail!(
+                "the analyzer's results differ: native {want}, bare {got}, ours {}",
+                got_ours.output
+            );
+        }
+        let (o, b) = rounds(
+            n,
+            move || async move {
+                let t = Instant::now();
+                ours(&s.chassis, "analyzer", "analyze_code", payload).await?;
+                Ok(t.elapsed().as_secs_f64() * 1e3)
+            },
+            move || async move {
+                let t = Instant::now();
+                std::hint::black_box(native(std::hint::black_box(text))?);
+                Ok(t.elapsed().as_secs_f64() * 1e3)
+            },
         )
         .await?;
-    let want_value: serde_json::Value = serde_json::from_str(&want)?;
-    if serde_json::from_str::<serde_json::Value>(&got)? != want_value
-        || got_ours.output != want_value
-    {
-        bail!(
-            "the analyzer's results differ: native {want}, bare {got}, ours {}",
-            got_ours.output
-        );
-    }
-    let (o, b) = rounds(
-        n,
-        move || async move {
-            let t = Instant::now();
-            ours(&s.chassis, "analyzer", "analyze_code", payload).await?;
-            Ok(t.elapsed().as_secs_f64() * 1e3)
-        },
-        move || async move {
-            let t = Instant::now();
-            std::hint::black_box(native(std::hint::black_box(text))?);
-            Ok(t.elapsed().as_secs_f64() * 1e3)
-        },
-    )
-    .await?;
-    figures.push(figure(
-        "d_cpu_bound",
-        "(d) analyze_code, 1 MiB source",
-        "ms",
-        "the same Rust function compiled natively (JSON in and out included)",
-        &o,
-        &b,
-        Some(Goal::AtMost(1.6)),
-    ));
-    let (o, b) = rounds(
-        n,
-        move || async move {
-            let t = Instant::now();
-            s.bare_analyzer_epoch.run("analyze_code", text).await?;
-            Ok(t.elapsed().as_secs_f64() * 1e3)
-        },
-        move || async move {
-            let t = Instant::now();
-            s.bare_analyzer.run("analyze_code", text).await?;
-            Ok(t.elapsed().as_secs_f64() * 1e3)
-        },
-    )
-    .await?;
-    figures.push(figure(
-        "d_epoch_cost",
-        "(d) same, epoch interruption on",
-        "ms",
-        "bare wasmtime with epoch interruption off",
-        &o,
-        &b,
-        None,
-    ));
-
-    // (e) cold load: compile vs cache hit.
-    eprintln!("==> (e) loading the analyzer: compile vs component cache");
-    let cache_dir = bench_dir.join("cache");
-    let _ = std::fs::remove_dir_all(&cache_dir);
-    let load = |cache: Option<PathBuf>| {
-        let bytes = &s.analyzer_bytes;
-        let contract = s.analyzer_contract.clone();
-        async move {
-            let mut config = ChassisConfig::sized_for([&contract]);
-            if let Some(dir) = cache {
-                config = config.with_cache_dir(dir);
-            }
-            let chassis = Chassis::with_config(config)?;
-            let t = Instant::now();
-            let info = chassis.load_bytes(bytes, contract).await?;
-            Ok::<_, anyhow::Error>((t.elapsed().as_secs_f64() * 1e3, info.cache))
-        }
-    };
-    let (load, cache_dir) = (&load, &cache_dir);
-    let (_, first) = load(Some(cache_dir.clone())).await?;
-    if first != chassis::cache::CacheUse::Miss {
-        bail!("the first load into an empty cache was a {first:?}, not a miss");
-    }
-    let (o, b) = rounds(
-        n,
-        move || async move {
-            let (ms, used) = load(Some(cache_dir.clone())).await?;
-            if used != chassis::cache::CacheUse::Hit {
-                bail!("a load from the warm cache was a {used:?}");
-            }
-            Ok(ms)
-        },
-        move || async move { Ok(load(None).await?.0) },
-    )
-    .await?;
-    figures.push(figure(
-        "e_load",
-        "(e) load analyzer, cache hit",
-        "ms",
-        "the same load compiling the component (no cache)",
-        &o,
-        &b,
-        Some(Goal::AtMost(0.05)),
-    ));
-
-    // (f) memory, each in a fresh child process.
-    eprintln!("==> (f) resident memory (child processes)");
-    let bare_artifact = bench_dir.join("analyzer-bare.cwasm");
-    let bare_host = BareHost::new(Epoch::Off, 64, 256)?;
-    std::fs::write(
-        &bare_artifact,
-        bare_host.engine().precompile_component(&s.analyzer_bytes)?,
-    )?;
-    let child_rounds = n.clamp(1, 3);
-    for (what, ours_mode, bare_mode, name) in [
-        (
-            "(f) RSS per loaded swarm",
-            "loaded-ours",
-            "loaded-bare",
-            "f_rss_per_loaded_swarm",
-        ),
-        (
-            "(f) RSS per running instance",
-            "running-ours",
-            "running-bare",
-            "f_rss_per_running_instance",
-        ),
-    ] {
-        let (mut o, mut b) = (Vec::new(), Vec::new());
-        for _ in 0..child_rounds {
-            o.push(run_child(ours_mode, root)?);
-            b.push(run_child(bare_mode, root)?);
-        }
         figures.push(figure(
-            name,
-            what,
-            "KiB",
-            "bare wasmtime: the same component, deserialized / instantiated",
+            "d_cpu_bound",
+            "(d) analyze_code, 1 MiB source",
+            "ms",
+            "the same Rust function compiled natively (JSON in and out included)",
+            &o,
+            &b,
+            Some(Goal::AtMost(1.6)),
+        ));
+        let (o, b) = rounds(
+            n,
+            move || async move {
+                let t = Instant::now();
+                s.bare_analyzer_epoch.run("analyze_code", text).await?;
+                Ok(t.elapsed().as_secs_f64() * 1e3)
+            },
+            move || async move {
+                let t = Instant::now();
+                s.bare_analyzer.run("analyze_code", text).await?;
+                Ok(t.elapsed().as_secs_f64() * 1e3)
+            },
+        )
+        .await?;
+        figures.push(figure(
+            "d_epoch_cost",
+            "(d) same, epoch interruption on",
+            "ms",
+            "bare wasmtime with epoch interruption off",
             &o,
             &b,
             None,
         ));
     }
-
+    if options.wants('e') {
+        // (e) cold load: compile vs cache hit.
+        eprintln!("==> (e) loading the analyzer: compile vs component cache");
+        let cache_dir = bench_dir.join("cache");
+        let _ = std::fs::remove_dir_all(&cache_dir);
+        let load = |cache: Option<PathBuf>| {
+            let bytes = &s.analyzer_bytes;
+            let contract = s.analyzer_contract.clone();
+            async move {
+                let mut config = ChassisConfig::sized_for([&contract]);
+                if let Some(dir) = cache {
+                    config = config.with_cache_dir(dir);
+                }
+                let chassis = Chassis::with_config(config)?;
+                let t = Instant::now();
+                let info = chassis.load_bytes(bytes, contract).await?;
+                Ok::<_, anyhow::Error>((t.elapsed().as_secs_f64() * 1e3, info.cache))
+            }
+        };
+        let (load, cache_dir) = (&load, &cache_dir);
+        let (_, first) = load(Some(cache_dir.clone())).await?;
+        if first != chassis::cache::CacheUse::Miss {
+            bail!("the first load into an empty cache was a {first:?}, not a miss");
+        }
+        let (o, b) = rounds(
+            n,
+            move || async move {
+                let (ms, used) = load(Some(cache_dir.clone())).await?;
+                if used != chassis::cache::CacheUse::Hit {
+                    bail!("a load from the warm cache was a {used:?}");
+                }
+                Ok(ms)
+            },
+            move || async move { Ok(load(None).await?.0) },
+        )
+        .await?;
+        figures.push(figure(
+            "e_load",
+            "(e) load analyzer, cache hit",
+            "ms",
+            "the same load compiling the component (no cache)",
+            &o,
+            &b,
+            Some(Goal::AtMost(0.05)),
+        ));
+    }
+    if options.wants('f') {
+        // (f) memory, each in a fresh child process.
+        eprintln!("==> (f) resident memory (child processes)");
+        let bare_artifact = bench_dir.join("analyzer-bare.cwasm");
+        let bare_host = BareHost::new(Epoch::Off, 64, 256)?;
+        std::fs::write(
+            &bare_artifact,
+            bare_host.engine().precompile_component(&s.analyzer_bytes)?,
+        )?;
+        let child_rounds = n.clamp(1, 3);
+        for (what, ours_mode, bare_mode, name) in [
+            (
+                "(f) RSS per loaded swarm",
+                "loaded-ours",
+                "loaded-bare",
+                "f_rss_per_loaded_swarm",
+            ),
+            (
+                "(f) RSS per running instance",
+                "running-ours",
+                "running-bare",
+                "f_rss_per_running_instance",
+            ),
+        ] {
+            let (mut o, mut b) = (Vec::new(), Vec::new());
+            for _ in 0..child_rounds {
+                o.push(run_child(ours_mode, root)?);
+                b.push(run_child(bare_mode, root)?);
+            }
+            figures.push(figure(
+                name,
+                what,
+                "KiB",
+                "bare wasmtime: the same component, deserialized / instantiated",
+                &o,
+                &b,
+                None,
+            ));
+        }
+    }
     s.audit.close()?;
     let audit_records = chassis::audit::verify(s.audit.path())?.records;
     eprintln!("    audit log of the run: {audit_records} records, verify OK");

@@ -34,6 +34,7 @@ Options for test:
 Options for bench (passed on to chassis-bench):
   --rounds N  measured rounds per figure (default 9)
   --out FILE  results file (default target/bench/results.json)
+  --only LIST only these figures, by letter (e.g. --only ad)
   --quick     a short smoke run; its figures are not for quoting
 ";
 
