@@ -278,6 +278,7 @@ fn big_source() -> String {
 /// bare wasmtime with the same components.
 struct Setup {
     chassis: Chassis,
+    chassis_no_audit: Chassis,
     audit: Arc<chassis::audit::AuditLog>,
     bare_probe: BareSwarm,
     bare_analyzer: BareSwarm,
@@ -299,10 +300,13 @@ async fn setup(root: &Path, bench_dir: &Path) -> Result<Setup> {
     )?;
     let mut secrets = SecretStore::new();
     secrets.insert("bench-probe", "bench_token", Secret::new(BENCH_TOKEN));
-    let config = ChassisConfig::sized_for([&probe_contract, &analyzer])
-        .with_secrets(secrets)
-        .with_event_sink(audit.clone());
-    let chassis = Chassis::with_config(config)?;
+    let config = ChassisConfig::sized_for([&probe_contract, &analyzer]).with_secrets(secrets);
+    // The same host without an audit log, to show what the log costs.
+    let chassis_no_audit = Chassis::with_config(config.clone())?;
+    chassis_no_audit
+        .load_bytes(&probe_bytes, probe_contract.clone())
+        .await?;
+    let chassis = Chassis::with_config(config.with_event_sink(audit.clone()))?;
     chassis.load_bytes(&probe_bytes, probe_contract).await?;
     chassis
         .load_bytes(&analyzer_bytes, analyzer.clone())
@@ -312,6 +316,7 @@ async fn setup(root: &Path, bench_dir: &Path) -> Result<Setup> {
     let bare_epoch = BareHost::new(Epoch::On, 64, 256)?;
     Ok(Setup {
         chassis,
+        chassis_no_audit,
         audit,
         bare_probe: bare.load(&probe_bytes)?,
         bare_analyzer: bare.load(&analyzer_bytes)?,
@@ -406,36 +411,45 @@ async fn run(root: &Path, options: &Options) -> Result<()> {
         // (b) throughput with two workers.
         eprintln!("==> (b) throughput, two workers");
         let window = Duration::from_millis(400 / scale as u64);
-        let (o, b) =
-            rounds(
-                n,
-                || {
-                    let chassis = s.chassis.clone();
-                    throughput(window, move || {
-                        let chassis = chassis.clone();
-                        async move {
-                            ours(&chassis, "bench-probe", "noop", &serde_json::json!({})).await
-                        }
-                    })
-                },
-                || {
-                    let probe = s.bare_probe.clone();
-                    throughput(window, move || {
-                        let probe = probe.clone();
-                        async move { probe.run("noop", "{}").await.map(drop) }
-                    })
-                },
-            )
-            .await?;
-        figures.push(figure(
-            "b_throughput",
-            "(b) trivial tasks, 2 workers",
-            "tasks/s",
-            "bare wasmtime, 2 workers",
-            &o,
-            &b,
-            Some(Goal::AtLeast(0.7)),
-        ));
+        let bare = || {
+            let probe = s.bare_probe.clone();
+            throughput(window, move || {
+                let probe = probe.clone();
+                async move { probe.run("noop", "{}").await.map(drop) }
+            })
+        };
+        for (host, name, what, goal) in [
+            (
+                &s.chassis,
+                "b_throughput",
+                "(b) trivial tasks, 2 workers",
+                Some(Goal::AtLeast(0.7)),
+            ),
+            (
+                &s.chassis_no_audit,
+                "b_throughput_no_audit",
+                "(b) same, no audit log",
+                None,
+            ),
+        ] {
+            let ours_side = || {
+                let chassis = host.clone();
+                throughput(window, move || {
+                    let chassis = chassis.clone();
+                    async move { ours(&chassis, "bench-probe", "noop", &serde_json::json!({})).await }
+                })
+            };
+            let (o, b) = rounds(n, ours_side, bare).await?;
+            figures.push(figure(
+                name,
+                what,
+                "tasks/s",
+                "bare wasmtime, 2 workers",
+                &o,
+                &b,
+                goal,
+            ));
+        }
     }
     if options.wants('c') {
         // (c) one import call.
@@ -706,7 +720,7 @@ where
 fn print_table(figures: &[Figure]) {
     println!();
     println!(
-        "{:<34} {:>22} {:>22} {:>7} {:>8}",
+        "{:<34} {:>24} {:>24} {:>7} {:>8}",
         "figure", "ours (min–max)", "baseline (min–max)", "ratio", "goal"
     );
     for f in figures {
@@ -717,7 +731,7 @@ fn print_table(figures: &[Figure]) {
             _ => String::new(),
         };
         println!(
-            "{:<34} {:>22} {:>22} {:>7.3} {:>8}",
+            "{:<34} {:>24} {:>24} {:>7.3} {:>8}",
             format!("{} [{}]", f.what, f.unit),
             side(f.ours, f.ours_min, f.ours_max),
             side(f.baseline, f.baseline_min, f.baseline_max),

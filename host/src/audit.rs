@@ -25,6 +25,7 @@
 //! the writer, and a record reaches the file within about a millisecond. Opening an existing log verifies it,
 //! drops a partial last line (a crash mid-write), and continues its chain.
 
+use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -208,6 +209,13 @@ pub fn record_hash(record: &Value) -> String {
 
 /// RFC 3339 UTC with microseconds, e.g. `2026-11-21T12:00:00.000123Z`.
 pub fn rfc3339(t: SystemTime) -> String {
+    let mut out = String::with_capacity(27);
+    push_rfc3339(&mut out, t);
+    out
+}
+
+/// Append [`rfc3339`] of `t` to `out`.
+fn push_rfc3339(out: &mut String, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -221,13 +229,25 @@ pub fn rfc3339(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_micros()
-    )
+    // Years outside 0..=9999 do not occur for times after 1970 and before 10000.
+    let y = year.clamp(0, 9999);
+    push_digits(out, y, 4, '-');
+    push_digits(out, month, 2, '-');
+    push_digits(out, day, 2, 'T');
+    push_digits(out, rem / 3600, 2, ':');
+    push_digits(out, rem % 3600 / 60, 2, ':');
+    push_digits(out, rem % 60, 2, '.');
+    push_digits(out, i64::from(d.subsec_micros()), 6, 'Z');
+}
+
+/// Append the last `width` decimal digits of `n` (zero-padded), then `then`.
+fn push_digits(out: &mut String, n: i64, width: u32, then: char) {
+    let mut div = 10_i64.pow(width - 1);
+    while div > 0 {
+        out.push(char::from(b'0' + (n / div % 10) as u8));
+        div /= 10;
+    }
+    out.push(then);
 }
 
 /// Parse `YYYY-MM-DDTHH:MM:SS[.fraction]Z` into microseconds since the epoch.
@@ -458,23 +478,31 @@ fn append_record(
     write_canonical(text, &params);
     text.push_str(",\"prev_hash\":");
     push_json_str(text, head);
-    text.push_str(&format!(",\"seq\":{seq},\"swarm_id\":"));
+    // Writing to a String cannot fail.
+    let _ = write!(text, ",\"seq\":{seq},\"swarm_id\":");
     push_json_str(text, event.swarm_id());
     text.push_str(",\"task_id\":");
     match &task_id {
         Some(id) => push_json_str(text, id),
         None => text.push_str("null"),
     }
-    text.push_str(",\"ts\":");
-    push_json_str(text, &rfc3339(ts));
-    text.push('}');
-    let hash = hex::encode(Sha256::digest(&text.as_bytes()[start..]));
+    text.push_str(",\"ts\":\"");
+    push_rfc3339(text, ts);
+    text.push_str("\"}");
+    let digest = Sha256::digest(&text.as_bytes()[start..]);
     text.pop();
     text.push_str(",\"hash\":\"");
-    text.push_str(&hash);
+    let hash_at = text.len();
+    for b in digest {
+        text.push(HEX[usize::from(b >> 4)] as char);
+        text.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    let hash = text[hash_at..].to_string();
     text.push_str("\"}\n");
     hash
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Verify a log file: every whole line a record whose `seq`, `prev_hash`
 /// and `hash` are right. A partial last line (no newline) is reported, not

@@ -18,6 +18,9 @@ use anyhow::{Context, Result, bail};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
+/// The Cargo profile swarms are built with (release, plus LTO).
+const SWARM_PROFILE: &str = "swarm";
+
 const HELP: &str = "\
 cargo xtask <command>
 
@@ -151,7 +154,7 @@ fn build(root: &Path) -> Result<()> {
     ensure_wasm_target()?;
     let swarms = swarm_packages(root)?;
     step(&format!(
-        "building {} swarms for {WASM_TARGET} (release): {}",
+        "building {} swarms for {WASM_TARGET} (profile {SWARM_PROFILE}): {}",
         swarms.len(),
         swarms
             .iter()
@@ -160,7 +163,7 @@ fn build(root: &Path) -> Result<()> {
             .join(", ")
     ));
     let mut cmd = cargo();
-    cmd.args(["build", "--release", "--target", WASM_TARGET]);
+    cmd.args(["build", "--profile", SWARM_PROFILE, "--target", WASM_TARGET]);
     for (name, _) in &swarms {
         cmd.args(["-p", name]);
     }
@@ -169,7 +172,7 @@ fn build(root: &Path) -> Result<()> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let from = target_dir.join(WASM_TARGET).join("release");
+    let from = target_dir.join(WASM_TARGET).join(SWARM_PROFILE);
     let to = root.join("target/swarms");
     std::fs::create_dir_all(&to)?;
     for (name, _) in &swarms {
