@@ -384,7 +384,7 @@ async fn run(root: &Path, options: &Options) -> Result<()> {
             move || async move {
                 let t = Instant::now();
                 for _ in 0..tasks {
-                    ours(&s.chassis, "bench-probe", "noop", &noop).await?;
+                    ours(&s.chassis, "bench-probe", "noop", noop).await?;
                 }
                 Ok(t.elapsed().as_secs_f64() * 1e6 / tasks as f64)
             },
@@ -474,7 +474,7 @@ async fn run(root: &Path, options: &Options) -> Result<()> {
                 n,
                 move || async move {
                     let t = Instant::now();
-                    ours(&s.chassis, "bench-probe", task, &payload).await?;
+                    ours(&s.chassis, "bench-probe", task, payload).await?;
                     Ok(t.elapsed().as_secs_f64() * 1e9 / f64::from(calls))
                 },
                 move || async move {
