@@ -3,7 +3,8 @@
 //! - `build`: compile every swarm under `swarms/` to a wasm32-wasip2
 //!   component (release) and copy it to `target/swarms/<name>.wasm`, where
 //!   the contracts in `config/` point; adds the rustup target when missing.
-//! - `test`: `build`, then every test (unit, end-to-end, doc), then
+//! - `test`: `build`, then every test (unit, end-to-end, doc), a `--quick`
+//!   smoke run of the benchmark (debug build), the demo, then
 //!   `clippy -D warnings` and `fmt --check`.
 //! - `demo`: `build`, then the guardian-council walkthrough.
 //! - `bench`: `build`, then the side-by-side benchmarks (`bench/`) in release
@@ -26,7 +27,8 @@ cargo xtask <command>
 
 Commands:
   build   Build every swarm in swarms/ as a wasm32-wasip2 component into target/swarms/
-  test    build, then run every test, clippy (-D warnings) and rustfmt --check
+  test    build, then run every test, a benchmark smoke run, the demo, clippy (-D warnings)
+          and rustfmt --check
   demo    build, then run the guardian-council example (load contract, load swarm, vote)
   bench   build, then measure the host against bare wasmtime and native code (release
           build; the first run compiles the host in release mode, several minutes)
