@@ -23,6 +23,9 @@ use crate::state::HostState;
 /// this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Most core instances one component may contain.
+pub const MAX_CORE_INSTANCES: u32 = 64;
+
 /// Largest wasm stack a guest may use, in bytes.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 
@@ -43,12 +46,14 @@ fn pooling(pool: &PoolConfig) -> PoolingAllocationConfig {
     let instances = pool.instances.max(1);
     let mut p = PoolingAllocationConfig::new();
     p.total_component_instances(instances)
-        .total_core_instances(instances.saturating_mul(16))
-        .max_core_instances_per_component(32)
+        // A Rust swarm has a handful of core instances; a Python or
+        // JavaScript one (an interpreter and its adapters) several dozen.
+        .total_core_instances(instances.saturating_mul(MAX_CORE_INSTANCES))
+        .max_core_instances_per_component(MAX_CORE_INSTANCES)
         .total_memories(instances.saturating_mul(2))
         .max_memories_per_component(4)
-        .total_tables(instances.saturating_mul(4))
-        .max_tables_per_component(8)
+        .total_tables(instances.saturating_mul(8))
+        .max_tables_per_component(16)
         .total_stacks(instances)
         .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(pool.max_memory_mb as usize * 1024 * 1024)

@@ -141,7 +141,7 @@ fn classify_failure(
         };
     }
     let mut message = match e.downcast_ref::<Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => chain(&e),
     };
     if let Some(frame) = e

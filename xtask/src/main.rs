@@ -1,8 +1,9 @@
 //! `cargo xtask`: the project's build, test and demo commands.
 //!
-//! - `build`: compile every swarm under `swarms/` to a wasm32-wasip2
-//!   component (release) and copy it to `target/swarms/<name>.wasm`, where
-//!   the contracts in `config/` point; adds the rustup target when missing.
+//! - `build`: compile every Rust swarm under `swarms/` to a wasm32-wasip2
+//!   component and copy it to `target/swarms/<name>.wasm`, where the
+//!   contracts in `config/` point; adds the rustup target when missing. Then
+//!   build the Python swarms with componentize-py ([`python`]).
 //! - `test`: `build`, then every test (unit, end-to-end, doc), a `--quick`
 //!   smoke run of the benchmark (debug build), the demo, then
 //!   `clippy -D warnings` and `fmt --check`.
@@ -17,6 +18,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod python;
+
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 /// The Cargo profile swarms are built with (release, plus LTO).
@@ -26,7 +29,7 @@ const HELP: &str = "\
 cargo xtask <command>
 
 Commands:
-  build   Build every swarm in swarms/ as a wasm32-wasip2 component into target/swarms/
+  build   Build every swarm in swarms/ (Rust, and Python with componentize-py) into target/swarms/
   test    build, then run every test, a benchmark smoke run, the demo, clippy (-D warnings)
           and rustfmt --check
   demo    build, then run the guardian-council example (load contract, load swarm, vote)
@@ -190,7 +193,7 @@ fn build(root: &Path) -> Result<()> {
             size / 1024
         );
     }
-    Ok(())
+    python::build(root, &python::swarms(root)?)
 }
 
 fn test(root: &Path, no_lint: bool) -> Result<()> {

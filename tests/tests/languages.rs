@@ -1,0 +1,207 @@
+//! The analyzer written in Rust and in Python, run through the same host on
+//! the same inputs, must give identical results: the same output JSON for
+//! every success and the same task-error variant for every refusal.
+
+use chassis::{Chassis, ChassisConfig, TaskOutcome, TaskRequest};
+use chassis_tests::{contract_path, root};
+use serde_json::{Value, json};
+
+/// The implementations to compare: the Rust swarm first (the reference).
+const ANALYZERS: &[&str] = &["analyzer", "analyzer-py"];
+
+const SOURCES: &[&str] = &[
+    "",
+    "\n",
+    "a",
+    "a\n",
+    "a\n\n",
+    "a\r\nb\r\n",
+    "a\rb\r",
+    "\r\n\r\n",
+    "  \t\n\u{b}\u{c}\n\u{1c}x\u{1f}\n\u{a0}\u{3000}\n\u{feff}x\n",
+    // Rust trims U+0085 but not U+001C..U+001F or U+FEFF.
+    "\u{1c}\n\u{1f}# c\n\u{85}\n\u{feff}\n\u{1c}password\u{1d}\n\u{85}// c\u{85}\n",
+    "# comment\n\nimport os\n  # indented\nprint(os.name)  # trailing\n",
+    "/* a\n b\n*/\nfn main() {} /* open\nstill\n*/ let x = 1;\n// x\n",
+    "/*/ x\n*/y\n",
+    "x /* a */ y /* b\nc */ d\n",
+    "/* a */ code\n/* b */ // c\n/* c */\n",
+    "code // not /* a block\nnext\n",
+    "let s = \"/* not a comment */\";\n",
+    "héllo wörld ✓ 😀\nдлинная строка\n",
+    "q = \"SELECT * FROM t WHERE id=\" + id\nq2 = \"select a from b where c = ?\"\nq3 = \"SELECT $1 WHERE\"\n",
+    "PASSWORD = 'hunter2'\napi_SECRET = 1\nİ secret and password\n",
+    "    password    \t\n",
+];
+
+const LANGUAGES: &[&str] = &[
+    "python",
+    "PY",
+    "rust",
+    "Rs",
+    "javascript",
+    "js",
+    "go",
+    "golang",
+    "typescript",
+    "TS",
+    "cobol",
+    "",
+];
+
+const JSON_TEXTS: &[&str] = &[
+    "{}",
+    "[1,2]",
+    "\"s\"",
+    "1.5e3",
+    "true",
+    "null",
+    " \n{\"a\":[1,{\"b\":null}],\"c\":\"\\u00e9\\ud83d\\ude00\"}\n",
+    "-0",
+    "1e308",
+    "123456789012345678901234567890",
+    "",
+    " ",
+    "{",
+    "[1,",
+    "[1,]",
+    "{\"a\":1,}",
+    "{\"a\" 1}",
+    "{\"a\":1,",
+    "{1:2}",
+    "tru",
+    "nul",
+    "01",
+    "1.",
+    "1e",
+    "-",
+    "\"abc",
+    "\"\\x\"",
+    "\"\\ud800\"",
+    "\"\\udc00\"",
+    "\"\\ud800\\u0041\"",
+    "\"\\u12\"",
+    "\"a\u{1}b\"",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "[1] 2",
+    "NaN",
+    "{\"a\":1}}",
+    "[1 2]",
+    "é{",
+    "\n\n  }",
+    "[\n  1,\n  ]\n",
+    "{\"a\":\n\n}",
+];
+
+/// Every (task, payload) the analyzers are compared on.
+fn cases() -> Vec<(&'static str, Value)> {
+    let mut cases = Vec::new();
+    for source in SOURCES {
+        for language in LANGUAGES {
+            cases.push((
+                "analyze_code",
+                json!({"language": language, "source": source}),
+            ));
+        }
+        cases.push(("count_lines", json!({ "source": source })));
+        cases.push(("check_security", json!({ "source": source })));
+        cases.push(("parse_json", json!({ "text": source })));
+    }
+    for text in JSON_TEXTS {
+        cases.push(("parse_json", json!({ "text": text })));
+    }
+    let deep_ok = format!("{}{}", "[".repeat(127), "]".repeat(127));
+    let deep_bad = format!("{}{}", "[".repeat(128), "]".repeat(128));
+    cases.push(("parse_json", json!({ "text": deep_ok })));
+    cases.push(("parse_json", json!({ "text": deep_bad })));
+    // Payloads that are not what the task expects.
+    for payload in [
+        json!({}),
+        json!({"source": 1}),
+        json!({"source": null}),
+        json!({"source": "x", "extra": 1}),
+        json!({"extra": 1}),
+        json!(["x"]),
+        json!(["x", "y"]),
+        json!([]),
+        json!([1]),
+        json!("x"),
+        json!(42),
+        json!(null),
+    ] {
+        cases.push(("count_lines", payload.clone()));
+        cases.push(("check_security", payload.clone()));
+        cases.push(("parse_json", payload));
+    }
+    cases.push(("analyze_code", json!(["rs", "fn f() {}"])));
+    cases.push(("analyze_code", json!({"source": "x"})));
+    cases.push(("analyze_code", json!({"language": "python"})));
+    cases
+}
+
+/// What a run came to, in a form both languages must agree on.
+fn result(outcome: TaskOutcome) -> Value {
+    match outcome.error {
+        None => json!({ "ok": outcome.output }),
+        Some(e) => {
+            let kind = serde_json::to_value(&e).expect("guest errors serialize")["kind"].clone();
+            json!({ "error": kind })
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_and_python_analyzers_give_identical_results() {
+    // The Python component is large: keep its compiled form between runs.
+    let cache = root().join("target/tmp/languages-cache");
+    let chassis = Chassis::with_config(ChassisConfig::new().with_cache_dir(&cache)).unwrap();
+    let mut task_types = Vec::new();
+    for name in ANALYZERS {
+        let info = chassis
+            .load(contract_path(name))
+            .await
+            .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+        task_types.push(info.task_types);
+    }
+    for (name, types) in ANALYZERS.iter().zip(&task_types) {
+        assert_eq!(types, &task_types[0], "{name} serves other task types");
+    }
+
+    let cases = cases();
+    let mut mismatches = Vec::new();
+    let (mut successes, mut refusals) = (0, 0);
+    for (task, payload) in &cases {
+        let mut results = Vec::new();
+        for name in ANALYZERS {
+            let outcome = chassis
+                .execute_task(name, TaskRequest::new(*task, payload.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("{name} {task} {payload}: {e}"));
+            results.push(result(outcome));
+        }
+        if results[0].get("ok").is_some() {
+            successes += 1;
+        } else {
+            refusals += 1;
+        }
+        for (name, r) in ANALYZERS.iter().zip(&results).skip(1) {
+            if r != &results[0] {
+                mismatches.push(format!(
+                    "{task} {payload}\n    {}: {}\n    {name}: {r}",
+                    ANALYZERS[0], results[0]
+                ));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} cases differ:\n{}",
+        mismatches.len(),
+        cases.len(),
+        mismatches.join("\n")
+    );
+    // The corpus exercises both outcomes, and every parse_json error path.
+    assert!(successes > 200 && refusals > 30, "{successes} / {refusals}");
+}

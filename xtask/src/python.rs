@@ -1,0 +1,185 @@
+//! Python swarms: directories under `swarms/` with a `pyproject.toml` that
+//! has a `[tool.chassis]` table (`world`, `module`). They are built with
+//! componentize-py, installed at a pinned version into a project-local
+//! virtual environment (`target/tools/python`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The componentize-py release the Python swarms are built with.
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
+/// A Python swarm to build.
+pub struct PySwarm {
+    /// Directory name, e.g. `analyzer-py`.
+    pub name: String,
+    pub dir: PathBuf,
+    pub world: String,
+    pub module: String,
+}
+
+/// Every Python swarm under `swarms/`.
+pub fn swarms(root: &Path) -> Result<Vec<PySwarm>> {
+    let mut found = Vec::new();
+    let swarms = root.join("swarms");
+    for entry in
+        std::fs::read_dir(&swarms).with_context(|| format!("reading {}", swarms.display()))?
+    {
+        let dir = entry?.path();
+        let manifest = dir.join("pyproject.toml");
+        if !manifest.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&manifest)?;
+        let Some(table) = text.split("[tool.chassis]").nth(1) else {
+            continue;
+        };
+        let field = |key: &str| -> Result<String> {
+            table
+                .lines()
+                .take_while(|l| !l.trim_start().starts_with('['))
+                .find_map(|l| {
+                    let (k, v) = l.split_once('=')?;
+                    (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+                })
+                .with_context(|| format!("{}: [tool.chassis] has no `{key}`", manifest.display()))
+        };
+        found.push(PySwarm {
+            name: dir
+                .file_name()
+                .expect("a directory")
+                .to_string_lossy()
+                .into_owned(),
+            world: field("world")?,
+            module: field("module")?,
+            dir,
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// The pinned componentize-py, installed into `target/tools/python` if missing.
+pub fn componentize_py(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/tools/python");
+    let tool = venv.join("bin/componentize-py");
+    let wanted = format!("componentize-py {COMPONENTIZE_PY_VERSION}");
+    let installed = Command::new(&tool)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == wanted)
+        .unwrap_or(false);
+    if installed {
+        return Ok(tool);
+    }
+    let by_hand = format!(
+        "to install it by hand: python3 -m venv {0} && {0}/bin/pip install componentize-py=={COMPONENTIZE_PY_VERSION}",
+        venv.display()
+    );
+    crate::step(&format!(
+        "installing componentize-py {COMPONENTIZE_PY_VERSION} from PyPI into {}",
+        venv.display()
+    ));
+    let python = std::env::var_os("CHASSIS_PYTHON").unwrap_or_else(|| "python3".into());
+    let status = Command::new(&python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => bail!(
+            "`{} -m venv {}` failed ({s}); on Debian the venv module is in the python3-venv package. The Python swarms need componentize-py; {by_hand}",
+            python.to_string_lossy(),
+            venv.display()
+        ),
+        Err(e) => bail!(
+            "Python 3 ({}) could not be run ({e}); the Python swarms need it for componentize-py. Install Python 3.10 or later (or set CHASSIS_PYTHON to one), then {by_hand}",
+            python.to_string_lossy()
+        ),
+    }
+    let status = Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .arg(format!("componentize-py=={COMPONENTIZE_PY_VERSION}"))
+        .status()
+        .context("running pip from the new virtual environment")?;
+    if !status.success() {
+        bail!(
+            "pip could not install componentize-py=={COMPONENTIZE_PY_VERSION} from PyPI ({status}); check that https://pypi.org is reachable, or {by_hand}"
+        );
+    }
+    Ok(tool)
+}
+
+/// Newest modification time of the files under `dir` (recursively).
+fn newest(dir: &Path) -> std::time::SystemTime {
+    let mut latest = std::time::UNIX_EPOCH;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return latest;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "__pycache__") {
+                continue;
+            }
+            newest(&path)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH)
+        };
+        latest = latest.max(time);
+    }
+    latest
+}
+
+/// Build each Python swarm into `target/swarms/<name>.wasm` (dashes become
+/// underscores), unless it is newer than its sources, the WIT and the tool.
+pub fn build(root: &Path, swarms: &[PySwarm]) -> Result<()> {
+    if swarms.is_empty() {
+        return Ok(());
+    }
+    let tool = componentize_py(root)?;
+    let wit = root.join("wit");
+    for swarm in swarms {
+        let out = root
+            .join("target/swarms")
+            .join(format!("{}.wasm", swarm.name.replace('-', "_")));
+        let sources = newest(&swarm.dir).max(newest(&wit)).max(
+            std::fs::metadata(&tool)
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH),
+        );
+        let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
+        if built.is_some_and(|t| t > sources) {
+            eprintln!(
+                "    {} (up to date)",
+                out.strip_prefix(root).unwrap_or(&out).display()
+            );
+            continue;
+        }
+        crate::step(&format!(
+            "building {} with componentize-py (world {})",
+            swarm.name, swarm.world
+        ));
+        let mut cmd = Command::new(&tool);
+        cmd.arg("-d")
+            .arg(&wit)
+            .args(["-w", &swarm.world, "componentize", "--stub-wasi", "-p"])
+            .arg(&swarm.dir)
+            .arg(&swarm.module)
+            .arg("-o")
+            .arg(&out);
+        crate::run_cmd(cmd, &format!("componentize-py for {}", swarm.name))?;
+        let size = std::fs::metadata(&out)?.len();
+        eprintln!(
+            "    {} ({} KiB)",
+            out.strip_prefix(root).unwrap_or(&out).display(),
+            size / 1024
+        );
+    }
+    Ok(())
+}
