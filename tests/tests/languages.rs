@@ -1,13 +1,14 @@
-//! The analyzer written in Rust and in Python, run through the same host on
-//! the same inputs, must give identical results: the same output JSON for
-//! every success and the same task-error variant for every refusal.
+//! The analyzer written in Rust, in Python and in JavaScript, run through
+//! the same host on the same inputs, must give identical results: the same
+//! output JSON for every success and the same task-error variant for every
+//! refusal.
 
 use chassis::{Chassis, ChassisConfig, TaskOutcome, TaskRequest};
 use chassis_tests::{contract_path, root};
 use serde_json::{Value, json};
 
 /// The implementations to compare: the Rust swarm first (the reference).
-const ANALYZERS: &[&str] = &["analyzer", "analyzer-py"];
+const ANALYZERS: &[&str] = &["analyzer", "analyzer-py", "analyzer-js"];
 
 const SOURCES: &[&str] = &[
     "",
@@ -153,8 +154,9 @@ fn result(outcome: TaskOutcome) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rust_and_python_analyzers_give_identical_results() {
-    // The Python component is large: keep its compiled form between runs.
+async fn the_rust_python_and_javascript_analyzers_give_identical_results() {
+    // The Python and JavaScript components are large: keep their compiled
+    // form between runs.
     let cache = root().join("target/tmp/languages-cache");
     let chassis = Chassis::with_config(ChassisConfig::new().with_cache_dir(&cache)).unwrap();
     let mut task_types = Vec::new();

@@ -18,6 +18,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod js;
 mod python;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
@@ -186,14 +187,70 @@ fn build(root: &Path) -> Result<()> {
         let dst = to.join(&file);
         std::fs::copy(&src, &dst)
             .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
-        let size = std::fs::metadata(&dst)?.len();
+        report_size(root, &dst)?;
+    }
+    python::build(root, &python::swarms(root)?)?;
+    js::build(root, &js::swarms(root)?)
+}
+
+/// Whether `out` is newer than every file under `inputs` (files or
+/// directories); says so when it is.
+fn up_to_date(root: &Path, out: &Path, inputs: &[&Path]) -> bool {
+    let sources = inputs
+        .iter()
+        .map(|p| newest(p))
+        .max()
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let built = std::fs::metadata(out).and_then(|m| m.modified()).ok();
+    let fresh = built.is_some_and(|t| t > sources);
+    if fresh {
         eprintln!(
-            "    {} ({} KiB)",
-            dst.strip_prefix(root).unwrap_or(&dst).display(),
-            size / 1024
+            "    {} (up to date)",
+            out.strip_prefix(root).unwrap_or(out).display()
         );
     }
-    python::build(root, &python::swarms(root)?)
+    fresh
+}
+
+/// Print a built component's path and size.
+fn report_size(root: &Path, out: &Path) -> Result<()> {
+    let size = std::fs::metadata(out)?.len();
+    eprintln!(
+        "    {} ({} KiB)",
+        out.strip_prefix(root).unwrap_or(out).display(),
+        size / 1024
+    );
+    Ok(())
+}
+
+/// Newest modification time of `path`, or of the files under it.
+fn newest(path: &Path) -> std::time::SystemTime {
+    let mut latest = std::time::UNIX_EPOCH;
+    let Ok(entries) = std::fs::read_dir(path) else {
+        // A file, or nothing there.
+        return std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or(latest);
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            if path
+                .file_name()
+                .is_some_and(|n| n == "__pycache__" || n == "node_modules")
+            {
+                continue;
+            }
+            newest(&path)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH)
+        };
+        latest = latest.max(time);
+    }
+    latest
 }
 
 fn test(root: &Path, no_lint: bool) -> Result<()> {

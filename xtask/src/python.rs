@@ -112,30 +112,6 @@ pub fn componentize_py(root: &Path) -> Result<PathBuf> {
     Ok(tool)
 }
 
-/// Newest modification time of the files under `dir` (recursively).
-fn newest(dir: &Path) -> std::time::SystemTime {
-    let mut latest = std::time::UNIX_EPOCH;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return latest;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let time = if path.is_dir() {
-            if path.file_name().is_some_and(|n| n == "__pycache__") {
-                continue;
-            }
-            newest(&path)
-        } else {
-            entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH)
-        };
-        latest = latest.max(time);
-    }
-    latest
-}
-
 /// Build each Python swarm into `target/swarms/<name>.wasm` (dashes become
 /// underscores), unless it is newer than its sources, the WIT and the tool.
 pub fn build(root: &Path, swarms: &[PySwarm]) -> Result<()> {
@@ -148,17 +124,7 @@ pub fn build(root: &Path, swarms: &[PySwarm]) -> Result<()> {
         let out = root
             .join("target/swarms")
             .join(format!("{}.wasm", swarm.name.replace('-', "_")));
-        let sources = newest(&swarm.dir).max(newest(&wit)).max(
-            std::fs::metadata(&tool)
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH),
-        );
-        let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
-        if built.is_some_and(|t| t > sources) {
-            eprintln!(
-                "    {} (up to date)",
-                out.strip_prefix(root).unwrap_or(&out).display()
-            );
+        if crate::up_to_date(root, &out, &[&swarm.dir, &wit, &tool]) {
             continue;
         }
         crate::step(&format!(
@@ -174,12 +140,7 @@ pub fn build(root: &Path, swarms: &[PySwarm]) -> Result<()> {
             .arg("-o")
             .arg(&out);
         crate::run_cmd(cmd, &format!("componentize-py for {}", swarm.name))?;
-        let size = std::fs::metadata(&out)?.len();
-        eprintln!(
-            "    {} ({} KiB)",
-            out.strip_prefix(root).unwrap_or(&out).display(),
-            size / 1024
-        );
+        crate::report_size(root, &out)?;
     }
     Ok(())
 }
