@@ -36,6 +36,8 @@ pub fn replay(records: &[Value], contract: &ServiceContract) -> SloReport {
     let mut slo = SloTracker::new(base);
     let mut reputation = Reputation::new(&contract.reputation);
     let mut last = base;
+    // A limit the guest ran into is recorded just before its task's end.
+    let mut limit_pending = false;
     for r in mine {
         let now = at(r);
         last = now;
@@ -53,6 +55,10 @@ pub fn replay(records: &[Value], contract: &ServiceContract) -> SloReport {
                 reputation.release();
                 None
             }
+            "resource_limit_exceeded" => {
+                limit_pending = p["limit"].as_str() != Some("overloaded");
+                None
+            }
             _ => {
                 if p["security_violation"].as_bool() == Some(true) {
                     reputation.violation();
@@ -63,6 +69,9 @@ pub fn replay(records: &[Value], contract: &ServiceContract) -> SloReport {
         if let Some(ending) = ending {
             let (compliance, _) = slo.record(latency, ending, &contract.slo_targets, now);
             reputation.after_task(compliance);
+            if std::mem::take(&mut limit_pending) {
+                reputation.limit_violation();
+            }
         }
     }
     SloReport {

@@ -13,7 +13,12 @@
 //! the way to `target` after every task, so trust is earned (or lost) over
 //! tasks rather than at once. A security violation (a credential outside the
 //! swarm's scope, a denied endpoint, a refused address) costs 20 %: both the
-//! security compliance and the score are multiplied by 0.8. Below the
+//! security compliance and the score are multiplied by 0.8. A task ended by
+//! a resource limit the guest ran into (timeout, memory, fuel, stack, call
+//! rate, output or host-call size) costs 10 % of the score on top of what
+//! it does to the SLO figures; a task refused as overloaded costs nothing
+//! extra, since a full queue is the callers' doing (it still counts against
+//! availability and the error rate). Below the
 //! contract's `quarantine_threshold` the swarm is quarantined: the host
 //! refuses its tasks until an operator releases it, which restores
 //! `initial_score` and full security compliance.
@@ -25,6 +30,9 @@ pub const STEP: f64 = 0.1;
 
 /// What a security violation leaves of the score (a 20 % cost).
 pub const VIOLATION_FACTOR: f64 = 0.8;
+
+/// What a resource-limit violation leaves of the score (a 10 % cost).
+pub const LIMIT_FACTOR: f64 = 0.9;
 
 /// Which SLO targets are met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +139,12 @@ impl Reputation {
         self.settle()
     }
 
+    /// A task ended by a resource limit the guest ran into: a 10 % cost.
+    pub fn limit_violation(&mut self) -> Change {
+        self.score *= LIMIT_FACTOR;
+        self.settle()
+    }
+
     /// An operator's release: back to the initial score, full security compliance.
     pub fn release(&mut self) {
         self.quarantined = false;
@@ -218,6 +232,37 @@ mod tests {
         assert!(close(r.security_compliance, 0.64));
         // Target now 1·0.6 + 0.64·0.4 = 0.856.
         assert!(close(r.target(), 0.856));
+    }
+
+    #[test]
+    fn a_limit_violation_costs_ten_percent_of_the_score() {
+        let mut r = Reputation::new(&contract(0.8, 0.7, 0.2));
+        assert!(
+            matches!(r.limit_violation(), Change::Moved { from, to } if close(from, 0.8) && close(to, 0.72)),
+            "{r:?}"
+        );
+        // Security compliance, and so the target, are untouched.
+        assert!(close(r.security_compliance, 1.0));
+        assert!(close(r.target(), 1.0));
+        // A guest that hits its limits on every task sinks well below a
+        // clean one: each task moves a tenth towards the target, then pays.
+        let mut clean = Reputation::new(&contract(0.8, 0.7, 0.0));
+        let mut abusive = Reputation::new(&contract(0.8, 0.7, 0.0));
+        let missed = Compliance {
+            response_time: true,
+            error_rate: false,
+            availability: false,
+        };
+        for _ in 0..50 {
+            clean.after_task(Compliance::MET);
+            abusive.after_task(missed);
+            abusive.limit_violation();
+        }
+        assert!(clean.score > 0.99, "{}", clean.score);
+        // Fixed point of s = 0.9·(0.9·s + 0.1·T), T = 0.79·0.7 + 0.3 = 0.853.
+        let t = missed.score() * 0.7 + 0.3;
+        assert!(close(abusive.target(), t));
+        assert!((abusive.score - 0.09 * t / 0.19).abs() < 1e-3, "{}", abusive.score);
     }
 
     #[test]

@@ -35,12 +35,21 @@ pub const HOST_SLACK: Duration = Duration::from_millis(250);
 /// The task id of the `describe` call made while loading.
 pub(crate) const LOAD_TASK_ID: &str = "load";
 
+/// What a store is for: the `describe` call made while loading, or a task.
+/// Credentials and the HTTP proxy serve tasks only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Loading,
+    Task,
+}
+
 /// A fresh store for one task of `swarm`.
 pub(crate) fn new_store(
     engine: &Engine,
     swarm: &Arc<SwarmRuntime>,
     task_id: &Arc<str>,
     shared: &Arc<TaskShared>,
+    phase: Phase,
 ) -> Store<HostState> {
     let contract = &swarm.contract;
     let now = Instant::now();
@@ -58,7 +67,7 @@ pub(crate) fn new_store(
         shared: shared.clone(),
         host_calls: 0,
         refused_calls: 0,
-        in_task: task_id.as_ref() != LOAD_TASK_ID,
+        in_task: phase == Phase::Task,
         security_violations: 0,
     };
     let mut store = Store::new(engine, state);
@@ -179,7 +188,7 @@ pub(crate) async fn describe(
 ) -> Result<Vec<String>, Error> {
     let task_id: Arc<str> = LOAD_TASK_ID.into();
     let shared = Arc::new(TaskShared::default());
-    let mut store = new_store(engine, swarm, &task_id, &shared);
+    let mut store = new_store(engine, swarm, &task_id, &shared, Phase::Loading);
     let call = async {
         let instance = pre.instantiate_async(&mut store).await?;
         instance
@@ -269,14 +278,22 @@ fn record_health(
         }
         Err(_) => Ending::NoAnswer,
     };
+    // A limit the guest ran into costs reputation on top of the SLO figures;
+    // a full queue is the callers' doing and costs only through the SLOs.
+    let guest_broke_a_limit = matches!(
+        result.as_ref().err().and_then(Error::limit),
+        Some(limit) if limit != crate::limits::LimitKind::Overloaded
+    );
     let now = Instant::now();
-    let (missed, change) = {
+    let (missed, change, penalty) = {
         let mut health = rt.health.lock().expect("health lock");
         let (compliance, missed) =
             health
                 .slo
                 .record(latency, ending, &rt.contract.slo_targets, now);
-        (missed, health.reputation.after_task(compliance))
+        let change = health.reputation.after_task(compliance);
+        let penalty = guest_broke_a_limit.then(|| health.reputation.limit_violation());
+        (missed, change, penalty)
     };
     for check in missed {
         rt.events.emit(|| Event::SloViolation {
@@ -288,6 +305,9 @@ fn record_health(
         });
     }
     rt.report(change);
+    if let Some(penalty) = penalty {
+        rt.report(penalty);
+    }
 }
 
 async fn run(
@@ -342,7 +362,7 @@ async fn run(
         payload: request.payload.to_string(),
     };
     let in_store = Instant::now();
-    let mut store = new_store(engine, rt, &task_id, &shared);
+    let mut store = new_store(engine, rt, &task_id, &shared, Phase::Task);
     let call = async {
         let instance = swarm.pre.instantiate_async(&mut store).await?;
         instance

@@ -12,10 +12,16 @@
 //!
 //! The file must not be readable by group or others (`chmod 600`).
 //!
-//! Environment: `CHASSIS_SECRET__<SWARM>__<KEY>=value`, where `<SWARM>` and
-//! `<KEY>` are the swarm id and key name in upper case with `-` and `.`
-//! written as `_` (e.g. `CHASSIS_SECRET__GUARDIAN_COUNCIL__GUARDIAN_SIGNING_KEY`).
-//! The environment wins over the file.
+//! Environment: `CHASSIS_SECRET__<SWARM>__<KEY>=value`, where `<SWARM>` is
+//! the swarm id in upper case with `-` written as `_`, and `<KEY>` the key
+//! name in upper case (e.g.
+//! `CHASSIS_SECRET__GUARDIAN_COUNCIL__GUARDIAN_SIGNING_KEY`). The environment
+//! wins over the file. So that no two swarms can ever read the same variable,
+//! the environment serves only ids made of lowercase letters and digits in
+//! words joined by single `-` (`guardian-council`), and key names made of
+//! lowercase letters and digits in words joined by single `_`
+//! (`guardian_signing_key`): for those the variable name maps back to exactly
+//! one id and key. Other ids and keys take their values from the file only.
 //!
 //! A value `ed25519:<64 hex digits>` is an Ed25519 signing key (the 32-byte
 //! seed): `sign` and `public-key` use it; `get` refuses to hand it out.
@@ -103,14 +109,29 @@ pub struct SecretStore {
     swarms: HashMap<String, HashMap<String, Secret>>,
 }
 
-/// Upper case with `-` and `.` as `_`: how ids and keys appear in variable names.
-fn env_name(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '-' | '.' => '_',
-            c => c.to_ascii_uppercase(),
+/// Lowercase letters and digits in words joined by single `sep`.
+fn is_words(s: &str, sep: char) -> bool {
+    !s.is_empty()
+        && s.split(sep).all(|word| {
+            !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         })
-        .collect()
+}
+
+/// The variable that holds `key` of `swarm_id`, when both have the shapes
+/// the environment serves (see the module docs). The mapping is one to one:
+/// ids never contain `_`, so the first `__` after the prefix ends the id, and
+/// neither part has doubled, leading or trailing separators or upper case.
+pub fn env_var_name(swarm_id: &str, key: &str) -> Option<String> {
+    (is_words(swarm_id, '-') && is_words(key, '_')).then(|| {
+        format!(
+            "{ENV_PREFIX}{}__{}",
+            swarm_id.to_ascii_uppercase().replace('-', "_"),
+            key.to_ascii_uppercase()
+        )
+    })
 }
 
 impl SecretStore {
@@ -181,10 +202,13 @@ impl SecretStore {
     }
 
     /// Add the secrets named in the environment for the given swarms and keys
-    /// (see the module docs for the naming scheme).
+    /// (see the module docs for the naming scheme). Pairs whose id or key the
+    /// environment does not serve are skipped.
     pub fn add_env<'a>(&mut self, wanted: impl IntoIterator<Item = (&'a str, &'a str)>) {
         for (swarm_id, key) in wanted {
-            let var = format!("{ENV_PREFIX}{}__{}", env_name(swarm_id), env_name(key));
+            let Some(var) = env_var_name(swarm_id, key) else {
+                continue;
+            };
             if let Ok(value) = std::env::var(&var) {
                 self.insert(swarm_id, key, Secret::new(value));
             }
@@ -282,19 +306,65 @@ mod tests {
 
     #[test]
     fn environment_names_map_ids_and_keys() {
-        assert_eq!(env_name("guardian-council"), "GUARDIAN_COUNCIL");
-        assert_eq!(env_name("api.key-2"), "API_KEY_2");
-        // SAFETY-free: a unique variable name for this test.
-        let var = "CHASSIS_SECRET__ENV_TEST_SWARM__TOKEN_1";
-        // Tests in this module do not read this variable concurrently.
-        unsafe_env_set(var, "from-env");
-        let mut store = SecretStore::new();
-        store.add_env([("env-test.swarm", "token-1"), ("env-test.swarm", "absent")]);
         assert_eq!(
-            store.get("env-test.swarm", "token-1").unwrap().expose(),
+            env_var_name("guardian-council", "guardian_signing_key").unwrap(),
+            "CHASSIS_SECRET__GUARDIAN_COUNCIL__GUARDIAN_SIGNING_KEY"
+        );
+        assert_eq!(
+            env_var_name("agent-007", "key2").unwrap(),
+            "CHASSIS_SECRET__AGENT_007__KEY2"
+        );
+        // A unique variable name for this test.
+        unsafe_env_set("CHASSIS_SECRET__ENV_TEST_SWARM__TOKEN_1", "from-env");
+        let mut store = SecretStore::new();
+        store.add_env([("env-test-swarm", "token_1"), ("env-test-swarm", "absent")]);
+        assert_eq!(
+            store.get("env-test-swarm", "token_1").unwrap().expose(),
             "from-env"
         );
-        assert!(store.get("env-test.swarm", "absent").is_none());
+        assert!(store.get("env-test-swarm", "absent").is_none());
+    }
+
+    #[test]
+    fn no_two_swarms_or_keys_share_a_variable() {
+        // Ids and keys that would fold onto another's variable get none.
+        for (id, key) in [
+            ("team_a", "k"),
+            ("team.a", "k"),
+            ("team--a", "k"),
+            ("team-", "k"),
+            ("a", "b__c"),
+            ("a", "_b"),
+            ("a", "b-c"),
+            ("a", "b.c"),
+            ("a", "Key"),
+            ("A", "k"),
+        ] {
+            assert_eq!(env_var_name(id, key), None, "{id} {key}");
+        }
+        // Every served pair maps to a distinct name.
+        let ids = ["a", "a-b", "ab", "a-b-c", "a-bc", "ab-c", "a1"];
+        let keys = ["k", "k_2", "k2", "a_b", "b", "b_c"];
+        let mut seen = std::collections::HashMap::new();
+        for id in ids {
+            for key in keys {
+                let name = env_var_name(id, key).unwrap();
+                if let Some(prev) = seen.insert(name.clone(), (id, key)) {
+                    panic!("{name} serves both {prev:?} and {:?}", (id, key));
+                }
+            }
+        }
+        // A swarm whose id folds onto another's does not read its variable.
+        unsafe_env_set("CHASSIS_SECRET__FOLD_TEAM_A__TOKEN", "team-a's");
+        let mut store = SecretStore::new();
+        store.add_env([
+            ("fold-team-a", "token"),
+            ("fold-team_a", "token"),
+            ("fold.team-a", "token"),
+        ]);
+        assert_eq!(store.get("fold-team-a", "token").unwrap().expose(), "team-a's");
+        assert!(store.get("fold-team_a", "token").is_none());
+        assert!(store.get("fold.team-a", "token").is_none());
     }
 
     #[allow(unsafe_code)]

@@ -180,6 +180,7 @@ pub struct Received {
 /// A real HTTP/1.1 server on 127.0.0.1 for proxy tests, on its own thread.
 ///
 /// Routes: `GET /v1/hello` (JSON), `POST /v1/echo` (echoes the body),
+/// `POST /v1/sink` (answers `{"received": <body length>}`),
 /// `GET /v1/redirect` (302 to the cloud metadata address),
 /// `GET /v1/bytes?n=N` (N bytes), `GET /v1/slow` (answers after 10 s);
 /// anything else is 404. Every request is recorded.
@@ -278,6 +279,11 @@ async fn serve(
     let (status, extra, payload): (&str, String, Vec<u8>) = match (method.as_str(), path) {
         ("GET", "/v1/hello") => ("200 OK", String::new(), br#"{"hello":"world"}"#.to_vec()),
         ("POST", "/v1/echo") => ("200 OK", String::new(), body),
+        ("POST", "/v1/sink") => (
+            "200 OK",
+            String::new(),
+            format!("{{\"received\":{}}}", body.len()).into_bytes(),
+        ),
         ("GET", "/v1/redirect") => (
             "302 Found",
             "Location: http://169.254.169.254/latest/meta-data/\r\n".to_string(),

@@ -255,13 +255,26 @@ async fn secrets_come_from_the_environment() {
     chassis
         .load_bytes(
             &component("egress"),
-            egress_contract("env-swarm", &["service-token"]),
+            egress_contract("env-swarm", &["service_token"]),
         )
         .await
         .unwrap();
     assert_eq!(
-        steal(&chassis, "env-swarm", "service-token").await,
+        steal(&chassis, "env-swarm", "service_token").await,
         json!({"got": "from-the-environment"})
+    );
+    // `env_swarm` would fold onto the same variable; it never reads it.
+    chassis
+        .load_bytes(
+            &component("egress"),
+            egress_contract("env_swarm", &["service_token"]),
+        )
+        .await
+        .unwrap();
+    let out = steal(&chassis, "env_swarm", "service_token").await;
+    assert!(
+        out["refused"].as_str().unwrap().contains("NotFound"),
+        "{out}"
     );
 }
 
@@ -289,4 +302,25 @@ async fn credentials_are_refused_while_a_swarm_is_loading() {
         "{seen}"
     );
     assert!(seen.contains("only available while a task runs"), "{seen}");
+}
+
+#[tokio::test]
+async fn a_task_is_a_task_whatever_its_id() {
+    // The loading phase is a property of the call, not of a task id: a task
+    // named like the load-time call still gets its credentials.
+    let mut secrets = SecretStore::new();
+    secrets.insert("named", "api_key", Secret::new("mine"));
+    let (chassis, _) = host(secrets).await;
+    chassis
+        .load_bytes(&component("egress"), egress_contract("named", &["api_key"]))
+        .await
+        .unwrap();
+    let o = chassis
+        .execute_task(
+            "named",
+            TaskRequest::new("steal_credential", json!({ "name": "api_key" })).with_id("load"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(o.output, json!({"got": "mine"}));
 }

@@ -207,11 +207,17 @@ async fn host_scheme_port_and_path_outside_the_allowlist_are_denied() {
 
 #[tokio::test]
 async fn ssrf_forms_are_refused() {
-    // The allowlist names these hosts, but none of their addresses literally.
+    // The allowlist names these hosts, but none of their addresses literally
+    // for these URLs: 127.0.0.1 is named only for another port, which opens
+    // nothing else that resolves to it.
     let s = setup(
         "egress",
         "egress",
-        &["http://localhost:{port}/v1/", "http://*.example.com/"],
+        &[
+            "http://localhost:{port}/v1/",
+            "http://*.example.com/",
+            "http://127.0.0.1:1/",
+        ],
         ROOMY,
         &[],
     )
@@ -235,7 +241,7 @@ async fn ssrf_forms_are_refused() {
     // The name that resolves to loopback is stopped by the SSRF guard itself.
     let by_name = refused(&results[6]);
     assert!(
-        by_name.contains("resolves to 127.0.0.1") && by_name.contains("SSRF guard"),
+        by_name.contains("localhost resolves to") && by_name.contains("SSRF guard"),
         "{by_name}"
     );
     assert!(s.server.received().is_empty(), "nothing reached the server");
@@ -297,6 +303,36 @@ async fn an_oversized_response_is_refused() {
 }
 
 #[tokio::test]
+async fn an_oversized_request_is_refused_before_it_is_sent() {
+    let s = setup(
+        "api_client",
+        "api-client",
+        &["http://127.0.0.1:{port}/v1/"],
+        ROOMY,
+        &[("api_token", "tok-123")],
+    )
+    .await;
+    let post = |n: usize| {
+        json!({
+            "url": s.server.url("127.0.0.1", "/v1/sink"),
+            "method": "post",
+            "body": "a".repeat(n),
+        })
+    };
+    // A JSON string body is its text plus two quotes.
+    let limit = chassis::imports::http_proxy::client::MAX_REQUEST_BYTES;
+    let o = run(&s, "api-client", "fetch_json", post(limit - 1)).await;
+    let err = o.error.unwrap().to_string();
+    assert!(
+        err.contains("too large") && err.contains(&format!("request body over {limit} bytes")),
+        "{err}"
+    );
+    assert!(s.server.received().is_empty(), "nothing was sent");
+    let o = run(&s, "api-client", "fetch_json", post(limit - 2)).await;
+    assert_eq!(o.output, json!({"status": 200, "json": {"received": limit}}));
+}
+
+#[tokio::test]
 async fn a_slow_server_hits_the_timeout_inside_the_task_deadline() {
     let s = setup(
         "egress",
@@ -330,6 +366,35 @@ async fn bandwidth_is_shaped_to_the_contract() {
     assert_eq!(out["body"].as_str().unwrap().len(), 2_000_000);
     assert!(took > 1.5, "2 MB at 1 MB/s took only {took:.2} s");
     assert!(took < 8.0, "2 MB at 1 MB/s took {took:.2} s");
+}
+
+#[tokio::test]
+async fn uploads_are_shaped_too() {
+    // 4 Mbit/s = 0.5 MB/s; a 1 MB body should take about 2 s to go out.
+    let s = setup(
+        "api_client",
+        "api-client",
+        &["http://127.0.0.1:{port}/v1/"],
+        "task_timeout_seconds = 20\nmax_network_bandwidth_mbps = 4",
+        &[("api_token", "tok-123")],
+    )
+    .await;
+    let started = Instant::now();
+    let o = run(
+        &s,
+        "api-client",
+        "fetch_json",
+        json!({
+            "url": s.server.url("127.0.0.1", "/v1/sink"),
+            "method": "post",
+            "body": "a".repeat(999_998),
+        }),
+    )
+    .await;
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(o.output, json!({"status": 200, "json": {"received": 1_000_000}}));
+    assert!(took > 1.5, "1 MB up at 0.5 MB/s took only {took:.2} s");
+    assert!(took < 8.0, "1 MB up at 0.5 MB/s took {took:.2} s");
 }
 
 #[tokio::test]

@@ -63,7 +63,7 @@ impl Endpoint {
             ),
             Some(Host::Domain(d)) => HostPattern::Name(d.to_ascii_lowercase()),
             Some(Host::Ipv4(ip)) if !wildcard => HostPattern::Ip(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) if !wildcard => HostPattern::Ip(IpAddr::V6(ip)),
+            Some(Host::Ipv6(ip)) if !wildcard => HostPattern::Ip(canonical(IpAddr::V6(ip))),
             _ => return Err(format!("{text:?}: invalid host")),
         };
         Ok(Self {
@@ -91,7 +91,7 @@ impl Endpoint {
                     && d[..d.len() - n.len()].ends_with('.')
             }
             (HostPattern::Ip(ip), Some(Host::Ipv4(v4))) => *ip == IpAddr::V4(v4),
-            (HostPattern::Ip(ip), Some(Host::Ipv6(v6))) => *ip == IpAddr::V6(v6),
+            (HostPattern::Ip(ip), Some(Host::Ipv6(v6))) => *ip == canonical(IpAddr::V6(v6)),
             _ => false,
         };
         host_ok && path_within(url.path(), &self.path_prefix)
@@ -143,9 +143,13 @@ impl Allowlist {
         self.endpoints.iter().find(|e| e.matches(url))
     }
 
-    /// Whether any endpoint names `ip` literally.
-    pub fn names_ip(&self, ip: IpAddr) -> bool {
-        self.endpoints.iter().any(|e| e.names_ip(ip))
+    /// Whether an endpoint that admits `url` names `ip` literally: the only
+    /// way past the SSRF guard. An address named for one endpoint opens no
+    /// other URL that happens to resolve to it.
+    pub fn names_ip_for(&self, url: &Url, ip: IpAddr) -> bool {
+        self.endpoints
+            .iter()
+            .any(|e| e.matches(url) && e.names_ip(ip))
     }
 }
 
@@ -218,6 +222,25 @@ mod tests {
         );
         assert!(!e.names_ip("127.0.0.2".parse().unwrap()));
         assert!(allows("http://[::1]:9/", "http://[0:0:0:0:0:0:0:1]:9/"));
+        // An IPv4-mapped pattern is the IPv4 address it maps.
+        let mapped = Endpoint::parse("http://[::ffff:127.0.0.1]:9/").unwrap();
+        assert!(mapped.names_ip("127.0.0.1".parse().unwrap()));
+        assert!(allows("http://[::ffff:127.0.0.1]:9/", "http://127.0.0.1:9/"));
+    }
+
+    #[test]
+    fn a_literal_address_opens_only_the_endpoints_that_name_it() {
+        let list = Allowlist::new(&[
+            "http://127.0.0.1:9999/".to_string(),
+            "http://api.example.com:9999/".to_string(),
+        ])
+        .unwrap();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let literal = Url::parse("http://127.0.0.1:9999/x").unwrap();
+        let named = Url::parse("http://api.example.com:9999/x").unwrap();
+        assert!(list.names_ip_for(&literal, lo));
+        // A name that resolves to the listed address is still guarded.
+        assert!(!list.names_ip_for(&named, lo));
     }
 
     #[test]

@@ -222,3 +222,49 @@ pub(crate) async fn exchange(
         ))
     })?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// The exchange connects to the address it is given, never to a fresh
+    /// lookup of the URL's name: the name here resolves nowhere.
+    #[tokio::test]
+    async fn the_connection_goes_to_the_checked_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let url = Url::parse(&format!("http://unresolvable.invalid:{}/v1/x", addr.port())).unwrap();
+        let got = exchange(
+            addr,
+            &url,
+            hyper::Method::GET,
+            Vec::new(),
+            Vec::new(),
+            &Bandwidth::new(100),
+            Instant::now() + Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((got.status, got.body.as_slice()), (200, b"ok".as_slice()));
+        let head = server.join().unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("get /v1/x http/1.1\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("host: unresolvable.invalid:{}\r\n", addr.port())),
+            "{head}"
+        );
+    }
+}

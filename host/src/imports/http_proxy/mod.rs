@@ -116,6 +116,9 @@ impl HostState {
                 client::MAX_REQUEST_BYTES
             )));
         }
+        if !self.in_task {
+            return Err(denied("the HTTP proxy is only available while a task runs"));
+        }
         let contract = self.swarm.contract.clone();
         if contract.security.network_access != NetworkAccess::ProxyOnly {
             rec.violation = true;
@@ -156,7 +159,7 @@ impl HostState {
         for addr in &addrs {
             let ip = allowlist::canonical(addr.ip());
             if let Some(why) = ssrf::forbidden(ip)
-                && !self.swarm.allowlist.names_ip(ip)
+                && !self.swarm.allowlist.names_ip_for(&url, ip)
             {
                 rec.violation = true;
                 return Err(denied(format!(
@@ -249,8 +252,8 @@ impl HostState {
             if secret.signing_key().is_some() {
                 return Err(denied("credential-header: signing keys are never sent"));
             }
-            let mut value = HeaderValue::from_str(&format!("{}{}", inject.prefix, secret.expose()))
-                .map_err(|_| {
+            let text = zeroize::Zeroizing::new(format!("{}{}", inject.prefix, secret.expose()));
+            let mut value = HeaderValue::from_str(&text).map_err(|_| {
                     ProxyError::InvalidRequest(
                         "the credential cannot be sent as a header value".into(),
                     )
