@@ -22,17 +22,26 @@
 //! and hashes each record, appends them with one write and flushes, calls
 //! `fsync` as the [`FsyncPolicy`] says, then lets the next records gather for
 //! [`BATCH_LINGER`] before it takes them. Tasks therefore rarely have to wake
-//! the writer, and a record reaches the file within about a millisecond. Opening an existing log verifies it,
-//! drops a partial last line (a crash mid-write), and continues its chain.
+//! the writer, and a record reaches the file within about a millisecond.
+//! Under [`FsyncPolicy::Always`], `record` returns only once its record is
+//! on disk (group commit: one `fsync` covers a batch).
+//!
+//! If the log cannot be written (a full disk, say) or has been closed, it
+//! reports a failure ([`EventSink::failure`]) and the host refuses new loads
+//! and tasks rather than run them unrecorded.
+//!
+//! Opening an existing log takes an exclusive lock on it (a second writer
+//! would fork the chain), verifies it, drops a partial last line (a crash
+//! mid-write), and continues its chain.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -55,15 +64,21 @@ pub const MAX_BATCH: usize = 512;
 pub const BATCH_LINGER: Duration = Duration::from_millis(1);
 
 /// When the writer calls `fsync`.
+///
+/// Under every policy but `Always`, records still in the queue (at most
+/// [`QUEUE_CAPACITY`] + [`MAX_BATCH`], normally a millisecond's worth) are
+/// also lost if the process dies; what the policy bounds is what was handed
+/// to the OS but not yet on disk when the machine goes down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsyncPolicy {
-    /// After every write (a batch of the records queued at that moment): a
-    /// record is on disk before the writer takes the next batch.
+    /// After every write (a batch of the records queued at that moment), and
+    /// `record` waits for it: once an event is recorded it is on disk, so a
+    /// crash loses nothing recorded.
     Always,
-    /// After every `n` records: a crash loses at most `n - 1` records.
+    /// After every `n` records: a crash loses at most `n - 1` written records.
     EveryN(u32),
-    /// When at least this long has passed since the last `fsync` (checked at
-    /// each record): a crash loses at most that much time of records.
+    /// When at least this long has passed since the last `fsync`, also while
+    /// no new records come: a crash loses at most that much time of records.
     Interval(Duration),
     /// Never (the OS decides): a crash may lose what the OS had not written.
     Never,
@@ -107,6 +122,12 @@ pub enum AuditError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// Another writer has the log open.
+    #[error("{}: the audit log is open in another writer (another chassis process?)", path.display())]
+    InUse {
+        /// The log.
+        path: PathBuf,
     },
     /// A record that does not verify.
     #[error("{}: record on line {line} is bad: {reason}", path.display())]
@@ -304,13 +325,52 @@ fn describe(event: &Event) -> (&'static str, Option<String>, Value) {
 struct Pending {
     ts: SystemTime,
     event: Event,
+    /// Under `FsyncPolicy::Always`: signalled once the record is on disk.
+    ack: Option<Arc<Ack>>,
+}
+
+/// A waiting `record` call under `FsyncPolicy::Always`.
+#[derive(Default)]
+struct Ack {
+    /// `Some(true)` on disk, `Some(false)` the write failed.
+    done: Mutex<Option<bool>>,
+    cv: Condvar,
+}
+
+impl Ack {
+    fn signal(&self, ok: bool) {
+        *self.done.lock().expect("audit ack lock") = Some(ok);
+        self.cv.notify_all();
+    }
+
+    fn wait(&self) -> bool {
+        let mut done = self.done.lock().expect("audit ack lock");
+        while done.is_none() {
+            done = self.cv.wait(done).expect("audit ack lock");
+        }
+        done.unwrap_or(false)
+    }
+}
+
+/// Why the log cannot take records any more (first reason wins).
+type Failure = Arc<Mutex<Option<String>>>;
+
+fn fail(failure: &Failure, reason: impl FnOnce() -> String) {
+    let mut f = failure.lock().expect("audit failure lock");
+    if f.is_none() {
+        let reason = reason();
+        tracing::error!(target: "chassis::audit", "{reason}; new loads and tasks are refused");
+        *f = Some(reason);
+    }
 }
 
 /// The audit log: an [`EventSink`] that appends hash-chained records.
 pub struct AuditLog {
     path: PathBuf,
+    fsync: FsyncPolicy,
     sender: RwLock<Option<SyncSender<Pending>>>,
     writer: Mutex<Option<JoinHandle<Result<(), AuditError>>>>,
+    failure: Failure,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -322,19 +382,29 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Open (or create) the log at `path`, verify what it holds, and start
-    /// the writer thread. A partial last line is cut off; a log that does
-    /// not verify is refused (move it aside to start a new one).
+    /// Open (or create) the log at `path`, lock it, verify what it holds,
+    /// and start the writer thread. A partial last line is cut off; a log
+    /// that does not verify is refused (move it aside to start a new one), as
+    /// is one another process (or another `AuditLog`) has open.
     pub fn open(path: impl AsRef<Path>, fsync: FsyncPolicy) -> Result<Arc<Self>, AuditError> {
         let path = path.as_ref().to_path_buf();
         let io = |source| AuditError::Io {
             path: path.clone(),
             source,
         };
-        let (seq, head) = if path.exists() {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        // Held until the writer closes the file.
+        file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => AuditError::InUse { path: path.clone() },
+            std::fs::TryLockError::Error(e) => io(e),
+        })?;
+        let (seq, head) = if file.metadata().map_err(io)?.len() > 0 {
             let v = verify(&path)?;
             if v.partial_tail_bytes > 0 {
-                let file = OpenOptions::new().write(true).open(&path).map_err(io)?;
                 let len = file.metadata().map_err(io)?.len();
                 file.set_len(len - v.partial_tail_bytes).map_err(io)?;
                 tracing::warn!(target: "chassis::audit", "{}: dropped a partial last record of {} bytes", path.display(), v.partial_tail_bytes);
@@ -343,22 +413,31 @@ impl AuditLog {
         } else {
             (0, GENESIS.to_string())
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
         file.seek(SeekFrom::End(0)).map_err(io)?;
         let (sender, receiver) = sync_channel(QUEUE_CAPACITY);
         let writer_path = path.clone();
+        let failure = Failure::default();
+        let writer_failure = failure.clone();
         let writer = std::thread::Builder::new()
             .name("chassis-audit".into())
-            .spawn(move || write_loop(writer_path, file, receiver, seq, head, fsync))
+            .spawn(move || {
+                write_loop(
+                    writer_path,
+                    file,
+                    receiver,
+                    seq,
+                    head,
+                    fsync,
+                    &writer_failure,
+                )
+            })
             .map_err(io)?;
         Ok(Arc::new(Self {
             path,
+            fsync,
             sender: RwLock::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
+            failure,
         }))
     }
 
@@ -368,13 +447,20 @@ impl AuditLog {
     }
 
     /// Write everything recorded so far, `fsync`, and stop the writer.
-    /// Later events are not recorded.
+    /// From then on the log reports a failure, so a host using it refuses
+    /// new loads and tasks.
     pub fn close(&self) -> Result<(), AuditError> {
         drop(self.sender.write().expect("audit lock").take());
-        match self.writer.lock().expect("audit lock").take() {
+        let result = match self.writer.lock().expect("audit lock").take() {
             Some(handle) => handle.join().unwrap_or(Ok(())),
             None => Ok(()),
-        }
+        };
+        // A deliberate close: no error to log, but nothing may run unrecorded.
+        self.failure
+            .lock()
+            .expect("audit failure lock")
+            .get_or_insert_with(|| format!("audit log {} is closed", self.path.display()));
+        result
     }
 }
 
@@ -388,73 +474,154 @@ impl Drop for AuditLog {
 
 impl EventSink for AuditLog {
     fn record(&self, event: &Event) {
+        let ack = (self.fsync == FsyncPolicy::Always).then(Arc::<Ack>::default);
         let pending = Pending {
             ts: SystemTime::now(),
             event: event.clone(),
+            ack: ack.clone(),
         };
-        let sender = self.sender.read().expect("audit lock");
-        match &*sender {
+        let sent = {
+            let sender = self.sender.read().expect("audit lock");
             // Blocks while the queue is full: records are never dropped.
-            Some(s) if s.send(pending).is_ok() => {}
-            _ => {
-                tracing::error!(target: "chassis::audit", "audit log {} is closed; event not recorded", self.path.display())
-            }
+            matches!(&*sender, Some(s) if s.send(pending).is_ok())
+        };
+        let written = sent && ack.is_none_or(|ack| ack.wait());
+        if !written {
+            fail(&self.failure, || {
+                format!("audit log {} cannot be written", self.path.display())
+            });
+            tracing::error!(target: "chassis::audit", "event not recorded: {}", event.swarm_id());
         }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().expect("audit failure lock").clone()
     }
 }
 
 fn write_loop(
     path: PathBuf,
-    mut file: File,
+    file: File,
     receiver: Receiver<Pending>,
-    mut seq: u64,
-    mut head: String,
+    seq: u64,
+    head: String,
     fsync: FsyncPolicy,
+    failure: &Failure,
 ) -> Result<(), AuditError> {
-    let io = |source| AuditError::Io {
+    let mut writer = Writer {
+        file,
+        seq,
+        head,
+        fsync,
+        since_sync: 0,
+        last_sync: Instant::now(),
+        synced: true,
+        last_fsync: None,
+    };
+    let result = writer.run(&receiver).map_err(|source| AuditError::Io {
         path: path.clone(),
         source,
-    };
-    let mut since_sync = 0u32;
-    let mut last_sync = std::time::Instant::now();
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut text = String::new();
-    // Blocks for the first record of a batch; ends when every sender is gone
-    // and the queue is empty.
-    while let Ok(first) = receiver.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+    });
+    if let Err(e) = &result {
+        fail(failure, || format!("audit log writer stopped: {e}"));
+        // Wake every waiting caller: their records will not be written.
+        drop(receiver);
+    }
+    result
+}
+
+struct Writer {
+    file: File,
+    seq: u64,
+    head: String,
+    fsync: FsyncPolicy,
+    since_sync: u32,
+    last_sync: Instant,
+    /// Whether everything written is synced.
+    synced: bool,
+    /// When `fsync` last ran.
+    last_fsync: Option<Instant>,
+}
+
+impl Writer {
+    fn run(&mut self, receiver: &Receiver<Pending>) -> std::io::Result<()> {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut text = String::new();
+        loop {
+            // Wait for the first record of a batch; under an interval policy
+            // wake up in time to sync what is written even if none comes.
+            let first = match self.fsync {
+                FsyncPolicy::Interval(d) if !self.synced => {
+                    let due = d.saturating_sub(self.last_sync.elapsed());
+                    match receiver.recv_timeout(due) {
+                        Ok(p) => p,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.sync()?;
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                _ => match receiver.recv() {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let batch_was_full = batch.len() == MAX_BATCH;
+            let result = self.write_batch(&batch, &mut text);
+            for pending in batch.drain(..) {
+                if let Some(ack) = pending.ack {
+                    ack.signal(result.is_ok());
+                }
+            }
+            result?;
+            if !batch_was_full {
+                std::thread::sleep(BATCH_LINGER);
             }
         }
-        let batch_was_full = batch.len() == MAX_BATCH;
+        self.sync()
+    }
+
+    /// Append `batch` with one write, and sync as the policy says.
+    fn write_batch(&mut self, batch: &[Pending], text: &mut String) -> std::io::Result<()> {
         text.clear();
-        for pending in batch.drain(..) {
-            seq += 1;
-            head = append_record(&mut text, seq, &head, pending);
-            since_sync += 1;
+        for pending in batch.iter() {
+            self.seq += 1;
+            self.head = append_record(text, self.seq, &self.head, pending.ts, &pending.event);
+            self.since_sync += 1;
         }
-        file.write_all(text.as_bytes()).map_err(io)?;
-        file.flush().map_err(io)?;
-        let sync = match fsync {
+        self.file.write_all(text.as_bytes())?;
+        self.file.flush()?;
+        self.synced = false;
+        let due = match self.fsync {
             FsyncPolicy::Always => true,
-            FsyncPolicy::EveryN(n) => since_sync >= n,
-            FsyncPolicy::Interval(d) => last_sync.elapsed() >= d,
+            FsyncPolicy::EveryN(n) => self.since_sync >= n,
+            FsyncPolicy::Interval(d) => self.last_sync.elapsed() >= d,
             FsyncPolicy::Never => false,
         };
-        if sync {
-            file.sync_data().map_err(io)?;
-            since_sync = 0;
-            last_sync = std::time::Instant::now();
+        if due {
+            self.sync()?;
         }
-        if batch_was_full {
-            continue;
-        }
-        std::thread::sleep(BATCH_LINGER);
+        Ok(())
     }
-    file.sync_data().map_err(io)
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        if !self.synced {
+            self.file.sync_data()?;
+            self.synced = true;
+            self.last_fsync = Some(Instant::now());
+        }
+        self.since_sync = 0;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
 }
 
 /// Number, chain and hash one record, append it to `text` as a line, and
@@ -462,13 +629,8 @@ fn write_loop(
 ///
 /// The line is the record's canonical encoding itself (keys sorted), with
 /// `hash` added last, so it is built and hashed in one pass.
-fn append_record(
-    text: &mut String,
-    seq: u64,
-    head: &str,
-    Pending { ts, event }: Pending,
-) -> String {
-    let (operation, task_id, params) = describe(&event);
+fn append_record(text: &mut String, seq: u64, head: &str, ts: SystemTime, event: &Event) -> String {
+    let (operation, task_id, params) = describe(event);
     let start = text.len();
     text.push_str("{\"component\":");
     push_json_str(text, COMPONENT);
@@ -666,15 +828,7 @@ mod tests {
             task_id: "t\n1".into(),
             task_type: "echo".into(),
         };
-        let hash = append_record(
-            &mut text,
-            7,
-            GENESIS,
-            Pending {
-                ts: SystemTime::now(),
-                event,
-            },
-        );
+        let hash = append_record(&mut text, 7, GENESIS, SystemTime::now(), &event);
         assert!(text.ends_with('\n') && text.matches('\n').count() == 1);
         let record: Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(record["hash"], json!(hash));
@@ -684,6 +838,89 @@ mod tests {
         assert_eq!(record["swarm_id"], json!("s\"1"));
         assert_eq!(record["task_id"], json!("t\n1"));
         assert_eq!(record["params"], json!({"task_type": "echo"}));
+    }
+
+    fn pending(ack: Option<Arc<Ack>>) -> Pending {
+        Pending {
+            ts: SystemTime::now(),
+            event: Event::ModuleUnloaded {
+                swarm_id: "s".into(),
+            },
+            ack,
+        }
+    }
+
+    #[test]
+    fn a_writer_that_cannot_write_fails_the_log_and_its_waiters() {
+        // /dev/full refuses every write with ENOSPC: a full disk.
+        let file = OpenOptions::new().append(true).open("/dev/full").unwrap();
+        let (sender, receiver) = sync_channel(4);
+        let ack = Arc::<Ack>::default();
+        sender.send(pending(Some(ack.clone()))).unwrap();
+        let failure = Failure::default();
+        let result = write_loop(
+            PathBuf::from("/dev/full"),
+            file,
+            receiver,
+            0,
+            GENESIS.to_string(),
+            FsyncPolicy::Always,
+            &failure,
+        );
+        assert!(result.is_err());
+        assert!(
+            !ack.wait(),
+            "the waiting caller learns its record was not written"
+        );
+        let why = failure.lock().unwrap().clone().unwrap();
+        assert!(
+            why.contains("audit log writer stopped") && why.contains("/dev/full"),
+            "{why}"
+        );
+        // Later records cannot be queued: the caller sees the failure.
+        assert!(sender.send(pending(None)).is_err());
+    }
+
+    #[test]
+    fn an_interval_policy_syncs_even_when_records_stop_coming() {
+        let dir =
+            std::env::temp_dir().join(format!("chassis-audit-interval-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.jsonl");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let mut writer = Writer {
+            file,
+            seq: 0,
+            head: GENESIS.to_string(),
+            fsync: FsyncPolicy::Interval(Duration::from_millis(30)),
+            since_sync: 0,
+            last_sync: Instant::now(),
+            synced: true,
+            last_fsync: None,
+        };
+        let started = Instant::now();
+        let (sender, receiver) = sync_channel(4);
+        sender.send(pending(None)).unwrap();
+        // Nothing more comes for 300 ms, then the log is closed.
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(sender);
+        });
+        writer.run(&receiver).unwrap();
+        closer.join().unwrap();
+        // The record was written at once but not yet due for a sync; the
+        // writer synced it when the interval ended, not at close.
+        assert_eq!(writer.seq, 1);
+        let synced_after = writer.last_fsync.unwrap() - started;
+        assert!(
+            synced_after < Duration::from_millis(250),
+            "{synced_after:?}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -273,6 +273,13 @@ pub enum Error {
         threshold: f64,
     },
 
+    /// An event sink (the audit log) cannot record, so nothing new may run.
+    #[error("{reason}: the host refuses new loads and tasks until its audit log works")]
+    AuditUnavailable {
+        /// What the sink reported.
+        reason: String,
+    },
+
     /// The host's instance pool cannot take this contract.
     #[error("swarm {swarm_id:?}: {reason}")]
     PoolTooSmall {
@@ -331,6 +338,8 @@ pub enum ErrorKind {
     Quarantined,
     /// Host set-up.
     Engine,
+    /// The audit log cannot record.
+    Audit,
 }
 
 impl ErrorKind {
@@ -355,6 +364,7 @@ impl ErrorKind {
             ErrorKind::Instantiate => "instantiate",
             ErrorKind::Quarantined => "quarantined",
             ErrorKind::Engine => "engine",
+            ErrorKind::Audit => "audit",
         }
     }
 }
@@ -385,6 +395,7 @@ impl Error {
             Error::Instantiate { .. } => ErrorKind::Instantiate,
             Error::Quarantined { .. } => ErrorKind::Quarantined,
             Error::Engine(_) => ErrorKind::Engine,
+            Error::AuditUnavailable { .. } => ErrorKind::Audit,
         }
     }
 

@@ -26,7 +26,8 @@ pub enum Event {
     },
     /// A load was refused.
     LoadRejected {
-        /// The swarm the contract names.
+        /// The swarm the contract names (empty when the contract could not
+        /// be read: the reason names the file).
         swarm_id: String,
         /// Why.
         reason: String,
@@ -102,7 +103,8 @@ pub enum Event {
         swarm_id: String,
         /// The task.
         task_id: String,
-        /// Whether it was sent.
+        /// Whether the proxy let it out (every check passed); it may still
+        /// have failed on the network, as `reason` then says.
         allowed: bool,
         /// The method.
         method: String,
@@ -198,6 +200,13 @@ impl Event {
 pub trait EventSink: Send + Sync {
     /// Record one event. Called on the task path: keep it short.
     fn record(&self, event: &Event);
+
+    /// Why this sink can no longer record, if it cannot (an audit log on a
+    /// full disk, or closed). The host then refuses new loads and tasks
+    /// rather than run them unrecorded.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A sink that keeps every event in memory (for tests and small tools).
@@ -229,6 +238,11 @@ pub(crate) struct Events(Arc<Vec<Arc<dyn EventSink>>>);
 impl Events {
     pub(crate) fn new(sinks: Vec<Arc<dyn EventSink>>) -> Self {
         Self(Arc::new(sinks))
+    }
+
+    /// The first sink's failure, if any sink has failed.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.0.iter().find_map(|s| s.failure())
     }
 
     /// Build the event only when someone listens.

@@ -169,18 +169,28 @@ impl Chassis {
     /// resolved relative to the contract file's directory.
     pub async fn load(&self, contract_path: impl AsRef<Path>) -> Result<SwarmInfo, Error> {
         let contract_path = contract_path.as_ref();
-        let contract = ServiceContract::from_file(contract_path)?;
-        let module = registry::module_path(&contract, contract_path)?;
-        let swarm_id = contract.swarm_id.clone();
-        let result = match std::fs::read(&module) {
-            Ok(bytes) => {
-                self.load_from(&bytes, contract, module.display().to_string())
-                    .await
+        let contract = match ServiceContract::from_file(contract_path) {
+            Ok(contract) => contract,
+            Err(e) => {
+                // No swarm id to name: the record names the file.
+                let result = Err(e.into());
+                self.note_rejection("", &result);
+                return result;
             }
-            Err(source) => Err(Error::Io {
-                path: module.clone(),
-                source,
-            }),
+        };
+        let swarm_id = contract.swarm_id.clone();
+        let result = match registry::module_path(&contract, contract_path) {
+            Ok(module) => match std::fs::read(&module) {
+                Ok(bytes) => {
+                    self.load_from(&bytes, contract, module.display().to_string())
+                        .await
+                }
+                Err(source) => Err(Error::Io {
+                    path: module.clone(),
+                    source,
+                }),
+            },
+            Err(e) => Err(e),
         };
         self.note_rejection(&swarm_id, &result);
         result
@@ -251,6 +261,9 @@ impl Chassis {
         contract: ServiceContract,
         origin: String,
     ) -> Result<SwarmInfo, Error> {
+        if let Some(reason) = self.inner.events.failure() {
+            return Err(Error::AuditUnavailable { reason });
+        }
         if self.inner.registry.contains(&contract.swarm_id) {
             return Err(Error::AlreadyLoaded(contract.swarm_id));
         }

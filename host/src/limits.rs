@@ -11,7 +11,7 @@
 //! | `max_concurrent_tasks`        | [`Admission`]: slots + bounded wait queue           | `Overloaded`          |
 //! | `max_api_calls_per_second`    | [`TokenBucket`] per swarm across imports            | `RateLimited`         |
 //! | `max_fuel` (optional)         | wasmtime fuel                                       | `CpuBudget`           |
-//! | guest→host bytes per call     | `Store::set_hostcall_fuel` ([`MAX_HOSTCALL_BYTES`]) | `Trap`                |
+//! | guest→host bytes per call     | `Store::set_hostcall_fuel` ([`MAX_HOSTCALL_BYTES`]) | `HostcallTooLarge`    |
 //! | task output size              | [`MAX_OUTPUT_BYTES`]                                | `OutputTooLarge`      |
 //! | wasm stack                    | `Config::max_wasm_stack`                            | `StackOverflow`       |
 
@@ -26,8 +26,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// lists); more traps the task.
 pub const MAX_HOSTCALL_BYTES: usize = 4 * 1024 * 1024;
 
-/// Largest task output (the JSON result), in bytes.
-pub const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
+/// Largest task output (the JSON result), in bytes. Under
+/// [`MAX_HOSTCALL_BYTES`], which also bounds the result as it is passed to
+/// the host: an output past this cap but under that one is read and
+/// refused as `OutputTooLarge`; a larger one is stopped mid-copy as
+/// `HostcallTooLarge`.
+pub const MAX_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
 
 /// Most elements a guest table may grow to.
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;

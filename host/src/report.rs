@@ -48,7 +48,7 @@ pub fn replay(records: &[Value], contract: &ServiceContract) -> SloReport {
             "task_complete" => Some(Ending::Success),
             "task_failed" => match p["kind"].as_str().unwrap_or_default() {
                 "guest_error" => Some(Ending::GuestError),
-                "task_not_exported" | "quarantined" | "registry" => None,
+                "task_not_exported" | "quarantined" | "registry" | "audit" => None,
                 _ => Some(Ending::NoAnswer),
             },
             "released" => {

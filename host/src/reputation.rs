@@ -262,7 +262,11 @@ mod tests {
         // Fixed point of s = 0.9·(0.9·s + 0.1·T), T = 0.79·0.7 + 0.3 = 0.853.
         let t = missed.score() * 0.7 + 0.3;
         assert!(close(abusive.target(), t));
-        assert!((abusive.score - 0.09 * t / 0.19).abs() < 1e-3, "{}", abusive.score);
+        assert!(
+            (abusive.score - 0.09 * t / 0.19).abs() < 1e-3,
+            "{}",
+            abusive.score
+        );
     }
 
     #[test]

@@ -273,7 +273,12 @@ fn record_health(
         Ok(o) if o.is_success() => Ending::Success,
         Ok(_) => Ending::GuestError,
         // Refused before reaching the swarm: not the swarm's doing.
-        Err(Error::TaskNotExported { .. } | Error::Quarantined { .. } | Error::NotLoaded(_)) => {
+        Err(
+            Error::TaskNotExported { .. }
+            | Error::Quarantined { .. }
+            | Error::NotLoaded(_)
+            | Error::AuditUnavailable { .. },
+        ) => {
             return;
         }
         Err(_) => Ending::NoAnswer,
@@ -316,6 +321,9 @@ async fn run(
     request: TaskRequest,
 ) -> Result<TaskOutcome, Error> {
     let rt = &swarm.runtime;
+    if let Some(reason) = rt.events.failure() {
+        return Err(Error::AuditUnavailable { reason });
+    }
     {
         let health = rt.health.lock().expect("health lock");
         if health.reputation.quarantined {

@@ -362,7 +362,10 @@ mod tests {
             ("fold-team_a", "token"),
             ("fold.team-a", "token"),
         ]);
-        assert_eq!(store.get("fold-team-a", "token").unwrap().expose(), "team-a's");
+        assert_eq!(
+            store.get("fold-team-a", "token").unwrap().expose(),
+            "team-a's"
+        );
         assert!(store.get("fold-team_a", "token").is_none());
         assert!(store.get("fold.team-a", "token").is_none());
     }

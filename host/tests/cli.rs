@@ -220,17 +220,68 @@ fn inspect_refuses_what_is_not_a_component() {
 
 #[test]
 fn help_describes_each_command() {
-    for cmd in ["validate", "inspect", "run"] {
-        let o = chassis(&[cmd, "--help"]);
+    let o = chassis(&["--help"]);
+    assert!(o.status.success());
+    for cmd in ["validate", "inspect", "run", "audit", "report", "release"] {
+        assert!(
+            stdout(&o).contains(cmd),
+            "{cmd} missing from: {}",
+            stdout(&o)
+        );
+    }
+    for cmd in [
+        &["validate", "--help"][..],
+        &["inspect", "--help"],
+        &["run", "--help"],
+        &["audit", "verify", "--help"],
+        &["audit", "show", "--help"],
+        &["report", "--help"],
+        &["release", "--help"],
+    ] {
+        let o = chassis(cmd);
         assert!(o.status.success());
         assert!(
             stdout(&o).contains("Usage: chassis"),
-            "{cmd}: {}",
+            "{cmd:?}: {}",
             stdout(&o)
         );
     }
     let o = chassis(&["run", "--help"]);
     assert!(stdout(&o).contains("--payload") && stdout(&o).contains("--json"));
+    assert!(stdout(&o).contains("--usage"));
+}
+
+#[test]
+fn run_shows_usage_also_when_the_task_fails() {
+    let o = chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "hello",
+        "--payload",
+        r#"{"name":"u"}"#,
+        "--usage",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("task usage: wall "), "{err}");
+    assert!(
+        err.contains("swarm usage: hello-world: cpu ") && err.contains("1 completed"),
+        "{err}"
+    );
+    let o = chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "nope",
+        "--payload",
+        "{}",
+        "--usage",
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("swarm usage: hello-world: cpu "), "{err}");
+    assert!(err.contains("task not exported by swarm"), "{err}");
 }
 
 #[test]
@@ -330,6 +381,48 @@ fn audit_verify_and_show() {
         .collect();
     assert_eq!(shown.len(), 2);
     assert!(shown.iter().all(|r| r["operation"] == "task_complete"));
+
+    // A second swarm in the same log: the swarm filter keeps them apart.
+    let o = chassis(&[
+        "run",
+        "config/analyzer.toml",
+        "--task",
+        "count_lines",
+        "--payload",
+        r#"{"source":"a\nb"}"#,
+        "--audit",
+        log_arg,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let show = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["audit", "show", log_arg];
+        all.extend_from_slice(args);
+        let o = chassis(&all);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let every = show(&[]);
+    let analyzer = show(&["--swarm", "analyzer"]);
+    let hello = show(&["--swarm", "hello-world"]);
+    assert!(!analyzer.is_empty() && !hello.is_empty());
+    assert!(analyzer.iter().all(|r| r["swarm_id"] == "analyzer"));
+    assert!(hello.iter().all(|r| r["swarm_id"] == "hello-world"));
+    assert_eq!(analyzer.len() + hello.len(), every.len());
+    // Time windows (--since inclusive, --until exclusive): until the second
+    // run's first record keeps exactly the first run's four.
+    let second_run = every[4]["ts"].as_str().unwrap();
+    assert_eq!(show(&["--until", second_run]), every[..4].to_vec());
+    assert_eq!(show(&["--since", second_run]), every[4..].to_vec());
+    let one = show(&[
+        "--since",
+        every[1]["ts"].as_str().unwrap(),
+        "--until",
+        every[2]["ts"].as_str().unwrap(),
+    ]);
+    assert_eq!(one, vec![every[1].clone()]);
     let o = chassis(&["audit", "show", log_arg, "--since", "2999-01-01T00:00:00Z"]);
     assert_eq!(stdout(&o), "");
     let e = one_line_error(&chassis(&[

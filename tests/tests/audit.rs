@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chassis::audit::{AuditError, AuditLog, FsyncPolicy, verify};
-use chassis::{Chassis, ChassisConfig, TaskRequest};
-use chassis_tests::{component, contract, contract_path};
+use chassis::{Chassis, ChassisConfig, Error, Secret, SecretStore, TaskRequest};
+use chassis_tests::{TestServer, component, contract, contract_path};
 use serde_json::{Value, json};
 
 fn temp_log(name: &str) -> PathBuf {
@@ -164,6 +164,18 @@ async fn every_kind_of_tampering_is_caught() {
     inserted[3] = forged.to_string();
     check("inserted", inserted, 4, "chain is broken");
 
+    // A record really inserted: well formed and chained to the line before
+    // it, so the line after it is the one that breaks.
+    let mut inserted = original.clone();
+    let mut forged: Value = serde_json::from_str(&original[3]).unwrap();
+    let before: Value = serde_json::from_str(&original[2]).unwrap();
+    forged["operation"] = json!("released");
+    forged["prev_hash"] = before["hash"].clone();
+    forged.as_object_mut().unwrap().remove("hash");
+    forged["hash"] = json!(chassis::audit::record_hash(&forged));
+    inserted.insert(3, forged.to_string());
+    check("inserted-chained", inserted, 5, "sequence number");
+
     // Not JSON at all.
     let mut garbage = original.clone();
     garbage[1] = "{oops".to_string();
@@ -302,4 +314,227 @@ async fn the_audit_log_is_an_event_sink_shared_by_clones() {
     drop(chassis);
     log.close().unwrap();
     assert_eq!(verify(&path).unwrap().records, 1);
+}
+
+/// Every kind of event the host raises, through real components, ends up in
+/// the file as its own operation, the file verifies, guest-controlled text
+/// forges nothing, and no secret value is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_event_reaches_the_file_and_no_secret_does() {
+    const SECRET: &str = "s3cr3t-VALUE-never-logged";
+    let path = temp_log("every-event");
+    let server = TestServer::start();
+    let log = AuditLog::open(&path, FsyncPolicy::Always).unwrap();
+    let mut secrets = SecretStore::new();
+    secrets.insert("thief", "api_key", Secret::new(SECRET));
+    let chassis = Chassis::with_config(
+        ChassisConfig::default()
+            .with_secrets(secrets)
+            .with_event_sink(log.clone()),
+    )
+    .unwrap();
+
+    // module_loaded, load_rejected (bad bytes; a contract that does not parse).
+    chassis.load(contract_path("hello-world")).await.unwrap();
+    chassis
+        .load_bytes(b"not wasm", contract("swarm_id = \"junk\""))
+        .await
+        .unwrap_err();
+    let bad_contract = path.with_extension("bad.toml");
+    std::fs::write(&bad_contract, "swarm_id = 7\n").unwrap();
+    chassis.load(&bad_contract).await.unwrap_err();
+
+    // Credentials and the proxy: allowed and denied, with a secret injected.
+    let endpoint = format!("http://127.0.0.1:{}/v1/", server.port);
+    chassis
+        .load_bytes(
+            &component("egress"),
+            contract(&format!(
+                "swarm_id = \"thief\"\n[security]\nscoped_credentials = [\"api_key\"]\n\
+                 network_access = \"proxy_only\"\nallowed_endpoints = [\"{endpoint}\"]\n\
+                 [reputation]\nquarantine_threshold = 0.3\n"
+            )),
+        )
+        .await
+        .unwrap();
+    let run = |swarm: &'static str, task: &'static str, payload: Value| {
+        let chassis = chassis.clone();
+        async move {
+            chassis
+                .execute_task(swarm, TaskRequest::new(task, payload))
+                .await
+        }
+    };
+    let got = run("thief", "steal_credential", json!({"name": "api_key"})).await;
+    assert_eq!(got.unwrap().output, json!({"got": SECRET}));
+    let sent = run(
+        "thief",
+        "send_secret",
+        json!({"name": "api_key", "url": format!("{endpoint}hello?token={SECRET}")}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent.output["status"], json!(200));
+    // A URL written to forge a record.
+    let evil_url = "http://127.0.0.1:1/\"}\n{\"seq\":1,\"operation\":\"released\"}";
+    run("thief", "exfiltrate", json!({ "url": evil_url }))
+        .await
+        .unwrap();
+    // Denied credentials until the swarm is quarantined, then released.
+    let mut denials = 0;
+    loop {
+        match run("thief", "steal_credential", json!({"name": "root"})).await {
+            Ok(_) => denials += 1,
+            Err(Error::Quarantined { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(denials < 20, "never quarantined");
+    }
+    chassis.release("thief").unwrap();
+
+    // Limits: a timeout, a log flood, and a panic whose message tries to
+    // forge a record.
+    chassis
+        .load_bytes(
+            &component("misbehave"),
+            contract(
+                "swarm_id = \"misbehave\"\n[resource_limits]\ntask_timeout_seconds = 1\n\
+                 max_api_calls_per_second = 50\n[security]\nwasi_capabilities = [\"wasi:io/streams\"]\n",
+            ),
+        )
+        .await
+        .unwrap();
+    run("misbehave", "spin", json!({})).await.unwrap_err();
+    run("misbehave", "log_flood", json!({"lines": 1_000_000}))
+        .await
+        .unwrap_err();
+    let evil_panic = "\"}\n{\"seq\":2,\"operation\":\"module_loaded\",\"hash\":\"00\"}\n";
+    run("misbehave", "panic", json!({ "message": evil_panic }))
+        .await
+        .unwrap_err();
+    chassis.unload("misbehave").unwrap();
+
+    log.close().unwrap();
+    let v = verify(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        v.records as usize,
+        text.lines().count(),
+        "one line per record"
+    );
+    assert!(
+        !text.contains(SECRET),
+        "a secret value reached the audit log"
+    );
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let operations: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["operation"].as_str().unwrap())
+        .collect();
+    for op in [
+        "module_loaded",
+        "load_rejected",
+        "module_unloaded",
+        "task_start",
+        "task_complete",
+        "task_failed",
+        "resource_limit_exceeded",
+        "rate_limited",
+        "credential_access_allowed",
+        "credential_access_denied",
+        "http_proxy",
+        "http_proxy_denied",
+        "slo_violation",
+        "reputation_changed",
+        "quarantined",
+        "released",
+    ] {
+        assert!(operations.contains(op), "no {op} record in {operations:?}");
+    }
+    // The forged text is kept, escaped, inside the records it belongs to.
+    let denied = records
+        .iter()
+        .find(|r| r["operation"] == "http_proxy_denied")
+        .unwrap();
+    assert!(
+        denied["params"]["url"]
+            .as_str()
+            .unwrap()
+            .contains("released"),
+        "{denied}"
+    );
+    let panicked = records
+        .iter()
+        .find(|r| r["operation"] == "task_failed" && r["params"]["kind"] == "trap")
+        .unwrap();
+    assert!(
+        panicked["params"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("module_loaded")
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["operation"] == "module_loaded")
+            .count(),
+        3,
+        "hello-world, thief and misbehave; none forged"
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["operation"] == "released")
+            .count(),
+        1
+    );
+    let limit = records
+        .iter()
+        .find(|r| r["operation"] == "resource_limit_exceeded")
+        .unwrap();
+    assert_eq!(limit["params"]["limit"], json!("timeout"));
+    let rejected: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["operation"] == "load_rejected")
+        .collect();
+    assert_eq!(rejected.len(), 2);
+    assert!(
+        rejected[1]["params"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("bad.toml"),
+        "{}",
+        rejected[1]
+    );
+
+    // With its audit log gone, the host refuses to run anything unrecorded.
+    let err = run("hello-world", "hello", json!({"name": "x"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AuditUnavailable { .. }) && err.to_string().contains("is closed"),
+        "{err}"
+    );
+    let err = chassis.load(contract_path("analyzer")).await.unwrap_err();
+    assert!(matches!(err, Error::AuditUnavailable { .. }), "{err}");
+    assert_eq!(verify(&path).unwrap().records, v.records);
+    std::fs::remove_file(&bad_contract).ok();
+}
+
+#[tokio::test]
+async fn a_log_has_one_writer_at_a_time() {
+    let path = temp_log("one-writer");
+    let first = AuditLog::open(&path, FsyncPolicy::Never).unwrap();
+    let err = AuditLog::open(&path, FsyncPolicy::Never).unwrap_err();
+    assert!(matches!(err, AuditError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains("open in another writer"), "{err}");
+    first.close().unwrap();
+    // Once closed, the next writer may continue the chain.
+    AuditLog::open(&path, FsyncPolicy::Never)
+        .unwrap()
+        .close()
+        .unwrap();
 }

@@ -324,3 +324,43 @@ async fn a_task_is_a_task_whatever_its_id() {
         .unwrap();
     assert_eq!(o.output, json!({"got": "mine"}));
 }
+
+#[tokio::test]
+async fn one_call_rate_covers_every_import() {
+    let mut secrets = SecretStore::new();
+    secrets.insert("rated", "bench_token", Secret::new("t0k"));
+    let (chassis, sink) = host(secrets).await;
+    chassis
+        .load_bytes(
+            &component("bench_probe"),
+            contract(
+                "swarm_id = \"rated\"\n[resource_limits]\nmax_api_calls_per_second = 10\n\
+                 [security]\nscoped_credentials = [\"bench_token\"]\n\
+                 wasi_capabilities = [\"wasi:clocks/monotonic-clock\", \"wasi:clocks/wall-clock\"]\n",
+            ),
+        )
+        .await
+        .unwrap();
+    // Ten log lines use up the second's burst of the one bucket...
+    let o = chassis
+        .execute_task("rated", TaskRequest::new("log", json!({"n": 10})))
+        .await
+        .unwrap();
+    assert_eq!((o.usage.host_calls, o.usage.dropped_log_lines), (10, 0));
+    // ...so a credential call right after is refused with a typed error.
+    let o = chassis
+        .execute_task(
+            "rated",
+            TaskRequest::new("credential", json!({"n": 1, "name": "bench_token"})),
+        )
+        .await
+        .unwrap();
+    let err = o.error.expect("refused").to_string();
+    assert!(
+        err.contains("CredentialError::RateLimited") && err.contains("max_api_calls_per_second"),
+        "{err}"
+    );
+    assert_eq!(o.usage.rate_limited_calls, 1);
+    assert!(sink.events().iter().any(|e| matches!(e,
+        chassis::Event::RateLimited { swarm_id, import, .. } if swarm_id == "rated" && import == "credentials")));
+}

@@ -329,7 +329,10 @@ async fn an_oversized_request_is_refused_before_it_is_sent() {
     );
     assert!(s.server.received().is_empty(), "nothing was sent");
     let o = run(&s, "api-client", "fetch_json", post(limit - 2)).await;
-    assert_eq!(o.output, json!({"status": 200, "json": {"received": limit}}));
+    assert_eq!(
+        o.output,
+        json!({"status": 200, "json": {"received": limit}})
+    );
 }
 
 #[tokio::test]
@@ -346,6 +349,12 @@ async fn a_slow_server_hits_the_timeout_inside_the_task_deadline() {
     // answer (past its deadline the task would end as a Timeout error).
     let out = fetch(&s, &s.server.url("127.0.0.1", "/v1/slow")).await;
     assert!(refused(&out).starts_with("ProxyError::Timeout"), "{out}");
+    // The proxy let it out; it failed on the network: an allowed request
+    // with a reason, not a denial.
+    let events = proxy_events(&s.sink);
+    assert_eq!(events[0]["allowed"], json!(true), "{events:?}");
+    assert!(events[0]["reason"].is_string(), "{events:?}");
+    assert_eq!(events[0]["security_violation"], json!(false));
 }
 
 #[tokio::test]
@@ -392,7 +401,10 @@ async fn uploads_are_shaped_too() {
     )
     .await;
     let took = started.elapsed().as_secs_f64();
-    assert_eq!(o.output, json!({"status": 200, "json": {"received": 1_000_000}}));
+    assert_eq!(
+        o.output,
+        json!({"status": 200, "json": {"received": 1_000_000}})
+    );
     assert!(took > 1.5, "1 MB up at 0.5 MB/s took only {took:.2} s");
     assert!(took < 8.0, "1 MB up at 0.5 MB/s took {took:.2} s");
 }
@@ -431,4 +443,36 @@ async fn a_secret_cannot_be_sent_to_a_denied_host() {
     .await;
     assert_eq!(o.output["status"], json!(200));
     assert!(!o.output.to_string().contains("never-sent"));
+}
+
+#[tokio::test]
+async fn fetches_over_the_call_rate_are_refused_with_a_typed_error() {
+    let s = setup(
+        "egress",
+        "egress",
+        &["http://127.0.0.1:{port}/v1/"],
+        "task_timeout_seconds = 20\nmax_network_bandwidth_mbps = 100\nmax_api_calls_per_second = 2",
+        &[],
+    )
+    .await;
+    let url = s.server.url("127.0.0.1", "/v1/hello");
+    let o = run(
+        &s,
+        "egress",
+        "probe",
+        json!({ "urls": [&url, &url, &url, &url] }),
+    )
+    .await;
+    let results = o.output["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], json!(200));
+    assert_eq!(results[1]["status"], json!(200));
+    for r in &results[2..] {
+        assert!(refused(r).starts_with("ProxyError::RateLimited"), "{r}");
+    }
+    assert_eq!(
+        s.server.received().len(),
+        2,
+        "refused calls never reach the server"
+    );
+    assert_eq!(o.usage.rate_limited_calls, 2);
 }

@@ -467,3 +467,52 @@ async fn loads_tasks_and_refusals_raise_events() {
     };
     assert!(reason.contains("already loaded"), "{reason}");
 }
+
+/// The seed's examples 2 and 3, translated to TOML, keep every value.
+#[test]
+fn the_seed_contracts_keep_the_seeds_values() {
+    use chassis::ServiceContract;
+    use chassis::contract::NetworkAccess;
+    let research = ServiceContract::from_file(contract_path("research-agent-001")).unwrap();
+    let third = ServiceContract::from_file(contract_path("third-party-analyzer")).unwrap();
+    let limits = |c: &ServiceContract| {
+        let l = &c.resource_limits;
+        (
+            l.max_cpu_percent,
+            l.max_memory_mb,
+            l.max_network_bandwidth_mbps,
+            l.max_concurrent_tasks,
+            l.task_timeout_seconds,
+        )
+    };
+    assert_eq!(limits(&research), (20, 256, 5, 2, 60.0));
+    assert_eq!(limits(&third), (10, 128, 1, 1, 30.0));
+    let slo = |c: &ServiceContract| {
+        let t = &c.slo_targets;
+        (
+            t.response_time_p95_ms,
+            t.error_rate_percent,
+            t.availability_percent,
+        )
+    };
+    assert_eq!(slo(&research), (2000.0, 10.0, 95.0));
+    assert_eq!(slo(&third), (5000.0, 20.0, 90.0));
+    assert_eq!(
+        research.security.scoped_credentials,
+        vec!["research_api_key"]
+    );
+    assert!(third.security.scoped_credentials.is_empty());
+    assert_eq!(
+        research.security.wasi_capabilities,
+        vec!["wasi:io/streams", "wasi:clocks/wall-clock"]
+    );
+    assert_eq!(third.security.wasi_capabilities, vec!["wasi:io/streams"]);
+    assert_eq!(research.security.network_access, NetworkAccess::ProxyOnly);
+    assert_eq!(third.security.network_access, NetworkAccess::None);
+    let rep = |c: &ServiceContract| {
+        let r = &c.reputation;
+        (r.initial_score, r.slo_weight, r.security_weight)
+    };
+    assert_eq!(rep(&research), (0.5, 0.6, 0.4));
+    assert_eq!(rep(&third), (0.3, 0.5, 0.5));
+}

@@ -30,10 +30,12 @@ const HELP: &str = "\
 cargo xtask <command>
 
 Commands:
-  build   Build every swarm in swarms/ (Rust, and Python with componentize-py) into target/swarms/
+  build   Build every swarm in swarms/ (Rust; Python with componentize-py; JavaScript with
+          componentize-js) into target/swarms/
   test    build, then run every test, a benchmark smoke run, the demo, clippy (-D warnings)
           and rustfmt --check
-  demo    build, then run the guardian-council example (load contract, load swarm, vote)
+  demo    build the Rust swarms, then run the guardian-council example (load contract, load
+          swarm, vote; needs no Python or Node)
   bench   build, then measure the host against bare wasmtime and native code (release
           build; the first run compiles the host in release mode, several minutes)
 
@@ -157,6 +159,13 @@ fn swarm_packages(root: &Path) -> Result<Vec<(String, PathBuf)>> {
 }
 
 fn build(root: &Path) -> Result<()> {
+    build_rust(root)?;
+    python::build(root, &python::swarms(root)?)?;
+    js::build(root, &js::swarms(root)?)
+}
+
+/// The Rust swarms only: all the demo needs (no Python or Node tools).
+fn build_rust(root: &Path) -> Result<()> {
     ensure_wasm_target()?;
     let swarms = swarm_packages(root)?;
     step(&format!(
@@ -189,8 +198,7 @@ fn build(root: &Path) -> Result<()> {
             .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
         report_size(root, &dst)?;
     }
-    python::build(root, &python::swarms(root)?)?;
-    js::build(root, &js::swarms(root)?)
+    Ok(())
 }
 
 /// Whether `out` is newer than every file under `inputs` (files or
@@ -324,7 +332,7 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
 }
 
 fn demo(root: &Path) -> Result<()> {
-    build(root)?;
+    build_rust(root)?;
     step("running the guardian-council example");
     run_cmd(demo_command(), "the demo")
 }

@@ -144,6 +144,12 @@ enum Command {
         /// swarm's resource usage as JSON.
         #[arg(long)]
         json: bool,
+        /// Print the task's usage (wall, CPU, throttled time, peak memory,
+        /// host calls) and the swarm's (CPU %, memory, tasks running and
+        /// queued, refused calls, dropped log lines) on stderr, also when
+        /// the task fails.
+        #[arg(long)]
+        usage: bool,
         /// Keep compiled components here (default: $CHASSIS_CACHE_DIR, else
         /// $XDG_CACHE_HOME/chassis, else ~/.cache/chassis). A later run of
         /// the same component skips compiling.
@@ -363,6 +369,7 @@ async fn run(command: Command) -> Result<()> {
             metrics,
             fsync,
             json,
+            usage: show_usage,
             cache_dir,
             no_cache,
         } => {
@@ -376,7 +383,24 @@ async fn run(command: Command) -> Result<()> {
             let payload: serde_json::Value =
                 serde_json::from_str(&payload_text).context("--payload is not valid JSON")?;
             // Size the host for this one contract.
-            let parsed = ServiceContract::from_file(&contract)?;
+            let parsed = match ServiceContract::from_file(&contract) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    // The refusal is audited like any other load rejection.
+                    if let Some(path) = &audit {
+                        let log = chassis::audit::AuditLog::open(path, fsync)?;
+                        chassis::EventSink::record(
+                            &*log,
+                            &chassis::Event::LoadRejected {
+                                swarm_id: String::new(),
+                                reason: e.to_string(),
+                            },
+                        );
+                        log.close()?;
+                    }
+                    return Err(e.into());
+                }
+            };
             let mut config = ChassisConfig::sized_for([&parsed]);
             if let Some(path) = secrets {
                 config = config.with_secrets(SecretStore::from_file(path)?);
@@ -421,8 +445,35 @@ async fn run(command: Command) -> Result<()> {
             if let Some(id) = task_id {
                 request = request.with_id(id);
             }
-            let outcome = chassis.execute_task(&info.swarm_id, request).await?;
+            let result = chassis.execute_task(&info.swarm_id, request).await;
             let usage = chassis.resource_usage(&info.swarm_id)?;
+            if show_usage {
+                if let Ok(outcome) = &result {
+                    let u = &outcome.usage;
+                    eprintln!(
+                        "task usage: wall {:.2} ms, cpu {:.2} ms, throttled {:.2} ms, peak memory {:.1} MiB, {} host calls ({} refused, {} log lines dropped)",
+                        u.wall_ms,
+                        u.cpu_ms,
+                        u.throttled_ms,
+                        u.peak_memory_bytes as f64 / (1024.0 * 1024.0),
+                        u.host_calls,
+                        u.rate_limited_calls,
+                        u.dropped_log_lines
+                    );
+                }
+                eprintln!(
+                    "swarm usage: {}: cpu {:.1} %, memory {:.1} MiB, {} running, {} queued, {} completed, {} refused calls, {} dropped log lines",
+                    usage.swarm_id,
+                    usage.cpu_percent,
+                    usage.memory_mb,
+                    usage.tasks_running,
+                    usage.tasks_queued,
+                    usage.tasks_completed,
+                    usage.rate_limited_calls,
+                    usage.dropped_log_lines
+                );
+            }
+            let outcome = result?;
             if json {
                 let mut whole = serde_json::to_value(&outcome)?;
                 whole["swarm_usage"] = serde_json::to_value(&usage)?;

@@ -20,6 +20,31 @@ use serde::{Deserialize, Serialize};
 
 pub use validate::{KNOWN_CAPABILITY_DOMAINS, KNOWN_WASI_CAPABILITIES};
 
+/// When a contract was written.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum CreatedAt {
+    /// A TOML datetime (`created_at = 2025-11-12T00:00:00Z`).
+    Datetime(toml::value::Datetime),
+    /// Seconds since the Unix epoch (`created_at = 1762905600.0`).
+    UnixSeconds(f64),
+}
+
+impl<'de> Deserialize<'de> for CreatedAt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match toml::Value::deserialize(d)? {
+            toml::Value::Datetime(t) => Ok(CreatedAt::Datetime(t)),
+            toml::Value::Integer(n) if n >= 0 => Ok(CreatedAt::UnixSeconds(n as f64)),
+            toml::Value::Float(x) if x.is_finite() && x >= 0.0 => Ok(CreatedAt::UnixSeconds(x)),
+            other => Err(D::Error::custom(format!(
+                "invalid type: {}, expected a TOML datetime or seconds since the Unix epoch",
+                other.type_str()
+            ))),
+        }
+    }
+}
+
 /// A parsed and validated service contract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,9 +58,10 @@ pub struct ServiceContract {
     /// Contract version, free text.
     #[serde(default = "defaults::version")]
     pub version: String,
-    /// When the contract was written (TOML datetime), informational.
+    /// When the contract was written (a TOML datetime, or seconds since the
+    /// Unix epoch as the seed's `created_at: float` has it), informational.
     #[serde(default)]
-    pub created_at: Option<toml::value::Datetime>,
+    pub created_at: Option<CreatedAt>,
     /// What the swarm can do, as `domain:name` (for example `code-analysis:python`).
     #[serde(default)]
     pub capabilities: Vec<String>,

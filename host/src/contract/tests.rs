@@ -128,6 +128,38 @@ fn unknown_field_names_file_line_and_field() {
 }
 
 #[test]
+fn created_at_is_a_datetime_or_a_unix_timestamp() {
+    let at = |v: &str| {
+        ServiceContract::from_toml(&format!("swarm_id = \"a\"\ncreated_at = {v}\n"), "c.toml")
+            .map(|c| c.created_at)
+    };
+    assert!(matches!(
+        at("2025-11-12T00:00:00Z"),
+        Ok(Some(CreatedAt::Datetime(_)))
+    ));
+    assert_eq!(
+        at("1762905600.5").unwrap(),
+        Some(CreatedAt::UnixSeconds(1_762_905_600.5))
+    );
+    assert_eq!(
+        at("1762905600").unwrap(),
+        Some(CreatedAt::UnixSeconds(1_762_905_600.0))
+    );
+    refused(
+        "swarm_id = \"a\"\ncreated_at = \"yesterday\"\n",
+        2,
+        "created_at",
+        "expected a TOML datetime or seconds since the Unix epoch",
+    );
+    refused(
+        "swarm_id = \"a\"\ncreated_at = -5\n",
+        2,
+        "created_at",
+        "seconds since the Unix epoch",
+    );
+}
+
+#[test]
 fn wrong_type_names_the_field() {
     refused(
         "swarm_id = \"a\"\n[resource_limits]\nmax_memory_mb = \"lots\"\n",

@@ -225,7 +225,10 @@ mod tests {
         // An IPv4-mapped pattern is the IPv4 address it maps.
         let mapped = Endpoint::parse("http://[::ffff:127.0.0.1]:9/").unwrap();
         assert!(mapped.names_ip("127.0.0.1".parse().unwrap()));
-        assert!(allows("http://[::ffff:127.0.0.1]:9/", "http://127.0.0.1:9/"));
+        assert!(allows(
+            "http://[::ffff:127.0.0.1]:9/",
+            "http://127.0.0.1:9/"
+        ));
     }
 
     #[test]

@@ -61,6 +61,9 @@ struct Record {
     bytes_out: u64,
     bytes_in: u64,
     violation: bool,
+    /// Whether every check passed and the request went to the network (it
+    /// may still fail there: a timeout, a refused connection).
+    sent: bool,
 }
 
 /// The URL as recorded: no user info, no query, no fragment.
@@ -170,6 +173,7 @@ impl HostState {
         }
 
         rec.bytes_out = request.body.len() as u64;
+        rec.sent = true;
         let exchange = client::exchange(
             first,
             &url,
@@ -254,10 +258,8 @@ impl HostState {
             }
             let text = zeroize::Zeroizing::new(format!("{}{}", inject.prefix, secret.expose()));
             let mut value = HeaderValue::from_str(&text).map_err(|_| {
-                    ProxyError::InvalidRequest(
-                        "the credential cannot be sent as a header value".into(),
-                    )
-                })?;
+                ProxyError::InvalidRequest("the credential cannot be sent as a header value".into())
+            })?;
             value.set_sensitive(true);
             out.push((name, value));
         }
@@ -280,6 +282,7 @@ impl Host for HostState {
             bytes_out: 0,
             bytes_in: 0,
             violation: false,
+            sent: false,
         };
         let result = self.proxy(request, &mut rec).await;
         let elapsed = started.elapsed();
@@ -301,7 +304,7 @@ impl Host for HostState {
         self.swarm.events.emit(|| Event::HttpProxy {
             swarm_id: self.swarm_id().to_string(),
             task_id: self.task_id.to_string(),
-            allowed: reason.is_none(),
+            allowed: rec.sent,
             method: rec.method.clone(),
             url: rec.url.clone(),
             status: rec.status,

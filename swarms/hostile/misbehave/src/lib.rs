@@ -8,6 +8,7 @@
 //! | `huge_output`   | returns a string of `{"mib": n}` MiB                     | `OutputTooLarge`/size cap|
 //! | `huge_log`      | passes one log line of `{"mib": n}` MiB to the host      | `HostcallTooLarge`       |
 //! | `log_flood`     | logs `{"lines": n}` lines as fast as it can              | lines dropped, `RateLimited` |
+//! | `print_flood`   | prints `{"lines": n}` lines to stdout as fast as it can  | lines dropped and counted |
 //! | `panic`         | panics with `{"message"}`                                | `Trap` with the message  |
 //! | `trap`          | aborts (`unreachable` in wasm)                           | `Trap`                   |
 //! | `spawn_threads` | tries to start threads                                   | refused by WASI          |
@@ -57,6 +58,7 @@ impl Swarm for Misbehave {
         "huge_output",
         "huge_log",
         "log_flood",
+        "print_flood",
         "panic",
         "trap",
         "spawn_threads",
@@ -93,6 +95,16 @@ impl Swarm for Misbehave {
                     info!("flood line {i}");
                 }
                 Ok(json!({ "logged": p.lines }))
+            }
+            "print_flood" => {
+                use std::io::Write;
+                let mut out = std::io::stdout();
+                for i in 0..p.lines {
+                    // Flushed line by line: one write per line reaches the host.
+                    let _ = writeln!(out, "print line {i}");
+                    let _ = out.flush();
+                }
+                Ok(json!({ "printed": p.lines }))
             }
             "panic" => panic!("hostile panic: {}", p.message),
             "trap" => std::process::abort(),
