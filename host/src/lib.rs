@@ -352,12 +352,16 @@ impl Chassis {
     }
 
     /// Release a quarantined swarm: its tasks run again, its score goes back
-    /// to its `initial_score`. Raises a `Released` event.
+    /// to its `initial_score`. Raises a `Released` event. A swarm that is
+    /// not quarantined is left as it is (its score is not reset).
     pub fn release(&self, swarm_id: &str) -> Result<reputation::Reputation, Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
         let rt = &swarm.runtime;
         let reputation = {
             let mut health = rt.health.lock().expect("health lock");
+            if !health.reputation.quarantined {
+                return Ok(health.reputation.clone());
+            }
             health.reputation.release();
             health.reputation.clone()
         };
@@ -424,6 +428,11 @@ impl Chassis {
                 "1 when the swarm is quarantined",
                 vec![],
             ),
+            (
+                "chassis_throughput_rps",
+                "Tasks per second since load",
+                vec![],
+            ),
             ("chassis_tasks_running", "Tasks running now", vec![]),
             (
                 "chassis_memory_bytes",
@@ -451,6 +460,7 @@ impl Chassis {
                 f64::from(u8::from(s.compliance.iter().all(|c| c.compliant))),
                 report.reputation.score,
                 f64::from(u8::from(report.reputation.quarantined)),
+                s.throughput_rps,
                 c.running.load(Ordering::Relaxed) as f64,
                 c.memory_bytes.load(Ordering::Relaxed) as f64,
             ];

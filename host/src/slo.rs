@@ -1,8 +1,9 @@
 //! SLO tracking per swarm: latency histogram, error rate, availability,
 //! throughput, and compliance against the contract's `slo_targets`.
 //!
-//! - **Latency**: every task that was admitted, from admission to its end,
-//!   in an HDR histogram (1 µs to 1 h, 3 significant digits); p50/p95/p99.
+//! - **Latency**: every task that reached the swarm, from the request to its
+//!   end (time waiting for a slot included), in an HDR histogram (1 µs to
+//!   1 h, 3 significant digits); p50/p95/p99.
 //! - **Error rate**: tasks that did not succeed (guest errors, traps,
 //!   limits, overload) over all tasks, in percent. A task type the swarm does
 //!   not serve is the caller's mistake and does not count.

@@ -146,6 +146,9 @@ async fn security_violations_quarantine_a_swarm_until_it_is_released() {
         .await
         .unwrap();
     assert!(o.is_success());
+    // Releasing a swarm that is not quarantined changes nothing.
+    let before = chassis.slo_report("thief").unwrap().reputation;
+    assert_eq!(chassis.release("thief").unwrap(), before);
 
     let names: Vec<String> = sink
         .events()
@@ -182,6 +185,13 @@ async fn metrics_are_rendered_for_prometheus() {
         text.contains("chassis_quarantined{swarm=\"hello-world\"} 0"),
         "{text}"
     );
+    let throughput: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("chassis_throughput_rps{swarm=\"hello-world\"} "))
+        .expect("a throughput sample")
+        .parse()
+        .unwrap();
+    assert!(throughput > 0.0, "{text}");
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (_, value) = line.rsplit_once(' ').unwrap();
         assert!(value.parse::<f64>().is_ok(), "{line}");

@@ -183,6 +183,27 @@ async fn filesystem_imports_are_always_refused() {
 }
 
 #[tokio::test]
+async fn socket_imports_are_always_refused() {
+    // Even a contract with proxy access (and the clock sockets use for
+    // timeouts) gets no sockets of its own.
+    let refused = refused_imports(
+        "net_escape",
+        "swarm_id = \"net\"\n[security]\nnetwork_access = \"proxy_only\"\n\
+         wasi_capabilities = [\"wasi:clocks/monotonic-clock\"]\n",
+    )
+    .await;
+    let names: Vec<&str> = refused.iter().map(|(i, _)| i.as_str()).collect();
+    assert!(
+        names.iter().any(|i| i.starts_with("wasi:sockets/tcp")),
+        "{names:?}"
+    );
+    for (import, field) in &refused {
+        assert!(import.starts_with("wasi:sockets/"), "{import}");
+        assert_eq!(field, "security.network_access");
+    }
+}
+
+#[tokio::test]
 async fn clock_and_random_imports_need_wasi_capabilities() {
     let refused = refused_imports("sandbox_probe", "swarm_id = \"probe\"\n").await;
     let names: Vec<&str> = refused
