@@ -185,9 +185,13 @@ impl wasmtime::ResourceLimiter for TaskLimiter {
 /// Keeps a task to its share of one core.
 ///
 /// Called on every epoch tick while the guest runs. Time between ticks, less
-/// time the host spent waiting on the guest's behalf, counts as busy. When a
-/// window's busy time exceeds `share × window`, the task sleeps until its
-/// average over the window is back at its share, then a new window starts.
+/// time the host spent waiting on the guest's behalf, is the run's busy
+/// time; the caller turns it into CPU time (what the thread really used, see
+/// [`CpuMark`]), and that is what counts. When a window's CPU time exceeds
+/// `share × window`, the task sleeps until its average over the window is
+/// back at its share, then a new window starts. Counting CPU rather than
+/// wall time keeps a task on a busy machine from being throttled for time
+/// the OS gave to others.
 #[derive(Debug)]
 pub struct CpuGovernor {
     share: f64,
@@ -196,7 +200,7 @@ pub struct CpuGovernor {
     busy_in_window: Duration,
     /// Host waits (async imports) since the last tick, excluded from busy time.
     pub(crate) waiting: Duration,
-    /// Busy time of the whole task.
+    /// CPU time of the whole task.
     pub busy: Duration,
     /// Time spent asleep for throttling.
     pub throttled: Duration,
@@ -216,11 +220,16 @@ impl CpuGovernor {
         }
     }
 
-    /// Account for the time since the last tick; returns how long to sleep.
-    pub fn tick(&mut self, now: Instant) -> Option<Duration> {
-        let ran = now
+    /// Account for the run since the last tick, whose busy time `cpu` turns
+    /// into CPU time; returns how long to sleep.
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        cpu: impl FnOnce(Duration) -> Duration,
+    ) -> Option<Duration> {
+        let ran = cpu(now
             .saturating_duration_since(self.last_tick)
-            .saturating_sub(std::mem::take(&mut self.waiting));
+            .saturating_sub(std::mem::take(&mut self.waiting)));
         self.busy += ran;
         self.busy_in_window += ran;
         self.last_tick = now;
@@ -244,14 +253,55 @@ impl CpuGovernor {
         None
     }
 
-    /// Account for the time since the last tick at the end of the task.
-    pub fn finish(&mut self, now: Instant) {
-        let ran = now
+    /// Account for the run since the last tick at the end of the task.
+    pub fn finish(&mut self, now: Instant, cpu: impl FnOnce(Duration) -> Duration) {
+        let ran = cpu(now
             .saturating_duration_since(self.last_tick)
-            .saturating_sub(std::mem::take(&mut self.waiting));
+            .saturating_sub(std::mem::take(&mut self.waiting)));
         self.busy += ran;
         self.last_tick = now;
     }
+}
+
+/// Where a task's current run on a thread began: that thread, and its CPU
+/// clock then. Set when the task starts and each time it resumes after an
+/// epoch yield; read at the next tick.
+///
+/// Between a resume and the next tick the task's future stays on one thread
+/// in one poll, so the thread's CPU clock advances by exactly the task's CPU
+/// time — unless the guest waited inside a host call meanwhile (the thread
+/// may then have run other tasks, or the task moved), which is why a run's
+/// CPU time is capped at its busy time, and taken as its busy time when the
+/// task is on another thread than where the run began.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CpuMark(Arc<Mutex<Option<(std::thread::ThreadId, Duration)>>>);
+
+impl CpuMark {
+    /// A run begins here, now.
+    pub(crate) fn set_here(&self) {
+        let mark = (std::thread::current().id(), thread_cpu_time());
+        *self.0.lock().expect("cpu mark lock") = Some(mark);
+    }
+
+    /// CPU time of the run since the mark, given its busy (wall) time.
+    pub(crate) fn take(&self, busy: Duration) -> Duration {
+        let mark = self.0.lock().expect("cpu mark lock").take();
+        match mark {
+            Some((thread, at)) if thread == std::thread::current().id() => {
+                thread_cpu_time().saturating_sub(at).min(busy)
+            }
+            _ => busy,
+        }
+    }
+}
+
+/// CPU time of the calling thread.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// A token bucket: `rate` tokens per second, holding at most `capacity`
@@ -497,7 +547,7 @@ mod tests {
         // Simulate 2 s of a CPU-bound guest, ticking every 10 ms.
         while now < t0 + Duration::from_secs(2) {
             now += tick;
-            if let Some(s) = g.tick(now) {
+            if let Some(s) = g.tick(now, |busy| busy) {
                 slept += s;
                 now += s;
             }
@@ -513,11 +563,11 @@ mod tests {
     fn governor_at_100_percent_never_sleeps_and_excludes_host_waits() {
         let t0 = Instant::now();
         let mut g = CpuGovernor::new(100, t0);
-        assert_eq!(g.tick(t0 + Duration::from_secs(1)), None);
+        assert_eq!(g.tick(t0 + Duration::from_secs(1), |busy| busy), None);
         let mut g = CpuGovernor::new(10, t0);
         g.waiting = Duration::from_millis(50);
         // 50 ms elapsed, all of it waiting on the host: nothing to throttle.
-        assert_eq!(g.tick(t0 + Duration::from_millis(50)), None);
+        assert_eq!(g.tick(t0 + Duration::from_millis(50), |busy| busy), None);
         assert_eq!(g.busy, Duration::ZERO);
     }
 

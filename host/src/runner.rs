@@ -20,7 +20,7 @@ use crate::bindings::types::{TaskError as WitTaskError, TaskRequest as WitTaskRe
 use crate::error::Error;
 use crate::events::Event;
 use crate::limits::{
-    CpuGovernor, GrowthRefused, MAX_HOSTCALL_BYTES, MAX_OUTPUT_BYTES, Refused, TaskLimiter,
+    CpuGovernor, CpuMark, GrowthRefused, MAX_HOSTCALL_BYTES, MAX_OUTPUT_BYTES, Refused, TaskLimiter,
 };
 use crate::outcome::{GuestError, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 use crate::registry::{LoadedSwarm, chain};
@@ -63,6 +63,7 @@ pub(crate) fn new_store(
             swarm.counters.clone(),
         ),
         governor: CpuGovernor::new(contract.resource_limits.max_cpu_percent, now),
+        cpu_mark: CpuMark::default(),
         deadline: now + contract.task_timeout(),
         shared: shared.clone(),
         host_calls: 0,
@@ -70,6 +71,7 @@ pub(crate) fn new_store(
         in_task: phase == Phase::Task,
         security_violations: 0,
     };
+    state.cpu_mark.set_here();
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
@@ -84,14 +86,30 @@ pub(crate) fn new_store(
         if now >= state.deadline {
             return Ok(UpdateDeadline::Interrupt);
         }
-        Ok(match state.governor.tick(now) {
+        let mark = &state.cpu_mark;
+        let throttle = state.governor.tick(now, |busy| mark.take(busy));
+        // The next run begins where the task resumes, after the yield.
+        let mark = state.cpu_mark.clone();
+        Ok(match throttle {
             Some(sleep) => {
                 let sleep = sleep.min(state.deadline - now);
-                UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(sleep)))
+                UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(async move {
+                        tokio::time::sleep(sleep).await;
+                        mark.set_here();
+                    }),
+                )
             }
             // tokio's own yield: it lets the worker's other tasks (and its
             // global queue) run before the guest resumes.
-            None => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
+            None => UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    mark.set_here();
+                }),
+            ),
         })
     });
     store
@@ -440,7 +458,8 @@ fn finish(store: &mut Store<HostState>, in_store: Instant, shared: &TaskShared) 
         None
     };
     let state = store.data_mut();
-    state.governor.finish(now);
+    let mark = &state.cpu_mark;
+    state.governor.finish(now, |busy| mark.take(busy));
     TaskUsage {
         wall_ms: ms(now - in_store),
         cpu_ms: ms(state.governor.busy),

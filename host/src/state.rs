@@ -19,8 +19,8 @@ use crate::events::{Event, Events};
 use crate::imports::http_proxy::allowlist::Allowlist;
 use crate::imports::http_proxy::client::Bandwidth;
 use crate::limits::{
-    Admission, CpuGovernor, MIN_REFUSED_CALLS_PER_TASK, QueueConfig, RateLimiter, SwarmCounters,
-    TaskLimiter,
+    Admission, CpuGovernor, CpuMark, MIN_REFUSED_CALLS_PER_TASK, QueueConfig, RateLimiter,
+    SwarmCounters, TaskLimiter,
 };
 use crate::reputation::{Change, Reputation};
 use crate::secrets::{Secret, SecretStore};
@@ -206,6 +206,8 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) limiter: TaskLimiter,
     pub(crate) governor: CpuGovernor,
+    /// Where the task's current run began (for its CPU time).
+    pub(crate) cpu_mark: CpuMark,
     pub(crate) deadline: Instant,
     pub(crate) shared: Arc<TaskShared>,
     /// Import calls the task made (allowed ones).
