@@ -47,6 +47,9 @@ pub struct ChassisConfig {
     /// A directory for precompiled components ([`crate::cache`]); `None`
     /// compiles every component on every load.
     pub cache_dir: Option<PathBuf>,
+    /// Certificate authorities (DER) the HTTP proxy trusts for `https`
+    /// besides the Mozilla roots it ships with: a private CA, say.
+    pub extra_root_certificates: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ChassisConfig {
@@ -58,6 +61,10 @@ impl std::fmt::Debug for ChassisConfig {
             .field("event_sinks", &self.event_sinks.len())
             .field("secrets", &self.secrets)
             .field("cache_dir", &self.cache_dir)
+            .field(
+                "extra_root_certificates",
+                &self.extra_root_certificates.len(),
+            )
             .finish()
     }
 }
@@ -73,6 +80,7 @@ impl Default for ChassisConfig {
             event_sinks: Vec::new(),
             secrets: SecretStore::new(),
             cache_dir: None,
+            extra_root_certificates: Vec::new(),
         }
     }
 }
@@ -113,6 +121,14 @@ impl ChassisConfig {
     /// Keep precompiled components in `dir` (created mode 0700 if missing).
     pub fn with_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Trust this certificate authority (DER) for `https` through the proxy,
+    /// besides the Mozilla roots. A certificate that does not parse makes
+    /// [`crate::Chassis::with_config`] fail.
+    pub fn with_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.extra_root_certificates.push(der.into());
         self
     }
 

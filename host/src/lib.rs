@@ -92,6 +92,8 @@ struct Inner {
     config: ChassisConfig,
     events: events::Events,
     cache: Option<cache::ComponentCache>,
+    /// The HTTP proxy's TLS client, shared by every swarm.
+    tls: Arc<tokio_rustls::rustls::ClientConfig>,
 }
 
 /// A swarm's SLOs against its contract and its reputation.
@@ -141,6 +143,8 @@ impl Chassis {
             Some(dir) => Some(cache::ComponentCache::open(dir, &engine)?),
             None => None,
         };
+        let tls = imports::http_proxy::client::tls_config(&config.extra_root_certificates)
+            .map_err(Error::Engine)?;
         engine::start_epoch_ticker(&engine);
         let events = events::Events::new(config.event_sinks.clone());
         Ok(Self {
@@ -151,6 +155,7 @@ impl Chassis {
                 config,
                 events,
                 cache,
+                tls,
             }),
         })
     }
@@ -282,6 +287,7 @@ impl Chassis {
             self.inner.config.queue,
             self.inner.events.clone(),
             &self.inner.config.secrets,
+            self.inner.tls.clone(),
         ));
         let task_types = runner::describe(&self.inner.engine, &pre, &runtime).await?;
         let contract = runtime.contract.clone();

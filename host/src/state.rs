@@ -43,6 +43,8 @@ pub(crate) struct SwarmRuntime {
     pub(crate) allowlist: Allowlist,
     /// Its network bandwidth, both directions.
     pub(crate) bandwidth: Bandwidth,
+    /// The proxy's TLS client (the host's roots).
+    pub(crate) tls: Arc<tokio_rustls::rustls::ClientConfig>,
     /// Its SLO figures and reputation.
     pub(crate) health: Mutex<Health>,
 }
@@ -59,6 +61,7 @@ impl SwarmRuntime {
         queue: QueueConfig,
         events: Events,
         store: &SecretStore,
+        tls: Arc<tokio_rustls::rustls::ClientConfig>,
     ) -> Self {
         let mut secrets = HashMap::new();
         let mut env = SecretStore::new();
@@ -87,6 +90,7 @@ impl SwarmRuntime {
             // The contract was validated, so every pattern parses.
             allowlist: Allowlist::new(&contract.security.allowed_endpoints).unwrap_or_default(),
             bandwidth: Bandwidth::new(limits.max_network_bandwidth_mbps),
+            tls,
             health: Mutex::new(Health {
                 slo: SloTracker::new(Instant::now()),
                 reputation: Reputation::new(&contract.reputation),

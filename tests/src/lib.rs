@@ -190,9 +190,70 @@ pub struct TestServer {
     received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
 }
 
+/// A certificate authority for TLS tests, and a server certificate it
+/// issued for `127.0.0.1` and `localhost`.
+pub struct TestCa {
+    /// The CA's certificate (DER): what a client must trust.
+    pub root_der: Vec<u8>,
+    leaf_der: Vec<u8>,
+    key_der: Vec<u8>,
+}
+
+impl TestCa {
+    /// A fresh CA and server certificate.
+    pub fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let root = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_params(&ca_params, &ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        Self {
+            root_der: root.der().to_vec(),
+            leaf_der: leaf.der().to_vec(),
+            key_der: leaf_key.serialize_der(),
+        }
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TestServer {
     /// Start a server on a free port of 127.0.0.1.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Start an HTTPS server on a free port of 127.0.0.1, with a certificate
+    /// `ca` issued (the same routes).
+    pub fn start_tls(ca: &TestCa) -> Self {
+        use tokio_rustls::rustls;
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(ca.leaf_der.clone())],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(ca.key_der.clone().into()),
+        )
+        .unwrap();
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(
+            config,
+        ))))
+    }
+
+    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -210,8 +271,15 @@ impl TestServer {
                         continue;
                     };
                     let log = log.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        let _ = serve(stream, log).await;
+                        let _ = match tls {
+                            Some(tls) => match tls.accept(stream).await {
+                                Ok(stream) => serve(stream, log).await,
+                                Err(e) => Err(e),
+                            },
+                            None => serve(stream, log).await,
+                        };
                     });
                 }
             });
@@ -230,8 +298,8 @@ impl TestServer {
     }
 }
 
-async fn serve(
-    mut stream: tokio::net::TcpStream,
+async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
     log: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

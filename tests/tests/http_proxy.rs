@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chassis::{Chassis, ChassisConfig, Event, MemorySink, Secret, SecretStore, TaskRequest};
-use chassis_tests::{TestServer, component, contract};
+use chassis_tests::{TestCa, TestServer, component, contract};
 use serde_json::{Value, json};
 
 struct Setup {
@@ -475,4 +475,58 @@ async fn fetches_over_the_call_rate_are_refused_with_a_typed_error() {
         "refused calls never reach the server"
     );
     assert_eq!(o.usage.rate_limited_calls, 2);
+}
+
+/// `https` goes through a real TLS handshake whose certificate is verified:
+/// refused from a CA the host does not trust, served once it does.
+#[tokio::test]
+async fn https_certificates_are_verified_against_the_hosts_roots() {
+    let ca = TestCa::new();
+    let server = TestServer::start_tls(&ca);
+    let text = format!(
+        "swarm_id = \"egress\"\n[security]\nnetwork_access = \"proxy_only\"\n\
+         allowed_endpoints = [\"https://127.0.0.1:{}/v1/\"]\nscoped_credentials = [\"unused\"]\n",
+        server.port
+    );
+    let url = format!("https://127.0.0.1:{}/v1/hello", server.port);
+    for trusted in [false, true] {
+        let mut config = ChassisConfig::default();
+        if trusted {
+            config = config.with_root_certificate(ca.root_der.clone());
+        }
+        let chassis = Chassis::with_config(config).unwrap();
+        chassis
+            .load_bytes(&component("egress"), contract(&text))
+            .await
+            .unwrap();
+        let out = chassis
+            .execute_task(
+                "egress",
+                TaskRequest::new("exfiltrate", json!({ "url": url })),
+            )
+            .await
+            .unwrap()
+            .output;
+        if trusted {
+            assert_eq!(out["status"], json!(200), "{out}");
+            assert_eq!(out["body"], json!("{\"hello\":\"world\"}"));
+            assert_eq!(server.received().len(), 1);
+        } else {
+            let why = refused(&out);
+            assert!(
+                why.starts_with("ProxyError::Network") && why.contains("certificate"),
+                "{why}"
+            );
+            assert!(server.received().is_empty(), "nothing was sent unverified");
+        }
+    }
+    // A root that is not a certificate is refused when the host is set up.
+    let err =
+        Chassis::with_config(ChassisConfig::default().with_root_certificate(b"nope".to_vec()))
+            .err()
+            .expect("a bad root is refused");
+    assert!(
+        err.to_string().contains("extra root certificate #1"),
+        "{err}"
+    );
 }

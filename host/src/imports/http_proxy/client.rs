@@ -8,7 +8,7 @@
 //! whole exchange are bounded by timeouts inside the task's deadline.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -84,27 +84,35 @@ impl Bandwidth {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-fn tls() -> Arc<tokio_rustls::rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<tokio_rustls::rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            use tokio_rustls::rustls;
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
+/// The proxy's TLS client: the Mozilla roots plus `extra_roots` (DER).
+/// Certificates are always verified; there is no way to turn that off.
+pub(crate) fn tls_config(
+    extra_roots: &[Vec<u8>],
+) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for (i, der) in extra_roots.iter().enumerate() {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(der.clone()))
+            .map_err(|e| format!("extra root certificate #{}: {e}", i + 1))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
-async fn connect(addr: SocketAddr, url: &Url) -> Result<Box<dyn Io>, ExchangeError> {
+async fn connect(
+    addr: SocketAddr,
+    url: &Url,
+    tls: &Arc<tokio_rustls::rustls::ClientConfig>,
+) -> Result<Box<dyn Io>, ExchangeError> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| ExchangeError::Network(format!("connecting to {addr}: {e}")))?;
@@ -119,7 +127,7 @@ async fn connect(addr: SocketAddr, url: &Url) -> Result<Box<dyn Io>, ExchangeErr
         .to_string();
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host)
         .map_err(|e| ExchangeError::Invalid(format!("TLS server name: {e}")))?;
-    let stream = tokio_rustls::TlsConnector::from(tls())
+    let stream = tokio_rustls::TlsConnector::from(tls.clone())
         .connect(name, tcp)
         .await
         .map_err(|e| ExchangeError::Network(format!("TLS with {addr}: {e}")))?;
@@ -134,6 +142,7 @@ pub(crate) async fn exchange(
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Vec<u8>,
     bandwidth: &Bandwidth,
+    tls: &Arc<tokio_rustls::rustls::ClientConfig>,
     deadline: Instant,
 ) -> Result<Exchange, ExchangeError> {
     // End a little before the task's deadline, so the guest gets the
@@ -145,7 +154,7 @@ pub(crate) async fn exchange(
     let work = async {
         bandwidth.take(body.len()).await;
         let connect_budget = budget.min(CONNECT_TIMEOUT);
-        let io = tokio::time::timeout(connect_budget, connect(addr, url))
+        let io = tokio::time::timeout(connect_budget, connect(addr, url, tls))
             .await
             .map_err(|_| {
                 ExchangeError::Timeout(format!(
@@ -255,6 +264,7 @@ mod tests {
             Vec::new(),
             Vec::new(),
             &Bandwidth::new(100),
+            &tls_config(&[]).unwrap(),
             Instant::now() + Duration::from_secs(10),
         )
         .await

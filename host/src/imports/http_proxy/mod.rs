@@ -181,6 +181,7 @@ impl HostState {
             headers,
             request.body,
             &self.swarm.bandwidth,
+            &self.swarm.tls,
             self.deadline,
         )
         .await
