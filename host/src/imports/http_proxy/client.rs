@@ -40,6 +40,15 @@ pub(crate) enum ExchangeError {
     Invalid(String),
 }
 
+/// What a swarm's requests go out through.
+#[derive(Clone, Copy)]
+pub(crate) struct Link<'a> {
+    /// The swarm's bandwidth bucket.
+    pub bandwidth: &'a Bandwidth,
+    /// The host's TLS client.
+    pub tls: &'a Arc<tokio_rustls::rustls::ClientConfig>,
+}
+
 /// A response, read whole.
 pub(crate) struct Exchange {
     pub status: u16,
@@ -141,10 +150,10 @@ pub(crate) async fn exchange(
     method: hyper::Method,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Vec<u8>,
-    bandwidth: &Bandwidth,
-    tls: &Arc<tokio_rustls::rustls::ClientConfig>,
+    link: Link<'_>,
     deadline: Instant,
 ) -> Result<Exchange, ExchangeError> {
+    let Link { bandwidth, tls } = link;
     // End a little before the task's deadline, so the guest gets the
     // timeout error rather than being interrupted mid-call.
     let budget = deadline
@@ -263,8 +272,10 @@ mod tests {
             hyper::Method::GET,
             Vec::new(),
             Vec::new(),
-            &Bandwidth::new(100),
-            &tls_config(&[]).unwrap(),
+            Link {
+                bandwidth: &Bandwidth::new(100),
+                tls: &tls_config(&[]).unwrap(),
+            },
             Instant::now() + Duration::from_secs(10),
         )
         .await

@@ -180,8 +180,10 @@ impl HostState {
             method,
             headers,
             request.body,
-            &self.swarm.bandwidth,
-            &self.swarm.tls,
+            client::Link {
+                bandwidth: &self.swarm.bandwidth,
+                tls: &self.swarm.tls,
+            },
             self.deadline,
         )
         .await
