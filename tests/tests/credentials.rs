@@ -285,14 +285,17 @@ fn set_env(k: &str, v: &str) {
 }
 
 #[tokio::test]
-async fn credentials_are_refused_while_a_swarm_is_loading() {
+async fn credentials_and_the_proxy_are_refused_while_a_swarm_is_loading() {
     let mut secrets = SecretStore::new();
     secrets.insert("early", "api_key", Secret::new("too-early"));
     let (chassis, _) = host(secrets).await;
     let info = chassis
         .load_bytes(
             &component("early_bird"),
-            contract("swarm_id = \"early\"\n[security]\nscoped_credentials = [\"api_key\"]\n"),
+            contract(
+                "swarm_id = \"early\"\n[security]\nscoped_credentials = [\"api_key\"]\n\
+                 network_access = \"proxy_only\"\nallowed_endpoints = [\"http://127.0.0.1:9/\"]\n",
+            ),
         )
         .await
         .unwrap();
@@ -302,6 +305,13 @@ async fn credentials_are_refused_while_a_swarm_is_loading() {
         "{seen}"
     );
     assert!(seen.contains("only available while a task runs"), "{seen}");
+    // The HTTP proxy is task-scoped too, even for an allowed endpoint.
+    let fetched = &info.task_types[1];
+    assert!(
+        fetched.starts_with("refused:ProxyError::Denied")
+            && fetched.contains("only available while a task runs"),
+        "{fetched}"
+    );
 }
 
 #[tokio::test]
