@@ -142,6 +142,8 @@ pub enum Event {
     ReputationChanged {
         /// The swarm.
         swarm_id: String,
+        /// The task whose end or request moved it.
+        task_id: String,
         /// The previous reported score.
         from: f64,
         /// The new score.
@@ -151,6 +153,8 @@ pub enum Event {
     Quarantined {
         /// The swarm.
         swarm_id: String,
+        /// The task whose end or request put it under the threshold.
+        task_id: String,
         /// Its score.
         score: f64,
         /// The contract's threshold.

@@ -327,9 +327,9 @@ fn record_health(
             target: check.target,
         });
     }
-    rt.report(change);
+    rt.report(change, task_id);
     if let Some(penalty) = penalty {
-        rt.report(penalty);
+        rt.report(penalty, task_id);
     }
 }
 

@@ -106,11 +106,12 @@ impl SwarmRuntime {
     }
 
     /// Raise the events of a reputation change.
-    pub(crate) fn report(&self, change: Change) {
+    pub(crate) fn report(&self, change: Change, task_id: &str) {
         match change {
             Change::None => {}
             Change::Moved { from, to } => self.events.emit(|| Event::ReputationChanged {
                 swarm_id: self.swarm_id().to_string(),
+                task_id: task_id.to_string(),
                 from,
                 to,
             }),
@@ -118,6 +119,7 @@ impl SwarmRuntime {
                 tracing::warn!(target: "chassis", swarm = self.swarm_id(), "quarantined: reputation {score:.2} is under {}", self.contract.reputation.quarantine_threshold);
                 self.events.emit(|| Event::Quarantined {
                     swarm_id: self.swarm_id().to_string(),
+                    task_id: task_id.to_string(),
                     score,
                     threshold: self.contract.reputation.quarantine_threshold,
                 });
@@ -126,14 +128,14 @@ impl SwarmRuntime {
     }
 
     /// A request outside the contract: it costs reputation at once.
-    pub(crate) fn security_violation(&self) {
+    pub(crate) fn security_violation(&self, task_id: &str) {
         let change = self
             .health
             .lock()
             .expect("health lock")
             .reputation
             .violation();
-        self.report(change);
+        self.report(change, task_id);
     }
 }
 

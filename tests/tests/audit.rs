@@ -87,10 +87,10 @@ async fn a_session_is_recorded_in_order_and_verifies() {
             ("module_loaded", "-"),
             ("task_start", "t1"),
             ("task_complete", "t1"),
-            ("reputation_changed", "-"),
+            ("reputation_changed", "t1"),
             ("task_start", "t2"),
             ("task_complete", "t2"),
-            ("reputation_changed", "-"),
+            ("reputation_changed", "t2"),
             ("task_failed", "t3"),
             ("module_unloaded", "-"),
         ]
@@ -209,8 +209,9 @@ async fn guest_controlled_text_cannot_forge_or_break_the_chain() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|r| r["task_id"] == json!(evil_id))
         .collect();
-    // task_start and task_complete, with the id kept, escaped.
-    assert_eq!(with_id.len(), 2);
+    // task_start, task_complete and the reputation change it made, with the
+    // id kept, escaped.
+    assert_eq!(with_id.len(), 3);
     assert!(
         !lines(&path)
             .iter()
@@ -491,6 +492,18 @@ async fn every_kind_of_event_reaches_the_file_and_no_secret_does() {
             .count(),
         1
     );
+    // A score moved by a task names that task.
+    for r in records
+        .iter()
+        .filter(|r| r["operation"] == "reputation_changed" || r["operation"] == "quarantined")
+    {
+        assert!(
+            r["task_id"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("task-")),
+            "{r}"
+        );
+    }
     let limit = records
         .iter()
         .find(|r| r["operation"] == "resource_limit_exceeded")

@@ -90,7 +90,7 @@ impl HostState {
         });
         if violation {
             self.security_violations += 1;
-            self.swarm.security_violation();
+            self.swarm.security_violation(&self.task_id);
         }
         result
     }

@@ -293,7 +293,7 @@ impl Host for HostState {
         self.governor.waiting += elapsed;
         if rec.violation {
             self.security_violations += 1;
-            self.swarm.security_violation();
+            self.swarm.security_violation(&self.task_id);
         }
         let reason = result.as_ref().err().map(describe);
         match &reason {
