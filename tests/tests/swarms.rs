@@ -452,10 +452,10 @@ async fn loads_tasks_and_refusals_raise_events() {
             "module_loaded:-",
             "task_start:ev-1",
             "task_complete:ev-1",
-            "reputation_changed:-",
+            "reputation_changed:ev-1",
             "task_start:ev-2",
             "task_complete:ev-2",
-            "reputation_changed:-",
+            "reputation_changed:ev-2",
             "load_rejected:-",
             "module_unloaded:-",
         ]
