@@ -352,15 +352,33 @@ impl Ack {
     }
 }
 
-/// Why the log cannot take records any more (first reason wins).
-type Failure = Arc<Mutex<Option<String>>>;
+/// Why the log cannot take records any more (first reason wins). Read on
+/// every task, so the usual answer (none) costs one atomic load.
+#[derive(Default)]
+struct Failure {
+    set: std::sync::atomic::AtomicBool,
+    reason: Mutex<Option<String>>,
+}
 
-fn fail(failure: &Failure, reason: impl FnOnce() -> String) {
-    let mut f = failure.lock().expect("audit failure lock");
-    if f.is_none() {
-        let reason = reason();
-        tracing::error!(target: "chassis::audit", "{reason}; new loads and tasks are refused");
-        *f = Some(reason);
+impl Failure {
+    /// Record the first reason; `loud` logs it as an error.
+    fn fail(&self, loud: bool, reason: impl FnOnce() -> String) {
+        let mut r = self.reason.lock().expect("audit failure lock");
+        if r.is_none() {
+            let reason = reason();
+            if loud {
+                tracing::error!(target: "chassis::audit", "{reason}; new loads and tasks are refused");
+            }
+            *r = Some(reason);
+            self.set.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn get(&self) -> Option<String> {
+        if !self.set.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        self.reason.lock().expect("audit failure lock").clone()
     }
 }
 
@@ -370,7 +388,7 @@ pub struct AuditLog {
     fsync: FsyncPolicy,
     sender: RwLock<Option<SyncSender<Pending>>>,
     writer: Mutex<Option<JoinHandle<Result<(), AuditError>>>>,
-    failure: Failure,
+    failure: Arc<Failure>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -416,7 +434,7 @@ impl AuditLog {
         file.seek(SeekFrom::End(0)).map_err(io)?;
         let (sender, receiver) = sync_channel(QUEUE_CAPACITY);
         let writer_path = path.clone();
-        let failure = Failure::default();
+        let failure = Arc::<Failure>::default();
         let writer_failure = failure.clone();
         let writer = std::thread::Builder::new()
             .name("chassis-audit".into())
@@ -456,10 +474,9 @@ impl AuditLog {
             None => Ok(()),
         };
         // A deliberate close: no error to log, but nothing may run unrecorded.
-        self.failure
-            .lock()
-            .expect("audit failure lock")
-            .get_or_insert_with(|| format!("audit log {} is closed", self.path.display()));
+        self.failure.fail(false, || {
+            format!("audit log {} is closed", self.path.display())
+        });
         result
     }
 }
@@ -487,7 +504,7 @@ impl EventSink for AuditLog {
         };
         let written = sent && ack.is_none_or(|ack| ack.wait());
         if !written {
-            fail(&self.failure, || {
+            self.failure.fail(true, || {
                 format!("audit log {} cannot be written", self.path.display())
             });
             tracing::error!(target: "chassis::audit", "event not recorded: {}", event.swarm_id());
@@ -495,7 +512,7 @@ impl EventSink for AuditLog {
     }
 
     fn failure(&self) -> Option<String> {
-        self.failure.lock().expect("audit failure lock").clone()
+        self.failure.get()
     }
 }
 
@@ -523,7 +540,7 @@ fn write_loop(
         source,
     });
     if let Err(e) = &result {
-        fail(failure, || format!("audit log writer stopped: {e}"));
+        failure.fail(true, || format!("audit log writer stopped: {e}"));
         // Wake every waiting caller: their records will not be written.
         drop(receiver);
     }
@@ -857,7 +874,7 @@ mod tests {
         let (sender, receiver) = sync_channel(4);
         let ack = Arc::<Ack>::default();
         sender.send(pending(Some(ack.clone()))).unwrap();
-        let failure = Failure::default();
+        let failure = Arc::<Failure>::default();
         let result = write_loop(
             PathBuf::from("/dev/full"),
             file,
@@ -872,7 +889,7 @@ mod tests {
             !ack.wait(),
             "the waiting caller learns its record was not written"
         );
-        let why = failure.lock().unwrap().clone().unwrap();
+        let why = failure.get().unwrap();
         assert!(
             why.contains("audit log writer stopped") && why.contains("/dev/full"),
             "{why}"
