@@ -264,8 +264,10 @@ impl CpuGovernor {
 }
 
 /// Where a task's current run on a thread began: that thread, and its CPU
-/// clock then. Set when the task starts and each time it resumes after an
-/// epoch yield; read at the next tick.
+/// clock then. Set each time the task resumes after an epoch yield; read at
+/// the next tick. The task's first run (up to one tick, 10 ms) counts its
+/// busy time: reading a thread's CPU clock is a system call (about 0.25 µs),
+/// which a task that ends within a tick is spared.
 ///
 /// Between a resume and the next tick the task's future stays on one thread
 /// in one poll, so the thread's CPU clock advances by exactly the task's CPU

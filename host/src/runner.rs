@@ -71,7 +71,6 @@ pub(crate) fn new_store(
         in_task: phase == Phase::Task,
         security_violations: 0,
     };
-    state.cpu_mark.set_here();
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
