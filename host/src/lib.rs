@@ -129,6 +129,24 @@ pub struct SwarmUsage {
     pub dropped_log_lines: u64,
 }
 
+impl std::fmt::Display for SwarmUsage {
+    /// One line: `hello-world: cpu 0.5 %, memory 1.1 MiB, …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: cpu {:.1} %, memory {:.1} MiB, {} running, {} queued, {} completed, {} refused calls, {} dropped log lines",
+            self.swarm_id,
+            self.cpu_percent,
+            self.memory_mb,
+            self.tasks_running,
+            self.tasks_queued,
+            self.tasks_completed,
+            self.rate_limited_calls,
+            self.dropped_log_lines
+        )
+    }
+}
+
 impl Chassis {
     /// A host with the default configuration ([`ChassisConfig::default`]).
     pub fn new() -> Result<Self, Error> {

@@ -110,6 +110,23 @@ pub struct TaskUsage {
     pub security_violations: u64,
 }
 
+impl std::fmt::Display for TaskUsage {
+    /// One line: `wall 1.20 ms, cpu 1.10 ms, …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "wall {:.2} ms, cpu {:.2} ms, throttled {:.2} ms, peak memory {:.1} MiB, {} host calls ({} refused, {} log lines dropped)",
+            self.wall_ms,
+            self.cpu_ms,
+            self.throttled_ms,
+            self.peak_memory_bytes as f64 / (1024.0 * 1024.0),
+            self.host_calls,
+            self.rate_limited_calls,
+            self.dropped_log_lines
+        )
+    }
+}
+
 impl TaskOutcome {
     /// Whether the swarm reported success.
     pub fn is_success(&self) -> bool {

@@ -8,56 +8,28 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::script::{self, ScriptSwarm};
+
 /// The componentize-js release the JavaScript swarms are built with.
 pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
 
-/// A JavaScript swarm to build.
-pub struct JsSwarm {
-    /// Directory name, e.g. `analyzer-js`.
-    pub name: String,
-    pub dir: PathBuf,
-    pub world: String,
-    pub module: String,
-}
-
 /// Every JavaScript swarm under `swarms/`.
-pub fn swarms(root: &Path) -> Result<Vec<JsSwarm>> {
-    let mut found = Vec::new();
-    let swarms = root.join("swarms");
-    for entry in
-        std::fs::read_dir(&swarms).with_context(|| format!("reading {}", swarms.display()))?
-    {
-        let dir = entry?.path();
-        let manifest = dir.join("package.json");
-        if !manifest.is_file() {
-            continue;
-        }
-        let text = std::fs::read_to_string(&manifest)?;
-        let json: serde_json::Value = serde_json::from_str(&text)
+pub fn swarms(root: &Path) -> Result<Vec<ScriptSwarm>> {
+    script::find(root, "package.json", |manifest, text| {
+        let json: serde_json::Value = serde_json::from_str(text)
             .with_context(|| format!("{}: not valid JSON", manifest.display()))?;
-        let Some(chassis) = json.get("chassis") else {
-            continue;
+        let Some(chassis) = json.get("chassis").cloned() else {
+            return Ok(None);
         };
-        let field = |key: &str| -> Result<String> {
+        let manifest = manifest.to_path_buf();
+        Ok(Some(Box::new(move |key: &str| {
             chassis
                 .get(key)
                 .and_then(|v| v.as_str())
                 .map(str::to_string)
                 .with_context(|| format!("{}: chassis has no string `{key}`", manifest.display()))
-        };
-        found.push(JsSwarm {
-            name: dir
-                .file_name()
-                .expect("a directory")
-                .to_string_lossy()
-                .into_owned(),
-            world: field("world")?,
-            module: field("module")?,
-            dir,
-        });
-    }
-    found.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(found)
+        })))
+    })
 }
 
 /// The pinned componentize-js, installed into `target/tools/node` if missing.
@@ -108,32 +80,19 @@ pub fn componentize_js(root: &Path) -> Result<PathBuf> {
 /// Build each JavaScript swarm into `target/swarms/<name>.wasm` (dashes
 /// become underscores), unless it is newer than its sources, the WIT and the
 /// tool.
-pub fn build(root: &Path, swarms: &[JsSwarm]) -> Result<()> {
+pub fn build(root: &Path, swarms: &[ScriptSwarm]) -> Result<()> {
     if swarms.is_empty() {
         return Ok(());
     }
     let tool = componentize_js(root)?;
-    let wit = root.join("wit");
-    for swarm in swarms {
-        let out = root
-            .join("target/swarms")
-            .join(format!("{}.wasm", swarm.name.replace('-', "_")));
-        if crate::up_to_date(root, &out, &[&swarm.dir, &wit, &tool]) {
-            continue;
-        }
-        crate::step(&format!(
-            "building {} with componentize-js (world {})",
-            swarm.name, swarm.world
-        ));
+    script::build(root, swarms, &tool, "componentize-js", |wit, out, swarm| {
         let mut cmd = Command::new(&tool);
         cmd.arg(swarm.dir.join(&swarm.module))
             .arg("--wit")
-            .arg(&wit)
+            .arg(wit)
             .args(["-n", &swarm.world, "-o"])
-            .arg(&out)
+            .arg(out)
             .args(["-d", "stdio", "random", "clocks", "http", "fetch-event"]);
-        crate::run_cmd(cmd, &format!("componentize-js for {}", swarm.name))?;
-        crate::report_size(root, &out)?;
-    }
-    Ok(())
+        cmd
+    })
 }

@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 
 mod js;
 mod python;
+mod script;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 

@@ -8,35 +8,20 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::script::{self, ScriptSwarm};
+
 /// The componentize-py release the Python swarms are built with.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 
-/// A Python swarm to build.
-pub struct PySwarm {
-    /// Directory name, e.g. `analyzer-py`.
-    pub name: String,
-    pub dir: PathBuf,
-    pub world: String,
-    pub module: String,
-}
-
 /// Every Python swarm under `swarms/`.
-pub fn swarms(root: &Path) -> Result<Vec<PySwarm>> {
-    let mut found = Vec::new();
-    let swarms = root.join("swarms");
-    for entry in
-        std::fs::read_dir(&swarms).with_context(|| format!("reading {}", swarms.display()))?
-    {
-        let dir = entry?.path();
-        let manifest = dir.join("pyproject.toml");
-        if !manifest.is_file() {
-            continue;
-        }
-        let text = std::fs::read_to_string(&manifest)?;
+pub fn swarms(root: &Path) -> Result<Vec<ScriptSwarm>> {
+    script::find(root, "pyproject.toml", |manifest, text| {
         let Some(table) = text.split("[tool.chassis]").nth(1) else {
-            continue;
+            return Ok(None);
         };
-        let field = |key: &str| -> Result<String> {
+        let table = table.to_string();
+        let manifest = manifest.to_path_buf();
+        Ok(Some(Box::new(move |key: &str| {
             table
                 .lines()
                 .take_while(|l| !l.trim_start().starts_with('['))
@@ -45,20 +30,8 @@ pub fn swarms(root: &Path) -> Result<Vec<PySwarm>> {
                     (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
                 })
                 .with_context(|| format!("{}: [tool.chassis] has no `{key}`", manifest.display()))
-        };
-        found.push(PySwarm {
-            name: dir
-                .file_name()
-                .expect("a directory")
-                .to_string_lossy()
-                .into_owned(),
-            world: field("world")?,
-            module: field("module")?,
-            dir,
-        });
-    }
-    found.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(found)
+        })))
+    })
 }
 
 /// The pinned componentize-py, installed into `target/tools/python` if missing.
@@ -114,33 +87,20 @@ pub fn componentize_py(root: &Path) -> Result<PathBuf> {
 
 /// Build each Python swarm into `target/swarms/<name>.wasm` (dashes become
 /// underscores), unless it is newer than its sources, the WIT and the tool.
-pub fn build(root: &Path, swarms: &[PySwarm]) -> Result<()> {
+pub fn build(root: &Path, swarms: &[ScriptSwarm]) -> Result<()> {
     if swarms.is_empty() {
         return Ok(());
     }
     let tool = componentize_py(root)?;
-    let wit = root.join("wit");
-    for swarm in swarms {
-        let out = root
-            .join("target/swarms")
-            .join(format!("{}.wasm", swarm.name.replace('-', "_")));
-        if crate::up_to_date(root, &out, &[&swarm.dir, &wit, &tool]) {
-            continue;
-        }
-        crate::step(&format!(
-            "building {} with componentize-py (world {})",
-            swarm.name, swarm.world
-        ));
+    script::build(root, swarms, &tool, "componentize-py", |wit, out, swarm| {
         let mut cmd = Command::new(&tool);
         cmd.arg("-d")
-            .arg(&wit)
+            .arg(wit)
             .args(["-w", &swarm.world, "componentize", "--stub-wasi", "-p"])
             .arg(&swarm.dir)
             .arg(&swarm.module)
             .arg("-o")
-            .arg(&out);
-        crate::run_cmd(cmd, &format!("componentize-py for {}", swarm.name))?;
-        crate::report_size(root, &out)?;
-    }
-    Ok(())
+            .arg(out);
+        cmd
+    })
 }

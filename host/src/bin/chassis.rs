@@ -449,29 +449,9 @@ async fn run(command: Command) -> Result<()> {
             let usage = chassis.resource_usage(&info.swarm_id)?;
             if show_usage {
                 if let Ok(outcome) = &result {
-                    let u = &outcome.usage;
-                    eprintln!(
-                        "task usage: wall {:.2} ms, cpu {:.2} ms, throttled {:.2} ms, peak memory {:.1} MiB, {} host calls ({} refused, {} log lines dropped)",
-                        u.wall_ms,
-                        u.cpu_ms,
-                        u.throttled_ms,
-                        u.peak_memory_bytes as f64 / (1024.0 * 1024.0),
-                        u.host_calls,
-                        u.rate_limited_calls,
-                        u.dropped_log_lines
-                    );
+                    eprintln!("task usage: {}", outcome.usage);
                 }
-                eprintln!(
-                    "swarm usage: {}: cpu {:.1} %, memory {:.1} MiB, {} running, {} queued, {} completed, {} refused calls, {} dropped log lines",
-                    usage.swarm_id,
-                    usage.cpu_percent,
-                    usage.memory_mb,
-                    usage.tasks_running,
-                    usage.tasks_queued,
-                    usage.tasks_completed,
-                    usage.rate_limited_calls,
-                    usage.dropped_log_lines
-                );
+                eprintln!("swarm usage: {usage}");
             }
             let outcome = result?;
             if json {
@@ -481,18 +461,7 @@ async fn run(command: Command) -> Result<()> {
             } else if outcome.is_success() {
                 println!("{}", serde_json::to_string_pretty(&outcome.output)?);
             }
-            let u = &outcome.usage;
-            tracing::info!(
-                target: "chassis",
-                "usage: wall {:.2} ms, cpu {:.2} ms, throttled {:.2} ms, peak memory {:.1} MiB, {} host calls ({} refused, {} log lines dropped)",
-                u.wall_ms,
-                u.cpu_ms,
-                u.throttled_ms,
-                u.peak_memory_bytes as f64 / (1024.0 * 1024.0),
-                u.host_calls,
-                u.rate_limited_calls,
-                u.dropped_log_lines
-            );
+            tracing::info!(target: "chassis", "usage: {}", outcome.usage);
             if let Some(path) = metrics {
                 std::fs::write(&path, chassis.render_metrics())
                     .with_context(|| format!("{}: cannot write metrics", path.display()))?;
