@@ -262,31 +262,165 @@ macro_rules! error {
 /// `security.scoped_credentials`). Values stay on the host where possible:
 /// prefer [`credentials::sign`] and the HTTP proxy's credential header to
 /// [`credentials::get`].
+///
+/// Errors are [`credentials::CredentialError`]: it prints as a sentence
+/// (`credential denied: ...`) and converts into [`TaskError`], so `?` works
+/// in [`Swarm::execute`].
 pub mod credentials {
     use crate::bindings::infrafabric::chassis::credentials as wit;
-    pub use crate::bindings::infrafabric::chassis::credentials::CredentialError;
+
+    /// Why a credential operation was refused.
+    #[derive(Clone, PartialEq, Eq)]
+    pub enum CredentialError {
+        /// The host refused the request (not in scope, or not available).
+        Denied(String),
+        /// The name is in scope but no value exists for this swarm.
+        NotFound(String),
+        /// The credential cannot be used this way (e.g. `sign` on a token).
+        Unsupported(String),
+        /// The swarm is over its `max_api_calls_per_second`.
+        RateLimited(String),
+    }
+
+    impl CredentialError {
+        fn parts(&self) -> (&'static str, &'static str, &str) {
+            match self {
+                CredentialError::Denied(m) => ("Denied", "denied", m),
+                CredentialError::NotFound(m) => ("NotFound", "not found", m),
+                CredentialError::Unsupported(m) => ("Unsupported", "unsupported", m),
+                CredentialError::RateLimited(m) => ("RateLimited", "rate limited", m),
+            }
+        }
+    }
+
+    impl std::fmt::Display for CredentialError {
+        /// `credential denied: <the host's reason>`.
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let (_, what, message) = self.parts();
+            write!(f, "credential {what}: {message}")
+        }
+    }
+
+    impl std::fmt::Debug for CredentialError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let (variant, _, message) = self.parts();
+            write!(f, "CredentialError::{variant}({message:?})")
+        }
+    }
+
+    impl std::error::Error for CredentialError {}
+
+    impl From<wit::CredentialError> for CredentialError {
+        fn from(e: wit::CredentialError) -> Self {
+            match e {
+                wit::CredentialError::Denied(m) => CredentialError::Denied(m),
+                wit::CredentialError::NotFound(m) => CredentialError::NotFound(m),
+                wit::CredentialError::Unsupported(m) => CredentialError::Unsupported(m),
+                wit::CredentialError::RateLimited(m) => CredentialError::RateLimited(m),
+            }
+        }
+    }
+
+    impl From<CredentialError> for crate::TaskError {
+        /// A failed task whose message is the error's sentence.
+        fn from(e: CredentialError) -> Self {
+            crate::TaskError::Failed(e.to_string())
+        }
+    }
 
     /// The value of a scoped credential.
     pub fn get(name: &str) -> Result<String, CredentialError> {
-        wit::get(name)
+        wit::get(name).map_err(Into::into)
     }
 
     /// Sign `message` with the named Ed25519 key, on the host.
     pub fn sign(name: &str, message: &[u8]) -> Result<Vec<u8>, CredentialError> {
-        wit::sign(name, message)
+        wit::sign(name, message).map_err(Into::into)
     }
 
     /// The public key of the named signing key.
     pub fn public_key(name: &str) -> Result<Vec<u8>, CredentialError> {
-        wit::public_key(name)
+        wit::public_key(name).map_err(Into::into)
     }
 }
 
 /// Outbound HTTP through the host's proxy, to the contract's `allowed_endpoints`.
+///
+/// Errors are [`http::ProxyError`]: it prints as a sentence (`request
+/// denied: ...`) and converts into [`TaskError`], so `?` works in
+/// [`Swarm::execute`].
 pub mod http {
+    use crate::bindings::infrafabric::chassis::http_proxy as wit;
     pub use crate::bindings::infrafabric::chassis::http_proxy::{
-        CredentialHeader, Header, ProxyError, Request, Response,
+        CredentialHeader, Header, Request, Response,
     };
+
+    /// Why a request did not produce a response.
+    #[derive(Clone, PartialEq, Eq)]
+    pub enum ProxyError {
+        /// The contract does not allow this request.
+        Denied(String),
+        /// The request itself is malformed.
+        InvalidRequest(String),
+        /// The request or response exceeds a size limit.
+        TooLarge(String),
+        /// The host's time limit for the request ran out.
+        Timeout(String),
+        /// The swarm is over its call or bandwidth rate.
+        RateLimited(String),
+        /// The connection or the exchange failed.
+        Network(String),
+    }
+
+    impl ProxyError {
+        fn parts(&self) -> (&'static str, &'static str, &str) {
+            match self {
+                ProxyError::Denied(m) => ("Denied", "denied", m),
+                ProxyError::InvalidRequest(m) => ("InvalidRequest", "invalid", m),
+                ProxyError::TooLarge(m) => ("TooLarge", "too large", m),
+                ProxyError::Timeout(m) => ("Timeout", "timed out", m),
+                ProxyError::RateLimited(m) => ("RateLimited", "rate limited", m),
+                ProxyError::Network(m) => ("Network", "failed on the network", m),
+            }
+        }
+    }
+
+    impl std::fmt::Display for ProxyError {
+        /// `request denied: <the host's reason>`.
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let (_, what, message) = self.parts();
+            write!(f, "request {what}: {message}")
+        }
+    }
+
+    impl std::fmt::Debug for ProxyError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let (variant, _, message) = self.parts();
+            write!(f, "ProxyError::{variant}({message:?})")
+        }
+    }
+
+    impl std::error::Error for ProxyError {}
+
+    impl From<wit::ProxyError> for ProxyError {
+        fn from(e: wit::ProxyError) -> Self {
+            match e {
+                wit::ProxyError::Denied(m) => ProxyError::Denied(m),
+                wit::ProxyError::InvalidRequest(m) => ProxyError::InvalidRequest(m),
+                wit::ProxyError::TooLarge(m) => ProxyError::TooLarge(m),
+                wit::ProxyError::Timeout(m) => ProxyError::Timeout(m),
+                wit::ProxyError::RateLimited(m) => ProxyError::RateLimited(m),
+                wit::ProxyError::Network(m) => ProxyError::Network(m),
+            }
+        }
+    }
+
+    impl From<ProxyError> for crate::TaskError {
+        /// A failed task whose message is the error's sentence.
+        fn from(e: ProxyError) -> Self {
+            crate::TaskError::Failed(e.to_string())
+        }
+    }
 
     /// A GET request for `url` with no headers or body.
     pub fn get(url: &str) -> Request {
@@ -301,6 +435,37 @@ pub mod http {
 
     /// Send `request` through the host and wait for the response.
     pub fn fetch(request: &Request) -> Result<Response, ProxyError> {
-        crate::bindings::infrafabric::chassis::http_proxy::fetch(request)
+        wit::fetch(request).map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_errors_print_as_sentences_and_become_failed_tasks() {
+        let e = credentials::CredentialError::Denied("\"k\" is not in scope".to_string());
+        assert_eq!(e.to_string(), "credential denied: \"k\" is not in scope");
+        assert_eq!(
+            format!("{e:?}"),
+            "CredentialError::Denied(\"\\\"k\\\" is not in scope\")"
+        );
+        let t: TaskError = e.into();
+        assert_eq!(
+            t,
+            TaskError::Failed("credential denied: \"k\" is not in scope".to_string())
+        );
+        let p = http::ProxyError::Timeout("after 30 s".to_string());
+        assert_eq!(p.to_string(), "request timed out: after 30 s");
+        assert_eq!(
+            TaskError::from(p).to_string(),
+            "failed: request timed out: after 30 s"
+        );
+        // `?` in a function returning TaskError.
+        fn fetch() -> Result<(), TaskError> {
+            Err(http::ProxyError::Denied("no".into()))?
+        }
+        assert_eq!(fetch(), Err(TaskError::Failed("request denied: no".into())));
     }
 }

@@ -129,6 +129,14 @@ pub enum AuditError {
         /// The log.
         path: PathBuf,
     },
+    /// The log does not hold the expected head.
+    #[error("{}: {reason}", path.display())]
+    HeadMismatch {
+        /// The log.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
     /// A record that does not verify.
     #[error("{}: record on line {line} is bad: {reason}", path.display())]
     Bad {
@@ -318,6 +326,7 @@ fn describe(event: &Event) -> (&'static str, Option<String>, Value) {
         Event::ReputationChanged { .. } => "reputation_changed",
         Event::Quarantined { .. } => "quarantined",
         Event::Released { .. } => "released",
+        Event::SecretRedacted { .. } => "secret_redacted",
     };
     (op, task_id, v)
 }
@@ -683,11 +692,100 @@ fn append_record(text: &mut String, seq: u64, head: &str, ts: SystemTime, event:
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// A chain head: the sequence number and hash of a log's last record, as
+/// `audit verify` prints it (`SEQ:HASH`). Kept somewhere the log's writer
+/// cannot reach, it detects a log whose tail was cut off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The record's `seq`.
+    pub seq: u64,
+    /// The record's `hash`.
+    pub hash: String,
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+
+    /// `SEQ:HASH`, e.g. `42:3f2a…` (64 hex digits).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (seq, hash) = s
+            .split_once(':')
+            .ok_or_else(|| format!("bad head {s:?}: expected SEQ:HASH"))?;
+        let seq = seq
+            .parse()
+            .map_err(|_| format!("bad head {s:?}: SEQ must be a record number"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("bad head {s:?}: HASH must be 64 hex digits"));
+        }
+        Ok(Head {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
+}
+
+impl Verified {
+    /// The chain head: the last record's number and hash (`0` and the
+    /// genesis hash for an empty log).
+    pub fn head(&self) -> Head {
+        Head {
+            seq: self.records,
+            hash: self.head.clone(),
+        }
+    }
+}
+
+/// [`verify`], and check that the log holds `expected` — the record with
+/// that sequence number has that hash — so a log cut back to before a head
+/// kept elsewhere is detected. A log that has grown past it passes.
+pub fn verify_against(path: impl AsRef<Path>, expected: &Head) -> Result<Verified, AuditError> {
+    let path = path.as_ref();
+    let mut found: Option<String> = None;
+    let v = verify_each(path, |seq, hash| {
+        if seq == expected.seq {
+            found = Some(hash.to_string());
+        }
+    })?;
+    let mismatch = |reason: String| AuditError::HeadMismatch {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if expected.seq == 0 {
+        return if expected.hash == GENESIS {
+            Ok(v)
+        } else {
+            Err(mismatch("head 0 has the genesis hash (64 zeros)".into()))
+        };
+    }
+    match found {
+        None => Err(mismatch(format!(
+            "the log ends at record {}, before the expected head {}: records were cut from its end",
+            v.records, expected.seq
+        ))),
+        Some(hash) if hash != expected.hash => Err(mismatch(format!(
+            "record {} has hash {hash}, not the expected {}: the log was rewritten",
+            expected.seq, expected.hash
+        ))),
+        Some(_) => Ok(v),
+    }
+}
+
 /// Verify a log file: every whole line a record whose `seq`, `prev_hash`
 /// and `hash` are right. A partial last line (no newline) is reported, not
-/// counted.
+/// counted. Deleting records from the end leaves a valid, shorter log:
+/// check against a head kept elsewhere with [`verify_against`].
 pub fn verify(path: impl AsRef<Path>) -> Result<Verified, AuditError> {
-    let path = path.as_ref();
+    verify_each(path.as_ref(), |_, _| {})
+}
+
+/// [`verify`], calling `each(seq, hash)` for every good record.
+fn verify_each(path: &Path, mut each: impl FnMut(u64, &str)) -> Result<Verified, AuditError> {
     let io = |source| AuditError::Io {
         path: path.to_path_buf(),
         source,
@@ -739,6 +837,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<Verified, AuditError> {
         }
         head = actual;
         records += 1;
+        each(records, &head);
     }
     Ok(Verified {
         records,

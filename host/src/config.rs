@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::contract::ServiceContract;
 use crate::events::EventSink;
@@ -50,7 +51,19 @@ pub struct ChassisConfig {
     /// Certificate authorities (DER) the HTTP proxy trusts for `https`
     /// besides the Mozilla roots it ships with: a private CA, say.
     pub extra_root_certificates: Vec<Vec<u8>>,
+    /// How long loading a swarm may run the swarm's own code (instantiating
+    /// it and its `describe` export), whatever its `task_timeout_seconds`.
+    pub load_timeout: Duration,
+    /// Largest component file [`crate::Chassis::load`] reads, in bytes.
+    pub max_component_bytes: u64,
 }
+
+/// Default [`ChassisConfig::load_timeout`]: 10 s.
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default [`ChassisConfig::max_component_bytes`]: 256 MiB (a Python
+/// component with its interpreter is about 40 MiB).
+pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 256 * 1024 * 1024;
 
 impl std::fmt::Debug for ChassisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,13 +78,16 @@ impl std::fmt::Debug for ChassisConfig {
                 "extra_root_certificates",
                 &self.extra_root_certificates.len(),
             )
+            .field("load_timeout", &self.load_timeout)
+            .field("max_component_bytes", &self.max_component_bytes)
             .finish()
     }
 }
 
 impl Default for ChassisConfig {
     /// Pooling on ([`PoolConfig::default`]), no fuel metering, the default
-    /// queue, no event sinks, no component cache.
+    /// queue, no event sinks, no component cache, a 10 s load timeout,
+    /// components up to 256 MiB.
     fn default() -> Self {
         Self {
             pool: Some(PoolConfig::default()),
@@ -81,6 +97,8 @@ impl Default for ChassisConfig {
             secrets: SecretStore::new(),
             cache_dir: None,
             extra_root_certificates: Vec::new(),
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
+            max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
         }
     }
 }
@@ -129,6 +147,18 @@ impl ChassisConfig {
     /// [`crate::Chassis::with_config`] fail.
     pub fn with_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
         self.extra_root_certificates.push(der.into());
+        self
+    }
+
+    /// Give loading (the swarm's instantiation and `describe`) at most `timeout`.
+    pub fn with_load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = timeout;
+        self
+    }
+
+    /// Refuse component files larger than `bytes`.
+    pub fn with_max_component_bytes(mut self, bytes: u64) -> Self {
+        self.max_component_bytes = bytes;
         self
     }
 

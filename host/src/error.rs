@@ -120,6 +120,38 @@ pub enum Error {
         reason: String,
     },
 
+    /// The swarm's `describe` answer is not a list of task types the host
+    /// accepts (see [`crate::registry::MAX_TASK_TYPES`]).
+    #[error("swarm {swarm_id:?}: describe returned bad task types: {reason}")]
+    BadTaskTypes {
+        /// The swarm.
+        swarm_id: String,
+        /// What is wrong (bounded, escaped).
+        reason: String,
+    },
+
+    /// Loading did not finish within the host's load timeout.
+    #[error(
+        "swarm {swarm_id:?}: loading did not finish within {seconds} s (its describe export did not answer; the host's load timeout, ChassisConfig::load_timeout)"
+    )]
+    LoadTimeout {
+        /// The swarm.
+        swarm_id: String,
+        /// The limit.
+        seconds: f64,
+    },
+
+    /// A secret for the swarm cannot be used (a malformed signing key).
+    #[error("swarm {swarm_id:?}: secret {key:?}: {reason}")]
+    BadSecret {
+        /// The swarm.
+        swarm_id: String,
+        /// The key name (never the value).
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The task type is not one the swarm lists in `describe`.
     #[error(
         "swarm {swarm_id:?}: task not exported by swarm: {task_type:?} (it serves: {available})"
@@ -157,6 +189,21 @@ pub enum Error {
         task_id: String,
         /// The contract's limit.
         limit_mb: u32,
+        /// What it asked for.
+        detail: String,
+    },
+
+    /// The guest grew a table past the host's table limit.
+    #[error(
+        "swarm {swarm_id:?} task {task_id:?}: table limit exceeded (at most {limit_elements} elements per table, a host limit): {detail}"
+    )]
+    TableLimit {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// The host's limit.
+        limit_elements: usize,
         /// What it asked for.
         detail: String,
     },
@@ -260,10 +307,9 @@ pub enum Error {
         reason: String,
     },
 
-    /// The swarm is quarantined: its reputation fell under its threshold.
-    #[error(
-        "swarm {swarm_id:?} is quarantined: reputation {score:.2} is under its quarantine_threshold {threshold}; an operator must release it"
-    )]
+    /// The swarm is quarantined: its reputation fell under its threshold,
+    /// or too many of its latest tasks failed.
+    #[error("swarm {swarm_id:?} is quarantined: {reason}; an operator must release it")]
     Quarantined {
         /// The swarm.
         swarm_id: String,
@@ -271,6 +317,8 @@ pub enum Error {
         score: f64,
         /// The contract's threshold.
         threshold: f64,
+        /// Why.
+        reason: String,
     },
 
     /// An event sink (the audit log) cannot record, so nothing new may run.
@@ -375,16 +423,19 @@ impl Error {
         match self {
             Error::Contract(_) | Error::MissingWasmModule { .. } => ErrorKind::Contract,
             Error::Io { .. } | Error::Cache(_) => ErrorKind::Io,
-            Error::NotWasm { .. } | Error::CoreModule { .. } | Error::InvalidComponent { .. } => {
-                ErrorKind::InvalidComponent
-            }
+            Error::NotWasm { .. }
+            | Error::CoreModule { .. }
+            | Error::InvalidComponent { .. }
+            | Error::BadTaskTypes { .. } => ErrorKind::InvalidComponent,
+            Error::LoadTimeout { .. } => ErrorKind::Instantiate,
+            Error::BadSecret { .. } => ErrorKind::Contract,
             Error::MissingTaskExport { .. }
             | Error::ImportNotPermitted { .. }
             | Error::PoolTooSmall { .. } => ErrorKind::NotPermitted,
             Error::AlreadyLoaded(_) | Error::NotLoaded(_) => ErrorKind::Registry,
             Error::TaskNotExported { .. } => ErrorKind::TaskNotExported,
             Error::Timeout { .. } => ErrorKind::Timeout,
-            Error::MemoryLimit { .. } => ErrorKind::Memory,
+            Error::MemoryLimit { .. } | Error::TableLimit { .. } => ErrorKind::Memory,
             Error::CpuBudget { .. } => ErrorKind::CpuBudget,
             Error::StackOverflow { .. } => ErrorKind::StackOverflow,
             Error::Trap { .. } => ErrorKind::Trap,
@@ -404,7 +455,7 @@ impl Error {
         use crate::limits::LimitKind;
         Some(match self {
             Error::Timeout { .. } => LimitKind::Timeout,
-            Error::MemoryLimit { .. } => LimitKind::Memory,
+            Error::MemoryLimit { .. } | Error::TableLimit { .. } => LimitKind::Memory,
             Error::CpuBudget { .. } => LimitKind::CpuBudget,
             Error::StackOverflow { .. } => LimitKind::StackOverflow,
             Error::Overloaded { .. } => LimitKind::Overloaded,

@@ -65,6 +65,10 @@ pub enum Event {
         kind: String,
         /// The error message.
         error: String,
+        /// The guest's error variant when `kind` is `guest_error`:
+        /// `failed`, `invalid_payload` or `unknown_task_type`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        guest_error: Option<String>,
         /// Wall time from the request to the failure, in milliseconds.
         wall_ms: f64,
     },
@@ -149,16 +153,33 @@ pub enum Event {
         /// The new score.
         to: f64,
     },
-    /// The score fell under the threshold: the swarm's tasks are refused.
+    /// The score fell under the threshold, or too many of the latest tasks
+    /// failed: the swarm's tasks are refused.
     Quarantined {
         /// The swarm.
         swarm_id: String,
-        /// The task whose end or request put it under the threshold.
+        /// The task whose end or request quarantined it.
         task_id: String,
         /// Its score.
         score: f64,
         /// The contract's threshold.
         threshold: f64,
+        /// Why (the score, or the failure guard).
+        reason: String,
+    },
+    /// A secret value of the swarm (or an encoding of it) was found in text
+    /// it wrote, and redacted before the text was shown or stored.
+    SecretRedacted {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// The keys whose values were found (names only).
+        keys: Vec<String>,
+        /// Where: `log`, `stdout`, `stderr`, `error` or `trap_message`.
+        channel: String,
+        /// Whether it counts as a security violation (the task's first).
+        security_violation: bool,
     },
     /// An operator released a quarantined swarm.
     Released {
@@ -195,6 +216,7 @@ impl Event {
             | Event::SloViolation { swarm_id, .. }
             | Event::ReputationChanged { swarm_id, .. }
             | Event::Quarantined { swarm_id, .. }
+            | Event::SecretRedacted { swarm_id, .. }
             | Event::Released { swarm_id, .. } => swarm_id,
         }
     }

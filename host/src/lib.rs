@@ -44,6 +44,7 @@ pub mod contract;
 mod engine;
 mod error;
 pub mod events;
+pub mod files;
 pub mod imports;
 pub mod inspect;
 pub mod limits;
@@ -55,6 +56,7 @@ mod runner;
 pub mod secrets;
 pub mod slo;
 mod state;
+pub mod text;
 pub mod wasi;
 
 use std::path::Path;
@@ -66,7 +68,7 @@ use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-pub use config::{ChassisConfig, PoolConfig};
+pub use config::{ChassisConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_COMPONENT_BYTES, PoolConfig};
 pub use contract::{ContractError, ServiceContract};
 pub use engine::{EPOCH_TICK, MAX_WASM_STACK};
 pub use error::{Error, ErrorKind, ImportRefusal};
@@ -203,7 +205,8 @@ impl Chassis {
         };
         let swarm_id = contract.swarm_id.clone();
         let result = match registry::module_path(&contract, contract_path) {
-            Ok(module) => match std::fs::read(&module) {
+            Ok(module) => match files::read_bounded(&module, self.inner.config.max_component_bytes)
+            {
                 Ok(bytes) => {
                     self.load_from(&bytes, contract, module.display().to_string())
                         .await
@@ -226,7 +229,15 @@ impl Chassis {
         contract: ServiceContract,
     ) -> Result<SwarmInfo, Error> {
         let swarm_id = contract.swarm_id.clone();
+        let limit = self.inner.config.max_component_bytes;
         let result = match contract.validate() {
+            Ok(()) if bytes.len() as u64 > limit => Err(Error::InvalidComponent {
+                origin: format!("<bytes for {}>", contract.swarm_id),
+                reason: format!(
+                    "{} bytes, over the host's limit of {limit} bytes (ChassisConfig::max_component_bytes)",
+                    bytes.len()
+                ),
+            }),
             Ok(()) => {
                 let origin = format!("<bytes for {}>", contract.swarm_id);
                 self.load_from(bytes, contract, origin).await
@@ -306,8 +317,14 @@ impl Chassis {
             self.inner.events.clone(),
             &self.inner.config.secrets,
             self.inner.tls.clone(),
-        ));
-        let task_types = runner::describe(&self.inner.engine, &pre, &runtime).await?;
+        )?);
+        let task_types = runner::describe(
+            &self.inner.engine,
+            &pre,
+            &runtime,
+            self.inner.config.load_timeout,
+        )
+        .await?;
         let contract = runtime.contract.clone();
         let info = SwarmInfo {
             swarm_id: contract.swarm_id.clone(),
@@ -406,6 +423,19 @@ impl Chassis {
     ) -> Result<(), Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
         swarm.runtime.health.lock().expect("health lock").reputation = reputation;
+        Ok(())
+    }
+
+    /// Continue a loaded swarm from its audit history (see
+    /// [`report::history`]): its SLO figures and reputation (quarantine and
+    /// the failure guard's window included) become what the log says, so
+    /// what this host reports next chains on from the log's last record.
+    pub fn restore_history(&self, history: report::History) -> Result<(), Error> {
+        let swarm = self.inner.registry.get(&history.swarm_id)?;
+        let (slo, reputation) = history.resume();
+        let mut health = swarm.runtime.health.lock().expect("health lock");
+        health.slo = slo;
+        health.reputation = reputation;
         Ok(())
     }
 

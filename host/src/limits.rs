@@ -5,11 +5,12 @@
 //! | limit (contract field)        | enforced by                                         | error                 |
 //! |-------------------------------|-----------------------------------------------------|-----------------------|
 //! | `max_memory_mb`               | [`TaskLimiter`] (a wasmtime `ResourceLimiter`)       | `MemoryLimit`         |
-//! | table growth                  | [`TaskLimiter`], [`MAX_TABLE_ELEMENTS`]             | `MemoryLimit`         |
+//! | table growth                  | [`TaskLimiter`], [`MAX_TABLE_ELEMENTS`]             | `TableLimit`          |
 //! | `task_timeout_seconds`        | epoch callback every tick + outer host timeout      | `Timeout`             |
 //! | `max_cpu_percent`             | [`CpuGovernor`] in the epoch callback (sleeps)      | — (throttled)         |
 //! | `max_concurrent_tasks`        | [`Admission`]: slots + bounded wait queue           | `Overloaded`          |
-//! | `max_api_calls_per_second`    | [`TokenBucket`] per swarm across imports            | `RateLimited`         |
+//! | `max_api_calls_per_second`    | [`RateLimiter`] per swarm: credentials, HTTP proxy  | `RateLimited`         |
+//! | `max_log_lines_per_second`, `max_log_bytes_per_second` | [`LogBudget`] per swarm: log, stdout, stderr | — (lines dropped) |
 //! | `max_fuel` (optional)         | wasmtime fuel                                       | `CpuBudget`           |
 //! | guest→host bytes per call     | `Store::set_hostcall_fuel` ([`MAX_HOSTCALL_BYTES`]) | `HostcallTooLarge`    |
 //! | task output size              | [`MAX_OUTPUT_BYTES`]                                | `OutputTooLarge`      |
@@ -32,6 +33,11 @@ pub const MAX_HOSTCALL_BYTES: usize = 4 * 1024 * 1024;
 /// refused as `OutputTooLarge`; a larger one is stopped mid-copy as
 /// `HostcallTooLarge`.
 pub const MAX_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
+
+/// Longest error message a guest's `task-error` keeps, in bytes; the rest
+/// is cut (and marked). Bounds the error in the outcome, the logs and the
+/// task's audit record.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 8 * 1024;
 
 /// Most elements a guest table may grow to.
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -347,6 +353,14 @@ impl TokenBucket {
         }
     }
 
+    /// Whether `n` tokens could be taken now (takes none).
+    pub fn has(&mut self, n: f64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity.max(n));
+        self.last = now;
+        self.tokens >= n
+    }
+
     /// How long until `n` tokens are available.
     pub fn wait_for(&self, n: f64) -> Duration {
         Duration::from_secs_f64(((n - self.tokens) / self.rate).max(0.0))
@@ -515,9 +529,56 @@ impl RateLimiter {
     }
 }
 
+/// Per-swarm log budget shared by all its tasks: lines per second and
+/// bytes per second, each with one second's burst. A line over either is
+/// dropped (the caller counts it); logging never ends a task.
+#[derive(Debug)]
+pub struct LogBudget {
+    buckets: Mutex<(TokenBucket, TokenBucket)>,
+}
+
+impl LogBudget {
+    /// A budget for `max_log_lines_per_second` and `max_log_bytes_per_second`.
+    pub fn new(lines_per_second: u32, bytes_per_second: u32) -> Self {
+        let now = Instant::now();
+        Self {
+            buckets: Mutex::new((
+                TokenBucket::new(lines_per_second, now),
+                TokenBucket::new(bytes_per_second, now),
+            )),
+        }
+    }
+
+    /// Take one line of `bytes`; `false` when over either budget (nothing
+    /// is taken then).
+    pub fn allow(&self, bytes: usize) -> bool {
+        let now = Instant::now();
+        let mut b = self.buckets.lock().expect("log budget lock");
+        let (lines, size) = &mut *b;
+        if !size.has(bytes as f64, now) {
+            return false;
+        }
+        if !lines.try_take(1.0, now) {
+            return false;
+        }
+        size.try_take(bytes as f64, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_budget_counts_lines_and_bytes() {
+        let b = LogBudget::new(3, 1000);
+        assert!(b.allow(10) && b.allow(10) && b.allow(10));
+        assert!(!b.allow(10), "a fourth line within the second");
+        let b = LogBudget::new(100, 1000);
+        assert!(b.allow(900));
+        assert!(!b.allow(200), "over the bytes");
+        assert!(b.allow(50), "a refused line takes nothing");
+    }
 
     #[test]
     fn token_bucket_allows_a_burst_then_the_rate() {

@@ -17,11 +17,24 @@ pub struct TaskRequest {
 }
 
 impl TaskRequest {
-    /// A request with a generated id (`task-<n>`, unique within the process).
+    /// A request with a generated id, `task-<process>-<n>`: `<process>` is
+    /// 12 random hex digits drawn once per process, so ids from many
+    /// processes sharing one audit log do not repeat.
     pub fn new(task_type: impl Into<String>, payload: serde_json::Value) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
+        static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let process = PROCESS.get_or_init(|| {
+            use std::hash::{BuildHasher, Hasher};
+            // Randomly keyed by the standard library, per process.
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            h.finish() & 0xffff_ffff_ffff
+        });
         Self {
-            task_id: format!("task-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+            task_id: format!(
+                "task-{process:012x}-{}",
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
             task_type: task_type.into(),
             payload,
         }
@@ -57,6 +70,26 @@ pub enum GuestError {
     /// The task failed.
     #[error("failed: {0}")]
     Failed(String),
+}
+
+impl GuestError {
+    /// The variant's stable name: `unknown_task_type`, `invalid_payload` or `failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GuestError::UnknownTaskType(_) => "unknown_task_type",
+            GuestError::InvalidPayload(_) => "invalid_payload",
+            GuestError::Failed(_) => "failed",
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        match self {
+            GuestError::UnknownTaskType(m)
+            | GuestError::InvalidPayload(m)
+            | GuestError::Failed(m) => m,
+        }
+    }
 }
 
 /// The result of a task the swarm ran to completion.

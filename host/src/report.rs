@@ -1,34 +1,76 @@
-//! SLO and reputation reports rebuilt from an audit log.
+//! SLO and reputation state rebuilt from an audit log.
 //!
 //! The audit log holds every task's end, its latency and every security
 //! violation, in order and with timestamps, so replaying it through the same
-//! [`SloTracker`] and [`Reputation`] the host uses gives the figures the host
-//! had — for any past run, from the file alone (`chassis report`).
+//! [`SloTracker`] and [`Reputation`] the host uses, with the same rule for
+//! how an ending counts ([`crate::reputation::counted`]), gives the state
+//! the host had — for any past run, from the file alone (`chassis report`).
+//! A host that continues a swarm's log ([`crate::Chassis::restore_history`],
+//! `chassis run --audit`) starts from that state, so the figures of one run
+//! chain into the next and into the report.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::SloReport;
 use crate::audit::parse_rfc3339;
 use crate::contract::ServiceContract;
-use crate::reputation::Reputation;
-use crate::slo::{Ending, SloTracker};
+use crate::reputation::{Reputation, counted};
+use crate::slo::SloTracker;
 
-/// Replay the records of `contract`'s swarm. Time runs from the swarm's
-/// first record to its last.
-pub fn replay(records: &[Value], contract: &ServiceContract) -> SloReport {
+/// One swarm's SLO tracker and reputation after its records.
+#[derive(Debug)]
+pub struct History {
+    /// The swarm.
+    pub swarm_id: String,
+    /// SLO state; its clock runs from the swarm's first record.
+    pub slo: SloTracker,
+    /// Reputation, quarantine and the failure guard's window.
+    pub reputation: Reputation,
+    /// The tracker's clock at the last record.
+    last: Instant,
+    /// Time of the first record, microseconds since the epoch.
+    first_micros: Option<i64>,
+}
+
+impl History {
+    /// The SLO figures (as of the last record) and the reputation.
+    pub fn report(&self, contract: &ServiceContract) -> SloReport {
+        SloReport {
+            swarm_id: self.swarm_id.clone(),
+            slo: self.slo.figures(&contract.slo_targets, self.last),
+            reputation: self.reputation.clone(),
+        }
+    }
+
+    /// The state, its clock moved to now: the time since the first record
+    /// (by the wall clock) counts as time the swarm was tracked.
+    pub fn resume(mut self) -> (SloTracker, Reputation) {
+        if let Some(first) = self.first_micros {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            let age = Duration::from_micros((now - first).max(0) as u64);
+            self.slo.resume(Instant::now(), age);
+        }
+        (self.slo, self.reputation)
+    }
+}
+
+/// Replay the records of `contract`'s swarm.
+pub fn history(records: &[Value], contract: &ServiceContract) -> History {
     let id = contract.swarm_id.as_str();
     let mine: Vec<&Value> = records
         .iter()
         .filter(|r| r["swarm_id"].as_str() == Some(id))
         .collect();
     let base = Instant::now();
-    let t0 = mine
+    let first_micros = mine
         .first()
         .and_then(|r| r["ts"].as_str())
-        .and_then(parse_rfc3339)
-        .unwrap_or(0);
+        .and_then(parse_rfc3339);
+    let t0 = first_micros.unwrap_or(0);
     let at = |r: &Value| {
         let t = r["ts"].as_str().and_then(parse_rfc3339).unwrap_or(t0);
         base + Duration::from_micros((t - t0).max(0) as u64)
@@ -42,15 +84,12 @@ pub fn replay(records: &[Value], contract: &ServiceContract) -> SloReport {
         let now = at(r);
         last = now;
         let p = &r["params"];
-        let latency =
-            Duration::from_secs_f64(p["wall_ms"].as_f64().unwrap_or(0.0).max(0.0) / 1000.0);
         let ending = match r["operation"].as_str().unwrap_or_default() {
-            "task_complete" => Some(Ending::Success),
-            "task_failed" => match p["kind"].as_str().unwrap_or_default() {
-                "guest_error" => Some(Ending::GuestError),
-                "task_not_exported" | "quarantined" | "registry" | "audit" => None,
-                _ => Some(Ending::NoAnswer),
-            },
+            "task_complete" => counted("success", None),
+            "task_failed" => counted(
+                p["kind"].as_str().unwrap_or_default(),
+                p["guest_error"].as_str(),
+            ),
             "released" => {
                 reputation.release();
                 None
@@ -66,17 +105,27 @@ pub fn replay(records: &[Value], contract: &ServiceContract) -> SloReport {
                 None
             }
         };
-        if let Some(ending) = ending {
-            let (compliance, _) = slo.record(latency, ending, &contract.slo_targets, now);
-            reputation.after_task(compliance);
+        if let Some(c) = ending {
+            let latency =
+                Duration::from_secs_f64(p["wall_ms"].as_f64().unwrap_or(0.0).max(0.0) / 1000.0);
+            let (compliance, _) = slo.record(latency, c.ending, &contract.slo_targets, now);
+            reputation.after_task(compliance, c.own_failure);
             if std::mem::take(&mut limit_pending) {
                 reputation.limit_violation();
             }
         }
     }
-    SloReport {
+    History {
         swarm_id: id.to_string(),
-        slo: slo.figures(&contract.slo_targets, last),
+        slo,
         reputation,
+        last,
+        first_micros,
     }
+}
+
+/// Replay the records of `contract`'s swarm into its report. Time runs
+/// from the swarm's first record to its last.
+pub fn replay(records: &[Value], contract: &ServiceContract) -> SloReport {
+    history(records, contract).report(contract)
 }

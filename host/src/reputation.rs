@@ -22,8 +22,53 @@
 //! contract's `quarantine_threshold` the swarm is quarantined: the host
 //! refuses its tasks until an operator releases it, which restores
 //! `initial_score` and full security compliance.
+//!
+//! The score alone never quarantines a swarm that fails every task: its
+//! target floors near 0.6 with the seed's weights. So a failure guard sits
+//! beside it: over the swarm's latest `failure_window` tasks, when more than
+//! `max_failure_rate_percent` of them failed by the swarm's own doing (a
+//! trap, a limit it ran into, an output the host refused, or its own
+//! `failed` error; not an invalid payload or unknown task type, which are
+//! the caller's mistakes, nor an overload), the swarm is quarantined too.
+//!
+//! How a task's ending counts is decided once, by [`counted`], for the
+//! live host and for the audit log's replay alike.
+
+use std::collections::VecDeque;
 
 use serde::Serialize;
+
+use crate::slo::Ending;
+
+/// How one task's ending counts for SLOs and reputation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    /// How SLOs see it.
+    pub ending: Ending,
+    /// Whether it failed by the swarm's own doing (the failure guard).
+    pub own_failure: bool,
+}
+
+/// How a task that ended as `kind` counts: `success`, `guest_error` (with
+/// the guest's error variant in `guest`: `failed`, `invalid_payload` or
+/// `unknown_task_type`), or an [`crate::ErrorKind`] name. `None` for a task
+/// refused before it reached the swarm (not the swarm's doing).
+pub fn counted(kind: &str, guest: Option<&str>) -> Option<Counted> {
+    let (ending, own_failure) = match kind {
+        "success" => (Ending::Success, false),
+        "guest_error" => (
+            Ending::GuestError,
+            !matches!(guest, Some("invalid_payload" | "unknown_task_type")),
+        ),
+        "task_not_exported" | "quarantined" | "registry" | "audit" => return None,
+        "overloaded" => (Ending::NoAnswer, false),
+        _ => (Ending::NoAnswer, true),
+    };
+    Some(Counted {
+        ending,
+        own_failure,
+    })
+}
 
 /// How far the score moves towards its target per task.
 pub const STEP: f64 = 0.1;
@@ -75,6 +120,20 @@ pub struct Reputation {
     pub quarantined: bool,
     /// Score under which it is quarantined.
     pub threshold: f64,
+    /// Why it is quarantined, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_reason: Option<String>,
+    /// Of the latest tasks (up to the failure window), how many failed by
+    /// the swarm's own doing.
+    pub recent_failures: u32,
+    /// How many latest tasks the failure guard holds (up to the window).
+    pub recent_tasks: u32,
+    #[serde(skip)]
+    window: usize,
+    #[serde(skip)]
+    max_failure_rate: f64,
+    #[serde(skip)]
+    failures: VecDeque<bool>,
     #[serde(skip)]
     slo_weight: f64,
     #[serde(skip)]
@@ -86,7 +145,7 @@ pub struct Reputation {
 }
 
 /// What an update did, for events.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// Nothing to report.
     None,
@@ -97,10 +156,13 @@ pub enum Change {
         /// The new score.
         to: f64,
     },
-    /// The score fell under the threshold: the swarm is now quarantined.
+    /// The score fell under the threshold, or the failure guard tripped:
+    /// the swarm is now quarantined.
     Quarantined {
         /// The new score.
         score: f64,
+        /// Why.
+        reason: String,
     },
 }
 
@@ -113,6 +175,12 @@ impl Reputation {
             security_compliance: 1.0,
             quarantined: false,
             threshold: contract.quarantine_threshold,
+            quarantine_reason: None,
+            recent_failures: 0,
+            recent_tasks: 0,
+            window: contract.failure_window.max(1) as usize,
+            max_failure_rate: contract.max_failure_rate_percent,
+            failures: VecDeque::new(),
             slo_weight: contract.slo_weight,
             security_weight: contract.security_weight,
             initial: contract.initial_score,
@@ -125,11 +193,37 @@ impl Reputation {
         self.slo_compliance * self.slo_weight + self.security_compliance * self.security_weight
     }
 
-    /// After a task: move towards the target for this compliance.
-    pub fn after_task(&mut self, compliance: Compliance) -> Change {
+    /// After a task: move towards the target for this compliance, and
+    /// count whether it failed by the swarm's own doing.
+    pub fn after_task(&mut self, compliance: Compliance, own_failure: bool) -> Change {
         self.slo_compliance = compliance.score();
         self.score += STEP * (self.target() - self.score);
+        if self.failures.len() == self.window {
+            self.failures.pop_front();
+        }
+        self.failures.push_back(own_failure);
+        self.recent_tasks = self.failures.len() as u32;
+        self.recent_failures = self.failures.iter().filter(|f| **f).count() as u32;
+        let full = self.failures.len() == self.window;
+        let rate = f64::from(self.recent_failures) * 100.0 / self.window as f64;
+        if full && rate > self.max_failure_rate && !self.quarantined {
+            self.score = self.score.clamp(0.0, 1.0);
+            return self.quarantine(format!(
+                "{} of its latest {} tasks failed ({rate:.0} %, over max_failure_rate_percent = {})",
+                self.recent_failures, self.window, self.max_failure_rate
+            ));
+        }
         self.settle()
+    }
+
+    fn quarantine(&mut self, reason: String) -> Change {
+        self.quarantined = true;
+        self.quarantine_reason = Some(reason.clone());
+        self.reported = self.score;
+        Change::Quarantined {
+            score: self.score,
+            reason,
+        }
     }
 
     /// A security violation: a 20 % cost.
@@ -148,6 +242,10 @@ impl Reputation {
     /// An operator's release: back to the initial score, full security compliance.
     pub fn release(&mut self) {
         self.quarantined = false;
+        self.quarantine_reason = None;
+        self.failures.clear();
+        self.recent_failures = 0;
+        self.recent_tasks = 0;
         self.score = self.initial;
         self.reported = self.initial;
         self.security_compliance = 1.0;
@@ -156,9 +254,10 @@ impl Reputation {
     fn settle(&mut self) -> Change {
         self.score = self.score.clamp(0.0, 1.0);
         if !self.quarantined && self.score < self.threshold {
-            self.quarantined = true;
-            self.reported = self.score;
-            return Change::Quarantined { score: self.score };
+            return self.quarantine(format!(
+                "reputation {:.2} is under its quarantine_threshold {}",
+                self.score, self.threshold
+            ));
         }
         if (self.score - self.reported).abs() >= 0.01 {
             let from = std::mem::replace(&mut self.reported, self.score);
@@ -182,6 +281,8 @@ mod tests {
             slo_weight: slo,
             security_weight: 1.0 - slo,
             quarantine_threshold: threshold,
+            failure_window: 20,
+            max_failure_rate_percent: 100.0,
         }
     }
 
@@ -209,14 +310,14 @@ mod tests {
     fn the_score_moves_a_tenth_of_the_way_to_the_target() {
         let mut r = Reputation::new(&contract(0.98, 0.7, 0.2));
         // Perfect task: target 1.0; 0.98 + 0.1 · 0.02.
-        assert_eq!(r.after_task(Compliance::MET), Change::None);
+        assert_eq!(r.after_task(Compliance::MET, false), Change::None);
         assert!(close(r.score, 0.982));
         // Slow task: SLO compliance 0.8, target 0.8·0.7 + 1·0.3 = 0.86.
         let slow = Compliance {
             response_time: false,
             ..Compliance::MET
         };
-        r.after_task(slow);
+        r.after_task(slow, false);
         assert!(close(r.slo_compliance, 0.8));
         assert!(close(r.target(), 0.86));
         assert!(close(r.score, 0.982 + 0.1 * (0.86 - 0.982)));
@@ -254,8 +355,8 @@ mod tests {
             availability: false,
         };
         for _ in 0..50 {
-            clean.after_task(Compliance::MET);
-            abusive.after_task(missed);
+            clean.after_task(Compliance::MET, false);
+            abusive.after_task(missed, true);
             abusive.limit_violation();
         }
         assert!(clean.score > 0.99, "{}", clean.score);
@@ -272,7 +373,9 @@ mod tests {
     #[test]
     fn falling_under_the_threshold_quarantines_once_and_release_restores() {
         let mut r = Reputation::new(&contract(0.3, 0.5, 0.25));
-        assert_eq!(r.violation(), Change::Quarantined { score: 0.3 * 0.8 });
+        assert!(
+            matches!(r.violation(), Change::Quarantined { score, ref reason } if close(score, 0.3 * 0.8) && reason.contains("under its quarantine_threshold 0.25"))
+        );
         assert!(r.quarantined);
         // Already quarantined: no second quarantine.
         assert!(!matches!(r.violation(), Change::Quarantined { .. }));
@@ -280,5 +383,69 @@ mod tests {
         assert!(!r.quarantined);
         assert!(close(r.score, 0.3));
         assert!(close(r.security_compliance, 1.0));
+    }
+
+    #[test]
+    fn a_swarm_that_fails_every_task_is_quarantined_by_the_failure_guard() {
+        let all_missed = Compliance {
+            response_time: true,
+            error_rate: false,
+            availability: false,
+        };
+        let mut guarded = crate::contract::Reputation {
+            failure_window: 10,
+            max_failure_rate_percent: 50.0,
+            ..contract(0.5, 0.7, 0.2)
+        };
+        // The score alone: a swarm failing every task floors above the threshold.
+        let mut unguarded = Reputation::new(&contract(0.5, 0.7, 0.2));
+        for _ in 0..200 {
+            assert_eq!(
+                matches!(
+                    unguarded.after_task(all_missed, true),
+                    Change::Quarantined { .. }
+                ),
+                false
+            );
+        }
+        assert!(
+            unguarded.score > 0.5 && !unguarded.quarantined,
+            "{unguarded:?}"
+        );
+        // With the guard: quarantined once the window is full, on the 10th task.
+        let mut r = Reputation::new(&guarded);
+        for i in 1..=10 {
+            let change = r.after_task(all_missed, true);
+            assert_eq!(
+                matches!(change, Change::Quarantined { .. }),
+                i == 10,
+                "task {i}"
+            );
+        }
+        assert!(r.quarantined);
+        let reason = r.quarantine_reason.clone().unwrap();
+        assert!(
+            reason.contains("10 of its latest 10 tasks failed"),
+            "{reason}"
+        );
+        r.release();
+        assert!(!r.quarantined && r.recent_tasks == 0);
+        // Half failing is not over 50 %; caller mistakes do not count.
+        guarded.max_failure_rate_percent = 50.0;
+        let mut healthy = Reputation::new(&guarded);
+        for i in 0..100 {
+            healthy.after_task(Compliance::MET, i % 2 == 0);
+        }
+        assert!(!healthy.quarantined, "{healthy:?}");
+        assert_eq!(
+            counted("guest_error", Some("invalid_payload")).map(|c| c.own_failure),
+            Some(false)
+        );
+        assert_eq!(counted("trap", None).map(|c| c.own_failure), Some(true));
+        assert_eq!(
+            counted("overloaded", None).map(|c| c.own_failure),
+            Some(false)
+        );
+        assert_eq!(counted("task_not_exported", None), None);
     }
 }

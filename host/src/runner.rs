@@ -20,11 +20,11 @@ use crate::bindings::types::{TaskError as WitTaskError, TaskRequest as WitTaskRe
 use crate::error::Error;
 use crate::events::Event;
 use crate::limits::{
-    CpuGovernor, CpuMark, GrowthRefused, MAX_HOSTCALL_BYTES, MAX_OUTPUT_BYTES, Refused, TaskLimiter,
+    CpuGovernor, CpuMark, GrowthRefused, MAX_ERROR_MESSAGE_BYTES, MAX_HOSTCALL_BYTES,
+    MAX_OUTPUT_BYTES, MAX_TABLE_ELEMENTS, Refused, TaskLimiter,
 };
 use crate::outcome::{GuestError, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 use crate::registry::{LoadedSwarm, chain};
-use crate::slo::Ending;
 use crate::state::{HostState, RateLimitAbuse, SwarmRuntime, TaskShared};
 
 /// Extra time past `task_timeout_seconds` before a task stuck in a host call
@@ -43,13 +43,14 @@ pub(crate) enum Phase {
     Task,
 }
 
-/// A fresh store for one task of `swarm`.
+/// A fresh store for one task of `swarm` (or its load), ending `timeout` from now.
 pub(crate) fn new_store(
     engine: &Engine,
     swarm: &Arc<SwarmRuntime>,
     task_id: &Arc<str>,
     shared: &Arc<TaskShared>,
     phase: Phase,
+    timeout: Duration,
 ) -> Store<HostState> {
     let contract = &swarm.contract;
     let now = Instant::now();
@@ -64,7 +65,7 @@ pub(crate) fn new_store(
         ),
         governor: CpuGovernor::new(contract.resource_limits.max_cpu_percent, now),
         cpu_mark: CpuMark::default(),
-        deadline: now + contract.task_timeout(),
+        deadline: now + timeout,
         shared: shared.clone(),
         host_calls: 0,
         refused_calls: 0,
@@ -125,6 +126,14 @@ fn classify_failure(
     let swarm_id = contract.swarm_id.clone();
     let task_id = task_id.to_string();
     if let Some(g) = e.downcast_ref::<GrowthRefused>() {
+        if g.what == "table" {
+            return Error::TableLimit {
+                swarm_id,
+                task_id,
+                limit_elements: MAX_TABLE_ELEMENTS,
+                detail: g.to_string(),
+            };
+        }
         return Error::MemoryLimit {
             swarm_id,
             task_id,
@@ -174,12 +183,13 @@ fn classify_failure(
         .downcast_ref::<wasmtime::WasmBacktrace>()
         .and_then(|bt| bt.frames().first())
     {
+        // Function names come from the guest's name section.
         message.push_str(&format!(
             " in {}",
-            frame.func_name().unwrap_or("<unnamed function>")
+            crate::text::escape(frame.func_name().unwrap_or("<unnamed function>"), 256)
         ));
     }
-    if let Some(guest) = shared.stderr_message() {
+    if let Some(guest) = shared.stderr_message(swarm, &task_id) {
         message.push_str(&format!("; guest said: {guest}"));
     }
     Error::Trap {
@@ -197,15 +207,19 @@ fn timeout(swarm: &SwarmRuntime, task_id: &str) -> Error {
     }
 }
 
-/// Ask a freshly prepared swarm which task types it serves.
+/// Ask a freshly prepared swarm which task types it serves, within
+/// `timeout` (the host's load timeout, or the task timeout if shorter), and
+/// check the answer ([`crate::registry::check_task_types`]).
 pub(crate) async fn describe(
     engine: &Engine,
     pre: &crate::bindings::SwarmPre<HostState>,
     swarm: &Arc<SwarmRuntime>,
+    timeout: Duration,
 ) -> Result<Vec<String>, Error> {
     let task_id: Arc<str> = LOAD_TASK_ID.into();
     let shared = Arc::new(TaskShared::default());
-    let mut store = new_store(engine, swarm, &task_id, &shared, Phase::Loading);
+    let timeout = timeout.min(swarm.contract.task_timeout());
+    let mut store = new_store(engine, swarm, &task_id, &shared, Phase::Loading, timeout);
     let call = async {
         let instance = pre.instantiate_async(&mut store).await?;
         instance
@@ -213,18 +227,28 @@ pub(crate) async fn describe(
             .call_describe(&mut store)
             .await
     };
-    let budget = swarm.contract.task_timeout() + HOST_SLACK;
-    match tokio::time::timeout(budget, call).await {
-        Err(_) => Err(timeout(swarm, &task_id)),
-        Ok(Err(e)) => Err(Error::Instantiate {
-            swarm_id: swarm.swarm_id().to_string(),
-            reason: format!(
-                "describe failed: {}",
-                classify_failure(e, swarm, &task_id, &shared)
-            ),
-        }),
-        Ok(Ok(tasks)) => Ok(tasks),
-    }
+    let load_timeout = || Error::LoadTimeout {
+        swarm_id: swarm.swarm_id().to_string(),
+        seconds: timeout.as_secs_f64(),
+    };
+    let tasks = match tokio::time::timeout(timeout + HOST_SLACK, call).await {
+        Err(_) => return Err(load_timeout()),
+        Ok(Err(e)) => {
+            return Err(match classify_failure(e, swarm, &task_id, &shared) {
+                Error::Timeout { .. } => load_timeout(),
+                other => Error::Instantiate {
+                    swarm_id: swarm.swarm_id().to_string(),
+                    reason: format!("describe failed: {other}"),
+                },
+            });
+        }
+        Ok(Ok(tasks)) => tasks,
+    };
+    crate::registry::check_task_types(&tasks).map_err(|reason| Error::BadTaskTypes {
+        swarm_id: swarm.swarm_id().to_string(),
+        reason,
+    })?;
+    Ok(tasks)
 }
 
 /// Run `request` on `swarm`, raising the task's events.
@@ -254,6 +278,7 @@ pub(crate) async fn execute(
                 .as_ref()
                 .map(|e| e.to_string())
                 .unwrap_or_default(),
+            guest_error: outcome.error.as_ref().map(|e| e.kind().to_string()),
             wall_ms,
         }),
         Err(e) => {
@@ -270,6 +295,7 @@ pub(crate) async fn execute(
                 task_id: task_id.clone(),
                 kind: e.kind().as_str().to_string(),
                 error: e.to_string(),
+                guest_error: None,
                 wall_ms,
             });
         }
@@ -286,19 +312,14 @@ fn record_health(
     latency: Duration,
     result: &Result<TaskOutcome, Error>,
 ) {
-    let ending = match result {
-        Ok(o) if o.is_success() => Ending::Success,
-        Ok(_) => Ending::GuestError,
+    let (kind, guest) = match result {
+        Ok(o) if o.is_success() => ("success", None),
+        Ok(o) => ("guest_error", o.error.as_ref().map(GuestError::kind)),
+        Err(e) => (e.kind().as_str(), None),
+    };
+    let Some(counted) = crate::reputation::counted(kind, guest) else {
         // Refused before reaching the swarm: not the swarm's doing.
-        Err(
-            Error::TaskNotExported { .. }
-            | Error::Quarantined { .. }
-            | Error::NotLoaded(_)
-            | Error::AuditUnavailable { .. },
-        ) => {
-            return;
-        }
-        Err(_) => Ending::NoAnswer,
+        return;
     };
     // A limit the guest ran into costs reputation on top of the SLO figures;
     // a full queue is the callers' doing and costs only through the SLOs.
@@ -312,8 +333,10 @@ fn record_health(
         let (compliance, missed) =
             health
                 .slo
-                .record(latency, ending, &rt.contract.slo_targets, now);
-        let change = health.reputation.after_task(compliance);
+                .record(latency, counted.ending, &rt.contract.slo_targets, now);
+        let change = health
+            .reputation
+            .after_task(compliance, counted.own_failure);
         let penalty = guest_broke_a_limit.then(|| health.reputation.limit_violation());
         (missed, change, penalty)
     };
@@ -348,14 +371,22 @@ async fn run(
                 swarm_id: rt.swarm_id().to_string(),
                 score: health.reputation.score,
                 threshold: health.reputation.threshold,
+                reason: health
+                    .reputation
+                    .quarantine_reason
+                    .clone()
+                    .unwrap_or_else(|| "released only by an operator".to_string()),
             });
         }
     }
     if !swarm.info.task_types.contains(&request.task_type) {
         return Err(Error::TaskNotExported {
             swarm_id: rt.swarm_id().to_string(),
-            task_type: request.task_type,
-            available: swarm.info.task_types.join(", "),
+            task_type: crate::text::escape(
+                &request.task_type,
+                crate::registry::MAX_TASK_TYPE_BYTES,
+            ),
+            available: crate::registry::list_task_types(&swarm.info.task_types),
         });
     }
     let started = Instant::now();
@@ -387,7 +418,14 @@ async fn run(
         payload: request.payload.to_string(),
     };
     let in_store = Instant::now();
-    let mut store = new_store(engine, rt, &task_id, &shared, Phase::Task);
+    let mut store = new_store(
+        engine,
+        rt,
+        &task_id,
+        &shared,
+        Phase::Task,
+        rt.contract.task_timeout(),
+    );
     let call = async {
         let instance = swarm.pre.instantiate_async(&mut store).await?;
         instance
@@ -427,7 +465,9 @@ async fn run(
         Err(e) => (
             TaskStatus::Failed,
             serde_json::Value::Null,
-            Some(guest_error(e)),
+            Some(guest_error(e, |m| {
+                shared.guest_text(rt, &task_id, m, "error", MAX_ERROR_MESSAGE_BYTES)
+            })),
         ),
     };
     Ok(TaskOutcome {
@@ -468,7 +508,8 @@ fn finish(store: &mut Store<HostState>, in_store: Instant, shared: &TaskShared) 
         host_calls: state.host_calls,
         rate_limited_calls: state.refused_calls,
         dropped_log_lines: shared.dropped_lines.load(Ordering::Relaxed),
-        security_violations: state.security_violations,
+        security_violations: state.security_violations
+            + u64::from(shared.secret_leaks.load(Ordering::Relaxed) > 0),
     }
 }
 
@@ -476,10 +517,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn guest_error(e: WitTaskError) -> GuestError {
+/// The guest's error, its message made fit to show by `clean` (secrets
+/// redacted, escaped, cut to [`MAX_ERROR_MESSAGE_BYTES`]).
+fn guest_error(e: WitTaskError, clean: impl Fn(&str) -> String) -> GuestError {
     match e {
-        WitTaskError::UnknownTaskType(m) => GuestError::UnknownTaskType(m),
-        WitTaskError::InvalidPayload(m) => GuestError::InvalidPayload(m),
-        WitTaskError::Failed(m) => GuestError::Failed(m),
+        WitTaskError::UnknownTaskType(m) => GuestError::UnknownTaskType(clean(&m)),
+        WitTaskError::InvalidPayload(m) => GuestError::InvalidPayload(clean(&m)),
+        WitTaskError::Failed(m) => GuestError::Failed(clean(&m)),
     }
 }

@@ -169,7 +169,9 @@ impl SecretStore {
         }
         #[cfg(not(unix))]
         let _ = meta;
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+        let text = Zeroizing::new(
+            crate::files::read_bounded_text(path, crate::files::MAX_SECRETS_BYTES).map_err(io)?,
+        );
         let invalid = |message: String| SecretsError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -232,6 +234,87 @@ impl SecretStore {
     }
 }
 
+/// Shortest secret value the host looks for in guest text: shorter values
+/// would match ordinary words.
+pub const MIN_REDACTED_LEN: usize = 4;
+
+/// Finds a swarm's secret values, and their common encodings, in text the
+/// swarm produces (log lines, stdout/stderr, error messages) and replaces
+/// them with `[REDACTED:<key>]`.
+///
+/// For each value it looks for: the value itself, its hex encoding (lower
+/// and upper case), and its base64 encoding (standard and URL-safe alphabet,
+/// without padding and without the last, partial character, so the value
+/// is found also inside a longer encoded message that starts with it).
+#[derive(Clone, Default)]
+pub struct Redactor {
+    /// (encoded form, key), longest first.
+    needles: Vec<(Zeroizing<String>, String)>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} forms)", self.needles.len())
+    }
+}
+
+impl Redactor {
+    /// A redactor for these (key, value) pairs.
+    pub fn new<'a>(secrets: impl IntoIterator<Item = (&'a str, &'a Secret)>) -> Self {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        let mut needles: Vec<(Zeroizing<String>, String)> = Vec::new();
+        for (key, secret) in secrets {
+            let value = secret.expose();
+            let mut forms = vec![value.to_string()];
+            if let Some(seed) = value.strip_prefix("ed25519:") {
+                forms.push(seed.trim().to_string());
+            }
+            let bytes = value.as_bytes();
+            forms.push(hex::encode(bytes));
+            forms.push(hex::encode_upper(bytes));
+            for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                let mut b64 = engine.encode(bytes);
+                if bytes.len() % 3 != 0 {
+                    b64.pop();
+                }
+                forms.push(b64);
+            }
+            for form in forms {
+                if form.len() >= MIN_REDACTED_LEN && !needles.iter().any(|(n, _)| **n == form) {
+                    needles.push((Zeroizing::new(form), key.to_string()));
+                }
+            }
+        }
+        needles.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        Self { needles }
+    }
+
+    /// Whether there is nothing to look for.
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+
+    /// `text` with every secret form replaced, and the keys found (sorted,
+    /// each once; empty when the text holds no secret).
+    pub fn redact<'t>(&self, text: &'t str) -> (std::borrow::Cow<'t, str>, Vec<String>) {
+        let mut found: Vec<String> = Vec::new();
+        let mut out = std::borrow::Cow::Borrowed(text);
+        for (needle, key) in &self.needles {
+            if out.contains(needle.as_str()) {
+                out = std::borrow::Cow::Owned(
+                    out.replace(needle.as_str(), &format!("[REDACTED:{key}]")),
+                );
+                if !found.contains(key) {
+                    found.push(key.clone());
+                }
+            }
+        }
+        found.sort();
+        (out, found)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +335,35 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn a_redactor_finds_values_and_their_encodings() {
+        let secret = Secret::new("sk-live-12345");
+        let r = Redactor::new([("api_key", &secret), ("short", &Secret::new("ab"))]);
+        let hex = hex::encode("sk-live-12345");
+        let texts = [
+            "token sk-live-12345 end".to_string(),
+            format!("hex {hex}"),
+            format!("HEX {}", hex.to_uppercase()),
+            "b64 c2stbGl2ZS0xMjM0NQ".to_string(),
+            // Inside a longer base64 message that starts with the secret.
+            "b64 c2stbGl2ZS0xMjM0NS1hbmQtbW9yZQ==".to_string(),
+        ];
+        for text in &texts {
+            let (clean, keys) = r.redact(text);
+            assert_eq!(keys, vec!["api_key".to_string()], "{text}");
+            assert!(clean.contains("[REDACTED:api_key]"), "{clean}");
+            assert!(
+                !clean.contains("sk-live") && !clean.contains(&hex),
+                "{clean}"
+            );
+        }
+        // Too-short values are not looked for; clean text is not copied.
+        let (clean, keys) = r.redact("ab abc");
+        assert!(keys.is_empty());
+        assert!(matches!(clean, std::borrow::Cow::Borrowed(_)));
+        assert!(!format!("{r:?}").contains("sk-live"));
     }
 
     #[test]

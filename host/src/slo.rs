@@ -77,8 +77,13 @@ pub struct SloTracker {
     latency_us: Histogram<u64>,
     tasks: u64,
     failed: u64,
-    since: Instant,
-    down_since: Option<Instant>,
+    /// The tracker's clock: at `origin` it was `age_at_origin` old. (Its
+    /// age, not an `Instant`, marks when it went down, so a tracker rebuilt
+    /// from an audit log can go on in a new process: [`SloTracker::resume`].)
+    origin: Instant,
+    age_at_origin: Duration,
+    /// Age at which the swarm went down, while it is down.
+    down_since: Option<Duration>,
     downtime: Duration,
     met: Compliance,
 }
@@ -90,7 +95,8 @@ impl SloTracker {
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
             tasks: 0,
             failed: 0,
-            since: now,
+            origin: now,
+            age_at_origin: Duration::ZERO,
             down_since: None,
             downtime: Duration::ZERO,
             met: Compliance::MET,
@@ -106,16 +112,19 @@ impl SloTracker {
         targets: &SloTargets,
         now: Instant,
     ) -> (Compliance, Vec<Check>) {
-        let us = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
-        self.latency_us.saturating_record(us);
+        // Rounded to the microsecond, as the audit log's wall_ms gives it back.
+        let us = (latency.as_nanos().saturating_add(500) / 1000) as u64;
+        self.latency_us
+            .saturating_record(us.clamp(1, 3_600_000_000));
+        let age = self.age(now);
         self.tasks += 1;
         if ending != Ending::Success {
             self.failed += 1;
         }
         match (ending, self.down_since) {
-            (Ending::NoAnswer, None) => self.down_since = Some(now),
+            (Ending::NoAnswer, None) => self.down_since = Some(age),
             (Ending::Success | Ending::GuestError, Some(t)) => {
-                self.downtime += now.saturating_duration_since(t);
+                self.downtime += age.saturating_sub(t);
                 self.down_since = None;
             }
             _ => {}
@@ -132,6 +141,19 @@ impl SloTracker {
         (met, newly_missed)
     }
 
+    /// How long the tracker has been counting at `now`.
+    pub fn age(&self, now: Instant) -> Duration {
+        self.age_at_origin + now.saturating_duration_since(self.origin)
+    }
+
+    /// Go on counting from `now`, when the tracker is `age` old (for
+    /// example a tracker rebuilt from an audit log whose first record is
+    /// `age` ago).
+    pub fn resume(&mut self, now: Instant, age: Duration) {
+        self.origin = now;
+        self.age_at_origin = age;
+    }
+
     /// The figures now, against `targets`.
     pub fn figures(&self, targets: &SloTargets, now: Instant) -> SloFigures {
         let q = |p: f64| {
@@ -141,11 +163,11 @@ impl SloTracker {
                 self.latency_us.value_at_quantile(p) as f64 / 1000.0
             }
         };
-        let elapsed = now.saturating_duration_since(self.since);
+        let elapsed = self.age(now);
         let down = self.downtime
             + self
                 .down_since
-                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                .map_or(Duration::ZERO, |t| elapsed.saturating_sub(t));
         let availability = if elapsed.is_zero() {
             100.0
         } else {
@@ -260,6 +282,27 @@ mod tests {
         assert_eq!((f.tasks, f.failed), (4, 2));
         assert!((f.error_rate_percent - 50.0).abs() < 1e-9);
         assert!((f.availability_percent - 70.0).abs() < 1e-9, "{f:?}");
+    }
+
+    #[test]
+    fn a_resumed_tracker_counts_on_from_its_age() {
+        let t0 = Instant::now();
+        let mut s = SloTracker::new(t0);
+        let ms = Duration::from_millis(1);
+        s.record(
+            ms,
+            Ending::NoAnswer,
+            &targets(),
+            t0 + Duration::from_secs(2),
+        );
+        // A new process picks it up 8 s after it started, still down.
+        let t1 = Instant::now();
+        s.resume(t1, Duration::from_secs(8));
+        assert_eq!(s.age(t1 + Duration::from_secs(2)), Duration::from_secs(10));
+        s.record(ms, Ending::Success, &targets(), t1 + Duration::from_secs(2));
+        // Down from age 2 s to 10 s: 8 s of 10.
+        let f = s.figures(&targets(), t1 + Duration::from_secs(2));
+        assert!((f.availability_percent - 20.0).abs() < 1e-9, "{f:?}");
     }
 
     #[test]

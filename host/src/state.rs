@@ -15,15 +15,16 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::contract::ServiceContract;
+use crate::error::Error;
 use crate::events::{Event, Events};
 use crate::imports::http_proxy::allowlist::Allowlist;
 use crate::imports::http_proxy::client::Bandwidth;
 use crate::limits::{
-    Admission, CpuGovernor, CpuMark, MIN_REFUSED_CALLS_PER_TASK, QueueConfig, RateLimiter,
-    SwarmCounters, TaskLimiter,
+    Admission, CpuGovernor, CpuMark, LogBudget, MIN_REFUSED_CALLS_PER_TASK, QueueConfig,
+    RateLimiter, SwarmCounters, TaskLimiter,
 };
 use crate::reputation::{Change, Reputation};
-use crate::secrets::{Secret, SecretStore};
+use crate::secrets::{Redactor, Secret, SecretStore};
 use crate::slo::SloTracker;
 
 /// What a loaded swarm's tasks share.
@@ -39,6 +40,10 @@ pub(crate) struct SwarmRuntime {
     pub(crate) usage_mark: Mutex<(Instant, u64)>,
     /// The values of this swarm's scoped credentials that exist (only those).
     pub(crate) secrets: HashMap<String, Secret>,
+    /// Finds those values in what the swarm writes.
+    pub(crate) redactor: Redactor,
+    /// Log lines and bytes per second (log import, stdout, stderr).
+    pub(crate) log_budget: LogBudget,
     /// Where its HTTP requests may go.
     pub(crate) allowlist: Allowlist,
     /// Its network bandwidth, both directions.
@@ -62,7 +67,7 @@ impl SwarmRuntime {
         events: Events,
         store: &SecretStore,
         tls: Arc<tokio_rustls::rustls::ClientConfig>,
-    ) -> Self {
+    ) -> Result<Self, Error> {
         let mut secrets = HashMap::new();
         let mut env = SecretStore::new();
         let id = contract.swarm_id.as_str();
@@ -75,17 +80,30 @@ impl SwarmRuntime {
         );
         for key in &contract.security.scoped_credentials {
             if let Some(value) = env.get(id, key).or_else(|| store.get(id, key)) {
+                // A signing key that cannot be used is refused now, not on first use.
+                if let Some(Err(reason)) = value.signing_key() {
+                    return Err(Error::BadSecret {
+                        swarm_id: id.to_string(),
+                        key: key.clone(),
+                        reason,
+                    });
+                }
                 secrets.insert(key.clone(), value.clone());
             }
         }
         let counters = Arc::new(SwarmCounters::default());
         let limits = &contract.resource_limits;
-        Self {
+        Ok(Self {
             rate: RateLimiter::new(limits.max_api_calls_per_second, counters.clone()),
             admission: Admission::new(limits.max_concurrent_tasks, queue, counters.clone()),
             max_refused_calls: MIN_REFUSED_CALLS_PER_TASK
                 .max(u64::from(limits.max_api_calls_per_second) * 10),
             usage_mark: Mutex::new((Instant::now(), 0)),
+            redactor: Redactor::new(secrets.iter().map(|(k, v)| (k.as_str(), v))),
+            log_budget: LogBudget::new(
+                limits.max_log_lines_per_second,
+                limits.max_log_bytes_per_second,
+            ),
             secrets,
             // The contract was validated, so every pattern parses.
             allowlist: Allowlist::new(&contract.security.allowed_endpoints).unwrap_or_default(),
@@ -98,7 +116,7 @@ impl SwarmRuntime {
             counters,
             events,
             contract,
-        }
+        })
     }
 
     pub(crate) fn swarm_id(&self) -> &str {
@@ -115,13 +133,14 @@ impl SwarmRuntime {
                 from,
                 to,
             }),
-            Change::Quarantined { score } => {
-                tracing::warn!(target: "chassis", swarm = self.swarm_id(), "quarantined: reputation {score:.2} is under {}", self.contract.reputation.quarantine_threshold);
+            Change::Quarantined { score, reason } => {
+                tracing::warn!(target: "chassis", swarm = self.swarm_id(), "quarantined: {reason}");
                 self.events.emit(|| Event::Quarantined {
                     swarm_id: self.swarm_id().to_string(),
                     task_id: task_id.to_string(),
                     score,
                     threshold: self.contract.reputation.quarantine_threshold,
+                    reason: reason.clone(),
                 });
             }
         }
@@ -148,6 +167,8 @@ pub(crate) struct TaskShared {
     pub(crate) dropped_lines: AtomicU64,
     /// Whether a rate-limit event was already raised for this task.
     pub(crate) rate_event_sent: AtomicBool,
+    /// Pieces of text in which a secret value was found and redacted.
+    pub(crate) secret_leaks: AtomicU64,
 }
 
 /// Longest stderr tail kept for error messages, in bytes.
@@ -155,6 +176,8 @@ pub(crate) const STDERR_TAIL_BYTES: usize = 2048;
 
 impl TaskShared {
     pub(crate) fn push_stderr(&self, bytes: &[u8]) {
+        // Only the end of a large write can be part of the tail.
+        let bytes = &bytes[bytes.len().saturating_sub(STDERR_TAIL_BYTES)..];
         let mut tail = self.stderr_tail.lock().expect("stderr tail lock");
         tail.extend_from_slice(bytes);
         if tail.len() > STDERR_TAIL_BYTES {
@@ -163,8 +186,9 @@ impl TaskShared {
         }
     }
 
-    /// The stderr tail as one line (lines joined with " | ").
-    pub(crate) fn stderr_message(&self) -> Option<String> {
+    /// The stderr tail as one line (lines joined with " | "), secrets
+    /// redacted, escaped.
+    pub(crate) fn stderr_message(&self, swarm: &SwarmRuntime, task_id: &str) -> Option<String> {
         let tail = self.stderr_tail.lock().expect("stderr tail lock");
         let text = String::from_utf8_lossy(&tail);
         let lines: Vec<&str> = text
@@ -172,7 +196,45 @@ impl TaskShared {
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
             .collect();
-        (!lines.is_empty()).then(|| crate::imports::log::sanitize(&lines.join(" | ")))
+        (!lines.is_empty()).then(|| {
+            self.guest_text(
+                swarm,
+                task_id,
+                &lines.join(" | "),
+                "trap_message",
+                // Room for escapes: the tail itself is at most STDERR_TAIL_BYTES.
+                4 * STDERR_TAIL_BYTES,
+            )
+        })
+    }
+
+    /// Guest text made fit to show: secret values redacted (each find
+    /// raises a `SecretRedacted` event; the task's first costs reputation),
+    /// then escaped and cut to `max_bytes` ([`crate::text::escape`]).
+    pub(crate) fn guest_text(
+        &self,
+        swarm: &SwarmRuntime,
+        task_id: &str,
+        text: &str,
+        channel: &'static str,
+        max_bytes: usize,
+    ) -> String {
+        let (clean, keys) = swarm.redactor.redact(text);
+        if !keys.is_empty() {
+            let first = self.secret_leaks.fetch_add(1, Ordering::Relaxed) == 0;
+            tracing::warn!(target: "chassis", swarm = swarm.swarm_id(), task = task_id, "a secret value ({}) was found in the swarm's {channel} and redacted", keys.join(", "));
+            swarm.events.emit(|| Event::SecretRedacted {
+                swarm_id: swarm.swarm_id().to_string(),
+                task_id: task_id.to_string(),
+                keys: keys.clone(),
+                channel: channel.to_string(),
+                security_violation: first,
+            });
+            if first {
+                swarm.security_violation(task_id);
+            }
+        }
+        crate::text::escape(&clean, max_bytes)
     }
 
     /// Count one dropped line; raise the task's rate-limit event once.

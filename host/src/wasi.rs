@@ -104,17 +104,13 @@ impl LineWriter {
         if !s.forward {
             return;
         }
-        if s.swarm.rate.allow() {
-            let text = String::from_utf8_lossy(line);
-            crate::imports::log::emit(s.swarm.swarm_id(), &s.task_id, s.level, &text);
+        let channel = if s.level == Level::Info {
+            "stdout"
         } else {
-            let import = if s.level == Level::Info {
-                "stdout"
-            } else {
-                "stderr"
-            };
-            s.shared.drop_line(&s.swarm, &s.task_id, import);
-        }
+            "stderr"
+        };
+        let text = String::from_utf8_lossy(line);
+        crate::imports::log::line(&s.swarm, &s.shared, &s.task_id, s.level, &text, channel);
     }
 
     fn flush_pending(&mut self) {

@@ -172,7 +172,7 @@ fn validate_prints_defaults_and_names_bad_fields() {
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.toml");
     std::fs::write(&good, "swarm_id = \"tiny\"\n").unwrap();
-    let o = chassis(&["validate", good.to_str().unwrap()]);
+    let o = chassis(&["validate", "--contract-only", good.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("max_memory_mb = 256"), "{}", stdout(&o));
 
@@ -363,7 +363,13 @@ fn audit_verify_and_show() {
     assert!(o.status.success(), "{}", stderr(&o));
     // Two runs of: module_loaded, task_start, task_complete, and
     // reputation_changed (0.5 moves to 0.55 after a task that meets every SLO).
-    assert_eq!(stdout(&o).trim(), "OK: 8 records");
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "OK: 8 records", "{out}");
+    assert!(
+        lines[1].starts_with("head: 8:") && lines[1].len() == "head: 8:".len() + 64,
+        "{out}"
+    );
 
     let o = chassis(&[
         "audit",
@@ -582,4 +588,408 @@ fn run_compiles_once_then_loads_from_the_cache_dir() {
     assert!(run(&["--cache-dir", dir_arg]).contains("cache hit"));
     assert!(run(&["--no-cache"]).contains("cache off"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A temporary directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chassis-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A contract file in `dir` for the built component `stem`.
+fn contract_file(dir: &std::path::Path, id: &str, stem: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{id}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "swarm_id = \"{id}\"\nwasm_module = {:?}\n{extra}",
+            root().join(format!("target/swarms/{stem}.wasm"))
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn guest_text_cannot_forge_the_error_line() {
+    let dir = scratch("forge");
+    let contract = contract_file(&dir, "misbehave", "misbehave", "");
+    let o = chassis(&["run", contract.to_str().unwrap(), "--task", "forge"]);
+    let line = one_line_error(&o);
+    assert!(
+        !line.contains('\r') && !line.contains('\u{1b}') && !line.contains('\u{2028}'),
+        "{line:?}"
+    );
+    assert!(
+        !line.contains('\u{202e}') && !line.contains('\u{2066}'),
+        "{line:?}"
+    );
+    assert!(line.contains(r"boom\r\u{1b}[2K"), "{line}");
+    // The raw bytes of stderr hold no escape character at all.
+    assert!(!o.stderr.contains(&0x1b) && !o.stderr.contains(&b'\r'));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn validate_loads_the_component_under_its_contract() {
+    let dir = scratch("validate");
+    let missing = dir.join("missing.toml");
+    std::fs::write(&missing, "swarm_id = \"nomodule\"\n").unwrap();
+    let ungranted = contract_file(
+        &dir,
+        "egress",
+        "egress",
+        "[security]\nnetwork_access = \"proxy_only\"\n",
+    );
+    let good = contract_file(&dir, "hello", "hello_world", "");
+    for (path, expected) in [
+        (&missing, "wasm_module: missing"),
+        (&ungranted, "infrafabric:chassis/credentials"),
+    ] {
+        let o = chassis(&["validate", "--brief", path.to_str().unwrap()]);
+        assert!(!o.status.success(), "{}", stdout(&o));
+        assert!(stderr(&o).contains(expected), "{}", stderr(&o));
+        assert!(!stdout(&o).contains("OK:"), "{}", stdout(&o));
+        // The contract on its own is fine.
+        let o = chassis(&[
+            "validate",
+            "--brief",
+            "--contract-only",
+            path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = chassis(&["validate", "--brief", good.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("serves hello, echo, add"),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args(["validate", "--contract-only", "config/hello-world.toml"])
+        .current_dir(root())
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(141), "{err}");
+}
+
+#[test]
+fn run_json_prints_the_error_when_the_host_stops_the_task() {
+    let dir = scratch("json-error");
+    let contract = contract_file(
+        &dir,
+        "spinner",
+        "misbehave",
+        "[resource_limits]\ntask_timeout_seconds = 0.5\n",
+    );
+    let o = chassis(&[
+        "run",
+        contract.to_str().unwrap(),
+        "--task",
+        "spin",
+        "--json",
+    ]);
+    assert!(!o.status.success());
+    let out: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", stdout(&o)));
+    assert_eq!(out["status"], "error");
+    assert_eq!(out["error"]["kind"], "timeout");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{out}"
+    );
+    assert_eq!(out["swarm_usage"]["tasks_completed"], 1);
+    assert!(out["reputation"]["score"].is_number(), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn report_says_no_data_for_a_swarm_without_tasks() {
+    let dir = scratch("no-data");
+    let log = dir.join("audit.jsonl");
+    let o = chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "hello",
+        "--audit",
+        log.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = chassis(&[
+        "report",
+        "--audit",
+        log.to_str().unwrap(),
+        "config/hello-world.toml",
+        "config/analyzer.toml",
+    ]);
+    let out = stdout(&o);
+    let analyzer = out
+        .split("analyzer (")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        analyzer.contains("NO DATA") && !analyzer.contains("PASS"),
+        "{out}"
+    );
+    assert!(
+        !out.split("analyzer (").next().unwrap().contains("NO DATA"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn runs_sharing_an_audit_log_get_unique_task_ids_and_no_colours() {
+    let dir = scratch("ids");
+    let log = dir.join("audit.jsonl");
+    for _ in 0..3 {
+        let o = Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .args([
+                "run",
+                "config/hello-world.toml",
+                "--task",
+                "hello",
+                "--audit",
+            ])
+            .arg(&log)
+            .current_dir(root())
+            .env("CHASSIS_LOG", "info")
+            .env("CHASSIS_CACHE_DIR", root().join("target/tmp/cli-cache"))
+            .env_remove("NO_COLOR")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        // stderr is a pipe: plain text.
+        assert!(!o.stderr.contains(&0x1b), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("[hello-world] greeting"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = chassis(&[
+        "audit",
+        "show",
+        log.to_str().unwrap(),
+        "--operation",
+        "task_start",
+    ]);
+    let ids: std::collections::BTreeSet<String> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["task_id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn files_are_checked_and_named_by_role_before_the_task_runs() {
+    let dir = scratch("roles");
+    let log = dir.join("audit.jsonl");
+    let e = one_line_error(&chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "hello",
+        "--audit",
+        log.to_str().unwrap(),
+        "--metrics",
+        "/nonexistent/dir/metrics.prom",
+    ]));
+    assert!(
+        e.contains("metrics file /nonexistent/dir/metrics.prom"),
+        "{e}"
+    );
+    // Refused before the host started: nothing ran, nothing was recorded.
+    assert!(!log.exists() || std::fs::read_to_string(&log).unwrap().is_empty());
+    let e = one_line_error(&chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "hello",
+        "--audit",
+        "/nonexistent/dir/audit.jsonl",
+    ]));
+    assert!(
+        e.starts_with("error: audit log: /nonexistent/dir/audit.jsonl"),
+        "{e}"
+    );
+    let e = one_line_error(&chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "hello",
+        "--secrets",
+        "/nonexistent/secrets.toml",
+    ]));
+    assert!(e.starts_with("error: secrets file: "), "{e}");
+    let o = chassis(&["validate", "/dev/zero"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("/dev/zero: cannot read contract: is a character device"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_yaml_contract_gets_a_hint_that_contracts_are_toml() {
+    let dir = scratch("yaml");
+    let path = dir.join("seed.yaml");
+    std::fs::write(
+        &path,
+        "swarm_id: research-agent-001\nresource_limits:\n  max_memory_mb: 256\n",
+    )
+    .unwrap();
+    let o = chassis(&["validate", path.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("contracts are TOML"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn audit_verify_prints_the_head_and_detects_a_cut_tail_against_it() {
+    let dir = scratch("head");
+    let log = dir.join("audit.jsonl");
+    let log_arg = log.to_str().unwrap();
+    for _ in 0..2 {
+        let o = chassis(&[
+            "run",
+            "config/hello-world.toml",
+            "--task",
+            "hello",
+            "--audit",
+            log_arg,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = chassis(&["audit", "verify", log_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let head = out
+        .lines()
+        .find_map(|l| l.strip_prefix("head: "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let records = std::fs::read_to_string(&log).unwrap();
+    let count = records.lines().count();
+    assert!(head.starts_with(&format!("{count}:")), "{head}");
+    let o = chassis(&["audit", "verify", log_arg, "--expect-head", &head]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("holds the expected head"),
+        "{}",
+        stdout(&o)
+    );
+    // Cut the last two records: the chain still verifies on its own...
+    let kept: String = records
+        .lines()
+        .take(count - 2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&log, kept).unwrap();
+    let o = chassis(&["audit", "verify", log_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // ...but not against the head kept from before.
+    let e = one_line_error(&chassis(&[
+        "audit",
+        "verify",
+        log_arg,
+        "--expect-head",
+        &head,
+    ]));
+    assert!(e.contains("records were cut from its end"), "{e}");
+    let o = chassis(&["audit", "verify", log_arg, "--expect-head", "3:zz"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("HASH must be 64 hex digits"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn reputation_chains_from_run_to_run_and_into_the_report() {
+    let dir = scratch("chain");
+    let log = dir.join("audit.jsonl");
+    let log_arg = log.to_str().unwrap();
+    // A swarm with a slow task and failing tasks, so its score moves.
+    let contract = contract_file(
+        &dir,
+        "mover",
+        "misbehave",
+        "[slo_targets]\nresponse_time_p95_ms = 0.001\n[reputation]\nmax_failure_rate_percent = 100\n",
+    );
+    let contract_arg = contract.to_str().unwrap();
+    let mut scores = Vec::new();
+    for (i, task) in ["burn", "panic", "burn", "panic", "burn"]
+        .iter()
+        .enumerate()
+    {
+        let o = chassis(&[
+            "run",
+            contract_arg,
+            "--task",
+            task,
+            "--payload",
+            r#"{"rounds": 1000}"#,
+            "--audit",
+            log_arg,
+            "--json",
+        ]);
+        let out: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("run {i}: {e}: {}", stderr(&o)));
+        let live = out["reputation"]["score"].as_f64().unwrap();
+        // The report rebuilt from the log right after the run says the same.
+        let o = chassis(&["report", "--json", "--audit", log_arg, contract_arg]);
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let replayed = report[0]["reputation"]["score"].as_f64().unwrap();
+        assert!(
+            (live - replayed).abs() < 1e-9,
+            "run {i}: live {live}, report {replayed}"
+        );
+        scores.push(live);
+    }
+    // Each reputation change starts where the previous one ended.
+    let o = chassis(&[
+        "audit",
+        "show",
+        log_arg,
+        "--operation",
+        "reputation_changed",
+    ]);
+    let changes: Vec<(f64, f64)> = stdout(&o)
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                r["params"]["from"].as_f64().unwrap(),
+                r["params"]["to"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(changes.len() >= 2, "{changes:?} (scores {scores:?})");
+    for pair in changes.windows(2) {
+        assert_eq!(pair[0].1, pair[1].0, "{changes:?}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

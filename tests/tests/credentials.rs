@@ -286,6 +286,7 @@ fn set_env(k: &str, v: &str) {
 
 #[tokio::test]
 async fn credentials_and_the_proxy_are_refused_while_a_swarm_is_loading() {
+    let (logs, _guard) = capture_logs();
     let mut secrets = SecretStore::new();
     secrets.insert("early", "api_key", Secret::new("too-early"));
     let (chassis, _) = host(secrets).await;
@@ -299,19 +300,18 @@ async fn credentials_and_the_proxy_are_refused_while_a_swarm_is_loading() {
         )
         .await
         .unwrap();
-    let seen = &info.task_types[0];
-    assert!(
-        seen.starts_with("refused:CredentialError::Denied"),
-        "{seen}"
-    );
-    assert!(seen.contains("only available while a task runs"), "{seen}");
-    // The HTTP proxy is task-scoped too, even for an allowed endpoint.
-    let fetched = &info.task_types[1];
-    assert!(
-        fetched.starts_with("refused:ProxyError::Denied")
-            && fetched.contains("only available while a task runs"),
-        "{fetched}"
-    );
+    // Both refused, as `denied`; the proxy is task-scoped too, even for an
+    // allowed endpoint.
+    assert_eq!(info.task_types, ["credential-denied", "fetch-denied"]);
+    let text = logs.text();
+    let said: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("while loading: Err("))
+        .collect();
+    assert_eq!(said.len(), 2, "{text}");
+    for line in said {
+        assert!(line.contains("only available while a task runs"), "{line}");
+    }
 }
 
 #[tokio::test]
@@ -336,7 +336,7 @@ async fn a_task_is_a_task_whatever_its_id() {
 }
 
 #[tokio::test]
-async fn one_call_rate_covers_every_import() {
+async fn one_call_rate_covers_credentials_and_the_proxy_but_not_logging() {
     let mut secrets = SecretStore::new();
     secrets.insert("rated", "bench_token", Secret::new("t0k"));
     let (chassis, sink) = host(secrets).await;
@@ -351,13 +351,30 @@ async fn one_call_rate_covers_every_import() {
         )
         .await
         .unwrap();
-    // Ten log lines use up the second's burst of the one bucket...
+    // Ten credential calls use up the second's burst...
+    let o = chassis
+        .execute_task(
+            "rated",
+            TaskRequest::new("credential", json!({"n": 10, "name": "bench_token"})),
+        )
+        .await
+        .unwrap();
+    assert!(o.is_success(), "{o:?}");
+    assert_eq!((o.usage.host_calls, o.usage.rate_limited_calls), (10, 0));
+    // ...logging has a budget of its own, so ten lines still go out...
     let o = chassis
         .execute_task("rated", TaskRequest::new("log", json!({"n": 10})))
         .await
         .unwrap();
-    assert_eq!((o.usage.host_calls, o.usage.dropped_log_lines), (10, 0));
-    // ...so a credential call right after is refused with a typed error.
+    assert_eq!(
+        (
+            o.usage.host_calls,
+            o.usage.dropped_log_lines,
+            o.usage.rate_limited_calls
+        ),
+        (10, 0, 0)
+    );
+    // ...and a credential call right after is refused with a typed error.
     let o = chassis
         .execute_task(
             "rated",

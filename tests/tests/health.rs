@@ -165,6 +165,77 @@ async fn security_violations_quarantine_a_swarm_until_it_is_released() {
 }
 
 #[tokio::test]
+async fn a_swarm_that_always_traps_is_quarantined_within_its_failure_window() {
+    let (chassis, sink) = host().await;
+    chassis.load(contract_path("hello-world")).await.unwrap();
+    chassis
+        .load_bytes(
+            &component("misbehave"),
+            contract(
+                "swarm_id = \"trapper\"\n[reputation]\nfailure_window = 10\nmax_failure_rate_percent = 50\n",
+            ),
+        )
+        .await
+        .unwrap();
+    let mut quarantined_at = None;
+    for i in 1..=30 {
+        // A healthy swarm runs beside it all along, and is never quarantined.
+        let o = chassis
+            .execute_task(
+                "hello-world",
+                TaskRequest::new("hello", json!({"name": "h"})),
+            )
+            .await
+            .unwrap();
+        assert!(o.is_success());
+        match chassis
+            .execute_task("trapper", TaskRequest::new("trap", json!({})))
+            .await
+        {
+            Err(Error::Trap { .. }) => {}
+            Err(Error::Quarantined { reason, .. }) => {
+                assert!(
+                    reason.contains("10 of its latest 10 tasks failed"),
+                    "{reason}"
+                );
+                quarantined_at = Some(i);
+                break;
+            }
+            other => panic!("task {i}: {other:?}"),
+        }
+    }
+    // Ten traps fill the window; the eleventh task is refused.
+    assert_eq!(quarantined_at, Some(11));
+    let rep = chassis.slo_report("trapper").unwrap().reputation;
+    assert!(
+        rep.quarantined && rep.score > rep.threshold,
+        "the score alone would not: {rep:?}"
+    );
+    assert!(sink.events().iter().any(|e| matches!(e,
+        Event::Quarantined { swarm_id, reason, .. } if swarm_id == "trapper" && reason.contains("max_failure_rate_percent"))));
+    let healthy = chassis.slo_report("hello-world").unwrap().reputation;
+    assert!(
+        !healthy.quarantined && healthy.recent_failures == 0,
+        "{healthy:?}"
+    );
+    // Callers' mistakes do not count against a swarm.
+    for _ in 0..30 {
+        let o = chassis
+            .execute_task("hello-world", TaskRequest::new("add", json!({"a": "x"})))
+            .await
+            .unwrap();
+        assert_eq!(o.error.as_ref().map(|e| e.kind()), Some("invalid_payload"));
+    }
+    assert!(
+        !chassis
+            .slo_report("hello-world")
+            .unwrap()
+            .reputation
+            .quarantined
+    );
+}
+
+#[tokio::test]
 async fn metrics_are_rendered_for_prometheus() {
     let (chassis, _) = host().await;
     chassis.load(contract_path("hello-world")).await.unwrap();

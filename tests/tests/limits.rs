@@ -277,10 +277,22 @@ async fn table_growth_hits_the_limit() {
     let err = hostile(&chassis, "tables", "grow", json!({}))
         .await
         .unwrap_err();
-    let Error::MemoryLimit { ref detail, .. } = err else {
-        panic!("expected a memory (table) limit error, got {err}");
+    let Error::TableLimit {
+        ref detail,
+        limit_elements,
+        ..
+    } = err
+    else {
+        panic!("expected a table limit error, got {err}");
     };
     assert!(detail.contains("table limit exceeded"), "{detail}");
+    assert_eq!(limit_elements, chassis::limits::MAX_TABLE_ELEMENTS);
+    // It names the host's table limit, not the contract's memory field.
+    let text = err.to_string();
+    assert!(
+        text.contains("table limit exceeded") && !text.contains("max_memory_mb"),
+        "{text}"
+    );
     assert_eq!(limit_events(&sink), vec![LimitKind::Memory]);
 }
 
@@ -351,51 +363,38 @@ async fn a_huge_log_line_is_more_than_the_hostcall_cap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_log_flood_is_rate_limited_counted_and_ended() {
-    let (chassis, sink) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+async fn a_log_flood_is_dropped_and_counted_and_never_ends_the_task() {
+    // Logs have their own budget (100 lines a second by default), apart
+    // from the call rate (50 here).
+    let text = HOSTILE.replace("task_timeout_seconds = 1", "task_timeout_seconds = 20");
+    let (chassis, sink) = host_with("misbehave", &text, ChassisConfig::default()).await;
     // Under the burst: every line goes out.
     let o = chassis
         .execute_task(
             "misbehave",
-            TaskRequest::new("log_flood", json!({"lines": 20})),
+            TaskRequest::new("log_flood", json!({"lines": 80})),
         )
         .await
         .unwrap();
-    assert_eq!(o.usage.host_calls, 20);
+    assert_eq!(o.usage.host_calls, 80);
     assert_eq!(o.usage.dropped_log_lines, 0);
-    // Over the rate: the rest is dropped and counted, the task still completes.
-    let o = chassis
-        .execute_task(
-            "misbehave",
-            TaskRequest::new("log_flood", json!({"lines": 200})),
-        )
-        .await
-        .unwrap();
-    assert!(o.usage.dropped_log_lines >= 150, "{:?}", o.usage);
-    assert_eq!(o.usage.dropped_log_lines, o.usage.rate_limited_calls);
-    assert_eq!(o.usage.host_calls + o.usage.dropped_log_lines, 200);
-    // A guest that keeps going after ten seconds' worth of refusals is ended.
-    let err = hostile(
+    // A flood: the rest is dropped and counted, the task completes, and
+    // the call rate is untouched.
+    let o = hostile(
         &chassis,
         "misbehave",
         "log_flood",
-        json!({"lines": 1_000_000}),
+        json!({"lines": 200_000}),
     )
     .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::RateLimited {
-                refused: 501,
-                rate: 50,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    .unwrap();
+    assert_eq!(o.output, json!({"logged": 200_000}));
+    assert!(o.usage.dropped_log_lines >= 199_000, "{:?}", o.usage);
+    assert_eq!(o.usage.host_calls + o.usage.dropped_log_lines, 200_000);
+    assert_eq!(o.usage.rate_limited_calls, 0, "{:?}", o.usage);
     let usage = chassis.resource_usage("misbehave").unwrap();
-    assert!(usage.dropped_log_lines >= 650, "{usage:?}");
+    assert_eq!(usage.dropped_log_lines, o.usage.dropped_log_lines);
+    assert_eq!(usage.rate_limited_calls, 0);
     let events = sink.events();
     let rate_events = events
         .iter()
@@ -404,8 +403,36 @@ async fn a_log_flood_is_rate_limited_counted_and_ended() {
                 if swarm_id == "misbehave" && import == "log")
         })
         .count();
-    assert_eq!(rate_events, 2, "one per task that was refused: {events:?}");
-    assert_eq!(limit_events(&sink), vec![LimitKind::RateLimited]);
+    assert_eq!(rate_events, 1, "one for the task that was cut: {events:?}");
+    assert!(
+        limit_events(&sink).is_empty(),
+        "logging is no limit violation"
+    );
+    // Bytes count too: with lines to spare, 1 KiB a second lets through
+    // about 70 of 200 lines of 15 bytes.
+    let text = HOSTILE
+        .replace("task_timeout_seconds = 1", "task_timeout_seconds = 20")
+        .replace(
+            "max_memory_mb = 32",
+            "max_memory_mb = 32\nmax_log_lines_per_second = 100000\nmax_log_bytes_per_second = 1024",
+        )
+        .replace("\"misbehave\"", "\"small-logs\"");
+    chassis
+        .load_bytes(&component("misbehave"), contract(&text))
+        .await
+        .unwrap();
+    let o = chassis
+        .execute_task(
+            "small-logs",
+            TaskRequest::new("log_flood", json!({"lines": 200})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        (100..190).contains(&o.usage.dropped_log_lines),
+        "{:?}",
+        o.usage
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,8 +442,9 @@ async fn stdout_lines_over_the_rate_are_dropped_and_counted() {
         .await
         .unwrap();
     assert_eq!(o.output, json!({"printed": 200}));
-    // The rate is 50 a second with a second's burst: the rest is counted.
-    assert!(o.usage.dropped_log_lines >= 140, "{:?}", o.usage);
+    // The log budget is 100 lines a second with a second's burst: the
+    // rest is counted.
+    assert!(o.usage.dropped_log_lines >= 90, "{:?}", o.usage);
     assert!(o.usage.dropped_log_lines < 200, "{:?}", o.usage);
     assert_eq!(
         chassis

@@ -377,3 +377,186 @@ async fn a_cache_directory_others_can_write_is_refused_with_its_path() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A host that records events, with hello-world loaded as the bystander.
+async fn host_with_sink(config: chassis::ChassisConfig) -> (Chassis, chassis::MemorySink) {
+    let sink = chassis::MemorySink::new();
+    let chassis =
+        Chassis::with_config(config.with_event_sink(std::sync::Arc::new(sink.clone()))).unwrap();
+    chassis.load(contract_path("hello-world")).await.unwrap();
+    (chassis, sink)
+}
+
+#[tokio::test]
+async fn a_describe_answer_of_one_3_mib_nul_name_is_refused_and_bounded() {
+    let (chassis, sink) = host_with_sink(chassis::ChassisConfig::default()).await;
+    let err = chassis
+        .load_bytes(&component("liar"), contract("swarm_id = \"liar\""))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BadTaskTypes { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("3145728 bytes long"), "{text}");
+    assert!(
+        text.len() < 400 && !text.contains('\0'),
+        "{} bytes",
+        text.len()
+    );
+    // The refusal's record is as small as its message; nothing is loaded.
+    let events = sink.events();
+    let rejected = events
+        .iter()
+        .find_map(|e| match e {
+            chassis::Event::LoadRejected { swarm_id, reason } if swarm_id == "liar" => {
+                Some(reason.clone())
+            }
+            _ => None,
+        })
+        .expect("a load_rejected event");
+    assert!(rejected.len() < 400, "{}", rejected.len());
+    assert!(
+        !events.iter().any(
+            |e| matches!(e, chassis::Event::ModuleLoaded { swarm_id, .. } if swarm_id == "liar")
+        )
+    );
+    assert!(chassis.describe("liar").is_err());
+    still_serves(&chassis).await;
+}
+
+#[tokio::test]
+async fn an_unknown_task_type_error_is_bounded_and_escaped() {
+    let chassis = Chassis::new().unwrap();
+    chassis.load(contract_path("hello-world")).await.unwrap();
+    let asked = format!("\u{1b}[2K{}", "x".repeat(100_000));
+    let err = chassis
+        .execute_task("hello-world", TaskRequest::new(asked, json!({})))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::TaskNotExported { .. }), "{text}");
+    assert!(text.len() < 512, "{} bytes", text.len());
+    assert!(
+        !text.contains('\u{1b}') && text.contains("\\u{1b}[2K"),
+        "{text}"
+    );
+    assert!(text.contains("hello, echo, add"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_that_loops_while_loading_is_stopped_by_the_load_timeout() {
+    let config =
+        chassis::ChassisConfig::default().with_load_timeout(std::time::Duration::from_millis(500));
+    let (chassis, sink) = host_with_sink(config).await;
+    // The contract allows five minutes per task; loading gets its own limit.
+    let slow_bytes = component("slow_load");
+    let slow = chassis.load_bytes(
+        &slow_bytes,
+        contract("swarm_id = \"slow-load\"\n[resource_limits]\ntask_timeout_seconds = 300\n"),
+    );
+    // A bystander loads and runs beside it.
+    let other = async {
+        let c = chassis.clone();
+        c.load_bytes(&component("hello_world"), contract("swarm_id = \"beside\""))
+            .await
+            .unwrap();
+        c.execute_task("beside", TaskRequest::new("hello", json!({"name": "b"})))
+            .await
+            .unwrap()
+    };
+    let (err, beside) = tokio::join!(slow, other);
+    let err = err.unwrap_err();
+    assert!(
+        matches!(err, Error::LoadTimeout { seconds, .. } if seconds == 0.5),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("load timeout"), "{err}");
+    assert_eq!(beside.output["greeting"], json!("Hello, b!"));
+    assert!(sink.events().iter().any(|e| matches!(e,
+        chassis::Event::LoadRejected { swarm_id, reason } if swarm_id == "slow-load" && reason.contains("load timeout"))));
+    still_serves(&chassis).await;
+}
+
+#[tokio::test]
+async fn special_and_oversized_component_files_are_refused_without_reading_them() {
+    let dir = std::env::temp_dir().join(format!("chassis-load-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write_contract = |name: &str, module: &str| {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!("swarm_id = \"{name}\"\nwasm_module = \"{module}\"\n"),
+        )
+        .unwrap();
+        path
+    };
+    let fifo = dir.join("component.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // A limit that hello-world (the bystander) fits exactly, and a larger
+    // real component.
+    let limit = component("hello_world").len();
+    let big = component("guardian_council");
+    assert!(big.len() > limit);
+    std::fs::write(dir.join("big.wasm"), &big).unwrap();
+    let chassis = Chassis::with_config(
+        chassis::ChassisConfig::default().with_max_component_bytes(limit as u64),
+    )
+    .unwrap();
+    for (name, module, expected) in [
+        ("zero", "/dev/zero", "character device"),
+        ("fifo", fifo.to_str().unwrap(), "fifo"),
+        ("dir", "/", "directory"),
+        ("big", "big.wasm", "over the limit"),
+    ] {
+        let err = chassis
+            .load(write_contract(name, module))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Io { .. }), "{name}: {err:?}");
+        assert!(
+            text.contains(expected) && text.contains("cannot read component"),
+            "{name}: {text}"
+        );
+    }
+    // Bytes handed over directly are held to the same limit.
+    let err = chassis
+        .load_bytes(&big, contract("swarm_id = \"big-bytes\""))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("over the host's limit"), "{err}");
+    // A contract that is a device is refused the same way.
+    let err = chassis::ServiceContract::from_file("/dev/zero").unwrap_err();
+    assert!(err.to_string().contains("character device"), "{err}");
+    still_serves(&chassis).await;
+}
+
+#[tokio::test]
+async fn a_malformed_signing_key_is_refused_at_load() {
+    let mut secrets = chassis::SecretStore::new();
+    secrets.insert(
+        "guardian-council",
+        "guardian_signing_key",
+        chassis::Secret::new("ed25519:zz"),
+    );
+    let chassis =
+        Chassis::with_config(chassis::ChassisConfig::default().with_secrets(secrets)).unwrap();
+    let err = chassis
+        .load(contract_path("guardian-council"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BadSecret { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("guardian_signing_key") && text.contains("64 hex digits"),
+        "{text}"
+    );
+    assert!(!text.contains("zz"), "the value is never shown: {text}");
+    still_serves(&chassis).await;
+}

@@ -11,7 +11,9 @@ async fn memory_is_reclaimed_after_a_thousand_memory_bombs() {
     chassis
         .load_bytes(
             &component("misbehave"),
-            contract("swarm_id = \"bomb\"\n[resource_limits]\nmax_memory_mb = 8\ntask_timeout_seconds = 5\n"),
+            // Every task fails on purpose: the failure guard is off.
+            contract("swarm_id = \"bomb\"\n[resource_limits]\nmax_memory_mb = 8\ntask_timeout_seconds = 5\n\
+                      [reputation]\nmax_failure_rate_percent = 100\n"),
         )
         .await
         .unwrap();

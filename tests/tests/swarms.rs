@@ -236,7 +236,7 @@ async fn guardian_vote_approves_and_reports_the_signing_refusal() {
     // No signing key is configured here: the host says so, the vote is unsigned.
     assert_eq!(out["signature"], Value::Null);
     let why = out["signature_error"].as_str().unwrap();
-    assert!(why.starts_with("not found:"), "{why}");
+    assert!(why.starts_with("credential not found:"), "{why}");
 }
 
 #[tokio::test]
@@ -295,9 +295,36 @@ async fn the_seed_contracts_load_and_serve() {
 }
 
 #[tokio::test]
+async fn the_readme_add_example_refuses_to_overflow() {
+    let (chassis, _) = chassis_with("hello-world").await;
+    let add = |a: i64, b: i64| {
+        let chassis = chassis.clone();
+        async move {
+            chassis
+                .execute_task(
+                    "hello-world",
+                    TaskRequest::new("add", json!({"a": a, "b": b})),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(add(2, 3).await.output, json!({"sum": 5}));
+    let o = add(i64::MAX, 1).await;
+    assert_eq!(o.status, chassis::TaskStatus::Failed);
+    assert_eq!(
+        o.error,
+        Some(chassis::GuestError::Failed(format!(
+            "{} + 1 overflows i64",
+            i64::MAX
+        )))
+    );
+}
+
+#[tokio::test]
 async fn a_task_type_not_in_describe_is_not_exported() {
     let (chassis, info) = chassis_with("hello-world").await;
-    assert_eq!(info.task_types, vec!["hello", "echo"]);
+    assert_eq!(info.task_types, vec!["hello", "echo", "add"]);
     let err = chassis
         .execute_task("hello-world", TaskRequest::new("format_disk", json!({})))
         .await
@@ -306,7 +333,7 @@ async fn a_task_type_not_in_describe_is_not_exported() {
     let text = err.to_string();
     assert!(text.contains("task not exported by swarm"), "{text}");
     assert!(
-        text.contains("format_disk") && text.contains("hello, echo"),
+        text.contains("format_disk") && text.contains("hello, echo, add"),
         "{text}"
     );
 }

@@ -2,15 +2,48 @@
 //! from the command line.
 //!
 //! Output meant for programs (task results, `--json`) goes to stdout; logs,
-//! including the swarm's own log lines, go to stderr. On failure the command
-//! prints one `error: ...` line to stderr and exits with status 1.
+//! including the swarm's own log lines, go to stderr, coloured only on a
+//! terminal and without `NO_COLOR`. On failure the command prints one
+//! `error: ...` line to stderr (guest text in it escaped) and exits with
+//! status 1. A closed stdout (`chassis ... | head`) ends the command quietly
+//! with status 141, as a shell reports SIGPIPE.
 
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use chassis::{Chassis, ChassisConfig, SecretStore, ServiceContract, TaskRequest};
 use clap::{Parser, Subcommand};
+
+/// Write `text` and a newline to stdout; a closed stdout becomes an
+/// [`StdoutClosed`] error that `main` turns into a quiet exit.
+fn out(text: impl std::fmt::Display) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                anyhow::Error::new(StdoutClosed)
+            } else {
+                anyhow::Error::new(e).context("writing to stdout")
+            }
+        })
+}
+
+/// stdout was closed by the reader.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout is closed")]
+struct StdoutClosed;
+
+/// JSON for stdout: pretty, with the characters a terminal acts on escaped.
+fn json_out(value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    out(chassis::text::json_for_terminal(&text))
+}
+
+/// Longest `error:` line printed, in bytes.
+const MAX_ERROR_LINE_BYTES: usize = 16 * 1024;
 
 /// Run untrusted WebAssembly components ("swarms") under service contracts.
 #[derive(Parser)]
@@ -25,17 +58,27 @@ struct Cli {
     #[arg(short, long, global = true)]
     quiet: bool,
 
+    /// Largest component file read, in MiB.
+    #[arg(long, global = true, default_value_t = 256, value_name = "MIB")]
+    max_component_mb: u64,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain: prints "OK: N records", or the first bad record
-    /// and why, and exits with 1.
+    /// Check the hash chain: prints "OK: N records" and the chain head
+    /// (SEQ:HASH of the last record), or the first bad record and why, and
+    /// exits with 1. Cutting records off the end leaves a valid chain: keep
+    /// the printed head elsewhere and pass it to --expect-head to detect that.
     Verify {
         /// The audit log (JSON lines).
         file: PathBuf,
+        /// A head printed by an earlier verify (SEQ:HASH): the log must still
+        /// hold that record with that hash.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<chassis::audit::Head>,
     },
     /// Print records (JSON lines), filtered.
     Show {
@@ -58,7 +101,10 @@ enum AuditCommand {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check one or more contract files and print each with its defaults filled in.
+    /// Check contract files, and that each one's component loads under it
+    /// (it is a component, exports the task interface, imports only what
+    /// the contract grants, answers describe); print each contract with its
+    /// defaults filled in.
     Validate {
         /// Contract files (TOML).
         #[arg(required = true)]
@@ -66,6 +112,9 @@ enum Command {
         /// Print only "OK" lines, not the contracts.
         #[arg(long)]
         brief: bool,
+        /// Check the contracts only, not their components.
+        #[arg(long)]
+        contract_only: bool,
     },
     /// Print a component's imports and exports as WIT.
     Inspect {
@@ -121,7 +170,7 @@ enum Command {
         /// Read the payload JSON from a file (`-` for stdin).
         #[arg(long)]
         payload_file: Option<PathBuf>,
-        /// Task id (default: generated).
+        /// Task id (default: generated, unique across runs).
         #[arg(long)]
         task_id: Option<String>,
         /// Secrets file (TOML, one table per swarm id, mode 600); see the
@@ -140,8 +189,10 @@ enum Command {
         /// When the audit log is fsynced: always, never, every:N or interval:MS.
         #[arg(long, default_value = "always")]
         fsync: chassis::audit::FsyncPolicy,
-        /// Print the whole outcome (status, output, timing, usage) and the
-        /// swarm's resource usage as JSON.
+        /// Print the whole outcome (status, output, timing, usage), the
+        /// swarm's resource usage and its reputation as JSON; when the host
+        /// stops or refuses the task, the error (kind, message) instead of
+        /// the outcome.
         #[arg(long)]
         json: bool,
         /// Print the task's usage (wall, CPU, throttled time, peak memory,
@@ -183,9 +234,12 @@ fn init_logging(cli: &Cli) {
     });
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,swarm=info"));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .init();
 }
@@ -194,8 +248,10 @@ fn init_logging(cli: &Cli) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    match run(cli.command).await {
+    let max_component_bytes = cli.max_component_mb.saturating_mul(1024 * 1024);
+    match run(cli.command, max_component_bytes).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::from(141),
         Err(e) => {
             let mut line = e.to_string();
             for cause in e.chain().skip(1) {
@@ -205,26 +261,123 @@ async fn main() -> ExitCode {
                     line.push_str(&cause);
                 }
             }
-            eprintln!("error: {}", line.replace('\n', " "));
+            // Error texts carry guest text (escaped by the host already) and
+            // file names: escape the line once more, as one terminal line.
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                chassis::text::escape(&line, MAX_ERROR_LINE_BYTES)
+            );
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(command: Command) -> Result<()> {
+/// A host for one contract, with the component cache as the flags say.
+fn host_for(
+    contract: &ServiceContract,
+    max_component_bytes: u64,
+    sinks: Vec<std::sync::Arc<dyn chassis::EventSink>>,
+    secrets: Option<SecretStore>,
+    cache: (bool, Option<PathBuf>),
+) -> Result<Chassis> {
+    let mut config =
+        ChassisConfig::sized_for([contract]).with_max_component_bytes(max_component_bytes);
+    if let Some(secrets) = secrets {
+        config = config.with_secrets(secrets);
+    }
+    for sink in sinks {
+        config = config.with_event_sink(sink);
+    }
+    // An explicit --cache-dir must work; the default one is best effort.
+    Ok(match cache {
+        (true, _) => Chassis::with_config(config)?,
+        (false, Some(dir)) => Chassis::with_config(config.with_cache_dir(dir))?,
+        (false, None) => match default_cache_dir() {
+            Some(dir) => match Chassis::with_config(config.clone().with_cache_dir(&dir)) {
+                Ok(chassis) => chassis,
+                Err(e) => {
+                    tracing::warn!(target: "chassis", "{e}; compiling without a cache");
+                    Chassis::with_config(config)?
+                }
+            },
+            None => Chassis::with_config(config)?,
+        },
+    })
+}
+
+/// Open the audit log at `path` (the error names it as the audit log).
+fn open_audit(
+    path: &Path,
+    fsync: chassis::audit::FsyncPolicy,
+) -> Result<std::sync::Arc<chassis::audit::AuditLog>> {
+    chassis::audit::AuditLog::open(path, fsync).context("audit log")
+}
+
+/// Largest payload read from a file or stdin, in bytes.
+const MAX_PAYLOAD_BYTES: u64 = 16 * 1024 * 1024;
+
+async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
     match command {
-        Command::Validate { contracts, brief } => {
+        Command::Validate {
+            contracts,
+            brief,
+            contract_only,
+        } => {
             let mut failed = 0;
             for path in &contracts {
-                match ServiceContract::from_file(path) {
-                    Ok(c) => {
-                        println!("OK: {} ({})", path.display(), c.swarm_id);
+                let contract = match ServiceContract::from_file(path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!(
+                            "error: {}",
+                            chassis::text::escape(&e.to_string(), MAX_ERROR_LINE_BYTES)
+                        );
+                        failed += 1;
+                        continue;
+                    }
+                };
+                let checked = if contract_only {
+                    Ok(String::new())
+                } else {
+                    // Load it for real, in a host of its own, then let it go.
+                    match host_for(
+                        &contract,
+                        max_component_bytes,
+                        Vec::new(),
+                        None,
+                        (false, None),
+                    ) {
+                        Ok(chassis) => chassis
+                            .load(path)
+                            .await
+                            .map(|info| {
+                                format!(
+                                    "; component {} serves {}",
+                                    info.origin,
+                                    info.task_types.join(", ")
+                                )
+                            })
+                            .map_err(anyhow::Error::from),
+                        Err(e) => Err(e),
+                    }
+                };
+                match checked {
+                    Ok(what) => {
+                        out(format_args!(
+                            "OK: {} ({}){what}",
+                            path.display(),
+                            contract.swarm_id
+                        ))?;
                         if !brief {
-                            println!("{}", c.to_toml());
+                            out(contract.to_toml())?;
                         }
                     }
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        eprintln!(
+                            "error: {}",
+                            chassis::text::escape(&format!("{e:#}"), MAX_ERROR_LINE_BYTES)
+                        );
                         failed += 1;
                     }
                 }
@@ -235,23 +388,31 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Inspect { component } => {
-            let bytes = std::fs::read(&component)
+            let bytes = chassis::files::read_bounded(&component, max_component_bytes)
                 .with_context(|| format!("{}: cannot read component", component.display()))?;
             let wit = chassis::inspect::component_wit(&bytes, &component.display().to_string())?;
-            print!("{wit}");
-            Ok(())
+            out(wit.trim_end())
         }
-        Command::Audit(AuditCommand::Verify { file }) => {
-            let v = chassis::audit::verify(&file)?;
-            if v.partial_tail_bytes > 0 {
-                println!(
-                    "OK: {} records ({} bytes of a partial last record ignored)",
-                    v.records, v.partial_tail_bytes
-                );
+        Command::Audit(AuditCommand::Verify { file, expect_head }) => {
+            let v = match &expect_head {
+                Some(head) => chassis::audit::verify_against(&file, head)?,
+                None => chassis::audit::verify(&file)?,
+            };
+            let partial = if v.partial_tail_bytes > 0 {
+                format!(
+                    " ({} bytes of a partial last record ignored)",
+                    v.partial_tail_bytes
+                )
             } else {
-                println!("OK: {} records", v.records);
-            }
-            Ok(())
+                String::new()
+            };
+            out(format_args!("OK: {} records{partial}", v.records))?;
+            let held = if expect_head.is_some() {
+                " (holds the expected head)"
+            } else {
+                ""
+            };
+            out(format_args!("head: {}{held}", v.head()))
         }
         Command::Audit(AuditCommand::Show {
             file,
@@ -277,21 +438,22 @@ async fn run(command: Command) -> Result<()> {
                 since_micros: time("since", since)?,
                 until_micros: time("until", until)?,
             };
-            for record in chassis::audit::read(&file, &filter)? {
-                println!("{record}");
+            for record in chassis::audit::read(&file, &filter).context("audit log")? {
+                out(chassis::text::json_for_terminal(&record.to_string()))?;
             }
             Ok(())
         }
         Command::Release { audit, contract } => {
             let contract = ServiceContract::from_file(&contract)?;
-            chassis::audit::verify(&audit)?;
-            let records = chassis::audit::read(&audit, &chassis::audit::Filter::default())?;
-            let mut reputation = chassis::report::replay(&records, &contract).reputation;
+            chassis::audit::verify(&audit).context("audit log")?;
+            let records = chassis::audit::read(&audit, &chassis::audit::Filter::default())
+                .context("audit log")?;
+            let mut reputation = chassis::report::history(&records, &contract).reputation;
             if !reputation.quarantined {
                 bail!("swarm {:?} is not quarantined", contract.swarm_id);
             }
             reputation.release();
-            let log = chassis::audit::AuditLog::open(&audit, chassis::audit::FsyncPolicy::Always)?;
+            let log = open_audit(&audit, chassis::audit::FsyncPolicy::Always)?;
             chassis::EventSink::record(
                 &*log,
                 &chassis::Event::Released {
@@ -300,57 +462,66 @@ async fn run(command: Command) -> Result<()> {
                 },
             );
             log.close()?;
-            println!(
+            out(format_args!(
                 "released {:?}: reputation back to {:.2}",
                 contract.swarm_id, reputation.score
-            );
-            Ok(())
+            ))
         }
         Command::Report {
             audit,
             contracts,
             json,
         } => {
-            chassis::audit::verify(&audit)?;
-            let records = chassis::audit::read(&audit, &chassis::audit::Filter::default())?;
+            chassis::audit::verify(&audit).context("audit log")?;
+            let records = chassis::audit::read(&audit, &chassis::audit::Filter::default())
+                .context("audit log")?;
             let mut all_pass = true;
             let mut reports = Vec::new();
             for path in &contracts {
                 let contract = ServiceContract::from_file(path)?;
                 let report = chassis::report::replay(&records, &contract);
-                all_pass &= report.slo.compliance.iter().all(|c| c.compliant)
-                    && !report.reputation.quarantined;
+                // No tasks: nothing to pass or fail.
+                all_pass &=
+                    report.slo.tasks == 0 || report.slo.compliance.iter().all(|c| c.compliant);
+                all_pass &= !report.reputation.quarantined;
                 reports.push(report);
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&reports)?);
+                json_out(&reports)?;
             } else {
                 for r in &reports {
                     let s = &r.slo;
-                    println!("{} ({} tasks, {} failed)", r.swarm_id, s.tasks, s.failed);
-                    for c in &s.compliance {
+                    out(format_args!(
+                        "{} ({} tasks, {} failed)",
+                        r.swarm_id, s.tasks, s.failed
+                    ))?;
+                    if s.tasks == 0 {
+                        out("  NO DATA: no tasks of this swarm in the audit log")?;
+                    }
+                    for c in s.compliance.iter().filter(|_| s.tasks > 0) {
                         let mark = if c.compliant { "PASS" } else { "FAIL" };
                         let unit = if c.metric == "response_time" {
                             " ms p95"
                         } else {
                             " %"
                         };
-                        println!(
+                        out(format_args!(
                             "  {mark} {:<13} {:>10.2}{unit} (target {})",
                             c.metric, c.actual, c.target
-                        );
+                        ))?;
                     }
-                    println!(
-                        "  reputation {:.2} (SLO {:.2}, security {:.2}){}",
+                    let quarantine = match &r.reputation.quarantine_reason {
+                        Some(reason) if r.reputation.quarantined => {
+                            format!(", QUARANTINED: {reason}")
+                        }
+                        _ => String::new(),
+                    };
+                    out(format_args!(
+                        "  reputation {:.2} (SLO {:.2}, security {:.2}){quarantine}",
                         r.reputation.score,
                         r.reputation.slo_compliance,
                         r.reputation.security_compliance,
-                        if r.reputation.quarantined {
-                            ", QUARANTINED"
-                        } else {
-                            ""
-                        }
-                    );
+                    ))?;
                 }
             }
             if !all_pass {
@@ -374,21 +545,32 @@ async fn run(command: Command) -> Result<()> {
             no_cache,
         } => {
             let payload_text = match payload_file {
-                Some(p) if p.as_os_str() == "-" => std::io::read_to_string(std::io::stdin())
-                    .context("reading payload from stdin")?,
-                Some(p) => std::fs::read_to_string(&p)
+                Some(p) if p.as_os_str() == "-" => {
+                    let bytes = chassis::files::read_limited(std::io::stdin(), MAX_PAYLOAD_BYTES)
+                        .context("reading the payload from stdin")?;
+                    String::from_utf8(bytes).context("the payload on stdin is not UTF-8")?
+                }
+                Some(p) => chassis::files::read_bounded_text(&p, MAX_PAYLOAD_BYTES)
                     .with_context(|| format!("{}: cannot read payload", p.display()))?,
                 None => payload,
             };
             let payload: serde_json::Value =
                 serde_json::from_str(&payload_text).context("--payload is not valid JSON")?;
+            // Every file the run writes is checked before the task runs.
+            let metrics_file = metrics
+                .as_ref()
+                .map(|path| {
+                    std::fs::File::create(path)
+                        .with_context(|| format!("metrics file {}", path.display()))
+                })
+                .transpose()?;
             // Size the host for this one contract.
             let parsed = match ServiceContract::from_file(&contract) {
                 Ok(parsed) => parsed,
                 Err(e) => {
                     // The refusal is audited like any other load rejection.
                     if let Some(path) = &audit {
-                        let log = chassis::audit::AuditLog::open(path, fsync)?;
+                        let log = open_audit(path, fsync)?;
                         chassis::EventSink::record(
                             &*log,
                             &chassis::Event::LoadRejected {
@@ -396,38 +578,26 @@ async fn run(command: Command) -> Result<()> {
                                 reason: e.to_string(),
                             },
                         );
-                        log.close()?;
+                        log.close().context("audit log")?;
                     }
                     return Err(e.into());
                 }
             };
-            let mut config = ChassisConfig::sized_for([&parsed]);
-            if let Some(path) = secrets {
-                config = config.with_secrets(SecretStore::from_file(path)?);
-            }
-            let audit_log = match audit {
-                Some(path) => {
-                    let log = chassis::audit::AuditLog::open(&path, fsync)?;
-                    config = config.with_event_sink(log.clone());
-                    Some(log)
-                }
-                None => None,
-            };
-            // An explicit --cache-dir must work; the default one is best effort.
-            let chassis = match (no_cache, cache_dir) {
-                (true, _) => Chassis::with_config(config)?,
-                (false, Some(dir)) => Chassis::with_config(config.with_cache_dir(dir))?,
-                (false, None) => match default_cache_dir() {
-                    Some(dir) => match Chassis::with_config(config.clone().with_cache_dir(&dir)) {
-                        Ok(chassis) => chassis,
-                        Err(e) => {
-                            tracing::warn!(target: "chassis", "{e}; compiling without a cache");
-                            Chassis::with_config(config)?
-                        }
-                    },
-                    None => Chassis::with_config(config)?,
-                },
-            };
+            let secrets = secrets
+                .map(|path| SecretStore::from_file(path).context("secrets file"))
+                .transpose()?;
+            let audit_log = audit.map(|path| open_audit(&path, fsync)).transpose()?;
+            let sinks = audit_log
+                .iter()
+                .map(|log| log.clone() as std::sync::Arc<dyn chassis::EventSink>)
+                .collect();
+            let chassis = host_for(
+                &parsed,
+                max_component_bytes,
+                sinks,
+                secrets,
+                (no_cache, cache_dir),
+            )?;
             let info = chassis.load(&contract).await?;
             tracing::debug!(
                 target: "chassis",
@@ -436,39 +606,58 @@ async fn run(command: Command) -> Result<()> {
                 info.cache.as_str()
             );
             if let Some(log) = &audit_log {
-                // Reputation and quarantine carry over from earlier runs.
-                let records = chassis::audit::read(log.path(), &chassis::audit::Filter::default())?;
-                let history = chassis::report::replay(&records, &parsed);
-                chassis.restore_reputation(&info.swarm_id, history.reputation)?;
+                // SLO figures, reputation and quarantine carry over from
+                // earlier runs: the whole state, so the numbers chain.
+                let records = chassis::audit::read(log.path(), &chassis::audit::Filter::default())
+                    .context("audit log")?;
+                chassis.restore_history(chassis::report::history(&records, &parsed))?;
             }
             let mut request = TaskRequest::new(task, payload);
             if let Some(id) = task_id {
                 request = request.with_id(id);
             }
+            let task_id = request.task_id.clone();
             let result = chassis.execute_task(&info.swarm_id, request).await;
             let usage = chassis.resource_usage(&info.swarm_id)?;
+            let reputation = chassis.slo_report(&info.swarm_id)?.reputation;
             if show_usage {
                 if let Ok(outcome) = &result {
                     eprintln!("task usage: {}", outcome.usage);
                 }
                 eprintln!("swarm usage: {usage}");
             }
-            let outcome = result?;
+            if let (Some(mut file), Some(path)) = (metrics_file, &metrics) {
+                file.write_all(chassis.render_metrics().as_bytes())
+                    .with_context(|| format!("metrics file {}", path.display()))?;
+            }
+            if let Some(log) = &audit_log {
+                log.close().context("audit log")?;
+            }
+            let outcome = match result {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    if json {
+                        json_out(&serde_json::json!({
+                            "swarm_id": info.swarm_id,
+                            "task_id": task_id,
+                            "status": "error",
+                            "error": { "kind": e.kind().as_str(), "message": e.to_string() },
+                            "swarm_usage": usage,
+                            "reputation": reputation,
+                        }))?;
+                    }
+                    return Err(e.into());
+                }
+            };
             if json {
                 let mut whole = serde_json::to_value(&outcome)?;
                 whole["swarm_usage"] = serde_json::to_value(&usage)?;
-                println!("{}", serde_json::to_string_pretty(&whole)?);
+                whole["reputation"] = serde_json::to_value(&reputation)?;
+                json_out(&whole)?;
             } else if outcome.is_success() {
-                println!("{}", serde_json::to_string_pretty(&outcome.output)?);
+                json_out(&outcome.output)?;
             }
             tracing::info!(target: "chassis", "usage: {}", outcome.usage);
-            if let Some(path) = metrics {
-                std::fs::write(&path, chassis.render_metrics())
-                    .with_context(|| format!("{}: cannot write metrics", path.display()))?;
-            }
-            if let Some(log) = &audit_log {
-                log.close()?;
-            }
             if let Some(err) = &outcome.error {
                 bail!(
                     "swarm {:?} task {:?}: {err}",

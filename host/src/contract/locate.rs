@@ -121,8 +121,64 @@ fn backticked(message: &str) -> Option<&str> {
     Some(&message[start..start + len])
 }
 
+/// Field names the contract accepts under a second name (the first seed
+/// document's), as (name, alias).
+const ALIASES: &[(&str, &str)] = &[
+    ("slo_targets", "slos"),
+    ("task_timeout_seconds", "max_execution_time_seconds"),
+    ("response_time_p95_ms", "target_latency_ms"),
+    ("availability_percent", "target_availability_percent"),
+    ("throughput_rps", "target_throughput_rps"),
+];
+
+/// For a field given twice (under its name and its alias): the dotted path
+/// and span of the later of the two keys.
+fn second_of(root: &Spanned<DeTable<'_>>, name: &str) -> Option<(String, usize)> {
+    let names: Vec<&str> = ALIASES
+        .iter()
+        .filter(|(n, a)| *n == name || *a == name)
+        .flat_map(|(n, a)| [*n, *a])
+        .chain([name])
+        .collect();
+    fn walk(table: &DeTable<'_>, prefix: &str, names: &[&str], found: &mut Vec<(String, usize)>) {
+        for (key, value) in table.iter() {
+            let path = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            if names.contains(&key.get_ref().as_ref()) {
+                found.push((path.clone(), key.span().start));
+            }
+            if let DeValue::Table(t) = value.get_ref() {
+                walk(t, &path, names, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(root.get_ref(), "", &names, &mut found);
+    found.into_iter().max_by_key(|(_, start)| *start)
+}
+
 pub(super) fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> ContractError {
     let message = e.message().trim().to_string();
+    if message.starts_with("duplicate field")
+        && let Some(name) = backticked(&message)
+        && let Some((field, start)) = DeTable::parse(text)
+            .ok()
+            .and_then(|root| second_of(&root, name))
+    {
+        let (line, column) = line_col(text, start);
+        return ContractError::Invalid {
+            origin: origin.to_string(),
+            line,
+            column,
+            field,
+            message: format!(
+                "{message}: it is given twice, under its name and its alias; keep one"
+            ),
+        };
+    }
     let span = e.span().unwrap_or(0..0);
     let (line, column) = line_col(text, span.start);
     let located = DeTable::parse(text)

@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use validate::{KNOWN_CAPABILITY_DOMAINS, KNOWN_WASI_CAPABILITIES};
+pub use validate::{
+    KNOWN_CAPABILITY_DOMAINS, KNOWN_WASI_CAPABILITIES, MIN_RESPONSE_TIME_MS,
+    MIN_TASK_TIMEOUT_SECONDS,
+};
 
 /// When a contract was written.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -98,15 +101,23 @@ pub struct ResourceLimits {
     /// Tasks of this swarm running at once (1–1024).
     #[serde(default = "defaults::max_concurrent_tasks")]
     pub max_concurrent_tasks: u32,
-    /// Wall-clock time a task may take, in seconds (more than 0, at most 86400).
+    /// Wall-clock time a task may take, in seconds (0.01 to 86400).
     #[serde(
         default = "defaults::task_timeout_seconds",
         alias = "max_execution_time_seconds"
     )]
     pub task_timeout_seconds: f64,
-    /// Host calls (imports) per second across all imports (1–1000000).
+    /// Credential and HTTP proxy calls per second, together (1–1000000).
     #[serde(default = "defaults::max_api_calls_per_second")]
     pub max_api_calls_per_second: u32,
+    /// Log lines per second (log import, stdout and stderr together,
+    /// 1–1000000); lines over it are dropped and counted.
+    #[serde(default = "defaults::max_log_lines_per_second")]
+    pub max_log_lines_per_second: u32,
+    /// Log bytes per second (1024–1073741824); lines over it are dropped
+    /// and counted.
+    #[serde(default = "defaults::max_log_bytes_per_second")]
+    pub max_log_bytes_per_second: u32,
     /// Deterministic CPU budget per task in wasm fuel units (about one per
     /// instruction); off when absent. Needs a host with fuel metering on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,7 +128,7 @@ pub struct ResourceLimits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SloTargets {
-    /// 95th percentile task latency, in milliseconds (more than 0).
+    /// 95th percentile task latency, in milliseconds (0.001 to 86400000).
     #[serde(
         default = "defaults::response_time_p95_ms",
         alias = "target_latency_ms"
@@ -194,6 +205,14 @@ pub struct Reputation {
     /// Score under which the host quarantines the swarm (0–1).
     #[serde(default = "defaults::quarantine_threshold")]
     pub quarantine_threshold: f64,
+    /// How many of the swarm's latest tasks the failure guard looks at (1–1000).
+    #[serde(default = "defaults::failure_window")]
+    pub failure_window: u32,
+    /// The swarm is quarantined when, over a full `failure_window`, more
+    /// than this share of its tasks failed by its own doing, in percent
+    /// (0–100; 100 turns the guard off).
+    #[serde(default = "defaults::max_failure_rate_percent")]
+    pub max_failure_rate_percent: f64,
 }
 
 /// Default values, from the seed documents where they give one.
@@ -225,6 +244,14 @@ pub mod defaults {
     /// `resource_limits.max_api_calls_per_second`: 10.
     pub fn max_api_calls_per_second() -> u32 {
         10
+    }
+    /// `resource_limits.max_log_lines_per_second`: 100.
+    pub fn max_log_lines_per_second() -> u32 {
+        100
+    }
+    /// `resource_limits.max_log_bytes_per_second`: 64 KiB.
+    pub fn max_log_bytes_per_second() -> u32 {
+        64 * 1024
     }
     /// `slo_targets.response_time_p95_ms`: 100 ms.
     pub fn response_time_p95_ms() -> f64 {
@@ -258,6 +285,14 @@ pub mod defaults {
     pub fn quarantine_threshold() -> f64 {
         0.2
     }
+    /// `reputation.failure_window`: the latest 20 tasks.
+    pub fn failure_window() -> u32 {
+        20
+    }
+    /// `reputation.max_failure_rate_percent`: 50 %.
+    pub fn max_failure_rate_percent() -> f64 {
+        50.0
+    }
 }
 
 impl Default for ResourceLimits {
@@ -269,6 +304,8 @@ impl Default for ResourceLimits {
             max_concurrent_tasks: defaults::max_concurrent_tasks(),
             task_timeout_seconds: defaults::task_timeout_seconds(),
             max_api_calls_per_second: defaults::max_api_calls_per_second(),
+            max_log_lines_per_second: defaults::max_log_lines_per_second(),
+            max_log_bytes_per_second: defaults::max_log_bytes_per_second(),
             max_fuel: None,
         }
     }
@@ -304,6 +341,8 @@ impl Default for Reputation {
             slo_weight: defaults::slo_weight(),
             security_weight: defaults::security_weight(),
             quarantine_threshold: defaults::quarantine_threshold(),
+            failure_window: defaults::failure_window(),
+            max_failure_rate_percent: defaults::max_failure_rate_percent(),
         }
     }
 }
@@ -351,10 +390,11 @@ impl ServiceContract {
     /// Read, parse and validate a contract file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ContractError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ContractError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::files::read_bounded_text(path, crate::files::MAX_CONTRACT_BYTES)
+            .map_err(|source| ContractError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
@@ -363,7 +403,17 @@ impl ServiceContract {
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ContractError> {
         let contract: ServiceContract = match toml::from_str(text) {
             Ok(c) => c,
-            Err(e) => return Err(locate::parse_error(text, origin, &e)),
+            Err(e) => {
+                let mut err = locate::parse_error(text, origin, &e);
+                if looks_like_yaml(text)
+                    && let ContractError::Invalid { message, .. } = &mut err
+                {
+                    message.push_str(
+                        "; contracts are TOML (`key = value` lines, `[table]` headers), not YAML: see docs/contract.md",
+                    );
+                }
+                return Err(err);
+            }
         };
         if let Err(v) = validate::validate(&contract) {
             return Err(locate::validation_error(text, origin, v));
@@ -399,6 +449,30 @@ impl ServiceContract {
             .iter()
             .any(|c| c == capability)
     }
+}
+
+/// Whether text that failed to parse as TOML reads like a YAML document
+/// (the seed's contracts are YAML): it starts with `---`, or its first
+/// line of content is `key:` without an `=`.
+fn looks_like_yaml(text: &str) -> bool {
+    let Some(first) = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+    else {
+        return false;
+    };
+    if first.starts_with("---") {
+        return true;
+    }
+    let Some((key, _)) = first.split_once(':') else {
+        return false;
+    };
+    !first.contains('=')
+        && !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '"' | '\''))
 }
 
 #[cfg(test)]

@@ -220,7 +220,7 @@ fn other_limits_are_range_checked() {
         "swarm_id = \"a\"\n[resource_limits]\ntask_timeout_seconds = 0\n",
         3,
         "resource_limits.task_timeout_seconds",
-        "more than 0",
+        "between 0.01 and 86400",
     );
     refused(
         "swarm_id = \"a\"\n[resource_limits]\nmax_concurrent_tasks = 0\n",
@@ -354,4 +354,83 @@ fn file_errors_name_the_file() {
             .starts_with("/nonexistent/contract.toml: cannot read contract"),
         "{err}"
     );
+}
+
+#[test]
+fn timeouts_and_latency_targets_have_sane_minimums() {
+    refused(
+        "swarm_id = \"a\"\n[resource_limits]\ntask_timeout_seconds = 1e-300\n",
+        3,
+        "resource_limits.task_timeout_seconds",
+        "between 0.01 and 86400",
+    );
+    refused(
+        "swarm_id = \"a\"\n[resource_limits]\ntask_timeout_seconds = 0.009\n",
+        3,
+        "resource_limits.task_timeout_seconds",
+        "got 0.009",
+    );
+    assert!(parse("swarm_id = \"a\"\n[resource_limits]\ntask_timeout_seconds = 0.01\n").is_ok());
+    refused(
+        "swarm_id = \"a\"\n[slo_targets]\nresponse_time_p95_ms = 1e-300\n",
+        3,
+        "slo_targets.response_time_p95_ms",
+        "between 0.001",
+    );
+}
+
+#[test]
+fn log_budget_and_failure_guard_fields_are_range_checked() {
+    let c = parse("swarm_id = \"a\"").unwrap();
+    assert_eq!(c.resource_limits.max_log_lines_per_second, 100);
+    assert_eq!(c.resource_limits.max_log_bytes_per_second, 65536);
+    assert_eq!(c.reputation.failure_window, 20);
+    assert_eq!(c.reputation.max_failure_rate_percent, 50.0);
+    refused(
+        "swarm_id = \"a\"\n[resource_limits]\nmax_log_lines_per_second = 0\n",
+        3,
+        "resource_limits.max_log_lines_per_second",
+        "between 1 and",
+    );
+    refused(
+        "swarm_id = \"a\"\n[resource_limits]\nmax_log_bytes_per_second = 100\n",
+        3,
+        "resource_limits.max_log_bytes_per_second",
+        "between 1024 and",
+    );
+    refused(
+        "swarm_id = \"a\"\n[reputation]\nfailure_window = 0\n",
+        3,
+        "reputation.failure_window",
+        "between 1 and 1000",
+    );
+    refused(
+        "swarm_id = \"a\"\n[reputation]\nmax_failure_rate_percent = 101\n",
+        3,
+        "reputation.max_failure_rate_percent",
+        "between 0 and 100",
+    );
+}
+
+#[test]
+fn both_slo_tables_are_refused_naming_the_second_and_its_line() {
+    refused(
+        "swarm_id = \"a\"\n[slo_targets]\nerror_rate_percent = 1\n\n[slos]\nerror_rate_percent = 2\n",
+        5,
+        "slos",
+        "duplicate",
+    );
+}
+
+#[test]
+fn a_yaml_contract_gets_a_hint() {
+    let err = parse("swarm_id: research-agent-001\nresource_limits:\n  max_memory_mb: 256\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("contracts are TOML"), "{err}");
+    let err = parse("--- \nswarm_id: x\n").unwrap_err().to_string();
+    assert!(err.contains("contracts are TOML"), "{err}");
+    // A TOML mistake gets no YAML hint.
+    let err = parse("swarm_id = \"a\"\nx = \n").unwrap_err().to_string();
+    assert!(!err.contains("YAML"), "{err}");
 }

@@ -32,6 +32,13 @@ pub const KNOWN_CAPABILITY_DOMAINS: &[&str] = &[
     "demo",
 ];
 
+/// Shortest `task_timeout_seconds`: below it a task could not even be
+/// instantiated before its deadline.
+pub const MIN_TASK_TIMEOUT_SECONDS: f64 = 0.01;
+
+/// Shortest `slo_targets.response_time_p95_ms`.
+pub const MIN_RESPONSE_TIME_MS: f64 = 0.001;
+
 /// One failed check.
 #[derive(Debug)]
 pub(crate) struct Violation {
@@ -152,13 +159,13 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         "tasks",
     )?;
     if !(r.task_timeout_seconds.is_finite()
-        && r.task_timeout_seconds > 0.0
+        && r.task_timeout_seconds >= MIN_TASK_TIMEOUT_SECONDS
         && r.task_timeout_seconds <= 86_400.0)
     {
         return bad(
             "resource_limits.task_timeout_seconds",
             format!(
-                "must be more than 0 and at most 86400 seconds, got {}",
+                "must be between {MIN_TASK_TIMEOUT_SECONDS} and 86400 seconds, got {}",
                 r.task_timeout_seconds
             ),
         );
@@ -170,6 +177,20 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         1_000_000,
         "calls per second",
     )?;
+    range_u32(
+        "resource_limits.max_log_lines_per_second",
+        r.max_log_lines_per_second,
+        1,
+        1_000_000,
+        "lines per second",
+    )?;
+    range_u32(
+        "resource_limits.max_log_bytes_per_second",
+        r.max_log_bytes_per_second,
+        1024,
+        1 << 30,
+        "bytes per second",
+    )?;
 
     if r.max_fuel == Some(0) {
         return bad(
@@ -179,15 +200,13 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
     }
 
     let s = &c.slo_targets;
-    if !(s.response_time_p95_ms.is_finite() && s.response_time_p95_ms > 0.0) {
-        return bad(
-            "slo_targets.response_time_p95_ms",
-            format!(
-                "must be more than 0 milliseconds, got {}",
-                s.response_time_p95_ms
-            ),
-        );
-    }
+    range_f64(
+        "slo_targets.response_time_p95_ms",
+        s.response_time_p95_ms,
+        MIN_RESPONSE_TIME_MS,
+        86_400_000.0,
+        "milliseconds",
+    )?;
     range_f64(
         "slo_targets.error_rate_percent",
         s.error_rate_percent,
@@ -275,6 +294,20 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         0.0,
         1.0,
         "",
+    )?;
+    range_u32(
+        "reputation.failure_window",
+        rep.failure_window,
+        1,
+        1000,
+        "tasks",
+    )?;
+    range_f64(
+        "reputation.max_failure_rate_percent",
+        rep.max_failure_rate_percent,
+        0.0,
+        100.0,
+        "percent",
     )?;
     if (rep.slo_weight + rep.security_weight - 1.0).abs() > 1e-9 {
         return bad(

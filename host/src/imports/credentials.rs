@@ -38,7 +38,7 @@ impl HostState {
         op: &str,
         name: &str,
     ) -> Result<Secret, CredentialError> {
-        let key = crate::imports::log::sanitize(name);
+        let key = crate::text::escape(name, 256);
         let (result, violation) = if !self.in_task {
             (
                 Err(CredentialError::Denied(

@@ -121,6 +121,35 @@ mod tests {
         }
     }
 
+    /// The import table in `docs/security.md` names everything every swarm
+    /// is granted, so "anything else: never granted" is true.
+    #[test]
+    fn the_security_docs_list_every_baseline_grant() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/security.md"))
+                .unwrap();
+        let table: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("| import |"))
+            .take_while(|l| l.starts_with('|'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let listed = |name: &str| {
+            let family = format!("`{}/*`", name.split('/').next().unwrap());
+            table.contains(&format!("`{name}`")) || table.contains(&family)
+        };
+        for name in BASELINE_WASI
+            .iter()
+            .chain(["infrafabric:chassis/log", "infrafabric:chassis/types"].iter())
+        {
+            assert_eq!(check(&contract(""), name), Ok(()), "{name}");
+            assert!(
+                listed(name),
+                "docs/security.md's import table does not name {name}"
+            );
+        }
+    }
+
     #[test]
     fn clocks_and_random_need_a_wasi_capability() {
         let none = contract("");

@@ -6,7 +6,7 @@
 //!   `Authorization: Bearer <api_token>`, added by the host from the
 //!   swarm's scoped credential `api_token`.
 
-use chassis_sdk::http::{self, CredentialHeader, Header, ProxyError};
+use chassis_sdk::http::{self, CredentialHeader, Header};
 use chassis_sdk::{Request, Swarm, TaskError, Value, export_swarm, info, json};
 use serde::Deserialize;
 
@@ -25,17 +25,6 @@ struct Fetch {
 
 fn get() -> String {
     "GET".to_string()
-}
-
-fn refusal(e: ProxyError) -> TaskError {
-    TaskError::failed(match e {
-        ProxyError::Denied(m) => format!("denied: {m}"),
-        ProxyError::InvalidRequest(m) => format!("invalid request: {m}"),
-        ProxyError::TooLarge(m) => format!("too large: {m}"),
-        ProxyError::Timeout(m) => format!("timeout: {m}"),
-        ProxyError::RateLimited(m) => format!("rate limited: {m}"),
-        ProxyError::Network(m) => format!("network: {m}"),
-    })
 }
 
 impl Swarm for ApiClient {
@@ -58,7 +47,7 @@ impl Swarm for ApiClient {
             prefix: "Bearer ".to_string(),
         });
         info!("{} {}", req.method, p.url);
-        let resp = http::fetch(&req).map_err(refusal)?;
+        let resp = http::fetch(&req)?;
         Ok(match serde_json::from_slice::<Value>(&resp.body) {
             Ok(v) => json!({ "status": resp.status, "json": v }),
             Err(_) => json!({ "status": resp.status, "text": String::from_utf8_lossy(&resp.body) }),

@@ -10,7 +10,7 @@
 //! - `quality_assessment` `{"tests_passed", "tests_total", "coverage_percent",
 //!   "open_issues"}` → `{"quality_score", "assessment", "reviewer"}`.
 
-use chassis_sdk::credentials::{self, CredentialError};
+use chassis_sdk::credentials;
 use chassis_sdk::{Request, Swarm, TaskError, Value, export_swarm, info, json, warn};
 use serde::Deserialize;
 
@@ -119,15 +119,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn describe_refusal(e: &CredentialError) -> String {
-    match e {
-        CredentialError::Denied(m) => format!("denied: {m}"),
-        CredentialError::NotFound(m) => format!("not found: {m}"),
-        CredentialError::Unsupported(m) => format!("unsupported: {m}"),
-        CredentialError::RateLimited(m) => format!("rate limited: {m}"),
-    }
-}
-
 impl Swarm for GuardianCouncil {
     const TASK_TYPES: &'static [&'static str] = &["guardian_vote", "quality_assessment"];
 
@@ -147,7 +138,7 @@ impl Swarm for GuardianCouncil {
                         None,
                     ),
                     Err(e) => {
-                        let why = describe_refusal(&e);
+                        let why = e.to_string();
                         warn!("vote left unsigned: {why}");
                         (None, None, Some(why))
                     }

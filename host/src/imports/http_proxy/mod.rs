@@ -53,6 +53,12 @@ const RESERVED_HEADERS: &[&str] = &[
     "proxy-connection",
 ];
 
+/// Longest URL text kept in a request's event, in bytes.
+pub const MAX_RECORDED_URL_BYTES: usize = 1024;
+
+/// Longest method text kept in a request's event, in bytes.
+const MAX_RECORDED_METHOD_BYTES: usize = 32;
+
 /// What happened to one request, for its event.
 struct Record {
     method: String,
@@ -100,7 +106,7 @@ impl HostState {
             .map_err(|_| ProxyError::InvalidRequest(format!("bad method {:?}", rec.method)))?;
         let url = Url::parse(&request.url)
             .map_err(|e| ProxyError::InvalidRequest(format!("bad URL: {e}")))?;
-        rec.url = crate::imports::log::sanitize(&redacted(&url));
+        rec.url = crate::text::escape(&redacted(&url), MAX_RECORDED_URL_BYTES);
         if url.scheme() != "http" && url.scheme() != "https" {
             rec.violation = true;
             return Err(denied(format!(
@@ -278,9 +284,18 @@ impl Host for HostState {
             )));
         }
         let started = Instant::now();
+        // Until the URL parses, the record holds its text up to any query
+        // or fragment: secrets redacted, escaped, bounded.
+        let raw = request.url.split(['?', '#']).next().unwrap_or_default();
         let mut rec = Record {
-            method: crate::imports::log::sanitize(&request.method),
-            url: String::new(),
+            method: crate::text::escape(&request.method, MAX_RECORDED_METHOD_BYTES),
+            url: self.shared.guest_text(
+                &self.swarm,
+                &self.task_id,
+                raw,
+                "url",
+                MAX_RECORDED_URL_BYTES,
+            ),
             status: None,
             bytes_out: 0,
             bytes_in: 0,

@@ -1,12 +1,14 @@
 //! Hostile test guest: asks for a credential and fetches a URL while it is
 //! being loaded, before any task runs, from its `describe` export. It
-//! reports what it got as its two task types: `got:<value>` or
-//! `refused:<error>` for the credential, then `fetched:<status>` or
-//! `refused:<error>` for the fetch (of `http://127.0.0.1:9/`).
+//! reports what it got as its two task types, `credential-<outcome>` then
+//! `fetch-<outcome>` (`got`/`ok`, `denied`, `not-found`, ... after the
+//! error variant), and logs the host's full answers.
 
 use chassis_sdk::bindings::exports::infrafabric::chassis::task::Guest;
+use chassis_sdk::bindings::infrafabric::chassis::credentials::{self, CredentialError};
+use chassis_sdk::bindings::infrafabric::chassis::http_proxy::{self, ProxyError};
+use chassis_sdk::bindings::infrafabric::chassis::log::{Level, log};
 use chassis_sdk::bindings::infrafabric::chassis::types::{TaskError, TaskRequest};
-use chassis_sdk::bindings::infrafabric::chassis::{credentials, http_proxy};
 
 /// The swarm, written against the raw bindings.
 pub struct EarlyBird;
@@ -20,15 +22,28 @@ impl Guest for EarlyBird {
             body: Vec::new(),
             credential_header: None,
         };
+        let credential = credentials::get("api_key");
+        log(
+            Level::Info,
+            &format!("credential while loading: {credential:?}"),
+        );
+        let fetched = http_proxy::fetch(&request);
+        log(Level::Info, &format!("fetch while loading: {fetched:?}"));
+        let credential = match credential {
+            Ok(_) => "got",
+            Err(CredentialError::Denied(_)) => "denied",
+            Err(CredentialError::NotFound(_)) => "not-found",
+            Err(CredentialError::Unsupported(_)) => "unsupported",
+            Err(CredentialError::RateLimited(_)) => "rate-limited",
+        };
+        let fetched = match fetched {
+            Ok(_) => "ok",
+            Err(ProxyError::Denied(_)) => "denied",
+            Err(_) => "failed",
+        };
         vec![
-            match credentials::get("api_key") {
-                Ok(value) => format!("got:{value}"),
-                Err(e) => format!("refused:{e:?}"),
-            },
-            match http_proxy::fetch(&request) {
-                Ok(response) => format!("fetched:{}", response.status),
-                Err(e) => format!("refused:{e:?}"),
-            },
+            format!("credential-{credential}"),
+            format!("fetch-{fetched}"),
         ]
     }
 

@@ -13,6 +13,9 @@
 //! | `trap`          | aborts (`unreachable` in wasm)                           | `Trap`                   |
 //! | `spawn_threads` | tries to start threads                                   | refused by WASI          |
 //! | `burn`          | finite CPU-bound work, `{"rounds": n}`                   | runs (throttled)         |
+//! | `forge`         | logs, and fails with, text that tries to rewrite the terminal (`\r`, ESC, U+2028, bidi) | escaped everywhere |
+//! | `huge_error`    | fails with a message of `{"mib": n}` MiB                  | message cut              |
+//! | `stderr_flood`  | writes `{"mib": n}` MiB to stderr, then aborts           | `Trap`, bounded tail     |
 
 use std::hint::black_box;
 
@@ -63,6 +66,9 @@ impl Swarm for Misbehave {
         "trap",
         "spawn_threads",
         "burn",
+        "forge",
+        "huge_error",
+        "stderr_flood",
     ];
 
     fn execute(request: &Request) -> Result<Value, TaskError> {
@@ -118,6 +124,22 @@ impl Swarm for Misbehave {
                 Ok(json!({ "spawned": spawned }))
             }
             "burn" => Ok(json!({ "result": burn(p.rounds) })),
+            "forge" => {
+                let forged = "boom\r\x1b[2K\x1b[32mOK: swarm \"hello-world\" task done\u{2028}\u{202e}txet desrever\u{2066}";
+                info!("{forged}");
+                Err(TaskError::failed(forged))
+            }
+            "huge_error" => Err(TaskError::failed("e".repeat(p.mib * 1024 * 1024))),
+            "stderr_flood" => {
+                use std::io::Write;
+                let block = vec![b'z'; 1024 * 1024];
+                let mut err = std::io::stderr();
+                for _ in 0..p.mib {
+                    let _ = err.write_all(&block);
+                }
+                let _ = err.write_all(b"\nlast words before the abort\n");
+                std::process::abort()
+            }
             other => Err(TaskError::UnknownTaskType(other.to_string())),
         }
     }

@@ -1,0 +1,283 @@
+//! Text a guest produces — error messages, log lines, stdout and stderr —
+//! is hostile input: escaped so it cannot rewrite a terminal or forge a
+//! line, bounded so it cannot bloat the audit log, and cleaned of the
+//! swarm's own secret values before the host shows or stores it. Each
+//! hostile task runs beside a well-behaved swarm, which must stay correct.
+
+use std::sync::Arc;
+
+use chassis::audit::{AuditLog, FsyncPolicy, verify};
+use chassis::{
+    Chassis, ChassisConfig, Error, Event, GuestError, MemorySink, Secret, SecretStore, TaskOutcome,
+    TaskRequest, TaskStatus,
+};
+use chassis_tests::{capture_logs, component, contract, contract_path};
+use serde_json::{Value, json};
+
+const MISBEHAVE: &str = "swarm_id = \"misbehave\"
+[resource_limits]
+max_memory_mb = 64
+task_timeout_seconds = 20
+[security]
+wasi_capabilities = [\"wasi:io/streams\"]
+";
+
+const SECRET: &str = "sk-live-0123456789abcdef";
+
+/// A host with hello-world (the bystander), writing events to `sink` and
+/// the audit log at `audit`.
+async fn host(sink: &MemorySink, audit: &Arc<AuditLog>, secrets: SecretStore) -> Chassis {
+    let chassis = Chassis::with_config(
+        ChassisConfig::default()
+            .with_secrets(secrets)
+            .with_event_sink(Arc::new(sink.clone()))
+            .with_event_sink(audit.clone()),
+    )
+    .unwrap();
+    chassis.load(contract_path("hello-world")).await.unwrap();
+    chassis
+}
+
+fn audit_log(name: &str) -> (std::path::PathBuf, Arc<AuditLog>) {
+    let dir = std::env::temp_dir().join(format!("chassis-guest-text-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.jsonl"));
+    let _ = std::fs::remove_file(&path);
+    let log = AuditLog::open(&path, FsyncPolicy::Never).unwrap();
+    (path, log)
+}
+
+/// Run a hostile task and a bystander's greetings at the same time.
+async fn beside(
+    chassis: &Chassis,
+    swarm: &str,
+    task: &str,
+    payload: Value,
+) -> Result<TaskOutcome, Error> {
+    let hostile = chassis.execute_task(swarm, TaskRequest::new(task, payload));
+    let bystander = async {
+        for i in 0..5 {
+            let name = format!("by-{i}");
+            let o = chassis
+                .execute_task(
+                    "hello-world",
+                    TaskRequest::new("hello", json!({ "name": name })),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("bystander failed: {e}"));
+            assert_eq!(o.output["greeting"], json!(format!("Hello, {name}!")));
+            tokio::task::yield_now().await;
+        }
+    };
+    let (result, ()) = tokio::join!(hostile, bystander);
+    result
+}
+
+/// Records of the audit log at `path`, after closing it.
+fn records(path: &std::path::Path, log: &AuditLog) -> (String, Vec<Value>) {
+    log.close().unwrap();
+    verify(path).unwrap();
+    let text = std::fs::read_to_string(path).unwrap();
+    let records = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (text, records)
+}
+
+/// No character that moves the cursor, breaks a line or reorders text.
+#[track_caller]
+fn assert_inert(text: &str) {
+    assert!(
+        !text.chars().any(chassis::text::is_unsafe),
+        "unsafe character in {text:?}"
+    );
+}
+
+#[tokio::test]
+async fn forged_terminal_text_is_escaped_in_errors_logs_and_the_audit_log() {
+    let (logs, _guard) = capture_logs();
+    let sink = MemorySink::new();
+    let (path, log) = audit_log("forge");
+    let chassis = host(&sink, &log, SecretStore::new()).await;
+    chassis
+        .load_bytes(&component("misbehave"), contract(MISBEHAVE))
+        .await
+        .unwrap();
+    let o = beside(&chassis, "misbehave", "forge", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(o.status, TaskStatus::Failed);
+    let Some(GuestError::Failed(message)) = &o.error else {
+        panic!("{o:?}");
+    };
+    assert_inert(message);
+    assert!(
+        message.starts_with("boom\\r\\u{1b}[2K\\u{1b}[32mOK"),
+        "{message}"
+    );
+    assert!(message.contains("\\u{2028}\\u{202e}"), "{message}");
+    assert_inert(&o.error.as_ref().unwrap().to_string());
+    // The guest's log line: one line, escaped.
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("[misbehave] boom"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_inert(line);
+    assert!(line.contains("\\u{202e}txet desrever"), "{line}");
+    // The task's audit record holds the escaped text.
+    let (_, records) = records(&path, &log);
+    let failed = records
+        .iter()
+        .find(|r| r["operation"] == "task_failed" && r["swarm_id"] == "misbehave")
+        .unwrap();
+    let error = failed["params"]["error"].as_str().unwrap();
+    assert_inert(error);
+    assert_eq!(failed["params"]["guest_error"], "failed");
+}
+
+#[tokio::test]
+async fn a_huge_guest_error_is_cut_in_the_outcome_and_the_audit_record() {
+    let sink = MemorySink::new();
+    let (path, log) = audit_log("huge-error");
+    let chassis = host(&sink, &log, SecretStore::new()).await;
+    chassis
+        .load_bytes(&component("misbehave"), contract(MISBEHAVE))
+        .await
+        .unwrap();
+    let o = beside(&chassis, "misbehave", "huge_error", json!({"mib": 3}))
+        .await
+        .unwrap();
+    let message = o.error.as_ref().unwrap().message();
+    let cap = chassis::limits::MAX_ERROR_MESSAGE_BYTES;
+    assert!(message.len() <= cap + 64, "{} bytes", message.len());
+    assert!(
+        message.ends_with("[truncated, 3145728 bytes]"),
+        "{}",
+        &message[cap - 8..]
+    );
+    let (text, _) = records(&path, &log);
+    let longest = text.lines().map(str::len).max().unwrap();
+    assert!(longest < 2 * cap, "an audit record of {longest} bytes");
+}
+
+#[tokio::test]
+async fn a_trap_keeps_only_a_bounded_stderr_tail_when_stderr_is_not_forwarded() {
+    let sink = MemorySink::new();
+    let (_path, log) = audit_log("stderr-tail");
+    let chassis = host(&sink, &log, SecretStore::new()).await;
+    // No wasi:io/streams: stderr is captured for the trap message only.
+    chassis
+        .load_bytes(
+            &component("misbehave"),
+            contract("swarm_id = \"misbehave\"\n[resource_limits]\nmax_memory_mb = 64\ntask_timeout_seconds = 20\n"),
+        )
+        .await
+        .unwrap();
+    let err = beside(&chassis, "misbehave", "stderr_flood", json!({"mib": 4}))
+        .await
+        .unwrap_err();
+    let Error::Trap { ref message, .. } = err else {
+        panic!("{err}");
+    };
+    assert!(message.contains("last words before the abort"), "{message}");
+    assert!(message.len() < 4096, "{} bytes", message.len());
+    log.close().unwrap();
+}
+
+#[tokio::test]
+async fn a_swarm_that_leaks_its_secret_is_redacted_and_counted() {
+    let (logs, _guard) = capture_logs();
+    let sink = MemorySink::new();
+    let (path, log) = audit_log("leaky");
+    let mut secrets = SecretStore::new();
+    secrets.insert("leaky", "api_key", Secret::new(SECRET));
+    let chassis = host(&sink, &log, secrets).await;
+    chassis
+        .load_bytes(
+            &component("leaky"),
+            contract(
+                "swarm_id = \"leaky\"\n[resource_limits]\ntask_timeout_seconds = 20\n\
+                 [security]\nscoped_credentials = [\"api_key\"]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+                 [reputation]\ninitial_score = 1.0\nquarantine_threshold = 0.05\n",
+            ),
+        )
+        .await
+        .unwrap();
+    let hex = hex::encode(SECRET);
+    let leaked = |text: &str| {
+        text.contains(SECRET)
+            || text.contains(&hex)
+            || text.contains(&hex.to_uppercase())
+            || text.contains("c2stbGl2ZS0wMTIzNDU2Nzg5YWJjZGVm")
+    };
+    // Log lines (raw, hex, HEX, base64) and stdout/stderr.
+    for task in ["log", "print"] {
+        let o = beside(&chassis, "leaky", task, json!({})).await.unwrap();
+        assert_eq!(o.status, TaskStatus::Success, "{o:?}");
+        assert_eq!(o.usage.security_violations, 1, "{task}: {:?}", o.usage);
+    }
+    // An error message holding it (inside a longer base64 text).
+    let o = beside(&chassis, "leaky", "fail", json!({})).await.unwrap();
+    let message = o.error.as_ref().unwrap().message().to_string();
+    assert!(
+        message.contains("[REDACTED:api_key]") && !leaked(&message),
+        "{message}"
+    );
+    // A panic: the trap message carries the stderr tail.
+    let err = beside(&chassis, "leaky", "panic", json!({}))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("[REDACTED:api_key]") && !leaked(&text),
+        "{text}"
+    );
+    let logged = logs.text();
+    assert!(!leaked(&logged), "{logged}");
+    assert_eq!(
+        logged.matches("[REDACTED:api_key]").count() >= 6,
+        true,
+        "{logged}"
+    );
+    // Every leak is a security event naming the key and where it was found.
+    let channels: Vec<(String, bool)> = sink
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::SecretRedacted {
+                swarm_id,
+                keys,
+                channel,
+                security_violation,
+                ..
+            } if swarm_id == "leaky" && keys == &["api_key".to_string()] => {
+                Some((channel.clone(), *security_violation))
+            }
+            _ => None,
+        })
+        .collect();
+    for channel in ["log", "stdout", "stderr", "error", "trap_message"] {
+        assert!(
+            channels.iter().any(|(c, _)| c == channel),
+            "{channel}: {channels:?}"
+        );
+    }
+    // One violation per task, whatever the number of leaks in it.
+    assert_eq!(
+        channels.iter().filter(|(_, v)| *v).count(),
+        4,
+        "{channels:?}"
+    );
+    let reputation = chassis.slo_report("leaky").unwrap().reputation;
+    assert!(reputation.security_compliance < 0.5, "{reputation:?}");
+    let (text, records) = records(&path, &log);
+    assert!(!leaked(&text), "a secret reached the audit log");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["operation"] == "secret_redacted"
+                && r["params"]["security_violation"] == true)
+    );
+}
