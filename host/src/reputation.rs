@@ -400,13 +400,10 @@ mod tests {
         // The score alone: a swarm failing every task floors above the threshold.
         let mut unguarded = Reputation::new(&contract(0.5, 0.7, 0.2));
         for _ in 0..200 {
-            assert_eq!(
-                matches!(
-                    unguarded.after_task(all_missed, true),
-                    Change::Quarantined { .. }
-                ),
-                false
-            );
+            assert!(!matches!(
+                unguarded.after_task(all_missed, true),
+                Change::Quarantined { .. }
+            ));
         }
         assert!(
             unguarded.score > 0.5 && !unguarded.quarantined,

@@ -1,11 +1,15 @@
 // `analyzer` in JavaScript: the same four tasks as the Rust swarm in
 // `swarms/analyzer`, with byte-identical results (see docs/analyzer.md).
 //
+// Written with the `chassis-swarm.js` helper (guest-sdk/js): one handler per
+// task type, each reading the raw payload text with its own strict checker,
+// so that a payload serde would refuse is refused here too.
+//
 // Built into a component with componentize-js against the WIT world
 // `logging-swarm`, every WASI feature disabled (`cargo xtask build` does it):
 // the component can compute and log, nothing else.
 
-const TASK_TYPES = ["analyze_code", "count_lines", "parse_json", "check_security"];
+import { InvalidPayload, swarm } from "../../guest-sdk/js/chassis-swarm.js";
 
 // ---- text primitives, as Rust's `str` has them ----------------------------
 
@@ -480,12 +484,6 @@ function parseJson(text) {
 
 // ---- payloads: serde's derived struct decoding, deny_unknown_fields --------
 
-class InvalidPayload {
-  constructor(message) {
-    this.message = message;
-  }
-}
-
 /** The string fields `names` of a payload, as the Rust swarm reads them. */
 function fields(payloadText, names) {
   const checker = new JsonChecker(payloadText);
@@ -528,10 +526,12 @@ function fields(payloadText, names) {
   return names.map((name) => value[name]);
 }
 
-/** The task's result; throws `InvalidPayload`. */
-function run(taskType, payloadText) {
-  switch (taskType) {
-    case "analyze_code": {
+// ---- the task types, in the Rust swarm's order ------------------------------
+
+export const task = swarm({
+  analyze_code: {
+    raw: true,
+    run(payloadText) {
       const [language, source] = fields(payloadText, ["language", "source"]);
       const canonical = Object.hasOwn(LANGUAGES, asciiLower(language))
         ? LANGUAGES[asciiLower(language)]
@@ -542,30 +542,12 @@ function run(taskType, payloadText) {
         );
       }
       return analyzeCode(canonical, source);
-    }
-    case "count_lines":
-      return countLines(fields(payloadText, ["source"])[0]);
-    case "parse_json":
-      return parseJson(fields(payloadText, ["text"])[0]);
-    case "check_security":
-      return checkSecurity(fields(payloadText, ["source"])[0]);
-  }
-  throw new Error(`no task type ${taskType}`);
-}
-
-export const task = {
-  describe() {
-    return [...TASK_TYPES];
+    },
   },
-  execute(request) {
-    if (!TASK_TYPES.includes(request.taskType)) {
-      throw { tag: "unknown-task-type", val: request.taskType };
-    }
-    try {
-      return JSON.stringify(run(request.taskType, request.payload));
-    } catch (e) {
-      if (e instanceof InvalidPayload) throw { tag: "invalid-payload", val: e.message };
-      throw e;
-    }
+  count_lines: { raw: true, run: (payloadText) => countLines(fields(payloadText, ["source"])[0]) },
+  parse_json: { raw: true, run: (payloadText) => parseJson(fields(payloadText, ["text"])[0]) },
+  check_security: {
+    raw: true,
+    run: (payloadText) => checkSecurity(fields(payloadText, ["source"])[0]),
   },
-};
+});

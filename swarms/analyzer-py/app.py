@@ -1,11 +1,16 @@
 """`analyzer` in Python: the same four tasks as the Rust swarm in
 `swarms/analyzer`, with byte-identical results (see docs/analyzer.md).
 
+Written with the `chassis_swarm` helper (guest-sdk/python): one handler
+per task type, each reading the raw payload text with its own strict
+checker, so that a payload serde would refuse is refused here too.
+
 Built into a component with componentize-py against the WIT world
 `logging-swarm` (`cargo xtask build` does it):
 
     componentize-py -d wit -w logging-swarm componentize --stub-wasi \
-        -p swarms/analyzer-py app -o target/swarms/analyzer_py.wasm
+        -p swarms/analyzer-py -p guest-sdk/python app \
+        -o target/swarms/analyzer_py.wasm
 
 `--stub-wasi` leaves the component with no WASI imports at all: it can
 compute and log, nothing else.
@@ -14,11 +19,7 @@ compute and log, nothing else.
 import json
 import math
 
-from componentize_py_types import Err
-from wit_world import exports
-from wit_world.imports import types
-
-TASK_TYPES = ["analyze_code", "count_lines", "parse_json", "check_security"]
+from chassis_swarm import InvalidPayload, Task, task  # noqa: F401 - Task is the export
 
 # ---- text primitives, as Rust's `str` has them -------------------------
 
@@ -458,10 +459,6 @@ def parse_json(text):
 # ---- payloads: serde's derived struct decoding, deny_unknown_fields -------
 
 
-class InvalidPayload(Exception):
-    pass
-
-
 class Members(list):
     """An object's members in document order, duplicates kept."""
 
@@ -498,38 +495,34 @@ def fields(payload_text, names):
     raise InvalidPayload("invalid type: expected a struct")
 
 
-def run(task_type, payload_text):
-    """The task's result as a Python value; raises `InvalidPayload`."""
-    if task_type == "analyze_code":
-        language, source = fields(payload_text, ["language", "source"])
-        canonical = LANGUAGES.get(ascii_lower(language))
-        if canonical is None:
-            raise InvalidPayload(
-                f"unsupported language {json.dumps(language, ensure_ascii=False)}; "
-                f"supported: {', '.join(LANGUAGE_NAMES)}"
-            )
-        return analyze_code(canonical, source)
-    if task_type == "count_lines":
-        (source,) = fields(payload_text, ["source"])
-        return count_lines(source)
-    if task_type == "parse_json":
-        (text,) = fields(payload_text, ["text"])
-        return parse_json(text)
-    if task_type == "check_security":
-        (source,) = fields(payload_text, ["source"])
-        return check_security(source)
-    raise KeyError(task_type)
+# ---- the task types, in the Rust swarm's order ----------------------------
 
 
-class Task(exports.Task):
-    def describe(self):
-        return list(TASK_TYPES)
+@task("analyze_code", raw=True)
+def analyze_code_task(payload_text):
+    language, source = fields(payload_text, ["language", "source"])
+    canonical = LANGUAGES.get(ascii_lower(language))
+    if canonical is None:
+        raise InvalidPayload(
+            f"unsupported language {json.dumps(language, ensure_ascii=False)}; "
+            f"supported: {', '.join(LANGUAGE_NAMES)}"
+        )
+    return analyze_code(canonical, source)
 
-    def execute(self, request):
-        if request.task_type not in TASK_TYPES:
-            raise Err(types.TaskError_UnknownTaskType(request.task_type))
-        try:
-            result = run(request.task_type, request.payload)
-        except InvalidPayload as e:
-            raise Err(types.TaskError_InvalidPayload(str(e)))
-        return json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+
+@task("count_lines", raw=True)
+def count_lines_task(payload_text):
+    (source,) = fields(payload_text, ["source"])
+    return count_lines(source)
+
+
+@task("parse_json", raw=True)
+def parse_json_task(payload_text):
+    (text,) = fields(payload_text, ["text"])
+    return parse_json(text)
+
+
+@task("check_security", raw=True)
+def check_security_task(payload_text):
+    (source,) = fields(payload_text, ["source"])
+    return check_security(source)

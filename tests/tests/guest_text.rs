@@ -236,9 +236,8 @@ async fn a_swarm_that_leaks_its_secret_is_redacted_and_counted() {
     );
     let logged = logs.text();
     assert!(!leaked(&logged), "{logged}");
-    assert_eq!(
+    assert!(
         logged.matches("[REDACTED:api_key]").count() >= 6,
-        true,
         "{logged}"
     );
     // Every leak is a security event naming the key and where it was found.

@@ -530,3 +530,37 @@ async fn https_certificates_are_verified_against_the_hosts_roots() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_url_that_does_not_parse_is_recorded_as_escaped_bounded_text() {
+    let s = setup(
+        "egress",
+        "egress",
+        &["http://127.0.0.1:{port}/v1/"],
+        ROOMY,
+        &[],
+    )
+    .await;
+    let long = "x".repeat(100_000);
+    let bad = format!("http://exa mple.com/\u{1b}[2K\u{202e}{long}?token=abc#frag");
+    let out = fetch(&s, &bad).await;
+    assert!(
+        refused(&out).starts_with("ProxyError::InvalidRequest"),
+        "{out}"
+    );
+    let events = proxy_events(&s.sink);
+    let url = events[0]["url"].as_str().unwrap();
+    // What the guest sent, up to its query: escaped, bounded, never empty.
+    assert!(
+        url.starts_with("http://exa mple.com/\\u{1b}[2K\\u{202e}xxx"),
+        "{url}"
+    );
+    assert!(!url.chars().any(chassis::text::is_unsafe), "{url:?}");
+    assert!(
+        url.len() < 1200 && url.contains("[truncated"),
+        "{} bytes",
+        url.len()
+    );
+    assert!(!url.contains("token"), "{url}");
+    assert_eq!(events[0]["allowed"], false);
+}

@@ -2,8 +2,13 @@
 //! the same host on the same inputs, must give identical results: the same
 //! output JSON for every success and the same task-error variant for every
 //! refusal.
+//!
+//! The Python and JavaScript helper modules (`guest-sdk/python`,
+//! `guest-sdk/js`) turn a payload into a dict or object, a return value into
+//! the JSON result, and an uncaught exception into a failed task that
+//! carries its message instead of a trap.
 
-use chassis::{Chassis, ChassisConfig, TaskOutcome, TaskRequest};
+use chassis::{Chassis, ChassisConfig, GuestError, TaskOutcome, TaskRequest, TaskStatus};
 use chassis_tests::{contract_path, root};
 use serde_json::{Value, json};
 
@@ -206,4 +211,77 @@ async fn the_rust_python_and_javascript_analyzers_give_identical_results() {
     );
     // The corpus exercises both outcomes, and every parse_json error path.
     assert!(successes > 200 && refusals > 30, "{successes} / {refusals}");
+}
+
+/// Run one task that the swarm must answer (a result or a task-error).
+async fn run(chassis: &Chassis, name: &str, task: &str, payload: Value) -> TaskOutcome {
+    chassis
+        .execute_task(name, TaskRequest::new(task, payload.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{name} {task} {payload}: {e}"))
+}
+
+/// The example swarms written with the helpers: name, how the exception
+/// that `fail` raises starts its message, and how the traceback names the
+/// function that raised it.
+const HELPER_SWARMS: &[(&str, &str, &str)] = &[
+    ("hello-py", "ValueError: boom", "in explode"),
+    ("hello-js", "Error: boom", "explode@"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_and_javascript_helpers_report_results_refusals_and_exceptions() {
+    let cache = root().join("target/tmp/languages-cache");
+    let chassis = Chassis::with_config(ChassisConfig::new().with_cache_dir(&cache)).unwrap();
+    for &(name, exception, frame) in HELPER_SWARMS {
+        let info = chassis
+            .load(contract_path(name))
+            .await
+            .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+        assert_eq!(info.task_types, ["hello", "fail"], "{name}");
+
+        // The payload arrives as a dict / object; the returned one is the result.
+        let outcome = run(&chassis, name, "hello", json!({"name": "Ada"})).await;
+        assert_eq!(outcome.status, TaskStatus::Success, "{name}: {outcome:?}");
+        assert_eq!(outcome.output, json!({"greeting": "Hello, Ada!"}), "{name}");
+        let outcome = run(&chassis, name, "hello", json!({})).await;
+        assert_eq!(
+            outcome.output,
+            json!({"greeting": "Hello, world!"}),
+            "{name}"
+        );
+
+        // A refusal raised on purpose keeps its variant and message.
+        let outcome = run(&chassis, name, "hello", json!({"name": 5})).await;
+        assert_eq!(outcome.status, TaskStatus::Failed, "{name}: {outcome:?}");
+        assert_eq!(
+            outcome.error,
+            Some(GuestError::InvalidPayload(
+                "`name` must be a string".to_string()
+            )),
+            "{name}"
+        );
+        let outcome = run(&chassis, name, "hello", json!(["Ada"])).await;
+        assert_eq!(
+            outcome.error,
+            Some(GuestError::InvalidPayload("expected an object".to_string())),
+            "{name}"
+        );
+
+        // An uncaught exception is a failed task with the exception's type,
+        // message and innermost frames, not a trap.
+        let outcome = run(&chassis, name, "fail", json!({})).await;
+        assert_eq!(outcome.status, TaskStatus::Failed, "{name}: {outcome:?}");
+        assert_eq!(outcome.output, Value::Null, "{name}");
+        let Some(GuestError::Failed(message)) = &outcome.error else {
+            panic!("{name}: expected a failed task, got {:?}", outcome.error);
+        };
+        assert!(message.starts_with(exception), "{name}: {message}");
+        assert!(message.contains(frame), "{name}: {message}");
+        assert!(message.len() < 1024, "{name}: {} bytes", message.len());
+
+        // The swarm is still healthy: the next task runs as usual.
+        let outcome = run(&chassis, name, "hello", json!({"name": "Ada"})).await;
+        assert_eq!(outcome.status, TaskStatus::Success, "{name}: {outcome:?}");
+    }
 }

@@ -77,22 +77,41 @@ pub fn componentize_js(root: &Path) -> Result<PathBuf> {
     Ok(tool)
 }
 
+/// Where the JavaScript helper module `chassis-swarm.js` lives, relative to the root.
+pub const HELPER_DIR: &str = "guest-sdk/js";
+
 /// Build each JavaScript swarm into `target/swarms/<name>.wasm` (dashes
-/// become underscores), unless it is newer than its sources, the WIT and the
-/// tool.
+/// become underscores), unless it is newer than its sources, the helper
+/// module, the WIT and the tool.
+///
+/// A swarm imports the helper by relative path
+/// (`../../guest-sdk/js/chassis-swarm.js`); componentize-js needs no bundling
+/// for that. It loads the module graph at build time, while Wizer
+/// pre-initializes the engine, with the working directory mapped as `/`
+/// when the source lies under it: hence the root as working directory, so
+/// that every file of the repository, the helper included, can be imported.
 pub fn build(root: &Path, swarms: &[ScriptSwarm]) -> Result<()> {
     if swarms.is_empty() {
         return Ok(());
     }
     let tool = componentize_js(root)?;
-    script::build(root, swarms, &tool, "componentize-js", |wit, out, swarm| {
-        let mut cmd = Command::new(&tool);
-        cmd.arg(swarm.dir.join(&swarm.module))
-            .arg("--wit")
-            .arg(wit)
-            .args(["-n", &swarm.world, "-o"])
-            .arg(out)
-            .args(["-d", "stdio", "random", "clocks", "http", "fetch-event"]);
-        cmd
-    })
+    let helper = root.join(HELPER_DIR);
+    script::build(
+        root,
+        swarms,
+        &tool,
+        "componentize-js",
+        &[helper.as_path()],
+        |wit, out, swarm| {
+            let mut cmd = Command::new(&tool);
+            cmd.current_dir(root)
+                .arg(swarm.dir.join(&swarm.module))
+                .arg("--wit")
+                .arg(wit)
+                .args(["-n", &swarm.world, "-o"])
+                .arg(out)
+                .args(["-d", "stdio", "random", "clocks", "http", "fetch-event"]);
+            cmd
+        },
+    )
 }

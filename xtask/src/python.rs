@@ -85,22 +85,37 @@ pub fn componentize_py(root: &Path) -> Result<PathBuf> {
     Ok(tool)
 }
 
+/// Where the Python helper module `chassis_swarm` lives, relative to the root.
+pub const HELPER_DIR: &str = "guest-sdk/python";
+
 /// Build each Python swarm into `target/swarms/<name>.wasm` (dashes become
-/// underscores), unless it is newer than its sources, the WIT and the tool.
+/// underscores), unless it is newer than its sources, the helper module, the
+/// WIT and the tool. The helper's directory is a second module path, so a
+/// swarm can `import chassis_swarm`.
 pub fn build(root: &Path, swarms: &[ScriptSwarm]) -> Result<()> {
     if swarms.is_empty() {
         return Ok(());
     }
     let tool = componentize_py(root)?;
-    script::build(root, swarms, &tool, "componentize-py", |wit, out, swarm| {
-        let mut cmd = Command::new(&tool);
-        cmd.arg("-d")
-            .arg(wit)
-            .args(["-w", &swarm.world, "componentize", "--stub-wasi", "-p"])
-            .arg(&swarm.dir)
-            .arg(&swarm.module)
-            .arg("-o")
-            .arg(out);
-        cmd
-    })
+    let helper = root.join(HELPER_DIR);
+    script::build(
+        root,
+        swarms,
+        &tool,
+        "componentize-py",
+        &[helper.as_path()],
+        |wit, out, swarm| {
+            let mut cmd = Command::new(&tool);
+            cmd.arg("-d")
+                .arg(wit)
+                .args(["-w", &swarm.world, "componentize", "--stub-wasi", "-p"])
+                .arg(&swarm.dir)
+                .arg("-p")
+                .arg(&helper)
+                .arg(&swarm.module)
+                .arg("-o")
+                .arg(out);
+            cmd
+        },
+    )
 }

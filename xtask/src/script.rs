@@ -59,12 +59,15 @@ pub fn find(
 }
 
 /// Build each swarm that is not up to date with `tool` (named `tool_name`
-/// in progress lines), running `command(wit, out, swarm)`.
+/// in progress lines), running `command(wit, out, swarm)`. `helpers` are
+/// further inputs of every swarm (the language's helper module): a change
+/// there rebuilds them all.
 pub fn build(
     root: &Path,
     swarms: &[ScriptSwarm],
     tool: &Path,
     tool_name: &str,
+    helpers: &[&Path],
     command: impl Fn(&Path, &Path, &ScriptSwarm) -> Command,
 ) -> Result<()> {
     let wit = root.join("wit");
@@ -72,7 +75,9 @@ pub fn build(
         let out = root
             .join("target/swarms")
             .join(format!("{}.wasm", swarm.name.replace('-', "_")));
-        if crate::up_to_date(root, &out, &[&swarm.dir, &wit, tool]) {
+        let mut inputs: Vec<&Path> = vec![swarm.dir.as_path(), wit.as_path(), tool];
+        inputs.extend_from_slice(helpers);
+        if crate::up_to_date(root, &out, &inputs) {
             continue;
         }
         crate::step(&format!(
