@@ -132,7 +132,7 @@ pub enum Error {
 
     /// Loading did not finish within the host's load timeout.
     #[error(
-        "swarm {swarm_id:?}: loading did not finish within {seconds} s (its describe export did not answer; the host's load timeout, ChassisConfig::load_timeout)"
+        "swarm {swarm_id:?}: loading did not finish within {seconds} s (its describe export did not answer; the host's load timeout, ChassisConfig::load_timeout, or task_timeout_seconds if shorter)"
     )]
     LoadTimeout {
         /// The swarm.

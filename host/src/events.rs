@@ -7,12 +7,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::limits::LimitKind;
 
 /// Something the host decided or observed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A swarm was loaded.
@@ -165,6 +165,7 @@ pub enum Event {
         /// The contract's threshold.
         threshold: f64,
         /// Why (the score, or the failure guard).
+        #[serde(default)]
         reason: String,
     },
     /// A secret value of the swarm (or an encoding of it) was found in text

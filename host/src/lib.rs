@@ -48,6 +48,7 @@ pub mod files;
 pub mod imports;
 pub mod inspect;
 pub mod limits;
+mod metrics;
 mod outcome;
 mod registry;
 pub mod report;
@@ -59,7 +60,6 @@ mod state;
 pub mod text;
 pub mod wasi;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -190,176 +190,6 @@ impl Chassis {
         &self.inner.config
     }
 
-    /// Load the swarm described by a contract file; its `wasm_module` is
-    /// resolved relative to the contract file's directory.
-    pub async fn load(&self, contract_path: impl AsRef<Path>) -> Result<SwarmInfo, Error> {
-        let contract_path = contract_path.as_ref();
-        let contract = match ServiceContract::from_file(contract_path) {
-            Ok(contract) => contract,
-            Err(e) => {
-                // No swarm id to name: the record names the file.
-                let result = Err(e.into());
-                self.note_rejection("", &result);
-                return result;
-            }
-        };
-        let swarm_id = contract.swarm_id.clone();
-        let result = match registry::module_path(&contract, contract_path) {
-            Ok(module) => match files::read_bounded(&module, self.inner.config.max_component_bytes)
-            {
-                Ok(bytes) => {
-                    self.load_from(&bytes, contract, module.display().to_string())
-                        .await
-                }
-                Err(source) => Err(Error::Io {
-                    path: module.clone(),
-                    source,
-                }),
-            },
-            Err(e) => Err(e),
-        };
-        self.note_rejection(&swarm_id, &result);
-        result
-    }
-
-    /// Load a swarm from component bytes and a contract built or parsed by the caller.
-    pub async fn load_bytes(
-        &self,
-        bytes: &[u8],
-        contract: ServiceContract,
-    ) -> Result<SwarmInfo, Error> {
-        let swarm_id = contract.swarm_id.clone();
-        let limit = self.inner.config.max_component_bytes;
-        let result = match contract.validate() {
-            Ok(()) if bytes.len() as u64 > limit => Err(Error::InvalidComponent {
-                origin: format!("<bytes for {}>", contract.swarm_id),
-                reason: format!(
-                    "{} bytes, over the host's limit of {limit} bytes (ChassisConfig::max_component_bytes)",
-                    bytes.len()
-                ),
-            }),
-            Ok(()) => {
-                let origin = format!("<bytes for {}>", contract.swarm_id);
-                self.load_from(bytes, contract, origin).await
-            }
-            Err(e) => Err(e.into()),
-        };
-        self.note_rejection(&swarm_id, &result);
-        result
-    }
-
-    fn note_rejection(&self, swarm_id: &str, result: &Result<SwarmInfo, Error>) {
-        if let Err(e) = result {
-            self.inner.events.emit(|| Event::LoadRejected {
-                swarm_id: swarm_id.to_string(),
-                reason: e.to_string(),
-            });
-        }
-    }
-
-    /// Refuse a contract the instance pool cannot serve.
-    fn check_pool(&self, contract: &ServiceContract) -> Result<(), Error> {
-        let Some(pool) = &self.inner.config.pool else {
-            return Ok(());
-        };
-        let limits = &contract.resource_limits;
-        let too_small = |reason: String| Error::PoolTooSmall {
-            swarm_id: contract.swarm_id.clone(),
-            reason,
-        };
-        if limits.max_memory_mb > pool.max_memory_mb {
-            return Err(too_small(format!(
-                "max_memory_mb = {} is more than this host's instance pool allows ({} MiB; raise PoolConfig::max_memory_mb)",
-                limits.max_memory_mb, pool.max_memory_mb
-            )));
-        }
-        let reserved = self.inner.registry.reserved_instances();
-        let wanted = reserved + u64::from(limits.max_concurrent_tasks) + 1;
-        if wanted > u64::from(pool.instances) {
-            return Err(too_small(format!(
-                "max_concurrent_tasks = {} does not fit: the instance pool has {} slots, {reserved} are reserved by loaded swarms and 1 is kept for loading (raise PoolConfig::instances)",
-                limits.max_concurrent_tasks, pool.instances
-            )));
-        }
-        if limits.max_fuel.is_some() && !self.inner.engine.get_consume_fuel() {
-            return Err(too_small(
-                "resource_limits.max_fuel is set but this host does not meter fuel (ChassisConfig::fuel_metering)".to_string(),
-            ));
-        }
-        Ok(())
-    }
-
-    async fn load_from(
-        &self,
-        bytes: &[u8],
-        contract: ServiceContract,
-        origin: String,
-    ) -> Result<SwarmInfo, Error> {
-        if let Some(reason) = self.inner.events.failure() {
-            return Err(Error::AuditUnavailable { reason });
-        }
-        if self.inner.registry.contains(&contract.swarm_id) {
-            return Err(Error::AlreadyLoaded(contract.swarm_id));
-        }
-        self.check_pool(&contract)?;
-        let started = Instant::now();
-        let (pre, imports, cache) = registry::prepare(
-            &self.inner.engine,
-            &self.inner.linker,
-            self.inner.cache.as_ref(),
-            bytes,
-            &contract,
-            &origin,
-        )?;
-        let runtime = Arc::new(state::SwarmRuntime::new(
-            Arc::new(contract),
-            self.inner.config.queue,
-            self.inner.events.clone(),
-            &self.inner.config.secrets,
-            self.inner.tls.clone(),
-        )?);
-        let task_types = runner::describe(
-            &self.inner.engine,
-            &pre,
-            &runtime,
-            self.inner.config.load_timeout,
-        )
-        .await?;
-        let contract = runtime.contract.clone();
-        let info = SwarmInfo {
-            swarm_id: contract.swarm_id.clone(),
-            version: contract.version.clone(),
-            origin,
-            task_types,
-            imports,
-            cache,
-            load_ms: started.elapsed().as_secs_f64() * 1000.0,
-            contract,
-        };
-        self.inner.registry.insert(registry::LoadedSwarm {
-            runtime,
-            pre,
-            info: info.clone(),
-        })?;
-        tracing::info!(target: "chassis", swarm = %info.swarm_id, "loaded {} ({} task types, {:.1} ms, cache {})", info.origin, info.task_types.len(), info.load_ms, info.cache.as_str());
-        self.inner.events.emit(|| Event::ModuleLoaded {
-            swarm_id: info.swarm_id.clone(),
-            origin: info.origin.clone(),
-            task_types: info.task_types.clone(),
-        });
-        Ok(info)
-    }
-
-    /// Unload a swarm. Tasks already running finish; new ones are refused.
-    pub fn unload(&self, swarm_id: &str) -> Result<(), Error> {
-        self.inner.registry.remove(swarm_id)?;
-        tracing::info!(target: "chassis", swarm = swarm_id, "unloaded");
-        self.inner.events.emit(|| Event::ModuleUnloaded {
-            swarm_id: swarm_id.to_string(),
-        });
-        Ok(())
-    }
-
     /// Every loaded swarm, sorted by id.
     pub fn list(&self) -> Vec<SwarmInfo> {
         self.inner.registry.list()
@@ -442,95 +272,7 @@ impl Chassis {
     /// Every loaded swarm's SLO figures, reputation and usage in the
     /// Prometheus text exposition format (gauges labelled by swarm).
     pub fn render_metrics(&self) -> String {
-        type Family = (&'static str, &'static str, Vec<(String, f64)>);
-        let mut families: Vec<Family> = vec![
-            ("chassis_task_latency_p50_ms", "Median task latency", vec![]),
-            (
-                "chassis_task_latency_p95_ms",
-                "95th percentile task latency",
-                vec![],
-            ),
-            (
-                "chassis_task_latency_p99_ms",
-                "99th percentile task latency",
-                vec![],
-            ),
-            ("chassis_tasks_total", "Tasks counted for SLOs", vec![]),
-            (
-                "chassis_tasks_failed_total",
-                "Tasks that did not succeed",
-                vec![],
-            ),
-            (
-                "chassis_error_rate_percent",
-                "Failed tasks, percent",
-                vec![],
-            ),
-            (
-                "chassis_availability_percent",
-                "Time up since load, percent",
-                vec![],
-            ),
-            (
-                "chassis_slo_compliant",
-                "1 when every SLO target is met",
-                vec![],
-            ),
-            ("chassis_reputation_score", "Reputation score", vec![]),
-            (
-                "chassis_quarantined",
-                "1 when the swarm is quarantined",
-                vec![],
-            ),
-            (
-                "chassis_throughput_rps",
-                "Tasks per second since load",
-                vec![],
-            ),
-            ("chassis_tasks_running", "Tasks running now", vec![]),
-            (
-                "chassis_memory_bytes",
-                "Linear memory of running instances",
-                vec![],
-            ),
-        ];
-        for info in self.list() {
-            let Ok(swarm) = self.inner.registry.get(&info.swarm_id) else {
-                continue;
-            };
-            let Ok(report) = self.slo_report(&info.swarm_id) else {
-                continue;
-            };
-            let c = &swarm.runtime.counters;
-            let s = &report.slo;
-            let values = [
-                s.p50_ms,
-                s.p95_ms,
-                s.p99_ms,
-                s.tasks as f64,
-                s.failed as f64,
-                s.error_rate_percent,
-                s.availability_percent,
-                f64::from(u8::from(s.compliance.iter().all(|c| c.compliant))),
-                report.reputation.score,
-                f64::from(u8::from(report.reputation.quarantined)),
-                s.throughput_rps,
-                c.running.load(Ordering::Relaxed) as f64,
-                c.memory_bytes.load(Ordering::Relaxed) as f64,
-            ];
-            for (family, value) in families.iter_mut().zip(values) {
-                family.2.push((info.swarm_id.clone(), value));
-            }
-        }
-        let mut out = String::new();
-        for (name, help, samples) in families {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-            for (swarm, value) in samples {
-                let swarm = swarm.replace('\\', "\\\\").replace('"', "\\\"");
-                out.push_str(&format!("{name}{{swarm=\"{swarm}\"}} {value}\n"));
-            }
-        }
-        out
+        metrics::render(self)
     }
 
     /// A swarm's current resource usage. `cpu_percent` covers the time since

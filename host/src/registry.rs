@@ -5,21 +5,26 @@
 //! duplicate id, refuses bytes that are not a component, compiles, checks the
 //! component exports the task interface, checks each import against the
 //! contract ([`crate::imports::policy`]), pre-links it into an `InstancePre`,
-//! and asks it (in a throwaway store) which task types it serves.
+//! and asks it (in a throwaway store) which task types it serves. The
+//! `Chassis::load`, `load_bytes` and `unload` methods live here, next to
+//! the checks they run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
 
+use crate::Chassis;
 use crate::bindings::SwarmPre;
 use crate::cache::{CacheUse, ComponentCache};
 use crate::contract::ServiceContract;
 use crate::error::{Error, ImportRefusal};
+use crate::events::Event;
 use crate::inspect::{WasmKind, classify};
 use crate::state::{HostState, SwarmRuntime};
 
@@ -179,6 +184,179 @@ impl Registry {
             .collect();
         all.sort_by(|a, b| a.swarm_id.cmp(&b.swarm_id));
         all
+    }
+}
+
+impl Chassis {
+    /// Load the swarm described by a contract file; its `wasm_module` is
+    /// resolved relative to the contract file's directory.
+    pub async fn load(&self, contract_path: impl AsRef<Path>) -> Result<SwarmInfo, Error> {
+        let contract_path = contract_path.as_ref();
+        let contract = match ServiceContract::from_file(contract_path) {
+            Ok(contract) => contract,
+            Err(e) => {
+                // No swarm id to name: the record names the file.
+                let result = Err(e.into());
+                self.note_rejection("", &result);
+                return result;
+            }
+        };
+        let swarm_id = contract.swarm_id.clone();
+        let result = match module_path(&contract, contract_path) {
+            Ok(module) => {
+                match crate::files::read_bounded(&module, self.inner.config.max_component_bytes) {
+                    Ok(bytes) => {
+                        self.load_from(&bytes, contract, module.display().to_string())
+                            .await
+                    }
+                    Err(source) => Err(Error::Io {
+                        path: module.clone(),
+                        source,
+                    }),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        self.note_rejection(&swarm_id, &result);
+        result
+    }
+
+    /// Load a swarm from component bytes and a contract built or parsed by the caller.
+    pub async fn load_bytes(
+        &self,
+        bytes: &[u8],
+        contract: ServiceContract,
+    ) -> Result<SwarmInfo, Error> {
+        let swarm_id = contract.swarm_id.clone();
+        let limit = self.inner.config.max_component_bytes;
+        let result = match contract.validate() {
+            Ok(()) if bytes.len() as u64 > limit => Err(Error::InvalidComponent {
+                origin: format!("<bytes for {}>", contract.swarm_id),
+                reason: format!(
+                    "{} bytes, over the host's limit of {limit} bytes (ChassisConfig::max_component_bytes)",
+                    bytes.len()
+                ),
+            }),
+            Ok(()) => {
+                let origin = format!("<bytes for {}>", contract.swarm_id);
+                self.load_from(bytes, contract, origin).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.note_rejection(&swarm_id, &result);
+        result
+    }
+
+    fn note_rejection(&self, swarm_id: &str, result: &Result<SwarmInfo, Error>) {
+        if let Err(e) = result {
+            self.inner.events.emit(|| Event::LoadRejected {
+                swarm_id: swarm_id.to_string(),
+                reason: e.to_string(),
+            });
+        }
+    }
+
+    /// Refuse a contract the instance pool cannot serve.
+    fn check_pool(&self, contract: &ServiceContract) -> Result<(), Error> {
+        let Some(pool) = &self.inner.config.pool else {
+            return Ok(());
+        };
+        let limits = &contract.resource_limits;
+        let too_small = |reason: String| Error::PoolTooSmall {
+            swarm_id: contract.swarm_id.clone(),
+            reason,
+        };
+        if limits.max_memory_mb > pool.max_memory_mb {
+            return Err(too_small(format!(
+                "max_memory_mb = {} is more than this host's instance pool allows ({} MiB; raise PoolConfig::max_memory_mb)",
+                limits.max_memory_mb, pool.max_memory_mb
+            )));
+        }
+        let reserved = self.inner.registry.reserved_instances();
+        let wanted = reserved + u64::from(limits.max_concurrent_tasks) + 1;
+        if wanted > u64::from(pool.instances) {
+            return Err(too_small(format!(
+                "max_concurrent_tasks = {} does not fit: the instance pool has {} slots, {reserved} are reserved by loaded swarms and 1 is kept for loading (raise PoolConfig::instances)",
+                limits.max_concurrent_tasks, pool.instances
+            )));
+        }
+        if limits.max_fuel.is_some() && !self.inner.engine.get_consume_fuel() {
+            return Err(too_small(
+                "resource_limits.max_fuel is set but this host does not meter fuel (ChassisConfig::fuel_metering)".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn load_from(
+        &self,
+        bytes: &[u8],
+        contract: ServiceContract,
+        origin: String,
+    ) -> Result<SwarmInfo, Error> {
+        if let Some(reason) = self.inner.events.failure() {
+            return Err(Error::AuditUnavailable { reason });
+        }
+        if self.inner.registry.contains(&contract.swarm_id) {
+            return Err(Error::AlreadyLoaded(contract.swarm_id));
+        }
+        self.check_pool(&contract)?;
+        let started = Instant::now();
+        let (pre, imports, cache) = prepare(
+            &self.inner.engine,
+            &self.inner.linker,
+            self.inner.cache.as_ref(),
+            bytes,
+            &contract,
+            &origin,
+        )?;
+        let runtime = Arc::new(SwarmRuntime::new(
+            Arc::new(contract),
+            self.inner.config.queue,
+            self.inner.events.clone(),
+            &self.inner.config.secrets,
+            self.inner.tls.clone(),
+        )?);
+        let task_types = crate::runner::describe(
+            &self.inner.engine,
+            &pre,
+            &runtime,
+            self.inner.config.load_timeout,
+        )
+        .await?;
+        let contract = runtime.contract.clone();
+        let info = SwarmInfo {
+            swarm_id: contract.swarm_id.clone(),
+            version: contract.version.clone(),
+            origin,
+            task_types,
+            imports,
+            cache,
+            load_ms: started.elapsed().as_secs_f64() * 1000.0,
+            contract,
+        };
+        self.inner.registry.insert(LoadedSwarm {
+            runtime,
+            pre,
+            info: info.clone(),
+        })?;
+        tracing::info!(target: "chassis", swarm = %info.swarm_id, "loaded {} ({} task types, {:.1} ms, cache {})", info.origin, info.task_types.len(), info.load_ms, info.cache.as_str());
+        self.inner.events.emit(|| Event::ModuleLoaded {
+            swarm_id: info.swarm_id.clone(),
+            origin: info.origin.clone(),
+            task_types: info.task_types.clone(),
+        });
+        Ok(info)
+    }
+
+    /// Unload a swarm. Tasks already running finish; new ones are refused.
+    pub fn unload(&self, swarm_id: &str) -> Result<(), Error> {
+        self.inner.registry.remove(swarm_id)?;
+        tracing::info!(target: "chassis", swarm = swarm_id, "unloaded");
+        self.inner.events.emit(|| Event::ModuleUnloaded {
+            swarm_id: swarm_id.to_string(),
+        });
+        Ok(())
     }
 }
 

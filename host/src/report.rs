@@ -11,12 +11,11 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
-
 use crate::SloReport;
-use crate::audit::parse_rfc3339;
+use crate::audit::Record;
 use crate::contract::ServiceContract;
-use crate::reputation::{Reputation, counted};
+use crate::events::Event;
+use crate::reputation::{Reputation, counted, limit_costs_reputation};
 use crate::slo::SloTracker;
 
 /// One swarm's SLO tracker and reputation after its records.
@@ -58,23 +57,17 @@ impl History {
     }
 }
 
-/// Replay the records of `contract`'s swarm.
-pub fn history(records: &[Value], contract: &ServiceContract) -> History {
+/// Replay the records of `contract`'s swarm ([`crate::audit::events`]).
+pub fn history(records: &[Record], contract: &ServiceContract) -> History {
     let id = contract.swarm_id.as_str();
-    let mine: Vec<&Value> = records
+    let mine: Vec<&Record> = records
         .iter()
-        .filter(|r| r["swarm_id"].as_str() == Some(id))
+        .filter(|r| r.event.swarm_id() == id)
         .collect();
     let base = Instant::now();
-    let first_micros = mine
-        .first()
-        .and_then(|r| r["ts"].as_str())
-        .and_then(parse_rfc3339);
+    let first_micros = mine.first().map(|r| r.ts_micros);
     let t0 = first_micros.unwrap_or(0);
-    let at = |r: &Value| {
-        let t = r["ts"].as_str().and_then(parse_rfc3339).unwrap_or(t0);
-        base + Duration::from_micros((t - t0).max(0) as u64)
-    };
+    let at = |r: &Record| base + Duration::from_micros((r.ts_micros - t0).max(0) as u64);
     let mut slo = SloTracker::new(base);
     let mut reputation = Reputation::new(&contract.reputation);
     let mut last = base;
@@ -83,31 +76,41 @@ pub fn history(records: &[Value], contract: &ServiceContract) -> History {
     for r in mine {
         let now = at(r);
         last = now;
-        let p = &r["params"];
-        let ending = match r["operation"].as_str().unwrap_or_default() {
-            "task_complete" => counted("success", None),
-            "task_failed" => counted(
-                p["kind"].as_str().unwrap_or_default(),
-                p["guest_error"].as_str(),
-            ),
-            "released" => {
+        let (ending, wall_ms) = match &r.event {
+            Event::TaskComplete { wall_ms, .. } => (counted("success", None), *wall_ms),
+            Event::TaskFailed {
+                kind,
+                guest_error,
+                wall_ms,
+                ..
+            } => (counted(kind, guest_error.as_deref()), *wall_ms),
+            Event::Released { .. } => {
                 reputation.release();
-                None
+                continue;
             }
-            "resource_limit_exceeded" => {
-                limit_pending = p["limit"].as_str() != Some("overloaded");
-                None
+            Event::LimitExceeded { limit, .. } => {
+                limit_pending = limit_costs_reputation(*limit);
+                continue;
             }
-            _ => {
-                if p["security_violation"].as_bool() == Some(true) {
-                    reputation.violation();
-                }
-                None
+            Event::CredentialAccess {
+                security_violation: true,
+                ..
             }
+            | Event::HttpProxy {
+                security_violation: true,
+                ..
+            }
+            | Event::SecretRedacted {
+                security_violation: true,
+                ..
+            } => {
+                reputation.violation();
+                continue;
+            }
+            _ => continue,
         };
         if let Some(c) = ending {
-            let latency =
-                Duration::from_secs_f64(p["wall_ms"].as_f64().unwrap_or(0.0).max(0.0) / 1000.0);
+            let latency = Duration::from_secs_f64(wall_ms.max(0.0) / 1000.0);
             let (compliance, _) = slo.record(latency, c.ending, &contract.slo_targets, now);
             reputation.after_task(compliance, c.own_failure);
             if std::mem::take(&mut limit_pending) {
@@ -126,6 +129,6 @@ pub fn history(records: &[Value], contract: &ServiceContract) -> History {
 
 /// Replay the records of `contract`'s swarm into its report. Time runs
 /// from the swarm's first record to its last.
-pub fn replay(records: &[Value], contract: &ServiceContract) -> SloReport {
+pub fn replay(records: &[Record], contract: &ServiceContract) -> SloReport {
     history(records, contract).report(contract)
 }

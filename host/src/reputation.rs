@@ -49,6 +49,13 @@ pub struct Counted {
     pub own_failure: bool,
 }
 
+/// Whether a task ended by `limit` costs reputation on top of its SLO
+/// figures: every limit the guest ran into does; a full queue
+/// (`Overloaded`) is the callers' doing and does not.
+pub fn limit_costs_reputation(limit: crate::limits::LimitKind) -> bool {
+    limit != crate::limits::LimitKind::Overloaded
+}
+
 /// How a task that ended as `kind` counts: `success`, `guest_error` (with
 /// the guest's error variant in `guest`: `failed`, `invalid_payload` or
 /// `unknown_task_type`), or an [`crate::ErrorKind`] name. `None` for a task

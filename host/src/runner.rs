@@ -323,10 +323,11 @@ fn record_health(
     };
     // A limit the guest ran into costs reputation on top of the SLO figures;
     // a full queue is the callers' doing and costs only through the SLOs.
-    let guest_broke_a_limit = matches!(
-        result.as_ref().err().and_then(Error::limit),
-        Some(limit) if limit != crate::limits::LimitKind::Overloaded
-    );
+    let guest_broke_a_limit = result
+        .as_ref()
+        .err()
+        .and_then(Error::limit)
+        .is_some_and(crate::reputation::limit_costs_reputation);
     let now = Instant::now();
     let (missed, change, penalty) = {
         let mut health = rt.health.lock().expect("health lock");

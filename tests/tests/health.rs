@@ -300,7 +300,7 @@ async fn a_report_rebuilt_from_the_audit_log_matches_the_live_one() {
         .unwrap();
     let live = chassis.slo_report("thief").unwrap();
     log.close().unwrap();
-    let records = chassis::audit::read(&path, &chassis::audit::Filter::default()).unwrap();
+    let records = chassis::audit::events(&path).unwrap();
     let replayed = chassis::report::replay(&records, &contract(text));
     assert_eq!(
         (replayed.slo.tasks, replayed.slo.failed),

@@ -5,7 +5,8 @@
 //!   contracts in `config/` point; adds the rustup target when missing. Then
 //!   build the Python swarms with componentize-py ([`python`]).
 //! - `test`: `build`, then every test (unit, end-to-end, doc), a `--quick`
-//!   smoke run of the benchmark (debug build), the demo, then
+//!   smoke run of the benchmark (debug build), the demo, a check that the
+//!   library without its `cli` feature pulls in no CLI crate, then
 //!   `clippy -D warnings` and `fmt --check`.
 //! - `demo`: `build`, then the guardian-council walkthrough.
 //! - `bench`: `build`, then the side-by-side benchmarks (`bench/`) in release
@@ -297,6 +298,8 @@ fn test(root: &Path, no_lint: bool) -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    step("an embedder's build of the library pulls in none of the CLI's crates");
+    embedder_dependencies()?;
     if no_lint {
         return Ok(());
     }
@@ -316,6 +319,54 @@ fn test(root: &Path, no_lint: bool) -> Result<()> {
     cmd.args(["fmt", "--all", "--check"]);
     run_cmd(cmd, "cargo fmt --check")?;
     eprintln!("\nxtask: all tests and checks passed");
+    Ok(())
+}
+
+/// The crates only the `chassis` command line needs: an embedder that turns
+/// off the default `cli` feature must not get them.
+const CLI_ONLY_CRATES: &[&str] = &["clap", "tracing-subscriber"];
+
+/// Check, with `cargo tree`, that `chassis` without default features
+/// depends on none of [`CLI_ONLY_CRATES`].
+fn embedder_dependencies() -> Result<()> {
+    let out = cargo()
+        .args([
+            "tree",
+            "-p",
+            "chassis",
+            "--no-default-features",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .context("running cargo tree")?;
+    if !out.status.success() {
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let found: Vec<&str> = CLI_ONLY_CRATES
+        .iter()
+        .copied()
+        .filter(|name| {
+            tree.lines()
+                .any(|l| l.split_whitespace().next() == Some(*name))
+        })
+        .collect();
+    if !found.is_empty() {
+        bail!(
+            "chassis without its `cli` feature still depends on {}: keep them optional",
+            found.join(", ")
+        );
+    }
+    eprintln!(
+        "    chassis --no-default-features: none of {}",
+        CLI_ONLY_CRATES.join(", ")
+    );
     Ok(())
 }
 

@@ -446,8 +446,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
         Command::Release { audit, contract } => {
             let contract = ServiceContract::from_file(&contract)?;
             chassis::audit::verify(&audit).context("audit log")?;
-            let records = chassis::audit::read(&audit, &chassis::audit::Filter::default())
-                .context("audit log")?;
+            let records = chassis::audit::events(&audit).context("audit log")?;
             let mut reputation = chassis::report::history(&records, &contract).reputation;
             if !reputation.quarantined {
                 bail!("swarm {:?} is not quarantined", contract.swarm_id);
@@ -473,8 +472,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             json,
         } => {
             chassis::audit::verify(&audit).context("audit log")?;
-            let records = chassis::audit::read(&audit, &chassis::audit::Filter::default())
-                .context("audit log")?;
+            let records = chassis::audit::events(&audit).context("audit log")?;
             let mut all_pass = true;
             let mut reports = Vec::new();
             for path in &contracts {
@@ -608,8 +606,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             if let Some(log) = &audit_log {
                 // SLO figures, reputation and quarantine carry over from
                 // earlier runs: the whole state, so the numbers chain.
-                let records = chassis::audit::read(log.path(), &chassis::audit::Filter::default())
-                    .context("audit log")?;
+                let records = chassis::audit::events(log.path()).context("audit log")?;
                 chassis.restore_history(chassis::report::history(&records, &parsed))?;
             }
             let mut request = TaskRequest::new(task, payload);

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use validate::{
-    KNOWN_CAPABILITY_DOMAINS, KNOWN_WASI_CAPABILITIES, MIN_RESPONSE_TIME_MS,
-    MIN_TASK_TIMEOUT_SECONDS,
+    GATED_WASI_CAPABILITIES, KNOWN_CAPABILITY_DOMAINS, KNOWN_WASI_CAPABILITIES,
+    MIN_RESPONSE_TIME_MS, MIN_TASK_TIMEOUT_SECONDS,
 };
 
 /// When a contract was written.

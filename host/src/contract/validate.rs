@@ -5,19 +5,25 @@
 
 use super::{NetworkAccess, ServiceContract};
 
-/// WASI interfaces a contract may list in `security.wasi_capabilities`.
-///
-/// A component may import these only when its contract lists them;
-/// `wasi:io/streams` also decides whether stdout/stderr reach the log.
-/// `wasi:io/streams` and `wasi:random/insecure-seed` are importable by every
-/// swarm; listing them is accepted.
-/// See `docs/contract.md`.
-pub const KNOWN_WASI_CAPABILITIES: &[&str] = &[
-    "wasi:io/streams",
+/// WASI interfaces a component may import only when its contract lists them
+/// in `security.wasi_capabilities` (the import policy reads this list).
+pub const GATED_WASI_CAPABILITIES: &[&str] = &[
     "wasi:clocks/wall-clock",
     "wasi:clocks/monotonic-clock",
     "wasi:random/random",
     "wasi:random/insecure",
+];
+
+/// WASI interfaces a contract may list in `security.wasi_capabilities`:
+/// the gated ones, plus `wasi:io/streams` (which decides whether
+/// stdout/stderr reach the log) and `wasi:random/insecure-seed` (importable
+/// by every swarm; listing it is accepted). See `docs/contract.md`.
+pub const KNOWN_WASI_CAPABILITIES: &[&str] = &[
+    "wasi:io/streams",
+    GATED_WASI_CAPABILITIES[0],
+    GATED_WASI_CAPABILITIES[1],
+    GATED_WASI_CAPABILITIES[2],
+    GATED_WASI_CAPABILITIES[3],
     "wasi:random/insecure-seed",
 ];
 

@@ -4,7 +4,7 @@
 //! whose type asks for more than its contract grants is refused before any
 //! of its code runs.
 
-use crate::contract::{NetworkAccess, ServiceContract};
+use crate::contract::{GATED_WASI_CAPABILITIES, NetworkAccess, ServiceContract};
 
 /// Why an import is refused: the contract field that decides it and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,15 +35,6 @@ const BASELINE_WASI: &[&str] = &[
     "wasi:cli/terminal-stdout",
     "wasi:cli/terminal-stderr",
     "wasi:random/insecure-seed",
-];
-
-/// WASI interfaces a swarm may import only when its contract lists them in
-/// `security.wasi_capabilities`.
-const GATED_WASI: &[&str] = &[
-    "wasi:clocks/wall-clock",
-    "wasi:clocks/monotonic-clock",
-    "wasi:random/random",
-    "wasi:random/insecure",
 ];
 
 /// Decide whether the contract permits the import `name`
@@ -80,7 +71,7 @@ pub fn check(contract: &ServiceContract, name: &str) -> Result<(), Refusal> {
             reason: "is \"none\": swarms get no filesystem".into(),
         }),
         other if BASELINE_WASI.contains(&other) => Ok(()),
-        other if GATED_WASI.contains(&other) => {
+        other if GATED_WASI_CAPABILITIES.contains(&other) => {
             if contract.grants_wasi(other) {
                 Ok(())
             } else {
