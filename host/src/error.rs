@@ -121,7 +121,7 @@ pub enum Error {
     },
 
     /// The swarm's `describe` answer is not a list of task types the host
-    /// accepts (see [`crate::registry::MAX_TASK_TYPES`]).
+    /// accepts: 1 to 256 plain names of at most 64 bytes (`docs/contract.md`).
     #[error("swarm {swarm_id:?}: describe returned bad task types: {reason}")]
     BadTaskTypes {
         /// The swarm.

@@ -193,7 +193,7 @@ impl wasmtime::ResourceLimiter for TaskLimiter {
 /// Called on every epoch tick while the guest runs. Time between ticks, less
 /// time the host spent waiting on the guest's behalf, is the run's busy
 /// time; the caller turns it into CPU time (what the thread really used, see
-/// [`CpuMark`]), and that is what counts. When a window's CPU time exceeds
+/// `CpuMark`), and that is what counts. When a window's CPU time exceeds
 /// `share × window`, the task sleeps until its average over the window is
 /// back at its share, then a new window starts. Counting CPU rather than
 /// wall time keeps a task on a busy machine from being throttled for time

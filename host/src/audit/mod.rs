@@ -1,0 +1,393 @@
+//! The witness: a tamper-evident audit log of every event, as JSON lines.
+//!
+//! Each record is one line:
+//!
+//! ```json
+//! {"component":"IF.chassis","operation":"task_start","params":{...},"prev_hash":"00…","seq":1,
+//!  "swarm_id":"hello-world","task_id":"task-1","ts":"2026-11-21T12:00:00.000123Z","hash":"…"}
+//! ```
+//!
+//! `hash` is the SHA-256 (hex) of the record's canonical encoding: the
+//! record without `hash`, as JSON with object keys sorted at every level and
+//! no whitespace. `prev_hash` is the previous record's `hash` (64 zeros for
+//! the first), and `seq` counts from 1, so an edited field, a deleted,
+//! inserted, duplicated or reordered line all break verification. Text a
+//! guest controls is JSON-escaped inside the record, so it can neither end a
+//! line nor forge a record.
+//!
+//! Data flow: [`AuditLog`] is an [`EventSink`]. `record` stamps the time and
+//! hands the event to a writer thread over a bounded channel (when the
+//! channel is full the task waits: backpressure, never a dropped record).
+//! The writer takes what is queued (up to [`MAX_BATCH`] records), numbers
+//! and hashes each record, appends them with one write and flushes, calls
+//! `fsync` as the [`FsyncPolicy`] says, then lets the next records gather for
+//! [`BATCH_LINGER`] before it takes them. Tasks therefore rarely have to wake
+//! the writer, and a record reaches the file within about a millisecond.
+//! Under [`FsyncPolicy::Always`], `record` returns only once its record is
+//! on disk (group commit: one `fsync` covers a batch).
+//!
+//! If the log cannot be written (a full disk, say) or has been closed, it
+//! reports a failure ([`EventSink::failure`]) and the host refuses new loads
+//! and tasks rather than run them unrecorded.
+//!
+//! Opening an existing log takes an exclusive lock on it (a second writer
+//! would fork the chain), verifies it, drops a partial last line (a crash
+//! mid-write), and continues its chain.
+//!
+//! By concern: `record` (the encoding of one record, its hash, timestamps),
+//! `writer` ([`AuditLog`] and its batching, fsync and failure handling),
+//! `read` ([`verify`], the chain [`Head`], [`read`] with a [`Filter`], and
+//! records back as typed events). The record encoding and the hex and date
+//! formatting are written by hand because they run on the task path (two
+//! records per task); `audit::tests` checks them against serde_json and a
+//! full round trip.
+//!
+//! [`EventSink`]: crate::EventSink
+//! [`EventSink::failure`]: crate::EventSink::failure
+
+mod read;
+mod record;
+mod writer;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use read::{Filter, Head, Record, Verified, events, read, verify, verify_against};
+pub use record::{canonical, parse_rfc3339, record_hash, rfc3339};
+pub use writer::AuditLog;
+
+/// `component` of every record.
+pub const COMPONENT: &str = "IF.chassis";
+
+/// `prev_hash` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Records that may wait for the writer before `record` blocks.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// Most records the writer appends with one write.
+pub const MAX_BATCH: usize = 512;
+
+/// How long the writer lets records gather after writing a batch.
+pub const BATCH_LINGER: Duration = Duration::from_millis(1);
+
+/// When the writer calls `fsync`.
+///
+/// Under every policy but `Always`, records still in the queue (at most
+/// [`QUEUE_CAPACITY`] + [`MAX_BATCH`], normally a millisecond's worth) are
+/// also lost if the process dies; what the policy bounds is what was handed
+/// to the OS but not yet on disk when the machine goes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After every write (a batch of the records queued at that moment), and
+    /// `record` waits for it: once an event is recorded it is on disk, so a
+    /// crash loses nothing recorded.
+    Always,
+    /// After every `n` records: a crash loses at most `n - 1` written records.
+    EveryN(u32),
+    /// When at least this long has passed since the last `fsync`, also while
+    /// no new records come: a crash loses at most that much time of records.
+    Interval(Duration),
+    /// Never (the OS decides): a crash may lose what the OS had not written.
+    Never,
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+
+    /// `always`, `never`, `every:N` or `interval:MS`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "never" => Ok(FsyncPolicy::Never),
+            _ => match s.split_once(':') {
+                Some(("every", n)) => n
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(FsyncPolicy::EveryN)
+                    .ok_or_else(|| format!("bad fsync policy {s:?}: every:N needs N ≥ 1")),
+                Some(("interval", ms)) => ms
+                    .parse()
+                    .map(|ms| FsyncPolicy::Interval(Duration::from_millis(ms)))
+                    .map_err(|_| format!("bad fsync policy {s:?}: interval:MS needs milliseconds")),
+                _ => Err(format!(
+                    "bad fsync policy {s:?}: expected always, never, every:N or interval:MS"
+                )),
+            },
+        }
+    }
+}
+
+/// Why the audit log could not be opened, written or verified.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// File trouble.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The log.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another writer has the log open.
+    #[error("{}: the audit log is open in another writer (another chassis process?)", path.display())]
+    InUse {
+        /// The log.
+        path: PathBuf,
+    },
+    /// The log does not hold the expected head.
+    #[error("{}: {reason}", path.display())]
+    HeadMismatch {
+        /// The log.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+    /// A record that does not verify.
+    #[error("{}: record on line {line} is bad: {reason}", path.display())]
+    Bad {
+        /// The log.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use serde_json::Value;
+
+    use std::time::UNIX_EPOCH;
+
+    use super::read::*;
+    use super::record::*;
+    use super::*;
+    use crate::events::Event;
+    use serde_json::json;
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_does() {
+        for text in [
+            "plain",
+            "quote \" backslash \\ slash /",
+            "lines\n\r\ttab",
+            "\u{0}\u{1}\u{8}\u{b}\u{c}\u{1f}\u{7f}",
+            "héllo ✓ 😀 \u{2028}",
+            "",
+        ] {
+            let mut ours = String::new();
+            push_json_str(&mut ours, text);
+            assert_eq!(ours, serde_json::to_string(text).unwrap(), "{text:?}");
+        }
+    }
+
+    /// Every kind of event, written as a record, reads back as itself.
+    #[test]
+    fn every_event_reads_back_from_its_record() {
+        use crate::limits::LimitKind;
+        let s = || "s".to_string();
+        let t = || "t".to_string();
+        let events = vec![
+            Event::ModuleLoaded {
+                swarm_id: s(),
+                origin: "o".into(),
+                task_types: vec!["a".into()],
+            },
+            Event::LoadRejected {
+                swarm_id: s(),
+                reason: "r".into(),
+            },
+            Event::ModuleUnloaded { swarm_id: s() },
+            Event::TaskStart {
+                swarm_id: s(),
+                task_id: t(),
+                task_type: "a".into(),
+            },
+            Event::TaskComplete {
+                swarm_id: s(),
+                task_id: t(),
+                wall_ms: 1.25,
+            },
+            Event::TaskFailed {
+                swarm_id: s(),
+                task_id: t(),
+                kind: "guest_error".into(),
+                error: "e".into(),
+                guest_error: Some("failed".into()),
+                wall_ms: 0.1,
+            },
+            Event::TaskFailed {
+                swarm_id: s(),
+                task_id: t(),
+                kind: "trap".into(),
+                error: "e".into(),
+                guest_error: None,
+                wall_ms: 3.0,
+            },
+            Event::LimitExceeded {
+                swarm_id: s(),
+                task_id: t(),
+                limit: LimitKind::Memory,
+                detail: "d".into(),
+            },
+            Event::CredentialAccess {
+                swarm_id: s(),
+                task_id: t(),
+                key: "k".into(),
+                operation: "get".into(),
+                allowed: false,
+                reason: Some("no".into()),
+                security_violation: true,
+            },
+            Event::CredentialAccess {
+                swarm_id: s(),
+                task_id: t(),
+                key: "k".into(),
+                operation: "get".into(),
+                allowed: true,
+                reason: None,
+                security_violation: false,
+            },
+            Event::HttpProxy {
+                swarm_id: s(),
+                task_id: t(),
+                allowed: true,
+                method: "GET".into(),
+                url: "u".into(),
+                status: Some(200),
+                bytes_out: 1,
+                bytes_in: 2,
+                elapsed_ms: 0.5,
+                reason: None,
+                security_violation: false,
+            },
+            Event::HttpProxy {
+                swarm_id: s(),
+                task_id: t(),
+                allowed: false,
+                method: "GET".into(),
+                url: "u".into(),
+                status: None,
+                bytes_out: 0,
+                bytes_in: 0,
+                elapsed_ms: 0.5,
+                reason: Some("r".into()),
+                security_violation: true,
+            },
+            Event::SloViolation {
+                swarm_id: s(),
+                task_id: t(),
+                metric: "error_rate".into(),
+                actual: 50.0,
+                target: 1.0,
+            },
+            Event::ReputationChanged {
+                swarm_id: s(),
+                task_id: t(),
+                from: 0.5,
+                to: 0.55,
+            },
+            Event::Quarantined {
+                swarm_id: s(),
+                task_id: t(),
+                score: 0.1,
+                threshold: 0.2,
+                reason: "why".into(),
+            },
+            Event::SecretRedacted {
+                swarm_id: s(),
+                task_id: t(),
+                keys: vec!["k".into()],
+                channel: "log".into(),
+                security_violation: true,
+            },
+            Event::Released {
+                swarm_id: s(),
+                score: 0.5,
+            },
+            Event::RateLimited {
+                swarm_id: s(),
+                task_id: t(),
+                import: "log".into(),
+            },
+        ];
+        for (i, event) in events.into_iter().enumerate() {
+            let mut text = String::new();
+            append_record(&mut text, i as u64 + 1, GENESIS, SystemTime::now(), &event);
+            let value: Value = serde_json::from_str(&text).unwrap();
+            let record = Record::from_json(&value).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(record.event, event, "{text}");
+            assert_eq!(record.seq, i as u64 + 1);
+        }
+    }
+
+    #[test]
+    fn a_written_line_is_its_own_canonical_form_plus_the_hash() {
+        let mut text = String::new();
+        let event = Event::TaskStart {
+            swarm_id: "s\"1".into(),
+            task_id: "t\n1".into(),
+            task_type: "echo".into(),
+        };
+        let hash = append_record(&mut text, 7, GENESIS, SystemTime::now(), &event);
+        assert!(text.ends_with('\n') && text.matches('\n').count() == 1);
+        let record: Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(record["hash"], json!(hash));
+        assert_eq!(record_hash(&record), hash);
+        assert_eq!(record["seq"], json!(7));
+        assert_eq!(record["operation"], json!("task_start"));
+        assert_eq!(record["swarm_id"], json!("s\"1"));
+        assert_eq!(record["task_id"], json!("t\n1"));
+        assert_eq!(record["params"], json!({"task_type": "echo"}));
+    }
+
+    #[test]
+    fn canonical_sorts_keys_at_every_level() {
+        let v = json!({"b": 1, "a": {"d": [{"z": 1, "y": 2}], "c": "x"}});
+        assert_eq!(
+            canonical(&v),
+            r#"{"a":{"c":"x","d":[{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn times_round_trip() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_795_000_000_123_456);
+        let s = rfc3339(t);
+        assert_eq!(s, "2026-11-18T11:06:40.123456Z");
+        assert_eq!(parse_rfc3339(&s), Some(1_795_000_000_123_456));
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00Z"),
+            Some(951_782_400_000_000)
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn hashes_survive_a_round_trip_through_text() {
+        let mut r = json!({"seq": 1, "params": {"wall_ms": 0.10579200000000001, "x": 1e-7}, "prev_hash": GENESIS});
+        r["hash"] = json!(record_hash(&r));
+        let back: Value = serde_json::from_str(&r.to_string()).unwrap();
+        assert_eq!(record_hash(&back), r["hash"].as_str().unwrap());
+    }
+
+    #[test]
+    fn fsync_policies_parse() {
+        assert_eq!("always".parse(), Ok(FsyncPolicy::Always));
+        assert_eq!("never".parse(), Ok(FsyncPolicy::Never));
+        assert_eq!("every:100".parse(), Ok(FsyncPolicy::EveryN(100)));
+        assert_eq!(
+            "interval:250".parse(),
+            Ok(FsyncPolicy::Interval(Duration::from_millis(250)))
+        );
+        assert!("every:0".parse::<FsyncPolicy>().is_err());
+        assert!("sometimes".parse::<FsyncPolicy>().is_err());
+    }
+}

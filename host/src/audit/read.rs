@@ -1,0 +1,292 @@
+//! Reading a log back: `verify` (the chain), the chain head and
+//! `verify_against`, `read` with a `Filter`, and records as typed events.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::events::Event;
+
+use super::record::{parse_rfc3339, record_hash};
+use super::{AuditError, GENESIS};
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Whole records, all verified.
+    pub records: u64,
+    /// Hash of the last record (the chain head).
+    pub head: String,
+    /// Bytes of a partial last line (a crash mid-write), ignored.
+    pub partial_tail_bytes: u64,
+}
+
+/// A chain head: the sequence number and hash of a log's last record, as
+/// `audit verify` prints it (`SEQ:HASH`). Kept somewhere the log's writer
+/// cannot reach, it detects a log whose tail was cut off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The record's `seq`.
+    pub seq: u64,
+    /// The record's `hash`.
+    pub hash: String,
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+
+    /// `SEQ:HASH`, e.g. `42:3f2a…` (64 hex digits).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (seq, hash) = s
+            .split_once(':')
+            .ok_or_else(|| format!("bad head {s:?}: expected SEQ:HASH"))?;
+        let seq = seq
+            .parse()
+            .map_err(|_| format!("bad head {s:?}: SEQ must be a record number"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("bad head {s:?}: HASH must be 64 hex digits"));
+        }
+        Ok(Head {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
+}
+
+impl Verified {
+    /// The chain head: the last record's number and hash (`0` and the
+    /// genesis hash for an empty log).
+    pub fn head(&self) -> Head {
+        Head {
+            seq: self.records,
+            hash: self.head.clone(),
+        }
+    }
+}
+
+/// [`verify`], and check that the log holds `expected` — the record with
+/// that sequence number has that hash — so a log cut back to before a head
+/// kept elsewhere is detected. A log that has grown past it passes.
+pub fn verify_against(path: impl AsRef<Path>, expected: &Head) -> Result<Verified, AuditError> {
+    let path = path.as_ref();
+    let mut found: Option<String> = None;
+    let v = verify_each(path, |seq, hash| {
+        if seq == expected.seq {
+            found = Some(hash.to_string());
+        }
+    })?;
+    let mismatch = |reason: String| AuditError::HeadMismatch {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if expected.seq == 0 {
+        return if expected.hash == GENESIS {
+            Ok(v)
+        } else {
+            Err(mismatch("head 0 has the genesis hash (64 zeros)".into()))
+        };
+    }
+    match found {
+        None => Err(mismatch(format!(
+            "the log ends at record {}, before the expected head {}: records were cut from its end",
+            v.records, expected.seq
+        ))),
+        Some(hash) if hash != expected.hash => Err(mismatch(format!(
+            "record {} has hash {hash}, not the expected {}: the log was rewritten",
+            expected.seq, expected.hash
+        ))),
+        Some(_) => Ok(v),
+    }
+}
+
+/// Verify a log file: every whole line a record whose `seq`, `prev_hash`
+/// and `hash` are right. A partial last line (no newline) is reported, not
+/// counted. Deleting records from the end leaves a valid, shorter log:
+/// check against a head kept elsewhere with [`verify_against`].
+pub fn verify(path: impl AsRef<Path>) -> Result<Verified, AuditError> {
+    verify_each(path.as_ref(), |_, _| {})
+}
+
+/// [`verify`], calling `each(seq, hash)` for every good record.
+fn verify_each(path: &Path, mut each: impl FnMut(u64, &str)) -> Result<Verified, AuditError> {
+    let io = |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = BufReader::new(File::open(path).map_err(io)?);
+    let mut head = GENESIS.to_string();
+    let mut records = 0u64;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        if buf.last() != Some(&b'\n') {
+            return Ok(Verified {
+                records,
+                head,
+                partial_tail_bytes: n as u64,
+            });
+        }
+        let line = records as usize + 1;
+        let bad = |reason: String| AuditError::Bad {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        };
+        let record: Value = serde_json::from_slice(&buf[..n - 1])
+            .map_err(|e| bad(format!("not a JSON record: {e}")))?;
+        let seq = record["seq"].as_u64();
+        if seq != Some(records + 1) {
+            return Err(bad(format!(
+                "sequence number is {}, expected {} (a record was deleted, inserted, duplicated or moved)",
+                record["seq"],
+                records + 1
+            )));
+        }
+        if record["prev_hash"].as_str() != Some(head.as_str()) {
+            return Err(bad(
+                "prev_hash does not match the previous record's hash (the chain is broken)".into(),
+            ));
+        }
+        let claimed = record["hash"].as_str().unwrap_or_default();
+        let actual = record_hash(&record);
+        if claimed != actual {
+            return Err(bad(format!(
+                "hash does not match the record's contents (a field was edited): claimed {claimed}, computed {actual}"
+            )));
+        }
+        head = actual;
+        records += 1;
+        each(records, &head);
+    }
+    Ok(Verified {
+        records,
+        head,
+        partial_tail_bytes: 0,
+    })
+}
+
+/// Which records `show` prints.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this swarm.
+    pub swarm_id: Option<String>,
+    /// Only operations containing this text (e.g. `credential`, `task_failed`).
+    pub operation: Option<String>,
+    /// Only records at or after this time (microseconds since the epoch).
+    pub since_micros: Option<i64>,
+    /// Only records before this time (microseconds since the epoch).
+    pub until_micros: Option<i64>,
+}
+
+impl Filter {
+    /// Whether `record` passes.
+    pub fn matches(&self, record: &Value) -> bool {
+        if let Some(s) = &self.swarm_id
+            && record["swarm_id"].as_str() != Some(s.as_str())
+        {
+            return false;
+        }
+        if let Some(op) = &self.operation
+            && !record["operation"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(op.as_str())
+        {
+            return false;
+        }
+        let ts = record["ts"].as_str().and_then(parse_rfc3339);
+        if let (Some(since), Some(ts)) = (self.since_micros, ts)
+            && ts < since
+        {
+            return false;
+        }
+        if let (Some(until), Some(ts)) = (self.until_micros, ts)
+            && ts >= until
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// One audit record read back as the event it records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Its sequence number.
+    pub seq: u64,
+    /// When the event happened, microseconds since the Unix epoch.
+    pub ts_micros: i64,
+    /// The event.
+    pub event: Event,
+}
+
+impl Record {
+    /// The event a record (as [`read`] returns it) holds: the inverse of
+    /// the encoding the writer uses. `None` for a record this version does
+    /// not know.
+    pub fn from_json(record: &Value) -> Option<Record> {
+        let variant = match record["operation"].as_str()? {
+            "resource_limit_exceeded" => "limit_exceeded",
+            "credential_access_allowed" | "credential_access_denied" => "credential_access",
+            "http_proxy" | "http_proxy_denied" => "http_proxy",
+            other => other,
+        };
+        let mut fields = record["params"].as_object()?.clone();
+        fields.insert("event".into(), Value::from(variant));
+        fields.insert("swarm_id".into(), record["swarm_id"].clone());
+        if let Some(task) = record["task_id"].as_str() {
+            fields.insert("task_id".into(), Value::from(task));
+        }
+        Some(Record {
+            seq: record["seq"].as_u64()?,
+            ts_micros: record["ts"].as_str().and_then(parse_rfc3339)?,
+            event: serde_json::from_value(Value::Object(fields)).ok()?,
+        })
+    }
+}
+
+/// Every whole record of the log, as events, in order (records this
+/// version does not know are left out).
+pub fn events(path: impl AsRef<Path>) -> Result<Vec<Record>, AuditError> {
+    Ok(read(path, &Filter::default())?
+        .iter()
+        .filter_map(Record::from_json)
+        .collect())
+}
+
+/// Every whole record of the log that passes `filter`, in order.
+pub fn read(path: impl AsRef<Path>, filter: &Filter) -> Result<Vec<Value>, AuditError> {
+    let path = path.as_ref();
+    let io = |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let mut out = Vec::new();
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if !line.ends_with('\n') {
+            break;
+        }
+        let record: Value = serde_json::from_str(line).map_err(|e| AuditError::Bad {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason: format!("not a JSON record: {e}"),
+        })?;
+        if filter.matches(&record) {
+            out.push(record);
+        }
+    }
+    Ok(out)
+}
