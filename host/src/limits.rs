@@ -342,15 +342,11 @@ impl TokenBucket {
     /// Take `n` tokens if there are that many (a request larger than the
     /// capacity waits for `n` to accumulate).
     pub fn try_take(&mut self, n: f64, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity.max(n));
-        self.last = now;
-        if self.tokens >= n {
+        let ok = self.has(n, now);
+        if ok {
             self.tokens -= n;
-            true
-        } else {
-            false
         }
+        ok
     }
 
     /// Whether `n` tokens could be taken now (takes none).
@@ -553,15 +549,15 @@ impl LogBudget {
     /// is taken then).
     pub fn allow(&self, bytes: usize) -> bool {
         let now = Instant::now();
+        let bytes = bytes as f64;
         let mut b = self.buckets.lock().expect("log budget lock");
         let (lines, size) = &mut *b;
-        if !size.has(bytes as f64, now) {
-            return false;
+        let ok = lines.has(1.0, now) & size.has(bytes, now);
+        if ok {
+            lines.tokens -= 1.0;
+            size.tokens -= bytes;
         }
-        if !lines.try_take(1.0, now) {
-            return false;
-        }
-        size.try_take(bytes as f64, now)
+        ok
     }
 }
 

@@ -60,7 +60,7 @@ fn main() {
 
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = workspace_root();
+    let root = workspace_root()?;
     std::env::set_current_dir(&root)?;
     match args.first().map(String::as_str) {
         Some("build") => build(&root),
@@ -75,11 +75,29 @@ fn run() -> Result<()> {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
+/// The workspace's metadata from `cargo metadata` (members only), run
+/// where xtask was started: the checkout the user is in, wherever it is.
+fn metadata() -> Result<serde_json::Value> {
+    let out = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("reading cargo metadata's output")
+}
+
+/// The root of the workspace xtask was started in.
+fn workspace_root() -> Result<PathBuf> {
+    let meta = metadata()?;
+    let root = meta["workspace_root"]
+        .as_str()
+        .context("cargo metadata gave no workspace_root")?;
+    Ok(PathBuf::from(root))
 }
 
 fn cargo() -> Command {
@@ -129,31 +147,47 @@ fn ensure_wasm_target() -> Result<()> {
     }
 }
 
-/// The swarm packages: each directory under `swarms/` (one level, and the
-/// `hostile/` group one level deeper) with a Cargo.toml.
+/// The Rust swarm packages: the workspace members under `swarms/` that
+/// build a `cdylib`, by `cargo metadata`. A directory under `swarms/` (or
+/// `swarms/hostile/`) with a Cargo.toml that is not a member is an error
+/// that says how to fix it, rather than a swarm silently left unbuilt.
 fn swarm_packages(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let meta = metadata()?;
+    let swarms_dir = root.join("swarms");
     let mut found = Vec::new();
-    let mut dirs = vec![root.join("swarms")];
-    let hostile = root.join("swarms/hostile");
-    if hostile.is_dir() {
-        dirs.push(hostile);
+    for package in meta["packages"].as_array().into_iter().flatten() {
+        let manifest = PathBuf::from(package["manifest_path"].as_str().unwrap_or_default());
+        let Some(dir) = manifest.parent() else {
+            continue;
+        };
+        let cdylib = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| {
+                t["crate_types"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "cdylib"))
+            });
+        if cdylib && dir.starts_with(&swarms_dir) {
+            let name = package["name"].as_str().unwrap_or_default().to_string();
+            found.push((name, dir.to_path_buf()));
+        }
     }
-    for dir in dirs {
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
-        {
-            let path = entry?.path();
-            let manifest = path.join("Cargo.toml");
-            if !manifest.is_file() {
-                continue;
+    for group in [swarms_dir.clone(), swarms_dir.join("hostile")] {
+        let Ok(entries) = std::fs::read_dir(&group) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if dir.join("Cargo.toml").is_file() && !found.iter().any(|(_, d)| *d == dir) {
+                let member = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
+                bail!(
+                    "{member} has a Cargo.toml but is not a workspace member that builds a cdylib: \
+                     add \"{member}\" to [workspace] members in Cargo.toml, with \
+                     crate-type = [\"cdylib\"] under [lib] in its Cargo.toml"
+                );
             }
-            let text = std::fs::read_to_string(&manifest)?;
-            let name = text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("name = "))
-                .map(|n| n.trim_matches('"').to_string())
-                .with_context(|| format!("{}: no package name", manifest.display()))?;
-            found.push((name, path));
         }
     }
     found.sort();
