@@ -69,7 +69,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 pub use config::{ChassisConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_COMPONENT_BYTES, PoolConfig};
-pub use contract::{ContractError, ServiceContract};
+pub use contract::{ContractBuilder, ContractError, ServiceContract};
 pub use engine::{EPOCH_TICK, MAX_WASM_STACK};
 pub use error::{Error, ErrorKind, ImportRefusal};
 pub use events::{Event, EventSink, MemorySink};

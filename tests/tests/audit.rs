@@ -258,7 +258,10 @@ async fn every_task_has_exactly_one_terminal_record_under_load() {
     chassis
         .load_bytes(
             &component("misbehave"),
-            contract("swarm_id = \"misbehave\"\n[resource_limits]\nmax_concurrent_tasks = 2\nmax_memory_mb = 16\ntask_timeout_seconds = 5\n"),
+            // It fails every task on purpose; the failure guard (tested in
+            // health.rs) would refuse it part way, depending on scheduling.
+            contract("swarm_id = \"misbehave\"\n[resource_limits]\nmax_concurrent_tasks = 2\nmax_memory_mb = 16\ntask_timeout_seconds = 5\n\
+                      [reputation]\nmax_failure_rate_percent = 100\n"),
         )
         .await
         .unwrap();

@@ -347,6 +347,86 @@ impl Default for Reputation {
     }
 }
 
+/// Builds a [`ServiceContract`] in code: [`ServiceContract::builder`].
+/// Every setter takes the value as the TOML field of the same name does;
+/// [`ContractBuilder::build`] checks every range.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ContractBuilder(ServiceContract);
+
+impl ContractBuilder {
+    /// `wasm_module`: the component's path.
+    pub fn wasm_module(mut self, path: impl Into<PathBuf>) -> Self {
+        self.0.wasm_module = Some(path.into());
+        self
+    }
+
+    /// `resource_limits.max_memory_mb`.
+    pub fn max_memory_mb(mut self, mb: u32) -> Self {
+        self.0.resource_limits.max_memory_mb = mb;
+        self
+    }
+
+    /// `resource_limits.max_cpu_percent`.
+    pub fn max_cpu_percent(mut self, percent: u32) -> Self {
+        self.0.resource_limits.max_cpu_percent = percent;
+        self
+    }
+
+    /// `resource_limits.task_timeout_seconds`.
+    pub fn task_timeout_seconds(mut self, seconds: f64) -> Self {
+        self.0.resource_limits.task_timeout_seconds = seconds;
+        self
+    }
+
+    /// `resource_limits.max_concurrent_tasks`.
+    pub fn max_concurrent_tasks(mut self, tasks: u32) -> Self {
+        self.0.resource_limits.max_concurrent_tasks = tasks;
+        self
+    }
+
+    /// `resource_limits.max_api_calls_per_second`.
+    pub fn max_api_calls_per_second(mut self, calls: u32) -> Self {
+        self.0.resource_limits.max_api_calls_per_second = calls;
+        self
+    }
+
+    /// Add a name to `security.scoped_credentials`.
+    pub fn scoped_credential(mut self, name: impl Into<String>) -> Self {
+        self.0.security.scoped_credentials.push(name.into());
+        self
+    }
+
+    /// Add an interface to `security.wasi_capabilities`.
+    pub fn wasi_capability(mut self, capability: impl Into<String>) -> Self {
+        self.0.security.wasi_capabilities.push(capability.into());
+        self
+    }
+
+    /// `security.network_access = "proxy_only"` with these `allowed_endpoints`.
+    pub fn proxy_only<S: Into<String>>(mut self, endpoints: impl IntoIterator<Item = S>) -> Self {
+        self.0.security.network_access = NetworkAccess::ProxyOnly;
+        self.0
+            .security
+            .allowed_endpoints
+            .extend(endpoints.into_iter().map(Into::into));
+        self
+    }
+
+    /// Any other field, on the contract as it stands.
+    pub fn with(mut self, change: impl FnOnce(&mut ServiceContract)) -> Self {
+        change(&mut self.0);
+        self
+    }
+
+    /// The contract, if every field is in range (the errors of
+    /// [`ServiceContract::validate`]).
+    pub fn build(self) -> Result<ServiceContract, ContractError> {
+        self.0.validate()?;
+        Ok(self.0)
+    }
+}
+
 /// A contract that could not be read, parsed or validated.
 #[derive(Debug, thiserror::Error)]
 pub enum ContractError {
@@ -387,6 +467,36 @@ impl ContractError {
 }
 
 impl ServiceContract {
+    /// A contract built in code, starting from the same defaults a TOML
+    /// contract with only `swarm_id` gets; [`ContractBuilder::build`]
+    /// validates it as a file would be.
+    ///
+    /// ```
+    /// use chassis::ServiceContract;
+    /// let contract = ServiceContract::builder("reporter")
+    ///     .max_memory_mb(64)
+    ///     .task_timeout_seconds(5.0)
+    ///     .wasi_capability("wasi:io/streams")
+    ///     .proxy_only(["https://api.example.com/v1/"])
+    ///     .build()?;
+    /// assert_eq!(contract.resource_limits.max_cpu_percent, 25); // the default
+    /// # Ok::<(), chassis::ContractError>(())
+    /// ```
+    pub fn builder(swarm_id: impl Into<String>) -> ContractBuilder {
+        ContractBuilder(ServiceContract {
+            swarm_id: swarm_id.into(),
+            wasm_module: None,
+            version: defaults::version(),
+            created_at: None,
+            capabilities: Vec::new(),
+            resource_limits: ResourceLimits::default(),
+            slo_targets: SloTargets::default(),
+            security: Security::default(),
+            reputation: Reputation::default(),
+            metadata: BTreeMap::new(),
+        })
+    }
+
     /// Read, parse and validate a contract file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ContractError> {
         let path = path.as_ref();

@@ -434,3 +434,40 @@ fn a_yaml_contract_gets_a_hint() {
     let err = parse("swarm_id = \"a\"\nx = \n").unwrap_err().to_string();
     assert!(!err.contains("YAML"), "{err}");
 }
+
+#[test]
+fn a_built_contract_has_the_toml_defaults_and_the_same_checks() {
+    let built = ServiceContract::builder("tiny").build().unwrap();
+    assert_eq!(built, parse("swarm_id = \"tiny\"").unwrap());
+    let text = "swarm_id = \"api\"\nwasm_module = \"api.wasm\"\n\
+                [resource_limits]\nmax_memory_mb = 64\nmax_cpu_percent = 50\ntask_timeout_seconds = 5.0\n\
+                max_concurrent_tasks = 4\nmax_api_calls_per_second = 20\n\
+                [security]\nscoped_credentials = [\"token\"]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+                network_access = \"proxy_only\"\nallowed_endpoints = [\"https://api.example.com/v1/\"]\n\
+                [reputation]\ninitial_score = 0.9\n";
+    let built = ServiceContract::builder("api")
+        .wasm_module("api.wasm")
+        .max_memory_mb(64)
+        .max_cpu_percent(50)
+        .task_timeout_seconds(5.0)
+        .max_concurrent_tasks(4)
+        .max_api_calls_per_second(20)
+        .scoped_credential("token")
+        .wasi_capability("wasi:io/streams")
+        .proxy_only(["https://api.example.com/v1/"])
+        .with(|c| c.reputation.initial_score = 0.9)
+        .build()
+        .unwrap();
+    assert_eq!(built, parse(text).unwrap());
+    let err = ServiceContract::builder("bad")
+        .max_cpu_percent(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.field(),
+        Some("resource_limits.max_cpu_percent"),
+        "{err}"
+    );
+    let err = ServiceContract::builder("Bad Id").build().unwrap_err();
+    assert_eq!(err.field(), Some("swarm_id"), "{err}");
+}
