@@ -49,6 +49,22 @@ pub async fn chassis_with(name: &str) -> (Chassis, SwarmInfo) {
     (chassis, info)
 }
 
+/// One greeting from the well-behaved `hello-world` swarm (loaded on
+/// `chassis`), checked: the bystander that runs beside hostile guests.
+pub async fn greet(chassis: &Chassis, name: &str) {
+    let o = chassis
+        .execute_task(
+            "hello-world",
+            chassis::TaskRequest::new("hello", serde_json::json!({ "name": name })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("bystander failed: {e}"));
+    assert_eq!(
+        o.output["greeting"],
+        serde_json::json!(format!("Hello, {name}!"))
+    );
+}
+
 /// Log lines captured from `tracing` while a test runs (plain text, one
 /// event per line). Install with [`capture_logs`]; it captures what is logged
 /// on the test's own thread, which is where a `#[tokio::test]` runs the guest.

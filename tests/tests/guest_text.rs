@@ -11,7 +11,7 @@ use chassis::{
     Chassis, ChassisConfig, Error, Event, GuestError, MemorySink, Secret, SecretStore, TaskOutcome,
     TaskRequest, TaskStatus,
 };
-use chassis_tests::{capture_logs, component, contract, contract_path};
+use chassis_tests::{capture_logs, component, contract, contract_path, greet};
 use serde_json::{Value, json};
 
 const MISBEHAVE: &str = "swarm_id = \"misbehave\"
@@ -57,15 +57,7 @@ async fn beside(
     let hostile = chassis.execute_task(swarm, TaskRequest::new(task, payload));
     let bystander = async {
         for i in 0..5 {
-            let name = format!("by-{i}");
-            let o = chassis
-                .execute_task(
-                    "hello-world",
-                    TaskRequest::new("hello", json!({ "name": name })),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("bystander failed: {e}"));
-            assert_eq!(o.output["greeting"], json!(format!("Hello, {name}!")));
+            greet(chassis, &format!("by-{i}")).await;
             tokio::task::yield_now().await;
         }
     };

@@ -14,7 +14,7 @@ use chassis::{
     Chassis, ChassisConfig, Error, ErrorKind, Event, LimitKind, MemorySink, PoolConfig,
     QueueConfig, TaskOutcome, TaskRequest,
 };
-use chassis_tests::{component, contract, contract_path, wat_swarm};
+use chassis_tests::{component, contract, contract_path, greet, wat_swarm};
 use serde_json::{Value, json};
 
 const HOSTILE: &str = "swarm_id = \"misbehave\"
@@ -51,17 +51,6 @@ async fn load_bystanders(chassis: &Chassis) {
     chassis.load(contract_path("bench-probe")).await.unwrap();
 }
 
-async fn hello(chassis: &Chassis, name: &str) {
-    let o = chassis
-        .execute_task(
-            "hello-world",
-            TaskRequest::new("hello", json!({ "name": name })),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("bystander failed: {e}"));
-    assert_eq!(o.output["greeting"], json!(format!("Hello, {name}!")));
-}
-
 /// A well-behaved task that stays busy for `ms` of wall time.
 async fn hold(chassis: &Chassis, ms: u64) {
     let o = chassis
@@ -86,7 +75,7 @@ fn bystanders(
             if spans.len() % 2 == 0 {
                 hold(&chassis, 50).await;
             } else {
-                hello(&chassis, &format!("bystander-{}", spans.len())).await;
+                greet(&chassis, &format!("bystander-{}", spans.len())).await;
             }
             spans.push((start, Instant::now()));
             if spans.len() == 1 {
@@ -135,7 +124,7 @@ async fn hostile(
         "no well-behaved task ran beside the hostile one ({} ran in all)",
         spans.len()
     );
-    hello(chassis, "after").await;
+    greet(chassis, "after").await;
     result
 }
 
@@ -576,7 +565,7 @@ async fn no_more_tasks_run_at_once_than_the_limit_and_the_queue_is_bounded() {
     assert!(memory_mb > 0.0, "{memory_mb}");
     let limits = limit_events(&sink);
     assert_eq!(limits, vec![LimitKind::Overloaded, LimitKind::Overloaded]);
-    hello(&chassis, "after").await;
+    greet(&chassis, "after").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
