@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::contract::ServiceContract;
 use crate::events::EventSink;
+use crate::imports::log::GuestLogSink;
 use crate::limits::QueueConfig;
 use crate::secrets::SecretStore;
 
@@ -56,6 +57,10 @@ pub struct ChassisConfig {
     pub load_timeout: Duration,
     /// Largest component file [`crate::Chassis::load`] reads, in bytes.
     pub max_component_bytes: u64,
+    /// Where every swarm's log lines go (log import, stdout, stderr);
+    /// `None` logs them with `tracing` (target `swarm`). One swarm's can be
+    /// sent elsewhere with [`crate::Chassis::set_log_sink`].
+    pub log_sink: Option<Arc<dyn GuestLogSink>>,
 }
 
 /// Default [`ChassisConfig::load_timeout`]: 10 s.
@@ -80,6 +85,7 @@ impl std::fmt::Debug for ChassisConfig {
             )
             .field("load_timeout", &self.load_timeout)
             .field("max_component_bytes", &self.max_component_bytes)
+            .field("log_sink", &self.log_sink.is_some())
             .finish()
     }
 }
@@ -99,6 +105,7 @@ impl Default for ChassisConfig {
             extra_root_certificates: Vec::new(),
             load_timeout: DEFAULT_LOAD_TIMEOUT,
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
+            log_sink: None,
         }
     }
 }
@@ -128,6 +135,12 @@ impl ChassisConfig {
             fuel_metering: fuel,
             ..Self::default()
         }
+    }
+
+    /// Send every swarm's log lines to `sink` instead of `tracing`.
+    pub fn with_log_sink(mut self, sink: Arc<dyn GuestLogSink>) -> Self {
+        self.log_sink = Some(sink);
+        self
     }
 
     /// Use these secrets.

@@ -84,7 +84,7 @@ pub fn keep_resident() -> usize {
 /// Build the linker holding WASI and every chassis import.
 pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, Error> {
     let mut linker = Linker::new(engine);
-    crate::imports::add_to_linker(&mut linker).map_err(|e| Error::Engine(e.to_string()))?;
+    HostState::add_to_linker(&mut linker).map_err(|e| Error::Engine(e.to_string()))?;
     Ok(linker)
 }
 

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 use crate::contract::ContractError;
 
 /// One import a contract does not permit.
@@ -29,6 +31,76 @@ fn describe_refusals(refusals: &[ImportRefusal]) -> String {
         })
         .collect();
     parts.join("; ")
+}
+
+/// A `task-error` returned by a swarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum GuestError {
+    /// The swarm does not serve this task type.
+    #[error("unknown task type: {0}")]
+    UnknownTaskType(String),
+    /// The payload was not what the task expects.
+    #[error("invalid payload: {0}")]
+    InvalidPayload(String),
+    /// The task failed.
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+/// The variant of a [`GuestError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GuestErrorKind {
+    /// `unknown-task-type`: the caller's mistake.
+    UnknownTaskType,
+    /// `invalid-payload`: the caller's mistake.
+    InvalidPayload,
+    /// `failed`: the swarm's own failure.
+    Failed,
+}
+
+impl GuestErrorKind {
+    /// Stable name: `unknown_task_type`, `invalid_payload` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestErrorKind::UnknownTaskType => "unknown_task_type",
+            GuestErrorKind::InvalidPayload => "invalid_payload",
+            GuestErrorKind::Failed => "failed",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::UnknownTaskType, Self::InvalidPayload, Self::Failed]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for GuestErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl GuestError {
+    /// Which variant it is.
+    pub fn kind(&self) -> GuestErrorKind {
+        match self {
+            GuestError::UnknownTaskType(_) => GuestErrorKind::UnknownTaskType,
+            GuestError::InvalidPayload(_) => GuestErrorKind::InvalidPayload,
+            GuestError::Failed(_) => GuestErrorKind::Failed,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        match self {
+            GuestError::UnknownTaskType(m)
+            | GuestError::InvalidPayload(m)
+            | GuestError::Failed(m) => m,
+        }
+    }
 }
 
 /// Everything the host library can refuse or fail with.
@@ -296,7 +368,22 @@ pub enum Error {
         limit_bytes: usize,
     },
 
-    /// The guest reported success but its output is not JSON.
+    /// The swarm answered with its own error (a `task-error`). Only
+    /// [`crate::TaskOutcome::into_result`] and [`crate::Chassis::call`]
+    /// return it: [`crate::Chassis::execute_task`] gives the swarm's
+    /// answer, error or not, as a [`crate::TaskOutcome`].
+    #[error("swarm {swarm_id:?} task {task_id:?}: {error}")]
+    Guest {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// What the swarm said.
+        error: GuestError,
+    },
+
+    /// The guest reported success but its output is not JSON (or, for
+    /// [`crate::Chassis::call`], not the type asked for).
     #[error("swarm {swarm_id:?} task {task_id:?}: output is not valid JSON: {reason}")]
     InvalidOutput {
         /// The swarm.
@@ -378,8 +465,10 @@ pub enum ErrorKind {
     RateLimited,
     /// Output or hostcall size caps.
     TooLarge,
-    /// Output not JSON.
+    /// Output not JSON (or not the type asked for).
     InvalidOutput,
+    /// The swarm answered with its own error.
+    Guest,
     /// Starting the component failed.
     Instantiate,
     /// The swarm is quarantined.
@@ -391,6 +480,36 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [ErrorKind; 20] = [
+        ErrorKind::Contract,
+        ErrorKind::Io,
+        ErrorKind::InvalidComponent,
+        ErrorKind::NotPermitted,
+        ErrorKind::Registry,
+        ErrorKind::TaskNotExported,
+        ErrorKind::Timeout,
+        ErrorKind::Memory,
+        ErrorKind::CpuBudget,
+        ErrorKind::StackOverflow,
+        ErrorKind::Trap,
+        ErrorKind::Overloaded,
+        ErrorKind::RateLimited,
+        ErrorKind::TooLarge,
+        ErrorKind::InvalidOutput,
+        ErrorKind::Guest,
+        ErrorKind::Instantiate,
+        ErrorKind::Quarantined,
+        ErrorKind::Engine,
+        ErrorKind::Audit,
+    ];
+
+    /// The kind named `name` ([`ErrorKind::as_str`]), as events and the
+    /// audit log write it.
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// Stable name (snake case).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -409,6 +528,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::TooLarge => "too_large",
             ErrorKind::InvalidOutput => "invalid_output",
+            ErrorKind::Guest => "guest_error",
             ErrorKind::Instantiate => "instantiate",
             ErrorKind::Quarantined => "quarantined",
             ErrorKind::Engine => "engine",
@@ -443,6 +563,7 @@ impl Error {
             Error::RateLimited { .. } => ErrorKind::RateLimited,
             Error::HostcallTooLarge { .. } | Error::OutputTooLarge { .. } => ErrorKind::TooLarge,
             Error::InvalidOutput { .. } => ErrorKind::InvalidOutput,
+            Error::Guest { .. } => ErrorKind::Guest,
             Error::Instantiate { .. } => ErrorKind::Instantiate,
             Error::Quarantined { .. } => ErrorKind::Quarantined,
             Error::Engine(_) => ErrorKind::Engine,
@@ -465,4 +586,17 @@ impl Error {
             _ => return None,
         })
     }
+}
+
+/// An error and its causes on one line, escaped and bounded: wasmtime's
+/// messages can quote names from the component.
+pub(crate) fn chain(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    crate::text::escape(&parts.join(": ").replace('\n', " "), 4096)
 }

@@ -45,6 +45,7 @@ mod engine;
 mod error;
 pub mod events;
 pub mod files;
+mod health;
 pub mod imports;
 pub mod inspect;
 pub mod limits;
@@ -57,6 +58,7 @@ mod runner;
 pub mod secrets;
 pub mod slo;
 mod state;
+mod task_types;
 pub mod text;
 pub mod wasi;
 
@@ -71,10 +73,11 @@ use wasmtime::component::Linker;
 pub use config::{ChassisConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_COMPONENT_BYTES, PoolConfig};
 pub use contract::{ContractBuilder, ContractError, ServiceContract};
 pub use engine::{EPOCH_TICK, MAX_WASM_STACK};
-pub use error::{Error, ErrorKind, ImportRefusal};
+pub use error::{Error, ErrorKind, GuestError, GuestErrorKind, ImportRefusal};
 pub use events::{Event, EventSink, MemorySink};
+pub use imports::log::{GuestLine, GuestLogSink, LogLevel};
 pub use limits::{LimitKind, QueueConfig};
-pub use outcome::{GuestError, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
+pub use outcome::{TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 pub use registry::{SwarmInfo, TASK_INTERFACE};
 pub use runner::HOST_SLACK;
 pub use secrets::{Secret, SecretStore, SecretsError};
@@ -207,14 +210,19 @@ impl Chassis {
         request: TaskRequest,
     ) -> Result<TaskOutcome, Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
-        runner::execute(&self.inner.engine, &swarm, request).await
+        let ready = runner::Ready {
+            runtime: &swarm.runtime,
+            pre: &swarm.pre,
+            task_types: &swarm.info.task_types,
+        };
+        runner::execute(&self.inner.engine, ready, request).await
     }
 
     /// A swarm's SLO figures against its contract, and its reputation.
     pub fn slo_report(&self, swarm_id: &str) -> Result<SloReport, Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
         let rt = &swarm.runtime;
-        let health = rt.health.lock().expect("health lock");
+        let health = rt.health.lock();
         Ok(SloReport {
             swarm_id: swarm_id.to_string(),
             slo: health.slo.figures(&rt.contract.slo_targets, Instant::now()),
@@ -229,7 +237,7 @@ impl Chassis {
         let swarm = self.inner.registry.get(swarm_id)?;
         let rt = &swarm.runtime;
         let reputation = {
-            let mut health = rt.health.lock().expect("health lock");
+            let mut health = rt.health.lock();
             if !health.reputation.quarantined {
                 return Ok(health.reputation.clone());
             }
@@ -252,7 +260,7 @@ impl Chassis {
         reputation: reputation::Reputation,
     ) -> Result<(), Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
-        swarm.runtime.health.lock().expect("health lock").reputation = reputation;
+        swarm.runtime.health.lock().reputation = reputation;
         Ok(())
     }
 
@@ -263,7 +271,7 @@ impl Chassis {
     pub fn restore_history(&self, history: report::History) -> Result<(), Error> {
         let swarm = self.inner.registry.get(&history.swarm_id)?;
         let (slo, reputation) = history.resume();
-        let mut health = swarm.runtime.health.lock().expect("health lock");
+        let mut health = swarm.runtime.health.lock();
         health.slo = slo;
         health.reputation = reputation;
         Ok(())
@@ -273,6 +281,22 @@ impl Chassis {
     /// Prometheus text exposition format (gauges labelled by swarm).
     pub fn render_metrics(&self) -> String {
         metrics::render(self)
+    }
+
+    /// Send `swarm_id`'s log lines (log import, stdout, stderr) to `sink`,
+    /// or, with `None`, back to where [`ChassisConfig::log_sink`] sends
+    /// every swarm's (`tracing` by default).
+    pub fn set_log_sink(
+        &self,
+        swarm_id: &str,
+        sink: Option<Arc<dyn GuestLogSink>>,
+    ) -> Result<(), Error> {
+        let swarm = self.inner.registry.get(swarm_id)?;
+        swarm
+            .runtime
+            .log
+            .set_sink(sink.or_else(|| self.inner.config.log_sink.clone()));
+        Ok(())
     }
 
     /// A swarm's current resource usage. `cpu_percent` covers the time since

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{GuestError, GuestErrorKind};
+
 /// A task for a swarm: its type, its JSON payload and an id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRequest {
@@ -55,41 +57,6 @@ pub enum TaskStatus {
     Success,
     /// The swarm returned a `task-error`.
     Failed,
-}
-
-/// A `task-error` returned by a swarm.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
-pub enum GuestError {
-    /// The swarm does not serve this task type.
-    #[error("unknown task type: {0}")]
-    UnknownTaskType(String),
-    /// The payload was not what the task expects.
-    #[error("invalid payload: {0}")]
-    InvalidPayload(String),
-    /// The task failed.
-    #[error("failed: {0}")]
-    Failed(String),
-}
-
-impl GuestError {
-    /// The variant's stable name: `unknown_task_type`, `invalid_payload` or `failed`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            GuestError::UnknownTaskType(_) => "unknown_task_type",
-            GuestError::InvalidPayload(_) => "invalid_payload",
-            GuestError::Failed(_) => "failed",
-        }
-    }
-
-    /// The message.
-    pub fn message(&self) -> &str {
-        match self {
-            GuestError::UnknownTaskType(m)
-            | GuestError::InvalidPayload(m)
-            | GuestError::Failed(m) => m,
-        }
-    }
 }
 
 /// The result of a task the swarm ran to completion.
@@ -164,6 +131,70 @@ impl TaskOutcome {
     /// Whether the swarm reported success.
     pub fn is_success(&self) -> bool {
         self.status == TaskStatus::Success
+    }
+
+    /// The output, or the swarm's error as [`crate::Error::Guest`]: with
+    /// [`crate::Chassis::execute_task`], one `match` on every way a task
+    /// can end.
+    ///
+    /// ```no_run
+    /// # async fn demo(chassis: chassis::Chassis, request: chassis::TaskRequest) {
+    /// use chassis::{Error, TaskOutcome};
+    /// match chassis.execute_task("hello-world", request).await.and_then(TaskOutcome::into_result) {
+    ///     Ok(output) => println!("{output}"),
+    ///     Err(Error::Guest { error, .. }) => eprintln!("the swarm failed: {error}"),
+    ///     Err(e) if e.limit().is_some() => eprintln!("stopped by a limit: {e}"),
+    ///     Err(e) => eprintln!("refused or stopped: {e}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn into_result(self) -> Result<serde_json::Value, crate::Error> {
+        match self.error {
+            None => Ok(self.output),
+            Some(error) => Err(crate::Error::Guest {
+                swarm_id: self.swarm_id,
+                task_id: self.task_id,
+                error,
+            }),
+        }
+    }
+}
+
+/// How a task ended, as the host counts it for SLOs and reputation and as
+/// the audit log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskEnd {
+    /// The swarm answered with its output.
+    Success,
+    /// The swarm answered with its own error.
+    GuestError(GuestErrorKind),
+    /// The host refused or stopped the task.
+    Host(crate::ErrorKind),
+}
+
+impl TaskEnd {
+    /// How the result of [`crate::Chassis::execute_task`] ended.
+    pub fn of(result: &Result<TaskOutcome, crate::Error>) -> Self {
+        match result {
+            Ok(o) => match &o.error {
+                None => TaskEnd::Success,
+                Some(e) => TaskEnd::GuestError(e.kind()),
+            },
+            Err(crate::Error::Guest { error, .. }) => TaskEnd::GuestError(error.kind()),
+            Err(e) => TaskEnd::Host(e.kind()),
+        }
+    }
+
+    /// The ending named as a `task_failed` event names it: its `kind` and,
+    /// for `guest_error`, its `guest_error`. `None` for an unknown name.
+    pub fn from_names(kind: &str, guest_error: Option<&str>) -> Option<Self> {
+        match (kind, guest_error) {
+            ("success", _) => Some(TaskEnd::Success),
+            ("guest_error", Some(g)) => GuestErrorKind::from_name(g).map(TaskEnd::GuestError),
+            // Records written before the guest's variant was recorded.
+            ("guest_error", None) => Some(TaskEnd::GuestError(GuestErrorKind::Failed)),
+            (k, _) => crate::ErrorKind::from_name(k).map(TaskEnd::Host),
+        }
     }
 }
 

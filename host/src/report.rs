@@ -3,7 +3,7 @@
 //! The audit log holds every task's end, its latency and every security
 //! violation, in order and with timestamps, so replaying it through the same
 //! [`SloTracker`] and [`Reputation`] the host uses, with the same rule for
-//! how an ending counts ([`crate::reputation::counted`]), gives the state
+//! how an ending counts ([`crate::health::Health::count`]), gives the state
 //! the host had — for any past run, from the file alone (`chassis report`).
 //! A host that continues a swarm's log ([`crate::Chassis::restore_history`],
 //! `chassis run --audit`) starts from that state, so the figures of one run
@@ -15,7 +15,9 @@ use crate::SloReport;
 use crate::audit::Record;
 use crate::contract::ServiceContract;
 use crate::events::Event;
-use crate::reputation::{Reputation, counted, limit_costs_reputation};
+use crate::health::Health;
+use crate::outcome::TaskEnd;
+use crate::reputation::Reputation;
 use crate::slo::SloTracker;
 
 /// One swarm's SLO tracker and reputation after its records.
@@ -68,28 +70,27 @@ pub fn history(records: &[Record], contract: &ServiceContract) -> History {
     let first_micros = mine.first().map(|r| r.ts_micros);
     let t0 = first_micros.unwrap_or(0);
     let at = |r: &Record| base + Duration::from_micros((r.ts_micros - t0).max(0) as u64);
-    let mut slo = SloTracker::new(base);
-    let mut reputation = Reputation::new(&contract.reputation);
+    let mut health = Health::new(contract, base);
     let mut last = base;
     // A limit the guest ran into is recorded just before its task's end.
-    let mut limit_pending = false;
+    let mut limit = None;
     for r in mine {
         let now = at(r);
         last = now;
-        let (ending, wall_ms) = match &r.event {
-            Event::TaskComplete { wall_ms, .. } => (counted("success", None), *wall_ms),
+        let (end, wall_ms) = match &r.event {
+            Event::TaskComplete { wall_ms, .. } => (Some(TaskEnd::Success), *wall_ms),
             Event::TaskFailed {
                 kind,
                 guest_error,
                 wall_ms,
                 ..
-            } => (counted(kind, guest_error.as_deref()), *wall_ms),
+            } => (TaskEnd::from_names(kind, guest_error.as_deref()), *wall_ms),
             Event::Released { .. } => {
-                reputation.release();
+                health.reputation.release();
                 continue;
             }
-            Event::LimitExceeded { limit, .. } => {
-                limit_pending = limit_costs_reputation(*limit);
+            Event::LimitExceeded { limit: l, .. } => {
+                limit = Some(*l);
                 continue;
             }
             Event::CredentialAccess {
@@ -104,20 +105,18 @@ pub fn history(records: &[Record], contract: &ServiceContract) -> History {
                 security_violation: true,
                 ..
             } => {
-                reputation.violation();
+                health.reputation.violation();
                 continue;
             }
             _ => continue,
         };
-        if let Some(c) = ending {
-            let latency = Duration::from_secs_f64(wall_ms.max(0.0) / 1000.0);
-            let (compliance, _) = slo.record(latency, c.ending, &contract.slo_targets, now);
-            reputation.after_task(compliance, c.own_failure);
-            if std::mem::take(&mut limit_pending) {
-                reputation.limit_violation();
-            }
+        let latency = Duration::from_secs_f64(wall_ms.max(0.0) / 1000.0);
+        let limit = limit.take();
+        if let Some(end) = end {
+            health.count(&contract.slo_targets, latency, end, limit, now);
         }
     }
+    let Health { slo, reputation } = health;
     History {
         swarm_id: id.to_string(),
         slo,

@@ -38,7 +38,9 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use crate::slo::Ending;
+use crate::error::{ErrorKind, GuestErrorKind};
+use crate::outcome::TaskEnd;
+use crate::slo::{Compliance, Ending};
 
 /// How one task's ending counts for SLOs and reputation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,20 +58,21 @@ pub fn limit_costs_reputation(limit: crate::limits::LimitKind) -> bool {
     limit != crate::limits::LimitKind::Overloaded
 }
 
-/// How a task that ended as `kind` counts: `success`, `guest_error` (with
-/// the guest's error variant in `guest`: `failed`, `invalid_payload` or
-/// `unknown_task_type`), or an [`crate::ErrorKind`] name. `None` for a task
-/// refused before it reached the swarm (not the swarm's doing).
-pub fn counted(kind: &str, guest: Option<&str>) -> Option<Counted> {
-    let (ending, own_failure) = match kind {
-        "success" => (Ending::Success, false),
-        "guest_error" => (
-            Ending::GuestError,
-            !matches!(guest, Some("invalid_payload" | "unknown_task_type")),
-        ),
-        "task_not_exported" | "quarantined" | "registry" | "audit" => return None,
-        "overloaded" => (Ending::NoAnswer, false),
-        _ => (Ending::NoAnswer, true),
+/// How a task that ended as `end` counts. `None` for a task refused before
+/// it reached the swarm (not the swarm's doing).
+pub fn counted(end: TaskEnd) -> Option<Counted> {
+    let (ending, own_failure) = match end {
+        TaskEnd::Success => (Ending::Success, false),
+        // An invalid payload or an unknown task type is the caller's mistake.
+        TaskEnd::GuestError(kind) => (Ending::GuestError, kind == GuestErrorKind::Failed),
+        TaskEnd::Host(kind) => match kind {
+            ErrorKind::TaskNotExported
+            | ErrorKind::Quarantined
+            | ErrorKind::Registry
+            | ErrorKind::Audit => return None,
+            ErrorKind::Overloaded => (Ending::NoAnswer, false),
+            _ => (Ending::NoAnswer, true),
+        },
     };
     Some(Counted {
         ending,
@@ -85,34 +88,6 @@ pub const VIOLATION_FACTOR: f64 = 0.8;
 
 /// What a resource-limit violation leaves of the score (a 10 % cost).
 pub const LIMIT_FACTOR: f64 = 0.9;
-
-/// Which SLO targets are met.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Compliance {
-    /// p95 latency at or under `response_time_p95_ms`.
-    pub response_time: bool,
-    /// Error rate at or under `error_rate_percent`.
-    pub error_rate: bool,
-    /// Availability at or over `availability_percent`.
-    pub availability: bool,
-}
-
-impl Compliance {
-    /// Everything met.
-    pub const MET: Compliance = Compliance {
-        response_time: true,
-        error_rate: true,
-        availability: true,
-    };
-
-    /// The seed's SLO compliance score (0.3 to 1).
-    pub fn score(self) -> f64 {
-        let f = |ok: bool, miss: f64| if ok { 1.0 } else { miss };
-        0.4 * f(self.response_time, 0.5)
-            + 0.3 * f(self.error_rate, 0.5)
-            + 0.3 * f(self.availability, 0.3)
-    }
-}
 
 /// A swarm's reputation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -441,15 +416,14 @@ mod tests {
             healthy.after_task(Compliance::MET, i % 2 == 0);
         }
         assert!(!healthy.quarantined, "{healthy:?}");
-        assert_eq!(
-            counted("guest_error", Some("invalid_payload")).map(|c| c.own_failure),
-            Some(false)
-        );
-        assert_eq!(counted("trap", None).map(|c| c.own_failure), Some(true));
-        assert_eq!(
-            counted("overloaded", None).map(|c| c.own_failure),
-            Some(false)
-        );
-        assert_eq!(counted("task_not_exported", None), None);
+        let own = |kind: &str, guest: Option<&str>| {
+            counted(TaskEnd::from_names(kind, guest).expect("a known ending"))
+                .map(|c| c.own_failure)
+        };
+        assert_eq!(own("guest_error", Some("invalid_payload")), Some(false));
+        assert_eq!(own("guest_error", Some("failed")), Some(true));
+        assert_eq!(own("trap", None), Some(true));
+        assert_eq!(own("overloaded", None), Some(false));
+        assert_eq!(own("task_not_exported", None), None);
     }
 }

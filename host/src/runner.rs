@@ -16,16 +16,20 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
+use crate::bindings::SwarmPre;
 use crate::bindings::types::{TaskError as WitTaskError, TaskRequest as WitTaskRequest};
 use crate::error::Error;
+use crate::error::GuestError;
+use crate::error::chain;
 use crate::events::Event;
+use crate::imports::scope::{Phase, RateLimitAbuse, TaskScope, TaskShared};
 use crate::limits::{
     CpuGovernor, CpuMark, GrowthRefused, MAX_ERROR_MESSAGE_BYTES, MAX_HOSTCALL_BYTES,
     MAX_OUTPUT_BYTES, MAX_TABLE_ELEMENTS, Refused, TaskLimiter,
 };
-use crate::outcome::{GuestError, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
-use crate::registry::{LoadedSwarm, chain};
-use crate::state::{HostState, RateLimitAbuse, SwarmRuntime, TaskShared};
+use crate::outcome::{TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
+use crate::state::{HostState, SwarmRuntime};
+use crate::task_types::{MAX_TASK_TYPE_BYTES, check_task_types, list_task_types};
 
 /// Extra time past `task_timeout_seconds` before a task stuck in a host call
 /// is abandoned. A guest running wasm is stopped by the epoch callback within
@@ -34,14 +38,6 @@ pub const HOST_SLACK: Duration = Duration::from_millis(250);
 
 /// The task id of the `describe` call made while loading.
 pub(crate) const LOAD_TASK_ID: &str = "load";
-
-/// What a store is for: the `describe` call made while loading, or a task.
-/// Credentials and the HTTP proxy serve tasks only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Loading,
-    Task,
-}
 
 /// A fresh store for one task of `swarm` (or its load), ending `timeout` from now.
 pub(crate) fn new_store(
@@ -56,7 +52,7 @@ pub(crate) fn new_store(
     let now = Instant::now();
     let state = HostState {
         swarm: swarm.clone(),
-        task_id: task_id.clone(),
+        task: TaskScope::new(task_id.clone(), phase, shared.clone()),
         wasi: crate::wasi::context(swarm, task_id, shared),
         table: wasmtime::component::ResourceTable::new(),
         limiter: TaskLimiter::new(
@@ -66,11 +62,6 @@ pub(crate) fn new_store(
         governor: CpuGovernor::new(contract.resource_limits.max_cpu_percent, now),
         cpu_mark: CpuMark::default(),
         deadline: now + timeout,
-        shared: shared.clone(),
-        host_calls: 0,
-        refused_calls: 0,
-        in_task: phase == Phase::Task,
-        security_violations: 0,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -189,7 +180,7 @@ fn classify_failure(
             crate::text::escape(frame.func_name().unwrap_or("<unnamed function>"), 256)
         ));
     }
-    if let Some(guest) = shared.stderr_message(swarm, &task_id) {
+    if let Some(guest) = shared.stderr_message(&swarm.scope, &task_id) {
         message.push_str(&format!("; guest said: {guest}"));
     }
     Error::Trap {
@@ -209,7 +200,7 @@ fn timeout(swarm: &SwarmRuntime, task_id: &str) -> Error {
 
 /// Ask a freshly prepared swarm which task types it serves, within
 /// `timeout` (the host's load timeout, or the task timeout if shorter), and
-/// check the answer ([`crate::registry::check_task_types`]).
+/// check the answer ([`check_task_types`]).
 pub(crate) async fn describe(
     engine: &Engine,
     pre: &crate::bindings::SwarmPre<HostState>,
@@ -244,23 +235,31 @@ pub(crate) async fn describe(
         }
         Ok(Ok(tasks)) => tasks,
     };
-    crate::registry::check_task_types(&tasks).map_err(|reason| Error::BadTaskTypes {
+    check_task_types(&tasks).map_err(|reason| Error::BadTaskTypes {
         swarm_id: swarm.swarm_id().to_string(),
         reason,
     })?;
     Ok(tasks)
 }
 
+/// A loaded swarm, as a task needs it.
+pub(crate) struct Ready<'a> {
+    pub(crate) runtime: &'a Arc<SwarmRuntime>,
+    pub(crate) pre: &'a SwarmPre<HostState>,
+    /// What its `describe` answered at load.
+    pub(crate) task_types: &'a [String],
+}
+
 /// Run `request` on `swarm`, raising the task's events.
 pub(crate) async fn execute(
     engine: &Engine,
-    swarm: &LoadedSwarm,
+    swarm: Ready<'_>,
     request: TaskRequest,
 ) -> Result<TaskOutcome, Error> {
-    let rt = &swarm.runtime;
+    let rt = swarm.runtime;
     let task_id = request.task_id.clone();
     let started = Instant::now();
-    let result = run(engine, swarm, request).await;
+    let result = run(engine, &swarm, request).await;
     let elapsed = started.elapsed();
     let wall_ms = elapsed.as_secs_f64() * 1000.0;
     match &result {
@@ -301,72 +300,28 @@ pub(crate) async fn execute(
         }
     }
     // After the task's terminal event: its consequences for SLOs and reputation.
-    record_health(rt, &task_id, elapsed, &result);
+    rt.health.after_task(
+        &rt.contract,
+        &task_id,
+        elapsed,
+        TaskEnd::of(&result),
+        result.as_ref().err().and_then(Error::limit),
+    );
     result
-}
-
-/// Update SLOs and reputation after a task, raising their events.
-fn record_health(
-    rt: &SwarmRuntime,
-    task_id: &str,
-    latency: Duration,
-    result: &Result<TaskOutcome, Error>,
-) {
-    let (kind, guest) = match result {
-        Ok(o) if o.is_success() => ("success", None),
-        Ok(o) => ("guest_error", o.error.as_ref().map(GuestError::kind)),
-        Err(e) => (e.kind().as_str(), None),
-    };
-    let Some(counted) = crate::reputation::counted(kind, guest) else {
-        // Refused before reaching the swarm: not the swarm's doing.
-        return;
-    };
-    // A limit the guest ran into costs reputation on top of the SLO figures;
-    // a full queue is the callers' doing and costs only through the SLOs.
-    let guest_broke_a_limit = result
-        .as_ref()
-        .err()
-        .and_then(Error::limit)
-        .is_some_and(crate::reputation::limit_costs_reputation);
-    let now = Instant::now();
-    let (missed, change, penalty) = {
-        let mut health = rt.health.lock().expect("health lock");
-        let (compliance, missed) =
-            health
-                .slo
-                .record(latency, counted.ending, &rt.contract.slo_targets, now);
-        let change = health
-            .reputation
-            .after_task(compliance, counted.own_failure);
-        let penalty = guest_broke_a_limit.then(|| health.reputation.limit_violation());
-        (missed, change, penalty)
-    };
-    for check in missed {
-        rt.events.emit(|| Event::SloViolation {
-            swarm_id: rt.swarm_id().to_string(),
-            task_id: task_id.to_string(),
-            metric: check.metric.to_string(),
-            actual: check.actual,
-            target: check.target,
-        });
-    }
-    rt.report(change, task_id);
-    if let Some(penalty) = penalty {
-        rt.report(penalty, task_id);
-    }
 }
 
 async fn run(
     engine: &Engine,
-    swarm: &LoadedSwarm,
+    swarm: &Ready<'_>,
     request: TaskRequest,
 ) -> Result<TaskOutcome, Error> {
-    let rt = &swarm.runtime;
+    let rt = swarm.runtime;
+    let task_types = swarm.task_types;
     if let Some(reason) = rt.events.failure() {
         return Err(Error::AuditUnavailable { reason });
     }
     {
-        let health = rt.health.lock().expect("health lock");
+        let health = rt.health.lock();
         if health.reputation.quarantined {
             return Err(Error::Quarantined {
                 swarm_id: rt.swarm_id().to_string(),
@@ -380,14 +335,11 @@ async fn run(
             });
         }
     }
-    if !swarm.info.task_types.contains(&request.task_type) {
+    if !task_types.contains(&request.task_type) {
         return Err(Error::TaskNotExported {
             swarm_id: rt.swarm_id().to_string(),
-            task_type: crate::text::escape(
-                &request.task_type,
-                crate::registry::MAX_TASK_TYPE_BYTES,
-            ),
-            available: crate::registry::list_task_types(&swarm.info.task_types),
+            task_type: crate::text::escape(&request.task_type, MAX_TASK_TYPE_BYTES),
+            available: list_task_types(task_types),
         });
     }
     let started = Instant::now();
@@ -467,7 +419,8 @@ async fn run(
             TaskStatus::Failed,
             serde_json::Value::Null,
             Some(guest_error(e, |m| {
-                shared.guest_text(rt, &task_id, m, "error", MAX_ERROR_MESSAGE_BYTES)
+                rt.scope
+                    .guest_text(&shared, &task_id, m, "error", MAX_ERROR_MESSAGE_BYTES)
             })),
         ),
     };
@@ -506,10 +459,10 @@ fn finish(store: &mut Store<HostState>, in_store: Instant, shared: &TaskShared) 
         throttled_ms: ms(state.governor.throttled),
         peak_memory_bytes: state.limiter.peak_memory() as u64,
         fuel_consumed,
-        host_calls: state.host_calls,
-        rate_limited_calls: state.refused_calls,
+        host_calls: state.task.host_calls,
+        rate_limited_calls: state.task.refused_calls,
         dropped_log_lines: shared.dropped_lines.load(Ordering::Relaxed),
-        security_violations: state.security_violations
+        security_violations: state.task.security_violations
             + u64::from(shared.secret_leaks.load(Ordering::Relaxed) > 0),
     }
 }

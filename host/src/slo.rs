@@ -22,7 +22,34 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::contract::SloTargets;
-use crate::reputation::Compliance;
+
+/// Which SLO targets are met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compliance {
+    /// p95 latency at or under `response_time_p95_ms`.
+    pub response_time: bool,
+    /// Error rate at or under `error_rate_percent`.
+    pub error_rate: bool,
+    /// Availability at or over `availability_percent`.
+    pub availability: bool,
+}
+
+impl Compliance {
+    /// Everything met.
+    pub const MET: Compliance = Compliance {
+        response_time: true,
+        error_rate: true,
+        availability: true,
+    };
+
+    /// The seed's SLO compliance score (0.3 to 1).
+    pub fn score(self) -> f64 {
+        let f = |ok: bool, miss: f64| if ok { 1.0 } else { miss };
+        0.4 * f(self.response_time, 0.5)
+            + 0.3 * f(self.error_rate, 0.5)
+            + 0.3 * f(self.availability, 0.3)
+    }
+}
 
 /// One SLO against its target.
 #[derive(Debug, Clone, PartialEq, Serialize)]

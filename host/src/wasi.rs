@@ -18,7 +18,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 use crate::bindings::log::Level;
-use crate::state::{SwarmRuntime, TaskShared};
+use crate::imports::scope::TaskShared;
+use crate::state::SwarmRuntime;
 
 /// Bytes of stdout, and of stderr, kept per task; the rest is dropped.
 pub const MAX_STDIO_BYTES_PER_TASK: usize = 64 * 1024;
@@ -110,7 +111,14 @@ impl LineWriter {
             "stderr"
         };
         let text = String::from_utf8_lossy(line);
-        crate::imports::log::line(&s.swarm, &s.shared, &s.task_id, s.level, &text, channel);
+        s.swarm.log.line(
+            &s.swarm.scope,
+            &s.shared,
+            &s.task_id,
+            s.level,
+            &text,
+            channel,
+        );
     }
 
     fn flush_pending(&mut self) {

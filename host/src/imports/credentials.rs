@@ -8,10 +8,16 @@
 //! event with the key name only; a request for a key outside the contract's
 //! scope is a security violation.
 
+use std::collections::HashMap;
+
+use wasmtime::component::{HasData, Linker};
+
 use crate::bindings::credentials::{CredentialError, Host};
+use crate::contract::ServiceContract;
+use crate::error::Error;
 use crate::events::Event;
-use crate::secrets::Secret;
-use crate::state::HostState;
+use crate::imports::scope::Scoped;
+use crate::secrets::{Redactor, Secret, SecretStore};
 
 /// One credential operation.
 #[derive(Debug, Clone, Copy)]
@@ -31,28 +37,61 @@ impl Op {
     }
 }
 
-impl HostState {
-    /// Check scope, presence and task; record the decision; hand back the secret.
+/// The credentials capability of one swarm: the keys its contract scopes
+/// to it and the values of those that exist (only those).
+pub(crate) struct CredentialsState {
+    scoped: Vec<String>,
+    secrets: HashMap<String, Secret>,
+}
+
+impl CredentialsState {
+    /// Pick `contract`'s scoped credentials from the environment
+    /// (`CHASSIS_SECRET_<SWARM>_<KEY>`, first) and `store`. A signing key
+    /// that cannot be used is refused now, not on first use.
+    pub(crate) fn new(contract: &ServiceContract, store: &SecretStore) -> Result<Self, Error> {
+        let id = contract.swarm_id.as_str();
+        let scoped = contract.security.scoped_credentials.clone();
+        let mut env = SecretStore::new();
+        env.add_env(scoped.iter().map(|k| (id, k.as_str())));
+        let mut secrets = HashMap::new();
+        for key in &scoped {
+            if let Some(value) = env.get(id, key).or_else(|| store.get(id, key)) {
+                if let Some(Err(reason)) = value.signing_key() {
+                    return Err(Error::BadSecret {
+                        swarm_id: id.to_string(),
+                        key: key.clone(),
+                        reason,
+                    });
+                }
+                secrets.insert(key.clone(), value.clone());
+            }
+        }
+        Ok(Self { scoped, secrets })
+    }
+
+    /// A redactor for these values, for everything the swarm writes.
+    pub(crate) fn redactor(&self) -> Redactor {
+        Redactor::new(self.secrets.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+
+    /// Check scope, presence and task; record the decision; hand back the
+    /// secret. `op` names the operation in the event (`get`, `sign`,
+    /// `public-key`, or `inject` for the HTTP proxy's credential header).
     pub(crate) fn scoped_secret(
-        &mut self,
+        &self,
+        scoped: &mut Scoped<'_>,
         op: &str,
         name: &str,
     ) -> Result<Secret, CredentialError> {
         let key = crate::text::escape(name, 256);
-        let (result, violation) = if !self.in_task {
+        let (result, violation) = if !scoped.in_task() {
             (
                 Err(CredentialError::Denied(
                     "credentials are only available while a task runs".to_string(),
                 )),
                 false,
             )
-        } else if !self
-            .contract()
-            .security
-            .scoped_credentials
-            .iter()
-            .any(|k| k == name)
-        {
+        } else if !self.scoped.iter().any(|k| k == name) {
             (
                 Err(CredentialError::Denied(format!(
                     "{key:?} is not in this swarm's scoped_credentials"
@@ -60,7 +99,7 @@ impl HostState {
                 true,
             )
         } else {
-            match self.swarm.secrets.get(name) {
+            match self.secrets.get(name) {
                 Some(secret) => (Ok(secret.clone()), false),
                 None => (
                     Err(CredentialError::NotFound(format!(
@@ -73,15 +112,15 @@ impl HostState {
         let reason = result.as_ref().err().map(describe);
         match &reason {
             None => {
-                tracing::debug!(target: "chassis::credentials", swarm = self.swarm_id(), task = &*self.task_id, "credential {op} allowed: {key:?}")
+                tracing::debug!(target: "chassis::credentials", swarm = scoped.swarm_id(), task = scoped.task_id(), "credential {op} allowed: {key:?}")
             }
             Some(why) => {
-                tracing::warn!(target: "chassis::credentials", swarm = self.swarm_id(), task = &*self.task_id, "credential {op} denied: {why}")
+                tracing::warn!(target: "chassis::credentials", swarm = scoped.swarm_id(), task = scoped.task_id(), "credential {op} denied: {why}")
             }
         }
-        self.swarm.events.emit(|| Event::CredentialAccess {
-            swarm_id: self.swarm_id().to_string(),
-            task_id: self.task_id.to_string(),
+        scoped.swarm.events.emit(|| Event::CredentialAccess {
+            swarm_id: scoped.swarm_id().to_string(),
+            task_id: scoped.task_id().to_string(),
             key: key.clone(),
             operation: op.to_string(),
             allowed: reason.is_none(),
@@ -89,24 +128,34 @@ impl HostState {
             security_violation: violation,
         });
         if violation {
-            self.security_violations += 1;
-            self.swarm.security_violation(&self.task_id);
+            scoped.violation();
         }
         result
     }
+}
 
+/// One task's view of the credentials capability.
+pub(crate) struct CredentialsHost<'a> {
+    pub(crate) credentials: &'a CredentialsState,
+    pub(crate) scoped: Scoped<'a>,
+}
+
+impl CredentialsHost<'_> {
     async fn credential(
         &mut self,
         op: Op,
         name: &str,
         message: &[u8],
     ) -> wasmtime::Result<Result<Vec<u8>, CredentialError>> {
-        if !self.admit_call("credentials")? {
+        if !self.scoped.admit_call("credentials")? {
             return Ok(Err(CredentialError::RateLimited(
                 "over max_api_calls_per_second".to_string(),
             )));
         }
-        let secret = match self.scoped_secret(op.name(), name) {
+        let secret = match self
+            .credentials
+            .scoped_secret(&mut self.scoped, op.name(), name)
+        {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
@@ -137,7 +186,7 @@ fn describe(e: &CredentialError) -> String {
     }
 }
 
-impl Host for HostState {
+impl Host for CredentialsHost<'_> {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, CredentialError>> {
         Ok(self
             .credential(Op::Get, &name, &[])
@@ -159,4 +208,18 @@ impl Host for HostState {
     ) -> wasmtime::Result<Result<Vec<u8>, CredentialError>> {
         self.credential(Op::PublicKey, &name, &[]).await
     }
+}
+
+struct HasCredentials;
+
+impl HasData for HasCredentials {
+    type Data<'a> = CredentialsHost<'a>;
+}
+
+/// Link `infrafabric:chassis/credentials`, served by the view `get` returns.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> CredentialsHost<'_>,
+) -> wasmtime::Result<()> {
+    crate::bindings::credentials::add_to_linker::<T, HasCredentials>(linker, get)
 }

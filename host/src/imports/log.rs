@@ -10,36 +10,97 @@
 //! ([`crate::text`]), so one call is one line in the host's log: a guest
 //! cannot forge lines for another swarm.
 
+use std::sync::{Arc, RwLock};
+
+use wasmtime::component::{HasData, Linker};
+
 use crate::bindings::log::{Host, Level};
-use crate::state::{HostState, SwarmRuntime, TaskShared};
+use crate::imports::scope::{Scoped, SwarmScope, TaskShared};
+use crate::limits::LogBudget;
 
 /// Longest log message kept, in bytes; longer messages are cut and marked.
 pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
 
-/// One guest line from `channel` (`log`, `stdout`, `stderr`): within the
-/// log budget it is redacted, escaped and logged at `level` (returns
-/// `true`); over it, dropped and counted (returns `false`).
-pub(crate) fn line(
-    swarm: &SwarmRuntime,
-    shared: &TaskShared,
-    task_id: &str,
-    level: Level,
-    message: &str,
-    channel: &'static str,
-) -> bool {
-    if !swarm
-        .log_budget
-        .allow(message.len().min(MAX_LOG_LINE_BYTES))
-    {
-        shared.drop_line(swarm, task_id, channel);
-        return false;
-    }
-    let message = shared.guest_text(swarm, task_id, message, channel, MAX_LOG_LINE_BYTES);
-    emit(swarm.swarm_id(), task_id, level, &message);
-    true
+/// The severity of a guest's log line.
+pub use crate::bindings::log::Level as LogLevel;
+
+/// One line a swarm wrote, already made safe: secret values redacted,
+/// control characters escaped, at most [`MAX_LOG_LINE_BYTES`].
+#[derive(Debug, Clone, Copy)]
+pub struct GuestLine<'a> {
+    /// The swarm that wrote it.
+    pub swarm_id: &'a str,
+    /// The task it wrote it in (`load` while the swarm is being loaded).
+    pub task_id: &'a str,
+    /// Its severity: `info` for stdout, `warn` for stderr.
+    pub level: LogLevel,
+    /// Where it came from: `log` (the log import), `stdout` or `stderr`.
+    pub channel: &'static str,
+    /// The text.
+    pub text: &'a str,
 }
 
-/// Write one line, already made safe, at `level`.
+/// Where an embedder receives swarms' log lines instead of `tracing`
+/// (set host-wide with [`crate::ChassisConfig::with_log_sink`], or per swarm
+/// with [`crate::Chassis::set_log_sink`]). Called on the task's thread,
+/// once per line within the swarm's log budget: keep it quick.
+pub trait GuestLogSink: Send + Sync {
+    /// One line.
+    fn line(&self, line: &GuestLine<'_>);
+}
+
+/// The log capability of one swarm: its budget and where its lines go.
+pub(crate) struct LogState {
+    budget: LogBudget,
+    sink: RwLock<Option<Arc<dyn GuestLogSink>>>,
+}
+
+impl LogState {
+    pub(crate) fn new(budget: LogBudget, sink: Option<Arc<dyn GuestLogSink>>) -> Self {
+        Self {
+            budget,
+            sink: RwLock::new(sink),
+        }
+    }
+
+    /// Send this swarm's lines to `sink`, or back to `tracing` with `None`.
+    pub(crate) fn set_sink(&self, sink: Option<Arc<dyn GuestLogSink>>) {
+        *self.sink.write().expect("log sink lock") = sink;
+    }
+
+    /// One guest line from `channel` (`log`, `stdout`, `stderr`): within
+    /// the log budget it is redacted, escaped and logged at `level` (returns
+    /// `true`); over it, dropped and counted (returns `false`).
+    pub(crate) fn line(
+        &self,
+        swarm: &SwarmScope,
+        shared: &TaskShared,
+        task_id: &str,
+        level: Level,
+        message: &str,
+        channel: &'static str,
+    ) -> bool {
+        if !self.budget.allow(message.len().min(MAX_LOG_LINE_BYTES)) {
+            swarm.drop_line(shared, task_id, channel);
+            return false;
+        }
+        let text = swarm.guest_text(shared, task_id, message, channel, MAX_LOG_LINE_BYTES);
+        let sink = self.sink.read().expect("log sink lock").clone();
+        match sink {
+            Some(sink) => sink.line(&GuestLine {
+                swarm_id: &swarm.swarm_id,
+                task_id,
+                level,
+                channel,
+                text: &text,
+            }),
+            None => emit(&swarm.swarm_id, task_id, level, &text),
+        }
+        true
+    }
+}
+
+/// Write one line, already made safe, to `tracing` at `level`.
 fn emit(swarm_id: &str, task_id: &str, level: Level, message: &str) {
     match level {
         Level::Trace => {
@@ -60,20 +121,41 @@ fn emit(swarm_id: &str, task_id: &str, level: Level, message: &str) {
     }
 }
 
-impl Host for HostState {
+/// One task's view of the log capability.
+pub(crate) struct LogHost<'a> {
+    pub(crate) log: &'a LogState,
+    pub(crate) scoped: Scoped<'a>,
+}
+
+impl Host for LogHost<'_> {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        if line(
-            &self.swarm,
-            &self.shared,
-            &self.task_id,
+        let task = &self.scoped.task;
+        if self.log.line(
+            self.scoped.swarm,
+            &task.shared,
+            &task.task_id,
             level,
             &message,
             "log",
         ) {
-            self.host_calls += 1;
+            self.scoped.count_call();
         }
         Ok(())
     }
+}
+
+struct HasLog;
+
+impl HasData for HasLog {
+    type Data<'a> = LogHost<'a>;
+}
+
+/// Link `infrafabric:chassis/log`, served by the view `get` returns.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> LogHost<'_>,
+) -> wasmtime::Result<()> {
+    crate::bindings::log::add_to_linker::<T, HasLog>(linker, get)
 }
 
 #[cfg(test)]

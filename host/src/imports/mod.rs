@@ -1,24 +1,17 @@
-//! The host side of every import a swarm can see.
+//! The host side of every chassis import a swarm can see, one capability
+//! per module.
 //!
-//! `add_to_linker` wires WASI (inert unless the contract grants a capability,
-//! see [`crate::wasi`]) and each chassis interface into one linker shared by
-//! all swarms; each interface lives in its own module with its `Host` impl.
+//! Each capability owns its per-swarm state (built at load from the
+//! contract), a per-task view that implements the generated `Host` trait,
+//! and its own `add_to_linker`: `log` ([`log::LogState`]), `credentials`
+//! ([`credentials::CredentialsState`]) and `http_proxy`
+//! ([`http_proxy::ProxyState`]). What they share — who is calling, the call
+//! rate, violation counting, guest text — is [`scope`]. `policy` decides at
+//! load which imports a contract permits. Nothing here knows the store's
+//! data type: `crate::state` builds the views and links them.
 
-pub mod credentials;
-pub mod http_proxy;
-pub mod log;
-pub mod policy;
-
-use wasmtime::component::{HasSelf, Linker};
-
-use crate::bindings::Swarm;
-use crate::state::HostState;
-
-/// Add WASI 0.2 and all chassis interfaces to `linker`.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    Swarm::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
-    Ok(())
-}
-
-impl crate::bindings::types::Host for HostState {}
+pub(crate) mod credentials;
+pub(crate) mod http_proxy;
+pub(crate) mod log;
+pub(crate) mod policy;
+pub(crate) mod scope;

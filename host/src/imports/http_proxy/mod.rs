@@ -26,11 +26,16 @@ use std::time::{Duration, Instant};
 use hyper::header::{HeaderName, HeaderValue};
 use url::Url;
 
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Linker};
+
 use crate::bindings::credentials::CredentialError;
 use crate::bindings::http_proxy::{Header, Host, ProxyError, Request, Response};
-use crate::contract::NetworkAccess;
+use crate::contract::{NetworkAccess, ServiceContract};
 use crate::events::Event;
-use crate::state::HostState;
+use crate::imports::credentials::CredentialsState;
+use crate::imports::scope::Scoped;
 
 /// Longest wait for name resolution.
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -100,7 +105,49 @@ fn describe(e: &ProxyError) -> String {
     }
 }
 
-impl HostState {
+/// The HTTP proxy capability of one swarm, built at load.
+pub(crate) struct ProxyState {
+    network_access: NetworkAccess,
+    bandwidth_mbps: u32,
+    /// Where its HTTP requests may go.
+    allowlist: allowlist::Allowlist,
+    /// Its network bandwidth, both directions.
+    bandwidth: client::Bandwidth,
+    /// The proxy's TLS client (the host's roots).
+    tls: Arc<tokio_rustls::rustls::ClientConfig>,
+}
+
+impl ProxyState {
+    pub(crate) fn new(
+        contract: &ServiceContract,
+        tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    ) -> Self {
+        let bandwidth_mbps = contract.resource_limits.max_network_bandwidth_mbps;
+        Self {
+            network_access: contract.security.network_access,
+            bandwidth_mbps,
+            // The contract was validated, so every pattern parses.
+            allowlist: allowlist::Allowlist::new(&contract.security.allowed_endpoints)
+                .unwrap_or_default(),
+            bandwidth: client::Bandwidth::new(bandwidth_mbps),
+            tls,
+        }
+    }
+}
+
+/// One task's view of the HTTP proxy.
+pub(crate) struct ProxyHost<'a> {
+    pub(crate) proxy: &'a ProxyState,
+    /// For the credential header.
+    pub(crate) credentials: &'a CredentialsState,
+    pub(crate) scoped: Scoped<'a>,
+    /// The task's deadline: no exchange outlasts it.
+    pub(crate) deadline: Instant,
+    /// Time the task spent waiting on the network (not its CPU time).
+    pub(crate) waiting: &'a mut Duration,
+}
+
+impl ProxyHost<'_> {
     async fn proxy(&mut self, request: Request, rec: &mut Record) -> Result<Response, ProxyError> {
         let method = hyper::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| ProxyError::InvalidRequest(format!("bad method {:?}", rec.method)))?;
@@ -125,19 +172,18 @@ impl HostState {
                 client::MAX_REQUEST_BYTES
             )));
         }
-        if !self.in_task {
+        if !self.scoped.in_task() {
             return Err(denied("the HTTP proxy is only available while a task runs"));
         }
-        let contract = self.swarm.contract.clone();
-        if contract.security.network_access != NetworkAccess::ProxyOnly {
+        if self.proxy.network_access != NetworkAccess::ProxyOnly {
             rec.violation = true;
             return Err(denied("network_access is \"none\""));
         }
-        if self.swarm.allowlist.find(&url).is_none() {
+        if self.proxy.allowlist.find(&url).is_none() {
             rec.violation = true;
             return Err(denied(format!("{} is not in allowed_endpoints", rec.url)));
         }
-        if contract.resource_limits.max_network_bandwidth_mbps == 0 {
+        if self.proxy.bandwidth_mbps == 0 {
             return Err(denied("max_network_bandwidth_mbps is 0"));
         }
         let headers = self.request_headers(&request)?;
@@ -168,7 +214,7 @@ impl HostState {
         for addr in &addrs {
             let ip = allowlist::canonical(addr.ip());
             if let Some(why) = ssrf::forbidden(ip)
-                && !self.swarm.allowlist.names_ip_for(&url, ip)
+                && !self.proxy.allowlist.names_ip_for(&url, ip)
             {
                 rec.violation = true;
                 return Err(denied(format!(
@@ -187,8 +233,8 @@ impl HostState {
             headers,
             request.body,
             client::Link {
-                bandwidth: &self.swarm.bandwidth,
-                tls: &self.swarm.tls,
+                bandwidth: &self.proxy.bandwidth,
+                tls: &self.proxy.tls,
             },
             self.deadline,
         )
@@ -255,7 +301,8 @@ impl HostState {
                 )));
             }
             let secret = self
-                .scoped_secret("inject", &inject.credential)
+                .credentials
+                .scoped_secret(&mut self.scoped, "inject", &inject.credential)
                 .map_err(|e| match e {
                     CredentialError::Denied(m)
                     | CredentialError::NotFound(m)
@@ -276,9 +323,9 @@ impl HostState {
     }
 }
 
-impl Host for HostState {
+impl Host for ProxyHost<'_> {
     async fn fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, ProxyError>> {
-        if !self.admit_call("http-proxy")? {
+        if !self.scoped.admit_call("http-proxy")? {
             return Ok(Err(ProxyError::RateLimited(
                 "over max_api_calls_per_second".to_string(),
             )));
@@ -289,13 +336,7 @@ impl Host for HostState {
         let raw = request.url.split(['?', '#']).next().unwrap_or_default();
         let mut rec = Record {
             method: crate::text::escape(&request.method, MAX_RECORDED_METHOD_BYTES),
-            url: self.shared.guest_text(
-                &self.swarm,
-                &self.task_id,
-                raw,
-                "url",
-                MAX_RECORDED_URL_BYTES,
-            ),
+            url: self.scoped.guest_text(raw, "url", MAX_RECORDED_URL_BYTES),
             status: None,
             bytes_out: 0,
             bytes_in: 0,
@@ -305,23 +346,22 @@ impl Host for HostState {
         let result = self.proxy(request, &mut rec).await;
         let elapsed = started.elapsed();
         // Time waiting on the network is not the guest's CPU time.
-        self.governor.waiting += elapsed;
+        *self.waiting += elapsed;
         if rec.violation {
-            self.security_violations += 1;
-            self.swarm.security_violation(&self.task_id);
+            self.scoped.violation();
         }
         let reason = result.as_ref().err().map(describe);
         match &reason {
             None => {
-                tracing::debug!(target: "chassis::http_proxy", swarm = self.swarm_id(), task = &*self.task_id, "{} {} -> {:?}", rec.method, rec.url, rec.status)
+                tracing::debug!(target: "chassis::http_proxy", swarm = self.scoped.swarm_id(), task = self.scoped.task_id(), "{} {} -> {:?}", rec.method, rec.url, rec.status)
             }
             Some(why) => {
-                tracing::warn!(target: "chassis::http_proxy", swarm = self.swarm_id(), task = &*self.task_id, "{} {}: {why}", rec.method, rec.url)
+                tracing::warn!(target: "chassis::http_proxy", swarm = self.scoped.swarm_id(), task = self.scoped.task_id(), "{} {}: {why}", rec.method, rec.url)
             }
         }
-        self.swarm.events.emit(|| Event::HttpProxy {
-            swarm_id: self.swarm_id().to_string(),
-            task_id: self.task_id.to_string(),
+        self.scoped.swarm.events.emit(|| Event::HttpProxy {
+            swarm_id: self.scoped.swarm_id().to_string(),
+            task_id: self.scoped.task_id().to_string(),
             allowed: rec.sent,
             method: rec.method.clone(),
             url: rec.url.clone(),
@@ -334,4 +374,18 @@ impl Host for HostState {
         });
         Ok(result)
     }
+}
+
+struct HasProxy;
+
+impl HasData for HasProxy {
+    type Data<'a> = ProxyHost<'a>;
+}
+
+/// Link `infrafabric:chassis/http-proxy`, served by the view `get` returns.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> ProxyHost<'_>,
+) -> wasmtime::Result<()> {
+    crate::bindings::http_proxy::add_to_linker::<T, HasProxy>(linker, get)
 }
