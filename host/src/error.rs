@@ -368,6 +368,15 @@ pub enum Error {
         limit_bytes: usize,
     },
 
+    /// The caller's input could not be made a payload ([`crate::Chassis::call`]).
+    #[error("swarm {swarm_id:?}: the input cannot be sent as a JSON payload: {reason}")]
+    InvalidPayload {
+        /// The swarm.
+        swarm_id: String,
+        /// The serializer's complaint.
+        reason: String,
+    },
+
     /// The swarm answered with its own error (a `task-error`). Only
     /// [`crate::TaskOutcome::into_result`] and [`crate::Chassis::call`]
     /// return it: [`crate::Chassis::execute_task`] gives the swarm's
@@ -469,6 +478,8 @@ pub enum ErrorKind {
     InvalidOutput,
     /// The swarm answered with its own error.
     Guest,
+    /// The caller's input is not a JSON payload.
+    InvalidPayload,
     /// Starting the component failed.
     Instantiate,
     /// The swarm is quarantined.
@@ -481,7 +492,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::Contract,
         ErrorKind::Io,
         ErrorKind::InvalidComponent,
@@ -498,6 +509,7 @@ impl ErrorKind {
         ErrorKind::TooLarge,
         ErrorKind::InvalidOutput,
         ErrorKind::Guest,
+        ErrorKind::InvalidPayload,
         ErrorKind::Instantiate,
         ErrorKind::Quarantined,
         ErrorKind::Engine,
@@ -529,6 +541,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::InvalidOutput => "invalid_output",
             ErrorKind::Guest => "guest_error",
+            ErrorKind::InvalidPayload => "invalid_payload",
             ErrorKind::Instantiate => "instantiate",
             ErrorKind::Quarantined => "quarantined",
             ErrorKind::Engine => "engine",
@@ -564,6 +577,7 @@ impl Error {
             Error::HostcallTooLarge { .. } | Error::OutputTooLarge { .. } => ErrorKind::TooLarge,
             Error::InvalidOutput { .. } => ErrorKind::InvalidOutput,
             Error::Guest { .. } => ErrorKind::Guest,
+            Error::InvalidPayload { .. } => ErrorKind::InvalidPayload,
             Error::Instantiate { .. } => ErrorKind::Instantiate,
             Error::Quarantined { .. } => ErrorKind::Quarantined,
             Error::Engine(_) => ErrorKind::Engine,

@@ -77,7 +77,7 @@ pub use error::{Error, ErrorKind, GuestError, GuestErrorKind, ImportRefusal};
 pub use events::{Event, EventSink, MemorySink};
 pub use imports::log::{GuestLine, GuestLogSink, LogLevel};
 pub use limits::{LimitKind, QueueConfig};
-pub use outcome::{TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
+pub use outcome::{Output, Payload, TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 pub use registry::{SwarmInfo, TASK_INTERFACE};
 pub use runner::HOST_SLACK;
 pub use secrets::{Secret, SecretStore, SecretsError};
@@ -203,12 +203,76 @@ impl Chassis {
         Ok(self.inner.registry.get(swarm_id)?.info.clone())
     }
 
-    /// Run one task on a loaded swarm, in a fresh instance, under its contract.
+    /// Run one task on a loaded swarm, in a fresh instance, under its
+    /// contract.
+    ///
+    /// `Ok` whenever the swarm answered, with its output or its own error
+    /// (`status` failed, `error` set) and what the task used; `Err` when
+    /// the host refused the task or stopped it (a limit, a trap). For one
+    /// `match` over every ending, chain [`TaskOutcome::into_result`].
     pub async fn execute_task(
         &self,
         swarm_id: &str,
         request: TaskRequest,
     ) -> Result<TaskOutcome, Error> {
+        self.execute(swarm_id, request).await
+    }
+
+    /// [`Chassis::execute_task`], with the output handed back as the
+    /// swarm's JSON text (checked to be JSON, never parsed into a tree):
+    /// for callers that pass it on as text (an HTTP body, a queue message).
+    pub async fn execute_task_text(
+        &self,
+        swarm_id: &str,
+        request: TaskRequest,
+    ) -> Result<TaskOutcome<Box<serde_json::value::RawValue>>, Error> {
+        self.execute(swarm_id, request).await
+    }
+
+    /// A typed call for callers who know a task's shapes: `input` is
+    /// printed as the payload, the output read as an `O`.
+    ///
+    /// Every ending is an `Err` but success: the swarm's own error is
+    /// [`Error::Guest`], an output that is not an `O` is
+    /// [`Error::InvalidOutput`] (the task itself succeeded and is recorded
+    /// so), and the host's refusals are as for [`Chassis::execute_task`].
+    ///
+    /// ```no_run
+    /// # async fn demo(chassis: chassis::Chassis) -> Result<(), chassis::Error> {
+    /// #[derive(serde::Serialize)]
+    /// struct Add { a: i64, b: i64 }
+    /// #[derive(serde::Deserialize)]
+    /// struct Sum { sum: i64 }
+    /// let sum: Sum = chassis.call("hello-world", "add", &Add { a: 2, b: 3 }).await?;
+    /// assert_eq!(sum.sum, 5);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call<I, O>(&self, swarm_id: &str, task_type: &str, input: &I) -> Result<O, Error>
+    where
+        I: Serialize + ?Sized,
+        O: serde::de::DeserializeOwned,
+    {
+        let payload = Payload::serialize(input).map_err(|e| Error::InvalidPayload {
+            swarm_id: swarm_id.to_string(),
+            reason: e.to_string(),
+        })?;
+        let outcome = self
+            .execute_task_text(swarm_id, TaskRequest::with_payload(task_type, payload))
+            .await?;
+        let task_id = outcome.task_id.clone();
+        let text = outcome.into_result()?;
+        serde_json::from_str(text.get()).map_err(|e| Error::InvalidOutput {
+            swarm_id: swarm_id.to_string(),
+            task_id,
+            reason: format!("not the type asked for: {e}"),
+        })
+    }
+
+    async fn execute<O: outcome::Output>(
+        &self,
+        swarm_id: &str,
+        request: TaskRequest,
+    ) -> Result<TaskOutcome<O>, Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
         let ready = runner::Ready {
             runtime: &swarm.runtime,

@@ -4,8 +4,62 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::{GuestError, GuestErrorKind};
+
+/// A task's parameters: one JSON document, kept as text and handed to the
+/// swarm as it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Payload(Box<RawValue>);
+
+impl Payload {
+    /// JSON text, checked to be one JSON document (a scan: no tree is
+    /// built, the text is not copied or printed again).
+    pub fn from_text(text: impl Into<String>) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text.into()).map(Self)
+    }
+
+    /// `value` printed once.
+    pub fn from_value(value: &Value) -> Self {
+        Self::serialize(value).expect("a JSON value always prints")
+    }
+
+    /// `value` printed as JSON, without an intermediate [`Value`].
+    pub fn serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Self)
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The JSON text, owned.
+    pub fn into_string(self) -> String {
+        String::from(Box::<str>::from(self.0))
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        Self::from_value(&value)
+    }
+}
+
+impl std::fmt::Display for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A task for a swarm: its type, its JSON payload and an id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,14 +69,31 @@ pub struct TaskRequest {
     /// One of the task types the swarm lists in `describe`.
     pub task_type: String,
     /// Task parameters.
-    pub payload: serde_json::Value,
+    pub payload: Payload,
 }
 
 impl TaskRequest {
+    /// A request with a generated id (see [`TaskRequest::with_payload`]);
+    /// `payload` is printed once.
+    pub fn new(task_type: impl Into<String>, payload: Value) -> Self {
+        Self::with_payload(task_type, Payload::from_value(&payload))
+    }
+
+    /// A request whose payload is JSON text the caller already has (an
+    /// HTTP body, a queue message): checked to be one JSON document, then
+    /// handed to the swarm as it is, with no parse into a [`Value`] and no
+    /// print.
+    pub fn from_text(
+        task_type: impl Into<String>,
+        payload: impl Into<String>,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self::with_payload(task_type, Payload::from_text(payload)?))
+    }
+
     /// A request with a generated id, `task-<process>-<n>`: `<process>` is
     /// 12 random hex digits drawn once per process, so ids from many
     /// processes sharing one audit log do not repeat.
-    pub fn new(task_type: impl Into<String>, payload: serde_json::Value) -> Self {
+    pub fn with_payload(task_type: impl Into<String>, payload: Payload) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
         let process = PROCESS.get_or_init(|| {
@@ -59,12 +130,49 @@ pub enum TaskStatus {
     Failed,
 }
 
-/// The result of a task the swarm ran to completion.
+/// How a task's output is handed back: as a [`Value`] (the default), or
+/// as checked JSON text (`Box<RawValue>`, with
+/// [`crate::Chassis::execute_task_text`]), which builds no tree.
+pub trait Output: Sized + sealed::Sealed {
+    /// The swarm's output text, checked to be JSON.
+    fn from_text(text: String) -> Result<Self, serde_json::Error>;
+    /// The output of a task that failed: `null`.
+    fn null() -> Self;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for serde_json::Value {}
+    impl Sealed for Box<serde_json::value::RawValue> {}
+}
+
+impl Output for Value {
+    fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(&text)
+    }
+
+    fn null() -> Self {
+        Value::Null
+    }
+}
+
+impl Output for Box<RawValue> {
+    fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text)
+    }
+
+    fn null() -> Self {
+        RawValue::from_string("null".to_string()).expect("null is JSON")
+    }
+}
+
+/// The result of a task the swarm ran to completion, its output as `O`
+/// (a [`Value`] unless asked otherwise, see [`Output`]).
 ///
 /// A task that the host refused or stopped (unknown swarm or task type,
 /// trap, timeout...) is an [`crate::Error`] instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskOutcome {
+pub struct TaskOutcome<O = Value> {
     /// The swarm that ran it.
     pub swarm_id: String,
     /// The task's id.
@@ -74,7 +182,7 @@ pub struct TaskOutcome {
     /// Success or failure, as the swarm reported it.
     pub status: TaskStatus,
     /// The swarm's JSON result (`null` when it failed).
-    pub output: serde_json::Value,
+    pub output: O,
     /// The swarm's error when `status` is `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<GuestError>,
@@ -127,7 +235,7 @@ impl std::fmt::Display for TaskUsage {
     }
 }
 
-impl TaskOutcome {
+impl<O> TaskOutcome<O> {
     /// Whether the swarm reported success.
     pub fn is_success(&self) -> bool {
         self.status == TaskStatus::Success
@@ -148,7 +256,7 @@ impl TaskOutcome {
     /// }
     /// # }
     /// ```
-    pub fn into_result(self) -> Result<serde_json::Value, crate::Error> {
+    pub fn into_result(self) -> Result<O, crate::Error> {
         match self.error {
             None => Ok(self.output),
             Some(error) => Err(crate::Error::Guest {
@@ -174,7 +282,7 @@ pub enum TaskEnd {
 
 impl TaskEnd {
     /// How the result of [`crate::Chassis::execute_task`] ended.
-    pub fn of(result: &Result<TaskOutcome, crate::Error>) -> Self {
+    pub fn of<O>(result: &Result<TaskOutcome<O>, crate::Error>) -> Self {
         match result {
             Ok(o) => match &o.error {
                 None => TaskEnd::Success,

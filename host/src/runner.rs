@@ -27,7 +27,7 @@ use crate::limits::{
     CpuGovernor, CpuMark, GrowthRefused, MAX_ERROR_MESSAGE_BYTES, MAX_HOSTCALL_BYTES,
     MAX_OUTPUT_BYTES, MAX_TABLE_ELEMENTS, Refused, TaskLimiter,
 };
-use crate::outcome::{TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
+use crate::outcome::{Output, TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 use crate::state::{HostState, SwarmRuntime};
 use crate::task_types::{MAX_TASK_TYPE_BYTES, check_task_types, list_task_types};
 
@@ -251,11 +251,11 @@ pub(crate) struct Ready<'a> {
 }
 
 /// Run `request` on `swarm`, raising the task's events.
-pub(crate) async fn execute(
+pub(crate) async fn execute<O: Output>(
     engine: &Engine,
     swarm: Ready<'_>,
     request: TaskRequest,
-) -> Result<TaskOutcome, Error> {
+) -> Result<TaskOutcome<O>, Error> {
     let rt = swarm.runtime;
     let task_id = request.task_id.clone();
     let started = Instant::now();
@@ -310,11 +310,11 @@ pub(crate) async fn execute(
     result
 }
 
-async fn run(
+async fn run<O: Output>(
     engine: &Engine,
     swarm: &Ready<'_>,
     request: TaskRequest,
-) -> Result<TaskOutcome, Error> {
+) -> Result<TaskOutcome<O>, Error> {
     let rt = swarm.runtime;
     let task_types = swarm.task_types;
     if let Some(reason) = rt.events.failure() {
@@ -365,10 +365,16 @@ async fn run(
 
     let task_id: Arc<str> = request.task_id.as_str().into();
     let shared = Arc::new(TaskShared::default());
+    // The payload's text goes to the guest as it is: no parse, no print.
+    let TaskRequest {
+        task_id: id,
+        task_type,
+        payload,
+    } = request;
     let wit_request = WitTaskRequest {
-        task_id: request.task_id.clone(),
-        task_type: request.task_type.clone(),
-        payload: request.payload.to_string(),
+        task_id: id,
+        task_type,
+        payload: payload.into_string(),
     };
     let in_store = Instant::now();
     let mut store = new_store(
@@ -403,21 +409,21 @@ async fn run(
             if text.len() > MAX_OUTPUT_BYTES {
                 return Err(Error::OutputTooLarge {
                     swarm_id: rt.swarm_id().to_string(),
-                    task_id: request.task_id,
+                    task_id: wit_request.task_id,
                     bytes: text.len(),
                     limit_bytes: MAX_OUTPUT_BYTES,
                 });
             }
-            let output = serde_json::from_str(&text).map_err(|e| Error::InvalidOutput {
+            let output = O::from_text(text).map_err(|e| Error::InvalidOutput {
                 swarm_id: rt.swarm_id().to_string(),
-                task_id: request.task_id.clone(),
+                task_id: wit_request.task_id.clone(),
                 reason: e.to_string(),
             })?;
             (TaskStatus::Success, output, None)
         }
         Err(e) => (
             TaskStatus::Failed,
-            serde_json::Value::Null,
+            O::null(),
             Some(guest_error(e, |m| {
                 rt.scope
                     .guest_text(&shared, &task_id, m, "error", MAX_ERROR_MESSAGE_BYTES)
@@ -426,8 +432,8 @@ async fn run(
     };
     Ok(TaskOutcome {
         swarm_id: rt.swarm_id().to_string(),
-        task_id: request.task_id,
-        task_type: request.task_type,
+        task_id: wit_request.task_id,
+        task_type: wit_request.task_type,
         status,
         output,
         error,
