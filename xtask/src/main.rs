@@ -5,10 +5,11 @@
 //!
 //! - [`build`]: every swarm under `swarms/` into `target/swarms/` (Rust;
 //!   Python and JavaScript through [`python`], [`js`] and [`script`]);
-//! - [`test`]: `build`, then every test, a benchmark smoke run, the demo,
-//!   the embedder dependency check, clippy and rustfmt;
+//! - [`test`](mod@test): `build`, then every test, a benchmark smoke run,
+//!   the demo, the embedder dependency check, clippy and rustfmt;
 //! - [`demo`]: the Rust swarms, then the guardian-council walkthrough;
-//! - [`bench`]: `build`, then the side-by-side benchmarks in release mode.
+//! - [`bench`](mod@bench): `build`, then the side-by-side benchmarks in
+//!   release mode.
 //!
 //! [`util`] holds what they share: running cargo and other programs,
 //! progress lines, `cargo metadata`, file freshness. Cargo is always the one
