@@ -1,17 +1,18 @@
 //! The baseline: the same components run by bare wasmtime, as an embedder
-//! would without the chassis. One engine with the pooling allocator (tuned
-//! as the chassis tunes it, so that the ratio shows what the chassis adds), one
+//! would without the chassis. One engine with the pooling allocator (with
+//! the chassis's own settings, [`chassis::PoolConfig::pooling_allocation_config`],
+//! so that the ratio shows what the chassis adds, not a tuning difference), one
 //! linker with WASI and the chassis interfaces as do-nothing host functions,
 //! one `InstancePre` per component, and per task a fresh `Store` and one
 //! `execute` call. No limits, no events, no audit log, no SLOs.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Result, anyhow};
+use chassis::PoolConfig;
 use chassis::bindings::{Swarm, SwarmPre, credentials, http_proxy, log, types};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Per-store state: a default WASI context.
@@ -42,7 +43,7 @@ impl credentials::Host for BareState {
         &mut self,
         _name: String,
     ) -> wasmtime::Result<Result<String, credentials::CredentialError>> {
-        Ok(Ok(crate::BENCH_TOKEN.to_string()))
+        Ok(Ok(crate::setup::BENCH_TOKEN.to_string()))
     }
 
     async fn sign(
@@ -81,8 +82,9 @@ impl http_proxy::Host for BareState {
 pub enum Epoch {
     /// Off: no interruption checks in the compiled code.
     Off,
-    /// On, with a ticker every 10 ms and a callback that lets the task go on
-    /// (yielding to the async executor), as a host that enforces deadlines does.
+    /// On, with a ticker every 10 ms (the chassis's [`chassis::EPOCH_TICK`])
+    /// and a callback that lets the task go on (yielding to the async
+    /// executor), as a host that enforces deadlines does.
     On,
 }
 
@@ -101,30 +103,18 @@ pub struct BareSwarm {
 }
 
 impl BareHost {
-    /// An engine with the pooling allocator (room for `instances`, memories
-    /// up to `max_memory_mb`).
-    pub fn new(epoch: Epoch, instances: u32, max_memory_mb: u32) -> Result<Arc<Self>> {
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(instances)
-            .total_core_instances(instances * 16)
-            .total_memories(instances * 2)
-            .total_tables(instances * 4)
-            .total_stacks(instances)
-            .max_memory_size(max_memory_mb as usize * 1024 * 1024)
-            // The same slot reuse as the chassis: zero dirtied pages in place.
-            .pagemap_scan(wasmtime::Enabled::Auto);
-        let keep = if PoolingAllocationConfig::is_pagemap_scan_available() {
-            1024 * 1024
-        } else {
-            64 * 1024
-        };
-        pool.linear_memory_keep_resident(keep)
-            .table_keep_resident(keep);
+    /// An engine with the pooling allocator sized by `pool` and otherwise
+    /// set up as the chassis sets up its own: the same allocator settings,
+    /// the same wasm stack limit.
+    pub fn new(epoch: Epoch, pool: PoolConfig) -> Result<Arc<Self>> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
             .epoch_interruption(epoch == Epoch::On)
-            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+            .max_wasm_stack(chassis::MAX_WASM_STACK)
+            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
+                pool.pooling_allocation_config(),
+            ));
         let engine = Engine::new(&config)?;
         if epoch == Epoch::On {
             let weak = engine.weak();
@@ -132,7 +122,7 @@ impl BareHost {
                 while let Some(engine) = weak.upgrade() {
                     engine.increment_epoch();
                     drop(engine);
-                    std::thread::sleep(Duration::from_millis(10));
+                    std::thread::sleep(chassis::EPOCH_TICK);
                 }
             });
         }

@@ -32,6 +32,46 @@ impl Default for PoolConfig {
     }
 }
 
+impl PoolConfig {
+    /// The pooling allocator's settings for a pool of this size: what the
+    /// chassis's engine runs with, and what a bare wasmtime embedding must
+    /// use to be compared with it (the benchmark's baseline does).
+    ///
+    /// Room for `instances` component instances (at least one), each with up
+    /// to 64 core instances, 4 memories and 16 tables of up to
+    /// [`crate::limits::MAX_TABLE_ELEMENTS`] elements; memories up to
+    /// `max_memory_mb`. A slot is reset for its next task by zeroing in place
+    /// the pages the task dirtied (found with `PAGEMAP_SCAN`, Linux 6.7+), up
+    /// to 1 MiB per memory and table (64 KiB, zeroed whole, where the kernel
+    /// lacks it), instead of with `madvise`: `madvise` flushes the TLB of
+    /// every core running one of the host's threads, which costs more than a
+    /// small task does.
+    pub fn pooling_allocation_config(&self) -> wasmtime::PoolingAllocationConfig {
+        use crate::engine::{MAX_CORE_INSTANCES, keep_resident};
+        use crate::limits::MAX_TABLE_ELEMENTS;
+
+        let instances = self.instances.max(1);
+        let mut p = wasmtime::PoolingAllocationConfig::new();
+        p.total_component_instances(instances)
+            // A Rust swarm has a handful of core instances; a Python or
+            // JavaScript one (an interpreter and its adapters) several dozen.
+            .total_core_instances(instances.saturating_mul(MAX_CORE_INSTANCES))
+            .max_core_instances_per_component(MAX_CORE_INSTANCES)
+            .total_memories(instances.saturating_mul(2))
+            .max_memories_per_component(4)
+            .total_tables(instances.saturating_mul(8))
+            .max_tables_per_component(16)
+            .total_stacks(instances)
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .max_memory_size(self.max_memory_mb as usize * 1024 * 1024)
+            .pagemap_scan(wasmtime::Enabled::Auto);
+        let keep = keep_resident();
+        p.linear_memory_keep_resident(keep)
+            .table_keep_resident(keep);
+        p
+    }
+}
+
 /// How a [`crate::Chassis`] is set up.
 #[derive(Clone)]
 pub struct ChassisConfig {

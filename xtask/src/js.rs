@@ -49,7 +49,7 @@ pub fn componentize_js(root: &Path) -> Result<PathBuf> {
         "to install it by hand: npm install --prefix {} {spec}",
         prefix.display()
     );
-    crate::step(&format!(
+    crate::util::step(&format!(
         "installing componentize-js {COMPONENTIZE_JS_VERSION} from npm into {}",
         prefix.display()
     ));

@@ -51,7 +51,7 @@ pub fn componentize_py(root: &Path) -> Result<PathBuf> {
         "to install it by hand: python3 -m venv {0} && {0}/bin/pip install componentize-py=={COMPONENTIZE_PY_VERSION}",
         venv.display()
     );
-    crate::step(&format!(
+    crate::util::step(&format!(
         "installing componentize-py {COMPONENTIZE_PY_VERSION} from PyPI into {}",
         venv.display()
     ));

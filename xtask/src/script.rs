@@ -77,18 +77,18 @@ pub fn build(
             .join(format!("{}.wasm", swarm.name.replace('-', "_")));
         let mut inputs: Vec<&Path> = vec![swarm.dir.as_path(), wit.as_path(), tool];
         inputs.extend_from_slice(helpers);
-        if crate::up_to_date(root, &out, &inputs) {
+        if crate::util::up_to_date(root, &out, &inputs) {
             continue;
         }
-        crate::step(&format!(
+        crate::util::step(&format!(
             "building {} with {tool_name} (world {})",
             swarm.name, swarm.world
         ));
-        crate::run_cmd(
+        crate::util::run_cmd(
             command(&wit, &out, swarm),
             &format!("{tool_name} for {}", swarm.name),
         )?;
-        crate::report_size(root, &out)?;
+        crate::util::report_size(root, &out)?;
     }
     Ok(())
 }

@@ -1,0 +1,119 @@
+//! (d) A CPU-bound task: the analyzer's `analyze_code` over 1 MiB of Python
+//! through the chassis, vs the same Rust function compiled natively (JSON in
+//! and out included). Goal: ratio ≤ 1.6. Then what epoch interruption
+//! costs: the analyzer on bare wasmtime with it on vs off (no goal).
+//! The three results must agree before their times mean anything.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use chassis::TaskRequest;
+
+use super::Run;
+use crate::measure::{Figure, Goal, figure, rounds};
+use crate::setup::ours;
+
+/// ms per task: ours vs native, then bare wasmtime with epochs on vs off.
+pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
+    eprintln!("==> (d) analyzer over 1 MiB of source");
+    let s = run.setup;
+    let n = run.rounds;
+    let source = big_source();
+    let payload = &serde_json::json!({ "language": "python", "source": source });
+    let text = &payload.to_string();
+    // The three must agree before their times mean anything.
+    let want = native(text)?;
+    let got = s.bare_analyzer.run("analyze_code", text).await?;
+    let got_ours = s
+        .chassis
+        .execute_task(
+            "analyzer",
+            TaskRequest::new("analyze_code", payload.clone()),
+        )
+        .await?;
+    let want_value: serde_json::Value = serde_json::from_str(&want)?;
+    if serde_json::from_str::<serde_json::Value>(&got)? != want_value
+        || got_ours.output != want_value
+    {
+        bail!(
+            "the analyzer's results differ: native {want}, bare {got}, ours {}",
+            got_ours.output
+        );
+    }
+    let mut figures = Vec::new();
+    let (o, b) = rounds(
+        n,
+        move || async move {
+            let t = Instant::now();
+            ours(&s.chassis, "analyzer", "analyze_code", payload).await?;
+            Ok(t.elapsed().as_secs_f64() * 1e3)
+        },
+        move || async move {
+            let t = Instant::now();
+            std::hint::black_box(native(std::hint::black_box(text))?);
+            Ok(t.elapsed().as_secs_f64() * 1e3)
+        },
+    )
+    .await?;
+    figures.push(figure(
+        "d_cpu_bound",
+        "(d) analyze_code, 1 MiB source",
+        "ms",
+        "the same Rust function compiled natively (JSON in and out included)",
+        &o,
+        &b,
+        Some(Goal::AtMost(1.6)),
+    ));
+    let (o, b) = rounds(
+        n,
+        move || async move {
+            let t = Instant::now();
+            s.bare_analyzer_epoch.run("analyze_code", text).await?;
+            Ok(t.elapsed().as_secs_f64() * 1e3)
+        },
+        move || async move {
+            let t = Instant::now();
+            s.bare_analyzer.run("analyze_code", text).await?;
+            Ok(t.elapsed().as_secs_f64() * 1e3)
+        },
+    )
+    .await?;
+    figures.push(figure(
+        "d_epoch_cost",
+        "(d) same, epoch interruption on",
+        "ms",
+        "bare wasmtime with epoch interruption off",
+        &o,
+        &b,
+        None,
+    ));
+    Ok(figures)
+}
+
+/// About 1 MiB of Python: code, comments, blank lines, strings.
+fn big_source() -> String {
+    let mut s = String::with_capacity(1 << 20);
+    let mut i = 0u32;
+    while s.len() < (1 << 20) {
+        s.push_str(&format!(
+            "# step {i}: compute the value\ndef f{i}(x):\n    y = x * {i}  # scale\n\n    return \"#{i}\" + str(y)\n"
+        ));
+        i += 1;
+    }
+    s
+}
+
+/// The analyzer's `analyze_code`, natively: JSON payload in, JSON result out,
+/// as the component does it.
+fn native(text: &str) -> Result<String> {
+    #[derive(serde::Deserialize)]
+    struct P {
+        language: String,
+        source: String,
+    }
+    let p: P = serde_json::from_str(text)?;
+    let lang = analyzer_core::Language::parse(&p.language).context("language")?;
+    Ok(serde_json::to_string(&analyzer_core::analyze_code(
+        lang, &p.source,
+    ))?)
+}

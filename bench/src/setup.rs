@@ -1,0 +1,133 @@
+//! What the figures run against: the components and contracts in
+//! `config/`, the chassis with them loaded (with and without an audit log),
+//! and bare wasmtime with the same components ([`crate::bare`]).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chassis::{
+    Chassis, ChassisConfig, PoolConfig, Secret, SecretStore, ServiceContract, TaskRequest,
+};
+
+use crate::bare::{BareHost, BareSwarm, Epoch};
+
+/// The credential value both hosts hand to the probe.
+pub const BENCH_TOKEN: &str = "bench-token-value";
+
+/// The size of the bare engines' pools: room for every task the figures
+/// run at once, memories as large as the analyzer's contract allows. The
+/// allocator's other settings are the chassis's own
+/// ([`PoolConfig::pooling_allocation_config`]).
+pub const BARE_POOL: PoolConfig = PoolConfig {
+    instances: 64,
+    max_memory_mb: 256,
+};
+
+/// A contract file and its component's bytes.
+pub fn swarm(root: &Path, name: &str) -> Result<(ServiceContract, Vec<u8>)> {
+    let path = root.join("config").join(format!("{name}.toml"));
+    let contract = ServiceContract::from_file(&path)?;
+    let module = contract
+        .wasm_module
+        .clone()
+        .context("contract has no wasm_module")?;
+    let module = path.parent().expect("config dir").join(module);
+    let bytes = std::fs::read(&module).with_context(|| {
+        format!(
+            "{}: missing; run `cargo xtask bench`, which builds the swarms first",
+            module.display()
+        )
+    })?;
+    Ok((contract, bytes))
+}
+
+/// The analyzer's contract, opened up so that (d) measures compute, not the
+/// CPU share.
+pub fn analyzer_contract(mut c: ServiceContract, id: &str) -> ServiceContract {
+    c.swarm_id = id.to_string();
+    c.resource_limits.max_cpu_percent = 100;
+    c.resource_limits.max_concurrent_tasks = 2;
+    c
+}
+
+/// What ours and the baseline run: the chassis with every swarm loaded, and
+/// bare wasmtime with the same components.
+pub struct Setup {
+    /// The chassis with `bench-probe` and `analyzer`, and an audit log.
+    pub chassis: Chassis,
+    /// The same host with `bench-probe` only and no audit log.
+    pub chassis_no_audit: Chassis,
+    /// The audit log of `chassis`.
+    pub audit: Arc<chassis::audit::AuditLog>,
+    /// `bench-probe` in bare wasmtime, epoch interruption off.
+    pub bare_probe: BareSwarm,
+    /// `analyzer` in bare wasmtime, epoch interruption off.
+    pub bare_analyzer: BareSwarm,
+    /// `analyzer` in bare wasmtime, epoch interruption on.
+    pub bare_analyzer_epoch: BareSwarm,
+    /// The analyzer component.
+    pub analyzer_bytes: Vec<u8>,
+    /// The analyzer's contract, as loaded into `chassis`.
+    pub analyzer_contract: ServiceContract,
+}
+
+impl Setup {
+    /// Load the components into the chassis and into bare wasmtime; the
+    /// audit log goes to `bench_dir/audit.jsonl`.
+    pub async fn new(root: &Path, bench_dir: &Path) -> Result<Self> {
+        let (probe_contract, probe_bytes) = swarm(root, "bench-probe")?;
+        let (analyzer, analyzer_bytes) = swarm(root, "analyzer")?;
+        let analyzer = analyzer_contract(analyzer, "analyzer");
+
+        let audit_path = bench_dir.join("audit.jsonl");
+        let _ = std::fs::remove_file(&audit_path);
+        let audit = chassis::audit::AuditLog::open(
+            &audit_path,
+            chassis::audit::FsyncPolicy::Interval(Duration::from_secs(1)),
+        )?;
+        let mut secrets = SecretStore::new();
+        secrets.insert("bench-probe", "bench_token", Secret::new(BENCH_TOKEN));
+        let config = ChassisConfig::sized_for([&probe_contract, &analyzer]).with_secrets(secrets);
+        // The same host without an audit log, to show what the log costs.
+        let chassis_no_audit = Chassis::with_config(config.clone())?;
+        chassis_no_audit
+            .load_bytes(&probe_bytes, probe_contract.clone())
+            .await?;
+        let chassis = Chassis::with_config(config.with_event_sink(audit.clone()))?;
+        chassis.load_bytes(&probe_bytes, probe_contract).await?;
+        chassis
+            .load_bytes(&analyzer_bytes, analyzer.clone())
+            .await?;
+
+        let bare = BareHost::new(Epoch::Off, BARE_POOL)?;
+        let bare_epoch = BareHost::new(Epoch::On, BARE_POOL)?;
+        Ok(Self {
+            chassis,
+            chassis_no_audit,
+            audit,
+            bare_probe: bare.load(&probe_bytes)?,
+            bare_analyzer: bare.load(&analyzer_bytes)?,
+            bare_analyzer_epoch: bare_epoch.load(&analyzer_bytes)?,
+            analyzer_bytes,
+            analyzer_contract: analyzer,
+        })
+    }
+}
+
+/// One task through `chassis`; an error unless it succeeds.
+pub async fn ours(
+    chassis: &Chassis,
+    swarm: &str,
+    task: &str,
+    payload: &serde_json::Value,
+) -> Result<()> {
+    let outcome = chassis
+        .execute_task(swarm, TaskRequest::new(task, payload.clone()))
+        .await?;
+    if !outcome.is_success() {
+        bail!("{swarm} {task}: {:?}", outcome.error);
+    }
+    Ok(())
+}

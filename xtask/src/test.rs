@@ -1,0 +1,120 @@
+//! `cargo xtask test`: `build`, then every test (unit, end-to-end, doc)
+//! with the swarm crates left out, a `--quick` smoke run of the benchmark
+//! (debug build), the demo (its vote's signature must verify), a check that
+//! the library without its `cli` feature pulls in no CLI crate, then
+//! `clippy -D warnings` and `fmt --check` (skipped with `--no-lint`).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{cargo, run_cmd, step};
+use crate::{build, demo};
+
+/// Build, test and check everything; `no_lint` skips clippy and rustfmt.
+pub fn run(root: &Path, no_lint: bool) -> Result<()> {
+    build::run(root)?;
+    step("running the host, SDK and end-to-end tests");
+    // Swarm crates are components: their export names cannot link natively.
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"]);
+    for (name, _) in build::swarm_packages(root)? {
+        cmd.args(["--exclude", &name]);
+    }
+    run_cmd(cmd, "cargo test")?;
+    step("the benchmark runs end to end (--quick, debug build: its figures mean nothing)");
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "chassis-bench",
+        "--",
+        "--quick",
+        "--out",
+    ])
+    .arg(root.join("target/bench/smoke.json"));
+    run_cmd(cmd, "the benchmark smoke run")?;
+    step("the demo: the guardian vote is signed and verifies");
+    let out = demo::command().output().context("running the demo")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    if !out.status.success() || !text.contains("Signature verified") || !text.contains("verify OK")
+    {
+        bail!(
+            "the demo did not verify the vote's signature ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    step("an embedder's build of the library pulls in none of the CLI's crates");
+    embedder_dependencies()?;
+    if no_lint {
+        return Ok(());
+    }
+    step("clippy (all targets, -D warnings)");
+    let mut cmd = cargo();
+    cmd.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run_cmd(cmd, "cargo clippy")?;
+    step("rustfmt --check");
+    let mut cmd = cargo();
+    cmd.args(["fmt", "--all", "--check"]);
+    run_cmd(cmd, "cargo fmt --check")?;
+    eprintln!("\nxtask: all tests and checks passed");
+    Ok(())
+}
+
+/// The crates only the `chassis` command line needs: an embedder that turns
+/// off the default `cli` feature must not get them.
+const CLI_ONLY_CRATES: &[&str] = &["clap", "tracing-subscriber"];
+
+/// Check, with `cargo tree`, that `chassis` without default features
+/// depends on none of [`CLI_ONLY_CRATES`].
+fn embedder_dependencies() -> Result<()> {
+    let out = cargo()
+        .args([
+            "tree",
+            "-p",
+            "chassis",
+            "--no-default-features",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .context("running cargo tree")?;
+    if !out.status.success() {
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let found: Vec<&str> = CLI_ONLY_CRATES
+        .iter()
+        .copied()
+        .filter(|name| {
+            tree.lines()
+                .any(|l| l.split_whitespace().next() == Some(*name))
+        })
+        .collect();
+    if !found.is_empty() {
+        bail!(
+            "chassis without its `cli` feature still depends on {}: keep them optional",
+            found.join(", ")
+        );
+    }
+    eprintln!(
+        "    chassis --no-default-features: none of {}",
+        CLI_ONLY_CRATES.join(", ")
+    );
+    Ok(())
+}
