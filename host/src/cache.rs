@@ -88,7 +88,7 @@ impl CacheUse {
 
 /// A directory of precompiled components for one engine configuration.
 #[derive(Debug, Clone)]
-pub struct ComponentCache {
+pub(crate) struct ComponentCache {
     dir: PathBuf,
     engine_digest: [u8; 16],
 }
@@ -108,7 +108,7 @@ impl Hasher for ShaHasher {
 
 impl ComponentCache {
     /// Use (and create, mode 0700) `dir` for components compiled by `engine`.
-    pub fn open(dir: impl Into<PathBuf>, engine: &Engine) -> Result<Self, CacheError> {
+    pub(crate) fn open(dir: impl Into<PathBuf>, engine: &Engine) -> Result<Self, CacheError> {
         let dir = dir.into();
         let io = |source| CacheError::Io {
             path: dir.clone(),
@@ -123,13 +123,9 @@ impl ComponentCache {
         Ok(Self { dir, engine_digest })
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The file that holds the compiled form of `bytes`.
-    pub fn entry_path(&self, bytes: &[u8]) -> PathBuf {
+    #[cfg(test)]
+    fn entry_path(&self, bytes: &[u8]) -> PathBuf {
         self.path_for(&self.key(bytes))
     }
 

@@ -86,7 +86,7 @@ pub struct ChassisConfig {
     pub event_sinks: Vec<Arc<dyn EventSink>>,
     /// Secret values per swarm (the environment is read at load time too).
     pub secrets: SecretStore,
-    /// A directory for precompiled components ([`crate::cache`]); `None`
+    /// A directory for precompiled components (`cache.rs`); `None`
     /// compiles every component on every load.
     pub cache_dir: Option<PathBuf>,
     /// Certificate authorities (DER) the HTTP proxy trusts for `https`

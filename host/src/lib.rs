@@ -22,7 +22,7 @@
 //!
 //! Loading checks the component before any of its code runs: it must be a
 //! component (not a core module), export the task interface, and import
-//! nothing its contract does not grant ([`imports::policy`]).
+//! nothing its contract does not grant (`imports::policy`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chassis::Error> {
@@ -36,31 +36,34 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(unreachable_pub)]
+
 pub mod audit;
 pub mod bindings;
-pub mod cache;
+mod cache;
+pub mod caps;
 mod config;
 pub mod contract;
 mod engine;
 mod error;
-pub mod events;
+mod events;
 pub mod files;
 mod health;
-pub mod imports;
+mod imports;
 pub mod inspect;
-pub mod limits;
+mod limits;
 mod metrics;
 mod outcome;
 mod registry;
 pub mod report;
-pub mod reputation;
+mod reputation;
 mod runner;
-pub mod secrets;
-pub mod slo;
+mod secrets;
+mod slo;
 mod state;
 mod task_types;
 pub mod text;
-pub mod wasi;
+mod wasi;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -70,17 +73,19 @@ use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+pub use cache::CacheUse;
+pub use caps::{EPOCH_TICK, HOST_SLACK, MAX_WASM_STACK};
 pub use config::{ChassisConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_COMPONENT_BYTES, PoolConfig};
 pub use contract::{ContractBuilder, ContractError, ServiceContract};
-pub use engine::{EPOCH_TICK, MAX_WASM_STACK};
 pub use error::{Error, ErrorKind, GuestError, GuestErrorKind, ImportRefusal};
 pub use events::{Event, EventSink, MemorySink};
 pub use imports::log::{GuestLine, GuestLogSink, LogLevel};
 pub use limits::{LimitKind, QueueConfig};
 pub use outcome::{Output, Payload, TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 pub use registry::{SwarmInfo, TASK_INTERFACE};
-pub use runner::HOST_SLACK;
+pub use reputation::Reputation;
 pub use secrets::{Secret, SecretStore, SecretsError};
+pub use slo::SloFigures;
 pub use state::HostState;
 
 /// The host: loads swarms and runs their tasks. Cheap to clone; clones share
@@ -280,6 +285,39 @@ impl Chassis {
             task_types: &swarm.info.task_types,
         };
         runner::execute(&self.inner.engine, ready, request).await
+    }
+
+    /// The loaded swarm `swarm_id`, checked and pre-linked with the
+    /// chassis's imports: for embedders who drive a component themselves
+    /// through the generated [`bindings`]. Instantiate it in a store from
+    /// [`Chassis::new_store`].
+    pub fn swarm_pre(&self, swarm_id: &str) -> Result<bindings::SwarmPre<HostState>, Error> {
+        Ok(self.inner.registry.get(swarm_id)?.pre.clone())
+    }
+
+    /// A fresh store for one task `task_id` of the loaded swarm
+    /// `swarm_id`, bound by its contract as [`Chassis::execute_task`]'s
+    /// are: memory limiter, host-call byte cap, fuel, the task's deadline
+    /// and CPU share, WASI and the chassis imports scoped to the swarm,
+    /// its call rate and log budget, its credentials. The caller drives the
+    /// instance ([`Chassis::swarm_pre`]); no admission slot is taken and
+    /// no task event, SLO figure or reputation change is recorded (the
+    /// imports' own events, such as credential decisions, still are).
+    pub fn new_store(
+        &self,
+        swarm_id: &str,
+        task_id: &str,
+    ) -> Result<wasmtime::Store<HostState>, Error> {
+        let swarm = self.inner.registry.get(swarm_id)?;
+        let rt = &swarm.runtime;
+        Ok(runner::new_store(
+            &self.inner.engine,
+            rt,
+            &task_id.into(),
+            &Default::default(),
+            imports::scope::Phase::Task,
+            rt.contract.task_timeout(),
+        ))
     }
 
     /// A swarm's SLO figures against its contract, and its reputation.

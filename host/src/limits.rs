@@ -90,7 +90,7 @@ impl LimitKind {
 /// The error a [`TaskLimiter`] raises to trap a guest that grows past its limit.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{what} limit exceeded: wanted {desired} {unit}, limit is {limit} {unit}")]
-pub struct GrowthRefused {
+pub(crate) struct GrowthRefused {
     /// `memory` or `table`.
     pub what: &'static str,
     /// What the guest asked for.
@@ -102,7 +102,7 @@ pub struct GrowthRefused {
 }
 
 /// Memory and table limits of one task, and what it used.
-pub struct TaskLimiter {
+pub(crate) struct TaskLimiter {
     max_memory: usize,
     memory: usize,
     peak_memory: usize,
@@ -121,7 +121,7 @@ impl TaskLimiter {
     }
 
     /// Highest linear memory the task had, in bytes.
-    pub fn peak_memory(&self) -> usize {
+    pub(crate) fn peak_memory(&self) -> usize {
         self.peak_memory
     }
 }
@@ -199,7 +199,7 @@ impl wasmtime::ResourceLimiter for TaskLimiter {
 /// wall time keeps a task on a busy machine from being throttled for time
 /// the OS gave to others.
 #[derive(Debug)]
-pub struct CpuGovernor {
+pub(crate) struct CpuGovernor {
     share: f64,
     window_start: Instant,
     last_tick: Instant,
@@ -214,7 +214,7 @@ pub struct CpuGovernor {
 
 impl CpuGovernor {
     /// A governor for `max_cpu_percent`, starting now.
-    pub fn new(max_cpu_percent: u32, now: Instant) -> Self {
+    pub(crate) fn new(max_cpu_percent: u32, now: Instant) -> Self {
         Self {
             share: f64::from(max_cpu_percent.clamp(1, 100)) / 100.0,
             window_start: now,
@@ -228,7 +228,7 @@ impl CpuGovernor {
 
     /// Account for the run since the last tick, whose busy time `cpu` turns
     /// into CPU time; returns how long to sleep.
-    pub fn tick(
+    pub(crate) fn tick(
         &mut self,
         now: Instant,
         cpu: impl FnOnce(Duration) -> Duration,
@@ -260,7 +260,7 @@ impl CpuGovernor {
     }
 
     /// Account for the run since the last tick at the end of the task.
-    pub fn finish(&mut self, now: Instant, cpu: impl FnOnce(Duration) -> Duration) {
+    pub(crate) fn finish(&mut self, now: Instant, cpu: impl FnOnce(Duration) -> Duration) {
         let ran = cpu(now
             .saturating_duration_since(self.last_tick)
             .saturating_sub(std::mem::take(&mut self.waiting)));
@@ -315,7 +315,7 @@ pub(crate) fn thread_cpu_time() -> Duration {
 /// A token bucket: `rate` tokens per second, holding at most `capacity`
 /// (one second's worth unless given).
 #[derive(Debug)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     capacity: f64,
     tokens: f64,
@@ -324,13 +324,13 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket with one second's burst.
-    pub fn new(rate_per_second: u32, now: Instant) -> Self {
+    pub(crate) fn new(rate_per_second: u32, now: Instant) -> Self {
         let rate = f64::from(rate_per_second.max(1));
         Self::with_capacity(rate, rate, now)
     }
 
     /// A full bucket holding at most `capacity` tokens.
-    pub fn with_capacity(rate: f64, capacity: f64, now: Instant) -> Self {
+    pub(crate) fn with_capacity(rate: f64, capacity: f64, now: Instant) -> Self {
         Self {
             rate: rate.max(f64::MIN_POSITIVE),
             capacity,
@@ -341,7 +341,7 @@ impl TokenBucket {
 
     /// Take `n` tokens if there are that many (a request larger than the
     /// capacity waits for `n` to accumulate).
-    pub fn try_take(&mut self, n: f64, now: Instant) -> bool {
+    pub(crate) fn try_take(&mut self, n: f64, now: Instant) -> bool {
         let ok = self.has(n, now);
         if ok {
             self.tokens -= n;
@@ -350,7 +350,7 @@ impl TokenBucket {
     }
 
     /// Whether `n` tokens could be taken now (takes none).
-    pub fn has(&mut self, n: f64, now: Instant) -> bool {
+    pub(crate) fn has(&mut self, n: f64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity.max(n));
         self.last = now;
@@ -358,14 +358,14 @@ impl TokenBucket {
     }
 
     /// How long until `n` tokens are available.
-    pub fn wait_for(&self, n: f64) -> Duration {
+    pub(crate) fn wait_for(&self, n: f64) -> Duration {
         Duration::from_secs_f64(((n - self.tokens) / self.rate).max(0.0))
     }
 }
 
 /// Live counters of one swarm, shared by its tasks.
 #[derive(Debug, Default)]
-pub struct SwarmCounters {
+pub(crate) struct SwarmCounters {
     /// Linear memory of its running instances, in bytes.
     pub memory_bytes: AtomicU64,
     /// Tasks running now.
@@ -402,7 +402,7 @@ impl Default for QueueConfig {
 
 /// Why admission refused a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// The wait queue is full.
     QueueFull {
         /// Its length.
@@ -418,7 +418,7 @@ pub enum Refused {
 /// At most `max_concurrent_tasks` tasks of a swarm run at once; up to
 /// `max_queued` more wait in FIFO order for at most `max_wait`.
 #[derive(Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     slots: Arc<Semaphore>,
     queue: QueueConfig,
     counters: Arc<SwarmCounters>,
@@ -426,7 +426,7 @@ pub struct Admission {
 
 /// A running task's slot; frees it when dropped.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     _permit: OwnedSemaphorePermit,
     counters: Arc<SwarmCounters>,
 }
@@ -440,7 +440,7 @@ impl Drop for Slot {
 
 impl Admission {
     /// Admission for `max_concurrent_tasks` slots.
-    pub fn new(
+    pub(crate) fn new(
         max_concurrent_tasks: u32,
         queue: QueueConfig,
         counters: Arc<SwarmCounters>,
@@ -453,7 +453,7 @@ impl Admission {
     }
 
     /// Wait for a slot, or say why not.
-    pub async fn admit(&self) -> Result<Slot, Refused> {
+    pub(crate) async fn admit(&self) -> Result<Slot, Refused> {
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -495,14 +495,14 @@ impl Drop for QueueGuard<'_> {
 
 /// Per-swarm rate limiter shared by all its tasks and imports.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     bucket: Mutex<TokenBucket>,
     counters: Arc<SwarmCounters>,
 }
 
 impl RateLimiter {
     /// A limiter for `max_api_calls_per_second`.
-    pub fn new(max_api_calls_per_second: u32, counters: Arc<SwarmCounters>) -> Self {
+    pub(crate) fn new(max_api_calls_per_second: u32, counters: Arc<SwarmCounters>) -> Self {
         Self {
             bucket: Mutex::new(TokenBucket::new(max_api_calls_per_second, Instant::now())),
             counters,
@@ -510,7 +510,7 @@ impl RateLimiter {
     }
 
     /// Take one call's token; `false` (and counted) when over the rate.
-    pub fn allow(&self) -> bool {
+    pub(crate) fn allow(&self) -> bool {
         let ok = self
             .bucket
             .lock()
@@ -529,13 +529,13 @@ impl RateLimiter {
 /// bytes per second, each with one second's burst. A line over either is
 /// dropped (the caller counts it); logging never ends a task.
 #[derive(Debug)]
-pub struct LogBudget {
+pub(crate) struct LogBudget {
     buckets: Mutex<(TokenBucket, TokenBucket)>,
 }
 
 impl LogBudget {
     /// A budget for `max_log_lines_per_second` and `max_log_bytes_per_second`.
-    pub fn new(lines_per_second: u32, bytes_per_second: u32) -> Self {
+    pub(crate) fn new(lines_per_second: u32, bytes_per_second: u32) -> Self {
         let now = Instant::now();
         Self {
             buckets: Mutex::new((
@@ -547,7 +547,7 @@ impl LogBudget {
 
     /// Take one line of `bytes`; `false` when over either budget (nothing
     /// is taken then).
-    pub fn allow(&self, bytes: usize) -> bool {
+    pub(crate) fn allow(&self, bytes: usize) -> bool {
         let now = Instant::now();
         let bytes = bytes as f64;
         let mut b = self.buckets.lock().expect("log budget lock");

@@ -2,8 +2,8 @@
 //!
 //! The audit log holds every task's end, its latency and every security
 //! violation, in order and with timestamps, so replaying it through the same
-//! [`SloTracker`] and [`Reputation`] the host uses, with the same rule for
-//! how an ending counts ([`crate::health::Health::count`]), gives the state
+//! SLO tracker and [`Reputation`] the host uses, with the same rule for
+//! how an ending counts (`health.rs`), gives the state
 //! the host had — for any past run, from the file alone (`chassis report`).
 //! A host that continues a swarm's log ([`crate::Chassis::restore_history`],
 //! `chassis run --audit`) starts from that state, so the figures of one run
@@ -26,7 +26,7 @@ pub struct History {
     /// The swarm.
     pub swarm_id: String,
     /// SLO state; its clock runs from the swarm's first record.
-    pub slo: SloTracker,
+    pub(crate) slo: SloTracker,
     /// Reputation, quarantine and the failure guard's window.
     pub reputation: Reputation,
     /// The tracker's clock at the last record.

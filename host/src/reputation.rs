@@ -44,7 +44,7 @@ use crate::slo::{Compliance, Ending};
 
 /// How one task's ending counts for SLOs and reputation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counted {
+pub(crate) struct Counted {
     /// How SLOs see it.
     pub ending: Ending,
     /// Whether it failed by the swarm's own doing (the failure guard).
@@ -54,13 +54,13 @@ pub struct Counted {
 /// Whether a task ended by `limit` costs reputation on top of its SLO
 /// figures: every limit the guest ran into does; a full queue
 /// (`Overloaded`) is the callers' doing and does not.
-pub fn limit_costs_reputation(limit: crate::limits::LimitKind) -> bool {
+pub(crate) fn limit_costs_reputation(limit: crate::limits::LimitKind) -> bool {
     limit != crate::limits::LimitKind::Overloaded
 }
 
 /// How a task that ended as `end` counts. `None` for a task refused before
 /// it reached the swarm (not the swarm's doing).
-pub fn counted(end: TaskEnd) -> Option<Counted> {
+pub(crate) fn counted(end: TaskEnd) -> Option<Counted> {
     let (ending, own_failure) = match end {
         TaskEnd::Success => (Ending::Success, false),
         // An invalid payload or an unknown task type is the caller's mistake.
@@ -81,13 +81,13 @@ pub fn counted(end: TaskEnd) -> Option<Counted> {
 }
 
 /// How far the score moves towards its target per task.
-pub const STEP: f64 = 0.1;
+pub(crate) const STEP: f64 = 0.1;
 
 /// What a security violation leaves of the score (a 20 % cost).
-pub const VIOLATION_FACTOR: f64 = 0.8;
+pub(crate) const VIOLATION_FACTOR: f64 = 0.8;
 
 /// What a resource-limit violation leaves of the score (a 10 % cost).
-pub const LIMIT_FACTOR: f64 = 0.9;
+pub(crate) const LIMIT_FACTOR: f64 = 0.9;
 
 /// A swarm's reputation.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 /// Prefix of environment variables holding secrets.
-pub const ENV_PREFIX: &str = "CHASSIS_SECRET__";
+pub(crate) const ENV_PREFIX: &str = "CHASSIS_SECRET__";
 
 /// A secret value. Never printed.
 #[derive(Clone)]
@@ -124,7 +124,7 @@ fn is_words(s: &str, sep: char) -> bool {
 /// the environment serves (see the module docs). The mapping is one to one:
 /// ids never contain `_`, so the first `__` after the prefix ends the id, and
 /// neither part has doubled, leading or trailing separators or upper case.
-pub fn env_var_name(swarm_id: &str, key: &str) -> Option<String> {
+pub(crate) fn env_var_name(swarm_id: &str, key: &str) -> Option<String> {
     (is_words(swarm_id, '-') && is_words(key, '_')).then(|| {
         format!(
             "{ENV_PREFIX}{}__{}",
@@ -236,7 +236,7 @@ impl SecretStore {
 
 /// Shortest secret value the host looks for in guest text: shorter values
 /// would match ordinary words.
-pub const MIN_REDACTED_LEN: usize = 4;
+pub(crate) const MIN_REDACTED_LEN: usize = 4;
 
 /// Finds a swarm's secret values, and their common encodings, in text the
 /// swarm produces (log lines, stdout/stderr, error messages) and replaces
@@ -247,7 +247,7 @@ pub const MIN_REDACTED_LEN: usize = 4;
 /// without padding and without the last, partial character, so the value
 /// is found also inside a longer encoded message that starts with it).
 #[derive(Clone, Default)]
-pub struct Redactor {
+pub(crate) struct Redactor {
     /// (encoded form, key), longest first.
     needles: Vec<(Zeroizing<String>, String)>,
 }
@@ -260,7 +260,7 @@ impl std::fmt::Debug for Redactor {
 
 impl Redactor {
     /// A redactor for these (key, value) pairs.
-    pub fn new<'a>(secrets: impl IntoIterator<Item = (&'a str, &'a Secret)>) -> Self {
+    pub(crate) fn new<'a>(secrets: impl IntoIterator<Item = (&'a str, &'a Secret)>) -> Self {
         use base64::Engine as _;
         use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
         let mut needles: Vec<(Zeroizing<String>, String)> = Vec::new();
@@ -290,14 +290,9 @@ impl Redactor {
         Self { needles }
     }
 
-    /// Whether there is nothing to look for.
-    pub fn is_empty(&self) -> bool {
-        self.needles.is_empty()
-    }
-
     /// `text` with every secret form replaced, and the keys found (sorted,
     /// each once; empty when the text holds no secret).
-    pub fn redact<'t>(&self, text: &'t str) -> (std::borrow::Cow<'t, str>, Vec<String>) {
+    pub(crate) fn redact<'t>(&self, text: &'t str) -> (std::borrow::Cow<'t, str>, Vec<String>) {
         let mut found: Vec<String> = Vec::new();
         let mut out = std::borrow::Cow::Borrowed(text);
         for (needle, key) in &self.needles {

@@ -92,7 +92,7 @@ impl SwarmRuntime {
 }
 
 /// The data of one task's `Store`: the task's scope, its WASI context and
-/// its limits. Built for each task ([`crate::runner`]) and dropped with the
+/// its limits. Built for each task (`runner.rs`) and dropped with the
 /// store, so nothing a guest does outlives its task.
 pub struct HostState {
     pub(crate) swarm: Arc<SwarmRuntime>,

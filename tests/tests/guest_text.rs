@@ -142,7 +142,7 @@ async fn a_huge_guest_error_is_cut_in_the_outcome_and_the_audit_record() {
         .await
         .unwrap();
     let message = o.error.as_ref().unwrap().message();
-    let cap = chassis::limits::MAX_ERROR_MESSAGE_BYTES;
+    let cap = chassis::caps::MAX_ERROR_MESSAGE_BYTES;
     assert!(message.len() <= cap + 64, "{} bytes", message.len());
     assert!(
         message.ends_with("[truncated, 3145728 bytes]"),

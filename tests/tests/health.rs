@@ -224,7 +224,10 @@ async fn a_swarm_that_always_traps_is_quarantined_within_its_failure_window() {
             .execute_task("hello-world", TaskRequest::new("add", json!({"a": "x"})))
             .await
             .unwrap();
-        assert_eq!(o.error.as_ref().map(|e| e.kind()), Some("invalid_payload"));
+        assert_eq!(
+            o.error.as_ref().map(|e| e.kind().as_str()),
+            Some("invalid_payload")
+        );
     }
     assert!(
         !chassis

@@ -320,7 +320,7 @@ async fn an_oversized_request_is_refused_before_it_is_sent() {
         })
     };
     // A JSON string body is its text plus two quotes.
-    let limit = chassis::imports::http_proxy::client::MAX_REQUEST_BYTES;
+    let limit = chassis::caps::MAX_PROXY_REQUEST_BYTES;
     let o = run(&s, "api-client", "fetch_json", post(limit - 1)).await;
     let err = o.error.unwrap().to_string();
     assert!(

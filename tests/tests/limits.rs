@@ -275,7 +275,7 @@ async fn table_growth_hits_the_limit() {
         panic!("expected a table limit error, got {err}");
     };
     assert!(detail.contains("table limit exceeded"), "{detail}");
-    assert_eq!(limit_elements, chassis::limits::MAX_TABLE_ELEMENTS);
+    assert_eq!(limit_elements, chassis::caps::MAX_TABLE_ELEMENTS);
     // It names the host's table limit, not the contract's memory field.
     let text = err.to_string();
     assert!(
@@ -313,7 +313,7 @@ async fn a_huge_output_is_refused() {
         .unwrap_err();
     assert!(
         matches!(err, Error::OutputTooLarge { limit_bytes, bytes, .. }
-            if limit_bytes == chassis::limits::MAX_OUTPUT_BYTES && bytes > 3 << 20),
+            if limit_bytes == chassis::caps::MAX_OUTPUT_BYTES && bytes > 3 << 20),
         "{err}"
     );
     // Past the host-call cap it is refused while being passed to the host.
@@ -345,7 +345,7 @@ async fn a_huge_log_line_is_more_than_the_hostcall_cap() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::HostcallTooLarge { limit_bytes, .. } if limit_bytes == chassis::limits::MAX_HOSTCALL_BYTES),
+        matches!(err, Error::HostcallTooLarge { limit_bytes, .. } if limit_bytes == chassis::caps::MAX_HOSTCALL_BYTES),
         "{err}"
     );
     assert_eq!(limit_events(&sink), vec![LimitKind::HostcallSize]);

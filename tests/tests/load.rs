@@ -311,7 +311,7 @@ async fn load_cached(dir: &std::path::Path) -> (Chassis, chassis::SwarmInfo) {
 
 #[tokio::test]
 async fn a_second_load_comes_from_the_component_cache_and_runs() {
-    use chassis::cache::CacheUse;
+    use chassis::CacheUse;
     let dir = cache_dir("second");
     let (_, first) = load_cached(&dir).await;
     assert_eq!(first.cache, CacheUse::Miss);
@@ -327,7 +327,7 @@ async fn a_second_load_comes_from_the_component_cache_and_runs() {
 
 #[tokio::test]
 async fn a_corrupt_cache_entry_is_recompiled_not_loaded() {
-    use chassis::cache::CacheUse;
+    use chassis::CacheUse;
     let dir = cache_dir("corrupt");
     load_cached(&dir).await;
     let entry = std::fs::read_dir(&dir)

@@ -34,14 +34,14 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
     };
     let (load, cache_dir) = (&load, &cache_dir);
     let (_, first) = load(Some(cache_dir.clone())).await?;
-    if first != chassis::cache::CacheUse::Miss {
+    if first != chassis::CacheUse::Miss {
         bail!("the first load into an empty cache was a {first:?}, not a miss");
     }
     let (o, b) = rounds(
         run.rounds,
         move || async move {
             let (ms, used) = load(Some(cache_dir.clone())).await?;
-            if used != chassis::cache::CacheUse::Hit {
+            if used != chassis::CacheUse::Hit {
                 bail!("a load from the warm cache was a {used:?}");
             }
             Ok(ms)

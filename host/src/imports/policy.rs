@@ -8,7 +8,7 @@ use crate::contract::{GATED_WASI_CAPABILITIES, NetworkAccess, ServiceContract};
 
 /// Why an import is refused: the contract field that decides it and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The contract field (`(none)` when no field can grant it).
     pub field: &'static str,
     /// Why.
@@ -39,7 +39,7 @@ const BASELINE_WASI: &[&str] = &[
 
 /// Decide whether the contract permits the import `name`
 /// (for example `wasi:cli/stdout@0.2.6` or `infrafabric:chassis/log@0.1.0`).
-pub fn check(contract: &ServiceContract, name: &str) -> Result<(), Refusal> {
+pub(crate) fn check(contract: &ServiceContract, name: &str) -> Result<(), Refusal> {
     let unversioned = name.split('@').next().unwrap_or(name);
     match unversioned {
         "infrafabric:chassis/types" | "infrafabric:chassis/log" => Ok(()),

@@ -15,7 +15,7 @@ use url::{Host, Url};
 
 /// One allowed endpoint pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// `http` or `https`.
     pub scheme: String,
     /// The host pattern.
@@ -30,7 +30,7 @@ pub struct Endpoint {
 
 /// The host part of a pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostPattern {
+pub(crate) enum HostPattern {
     /// Exactly this name (lower case).
     Name(String),
     /// Any subdomain of this name.
@@ -41,7 +41,7 @@ pub enum HostPattern {
 
 impl Endpoint {
     /// Parse a pattern from a contract.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let wildcard = text.contains("://*.");
         let parseable = text.replacen("://*.", "://wildcard.", 1);
         let url = Url::parse(&parseable).map_err(|e| format!("{text:?}: {e}"))?;
@@ -78,7 +78,7 @@ impl Endpoint {
     }
 
     /// Whether `url` is within this endpoint.
-    pub fn matches(&self, url: &Url) -> bool {
+    pub(crate) fn matches(&self, url: &Url) -> bool {
         if url.scheme() != self.scheme || url.port_or_known_default() != Some(self.port) {
             return false;
         }
@@ -98,13 +98,13 @@ impl Endpoint {
     }
 
     /// Whether this endpoint names `ip` literally.
-    pub fn names_ip(&self, ip: IpAddr) -> bool {
+    pub(crate) fn names_ip(&self, ip: IpAddr) -> bool {
         matches!(self.host, HostPattern::Ip(mine) if mine == canonical(ip))
     }
 }
 
 /// An IPv4-mapped IPv6 address as its IPv4 address; others unchanged.
-pub fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -123,13 +123,13 @@ fn path_within(path: &str, prefix: &str) -> bool {
 
 /// A swarm's allowed endpoints.
 #[derive(Debug, Clone, Default)]
-pub struct Allowlist {
+pub(crate) struct Allowlist {
     endpoints: Vec<Endpoint>,
 }
 
 impl Allowlist {
     /// Parse every pattern of a contract.
-    pub fn new(patterns: &[String]) -> Result<Self, String> {
+    pub(crate) fn new(patterns: &[String]) -> Result<Self, String> {
         Ok(Self {
             endpoints: patterns
                 .iter()
@@ -139,14 +139,14 @@ impl Allowlist {
     }
 
     /// The first endpoint `url` falls within.
-    pub fn find(&self, url: &Url) -> Option<&Endpoint> {
+    pub(crate) fn find(&self, url: &Url) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.matches(url))
     }
 
     /// Whether an endpoint that admits `url` names `ip` literally: the only
     /// way past the SSRF guard. An address named for one endpoint opens no
     /// other URL that happens to resolve to it.
-    pub fn names_ip_for(&self, url: &Url, ip: IpAddr) -> bool {
+    pub(crate) fn names_ip_for(&self, url: &Url, ip: IpAddr) -> bool {
         self.endpoints
             .iter()
             .any(|e| e.matches(url) && e.names_ip(ip))

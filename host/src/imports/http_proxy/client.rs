@@ -29,7 +29,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest whole exchange (also never past the task's deadline).
 pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long before the task's deadline an exchange is given up.
-pub const DEADLINE_MARGIN: Duration = Duration::from_millis(200);
+pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_millis(200);
 
 /// Why an exchange failed.
 #[derive(Debug)]
@@ -58,13 +58,13 @@ pub(crate) struct Exchange {
 
 /// A swarm's network bandwidth: one bucket of bytes for both directions.
 #[derive(Debug)]
-pub struct Bandwidth {
+pub(crate) struct Bandwidth {
     bucket: Mutex<TokenBucket>,
 }
 
 impl Bandwidth {
     /// `mbps` megabits per second; bursts of a tenth of a second (at least 16 KiB).
-    pub fn new(mbps: u32) -> Self {
+    pub(crate) fn new(mbps: u32) -> Self {
         let rate = f64::from(mbps) * 125_000.0;
         let capacity = (rate / 10.0).max(16.0 * 1024.0);
         Self {
@@ -73,7 +73,7 @@ impl Bandwidth {
     }
 
     /// Wait until `bytes` may pass.
-    pub async fn take(&self, bytes: usize) {
+    pub(crate) async fn take(&self, bytes: usize) {
         if bytes == 0 {
             return;
         }

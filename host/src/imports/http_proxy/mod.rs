@@ -16,9 +16,9 @@
 //! URL without user info or query, status, bytes each way, time. A denied
 //! endpoint or a refused address is a security violation.
 
-pub mod allowlist;
-pub mod client;
-pub mod ssrf;
+pub(crate) mod allowlist;
+pub(crate) mod client;
+pub(crate) mod ssrf;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -59,7 +59,7 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// Longest URL text kept in a request's event, in bytes.
-pub const MAX_RECORDED_URL_BYTES: usize = 1024;
+pub(crate) const MAX_RECORDED_URL_BYTES: usize = 1024;
 
 /// Longest method text kept in a request's event, in bytes.
 const MAX_RECORDED_METHOD_BYTES: usize = 32;
