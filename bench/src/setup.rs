@@ -116,6 +116,19 @@ impl Setup {
     }
 }
 
+/// One task through `chassis` with its payload and output as JSON text,
+/// as a caller holding text (an HTTP body, a queue message) runs it: no
+/// parse into a tree, no print. An error unless it succeeds.
+pub async fn ours_text(chassis: &Chassis, swarm: &str, task: &str, payload: &str) -> Result<()> {
+    let request = TaskRequest::from_text(task, payload)?;
+    let outcome = chassis.execute_task_text(swarm, request).await?;
+    if !outcome.is_success() {
+        bail!("{swarm} {task}: {:?}", outcome.error);
+    }
+    std::hint::black_box(outcome.output);
+    Ok(())
+}
+
 /// One task through `chassis`; an error unless it succeeds.
 pub async fn ours(
     chassis: &Chassis,

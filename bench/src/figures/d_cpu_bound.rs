@@ -1,6 +1,9 @@
 //! (d) A CPU-bound task: the analyzer's `analyze_code` over 1 MiB of Python
 //! through the chassis, vs the same Rust function compiled natively (JSON in
-//! and out included). Goal: ratio ≤ 1.6. Then what epoch interruption
+//! and out included). Both sides take the payload as JSON text and give
+//! the output as text: the chassis hands the text to the guest as it is
+//! (`TaskRequest::from_text`, `execute_task_text`), with no parse into a
+//! tree and no print. Goal: ratio ≤ 1.6. Then what epoch interruption
 //! costs: the analyzer on bare wasmtime with it on vs off (no goal).
 //! The three results must agree before their times mean anything.
 
@@ -11,7 +14,7 @@ use chassis::TaskRequest;
 
 use super::Run;
 use crate::measure::{Figure, Goal, figure, rounds};
-use crate::setup::ours;
+use crate::setup::ours_text;
 
 /// ms per task: ours vs native, then bare wasmtime with epochs on vs off.
 pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
@@ -26,14 +29,14 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
     let got = s.bare_analyzer.run("analyze_code", text).await?;
     let got_ours = s
         .chassis
-        .execute_task(
+        .execute_task_text(
             "analyzer",
-            TaskRequest::new("analyze_code", payload.clone()),
+            TaskRequest::from_text("analyze_code", text.as_str())?,
         )
         .await?;
     let want_value: serde_json::Value = serde_json::from_str(&want)?;
     if serde_json::from_str::<serde_json::Value>(&got)? != want_value
-        || got_ours.output != want_value
+        || serde_json::from_str::<serde_json::Value>(got_ours.output.get())? != want_value
     {
         bail!(
             "the analyzer's results differ: native {want}, bare {got}, ours {}",
@@ -45,7 +48,7 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         n,
         move || async move {
             let t = Instant::now();
-            ours(&s.chassis, "analyzer", "analyze_code", payload).await?;
+            ours_text(&s.chassis, "analyzer", "analyze_code", text).await?;
             Ok(t.elapsed().as_secs_f64() * 1e3)
         },
         move || async move {

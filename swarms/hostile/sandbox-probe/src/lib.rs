@@ -31,10 +31,12 @@ fn random_bytes() -> [u8; 16] {
 }
 
 impl Swarm for SandboxProbe {
-    const TASK_TYPES: &'static [&'static str] = &["env", "clock", "random", "stdout"];
+    const TASK_TYPES: &'static [&'static str] = &["env", "clock", "random", "stdout", "payload"];
 
     fn execute(request: &Request) -> Result<Value, TaskError> {
         match request.task_type() {
+            // The payload's text exactly as the guest received it.
+            "payload" => Ok(json!({ "raw": request.raw_payload() })),
             "env" => {
                 let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
                 let args: Vec<String> = std::env::args().collect();
