@@ -1,15 +1,24 @@
 //! The SSRF guard: addresses a swarm's request may not connect to unless an
 //! allowed endpoint names the address literally.
 //!
-//! Pure. Refused: unspecified, loopback, private (RFC 1918), shared/CGNAT
-//! (100.64.0.0/10), link-local (incl. the 169.254.169.254 metadata service),
-//! IETF-reserved, benchmarking, multicast, broadcast and reserved IPv4;
-//! IPv6 loopback, unspecified, unique-local (fc00::/7, incl. fd00:ec2::254),
-//! link-local, site-local and multicast; and every IPv6 form that embeds an
-//! IPv4 address (IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96, 6to4
-//! 2002::/16, Teredo 2001::/32) is judged by the embedded address.
+//! Pure. The standard library's address predicates decide where they are
+//! stable; the few ranges it has no stable predicate for yet are matched on
+//! their octets, each named. Refused IPv4: unspecified and "this network"
+//! (0.0.0.0/8), loopback, private (RFC 1918), shared/CGNAT
+//! (100.64.0.0/10), link-local (with the 169.254.169.254 metadata service
+//! named), IETF protocol assignments (192.0.0.0/24), documentation,
+//! benchmarking (198.18.0.0/15), multicast, and reserved and broadcast
+//! (240.0.0.0/4). Refused IPv6: unspecified, loopback, unique-local
+//! (fc00::/7, incl. fd00:ec2::254), link-local, site-local (fec0::/10) and
+//! multicast. An IPv6 address that embeds an IPv4 one (IPv4-mapped,
+//! IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16) is judged by the
+//! embedded address; Teredo (2001::/32) is refused outright, since its
+//! embedded client address cannot be trusted.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The cloud metadata service's address.
+const METADATA: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 
 /// Why `ip` may not be connected to, or `None` when it is a public address.
 pub(crate) fn forbidden(ip: IpAddr) -> Option<&'static str> {
@@ -21,26 +30,38 @@ pub(crate) fn forbidden(ip: IpAddr) -> Option<&'static str> {
 
 fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
     let [a, b, c, _] = ip.octets();
-    Some(match (a, b, c) {
-        (169, 254, 169) if ip == Ipv4Addr::new(169, 254, 169, 254) => "a cloud metadata address",
-        (0, _, _) => "an unspecified (\"this network\") address",
-        (127, _, _) => "a loopback address",
-        (10, _, _) => "a private address",
-        (172, 16..=31, _) => "a private address",
-        (192, 168, _) => "a private address",
-        (100, 64..=127, _) => "a shared (CGNAT) address",
-        (169, 254, _) => "a link-local address",
-        (192, 0, 0) => "an IETF protocol address",
-        (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "a documentation address",
-        (198, 18..=19, _) => "a benchmarking address",
-        (224..=239, _, _) => "a multicast address",
-        (240..=255, _, _) => "a reserved or broadcast address",
-        _ => return None,
+    Some(if ip == METADATA {
+        "a cloud metadata address"
+    } else if a == 0 {
+        // 0.0.0.0/8, the unspecified address included.
+        "an unspecified (\"this network\") address"
+    } else if ip.is_loopback() {
+        "a loopback address"
+    } else if ip.is_private() {
+        "a private address"
+    } else if a == 100 && (64..=127).contains(&b) {
+        // `Ipv4Addr::is_shared` is not stable yet.
+        "a shared (CGNAT) address"
+    } else if ip.is_link_local() {
+        "a link-local address"
+    } else if (a, b, c) == (192, 0, 0) {
+        "an IETF protocol address"
+    } else if ip.is_documentation() {
+        "a documentation address"
+    } else if a == 198 && (18..=19).contains(&b) {
+        // `Ipv4Addr::is_benchmarking` is not stable yet.
+        "a benchmarking address"
+    } else if ip.is_multicast() {
+        "a multicast address"
+    } else if ip.is_broadcast() || a >= 240 {
+        // `Ipv4Addr::is_reserved` is not stable yet.
+        "a reserved or broadcast address"
+    } else {
+        return None;
     })
 }
 
 fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let s = ip.segments();
     if let Some(v4) = ip.to_ipv4_mapped() {
         return forbidden_v4(v4);
     }
@@ -50,22 +71,32 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     if ip.is_loopback() {
         return Some("a loopback address");
     }
+    let s = ip.segments();
     // IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96): embedded in the last 32 bits.
-    let last32 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if s[..6] == [0; 6] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return Some(forbidden_v4(last32).unwrap_or("an IPv6 address embedding IPv4"));
+        let [.., a, b, c, d] = ip.octets();
+        return Some(
+            forbidden_v4(Ipv4Addr::new(a, b, c, d)).unwrap_or("an IPv6 address embedding IPv4"),
+        );
+    }
+    if ip.is_unique_local() {
+        return Some("a unique-local address");
+    }
+    if ip.is_unicast_link_local() {
+        return Some("a link-local address");
+    }
+    if ip.is_multicast() {
+        return Some("a multicast address");
     }
     match s[0] {
-        0xfc00..=0xfdff => Some("a unique-local address"),
-        0xfe80..=0xfebf => Some("a link-local address"),
+        // Deprecated, with no predicate of its own: fec0::/10.
         0xfec0..=0xfeff => Some("a site-local address"),
-        0xff00..=0xffff => Some("a multicast address"),
         // 6to4: 2002:a.b.c.d::/48
         0x2002 => {
-            let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
-            forbidden_v4(v4)
+            let [_, _, a, b, c, d, ..] = ip.octets();
+            forbidden_v4(Ipv4Addr::new(a, b, c, d))
         }
-        // Teredo: 2001:0::/32, client address inverted in the last 32 bits.
+        // Teredo: 2001:0::/32.
         0x2001 if s[1] == 0 => Some("a Teredo address"),
         _ => None,
     }
