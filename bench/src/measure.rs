@@ -117,6 +117,13 @@ fn num(x: f64) -> String {
     }
 }
 
+/// Milliseconds `work` takes to finish.
+pub async fn ms<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<f64> {
+    let t = std::time::Instant::now();
+    work.await?;
+    Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
 /// Interleaved rounds: `ours` then `baseline`, `n` times after one
 /// warm-up of each. Each closure returns one round's figure.
 pub async fn rounds<O, B, FO, FB>(

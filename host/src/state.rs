@@ -10,7 +10,7 @@
 //! per-task view. This module depends on `imports/`, never the other way.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -112,37 +112,44 @@ impl HostState {
         &self.swarm.contract
     }
 
+    /// The swarm, and who is calling: what every capability's view holds.
+    fn scoped(&mut self) -> (&SwarmRuntime, Scoped<'_>) {
+        let swarm: &SwarmRuntime = &self.swarm;
+        let scoped = Scoped {
+            swarm: &swarm.scope,
+            task: &mut self.task,
+        };
+        (swarm, scoped)
+    }
+
     fn log(&mut self) -> LogHost<'_> {
+        let (swarm, scoped) = self.scoped();
         LogHost {
-            log: &self.swarm.log,
-            scoped: Scoped {
-                swarm: &self.swarm.scope,
-                task: &mut self.task,
-            },
+            log: &swarm.log,
+            scoped,
         }
     }
 
     fn credentials(&mut self) -> CredentialsHost<'_> {
+        let (swarm, scoped) = self.scoped();
         CredentialsHost {
-            credentials: &self.swarm.credentials,
-            scoped: Scoped {
-                swarm: &self.swarm.scope,
-                task: &mut self.task,
-            },
+            credentials: &swarm.credentials,
+            scoped,
         }
     }
 
     fn proxy(&mut self) -> ProxyHost<'_> {
-        let waiting: &mut Duration = &mut self.governor.waiting;
+        let deadline = self.deadline;
+        let swarm: &SwarmRuntime = &self.swarm;
         ProxyHost {
-            proxy: &self.swarm.proxy,
-            credentials: &self.swarm.credentials,
+            proxy: &swarm.proxy,
+            credentials: &swarm.credentials,
             scoped: Scoped {
-                swarm: &self.swarm.scope,
+                swarm: &swarm.scope,
                 task: &mut self.task,
             },
-            deadline: self.deadline,
-            waiting,
+            deadline,
+            waiting: &mut self.governor.waiting,
         }
     }
 

@@ -14,13 +14,20 @@ use serde_json::json;
 const PROBE: &str = "swarm_id = \"probe\"\n[security]\nwasi_capabilities = [\
     \"wasi:io/streams\", \"wasi:clocks/wall-clock\", \"wasi:clocks/monotonic-clock\"]\n";
 
-#[tokio::test]
-async fn a_payload_given_as_text_reaches_the_guest_unchanged() {
+/// A host with the sandbox probe loaded as `probe`: its `payload` task
+/// answers the payload's text as the guest received it.
+async fn probe() -> Chassis {
     let chassis = Chassis::new().unwrap();
     chassis
         .load_bytes(&component("sandbox_probe"), contract(PROBE))
         .await
         .unwrap();
+    chassis
+}
+
+#[tokio::test]
+async fn a_payload_given_as_text_reaches_the_guest_unchanged() {
+    let chassis = probe().await;
     // Spacing, key order, a duplicate key and number spellings that a
     // parse into a tree and a print would all change.
     let text = "{ \"b\" : 1.50,\n \"a\": [1e2, -0.0], \"b\": 2 }";
@@ -35,11 +42,7 @@ async fn a_payload_given_as_text_reaches_the_guest_unchanged() {
 
 #[tokio::test]
 async fn an_output_can_be_taken_as_text() {
-    let chassis = Chassis::new().unwrap();
-    chassis
-        .load_bytes(&component("sandbox_probe"), contract(PROBE))
-        .await
-        .unwrap();
+    let chassis = probe().await;
     let request = TaskRequest::from_text("payload", "[1,2]").unwrap();
     let o = chassis.execute_task_text("probe", request).await.unwrap();
     assert!(o.is_success());

@@ -7,13 +7,11 @@
 //! costs: the analyzer on bare wasmtime with it on vs off (no goal).
 //! The three results must agree before their times mean anything.
 
-use std::time::Instant;
-
 use anyhow::{Context, Result, bail};
 use chassis::TaskRequest;
 
 use super::Run;
-use crate::measure::{Figure, Goal, figure, rounds};
+use crate::measure::{Figure, Goal, figure, ms, rounds};
 use crate::setup::ours_text;
 
 /// ms per task: ours vs native, then bare wasmtime with epochs on vs off.
@@ -46,16 +44,8 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
     let (o, b) = rounds(
         n,
-        move || async move {
-            let t = Instant::now();
-            ours_text(&s.chassis, "analyzer", "analyze_code", text).await?;
-            Ok(t.elapsed().as_secs_f64() * 1e3)
-        },
-        move || async move {
-            let t = Instant::now();
-            std::hint::black_box(native(std::hint::black_box(text))?);
-            Ok(t.elapsed().as_secs_f64() * 1e3)
-        },
+        move || ms(ours_text(&s.chassis, "analyzer", "analyze_code", text)),
+        move || ms(async move { native(std::hint::black_box(text)).map(std::hint::black_box) }),
     )
     .await?;
     figures.push(figure(
@@ -69,16 +59,8 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
     ));
     let (o, b) = rounds(
         n,
-        move || async move {
-            let t = Instant::now();
-            s.bare_analyzer_epoch.run("analyze_code", text).await?;
-            Ok(t.elapsed().as_secs_f64() * 1e3)
-        },
-        move || async move {
-            let t = Instant::now();
-            s.bare_analyzer.run("analyze_code", text).await?;
-            Ok(t.elapsed().as_secs_f64() * 1e3)
-        },
+        move || ms(s.bare_analyzer_epoch.run("analyze_code", text)),
+        move || ms(s.bare_analyzer.run("analyze_code", text)),
     )
     .await?;
     figures.push(figure(

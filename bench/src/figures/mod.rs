@@ -36,23 +36,20 @@ pub struct Run<'a> {
 /// Measure the figures whose letter `wants` accepts, in order.
 pub async fn measure(run: &Run<'_>, wants: impl Fn(char) -> bool) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
-    if wants('a') {
-        figures.extend(a_latency::measure(run).await?);
+    macro_rules! in_order {
+        ($($letter:literal => $figure:ident),* $(,)?) => {
+            $(if wants($letter) {
+                figures.extend($figure::measure(run).await?);
+            })*
+        };
     }
-    if wants('b') {
-        figures.extend(b_throughput::measure(run).await?);
-    }
-    if wants('c') {
-        figures.extend(c_import_calls::measure(run).await?);
-    }
-    if wants('d') {
-        figures.extend(d_cpu_bound::measure(run).await?);
-    }
-    if wants('e') {
-        figures.extend(e_cold_load::measure(run).await?);
-    }
-    if wants('f') {
-        figures.extend(f_memory::measure(run).await?);
-    }
+    in_order!(
+        'a' => a_latency,
+        'b' => b_throughput,
+        'c' => c_import_calls,
+        'd' => d_cpu_bound,
+        'e' => e_cold_load,
+        'f' => f_memory,
+    );
     Ok(figures)
 }

@@ -10,8 +10,6 @@
 
 use std::collections::HashMap;
 
-use wasmtime::component::{HasData, Linker};
-
 use crate::bindings::credentials::{CredentialError, Host};
 use crate::contract::ServiceContract;
 use crate::error::Error;
@@ -210,16 +208,4 @@ impl Host for CredentialsHost<'_> {
     }
 }
 
-struct HasCredentials;
-
-impl HasData for HasCredentials {
-    type Data<'a> = CredentialsHost<'a>;
-}
-
-/// Link `infrafabric:chassis/credentials`, served by the view `get` returns.
-pub(crate) fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> CredentialsHost<'_>,
-) -> wasmtime::Result<()> {
-    crate::bindings::credentials::add_to_linker::<T, HasCredentials>(linker, get)
-}
+crate::imports::scope::linker_for!(credentials, CredentialsHost);

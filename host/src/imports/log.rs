@@ -12,8 +12,6 @@
 
 use std::sync::{Arc, RwLock};
 
-use wasmtime::component::{HasData, Linker};
-
 use crate::bindings::log::{Host, Level};
 use crate::imports::scope::{Scoped, SwarmScope, TaskShared};
 use crate::limits::LogBudget;
@@ -144,19 +142,7 @@ impl Host for LogHost<'_> {
     }
 }
 
-struct HasLog;
-
-impl HasData for HasLog {
-    type Data<'a> = LogHost<'a>;
-}
-
-/// Link `infrafabric:chassis/log`, served by the view `get` returns.
-pub(crate) fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> LogHost<'_>,
-) -> wasmtime::Result<()> {
-    crate::bindings::log::add_to_linker::<T, HasLog>(linker, get)
-}
+crate::imports::scope::linker_for!(log, LogHost);
 
 #[cfg(test)]
 mod tests {

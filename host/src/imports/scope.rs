@@ -257,3 +257,25 @@ pub(crate) struct RateLimitAbuse {
     /// Calls refused in this task.
     pub(crate) refused: u64,
 }
+
+/// A capability's `add_to_linker`: links the generated interface `$iface`
+/// (a module of [`crate::bindings`]) so that each call is served by the
+/// per-task view `$view` that the store's data hands out.
+macro_rules! linker_for {
+    ($iface:ident, $view:ident) => {
+        struct HasView;
+
+        impl wasmtime::component::HasData for HasView {
+            type Data<'a> = $view<'a>;
+        }
+
+        /// Link this interface, served by the view `get` returns.
+        pub(crate) fn add_to_linker<T: Send + 'static>(
+            linker: &mut wasmtime::component::Linker<T>,
+            get: fn(&mut T) -> $view<'_>,
+        ) -> wasmtime::Result<()> {
+            crate::bindings::$iface::add_to_linker::<T, HasView>(linker, get)
+        }
+    };
+}
+pub(crate) use linker_for;

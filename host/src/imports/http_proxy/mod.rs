@@ -28,8 +28,6 @@ use url::Url;
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasData, Linker};
-
 use crate::bindings::credentials::CredentialError;
 use crate::bindings::http_proxy::{Header, Host, ProxyError, Request, Response};
 use crate::contract::{NetworkAccess, ServiceContract};
@@ -376,16 +374,4 @@ impl Host for ProxyHost<'_> {
     }
 }
 
-struct HasProxy;
-
-impl HasData for HasProxy {
-    type Data<'a> = ProxyHost<'a>;
-}
-
-/// Link `infrafabric:chassis/http-proxy`, served by the view `get` returns.
-pub(crate) fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> ProxyHost<'_>,
-) -> wasmtime::Result<()> {
-    crate::bindings::http_proxy::add_to_linker::<T, HasProxy>(linker, get)
-}
+crate::imports::scope::linker_for!(http_proxy, ProxyHost);

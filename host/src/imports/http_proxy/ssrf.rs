@@ -30,35 +30,28 @@ pub(crate) fn forbidden(ip: IpAddr) -> Option<&'static str> {
 
 fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
     let [a, b, c, _] = ip.octets();
-    Some(if ip == METADATA {
-        "a cloud metadata address"
-    } else if a == 0 {
+    // In order: the first range that holds `ip` names it.
+    let ranges = [
+        (ip == METADATA, "a cloud metadata address"),
         // 0.0.0.0/8, the unspecified address included.
-        "an unspecified (\"this network\") address"
-    } else if ip.is_loopback() {
-        "a loopback address"
-    } else if ip.is_private() {
-        "a private address"
-    } else if a == 100 && (64..=127).contains(&b) {
+        (a == 0, "an unspecified (\"this network\") address"),
+        (ip.is_loopback(), "a loopback address"),
+        (ip.is_private(), "a private address"),
         // `Ipv4Addr::is_shared` is not stable yet.
-        "a shared (CGNAT) address"
-    } else if ip.is_link_local() {
-        "a link-local address"
-    } else if (a, b, c) == (192, 0, 0) {
-        "an IETF protocol address"
-    } else if ip.is_documentation() {
-        "a documentation address"
-    } else if a == 198 && (18..=19).contains(&b) {
+        (
+            a == 100 && (64..=127).contains(&b),
+            "a shared (CGNAT) address",
+        ),
+        (ip.is_link_local(), "a link-local address"),
+        ((a, b, c) == (192, 0, 0), "an IETF protocol address"),
+        (ip.is_documentation(), "a documentation address"),
         // `Ipv4Addr::is_benchmarking` is not stable yet.
-        "a benchmarking address"
-    } else if ip.is_multicast() {
-        "a multicast address"
-    } else if ip.is_broadcast() || a >= 240 {
-        // `Ipv4Addr::is_reserved` is not stable yet.
-        "a reserved or broadcast address"
-    } else {
-        return None;
-    })
+        (a == 198 && (18..=19).contains(&b), "a benchmarking address"),
+        (ip.is_multicast(), "a multicast address"),
+        // `Ipv4Addr::is_reserved` is not stable yet; 255.255.255.255 is in it.
+        (a >= 240, "a reserved or broadcast address"),
+    ];
+    ranges.into_iter().find(|(hit, _)| *hit).map(|(_, why)| why)
 }
 
 fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
