@@ -2,27 +2,28 @@
 //! per-swarm service contracts.
 //!
 //! A swarm is a component that exports `infrafabric:chassis/task` (see the
-//! WIT package in `wit/`). Each comes with a [`ServiceContract`] (TOML) that
-//! bounds what it may use. The data path of one task:
+//! WIT package in `wit/`). Each comes with a [`ServiceContract`] (TOML, or
+//! built in code with [`ServiceContract::builder`]) that bounds what it may
+//! use. The data path of one task (`ARCHITECTURE.md` has the code map):
 //!
 //! ```text
 //! Chassis::execute_task(swarm_id, request)
-//!   -> registry      the loaded swarm: contract + InstancePre         (registry)
+//!   -> registry      the loaded swarm: contract + InstancePre
 //!   -> admission     a slot among max_concurrent_tasks, or a bounded
-//!                    wait, or Overloaded                               (limits)
+//!                    wait, or Overloaded
 //!   -> store         fresh Store from the pool: WASI per contract,
 //!                    memory limiter, hostcall cap, fuel, epoch
-//!                    callback for deadline + CPU share                 (runner, wasi)
-//!   -> guest         task.execute(request)                             (bindings)
-//!        <- imports  log / credentials / http-proxy, scoped to the
-//!                    calling swarm and its call rate                   (imports, state)
-//!   -> TaskOutcome   status + output JSON + time + usage, or a typed
-//!                    Error; events to the configured sinks             (outcome, events)
+//!                    callback for deadline + CPU share
+//!   -> guest         task.execute(request), the payload's JSON text as given
+//!        <- imports  log / credentials / http-proxy, each scoped to the
+//!                    calling swarm, its call rate and its budgets
+//!   -> TaskOutcome   status + output + time + usage, or a typed Error;
+//!                    events to the configured sinks; SLOs and reputation
 //! ```
 //!
 //! Loading checks the component before any of its code runs: it must be a
 //! component (not a core module), export the task interface, and import
-//! nothing its contract does not grant (`imports::policy`).
+//! nothing its contract does not grant.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chassis::Error> {
@@ -35,6 +36,34 @@
 //! println!("{}", outcome.output);
 //! # Ok(()) }
 //! ```
+//!
+//! # For embedders
+//!
+//! - **How a task ended.** [`Chassis::execute_task`] is `Ok` whenever the
+//!   swarm answered — with its output, or with its own error (`status`
+//!   failed), plus what the task used — and `Err` when the host refused or
+//!   stopped the task. The swarm's own error is a normal answer because it
+//!   is one: it has usage, it is audited as the swarm's, and a caller often
+//!   shows it rather than retries. For one `match` over every ending, chain
+//!   [`TaskOutcome::into_result`] (the swarm's error becomes
+//!   [`Error::Guest`]), or classify with [`TaskEnd::of`].
+//! - **Text in, text out.** A caller that already holds JSON text (an HTTP
+//!   body, a queue message) builds the request with
+//!   [`TaskRequest::from_text`] — the text is checked to be JSON and handed
+//!   to the guest as it is — and can take the output as text with
+//!   [`Chassis::execute_task_text`]. [`TaskRequest::new`] takes a `Value`.
+//! - **Typed calls.** [`Chassis::call`] prints an input type as the
+//!   payload and reads the output as an output type.
+//! - **Guest logs.** Swarms' log lines go to `tracing` (target `swarm`), or
+//!   to a [`GuestLogSink`] host-wide ([`ChassisConfig::with_log_sink`]) or
+//!   per swarm ([`Chassis::set_log_sink`]).
+//! - **Driving components yourself.** [`Chassis::swarm_pre`] and
+//!   [`Chassis::new_store`] give the checked, pre-linked component and a
+//!   store bound by its contract, for the generated [`bindings`]
+//!   (`host/examples/drive_bindings.rs`).
+//! - **No CLI baggage.** With `default-features = false` the crate pulls in
+//!   none of the command line's dependencies (clap, tracing-subscriber,
+//!   anyhow).
 
 #![warn(unreachable_pub)]
 
