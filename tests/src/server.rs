@@ -183,7 +183,10 @@ where
 }
 
 /// Record the request, then answer it by its route.
-async fn respond(request: Request<Incoming>, log: Log) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn respond(
+    request: Request<Incoming>,
+    log: Log,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = request.method().as_str().to_string();
     let target = request
         .uri()

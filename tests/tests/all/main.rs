@@ -1,8 +1,10 @@
 //! The end-to-end tests: real components, built by `cargo xtask build`
 //! into `target/swarms/`, run through the real host. One test binary with a
-//! module per area, so the host library is linked once. Tests that measure
-//! the process itself (CPU time, resident memory) are binaries of their own
-//! beside this one: `tests/tests/cpu.rs` and `tests/tests/reclaim.rs`.
+//! module per area, so the host library is linked once; hosts are set up
+//! with `chassis_tests::TestHost` and guests named by `chassis_tests::guests`.
+//! Tests that measure the process itself (CPU time, resident memory) are
+//! binaries of their own beside this one: `tests/tests/cpu.rs` and
+//! `tests/tests/reclaim.rs`.
 
 mod audit;
 mod credentials;
