@@ -9,6 +9,7 @@
 mod audit;
 mod credentials;
 mod guest_text;
+mod guests;
 mod health;
 mod http_proxy;
 mod languages;
