@@ -7,6 +7,7 @@
 //! `tests/tests/reclaim.rs`.
 
 mod audit;
+mod cases;
 mod credentials;
 mod guest_text;
 mod guests;
