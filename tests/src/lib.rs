@@ -1,12 +1,26 @@
-//! Helpers for the end-to-end tests in `tests/tests/`: where the built
-//! components and the example contracts are, and a host with them loaded.
+//! The toolkit of the end-to-end tests in `tests/tests/`: real components
+//! run through the real host, nothing mocked.
+//!
+//! - [`guests`]: one constant per built component in `target/swarms/`, so a
+//!   test names the guest it runs, and [`component`] reads its bytes.
+//! - [`TestHost`]: the one way a test sets up a host: its configuration,
+//!   secrets, event sinks (a [`MemorySink`], an audit log) and the swarms
+//!   loaded before the test starts. It builds a [`Host`].
+//! - [`TestServer`] and [`TestCa`]: an HTTP (or HTTPS) server on 127.0.0.1,
+//!   built on hyper, for the HTTP proxy tests.
+//! - [`capture_logs`], [`wat_swarm`], [`rss_bytes`], [`thread_cpu_time`]:
+//!   the host's log lines, guests written in WAT, and process measurements.
 //!
 //! The components come from `cargo xtask build` (which `cargo xtask test`
 //! runs first); a missing one is a test failure that says so.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use chassis::{Chassis, ServiceContract, SwarmInfo};
+use chassis::audit::{AuditLog, FsyncPolicy};
+use chassis::{
+    Chassis, ChassisConfig, ContractBuilder, Event, MemorySink, Secret, ServiceContract, SwarmInfo,
+};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -16,16 +30,103 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Path of an example contract, e.g. `contract_path("analyzer")`.
+/// Path of a contract in `config/` by its file stem, e.g.
+/// `contract_path("research-agent-001")`. For a guest's own example
+/// contract, [`guests::example`].
 pub fn contract_path(name: &str) -> PathBuf {
     root().join("config").join(format!("{name}.toml"))
 }
 
-/// Bytes of a built component, e.g. `component("hello_world")`.
-pub fn component(file_stem: &str) -> Vec<u8> {
-    let path = root()
-        .join("target/swarms")
-        .join(format!("{file_stem}.wasm"));
+pub mod guests {
+    //! The built guest components: one constant per file in
+    //! `target/swarms/`, named by its file stem (`hello_world` for
+    //! `target/swarms/hello_world.wasm`). `cargo xtask build` makes them from
+    //! the swarm packages under `swarms/`: a package's name with `-` turned
+    //! into `_`. The `guests` test module checks that every swarm has a
+    //! constant, every constant a swarm, and every guest a test.
+
+    use std::path::PathBuf;
+
+    /// `swarms/hostile/alloc-loop`: spins in `cabi_realloc` on big payloads.
+    pub const ALLOC_LOOP: &str = "alloc_loop";
+    /// `swarms/analyzer`: the code analyzer in Rust (the reference).
+    pub const ANALYZER: &str = "analyzer";
+    /// `swarms/analyzer-js`: the analyzer in JavaScript.
+    pub const ANALYZER_JS: &str = "analyzer_js";
+    /// `swarms/analyzer-py`: the analyzer in Python.
+    pub const ANALYZER_PY: &str = "analyzer_py";
+    /// `swarms/api-client`: fetches JSON through the HTTP proxy.
+    pub const API_CLIENT: &str = "api_client";
+    /// `swarms/bench-probe`: well-behaved work of a chosen size.
+    pub const BENCH_PROBE: &str = "bench_probe";
+    /// `swarms/hostile/early-bird`: asks for credentials and the network
+    /// while it is being loaded.
+    pub const EARLY_BIRD: &str = "early_bird";
+    /// `swarms/hostile/egress`: steals credentials and fetches any URL.
+    pub const EGRESS: &str = "egress";
+    /// `swarms/hostile/fs-escape`: imports the filesystem.
+    pub const FS_ESCAPE: &str = "fs_escape";
+    /// `swarms/guardian-council`: votes, signed by the host.
+    pub const GUARDIAN_COUNCIL: &str = "guardian_council";
+    /// `swarms/hello-js`: the JavaScript helpers' example.
+    pub const HELLO_JS: &str = "hello_js";
+    /// `swarms/hello-py`: the Python helpers' example.
+    pub const HELLO_PY: &str = "hello_py";
+    /// `swarms/hello-world`: the well-behaved bystander.
+    pub const HELLO_WORLD: &str = "hello_world";
+    /// `swarms/hostile/leaky`: leaks its own secret in every channel.
+    pub const LEAKY: &str = "leaky";
+    /// `swarms/hostile/liar`: answers `describe` with a 3 MiB name.
+    pub const LIAR: &str = "liar";
+    /// `swarms/hostile/misbehave`: breaks every resource limit on request.
+    pub const MISBEHAVE: &str = "misbehave";
+    /// `swarms/hostile/net-escape`: imports sockets.
+    pub const NET_ESCAPE: &str = "net_escape";
+    /// `swarms/hostile/sandbox-probe`: looks at what WASI shows it.
+    pub const SANDBOX_PROBE: &str = "sandbox_probe";
+    /// `swarms/hostile/slow-load`: loops while it is being loaded.
+    pub const SLOW_LOAD: &str = "slow_load";
+
+    /// Every guest, in file-name order.
+    pub const ALL: &[&str] = &[
+        ALLOC_LOOP,
+        ANALYZER,
+        ANALYZER_JS,
+        ANALYZER_PY,
+        API_CLIENT,
+        BENCH_PROBE,
+        EARLY_BIRD,
+        EGRESS,
+        FS_ESCAPE,
+        GUARDIAN_COUNCIL,
+        HELLO_JS,
+        HELLO_PY,
+        HELLO_WORLD,
+        LEAKY,
+        LIAR,
+        MISBEHAVE,
+        NET_ESCAPE,
+        SANDBOX_PROBE,
+        SLOW_LOAD,
+    ];
+
+    /// Where the built component of `guest` is.
+    pub fn path(guest: &str) -> PathBuf {
+        super::root()
+            .join("target/swarms")
+            .join(format!("{guest}.wasm"))
+    }
+
+    /// The example contract of `guest` in `config/` (its stem with `-` for
+    /// `_`, e.g. `config/hello-world.toml`); its `wasm_module` is this guest.
+    pub fn example(guest: &str) -> PathBuf {
+        super::contract_path(&guest.replace('_', "-"))
+    }
+}
+
+/// Bytes of a built component, e.g. `component(guests::HELLO_WORLD)`.
+pub fn component(guest: &str) -> Vec<u8> {
+    let path = guests::path(guest);
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; build the swarms first with `cargo xtask build` (or run `cargo xtask test`)",
@@ -39,14 +140,271 @@ pub fn contract(text: &str) -> ServiceContract {
     ServiceContract::from_toml(text, "<test>").expect("test contract is valid")
 }
 
-/// A host with the example contract `name` loaded.
-pub async fn chassis_with(name: &str) -> (Chassis, SwarmInfo) {
-    let chassis = Chassis::new().expect("host starts");
-    let info = chassis
-        .load(contract_path(name))
-        .await
-        .unwrap_or_else(|e| panic!("loading {name}: {e}"));
-    (chassis, info)
+/// A contract for [`TestHost`]: TOML text, a [`ServiceContract`], or a
+/// [`ContractBuilder`] (built, and so validated, when the host is built).
+pub trait IntoContract {
+    /// The contract; panics if it is not valid.
+    fn into_contract(self) -> ServiceContract;
+}
+
+impl IntoContract for &str {
+    fn into_contract(self) -> ServiceContract {
+        contract(self)
+    }
+}
+
+impl IntoContract for &String {
+    fn into_contract(self) -> ServiceContract {
+        contract(self)
+    }
+}
+
+impl IntoContract for String {
+    fn into_contract(self) -> ServiceContract {
+        contract(&self)
+    }
+}
+
+impl IntoContract for ServiceContract {
+    fn into_contract(self) -> ServiceContract {
+        self
+    }
+}
+
+impl IntoContract for ContractBuilder {
+    fn into_contract(self) -> ServiceContract {
+        self.build().expect("test contract is valid")
+    }
+}
+
+/// A swarm to load while building a [`TestHost`].
+enum Load {
+    /// A contract file, loaded with [`Chassis::load`].
+    File(PathBuf),
+    /// Component bytes under a contract, loaded with [`Chassis::load_bytes`].
+    Bytes {
+        bytes: Vec<u8>,
+        contract: Box<ServiceContract>,
+    },
+}
+
+/// Builds the host of a test: configuration, secrets, event sinks and the
+/// swarms loaded up front, in the order given.
+///
+/// ```no_run
+/// # async fn demo() {
+/// use chassis_tests::{TestHost, guests};
+/// let host = TestHost::new()
+///     .example(guests::HELLO_WORLD)
+///     .component(guests::EGRESS, "swarm_id = \"thief\"\n[security]\nscoped_credentials = [\"k\"]\n")
+///     .secret("thief", "k", "value")
+///     .memory_sink()
+///     .build()
+///     .await;
+/// host.execute_task("thief", chassis::TaskRequest::new("steal_credential", serde_json::json!({"name": "k"})))
+///     .await
+///     .unwrap();
+/// assert!(!host.events().is_empty());
+/// # }
+/// ```
+#[must_use]
+pub struct TestHost {
+    config: ChassisConfig,
+    sink: bool,
+    audit: Option<(PathBuf, FsyncPolicy)>,
+    loads: Vec<Load>,
+}
+
+impl Default for TestHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestHost {
+    /// A host with the default configuration ([`ChassisConfig::default`]),
+    /// no sinks, nothing loaded.
+    pub fn new() -> Self {
+        Self {
+            config: ChassisConfig::default(),
+            sink: false,
+            audit: None,
+            loads: Vec::new(),
+        }
+    }
+
+    /// Change the configuration, e.g. `.config(|c| c.with_load_timeout(t))`
+    /// or `.config(|c| ChassisConfig { fuel_metering: true, ..c })`. Sinks
+    /// and secrets of this builder are added on top.
+    pub fn config(mut self, change: impl FnOnce(ChassisConfig) -> ChassisConfig) -> Self {
+        self.config = change(self.config);
+        self
+    }
+
+    /// Hold `value` as the secret `key` of `swarm_id`.
+    pub fn secret(mut self, swarm_id: &str, key: &str, value: impl Into<String>) -> Self {
+        self.config
+            .secrets
+            .insert(swarm_id, key, Secret::new(value.into()));
+        self
+    }
+
+    /// Record every event in a [`MemorySink`] ([`Host::events`]).
+    pub fn memory_sink(mut self) -> Self {
+        self.sink = true;
+        self
+    }
+
+    /// Write an audit log at `path` ([`Host::audit_log`]), opened when the
+    /// host is built.
+    pub fn audit(mut self, path: impl Into<PathBuf>, fsync: FsyncPolicy) -> Self {
+        self.audit = Some((path.into(), fsync));
+        self
+    }
+
+    /// Load the example contract of `guest` from `config/`
+    /// ([`guests::example`]), e.g. `hello-world` as a bystander.
+    pub fn example(mut self, guest: &str) -> Self {
+        self.loads.push(Load::File(guests::example(guest)));
+        self
+    }
+
+    /// Load a contract file with [`Chassis::load`].
+    pub fn contract_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.loads.push(Load::File(path.into()));
+        self
+    }
+
+    /// Load the built component of `guest` under `contract` (TOML text or a
+    /// [`ServiceContract`]) with [`Chassis::load_bytes`].
+    pub fn component(mut self, guest: &str, contract: impl IntoContract) -> Self {
+        self.loads.push(Load::Bytes {
+            bytes: component(guest),
+            contract: Box::new(contract.into_contract()),
+        });
+        self
+    }
+
+    /// Load component bytes made by the test (e.g. [`wat_swarm`]) under
+    /// `contract`.
+    pub fn bytes(mut self, bytes: Vec<u8>, contract: impl IntoContract) -> Self {
+        self.loads.push(Load::Bytes {
+            bytes,
+            contract: Box::new(contract.into_contract()),
+        });
+        self
+    }
+
+    /// The host, with everything loaded; panics on any refusal.
+    pub async fn build(self) -> Host {
+        self.try_build()
+            .await
+            .unwrap_or_else(|e| panic!("building the test host: {e}"))
+    }
+
+    /// The host, or the first refusal: of the configuration
+    /// ([`Chassis::with_config`]) or of a load.
+    pub async fn try_build(self) -> Result<Host, chassis::Error> {
+        let mut config = self.config;
+        let sink = self.sink.then(MemorySink::new);
+        if let Some(sink) = &sink {
+            config = config.with_event_sink(Arc::new(sink.clone()));
+        }
+        let audit = match self.audit {
+            Some((path, fsync)) => {
+                let log = AuditLog::open(&path, fsync)
+                    .unwrap_or_else(|e| panic!("opening the audit log {}: {e}", path.display()));
+                config = config.with_event_sink(log.clone());
+                Some((path, log))
+            }
+            None => None,
+        };
+        let chassis = Chassis::with_config(config)?;
+        let mut loaded = Vec::new();
+        for load in self.loads {
+            loaded.push(match load {
+                Load::File(path) => chassis.load(&path).await?,
+                Load::Bytes { bytes, contract } => chassis.load_bytes(&bytes, *contract).await?,
+            });
+        }
+        Ok(Host {
+            chassis,
+            sink,
+            audit,
+            loaded,
+        })
+    }
+}
+
+/// A host built by [`TestHost`]: the [`Chassis`] (which it derefs to), the
+/// swarms loaded while building it, and its event sinks.
+pub struct Host {
+    /// The host.
+    pub chassis: Chassis,
+    /// What was loaded while building it, in order.
+    pub loaded: Vec<SwarmInfo>,
+    sink: Option<MemorySink>,
+    audit: Option<(PathBuf, Arc<AuditLog>)>,
+}
+
+impl std::ops::Deref for Host {
+    type Target = Chassis;
+
+    fn deref(&self) -> &Chassis {
+        &self.chassis
+    }
+}
+
+impl Host {
+    /// The sink of [`TestHost::memory_sink`].
+    pub fn sink(&self) -> &MemorySink {
+        self.sink
+            .as_ref()
+            .expect("the host was built without .memory_sink()")
+    }
+
+    /// Every event so far ([`TestHost::memory_sink`]).
+    pub fn events(&self) -> Vec<Event> {
+        self.sink().events()
+    }
+
+    /// The audit log of [`TestHost::audit`].
+    pub fn audit_log(&self) -> &Arc<AuditLog> {
+        &self
+            .audit
+            .as_ref()
+            .expect("the host was built without .audit()")
+            .1
+    }
+
+    /// Where the audit log of [`TestHost::audit`] is.
+    pub fn audit_path(&self) -> &Path {
+        &self
+            .audit
+            .as_ref()
+            .expect("the host was built without .audit()")
+            .0
+    }
+
+    /// The info of the one swarm loaded while building the host.
+    pub fn info(&self) -> &SwarmInfo {
+        match self.loaded.as_slice() {
+            [info] => info,
+            other => panic!("{} swarms were loaded, not one", other.len()),
+        }
+    }
+}
+
+/// A fresh, empty directory for one test's files: `name` under a
+/// directory of this test process in `target/tmp/`.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = root()
+        .join("target/tmp")
+        .join(format!("chassis-tests-{}", std::process::id()))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
 }
 
 /// One greeting from the well-behaved `hello-world` swarm (loaded on
@@ -69,7 +427,7 @@ pub async fn greet(chassis: &Chassis, name: &str) {
 /// event per line). Install with [`capture_logs`]; it captures what is logged
 /// on the test's own thread, which is where a `#[tokio::test]` runs the guest.
 #[derive(Clone, Default)]
-pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
 
 impl Logs {
     /// Everything captured so far.
@@ -180,219 +538,6 @@ pub fn thread_cpu_time() -> std::time::Duration {
     std::time::Duration::from_millis(ticks * 10)
 }
 
-/// One request the test server received.
-#[derive(Debug, Clone)]
-pub struct Received {
-    /// Method.
-    pub method: String,
-    /// Path and query.
-    pub target: String,
-    /// Headers, names in lower case.
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Vec<u8>,
-}
+mod server;
 
-/// A real HTTP/1.1 server on 127.0.0.1 for proxy tests, on its own thread.
-///
-/// Routes: `GET /v1/hello` (JSON), `POST /v1/echo` (echoes the body),
-/// `POST /v1/sink` (answers `{"received": <body length>}`),
-/// `GET /v1/redirect` (302 to the cloud metadata address),
-/// `GET /v1/bytes?n=N` (N bytes), `GET /v1/slow` (answers after 10 s);
-/// anything else is 404. Every request is recorded.
-pub struct TestServer {
-    /// The port it listens on.
-    pub port: u16,
-    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
-}
-
-/// A certificate authority for TLS tests, and a server certificate it
-/// issued for `127.0.0.1` and `localhost`.
-pub struct TestCa {
-    /// The CA's certificate (DER): what a client must trust.
-    pub root_der: Vec<u8>,
-    leaf_der: Vec<u8>,
-    key_der: Vec<u8>,
-}
-
-impl TestCa {
-    /// A fresh CA and server certificate.
-    pub fn new() -> Self {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let root = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::from_params(&ca_params, &ca_key);
-        let leaf_key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap()
-            .signed_by(&leaf_key, &issuer)
-            .unwrap();
-        Self {
-            root_der: root.der().to_vec(),
-            leaf_der: leaf.der().to_vec(),
-            key_der: leaf_key.serialize_der(),
-        }
-    }
-}
-
-impl Default for TestCa {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl TestServer {
-    /// Start a server on a free port of 127.0.0.1.
-    pub fn start() -> Self {
-        Self::start_with(None)
-    }
-
-    /// Start an HTTPS server on a free port of 127.0.0.1, with a certificate
-    /// `ca` issued (the same routes).
-    pub fn start_tls(ca: &TestCa) -> Self {
-        use tokio_rustls::rustls;
-        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![rustls::pki_types::CertificateDer::from(ca.leaf_der.clone())],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(ca.key_der.clone().into()),
-        )
-        .unwrap();
-        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(
-            config,
-        ))))
-    }
-
-    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = received.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let log = log.clone();
-                    let tls = tls.clone();
-                    tokio::spawn(async move {
-                        let _ = match tls {
-                            Some(tls) => match tls.accept(stream).await {
-                                Ok(stream) => serve(stream, log).await,
-                                Err(e) => Err(e),
-                            },
-                            None => serve(stream, log).await,
-                        };
-                    });
-                }
-            });
-        });
-        Self { port, received }
-    }
-
-    /// Every request received so far.
-    pub fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-
-    /// `http://<host>:<port><path>`.
-    pub fn url(&self, host: &str, path: &str) -> String {
-        format!("http://{host}:{}{path}", self.port)
-    }
-}
-
-async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    mut stream: S,
-    log: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
-) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let method = first.next().unwrap_or_default().to_string();
-    let target = first.next().unwrap_or_default().to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    log.lock().unwrap().push(Received {
-        method: method.clone(),
-        target: target.clone(),
-        headers,
-        body: body.clone(),
-    });
-    let path = target.split('?').next().unwrap_or_default();
-    let (status, extra, payload): (&str, String, Vec<u8>) = match (method.as_str(), path) {
-        ("GET", "/v1/hello") => ("200 OK", String::new(), br#"{"hello":"world"}"#.to_vec()),
-        ("POST", "/v1/echo") => ("200 OK", String::new(), body),
-        ("POST", "/v1/sink") => (
-            "200 OK",
-            String::new(),
-            format!("{{\"received\":{}}}", body.len()).into_bytes(),
-        ),
-        ("GET", "/v1/redirect") => (
-            "302 Found",
-            "Location: http://169.254.169.254/latest/meta-data/\r\n".to_string(),
-            Vec::new(),
-        ),
-        ("GET", "/v1/slow") => {
-            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
-            ("200 OK", String::new(), b"late".to_vec())
-        }
-        ("GET", "/v1/bytes") => {
-            let n: usize = target
-                .split_once("?n=")
-                .and_then(|(_, n)| n.parse().ok())
-                .unwrap_or(0);
-            ("200 OK", String::new(), vec![b'a'; n])
-        }
-        _ => ("404 Not Found", String::new(), b"not found".to_vec()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        payload.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    for part in payload.chunks(64 * 1024) {
-        stream.write_all(part).await?;
-    }
-    stream.shutdown().await
-}
+pub use server::{Received, TestCa, TestServer};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use chassis::{Chassis, TaskRequest};
-use chassis_tests::{component, contract, thread_cpu_time};
+use chassis::TaskRequest;
+use chassis_tests::{TestHost, guests, thread_cpu_time};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -19,16 +19,18 @@ static ALONE: Mutex<()> = Mutex::const_new(());
 #[tokio::test]
 async fn a_cpu_bound_task_is_held_to_its_share() {
     let _alone = ALONE.lock().await;
-    let chassis = Chassis::new().unwrap();
-    for (id, percent) in [("misbehave", 100), ("quarter", 25)] {
-        let text = format!(
-            "swarm_id = \"{id}\"\n[resource_limits]\nmax_cpu_percent = {percent}\ntask_timeout_seconds = 30\n"
-        );
-        chassis
-            .load_bytes(&component("misbehave"), contract(&text))
-            .await
-            .unwrap();
-    }
+    let chassis = [("misbehave", 100), ("quarter", 25)]
+        .into_iter()
+        .fold(TestHost::new(), |host, (id, percent)| {
+            host.component(
+                guests::MISBEHAVE,
+                format!(
+                    "swarm_id = \"{id}\"\n[resource_limits]\nmax_cpu_percent = {percent}\ntask_timeout_seconds = 30\n"
+                ),
+            )
+        })
+        .build()
+        .await;
     let burn = json!({"rounds": 200_000_000u64});
     let unthrottled = chassis
         .execute_task("misbehave", TaskRequest::new("burn", burn.clone()))
@@ -72,14 +74,13 @@ async fn a_cpu_bound_task_is_held_to_its_share() {
 #[tokio::test]
 async fn cpu_time_is_the_tasks_own_on_a_busy_machine() {
     let _alone = ALONE.lock().await;
-    let chassis = Chassis::new().unwrap();
-    chassis
-        .load_bytes(
-            &component("misbehave"),
-            contract("swarm_id = \"burner\"\n[resource_limits]\nmax_cpu_percent = 100\ntask_timeout_seconds = 60\n"),
+    let chassis = TestHost::new()
+        .component(
+            guests::MISBEHAVE,
+            "swarm_id = \"burner\"\n[resource_limits]\nmax_cpu_percent = 100\ntask_timeout_seconds = 60\n",
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
     // Twice as many spinning threads as cores: the task's thread gets about
     // a third to a half of a core, so its wall time is well over its CPU time.
     let stop = Arc::new(AtomicBool::new(false));

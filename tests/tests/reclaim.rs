@@ -1,22 +1,21 @@
 //! Memory goes back after hostile tasks. In a test binary of its own, so no
 //! other test's allocations move this process's resident size meanwhile.
 
-use chassis::{Chassis, Error, TaskRequest};
-use chassis_tests::{component, contract, rss_bytes};
+use chassis::{Error, TaskRequest};
+use chassis_tests::{TestHost, guests, rss_bytes};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_is_reclaimed_after_a_thousand_memory_bombs() {
-    let chassis = Chassis::new().unwrap();
-    chassis
-        .load_bytes(
-            &component("misbehave"),
+    let chassis = TestHost::new()
+        .component(
+            guests::MISBEHAVE,
             // Every task fails on purpose: the failure guard is off.
-            contract("swarm_id = \"bomb\"\n[resource_limits]\nmax_memory_mb = 8\ntask_timeout_seconds = 5\n\
-                      [reputation]\nmax_failure_rate_percent = 100\n"),
+            "swarm_id = \"bomb\"\n[resource_limits]\nmax_memory_mb = 8\ntask_timeout_seconds = 5\n\
+             [reputation]\nmax_failure_rate_percent = 100\n",
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
     let bomb = || chassis.execute_task("bomb", TaskRequest::new("memory_bomb", json!({})));
     for _ in 0..20 {
         assert!(matches!(bomb().await, Err(Error::MemoryLimit { .. })));

@@ -2,16 +2,14 @@
 //! 127.0.0.1: allowlist, SSRF guard, redirects, size caps, timeouts,
 //! bandwidth, and credential injection.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use chassis::{Chassis, ChassisConfig, Event, MemorySink, Secret, SecretStore, TaskRequest};
-use chassis_tests::{TestCa, TestServer, component, contract};
+use chassis::{Event, TaskRequest};
+use chassis_tests::{Host, TestCa, TestHost, TestServer, guests};
 use serde_json::{Value, json};
 
 struct Setup {
-    chassis: Chassis,
-    sink: MemorySink,
+    host: Host,
     server: TestServer,
 }
 
@@ -19,10 +17,10 @@ struct Setup {
 const ROOMY: &str =
     "task_timeout_seconds = 20\nmax_network_bandwidth_mbps = 100\nmax_api_calls_per_second = 100";
 
-/// A host with `file_stem` loaded as `id` under `limits`, allowed
+/// A host with `guest` loaded as `id` under `limits`, allowed
 /// `endpoints` (`{port}` is the test server's), holding `secrets` for it.
 async fn setup(
-    file_stem: &str,
+    guest: &str,
     id: &str,
     endpoints: &[&str],
     limits: &str,
@@ -42,30 +40,18 @@ async fn setup(
         endpoints.join(", "),
         scoped.join(", ")
     );
-    let mut store = SecretStore::new();
-    for (k, v) in secrets {
-        store.insert(id, k, Secret::new(*v));
-    }
-    let sink = MemorySink::new();
-    let chassis = Chassis::with_config(
-        ChassisConfig::default()
-            .with_secrets(store)
-            .with_event_sink(Arc::new(sink.clone())),
-    )
-    .unwrap();
-    chassis
-        .load_bytes(&component(file_stem), contract(&text))
-        .await
-        .unwrap();
-    Setup {
-        chassis,
-        sink,
-        server,
-    }
+    let host = secrets
+        .iter()
+        .fold(TestHost::new(), |host, (k, v)| host.secret(id, k, *v))
+        .memory_sink()
+        .component(guest, text)
+        .build()
+        .await;
+    Setup { host, server }
 }
 
 async fn run(s: &Setup, id: &str, task: &str, payload: Value) -> chassis::TaskOutcome {
-    s.chassis
+    s.host
         .execute_task(id, TaskRequest::new(task, payload))
         .await
         .unwrap()
@@ -83,8 +69,8 @@ fn refused(out: &Value) -> &str {
         .unwrap_or_else(|| panic!("expected a refusal, got {out}"))
 }
 
-fn proxy_events(sink: &MemorySink) -> Vec<Value> {
-    sink.events()
+fn proxy_events(host: &Host) -> Vec<Value> {
+    host.events()
         .into_iter()
         .filter(|e| matches!(e, Event::HttpProxy { .. }))
         .map(|e| serde_json::to_value(e).unwrap())
@@ -94,7 +80,7 @@ fn proxy_events(sink: &MemorySink) -> Vec<Value> {
 #[tokio::test]
 async fn allowed_get_and_post_reach_the_server() {
     let s = setup(
-        "api_client",
+        guests::API_CLIENT,
         "api-client",
         &["http://127.0.0.1:{port}/v1/"],
         ROOMY,
@@ -123,7 +109,7 @@ async fn allowed_get_and_post_reach_the_server() {
         (got[1].method.as_str(), got[1].body.as_slice()),
         ("POST", br#"{"x":[1,2]}"#.as_slice())
     );
-    let events = proxy_events(&s.sink);
+    let events = proxy_events(&s.host);
     assert_eq!(events[0]["allowed"], json!(true));
     assert_eq!(events[0]["status"], json!(200));
     assert_eq!(events[0]["bytes_in"], json!(17));
@@ -134,7 +120,7 @@ async fn allowed_get_and_post_reach_the_server() {
 #[tokio::test]
 async fn the_injected_credential_reaches_the_server_but_never_the_guest() {
     let s = setup(
-        "api_client",
+        guests::API_CLIENT,
         "api-client",
         &["http://127.0.0.1:{port}/v1/"],
         ROOMY,
@@ -157,7 +143,7 @@ async fn the_injected_credential_reaches_the_server_but_never_the_guest() {
         .map(|(_, v)| v.as_str());
     assert_eq!(auth, Some("Bearer tok-secret-123"));
     assert!(!o.output.to_string().contains("tok-secret-123"));
-    let all = serde_json::to_string(&s.sink.events()).unwrap();
+    let all = serde_json::to_string(&s.host.events()).unwrap();
     assert!(
         !all.contains("tok-secret-123"),
         "the value leaked into events"
@@ -165,7 +151,7 @@ async fn the_injected_credential_reaches_the_server_but_never_the_guest() {
     assert!(all.contains("\"operation\":\"inject\""), "{all}");
     // The recorded URL has no query.
     assert_eq!(
-        proxy_events(&s.sink)[0]["url"],
+        proxy_events(&s.host)[0]["url"],
         json!(format!("http://127.0.0.1:{}/v1/hello", s.server.port))
     );
 }
@@ -173,7 +159,7 @@ async fn the_injected_credential_reaches_the_server_but_never_the_guest() {
 #[tokio::test]
 async fn host_scheme_port_and_path_outside_the_allowlist_are_denied() {
     let s = setup(
-        "egress",
+        guests::EGRESS,
         "egress",
         &["http://127.0.0.1:{port}/v1/"],
         ROOMY,
@@ -196,7 +182,7 @@ async fn host_scheme_port_and_path_outside_the_allowlist_are_denied() {
         );
     }
     assert!(s.server.received().is_empty(), "nothing reached the server");
-    let events = proxy_events(&s.sink);
+    let events = proxy_events(&s.host);
     assert_eq!(events.len(), 6);
     assert!(
         events
@@ -211,7 +197,7 @@ async fn ssrf_forms_are_refused() {
     // for these URLs: 127.0.0.1 is named only for another port, which opens
     // nothing else that resolves to it.
     let s = setup(
-        "egress",
+        guests::EGRESS,
         "egress",
         &[
             "http://localhost:{port}/v1/",
@@ -251,7 +237,7 @@ async fn ssrf_forms_are_refused() {
 #[tokio::test]
 async fn a_literally_allowed_loopback_address_is_reachable_in_any_spelling() {
     let s = setup(
-        "egress",
+        guests::EGRESS,
         "egress",
         &["http://127.0.0.1:{port}/v1/"],
         ROOMY,
@@ -271,7 +257,7 @@ async fn a_literally_allowed_loopback_address_is_reachable_in_any_spelling() {
 #[tokio::test]
 async fn redirects_are_not_followed() {
     let s = setup(
-        "egress",
+        guests::EGRESS,
         "egress",
         &["http://127.0.0.1:{port}/v1/"],
         ROOMY,
@@ -289,7 +275,7 @@ async fn redirects_are_not_followed() {
 #[tokio::test]
 async fn an_oversized_response_is_refused() {
     let s = setup(
-        "egress",
+        guests::EGRESS,
         "egress",
         &["http://127.0.0.1:{port}/v1/"],
         ROOMY,
@@ -305,7 +291,7 @@ async fn an_oversized_response_is_refused() {
 #[tokio::test]
 async fn an_oversized_request_is_refused_before_it_is_sent() {
     let s = setup(
-        "api_client",
+        guests::API_CLIENT,
         "api-client",
         &["http://127.0.0.1:{port}/v1/"],
         ROOMY,
@@ -338,7 +324,7 @@ async fn an_oversized_request_is_refused_before_it_is_sent() {
 #[tokio::test]
 async fn a_slow_server_hits_the_timeout_inside_the_task_deadline() {
     let s = setup(
-        "egress",
+        guests::EGRESS,
         "egress",
         &["http://127.0.0.1:{port}/v1/"],
         "task_timeout_seconds = 2",
@@ -351,7 +337,7 @@ async fn a_slow_server_hits_the_timeout_inside_the_task_deadline() {
     assert!(refused(&out).starts_with("ProxyError::Timeout"), "{out}");
     // The proxy let it out; it failed on the network: an allowed request
     // with a reason, not a denial.
-    let events = proxy_events(&s.sink);
+    let events = proxy_events(&s.host);
     assert_eq!(events[0]["allowed"], json!(true), "{events:?}");
     assert!(events[0]["reason"].is_string(), "{events:?}");
     assert_eq!(events[0]["security_violation"], json!(false));
@@ -361,7 +347,7 @@ async fn a_slow_server_hits_the_timeout_inside_the_task_deadline() {
 async fn bandwidth_is_shaped_to_the_contract() {
     // 8 Mbit/s = 1 MB/s; 2 MB should take about 2 s (bursts are 0.1 s).
     let s = setup(
-        "egress",
+        guests::EGRESS,
         "egress",
         &["http://127.0.0.1:{port}/v1/"],
         "task_timeout_seconds = 20\nmax_network_bandwidth_mbps = 8",
@@ -381,7 +367,7 @@ async fn bandwidth_is_shaped_to_the_contract() {
 async fn uploads_are_shaped_too() {
     // 4 Mbit/s = 0.5 MB/s; a 1 MB body should take about 2 s to go out.
     let s = setup(
-        "api_client",
+        guests::API_CLIENT,
         "api-client",
         &["http://127.0.0.1:{port}/v1/"],
         "task_timeout_seconds = 20\nmax_network_bandwidth_mbps = 4",
@@ -412,7 +398,7 @@ async fn uploads_are_shaped_too() {
 #[tokio::test]
 async fn a_secret_cannot_be_sent_to_a_denied_host() {
     let s = setup(
-        "egress",
+        guests::EGRESS,
         "egress",
         &["http://127.0.0.1:{port}/v1/"],
         ROOMY,
@@ -448,7 +434,7 @@ async fn a_secret_cannot_be_sent_to_a_denied_host() {
 #[tokio::test]
 async fn fetches_over_the_call_rate_are_refused_with_a_typed_error() {
     let s = setup(
-        "egress",
+        guests::EGRESS,
         "egress",
         &["http://127.0.0.1:{port}/v1/"],
         "task_timeout_seconds = 20\nmax_network_bandwidth_mbps = 100\nmax_api_calls_per_second = 2",
@@ -490,15 +476,11 @@ async fn https_certificates_are_verified_against_the_hosts_roots() {
     );
     let url = format!("https://127.0.0.1:{}/v1/hello", server.port);
     for trusted in [false, true] {
-        let mut config = ChassisConfig::default();
+        let mut host = TestHost::new();
         if trusted {
-            config = config.with_root_certificate(ca.root_der.clone());
+            host = host.config(|c| c.with_root_certificate(ca.root_der.clone()));
         }
-        let chassis = Chassis::with_config(config).unwrap();
-        chassis
-            .load_bytes(&component("egress"), contract(&text))
-            .await
-            .unwrap();
+        let chassis = host.component(guests::EGRESS, &text).build().await;
         let out = chassis
             .execute_task(
                 "egress",
@@ -521,10 +503,12 @@ async fn https_certificates_are_verified_against_the_hosts_roots() {
         }
     }
     // A root that is not a certificate is refused when the host is set up.
-    let err =
-        Chassis::with_config(ChassisConfig::default().with_root_certificate(b"nope".to_vec()))
-            .err()
-            .expect("a bad root is refused");
+    let err = TestHost::new()
+        .config(|c| c.with_root_certificate(b"nope".to_vec()))
+        .try_build()
+        .await
+        .err()
+        .expect("a bad root is refused");
     assert!(
         err.to_string().contains("extra root certificate #1"),
         "{err}"
@@ -534,7 +518,7 @@ async fn https_certificates_are_verified_against_the_hosts_roots() {
 #[tokio::test]
 async fn a_url_that_does_not_parse_is_recorded_as_escaped_bounded_text() {
     let s = setup(
-        "egress",
+        guests::EGRESS,
         "egress",
         &["http://127.0.0.1:{port}/v1/"],
         ROOMY,
@@ -548,7 +532,7 @@ async fn a_url_that_does_not_parse_is_recorded_as_escaped_bounded_text() {
         refused(&out).starts_with("ProxyError::InvalidRequest"),
         "{out}"
     );
-    let events = proxy_events(&s.sink);
+    let events = proxy_events(&s.host);
     let url = events[0]["url"].as_str().unwrap();
     // What the guest sent, up to its query: escaped, bounded, never empty.
     assert!(

@@ -11,10 +11,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use chassis::{
-    Chassis, ChassisConfig, Error, ErrorKind, Event, LimitKind, MemorySink, PoolConfig,
-    QueueConfig, TaskOutcome, TaskRequest,
+    Chassis, ChassisConfig, Error, ErrorKind, Event, LimitKind, PoolConfig, QueueConfig,
+    TaskOutcome, TaskRequest,
 };
-use chassis_tests::{component, contract, contract_path, greet, wat_swarm};
+use chassis_tests::{Host, TestHost, component, contract, greet, guests, wat_swarm};
 use serde_json::{Value, json};
 
 const HOSTILE: &str = "swarm_id = \"misbehave\"
@@ -28,27 +28,18 @@ max_api_calls_per_second = 50
 wasi_capabilities = [\"wasi:io/streams\"]
 ";
 
-/// A host with the bystanders (hello-world and bench-probe) and the hostile
-/// guest `file_stem` loaded under `contract_text`, reporting events to the
-/// returned sink.
-async fn host_with(
-    file_stem: &str,
-    contract_text: &str,
-    config: ChassisConfig,
-) -> (Chassis, MemorySink) {
-    let sink = MemorySink::new();
-    let chassis = Chassis::with_config(config.with_event_sink(Arc::new(sink.clone()))).unwrap();
-    load_bystanders(&chassis).await;
-    chassis
-        .load_bytes(&component(file_stem), contract(contract_text))
-        .await
-        .unwrap();
-    (chassis, sink)
+/// A host that records events, with the bystanders (hello-world and
+/// bench-probe) loaded.
+fn with_bystanders() -> TestHost {
+    TestHost::new()
+        .memory_sink()
+        .example(guests::HELLO_WORLD)
+        .example(guests::BENCH_PROBE)
 }
 
-async fn load_bystanders(chassis: &Chassis) {
-    chassis.load(contract_path("hello-world")).await.unwrap();
-    chassis.load(contract_path("bench-probe")).await.unwrap();
+/// [`with_bystanders`], and the hostile `guest` loaded under `contract_text`.
+fn host_with(guest: &str, contract_text: &str) -> TestHost {
+    with_bystanders().component(guest, contract_text)
 }
 
 /// A well-behaved task that stays busy for `ms` of wall time.
@@ -128,8 +119,8 @@ async fn hostile(
     result
 }
 
-fn limit_events(sink: &MemorySink) -> Vec<LimitKind> {
-    sink.events()
+fn limit_events(host: &Host) -> Vec<LimitKind> {
+    host.events()
         .into_iter()
         .filter_map(|e| match e {
             Event::LimitExceeded { limit, .. } => Some(limit),
@@ -140,7 +131,7 @@ fn limit_events(sink: &MemorySink) -> Vec<LimitKind> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_infinite_loop_times_out_within_the_deadline_and_slack() {
-    let (chassis, sink) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let chassis = host_with(guests::MISBEHAVE, HOSTILE).build().await;
     let before = chassis.slo_report("misbehave").unwrap().reputation.score;
     let started = Instant::now();
     let err = chassis
@@ -161,11 +152,11 @@ async fn an_infinite_loop_times_out_within_the_deadline_and_slack() {
         elapsed < Duration::from_secs(1) + chassis::HOST_SLACK,
         "{elapsed:?}"
     );
-    assert_eq!(limit_events(&sink), vec![LimitKind::Timeout]);
+    assert_eq!(limit_events(&chassis), vec![LimitKind::Timeout]);
     // The violation costs reputation, and the event says so.
     let after = chassis.slo_report("misbehave").unwrap().reputation.score;
     assert!(after < before * 0.95, "{before} -> {after}");
-    assert!(sink.events().iter().any(|e| matches!(e,
+    assert!(chassis.events().iter().any(|e| matches!(e,
         Event::ReputationChanged { swarm_id, to, .. } if swarm_id == "misbehave" && *to == after)));
     // With bystanders running beside it, too.
     let err = hostile(&chassis, "misbehave", "spin", json!({}))
@@ -177,7 +168,7 @@ async fn an_infinite_loop_times_out_within_the_deadline_and_slack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loop_in_the_allocator_during_argument_passing_times_out() {
     let text = HOSTILE.replace("misbehave", "alloc-loop");
-    let (chassis, _) = host_with("alloc_loop", &text, ChassisConfig::default()).await;
+    let chassis = host_with(guests::ALLOC_LOOP, &text).build().await;
     // A small payload goes through.
     let o = chassis
         .execute_task(
@@ -209,7 +200,7 @@ async fn a_loop_in_the_allocator_during_argument_passing_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_bomb_hits_the_memory_limit() {
-    let (chassis, sink) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let chassis = host_with(guests::MISBEHAVE, HOSTILE).build().await;
     let err = hostile(&chassis, "misbehave", "memory_bomb", json!({}))
         .await
         .unwrap_err();
@@ -223,7 +214,7 @@ async fn a_memory_bomb_hits_the_memory_limit() {
     };
     assert_eq!(limit_mb, 32);
     assert!(detail.contains("limit is 33554432 bytes"), "{detail}");
-    assert_eq!(limit_events(&sink), vec![LimitKind::Memory]);
+    assert_eq!(limit_events(&chassis), vec![LimitKind::Memory]);
     let usage = chassis.resource_usage("misbehave").unwrap();
     assert_eq!(usage.memory_mb, 0.0, "memory of the dead task is released");
     assert_eq!(usage.tasks_running, 0);
@@ -253,16 +244,11 @@ async fn table_growth_hits_the_limit() {
               (br $again))
             (unreachable)))"#,
     );
-    let sink = MemorySink::new();
-    let chassis =
-        Chassis::with_config(ChassisConfig::default().with_event_sink(Arc::new(sink.clone())))
-            .unwrap();
-    load_bystanders(&chassis).await;
-    let info = chassis
-        .load_bytes(&wasm, contract("swarm_id = \"tables\""))
-        .await
-        .unwrap();
-    assert_eq!(info.task_types, vec!["grow"]);
+    let chassis = with_bystanders()
+        .bytes(wasm, "swarm_id = \"tables\"")
+        .build()
+        .await;
+    assert_eq!(chassis.loaded[2].task_types, vec!["grow"]);
     let err = hostile(&chassis, "tables", "grow", json!({}))
         .await
         .unwrap_err();
@@ -282,12 +268,12 @@ async fn table_growth_hits_the_limit() {
         text.contains("table limit exceeded") && !text.contains("max_memory_mb"),
         "{text}"
     );
-    assert_eq!(limit_events(&sink), vec![LimitKind::Memory]);
+    assert_eq!(limit_events(&chassis), vec![LimitKind::Memory]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbounded_recursion_is_a_stack_overflow() {
-    let (chassis, sink) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let chassis = host_with(guests::MISBEHAVE, HOSTILE).build().await;
     let err = hostile(&chassis, "misbehave", "recurse", json!({}))
         .await
         .unwrap_err();
@@ -301,13 +287,13 @@ async fn unbounded_recursion_is_a_stack_overflow() {
         ),
         "{err}"
     );
-    assert_eq!(limit_events(&sink), vec![LimitKind::StackOverflow]);
+    assert_eq!(limit_events(&chassis), vec![LimitKind::StackOverflow]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_output_is_refused() {
     let text = HOSTILE.replace("max_memory_mb = 32", "max_memory_mb = 128");
-    let (chassis, _) = host_with("misbehave", &text, ChassisConfig::default()).await;
+    let chassis = host_with(guests::MISBEHAVE, &text).build().await;
     let err = hostile(&chassis, "misbehave", "huge_output", json!({"mib": 3}))
         .await
         .unwrap_err();
@@ -340,7 +326,7 @@ async fn a_huge_output_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_log_line_is_more_than_the_hostcall_cap() {
     let text = HOSTILE.replace("max_memory_mb = 32", "max_memory_mb = 64");
-    let (chassis, sink) = host_with("misbehave", &text, ChassisConfig::default()).await;
+    let chassis = host_with(guests::MISBEHAVE, &text).build().await;
     let err = hostile(&chassis, "misbehave", "huge_log", json!({"mib": 6}))
         .await
         .unwrap_err();
@@ -348,7 +334,7 @@ async fn a_huge_log_line_is_more_than_the_hostcall_cap() {
         matches!(err, Error::HostcallTooLarge { limit_bytes, .. } if limit_bytes == chassis::caps::MAX_HOSTCALL_BYTES),
         "{err}"
     );
-    assert_eq!(limit_events(&sink), vec![LimitKind::HostcallSize]);
+    assert_eq!(limit_events(&chassis), vec![LimitKind::HostcallSize]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,7 +342,7 @@ async fn a_log_flood_is_dropped_and_counted_and_never_ends_the_task() {
     // Logs have their own budget (100 lines a second by default), apart
     // from the call rate (50 here).
     let text = HOSTILE.replace("task_timeout_seconds = 1", "task_timeout_seconds = 20");
-    let (chassis, sink) = host_with("misbehave", &text, ChassisConfig::default()).await;
+    let chassis = host_with(guests::MISBEHAVE, &text).build().await;
     // Under the burst: every line goes out.
     let o = chassis
         .execute_task(
@@ -384,7 +370,7 @@ async fn a_log_flood_is_dropped_and_counted_and_never_ends_the_task() {
     let usage = chassis.resource_usage("misbehave").unwrap();
     assert_eq!(usage.dropped_log_lines, o.usage.dropped_log_lines);
     assert_eq!(usage.rate_limited_calls, 0);
-    let events = sink.events();
+    let events = chassis.events();
     let rate_events = events
         .iter()
         .filter(|e| {
@@ -394,7 +380,7 @@ async fn a_log_flood_is_dropped_and_counted_and_never_ends_the_task() {
         .count();
     assert_eq!(rate_events, 1, "one for the task that was cut: {events:?}");
     assert!(
-        limit_events(&sink).is_empty(),
+        limit_events(&chassis).is_empty(),
         "logging is no limit violation"
     );
     // Bytes count too: with lines to spare, 1 KiB a second lets through
@@ -407,7 +393,7 @@ async fn a_log_flood_is_dropped_and_counted_and_never_ends_the_task() {
         )
         .replace("\"misbehave\"", "\"small-logs\"");
     chassis
-        .load_bytes(&component("misbehave"), contract(&text))
+        .load_bytes(&component(guests::MISBEHAVE), contract(&text))
         .await
         .unwrap();
     let o = chassis
@@ -426,7 +412,7 @@ async fn a_log_flood_is_dropped_and_counted_and_never_ends_the_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdout_lines_over_the_rate_are_dropped_and_counted() {
-    let (chassis, sink) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let chassis = host_with(guests::MISBEHAVE, HOSTILE).build().await;
     let o = hostile(&chassis, "misbehave", "print_flood", json!({"lines": 200}))
         .await
         .unwrap();
@@ -442,13 +428,13 @@ async fn stdout_lines_over_the_rate_are_dropped_and_counted() {
             .dropped_log_lines,
         o.usage.dropped_log_lines
     );
-    assert!(sink.events().iter().any(|e| matches!(e,
+    assert!(chassis.events().iter().any(|e| matches!(e,
         Event::RateLimited { swarm_id, import, .. } if swarm_id == "misbehave" && import == "stdout")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_is_a_trap_carrying_the_guests_message() {
-    let (chassis, _) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let chassis = host_with(guests::MISBEHAVE, HOSTILE).build().await;
     let err = hostile(&chassis, "misbehave", "panic", json!({"message": "boom"}))
         .await
         .unwrap_err();
@@ -460,7 +446,7 @@ async fn a_panic_is_a_trap_carrying_the_guests_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_trap_is_a_trap() {
-    let (chassis, _) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let chassis = host_with(guests::MISBEHAVE, HOSTILE).build().await;
     let err = hostile(&chassis, "misbehave", "trap", json!({}))
         .await
         .unwrap_err();
@@ -470,7 +456,7 @@ async fn a_plain_trap_is_a_trap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guests_cannot_start_threads() {
-    let (chassis, _) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let chassis = host_with(guests::MISBEHAVE, HOSTILE).build().await;
     let o = hostile(&chassis, "misbehave", "spawn_threads", json!({}))
         .await
         .unwrap();
@@ -489,15 +475,15 @@ async fn guests_cannot_start_threads() {
 /// wait queue of 2, while well-behaved swarms keep serving beside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_more_tasks_run_at_once_than_the_limit_and_the_queue_is_bounded() {
-    let config = ChassisConfig {
-        queue: QueueConfig {
-            max_queued: 2,
-            max_wait: Duration::from_secs(30),
-        },
-        ..ChassisConfig::default()
+    let queue = QueueConfig {
+        max_queued: 2,
+        max_wait: Duration::from_secs(30),
     };
     let text = HOSTILE.replace("task_timeout_seconds = 1", "task_timeout_seconds = 20");
-    let (chassis, sink) = host_with("misbehave", &text, config).await;
+    let chassis = host_with(guests::MISBEHAVE, &text)
+        .config(|c| ChassisConfig { queue, ..c })
+        .build()
+        .await;
     let done = Arc::new(AtomicBool::new(false));
     let warm = Arc::new(Notify::new());
     let bystander = bystanders(&chassis, done.clone(), warm.clone());
@@ -563,24 +549,24 @@ async fn no_more_tasks_run_at_once_than_the_limit_and_the_queue_is_bounded() {
     assert!((1..=2).contains(&max_queued), "{max_queued}");
     // Usage shows the running instances' memory while they run.
     assert!(memory_mb > 0.0, "{memory_mb}");
-    let limits = limit_events(&sink);
+    let limits = limit_events(&chassis);
     assert_eq!(limits, vec![LimitKind::Overloaded, LimitKind::Overloaded]);
     greet(&chassis, "after").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_waits_too_long_for_a_slot_is_overloaded() {
-    let config = ChassisConfig {
-        queue: QueueConfig {
-            max_queued: 4,
-            max_wait: Duration::from_millis(50),
-        },
-        ..ChassisConfig::default()
+    let queue = QueueConfig {
+        max_queued: 4,
+        max_wait: Duration::from_millis(50),
     };
     let text = HOSTILE
         .replace("max_concurrent_tasks = 2", "max_concurrent_tasks = 1")
         .replace("task_timeout_seconds = 1", "task_timeout_seconds = 5");
-    let (chassis, _) = host_with("misbehave", &text, config).await;
+    let chassis = host_with(guests::MISBEHAVE, &text)
+        .config(|c| ChassisConfig { queue, ..c })
+        .build()
+        .await;
     let busy = {
         let chassis = chassis.clone();
         tokio::spawn(async move {
@@ -604,15 +590,17 @@ async fn a_task_that_waits_too_long_for_a_slot_is_overloaded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fuel_budget_stops_a_cpu_bound_task() {
-    let config = ChassisConfig {
-        fuel_metering: true,
-        ..ChassisConfig::default()
-    };
     let text = HOSTILE.replace(
         "max_api_calls_per_second = 50",
         "max_api_calls_per_second = 50\nmax_fuel = 5000000",
     );
-    let (chassis, sink) = host_with("misbehave", &text, config).await;
+    let chassis = host_with(guests::MISBEHAVE, &text)
+        .config(|c| ChassisConfig {
+            fuel_metering: true,
+            ..c
+        })
+        .build()
+        .await;
     let small = chassis
         .execute_task(
             "misbehave",
@@ -640,19 +628,20 @@ async fn a_fuel_budget_stops_a_cpu_bound_task() {
         ),
         "{err}"
     );
-    assert_eq!(limit_events(&sink), vec![LimitKind::CpuBudget]);
+    assert_eq!(limit_events(&chassis), vec![LimitKind::CpuBudget]);
 }
 
 #[tokio::test]
 async fn a_fuel_budget_needs_a_host_that_meters_fuel() {
-    let chassis = Chassis::new().unwrap();
-    let err = chassis
-        .load_bytes(
-            &component("misbehave"),
-            contract("swarm_id = \"f\"\n[resource_limits]\nmax_fuel = 10\n"),
+    let err = TestHost::new()
+        .component(
+            guests::MISBEHAVE,
+            "swarm_id = \"f\"\n[resource_limits]\nmax_fuel = 10\n",
         )
+        .try_build()
         .await
-        .unwrap_err();
+        .err()
+        .expect("refused");
     assert!(
         err.to_string()
             .contains("max_fuel is set but this host does not meter fuel"),
@@ -662,17 +651,19 @@ async fn a_fuel_budget_needs_a_host_that_meters_fuel() {
 
 #[tokio::test]
 async fn the_pool_refuses_contracts_it_cannot_hold() {
-    let chassis = Chassis::with_config(ChassisConfig {
-        pool: Some(PoolConfig {
-            instances: 6,
-            max_memory_mb: 64,
-        }),
-        ..ChassisConfig::default()
-    })
-    .unwrap();
+    let chassis = TestHost::new()
+        .config(|c| ChassisConfig {
+            pool: Some(PoolConfig {
+                instances: 6,
+                max_memory_mb: 64,
+            }),
+            ..c
+        })
+        .build()
+        .await;
     let err = chassis
         .load_bytes(
-            &component("hello_world"),
+            &component(guests::HELLO_WORLD),
             contract("swarm_id = \"big\"\n[resource_limits]\nmax_memory_mb = 128\n"),
         )
         .await
@@ -683,14 +674,14 @@ async fn the_pool_refuses_contracts_it_cannot_hold() {
     );
     chassis
         .load_bytes(
-            &component("hello_world"),
+            &component(guests::HELLO_WORLD),
             contract("swarm_id = \"a\"\n[resource_limits]\nmax_memory_mb = 64\nmax_concurrent_tasks = 4\n"),
         )
         .await
         .unwrap();
     let err = chassis
         .load_bytes(
-            &component("hello_world"),
+            &component(guests::HELLO_WORLD),
             contract("swarm_id = \"b\"\n[resource_limits]\nmax_memory_mb = 8\nmax_concurrent_tasks = 2\n"),
         )
         .await
@@ -706,20 +697,18 @@ async fn the_pool_refuses_contracts_it_cannot_hold() {
     let b = contract(
         "swarm_id = \"b\"\n[resource_limits]\nmax_memory_mb = 8\nmax_concurrent_tasks = 2\n",
     );
-    let sized = Chassis::with_config(ChassisConfig::sized_for([&a, &b])).unwrap();
-    sized
-        .load_bytes(&component("hello_world"), a)
-        .await
-        .unwrap();
-    sized
-        .load_bytes(&component("hello_world"), b)
-        .await
-        .unwrap();
+    let sized = TestHost::new()
+        .config(|_| ChassisConfig::sized_for([&a, &b]))
+        .component(guests::HELLO_WORLD, a)
+        .component(guests::HELLO_WORLD, b)
+        .build()
+        .await;
+    assert_eq!(sized.loaded.len(), 2);
 }
 
 #[tokio::test]
 async fn outcomes_carry_usage_figures() {
-    let (chassis, _) = host_with("misbehave", HOSTILE, ChassisConfig::default()).await;
+    let chassis = host_with(guests::MISBEHAVE, HOSTILE).build().await;
     let o = chassis
         .execute_task(
             "misbehave",

@@ -4,14 +4,9 @@
 //! swarm's own secret values before the host shows or stores it. Each
 //! hostile task runs beside a well-behaved swarm, which must stay correct.
 
-use std::sync::Arc;
-
-use chassis::audit::{AuditLog, FsyncPolicy, verify};
-use chassis::{
-    Chassis, ChassisConfig, Error, Event, GuestError, MemorySink, Secret, SecretStore, TaskOutcome,
-    TaskRequest, TaskStatus,
-};
-use chassis_tests::{capture_logs, component, contract, contract_path, greet};
+use chassis::audit::{FsyncPolicy, verify};
+use chassis::{Chassis, Error, Event, GuestError, TaskOutcome, TaskRequest, TaskStatus};
+use chassis_tests::{Host, TestHost, capture_logs, greet, guests, scratch_dir};
 use serde_json::{Value, json};
 
 const MISBEHAVE: &str = "swarm_id = \"misbehave\"
@@ -24,27 +19,14 @@ wasi_capabilities = [\"wasi:io/streams\"]
 
 const SECRET: &str = "sk-live-0123456789abcdef";
 
-/// A host with hello-world (the bystander), writing events to `sink` and
-/// the audit log at `audit`.
-async fn host(sink: &MemorySink, audit: &Arc<AuditLog>, secrets: SecretStore) -> Chassis {
-    let chassis = Chassis::with_config(
-        ChassisConfig::default()
-            .with_secrets(secrets)
-            .with_event_sink(Arc::new(sink.clone()))
-            .with_event_sink(audit.clone()),
-    )
-    .unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
-    chassis
-}
-
-fn audit_log(name: &str) -> (std::path::PathBuf, Arc<AuditLog>) {
-    let dir = std::env::temp_dir().join(format!("chassis-guest-text-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.jsonl"));
-    let _ = std::fs::remove_file(&path);
-    let log = AuditLog::open(&path, FsyncPolicy::Never).unwrap();
-    (path, log)
+/// A host with hello-world (the bystander), recording events in memory and
+/// in an audit log of its own, `name`.
+fn host(name: &str) -> TestHost {
+    let audit = scratch_dir(&format!("guest-text-{name}")).join("audit.jsonl");
+    TestHost::new()
+        .memory_sink()
+        .audit(audit, FsyncPolicy::Never)
+        .example(guests::HELLO_WORLD)
 }
 
 /// Run a hostile task and a bystander's greetings at the same time.
@@ -65,11 +47,11 @@ async fn beside(
     result
 }
 
-/// Records of the audit log at `path`, after closing it.
-fn records(path: &std::path::Path, log: &AuditLog) -> (String, Vec<Value>) {
-    log.close().unwrap();
-    verify(path).unwrap();
-    let text = std::fs::read_to_string(path).unwrap();
+/// The text and records of the host's audit log, after closing it.
+fn records(host: &Host) -> (String, Vec<Value>) {
+    host.audit_log().close().unwrap();
+    verify(host.audit_path()).unwrap();
+    let text = std::fs::read_to_string(host.audit_path()).unwrap();
     let records = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -89,13 +71,10 @@ fn assert_inert(text: &str) {
 #[tokio::test]
 async fn forged_terminal_text_is_escaped_in_errors_logs_and_the_audit_log() {
     let (logs, _guard) = capture_logs();
-    let sink = MemorySink::new();
-    let (path, log) = audit_log("forge");
-    let chassis = host(&sink, &log, SecretStore::new()).await;
-    chassis
-        .load_bytes(&component("misbehave"), contract(MISBEHAVE))
-        .await
-        .unwrap();
+    let chassis = host("forge")
+        .component(guests::MISBEHAVE, MISBEHAVE)
+        .build()
+        .await;
     let o = beside(&chassis, "misbehave", "forge", json!({}))
         .await
         .unwrap();
@@ -119,7 +98,7 @@ async fn forged_terminal_text_is_escaped_in_errors_logs_and_the_audit_log() {
     assert_inert(line);
     assert!(line.contains("\\u{202e}txet desrever"), "{line}");
     // The task's audit record holds the escaped text.
-    let (_, records) = records(&path, &log);
+    let (_, records) = records(&chassis);
     let failed = records
         .iter()
         .find(|r| r["operation"] == "task_failed" && r["swarm_id"] == "misbehave")
@@ -131,13 +110,10 @@ async fn forged_terminal_text_is_escaped_in_errors_logs_and_the_audit_log() {
 
 #[tokio::test]
 async fn a_huge_guest_error_is_cut_in_the_outcome_and_the_audit_record() {
-    let sink = MemorySink::new();
-    let (path, log) = audit_log("huge-error");
-    let chassis = host(&sink, &log, SecretStore::new()).await;
-    chassis
-        .load_bytes(&component("misbehave"), contract(MISBEHAVE))
-        .await
-        .unwrap();
+    let chassis = host("huge-error")
+        .component(guests::MISBEHAVE, MISBEHAVE)
+        .build()
+        .await;
     let o = beside(&chassis, "misbehave", "huge_error", json!({"mib": 3}))
         .await
         .unwrap();
@@ -149,24 +125,21 @@ async fn a_huge_guest_error_is_cut_in_the_outcome_and_the_audit_record() {
         "{}",
         &message[cap - 8..]
     );
-    let (text, _) = records(&path, &log);
+    let (text, _) = records(&chassis);
     let longest = text.lines().map(str::len).max().unwrap();
     assert!(longest < 2 * cap, "an audit record of {longest} bytes");
 }
 
 #[tokio::test]
 async fn a_trap_keeps_only_a_bounded_stderr_tail_when_stderr_is_not_forwarded() {
-    let sink = MemorySink::new();
-    let (_path, log) = audit_log("stderr-tail");
-    let chassis = host(&sink, &log, SecretStore::new()).await;
     // No wasi:io/streams: stderr is captured for the trap message only.
-    chassis
-        .load_bytes(
-            &component("misbehave"),
-            contract("swarm_id = \"misbehave\"\n[resource_limits]\nmax_memory_mb = 64\ntask_timeout_seconds = 20\n"),
+    let chassis = host("stderr-tail")
+        .component(
+            guests::MISBEHAVE,
+            "swarm_id = \"misbehave\"\n[resource_limits]\nmax_memory_mb = 64\ntask_timeout_seconds = 20\n",
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
     let err = beside(&chassis, "misbehave", "stderr_flood", json!({"mib": 4}))
         .await
         .unwrap_err();
@@ -175,28 +148,22 @@ async fn a_trap_keeps_only_a_bounded_stderr_tail_when_stderr_is_not_forwarded() 
     };
     assert!(message.contains("last words before the abort"), "{message}");
     assert!(message.len() < 4096, "{} bytes", message.len());
-    log.close().unwrap();
+    chassis.audit_log().close().unwrap();
 }
 
 #[tokio::test]
 async fn a_swarm_that_leaks_its_secret_is_redacted_and_counted() {
     let (logs, _guard) = capture_logs();
-    let sink = MemorySink::new();
-    let (path, log) = audit_log("leaky");
-    let mut secrets = SecretStore::new();
-    secrets.insert("leaky", "api_key", Secret::new(SECRET));
-    let chassis = host(&sink, &log, secrets).await;
-    chassis
-        .load_bytes(
-            &component("leaky"),
-            contract(
-                "swarm_id = \"leaky\"\n[resource_limits]\ntask_timeout_seconds = 20\n\
-                 [security]\nscoped_credentials = [\"api_key\"]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
-                 [reputation]\ninitial_score = 1.0\nquarantine_threshold = 0.05\n",
-            ),
+    let chassis = host("leaky")
+        .secret("leaky", "api_key", SECRET)
+        .component(
+            guests::LEAKY,
+            "swarm_id = \"leaky\"\n[resource_limits]\ntask_timeout_seconds = 20\n\
+             [security]\nscoped_credentials = [\"api_key\"]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+             [reputation]\ninitial_score = 1.0\nquarantine_threshold = 0.05\n",
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
     let hex = hex::encode(SECRET);
     let leaked = |text: &str| {
         text.contains(SECRET)
@@ -233,7 +200,7 @@ async fn a_swarm_that_leaks_its_secret_is_redacted_and_counted() {
         "{logged}"
     );
     // Every leak is a security event naming the key and where it was found.
-    let channels: Vec<(String, bool)> = sink
+    let channels: Vec<(String, bool)> = chassis
         .events()
         .iter()
         .filter_map(|e| match e {
@@ -263,7 +230,7 @@ async fn a_swarm_that_leaks_its_secret_is_redacted_and_counted() {
     );
     let reputation = chassis.slo_report("leaky").unwrap().reputation;
     assert!(reputation.security_compliance < 0.5, "{reputation:?}");
-    let (text, records) = records(&path, &log);
+    let (text, records) = records(&chassis);
     assert!(!leaked(&text), "a secret reached the audit log");
     assert!(
         records

@@ -1,19 +1,18 @@
 //! What a guest can see of the host: WASI with nothing behind it, scoped
 //! logging, and typed denials from the credentials and HTTP proxy imports.
 
-use chassis::{Chassis, TaskRequest};
-use chassis_tests::{capture_logs, chassis_with, component, contract};
+use chassis::TaskRequest;
+use chassis_tests::{TestHost, capture_logs, guests};
 use serde_json::{Value, json};
 
 const PROBE_CONTRACT: &str = "swarm_id = \"probe\"\n[security]\nwasi_capabilities = [\
     \"wasi:io/streams\", \"wasi:clocks/wall-clock\", \"wasi:clocks/monotonic-clock\"]\n";
 
 async fn probe(contract_text: &str, task: &str, payload: Value) -> Value {
-    let chassis = Chassis::new().unwrap();
-    chassis
-        .load_bytes(&component("sandbox_probe"), contract(contract_text))
-        .await
-        .unwrap();
+    let chassis = TestHost::new()
+        .component(guests::SANDBOX_PROBE, contract_text)
+        .build()
+        .await;
     let outcome = chassis
         .execute_task("probe", TaskRequest::new(task, payload))
         .await
@@ -77,7 +76,7 @@ async fn stdout_is_discarded_without_the_streams_capability() {
 #[tokio::test]
 async fn the_log_import_goes_to_tracing_prefixed_with_the_swarm_id() {
     let (logs, _guard) = capture_logs();
-    let (chassis, _) = chassis_with("hello-world").await;
+    let chassis = TestHost::new().example(guests::HELLO_WORLD).build().await;
     chassis
         .execute_task(
             "hello-world",
@@ -99,17 +98,14 @@ async fn the_log_import_goes_to_tracing_prefixed_with_the_swarm_id() {
 
 #[tokio::test]
 async fn credential_and_proxy_calls_get_typed_errors() {
-    let chassis = Chassis::new().unwrap();
-    chassis
-        .load_bytes(
-            &component("egress"),
-            contract(
-                "swarm_id = \"egress\"\n[security]\nscoped_credentials = [\"guardian_signing_key\"]\n\
-                 network_access = \"proxy_only\"\nallowed_endpoints = [\"http://127.0.0.1:9/\"]\n",
-            ),
+    let chassis = TestHost::new()
+        .component(
+            guests::EGRESS,
+            "swarm_id = \"egress\"\n[security]\nscoped_credentials = [\"guardian_signing_key\"]\n\
+             network_access = \"proxy_only\"\nallowed_endpoints = [\"http://127.0.0.1:9/\"]\n",
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
     let out = chassis
         .execute_task(
             "egress",

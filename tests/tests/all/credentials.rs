@@ -2,20 +2,19 @@
 //! scoped values, signing keys never leave the host, and every decision is
 //! an event that names the key but never its value.
 
-use std::sync::Arc;
-
-use chassis::{Chassis, ChassisConfig, Event, MemorySink, Secret, SecretStore, TaskRequest};
-use chassis_tests::{capture_logs, component, contract, contract_path};
+use chassis::{Chassis, ContractBuilder, Event, ServiceContract, TaskRequest};
+use chassis_tests::{TestHost, capture_logs, component, guests};
 use serde_json::{Value, json};
 
 const SEED_HEX: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 
-fn egress_contract(id: &str, scoped: &[&str]) -> chassis::ServiceContract {
-    let scoped: Vec<String> = scoped.iter().map(|k| format!("{k:?}")).collect();
-    contract(&format!(
-        "swarm_id = \"{id}\"\n[security]\nscoped_credentials = [{}]\nnetwork_access = \"proxy_only\"\n",
-        scoped.join(", ")
-    ))
+/// The egress guest's contract as `id`: these credentials in scope, and the
+/// proxy with no endpoint allowed.
+fn egress_contract(id: &str, scoped: &[&str]) -> ContractBuilder {
+    scoped.iter().fold(
+        ServiceContract::builder(id).proxy_only(Vec::<String>::new()),
+        |b, key| b.scoped_credential(*key),
+    )
 }
 
 async fn steal(chassis: &Chassis, swarm: &str, name: &str) -> Value {
@@ -30,30 +29,17 @@ async fn steal(chassis: &Chassis, swarm: &str, name: &str) -> Value {
     o.output
 }
 
-async fn host(secrets: SecretStore) -> (Chassis, MemorySink) {
-    let sink = MemorySink::new();
-    let chassis = Chassis::with_config(
-        ChassisConfig::default()
-            .with_secrets(secrets)
-            .with_event_sink(Arc::new(sink.clone())),
-    )
-    .unwrap();
-    (chassis, sink)
-}
-
 #[tokio::test]
 async fn the_guardian_vote_is_signed_on_the_host_and_verifies() {
-    let mut secrets = SecretStore::new();
-    secrets.insert(
-        "guardian-council",
-        "guardian_signing_key",
-        Secret::new(format!("ed25519:{SEED_HEX}")),
-    );
-    let (chassis, _) = host(secrets).await;
-    chassis
-        .load(contract_path("guardian-council"))
-        .await
-        .unwrap();
+    let chassis = TestHost::new()
+        .secret(
+            "guardian-council",
+            "guardian_signing_key",
+            format!("ed25519:{SEED_HEX}"),
+        )
+        .example(guests::GUARDIAN_COUNCIL)
+        .build()
+        .await;
     let o = chassis
         .execute_task(
             "guardian-council",
@@ -96,16 +82,13 @@ async fn the_guardian_vote_is_signed_on_the_host_and_verifies() {
 
 #[tokio::test]
 async fn two_swarms_with_the_same_key_name_see_only_their_own_value() {
-    let mut secrets = SecretStore::new();
-    secrets.insert("swarm-a", "api_key", Secret::new("value-of-a"));
-    secrets.insert("swarm-b", "api_key", Secret::new("value-of-b"));
-    let (chassis, _) = host(secrets).await;
-    for id in ["swarm-a", "swarm-b"] {
-        chassis
-            .load_bytes(&component("egress"), egress_contract(id, &["api_key"]))
-            .await
-            .unwrap();
-    }
+    let chassis = TestHost::new()
+        .secret("swarm-a", "api_key", "value-of-a")
+        .secret("swarm-b", "api_key", "value-of-b")
+        .component(guests::EGRESS, egress_contract("swarm-a", &["api_key"]))
+        .component(guests::EGRESS, egress_contract("swarm-b", &["api_key"]))
+        .build()
+        .await;
     assert_eq!(
         steal(&chassis, "swarm-a", "api_key").await,
         json!({"got": "value-of-a"})
@@ -118,22 +101,21 @@ async fn two_swarms_with_the_same_key_name_see_only_their_own_value() {
 
 #[tokio::test]
 async fn unscoped_and_foreign_keys_are_denied_as_security_violations() {
-    let mut secrets = SecretStore::new();
-    secrets.insert("thief", "api_key", Secret::new("mine"));
-    secrets.insert("thief", "unscoped_key", Secret::new("exists-but-unscoped"));
-    secrets.insert(
-        "guardian-council",
-        "guardian_signing_key",
-        Secret::new(format!("ed25519:{SEED_HEX}")),
-    );
-    let (chassis, sink) = host(secrets).await;
-    chassis
-        .load_bytes(
-            &component("egress"),
+    let chassis = TestHost::new()
+        .secret("thief", "api_key", "mine")
+        .secret("thief", "unscoped_key", "exists-but-unscoped")
+        .secret(
+            "guardian-council",
+            "guardian_signing_key",
+            format!("ed25519:{SEED_HEX}"),
+        )
+        .memory_sink()
+        .component(
+            guests::EGRESS,
             egress_contract("thief", &["api_key", "missing_key"]),
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
 
     // Another swarm's key.
     let out = steal(&chassis, "thief", "guardian_signing_key").await;
@@ -157,7 +139,7 @@ async fn unscoped_and_foreign_keys_are_denied_as_security_violations() {
         json!({"got": "mine"})
     );
 
-    let decisions: Vec<(String, bool, bool)> = sink
+    let decisions: Vec<(String, bool, bool)> = chassis
         .events()
         .into_iter()
         .filter_map(|e| match e {
@@ -180,7 +162,7 @@ async fn unscoped_and_foreign_keys_are_denied_as_security_violations() {
         ]
     );
     // No event carries a value.
-    let all = serde_json::to_string(&sink.events()).unwrap();
+    let all = serde_json::to_string(&chassis.events()).unwrap();
     for value in ["mine", "exists-but-unscoped", SEED_HEX] {
         assert!(!all.contains(value), "{value} leaked into events");
     }
@@ -188,11 +170,10 @@ async fn unscoped_and_foreign_keys_are_denied_as_security_violations() {
 
 #[tokio::test]
 async fn a_violation_is_counted_in_the_task_usage() {
-    let (chassis, _) = host(SecretStore::new()).await;
-    chassis
-        .load_bytes(&component("egress"), egress_contract("thief", &["api_key"]))
-        .await
-        .unwrap();
+    let chassis = TestHost::new()
+        .component(guests::EGRESS, egress_contract("thief", &["api_key"]))
+        .build()
+        .await;
     let o = chassis
         .execute_task(
             "thief",
@@ -205,20 +186,11 @@ async fn a_violation_is_counted_in_the_task_usage() {
 
 #[tokio::test]
 async fn signing_keys_are_never_handed_out() {
-    let mut secrets = SecretStore::new();
-    secrets.insert(
-        "signer",
-        "signing",
-        Secret::new(format!("ed25519:{SEED_HEX}")),
-    );
-    let (chassis, _) = host(secrets).await;
-    chassis
-        .load_bytes(
-            &component("egress"),
-            egress_contract("signer", &["signing"]),
-        )
-        .await
-        .unwrap();
+    let chassis = TestHost::new()
+        .secret("signer", "signing", format!("ed25519:{SEED_HEX}"))
+        .component(guests::EGRESS, egress_contract("signer", &["signing"]))
+        .build()
+        .await;
     let out = steal(&chassis, "signer", "signing").await;
     let refused = out["refused"].as_str().unwrap();
     assert!(
@@ -230,13 +202,11 @@ async fn signing_keys_are_never_handed_out() {
 #[tokio::test]
 async fn secret_values_never_reach_the_log() {
     let (logs, _guard) = capture_logs();
-    let mut secrets = SecretStore::new();
-    secrets.insert("quiet", "api_key", Secret::new("do-not-log-me"));
-    let (chassis, _) = host(secrets).await;
-    chassis
-        .load_bytes(&component("egress"), egress_contract("quiet", &["api_key"]))
-        .await
-        .unwrap();
+    let chassis = TestHost::new()
+        .secret("quiet", "api_key", "do-not-log-me")
+        .component(guests::EGRESS, egress_contract("quiet", &["api_key"]))
+        .build()
+        .await;
     steal(&chassis, "quiet", "api_key").await;
     steal(&chassis, "quiet", "other").await;
     let text = logs.text();
@@ -251,14 +221,13 @@ async fn secrets_come_from_the_environment() {
         "CHASSIS_SECRET__ENV_SWARM__SERVICE_TOKEN",
         "from-the-environment",
     );
-    let (chassis, _) = host(SecretStore::new()).await;
-    chassis
-        .load_bytes(
-            &component("egress"),
+    let chassis = TestHost::new()
+        .component(
+            guests::EGRESS,
             egress_contract("env-swarm", &["service_token"]),
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
     assert_eq!(
         steal(&chassis, "env-swarm", "service_token").await,
         json!({"got": "from-the-environment"})
@@ -266,8 +235,10 @@ async fn secrets_come_from_the_environment() {
     // `env_swarm` would fold onto the same variable; it never reads it.
     chassis
         .load_bytes(
-            &component("egress"),
-            egress_contract("env_swarm", &["service_token"]),
+            &component(guests::EGRESS),
+            egress_contract("env_swarm", &["service_token"])
+                .build()
+                .unwrap(),
         )
         .await
         .unwrap();
@@ -287,19 +258,16 @@ fn set_env(k: &str, v: &str) {
 #[tokio::test]
 async fn credentials_and_the_proxy_are_refused_while_a_swarm_is_loading() {
     let (logs, _guard) = capture_logs();
-    let mut secrets = SecretStore::new();
-    secrets.insert("early", "api_key", Secret::new("too-early"));
-    let (chassis, _) = host(secrets).await;
-    let info = chassis
-        .load_bytes(
-            &component("early_bird"),
-            contract(
-                "swarm_id = \"early\"\n[security]\nscoped_credentials = [\"api_key\"]\n\
-                 network_access = \"proxy_only\"\nallowed_endpoints = [\"http://127.0.0.1:9/\"]\n",
-            ),
+    let host = TestHost::new()
+        .secret("early", "api_key", "too-early")
+        .component(
+            guests::EARLY_BIRD,
+            "swarm_id = \"early\"\n[security]\nscoped_credentials = [\"api_key\"]\n\
+             network_access = \"proxy_only\"\nallowed_endpoints = [\"http://127.0.0.1:9/\"]\n",
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
+    let info = host.info();
     // Both refused, as `denied`; the proxy is task-scoped too, even for an
     // allowed endpoint.
     assert_eq!(info.task_types, ["credential-denied", "fetch-denied"]);
@@ -318,13 +286,11 @@ async fn credentials_and_the_proxy_are_refused_while_a_swarm_is_loading() {
 async fn a_task_is_a_task_whatever_its_id() {
     // The loading phase is a property of the call, not of a task id: a task
     // named like the load-time call still gets its credentials.
-    let mut secrets = SecretStore::new();
-    secrets.insert("named", "api_key", Secret::new("mine"));
-    let (chassis, _) = host(secrets).await;
-    chassis
-        .load_bytes(&component("egress"), egress_contract("named", &["api_key"]))
-        .await
-        .unwrap();
+    let chassis = TestHost::new()
+        .secret("named", "api_key", "mine")
+        .component(guests::EGRESS, egress_contract("named", &["api_key"]))
+        .build()
+        .await;
     let o = chassis
         .execute_task(
             "named",
@@ -337,20 +303,19 @@ async fn a_task_is_a_task_whatever_its_id() {
 
 #[tokio::test]
 async fn one_call_rate_covers_credentials_and_the_proxy_but_not_logging() {
-    let mut secrets = SecretStore::new();
-    secrets.insert("rated", "bench_token", Secret::new("t0k"));
-    let (chassis, sink) = host(secrets).await;
-    chassis
-        .load_bytes(
-            &component("bench_probe"),
-            contract(
-                "swarm_id = \"rated\"\n[resource_limits]\nmax_api_calls_per_second = 10\n\
-                 [security]\nscoped_credentials = [\"bench_token\"]\n\
-                 wasi_capabilities = [\"wasi:clocks/monotonic-clock\", \"wasi:clocks/wall-clock\"]\n",
-            ),
+    let chassis = TestHost::new()
+        .secret("rated", "bench_token", "t0k")
+        .memory_sink()
+        .component(
+            guests::BENCH_PROBE,
+            ServiceContract::builder("rated")
+                .max_api_calls_per_second(10)
+                .scoped_credential("bench_token")
+                .wasi_capability("wasi:clocks/monotonic-clock")
+                .wasi_capability("wasi:clocks/wall-clock"),
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
     // Ten credential calls use up the second's burst...
     let o = chassis
         .execute_task(
@@ -388,6 +353,6 @@ async fn one_call_rate_covers_credentials_and_the_proxy_but_not_logging() {
         "{err}"
     );
     assert_eq!(o.usage.rate_limited_calls, 1);
-    assert!(sink.events().iter().any(|e| matches!(e,
+    assert!(chassis.events().iter().any(|e| matches!(e,
         chassis::Event::RateLimited { swarm_id, import, .. } if swarm_id == "rated" && import == "credentials")));
 }

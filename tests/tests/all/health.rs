@@ -1,23 +1,16 @@
 //! SLOs, reputation and quarantine through the real host.
 
-use std::sync::Arc;
-
-use chassis::{Chassis, ChassisConfig, Error, Event, MemorySink, TaskRequest};
-use chassis_tests::{component, contract, contract_path};
+use chassis::{Error, Event, TaskRequest};
+use chassis_tests::{TestHost, contract, guests, scratch_dir};
 use serde_json::json;
-
-async fn host() -> (Chassis, MemorySink) {
-    let sink = MemorySink::new();
-    let chassis =
-        Chassis::with_config(ChassisConfig::default().with_event_sink(Arc::new(sink.clone())))
-            .unwrap();
-    (chassis, sink)
-}
 
 #[tokio::test]
 async fn slo_figures_and_a_violation_on_the_edge() {
-    let (chassis, sink) = host().await;
-    chassis.load(contract_path("hello-world")).await.unwrap();
+    let chassis = TestHost::new()
+        .memory_sink()
+        .example(guests::HELLO_WORLD)
+        .build()
+        .await;
     for i in 0..5 {
         chassis
             .execute_task(
@@ -58,7 +51,7 @@ async fn slo_figures_and_a_violation_on_the_edge() {
         .find(|c| c.metric == "error_rate")
         .unwrap();
     assert!(!error_rate.compliant);
-    let violations: Vec<Event> = sink
+    let violations: Vec<Event> = chassis
         .events()
         .into_iter()
         .filter(|e| matches!(e, Event::SloViolation { .. }))
@@ -77,14 +70,13 @@ async fn slo_figures_and_a_violation_on_the_edge() {
 
 #[tokio::test]
 async fn a_task_without_an_answer_takes_the_swarm_down_until_the_next_answer() {
-    let (chassis, _) = host().await;
-    chassis
-        .load_bytes(
-            &component("misbehave"),
-            contract("swarm_id = \"m\"\n[slo_targets]\navailability_percent = 99.0\n"),
+    let chassis = TestHost::new()
+        .component(
+            guests::MISBEHAVE,
+            "swarm_id = \"m\"\n[slo_targets]\navailability_percent = 99.0\n",
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
     chassis
         .execute_task("m", TaskRequest::new("trap", json!({})))
         .await
@@ -101,17 +93,15 @@ async fn a_task_without_an_answer_takes_the_swarm_down_until_the_next_answer() {
 
 #[tokio::test]
 async fn security_violations_quarantine_a_swarm_until_it_is_released() {
-    let (chassis, sink) = host().await;
-    chassis
-        .load_bytes(
-            &component("egress"),
-            contract(
-                "swarm_id = \"thief\"\n[security]\nscoped_credentials = [\"api_key\"]\nnetwork_access = \"proxy_only\"\n\
-                 [reputation]\ninitial_score = 0.3\nslo_weight = 0.5\nsecurity_weight = 0.5\nquarantine_threshold = 0.25\n",
-            ),
+    let chassis = TestHost::new()
+        .memory_sink()
+        .component(
+            guests::EGRESS,
+            "swarm_id = \"thief\"\n[security]\nscoped_credentials = [\"api_key\"]\nnetwork_access = \"proxy_only\"\n\
+             [reputation]\ninitial_score = 0.3\nslo_weight = 0.5\nsecurity_weight = 0.5\nquarantine_threshold = 0.25\n",
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
     // One request outside its scope: 0.3 · 0.8 = 0.24 < 0.25.
     chassis
         .execute_task(
@@ -150,7 +140,7 @@ async fn security_violations_quarantine_a_swarm_until_it_is_released() {
     let before = chassis.slo_report("thief").unwrap().reputation;
     assert_eq!(chassis.release("thief").unwrap(), before);
 
-    let names: Vec<String> = sink
+    let names: Vec<String> = chassis
         .events()
         .iter()
         .map(|e| {
@@ -166,17 +156,15 @@ async fn security_violations_quarantine_a_swarm_until_it_is_released() {
 
 #[tokio::test]
 async fn a_swarm_that_always_traps_is_quarantined_within_its_failure_window() {
-    let (chassis, sink) = host().await;
-    chassis.load(contract_path("hello-world")).await.unwrap();
-    chassis
-        .load_bytes(
-            &component("misbehave"),
-            contract(
-                "swarm_id = \"trapper\"\n[reputation]\nfailure_window = 10\nmax_failure_rate_percent = 50\n",
-            ),
+    let chassis = TestHost::new()
+        .memory_sink()
+        .example(guests::HELLO_WORLD)
+        .component(
+            guests::MISBEHAVE,
+            "swarm_id = \"trapper\"\n[reputation]\nfailure_window = 10\nmax_failure_rate_percent = 50\n",
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
     let mut quarantined_at = None;
     for i in 1..=30 {
         // A healthy swarm runs beside it all along, and is never quarantined.
@@ -211,7 +199,7 @@ async fn a_swarm_that_always_traps_is_quarantined_within_its_failure_window() {
         rep.quarantined && rep.score > rep.threshold,
         "the score alone would not: {rep:?}"
     );
-    assert!(sink.events().iter().any(|e| matches!(e,
+    assert!(chassis.events().iter().any(|e| matches!(e,
         Event::Quarantined { swarm_id, reason, .. } if swarm_id == "trapper" && reason.contains("max_failure_rate_percent"))));
     let healthy = chassis.slo_report("hello-world").unwrap().reputation;
     assert!(
@@ -240,8 +228,7 @@ async fn a_swarm_that_always_traps_is_quarantined_within_its_failure_window() {
 
 #[tokio::test]
 async fn metrics_are_rendered_for_prometheus() {
-    let (chassis, _) = host().await;
-    chassis.load(contract_path("hello-world")).await.unwrap();
+    let chassis = TestHost::new().example(guests::HELLO_WORLD).build().await;
     chassis
         .execute_task("hello-world", TaskRequest::new("hello", json!({})))
         .await
@@ -274,17 +261,14 @@ async fn metrics_are_rendered_for_prometheus() {
 
 #[tokio::test]
 async fn a_report_rebuilt_from_the_audit_log_matches_the_live_one() {
-    use chassis::audit::{AuditLog, FsyncPolicy};
-    let path = std::env::temp_dir().join(format!("chassis-replay-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let log = AuditLog::open(&path, FsyncPolicy::Never).unwrap();
-    let chassis =
-        Chassis::with_config(ChassisConfig::default().with_event_sink(log.clone())).unwrap();
+    use chassis::audit::FsyncPolicy;
+    let path = scratch_dir("health-replay").join("audit.jsonl");
     let text = "swarm_id = \"thief\"\n[security]\nscoped_credentials = [\"api_key\"]\nnetwork_access = \"proxy_only\"\n";
-    chassis
-        .load_bytes(&component("egress"), contract(text))
-        .await
-        .unwrap();
+    let chassis = TestHost::new()
+        .audit(&path, FsyncPolicy::Never)
+        .component(guests::EGRESS, text)
+        .build()
+        .await;
     for name in ["api_key", "root", "api_key", "other", "api_key"] {
         chassis
             .execute_task(
@@ -302,7 +286,7 @@ async fn a_report_rebuilt_from_the_audit_log_matches_the_live_one() {
         .await
         .unwrap();
     let live = chassis.slo_report("thief").unwrap();
-    log.close().unwrap();
+    chassis.audit_log().close().unwrap();
     let records = chassis::audit::events(&path).unwrap();
     let replayed = chassis::report::replay(&records, &contract(text));
     assert_eq!(
@@ -320,5 +304,5 @@ async fn a_report_rebuilt_from_the_audit_log_matches_the_live_one() {
         (replayed.reputation.security_compliance - 0.64).abs() < 1e-9,
         "two violations"
     );
-    std::fs::remove_file(&path).ok();
+    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }

@@ -1,14 +1,21 @@
-//! Every load-time refusal, each checked for an error that names the
-//! problem, and the host still serving afterwards.
+//! Load-time refusals that need more than a case folder of
+//! `tests/cases/load/` (see `cases.rs`): refusals that depend on what is
+//! already loaded, on the host's configuration, cache or secrets, on files
+//! that cannot be committed (devices, fifos), or whose check goes beyond the
+//! error's text (the refused imports one by one, the events, the sizes).
+//! Each names the problem, and the host still serves afterwards.
 
 use chassis::{Chassis, Error, TaskRequest};
-use chassis_tests::{component, contract, contract_path};
+use chassis_tests::{Host, TestHost, component, contract, guests, scratch_dir};
 use serde_json::json;
 
-/// The host keeps working after a refusal.
+/// The host keeps working after a refusal: it still loads, and serves.
 async fn still_serves(chassis: &Chassis) {
     if chassis.describe("hello-world").is_err() {
-        chassis.load(contract_path("hello-world")).await.unwrap();
+        chassis
+            .load(guests::example(guests::HELLO_WORLD))
+            .await
+            .unwrap();
     }
     let o = chassis
         .execute_task(
@@ -22,10 +29,9 @@ async fn still_serves(chassis: &Chassis) {
 
 #[tokio::test]
 async fn a_second_load_of_the_same_id_is_already_loaded() {
-    let chassis = Chassis::new().unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
+    let chassis = TestHost::new().example(guests::HELLO_WORLD).build().await;
     let err = chassis
-        .load(contract_path("hello-world"))
+        .load(guests::example(guests::HELLO_WORLD))
         .await
         .unwrap_err();
     assert!(
@@ -36,7 +42,7 @@ async fn a_second_load_of_the_same_id_is_already_loaded() {
     // Same id from bytes is refused too.
     let err = chassis
         .load_bytes(
-            &component("analyzer"),
+            &component(guests::ANALYZER),
             contract("swarm_id = \"hello-world\""),
         )
         .await
@@ -46,43 +52,9 @@ async fn a_second_load_of_the_same_id_is_already_loaded() {
 }
 
 #[tokio::test]
-async fn bytes_that_are_not_wasm_are_refused() {
-    let chassis = Chassis::new().unwrap();
-    let err = chassis
-        .load_bytes(b"#!/bin/sh\nrm -rf /\n", contract("swarm_id = \"text\""))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::NotWasm { .. }), "{err:?}");
-    let text = err.to_string();
-    assert!(
-        text.contains("not a valid wasm file") && text.contains("bad magic number"),
-        "{text}"
-    );
-    assert!(text.contains("text"), "names the swarm: {text}");
-    still_serves(&chassis).await;
-}
-
-#[tokio::test]
-async fn a_core_module_is_refused_as_not_a_component() {
-    let chassis = Chassis::new().unwrap();
-    // The smallest valid core module: magic + version 1.
-    let err = chassis
-        .load_bytes(b"\0asm\x01\0\0\0", contract("swarm_id = \"core\""))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::CoreModule { .. }), "{err:?}");
-    let text = err.to_string();
-    assert!(
-        text.contains("core WebAssembly module") && text.contains("component is expected"),
-        "{text}"
-    );
-    still_serves(&chassis).await;
-}
-
-#[tokio::test]
 async fn a_broken_component_is_refused_with_the_reason() {
-    let chassis = Chassis::new().unwrap();
-    let mut bytes = component("hello_world");
+    let chassis = TestHost::new().build().await;
+    let mut bytes = component(guests::HELLO_WORLD);
     bytes.truncate(bytes.len() / 2);
     let err = chassis
         .load_bytes(&bytes, contract("swarm_id = \"broken\""))
@@ -93,29 +65,11 @@ async fn a_broken_component_is_refused_with_the_reason() {
     still_serves(&chassis).await;
 }
 
-#[tokio::test]
-async fn a_component_without_the_task_export_is_refused() {
-    let chassis = Chassis::new().unwrap();
-    // The smallest valid component: no imports, no exports.
+/// Load `guest` under `contract_text` and return the refused imports.
+async fn refused_imports(guest: &str, contract_text: &str) -> Vec<(String, String)> {
+    let chassis = TestHost::new().build().await;
     let err = chassis
-        .load_bytes(b"\0asm\x0d\0\x01\0", contract("swarm_id = \"empty\""))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::MissingTaskExport { .. }), "{err:?}");
-    let text = err.to_string();
-    assert!(
-        text.contains("does not export `infrafabric:chassis/task@0.1.0`"),
-        "{text}"
-    );
-    assert!(text.contains("exports: nothing"), "{text}");
-    still_serves(&chassis).await;
-}
-
-/// Load `file_stem` under `contract_text` and return the refused imports.
-async fn refused_imports(file_stem: &str, contract_text: &str) -> Vec<(String, String)> {
-    let chassis = Chassis::new().unwrap();
-    let err = chassis
-        .load_bytes(&component(file_stem), contract(contract_text))
+        .load_bytes(&component(guest), contract(contract_text))
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -139,7 +93,7 @@ async fn refused_imports(file_stem: &str, contract_text: &str) -> Vec<(String, S
 #[tokio::test]
 async fn credentials_import_needs_scoped_credentials() {
     let refused = refused_imports(
-        "guardian_council",
+        guests::GUARDIAN_COUNCIL,
         "swarm_id = \"gc\"\n[security]\nwasi_capabilities = [\"wasi:io/streams\"]\n",
     )
     .await;
@@ -155,7 +109,7 @@ async fn credentials_import_needs_scoped_credentials() {
 #[tokio::test]
 async fn http_proxy_import_needs_proxy_only_network_access() {
     let refused = refused_imports(
-        "egress",
+        guests::EGRESS,
         "swarm_id = \"eg\"\n[security]\nscoped_credentials = [\"k\"]\nnetwork_access = \"none\"\n",
     )
     .await;
@@ -171,7 +125,7 @@ async fn http_proxy_import_needs_proxy_only_network_access() {
 #[tokio::test]
 async fn filesystem_imports_are_always_refused() {
     let refused = refused_imports(
-        "fs_escape",
+        guests::FS_ESCAPE,
         "swarm_id = \"fs\"\n[security]\nwasi_capabilities = [\"wasi:clocks/wall-clock\"]\n",
     )
     .await;
@@ -187,7 +141,7 @@ async fn socket_imports_are_always_refused() {
     // Even a contract with proxy access (and the clock sockets use for
     // timeouts) gets no sockets of its own.
     let refused = refused_imports(
-        "net_escape",
+        guests::NET_ESCAPE,
         "swarm_id = \"net\"\n[security]\nnetwork_access = \"proxy_only\"\n\
          wasi_capabilities = [\"wasi:clocks/monotonic-clock\"]\n",
     )
@@ -205,7 +159,7 @@ async fn socket_imports_are_always_refused() {
 
 #[tokio::test]
 async fn clock_and_random_imports_need_wasi_capabilities() {
-    let refused = refused_imports("sandbox_probe", "swarm_id = \"probe\"\n").await;
+    let refused = refused_imports(guests::SANDBOX_PROBE, "swarm_id = \"probe\"\n").await;
     let names: Vec<&str> = refused
         .iter()
         .map(|(i, _)| i.split('@').next().unwrap())
@@ -222,69 +176,12 @@ async fn clock_and_random_imports_need_wasi_capabilities() {
 }
 
 #[tokio::test]
-async fn contract_file_problems_name_the_file() {
-    let dir = std::env::temp_dir().join(format!("chassis-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let chassis = Chassis::new().unwrap();
-
-    let missing_module = dir.join("no-module.toml");
-    std::fs::write(&missing_module, "swarm_id = \"m\"\n").unwrap();
-    let err = chassis.load(&missing_module).await.unwrap_err();
-    assert!(matches!(err, Error::MissingWasmModule { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains("no-module.toml: wasm_module: missing"),
-        "{err}"
-    );
-
-    let absent = dir.join("absent.toml");
-    std::fs::write(
-        &absent,
-        "swarm_id = \"a\"\nwasm_module = \"nowhere.wasm\"\n",
-    )
-    .unwrap();
-    let err = chassis.load(&absent).await.unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains("nowhere.wasm: cannot read component"),
-        "{err}"
-    );
-
-    let invalid = dir.join("invalid.toml");
-    std::fs::write(
-        &invalid,
-        "swarm_id = \"i\"\nwasm_module = \"x.wasm\"\n[resource_limits]\nmax_memory_mb = 0\n",
-    )
-    .unwrap();
-    let err = chassis.load(&invalid).await.unwrap_err();
-    assert!(matches!(err, Error::Contract(_)), "{err:?}");
-    let text = err.to_string();
-    assert!(
-        text.contains("invalid.toml:4:") && text.contains("resource_limits.max_memory_mb"),
-        "{text}"
-    );
-
-    let not_wasm = dir.join("not-wasm.toml");
-    std::fs::write(dir.join("fake.wasm"), "not wasm at all").unwrap();
-    std::fs::write(&not_wasm, "swarm_id = \"n\"\nwasm_module = \"fake.wasm\"\n").unwrap();
-    let err = chassis.load(&not_wasm).await.unwrap_err();
-    assert!(
-        err.to_string().contains("fake.wasm: not a valid wasm file"),
-        "{err}"
-    );
-
-    std::fs::remove_dir_all(&dir).ok();
-    still_serves(&chassis).await;
-}
-
-#[tokio::test]
 async fn load_bytes_validates_a_contract_built_in_code() {
-    let chassis = Chassis::new().unwrap();
+    let chassis = TestHost::new().build().await;
     let mut c = contract("swarm_id = \"code\"");
     c.resource_limits.max_cpu_percent = 0;
     let err = chassis
-        .load_bytes(&component("hello_world"), c)
+        .load_bytes(&component(guests::HELLO_WORLD), c)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Contract(_)), "{err:?}");
@@ -294,19 +191,20 @@ async fn load_bytes_validates_a_contract_built_in_code() {
     );
 }
 
-/// A fresh, private cache directory under target/tmp.
+/// A fresh, private cache directory (not created yet) under target/tmp.
 fn cache_dir(name: &str) -> std::path::PathBuf {
-    let dir = chassis_tests::root()
-        .join("target/tmp")
-        .join(format!("cache-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    scratch_dir(&format!("load-cache-{name}")).join("cache")
 }
 
-async fn load_cached(dir: &std::path::Path) -> (Chassis, chassis::SwarmInfo) {
-    let chassis = Chassis::with_config(chassis::ChassisConfig::new().with_cache_dir(dir)).unwrap();
-    let info = chassis.load(contract_path("hello-world")).await.unwrap();
-    (chassis, info)
+/// A host using the cache `dir`, with hello-world loaded.
+async fn load_cached(dir: &std::path::Path) -> (Host, chassis::SwarmInfo) {
+    let host = TestHost::new()
+        .config(|c| c.with_cache_dir(dir))
+        .example(guests::HELLO_WORLD)
+        .build()
+        .await;
+    let info = host.info().clone();
+    (host, info)
 }
 
 #[tokio::test]
@@ -322,7 +220,7 @@ async fn a_second_load_comes_from_the_component_cache_and_runs() {
     assert_eq!(second.cache, CacheUse::Hit);
     assert_eq!(second.task_types, first.task_types);
     still_serves(&chassis).await;
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }
 
 #[tokio::test]
@@ -357,7 +255,7 @@ async fn a_corrupt_cache_entry_is_recompiled_not_loaded() {
         let (_, info) = load_cached(&dir).await;
         assert_eq!(info.cache, CacheUse::Hit);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }
 
 #[tokio::test]
@@ -366,7 +264,10 @@ async fn a_cache_directory_others_can_write_is_refused_with_its_path() {
     let dir = cache_dir("shared");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let err = Chassis::with_config(chassis::ChassisConfig::new().with_cache_dir(&dir))
+    let err = TestHost::new()
+        .config(|c| c.with_cache_dir(&dir))
+        .try_build()
+        .await
         .err()
         .expect("refused");
     assert!(matches!(err, Error::Cache(_)), "{err:?}");
@@ -375,23 +276,19 @@ async fn a_cache_directory_others_can_write_is_refused_with_its_path() {
         text.contains(&dir.display().to_string()) && text.contains("writable by group or others"),
         "{text}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }
 
 /// A host that records events, with hello-world loaded as the bystander.
-async fn host_with_sink(config: chassis::ChassisConfig) -> (Chassis, chassis::MemorySink) {
-    let sink = chassis::MemorySink::new();
-    let chassis =
-        Chassis::with_config(config.with_event_sink(std::sync::Arc::new(sink.clone()))).unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
-    (chassis, sink)
+fn host_with_sink() -> TestHost {
+    TestHost::new().memory_sink().example(guests::HELLO_WORLD)
 }
 
 #[tokio::test]
 async fn a_describe_answer_of_one_3_mib_nul_name_is_refused_and_bounded() {
-    let (chassis, sink) = host_with_sink(chassis::ChassisConfig::default()).await;
+    let chassis = host_with_sink().build().await;
     let err = chassis
-        .load_bytes(&component("liar"), contract("swarm_id = \"liar\""))
+        .load_bytes(&component(guests::LIAR), contract("swarm_id = \"liar\""))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::BadTaskTypes { .. }), "{err:?}");
@@ -403,7 +300,7 @@ async fn a_describe_answer_of_one_3_mib_nul_name_is_refused_and_bounded() {
         text.len()
     );
     // The refusal's record is as small as its message; nothing is loaded.
-    let events = sink.events();
+    let events = chassis.events();
     let rejected = events
         .iter()
         .find_map(|e| match e {
@@ -425,8 +322,7 @@ async fn a_describe_answer_of_one_3_mib_nul_name_is_refused_and_bounded() {
 
 #[tokio::test]
 async fn an_unknown_task_type_error_is_bounded_and_escaped() {
-    let chassis = Chassis::new().unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
+    let chassis = TestHost::new().example(guests::HELLO_WORLD).build().await;
     let asked = format!("\u{1b}[2K{}", "x".repeat(100_000));
     let err = chassis
         .execute_task("hello-world", TaskRequest::new(asked, json!({})))
@@ -444,11 +340,12 @@ async fn an_unknown_task_type_error_is_bounded_and_escaped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swarm_that_loops_while_loading_is_stopped_by_the_load_timeout() {
-    let config =
-        chassis::ChassisConfig::default().with_load_timeout(std::time::Duration::from_millis(500));
-    let (chassis, sink) = host_with_sink(config).await;
+    let chassis = host_with_sink()
+        .config(|c| c.with_load_timeout(std::time::Duration::from_millis(500)))
+        .build()
+        .await;
     // The contract allows five minutes per task; loading gets its own limit.
-    let slow_bytes = component("slow_load");
+    let slow_bytes = component(guests::SLOW_LOAD);
     let slow = chassis.load_bytes(
         &slow_bytes,
         contract("swarm_id = \"slow-load\"\n[resource_limits]\ntask_timeout_seconds = 300\n"),
@@ -456,9 +353,12 @@ async fn a_swarm_that_loops_while_loading_is_stopped_by_the_load_timeout() {
     // A bystander loads and runs beside it.
     let other = async {
         let c = chassis.clone();
-        c.load_bytes(&component("hello_world"), contract("swarm_id = \"beside\""))
-            .await
-            .unwrap();
+        c.load_bytes(
+            &component(guests::HELLO_WORLD),
+            contract("swarm_id = \"beside\""),
+        )
+        .await
+        .unwrap();
         c.execute_task("beside", TaskRequest::new("hello", json!({"name": "b"})))
             .await
             .unwrap()
@@ -471,15 +371,14 @@ async fn a_swarm_that_loops_while_loading_is_stopped_by_the_load_timeout() {
     );
     assert!(err.to_string().contains("load timeout"), "{err}");
     assert_eq!(beside.output["greeting"], json!("Hello, b!"));
-    assert!(sink.events().iter().any(|e| matches!(e,
+    assert!(chassis.events().iter().any(|e| matches!(e,
         chassis::Event::LoadRejected { swarm_id, reason } if swarm_id == "slow-load" && reason.contains("load timeout"))));
     still_serves(&chassis).await;
 }
 
 #[tokio::test]
 async fn special_and_oversized_component_files_are_refused_without_reading_them() {
-    let dir = std::env::temp_dir().join(format!("chassis-load-files-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("load-files");
     let write_contract = |name: &str, module: &str| {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(
@@ -500,14 +399,14 @@ async fn special_and_oversized_component_files_are_refused_without_reading_them(
     );
     // A limit that hello-world (the bystander) fits exactly, and a larger
     // real component.
-    let limit = component("hello_world").len();
-    let big = component("guardian_council");
+    let limit = component(guests::HELLO_WORLD).len();
+    let big = component(guests::GUARDIAN_COUNCIL);
     assert!(big.len() > limit);
     std::fs::write(dir.join("big.wasm"), &big).unwrap();
-    let chassis = Chassis::with_config(
-        chassis::ChassisConfig::default().with_max_component_bytes(limit as u64),
-    )
-    .unwrap();
+    let chassis = TestHost::new()
+        .config(|c| c.with_max_component_bytes(limit as u64))
+        .build()
+        .await;
     for (name, module, expected) in [
         ("zero", "/dev/zero", "character device"),
         ("fifo", fifo.to_str().unwrap(), "fifo"),
@@ -539,16 +438,12 @@ async fn special_and_oversized_component_files_are_refused_without_reading_them(
 
 #[tokio::test]
 async fn a_malformed_signing_key_is_refused_at_load() {
-    let mut secrets = chassis::SecretStore::new();
-    secrets.insert(
-        "guardian-council",
-        "guardian_signing_key",
-        chassis::Secret::new("ed25519:zz"),
-    );
-    let chassis =
-        Chassis::with_config(chassis::ChassisConfig::default().with_secrets(secrets)).unwrap();
+    let chassis = TestHost::new()
+        .secret("guardian-council", "guardian_signing_key", "ed25519:zz")
+        .build()
+        .await;
     let err = chassis
-        .load(contract_path("guardian-council"))
+        .load(guests::example(guests::GUARDIAN_COUNCIL))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::BadSecret { .. }), "{err:?}");

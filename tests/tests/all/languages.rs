@@ -8,12 +8,26 @@
 //! the JSON result, and an uncaught exception into a failed task that
 //! carries its message instead of a trap.
 
-use chassis::{Chassis, ChassisConfig, GuestError, TaskOutcome, TaskRequest, TaskStatus};
-use chassis_tests::{contract_path, root};
+use chassis::{Chassis, GuestError, TaskOutcome, TaskRequest, TaskStatus};
+use chassis_tests::{Host, TestHost, guests, root};
 use serde_json::{Value, json};
 
 /// The implementations to compare: the Rust swarm first (the reference).
-const ANALYZERS: &[&str] = &["analyzer", "analyzer-py", "analyzer-js"];
+const ANALYZERS: &[&str] = &[guests::ANALYZER, guests::ANALYZER_PY, guests::ANALYZER_JS];
+
+/// A host with the example contracts of `guests` loaded. The Python and
+/// JavaScript components are large: their compiled form is kept between runs.
+async fn host_with_examples(guests: &[&str]) -> Host {
+    let cache = root().join("target/tmp/languages-cache");
+    guests
+        .iter()
+        .fold(
+            TestHost::new().config(|c| c.with_cache_dir(cache)),
+            |host, guest| host.example(guest),
+        )
+        .build()
+        .await
+}
 
 const SOURCES: &[&str] = &[
     "",
@@ -160,20 +174,14 @@ fn result(outcome: TaskOutcome) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_python_and_javascript_analyzers_give_identical_results() {
-    // The Python and JavaScript components are large: keep their compiled
-    // form between runs.
-    let cache = root().join("target/tmp/languages-cache");
-    let chassis = Chassis::with_config(ChassisConfig::new().with_cache_dir(&cache)).unwrap();
-    let mut task_types = Vec::new();
-    for name in ANALYZERS {
-        let info = chassis
-            .load(contract_path(name))
-            .await
-            .unwrap_or_else(|e| panic!("loading {name}: {e}"));
-        task_types.push(info.task_types);
-    }
-    for (name, types) in ANALYZERS.iter().zip(&task_types) {
-        assert_eq!(types, &task_types[0], "{name} serves other task types");
+    let chassis = host_with_examples(ANALYZERS).await;
+    let names: Vec<&str> = chassis.loaded.iter().map(|i| i.swarm_id.as_str()).collect();
+    for info in &chassis.loaded {
+        assert_eq!(
+            info.task_types, chassis.loaded[0].task_types,
+            "{} serves other task types",
+            info.swarm_id
+        );
     }
 
     let cases = cases();
@@ -181,7 +189,7 @@ async fn the_rust_python_and_javascript_analyzers_give_identical_results() {
     let (mut successes, mut refusals) = (0, 0);
     for (task, payload) in &cases {
         let mut results = Vec::new();
-        for name in ANALYZERS {
+        for name in &names {
             let outcome = chassis
                 .execute_task(name, TaskRequest::new(*task, payload.clone()))
                 .await
@@ -193,11 +201,11 @@ async fn the_rust_python_and_javascript_analyzers_give_identical_results() {
         } else {
             refusals += 1;
         }
-        for (name, r) in ANALYZERS.iter().zip(&results).skip(1) {
+        for (name, r) in names.iter().zip(&results).skip(1) {
             if r != &results[0] {
                 mismatches.push(format!(
                     "{task} {payload}\n    {}: {}\n    {name}: {r}",
-                    ANALYZERS[0], results[0]
+                    names[0], results[0]
                 ));
             }
         }
@@ -221,23 +229,20 @@ async fn run(chassis: &Chassis, name: &str, task: &str, payload: Value) -> TaskO
         .unwrap_or_else(|e| panic!("{name} {task} {payload}: {e}"))
 }
 
-/// The example swarms written with the helpers: name, how the exception
-/// that `fail` raises starts its message, and how the traceback names the
-/// function that raised it.
+/// The example swarms written with the helpers: the guest, how the
+/// exception that `fail` raises starts its message, and how the traceback
+/// names the function that raised it.
 const HELPER_SWARMS: &[(&str, &str, &str)] = &[
-    ("hello-py", "ValueError: boom", "in explode"),
-    ("hello-js", "Error: boom", "explode@"),
+    (guests::HELLO_PY, "ValueError: boom", "in explode"),
+    (guests::HELLO_JS, "Error: boom", "explode@"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_and_javascript_helpers_report_results_refusals_and_exceptions() {
-    let cache = root().join("target/tmp/languages-cache");
-    let chassis = Chassis::with_config(ChassisConfig::new().with_cache_dir(&cache)).unwrap();
-    for &(name, exception, frame) in HELPER_SWARMS {
-        let info = chassis
-            .load(contract_path(name))
-            .await
-            .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    let helpers: Vec<&str> = HELPER_SWARMS.iter().map(|(guest, ..)| *guest).collect();
+    let chassis = host_with_examples(&helpers).await;
+    for (&(_, exception, frame), info) in HELPER_SWARMS.iter().zip(&chassis.loaded) {
+        let name = info.swarm_id.as_str();
         assert_eq!(info.task_types, ["hello", "fail"], "{name}");
 
         // The payload arrives as a dict / object; the returned one is the result.

@@ -1,11 +1,22 @@
 //! Every task type of every example swarm, run through the real host.
 
+use std::path::PathBuf;
+
 use chassis::{Error, GuestError, TaskRequest, TaskStatus};
-use chassis_tests::{chassis_with, contract_path};
+use chassis_tests::{Host, TestHost, contract_path, guests};
 use serde_json::{Value, json};
 
-async fn run(name: &str, task: &str, payload: Value) -> Value {
-    let (chassis, info) = chassis_with(name).await;
+/// A host with the example contract of `guest` loaded.
+async fn example(guest: &str) -> Host {
+    TestHost::new().example(guest).build().await
+}
+
+/// Load the contract file `contract` on a fresh host and run one task of
+/// it, which must succeed; its output.
+async fn run(contract: PathBuf, task: &str, payload: Value) -> Value {
+    let chassis = TestHost::new().contract_file(&contract).build().await;
+    let info = chassis.info();
+    let name = &info.swarm_id;
     let outcome = chassis
         .execute_task(&info.swarm_id, TaskRequest::new(task, payload))
         .await
@@ -19,15 +30,20 @@ async fn run(name: &str, task: &str, payload: Value) -> Value {
 
 #[tokio::test]
 async fn hello_greets_by_name_and_defaults_to_world() {
-    let out = run("hello-world", "hello", json!({"name": "Ada"})).await;
+    let out = run(
+        guests::example(guests::HELLO_WORLD),
+        "hello",
+        json!({"name": "Ada"}),
+    )
+    .await;
     assert_eq!(out, json!({"greeting": "Hello, Ada!"}));
-    let out = run("hello-world", "hello", json!({})).await;
+    let out = run(guests::example(guests::HELLO_WORLD), "hello", json!({})).await;
     assert_eq!(out, json!({"greeting": "Hello, world!"}));
 }
 
 #[tokio::test]
 async fn echo_returns_the_payload_and_task_id() {
-    let (chassis, _) = chassis_with("hello-world").await;
+    let chassis = example(guests::HELLO_WORLD).await;
     let payload = json!({"nested": {"list": [1, 2.5, "three", null, true]}, "unicode": "héllo ✓"});
     let outcome = chassis
         .execute_task(
@@ -72,7 +88,7 @@ async fn analyze_code_counts_each_language() {
             (6, 0, 3, 3),
         ),
     ];
-    let (chassis, _) = chassis_with("analyzer").await;
+    let chassis = example(guests::ANALYZER).await;
     for (language, source, (lines, blank, comment, code)) in cases {
         let outcome = chassis
             .execute_task(
@@ -100,7 +116,7 @@ async fn analyze_code_counts_each_language() {
 
 #[tokio::test]
 async fn analyze_code_refuses_an_unsupported_language() {
-    let (chassis, _) = chassis_with("analyzer").await;
+    let chassis = example(guests::ANALYZER).await;
     let outcome = chassis
         .execute_task(
             "analyzer",
@@ -120,7 +136,7 @@ async fn analyze_code_refuses_an_unsupported_language() {
 
 #[tokio::test]
 async fn a_payload_of_the_wrong_shape_is_an_invalid_payload() {
-    let (chassis, _) = chassis_with("analyzer").await;
+    let chassis = example(guests::ANALYZER).await;
     let outcome = chassis
         .execute_task(
             "analyzer",
@@ -138,7 +154,7 @@ async fn a_payload_of_the_wrong_shape_is_an_invalid_payload() {
 #[tokio::test]
 async fn count_lines_counts() {
     let out = run(
-        "analyzer",
+        guests::example(guests::ANALYZER),
         "count_lines",
         json!({"source": "one\n\n  three  \nfour is longest\n"}),
     )
@@ -152,7 +168,7 @@ async fn count_lines_counts() {
 #[tokio::test]
 async fn parse_json_reports_validity_and_the_error_position() {
     let out = run(
-        "analyzer",
+        guests::example(guests::ANALYZER),
         "parse_json",
         json!({"text": "{\"a\": [1, 2, 3]}"}),
     )
@@ -160,7 +176,7 @@ async fn parse_json_reports_validity_and_the_error_position() {
     assert_eq!(out, json!({"valid": true, "kind": "object"}));
 
     let out = run(
-        "analyzer",
+        guests::example(guests::ANALYZER),
         "parse_json",
         json!({"text": "{\"a\": [1, 2,]}"}),
     )
@@ -171,7 +187,7 @@ async fn parse_json_reports_validity_and_the_error_position() {
     assert_eq!(out["error"]["message"], json!("trailing comma"));
 
     let out = run(
-        "analyzer",
+        guests::example(guests::ANALYZER),
         "parse_json",
         json!({"text": "{\n  \"a\": 1\n  \"b\": 2\n}"}),
     )
@@ -189,7 +205,12 @@ def find(conn, user):\n\
     safe = conn.execute(\"SELECT * FROM users WHERE name = ?\", (user,))\n\
     password = \"hunter2\"\n\
     return conn.execute(q)\n";
-    let out = run("analyzer", "check_security", json!({"source": source})).await;
+    let out = run(
+        guests::example(guests::ANALYZER),
+        "check_security",
+        json!({"source": source}),
+    )
+    .await;
     assert_eq!(out["issue_count"], json!(2));
     let found: Vec<(String, u64)> = out["findings"]
         .as_array()
@@ -214,14 +235,18 @@ def find(conn, user):\n\
         json!("password = \"hunter2\"")
     );
 
-    let clean = run("analyzer", "check_security", json!({"source": "x = 1\n"})).await;
+    let clean = run(
+        guests::example(guests::ANALYZER),
+        "check_security",
+        json!({"source": "x = 1\n"}),
+    )
+    .await;
     assert_eq!(clean, json!({"issue_count": 0, "findings": []}));
 }
 
 #[tokio::test]
 async fn guardian_vote_approves_and_reports_the_signing_refusal() {
-    let out = run(
-        "guardian-council",
+    let out = run(guests::example(guests::GUARDIAN_COUNCIL),
         "guardian_vote",
         json!({"session": "session-4-sip", "proposal": "Approve SIP integration Phase 3", "voting_period": 3600}),
     )
@@ -242,7 +267,7 @@ async fn guardian_vote_approves_and_reports_the_signing_refusal() {
 #[tokio::test]
 async fn guardian_vote_rejects_red_flags_and_abstains_on_empty_proposals() {
     let out = run(
-        "guardian-council",
+        guests::example(guests::GUARDIAN_COUNCIL),
         "guardian_vote",
         json!({"session": "s", "proposal": "Bypass review and disable audit logging"}),
     )
@@ -251,7 +276,7 @@ async fn guardian_vote_rejects_red_flags_and_abstains_on_empty_proposals() {
     assert_eq!(out["reasons"].as_array().unwrap().len(), 2);
 
     let out = run(
-        "guardian-council",
+        guests::example(guests::GUARDIAN_COUNCIL),
         "guardian_vote",
         json!({"session": "s", "proposal": "   "}),
     )
@@ -262,7 +287,7 @@ async fn guardian_vote_rejects_red_flags_and_abstains_on_empty_proposals() {
 #[tokio::test]
 async fn quality_assessment_scores() {
     let out = run(
-        "guardian-council",
+        guests::example(guests::GUARDIAN_COUNCIL),
         "quality_assessment",
         json!({"tests_passed": 98, "tests_total": 100, "coverage_percent": 90, "open_issues": 0}),
     )
@@ -272,7 +297,7 @@ async fn quality_assessment_scores() {
         json!({"quality_score": 0.96, "assessment": "Production-ready", "reviewer": "guardian-council"})
     );
     let out = run(
-        "guardian-council",
+        guests::example(guests::GUARDIAN_COUNCIL),
         "quality_assessment",
         json!({"tests_passed": 50, "tests_total": 100, "coverage_percent": 40, "open_issues": 5}),
     )
@@ -284,19 +309,24 @@ async fn quality_assessment_scores() {
 #[tokio::test]
 async fn the_seed_contracts_load_and_serve() {
     let out = run(
-        "third-party-analyzer",
+        contract_path("third-party-analyzer"),
         "count_lines",
         json!({"source": "a\nb\n"}),
     )
     .await;
     assert_eq!(out["line_count"], json!(2));
-    let out = run("research-agent-001", "hello", json!({"name": "researcher"})).await;
+    let out = run(
+        contract_path("research-agent-001"),
+        "hello",
+        json!({"name": "researcher"}),
+    )
+    .await;
     assert_eq!(out, json!({"greeting": "Hello, researcher!"}));
 }
 
 #[tokio::test]
 async fn the_readme_add_example_refuses_to_overflow() {
-    let (chassis, _) = chassis_with("hello-world").await;
+    let chassis = example(guests::HELLO_WORLD).await;
     let add = |a: i64, b: i64| {
         let chassis = chassis.clone();
         async move {
@@ -323,7 +353,8 @@ async fn the_readme_add_example_refuses_to_overflow() {
 
 #[tokio::test]
 async fn a_task_type_not_in_describe_is_not_exported() {
-    let (chassis, info) = chassis_with("hello-world").await;
+    let chassis = example(guests::HELLO_WORLD).await;
+    let info = chassis.info();
     assert_eq!(info.task_types, vec!["hello", "echo", "add"]);
     let err = chassis
         .execute_task("hello-world", TaskRequest::new("format_disk", json!({})))
@@ -340,9 +371,11 @@ async fn a_task_type_not_in_describe_is_not_exported() {
 
 #[tokio::test]
 async fn list_describe_unload_and_reload() {
-    let chassis = chassis::Chassis::new().unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
-    chassis.load(contract_path("analyzer")).await.unwrap();
+    let chassis = TestHost::new()
+        .example(guests::HELLO_WORLD)
+        .example(guests::ANALYZER)
+        .build()
+        .await;
     let ids: Vec<String> = chassis.list().into_iter().map(|s| s.swarm_id).collect();
     assert_eq!(ids, vec!["analyzer", "hello-world"]);
 
@@ -384,7 +417,10 @@ async fn list_describe_unload_and_reload() {
         Err(Error::NotLoaded(_))
     ));
 
-    chassis.load(contract_path("analyzer")).await.unwrap();
+    chassis
+        .load(guests::example(guests::ANALYZER))
+        .await
+        .unwrap();
     let outcome = chassis
         .execute_task(
             "analyzer",
@@ -397,12 +433,14 @@ async fn list_describe_unload_and_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_run_concurrently_on_several_swarms() {
-    let chassis = chassis::Chassis::new().unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
-    chassis.load(contract_path("analyzer")).await.unwrap();
+    let host = TestHost::new()
+        .example(guests::HELLO_WORLD)
+        .example(guests::ANALYZER)
+        .build()
+        .await;
     let mut handles = Vec::new();
     for i in 0..40 {
-        let chassis = chassis.clone();
+        let chassis = host.chassis.clone();
         handles.push(tokio::spawn(async move {
             if i % 2 == 0 {
                 let o = chassis
@@ -433,13 +471,12 @@ async fn tasks_run_concurrently_on_several_swarms() {
 
 #[tokio::test]
 async fn loads_tasks_and_refusals_raise_events() {
-    use chassis::{ChassisConfig, Event, MemorySink};
-    let sink = MemorySink::new();
-    let chassis = chassis::Chassis::with_config(
-        ChassisConfig::default().with_event_sink(std::sync::Arc::new(sink.clone())),
-    )
-    .unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
+    use chassis::Event;
+    let chassis = TestHost::new()
+        .memory_sink()
+        .example(guests::HELLO_WORLD)
+        .build()
+        .await;
     chassis
         .execute_task(
             "hello-world",
@@ -455,12 +492,12 @@ async fn loads_tasks_and_refusals_raise_events() {
         .await
         .unwrap();
     chassis
-        .load(contract_path("hello-world"))
+        .load(guests::example(guests::HELLO_WORLD))
         .await
         .unwrap_err();
     chassis.unload("hello-world").unwrap();
 
-    let names: Vec<String> = sink
+    let names: Vec<String> = chassis
         .events()
         .iter()
         .map(|e| {
@@ -487,7 +524,7 @@ async fn loads_tasks_and_refusals_raise_events() {
             "module_unloaded:-",
         ]
     );
-    let events = sink.events();
+    let events = chassis.events();
     assert!(events.iter().all(|e| e.swarm_id() == "hello-world"));
     let Event::LoadRejected { reason, .. } = &events[7] else {
         unreachable!()

@@ -4,11 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use chassis::{
-    Chassis, ChassisConfig, Error, GuestErrorKind, GuestLine, GuestLogSink, TaskEnd, TaskOutcome,
-    TaskRequest,
-};
-use chassis_tests::{component, contract, contract_path};
+use chassis::{Error, GuestErrorKind, GuestLine, GuestLogSink, TaskEnd, TaskOutcome, TaskRequest};
+use chassis_tests::{Host, TestHost, guests};
 use serde_json::json;
 
 const PROBE: &str = "swarm_id = \"probe\"\n[security]\nwasi_capabilities = [\
@@ -16,13 +13,11 @@ const PROBE: &str = "swarm_id = \"probe\"\n[security]\nwasi_capabilities = [\
 
 /// A host with the sandbox probe loaded as `probe`: its `payload` task
 /// answers the payload's text as the guest received it.
-async fn probe() -> Chassis {
-    let chassis = Chassis::new().unwrap();
-    chassis
-        .load_bytes(&component("sandbox_probe"), contract(PROBE))
+async fn probe() -> Host {
+    TestHost::new()
+        .component(guests::SANDBOX_PROBE, PROBE)
+        .build()
         .await
-        .unwrap();
-    chassis
 }
 
 #[tokio::test]
@@ -60,8 +55,7 @@ type Sum = std::collections::BTreeMap<String, i64>;
 
 #[tokio::test]
 async fn a_typed_call_gives_the_output_or_one_error_for_every_other_ending() {
-    let chassis = Chassis::new().unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
+    let chassis = TestHost::new().example(guests::HELLO_WORLD).build().await;
     let sum: Sum = chassis
         .call("hello-world", "add", &json!({"a": 2, "b": 3}))
         .await
@@ -102,10 +96,9 @@ async fn a_typed_call_gives_the_output_or_one_error_for_every_other_ending() {
 
 #[tokio::test]
 async fn one_match_tells_every_ending_apart() {
-    let chassis = Chassis::new().unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
+    let chassis = TestHost::new().example(guests::HELLO_WORLD).build().await;
     let run = |task: &'static str, payload: serde_json::Value| {
-        let chassis = chassis.clone();
+        let chassis = chassis.chassis.clone();
         async move {
             chassis
                 .execute_task("hello-world", TaskRequest::new(task, payload))
@@ -160,11 +153,14 @@ impl GuestLogSink for Collect {
 #[tokio::test]
 async fn log_lines_go_to_the_embedders_sink_host_wide_or_per_swarm() {
     let all = Arc::new(Collect::default());
-    let chassis =
-        Chassis::with_config(ChassisConfig::default().with_log_sink(all.clone())).unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
+    let sink = all.clone();
+    let chassis = TestHost::new()
+        .config(move |c| c.with_log_sink(sink))
+        .example(guests::HELLO_WORLD)
+        .build()
+        .await;
     let hello = |id: &'static str| {
-        let chassis = chassis.clone();
+        let chassis = chassis.chassis.clone();
         async move {
             chassis
                 .execute_task(

@@ -7,16 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chassis::audit::{AuditError, AuditLog, FsyncPolicy, verify};
-use chassis::{Chassis, ChassisConfig, Error, Secret, SecretStore, TaskRequest};
-use chassis_tests::{TestServer, component, contract, contract_path};
+use chassis::{Error, TaskRequest};
+use chassis_tests::{TestHost, TestServer, component, contract, guests, scratch_dir};
 use serde_json::{Value, json};
 
+/// A path for a new audit log, in a fresh directory of its own.
 fn temp_log(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chassis-audit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.jsonl"));
-    let _ = std::fs::remove_file(&path);
-    path
+    scratch_dir(&format!("audit-{name}")).join("audit.jsonl")
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -33,10 +30,11 @@ fn write_lines(path: &Path, lines: &[String]) {
 
 /// A log of a short session: load, three tasks (one refused), unload.
 async fn session(path: &Path) -> u64 {
-    let log = AuditLog::open(path, FsyncPolicy::Always).unwrap();
-    let chassis =
-        Chassis::with_config(ChassisConfig::default().with_event_sink(log.clone())).unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
+    let chassis = TestHost::new()
+        .audit(path, FsyncPolicy::Always)
+        .example(guests::HELLO_WORLD)
+        .build()
+        .await;
     chassis
         .execute_task(
             "hello-world",
@@ -59,7 +57,7 @@ async fn session(path: &Path) -> u64 {
         .await
         .unwrap_err();
     chassis.unload("hello-world").unwrap();
-    log.close().unwrap();
+    chassis.audit_log().close().unwrap();
     verify(path).unwrap().records
 }
 
@@ -185,10 +183,11 @@ async fn every_kind_of_tampering_is_caught() {
 #[tokio::test]
 async fn guest_controlled_text_cannot_forge_or_break_the_chain() {
     let path = temp_log("forge");
-    let log = AuditLog::open(&path, FsyncPolicy::Never).unwrap();
-    let chassis =
-        Chassis::with_config(ChassisConfig::default().with_event_sink(log.clone())).unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
+    let chassis = TestHost::new()
+        .audit(&path, FsyncPolicy::Never)
+        .example(guests::HELLO_WORLD)
+        .build()
+        .await;
     let evil_id = "x\"}\n{\"seq\":3,\"operation\":\"module_loaded\",\"hash\":\"0\"}\n";
     chassis
         .execute_task(
@@ -197,7 +196,7 @@ async fn guest_controlled_text_cannot_forge_or_break_the_chain() {
         )
         .await
         .unwrap();
-    log.close().unwrap();
+    chassis.audit_log().close().unwrap();
     let v = verify(&path).unwrap();
     assert_eq!(
         v.records as usize,
@@ -250,25 +249,23 @@ async fn a_log_that_does_not_verify_is_not_appended_to() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_task_has_exactly_one_terminal_record_under_load() {
     let path = temp_log("load");
-    let log = AuditLog::open(&path, FsyncPolicy::EveryN(64)).unwrap();
-    let chassis =
-        Chassis::with_config(ChassisConfig::default().with_event_sink(log.clone())).unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
-    chassis.load(contract_path("analyzer")).await.unwrap();
-    chassis
-        .load_bytes(
-            &component("misbehave"),
+    let host = TestHost::new()
+        .audit(&path, FsyncPolicy::EveryN(64))
+        .example(guests::HELLO_WORLD)
+        .example(guests::ANALYZER)
+        .component(
+            guests::MISBEHAVE,
             // It fails every task on purpose; the failure guard (tested in
             // health.rs) would refuse it part way, depending on scheduling.
-            contract("swarm_id = \"misbehave\"\n[resource_limits]\nmax_concurrent_tasks = 2\nmax_memory_mb = 16\ntask_timeout_seconds = 5\n\
-                      [reputation]\nmax_failure_rate_percent = 100\n"),
+            "swarm_id = \"misbehave\"\n[resource_limits]\nmax_concurrent_tasks = 2\nmax_memory_mb = 16\ntask_timeout_seconds = 5\n\
+             [reputation]\nmax_failure_rate_percent = 100\n",
         )
-        .await
-        .unwrap();
+        .build()
+        .await;
     let total = 1200;
     let mut handles = Vec::new();
     for i in 0..total {
-        let chassis = chassis.clone();
+        let chassis = host.chassis.clone();
         handles.push(tokio::spawn(async move {
             let id = format!("load-{i}");
             let (swarm, task, payload) = match i % 6 {
@@ -286,7 +283,7 @@ async fn every_task_has_exactly_one_terminal_record_under_load() {
     for h in handles {
         h.await.unwrap();
     }
-    log.close().unwrap();
+    host.audit_log().close().unwrap();
     let v = verify(&path).unwrap();
     let mut terminal = std::collections::HashMap::<String, u32>::new();
     for line in lines(&path) {
@@ -313,9 +310,12 @@ async fn the_audit_log_is_an_event_sink_shared_by_clones() {
     )
     .unwrap();
     let sink: Arc<dyn chassis::EventSink> = log.clone();
-    let chassis = Chassis::with_config(ChassisConfig::default().with_event_sink(sink)).unwrap();
-    chassis.load(contract_path("hello-world")).await.unwrap();
-    drop(chassis);
+    let host = TestHost::new()
+        .config(|c| c.with_event_sink(sink))
+        .example(guests::HELLO_WORLD)
+        .build()
+        .await;
+    drop(host);
     log.close().unwrap();
     assert_eq!(verify(&path).unwrap().records, 1);
 }
@@ -328,18 +328,15 @@ async fn every_kind_of_event_reaches_the_file_and_no_secret_does() {
     const SECRET: &str = "s3cr3t-VALUE-never-logged";
     let path = temp_log("every-event");
     let server = TestServer::start();
-    let log = AuditLog::open(&path, FsyncPolicy::Always).unwrap();
-    let mut secrets = SecretStore::new();
-    secrets.insert("thief", "api_key", Secret::new(SECRET));
-    let chassis = Chassis::with_config(
-        ChassisConfig::default()
-            .with_secrets(secrets)
-            .with_event_sink(log.clone()),
-    )
-    .unwrap();
-
-    // module_loaded, load_rejected (bad bytes; a contract that does not parse).
-    chassis.load(contract_path("hello-world")).await.unwrap();
+    // module_loaded (hello-world), then load_rejected (bad bytes; a
+    // contract that does not parse).
+    let host = TestHost::new()
+        .secret("thief", "api_key", SECRET)
+        .audit(&path, FsyncPolicy::Always)
+        .example(guests::HELLO_WORLD)
+        .build()
+        .await;
+    let chassis = &host.chassis;
     chassis
         .load_bytes(b"not wasm", contract("swarm_id = \"junk\""))
         .await
@@ -352,7 +349,7 @@ async fn every_kind_of_event_reaches_the_file_and_no_secret_does() {
     let endpoint = format!("http://127.0.0.1:{}/v1/", server.port);
     chassis
         .load_bytes(
-            &component("egress"),
+            &component(guests::EGRESS),
             contract(&format!(
                 "swarm_id = \"thief\"\n[security]\nscoped_credentials = [\"api_key\"]\n\
                  network_access = \"proxy_only\"\nallowed_endpoints = [\"{endpoint}\"]\n\
@@ -400,7 +397,7 @@ async fn every_kind_of_event_reaches_the_file_and_no_secret_does() {
     // forge a record.
     chassis
         .load_bytes(
-            &component("misbehave"),
+            &component(guests::MISBEHAVE),
             contract(
                 "swarm_id = \"misbehave\"\n[resource_limits]\ntask_timeout_seconds = 1\n\
                  max_api_calls_per_second = 50\n[security]\nwasi_capabilities = [\"wasi:io/streams\"]\n",
@@ -418,7 +415,7 @@ async fn every_kind_of_event_reaches_the_file_and_no_secret_does() {
         .unwrap_err();
     chassis.unload("misbehave").unwrap();
 
-    log.close().unwrap();
+    host.audit_log().close().unwrap();
     let v = verify(&path).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(
@@ -534,7 +531,10 @@ async fn every_kind_of_event_reaches_the_file_and_no_secret_does() {
         matches!(err, Error::AuditUnavailable { .. }) && err.to_string().contains("is closed"),
         "{err}"
     );
-    let err = chassis.load(contract_path("analyzer")).await.unwrap_err();
+    let err = chassis
+        .load(guests::example(guests::ANALYZER))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::AuditUnavailable { .. }), "{err}");
     assert_eq!(verify(&path).unwrap().records, v.records);
     std::fs::remove_file(&bad_contract).ok();

@@ -1,0 +1,2 @@
+;; The smallest valid core module: a component is expected.
+(module)

@@ -1,0 +1,2 @@
+;; The smallest valid component: no imports, no exports.
+(component)
