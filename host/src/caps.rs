@@ -3,7 +3,8 @@
 //! Each is enforced where its capability lives; this module only names
 //! them (see `docs/limits.md`).
 
-pub use crate::engine::{EPOCH_TICK, MAX_CORE_INSTANCES, MAX_WASM_STACK};
+pub use crate::config::MAX_CORE_INSTANCES;
+pub use crate::engine::{EPOCH_TICK, MAX_WASM_STACK};
 pub use crate::imports::http_proxy::client::{
     CONNECT_TIMEOUT, MAX_REQUEST_BYTES as MAX_PROXY_REQUEST_BYTES,
     MAX_RESPONSE_BYTES as MAX_PROXY_RESPONSE_BYTES, TOTAL_TIMEOUT as PROXY_TOTAL_TIMEOUT,

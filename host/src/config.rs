@@ -47,7 +47,6 @@ impl PoolConfig {
     /// every core running one of the host's threads, which costs more than a
     /// small task does.
     pub fn pooling_allocation_config(&self) -> wasmtime::PoolingAllocationConfig {
-        use crate::engine::{MAX_CORE_INSTANCES, keep_resident};
         use crate::limits::MAX_TABLE_ELEMENTS;
 
         let instances = self.instances.max(1);
@@ -69,6 +68,21 @@ impl PoolConfig {
         p.linear_memory_keep_resident(keep)
             .table_keep_resident(keep);
         p
+    }
+}
+
+/// Most core instances one component may contain.
+pub const MAX_CORE_INSTANCES: u32 = 64;
+
+/// Bytes of each linear memory and table kept resident (and zeroed in
+/// place) when a slot is reused: 1 MiB where the kernel reports dirty pages
+/// (PAGEMAP_SCAN, Linux 6.7+), so only what a task touched is zeroed; 64 KiB
+/// elsewhere, where the whole amount is zeroed every time.
+fn keep_resident() -> usize {
+    if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+        1024 * 1024
+    } else {
+        64 * 1024
     }
 }
 

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy};
 
 use crate::config::ChassisConfig;
 use crate::error::Error;
@@ -19,9 +19,6 @@ use crate::state::HostState;
 /// How often the epoch advances. Deadlines and CPU shares are enforced to
 /// this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// Most core instances one component may contain.
-pub const MAX_CORE_INSTANCES: u32 = 64;
 
 /// Largest wasm stack a guest may use, in bytes.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
@@ -39,18 +36,6 @@ pub(crate) fn engine(config: &ChassisConfig) -> Result<Engine, Error> {
         ));
     }
     Engine::new(&c).map_err(|e| Error::Engine(e.to_string()))
-}
-
-/// Bytes of each linear memory and table kept resident (and zeroed in
-/// place) when a slot is reused: 1 MiB where the kernel reports dirty pages
-/// (PAGEMAP_SCAN, Linux 6.7+), so only what a task touched is zeroed; 64 KiB
-/// elsewhere, where the whole amount is zeroed every time.
-pub(crate) fn keep_resident() -> usize {
-    if PoolingAllocationConfig::is_pagemap_scan_available() {
-        1024 * 1024
-    } else {
-        64 * 1024
-    }
 }
 
 /// Build the linker holding WASI and every chassis import.

@@ -62,8 +62,7 @@
 //!   store bound by its contract, for the generated [`bindings`]
 //!   (`host/examples/drive_bindings.rs`).
 //! - **No CLI baggage.** With `default-features = false` the crate pulls in
-//!   none of the command line's dependencies (clap, tracing-subscriber,
-//!   anyhow).
+//!   neither clap nor tracing-subscriber, which only the command line uses.
 
 #![warn(unreachable_pub)]
 
@@ -102,7 +101,7 @@ use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-pub use cache::CacheUse;
+pub use cache::{CacheError, CacheUse};
 pub use caps::{EPOCH_TICK, HOST_SLACK, MAX_WASM_STACK};
 pub use config::{ChassisConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_COMPONENT_BYTES, PoolConfig};
 pub use contract::{ContractBuilder, ContractError, ServiceContract};
@@ -114,7 +113,7 @@ pub use outcome::{Output, Payload, TaskEnd, TaskOutcome, TaskRequest, TaskStatus
 pub use registry::{SwarmInfo, TASK_INTERFACE};
 pub use reputation::Reputation;
 pub use secrets::{Secret, SecretStore, SecretsError};
-pub use slo::SloFigures;
+pub use slo::{Check as SloCheck, SloFigures};
 pub use state::HostState;
 
 /// The host: loads swarms and runs their tasks. Cheap to clone; clones share
@@ -328,10 +327,15 @@ impl Chassis {
     /// `swarm_id`, bound by its contract as [`Chassis::execute_task`]'s
     /// are: memory limiter, host-call byte cap, fuel, the task's deadline
     /// and CPU share, WASI and the chassis imports scoped to the swarm,
-    /// its call rate and log budget, its credentials. The caller drives the
-    /// instance ([`Chassis::swarm_pre`]); no admission slot is taken and
-    /// no task event, SLO figure or reputation change is recorded (the
-    /// imports' own events, such as credential decisions, still are).
+    /// its call rate and log budget, its credentials. Refused, as a task
+    /// is, while the swarm is quarantined or an event sink (the audit log)
+    /// has failed.
+    ///
+    /// The caller drives the instance ([`Chassis::swarm_pre`]): no
+    /// admission slot is taken and the task's own ending is not recorded
+    /// (no task event, no SLO figure). What the guest does through the
+    /// imports is, as in any task: credential and proxy decisions are
+    /// events, and a request outside the contract costs reputation.
     pub fn new_store(
         &self,
         swarm_id: &str,
@@ -339,6 +343,7 @@ impl Chassis {
     ) -> Result<wasmtime::Store<HostState>, Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
         let rt = &swarm.runtime;
+        runner::may_run(rt)?;
         Ok(runner::new_store(
             &self.inner.engine,
             rt,

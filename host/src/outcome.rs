@@ -10,14 +10,16 @@ use serde_json::value::RawValue;
 use crate::error::{GuestError, GuestErrorKind};
 
 /// A task's parameters: one JSON document, kept as text and handed to the
-/// swarm as it is.
+/// swarm as it is. It serializes as that JSON and deserializes from JSON
+/// text only (it is a `serde_json` raw value).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Payload(Box<RawValue>);
 
 impl Payload {
     /// JSON text, checked to be one JSON document (a scan: no tree is
-    /// built, the text is not copied or printed again).
+    /// built, the text is not copied or printed again). Whitespace around
+    /// the document is dropped; the document's own text is kept as it is.
     pub fn from_text(text: impl Into<String>) -> Result<Self, serde_json::Error> {
         RawValue::from_string(text.into()).map(Self)
     }

@@ -9,13 +9,16 @@
 //! `chassis run --audit`) starts from that state, so the figures of one run
 //! chain into the next and into the report.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::SloReport;
 use crate::audit::Record;
 use crate::contract::ServiceContract;
+use crate::error::ErrorKind;
 use crate::events::Event;
 use crate::health::Health;
+use crate::limits::LimitKind;
 use crate::outcome::TaskEnd;
 use crate::reputation::Reputation;
 use crate::slo::SloTracker;
@@ -47,7 +50,7 @@ impl History {
 
     /// The state, its clock moved to now: the time since the first record
     /// (by the wall clock) counts as time the swarm was tracked.
-    pub fn resume(mut self) -> (SloTracker, Reputation) {
+    pub(crate) fn resume(mut self) -> (SloTracker, Reputation) {
         if let Some(first) = self.first_micros {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -72,25 +75,36 @@ pub fn history(records: &[Record], contract: &ServiceContract) -> History {
     let at = |r: &Record| base + Duration::from_micros((r.ts_micros - t0).max(0) as u64);
     let mut health = Health::new(contract, base);
     let mut last = base;
-    // A limit the guest ran into is recorded just before its task's end.
-    let mut limit = None;
+    // A limit the guest ran into is recorded before its task's end; other
+    // tasks' records may come in between.
+    let mut limits: HashMap<&str, LimitKind> = HashMap::new();
     for r in mine {
         let now = at(r);
         last = now;
-        let (end, wall_ms) = match &r.event {
-            Event::TaskComplete { wall_ms, .. } => (Some(TaskEnd::Success), *wall_ms),
+        let (task_id, end, wall_ms) = match &r.event {
+            Event::TaskComplete {
+                task_id, wall_ms, ..
+            } => (task_id, TaskEnd::Success, *wall_ms),
             Event::TaskFailed {
+                task_id,
                 kind,
                 guest_error,
                 wall_ms,
                 ..
-            } => (TaskEnd::from_names(kind, guest_error.as_deref()), *wall_ms),
+            } => (
+                task_id,
+                // An ending this version does not name counts as any
+                // unlisted host error does: the swarm gave no answer.
+                TaskEnd::from_names(kind, guest_error.as_deref())
+                    .unwrap_or(TaskEnd::Host(ErrorKind::Trap)),
+                *wall_ms,
+            ),
             Event::Released { .. } => {
                 health.reputation.release();
                 continue;
             }
-            Event::LimitExceeded { limit: l, .. } => {
-                limit = Some(*l);
+            Event::LimitExceeded { task_id, limit, .. } => {
+                limits.insert(task_id, *limit);
                 continue;
             }
             Event::CredentialAccess {
@@ -111,10 +125,8 @@ pub fn history(records: &[Record], contract: &ServiceContract) -> History {
             _ => continue,
         };
         let latency = Duration::from_secs_f64(wall_ms.max(0.0) / 1000.0);
-        let limit = limit.take();
-        if let Some(end) = end {
-            health.count(&contract.slo_targets, latency, end, limit, now);
-        }
+        let limit = limits.remove(task_id.as_str());
+        health.count(&contract.slo_targets, latency, end, limit, now);
     }
     let Health { slo, reputation } = health;
     History {

@@ -128,7 +128,7 @@ pub struct Reputation {
 
 /// What an update did, for events.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change {
+pub(crate) enum Change {
     /// Nothing to report.
     None,
     /// The score moved by at least 0.01 since it was last reported.
@@ -150,7 +150,7 @@ pub enum Change {
 
 impl Reputation {
     /// A swarm's starting reputation under its contract.
-    pub fn new(contract: &crate::contract::Reputation) -> Self {
+    pub(crate) fn new(contract: &crate::contract::Reputation) -> Self {
         Self {
             score: contract.initial_score,
             slo_compliance: 1.0,
@@ -177,7 +177,7 @@ impl Reputation {
 
     /// After a task: move towards the target for this compliance, and
     /// count whether it failed by the swarm's own doing.
-    pub fn after_task(&mut self, compliance: Compliance, own_failure: bool) -> Change {
+    pub(crate) fn after_task(&mut self, compliance: Compliance, own_failure: bool) -> Change {
         self.slo_compliance = compliance.score();
         self.score += STEP * (self.target() - self.score);
         if self.failures.len() == self.window {
@@ -209,14 +209,14 @@ impl Reputation {
     }
 
     /// A security violation: a 20 % cost.
-    pub fn violation(&mut self) -> Change {
+    pub(crate) fn violation(&mut self) -> Change {
         self.security_compliance *= VIOLATION_FACTOR;
         self.score *= VIOLATION_FACTOR;
         self.settle()
     }
 
     /// A task ended by a resource limit the guest ran into: a 10 % cost.
-    pub fn limit_violation(&mut self) -> Change {
+    pub(crate) fn limit_violation(&mut self) -> Change {
         self.score *= LIMIT_FACTOR;
         self.settle()
     }

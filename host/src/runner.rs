@@ -242,6 +242,28 @@ pub(crate) async fn describe(
     Ok(tasks)
 }
 
+/// Whether `rt` may run a task now: its events can be recorded and it is
+/// not quarantined.
+pub(crate) fn may_run(rt: &SwarmRuntime) -> Result<(), Error> {
+    if let Some(reason) = rt.events.failure() {
+        return Err(Error::AuditUnavailable { reason });
+    }
+    let health = rt.health.lock();
+    if health.reputation.quarantined {
+        return Err(Error::Quarantined {
+            swarm_id: rt.swarm_id().to_string(),
+            score: health.reputation.score,
+            threshold: health.reputation.threshold,
+            reason: health
+                .reputation
+                .quarantine_reason
+                .clone()
+                .unwrap_or_else(|| "released only by an operator".to_string()),
+        });
+    }
+    Ok(())
+}
+
 /// A loaded swarm, as a task needs it.
 pub(crate) struct Ready<'a> {
     pub(crate) runtime: &'a Arc<SwarmRuntime>,
@@ -317,24 +339,7 @@ async fn run<O: Output>(
 ) -> Result<TaskOutcome<O>, Error> {
     let rt = swarm.runtime;
     let task_types = swarm.task_types;
-    if let Some(reason) = rt.events.failure() {
-        return Err(Error::AuditUnavailable { reason });
-    }
-    {
-        let health = rt.health.lock();
-        if health.reputation.quarantined {
-            return Err(Error::Quarantined {
-                swarm_id: rt.swarm_id().to_string(),
-                score: health.reputation.score,
-                threshold: health.reputation.threshold,
-                reason: health
-                    .reputation
-                    .quarantine_reason
-                    .clone()
-                    .unwrap_or_else(|| "released only by an operator".to_string()),
-            });
-        }
-    }
+    may_run(rt)?;
     if !task_types.contains(&request.task_type) {
         return Err(Error::TaskNotExported {
             swarm_id: rt.swarm_id().to_string(),

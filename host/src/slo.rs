@@ -25,7 +25,7 @@ use crate::contract::SloTargets;
 
 /// Which SLO targets are met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Compliance {
+pub(crate) struct Compliance {
     /// p95 latency at or under `response_time_p95_ms`.
     pub response_time: bool,
     /// Error rate at or under `error_rate_percent`.
@@ -36,14 +36,14 @@ pub struct Compliance {
 
 impl Compliance {
     /// Everything met.
-    pub const MET: Compliance = Compliance {
+    pub(crate) const MET: Compliance = Compliance {
         response_time: true,
         error_rate: true,
         availability: true,
     };
 
     /// The seed's SLO compliance score (0.3 to 1).
-    pub fn score(self) -> f64 {
+    pub(crate) fn score(self) -> f64 {
         let f = |ok: bool, miss: f64| if ok { 1.0 } else { miss };
         0.4 * f(self.response_time, 0.5)
             + 0.3 * f(self.error_rate, 0.5)
@@ -89,7 +89,7 @@ pub struct SloFigures {
 
 /// How a task ended, as SLOs see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// The guest returned a result.
     Success,
     /// The guest answered with its own error.
@@ -100,7 +100,7 @@ pub enum Ending {
 
 /// The SLO state of one swarm.
 #[derive(Debug)]
-pub struct SloTracker {
+pub(crate) struct SloTracker {
     latency_us: Histogram<u64>,
     tasks: u64,
     failed: u64,
@@ -117,7 +117,7 @@ pub struct SloTracker {
 
 impl SloTracker {
     /// A tracker starting now.
-    pub fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Self {
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
             tasks: 0,
@@ -132,7 +132,7 @@ impl SloTracker {
 
     /// Record one task; returns the compliance now and the metrics that just
     /// went from met to missed.
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         latency: Duration,
         ending: Ending,
@@ -169,20 +169,20 @@ impl SloTracker {
     }
 
     /// How long the tracker has been counting at `now`.
-    pub fn age(&self, now: Instant) -> Duration {
+    pub(crate) fn age(&self, now: Instant) -> Duration {
         self.age_at_origin + now.saturating_duration_since(self.origin)
     }
 
     /// Go on counting from `now`, when the tracker is `age` old (for
     /// example a tracker rebuilt from an audit log whose first record is
     /// `age` ago).
-    pub fn resume(&mut self, now: Instant, age: Duration) {
+    pub(crate) fn resume(&mut self, now: Instant, age: Duration) {
         self.origin = now;
         self.age_at_origin = age;
     }
 
     /// The figures now, against `targets`.
-    pub fn figures(&self, targets: &SloTargets, now: Instant) -> SloFigures {
+    pub(crate) fn figures(&self, targets: &SloTargets, now: Instant) -> SloFigures {
         let q = |p: f64| {
             if self.tasks == 0 {
                 0.0

@@ -173,9 +173,9 @@ enum Command {
         /// Task id (default: generated, unique across runs).
         #[arg(long)]
         task_id: Option<String>,
-        /// Secrets file (TOML, one table per swarm id, mode 600); see the
-        /// `chassis::secrets` docs. CHASSIS_SECRET__<SWARM>__<KEY> variables
-        /// are read too.
+        /// Secrets file (TOML, one table per swarm id, mode 600); see
+        /// docs/security.md, "Credential scoping". CHASSIS_SECRET__<SWARM>__<KEY>
+        /// variables are read too.
         #[arg(long)]
         secrets: Option<PathBuf>,
         /// Append every event of the run to this audit log (created if missing,

@@ -44,7 +44,7 @@ pub(crate) struct CredentialsState {
 
 impl CredentialsState {
     /// Pick `contract`'s scoped credentials from the environment
-    /// (`CHASSIS_SECRET_<SWARM>_<KEY>`, first) and `store`. A signing key
+    /// (`CHASSIS_SECRET__<SWARM>__<KEY>`, first) and `store`. A signing key
     /// that cannot be used is refused now, not on first use.
     pub(crate) fn new(contract: &ServiceContract, store: &SecretStore) -> Result<Self, Error> {
         let id = contract.swarm_id.as_str();
