@@ -143,3 +143,86 @@ pub fn history(records: &[Record], contract: &ServiceContract) -> History {
 pub fn replay(records: &[Record], contract: &ServiceContract) -> SloReport {
     history(records, contract).report(contract)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64, event: Event) -> Record {
+        Record {
+            seq,
+            ts_micros: 1_000 * seq as i64,
+            event,
+        }
+    }
+
+    fn failed(task: &str, kind: &str) -> Event {
+        Event::TaskFailed {
+            swarm_id: "s".into(),
+            task_id: task.into(),
+            kind: kind.into(),
+            error: String::new(),
+            guest_error: None,
+            wall_ms: 1.0,
+        }
+    }
+
+    fn complete(task: &str) -> Event {
+        Event::TaskComplete {
+            swarm_id: "s".into(),
+            task_id: task.into(),
+            wall_ms: 1.0,
+        }
+    }
+
+    fn limit(task: &str) -> Event {
+        Event::LimitExceeded {
+            swarm_id: "s".into(),
+            task_id: task.into(),
+            limit: LimitKind::Timeout,
+            detail: String::new(),
+        }
+    }
+
+    fn contract() -> ServiceContract {
+        ServiceContract::builder("s").build().unwrap()
+    }
+
+    #[test]
+    fn a_limit_costs_only_its_own_task_when_records_interleave() {
+        let c = contract();
+        // t1 ran into its timeout; t2 completed before t1's end was written.
+        let interleaved = [
+            record(1, limit("t1")),
+            record(2, complete("t2")),
+            record(3, failed("t1", "timeout")),
+        ];
+        let in_order = [
+            record(1, complete("t2")),
+            record(2, limit("t1")),
+            record(3, failed("t1", "timeout")),
+        ];
+        let a = history(&interleaved, &c).reputation;
+        let b = history(&in_order, &c).reputation;
+        assert_eq!(a.score, b.score);
+        // And the limit did cost: without it the score is higher.
+        let no_limit = [
+            record(1, complete("t2")),
+            record(2, failed("t1", "timeout")),
+        ];
+        assert!(history(&no_limit, &c).reputation.score > a.score);
+    }
+
+    #[test]
+    fn an_ending_this_version_does_not_name_counts_as_no_answer() {
+        let c = contract();
+        let unknown = [record(1, failed("t1", "some_future_kind"))];
+        let trap = [record(1, failed("t1", "trap"))];
+        let report = history(&unknown, &c).report(&c);
+        assert_eq!(report.slo.tasks, 1);
+        assert_eq!(
+            history(&unknown, &c).reputation.score,
+            history(&trap, &c).reputation.score
+        );
+    }
+}

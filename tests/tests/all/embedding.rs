@@ -219,3 +219,22 @@ async fn log_lines_go_to_the_embedders_sink_host_wide_or_per_swarm() {
         Err(Error::NotLoaded(_))
     ));
 }
+
+#[tokio::test]
+async fn a_store_is_refused_for_a_quarantined_swarm_as_a_task_is() {
+    let chassis = TestHost::new().example(guests::HELLO_WORLD).build().await;
+    assert!(chassis.new_store("hello-world", "s1").is_ok());
+    let mut reputation = chassis.slo_report("hello-world").unwrap().reputation;
+    reputation.quarantined = true;
+    chassis
+        .restore_reputation("hello-world", reputation)
+        .unwrap();
+    assert!(matches!(
+        chassis.new_store("hello-world", "s2"),
+        Err(Error::Quarantined { .. })
+    ));
+    assert!(matches!(
+        chassis.swarm_pre("nobody"),
+        Err(Error::NotLoaded(_))
+    ));
+}
