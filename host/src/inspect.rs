@@ -46,16 +46,19 @@ pub fn classify(bytes: &[u8], origin: &str) -> Result<WasmKind, Error> {
     }
 }
 
+/// `bytes` must be a component: not wasm, or a core module, is refused.
+pub(crate) fn require_component(bytes: &[u8], origin: &str) -> Result<(), Error> {
+    match classify(bytes, origin)? {
+        WasmKind::CoreModule => Err(Error::CoreModule {
+            origin: origin.into(),
+        }),
+        WasmKind::Component => Ok(()),
+    }
+}
+
 /// The world of a component, printed as WIT (imports and exports).
 pub fn component_wit(bytes: &[u8], origin: &str) -> Result<String, Error> {
-    match classify(bytes, origin)? {
-        WasmKind::CoreModule => {
-            return Err(Error::CoreModule {
-                origin: origin.into(),
-            });
-        }
-        WasmKind::Component => {}
-    }
+    require_component(bytes, origin)?;
     let invalid = |reason: String| Error::InvalidComponent {
         origin: origin.to_string(),
         reason,

@@ -25,7 +25,7 @@ use crate::cache::{CacheUse, ComponentCache};
 use crate::contract::ServiceContract;
 use crate::error::{Error, ImportRefusal, chain};
 use crate::events::Event;
-use crate::inspect::{WasmKind, classify};
+use crate::inspect::require_component;
 use crate::state::{HostState, SwarmRuntime};
 
 /// The export every swarm must provide.
@@ -329,14 +329,7 @@ pub(crate) fn prepare(
     contract: &ServiceContract,
     origin: &str,
 ) -> Result<Prepared, Error> {
-    match classify(bytes, origin)? {
-        WasmKind::CoreModule => {
-            return Err(Error::CoreModule {
-                origin: origin.into(),
-            });
-        }
-        WasmKind::Component => {}
-    }
+    require_component(bytes, origin)?;
     let invalid = |reason: String| Error::InvalidComponent {
         origin: origin.to_string(),
         reason,

@@ -19,15 +19,49 @@ pub const WASM_TARGET: &str = "wasm32-wasip2";
 /// The Cargo profile swarms are built with (release, plus LTO).
 pub const SWARM_PROFILE: &str = "swarm";
 
-/// Every swarm: Rust, then Python, then JavaScript.
+/// Every swarm: Rust, then Python, then JavaScript; then the index of
+/// what was built, `target/swarms/index.json`.
 pub fn run(root: &Path) -> Result<()> {
-    rust(root)?;
-    python::build(root, &python::swarms(root)?)?;
-    js::build(root, &js::swarms(root)?)
+    let rust_swarms = rust(root)?;
+    let python_swarms = python::swarms(root)?;
+    python::build(root, &python_swarms)?;
+    let js_swarms = js::swarms(root)?;
+    js::build(root, &js_swarms)?;
+    let mut index = Vec::new();
+    for (language, swarms) in [
+        ("rust", rust_swarms),
+        ("python", script_dirs(&python_swarms)),
+        ("javascript", script_dirs(&js_swarms)),
+    ] {
+        for (name, dir) in swarms {
+            index.push(serde_json::json!({
+                "name": name,
+                "language": language,
+                "dir": dir.strip_prefix(root).unwrap_or(&dir),
+                "component": component_file(&name),
+            }));
+        }
+    }
+    let path = root.join("target/swarms/index.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&index)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn script_dirs(swarms: &[crate::script::ScriptSwarm]) -> Vec<(String, PathBuf)> {
+    swarms
+        .iter()
+        .map(|s| (s.name.clone(), s.dir.clone()))
+        .collect()
+}
+
+/// The file a swarm named `name` is built into, in `target/swarms/`.
+pub fn component_file(name: &str) -> String {
+    format!("{}.wasm", name.replace('-', "_"))
 }
 
 /// The Rust swarms only: all the demo needs (no Python or Node tools).
-pub fn rust(root: &Path) -> Result<()> {
+/// Returns each swarm's package name and directory.
+pub fn rust(root: &Path) -> Result<Vec<(String, PathBuf)>> {
     ensure_wasm_target()?;
     let swarms = swarm_packages(root)?;
     step(&format!(
@@ -53,14 +87,14 @@ pub fn rust(root: &Path) -> Result<()> {
     let to = root.join("target/swarms");
     std::fs::create_dir_all(&to)?;
     for (name, _) in &swarms {
-        let file = format!("{}.wasm", name.replace('-', "_"));
+        let file = component_file(name);
         let src = from.join(&file);
         let dst = to.join(&file);
         std::fs::copy(&src, &dst)
             .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
         report_size(root, &dst)?;
     }
-    Ok(())
+    Ok(swarms)
 }
 
 /// Make sure the wasm32-wasip2 standard library is installed.

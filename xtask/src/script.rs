@@ -74,7 +74,7 @@ pub fn build(
     for swarm in swarms {
         let out = root
             .join("target/swarms")
-            .join(format!("{}.wasm", swarm.name.replace('-', "_")));
+            .join(crate::build::component_file(&swarm.name));
         let mut inputs: Vec<&Path> = vec![swarm.dir.as_path(), wit.as_path(), tool];
         inputs.extend_from_slice(helpers);
         if crate::util::up_to_date(root, &out, &inputs) {

@@ -1,80 +1,55 @@
 //! The guest constants of `chassis_tests::guests` against the swarms:
-//! every swarm under `swarms/` has a constant and every constant a swarm
-//! (by the file name `cargo xtask build` gives its component), each
-//! constant is named after its file stem, and every guest runs in at least
-//! one test (a source scan of `tests/tests/` and of the load cases).
+//! every swarm `cargo xtask build` builds (its index,
+//! `target/swarms/index.json`) has a constant and every constant a swarm,
+//! every directory under `swarms/` that holds a swarm is in that index,
+//! each constant is named after its file stem, and every guest runs in at
+//! least one test (a source scan of `tests/tests/` and of the load cases).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use chassis_tests::{guests, root};
 
-/// The file stem `cargo xtask build` gives the component of a swarm named
-/// `name` (a package or directory name): `target/swarms/<stem>.wasm`.
-fn stem(name: &str) -> String {
-    name.replace('-', "_")
+/// What `cargo xtask build` built: (component file stem, source directory
+/// relative to the root).
+fn index() -> Vec<(String, PathBuf)> {
+    let path = root().join("target/swarms/index.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the swarms first with `cargo xtask build`",
+            path.display()
+        )
+    });
+    let index: serde_json::Value = serde_json::from_str(&text).unwrap();
+    index
+        .as_array()
+        .expect("the index is a list")
+        .iter()
+        .map(|s| {
+            let file = s["component"].as_str().expect("component");
+            let stem = file.strip_suffix(".wasm").expect("a .wasm file");
+            (
+                stem.to_string(),
+                PathBuf::from(s["dir"].as_str().expect("dir")),
+            )
+        })
+        .collect()
 }
 
-/// The Rust swarms, found as xtask finds them: the workspace members under
-/// `swarms/` that build a `cdylib`, by `cargo metadata`.
-fn rust_swarms() -> BTreeSet<String> {
-    let cargo = std::env::var_os("CARGO")
-        .or_else(|| option_env!("CARGO").map(Into::into))
-        .unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .arg("--manifest-path")
-        .arg(root().join("Cargo.toml"))
-        .output()
-        .expect("running cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let swarms = root().join("swarms");
+/// Every directory of `swarms/` and `swarms/hostile/` that holds a swarm's
+/// manifest (Cargo.toml, pyproject.toml or package.json), relative to the
+/// root; shared code a swarm uses (a directory inside a swarm's) is not one.
+fn swarm_dirs() -> BTreeSet<PathBuf> {
     let mut found = BTreeSet::new();
-    for package in meta["packages"].as_array().expect("packages") {
-        let manifest = PathBuf::from(package["manifest_path"].as_str().unwrap());
-        let cdylib = package["targets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|t| {
-                t["crate_types"]
-                    .as_array()
-                    .is_some_and(|k| k.iter().any(|k| k == "cdylib"))
-            });
-        if cdylib && manifest.starts_with(&swarms) {
-            found.insert(stem(package["name"].as_str().unwrap()));
-        }
-    }
-    found
-}
-
-/// The Python and JavaScript swarms, found as xtask finds them: a directory
-/// of `swarms/` with a `pyproject.toml` that has a `[tool.chassis]` table,
-/// or a `package.json` with a `chassis` object.
-fn script_swarms() -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    for entry in std::fs::read_dir(root().join("swarms")).unwrap() {
-        let dir = entry.unwrap().path();
-        let python = std::fs::read_to_string(dir.join("pyproject.toml"))
-            .is_ok_and(|text| text.contains("[tool.chassis]"));
-        let javascript = std::fs::read_to_string(dir.join("package.json")).is_ok_and(|text| {
-            serde_json::from_str::<serde_json::Value>(&text)
-                .is_ok_and(|json| json.get("chassis").is_some())
-        });
-        if python || javascript {
-            found.insert(stem(&dir.file_name().unwrap().to_string_lossy()));
+    for group in ["swarms", "swarms/hostile"] {
+        for entry in std::fs::read_dir(root().join(group)).unwrap() {
+            let dir = entry.unwrap().path();
+            let is_swarm = ["Cargo.toml", "pyproject.toml", "package.json"]
+                .iter()
+                .any(|m| dir.join(m).is_file());
+            if is_swarm {
+                found.insert(dir.strip_prefix(root()).unwrap().to_path_buf());
+            }
         }
     }
     found
@@ -82,12 +57,20 @@ fn script_swarms() -> BTreeSet<String> {
 
 #[test]
 fn every_swarm_has_a_guest_constant_and_every_constant_a_swarm() {
-    let rust = rust_swarms();
-    let scripts = script_swarms();
-    // Both kinds are there: the scans see the swarms at all.
-    assert!(rust.contains(guests::HELLO_WORLD), "{rust:?}");
-    assert!(scripts.contains(guests::HELLO_PY), "{scripts:?}");
-    let swarms: BTreeSet<String> = rust.union(&scripts).cloned().collect();
+    let index = index();
+    // Every swarm directory was built: none is left out of the build.
+    let built_dirs: BTreeSet<PathBuf> = index.iter().map(|(_, d)| d.clone()).collect();
+    let dirs = swarm_dirs();
+    let unbuilt: Vec<&PathBuf> = dirs.difference(&built_dirs).collect();
+    assert!(
+        unbuilt.is_empty(),
+        "swarm directories that `cargo xtask build` does not build: {unbuilt:?}"
+    );
+    let swarms: BTreeSet<String> = index.iter().map(|(s, _)| s.clone()).collect();
+    // All three languages are there: the index sees the swarms at all.
+    for guest in [guests::HELLO_WORLD, guests::HELLO_PY, guests::HELLO_JS] {
+        assert!(swarms.contains(guest), "{guest} not in {swarms:?}");
+    }
     let constants: BTreeSet<String> = guests::ALL.iter().map(|g| g.to_string()).collect();
     assert_eq!(
         constants.len(),
