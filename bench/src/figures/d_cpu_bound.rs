@@ -3,7 +3,9 @@
 //! and out included). Both sides take the payload as JSON text and give
 //! the output as text: the chassis hands the text to the guest as it is
 //! (`TaskRequest::from_text`, `execute_task_text`), with no parse into a
-//! tree and no print. Goal: ratio ≤ 1.6. Then what epoch interruption
+//! tree and no print. A second figure runs the same task with the
+//! payload as a `Value` (printed) and the output parsed into one, against
+//! the text path: what the round trip costs. Goal: ratio ≤ 1.6. Then what epoch interruption
 //! costs: the analyzer on bare wasmtime with it on vs off (no goal).
 //! The three results must agree before their times mean anything.
 
@@ -12,7 +14,7 @@ use chassis::TaskRequest;
 
 use super::Run;
 use crate::measure::{Figure, Goal, figure, ms, rounds};
-use crate::setup::ours_text;
+use crate::setup::{ours, ours_text};
 
 /// ms per task: ours vs native, then bare wasmtime with epochs on vs off.
 pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
@@ -56,6 +58,21 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         &o,
         &b,
         Some(Goal::AtMost(1.6)),
+    ));
+    let (o, b) = rounds(
+        n,
+        move || ms(ours(&s.chassis, "analyzer", "analyze_code", payload)),
+        move || ms(ours_text(&s.chassis, "analyzer", "analyze_code", text)),
+    )
+    .await?;
+    figures.push(figure(
+        "d_value_payload",
+        "(d) same, Value in and out",
+        "ms",
+        "the same task with payload and output as JSON text",
+        &o,
+        &b,
+        None,
     ));
     let (o, b) = rounds(
         n,
