@@ -3,7 +3,9 @@
 //! `target/swarms/<name>.wasm`, where the contracts in `config/` point,
 //! adding the rustup target when it is missing; then build the Python
 //! swarms with componentize-py ([`crate::python`]) and the JavaScript ones
-//! with componentize-js ([`crate::js`]).
+//! with componentize-js ([`crate::js`]); last, write the list of what was
+//! built (name, language, directory, component file) to
+//! `target/swarms/index.json`, which the tests check their guests against.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
