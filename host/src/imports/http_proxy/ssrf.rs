@@ -10,10 +10,12 @@
 //! benchmarking (198.18.0.0/15), multicast, and reserved and broadcast
 //! (240.0.0.0/4). Refused IPv6: unspecified, loopback, unique-local
 //! (fc00::/7, incl. fd00:ec2::254), link-local, site-local (fec0::/10) and
-//! multicast. An IPv6 address that embeds an IPv4 one (IPv4-mapped,
-//! IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16) is judged by the
-//! embedded address; Teredo (2001::/32) is refused outright, since its
-//! embedded client address cannot be trusted.
+//! multicast. An IPv4-mapped address and a 6to4 one (2002::/16) are judged
+//! by the IPv4 address they embed; IPv4-compatible (::/96),
+//! IPv4-translated (::ffff:0:0/96) and NAT64 (64:ff9b::/96) ones are
+//! refused whatever they embed (naming the embedded address's class when
+//! it has one), as are local-use NAT64 (64:ff9b:1::/48) and Teredo
+//! (2001::/32), whose destinations the local network decides.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -65,12 +67,20 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         return Some("a loopback address");
     }
     let s = ip.segments();
-    // IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96): embedded in the last 32 bits.
-    if s[..6] == [0; 6] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    // IPv4-compatible (::a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d), NAT64
+    // (64:ff9b::/96): embedded in the last 32 bits, and refused even when
+    // that address is public.
+    if s[..6] == [0; 6] || s[..6] == [0, 0, 0, 0, 0xffff, 0] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+    {
         let [.., a, b, c, d] = ip.octets();
         return Some(
             forbidden_v4(Ipv4Addr::new(a, b, c, d)).unwrap_or("an IPv6 address embedding IPv4"),
         );
+    }
+    // Local-use NAT64 (64:ff9b:1::/48): where it leads is the local network's
+    // choice.
+    if s[..3] == [0x64, 0xff9b, 1] {
+        return Some("a local-use NAT64 address");
     }
     if ip.is_unique_local() {
         return Some("a unique-local address");
@@ -158,6 +168,10 @@ mod tests {
             "::ffff:10.0.0.1",
             "::127.0.0.1",
             "64:ff9b::7f00:1",
+            "64:ff9b::808:808",
+            "64:ff9b:1::7f00:1",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:8.8.8.8",
             "2002:7f00:1::",
             "2001:0:4136:e378::1",
         ] {
