@@ -87,6 +87,8 @@ pub mod report;
 mod reputation;
 mod runner;
 mod secrets;
+#[cfg(feature = "serve")]
+pub mod serve;
 mod slo;
 mod state;
 mod task_types;
@@ -417,6 +419,12 @@ impl Chassis {
     /// Prometheus text exposition format (gauges labelled by swarm).
     pub fn render_metrics(&self) -> String {
         metrics::render(self)
+    }
+
+    /// Why an event sink (the audit log) can no longer record, if one
+    /// failed: while it has, the host refuses loads and tasks.
+    pub fn event_sink_failure(&self) -> Option<String> {
+        self.inner.events.failure()
     }
 
     /// Send `swarm_id`'s log lines (log import, stdout, stderr) to `sink`,

@@ -51,6 +51,14 @@ impl PartialEq for Payload {
     }
 }
 
+impl From<Box<RawValue>> for Payload {
+    /// JSON text already checked (a raw value read from a larger JSON
+    /// document, say).
+    fn from(raw: Box<RawValue>) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<Value> for Payload {
     fn from(value: Value) -> Self {
         Self::from_value(&value)

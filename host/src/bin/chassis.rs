@@ -150,6 +150,25 @@ enum Command {
         /// The swarm's contract.
         contract: PathBuf,
     },
+    /// Run the long-running host: load every contract, serve tasks,
+    /// swarm state, health and metrics over HTTP until SIGTERM or SIGINT.
+    ///
+    /// Routes and status codes: docs/serve.md. Prints the address it
+    /// listens on to stderr once it is ready.
+    #[command(
+        after_help = "Example:\n  chassis serve config/\n  curl -s localhost:7878/v1/swarms/hello-world/tasks \\\n    -d '{\"task_type\":\"hello\",\"payload\":{\"name\":\"Ada\"}}'"
+    )]
+    Serve {
+        /// The service's configuration file (TOML; every field has a default).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen on this address instead (e.g. 127.0.0.1:0 for any free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Contract files, or directories of contracts (`*.toml`), added to
+        /// the configuration's.
+        contracts: Vec<PathBuf>,
+    },
     /// Load a swarm from its contract and run one task.
     ///
     /// Prints the task's output JSON on stdout (or the whole outcome with --json).
@@ -312,6 +331,63 @@ fn open_audit(
     fsync: chassis::audit::FsyncPolicy,
 ) -> Result<std::sync::Arc<chassis::audit::AuditLog>> {
     chassis::audit::AuditLog::open(path, fsync).context("audit log")
+}
+
+/// `chassis serve`: start the service, listen, serve until a signal.
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    contracts: Vec<PathBuf>,
+) -> Result<()> {
+    use chassis::serve::{ServeConfig, Service};
+    let mut config = match config {
+        Some(path) => ServeConfig::from_file(&path)?,
+        None => ServeConfig::default(),
+    };
+    config.contracts.extend(contracts);
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    if config.cache_dir.is_none() {
+        // The per-user cache `chassis run` uses: restarts skip Cranelift.
+        config.cache_dir = default_cache_dir();
+    }
+    if config.contracts.is_empty() {
+        bail!(
+            "no contracts to serve: name contract files or directories (e.g. `chassis serve config/`) or list them in --config"
+        );
+    }
+    let address = config.listen;
+    let service = std::sync::Arc::new(Service::start(config).await?);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {address}"))?;
+    let bound = listener.local_addr()?;
+    let loaded = service.chassis().list().len();
+    let failed = service.failed().len();
+    // Always printed, --quiet or not: scripts and tests wait for this line.
+    eprintln!(
+        "chassis serve: listening on http://{bound} ({loaded} swarms loaded, {failed} failed)"
+    );
+    service.serve(listener, shutdown_signal()).await?;
+    eprintln!("chassis serve: stopped");
+    Ok(())
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }
 
 /// Largest payload read from a file or stdin, in bytes.
@@ -527,6 +603,11 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             }
             Ok(())
         }
+        Command::Serve {
+            config,
+            listen,
+            contracts,
+        } => serve(config, listen, contracts).await,
         Command::Run {
             contract,
             task,

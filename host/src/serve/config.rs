@@ -1,0 +1,198 @@
+//! The service's own configuration file (`chassis serve --config F`): where
+//! it listens, which contracts it loads, where its audit log, secrets and
+//! component cache are, and its request limits. Every field has a default,
+//! so no file at all is a valid configuration (`docs/serve.md` lists them).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::audit::FsyncPolicy;
+
+/// The address `chassis serve` listens on unless told otherwise: loopback
+/// only, never every interface by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+/// Largest request body, by default: 16 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long in-flight tasks may run on after a shutdown signal, by default.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The service's configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address and port to listen on (`127.0.0.1:7878`).
+    pub listen: SocketAddr,
+    /// Contract files, or directories whose `*.toml` files are contracts.
+    /// Relative paths are relative to the configuration file.
+    pub contracts: Vec<PathBuf>,
+    /// Largest request body in bytes; larger ones are refused with 413.
+    pub max_body_bytes: usize,
+    /// Seconds in-flight tasks may run on after SIGTERM or SIGINT.
+    pub shutdown_grace_seconds: f64,
+    /// Seconds a client may take to send a request's headers and body.
+    pub request_read_timeout_seconds: f64,
+    /// A secrets file (see `docs/security.md`); none by default.
+    pub secrets: Option<PathBuf>,
+    /// A directory for precompiled components; none by default.
+    pub cache_dir: Option<PathBuf>,
+    /// The audit log.
+    pub audit: AuditConfig,
+}
+
+/// Where the audit log is and how often it is synced.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The log file; none by default (no audit log).
+    pub path: Option<PathBuf>,
+    /// `always`, `never`, `every:N` or `interval:MS` (default `interval:1000`).
+    pub fsync: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            fsync: "interval:1000".to_string(),
+        }
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("a valid address"),
+            contracts: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            shutdown_grace_seconds: DEFAULT_SHUTDOWN_GRACE.as_secs_f64(),
+            request_read_timeout_seconds: 30.0,
+            secrets: None,
+            cache_dir: None,
+            audit: AuditConfig::default(),
+        }
+    }
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the serve configuration: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid configuration.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line when TOML gives one.
+        reason: String,
+    },
+}
+
+impl ServeConfig {
+    /// Read a configuration file; relative paths in it become relative to
+    /// the file's directory.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = crate::files::read_bounded_text(path, 1024 * 1024).map_err(|source| {
+            ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        let mut config = Self::from_toml(&text).map_err(|reason| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        config.contracts.iter_mut().for_each(rebase);
+        config.secrets.as_mut().map(rebase);
+        config.cache_dir.as_mut().map(rebase);
+        config.audit.path.as_mut().map(rebase);
+        Ok(config)
+    }
+
+    /// Parse and check configuration text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.audit_fsync()?;
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} must be a positive number of seconds, not {v}"
+                ))
+            }
+        };
+        positive("shutdown_grace_seconds", config.shutdown_grace_seconds)?;
+        positive(
+            "request_read_timeout_seconds",
+            config.request_read_timeout_seconds,
+        )?;
+        if config.max_body_bytes == 0 {
+            return Err("max_body_bytes must be at least 1".to_string());
+        }
+        Ok(config)
+    }
+
+    /// The audit log's fsync policy.
+    pub fn audit_fsync(&self) -> Result<FsyncPolicy, String> {
+        self.audit
+            .fsync
+            .parse()
+            .map_err(|e| format!("audit.fsync: {e}"))
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.shutdown_grace_seconds)
+    }
+
+    /// The request read timeout.
+    pub fn request_read_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_read_timeout_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_means_every_default_and_loopback() {
+        let c = ServeConfig::from_toml("").unwrap();
+        assert_eq!(c, ServeConfig::default());
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(
+            c.audit_fsync().unwrap(),
+            FsyncPolicy::Interval(Duration::from_millis(1000))
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let e = ServeConfig::from_toml("listen = \"nowhere\"").unwrap_err();
+        assert!(e.contains("listen"), "{e}");
+        let e = ServeConfig::from_toml("shutdown_grace_seconds = 0").unwrap_err();
+        assert!(e.contains("shutdown_grace_seconds"), "{e}");
+        let e = ServeConfig::from_toml("[audit]\nfsync = \"sometimes\"").unwrap_err();
+        assert!(e.contains("audit.fsync"), "{e}");
+        let e = ServeConfig::from_toml("lisen = \"127.0.0.1:1\"").unwrap_err();
+        assert!(e.contains("lisen"), "{e}");
+    }
+}

@@ -1,0 +1,268 @@
+//! The HTTP routes of `chassis serve` and how a host error becomes a
+//! status code and a JSON body (`docs/serve.md` is the table).
+//!
+//! A task's payload passes through as JSON text: the body is read once,
+//! its `payload` kept as a raw value and handed to the guest; the output
+//! goes back as the guest's text. A swarm's own error is a normal answer
+//! (200, `"status": "failed"`); the host's refusals are
+//! `{"error": {"kind", "message", ...}}` with the status of their kind.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::Service;
+use crate::{Error, ErrorKind, Payload, TaskRequest};
+
+/// Every route, over `service`.
+pub(super) fn router(service: Arc<Service>) -> Router {
+    let limit = service.config.max_body_bytes;
+    Router::new()
+        .route("/v1/swarms", get(list))
+        .route("/v1/swarms/{id}", get(one))
+        .route("/v1/swarms/{id}/tasks", post(task))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            service.config.request_read_timeout(),
+        ))
+        .with_state(service)
+}
+
+/// A JSON error body with `status`.
+fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+    json_response(
+        status,
+        &json!({ "error": { "kind": kind, "message": message.into() } }),
+    )
+}
+
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let mut bytes = serde_json::to_vec(body).expect("responses serialize");
+    bytes.push(b'\n');
+    (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+/// The status a host error answers with.
+pub(crate) fn status_of(e: &Error) -> StatusCode {
+    match e.kind() {
+        ErrorKind::Registry => match e {
+            Error::AlreadyLoaded(_) => StatusCode::CONFLICT,
+            _ => StatusCode::NOT_FOUND,
+        },
+        ErrorKind::TaskNotExported => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::InvalidPayload => StatusCode::BAD_REQUEST,
+        ErrorKind::Overloaded | ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Quarantined | ErrorKind::Audit => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Contract
+        | ErrorKind::Io
+        | ErrorKind::InvalidComponent
+        | ErrorKind::NotPermitted => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Memory
+        | ErrorKind::CpuBudget
+        | ErrorKind::StackOverflow
+        | ErrorKind::Trap
+        | ErrorKind::TooLarge
+        | ErrorKind::InvalidOutput
+        | ErrorKind::Guest
+        | ErrorKind::Instantiate
+        | ErrorKind::Engine => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A host error as a response: its status, `Retry-After` on 429, and a
+/// body naming its kind (and the limit, for one).
+fn host_error(e: &Error) -> Response {
+    let status = status_of(e);
+    let mut body = json!({ "kind": e.kind().as_str(), "message": e.to_string() });
+    if let Some(limit) = e.limit() {
+        body["limit"] = json!(limit);
+    }
+    let mut response = json_response(status, &json!({ "error": body }));
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// The body of `POST /v1/swarms/{id}/tasks`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskBody {
+    task_type: String,
+    payload: Box<RawValue>,
+    #[serde(default)]
+    task_id: Option<String>,
+}
+
+async fn task(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "invalid_request"
+            };
+            return error(status, kind, rejection.body_text());
+        }
+    };
+    let body: TaskBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!(
+                    "the body is not a task ({{\"task_type\", \"payload\", \"task_id\"?}}): {e}"
+                ),
+            );
+        }
+    };
+    let mut request = TaskRequest::with_payload(body.task_type, Payload::from(body.payload));
+    if let Some(task_id) = body.task_id {
+        request = request.with_id(task_id);
+    }
+    match service.chassis.execute_task_text(&id, request).await {
+        Ok(outcome) => json_response(StatusCode::OK, &outcome),
+        Err(e) => host_error(&e),
+    }
+}
+
+/// What `GET /v1/swarms` and `GET /v1/swarms/{id}` say of one swarm.
+fn summary(service: &Service, id: &str) -> Result<serde_json::Value, Error> {
+    let chassis = &service.chassis;
+    let info = chassis.describe(id)?;
+    let report = chassis.slo_report(id)?;
+    let usage = chassis.resource_usage(id)?;
+    Ok(json!({
+        "swarm_id": info.swarm_id,
+        "version": info.version,
+        "origin": info.origin,
+        "task_types": info.task_types,
+        "resource_limits": info.contract.resource_limits,
+        "slo_targets": info.contract.slo_targets,
+        "usage": usage,
+        "slo": report.slo,
+        "reputation": report.reputation,
+        "quarantined": report.reputation.quarantined,
+    }))
+}
+
+async fn list(State(service): State<Arc<Service>>) -> Response {
+    let swarms: Vec<serde_json::Value> = service
+        .chassis
+        .list()
+        .iter()
+        .filter_map(|info| summary(&service, &info.swarm_id).ok())
+        .collect();
+    json_response(StatusCode::OK, &json!({ "swarms": swarms }))
+}
+
+async fn one(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
+    match summary(&service, &id) {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(e) => host_error(&e),
+    }
+}
+
+/// Ready when at least one swarm is loaded and the event sinks (the audit
+/// log) record; the body lists what loaded and what did not.
+async fn ready(State(service): State<Arc<Service>>) -> Response {
+    let loaded: Vec<String> = service
+        .chassis
+        .list()
+        .into_iter()
+        .map(|info| info.swarm_id)
+        .collect();
+    let audit = service.chassis.event_sink_failure();
+    let ready = !loaded.is_empty() && audit.is_none();
+    json_response(
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &json!({
+            "ready": ready,
+            "loaded": loaded,
+            "failed": service.failed,
+            "audit": audit.unwrap_or_else(|| "ok".to_string()),
+        }),
+    )
+}
+
+async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        service.chassis.render_metrics(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusals the end-to-end tests cannot bring about on demand
+    /// (a full queue, quarantine, a failed audit log) map as documented.
+    #[test]
+    fn refusals_map_to_their_documented_statuses() {
+        let overloaded = Error::Overloaded {
+            swarm_id: "s".into(),
+            reason: "full".into(),
+        };
+        let response = host_error(&overloaded);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let rate = Error::RateLimited {
+            swarm_id: "s".into(),
+            task_id: "t".into(),
+            refused: 101,
+            rate: 10,
+        };
+        assert_eq!(status_of(&rate), StatusCode::TOO_MANY_REQUESTS);
+        let quarantined = Error::Quarantined {
+            swarm_id: "s".into(),
+            score: 0.1,
+            threshold: 0.3,
+            reason: "r".into(),
+        };
+        assert_eq!(status_of(&quarantined), StatusCode::SERVICE_UNAVAILABLE);
+        let audit = Error::AuditUnavailable {
+            reason: "disk full".into(),
+        };
+        assert_eq!(status_of(&audit), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status_of(&Error::AlreadyLoaded("s".into())),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status_of(&Error::NotLoaded("s".into())),
+            StatusCode::NOT_FOUND
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! `chassis serve`: the long-running host. It loads every contract it is
+//! given once, keeps the swarms loaded, and runs their tasks over HTTP
+//! (axum), with live metrics, health and readiness.
+//!
+//! Data flow: [`Service::start`] reads the contracts (files, or directories
+//! of `*.toml`), sizes one [`Chassis`] for all of them, opens the audit log,
+//! loads each contract — one that fails is recorded, audited by the host,
+//! and listed by `/readyz`, and the others still serve — and carries SLO
+//! and reputation state over from the audit log. [`Service::serve`] then
+//! answers HTTP requests (routes and status codes: `docs/serve.md`) until
+//! its shutdown signal, lets in-flight requests finish within the grace
+//! period, and closes the audit log.
+
+pub mod config;
+mod http;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::audit::AuditLog;
+use crate::{Chassis, ChassisConfig, SecretStore, ServiceContract};
+
+pub use config::{AuditConfig, ConfigError, ServeConfig};
+
+/// A contract that did not load at startup, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadFailure {
+    /// The contract file.
+    pub contract: PathBuf,
+    /// Why it did not load.
+    pub error: String,
+}
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The host refused its set-up.
+    #[error(transparent)]
+    Host(#[from] crate::Error),
+    /// A file or directory it was pointed at.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The audit log.
+    #[error("audit log {path}: {reason}")]
+    Audit {
+        /// The log file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The secrets file.
+    #[error("secrets file {path}: {reason}")]
+    Secrets {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Serving HTTP failed.
+    #[error("serving HTTP: {0}")]
+    Http(std::io::Error),
+}
+
+/// The running service: the host, its audit log and what did not load.
+pub struct Service {
+    chassis: Chassis,
+    audit: Option<Arc<AuditLog>>,
+    failed: Vec<LoadFailure>,
+    config: ServeConfig,
+}
+
+impl Service {
+    /// Load every contract of `config` into a host sized for them.
+    pub async fn start(config: ServeConfig) -> Result<Self, ServeError> {
+        let paths = contract_files(&config.contracts)?;
+        // Sized for the contracts that parse; one that does not is reported
+        // by its load below, like any other refusal.
+        let parsed: Vec<ServiceContract> = paths
+            .iter()
+            .filter_map(|p| ServiceContract::from_file(p).ok())
+            .collect();
+        let mut host = ChassisConfig::sized_for(&parsed);
+        if let Some(path) = &config.secrets {
+            let secrets = SecretStore::from_file(path).map_err(|e| ServeError::Secrets {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            host = host.with_secrets(secrets);
+        }
+        if let Some(dir) = &config.cache_dir {
+            host = host.with_cache_dir(dir);
+        }
+        let audit = match &config.audit.path {
+            Some(path) => {
+                let fsync = config.audit_fsync().map_err(|reason| ServeError::Audit {
+                    path: path.clone(),
+                    reason,
+                })?;
+                let log = AuditLog::open(path, fsync).map_err(|e| ServeError::Audit {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                host = host.with_event_sink(log.clone());
+                Some(log)
+            }
+            None => None,
+        };
+        let chassis = Chassis::with_config(host)?;
+        let mut failed = Vec::new();
+        let mut loaded = Vec::new();
+        for path in &paths {
+            match chassis.load(path).await {
+                Ok(info) => {
+                    tracing::info!(target: "chassis::serve", "loaded {} from {}", info.swarm_id, path.display());
+                    loaded.push(info);
+                }
+                Err(e) => {
+                    tracing::error!(target: "chassis::serve", "{}: not loaded: {e}", path.display());
+                    failed.push(LoadFailure {
+                        contract: path.clone(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(log) = &audit {
+            // SLOs, reputation and quarantine carry over from earlier runs.
+            let records = crate::audit::events(log.path()).map_err(|e| ServeError::Audit {
+                path: log.path().to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            for info in &loaded {
+                chassis.restore_history(crate::report::history(&records, &info.contract))?;
+            }
+        }
+        Ok(Self {
+            chassis,
+            audit,
+            failed,
+            config,
+        })
+    }
+
+    /// The host.
+    pub fn chassis(&self) -> &Chassis {
+        &self.chassis
+    }
+
+    /// The contracts that did not load at startup.
+    pub fn failed(&self) -> &[LoadFailure] {
+        &self.failed
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &ServeConfig {
+        &self.config
+    }
+
+    /// The HTTP routes, for embedding in another axum application.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        http::router(self.clone())
+    }
+
+    /// Answer HTTP on `listener` until `shutdown` resolves; then stop
+    /// accepting, let in-flight requests finish within the grace period,
+    /// and close the audit log (a final fsync).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!(target: "chassis::serve", "shutting down: no new connections; in-flight tasks may finish");
+            let _ = stopping_tx.send(());
+        });
+        let grace = self.config.shutdown_grace();
+        let result = tokio::select! {
+            result = server => result.map_err(ServeError::Http),
+            () = async move {
+                if stopping.await.is_ok() {
+                    tokio::time::sleep(grace).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!(target: "chassis::serve", "the grace period of {:.1} s is over; stopping what still runs", grace.as_secs_f64());
+                Ok(())
+            }
+        };
+        if let Some(log) = &self.audit {
+            log.close().map_err(|e| ServeError::Audit {
+                path: log.path().to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        }
+        result
+    }
+}
+
+/// Every contract file: the files named, and each directory's `*.toml`
+/// files in name order.
+fn contract_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ServeError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ServeError::Io { path, source }
+    };
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found = Vec::new();
+            for entry in std::fs::read_dir(path).map_err(io(path))? {
+                let file = entry.map_err(io(path))?.path();
+                if file.extension().is_some_and(|e| e == "toml") && file.is_file() {
+                    found.push(file);
+                }
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}

@@ -1,0 +1,410 @@
+//! `chassis serve` as a real process on an ephemeral 127.0.0.1 port, with
+//! a real HTTP client: the routes, how host errors map to statuses, a
+//! bystander beside a hostile guest, and a graceful stop on SIGTERM that
+//! leaves a verified audit log with one terminal record per task.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A fresh directory under `target/tmp/` for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = root()
+        .join("target/tmp/serve-tests")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A contract for the hostile `misbehave` guest, short limits.
+fn hostile_contract(dir: &Path) -> PathBuf {
+    let path = dir.join("misbehave.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "swarm_id = \"misbehave\"\nwasm_module = {:?}\n\
+             [resource_limits]\nmax_memory_mb = 16\ntask_timeout_seconds = 0.5\nmax_concurrent_tasks = 2\n\
+             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+             [reputation]\nmax_failure_rate_percent = 100\n",
+            root().join("target/swarms/misbehave.wasm")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A running `chassis serve`, stopped (SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Start `chassis serve` with `args` and wait until it listens.
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(root())
+            .env("CHASSIS_LOG", "warn")
+            .env("CHASSIS_CACHE_DIR", root().join("target/tmp/serve-cache"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("chassis serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(Ok(rest.split_whitespace().next().unwrap().to_string()));
+                } else {
+                    let _ = tx.send(Err(line));
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Ok(base)) => return Server { child, base },
+                Ok(Err(line)) => seen.push(line),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("chassis serve did not start listening: {seen:#?}");
+                }
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then wait for the exit (at most `within`).
+    fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit within {within:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// POST a task; the status and the JSON body.
+async fn task(client: &reqwest::Client, server: &Server, swarm: &str, body: &str) -> (u16, Value) {
+    let response = client
+        .post(server.url(&format!("/v1/swarms/{swarm}/tasks")))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the request is answered");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, value)
+}
+
+async fn get(client: &reqwest::Client, server: &Server, path: &str) -> (u16, String) {
+    let response = client.get(server.url(path)).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn every_route_answers_and_host_errors_map_to_their_statuses() {
+    let dir = scratch("routes");
+    let hostile = hostile_contract(&dir);
+    let broken = dir.join("broken.toml");
+    std::fs::write(
+        &broken,
+        "swarm_id = \"broken\"\nwasm_module = \"missing.wasm\"\n",
+    )
+    .unwrap();
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "max_body_bytes = 4096\n").unwrap();
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "config/hello-world.toml",
+        hostile.to_str().unwrap(),
+        broken.to_str().unwrap(),
+    ]);
+    let c = reqwest::Client::new();
+
+    // A task, its payload passed as the client wrote it.
+    let (status, body) = task(
+        &c,
+        &server,
+        "hello-world",
+        r#"{"task_type": "hello", "payload": {"name": "Ada"}, "task_id": "http-1"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "success");
+    assert_eq!(body["task_id"], "http-1");
+    assert_eq!(body["output"], json!({"greeting": "Hello, Ada!"}));
+    assert!(body["usage"]["wall_ms"].as_f64().unwrap() > 0.0);
+    // The swarm's own error is a normal answer.
+    let (status, body) = task(
+        &c,
+        &server,
+        "hello-world",
+        &format!(
+            r#"{{"task_type": "add", "payload": {{"a": {}, "b": 1}}}}"#,
+            i64::MAX
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("failed")),
+        "{body}"
+    );
+    assert_eq!(body["error"]["kind"], "failed");
+    // The host's refusals.
+    let cases = [
+        (
+            "nope",
+            r#"{"task_type": "hello", "payload": {}}"#,
+            404,
+            "registry",
+        ),
+        (
+            "hello-world",
+            r#"{"task_type": "nope", "payload": {}}"#,
+            422,
+            "task_not_exported",
+        ),
+        (
+            "hello-world",
+            r#"{"task_type": "hello", "payload": "#,
+            400,
+            "invalid_request",
+        ),
+        ("hello-world", r#"{"payload": {}}"#, 400, "invalid_request"),
+        (
+            "misbehave",
+            r#"{"task_type": "spin", "payload": {}}"#,
+            504,
+            "timeout",
+        ),
+        (
+            "misbehave",
+            r#"{"task_type": "memory_bomb", "payload": {}}"#,
+            500,
+            "memory",
+        ),
+        (
+            "misbehave",
+            r#"{"task_type": "trap", "payload": {}}"#,
+            500,
+            "trap",
+        ),
+    ];
+    for (swarm, request, want_status, want_kind) in cases {
+        let (status, body) = task(&c, &server, swarm, request).await;
+        assert_eq!(status, want_status, "{swarm} {request}: {body}");
+        assert_eq!(
+            body["error"]["kind"], want_kind,
+            "{swarm} {request}: {body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    // A body over max_body_bytes is refused before it is read whole.
+    let big = format!(
+        r#"{{"task_type": "echo", "payload": "{}"}}"#,
+        "x".repeat(8192)
+    );
+    let (status, body) = task(&c, &server, "hello-world", &big).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
+
+    // Swarms, one swarm, an unknown one.
+    let (status, text) = get(&c, &server, "/v1/swarms").await;
+    assert_eq!(status, 200);
+    let list: Value = serde_json::from_str(&text).unwrap();
+    let ids: Vec<&str> = list["swarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["swarm_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["hello-world", "misbehave"]);
+    let (status, text) = get(&c, &server, "/v1/swarms/hello-world").await;
+    assert_eq!(status, 200);
+    let one: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(one["task_types"], json!(["hello", "echo", "add"]));
+    assert!(one["slo"]["tasks"].as_u64().unwrap() >= 2, "{one}");
+    assert_eq!(one["quarantined"], false);
+    assert!(one["reputation"]["score"].as_f64().is_some());
+    assert_eq!(get(&c, &server, "/v1/swarms/nope").await.0, 404);
+    assert_eq!(get(&c, &server, "/no/such/route").await.0, 404);
+
+    // Alive; ready, with the contract that did not load named.
+    assert_eq!(
+        get(&c, &server, "/healthz").await,
+        (200, "ok\n".to_string())
+    );
+    let (status, text) = get(&c, &server, "/readyz").await;
+    assert_eq!(status, 200, "{text}");
+    let ready: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(ready["loaded"], json!(["hello-world", "misbehave"]));
+    let failed = ready["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{ready}");
+    assert!(
+        failed[0]["contract"]
+            .as_str()
+            .unwrap()
+            .ends_with("broken.toml")
+    );
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing.wasm"),
+        "{ready}"
+    );
+
+    // Metrics in the Prometheus text format.
+    let (status, text) = get(&c, &server, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("# TYPE "), "{text}");
+    assert!(text.contains("swarm=\"hello-world\""), "{text}");
+}
+
+#[tokio::test]
+async fn a_bystander_stays_correct_over_http_while_a_hostile_guest_misbehaves() {
+    let dir = scratch("bystander");
+    let hostile = hostile_contract(&dir);
+    let server = Server::start(&["config/hello-world.toml", hostile.to_str().unwrap()]);
+    let c = reqwest::Client::new();
+    let attacks = ["spin", "memory_bomb", "log_flood", "trap"];
+    let mut hostile_tasks = Vec::new();
+    for round in 0..3 {
+        for attack in attacks {
+            let c = c.clone();
+            let url = server.url("/v1/swarms/misbehave/tasks");
+            let body = format!(
+                r#"{{"task_type": "{attack}", "payload": {{"lines": 100000}}, "task_id": "{attack}-{round}"}}"#
+            );
+            hostile_tasks.push(tokio::spawn(async move {
+                c.post(url)
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }));
+        }
+        for i in 0..5 {
+            let name = format!("Ada{round}{i}");
+            let (status, body) = task(
+                &c,
+                &server,
+                "hello-world",
+                &format!(r#"{{"task_type": "hello", "payload": {{"name": "{name}"}}}}"#),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["output"]["greeting"], format!("Hello, {name}!"));
+        }
+    }
+    for t in hostile_tasks {
+        // Each hostile task got an answer (refused, stopped or done): the
+        // server held.
+        let status = t.await.unwrap().expect("the server answered");
+        assert!(matches!(status, 200 | 429 | 500 | 503 | 504), "{status}");
+    }
+    assert_eq!(get(&c, &server, "/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_with_a_verified_audit_log() {
+    let dir = scratch("sigterm");
+    let audit = dir.join("audit.jsonl");
+    let config = dir.join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "shutdown_grace_seconds = 5\n[audit]\npath = {:?}\nfsync = \"interval:100\"\n",
+            audit
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "config/hello-world.toml",
+    ]);
+    let c = reqwest::Client::new();
+    let n = 20;
+    for i in 0..n {
+        let (status, _) = task(
+            &c,
+            &server,
+            "hello-world",
+            &format!(
+                r#"{{"task_type": "add", "payload": {{"a": {i}, "b": 1}}, "task_id": "t{i}"}}"#
+            ),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let status = server.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    let verified = chassis::audit::verify(&audit).expect("the audit log verifies");
+    assert!(verified.records > 0);
+    let records = chassis::audit::events(&audit).unwrap();
+    let terminal = |id: &str| {
+        records
+            .iter()
+            .filter(|r| {
+                matches!(&r.event,
+                    chassis::Event::TaskComplete { task_id, .. }
+                    | chassis::Event::TaskFailed { task_id, .. } if task_id == id)
+            })
+            .count()
+    };
+    for i in 0..n {
+        assert_eq!(terminal(&format!("t{i}")), 1, "task t{i}");
+    }
+}
