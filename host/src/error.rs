@@ -368,6 +368,18 @@ pub enum Error {
         limit_bytes: usize,
     },
 
+    /// The caller stopped waiting (dropped the task's future, or a client
+    /// went away) before the task ended; it was stopped there.
+    #[error(
+        "swarm {swarm_id:?} task {task_id:?}: cancelled: the caller went away before the task ended"
+    )]
+    Cancelled {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+    },
+
     /// The caller's input could not be made a payload ([`crate::Chassis::call`]).
     #[error("swarm {swarm_id:?}: the input cannot be sent as a JSON payload: {reason}")]
     InvalidPayload {
@@ -480,6 +492,8 @@ pub enum ErrorKind {
     Guest,
     /// The caller's input is not a JSON payload.
     InvalidPayload,
+    /// The caller went away before the task ended.
+    Cancelled,
     /// Starting the component failed.
     Instantiate,
     /// The swarm is quarantined.
@@ -492,7 +506,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::Contract,
         ErrorKind::Io,
         ErrorKind::InvalidComponent,
@@ -510,6 +524,7 @@ impl ErrorKind {
         ErrorKind::InvalidOutput,
         ErrorKind::Guest,
         ErrorKind::InvalidPayload,
+        ErrorKind::Cancelled,
         ErrorKind::Instantiate,
         ErrorKind::Quarantined,
         ErrorKind::Engine,
@@ -542,6 +557,7 @@ impl ErrorKind {
             ErrorKind::InvalidOutput => "invalid_output",
             ErrorKind::Guest => "guest_error",
             ErrorKind::InvalidPayload => "invalid_payload",
+            ErrorKind::Cancelled => "cancelled",
             ErrorKind::Instantiate => "instantiate",
             ErrorKind::Quarantined => "quarantined",
             ErrorKind::Engine => "engine",
@@ -578,6 +594,7 @@ impl Error {
             Error::InvalidOutput { .. } => ErrorKind::InvalidOutput,
             Error::Guest { .. } => ErrorKind::Guest,
             Error::InvalidPayload { .. } => ErrorKind::InvalidPayload,
+            Error::Cancelled { .. } => ErrorKind::Cancelled,
             Error::Instantiate { .. } => ErrorKind::Instantiate,
             Error::Quarantined { .. } => ErrorKind::Quarantined,
             Error::Engine(_) => ErrorKind::Engine,

@@ -134,6 +134,8 @@ struct Inner {
     cache: Option<cache::ComponentCache>,
     /// The HTTP proxy's TLS client, shared by every swarm.
     tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    /// Set by [`Chassis::interrupt_all`].
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A swarm's SLOs against its contract and its reputation.
@@ -214,6 +216,7 @@ impl Chassis {
                 events,
                 cache,
                 tls,
+                stopping: Arc::default(),
             }),
         })
     }
@@ -419,6 +422,16 @@ impl Chassis {
     /// Prometheus text exposition format (gauges labelled by swarm).
     pub fn render_metrics(&self) -> String {
         metrics::render(self)
+    }
+
+    /// For a host that is stopping: every running task (and any started
+    /// from now on) ends at its next epoch tick, within [`EPOCH_TICK`], as
+    /// a timeout, with its terminal event; a task waiting in a host call
+    /// ends when the call returns (within the task's deadline).
+    pub fn interrupt_all(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Why an event sink (the audit log) can no longer record, if one

@@ -254,6 +254,7 @@ impl Chassis {
             &self.inner.config.secrets,
             self.inner.tls.clone(),
             self.inner.config.log_sink.clone(),
+            self.inner.stopping.clone(),
         )?);
         let task_types = crate::runner::describe(
             &self.inner.engine,

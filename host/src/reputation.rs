@@ -59,7 +59,7 @@ pub(crate) fn limit_costs_reputation(limit: crate::limits::LimitKind) -> bool {
 }
 
 /// How a task that ended as `end` counts. `None` for a task refused before
-/// it reached the swarm (not the swarm's doing).
+/// it reached the swarm, or given up by its caller (not the swarm's doing).
 pub(crate) fn counted(end: TaskEnd) -> Option<Counted> {
     let (ending, own_failure) = match end {
         TaskEnd::Success => (Ending::Success, false),
@@ -69,7 +69,8 @@ pub(crate) fn counted(end: TaskEnd) -> Option<Counted> {
             ErrorKind::TaskNotExported
             | ErrorKind::Quarantined
             | ErrorKind::Registry
-            | ErrorKind::Audit => return None,
+            | ErrorKind::Audit
+            | ErrorKind::Cancelled => return None,
             ErrorKind::Overloaded => (Ending::NoAnswer, false),
             _ => (Ending::NoAnswer, true),
         },

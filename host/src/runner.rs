@@ -74,7 +74,7 @@ pub(crate) fn new_store(
     store.epoch_deadline_callback(|mut ctx| {
         let now = Instant::now();
         let state = ctx.data_mut();
-        if now >= state.deadline {
+        if now >= state.deadline || state.swarm.stopping.load(Ordering::Relaxed) {
             return Ok(UpdateDeadline::Interrupt);
         }
         let mark = &state.cpu_mark;
@@ -264,6 +264,36 @@ pub(crate) fn may_run(rt: &SwarmRuntime) -> Result<(), Error> {
     Ok(())
 }
 
+/// Records a task whose caller dropped it before it ended: a `task_failed`
+/// event of kind `cancelled`. Disarmed (an empty task id) once the task
+/// ends on its own.
+struct Unfinished<'a> {
+    rt: &'a SwarmRuntime,
+    task_id: &'a str,
+    started: Instant,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if self.task_id.is_empty() {
+            return;
+        }
+        let error = Error::Cancelled {
+            swarm_id: self.rt.swarm_id().to_string(),
+            task_id: self.task_id.to_string(),
+        };
+        tracing::info!(target: "chassis", swarm = self.rt.swarm_id(), task = self.task_id, "{error}");
+        self.rt.events.emit(|| Event::TaskFailed {
+            swarm_id: self.rt.swarm_id().to_string(),
+            task_id: self.task_id.to_string(),
+            kind: error.kind().as_str().to_string(),
+            error: error.to_string(),
+            guest_error: None,
+            wall_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+        });
+    }
+}
+
 /// A loaded swarm, as a task needs it.
 pub(crate) struct Ready<'a> {
     pub(crate) runtime: &'a Arc<SwarmRuntime>,
@@ -281,7 +311,15 @@ pub(crate) async fn execute<O: Output>(
     let rt = swarm.runtime;
     let task_id = request.task_id.clone();
     let started = Instant::now();
+    // A caller that stops waiting (a client that went away) drops this
+    // future: the task still gets its one terminal record.
+    let mut unfinished = Unfinished {
+        rt,
+        task_id: &task_id,
+        started,
+    };
     let result = run(engine, &swarm, request).await;
+    unfinished.task_id = "";
     let elapsed = started.elapsed();
     let wall_ms = elapsed.as_secs_f64() * 1000.0;
     match &result {

@@ -9,6 +9,7 @@
 //! nothing a guest does outlives its task; it hands each capability its
 //! per-task view. This module depends on `imports/`, never the other way.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -44,6 +45,8 @@ pub(crate) struct SwarmRuntime {
     pub(crate) log: LogState,
     pub(crate) credentials: CredentialsState,
     pub(crate) proxy: ProxyState,
+    /// Set when the host stops: running tasks end at their next epoch tick.
+    pub(crate) stopping: Arc<AtomicBool>,
 }
 
 impl SwarmRuntime {
@@ -54,6 +57,7 @@ impl SwarmRuntime {
         store: &SecretStore,
         tls: Arc<tokio_rustls::rustls::ClientConfig>,
         log_sink: Option<Arc<dyn GuestLogSink>>,
+        stopping: Arc<AtomicBool>,
     ) -> Result<Self, Error> {
         let credentials = CredentialsState::new(&contract, store)?;
         let counters = Arc::new(SwarmCounters::default());
@@ -80,6 +84,7 @@ impl SwarmRuntime {
             proxy: ProxyState::new(&contract, tls),
             credentials,
             health,
+            stopping,
             counters,
             events,
             contract,

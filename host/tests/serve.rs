@@ -29,15 +29,20 @@ fn scratch(name: &str) -> PathBuf {
 
 /// A contract for the hostile `misbehave` guest, short limits.
 fn hostile_contract(dir: &Path) -> PathBuf {
+    hostile_contract_with(dir, 0.5)
+}
+
+/// The same with a task timeout of `timeout` seconds.
+fn hostile_contract_with(dir: &Path, timeout: f64) -> PathBuf {
     let path = dir.join("misbehave.toml");
     std::fs::write(
         &path,
         format!(
             "swarm_id = \"misbehave\"\nwasm_module = {:?}\n\
-             [resource_limits]\nmax_memory_mb = 16\ntask_timeout_seconds = 0.5\nmax_concurrent_tasks = 2\n\
+             [resource_limits]\nmax_memory_mb = 16\ntask_timeout_seconds = {timeout:?}\nmax_concurrent_tasks = 2\n\
              [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
              [reputation]\nmax_failure_rate_percent = 100\n",
-            root().join("target/swarms/misbehave.wasm")
+            root().join("target/swarms/misbehave.wasm"),
         ),
     )
     .unwrap();
@@ -407,4 +412,106 @@ async fn sigterm_stops_the_server_with_a_verified_audit_log() {
     for i in 0..n {
         assert_eq!(terminal(&format!("t{i}")), 1, "task t{i}");
     }
+}
+
+/// Every terminal record (`task_complete`, `task_failed`) of `task`, as
+/// (kind, error) pairs.
+fn endings(audit: &Path, task: &str) -> Vec<String> {
+    chassis::audit::events(audit)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            chassis::Event::TaskComplete { task_id, .. } if task_id == task => {
+                Some("success".to_string())
+            }
+            chassis::Event::TaskFailed { task_id, kind, .. } if task_id == task => Some(kind),
+            _ => None,
+        })
+        .collect()
+}
+
+fn audited_config(dir: &Path, grace: f64) -> (PathBuf, PathBuf) {
+    let audit = dir.join("audit.jsonl");
+    let config = dir.join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "shutdown_grace_seconds = {grace:?}\n[audit]\npath = {audit:?}\nfsync = \"always\"\n"
+        ),
+    )
+    .unwrap();
+    (config, audit)
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_its_task_and_frees_the_slot() {
+    let dir = scratch("disconnect");
+    let hostile = hostile_contract_with(&dir, 30.0);
+    let (config, audit) = audited_config(&dir, 5.0);
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        hostile.to_str().unwrap(),
+    ]);
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let gone = impatient
+        .post(server.url("/v1/swarms/misbehave/tasks"))
+        .body(r#"{"task_type": "spin", "payload": {}, "task_id": "left"}"#)
+        .send()
+        .await;
+    assert!(gone.is_err(), "the spin answered: {gone:?}");
+    // The slot is freed long before the task's 30 s timeout.
+    let c = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, text) = get(&c, &server, "/v1/swarms/misbehave").await;
+        let swarm: Value = serde_json::from_str(&text).unwrap();
+        if swarm["usage"]["tasks_running"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the task still runs: {swarm}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = server.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    assert_eq!(endings(&audit, "left"), ["cancelled"]);
+}
+
+#[tokio::test]
+async fn sigterm_ends_tasks_past_the_grace_period_as_timeouts() {
+    let dir = scratch("grace");
+    let hostile = hostile_contract_with(&dir, 60.0);
+    let (config, audit) = audited_config(&dir, 1.0);
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        hostile.to_str().unwrap(),
+    ]);
+    let c = reqwest::Client::new();
+    let url = server.url("/v1/swarms/misbehave/tasks");
+    let running = tokio::spawn(async move {
+        c.post(url)
+            .body(r#"{"task_type": "spin", "payload": {}, "task_id": "long"}"#)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // Well within the task's 60 s: the grace period, then the stop.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(running.await.unwrap().unwrap(), 504);
+    assert_eq!(endings(&audit, "long"), ["timeout"]);
+    chassis::audit::verify(&audit).expect("the audit log verifies");
 }

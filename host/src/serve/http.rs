@@ -67,6 +67,8 @@ pub(crate) fn status_of(e: &Error) -> StatusCode {
         ErrorKind::Overloaded | ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Quarantined | ErrorKind::Audit => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        // Nobody reads it: the client went away (nginx's 499).
+        ErrorKind::Cancelled => StatusCode::from_u16(499).expect("a valid status"),
         ErrorKind::Contract
         | ErrorKind::Io
         | ErrorKind::InvalidComponent

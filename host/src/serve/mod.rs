@@ -196,7 +196,11 @@ impl Service {
                     std::future::pending::<()>().await;
                 }
             } => {
-                tracing::warn!(target: "chassis::serve", "the grace period of {:.1} s is over; stopping what still runs", grace.as_secs_f64());
+                tracing::warn!(target: "chassis::serve", "the grace period of {:.1} s is over; stopping what still runs as timeouts", grace.as_secs_f64());
+                // Each running task ends at its next epoch tick and writes
+                // its terminal record; then the responses go out.
+                self.chassis.interrupt_all();
+                tokio::time::sleep(crate::EPOCH_TICK * 5 + crate::HOST_SLACK).await;
                 Ok(())
             }
         };
