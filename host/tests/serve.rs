@@ -58,7 +58,13 @@ struct Server {
 impl Server {
     /// Start `chassis serve` with `args` and wait until it listens.
     fn start(args: &[&str]) -> Server {
+        Self::start_with_env(args, &[])
+    }
+
+    /// The same, with these environment variables.
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .envs(env.iter().copied())
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -514,4 +520,86 @@ async fn sigterm_ends_tasks_past_the_grace_period_as_timeouts() {
     assert_eq!(running.await.unwrap().unwrap(), 504);
     assert_eq!(endings(&audit, "long"), ["timeout"]);
     chassis::audit::verify(&audit).expect("the audit log verifies");
+}
+
+#[tokio::test]
+async fn admin_routes_need_the_token_and_are_off_without_one() {
+    let dir = scratch("admin");
+    let hostile = hostile_contract(&dir);
+    let c = reqwest::Client::new();
+    // No token configured: the admin routes do not exist.
+    let server = Server::start(&["config/hello-world.toml"]);
+    let response = c
+        .post(server.url("/v1/admin/swarms"))
+        .body(format!(r#"{{"contract": {hostile:?}}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    drop(server);
+
+    let token = "a-long-enough-admin-token";
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "[admin]\ntoken_env = \"TEST_CHASSIS_ADMIN\"\n").unwrap();
+    let server = Server::start_with_env(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "config/hello-world.toml",
+        ],
+        &[("TEST_CHASSIS_ADMIN", token)],
+    );
+    let load = |bearer: Option<&str>| {
+        let mut request = c
+            .post(server.url("/v1/admin/swarms"))
+            .body(format!(r#"{{"contract": {hostile:?}}}"#));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        request.send()
+    };
+    for bearer in [None, Some("wrong-token-of-some-length")] {
+        let response = load(bearer).await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{bearer:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    }
+    // Nothing was loaded by the refused requests.
+    assert_eq!(get(&c, &server, "/v1/swarms/misbehave").await.0, 404);
+    let response = load(Some(token)).await.unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let loaded: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(loaded["swarm_id"], "misbehave", "{loaded}");
+    let (status, body) = task(
+        &c,
+        &server,
+        "misbehave",
+        r#"{"task_type": "burn", "payload": {"rounds": 10}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Loading it again is a conflict.
+    assert_eq!(load(Some(token)).await.unwrap().status().as_u16(), 409);
+    // Release answers with the reputation; unload ends its service.
+    let response = c
+        .post(server.url("/v1/admin/swarms/hello-world/release"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let response = c
+        .delete(server.url("/v1/admin/swarms/misbehave"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let (status, _) = task(
+        &c,
+        &server,
+        "misbehave",
+        r#"{"task_type": "burn", "payload": {}}"#,
+    )
+    .await;
+    assert_eq!(status, 404);
 }

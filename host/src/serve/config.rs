@@ -42,6 +42,20 @@ pub struct ServeConfig {
     pub cache_dir: Option<PathBuf>,
     /// The audit log.
     pub audit: AuditConfig,
+    /// The admin routes' bearer token.
+    pub admin: AdminConfig,
+}
+
+/// Where the admin routes' bearer token comes from: an environment
+/// variable or a file, never the command line. With neither, the admin
+/// routes are off (404).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// An environment variable holding the token.
+    pub token_env: Option<String>,
+    /// A file holding the token (surrounding whitespace ignored).
+    pub token_file: Option<PathBuf>,
 }
 
 /// Where the audit log is and how often it is synced.
@@ -74,6 +88,7 @@ impl Default for ServeConfig {
             secrets: None,
             cache_dir: None,
             audit: AuditConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -123,6 +138,7 @@ impl ServeConfig {
         config.secrets.as_mut().map(rebase);
         config.cache_dir.as_mut().map(rebase);
         config.audit.path.as_mut().map(rebase);
+        config.admin.token_file.as_mut().map(rebase);
         Ok(config)
     }
 
@@ -144,6 +160,9 @@ impl ServeConfig {
             "request_read_timeout_seconds",
             config.request_read_timeout_seconds,
         )?;
+        if config.admin.token_env.is_some() && config.admin.token_file.is_some() {
+            return Err("admin: give token_env or token_file, not both".to_string());
+        }
         if config.max_body_bytes == 0 {
             return Err("max_body_bytes must be at least 1".to_string());
         }
@@ -156,6 +175,24 @@ impl ServeConfig {
             .fsync
             .parse()
             .map_err(|e| format!("audit.fsync: {e}"))
+    }
+
+    /// The admin token, read from where `admin` says; `None` when no source
+    /// is configured. A configured source that gives no token is an error:
+    /// admin routes the operator asked for must not silently be off.
+    pub fn admin_token(&self) -> Result<Option<crate::Secret>, String> {
+        let token = match (&self.admin.token_env, &self.admin.token_file) {
+            (Some(var), _) => std::env::var(var)
+                .map_err(|_| format!("admin.token_env: the variable {var} is not set"))?,
+            (None, Some(path)) => crate::files::read_bounded_text(path, 4096)
+                .map_err(|e| format!("admin.token_file {}: {e}", path.display()))?,
+            (None, None) => return Ok(None),
+        };
+        let token = token.trim();
+        if token.len() < 16 {
+            return Err("admin token: at least 16 characters".to_string());
+        }
+        Ok(Some(crate::Secret::new(token.to_string())))
     }
 
     /// The shutdown grace period.

@@ -33,12 +33,104 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .nest("/v1/admin", admin(&service))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             service.config.request_read_timeout(),
         ))
         .with_state(service)
+}
+
+/// The admin routes: behind the bearer token, or absent (404) without one.
+fn admin(service: &Arc<Service>) -> Router<Arc<Service>> {
+    if service.admin_token.is_none() {
+        return Router::new();
+    }
+    Router::new()
+        .route("/swarms", post(admin_load))
+        .route("/swarms/{id}", axum::routing::delete(admin_unload))
+        .route("/swarms/{id}/release", post(admin_release))
+        .route_layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            require_token,
+        ))
+}
+
+/// Lets a request through only with `Authorization: Bearer <token>`,
+/// compared in constant time.
+async fn require_token(
+    State(service): State<Arc<Service>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use subtle::ConstantTimeEq;
+    let Some(token) = &service.admin_token else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such route");
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+        return next.run(request).await;
+    }
+    tracing::warn!(target: "chassis::serve", "admin request refused: {} token", if given.is_empty() { "no" } else { "a wrong" });
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the admin routes need `Authorization: Bearer <token>`",
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadBody {
+    contract: std::path::PathBuf,
+}
+
+/// Load a swarm from a contract file the server can read.
+async fn admin_load(State(service): State<Arc<Service>>, body: Bytes) -> Response {
+    let body: LoadBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("the body is not {{\"contract\": PATH}}: {e}"),
+            );
+        }
+    };
+    match service.chassis.load(&body.contract).await {
+        Ok(info) => match summary(&service, &info.swarm_id) {
+            Ok(summary) => json_response(StatusCode::CREATED, &summary),
+            Err(e) => host_error(&e),
+        },
+        Err(e) => host_error(&e),
+    }
+}
+
+/// Unload a swarm: new tasks are refused at once; tasks already running
+/// finish on it.
+async fn admin_unload(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
+    match service.chassis.unload(&id) {
+        Ok(()) => json_response(StatusCode::OK, &json!({ "unloaded": id })),
+        Err(e) => host_error(&e),
+    }
+}
+
+/// Release a quarantined swarm.
+async fn admin_release(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
+    match service.chassis.release(&id) {
+        Ok(reputation) => json_response(StatusCode::OK, &json!({ "reputation": reputation })),
+        Err(e) => host_error(&e),
+    }
 }
 
 /// A JSON error body with `status`.

@@ -78,11 +78,19 @@ pub struct Service {
     audit: Option<Arc<AuditLog>>,
     failed: Vec<LoadFailure>,
     config: ServeConfig,
+    /// The admin routes' bearer token; `None` turns them off.
+    admin_token: Option<crate::Secret>,
 }
 
 impl Service {
     /// Load every contract of `config` into a host sized for them.
     pub async fn start(config: ServeConfig) -> Result<Self, ServeError> {
+        let admin_token = config.admin_token().map_err(|reason| {
+            ServeError::Config(ConfigError::Invalid {
+                path: "admin".into(),
+                reason,
+            })
+        })?;
         let paths = contract_files(&config.contracts)?;
         // Sized for the contracts that parse; one that does not is reported
         // by its load below, like any other refusal.
@@ -90,7 +98,13 @@ impl Service {
             .iter()
             .filter_map(|p| ServiceContract::from_file(p).ok())
             .collect();
+        // Room for these contracts, and for what the admin routes load later.
         let mut host = ChassisConfig::sized_for(&parsed);
+        let room = crate::PoolConfig::default();
+        host.pool = host.pool.map(|pool| crate::PoolConfig {
+            instances: pool.instances.max(room.instances),
+            max_memory_mb: pool.max_memory_mb.max(room.max_memory_mb),
+        });
         if let Some(path) = &config.secrets {
             let secrets = SecretStore::from_file(path).map_err(|e| ServeError::Secrets {
                 path: path.clone(),
@@ -149,6 +163,7 @@ impl Service {
             audit,
             failed,
             config,
+            admin_token,
         })
     }
 
