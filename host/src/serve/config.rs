@@ -232,4 +232,29 @@ mod tests {
         let e = ServeConfig::from_toml("lisen = \"127.0.0.1:1\"").unwrap_err();
         assert!(e.contains("lisen"), "{e}");
     }
+
+    #[test]
+    fn the_admin_token_comes_from_one_source_and_is_long_enough() {
+        assert!(ServeConfig::default().admin_token().unwrap().is_none());
+        let e =
+            ServeConfig::from_toml("[admin]\ntoken_env = \"A\"\ntoken_file = \"f\"").unwrap_err();
+        assert!(e.contains("not both"), "{e}");
+        let unset =
+            ServeConfig::from_toml("[admin]\ntoken_env = \"CHASSIS_TEST_UNSET_TOKEN\"").unwrap();
+        let e = unset.admin_token().unwrap_err();
+        assert!(e.contains("CHASSIS_TEST_UNSET_TOKEN"), "{e}");
+        let dir = std::env::temp_dir().join(format!("chassis-admin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        let from_file = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            let mut c = ServeConfig::default();
+            c.admin.token_file = Some(file.clone());
+            c.admin_token()
+        };
+        assert!(from_file("short\n").unwrap_err().contains("16 characters"));
+        let token = from_file("  0123456789abcdef-long\n").unwrap().unwrap();
+        assert_eq!(token.expose(), "0123456789abcdef-long");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
