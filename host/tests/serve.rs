@@ -205,48 +205,30 @@ async fn every_route_answers_and_host_errors_map_to_their_statuses() {
         "{body}"
     );
     assert_eq!(body["error"]["kind"], "failed");
-    // The host's refusals.
+    // The host's refusals: unknown swarm or task type, a hostile guest
+    // stopped by its limits, and bodies that are not tasks.
     let cases = [
-        (
-            "nope",
-            r#"{"task_type": "hello", "payload": {}}"#,
-            404,
-            "registry",
-        ),
-        (
-            "hello-world",
-            r#"{"task_type": "nope", "payload": {}}"#,
-            422,
-            "task_not_exported",
-        ),
-        (
-            "hello-world",
-            r#"{"task_type": "hello", "payload": "#,
-            400,
-            "invalid_request",
-        ),
-        ("hello-world", r#"{"payload": {}}"#, 400, "invalid_request"),
-        (
-            "misbehave",
-            r#"{"task_type": "spin", "payload": {}}"#,
-            504,
-            "timeout",
-        ),
-        (
-            "misbehave",
-            r#"{"task_type": "memory_bomb", "payload": {}}"#,
-            500,
-            "memory",
-        ),
-        (
-            "misbehave",
-            r#"{"task_type": "trap", "payload": {}}"#,
-            500,
-            "trap",
-        ),
+        ("nope", "hello", 404, "registry"),
+        ("hello-world", "nope", 422, "task_not_exported"),
+        ("misbehave", "spin", 504, "timeout"),
+        ("misbehave", "memory_bomb", 500, "memory"),
+        ("misbehave", "trap", 500, "trap"),
     ];
-    for (swarm, request, want_status, want_kind) in cases {
-        let (status, body) = task(&c, &server, swarm, request).await;
+    let mut requests: Vec<(&str, String, u16, &str)> = cases
+        .iter()
+        .map(|&(swarm, task_type, status, kind)| {
+            let body = format!(r#"{{"task_type": "{task_type}", "payload": {{}}}}"#);
+            (swarm, body, status, kind)
+        })
+        .collect();
+    for bad in [
+        r#"{"task_type": "hello", "payload": "#,
+        r#"{"payload": {}}"#,
+    ] {
+        requests.push(("hello-world", bad.to_string(), 400, "invalid_request"));
+    }
+    for (swarm, request, want_status, want_kind) in requests {
+        let (status, body) = task(&c, &server, swarm, &request).await;
         assert_eq!(status, want_status, "{swarm} {request}: {body}");
         assert_eq!(
             body["error"]["kind"], want_kind,
