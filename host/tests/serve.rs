@@ -298,11 +298,24 @@ async fn every_route_answers_and_host_errors_map_to_their_statuses() {
         "{ready}"
     );
 
-    // Metrics in the Prometheus text format.
+    // Metrics with their types: counters by outcome and limit, a latency
+    // histogram, gauges.
     let (status, text) = get(&c, &server, "/metrics").await;
     assert_eq!(status, 200);
-    assert!(text.contains("# TYPE "), "{text}");
-    assert!(text.contains("swarm=\"hello-world\""), "{text}");
+    for want in [
+        "# TYPE chassis_tasks counter",
+        r#"chassis_tasks_total{swarm="hello-world",outcome="success"} 1"#,
+        r#"chassis_tasks_total{swarm="hello-world",outcome="guest_error"} 1"#,
+        r#"chassis_tasks_total{swarm="misbehave",outcome="timeout"} 1"#,
+        r#"chassis_limit_violations_total{swarm="misbehave",limit="memory"} 1"#,
+        "# TYPE chassis_task_duration_seconds histogram",
+        r#"chassis_task_duration_seconds_bucket{le="+Inf",swarm="hello-world"} 2"#,
+        r#"chassis_tasks_in_flight{swarm="hello-world"} 0"#,
+        r#"chassis_quarantined{swarm="misbehave"} 0"#,
+        "# EOF",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
 }
 
 #[tokio::test]

@@ -310,9 +310,9 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        service.chassis.render_metrics(),
+        service.metrics.render(&service.chassis),
     )
         .into_response()
 }

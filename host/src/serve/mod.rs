@@ -13,6 +13,7 @@
 
 pub mod config;
 mod http;
+pub mod metrics;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,8 @@ pub struct Service {
     config: ServeConfig,
     /// The admin routes' bearer token; `None` turns them off.
     admin_token: Option<crate::Secret>,
+    /// Fed by the host's events; rendered at `/metrics`.
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Service {
@@ -130,6 +133,8 @@ impl Service {
             }
             None => None,
         };
+        let metrics = Arc::new(metrics::Metrics::new());
+        host = host.with_event_sink(metrics.clone());
         let chassis = Chassis::with_config(host)?;
         let mut failed = Vec::new();
         let mut loaded = Vec::new();
@@ -164,6 +169,7 @@ impl Service {
             failed,
             config,
             admin_token,
+            metrics,
         })
     }
 
