@@ -993,3 +993,68 @@ fn reputation_chains_from_run_to_run_and_into_the_report() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn run_repeat_runs_the_task_n_times_and_sums_up() {
+    let o = chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "add",
+        "--payload",
+        r#"{"a": 1, "b": 2}"#,
+        "--task-id",
+        "rep",
+        "--repeat",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<&str> = std::str::from_utf8(&o.stdout).unwrap().lines().collect();
+    assert_eq!(lines, [r#"{"sum":3}"#; 5]);
+    assert!(
+        stderr(&o).contains("5 tasks: 5 succeeded, 0 failed; p50 "),
+        "{}",
+        stderr(&o)
+    );
+    // Every task failing: each is named, and the command fails.
+    let o = chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "add",
+        "--payload",
+        r#"{"a": "x"}"#,
+        "--task-id",
+        "bad",
+        "--repeat",
+        "3",
+        "--json",
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    for i in 1..=3 {
+        assert!(
+            err.contains(&format!("task bad-{i}: invalid payload")),
+            "{err}"
+        );
+    }
+    assert!(err.contains("error: 3 of 3 tasks failed"), "{err}");
+    // With --json, each outcome is a line.
+    let outcomes: Vec<serde_json::Value> = std::str::from_utf8(&o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(outcomes[2]["task_id"], "bad-3");
+    assert_eq!(outcomes[2]["status"], "failed");
+    let o = chassis(&[
+        "run",
+        "config/hello-world.toml",
+        "--task",
+        "add",
+        "--repeat",
+        "0",
+    ]);
+    assert!(!o.status.success());
+}

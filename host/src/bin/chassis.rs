@@ -192,6 +192,12 @@ enum Command {
         /// Task id (default: generated, unique across runs).
         #[arg(long)]
         task_id: Option<String>,
+        /// Run the task N times, one after another (ids ID-1 to ID-N with
+        /// --task-id): each output (or, with --json, each outcome) is one
+        /// JSON line on stdout, and a summary with the swarm's SLO figures
+        /// and reputation goes to stderr. Exits with 1 if any task failed.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
         /// Secrets file (TOML, one table per swarm id, mode 600); see
         /// docs/security.md, "Credential scoping". CHASSIS_SECRET__<SWARM>__<KEY>
         /// variables are read too.
@@ -331,6 +337,66 @@ fn open_audit(
     fsync: chassis::audit::FsyncPolicy,
 ) -> Result<std::sync::Arc<chassis::audit::AuditLog>> {
     chassis::audit::AuditLog::open(path, fsync).context("audit log")
+}
+
+/// `chassis run --repeat N`: the task N times, one JSON line each on
+/// stdout, a summary on stderr; an error if any task failed.
+async fn run_many(
+    chassis: &Chassis,
+    swarm_id: &str,
+    task: &str,
+    payload: &serde_json::Value,
+    task_id: Option<String>,
+    repeat: u32,
+    json: bool,
+) -> Result<()> {
+    let mut failed = 0;
+    for i in 1..=repeat {
+        let mut request = TaskRequest::new(task, payload.clone());
+        if let Some(id) = &task_id {
+            request = request.with_id(format!("{id}-{i}"));
+        }
+        let id = request.task_id.clone();
+        let why = match chassis.execute_task(swarm_id, request).await {
+            Ok(outcome) => {
+                if json {
+                    out(serde_json::to_string(&outcome)?)?;
+                } else if outcome.is_success() {
+                    out(serde_json::to_string(&outcome.output)?)?;
+                }
+                outcome.error.map(|e| e.to_string())
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = why {
+            failed += 1;
+            eprintln!(
+                "task {}: {}",
+                chassis::text::escape(&id, 256),
+                chassis::text::escape(&why, MAX_ERROR_LINE_BYTES)
+            );
+        }
+    }
+    let report = chassis.slo_report(swarm_id)?;
+    let slo = &report.slo;
+    eprintln!(
+        "{repeat} tasks: {} succeeded, {failed} failed; p50 {:.2} ms, p95 {:.2} ms, error rate {:.1} %, availability {:.1} %, reputation {:.3}{}",
+        repeat - failed,
+        slo.p50_ms,
+        slo.p95_ms,
+        slo.error_rate_percent,
+        slo.availability_percent,
+        report.reputation.score,
+        if report.reputation.quarantined {
+            " (quarantined)"
+        } else {
+            ""
+        }
+    );
+    if failed > 0 {
+        bail!("{failed} of {repeat} tasks failed");
+    }
+    Ok(())
 }
 
 /// `chassis serve`: start the service, listen, serve until a signal.
@@ -614,6 +680,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             payload,
             payload_file,
             task_id,
+            repeat,
             secrets,
             audit,
             metrics,
@@ -689,6 +756,26 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
                 // earlier runs: the whole state, so the numbers chain.
                 let records = chassis::audit::events(log.path()).context("audit log")?;
                 chassis.restore_history(chassis::report::history(&records, &parsed))?;
+            }
+            if repeat > 1 {
+                let result = run_many(
+                    &chassis,
+                    &info.swarm_id,
+                    &task,
+                    &payload,
+                    task_id,
+                    repeat,
+                    json,
+                )
+                .await;
+                if let (Some(mut file), Some(path)) = (metrics_file, &metrics) {
+                    file.write_all(chassis.render_metrics().as_bytes())
+                        .with_context(|| format!("metrics file {}", path.display()))?;
+                }
+                if let Some(log) = &audit_log {
+                    log.close().context("audit log")?;
+                }
+                return result;
             }
             let mut request = TaskRequest::new(task, payload);
             if let Some(id) = task_id {
