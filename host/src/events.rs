@@ -21,7 +21,25 @@ pub enum Event {
         swarm_id: String,
         /// Where the component came from.
         origin: String,
+        /// The component's SHA-256, in hex (empty in records written
+        /// before it was recorded).
+        #[serde(default)]
+        digest: String,
         /// Task types it serves.
+        task_types: Vec<String>,
+    },
+    /// A new version of a loaded swarm took its place: tasks from now on
+    /// run on it; tasks already running finished on the old one.
+    ModuleReplaced {
+        /// The swarm.
+        swarm_id: String,
+        /// Where the new component came from.
+        origin: String,
+        /// The new component's SHA-256, in hex.
+        digest: String,
+        /// The replaced component's SHA-256, in hex.
+        previous_digest: String,
+        /// Task types the new version serves.
         task_types: Vec<String>,
     },
     /// A load was refused.
@@ -205,6 +223,7 @@ impl Event {
     pub fn swarm_id(&self) -> &str {
         match self {
             Event::ModuleLoaded { swarm_id, .. }
+            | Event::ModuleReplaced { swarm_id, .. }
             | Event::LoadRejected { swarm_id, .. }
             | Event::ModuleUnloaded { swarm_id }
             | Event::TaskStart { swarm_id, .. }

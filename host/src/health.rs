@@ -28,7 +28,6 @@ pub(crate) struct Health {
 pub(crate) struct SwarmHealth {
     swarm_id: String,
     events: Events,
-    quarantine_threshold: f64,
     state: Mutex<Health>,
 }
 
@@ -37,7 +36,6 @@ impl SwarmHealth {
         Self {
             swarm_id: contract.swarm_id.clone(),
             events,
-            quarantine_threshold: contract.reputation.quarantine_threshold,
             state: Mutex::new(Health::new(contract, Instant::now())),
         }
     }
@@ -59,15 +57,21 @@ impl SwarmHealth {
             }),
             Change::Quarantined { score, reason } => {
                 tracing::warn!(target: "chassis", swarm = self.swarm_id, "quarantined: {reason}");
+                let threshold = self.lock().reputation.threshold;
                 self.events.emit(|| Event::Quarantined {
                     swarm_id: self.swarm_id.clone(),
                     task_id: task_id.to_string(),
                     score,
-                    threshold: self.quarantine_threshold,
+                    threshold,
                     reason: reason.clone(),
                 });
             }
         }
+    }
+
+    /// Take a replacing version's reputation settings; the state carries on.
+    pub(crate) fn reconfigure(&self, contract: &ServiceContract) {
+        self.lock().reputation.reconfigure(&contract.reputation);
     }
 
     /// A request outside the contract: it costs reputation at once.

@@ -5,9 +5,12 @@
 //! duplicate id, refuses bytes that are not a component, compiles, checks the
 //! component exports the task interface, checks each import against the
 //! contract ([`crate::imports::policy`]), pre-links it into an `InstancePre`,
-//! and asks it (in a throwaway store) which task types it serves. The
-//! `Chassis::load`, `load_bytes` and `unload` methods live here, next to
-//! the checks they run.
+//! and asks it (in a throwaway store) which task types it serves. `replace`
+//! runs the same checks beside the loaded version and then swaps the new
+//! one into the table in one step; a task holds the version it started on
+//! until it ends. The `Chassis::load`, `load_bytes`, `replace`,
+//! `replace_bytes` and `unload` methods live here, next to the checks they
+//! run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
@@ -26,7 +30,7 @@ use crate::contract::ServiceContract;
 use crate::error::{Error, ImportRefusal, chain};
 use crate::events::Event;
 use crate::inspect::require_component;
-use crate::state::{HostState, SwarmRuntime};
+use crate::state::{HostParts, HostState, SwarmRuntime};
 
 /// The export every swarm must provide.
 pub const TASK_INTERFACE: &str = "infrafabric:chassis/task@0.1.0";
@@ -47,6 +51,8 @@ pub struct SwarmInfo {
     pub version: String,
     /// Where the component came from (a path, or `<bytes>`).
     pub origin: String,
+    /// The component's SHA-256, in hex: which build is serving.
+    pub digest: String,
     /// The task types it serves, from its `describe` export.
     pub task_types: Vec<String>,
     /// The interfaces it imports.
@@ -92,6 +98,14 @@ impl Registry {
         Ok(())
     }
 
+    /// Put `swarm` in its id's place, loaded or not, in one step: tasks
+    /// that start after it run on it; those already running keep the
+    /// version they started on. Returns the version it replaced.
+    pub(crate) fn swap(&self, swarm: LoadedSwarm) -> Option<Arc<LoadedSwarm>> {
+        let mut swarms = self.swarms.write().expect("registry lock");
+        swarms.insert(swarm.info.swarm_id.clone(), Arc::new(swarm))
+    }
+
     pub(crate) fn remove(&self, swarm_id: &str) -> Result<(), Error> {
         self.swarms
             .write()
@@ -128,7 +142,31 @@ impl Chassis {
     /// Load the swarm described by a contract file; its `wasm_module` is
     /// resolved relative to the contract file's directory.
     pub async fn load(&self, contract_path: impl AsRef<Path>) -> Result<SwarmInfo, Error> {
-        let contract_path = contract_path.as_ref();
+        self.load_file(contract_path.as_ref(), Mode::New).await
+    }
+
+    /// Load the swarm of a contract file, or, when a swarm of its id is
+    /// loaded, replace it: the new version is compiled, checked and asked
+    /// for its task types beside the old one, then swapped in at once. New
+    /// tasks run on the new version; tasks already running finish on the
+    /// old. A new version that fails any check is refused (and audited) and
+    /// the old one keeps serving. The swarm's SLO figures, reputation,
+    /// quarantine and counters carry over; its reputation settings become
+    /// the new contract's.
+    pub async fn replace(&self, contract_path: impl AsRef<Path>) -> Result<SwarmInfo, Error> {
+        self.load_file(contract_path.as_ref(), Mode::Replace).await
+    }
+
+    /// [`Chassis::replace`] from component bytes and a contract.
+    pub async fn replace_bytes(
+        &self,
+        bytes: &[u8],
+        contract: ServiceContract,
+    ) -> Result<SwarmInfo, Error> {
+        self.load_checked(bytes, contract, Mode::Replace).await
+    }
+
+    async fn load_file(&self, contract_path: &Path, mode: Mode) -> Result<SwarmInfo, Error> {
         let contract = match ServiceContract::from_file(contract_path) {
             Ok(contract) => contract,
             Err(e) => {
@@ -143,7 +181,7 @@ impl Chassis {
             Ok(module) => {
                 match crate::files::read_bounded(&module, self.inner.config.max_component_bytes) {
                     Ok(bytes) => {
-                        self.load_from(&bytes, contract, module.display().to_string())
+                        self.load_from(&bytes, contract, module.display().to_string(), mode)
                             .await
                     }
                     Err(source) => Err(Error::Io {
@@ -164,6 +202,15 @@ impl Chassis {
         bytes: &[u8],
         contract: ServiceContract,
     ) -> Result<SwarmInfo, Error> {
+        self.load_checked(bytes, contract, Mode::New).await
+    }
+
+    async fn load_checked(
+        &self,
+        bytes: &[u8],
+        contract: ServiceContract,
+        mode: Mode,
+    ) -> Result<SwarmInfo, Error> {
         let swarm_id = contract.swarm_id.clone();
         let limit = self.inner.config.max_component_bytes;
         let result = match contract.validate() {
@@ -176,7 +223,7 @@ impl Chassis {
             }),
             Ok(()) => {
                 let origin = format!("<bytes for {}>", contract.swarm_id);
-                self.load_from(bytes, contract, origin).await
+                self.load_from(bytes, contract, origin, mode).await
             }
             Err(e) => Err(e.into()),
         };
@@ -194,7 +241,12 @@ impl Chassis {
     }
 
     /// Refuse a contract the instance pool cannot serve.
-    fn check_pool(&self, contract: &ServiceContract) -> Result<(), Error> {
+    /// A version being replaced (`previous`) gives its slots back.
+    fn check_pool(
+        &self,
+        contract: &ServiceContract,
+        previous: Option<&LoadedSwarm>,
+    ) -> Result<(), Error> {
         let Some(pool) = &self.inner.config.pool else {
             return Ok(());
         };
@@ -209,7 +261,10 @@ impl Chassis {
                 limits.max_memory_mb, pool.max_memory_mb
             )));
         }
-        let reserved = self.inner.registry.reserved_instances();
+        let reserved = self.inner.registry.reserved_instances()
+            - previous.map_or(0, |p| {
+                u64::from(p.runtime.contract.resource_limits.max_concurrent_tasks)
+            });
         let wanted = reserved + u64::from(limits.max_concurrent_tasks) + 1;
         if wanted > u64::from(pool.instances) {
             return Err(too_small(format!(
@@ -230,14 +285,19 @@ impl Chassis {
         bytes: &[u8],
         contract: ServiceContract,
         origin: String,
+        mode: Mode,
     ) -> Result<SwarmInfo, Error> {
         if let Some(reason) = self.inner.events.failure() {
             return Err(Error::AuditUnavailable { reason });
         }
-        if self.inner.registry.contains(&contract.swarm_id) {
-            return Err(Error::AlreadyLoaded(contract.swarm_id));
-        }
-        self.check_pool(&contract)?;
+        let previous = match mode {
+            Mode::New if self.inner.registry.contains(&contract.swarm_id) => {
+                return Err(Error::AlreadyLoaded(contract.swarm_id));
+            }
+            Mode::New => None,
+            Mode::Replace => self.inner.registry.get(&contract.swarm_id).ok(),
+        };
+        self.check_pool(&contract, previous.as_deref())?;
         let started = Instant::now();
         let (pre, imports, cache) = prepare(
             &self.inner.engine,
@@ -247,14 +307,18 @@ impl Chassis {
             &contract,
             &origin,
         )?;
+        let inner = &self.inner;
         let runtime = Arc::new(SwarmRuntime::new(
             Arc::new(contract),
-            self.inner.config.queue,
-            self.inner.events.clone(),
-            &self.inner.config.secrets,
-            self.inner.tls.clone(),
-            self.inner.config.log_sink.clone(),
-            self.inner.stopping.clone(),
+            HostParts {
+                queue: inner.config.queue,
+                events: &inner.events,
+                secrets: &inner.config.secrets,
+                tls: &inner.tls,
+                log_sink: inner.config.log_sink.as_ref(),
+                stopping: &inner.stopping,
+            },
+            previous.as_deref().map(|p| &*p.runtime),
         )?);
         let task_types = crate::runner::describe(
             &self.inner.engine,
@@ -268,23 +332,49 @@ impl Chassis {
             swarm_id: contract.swarm_id.clone(),
             version: contract.version.clone(),
             origin,
+            digest: hex::encode(Sha256::digest(bytes)),
             task_types,
             imports,
             cache,
             load_ms: started.elapsed().as_secs_f64() * 1000.0,
             contract,
         };
-        self.inner.registry.insert(LoadedSwarm {
+        let swarm = LoadedSwarm {
             runtime,
             pre,
             info: info.clone(),
-        })?;
-        tracing::info!(target: "chassis", swarm = %info.swarm_id, "loaded {} ({} task types, {:.1} ms, cache {})", info.origin, info.task_types.len(), info.load_ms, info.cache.as_str());
-        self.inner.events.emit(|| Event::ModuleLoaded {
-            swarm_id: info.swarm_id.clone(),
-            origin: info.origin.clone(),
-            task_types: info.task_types.clone(),
-        });
+        };
+        let replaced = match mode {
+            Mode::New => {
+                self.inner.registry.insert(swarm)?;
+                None
+            }
+            Mode::Replace => {
+                swarm.runtime.health.reconfigure(&info.contract);
+                self.inner.registry.swap(swarm)
+            }
+        };
+        match replaced {
+            None => {
+                tracing::info!(target: "chassis", swarm = %info.swarm_id, "loaded {} ({} task types, {:.1} ms, cache {})", info.origin, info.task_types.len(), info.load_ms, info.cache.as_str());
+                self.inner.events.emit(|| Event::ModuleLoaded {
+                    swarm_id: info.swarm_id.clone(),
+                    origin: info.origin.clone(),
+                    digest: info.digest.clone(),
+                    task_types: info.task_types.clone(),
+                });
+            }
+            Some(old) => {
+                tracing::info!(target: "chassis", swarm = %info.swarm_id, "replaced version {} ({}) by {} ({}) from {} ({:.1} ms)", old.info.version, short(&old.info.digest), info.version, short(&info.digest), info.origin, info.load_ms);
+                self.inner.events.emit(|| Event::ModuleReplaced {
+                    swarm_id: info.swarm_id.clone(),
+                    origin: info.origin.clone(),
+                    digest: info.digest.clone(),
+                    previous_digest: old.info.digest.clone(),
+                    task_types: info.task_types.clone(),
+                });
+            }
+        }
         Ok(info)
     }
 
@@ -297,6 +387,20 @@ impl Chassis {
         });
         Ok(())
     }
+}
+
+/// Whether a load may take the place of a loaded swarm of the same id.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Refuse an id that is loaded.
+    New,
+    /// Load, or replace the loaded version.
+    Replace,
+}
+
+/// The first 12 hex digits of a digest, for logs.
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
 }
 
 /// Resolve a contract's `wasm_module` against the contract file's directory.

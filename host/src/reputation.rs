@@ -171,6 +171,23 @@ impl Reputation {
         }
     }
 
+    /// Take a replacing version's settings (threshold, weights, failure
+    /// window), keeping the score, the quarantine and the recent tasks: a
+    /// new version of a swarm does not start with a clean record.
+    pub(crate) fn reconfigure(&mut self, contract: &crate::contract::Reputation) {
+        self.threshold = contract.quarantine_threshold;
+        self.window = contract.failure_window.max(1) as usize;
+        self.max_failure_rate = contract.max_failure_rate_percent;
+        self.slo_weight = contract.slo_weight;
+        self.security_weight = contract.security_weight;
+        self.initial = contract.initial_score;
+        while self.failures.len() > self.window {
+            self.failures.pop_front();
+        }
+        self.recent_tasks = self.failures.len() as u32;
+        self.recent_failures = self.failures.iter().filter(|f| **f).count() as u32;
+    }
+
     /// The score the swarm is heading for.
     pub fn target(&self) -> f64 {
         self.slo_compliance * self.slo_weight + self.security_compliance * self.security_weight

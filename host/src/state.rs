@@ -29,6 +29,16 @@ use crate::limits::{
 };
 use crate::secrets::SecretStore;
 
+/// What the host hands every swarm it loads.
+pub(crate) struct HostParts<'a> {
+    pub(crate) queue: QueueConfig,
+    pub(crate) events: &'a Events,
+    pub(crate) secrets: &'a SecretStore,
+    pub(crate) tls: &'a Arc<tokio_rustls::rustls::ClientConfig>,
+    pub(crate) log_sink: Option<&'a Arc<dyn GuestLogSink>>,
+    pub(crate) stopping: &'a Arc<AtomicBool>,
+}
+
 /// What a loaded swarm's tasks share.
 pub(crate) struct SwarmRuntime {
     pub(crate) contract: Arc<ServiceContract>,
@@ -50,19 +60,40 @@ pub(crate) struct SwarmRuntime {
 }
 
 impl SwarmRuntime {
+    /// Build the state of a swarm being loaded under `contract`. A new
+    /// version replacing `previous` carries on its counters, its health
+    /// (SLO window, reputation, quarantine: the swarm is the same one) and
+    /// its log sink; everything else starts fresh. The health takes the new
+    /// contract's settings only when the new version is swapped in
+    /// (`registry.rs`).
     pub(crate) fn new(
         contract: Arc<ServiceContract>,
-        queue: QueueConfig,
-        events: Events,
-        store: &SecretStore,
-        tls: Arc<tokio_rustls::rustls::ClientConfig>,
-        log_sink: Option<Arc<dyn GuestLogSink>>,
-        stopping: Arc<AtomicBool>,
+        host: HostParts<'_>,
+        previous: Option<&SwarmRuntime>,
     ) -> Result<Self, Error> {
-        let credentials = CredentialsState::new(&contract, store)?;
-        let counters = Arc::new(SwarmCounters::default());
+        let HostParts {
+            queue,
+            events,
+            secrets,
+            tls,
+            log_sink,
+            stopping,
+        } = host;
+        let events = events.clone();
+        let credentials = CredentialsState::new(&contract, secrets)?;
         let limits = &contract.resource_limits;
-        let health = Arc::new(SwarmHealth::new(&contract, events.clone()));
+        let (counters, health, log_sink) = match previous {
+            Some(previous) => (
+                previous.counters.clone(),
+                previous.health.clone(),
+                previous.log.sink(),
+            ),
+            None => (
+                Arc::new(SwarmCounters::default()),
+                Arc::new(SwarmHealth::new(&contract, events.clone())),
+                log_sink.cloned(),
+            ),
+        };
         Ok(Self {
             scope: SwarmScope::new(
                 &contract.swarm_id,
@@ -81,10 +112,10 @@ impl SwarmRuntime {
                 ),
                 log_sink,
             ),
-            proxy: ProxyState::new(&contract, tls),
+            proxy: ProxyState::new(&contract, tls.clone()),
             credentials,
             health,
-            stopping,
+            stopping: stopping.clone(),
             counters,
             events,
             contract,

@@ -197,6 +197,14 @@ mod tests {
             Event::ModuleLoaded {
                 swarm_id: s(),
                 origin: "o".into(),
+                digest: "d".into(),
+                task_types: vec!["a".into()],
+            },
+            Event::ModuleReplaced {
+                swarm_id: s(),
+                origin: "o".into(),
+                digest: "d2".into(),
+                previous_digest: "d".into(),
                 task_types: vec!["a".into()],
             },
             Event::LoadRejected {

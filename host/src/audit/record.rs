@@ -162,6 +162,7 @@ pub(super) fn describe(event: &Event) -> (&'static str, Option<String>, Value) {
         .and_then(|t| t.as_str().map(str::to_string));
     let op = match event {
         Event::ModuleLoaded { .. } => "module_loaded",
+        Event::ModuleReplaced { .. } => "module_replaced",
         Event::LoadRejected { .. } => "load_rejected",
         Event::ModuleUnloaded { .. } => "module_unloaded",
         Event::TaskStart { .. } => "task_start",

@@ -66,6 +66,11 @@ impl LogState {
         *self.sink.write().expect("log sink lock") = sink;
     }
 
+    /// Where this swarm's lines go now.
+    pub(crate) fn sink(&self) -> Option<Arc<dyn GuestLogSink>> {
+        self.sink.read().expect("log sink lock").clone()
+    }
+
     /// One guest line from `channel` (`log`, `stdout`, `stderr`): within
     /// the log budget it is redacted, escaped and logged at `level` (returns
     /// `true`); over it, dropped and counted (returns `false`).

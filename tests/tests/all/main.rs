@@ -17,5 +17,6 @@ mod http_proxy;
 mod languages;
 mod limits;
 mod load;
+mod replace;
 mod sandbox;
 mod swarms;
