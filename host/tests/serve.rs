@@ -572,8 +572,12 @@ async fn admin_routes_need_the_token_and_are_off_without_one() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    // Loading it again is a conflict.
-    assert_eq!(load(Some(token)).await.unwrap().status().as_u16(), 409);
+    // Loading it again replaces it with the new version (here the same
+    // build): 200, not 201.
+    let response = load(Some(token)).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let replaced: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(replaced["digest"], loaded["digest"], "{replaced}");
     // Release answers with the reputation; unload ends its service.
     let response = c
         .post(server.url("/v1/admin/swarms/hello-world/release"))
@@ -597,4 +601,291 @@ async fn admin_routes_need_the_token_and_are_off_without_one() {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+/// Poll `GET path` until `done` holds for its status and body, at most 120 s.
+async fn wait_for(
+    client: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    what: &str,
+    done: impl Fn(u16, &str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, body) = get(client, server, path).await;
+        if done(status, &body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Put `bytes` at `path` the way a deployment does: a temporary file
+/// renamed over the old one.
+fn put_file(path: &Path, bytes: &[u8]) {
+    let temp = path.with_extension("new");
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+#[tokio::test]
+async fn hot_reload_swaps_a_component_under_load_and_refuses_a_broken_one() {
+    let dir = scratch("reload");
+    let (config, audit) = audited_config(&dir, 5.0);
+    let contracts = dir.join("contracts");
+    std::fs::create_dir_all(&contracts).unwrap();
+    let component = contracts.join("swarm.wasm");
+    let swarms = root().join("target/swarms");
+    std::fs::copy(swarms.join("hello_world.wasm"), &component).unwrap();
+    let contract = contracts.join("swap.toml");
+    std::fs::write(
+        &contract,
+        "swarm_id = \"swap\"\nwasm_module = \"swarm.wasm\"\n\
+         [resource_limits]\nmax_concurrent_tasks = 4\ntask_timeout_seconds = 30\n\
+         [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n",
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        contracts.to_str().unwrap(),
+    ]);
+    let c = reqwest::Client::new();
+    let summary = |body: &str| serde_json::from_str::<Value>(body).unwrap();
+    let first = summary(&get(&c, &server, "/v1/swarms/swap").await.1);
+    assert_eq!(first["task_types"], json!(["hello", "echo", "add"]));
+
+    // Two clients stream `hello` tasks through every change below.
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let streams: Vec<_> = (0..2)
+        .map(|_| {
+            let (c, url, stop, sent) = (
+                c.clone(),
+                server.url("/v1/swarms/swap/tasks"),
+                stop.clone(),
+                sent.clone(),
+            );
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let response = c
+                        .post(&url)
+                        .body(r#"{"task_type": "hello", "payload": {"name": "Ada"}}"#)
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = response.status().as_u16();
+                    answers.push((status, response.text().await.unwrap()));
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                answers
+            })
+        })
+        .collect();
+
+    // A new component (the JavaScript hello swarm) renamed into place.
+    put_file(
+        &component,
+        &std::fs::read(swarms.join("hello_js.wasm")).unwrap(),
+    );
+    let body = wait_for(
+        &c,
+        &server,
+        "/v1/swarms/swap",
+        "the new version",
+        |_, body| summary(body)["digest"] != first["digest"],
+    )
+    .await;
+    assert_eq!(summary(&body)["task_types"], json!(["hello", "fail"]));
+    let second = summary(&body);
+    let at_swap = sent.load(Ordering::Relaxed);
+
+    // A broken one written in place: refused, listed by /readyz, and the
+    // version before keeps serving.
+    std::fs::write(&component, b"\0asm not really").unwrap();
+    let ready = wait_for(&c, &server, "/readyz", "the refusal", |_, body| {
+        body.contains("swap.toml")
+    })
+    .await;
+    assert!(ready.contains("not a valid wasm file"), "{ready}");
+    let now = summary(&get(&c, &server, "/v1/swarms/swap").await.1);
+    assert_eq!(now["digest"], second["digest"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    stop.store(true, Ordering::Relaxed);
+    let mut answered = 0;
+    for stream in streams {
+        for (status, body) in stream.await.unwrap() {
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(
+                summary(&body)["output"]["greeting"],
+                "Hello, Ada!",
+                "{body}"
+            );
+            answered += 1;
+        }
+    }
+    // Tasks were answered before the swap, and by the new version after it.
+    assert!(
+        at_swap > 0 && answered > at_swap,
+        "{at_swap} then {answered}"
+    );
+
+    // A contract file that goes away unloads its swarm.
+    std::fs::remove_file(&contract).unwrap();
+    wait_for(&c, &server, "/v1/swarms/swap", "the unload", |status, _| {
+        status == 404
+    })
+    .await;
+    assert_eq!(server.terminate(Duration::from_secs(30)).code(), Some(0));
+    let operations = records(&audit)
+        .into_iter()
+        .filter(|r| r["swarm_id"] == "swap")
+        .map(|r| r["operation"].as_str().unwrap().to_string())
+        .filter(|op| op.starts_with("module") || op == "load_rejected")
+        .collect::<Vec<_>>();
+    assert_eq!(
+        operations,
+        [
+            "module_loaded",
+            "module_replaced",
+            "load_rejected",
+            "module_unloaded"
+        ]
+    );
+}
+
+/// Every record of an audit log.
+fn records(audit: &Path) -> Vec<Value> {
+    std::fs::read_to_string(audit)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_queue_is_429_with_retry_after_and_a_quarantined_swarm_is_503() {
+    let dir = scratch("refusals");
+    let hostile = hostile_contract(&dir);
+    let fragile = dir.join("fragile.toml");
+    std::fs::write(
+        &fragile,
+        format!(
+            "swarm_id = \"fragile\"\nwasm_module = {:?}\n\
+             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+             [reputation]\nfailure_window = 2\nmax_failure_rate_percent = 10\n",
+            root().join("target/swarms/misbehave.wasm"),
+        ),
+    )
+    .unwrap();
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "[queue]\nmax_queued = 0\n").unwrap();
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        hostile.to_str().unwrap(),
+        fragile.to_str().unwrap(),
+    ]);
+    let c = reqwest::Client::new();
+
+    // Two slots, no queue: of four spinning tasks sent at once, two run
+    // (to their 0.5 s timeout) and the others are refused at once.
+    let spins: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(
+                c.post(server.url("/v1/swarms/misbehave/tasks"))
+                    .body(r#"{"task_type": "spin", "payload": {}}"#)
+                    .send(),
+            )
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for spin in spins {
+        let response = spin.await.unwrap().unwrap();
+        let status = response.status().as_u16();
+        if status == 429 {
+            assert_eq!(response.headers()["retry-after"], "1");
+            let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+            assert_eq!(body["error"]["kind"], "overloaded", "{body}");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [429, 429, 504, 504]);
+
+    // Two traps in a window of two: quarantined, and the next task is 503.
+    for _ in 0..2 {
+        let (status, body) = task(
+            &c,
+            &server,
+            "fragile",
+            r#"{"task_type": "trap", "payload": {}}"#,
+        )
+        .await;
+        assert_eq!(status, 500, "{body}");
+    }
+    let (status, body) = task(
+        &c,
+        &server,
+        "fragile",
+        r#"{"task_type": "burn", "payload": {}}"#,
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["kind"], "quarantined", "{body}");
+    let summary: Value =
+        serde_json::from_str(&get(&c, &server, "/v1/swarms/fragile").await.1).unwrap();
+    assert_eq!(summary["quarantined"], true);
+}
+
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_request_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = scratch("slow");
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "request_read_timeout_seconds = 1.0\n").unwrap();
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "config/hello-world.toml",
+    ]);
+    let address = server.base.trim_start_matches("http://").to_string();
+
+    // Headers that never end: the connection is closed.
+    let started = Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"POST /v1/swarms/hello-world/tasks HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection is still open after 20 s");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // A body that never comes whole: 408.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(
+        b"POST /v1/swarms/hello-world/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"task_type\"",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut buf)).await;
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // Meanwhile and after, others are served.
+    let (status, _) = task(
+        &reqwest::Client::new(),
+        &server,
+        "hello-world",
+        r#"{"task_type": "hello", "payload": {}}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
 }

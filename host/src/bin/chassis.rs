@@ -165,6 +165,11 @@ enum Command {
         /// Listen on this address instead (e.g. 127.0.0.1:0 for any free port).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Do not watch the contract files: a changed contract or component
+        /// is not reloaded (the default is to reload it; see `watch` in
+        /// docs/serve.md).
+        #[arg(long)]
+        no_watch: bool,
         /// Contract files, or directories of contracts (`*.toml`), added to
         /// the configuration's.
         contracts: Vec<PathBuf>,
@@ -403,6 +408,7 @@ async fn run_many(
 async fn serve(
     config: Option<PathBuf>,
     listen: Option<std::net::SocketAddr>,
+    no_watch: bool,
     contracts: Vec<PathBuf>,
 ) -> Result<()> {
     use chassis::serve::{ServeConfig, Service};
@@ -413,6 +419,9 @@ async fn serve(
     config.contracts.extend(contracts);
     if let Some(listen) = listen {
         config.listen = listen;
+    }
+    if no_watch {
+        config.watch = false;
     }
     if config.cache_dir.is_none() {
         // The per-user cache `chassis run` uses: restarts skip Cranelift.
@@ -672,8 +681,9 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
         Command::Serve {
             config,
             listen,
+            no_watch,
             contracts,
-        } => serve(config, listen, contracts).await,
+        } => serve(config, listen, no_watch, contracts).await,
         Command::Run {
             contract,
             task,

@@ -21,6 +21,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// How long in-flight tasks may run on after a shutdown signal, by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// Connections served at once, by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
 /// The service's configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,14 +37,22 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Seconds in-flight tasks may run on after SIGTERM or SIGINT.
     pub shutdown_grace_seconds: f64,
-    /// Seconds a client may take to send a request's headers and body.
+    /// Seconds a client may take to send a request's headers, and again
+    /// its body; a client slower than that is cut off.
     pub request_read_timeout_seconds: f64,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Watch the contract files and their components, and reload a swarm
+    /// whose files change (`docs/serve.md`, "Hot reload").
+    pub watch: bool,
     /// A secrets file (see `docs/security.md`); none by default.
     pub secrets: Option<PathBuf>,
     /// A directory for precompiled components; none by default.
     pub cache_dir: Option<PathBuf>,
     /// The audit log.
     pub audit: AuditConfig,
+    /// How tasks wait for a free slot of their swarm.
+    pub queue: QueueSettings,
     /// The admin routes' bearer token.
     pub admin: AdminConfig,
 }
@@ -56,6 +67,37 @@ pub struct AdminConfig {
     pub token_env: Option<String>,
     /// A file holding the token (surrounding whitespace ignored).
     pub token_file: Option<PathBuf>,
+}
+
+/// How tasks wait for a slot when their swarm runs `max_concurrent_tasks`
+/// already; past either bound a task is refused (429, `overloaded`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    /// Tasks of one swarm that may wait (64); 0 refuses at once.
+    pub max_queued: usize,
+    /// Seconds a task may wait (10).
+    pub max_wait_seconds: f64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        let host = crate::QueueConfig::default();
+        Self {
+            max_queued: host.max_queued,
+            max_wait_seconds: host.max_wait.as_secs_f64(),
+        }
+    }
+}
+
+impl QueueSettings {
+    /// As the host takes it.
+    pub fn to_host(&self) -> crate::QueueConfig {
+        crate::QueueConfig {
+            max_queued: self.max_queued,
+            max_wait: Duration::from_secs_f64(self.max_wait_seconds),
+        }
+    }
 }
 
 /// Where the audit log is and how often it is synced.
@@ -85,9 +127,12 @@ impl Default for ServeConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace_seconds: DEFAULT_SHUTDOWN_GRACE.as_secs_f64(),
             request_read_timeout_seconds: 30.0,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            watch: true,
             secrets: None,
             cache_dir: None,
             audit: AuditConfig::default(),
+            queue: QueueSettings::default(),
             admin: AdminConfig::default(),
         }
     }
@@ -156,12 +201,16 @@ impl ServeConfig {
             }
         };
         positive("shutdown_grace_seconds", config.shutdown_grace_seconds)?;
+        positive("queue.max_wait_seconds", config.queue.max_wait_seconds)?;
         positive(
             "request_read_timeout_seconds",
             config.request_read_timeout_seconds,
         )?;
         if config.admin.token_env.is_some() && config.admin.token_file.is_some() {
             return Err("admin: give token_env or token_file, not both".to_string());
+        }
+        if config.max_connections == 0 {
+            return Err("max_connections must be at least 1".to_string());
         }
         if config.max_body_bytes == 0 {
             return Err("max_body_bytes must be at least 1".to_string());

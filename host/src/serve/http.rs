@@ -95,7 +95,8 @@ struct LoadBody {
     contract: std::path::PathBuf,
 }
 
-/// Load a swarm from a contract file the server can read.
+/// Load a swarm from a contract file the server can read (201), or replace
+/// the loaded swarm of the same id with it (200).
 async fn admin_load(State(service): State<Arc<Service>>, body: Bytes) -> Response {
     let body: LoadBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
@@ -107,8 +108,9 @@ async fn admin_load(State(service): State<Arc<Service>>, body: Bytes) -> Respons
             );
         }
     };
-    match service.chassis.load(&body.contract).await {
-        Ok(info) => match summary(&service, &info.swarm_id) {
+    match service.load_or_replace(&body.contract).await {
+        Ok((info, replaced)) => match summary(&service, &info.swarm_id) {
+            Ok(summary) if replaced => json_response(StatusCode::OK, &summary),
             Ok(summary) => json_response(StatusCode::CREATED, &summary),
             Err(e) => host_error(&e),
         },
@@ -212,6 +214,13 @@ async fn task(
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
+            if timed_out(&rejection) {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive within request_read_timeout_seconds",
+                );
+            }
             let status = rejection.status();
             let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
                 "too_large"
@@ -243,6 +252,18 @@ async fn task(
     }
 }
 
+/// Whether reading the body failed because the client was too slow.
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// What `GET /v1/swarms` and `GET /v1/swarms/{id}` say of one swarm.
 fn summary(service: &Service, id: &str) -> Result<serde_json::Value, Error> {
     let chassis = &service.chassis;
@@ -253,6 +274,7 @@ fn summary(service: &Service, id: &str) -> Result<serde_json::Value, Error> {
         "swarm_id": info.swarm_id,
         "version": info.version,
         "origin": info.origin,
+        "digest": info.digest,
         "task_types": info.task_types,
         "resource_limits": info.contract.resource_limits,
         "slo_targets": info.contract.slo_targets,
@@ -300,7 +322,7 @@ async fn ready(State(service): State<Arc<Service>>) -> Response {
         &json!({
             "ready": ready,
             "loaded": loaded,
-            "failed": service.failed,
+            "failed": service.failed(),
             "audit": audit.unwrap_or_else(|| "ok".to_string()),
         }),
     )
@@ -321,8 +343,8 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
 mod tests {
     use super::*;
 
-    /// The refusals the end-to-end tests cannot bring about on demand
-    /// (a full queue, quarantine, a failed audit log) map as documented.
+    /// Each refusal maps as documented, the failed audit log included,
+    /// which the end-to-end tests cannot bring about on demand.
     #[test]
     fn refusals_map_to_their_documented_statuses() {
         let overloaded = Error::Overloaded {

@@ -7,13 +7,17 @@
 //! loads each contract — one that fails is recorded, audited by the host,
 //! and listed by `/readyz`, and the others still serve — and carries SLO
 //! and reputation state over from the audit log. [`Service::serve`] then
-//! answers HTTP requests (routes and status codes: `docs/serve.md`) until
-//! its shutdown signal, lets in-flight requests finish within the grace
-//! period, and closes the audit log.
+//! answers HTTP requests (`listen.rs` accepts, `http.rs` routes; status
+//! codes in `docs/serve.md`) and watches the contract files, reloading a
+//! swarm whose files change (`reload.rs`), until its shutdown signal; it
+//! lets in-flight requests finish within the grace period, and closes the
+//! audit log.
 
 pub mod config;
 mod http;
+mod listen;
 pub mod metrics;
+mod reload;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -22,9 +26,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::audit::AuditLog;
-use crate::{Chassis, ChassisConfig, SecretStore, ServiceContract};
+use crate::{Chassis, ChassisConfig, SecretStore, ServiceContract, SwarmInfo};
 
-pub use config::{AuditConfig, ConfigError, ServeConfig};
+pub use config::{AuditConfig, ConfigError, QueueSettings, ServeConfig};
 
 /// A contract that did not load at startup, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -68,16 +72,17 @@ pub enum ServeError {
         /// Why.
         reason: String,
     },
-    /// Serving HTTP failed.
-    #[error("serving HTTP: {0}")]
-    Http(std::io::Error),
+    /// The contract files could not be watched.
+    #[error("watching the contract files: {0}")]
+    Watch(String),
 }
 
 /// The running service: the host, its audit log and what did not load.
 pub struct Service {
     chassis: Chassis,
     audit: Option<Arc<AuditLog>>,
-    failed: Vec<LoadFailure>,
+    /// The contract files and what each loaded.
+    files: reload::Files,
     config: ServeConfig,
     /// The admin routes' bearer token; `None` turns them off.
     admin_token: Option<crate::Secret>,
@@ -94,10 +99,16 @@ impl Service {
                 reason,
             })
         })?;
-        let paths = contract_files(&config.contracts)?;
+        for root in &config.contracts {
+            std::fs::metadata(root).map_err(|source| ServeError::Io {
+                path: root.clone(),
+                source,
+            })?;
+        }
+        let files = reload::Files::new(config.contracts.clone());
         // Sized for the contracts that parse; one that does not is reported
         // by its load below, like any other refusal.
-        let parsed: Vec<ServiceContract> = paths
+        let parsed: Vec<ServiceContract> = contract_files(&config.contracts)?
             .iter()
             .filter_map(|p| ServiceContract::from_file(p).ok())
             .collect();
@@ -108,6 +119,7 @@ impl Service {
             instances: pool.instances.max(room.instances),
             max_memory_mb: pool.max_memory_mb.max(room.max_memory_mb),
         });
+        host.queue = config.queue.to_host();
         if let Some(path) = &config.secrets {
             let secrets = SecretStore::from_file(path).map_err(|e| ServeError::Secrets {
                 path: path.clone(),
@@ -136,41 +148,68 @@ impl Service {
         let metrics = Arc::new(metrics::Metrics::new());
         host = host.with_event_sink(metrics.clone());
         let chassis = Chassis::with_config(host)?;
-        let mut failed = Vec::new();
-        let mut loaded = Vec::new();
-        for path in &paths {
-            match chassis.load(path).await {
-                Ok(info) => {
-                    tracing::info!(target: "chassis::serve", "loaded {} from {}", info.swarm_id, path.display());
-                    loaded.push(info);
-                }
-                Err(e) => {
-                    tracing::error!(target: "chassis::serve", "{}: not loaded: {e}", path.display());
-                    failed.push(LoadFailure {
-                        contract: path.clone(),
-                        error: e.to_string(),
-                    });
-                }
-            }
-        }
-        if let Some(log) = &audit {
-            // SLOs, reputation and quarantine carry over from earlier runs.
-            let records = crate::audit::events(log.path()).map_err(|e| ServeError::Audit {
-                path: log.path().to_path_buf(),
-                reason: e.to_string(),
-            })?;
-            for info in &loaded {
-                chassis.restore_history(crate::report::history(&records, &info.contract))?;
-            }
-        }
-        Ok(Self {
+        let service = Self {
             chassis,
             audit,
-            failed,
+            files,
             config,
             admin_token,
             metrics,
-        })
+        };
+        let changes = service.files.reconcile(&service.chassis).await;
+        service.restore(&changes.loaded)?;
+        Ok(service)
+    }
+
+    /// Carry SLO figures, reputation and quarantine over from the audit
+    /// log to swarms just loaded.
+    fn restore(&self, loaded: &[String]) -> Result<(), ServeError> {
+        let Some(log) = &self.audit else {
+            return Ok(());
+        };
+        if loaded.is_empty() {
+            return Ok(());
+        }
+        let records = crate::audit::events(log.path()).map_err(|e| ServeError::Audit {
+            path: log.path().to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        for id in loaded {
+            if let Ok(info) = self.chassis.describe(id) {
+                self.chassis
+                    .restore_history(crate::report::history(&records, &info.contract))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring the loaded swarms in step with the contract files now (what
+    /// the watcher does after a change).
+    pub async fn reload(&self) {
+        let changes = self.files.reconcile(&self.chassis).await;
+        if let Err(e) = self.restore(&changes.loaded) {
+            tracing::error!(target: "chassis::serve", "restoring the history of {:?}: {e}", changes.loaded);
+        }
+    }
+
+    /// Load (or replace) a swarm from a contract file outside the watched
+    /// ones: what the admin route does. Returns whether it replaced one.
+    pub async fn load_or_replace(
+        &self,
+        contract: &Path,
+    ) -> Result<(SwarmInfo, bool), crate::Error> {
+        let loaded: Vec<String> = self
+            .chassis
+            .list()
+            .into_iter()
+            .map(|i| i.swarm_id)
+            .collect();
+        let info = self.chassis.replace(contract).await?;
+        let replaced = loaded.contains(&info.swarm_id);
+        if !replaced && let Err(e) = self.restore(std::slice::from_ref(&info.swarm_id)) {
+            tracing::error!(target: "chassis::serve", "restoring the history of {}: {e}", info.swarm_id);
+        }
+        Ok((info, replaced))
     }
 
     /// The host.
@@ -178,9 +217,9 @@ impl Service {
         &self.chassis
     }
 
-    /// The contracts that did not load at startup.
-    pub fn failed(&self) -> &[LoadFailure] {
-        &self.failed
+    /// The contract files whose latest version did not load, and why.
+    pub fn failed(&self) -> Vec<LoadFailure> {
+        self.files.failed()
     }
 
     /// The configuration it runs with.
@@ -202,14 +241,27 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+        let watcher = if self.config.watch && !self.config.contracts.is_empty() {
+            Some(
+                reload::watch(self.clone())
+                    .await
+                    .map_err(|e| ServeError::Watch(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let limits = listen::Limits {
+            header_read_timeout: self.config.request_read_timeout(),
+            max_connections: self.config.max_connections,
+        };
+        let server = listen::serve(listener, self.router(), limits, async move {
             shutdown.await;
             tracing::info!(target: "chassis::serve", "shutting down: no new connections; in-flight tasks may finish");
             let _ = stopping_tx.send(());
         });
         let grace = self.config.shutdown_grace();
         let result = tokio::select! {
-            result = server => result.map_err(ServeError::Http),
+            () = server => Ok(()),
             () = async move {
                 if stopping.await.is_ok() {
                     tokio::time::sleep(grace).await;
@@ -225,6 +277,9 @@ impl Service {
                 Ok(())
             }
         };
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         if let Some(log) = &self.audit {
             log.close().map_err(|e| ServeError::Audit {
                 path: log.path().to_path_buf(),
@@ -238,22 +293,13 @@ impl Service {
 /// Every contract file: the files named, and each directory's `*.toml`
 /// files in name order.
 fn contract_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ServeError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ServeError::Io { path, source }
-    };
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut found = Vec::new();
-            for entry in std::fs::read_dir(path).map_err(io(path))? {
-                let file = entry.map_err(io(path))?.path();
-                if file.extension().is_some_and(|e| e == "toml") && file.is_file() {
-                    found.push(file);
-                }
-            }
-            found.sort();
-            files.extend(found);
+            files.extend(reload::list_toml(path).map_err(|source| ServeError::Io {
+                path: path.clone(),
+                source,
+            })?);
         } else {
             files.push(path.clone());
         }

@@ -1,0 +1,326 @@
+//! The contract files `chassis serve` was given, what each loaded, and hot
+//! reload: keeping the loaded swarms in step with the files.
+//!
+//! [`Files::reconcile`] compares every contract file (directories are
+//! listed again each time) with what it saw last, by a stamp: the
+//! contract's SHA-256 and the size, modification time and inode of the
+//! component it names. A new file is loaded; a changed one is loaded beside
+//! its running version and swapped in (`Chassis::replace`: in-flight tasks
+//! finish on the old version); a file that is gone unloads its swarm (new
+//! tasks are refused at once, running ones finish). A version that fails to
+//! load is recorded (audited by the host as `load_rejected`, listed by
+//! `/readyz`) and the version before it keeps serving; the same broken
+//! files are not tried again until they change. Startup is the first
+//! reconcile.
+//!
+//! [`watch`] runs a reconcile whenever something changes in a directory
+//! holding a contract or a component (the `notify` crate), once the changes
+//! have settled for [`SETTLE`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+
+use super::{LoadFailure, Service};
+use crate::{Chassis, ServiceContract};
+
+/// How long the files must be quiet before a reload: a component being
+/// copied in raises many events, and one reload follows them.
+pub(super) const SETTLE: Duration = Duration::from_millis(300);
+
+/// Contract files larger than this are not read for their stamp (the
+/// contract parser refuses them with its own error).
+const MAX_CONTRACT_BYTES: u64 = 1024 * 1024;
+
+/// What a contract file and its component looked like when last read.
+#[derive(Debug, Clone, PartialEq)]
+struct Stamp {
+    contract: Option<[u8; 32]>,
+    component: Option<(u64, Option<SystemTime>, u64)>,
+}
+
+impl Stamp {
+    fn of(path: &Path, contract: Option<&ServiceContract>) -> Self {
+        let digest = crate::files::read_bounded(path, MAX_CONTRACT_BYTES)
+            .ok()
+            .map(|bytes| Sha256::digest(&bytes).into());
+        let component = contract
+            .and_then(|c| crate::registry::module_path(c, path).ok())
+            .and_then(|module| std::fs::metadata(module).ok())
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.len(), m.modified().ok(), m.ino())
+            });
+        Self {
+            contract: digest,
+            component,
+        }
+    }
+}
+
+/// One contract file: the swarm it serves (if any) and its stamp.
+#[derive(Debug)]
+struct Seen {
+    swarm_id: Option<String>,
+    stamp: Stamp,
+}
+
+/// What one reconcile changed.
+#[derive(Debug, Default)]
+pub(super) struct Changes {
+    /// Swarms loaded for the first time (their history is restored).
+    pub(super) loaded: Vec<String>,
+    /// Swarms replaced by a new version.
+    pub(super) replaced: Vec<String>,
+    /// Swarms unloaded because their contract file went away.
+    pub(super) unloaded: Vec<String>,
+}
+
+/// The contract files and what they loaded.
+pub(super) struct Files {
+    roots: Vec<PathBuf>,
+    seen: tokio::sync::Mutex<BTreeMap<PathBuf, Seen>>,
+    failed: Mutex<BTreeMap<PathBuf, String>>,
+}
+
+impl Files {
+    /// The files and directories of the configuration's `contracts`.
+    pub(super) fn new(roots: Vec<PathBuf>) -> Self {
+        Self {
+            roots,
+            seen: tokio::sync::Mutex::default(),
+            failed: Mutex::default(),
+        }
+    }
+
+    /// The contract files whose latest version did not load, and why.
+    pub(super) fn failed(&self) -> Vec<LoadFailure> {
+        self.failed
+            .lock()
+            .expect("failures lock")
+            .iter()
+            .map(|(contract, error)| LoadFailure {
+                contract: contract.clone(),
+                error: error.clone(),
+            })
+            .collect()
+    }
+
+    /// Every contract file now: the files named, and each directory's
+    /// `*.toml` files in name order. A directory that cannot be listed is a
+    /// failure of its own.
+    fn contract_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for root in &self.roots {
+            if !root.is_dir() {
+                files.push(root.clone());
+                continue;
+            }
+            match list_toml(root) {
+                Ok(found) => {
+                    self.forget_failure(root);
+                    files.extend(found);
+                }
+                Err(e) => self.fail(root, format!("cannot list the directory: {e}")),
+            }
+        }
+        files
+    }
+
+    fn fail(&self, path: &Path, error: String) {
+        self.failed
+            .lock()
+            .expect("failures lock")
+            .insert(path.to_path_buf(), error);
+    }
+
+    fn forget_failure(&self, path: &Path) {
+        self.failed.lock().expect("failures lock").remove(path);
+    }
+
+    /// Bring the loaded swarms in step with the files (see the module doc).
+    pub(super) async fn reconcile(&self, chassis: &Chassis) -> Changes {
+        let mut seen = self.seen.lock().await;
+        let mut changes = Changes::default();
+        let files = self.contract_files();
+        let gone: Vec<PathBuf> = seen
+            .keys()
+            .filter(|p| !files.contains(p))
+            .cloned()
+            .collect();
+        for path in gone {
+            self.forget_failure(&path);
+            let Some(id) = seen.remove(&path).and_then(|s| s.swarm_id) else {
+                continue;
+            };
+            if chassis.unload(&id).is_ok() {
+                tracing::info!(target: "chassis::serve", "{}: removed; unloaded {id} (running tasks finish)", path.display());
+                changes.unloaded.push(id);
+            }
+        }
+        for path in files {
+            let contract = ServiceContract::from_file(&path).ok();
+            let stamp = Stamp::of(&path, contract.as_ref());
+            let before = seen.get(&path);
+            if before.is_some_and(|s| s.stamp == stamp) {
+                continue;
+            }
+            let serving = before.and_then(|s| s.swarm_id.clone());
+            // The same swarm: a new version in its place. Another id (or
+            // none yet): a load, refused if that id is taken.
+            let same =
+                serving.is_some() && serving == contract.as_ref().map(|c| c.swarm_id.clone());
+            let result = if same {
+                chassis.replace(&path).await
+            } else {
+                chassis.load(&path).await
+            };
+            let now = match result {
+                Ok(info) => {
+                    self.forget_failure(&path);
+                    if same {
+                        tracing::info!(target: "chassis::serve", "{}: reloaded {} ({})", path.display(), info.swarm_id, &info.digest[..12]);
+                        changes.replaced.push(info.swarm_id.clone());
+                    } else {
+                        if let Some(old) = &serving
+                            && chassis.unload(old).is_ok()
+                        {
+                            changes.unloaded.push(old.clone());
+                        }
+                        tracing::info!(target: "chassis::serve", "{}: loaded {}", path.display(), info.swarm_id);
+                        changes.loaded.push(info.swarm_id.clone());
+                    }
+                    Some(info.swarm_id)
+                }
+                Err(e) => {
+                    match &serving {
+                        Some(id) => {
+                            tracing::error!(target: "chassis::serve", "{}: the new version is refused; {id} keeps serving the one before: {e}", path.display())
+                        }
+                        None => {
+                            tracing::error!(target: "chassis::serve", "{}: not loaded: {e}", path.display())
+                        }
+                    }
+                    self.fail(&path, e.to_string());
+                    serving
+                }
+            };
+            seen.insert(
+                path,
+                Seen {
+                    swarm_id: now,
+                    stamp,
+                },
+            );
+        }
+        changes
+    }
+
+    /// The directories to watch: each directory of contracts, the
+    /// directory of each contract file named, and the directory of each
+    /// component a contract names.
+    pub(super) async fn directories(&self) -> BTreeSet<PathBuf> {
+        let mut dirs = BTreeSet::new();
+        for root in &self.roots {
+            if root.is_dir() {
+                dirs.insert(root.clone());
+            } else if let Some(parent) = root.parent() {
+                dirs.insert(parent_or_dot(parent));
+            }
+        }
+        for path in self.seen.lock().await.keys() {
+            let module = ServiceContract::from_file(path)
+                .ok()
+                .and_then(|c| crate::registry::module_path(&c, path).ok());
+            if let Some(parent) = module.as_deref().and_then(Path::parent) {
+                dirs.insert(parent_or_dot(parent));
+            }
+        }
+        dirs.retain(|d| d.is_dir());
+        dirs
+    }
+}
+
+fn parent_or_dot(parent: &Path) -> PathBuf {
+    if parent.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        parent.to_path_buf()
+    }
+}
+
+/// A directory's `*.toml` files, in name order.
+pub(super) fn list_toml(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let file = entry?.path();
+        if file.extension().is_some_and(|e| e == "toml") && file.is_file() {
+            found.push(file);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Watch the service's contract and component directories and reconcile
+/// after each settled burst of changes, until the returned task is aborted.
+pub(super) async fn watch(
+    service: Arc<Service>,
+) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        match event {
+            // Reads (ours included) change nothing.
+            Ok(event)
+                if matches!(
+                    event.kind,
+                    EventKind::Access(
+                        notify::event::AccessKind::Open(_)
+                            | notify::event::AccessKind::Read
+                            | notify::event::AccessKind::Close(
+                                notify::event::AccessMode::Read
+                                    | notify::event::AccessMode::Execute
+                            )
+                    )
+                ) => {}
+            Ok(_) => {
+                let _ = tx.send(());
+            }
+            Err(e) => tracing::warn!(target: "chassis::serve", "watching the contract files: {e}"),
+        }
+    })?;
+    let mut watching = BTreeSet::new();
+    for dir in service.files.directories().await {
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        watching.insert(dir);
+    }
+    tracing::info!(target: "chassis::serve", "watching {} directories for contract and component changes", watching.len());
+    Ok(tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            loop {
+                match tokio::time::timeout(SETTLE, rx.recv()).await {
+                    Ok(Some(())) => {}
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            service.reload().await;
+            for dir in service.files.directories().await {
+                if !watching.contains(&dir) {
+                    match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                        Ok(()) => {
+                            watching.insert(dir);
+                        }
+                        Err(e) => {
+                            tracing::warn!(target: "chassis::serve", "cannot watch {}: {e}", dir.display())
+                        }
+                    }
+                }
+            }
+        }
+    }))
+}
