@@ -16,7 +16,8 @@
 //!   compiled natively, and epoch interruption on vs off;
 //! - (e) loading a component from the cache vs compiling it;
 //! - (f) resident memory per loaded swarm and per running instance, each
-//!   measured in a fresh child process ([`child`]).
+//!   measured in a fresh child process ([`child`]);
+//! - (h) a trivial task over `chassis serve`'s HTTP API vs in-process.
 //!
 //! [`setup`] loads the components into both hosts; [`measure`] holds the
 //! rounds, the statistics, the table and the machine's description. Results

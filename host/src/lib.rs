@@ -80,7 +80,7 @@ mod health;
 mod imports;
 pub mod inspect;
 mod limits;
-mod metrics;
+pub mod metrics;
 mod outcome;
 mod registry;
 pub mod report;
@@ -416,12 +416,6 @@ impl Chassis {
         health.slo = slo;
         health.reputation = reputation;
         Ok(())
-    }
-
-    /// Every loaded swarm's SLO figures, reputation and usage in the
-    /// Prometheus text exposition format (gauges labelled by swarm).
-    pub fn render_metrics(&self) -> String {
-        metrics::render(self)
     }
 
     /// For a host that is stopping: every running task (and any started

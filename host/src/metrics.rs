@@ -1,102 +1,302 @@
-//! The host's figures in the Prometheus text exposition format: per swarm,
-//! SLO figures, reputation and live usage, as gauges labelled `swarm`.
+//! The host's Prometheus metrics, with their proper types
+//! (`prometheus-client`): counters and a latency histogram per swarm fed by
+//! the host's events ([`Metrics`] is an [`EventSink`], like the audit log),
+//! and gauges read from the host when they are rendered. `chassis serve`
+//! answers them at `/metrics`; `chassis run --metrics FILE` writes them
+//! after its tasks. Counters count what this process saw, from zero, as
+//! Prometheus counters do; the SLO figures and reputation restored from an
+//! audit log show in the gauges.
 //!
-//! Data flow: read from each loaded swarm's health (SLO tracker and
-//! reputation) and counters at the moment of the call; nothing is kept.
+//! A histogram, not precomputed quantiles: buckets add up across hosts, a
+//! p95 does not.
+//!
+//! ```
+//! use std::sync::Arc;
+//! let metrics = Arc::new(chassis::metrics::Metrics::new());
+//! let config = chassis::ChassisConfig::default().with_event_sink(metrics.clone());
+//! let chassis = chassis::Chassis::with_config(config).unwrap();
+//! // ... load swarms, run tasks ...
+//! assert!(metrics.render(&chassis).ends_with("# EOF\n"));
+//! ```
 
-use std::sync::atomic::Ordering;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
-use crate::Chassis;
+use crate::{Chassis, Event, EventSink};
 
-/// Render every loaded swarm's figures.
-pub(crate) fn render(chassis: &Chassis) -> String {
-    type Family = (&'static str, &'static str, Vec<(String, f64)>);
-    let mut families: Vec<Family> = vec![
-        ("chassis_task_latency_p50_ms", "Median task latency", vec![]),
-        (
-            "chassis_task_latency_p95_ms",
-            "95th percentile task latency",
-            vec![],
-        ),
-        (
-            "chassis_task_latency_p99_ms",
-            "99th percentile task latency",
-            vec![],
-        ),
-        ("chassis_tasks_total", "Tasks counted for SLOs", vec![]),
-        (
-            "chassis_tasks_failed_total",
-            "Tasks that did not succeed",
-            vec![],
-        ),
-        (
-            "chassis_error_rate_percent",
-            "Failed tasks, percent",
-            vec![],
-        ),
-        (
-            "chassis_availability_percent",
-            "Time up since load, percent",
-            vec![],
-        ),
-        (
-            "chassis_slo_compliant",
-            "1 when every SLO target is met",
-            vec![],
-        ),
-        ("chassis_reputation_score", "Reputation score", vec![]),
-        (
-            "chassis_quarantined",
-            "1 when the swarm is quarantined",
-            vec![],
-        ),
-        (
-            "chassis_throughput_rps",
-            "Tasks per second since load",
-            vec![],
-        ),
-        ("chassis_tasks_running", "Tasks running now", vec![]),
-        (
-            "chassis_memory_bytes",
-            "Linear memory of running instances",
-            vec![],
-        ),
-    ];
-    for info in chassis.list() {
-        let Ok(swarm) = chassis.inner.registry.get(&info.swarm_id) else {
-            continue;
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SwarmLabel {
+    swarm: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    swarm: String,
+    /// `success`, `guest_error`, or the host error's kind.
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    swarm: String,
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    swarm: String,
+    /// `out` (request bodies) or `in` (response bodies).
+    direction: String,
+}
+
+/// Task latency buckets: 0.25 ms to about 16 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 17))
+}
+
+/// The metrics and their registry.
+pub struct Metrics {
+    registry: Registry,
+    tasks: Family<OutcomeLabels, Counter>,
+    duration: Family<SwarmLabel, Histogram, fn() -> Histogram>,
+    limits: Family<LimitLabels, Counter>,
+    security: Family<SwarmLabel, Counter>,
+    proxy_bytes: Family<DirectionLabels, Counter>,
+    refused_calls: Family<SwarmLabel, Gauge>,
+    dropped_log_lines: Family<SwarmLabel, Gauge>,
+    in_flight: Family<SwarmLabel, Gauge>,
+    queued: Family<SwarmLabel, Gauge>,
+    memory: Family<SwarmLabel, Gauge>,
+    reputation: Family<SwarmLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    quarantined: Family<SwarmLabel, Gauge>,
+    slo_compliant: Family<SwarmLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric, registered under the `chassis` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("chassis");
+        let m = Self {
+            tasks: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            limits: Family::default(),
+            security: Family::default(),
+            proxy_bytes: Family::default(),
+            refused_calls: Family::default(),
+            dropped_log_lines: Family::default(),
+            in_flight: Family::default(),
+            queued: Family::default(),
+            memory: Family::default(),
+            reputation: Family::default(),
+            quarantined: Family::default(),
+            slo_compliant: Family::default(),
+            registry: Registry::default(),
         };
-        let Ok(report) = chassis.slo_report(&info.swarm_id) else {
-            continue;
+        macro_rules! register {
+            ($($field:ident: $name:literal, $help:literal;)*) => {
+                $(registry.register($name, $help, m.$field.clone());)*
+            };
+        }
+        register! {
+            tasks: "tasks", "Tasks ended, by swarm and outcome";
+            duration: "task_duration_seconds", "Task latency (admission to answer), by swarm";
+            limits: "limit_violations", "Tasks ended by a resource limit, by swarm and limit";
+            security: "security_violations", "Requests outside a swarm's contract";
+            proxy_bytes: "proxy_bytes", "HTTP proxy body bytes, by swarm and direction";
+            refused_calls: "refused_calls", "Import calls refused for rate since the swarm was loaded";
+            dropped_log_lines: "dropped_log_lines", "Log lines dropped for rate since the swarm was loaded";
+            in_flight: "tasks_in_flight", "Tasks running now";
+            queued: "tasks_queued", "Tasks waiting for a slot now";
+            memory: "memory_bytes", "Linear memory of a swarm's running instances";
+            reputation: "reputation_score", "A swarm's reputation score (0 to 1)";
+            quarantined: "quarantined", "1 while a swarm is quarantined";
+            slo_compliant: "slo_compliant", "1 while a swarm meets every SLO target of its contract";
+        }
+        Self { registry, ..m }
+    }
+
+    /// The text exposition of every metric, the gauges read from `chassis`
+    /// now.
+    pub fn render(&self, chassis: &Chassis) -> String {
+        for info in chassis.list() {
+            let label = SwarmLabel {
+                swarm: info.swarm_id.clone(),
+            };
+            if let Ok(usage) = chassis.resource_usage(&info.swarm_id) {
+                let gauge = |f: &Family<SwarmLabel, Gauge>, v: u64| {
+                    f.get_or_create(&label)
+                        .set(i64::try_from(v).unwrap_or(i64::MAX));
+                };
+                gauge(&self.refused_calls, usage.rate_limited_calls);
+                gauge(&self.dropped_log_lines, usage.dropped_log_lines);
+                gauge(&self.in_flight, usage.tasks_running as u64);
+                gauge(&self.queued, usage.tasks_queued as u64);
+                gauge(&self.memory, (usage.memory_mb * 1024.0 * 1024.0) as u64);
+            }
+            if let Ok(report) = chassis.slo_report(&info.swarm_id) {
+                self.reputation
+                    .get_or_create(&label)
+                    .set(report.reputation.score);
+                self.quarantined
+                    .get_or_create(&label)
+                    .set(i64::from(report.reputation.quarantined));
+                let compliant = report.slo.compliance.iter().all(|c| c.compliant);
+                self.slo_compliant
+                    .get_or_create(&label)
+                    .set(i64::from(compliant));
+            }
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String");
+        text
+    }
+}
+
+impl EventSink for Metrics {
+    fn record(&self, event: &Event) {
+        let swarm = |id: &str| SwarmLabel {
+            swarm: id.to_string(),
         };
-        let c = &swarm.runtime.counters;
-        let s = &report.slo;
-        let values = [
-            s.p50_ms,
-            s.p95_ms,
-            s.p99_ms,
-            s.tasks as f64,
-            s.failed as f64,
-            s.error_rate_percent,
-            s.availability_percent,
-            f64::from(u8::from(s.compliance.iter().all(|c| c.compliant))),
-            report.reputation.score,
-            f64::from(u8::from(report.reputation.quarantined)),
-            s.throughput_rps,
-            c.running.load(Ordering::Relaxed) as f64,
-            c.memory_bytes.load(Ordering::Relaxed) as f64,
-        ];
-        for (family, value) in families.iter_mut().zip(values) {
-            family.2.push((info.swarm_id.clone(), value));
+        match event {
+            Event::TaskComplete {
+                swarm_id, wall_ms, ..
+            } => {
+                self.ended(swarm_id, "success", *wall_ms);
+            }
+            Event::TaskFailed {
+                swarm_id,
+                kind,
+                wall_ms,
+                ..
+            } => self.ended(swarm_id, kind, *wall_ms),
+            Event::LimitExceeded {
+                swarm_id, limit, ..
+            } => {
+                self.limits
+                    .get_or_create(&LimitLabels {
+                        swarm: swarm_id.clone(),
+                        limit: limit.as_str().to_string(),
+                    })
+                    .inc();
+            }
+            Event::HttpProxy {
+                swarm_id,
+                bytes_out,
+                bytes_in,
+                security_violation,
+                ..
+            } => {
+                for (direction, bytes) in [("out", bytes_out), ("in", bytes_in)] {
+                    self.proxy_bytes
+                        .get_or_create(&DirectionLabels {
+                            swarm: swarm_id.clone(),
+                            direction: direction.to_string(),
+                        })
+                        .inc_by(*bytes);
+                }
+                if *security_violation {
+                    self.security.get_or_create(&swarm(swarm_id)).inc();
+                }
+            }
+            Event::CredentialAccess {
+                swarm_id,
+                security_violation: true,
+                ..
+            }
+            | Event::SecretRedacted {
+                swarm_id,
+                security_violation: true,
+                ..
+            } => {
+                self.security.get_or_create(&swarm(swarm_id)).inc();
+            }
+            _ => {}
         }
     }
-    let mut out = String::new();
-    for (name, help, samples) in families {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-        for (swarm, value) in samples {
-            let swarm = swarm.replace('\\', "\\\\").replace('"', "\\\"");
-            out.push_str(&format!("{name}{{swarm=\"{swarm}\"}} {value}\n"));
+}
+
+impl Metrics {
+    fn ended(&self, swarm_id: &str, outcome: &str, wall_ms: f64) {
+        self.tasks
+            .get_or_create(&OutcomeLabels {
+                swarm: swarm_id.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        // Latency as the SLOs see it: tasks refused before they reached the
+        // swarm (or given up by their caller) have none.
+        let counted = crate::TaskEnd::from_names(outcome, None)
+            .and_then(crate::reputation::counted)
+            .is_some();
+        if !counted {
+            return;
         }
+        self.duration
+            .get_or_create(&SwarmLabel {
+                swarm: swarm_id.to_string(),
+            })
+            .observe(wall_ms.max(0.0) / 1000.0);
     }
-    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_endings_become_counters_and_a_histogram() {
+        let m = Metrics::new();
+        for (id, ms) in [("t1", 2.0), ("t2", 40.0)] {
+            m.record(&Event::TaskComplete {
+                swarm_id: "s".into(),
+                task_id: id.into(),
+                wall_ms: ms,
+            });
+        }
+        for (id, kind) in [("t3", "timeout"), ("t4", "task_not_exported")] {
+            m.record(&Event::TaskFailed {
+                swarm_id: "s".into(),
+                task_id: id.into(),
+                kind: kind.into(),
+                error: String::new(),
+                guest_error: None,
+                wall_ms: 1000.0,
+            });
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry).unwrap();
+        assert!(text.contains("# TYPE chassis_tasks counter"), "{text}");
+        assert!(
+            text.contains(r#"chassis_tasks_total{swarm="s",outcome="success"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"chassis_tasks_total{swarm="s",outcome="timeout"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE chassis_task_duration_seconds histogram"),
+            "{text}"
+        );
+        // The refused task has a count, not a latency.
+        assert!(
+            text.contains(r#"chassis_tasks_total{swarm="s",outcome="task_not_exported"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"chassis_task_duration_seconds_count{swarm="s"} 3"#),
+            "{text}"
+        );
+    }
 }

@@ -513,10 +513,13 @@ fn run_writes_prometheus_metrics() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        text.contains("chassis_tasks_total{swarm=\"hello-world\"} 1"),
-        "{text}"
-    );
+    for expected in [
+        "chassis_tasks_total{swarm=\"hello-world\",outcome=\"success\"} 1",
+        "# TYPE chassis_task_duration_seconds histogram",
+        "chassis_reputation_score{swarm=\"hello-world\"}",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
     std::fs::remove_file(&path).ok();
 }
 

@@ -15,9 +15,10 @@ pub mod c_import_calls;
 pub mod d_cpu_bound;
 pub mod e_cold_load;
 pub mod f_memory;
+pub mod h_http;
 
 /// The figures' letters, for `--only`.
-pub const LETTERS: &str = "abcdef";
+pub const LETTERS: &str = "abcdefh";
 
 /// What every figure is measured with.
 pub struct Run<'a> {
@@ -50,6 +51,7 @@ pub async fn measure(run: &Run<'_>, wants: impl Fn(char) -> bool) -> Result<Vec<
         'd' => d_cpu_bound,
         'e' => e_cold_load,
         'f' => f_memory,
+        'h' => h_http,
     );
     Ok(figures)
 }

@@ -303,6 +303,20 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Write `recorder`'s metrics of `chassis` to the `--metrics` file, if any.
+fn write_metrics(
+    file: Option<std::fs::File>,
+    path: &Option<PathBuf>,
+    recorder: Option<&chassis::metrics::Metrics>,
+    chassis: &Chassis,
+) -> Result<()> {
+    if let (Some(mut file), Some(path), Some(recorder)) = (file, path, recorder) {
+        file.write_all(recorder.render(chassis).as_bytes())
+            .with_context(|| format!("metrics file {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// A host for one contract, with the component cache as the flags say.
 fn host_for(
     contract: &ServiceContract,
@@ -743,9 +757,17 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
                 .map(|path| SecretStore::from_file(path).context("secrets file"))
                 .transpose()?;
             let audit_log = audit.map(|path| open_audit(&path, fsync)).transpose()?;
+            let recorder = metrics_file
+                .as_ref()
+                .map(|_| std::sync::Arc::new(chassis::metrics::Metrics::new()));
             let sinks = audit_log
                 .iter()
                 .map(|log| log.clone() as std::sync::Arc<dyn chassis::EventSink>)
+                .chain(
+                    recorder
+                        .iter()
+                        .map(|m| m.clone() as std::sync::Arc<dyn chassis::EventSink>),
+                )
                 .collect();
             let chassis = host_for(
                 &parsed,
@@ -778,10 +800,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
                     json,
                 )
                 .await;
-                if let (Some(mut file), Some(path)) = (metrics_file, &metrics) {
-                    file.write_all(chassis.render_metrics().as_bytes())
-                        .with_context(|| format!("metrics file {}", path.display()))?;
-                }
+                write_metrics(metrics_file, &metrics, recorder.as_deref(), &chassis)?;
                 if let Some(log) = &audit_log {
                     log.close().context("audit log")?;
                 }
@@ -801,10 +820,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
                 }
                 eprintln!("swarm usage: {usage}");
             }
-            if let (Some(mut file), Some(path)) = (metrics_file, &metrics) {
-                file.write_all(chassis.render_metrics().as_bytes())
-                    .with_context(|| format!("metrics file {}", path.display()))?;
-            }
+            write_metrics(metrics_file, &metrics, recorder.as_deref(), &chassis)?;
             if let Some(log) = &audit_log {
                 log.close().context("audit log")?;
             }

@@ -16,7 +16,6 @@
 pub mod config;
 mod http;
 mod listen;
-pub mod metrics;
 mod reload;
 
 use std::future::Future;
@@ -87,7 +86,7 @@ pub struct Service {
     /// The admin routes' bearer token; `None` turns them off.
     admin_token: Option<crate::Secret>,
     /// Fed by the host's events; rendered at `/metrics`.
-    metrics: Arc<metrics::Metrics>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Service {
@@ -145,7 +144,7 @@ impl Service {
             }
             None => None,
         };
-        let metrics = Arc::new(metrics::Metrics::new());
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         host = host.with_event_sink(metrics.clone());
         let chassis = Chassis::with_config(host)?;
         let service = Self {
