@@ -186,6 +186,12 @@ impl Service {
     /// the watcher does after a change).
     pub async fn reload(&self) {
         let changes = self.files.reconcile(&self.chassis).await;
+        if !(changes.loaded.is_empty()
+            && changes.replaced.is_empty()
+            && changes.unloaded.is_empty())
+        {
+            tracing::info!(target: "chassis::serve", "reload: loaded {:?}, replaced {:?}, unloaded {:?}", changes.loaded, changes.replaced, changes.unloaded);
+        }
         if let Err(e) = self.restore(&changes.loaded) {
             tracing::error!(target: "chassis::serve", "restoring the history of {:?}: {e}", changes.loaded);
         }

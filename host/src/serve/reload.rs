@@ -182,8 +182,8 @@ impl Files {
             let now = match result {
                 Ok(info) => {
                     self.forget_failure(&path);
+                    // The host logs the load or the replacement itself.
                     if same {
-                        tracing::info!(target: "chassis::serve", "{}: reloaded {} ({})", path.display(), info.swarm_id, &info.digest[..12]);
                         changes.replaced.push(info.swarm_id.clone());
                     } else {
                         if let Some(old) = &serving
@@ -191,7 +191,6 @@ impl Files {
                         {
                             changes.unloaded.push(old.clone());
                         }
-                        tracing::info!(target: "chassis::serve", "{}: loaded {}", path.display(), info.swarm_id);
                         changes.loaded.push(info.swarm_id.clone());
                     }
                     Some(info.swarm_id)
