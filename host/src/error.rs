@@ -131,6 +131,13 @@ pub enum Error {
     #[error("swarm {0:?} is already loaded; unload it first")]
     AlreadyLoaded(String),
 
+    /// The loaded swarm changed (replaced, unloaded or loaded by another
+    /// call) while this replacement was being checked; nothing was swapped.
+    #[error(
+        "swarm {0:?} changed while its new version was being loaded; nothing was replaced (try again)"
+    )]
+    ChangedWhileLoading(String),
+
     /// No swarm with this id is loaded.
     #[error("swarm {0:?} is not loaded")]
     NotLoaded(String),
@@ -581,7 +588,9 @@ impl Error {
             Error::MissingTaskExport { .. }
             | Error::ImportNotPermitted { .. }
             | Error::PoolTooSmall { .. } => ErrorKind::NotPermitted,
-            Error::AlreadyLoaded(_) | Error::NotLoaded(_) => ErrorKind::Registry,
+            Error::AlreadyLoaded(_) | Error::ChangedWhileLoading(_) | Error::NotLoaded(_) => {
+                ErrorKind::Registry
+            }
             Error::TaskNotExported { .. } => ErrorKind::TaskNotExported,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::MemoryLimit { .. } | Error::TableLimit { .. } => ErrorKind::Memory,

@@ -112,7 +112,7 @@ pub use events::{Event, EventSink, MemorySink};
 pub use imports::log::{GuestLine, GuestLogSink, LogLevel};
 pub use limits::{LimitKind, QueueConfig};
 pub use outcome::{Output, Payload, TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
-pub use registry::{SwarmInfo, TASK_INTERFACE};
+pub use registry::{Replacement, SwarmInfo, TASK_INTERFACE};
 pub use reputation::Reputation;
 pub use secrets::{Secret, SecretStore, SecretsError};
 pub use slo::{Check as SloCheck, SloFigures};

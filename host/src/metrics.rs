@@ -128,6 +128,20 @@ impl Metrics {
     /// The text exposition of every metric, the gauges read from `chassis`
     /// now.
     pub fn render(&self, chassis: &Chassis) -> String {
+        // Only the swarms loaded now have gauges: an unloaded one's last
+        // values must not linger as if it still ran.
+        for family in [
+            &self.refused_calls,
+            &self.dropped_log_lines,
+            &self.in_flight,
+            &self.queued,
+            &self.memory,
+            &self.quarantined,
+            &self.slo_compliant,
+        ] {
+            family.clear();
+        }
+        self.reputation.clear();
         for info in chassis.list() {
             let label = SwarmLabel {
                 swarm: info.swarm_id.clone(),

@@ -65,6 +65,16 @@ pub struct SwarmInfo {
     pub contract: Arc<ServiceContract>,
 }
 
+/// What [`Chassis::replace`] did: the version now loaded, and the one it
+/// took the place of (`None` when the swarm was not loaded).
+#[derive(Debug, Clone)]
+pub struct Replacement {
+    /// The new version.
+    pub info: SwarmInfo,
+    /// The version it replaced.
+    pub previous: Option<SwarmInfo>,
+}
+
 /// The table of loaded swarms.
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -98,12 +108,30 @@ impl Registry {
         Ok(())
     }
 
-    /// Put `swarm` in its id's place, loaded or not, in one step: tasks
+    /// Put `swarm` in its id's place in one step, if the place still holds
+    /// `expected` (the version it was checked beside, or nothing): tasks
     /// that start after it run on it; those already running keep the
-    /// version they started on. Returns the version it replaced.
-    pub(crate) fn swap(&self, swarm: LoadedSwarm) -> Option<Arc<LoadedSwarm>> {
+    /// version they started on. `swapped` runs under the table's lock just
+    /// before, so what it changes takes effect with the swap. Returns the
+    /// version it replaced.
+    pub(crate) fn swap(
+        &self,
+        swarm: LoadedSwarm,
+        expected: Option<&Arc<LoadedSwarm>>,
+        swapped: impl FnOnce(&LoadedSwarm),
+    ) -> Result<Option<Arc<LoadedSwarm>>, Error> {
         let mut swarms = self.swarms.write().expect("registry lock");
-        swarms.insert(swarm.info.swarm_id.clone(), Arc::new(swarm))
+        let id = swarm.info.swarm_id.clone();
+        let unchanged = match (swarms.get(&id), expected) {
+            (None, None) => true,
+            (Some(now), Some(expected)) => Arc::ptr_eq(now, expected),
+            _ => false,
+        };
+        if !unchanged {
+            return Err(Error::ChangedWhileLoading(id));
+        }
+        swapped(&swarm);
+        Ok(swarms.insert(id, Arc::new(swarm)))
     }
 
     pub(crate) fn remove(&self, swarm_id: &str) -> Result<(), Error> {
@@ -115,13 +143,15 @@ impl Registry {
             .ok_or_else(|| Error::NotLoaded(swarm_id.to_string()))
     }
 
-    /// Instance slots reserved by the loaded swarms (their `max_concurrent_tasks`).
-    pub(crate) fn reserved_instances(&self) -> u64 {
+    /// Instance slots reserved by the loaded swarms (their
+    /// `max_concurrent_tasks`), but for `except`'s.
+    pub(crate) fn reserved_instances(&self, except: Option<&str>) -> u64 {
         self.swarms
             .read()
             .expect("registry lock")
-            .values()
-            .map(|s| u64::from(s.runtime.contract.resource_limits.max_concurrent_tasks))
+            .iter()
+            .filter(|(id, _)| Some(id.as_str()) != except)
+            .map(|(_, s)| u64::from(s.runtime.contract.resource_limits.max_concurrent_tasks))
             .sum()
     }
 
@@ -142,7 +172,8 @@ impl Chassis {
     /// Load the swarm described by a contract file; its `wasm_module` is
     /// resolved relative to the contract file's directory.
     pub async fn load(&self, contract_path: impl AsRef<Path>) -> Result<SwarmInfo, Error> {
-        self.load_file(contract_path.as_ref(), Mode::New).await
+        let loaded = self.load_file(contract_path.as_ref(), Mode::New).await?;
+        Ok(loaded.info)
     }
 
     /// Load the swarm of a contract file, or, when a swarm of its id is
@@ -153,7 +184,11 @@ impl Chassis {
     /// the old one keeps serving. The swarm's SLO figures, reputation,
     /// quarantine and counters carry over; its reputation settings become
     /// the new contract's.
-    pub async fn replace(&self, contract_path: impl AsRef<Path>) -> Result<SwarmInfo, Error> {
+    ///
+    /// Refused with [`Error::ChangedWhileLoading`] when the loaded swarm
+    /// changed (another replacement, an unload, a load) while this one was
+    /// being checked.
+    pub async fn replace(&self, contract_path: impl AsRef<Path>) -> Result<Replacement, Error> {
         self.load_file(contract_path.as_ref(), Mode::Replace).await
     }
 
@@ -162,11 +197,11 @@ impl Chassis {
         &self,
         bytes: &[u8],
         contract: ServiceContract,
-    ) -> Result<SwarmInfo, Error> {
+    ) -> Result<Replacement, Error> {
         self.load_checked(bytes, contract, Mode::Replace).await
     }
 
-    async fn load_file(&self, contract_path: &Path, mode: Mode) -> Result<SwarmInfo, Error> {
+    async fn load_file(&self, contract_path: &Path, mode: Mode) -> Result<Replacement, Error> {
         let contract = match ServiceContract::from_file(contract_path) {
             Ok(contract) => contract,
             Err(e) => {
@@ -202,7 +237,8 @@ impl Chassis {
         bytes: &[u8],
         contract: ServiceContract,
     ) -> Result<SwarmInfo, Error> {
-        self.load_checked(bytes, contract, Mode::New).await
+        let loaded = self.load_checked(bytes, contract, Mode::New).await?;
+        Ok(loaded.info)
     }
 
     async fn load_checked(
@@ -210,7 +246,7 @@ impl Chassis {
         bytes: &[u8],
         contract: ServiceContract,
         mode: Mode,
-    ) -> Result<SwarmInfo, Error> {
+    ) -> Result<Replacement, Error> {
         let swarm_id = contract.swarm_id.clone();
         let limit = self.inner.config.max_component_bytes;
         let result = match contract.validate() {
@@ -231,7 +267,7 @@ impl Chassis {
         result
     }
 
-    fn note_rejection(&self, swarm_id: &str, result: &Result<SwarmInfo, Error>) {
+    fn note_rejection<T>(&self, swarm_id: &str, result: &Result<T, Error>) {
         if let Err(e) = result {
             self.inner.events.emit(|| Event::LoadRejected {
                 swarm_id: swarm_id.to_string(),
@@ -241,12 +277,8 @@ impl Chassis {
     }
 
     /// Refuse a contract the instance pool cannot serve.
-    /// A version being replaced (`previous`) gives its slots back.
-    fn check_pool(
-        &self,
-        contract: &ServiceContract,
-        previous: Option<&LoadedSwarm>,
-    ) -> Result<(), Error> {
+    /// A version being replaced (`replacing`) gives its slots back.
+    fn check_pool(&self, contract: &ServiceContract, replacing: bool) -> Result<(), Error> {
         let Some(pool) = &self.inner.config.pool else {
             return Ok(());
         };
@@ -261,10 +293,10 @@ impl Chassis {
                 limits.max_memory_mb, pool.max_memory_mb
             )));
         }
-        let reserved = self.inner.registry.reserved_instances()
-            - previous.map_or(0, |p| {
-                u64::from(p.runtime.contract.resource_limits.max_concurrent_tasks)
-            });
+        let reserved = self
+            .inner
+            .registry
+            .reserved_instances(replacing.then_some(contract.swarm_id.as_str()));
         let wanted = reserved + u64::from(limits.max_concurrent_tasks) + 1;
         if wanted > u64::from(pool.instances) {
             return Err(too_small(format!(
@@ -286,7 +318,7 @@ impl Chassis {
         contract: ServiceContract,
         origin: String,
         mode: Mode,
-    ) -> Result<SwarmInfo, Error> {
+    ) -> Result<Replacement, Error> {
         if let Some(reason) = self.inner.events.failure() {
             return Err(Error::AuditUnavailable { reason });
         }
@@ -297,7 +329,7 @@ impl Chassis {
             Mode::New => None,
             Mode::Replace => self.inner.registry.get(&contract.swarm_id).ok(),
         };
-        self.check_pool(&contract, previous.as_deref())?;
+        self.check_pool(&contract, previous.is_some())?;
         let started = Instant::now();
         let (pre, imports, cache) = prepare(
             &self.inner.engine,
@@ -349,12 +381,11 @@ impl Chassis {
                 self.inner.registry.insert(swarm)?;
                 None
             }
-            Mode::Replace => {
-                swarm.runtime.health.reconfigure(&info.contract);
-                self.inner.registry.swap(swarm)
-            }
+            Mode::Replace => self.inner.registry.swap(swarm, previous.as_ref(), |new| {
+                new.runtime.health.reconfigure(&new.info.contract);
+            })?,
         };
-        match replaced {
+        match &replaced {
             None => {
                 tracing::info!(target: "chassis", swarm = %info.swarm_id, "loaded {} ({} task types, {:.1} ms, cache {})", info.origin, info.task_types.len(), info.load_ms, info.cache.as_str());
                 self.inner.events.emit(|| Event::ModuleLoaded {
@@ -375,7 +406,10 @@ impl Chassis {
                 });
             }
         }
-        Ok(info)
+        Ok(Replacement {
+            info,
+            previous: replaced.map(|old| old.info.clone()),
+        })
     }
 
     /// Unload a swarm. Tasks already running finish; new ones are refused.

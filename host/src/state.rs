@@ -43,7 +43,9 @@ pub(crate) struct HostParts<'a> {
 pub(crate) struct SwarmRuntime {
     pub(crate) contract: Arc<ServiceContract>,
     pub(crate) counters: Arc<SwarmCounters>,
-    pub(crate) admission: Admission,
+    /// Shared with the version it replaced when both have the same
+    /// `max_concurrent_tasks`: the bound holds across a swap.
+    pub(crate) admission: Arc<Admission>,
     pub(crate) events: Events,
     /// When usage was last reported, and the CPU counter then.
     pub(crate) usage_mark: Mutex<(Instant, u64)>,
@@ -63,7 +65,8 @@ impl SwarmRuntime {
     /// Build the state of a swarm being loaded under `contract`. A new
     /// version replacing `previous` carries on its counters, its health
     /// (SLO window, reputation, quarantine: the swarm is the same one) and
-    /// its log sink; everything else starts fresh. The health takes the new
+    /// its log sink, and its admission slots when `max_concurrent_tasks` is
+    /// unchanged; everything else starts fresh. The health takes the new
     /// contract's settings only when the new version is swapped in
     /// (`registry.rs`).
     pub(crate) fn new(
@@ -103,7 +106,19 @@ impl SwarmRuntime {
                 credentials.redactor(),
                 health.clone(),
             ),
-            admission: Admission::new(limits.max_concurrent_tasks, queue, counters.clone()),
+            admission: match previous {
+                Some(p)
+                    if p.contract.resource_limits.max_concurrent_tasks
+                        == limits.max_concurrent_tasks =>
+                {
+                    p.admission.clone()
+                }
+                _ => Arc::new(Admission::new(
+                    limits.max_concurrent_tasks,
+                    queue,
+                    counters.clone(),
+                )),
+            },
             usage_mark: Mutex::new((Instant::now(), 0)),
             log: LogState::new(
                 LogBudget::new(

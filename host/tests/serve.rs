@@ -867,17 +867,32 @@ async fn a_client_too_slow_to_send_its_request_is_cut_off() {
     assert!(read.is_ok(), "the connection is still open after 20 s");
     assert!(started.elapsed() >= Duration::from_millis(900));
 
-    // A body that never comes whole: 408.
-    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
-    slow.write_all(
-        b"POST /v1/swarms/hello-world/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"task_type\"",
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut buf)).await;
-    let answer = String::from_utf8_lossy(&buf);
+    // A body that trickles in, a byte every 0.3 s: one deadline for the
+    // whole body, so 408 about a second after the headers, not never.
+    let slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let (mut reader, mut writer) = slow.into_split();
+    writer
+        .write_all(
+            b"POST /v1/swarms/hello-world/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(15), reader.read(&mut buf))
+        .await
+        .expect("an answer before the body is done")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    trickle.abort();
 
     // Meanwhile and after, others are served.
     let (status, _) = task(
@@ -888,4 +903,44 @@ async fn a_client_too_slow_to_send_its_request_is_cut_off() {
     )
     .await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_contract_refused_for_a_taken_swarm_id_loads_once_the_id_is_free() {
+    let dir = scratch("taken");
+    let contracts = dir.join("contracts");
+    std::fs::create_dir_all(&contracts).unwrap();
+    let text = format!(
+        "swarm_id = \"dup\"\nwasm_module = {:?}\n[security]\nwasi_capabilities = [\"wasi:io/streams\"]\n",
+        root().join("target/swarms/hello_world.wasm")
+    );
+    std::fs::write(contracts.join("a.toml"), &text).unwrap();
+    std::fs::write(contracts.join("b.toml"), &text).unwrap();
+    let server = Server::start(&[contracts.to_str().unwrap()]);
+    let c = reqwest::Client::new();
+    let ready: Value = serde_json::from_str(&get(&c, &server, "/readyz").await.1).unwrap();
+    let failed = ready["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{ready}");
+    assert!(failed[0]["contract"].as_str().unwrap().ends_with("b.toml"));
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("already loaded")
+    );
+
+    // a.toml goes: its swarm is unloaded, and b.toml, unchanged, loads.
+    std::fs::remove_file(contracts.join("a.toml")).unwrap();
+    wait_for(&c, &server, "/readyz", "b.toml loaded", |_, body| {
+        body.contains("\"failed\":[]") && body.contains("\"dup\"")
+    })
+    .await;
+    let (status, body) = task(
+        &c,
+        &server,
+        "dup",
+        r#"{"task_type": "hello", "payload": {}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 }

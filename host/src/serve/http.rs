@@ -35,11 +35,84 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .route("/metrics", get(metrics))
         .nest("/v1/admin", admin(&service))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            read_body,
+        ))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            service.config.request_read_timeout(),
+        // A handler that panics answers 500; the server goes on.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server failed on this request",
+                )
+            },
         ))
         .with_state(service)
+}
+
+/// Read the request's whole body before any route sees it: refused with
+/// 413 when its `Content-Length` (or what arrives) is over
+/// `max_body_bytes`, without reading on; with 408 when it has not all
+/// arrived `request_read_timeout_seconds` after the headers (one deadline
+/// for the whole body, however it trickles in).
+async fn read_body(
+    State(service): State<Arc<Service>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = service.config.max_body_bytes;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is over max_body_bytes ({limit} bytes)"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let (parts, body) = request.into_parts();
+    let read = axum::body::to_bytes(body, limit);
+    let bytes = match tokio::time::timeout(service.config.request_read_timeout(), read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) if over_limit(&e) => return too_large(),
+        Ok(Err(e)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("reading the request body: {e}"),
+            );
+        }
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive within request_read_timeout_seconds",
+            );
+        }
+    };
+    next.run(axum::extract::Request::from_parts(parts, bytes.into()))
+        .await
+}
+
+/// Whether reading a body stopped at its size limit.
+fn over_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The admin routes: behind the bearer token, or absent (404) without one.
@@ -109,8 +182,8 @@ async fn admin_load(State(service): State<Arc<Service>>, body: Bytes) -> Respons
         }
     };
     match service.load_or_replace(&body.contract).await {
-        Ok((info, replaced)) => match summary(&service, &info.swarm_id) {
-            Ok(summary) if replaced => json_response(StatusCode::OK, &summary),
+        Ok(loaded) => match summary(&service, &loaded.info.swarm_id) {
+            Ok(summary) if loaded.previous.is_some() => json_response(StatusCode::OK, &summary),
             Ok(summary) => json_response(StatusCode::CREATED, &summary),
             Err(e) => host_error(&e),
         },
@@ -153,7 +226,7 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
 pub(crate) fn status_of(e: &Error) -> StatusCode {
     match e.kind() {
         ErrorKind::Registry => match e {
-            Error::AlreadyLoaded(_) => StatusCode::CONFLICT,
+            Error::AlreadyLoaded(_) | Error::ChangedWhileLoading(_) => StatusCode::CONFLICT,
             _ => StatusCode::NOT_FOUND,
         },
         ErrorKind::TaskNotExported => StatusCode::UNPROCESSABLE_ENTITY,
@@ -214,13 +287,6 @@ async fn task(
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
-            if timed_out(&rejection) {
-                return error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    "the request body did not arrive within request_read_timeout_seconds",
-                );
-            }
             let status = rejection.status();
             let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
                 "too_large"
@@ -250,18 +316,6 @@ async fn task(
         Ok(outcome) => json_response(StatusCode::OK, &outcome),
         Err(e) => host_error(&e),
     }
-}
-
-/// Whether reading the body failed because the client was too slow.
-fn timed_out(rejection: &BytesRejection) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
-    while let Some(e) = source {
-        if e.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// What `GET /v1/swarms` and `GET /v1/swarms/{id}` say of one swarm.

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::audit::AuditLog;
-use crate::{Chassis, ChassisConfig, SecretStore, ServiceContract, SwarmInfo};
+use crate::{Chassis, ChassisConfig, Replacement, SecretStore, ServiceContract};
 
 pub use config::{AuditConfig, ConfigError, QueueSettings, ServeConfig};
 
@@ -156,23 +156,31 @@ impl Service {
             metrics,
         };
         let changes = service.files.reconcile(&service.chassis).await;
-        service.restore(&changes.loaded)?;
+        service.restore(&changes.loaded).await?;
         Ok(service)
     }
 
     /// Carry SLO figures, reputation and quarantine over from the audit
     /// log to swarms just loaded.
-    fn restore(&self, loaded: &[String]) -> Result<(), ServeError> {
+    async fn restore(&self, loaded: &[String]) -> Result<(), ServeError> {
         let Some(log) = &self.audit else {
             return Ok(());
         };
         if loaded.is_empty() {
             return Ok(());
         }
-        let records = crate::audit::events(log.path()).map_err(|e| ServeError::Audit {
-            path: log.path().to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let path = log.path().to_path_buf();
+        let audit_error = |reason: String| ServeError::Audit {
+            path: path.clone(),
+            reason,
+        };
+        let records = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || crate::audit::events(&path))
+                .await
+                .map_err(|e| audit_error(e.to_string()))?
+                .map_err(|e| audit_error(e.to_string()))?
+        };
         for id in loaded {
             if let Ok(info) = self.chassis.describe(id) {
                 self.chassis
@@ -192,29 +200,23 @@ impl Service {
         {
             tracing::info!(target: "chassis::serve", "reload: loaded {:?}, replaced {:?}, unloaded {:?}", changes.loaded, changes.replaced, changes.unloaded);
         }
-        if let Err(e) = self.restore(&changes.loaded) {
+        if let Err(e) = self.restore(&changes.loaded).await {
             tracing::error!(target: "chassis::serve", "restoring the history of {:?}: {e}", changes.loaded);
         }
     }
 
     /// Load (or replace) a swarm from a contract file outside the watched
-    /// ones: what the admin route does. Returns whether it replaced one.
-    pub async fn load_or_replace(
-        &self,
-        contract: &Path,
-    ) -> Result<(SwarmInfo, bool), crate::Error> {
-        let loaded: Vec<String> = self
-            .chassis
-            .list()
-            .into_iter()
-            .map(|i| i.swarm_id)
-            .collect();
-        let info = self.chassis.replace(contract).await?;
-        let replaced = loaded.contains(&info.swarm_id);
-        if !replaced && let Err(e) = self.restore(std::slice::from_ref(&info.swarm_id)) {
-            tracing::error!(target: "chassis::serve", "restoring the history of {}: {e}", info.swarm_id);
+    /// ones: what the admin route does.
+    pub async fn load_or_replace(&self, contract: &Path) -> Result<Replacement, crate::Error> {
+        let loaded = self.chassis.replace(contract).await?;
+        if loaded.previous.is_none()
+            && let Err(e) = self
+                .restore(std::slice::from_ref(&loaded.info.swarm_id))
+                .await
+        {
+            tracing::error!(target: "chassis::serve", "restoring the history of {}: {e}", loaded.info.swarm_id);
         }
-        Ok((info, replaced))
+        Ok(loaded)
     }
 
     /// The host.

@@ -15,7 +15,10 @@
 //!
 //! [`watch`] runs a reconcile whenever something changes in a directory
 //! holding a contract or a component (the `notify` crate), once the changes
-//! have settled for [`SETTLE`].
+//! have settled for [`SETTLE`] (at most [`MAX_SETTLE`] after the first).
+//! A load that failed for a reason outside its files (its swarm id taken by
+//! another file, the pool full, the audit log down) is tried again at each
+//! reconcile.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -26,11 +29,14 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 
 use super::{LoadFailure, Service};
-use crate::{Chassis, ServiceContract};
+use crate::{Chassis, ErrorKind, ServiceContract};
 
 /// How long the files must be quiet before a reload: a component being
 /// copied in raises many events, and one reload follows them.
 pub(super) const SETTLE: Duration = Duration::from_millis(300);
+
+/// The longest a reload waits for the files to settle.
+const MAX_SETTLE: Duration = Duration::from_secs(2);
 
 /// Contract files larger than this are not read for their stamp (the
 /// contract parser refuses them with its own error).
@@ -67,6 +73,10 @@ impl Stamp {
 struct Seen {
     swarm_id: Option<String>,
     stamp: Stamp,
+    /// Its last load failed for a reason outside its files (its swarm id
+    /// taken by another file, the pool full, the audit log down): tried
+    /// again at every reconcile, changed or not.
+    retry: bool,
 }
 
 /// What one reconcile changed.
@@ -166,7 +176,7 @@ impl Files {
             let contract = ServiceContract::from_file(&path).ok();
             let stamp = Stamp::of(&path, contract.as_ref());
             let before = seen.get(&path);
-            if before.is_some_and(|s| s.stamp == stamp) {
+            if before.is_some_and(|s| s.stamp == stamp && !s.retry) {
                 continue;
             }
             let serving = before.and_then(|s| s.swarm_id.clone());
@@ -175,10 +185,11 @@ impl Files {
             let same =
                 serving.is_some() && serving == contract.as_ref().map(|c| c.swarm_id.clone());
             let result = if same {
-                chassis.replace(&path).await
+                chassis.replace(&path).await.map(|r| r.info)
             } else {
                 chassis.load(&path).await
             };
+            let mut retry = false;
             let now = match result {
                 Ok(info) => {
                     self.forget_failure(&path);
@@ -204,6 +215,8 @@ impl Files {
                             tracing::error!(target: "chassis::serve", "{}: not loaded: {e}", path.display())
                         }
                     }
+                    retry = matches!(e.kind(), ErrorKind::Registry | ErrorKind::Audit)
+                        || matches!(e, crate::Error::PoolTooSmall { .. });
                     self.fail(&path, e.to_string());
                     serving
                 }
@@ -213,21 +226,25 @@ impl Files {
                 Seen {
                     swarm_id: now,
                     stamp,
+                    retry,
                 },
             );
         }
         changes
     }
 
-    /// The directories to watch: each directory of contracts, the
-    /// directory of each contract file named, and the directory of each
-    /// component a contract names.
+    /// The directories to watch: each directory of contracts and its
+    /// parent, the directory of each contract file named, and the
+    /// directory of each component a contract names.
     pub(super) async fn directories(&self) -> BTreeSet<PathBuf> {
         let mut dirs = BTreeSet::new();
         for root in &self.roots {
             if root.is_dir() {
                 dirs.insert(root.clone());
-            } else if let Some(parent) = root.parent() {
+            }
+            // The parent too: a root deleted and made again raises an
+            // event there, and its new directory is watched again.
+            if let Some(parent) = root.parent() {
                 dirs.insert(parent_or_dot(parent));
             }
         }
@@ -300,15 +317,30 @@ pub(super) async fn watch(
     tracing::info!(target: "chassis::serve", "watching {} directories for contract and component changes", watching.len());
     Ok(tokio::spawn(async move {
         while rx.recv().await.is_some() {
+            // Settle: wait for a quiet spell, but no longer than
+            // MAX_SETTLE in all, so steady writes nearby cannot hold a
+            // reload off for ever.
+            let deadline = tokio::time::Instant::now() + MAX_SETTLE;
             loop {
-                match tokio::time::timeout(SETTLE, rx.recv()).await {
-                    Ok(Some(())) => {}
+                let quiet = (tokio::time::Instant::now() + SETTLE).min(deadline);
+                match tokio::time::timeout_at(quiet, rx.recv()).await {
+                    Ok(Some(())) if tokio::time::Instant::now() < deadline => {}
+                    Ok(Some(())) | Err(_) => break,
                     Ok(None) => return,
-                    Err(_) => break,
                 }
             }
             service.reload().await;
-            for dir in service.files.directories().await {
+            // Directories deleted since drop their watch (inotify forgot
+            // it); the ones there now are watched, again if need be.
+            let wanted = service.files.directories().await;
+            watching.retain(|dir| {
+                let there = dir.is_dir();
+                if !there {
+                    let _ = watcher.unwatch(dir);
+                }
+                there
+            });
+            for dir in wanted {
                 if !watching.contains(&dir) {
                     match watcher.watch(&dir, RecursiveMode::NonRecursive) {
                         Ok(()) => {

@@ -59,6 +59,8 @@ async fn new_tasks_go_to_the_new_version_while_a_running_task_finishes_on_the_ol
         .replace_bytes(&component(guests::HELLO_WORLD), contract(SWAP))
         .await
         .unwrap();
+    assert_eq!(new.previous.as_ref().unwrap().digest, old.digest);
+    let new = new.info;
     assert_eq!(new.task_types, ["hello", "echo", "add"]);
     assert_ne!(new.digest, old.digest);
     assert_eq!(new.digest.len(), 64);
@@ -187,12 +189,40 @@ async fn a_quarantined_swarm_stays_quarantined_across_a_replacement() {
 #[tokio::test]
 async fn replace_loads_a_swarm_that_is_not_loaded() {
     let chassis = TestHost::new().memory_sink().build().await;
-    let info = chassis
+    let loaded = chassis
         .replace(guests::example(guests::HELLO_WORLD))
         .await
         .unwrap();
+    assert!(loaded.previous.is_none());
+    let info = loaded.info;
     assert_eq!(info.swarm_id, "hello-world");
     assert!(chassis.events().iter().any(
         |e| matches!(e, Event::ModuleLoaded { swarm_id, digest, .. } if swarm_id == "hello-world" && *digest == info.digest)
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_unloaded_while_its_replacement_compiles_stays_unloaded() {
+    let chassis = probe_as_swap().await;
+    let replacing = {
+        let chassis = (*chassis).clone();
+        tokio::spawn(async move {
+            // The analyzer takes a while to compile (no cache here).
+            chassis
+                .replace_bytes(
+                    &component(guests::ANALYZER),
+                    contract("swarm_id = \"swap\""),
+                )
+                .await
+        })
+    };
+    // Started on the other worker at once; its compile takes far longer.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    chassis.unload("swap").unwrap();
+    let err = replacing.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, Error::ChangedWhileLoading(ref id) if id == "swap"),
+        "{err:?}"
+    );
+    assert!(matches!(chassis.describe("swap"), Err(Error::NotLoaded(_))));
 }
