@@ -42,6 +42,17 @@ pub enum Event {
         /// Task types the new version serves.
         task_types: Vec<String>,
     },
+    /// A queued task delivered more times than the queue allows (its
+    /// workers kept stopping before it ended) was given up: it gets an
+    /// `abandoned` result and is not run again (`docs/scale-out.md`).
+    TaskAbandoned {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// How many times it was delivered.
+        deliveries: u64,
+    },
     /// A load was refused.
     LoadRejected {
         /// The swarm the contract names (empty when the contract could not
@@ -224,6 +235,7 @@ impl Event {
         match self {
             Event::ModuleLoaded { swarm_id, .. }
             | Event::ModuleReplaced { swarm_id, .. }
+            | Event::TaskAbandoned { swarm_id, .. }
             | Event::LoadRejected { swarm_id, .. }
             | Event::ModuleUnloaded { swarm_id }
             | Event::TaskStart { swarm_id, .. }

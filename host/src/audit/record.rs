@@ -163,6 +163,7 @@ pub(super) fn describe(event: &Event) -> (&'static str, Option<String>, Value) {
     let op = match event {
         Event::ModuleLoaded { .. } => "module_loaded",
         Event::ModuleReplaced { .. } => "module_replaced",
+        Event::TaskAbandoned { .. } => "task_abandoned",
         Event::LoadRejected { .. } => "load_rejected",
         Event::ModuleUnloaded { .. } => "module_unloaded",
         Event::TaskStart { .. } => "task_start",

@@ -42,6 +42,12 @@ fn json_out(value: &impl serde::Serialize) -> Result<()> {
     out(chassis::text::json_for_terminal(&text))
 }
 
+/// `value` as one line of JSON on stdout (escaped for a terminal).
+fn json_line(value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string(value)?;
+    out(chassis::text::json_for_terminal(&text))
+}
+
 /// Longest `error:` line printed, in bytes.
 const MAX_ERROR_LINE_BYTES: usize = 16 * 1024;
 
@@ -170,9 +176,54 @@ enum Command {
         /// docs/serve.md).
         #[arg(long)]
         no_watch: bool,
+        /// Also take tasks from this NATS JetStream server as a worker
+        /// (e.g. nats://127.0.0.1:4222; several comma-separated). See
+        /// docs/scale-out.md.
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// This worker's name in its results (default: the host name).
+        #[arg(long, requires = "nats")]
+        worker_id: Option<String>,
         /// Contract files, or directories of contracts (`*.toml`), added to
         /// the configuration's.
         contracts: Vec<PathBuf>,
+    },
+    /// Put tasks on the NATS JetStream queue that `chassis serve --nats`
+    /// workers take them from, and (with --wait) print their results.
+    ///
+    /// Prints each task id, or with --wait each result, as one JSON line.
+    /// Resubmitting a task id within the queue's duplicate window is a
+    /// no-op. Exits with status 1 if a task could not be submitted, or, with
+    /// --wait, if a result did not come or did not succeed.
+    #[command(
+        after_help = "Examples:\n  chassis submit --nats nats://127.0.0.1:4222 --swarm hello-world \\\n    --task hello --payload '{\"name\":\"Ada\"}' --wait\n  chassis submit --nats nats://127.0.0.1:4222 --swarm hello-world --file tasks.jsonl"
+    )]
+    Submit {
+        /// The NATS server (several comma-separated).
+        #[arg(long, value_name = "URL")]
+        nats: String,
+        /// The swarm the tasks are for.
+        #[arg(long)]
+        swarm: String,
+        /// Task type (for one task).
+        #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+        task: Option<String>,
+        /// Task payload as JSON (for one task).
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// The task's id (for one task; generated if not given).
+        #[arg(long)]
+        task_id: Option<String>,
+        /// Tasks from a JSON-lines file (`-` for stdin): one
+        /// `{"task_type", "payload", "task_id"?}` per line.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Wait for each result and print it.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait for each result with --wait.
+        #[arg(long, default_value_t = 60.0, requires = "wait")]
+        timeout: f64,
     },
     /// Load a swarm from its contract and run one task.
     ///
@@ -419,23 +470,34 @@ async fn run_many(
 }
 
 /// `chassis serve`: start the service, listen, serve until a signal.
-async fn serve(
+/// `chassis serve`'s flags (besides the contracts).
+struct ServeOptions {
     config: Option<PathBuf>,
     listen: Option<std::net::SocketAddr>,
     no_watch: bool,
-    contracts: Vec<PathBuf>,
-) -> Result<()> {
+    nats: Option<String>,
+    worker_id: Option<String>,
+}
+
+async fn serve(options: ServeOptions, contracts: Vec<PathBuf>) -> Result<()> {
     use chassis::serve::{ServeConfig, Service};
-    let mut config = match config {
-        Some(path) => ServeConfig::from_file(&path)?,
+    let mut config = match &options.config {
+        Some(path) => ServeConfig::from_file(path)?,
         None => ServeConfig::default(),
     };
     config.contracts.extend(contracts);
-    if let Some(listen) = listen {
+    if let Some(listen) = options.listen {
         config.listen = listen;
     }
-    if no_watch {
+    if options.no_watch {
         config.watch = false;
+    }
+    if let Some(url) = options.nats {
+        let nats = config.nats.get_or_insert_with(Default::default);
+        nats.url = url;
+    }
+    if let (Some(id), Some(nats)) = (options.worker_id, config.nats.as_mut()) {
+        nats.worker_id = Some(id);
     }
     if config.cache_dir.is_none() {
         // The per-user cache `chassis run` uses: restarts skip Cranelift.
@@ -460,6 +522,82 @@ async fn serve(
     );
     service.serve(listener, shutdown_signal()).await?;
     eprintln!("chassis serve: stopped");
+    Ok(())
+}
+
+/// Read tasks from a JSON-lines file (`-`: stdin), one
+/// `{"task_type", "payload", "task_id"?}` per line; blank lines are skipped.
+fn tasks_from_lines(file: &std::path::Path) -> Result<Vec<TaskRequest>> {
+    let text = if file.as_os_str() == "-" {
+        let bytes = chassis::files::read_limited(std::io::stdin(), MAX_PAYLOAD_BYTES)
+            .context("reading tasks from stdin")?;
+        String::from_utf8(bytes).context("the tasks on stdin are not UTF-8")?
+    } else {
+        chassis::files::read_bounded_text(file, MAX_PAYLOAD_BYTES)
+            .with_context(|| format!("{}: cannot read tasks", file.display()))?
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Line {
+        task_type: String,
+        payload: chassis::Payload,
+        #[serde(default)]
+        task_id: Option<String>,
+    }
+    let mut tasks = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let line: Line = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{} line {}: not a task ({{\"task_type\", \"payload\", \"task_id\"?}})",
+                file.display(),
+                n + 1
+            )
+        })?;
+        let mut request = TaskRequest::with_payload(line.task_type, line.payload);
+        if let Some(id) = line.task_id {
+            request = request.with_id(id);
+        }
+        tasks.push(request);
+    }
+    Ok(tasks)
+}
+
+/// Submit `tasks` to `swarm`'s queue; print each id, or with `wait` each
+/// result, as a JSON line.
+async fn submit(
+    url: &str,
+    swarm: &str,
+    tasks: Vec<TaskRequest>,
+    wait: Option<std::time::Duration>,
+) -> Result<()> {
+    use chassis::serve::queue::{Queue, ResultStatus, Streams};
+    let queue = Queue::connect(url, &Streams::default()).await?;
+    let mut ids = Vec::with_capacity(tasks.len());
+    for request in tasks {
+        let id = queue
+            .submit(swarm, request)
+            .await
+            .context("submitting a task")?;
+        if wait.is_none() {
+            json_line(&serde_json::json!({ "task_id": id, "swarm_id": swarm }))?;
+        }
+        ids.push(id);
+    }
+    let Some(timeout) = wait else {
+        return Ok(());
+    };
+    let mut all_succeeded = true;
+    for id in ids {
+        let result = queue.wait(&id, timeout).await?;
+        all_succeeded &= result.status == ResultStatus::Success;
+        json_line(&result)?;
+    }
+    if !all_succeeded {
+        bail!("not every task succeeded");
+    }
     Ok(())
 }
 
@@ -696,8 +834,50 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             config,
             listen,
             no_watch,
+            nats,
+            worker_id,
             contracts,
-        } => serve(config, listen, no_watch, contracts).await,
+        } => {
+            let options = ServeOptions {
+                config,
+                listen,
+                no_watch,
+                nats,
+                worker_id,
+            };
+            serve(options, contracts).await
+        }
+        Command::Submit {
+            nats,
+            swarm,
+            task,
+            payload,
+            task_id,
+            file,
+            wait,
+            timeout,
+        } => {
+            let tasks = match (task, file) {
+                (Some(task), _) => {
+                    let payload = chassis::Payload::from_text(payload)
+                        .context("--payload is not valid JSON")?;
+                    let mut request = TaskRequest::with_payload(task, payload);
+                    if let Some(id) = task_id {
+                        request = request.with_id(id);
+                    }
+                    vec![request]
+                }
+                (None, Some(file)) => tasks_from_lines(&file)?,
+                (None, None) => bail!("give --task (one task) or --file (tasks, one per line)"),
+            };
+            submit(
+                &nats,
+                &swarm,
+                tasks,
+                wait.then(|| std::time::Duration::from_secs_f64(timeout)),
+            )
+            .await
+        }
         Command::Run {
             contract,
             task,

@@ -53,6 +53,9 @@ pub struct ServeConfig {
     pub audit: AuditConfig,
     /// How tasks wait for a free slot of their swarm.
     pub queue: QueueSettings,
+    /// Take tasks from a NATS JetStream queue too (`docs/scale-out.md`);
+    /// off by default.
+    pub nats: Option<NatsSettings>,
     /// The admin routes' bearer token.
     pub admin: AdminConfig,
 }
@@ -100,6 +103,43 @@ impl QueueSettings {
     }
 }
 
+/// The NATS JetStream queue this server takes tasks from, as a worker.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSettings {
+    /// The server URL, or several, comma-separated (`nats://127.0.0.1:4222`).
+    pub url: String,
+    /// This worker's name in its results (the host name by default).
+    pub worker_id: Option<String>,
+    /// Deliveries after which a task is given up as `abandoned` (5).
+    pub max_deliveries: u32,
+    /// Replicas of the streams this worker makes if they do not exist (1;
+    /// 3 on a three-node cluster).
+    pub replicas: usize,
+    /// Seconds a task id is remembered, to drop a resubmission (120).
+    pub duplicate_window_seconds: f64,
+    /// Seconds results are kept (86400).
+    pub results_max_age_seconds: f64,
+    /// Seconds added to a swarm's `task_timeout_seconds` for how long a
+    /// delivered task may go without a word from its worker before it is
+    /// delivered again (30).
+    pub ack_slack_seconds: f64,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".to_string(),
+            worker_id: None,
+            max_deliveries: 5,
+            replicas: 1,
+            duplicate_window_seconds: 120.0,
+            results_max_age_seconds: 86_400.0,
+            ack_slack_seconds: 30.0,
+        }
+    }
+}
+
 /// Where the audit log is and how often it is synced.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -133,6 +173,7 @@ impl Default for ServeConfig {
             cache_dir: None,
             audit: AuditConfig::default(),
             queue: QueueSettings::default(),
+            nats: None,
             admin: AdminConfig::default(),
         }
     }
@@ -208,6 +249,17 @@ impl ServeConfig {
         )?;
         if config.admin.token_env.is_some() && config.admin.token_file.is_some() {
             return Err("admin: give token_env or token_file, not both".to_string());
+        }
+        if let Some(nats) = &config.nats {
+            positive(
+                "nats.duplicate_window_seconds",
+                nats.duplicate_window_seconds,
+            )?;
+            positive("nats.results_max_age_seconds", nats.results_max_age_seconds)?;
+            positive("nats.ack_slack_seconds", nats.ack_slack_seconds)?;
+            if nats.max_deliveries == 0 || nats.replicas == 0 {
+                return Err("nats.max_deliveries and nats.replicas must be at least 1".to_string());
+            }
         }
         if config.max_connections == 0 {
             return Err("max_connections must be at least 1".to_string());

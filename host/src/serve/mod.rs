@@ -16,6 +16,8 @@
 pub mod config;
 mod http;
 mod listen;
+#[cfg(feature = "nats")]
+pub mod queue;
 mod reload;
 
 use std::future::Future;
@@ -71,6 +73,10 @@ pub enum ServeError {
         /// Why.
         reason: String,
     },
+    /// The NATS task queue.
+    #[cfg(feature = "nats")]
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
     /// The contract files could not be watched.
     #[error("watching the contract files: {0}")]
     Watch(String),
@@ -87,6 +93,12 @@ pub struct Service {
     admin_token: Option<crate::Secret>,
     /// Fed by the host's events; rendered at `/metrics`.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Set when the grace period is over and running tasks are being
+    /// stopped: a queued task stopped so is handed back, not answered.
+    interrupted: std::sync::atomic::AtomicBool,
+    /// The task queue this server also takes tasks from.
+    #[cfg(feature = "nats")]
+    queue: Option<queue::Queue>,
 }
 
 impl Service {
@@ -147,6 +159,32 @@ impl Service {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         host = host.with_event_sink(metrics.clone());
         let chassis = Chassis::with_config(host)?;
+        #[cfg(feature = "nats")]
+        let queue = match &config.nats {
+            Some(nats) => Some(
+                queue::Queue::connect(
+                    &nats.url,
+                    &queue::Streams {
+                        replicas: nats.replicas,
+                        duplicate_window: std::time::Duration::from_secs_f64(
+                            nats.duplicate_window_seconds,
+                        ),
+                        results_max_age: std::time::Duration::from_secs_f64(
+                            nats.results_max_age_seconds,
+                        ),
+                    },
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        #[cfg(not(feature = "nats"))]
+        if config.nats.is_some() {
+            return Err(ServeError::Config(ConfigError::Invalid {
+                path: "nats".into(),
+                reason: "this build of chassis has no NATS support (the `nats` feature)".into(),
+            }));
+        }
         let service = Self {
             chassis,
             audit,
@@ -154,6 +192,9 @@ impl Service {
             config,
             admin_token,
             metrics,
+            interrupted: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(feature = "nats")]
+            queue,
         };
         let changes = service.files.reconcile(&service.chassis).await;
         service.restore(&changes.loaded).await?;
@@ -219,6 +260,24 @@ impl Service {
         Ok(loaded)
     }
 
+    /// Record an event the service itself decides (a queued task given
+    /// up) in the audit log and the metrics, as the host records its own.
+    #[cfg(feature = "nats")]
+    pub(crate) fn record(&self, event: &crate::Event) {
+        use crate::EventSink;
+        if let Some(log) = &self.audit {
+            log.record(event);
+        }
+        self.metrics.record(event);
+    }
+
+    /// Whether running tasks are being stopped at the end of the grace
+    /// period.
+    #[cfg(feature = "nats")]
+    pub(crate) fn interrupted(&self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The host.
     pub fn chassis(&self) -> &Chassis {
         &self.chassis
@@ -248,6 +307,7 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
+        let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
         let watcher = if self.config.watch && !self.config.contracts.is_empty() {
             Some(
                 reload::watch(self.clone())
@@ -257,18 +317,32 @@ impl Service {
         } else {
             None
         };
+        #[cfg(feature = "nats")]
+        let worker = self.start_worker(worker_stop);
+        #[cfg(not(feature = "nats"))]
+        drop(worker_stop);
         let limits = listen::Limits {
             header_read_timeout: self.config.request_read_timeout(),
             max_connections: self.config.max_connections,
         };
         let server = listen::serve(listener, self.router(), limits, async move {
             shutdown.await;
-            tracing::info!(target: "chassis::serve", "shutting down: no new connections; in-flight tasks may finish");
+            tracing::info!(target: "chassis::serve", "shutting down: no new connections or queued tasks; in-flight tasks may finish");
+            let _ = stop_worker.send(true);
             let _ = stopping_tx.send(());
         });
+        // Done when HTTP has drained and the worker has finished what it
+        // took.
+        let drained = async {
+            server.await;
+            #[cfg(feature = "nats")]
+            if let Some(worker) = &worker {
+                worker.drain().await;
+            }
+        };
         let grace = self.config.shutdown_grace();
         let result = tokio::select! {
-            () = server => Ok(()),
+            () = drained => Ok(()),
             () = async move {
                 if stopping.await.is_ok() {
                     tokio::time::sleep(grace).await;
@@ -278,9 +352,15 @@ impl Service {
             } => {
                 tracing::warn!(target: "chassis::serve", "the grace period of {:.1} s is over; stopping what still runs as timeouts", grace.as_secs_f64());
                 // Each running task ends at its next epoch tick and writes
-                // its terminal record; then the responses go out.
+                // its terminal record; then the responses go out (and
+                // queued tasks are handed back).
+                self.interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
                 self.chassis.interrupt_all();
                 tokio::time::sleep(crate::EPOCH_TICK * 5 + crate::HOST_SLACK).await;
+                #[cfg(feature = "nats")]
+                if let Some(worker) = &worker {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), worker.drain()).await;
+                }
                 Ok(())
             }
         };
@@ -295,6 +375,36 @@ impl Service {
         }
         result
     }
+}
+
+#[cfg(feature = "nats")]
+impl Service {
+    /// Start taking tasks from the queue, if there is one, until `stop`.
+    fn start_worker(
+        self: &Arc<Self>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Arc<queue::worker::Worker>> {
+        let queue = self.queue.clone()?;
+        let nats = self.config.nats.as_ref()?;
+        let worker = Arc::new(queue::worker::Worker::new(
+            queue,
+            self.clone(),
+            nats.worker_id.clone().unwrap_or_else(host_name),
+            i64::from(nats.max_deliveries),
+            std::time::Duration::from_secs_f64(nats.ack_slack_seconds),
+        ));
+        tokio::spawn(worker.clone().run(stop));
+        Some(worker)
+    }
+}
+
+/// This machine's name (a worker's default id).
+#[cfg(feature = "nats")]
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Every contract file: the files named, and each directory's `*.toml`

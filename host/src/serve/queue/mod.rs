@@ -1,0 +1,257 @@
+//! Scale-out over NATS JetStream: the streams and names the workers and
+//! clients share, the messages they exchange, and the connection.
+//! `docs/scale-out.md` states what the queue promises; this module and its
+//! children implement it.
+//!
+//! A task travels as a [`crate::TaskRequest`] in JSON (`task_id`,
+//! `task_type`, `payload`: the HTTP route's body with the id set).
+//!
+//! Data flow: a client ([`client`]) publishes a task to
+//! `chassis.tasks.<swarm_id>` in the work-queue stream [`TASKS_STREAM`],
+//! with the task id as the message id. Every worker ([`worker`]) that has
+//! the swarm loaded pulls from the swarm's one durable consumer, no more
+//! messages than the swarm has free slots; it runs the task through the
+//! host, publishes the result to [`RESULTS_STREAM`] (message id = task id)
+//! and, once that is acknowledged, acknowledges the task. A task delivered
+//! too often is given up: an `abandoned` result and a copy in
+//! [`DEAD_STREAM`].
+
+pub mod client;
+pub(crate) mod worker;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::TaskOutcome;
+
+/// The work-queue stream of tasks.
+pub const TASKS_STREAM: &str = "CHASSIS_TASKS";
+/// The stream of results, one per task id.
+pub const RESULTS_STREAM: &str = "CHASSIS_RESULTS";
+/// Tasks given up after too many deliveries.
+pub const DEAD_STREAM: &str = "CHASSIS_DEAD";
+
+/// The subject a swarm's tasks are published to.
+pub fn task_subject(swarm_id: &str) -> String {
+    format!("chassis.tasks.{swarm_id}")
+}
+
+/// The subject a task's result is published to: its id hashed into one
+/// subject token (task ids may hold characters a subject cannot).
+pub fn result_subject(task_id: &str) -> String {
+    let digest = hex::encode(Sha256::digest(task_id.as_bytes()));
+    format!("chassis.results.{}", &digest[..32])
+}
+
+/// The subject a swarm's given-up tasks are copied to.
+pub fn dead_subject(swarm_id: &str) -> String {
+    format!("chassis.dead.{swarm_id}")
+}
+
+/// The durable consumer every worker of a swarm shares. Consumer names
+/// cannot hold `.`, which swarm ids may: it becomes `_`, and a short hash
+/// of the id keeps two ids apart that differ only there.
+pub fn consumer_name(swarm_id: &str) -> String {
+    let digest = hex::encode(Sha256::digest(swarm_id.as_bytes()));
+    format!("chassis-{}-{}", swarm_id.replace('.', "_"), &digest[..8])
+}
+
+/// How a queued task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultStatus {
+    /// The swarm answered with its output.
+    Success,
+    /// The swarm answered with its own error, or the host stopped or refused
+    /// the task for a reason running it again would not change.
+    Failed,
+    /// Delivered more than `max_deliveries` times without an ending (its
+    /// workers kept dying): given up.
+    Abandoned,
+}
+
+/// Why the host did not answer a task with the swarm's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostFailure {
+    /// The error's kind (`timeout`, `trap`, `memory`, `task_not_exported`,
+    /// `invalid_request`, `abandoned`, ...).
+    pub kind: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// A task's one result, as published to [`RESULTS_STREAM`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueResult<O = serde_json::Value> {
+    /// The task.
+    pub task_id: String,
+    /// Its swarm.
+    pub swarm_id: String,
+    /// The worker that published the result.
+    pub worker: String,
+    /// How it ended.
+    pub status: ResultStatus,
+    /// The swarm's outcome, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<TaskOutcome<O>>,
+    /// The host's reason, when the swarm did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<HostFailure>,
+    /// How many times the task was delivered, this one included.
+    pub deliveries: i64,
+}
+
+/// Why a queue operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Connecting to the NATS server.
+    #[error("connecting to NATS at {url}: {reason}")]
+    Connect {
+        /// The server URL(s).
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A JetStream request (a stream, a consumer, a publish) failed.
+    #[error("NATS JetStream: {0}")]
+    JetStream(String),
+    /// A message that is not what it should be.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// No result within the time asked for.
+    #[error("no result for task {task_id:?} within {waited:?}")]
+    NoResult {
+        /// The task.
+        task_id: String,
+        /// How long was waited.
+        waited: Duration,
+    },
+}
+
+impl QueueError {
+    pub(crate) fn js(e: impl std::fmt::Display) -> Self {
+        QueueError::JetStream(e.to_string())
+    }
+}
+
+/// How the streams are made when they do not exist yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Streams {
+    /// Stream replicas (3 on a three-node cluster).
+    pub replicas: usize,
+    /// How long a task id is remembered to drop a resubmission.
+    pub duplicate_window: Duration,
+    /// How long results are kept.
+    pub results_max_age: Duration,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            results_max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A connection to NATS, with JetStream and the streams made.
+#[derive(Clone)]
+pub struct Queue {
+    pub(crate) jetstream: jetstream::Context,
+    pub(crate) results: stream::Stream,
+}
+
+impl Queue {
+    /// Connect to `url` (one URL or several, comma-separated) and make the
+    /// streams that do not exist yet.
+    pub async fn connect(url: &str, streams: &Streams) -> Result<Self, QueueError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("chassis")
+            .connect(url)
+            .await
+            .map_err(|e| QueueError::Connect {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        let jetstream = jetstream::new(client);
+        let make = |name: &str, subjects: &str| stream::Config {
+            name: name.to_string(),
+            subjects: vec![subjects.to_string()],
+            storage: stream::StorageType::File,
+            num_replicas: streams.replicas,
+            duplicate_window: streams.duplicate_window,
+            allow_direct: true,
+            ..Default::default()
+        };
+        jetstream
+            .get_or_create_stream(stream::Config {
+                retention: stream::RetentionPolicy::WorkQueue,
+                ..make(TASKS_STREAM, "chassis.tasks.>")
+            })
+            .await
+            .map_err(QueueError::js)?;
+        let results = jetstream
+            .get_or_create_stream(stream::Config {
+                max_age: streams.results_max_age,
+                max_messages_per_subject: 1,
+                ..make(RESULTS_STREAM, "chassis.results.*")
+            })
+            .await
+            .map_err(QueueError::js)?;
+        jetstream
+            .get_or_create_stream(make(DEAD_STREAM, "chassis.dead.>"))
+            .await
+            .map_err(QueueError::js)?;
+        Ok(Self { jetstream, results })
+    }
+
+    /// A task's result, if one was published.
+    pub async fn result(&self, task_id: &str) -> Result<Option<QueueResult>, QueueError> {
+        Ok(match self.raw_result(task_id).await? {
+            Some(bytes) => Some(
+                serde_json::from_slice(&bytes).map_err(|e| QueueError::Malformed(e.to_string()))?,
+            ),
+            None => None,
+        })
+    }
+
+    /// A task's result as published, if there is one.
+    pub(crate) async fn raw_result(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<bytes::Bytes>, QueueError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        match self
+            .results
+            .get_last_raw_message_by_subject(&result_subject(task_id))
+            .await
+        {
+            Ok(message) => Ok(Some(message.payload)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(QueueError::js(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_valid_and_distinct() {
+        assert_eq!(task_subject("hello-world"), "chassis.tasks.hello-world");
+        let a = consumer_name("a.b");
+        let b = consumer_name("a_b");
+        assert_ne!(a, b);
+        assert!(!a.contains('.') && a.starts_with("chassis-a_b-"), "{a}");
+        // Any task id becomes one subject token.
+        let s = result_subject("a.b *> c");
+        assert_eq!(s.matches('.').count(), 2, "{s}");
+        assert!(!s.contains(['*', '>', ' ']));
+        assert_ne!(result_subject("t1"), result_subject("t2"));
+    }
+}

