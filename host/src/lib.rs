@@ -393,6 +393,28 @@ impl Chassis {
         Ok(reputation)
     }
 
+    /// Quarantine a loaded swarm now, for `reason` (an operator's decision,
+    /// or another host's, passed on): its tasks are refused until it is
+    /// [released](Chassis::release). Recorded as a `quarantined` event.
+    /// A swarm already quarantined stays as it is.
+    pub fn quarantine(
+        &self,
+        swarm_id: &str,
+        reason: &str,
+    ) -> Result<reputation::Reputation, Error> {
+        let swarm = self.inner.registry.get(swarm_id)?;
+        let health = &swarm.runtime.health;
+        let change = {
+            let mut state = health.lock();
+            if state.reputation.quarantined {
+                return Ok(state.reputation.clone());
+            }
+            state.reputation.quarantine(reason.to_string())
+        };
+        health.report(change, "");
+        Ok(health.lock().reputation.clone())
+    }
+
     /// Set a loaded swarm's reputation (for example one rebuilt from an audit
     /// log with [`report::replay`]); a quarantined one is refused from now on.
     pub fn restore_reputation(

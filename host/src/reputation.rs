@@ -216,7 +216,7 @@ impl Reputation {
         self.settle()
     }
 
-    fn quarantine(&mut self, reason: String) -> Change {
+    pub(crate) fn quarantine(&mut self, reason: String) -> Change {
         self.quarantined = true;
         self.quarantine_reason = Some(reason.clone());
         self.reported = self.score;

@@ -122,7 +122,20 @@ fn contracts(dir: &Path) -> Vec<PathBuf> {
         ),
     )
     .unwrap();
-    vec![hello, probe, misbehave]
+    // Quarantined by a single failure: a window of one task.
+    let fragile = dir.join("fragile.toml");
+    std::fs::write(
+        &fragile,
+        format!(
+            "swarm_id = \"fragile\"\nwasm_module = {:?}\n\
+             [resource_limits]\ntask_timeout_seconds = 2.0\n\
+             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+             [reputation]\nfailure_window = 1\nmax_failure_rate_percent = 10\n",
+            swarms.join("misbehave.wasm")
+        ),
+    )
+    .unwrap();
+    vec![hello, probe, misbehave, fragile]
 }
 
 fn start_worker(dir: &Path, nats: &Nats, name: &str) -> (Server, PathBuf) {
@@ -344,4 +357,69 @@ async fn a_guest_fault_is_one_final_result_and_a_dying_task_is_abandoned() {
     assert_eq!(last.terminate(Duration::from_secs(30)).code(), Some(0));
     let records = std::fs::read_to_string(&last_audit).unwrap();
     assert!(records.contains("\"task_abandoned\""), "{records}");
+}
+
+/// Whether `server` has `swarm` quarantined now.
+async fn quarantined(server: &Server, swarm: &str) -> bool {
+    let body = reqwest::get(server.url(&format!("/v1/swarms/{swarm}")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    summary["quarantined"] == true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantine_on_one_worker_stops_the_swarm_on_all_until_released() {
+    let dir = scratch("queue-quarantine");
+    let nats = Nats::start(&dir);
+    let (w1, _) = start_worker(&dir, &nats, "w1");
+    let (w2, _) = start_worker(&dir, &nats, "w2");
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap();
+
+    // One trap quarantines the swarm on the worker that ran it ...
+    let trap = queue
+        .submit("fragile", TaskRequest::new("trap", json!({})))
+        .await
+        .unwrap();
+    let result = queue.wait(&trap, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(result.status, ResultStatus::Failed);
+    // ... and, through the fleet's bucket, on the other.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(quarantined(&w1, "fragile").await && quarantined(&w2, "fragile").await) {
+        assert!(Instant::now() < deadline, "not quarantined on both workers");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A task for it waits in the queue: no worker takes it.
+    let waiting = queue
+        .submit("fragile", TaskRequest::new("burn", json!({"rounds": 10})))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(queue.result(&waiting).await.unwrap().is_none());
+    // Other swarms are served meanwhile.
+    let other = queue
+        .submit("hello", TaskRequest::new("hello", json!({})))
+        .await
+        .unwrap();
+    let result = queue.wait(&other, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(result.status, ResultStatus::Success);
+
+    // The operator's release reaches every worker; the task runs.
+    let out = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args(["release", "--nats", &nats.url, "fragile"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = queue.wait(&waiting, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(result.status, ResultStatus::Success, "{result:?}");
+    assert!(!quarantined(&w1, "fragile").await && !quarantined(&w2, "fragile").await);
 }

@@ -148,12 +148,16 @@ enum Command {
         json: bool,
     },
     /// Release a quarantined swarm: records a `released` event in the audit
-    /// log, so the next `chassis run --audit` of that swarm runs again.
+    /// log, so the next `chassis run --audit` of that swarm runs again; or,
+    /// with --nats, releases it on every `chassis serve --nats` worker.
     Release {
         /// The audit log holding the swarm's history.
-        #[arg(long)]
-        audit: PathBuf,
-        /// The swarm's contract.
+        #[arg(long, required_unless_present = "nats", conflicts_with = "nats")]
+        audit: Option<PathBuf>,
+        /// Release the swarm on every worker of this NATS server's fleet.
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// The swarm's contract (with --nats, a contract or the swarm id).
         contract: PathBuf,
     },
     /// Run the long-running host: load every contract, serve tasks,
@@ -746,7 +750,24 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             }
             Ok(())
         }
-        Command::Release { audit, contract } => {
+        Command::Release {
+            audit: None,
+            nats: Some(url),
+            contract,
+        } => {
+            let swarm_id = if contract.is_file() {
+                ServiceContract::from_file(&contract)?.swarm_id
+            } else {
+                contract.to_string_lossy().into_owned()
+            };
+            let queue = chassis::serve::queue::Queue::connect(&url, &Default::default()).await?;
+            chassis::serve::queue::fleet::release(&queue, &swarm_id).await?;
+            out(format_args!("released {swarm_id:?} on every worker"))
+        }
+        Command::Release {
+            audit, contract, ..
+        } => {
+            let audit = audit.context("give --audit FILE, or --nats URL")?;
             let contract = ServiceContract::from_file(&contract)?;
             chassis::audit::verify(&audit).context("audit log")?;
             let records = chassis::audit::events(&audit).context("audit log")?;

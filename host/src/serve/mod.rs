@@ -99,6 +99,10 @@ pub struct Service {
     /// The task queue this server also takes tasks from.
     #[cfg(feature = "nats")]
     queue: Option<queue::Queue>,
+    /// The host's quarantines and releases, for the fleet's bucket.
+    #[cfg(feature = "nats")]
+    fleet_changes:
+        std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, Option<String>)>>>,
 }
 
 impl Service {
@@ -158,6 +162,14 @@ impl Service {
         };
         let metrics = Arc::new(crate::metrics::Metrics::new());
         host = host.with_event_sink(metrics.clone());
+        #[cfg(feature = "nats")]
+        let fleet_changes = if config.nats.is_some() {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            host = host.with_event_sink(queue::fleet::sink(tx));
+            Some(rx)
+        } else {
+            None
+        };
         let chassis = Chassis::with_config(host)?;
         #[cfg(feature = "nats")]
         let queue = match &config.nats {
@@ -195,6 +207,8 @@ impl Service {
             interrupted: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "nats")]
             queue,
+            #[cfg(feature = "nats")]
+            fleet_changes: std::sync::Mutex::new(fleet_changes),
         };
         let changes = service.files.reconcile(&service.chassis).await;
         service.restore(&changes.loaded).await?;
@@ -386,10 +400,19 @@ impl Service {
     ) -> Option<Arc<queue::worker::Worker>> {
         let queue = self.queue.clone()?;
         let nats = self.config.nats.as_ref()?;
+        let id = nats.worker_id.clone().unwrap_or_else(host_name);
+        if let Some(changes) = self.fleet_changes.lock().expect("fleet lock").take() {
+            queue::fleet::spawn(
+                queue.health.clone(),
+                self.chassis.clone(),
+                id.clone(),
+                changes,
+            );
+        }
         let worker = Arc::new(queue::worker::Worker::new(
             queue,
             self.clone(),
-            nats.worker_id.clone().unwrap_or_else(host_name),
+            id,
             i64::from(nats.max_deliveries),
             std::time::Duration::from_secs_f64(nats.ack_slack_seconds),
         ));

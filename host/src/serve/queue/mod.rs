@@ -14,9 +14,11 @@
 //! host, publishes the result to [`RESULTS_STREAM`] (message id = task id)
 //! and, once that is acknowledged, acknowledges the task. A task delivered
 //! too often is given up: an `abandoned` result and a copy in
-//! [`DEAD_STREAM`].
+//! [`DEAD_STREAM`]. Quarantine is shared through a key-value bucket
+//! ([`fleet`]).
 
 pub mod client;
+pub mod fleet;
 pub(crate) mod worker;
 
 use std::time::Duration;
@@ -158,11 +160,13 @@ impl Default for Streams {
     }
 }
 
-/// A connection to NATS, with JetStream and the streams made.
+/// A connection to NATS, with JetStream, the streams and the bucket made.
 #[derive(Clone)]
 pub struct Queue {
     pub(crate) jetstream: jetstream::Context,
     pub(crate) results: stream::Stream,
+    /// The fleet's quarantine state ([`fleet`]).
+    pub(crate) health: async_nats::jetstream::kv::Store,
 }
 
 impl Queue {
@@ -206,7 +210,12 @@ impl Queue {
             .get_or_create_stream(make(DEAD_STREAM, "chassis.dead.>"))
             .await
             .map_err(QueueError::js)?;
-        Ok(Self { jetstream, results })
+        let health = fleet::bucket(&jetstream, streams).await?;
+        Ok(Self {
+            jetstream,
+            results,
+            health,
+        })
     }
 
     /// A task's result, if one was published.

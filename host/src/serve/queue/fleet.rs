@@ -1,0 +1,181 @@
+//! Fleet-wide quarantine through the JetStream key-value bucket
+//! [`HEALTH_BUCKET`]: one entry per swarm, `{"quarantined", "reason",
+//! "by"}`.
+//!
+//! Data flow: the host's quarantine and release events reach
+//! [`QuarantineSink`] (an event sink, like the audit log), which hands them
+//! to [`publish`]; it writes the swarm's entry when the fleet's state
+//! differs. [`follow`] watches the bucket and brings the local host in step:
+//! a swarm quarantined elsewhere is quarantined here (its tasks stop being
+//! taken at once), a release elsewhere releases it here. A worker that
+//! starts reads the current entries first, so it starts in step.
+
+use std::sync::Arc;
+
+use async_nats::jetstream::kv;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::{QueueError, Streams};
+use crate::{Chassis, Event, EventSink};
+
+/// The key-value bucket of the fleet's quarantine state.
+pub const HEALTH_BUCKET: &str = "chassis_health";
+
+/// One swarm's entry in [`HEALTH_BUCKET`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetHealth {
+    /// Whether every worker refuses the swarm's tasks.
+    pub quarantined: bool,
+    /// Why, when quarantined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Which worker (or `operator`) wrote it.
+    pub by: String,
+}
+
+/// The bucket, made if it does not exist.
+pub(crate) async fn bucket(
+    jetstream: &async_nats::jetstream::Context,
+    streams: &Streams,
+) -> Result<kv::Store, QueueError> {
+    jetstream
+        .create_or_update_key_value(kv::Config {
+            bucket: HEALTH_BUCKET.to_string(),
+            description: "chassis: fleet-wide quarantine, one entry per swarm".to_string(),
+            history: 1,
+            storage: async_nats::jetstream::stream::StorageType::File,
+            num_replicas: streams.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(QueueError::js)
+}
+
+/// Write `swarm_id`'s entry, if the fleet's state is not that already.
+pub(crate) async fn put(
+    store: &kv::Store,
+    swarm_id: &str,
+    health: &FleetHealth,
+) -> Result<(), QueueError> {
+    let now = store
+        .get(swarm_id)
+        .await
+        .map_err(QueueError::js)?
+        .and_then(|bytes| serde_json::from_slice::<FleetHealth>(&bytes).ok());
+    if now.is_some_and(|now| now.quarantined == health.quarantined) {
+        return Ok(());
+    }
+    let body = serde_json::to_vec(health).map_err(|e| QueueError::Malformed(e.to_string()))?;
+    store
+        .put(swarm_id, body.into())
+        .await
+        .map_err(QueueError::js)?;
+    Ok(())
+}
+
+/// The host's quarantines and releases, passed to [`publish`].
+pub(crate) struct QuarantineSink(pub(crate) mpsc::UnboundedSender<(String, Option<String>)>);
+
+impl EventSink for QuarantineSink {
+    fn record(&self, event: &Event) {
+        match event {
+            Event::Quarantined {
+                swarm_id, reason, ..
+            } => {
+                let _ = self.0.send((swarm_id.clone(), Some(reason.clone())));
+            }
+            Event::Released { swarm_id, .. } => {
+                let _ = self.0.send((swarm_id.clone(), None));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Write each local quarantine (`Some(reason)`) or release (`None`) to the
+/// bucket as worker `by`, until the sink is dropped.
+pub(crate) async fn publish(
+    store: kv::Store,
+    by: String,
+    mut changes: mpsc::UnboundedReceiver<(String, Option<String>)>,
+) {
+    while let Some((swarm_id, reason)) = changes.recv().await {
+        let health = FleetHealth {
+            quarantined: reason.is_some(),
+            reason,
+            by: by.clone(),
+        };
+        if let Err(e) = put(&store, &swarm_id, &health).await {
+            tracing::error!(target: "chassis::queue", swarm = %swarm_id, "passing the quarantine state to the fleet: {e}");
+        }
+    }
+}
+
+/// Bring `chassis` in step with the bucket, entry by entry, until the
+/// watch ends.
+pub(crate) async fn follow(store: kv::Store, chassis: Chassis) {
+    let mut entries = match store.watch_all().await {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::error!(target: "chassis::queue", "watching the fleet's quarantine state: {e}");
+            return;
+        }
+    };
+    while let Some(entry) = entries.next().await {
+        let Ok(entry) = entry else { continue };
+        let Ok(health) = serde_json::from_slice::<FleetHealth>(&entry.value) else {
+            continue;
+        };
+        let Ok(report) = chassis.slo_report(&entry.key) else {
+            continue;
+        };
+        let here = report.reputation.quarantined;
+        if health.quarantined && !here {
+            let reason = format!(
+                "quarantined on {}: {}",
+                health.by,
+                health.reason.as_deref().unwrap_or("no reason given")
+            );
+            tracing::warn!(target: "chassis::queue", swarm = %entry.key, "{reason}");
+            let _ = chassis.quarantine(&entry.key, &reason);
+        } else if !health.quarantined && here {
+            tracing::info!(target: "chassis::queue", swarm = %entry.key, "released by {}", health.by);
+            let _ = chassis.release(&entry.key);
+        }
+    }
+}
+
+/// Keep `store` and `chassis` in step both ways; returns the two tasks.
+pub(crate) fn spawn(
+    store: kv::Store,
+    chassis: Chassis,
+    me: String,
+    changes: mpsc::UnboundedReceiver<(String, Option<String>)>,
+) -> [tokio::task::JoinHandle<()>; 2] {
+    let publisher = tokio::spawn(publish(store.clone(), me.clone(), changes));
+    let follower = tokio::spawn(follow(store, chassis));
+    [publisher, follower]
+}
+
+/// An operator's release of `swarm_id` on every worker.
+pub async fn release(queue: &super::Queue, swarm_id: &str) -> Result<(), QueueError> {
+    let health = FleetHealth {
+        quarantined: false,
+        reason: None,
+        by: "operator".to_string(),
+    };
+    let body = serde_json::to_vec(&health).map_err(|e| QueueError::Malformed(e.to_string()))?;
+    queue
+        .health
+        .put(swarm_id, body.into())
+        .await
+        .map_err(QueueError::js)?;
+    Ok(())
+}
+
+/// Keep the sink alive for as long as the host is.
+pub(crate) fn sink(tx: mpsc::UnboundedSender<(String, Option<String>)>) -> Arc<dyn EventSink> {
+    Arc::new(QuarantineSink(tx))
+}
