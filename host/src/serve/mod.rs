@@ -102,7 +102,7 @@ pub struct Service {
     /// The host's quarantines and releases, for the fleet's bucket.
     #[cfg(feature = "nats")]
     fleet_changes:
-        std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, Option<String>)>>>,
+        std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<queue::fleet::Change>>>,
 }
 
 impl Service {

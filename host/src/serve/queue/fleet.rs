@@ -75,8 +75,11 @@ pub(crate) async fn put(
     Ok(())
 }
 
+/// A swarm quarantined (`Some(reason)`) or released (`None`) on this host.
+pub(crate) type Change = (String, Option<String>);
+
 /// The host's quarantines and releases, passed to [`publish`].
-pub(crate) struct QuarantineSink(pub(crate) mpsc::UnboundedSender<(String, Option<String>)>);
+pub(crate) struct QuarantineSink(pub(crate) mpsc::UnboundedSender<Change>);
 
 impl EventSink for QuarantineSink {
     fn record(&self, event: &Event) {
@@ -99,7 +102,7 @@ impl EventSink for QuarantineSink {
 pub(crate) async fn publish(
     store: kv::Store,
     by: String,
-    mut changes: mpsc::UnboundedReceiver<(String, Option<String>)>,
+    mut changes: mpsc::UnboundedReceiver<Change>,
 ) {
     while let Some((swarm_id, reason)) = changes.recv().await {
         let health = FleetHealth {
@@ -152,7 +155,7 @@ pub(crate) fn spawn(
     store: kv::Store,
     chassis: Chassis,
     me: String,
-    changes: mpsc::UnboundedReceiver<(String, Option<String>)>,
+    changes: mpsc::UnboundedReceiver<Change>,
 ) -> [tokio::task::JoinHandle<()>; 2] {
     let publisher = tokio::spawn(publish(store.clone(), me.clone(), changes));
     let follower = tokio::spawn(follow(store, chassis));
