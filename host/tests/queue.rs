@@ -250,7 +250,15 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
             .output()
             .unwrap()
     };
-    for (server, audit) in workers {
+    let against_mirror = |audit: &Path, worker: &str| {
+        Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .args(["audit", "verify", "--nats", &nats.url, "--worker", worker])
+            .arg(audit)
+            .output()
+            .unwrap()
+    };
+    let mut survivors = Vec::new();
+    for ((server, audit), name) in workers.zip(["w2", "w3"]) {
         assert_eq!(server.terminate(Duration::from_secs(30)).code(), Some(0));
         let out = verify(&audit);
         assert!(
@@ -258,7 +266,35 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Every record names its worker, and the mirror holds the log's head.
+        let text = std::fs::read_to_string(&audit).unwrap();
+        assert!(
+            text.lines()
+                .all(|l| l.contains(&format!("\"worker\":\"{name}\"")))
+        );
+        let out = against_mirror(&audit, name);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        survivors.push((audit, name, text));
     }
+    // A log cut short is caught against the mirror's head.
+    let (audit, name, text) = &survivors[0];
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(audit, lines[..lines.len() - 3].join("\n") + "\n").unwrap();
+    assert!(
+        verify(audit).status.success(),
+        "a shorter chain is still a chain"
+    );
+    let out = against_mirror(audit, name);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cut from its end"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // SIGKILL cannot cut a record in half (each is one write, synced).
     let out = verify(&killed_audit);
     assert!(

@@ -332,7 +332,14 @@ mod tests {
         ];
         for (i, event) in events.into_iter().enumerate() {
             let mut text = String::new();
-            append_record(&mut text, i as u64 + 1, GENESIS, SystemTime::now(), &event);
+            append_record(
+                &mut text,
+                i as u64 + 1,
+                GENESIS,
+                SystemTime::now(),
+                &event,
+                None,
+            );
             let value: Value = serde_json::from_str(&text).unwrap();
             let record = Record::from_json(&value).unwrap_or_else(|| panic!("{text}"));
             assert_eq!(record.event, event, "{text}");
@@ -348,7 +355,7 @@ mod tests {
             task_id: "t\n1".into(),
             task_type: "echo".into(),
         };
-        let hash = append_record(&mut text, 7, GENESIS, SystemTime::now(), &event);
+        let hash = append_record(&mut text, 7, GENESIS, SystemTime::now(), &event, None);
         assert!(text.ends_with('\n') && text.matches('\n').count() == 1);
         let record: Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(record["hash"], json!(hash));
@@ -358,6 +365,20 @@ mod tests {
         assert_eq!(record["swarm_id"], json!("s\"1"));
         assert_eq!(record["task_id"], json!("t\n1"));
         assert_eq!(record["params"], json!({"task_type": "echo"}));
+        assert!(record.get("worker").is_none());
+        // A worker's name is a field like the others, in the hash.
+        let mut named = String::new();
+        let hash = append_record(
+            &mut named,
+            7,
+            GENESIS,
+            SystemTime::now(),
+            &event,
+            Some("w\"1"),
+        );
+        let record: Value = serde_json::from_str(named.trim_end()).unwrap();
+        assert_eq!(record["worker"], json!("w\"1"));
+        assert_eq!(record_hash(&record), hash);
     }
 
     #[test]

@@ -195,6 +195,7 @@ pub(super) fn append_record(
     head: &str,
     ts: SystemTime,
     event: &Event,
+    worker: Option<&str>,
 ) -> String {
     let (operation, task_id, params) = describe(event);
     let start = text.len();
@@ -216,7 +217,12 @@ pub(super) fn append_record(
     }
     text.push_str(",\"ts\":\"");
     push_rfc3339(text, ts);
-    text.push_str("\"}");
+    text.push('"');
+    if let Some(worker) = worker {
+        text.push_str(",\"worker\":");
+        push_json_str(text, worker);
+    }
+    text.push('}');
     let digest = Sha256::digest(&text.as_bytes()[start..]);
     text.pop();
     text.push_str(",\"hash\":\"");

@@ -99,6 +99,17 @@ impl AuditLog {
     /// that does not verify is refused (move it aside to start a new one), as
     /// is one another process (or another `AuditLog`) has open.
     pub fn open(path: impl AsRef<Path>, fsync: FsyncPolicy) -> Result<Arc<Self>, AuditError> {
+        Self::open_as(path, fsync, None)
+    }
+
+    /// [`AuditLog::open`] for a host named `worker` (one of several
+    /// sharing a task queue): every record it writes carries a `worker`
+    /// field with that name.
+    pub fn open_as(
+        path: impl AsRef<Path>,
+        fsync: FsyncPolicy,
+        worker: Option<String>,
+    ) -> Result<Arc<Self>, AuditError> {
         let path = path.as_ref().to_path_buf();
         let io = |source| AuditError::Io {
             path: path.clone(),
@@ -133,15 +144,8 @@ impl AuditLog {
         let writer = std::thread::Builder::new()
             .name("chassis-audit".into())
             .spawn(move || {
-                write_loop(
-                    writer_path,
-                    file,
-                    receiver,
-                    seq,
-                    head,
-                    fsync,
-                    &writer_failure,
-                )
+                let writer = Writer::new(file, seq, head, fsync, worker);
+                write_loop(writer_path, writer, receiver, &writer_failure)
             })
             .map_err(io)?;
         Ok(Arc::new(Self {
@@ -212,23 +216,10 @@ impl EventSink for AuditLog {
 
 fn write_loop(
     path: PathBuf,
-    file: File,
+    mut writer: Writer,
     receiver: Receiver<Pending>,
-    seq: u64,
-    head: String,
-    fsync: FsyncPolicy,
     failure: &Failure,
 ) -> Result<(), AuditError> {
-    let mut writer = Writer {
-        file,
-        seq,
-        head,
-        fsync,
-        since_sync: 0,
-        last_sync: Instant::now(),
-        synced: true,
-        last_fsync: None,
-    };
     let result = writer.run(&receiver).map_err(|source| AuditError::Io {
         path: path.clone(),
         source,
@@ -246,12 +237,31 @@ struct Writer {
     seq: u64,
     head: String,
     fsync: FsyncPolicy,
+    /// The host's name in every record, when it is one of several.
+    worker: Option<String>,
     since_sync: u32,
     last_sync: Instant,
     /// Whether everything written is synced.
     synced: bool,
     /// When `fsync` last ran.
     last_fsync: Option<Instant>,
+}
+
+impl Writer {
+    /// A writer appending to `file` after record `seq` whose hash is `head`.
+    fn new(file: File, seq: u64, head: String, fsync: FsyncPolicy, worker: Option<String>) -> Self {
+        Self {
+            file,
+            seq,
+            head,
+            fsync,
+            worker,
+            since_sync: 0,
+            last_sync: Instant::now(),
+            synced: true,
+            last_fsync: None,
+        }
+    }
 }
 
 impl Writer {
@@ -305,7 +315,14 @@ impl Writer {
         text.clear();
         for pending in batch.iter() {
             self.seq += 1;
-            self.head = append_record(text, self.seq, &self.head, pending.ts, &pending.event);
+            self.head = append_record(
+                text,
+                self.seq,
+                &self.head,
+                pending.ts,
+                &pending.event,
+                self.worker.as_deref(),
+            );
             self.since_sync += 1;
         }
         self.file.write_all(text.as_bytes())?;
@@ -360,15 +377,8 @@ mod tests {
         let ack = Arc::<Ack>::default();
         sender.send(pending(Some(ack.clone()))).unwrap();
         let failure = Arc::<Failure>::default();
-        let result = write_loop(
-            PathBuf::from("/dev/full"),
-            file,
-            receiver,
-            0,
-            GENESIS.to_string(),
-            FsyncPolicy::Always,
-            &failure,
-        );
+        let writer = Writer::new(file, 0, GENESIS.to_string(), FsyncPolicy::Always, None);
+        let result = write_loop(PathBuf::from("/dev/full"), writer, receiver, &failure);
         assert!(result.is_err());
         assert!(
             !ack.wait(),
@@ -394,16 +404,13 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        let mut writer = Writer {
+        let mut writer = Writer::new(
             file,
-            seq: 0,
-            head: GENESIS.to_string(),
-            fsync: FsyncPolicy::Interval(Duration::from_millis(30)),
-            since_sync: 0,
-            last_sync: Instant::now(),
-            synced: true,
-            last_fsync: None,
-        };
+            0,
+            GENESIS.to_string(),
+            FsyncPolicy::Interval(Duration::from_millis(30)),
+            None,
+        );
         let started = Instant::now();
         let (sender, receiver) = sync_channel(4);
         sender.send(pending(None)).unwrap();

@@ -83,8 +83,15 @@ enum AuditCommand {
         file: PathBuf,
         /// A head printed by an earlier verify (SEQ:HASH): the log must still
         /// hold that record with that hash.
-        #[arg(long, value_name = "SEQ:HASH")]
+        #[arg(long, value_name = "SEQ:HASH", conflicts_with = "nats")]
         expect_head: Option<chassis::audit::Head>,
+        /// Take the expected head from the audit mirror of a task queue: the
+        /// last record of --worker that NATS holds (docs/scale-out.md).
+        #[arg(long, value_name = "URL", requires = "worker")]
+        nats: Option<String>,
+        /// The worker whose mirrored head to check against (with --nats).
+        #[arg(long, requires = "nats")]
+        worker: Option<String>,
     },
     /// Print records (JSON lines), filtered.
     Show {
@@ -700,7 +707,23 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             let wit = chassis::inspect::component_wit(&bytes, &component.display().to_string())?;
             out(wit.trim_end())
         }
-        Command::Audit(AuditCommand::Verify { file, expect_head }) => {
+        Command::Audit(AuditCommand::Verify {
+            file,
+            mut expect_head,
+            nats,
+            worker,
+        }) => {
+            if let (Some(url), Some(worker)) = (nats, worker) {
+                let queue =
+                    chassis::serve::queue::Queue::connect(&url, &Default::default()).await?;
+                expect_head = Some(
+                    chassis::serve::queue::mirror::mirrored_head(&queue, &worker)
+                        .await?
+                        .with_context(|| {
+                            format!("the audit mirror holds no record of worker {worker:?}")
+                        })?,
+                );
+            }
             let v = match &expect_head {
                 Some(head) => chassis::audit::verify_against(&file, head)?,
                 None => chassis::audit::verify(&file)?,

@@ -257,6 +257,17 @@ impl ServeConfig {
             )?;
             positive("nats.results_max_age_seconds", nats.results_max_age_seconds)?;
             positive("nats.ack_slack_seconds", nats.ack_slack_seconds)?;
+            if let Some(id) = &nats.worker_id
+                && (id.is_empty()
+                    || id.len() > 64
+                    || !id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            {
+                return Err(format!(
+                    "nats.worker_id {id:?}: 1 to 64 letters, digits, '-' or '_' (it names a NATS subject)"
+                ));
+            }
             if nats.max_deliveries == 0 || nats.replicas == 0 {
                 return Err("nats.max_deliveries and nats.replicas must be at least 1".to_string());
             }
@@ -294,6 +305,35 @@ impl ServeConfig {
             return Err("admin token: at least 16 characters".to_string());
         }
         Ok(Some(crate::Secret::new(token.to_string())))
+    }
+
+    /// This host's name as a worker of a task queue: `nats.worker_id`, or
+    /// the machine's name with anything but letters, digits, `-` and `_`
+    /// made `-`. `None` without a queue.
+    pub fn worker_id(&self) -> Option<String> {
+        let nats = self.nats.as_ref()?;
+        Some(nats.worker_id.clone().unwrap_or_else(|| {
+            let name = rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned();
+            let name: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .take(64)
+                .collect();
+            if name.is_empty() {
+                "worker".to_string()
+            } else {
+                name
+            }
+        }))
     }
 
     /// The shutdown grace period.

@@ -151,9 +151,11 @@ impl Service {
                     path: path.clone(),
                     reason,
                 })?;
-                let log = AuditLog::open(path, fsync).map_err(|e| ServeError::Audit {
-                    path: path.clone(),
-                    reason: e.to_string(),
+                let log = AuditLog::open_as(path, fsync, config.worker_id()).map_err(|e| {
+                    ServeError::Audit {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    }
                 })?;
                 host = host.with_event_sink(log.clone());
                 Some(log)
@@ -386,6 +388,8 @@ impl Service {
                 path: log.path().to_path_buf(),
                 reason: e.to_string(),
             })?;
+            #[cfg(feature = "nats")]
+            self.mirror_the_rest(log.path()).await;
         }
         result
     }
@@ -393,6 +397,27 @@ impl Service {
 
 #[cfg(feature = "nats")]
 impl Service {
+    /// Send the audit log's last records to the mirror once it is closed
+    /// (at most a few seconds).
+    async fn mirror_the_rest(&self, path: &Path) {
+        let (Some(queue), Some(id)) = (self.queue.clone(), self.config.worker_id()) else {
+            return;
+        };
+        let last = async {
+            let mut mirror = queue::mirror::Mirror::start(queue, path.to_path_buf(), id).await?;
+            mirror.pass().await
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(5), last).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(target: "chassis::queue", "mirroring the audit log's last records: {e}")
+            }
+            Err(_) => {
+                tracing::warn!(target: "chassis::queue", "mirroring the audit log's last records: no answer from NATS within 5 s")
+            }
+        }
+    }
+
     /// Start taking tasks from the queue, if there is one, until `stop`.
     fn start_worker(
         self: &Arc<Self>,
@@ -400,7 +425,22 @@ impl Service {
     ) -> Option<Arc<queue::worker::Worker>> {
         let queue = self.queue.clone()?;
         let nats = self.config.nats.as_ref()?;
-        let id = nats.worker_id.clone().unwrap_or_else(host_name);
+        if let Some(log) = &self.audit {
+            let (queue, path, id) = (
+                queue.clone(),
+                log.path().to_path_buf(),
+                self.config.worker_id()?,
+            );
+            tokio::spawn(async move {
+                match queue::mirror::Mirror::start(queue, path, id).await {
+                    Ok(mirror) => mirror.run().await,
+                    Err(e) => {
+                        tracing::error!(target: "chassis::queue", "mirroring the audit log: {e}")
+                    }
+                }
+            });
+        }
+        let id = self.config.worker_id()?;
         if let Some(changes) = self.fleet_changes.lock().expect("fleet lock").take() {
             queue::fleet::spawn(
                 queue.health.clone(),
@@ -419,15 +459,6 @@ impl Service {
         tokio::spawn(worker.clone().run(stop));
         Some(worker)
     }
-}
-
-/// This machine's name (a worker's default id).
-#[cfg(feature = "nats")]
-fn host_name() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// Every contract file: the files named, and each directory's `*.toml`

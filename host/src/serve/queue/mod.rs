@@ -15,10 +15,12 @@
 //! and, once that is acknowledged, acknowledges the task. A task delivered
 //! too often is given up: an `abandoned` result and a copy in
 //! [`DEAD_STREAM`]. Quarantine is shared through a key-value bucket
-//! ([`fleet`]).
+//! ([`fleet`]); each worker's audit log is mirrored to a stream
+//! ([`mirror`]).
 
 pub mod client;
 pub mod fleet;
+pub mod mirror;
 pub(crate) mod worker;
 
 use std::time::Duration;
@@ -208,6 +210,10 @@ impl Queue {
             .map_err(QueueError::js)?;
         jetstream
             .get_or_create_stream(make(DEAD_STREAM, "chassis.dead.>"))
+            .await
+            .map_err(QueueError::js)?;
+        jetstream
+            .get_or_create_stream(make(mirror::AUDIT_STREAM, "chassis.audit.*"))
             .await
             .map_err(QueueError::js)?;
         let health = fleet::bucket(&jetstream, streams).await?;

@@ -1,0 +1,152 @@
+//! The audit mirror: each worker's local audit log, record by record, on
+//! `chassis.audit.<worker>` in the stream [`AUDIT_STREAM`], so a witness
+//! elsewhere can follow every worker's chain, and a local log cut short is
+//! caught against the stream's head (`chassis audit verify --nats`).
+//!
+//! Data flow: [`Mirror`] follows the local file rather than the writer: it
+//! starts after the last record the stream holds for the worker, reads the
+//! file's whole lines from there, and publishes each (message id =
+//! `<worker>:<seq>`, so a record sent twice is kept once), waiting for
+//! JetStream's acknowledgement before the next. Records written while NATS
+//! is unreachable are sent when it is back; the local log stays the
+//! source, and nothing on the task path waits for the mirror.
+
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+
+use super::{Queue, QueueError};
+use crate::audit::Head;
+
+/// The stream of every worker's audit records.
+pub const AUDIT_STREAM: &str = "CHASSIS_AUDIT";
+
+/// The subject a worker's records are mirrored to.
+pub fn audit_subject(worker: &str) -> String {
+    format!("chassis.audit.{worker}")
+}
+
+/// How often the local log is read for new records.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The last record of `worker` the stream holds, as a chain head (`None`
+/// when it holds none).
+pub async fn mirrored_head(queue: &Queue, worker: &str) -> Result<Option<Head>, QueueError> {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind;
+    let stream = queue
+        .jetstream
+        .get_stream(AUDIT_STREAM)
+        .await
+        .map_err(QueueError::js)?;
+    let message = match stream
+        .get_last_raw_message_by_subject(&audit_subject(worker))
+        .await
+    {
+        Ok(message) => message,
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+        Err(e) => return Err(QueueError::js(e)),
+    };
+    let record: serde_json::Value = serde_json::from_slice(&message.payload)
+        .map_err(|e| QueueError::Malformed(format!("a mirrored audit record: {e}")))?;
+    match (record["seq"].as_u64(), record["hash"].as_str()) {
+        (Some(seq), Some(hash)) => Ok(Some(Head {
+            seq,
+            hash: hash.to_string(),
+        })),
+        _ => Err(QueueError::Malformed(
+            "a mirrored audit record without seq and hash".to_string(),
+        )),
+    }
+}
+
+/// One worker's mirror.
+pub(crate) struct Mirror {
+    queue: Queue,
+    path: PathBuf,
+    worker: String,
+    /// The last record sent (by sequence number).
+    sent: u64,
+    /// Where in the file the next unread line starts.
+    offset: u64,
+}
+
+impl Mirror {
+    /// A mirror of the log at `path`, starting after what the stream holds.
+    pub(crate) async fn start(
+        queue: Queue,
+        path: PathBuf,
+        worker: String,
+    ) -> Result<Self, QueueError> {
+        let sent = mirrored_head(&queue, &worker).await?.map_or(0, |h| h.seq);
+        Ok(Self {
+            queue,
+            path,
+            worker,
+            sent,
+            offset: 0,
+        })
+    }
+
+    /// Follow the log until aborted.
+    pub(crate) async fn run(mut self) {
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(target: "chassis::queue", "mirroring the audit log: {e}; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Send every whole record not sent yet.
+    pub(crate) async fn pass(&mut self) -> Result<(), QueueError> {
+        let (lines, end) = self
+            .read_new()
+            .map_err(|e| QueueError::Malformed(format!("reading {}: {e}", self.path.display())))?;
+        for line in lines {
+            let seq = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|r| r["seq"].as_u64())
+                .unwrap_or(0);
+            if seq <= self.sent {
+                continue;
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("{}:{seq}", self.worker).as_str());
+            self.queue
+                .jetstream
+                .publish_with_headers(audit_subject(&self.worker), headers, line.into())
+                .await
+                .map_err(QueueError::js)?
+                .await
+                .map_err(QueueError::js)?;
+            self.sent = seq;
+        }
+        self.offset = end;
+        Ok(())
+    }
+
+    /// The whole lines after `offset`, and where the last one ends.
+    fn read_new(&self) -> std::io::Result<(Vec<String>, u64)> {
+        let mut file = std::fs::File::open(&self.path)?;
+        let len = file.metadata()?.len();
+        // A log made anew (shorter than what was read): read it again.
+        let mut offset = if len < self.offset { 0 } else { self.offset };
+        file.seek(SeekFrom::Start(offset))?;
+        let mut reader = BufReader::new(file);
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line)?;
+            if n == 0 || !line.ends_with('\n') {
+                break;
+            }
+            offset += n as u64;
+            lines.push(line.trim_end().to_string());
+        }
+        Ok((lines, offset))
+    }
+}
