@@ -74,6 +74,10 @@ pub struct Metrics {
     reputation: Family<SwarmLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     quarantined: Family<SwarmLabel, Gauge>,
     slo_compliant: Family<SwarmLabel, Gauge>,
+    queue_pending: Family<SwarmLabel, Gauge>,
+    queue_in_flight: Family<SwarmLabel, Gauge>,
+    queue_redeliveries: Family<SwarmLabel, Counter>,
+    queue_dead_letters: Family<SwarmLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -100,6 +104,10 @@ impl Metrics {
             reputation: Family::default(),
             quarantined: Family::default(),
             slo_compliant: Family::default(),
+            queue_pending: Family::default(),
+            queue_in_flight: Family::default(),
+            queue_redeliveries: Family::default(),
+            queue_dead_letters: Family::default(),
             registry: Registry::default(),
         };
         macro_rules! register {
@@ -121,6 +129,10 @@ impl Metrics {
             reputation: "reputation_score", "A swarm's reputation score (0 to 1)";
             quarantined: "quarantined", "1 while a swarm is quarantined";
             slo_compliant: "slo_compliant", "1 while a swarm meets every SLO target of its contract";
+            queue_pending: "queue_pending", "Tasks in the NATS queue not yet taken by a worker";
+            queue_in_flight: "queue_in_flight", "Tasks taken from the NATS queue and not yet acknowledged, by any worker";
+            queue_redeliveries: "queue_redeliveries", "Tasks this worker took that had been delivered before";
+            queue_dead_letters: "queue_dead_letters", "Tasks this worker gave up after too many deliveries";
         }
         Self { registry, ..m }
     }
@@ -223,6 +235,11 @@ impl EventSink for Metrics {
                     self.security.get_or_create(&swarm(swarm_id)).inc();
                 }
             }
+            Event::TaskAbandoned { swarm_id, .. } => {
+                self.queue_dead_letters
+                    .get_or_create(&swarm(swarm_id))
+                    .inc();
+            }
             Event::CredentialAccess {
                 swarm_id,
                 security_violation: true,
@@ -241,6 +258,35 @@ impl EventSink for Metrics {
 }
 
 impl Metrics {
+    /// A swarm's queue figures now (a worker of a NATS queue sets them
+    /// before each render).
+    pub fn queue_figures(&self, swarm_id: &str, pending: u64, in_flight: u64) {
+        let label = SwarmLabel {
+            swarm: swarm_id.to_string(),
+        };
+        let set = |f: &Family<SwarmLabel, Gauge>, v: u64| {
+            f.get_or_create(&label)
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&self.queue_pending, pending);
+        set(&self.queue_in_flight, in_flight);
+    }
+
+    /// Forget every swarm's queue figures (before they are set again).
+    pub fn clear_queue_figures(&self) {
+        self.queue_pending.clear();
+        self.queue_in_flight.clear();
+    }
+
+    /// A task taken from the queue had been delivered before.
+    pub fn redelivered(&self, swarm_id: &str) {
+        self.queue_redeliveries
+            .get_or_create(&SwarmLabel {
+                swarm: swarm_id.to_string(),
+            })
+            .inc();
+    }
+
     fn ended(&self, swarm_id: &str, outcome: &str, wall_ms: f64) {
         self.tasks
             .get_or_create(&OutcomeLabels {

@@ -257,8 +257,41 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
             .output()
             .unwrap()
     };
+    // The queue's figures: nothing left waiting, and the redeliveries the
+    // survivors took.
+    let workers: Vec<(Server, PathBuf)> = workers.collect();
+    let mut redelivered = 0;
+    for (server, _) in &workers {
+        let text = reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains("chassis_queue_pending{swarm=\"hello\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chassis_queue_in_flight{swarm=\"probe\"} 0"),
+            "{text}"
+        );
+        redelivered += text
+            .lines()
+            .filter(|l| l.starts_with("chassis_queue_redeliveries_total"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum::<u64>();
+    }
+    // At least the tasks answered on a second delivery; more when the
+    // killed worker had published a result but not yet acknowledged its
+    // task (that delivery is acknowledged without running).
+    assert!(
+        redelivered as usize >= again.len(),
+        "{redelivered} < {}",
+        again.len()
+    );
     let mut survivors = Vec::new();
-    for ((server, audit), name) in workers.zip(["w2", "w3"]) {
+    for ((server, audit), name) in workers.into_iter().zip(["w2", "w3"]) {
         assert_eq!(server.terminate(Duration::from_secs(30)).code(), Some(0));
         let out = verify(&audit);
         assert!(

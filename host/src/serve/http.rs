@@ -383,6 +383,8 @@ async fn ready(State(service): State<Arc<Service>>) -> Response {
 }
 
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    #[cfg(feature = "nats")]
+    service.queue_figures().await;
     (
         [(
             header::CONTENT_TYPE,

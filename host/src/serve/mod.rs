@@ -397,6 +397,29 @@ impl Service {
 
 #[cfg(feature = "nats")]
 impl Service {
+    /// Set each loaded swarm's queue figures in the metrics, read from NATS
+    /// now (at most a second for all).
+    pub(crate) async fn queue_figures(&self) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        let read = async {
+            self.metrics.clear_queue_figures();
+            for info in self.chassis.list() {
+                if let Ok(Some((pending, in_flight))) = queue.figures(&info.swarm_id).await {
+                    self.metrics
+                        .queue_figures(&info.swarm_id, pending, in_flight);
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
+    }
+
+    /// A task taken from the queue had been delivered before.
+    pub(crate) fn redelivered(&self, swarm_id: &str) {
+        self.metrics.redelivered(swarm_id);
+    }
+
     /// Send the audit log's last records to the mirror once it is closed
     /// (at most a few seconds).
     async fn mirror_the_rest(&self, path: &Path) {

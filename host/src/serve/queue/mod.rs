@@ -224,6 +224,21 @@ impl Queue {
         })
     }
 
+    /// A swarm's queue now: tasks waiting to be taken, and tasks taken and
+    /// not yet acknowledged (`None` before any worker took its tasks).
+    pub async fn figures(&self, swarm_id: &str) -> Result<Option<(u64, u64)>, QueueError> {
+        let stream = self
+            .jetstream
+            .get_stream(TASKS_STREAM)
+            .await
+            .map_err(QueueError::js)?;
+        match stream.consumer_info(consumer_name(swarm_id)).await {
+            Ok(info) => Ok(Some((info.num_pending, info.num_ack_pending as u64))),
+            Err(e) if e.to_string().contains("not found") => Ok(None),
+            Err(e) => Err(QueueError::js(e)),
+        }
+    }
+
     /// A task's result, if one was published.
     pub async fn result(&self, task_id: &str) -> Result<Option<QueueResult>, QueueError> {
         Ok(match self.raw_result(task_id).await? {

@@ -233,6 +233,9 @@ impl Worker {
         _slot: OwnedSemaphorePermit,
     ) {
         let deliveries = message.info().map(|i| i.delivered).unwrap_or(1);
+        if deliveries > 1 {
+            self.service.redelivered(swarm_id);
+        }
         let request: TaskRequest = match serde_json::from_slice(&message.payload) {
             Ok(request) => request,
             Err(e) => {
