@@ -24,7 +24,13 @@ struct Nats {
 }
 
 impl Nats {
+    /// On any free port.
     fn start(dir: &Path) -> Nats {
+        Self::start_on(dir, -1)
+    }
+
+    /// On `port` (-1: any free one), storing in `dir/jetstream`.
+    fn start_on(dir: &Path, port: i32) -> Nats {
         let binary = root().join("target/tools/nats/bin/nats-server");
         assert!(
             binary.exists(),
@@ -35,7 +41,14 @@ impl Nats {
         let ports = dir.join("ports");
         std::fs::create_dir_all(&ports).unwrap();
         let child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", "-1", "--jetstream", "--store_dir"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--jetstream",
+                "--store_dir",
+            ])
             .arg(&store)
             .arg("--ports_file_dir")
             .arg(&ports)
@@ -491,4 +504,146 @@ async fn a_quarantine_on_one_worker_stops_the_swarm_on_all_until_released() {
     let result = queue.wait(&waiting, Duration::from_secs(30)).await.unwrap();
     assert_eq!(result.status, ResultStatus::Success, "{result:?}");
     assert!(!quarantined(&w1, "fragile").await && !quarantined(&w2, "fragile").await);
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> i32 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    i32::from(listener.local_addr().unwrap().port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_task_is_lost_when_nats_server_restarts_mid_run() {
+    let dir = scratch("queue-restart");
+    let port = free_port();
+    let mut nats = Nats::start_on(&dir, port);
+    let (w1, _) = start_worker(&dir, &nats, "w1");
+    let (w2, _) = start_worker(&dir, &nats, "w2");
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..400 {
+        let request = TaskRequest::new("hello", json!({ "name": format!("r{i}") }))
+            .with_id(format!("restart-{i}"));
+        ids.push(queue.submit("hello", request).await.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while queue.result("restart-50").await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The server goes down hard and comes back on the same port and store.
+    nats.child.kill().unwrap();
+    nats.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let nats = Nats::start_on(&dir, port);
+    // Submitting again after the restart is safe: the same ids are dropped.
+    for i in 300..400 {
+        let request = TaskRequest::new("hello", json!({ "name": format!("r{i}") }))
+            .with_id(format!("restart-{i}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = queue.submit("hello", request.clone()).await {
+            assert!(Instant::now() < deadline, "resubmitting: {e}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let found = results(&queue, &ids, Duration::from_secs(120)).await;
+    for (i, id) in ids.iter().enumerate() {
+        let result = &found[id];
+        assert_eq!(result.status, ResultStatus::Success, "{id}: {result:?}");
+        let output = &result.outcome.as_ref().unwrap().output;
+        assert_eq!(output["greeting"], format!("Hello, r{i}!"));
+    }
+    drop((w1, w2, nats));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_never_holds_more_tasks_than_the_swarm_has_slots() {
+    let dir = scratch("queue-slots");
+    let nats = Nats::start(&dir);
+    let (worker, _) = start_worker(&dir, &nats, "w1");
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..24 {
+        ids.push(
+            queue
+                .submit("probe", TaskRequest::new("hold", json!({"ms": 150})))
+                .await
+                .unwrap(),
+        );
+    }
+    // The probe has 4 slots: never more taken and unacknowledged at once.
+    let mut most = 0;
+    while queue.result(ids.last().unwrap()).await.unwrap().is_none() {
+        if let Some((_, in_flight)) = queue.figures("probe").await.unwrap() {
+            assert!(in_flight <= 4, "{in_flight} tasks taken at once");
+            most = most.max(in_flight);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(most, 4, "the slots were used");
+    results(&queue, &ids, Duration::from_secs(60)).await;
+    drop(worker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chassis_submit_puts_tasks_on_the_queue_and_waits_for_their_results() {
+    let dir = scratch("queue-submit");
+    let nats = Nats::start(&dir);
+    let (worker, _) = start_worker(&dir, &nats, "w1");
+    let submit = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .args(["submit", "--nats", &nats.url, "--swarm", "hello"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = submit(&[
+        "--task",
+        "hello",
+        "--payload",
+        r#"{"name": "Ada"}"#,
+        "--wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "success");
+    assert_eq!(result["outcome"]["output"]["greeting"], "Hello, Ada!");
+
+    // Tasks from a JSON-lines file: one line per result, in order.
+    let file = dir.join("tasks.jsonl");
+    std::fs::write(
+        &file,
+        "{\"task_type\": \"hello\", \"payload\": {\"name\": \"a\"}, \"task_id\": \"f1\"}\n\n\
+         {\"task_type\": \"add\", \"payload\": {\"a\": 9223372036854775807, \"b\": 1}, \"task_id\": \"f2\"}\n",
+    )
+    .unwrap();
+    let out = submit(&["--file", file.to_str().unwrap(), "--wait"]);
+    // The second task fails (its sum overflows): status 1, both printed.
+    assert!(!out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["task_id"], "f1");
+    assert_eq!(lines[0]["status"], "success");
+    assert_eq!(lines[1]["task_id"], "f2");
+    assert_eq!(lines[1]["status"], "failed");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not every task succeeded"));
+
+    // Without --wait: the ids; a bad line is named.
+    std::fs::write(&file, "{\"task_type\": \"hello\"}\n").unwrap();
+    let out = submit(&["--file", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 1") && err.contains("payload"), "{err}");
+    drop(worker);
 }
