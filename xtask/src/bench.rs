@@ -15,7 +15,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     build::run(root)?;
     step("building the benchmark and the host in release mode");
     let mut cmd = cargo();
-    cmd.args(["build", "--release", "-p", "chassis-bench"]);
+    // The queue figure runs `chassis serve` worker processes.
+    cmd.args(["build", "--release", "-p", "chassis-bench", "-p", "chassis"]);
     run_cmd(cmd, "building the benchmark")?;
     step("benchmarking: ours vs bare wasmtime and native code");
     let mut cmd = cargo();

@@ -16,6 +16,7 @@ pub mod d_cpu_bound;
 pub mod e_cold_load;
 pub mod f_memory;
 pub mod h_http;
+pub mod h_queue;
 
 /// The figures' letters, for `--only`.
 pub const LETTERS: &str = "abcdefh";
@@ -52,6 +53,7 @@ pub async fn measure(run: &Run<'_>, wants: impl Fn(char) -> bool) -> Result<Vec<
         'e' => e_cold_load,
         'f' => f_memory,
         'h' => h_http,
+        'h' => h_queue,
     );
     Ok(figures)
 }

@@ -239,6 +239,16 @@ impl Queue {
         }
     }
 
+    /// Every result published from now on, as it is published (a plain
+    /// NATS subscription: for following a batch, not for looking one up).
+    pub async fn subscribe_results(&self) -> Result<async_nats::Subscriber, QueueError> {
+        self.jetstream
+            .client()
+            .subscribe("chassis.results.*")
+            .await
+            .map_err(QueueError::js)
+    }
+
     /// A task's result, if one was published.
     pub async fn result(&self, task_id: &str) -> Result<Option<QueueResult>, QueueError> {
         Ok(match self.raw_result(task_id).await? {

@@ -1,0 +1,235 @@
+//! (h) The queue path: trivial tasks (`bench-probe`'s `noop`) submitted to
+//! a real `nats-server` (JetStream, file storage) and taken by one, two and
+//! three `chassis serve --nats` worker processes on this machine (each
+//! with its audit log, mirrored to NATS), against the same tasks through
+//! `Chassis::execute_task_text` in-process by two workers. A round submits
+//! a fixed number of tasks from eight concurrent submitters and ends when
+//! the last result is published (followed by a subscription, not by
+//! looking each one up); the figure is tasks per second. No goal: on two
+//! cores every process shares the same cores, so more workers mostly add
+//! contention; the design scales with machines, each worker pulling only
+//! what its slots can take.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chassis::TaskRequest;
+use chassis::serve::queue::{Queue, Streams};
+use futures_util::StreamExt;
+
+use super::Run;
+use crate::measure::{Figure, figure, rounds};
+use crate::setup::ours_text;
+
+/// Tasks per round (divided by the run's scale).
+const TASKS: u32 = 3000;
+
+/// Concurrent submitters.
+const SUBMITTERS: u32 = 8;
+
+/// A child process, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Queue throughput with 1, 2 and 3 workers, each against in-process.
+pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
+    eprintln!("==> (h) trivial tasks through the NATS queue vs in-process");
+    let dir = run.bench_dir.join("queue");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let (_nats, url) = nats_server(run.root, &dir)?;
+    let queue = Queue::connect(&url, &Streams::default()).await?;
+    let chassis = run.setup.chassis.clone();
+    let tasks = TASKS / run.scale;
+    let mut figures = Vec::new();
+    let mut workers: Vec<Process> = Vec::new();
+    let mut round = 0u32;
+    for n in 1..=3 {
+        while workers.len() < n {
+            workers.push(worker(run.root, &dir, &url, workers.len() + 1)?);
+        }
+        let through_queue = || {
+            round += 1;
+            let (queue, prefix) = (queue.clone(), format!("q{n}-{round}"));
+            async move { queue_round(&queue, &prefix, tasks).await }
+        };
+        let in_process = || {
+            let chassis = chassis.clone();
+            async move {
+                let start = Instant::now();
+                let workers: Vec<_> = (0..2)
+                    .map(|_| {
+                        let chassis = chassis.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..tasks / 2 {
+                                ours_text(&chassis, "bench-probe", "noop", "{}").await?;
+                            }
+                            Ok::<_, anyhow::Error>(())
+                        })
+                    })
+                    .collect();
+                for w in workers {
+                    w.await??;
+                }
+                Ok(f64::from(tasks / 2 * 2) / start.elapsed().as_secs_f64())
+            }
+        };
+        let (o, b) = rounds(run.rounds, through_queue, in_process).await?;
+        figures.push(figure(
+            &format!("h_queue_{n}"),
+            &format!(
+                "(h) trivial tasks through the queue, {n} worker{}",
+                if n == 1 { "" } else { "s" }
+            ),
+            "tasks/s",
+            "execute_task_text in-process, 2 workers",
+            &o,
+            &b,
+            None,
+        ));
+    }
+    Ok(figures)
+}
+
+/// Submit `tasks` noop tasks and wait until each has its result; tasks per
+/// second over the whole round.
+async fn queue_round(queue: &Queue, prefix: &str, tasks: u32) -> Result<f64> {
+    let mut results = queue.subscribe_results().await?;
+    let start = Instant::now();
+    let submitters: Vec<_> = (0..SUBMITTERS)
+        .map(|s| {
+            let (queue, prefix) = (queue.clone(), prefix.to_string());
+            tokio::spawn(async move {
+                let mut i = s;
+                while i < tasks {
+                    let request =
+                        TaskRequest::from_text("noop", "{}")?.with_id(format!("{prefix}-{i}"));
+                    queue.submit("bench-probe", request).await?;
+                    i += SUBMITTERS;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    for s in submitters {
+        s.await??;
+    }
+    let mut seen = HashSet::new();
+    let deadline = Duration::from_secs(120);
+    while seen.len() < tasks as usize {
+        let message = tokio::time::timeout(deadline, results.next())
+            .await
+            .context("no result for two minutes")?
+            .context("the results subscription ended")?;
+        let result: serde_json::Value = serde_json::from_slice(&message.payload)?;
+        let id = result["task_id"].as_str().unwrap_or_default();
+        if id.starts_with(prefix) {
+            if result["status"] != "success" {
+                bail!("a queued task failed: {result}");
+            }
+            seen.insert(id.to_string());
+        }
+    }
+    Ok(f64::from(tasks) / start.elapsed().as_secs_f64())
+}
+
+/// `nats-server` with JetStream on a free port; its URL.
+fn nats_server(root: &Path, dir: &Path) -> Result<(Process, String)> {
+    let binary = root.join("target/tools/nats/bin/nats-server");
+    if !binary.exists() {
+        bail!(
+            "{} is missing: `cargo xtask build` installs it",
+            binary.display()
+        );
+    }
+    let ports = dir.join("ports");
+    std::fs::create_dir_all(&ports)?;
+    let child = Command::new(&binary)
+        .args(["-a", "127.0.0.1", "-p", "-1", "--jetstream", "--store_dir"])
+        .arg(dir.join("jetstream"))
+        .arg("--ports_file_dir")
+        .arg(&ports)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let file = ports.join(format!("nats-server_{}.ports", child.id()));
+    let process = Process(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(url) = ports["nats"][0].as_str()
+        {
+            return Ok((process, url.to_string()));
+        }
+        if Instant::now() > deadline {
+            bail!("nats-server wrote no ports file");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `chassis` binary built beside this one.
+fn chassis_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let binary = exe.with_file_name("chassis");
+    if !binary.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build{} -p chassis`",
+            binary.display(),
+            if cfg!(debug_assertions) {
+                ""
+            } else {
+                " --release"
+            }
+        );
+    }
+    Ok(binary)
+}
+
+/// Worker `n`: `chassis serve --nats` with the bench probe and an audit
+/// log, started and listening.
+fn worker(root: &Path, dir: &Path, url: &str, n: usize) -> Result<Process> {
+    use std::io::{BufRead, BufReader};
+    let config = dir.join(format!("worker-{n}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "watch = false\n[audit]\npath = {:?}\n",
+            dir.join(format!("worker-{n}-audit.jsonl"))
+        ),
+    )?;
+    let mut child = Command::new(chassis_binary()?)
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--nats", url])
+        .args(["--worker-id", &format!("bench-{n}")])
+        .arg("--config")
+        .arg(&config)
+        .arg(root.join("config/bench-probe.toml"))
+        .env("CHASSIS_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting a chassis serve worker")?;
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let process = Process(child);
+    for line in lines.by_ref() {
+        if line?.contains("listening on") {
+            // Keep draining stderr so the worker never blocks on it.
+            std::thread::spawn(move || for _ in lines {});
+            return Ok(process);
+        }
+    }
+    bail!("worker {n} stopped before it listened")
+}
