@@ -647,3 +647,54 @@ async fn chassis_submit_puts_tasks_on_the_queue_and_waits_for_their_results() {
     assert!(err.contains("line 1") && err.contains("payload"), "{err}");
     drop(worker);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_result_exists_is_acknowledged_without_running_again() {
+    let dir = scratch("queue-again");
+    let nats = Nats::start(&dir);
+    let (worker, audit) = start_worker(&dir, &nats, "w1");
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap();
+    let id = queue
+        .submit(
+            "hello",
+            TaskRequest::new("hello", json!({"name": "once"})).with_id("once"),
+        )
+        .await
+        .unwrap();
+    let first = queue.wait(&id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(first.status, ResultStatus::Success);
+
+    // The same task again under another message id (as after the
+    // duplicate window, or from a submitter that lost its ack).
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "once-again");
+    let body =
+        serde_json::to_vec(&TaskRequest::new("hello", json!({"name": "twice"})).with_id("once"))
+            .unwrap();
+    jetstream
+        .publish_with_headers("chassis.tasks.hello", headers, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // It is taken and acknowledged: nothing is left waiting ...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.figures("hello").await.unwrap() != Some((0, 0)) {
+        assert!(Instant::now() < deadline, "still queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... without running: one start in the audit log, the first result kept.
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    let records = std::fs::read_to_string(&audit).unwrap();
+    let starts = records
+        .lines()
+        .filter(|l| l.contains("\"task_start\"") && l.contains("\"task_id\":\"once\""))
+        .count();
+    assert_eq!(starts, 1, "{records}");
+    let kept = queue.result("once").await.unwrap().unwrap();
+    assert_eq!(kept.outcome.unwrap().output["greeting"], "Hello, once!");
+}

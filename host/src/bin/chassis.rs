@@ -584,8 +584,8 @@ async fn submit(
     tasks: Vec<TaskRequest>,
     wait: Option<std::time::Duration>,
 ) -> Result<()> {
-    use chassis::serve::queue::{Queue, ResultStatus, Streams};
-    let queue = Queue::connect(url, &Streams::default()).await?;
+    use chassis::serve::queue::{Queue, ResultStatus};
+    let queue = Queue::open(url).await?;
     let mut ids = Vec::with_capacity(tasks.len());
     for request in tasks {
         let id = queue
@@ -714,8 +714,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             worker,
         }) => {
             if let (Some(url), Some(worker)) = (nats, worker) {
-                let queue =
-                    chassis::serve::queue::Queue::connect(&url, &Default::default()).await?;
+                let queue = chassis::serve::queue::Queue::open(&url).await?;
                 expect_head = Some(
                     chassis::serve::queue::mirror::mirrored_head(&queue, &worker)
                         .await?
@@ -783,7 +782,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             } else {
                 contract.to_string_lossy().into_owned()
             };
-            let queue = chassis::serve::queue::Queue::connect(&url, &Default::default()).await?;
+            let queue = chassis::serve::queue::Queue::open(&url).await?;
             chassis::serve::queue::fleet::release(&queue, &swarm_id).await?;
             out(format_args!("released {swarm_id:?} on every worker"))
         }

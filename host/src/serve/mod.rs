@@ -349,10 +349,17 @@ impl Service {
         });
         // Done when HTTP has drained and the worker has finished what it
         // took.
+        #[cfg(feature = "nats")]
+        let (worker, worker_run) = match worker {
+            Some((worker, run)) => (Some(worker), Some(run)),
+            None => (None, None),
+        };
         let drained = async {
             server.await;
             #[cfg(feature = "nats")]
-            if let Some(worker) = &worker {
+            if let (Some(worker), Some(run)) = (&worker, worker_run) {
+                // The pull loops stop first; then what they took ends.
+                let _ = run.await;
                 worker.drain().await;
             }
         };
@@ -445,7 +452,7 @@ impl Service {
     fn start_worker(
         self: &Arc<Self>,
         stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Option<Arc<queue::worker::Worker>> {
+    ) -> Option<(Arc<queue::worker::Worker>, tokio::task::JoinHandle<()>)> {
         let queue = self.queue.clone()?;
         let nats = self.config.nats.as_ref()?;
         if let Some(log) = &self.audit {
@@ -455,10 +462,15 @@ impl Service {
                 self.config.worker_id()?,
             );
             tokio::spawn(async move {
-                match queue::mirror::Mirror::start(queue, path, id).await {
-                    Ok(mirror) => mirror.run().await,
-                    Err(e) => {
-                        tracing::error!(target: "chassis::queue", "mirroring the audit log: {e}")
+                loop {
+                    match queue::mirror::Mirror::start(queue.clone(), path.clone(), id.clone())
+                        .await
+                    {
+                        Ok(mirror) => return mirror.run().await,
+                        Err(e) => {
+                            tracing::warn!(target: "chassis::queue", "starting the audit mirror: {e}; trying again in 5 s");
+                            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                        }
                     }
                 }
             });
@@ -479,8 +491,8 @@ impl Service {
             i64::from(nats.max_deliveries),
             std::time::Duration::from_secs_f64(nats.ack_slack_seconds),
         ));
-        tokio::spawn(worker.clone().run(stop));
-        Some(worker)
+        let run = tokio::spawn(worker.clone().run(stop));
+        Some((worker, run))
     }
 }
 

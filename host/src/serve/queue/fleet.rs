@@ -97,14 +97,35 @@ impl EventSink for QuarantineSink {
     }
 }
 
+/// Changes [`follow`] made here from the bucket, by swarm (`true`: a
+/// quarantine): [`publish`] does not write them back.
+type Echoes = Arc<std::sync::Mutex<std::collections::HashMap<String, bool>>>;
+
 /// Write each local quarantine (`Some(reason)`) or release (`None`) to the
-/// bucket as worker `by`, until the sink is dropped.
+/// bucket as worker `by`, until the sink is dropped. A change that came
+/// from the bucket is not written back, nor one the host has undone since.
 pub(crate) async fn publish(
     store: kv::Store,
+    chassis: Chassis,
     by: String,
+    echoes: Echoes,
     mut changes: mpsc::UnboundedReceiver<Change>,
 ) {
     while let Some((swarm_id, reason)) = changes.recv().await {
+        let quarantine = reason.is_some();
+        {
+            let mut echoes = echoes.lock().expect("echoes lock");
+            if echoes.get(&swarm_id) == Some(&quarantine) {
+                echoes.remove(&swarm_id);
+                continue;
+            }
+        }
+        let now = chassis
+            .slo_report(&swarm_id)
+            .map(|r| r.reputation.quarantined);
+        if now.is_ok_and(|now| now != quarantine) {
+            continue;
+        }
         let health = FleetHealth {
             quarantined: reason.is_some(),
             reason,
@@ -116,10 +137,10 @@ pub(crate) async fn publish(
     }
 }
 
-/// Bring `chassis` in step with the bucket, entry by entry, until the
-/// watch ends.
-pub(crate) async fn follow(store: kv::Store, chassis: Chassis) {
-    let mut entries = match store.watch_all().await {
+/// Bring `chassis` in step with the bucket, entry by entry (the current
+/// ones first), until the watch ends.
+pub(crate) async fn follow(store: kv::Store, chassis: Chassis, echoes: Echoes) {
+    let mut entries = match store.watch_with_history(">").await {
         Ok(entries) => entries,
         Err(e) => {
             tracing::error!(target: "chassis::queue", "watching the fleet's quarantine state: {e}");
@@ -131,21 +152,51 @@ pub(crate) async fn follow(store: kv::Store, chassis: Chassis) {
         let Ok(health) = serde_json::from_slice::<FleetHealth>(&entry.value) else {
             continue;
         };
-        let Ok(report) = chassis.slo_report(&entry.key) else {
-            continue;
-        };
-        let here = report.reputation.quarantined;
-        if health.quarantined && !here {
-            let reason = format!(
-                "quarantined on {}: {}",
-                health.by,
-                health.reason.as_deref().unwrap_or("no reason given")
-            );
-            tracing::warn!(target: "chassis::queue", swarm = %entry.key, "{reason}");
-            let _ = chassis.quarantine(&entry.key, &reason);
-        } else if !health.quarantined && here {
-            tracing::info!(target: "chassis::queue", swarm = %entry.key, "released by {}", health.by);
-            let _ = chassis.release(&entry.key);
+        apply(&chassis, &entry.key, &health, Some(&echoes));
+    }
+}
+
+/// Bring one swarm in step with its fleet entry.
+fn apply(chassis: &Chassis, swarm_id: &str, health: &FleetHealth, echoes: Option<&Echoes>) {
+    let Ok(report) = chassis.slo_report(swarm_id) else {
+        return;
+    };
+    let here = report.reputation.quarantined;
+    if health.quarantined == here {
+        return;
+    }
+    if let Some(echoes) = echoes {
+        echoes
+            .lock()
+            .expect("echoes lock")
+            .insert(swarm_id.to_string(), health.quarantined);
+    }
+    if health.quarantined {
+        let reason = format!(
+            "quarantined on {}: {}",
+            health.by,
+            health.reason.as_deref().unwrap_or("no reason given")
+        );
+        tracing::warn!(target: "chassis::queue", swarm = swarm_id, "{reason}");
+        let _ = chassis.quarantine(swarm_id, &reason);
+    } else {
+        tracing::info!(target: "chassis::queue", swarm = swarm_id, "released by {}", health.by);
+        let _ = chassis.release(swarm_id);
+    }
+}
+
+/// Bring a swarm just loaded here in step with its fleet entry, if it has
+/// one (the watch skipped it while it was not loaded).
+pub(crate) async fn apply_current(store: &kv::Store, chassis: &Chassis, swarm_id: &str) {
+    match store.get(swarm_id).await {
+        Ok(Some(bytes)) => {
+            if let Ok(health) = serde_json::from_slice::<FleetHealth>(&bytes) {
+                apply(chassis, swarm_id, &health, None);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(target: "chassis::queue", swarm = swarm_id, "reading the fleet's quarantine state: {e}")
         }
     }
 }
@@ -157,8 +208,15 @@ pub(crate) fn spawn(
     me: String,
     changes: mpsc::UnboundedReceiver<Change>,
 ) -> [tokio::task::JoinHandle<()>; 2] {
-    let publisher = tokio::spawn(publish(store.clone(), me.clone(), changes));
-    let follower = tokio::spawn(follow(store, chassis));
+    let echoes = Echoes::default();
+    let publisher = tokio::spawn(publish(
+        store.clone(),
+        chassis.clone(),
+        me,
+        echoes.clone(),
+        changes,
+    ));
+    let follower = tokio::spawn(follow(store, chassis, echoes));
     [publisher, follower]
 }
 

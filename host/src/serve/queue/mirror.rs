@@ -80,6 +80,10 @@ impl Mirror {
         worker: String,
     ) -> Result<Self, QueueError> {
         let sent = mirrored_head(&queue, &worker).await?.map_or(0, |h| h.seq);
+        let local = crate::audit::verify(&path).map(|v| v.records).unwrap_or(0);
+        if local < sent {
+            tracing::warn!(target: "chassis::queue", "{}: the local audit log ends at record {local} but the mirror of worker {worker} holds {sent}: the log was cut short or started anew; records up to {sent} are not mirrored again", path.display());
+        }
         Ok(Self {
             queue,
             path,

@@ -175,15 +175,7 @@ impl Queue {
     /// Connect to `url` (one URL or several, comma-separated) and make the
     /// streams that do not exist yet.
     pub async fn connect(url: &str, streams: &Streams) -> Result<Self, QueueError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("chassis")
-            .connect(url)
-            .await
-            .map_err(|e| QueueError::Connect {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
-        let jetstream = jetstream::new(client);
+        let jetstream = jetstream::new(connect(url).await?);
         let make = |name: &str, subjects: &str| stream::Config {
             name: name.to_string(),
             subjects: vec![subjects.to_string()],
@@ -217,6 +209,31 @@ impl Queue {
             .await
             .map_err(QueueError::js)?;
         let health = fleet::bucket(&jetstream, streams).await?;
+        Ok(Self {
+            jetstream,
+            results,
+            health,
+        })
+    }
+
+    /// Connect to the queue the workers made, making nothing (for clients:
+    /// the workers' configuration decides the streams' replicas and limits).
+    /// Refused when no worker has started on this NATS server yet.
+    pub async fn open(url: &str) -> Result<Self, QueueError> {
+        let jetstream = jetstream::new(connect(url).await?);
+        let missing = |e: &dyn std::fmt::Display| {
+            QueueError::JetStream(format!(
+                "{e}: the queue's streams are not there; start a `chassis serve --nats` worker on this server first"
+            ))
+        };
+        let results = jetstream
+            .get_stream(RESULTS_STREAM)
+            .await
+            .map_err(|e| missing(&e))?;
+        let health = jetstream
+            .get_key_value(fleet::HEALTH_BUCKET)
+            .await
+            .map_err(|e| missing(&e))?;
         Ok(Self {
             jetstream,
             results,
@@ -275,6 +292,23 @@ impl Queue {
             Err(e) => Err(QueueError::js(e)),
         }
     }
+}
+
+/// A NATS connection to `url` (several comma-separated).
+async fn connect(url: &str) -> Result<async_nats::Client, QueueError> {
+    async_nats::ConnectOptions::new()
+        .name("chassis")
+        .connect(
+            url.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .map_err(|e| QueueError::Connect {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(test)]

@@ -31,8 +31,12 @@ use crate::{Error, ErrorKind, Event, TaskRequest};
 /// How long one pull waits for messages before it looks again.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
 
-/// How long a task handed back waits before it is delivered again.
+/// How long a task handed back waits before it is delivered again (and a
+/// failed pull before the next).
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Failed pulls in a row after which a pull loop starts over.
+const MAX_PULL_FAILURES: u32 = 5;
 
 /// One worker: the service it runs tasks on and the queue it takes them from.
 pub(crate) struct Worker {
@@ -166,34 +170,44 @@ impl Worker {
             .map_err(QueueError::js)?;
         let free = Arc::new(Semaphore::new(slots as usize));
         tracing::info!(target: "chassis::queue", swarm = swarm_id, "taking tasks ({slots} at a time)");
+        // Fleet state for this swarm set before it was loaded here.
+        super::fleet::apply_current(&self.queue.health, self.service.chassis(), swarm_id).await;
+        let mut failures = 0u32;
+        let mut stop = stop;
         while !*stop.borrow() {
-            let quarantined = self
-                .service
-                .chassis()
+            // Take nothing a refusal would only hand back: a quarantined
+            // swarm, or a host whose audit log cannot record.
+            let chassis = self.service.chassis();
+            let quarantined = chassis
                 .slo_report(swarm_id)
                 .map(|r| r.reputation.quarantined)
                 .unwrap_or(true);
-            if quarantined {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            if quarantined || chassis.event_sink_failure().is_some() {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = stop.changed() => {}
+                }
                 continue;
             }
             // As many messages as there are free slots, at least one.
-            let first = free.clone().acquire_owned().await.expect("never closed");
+            let first = tokio::select! {
+                permit = free.clone().acquire_owned() => permit.expect("never closed"),
+                _ = stop.changed() => continue,
+            };
             let mut permits = vec![first];
             while let Ok(permit) = free.clone().try_acquire_owned() {
                 permits.push(permit);
             }
-            let mut batch = match consumer
+            let fetched = consumer
                 .fetch()
                 .max_messages(permits.len())
                 .expires(PULL_EXPIRES)
                 .messages()
-                .await
-            {
+                .await;
+            let mut batch = match fetched {
                 Ok(batch) => batch,
                 Err(e) => {
-                    tracing::warn!(target: "chassis::queue", swarm = swarm_id, "pulling: {e}");
-                    tokio::time::sleep(RETRY_DELAY).await;
+                    self.pull_failed(swarm_id, &mut failures, &e).await?;
                     continue;
                 }
             };
@@ -201,10 +215,11 @@ impl Worker {
                 let message = match message {
                     Ok(message) => message,
                     Err(e) => {
-                        tracing::warn!(target: "chassis::queue", swarm = swarm_id, "pulling: {e}");
+                        self.pull_failed(swarm_id, &mut failures, &e).await?;
                         break;
                     }
                 };
+                failures = 0;
                 let Some(permit) = permits.pop() else {
                     // More than asked for: hand it back at once.
                     let _ = message.ack_with(AckKind::Nak(None)).await;
@@ -221,6 +236,25 @@ impl Worker {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// A pull that failed: wait before the next; after several in a row,
+    /// give up the loop so it is started again with its consumer made anew.
+    async fn pull_failed(
+        &self,
+        swarm_id: &str,
+        failures: &mut u32,
+        e: &(dyn std::fmt::Display + Sync),
+    ) -> Result<(), QueueError> {
+        *failures += 1;
+        tracing::warn!(target: "chassis::queue", swarm = swarm_id, "pulling: {e}");
+        if *failures >= MAX_PULL_FAILURES {
+            return Err(QueueError::JetStream(format!(
+                "{failures} pulls in a row failed, the last with: {e}"
+            )));
+        }
+        tokio::time::sleep(RETRY_DELAY).await;
         Ok(())
     }
 
@@ -301,14 +335,27 @@ impl Worker {
                 }
             })
         };
-        let outcome = self
-            .service
-            .chassis()
-            .execute_task_text(swarm_id, request)
-            .await;
+        // Busy with tasks from elsewhere (HTTP): wait here for a slot, kept
+        // alive, rather than spend one of the task's deliveries.
+        let outcome = loop {
+            let outcome = self
+                .service
+                .chassis()
+                .execute_task_text(swarm_id, request.clone())
+                .await;
+            match &outcome {
+                Err(e) if e.kind() == ErrorKind::Overloaded && !self.service.interrupted() => {
+                    tokio::time::sleep(RETRY_DELAY).await;
+                }
+                _ => break outcome,
+            }
+        };
         keep_alive.abort();
         let ending = match outcome {
-            _ if self.service.interrupted() => {
+            Err(e)
+                if self.service.interrupted()
+                    && matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Cancelled) =>
+            {
                 Ending::Retry("stopped by the worker's shutdown".to_string())
             }
             Ok(outcome) => Ending::Final(Box::new(QueueResult {
@@ -373,11 +420,6 @@ impl Worker {
     ) {
         let task_id = &request.task_id;
         tracing::warn!(target: "chassis::queue", swarm = swarm_id, task = %task_id, "delivered {deliveries} times without an ending; given up");
-        self.service.record(&Event::TaskAbandoned {
-            swarm_id: swarm_id.to_string(),
-            task_id: task_id.clone(),
-            deliveries: deliveries.max(0) as u64,
-        });
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", task_id.as_str());
         let dead = async {
@@ -408,45 +450,67 @@ impl Worker {
             failure,
             deliveries,
         );
-        self.finish(message, result).await;
+        if self.finish(message, result).await {
+            self.service.record(&Event::TaskAbandoned {
+                swarm_id: swarm_id.to_string(),
+                task_id: task_id.clone(),
+                deliveries: deliveries.max(0) as u64,
+            });
+        }
     }
 
-    /// Publish the result and acknowledge, or hand the task back.
-    async fn finish(&self, message: &Message, ending: Ending) {
+    /// Publish the result and acknowledge, or hand the task back. Returns
+    /// whether this result is the task's one (published now).
+    async fn finish(&self, message: &Message, ending: Ending) -> bool {
         match ending {
             Ending::Final(result) => match self.publish(&result).await {
-                Ok(()) => {
+                Ok(published) => {
+                    if !published {
+                        tracing::info!(target: "chassis::queue", task = %result.task_id, "already answered by an earlier run; its result stands");
+                    }
                     if let Err(e) = message.double_ack().await {
                         // The result is out; a redelivery will find it.
                         tracing::warn!(target: "chassis::queue", task = %result.task_id, "acknowledging: {e}");
                     }
+                    published
                 }
                 Err(e) => {
                     tracing::warn!(target: "chassis::queue", task = %result.task_id, "publishing the result: {e}; handing the task back");
                     let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                    false
                 }
             },
             Ending::Retry(reason) => {
                 tracing::debug!(target: "chassis::queue", "handing a task back: {reason}");
                 let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                false
             }
         }
     }
 
-    /// Publish a result, waiting for JetStream's acknowledgement. The task
-    /// id is the message id: a second result for it is dropped.
-    async fn publish(&self, result: &QueueResult<Box<RawValue>>) -> Result<(), QueueError> {
+    /// Publish a result, waiting for JetStream's acknowledgement. Only the
+    /// first result of a task is kept, however late a second comes: the
+    /// task id is the message id (a repeat within the duplicate window is
+    /// dropped), and the result's subject must be empty (a repeat after it
+    /// is refused). Returns `false` when a result was there already.
+    async fn publish(&self, result: &QueueResult<Box<RawValue>>) -> Result<bool, QueueError> {
+        use async_nats::jetstream::context::PublishErrorKind;
         let body = serde_json::to_vec(result).map_err(|e| QueueError::Malformed(e.to_string()))?;
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", result.task_id.as_str());
-        self.queue
+        headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+        let ack = self
+            .queue
             .jetstream
             .publish_with_headers(result_subject(&result.task_id), headers, body.into())
             .await
             .map_err(QueueError::js)?
-            .await
-            .map_err(QueueError::js)?;
-        Ok(())
+            .await;
+        match ack {
+            Ok(ack) => Ok(!ack.duplicate),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+            Err(e) => Err(QueueError::js(e)),
+        }
     }
 }
 
@@ -461,5 +525,7 @@ fn retried(e: &Error) -> bool {
             | ErrorKind::Audit
             | ErrorKind::Registry
             | ErrorKind::Cancelled
+            // The instance pool of this host, not the task.
+            | ErrorKind::Instantiate
     )
 }
