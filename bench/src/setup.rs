@@ -129,6 +129,28 @@ pub async fn ours_text(chassis: &Chassis, swarm: &str, task: &str, payload: &str
     Ok(())
 }
 
+/// Tasks per second of `bench-probe`'s `noop` through `chassis` in-process,
+/// two workers of `per_worker` tasks each, payload and output as text:
+/// the baseline of the service paths, figure (h).
+pub async fn in_process_noops(chassis: Chassis, per_worker: u32) -> Result<f64> {
+    let start = std::time::Instant::now();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let chassis = chassis.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_worker {
+                    ours_text(&chassis, "bench-probe", "noop", "{}").await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(f64::from(per_worker * 2) / start.elapsed().as_secs_f64())
+}
+
 /// One task through `chassis`; an error unless it succeeds.
 pub async fn ours(
     chassis: &Chassis,

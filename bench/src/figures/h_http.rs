@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 
 use super::Run;
 use crate::measure::{Figure, figure, rounds};
-use crate::setup::ours_text;
+use crate::setup::in_process_noops;
 
 /// Tasks per round (divided by the run's scale).
 const TASKS: u32 = 4000;
@@ -89,27 +89,7 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
             Ok(f64::from(per_worker * 2) / start.elapsed().as_secs_f64())
         }
     };
-    let in_process = || {
-        let chassis = service.chassis().clone();
-        async move {
-            let start = Instant::now();
-            let workers: Vec<_> = (0..2)
-                .map(|_| {
-                    let chassis = chassis.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..per_worker {
-                            ours_text(&chassis, "bench-probe", "noop", "{}").await?;
-                        }
-                        Ok::<_, anyhow::Error>(())
-                    })
-                })
-                .collect();
-            for worker in workers {
-                worker.await??;
-            }
-            Ok(f64::from(per_worker * 2) / start.elapsed().as_secs_f64())
-        }
-    };
+    let in_process = || in_process_noops(service.chassis().clone(), per_worker);
     let (o, b) = rounds(run.rounds, http, in_process).await?;
     let _ = stop.send(());
     server.await??;

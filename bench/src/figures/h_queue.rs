@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 
 use super::Run;
 use crate::measure::{Figure, figure, rounds};
-use crate::setup::ours_text;
+use crate::setup::in_process_noops;
 
 /// Tasks per round (divided by the run's scale).
 const TASKS: u32 = 3000;
@@ -62,27 +62,7 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
             let (queue, prefix) = (queue.clone(), format!("q{n}-{round}"));
             async move { queue_round(&queue, &prefix, tasks).await }
         };
-        let in_process = || {
-            let chassis = chassis.clone();
-            async move {
-                let start = Instant::now();
-                let workers: Vec<_> = (0..2)
-                    .map(|_| {
-                        let chassis = chassis.clone();
-                        tokio::spawn(async move {
-                            for _ in 0..tasks / 2 {
-                                ours_text(&chassis, "bench-probe", "noop", "{}").await?;
-                            }
-                            Ok::<_, anyhow::Error>(())
-                        })
-                    })
-                    .collect();
-                for w in workers {
-                    w.await??;
-                }
-                Ok(f64::from(tasks / 2 * 2) / start.elapsed().as_secs_f64())
-            }
-        };
+        let in_process = || in_process_noops(chassis.clone(), tasks / 2);
         let (o, b) = rounds(run.rounds, through_queue, in_process).await?;
         figures.push(figure(
             &format!("h_queue_{n}"),
