@@ -17,6 +17,11 @@ use chassis::serve::queue::{Queue, QueueResult, ResultStatus, Streams};
 use common::{Server, root, scratch};
 use serde_json::json;
 
+/// One test at a time: each starts a NATS server and several worker
+/// processes, and their timing (a worker killed while it holds a task)
+/// should not depend on how many others run beside it.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A `nats-server` with JetStream, stopped when dropped.
 struct Nats {
     child: Child,
@@ -116,7 +121,7 @@ fn contracts(dir: &Path) -> Vec<PathBuf> {
         &probe,
         format!(
             "swarm_id = \"probe\"\nwasm_module = {:?}\n\
-             [resource_limits]\nmax_concurrent_tasks = 4\ntask_timeout_seconds = 2.0\n\
+             [resource_limits]\nmax_concurrent_tasks = 4\ntask_timeout_seconds = 5.0\n\
              [security]\nscoped_credentials = [\"bench_token\"]\n\
              wasi_capabilities = [\"wasi:clocks/monotonic-clock\", \"wasi:clocks/wall-clock\"]\n",
             swarms.join("bench_probe.wasm")
@@ -183,6 +188,7 @@ async fn results(queue: &Queue, ids: &[String], timeout: Duration) -> HashMap<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
+    let _serial = SERIAL.lock().await;
     let dir = scratch("queue-kill");
     let nats = Nats::start(&dir);
     let workers: Vec<(Server, PathBuf)> = ["w1", "w2", "w3"]
@@ -352,6 +358,7 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_fault_is_one_final_result_and_a_dying_task_is_abandoned() {
+    let _serial = SERIAL.lock().await;
     let dir = scratch("queue-faults");
     let nats = Nats::start(&dir);
     let (worker, audit) = start_worker(&dir, &nats, "w1");
@@ -455,6 +462,7 @@ async fn quarantined(server: &Server, swarm: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quarantine_on_one_worker_stops_the_swarm_on_all_until_released() {
+    let _serial = SERIAL.lock().await;
     let dir = scratch("queue-quarantine");
     let nats = Nats::start(&dir);
     let (w1, _) = start_worker(&dir, &nats, "w1");
@@ -514,6 +522,7 @@ fn free_port() -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_task_is_lost_when_nats_server_restarts_mid_run() {
+    let _serial = SERIAL.lock().await;
     let dir = scratch("queue-restart");
     let port = free_port();
     let mut nats = Nats::start_on(&dir, port);
@@ -560,6 +569,7 @@ async fn no_task_is_lost_when_nats_server_restarts_mid_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_never_holds_more_tasks_than_the_swarm_has_slots() {
+    let _serial = SERIAL.lock().await;
     let dir = scratch("queue-slots");
     let nats = Nats::start(&dir);
     let (worker, _) = start_worker(&dir, &nats, "w1");
@@ -591,6 +601,7 @@ async fn a_worker_never_holds_more_tasks_than_the_swarm_has_slots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chassis_submit_puts_tasks_on_the_queue_and_waits_for_their_results() {
+    let _serial = SERIAL.lock().await;
     let dir = scratch("queue-submit");
     let nats = Nats::start(&dir);
     let (worker, _) = start_worker(&dir, &nats, "w1");
@@ -650,6 +661,7 @@ async fn chassis_submit_puts_tasks_on_the_queue_and_waits_for_their_results() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_whose_result_exists_is_acknowledged_without_running_again() {
+    let _serial = SERIAL.lock().await;
     let dir = scratch("queue-again");
     let nats = Nats::start(&dir);
     let (worker, audit) = start_worker(&dir, &nats, "w1");
