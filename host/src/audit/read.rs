@@ -273,13 +273,15 @@ pub fn read(path: impl AsRef<Path>, filter: &Filter) -> Result<Vec<Value>, Audit
         path: path.to_path_buf(),
         source,
     };
-    let text = std::fs::read_to_string(path).map_err(io)?;
+    // Bytes, not text: a partial last line (which `verify` reports and
+    // does not count) may hold anything, and is skipped here too.
+    let bytes = std::fs::read(path).map_err(io)?;
     let mut out = Vec::new();
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        if !line.ends_with('\n') {
+    for (i, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        if !line.ends_with(b"\n") {
             break;
         }
-        let record: Value = serde_json::from_str(line).map_err(|e| AuditError::Bad {
+        let record: Value = serde_json::from_slice(line).map_err(|e| AuditError::Bad {
             path: path.to_path_buf(),
             line: i + 1,
             reason: format!("not a JSON record: {e}"),

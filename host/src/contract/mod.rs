@@ -456,7 +456,33 @@ pub enum ContractError {
     },
 }
 
+/// The longest message an `Invalid` error carries, in bytes: a contract's
+/// values are echoed in its errors, and a contract may come from anyone
+/// the operator takes one from; the error is shown and recorded.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
 impl ContractError {
+    /// The error with its field path and message escaped and cut to a
+    /// bounded length.
+    fn bounded(self) -> Self {
+        match self {
+            ContractError::Invalid {
+                origin,
+                line,
+                column,
+                field,
+                message,
+            } => ContractError::Invalid {
+                origin,
+                line,
+                column,
+                field: crate::text::escape(&field, 256),
+                message: crate::text::escape(&message, MAX_ERROR_MESSAGE_BYTES),
+            },
+            io => io,
+        }
+    }
+
     /// The dotted field path this error is about, if any.
     pub fn field(&self) -> Option<&str> {
         match self {
@@ -522,23 +548,26 @@ impl ServiceContract {
                         "; contracts are TOML (`key = value` lines, `[table]` headers), not YAML: see docs/contract.md",
                     );
                 }
-                return Err(err);
+                return Err(err.bounded());
             }
         };
         if let Err(v) = validate::validate(&contract) {
-            return Err(locate::validation_error(text, origin, v));
+            return Err(locate::validation_error(text, origin, v).bounded());
         }
         Ok(contract)
     }
 
     /// Validate a contract built in code (no source positions available).
     pub fn validate(&self) -> Result<(), ContractError> {
-        validate::validate(self).map_err(|v| ContractError::Invalid {
-            origin: format!("<contract {}>", self.swarm_id),
-            line: 0,
-            column: 0,
-            field: v.field,
-            message: v.message,
+        validate::validate(self).map_err(|v| {
+            ContractError::Invalid {
+                origin: format!("<contract {}>", crate::text::escape(&self.swarm_id, 80)),
+                line: 0,
+                column: 0,
+                field: v.field,
+                message: v.message,
+            }
+            .bounded()
         })
     }
 
