@@ -18,6 +18,7 @@
 //! crate's tests forever after.
 
 pub mod audit;
+pub mod component;
 pub mod contract;
 
 use std::path::{Path, PathBuf};
@@ -34,17 +35,21 @@ pub enum Target {
     /// Audit `verify`: any change to a valid log is caught, or leaves the
     /// log's records unchanged (a prefix of them, caught against the head).
     Audit,
+    /// Loading mutated components: refused cleanly, or loaded and run;
+    /// never a panic, and a bystander stays correct.
+    Component,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 2] = [Target::Contract, Target::Audit];
+    pub const ALL: [Target; 3] = [Target::Contract, Target::Audit, Target::Component];
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Target::Contract => "contract",
             Target::Audit => "audit",
+            Target::Component => "component",
         }
     }
 
@@ -58,6 +63,7 @@ impl Target {
         match self {
             Target::Contract => contract::check_bytes(input),
             Target::Audit => audit::replay(root, input),
+            Target::Component => component::check(root, input),
         }
     }
 }
@@ -102,6 +108,7 @@ pub fn run(root: &Path, target: Target, time: Duration, seed: u64) -> Report {
         let outcome = match target {
             Target::Contract => contract::fuzz(&mut runner, &mut slowest),
             Target::Audit => audit::fuzz(root, &mut runner, &mut slowest),
+            Target::Component => component::fuzz(root, &mut runner, &mut slowest),
         };
         cases += u64::from(BATCH);
         if let Err(failure) = outcome {
