@@ -171,16 +171,18 @@ fn apply(chassis: &Chassis, swarm_id: &str, health: &FleetHealth, echoes: Option
             .expect("echoes lock")
             .insert(swarm_id.to_string(), health.quarantined);
     }
+    // The entry is anyone's on the NATS server to write: bounded and
+    // escaped before the host keeps or shows it.
+    let by = crate::text::escape(&health.by, 64);
     if health.quarantined {
         let reason = format!(
-            "quarantined on {}: {}",
-            health.by,
-            health.reason.as_deref().unwrap_or("no reason given")
+            "quarantined on {by}: {}",
+            crate::text::escape(health.reason.as_deref().unwrap_or("no reason given"), 512)
         );
         tracing::warn!(target: "chassis::queue", swarm = swarm_id, "{reason}");
         let _ = chassis.quarantine(swarm_id, &reason);
     } else {
-        tracing::info!(target: "chassis::queue", swarm = swarm_id, "released by {}", health.by);
+        tracing::info!(target: "chassis::queue", swarm = swarm_id, "released by {by}");
         let _ = chassis.release(swarm_id);
     }
 }
@@ -239,4 +241,48 @@ pub async fn release(queue: &super::Queue, swarm_id: &str) -> Result<(), QueueEr
 /// Keep the sink alive for as long as the host is.
 pub(crate) fn sink(tx: mpsc::UnboundedSender<(String, Option<String>)>) -> Arc<dyn EventSink> {
     Arc::new(QuarantineSink(tx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_bounded_and_escaped_before_the_host_keeps_it() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let chassis = Chassis::new().unwrap();
+        let wasm = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/swarms/hello_world.wasm"),
+        );
+        let Ok(wasm) = wasm else {
+            // Built by `cargo xtask build`, which `cargo xtask test` runs first.
+            panic!("target/swarms/hello_world.wasm is missing: run `cargo xtask build`");
+        };
+        let contract = crate::ServiceContract::from_toml(
+            "swarm_id = \"s\"\n[security]\nwasi_capabilities = [\"wasi:io/streams\"]\n",
+            "test",
+        )
+        .unwrap();
+        runtime
+            .block_on(chassis.load_bytes(&wasm, contract))
+            .unwrap();
+        let health = FleetHealth {
+            quarantined: true,
+            reason: Some(format!("\u{1b}[31m{}", "x".repeat(100_000))),
+            by: "w\n1".to_string(),
+        };
+        apply(&chassis, "s", &health, None);
+        let reputation = chassis.slo_report("s").unwrap().reputation;
+        assert!(reputation.quarantined);
+        let reason = reputation.quarantine_reason.unwrap();
+        assert!(reason.len() < 1024, "{} bytes", reason.len());
+        assert!(
+            !reason.contains('\u{1b}') && !reason.contains('\n'),
+            "{reason}"
+        );
+    }
 }
