@@ -367,7 +367,14 @@ pub(crate) async fn execute<O: Output>(
         TaskEnd::of(&result),
         result.as_ref().err().and_then(Error::limit),
     );
-    result
+    // An answer is a promise that the task's ending is on record: under
+    // `fsync = always` the terminal record is on disk when `emit` returns,
+    // so a log that has failed by now may have lost it, and the caller is
+    // told so rather than handed an ending the log may not hold.
+    match rt.events.failure() {
+        Some(reason) => Err(Error::AuditUnavailable { reason }),
+        None => result,
+    }
 }
 
 async fn run<O: Output>(
