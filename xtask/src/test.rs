@@ -1,6 +1,7 @@
 //! `cargo xtask test`: `build`, then every test (unit, end-to-end, doc)
-//! with the swarm crates left out, a `--quick` smoke run of the benchmark
-//! (debug build), the demo (its vote's signature must verify), a check that
+//! with the swarm crates left out, a short soak of `chassis serve`, a
+//! `--quick` smoke run of the benchmark (debug build), the demo (its
+//! vote's signature must verify), a check that
 //! the library without its `cli` feature pulls in no CLI crate, then
 //! `clippy -D warnings` and `fmt --check` (skipped with `--no-lint`).
 
@@ -22,6 +23,27 @@ pub fn run(root: &Path, no_lint: bool) -> Result<()> {
         cmd.args(["--exclude", &name]);
     }
     run_cmd(cmd, "cargo test")?;
+    step("a short soak of chassis serve (debug build: 5,000 tasks)");
+    let mut cmd = cargo();
+    cmd.args(["build", "--quiet", "-p", "chassis", "--bin", "chassis"]);
+    run_cmd(cmd, "building chassis")?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "chassis-fuzz",
+        "--bin",
+        "chassis-soak",
+        "--",
+        "--tasks",
+        "5000",
+        "--out",
+        "target/soak-short",
+        "--chassis",
+    ])
+    .arg(root.join("target/debug/chassis"));
+    run_cmd(cmd, "the short soak")?;
     step("the benchmark runs end to end (--quick, debug build: its figures mean nothing)");
     let mut cmd = cargo();
     cmd.args([
