@@ -20,7 +20,28 @@ struct Pending {
     ts: SystemTime,
     event: Event,
     /// Under `FsyncPolicy::Always`: signalled once the record is on disk.
-    ack: Option<Arc<Ack>>,
+    ack: Option<AckHandle>,
+}
+
+/// The writer's end of an [`Ack`]. Dropped without a signal (a record
+/// still queued when a failed writer stopped), it tells the waiting caller
+/// that the record was not written, so no caller waits forever.
+struct AckHandle(Arc<Ack>);
+
+impl AckHandle {
+    fn signal(self, ok: bool) {
+        self.0.signal(ok);
+    }
+}
+
+impl Drop for AckHandle {
+    fn drop(&mut self) {
+        let mut done = self.0.done.lock().expect("audit ack lock");
+        if done.is_none() {
+            *done = Some(false);
+            self.0.cv.notify_all();
+        }
+    }
 }
 
 /// A waiting `record` call under `FsyncPolicy::Always`.
@@ -193,7 +214,7 @@ impl EventSink for AuditLog {
         let pending = Pending {
             ts: SystemTime::now(),
             event: event.clone(),
-            ack: ack.clone(),
+            ack: ack.clone().map(AckHandle),
         };
         let sent = {
             let sender = self.sender.read().expect("audit lock");
@@ -365,8 +386,27 @@ mod tests {
             event: Event::ModuleUnloaded {
                 swarm_id: "s".into(),
             },
-            ack,
+            ack: ack.map(AckHandle),
         }
+    }
+
+    #[test]
+    fn a_record_left_in_the_queue_of_a_stopped_writer_is_answered() {
+        // A writer that failed drops its queue; a caller waiting on a
+        // record in it learns that it was not written.
+        let (sender, receiver) = sync_channel(4);
+        let ack = Arc::<Ack>::default();
+        sender.send(pending(Some(ack.clone()))).unwrap();
+        let waiter = std::thread::spawn({
+            let ack = ack.clone();
+            move || ack.wait()
+        });
+        drop(receiver);
+        assert!(!waiter.join().unwrap());
+        // A signalled record keeps its answer when the handle goes.
+        let ack = Arc::<Ack>::default();
+        AckHandle(ack.clone()).signal(true);
+        assert!(ack.wait());
     }
 
     #[test]
