@@ -41,8 +41,9 @@ Commands:
           swarm, vote; needs no Python or Node)
   bench   build, then measure the host against bare wasmtime and native code (release
           build; the first run compiles the host in release mode, several minutes)
-  fuzz    TARGET [--time S] [--seed N]: drive a target (contract, audit, component, or all) with
-          generated input for S seconds (default 60; release build); docs/reliability.md
+  fuzz    TARGET [--time S] [--seed N]: drive a target (contract, audit, component, egress,
+          or all) with generated input for S seconds (default 60; release build);
+          docs/reliability.md
 
 Options for test:
   --no-lint   skip clippy and rustfmt
@@ -64,7 +65,9 @@ fn main() {
 /// `cargo xtask fuzz`: the fuzzer in release mode, with the arguments.
 fn fuzz(args: &[String]) -> Result<()> {
     if args.is_empty() {
-        bail!("name a target: cargo xtask fuzz contract|audit|all [--time S] [--seed N]");
+        bail!(
+            "name a target: cargo xtask fuzz contract|audit|component|egress|all [--time S] [--seed N]"
+        );
     }
     util::step("fuzzing (release build of chassis-fuzz)");
     let mut cmd = util::cargo();
