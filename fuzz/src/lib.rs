@@ -20,6 +20,7 @@
 pub mod audit;
 pub mod component;
 pub mod contract;
+pub mod egress;
 pub mod soak;
 
 use std::path::{Path, PathBuf};
@@ -39,11 +40,19 @@ pub enum Target {
     /// Loading mutated components: refused cleanly, or loaded and run;
     /// never a panic, and a bystander stays correct.
     Component,
+    /// The HTTP proxy's egress policy (SSRF guard, allowlist) against an
+    /// independent reference: they agree on every address and URL.
+    Egress,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 3] = [Target::Contract, Target::Audit, Target::Component];
+    pub const ALL: [Target; 4] = [
+        Target::Contract,
+        Target::Audit,
+        Target::Component,
+        Target::Egress,
+    ];
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
@@ -51,6 +60,7 @@ impl Target {
             Target::Contract => "contract",
             Target::Audit => "audit",
             Target::Component => "component",
+            Target::Egress => "egress",
         }
     }
 
@@ -65,6 +75,7 @@ impl Target {
             Target::Contract => contract::check_bytes(input),
             Target::Audit => audit::replay(root, input),
             Target::Component => component::check(root, input),
+            Target::Egress => egress::replay(input),
         }
     }
 }
@@ -110,6 +121,7 @@ pub fn run(root: &Path, target: Target, time: Duration, seed: u64) -> Report {
             Target::Contract => contract::fuzz(&mut runner, &mut slowest),
             Target::Audit => audit::fuzz(root, &mut runner, &mut slowest),
             Target::Component => component::fuzz(root, &mut runner, &mut slowest),
+            Target::Egress => egress::fuzz(&mut runner, &mut slowest),
         };
         cases += u64::from(BATCH);
         if let Err(failure) = outcome {

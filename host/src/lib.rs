@@ -76,6 +76,9 @@ mod engine;
 mod error;
 mod events;
 pub mod files;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod imports;
 pub mod inspect;

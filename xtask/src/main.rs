@@ -43,8 +43,9 @@ Commands:
           swarm, vote; needs no Python or Node)
   bench   build, then measure the host against bare wasmtime and native code (release
           build; the first run compiles the host in release mode, several minutes)
-  fuzz    TARGET [--time S] [--seed N]: drive a target (contract, audit, component, or all) with
-          generated input for S seconds (default 60; release build); docs/reliability.md
+  fuzz    TARGET [--time S] [--seed N]: drive a target (contract, audit, component, egress,
+          or all) with generated input for S seconds (default 60; release build);
+          docs/reliability.md
   soak    [--tasks N] [--minutes M] [--clients C]: build, then run `chassis serve` under a mixed
           load of N tasks (default 1,000,000) and check every task's audit record, /metrics
           against the log, memory and file descriptors (release build); docs/reliability.md
@@ -69,7 +70,9 @@ fn main() {
 /// `cargo xtask fuzz`: the fuzzer in release mode, with the arguments.
 fn fuzz(args: &[String]) -> Result<()> {
     if args.is_empty() {
-        bail!("name a target: cargo xtask fuzz contract|audit|all [--time S] [--seed N]");
+        bail!(
+            "name a target: cargo xtask fuzz contract|audit|component|egress|all [--time S] [--seed N]"
+        );
     }
     util::step("fuzzing (release build of chassis-fuzz)");
     let mut cmd = util::cargo();

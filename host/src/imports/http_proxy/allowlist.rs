@@ -1,8 +1,10 @@
 //! `security.allowed_endpoints`: which URLs a swarm's requests may go to.
 //!
 //! Pure: a pattern is `scheme://host[:port][/path-prefix]`, where host is a
-//! name, `*.` followed by a name (any subdomain, not the name itself), an
-//! IPv4 address or a bracketed IPv6 address. The port defaults to the
+//! name, `*.` followed by a name (any subdomain: one or more non-empty
+//! labels before the name, not the name itself), an IPv4 address or a
+//! bracketed IPv6 address. The wildcard is read from the parsed host, so
+//! `*.` elsewhere in a pattern is no wildcard. The port defaults to the
 //! scheme's. A URL matches when scheme, host and port are equal and its
 //! path starts with the prefix at a segment boundary. URLs are parsed with
 //! the WHATWG rules (`url` crate), so `..` segments, percent-encoded dots
@@ -42,9 +44,7 @@ pub(crate) enum HostPattern {
 impl Endpoint {
     /// Parse a pattern from a contract.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
-        let wildcard = text.contains("://*.");
-        let parseable = text.replacen("://*.", "://wildcard.", 1);
-        let url = Url::parse(&parseable).map_err(|e| format!("{text:?}: {e}"))?;
+        let url = Url::parse(text).map_err(|e| format!("{text:?}: {e}"))?;
         let scheme = url.scheme().to_string();
         if scheme != "http" && scheme != "https" {
             return Err(format!("{text:?}: scheme must be http or https"));
@@ -55,16 +55,19 @@ impl Endpoint {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(format!("{text:?}: must not contain a query or fragment"));
         }
+        // The URL parser takes `*` in a name as it is; a leading `*.` label
+        // is the wildcard, wherever the pattern spells its slashes.
         let host = match url.host() {
-            Some(Host::Domain(d)) if wildcard => HostPattern::AnySubdomainOf(
-                d.strip_prefix("wildcard.")
-                    .unwrap_or(d)
-                    .to_ascii_lowercase(),
-            ),
-            Some(Host::Domain(d)) => HostPattern::Name(d.to_ascii_lowercase()),
-            Some(Host::Ipv4(ip)) if !wildcard => HostPattern::Ip(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) if !wildcard => HostPattern::Ip(canonical(IpAddr::V6(ip))),
-            _ => return Err(format!("{text:?}: invalid host")),
+            Some(Host::Domain(d)) => match d.strip_prefix("*.") {
+                Some(name) if proper_name(name) => {
+                    HostPattern::AnySubdomainOf(name.to_ascii_lowercase())
+                }
+                Some(_) => return Err(format!("{text:?}: a wildcard needs a name after `*.`")),
+                None => HostPattern::Name(d.to_ascii_lowercase()),
+            },
+            Some(Host::Ipv4(ip)) => HostPattern::Ip(IpAddr::V4(ip)),
+            Some(Host::Ipv6(ip)) => HostPattern::Ip(canonical(IpAddr::V6(ip))),
+            None => return Err(format!("{text:?}: invalid host")),
         };
         Ok(Self {
             port: url
@@ -86,9 +89,9 @@ impl Endpoint {
             (HostPattern::Name(n), Some(Host::Domain(d))) => d.eq_ignore_ascii_case(n),
             (HostPattern::AnySubdomainOf(n), Some(Host::Domain(d))) => {
                 let d = d.to_ascii_lowercase();
-                d.len() > n.len() + 1
-                    && d.ends_with(n.as_str())
-                    && d[..d.len() - n.len()].ends_with('.')
+                d.strip_suffix(n.as_str())
+                    .and_then(|sub| sub.strip_suffix('.'))
+                    .is_some_and(|sub| sub.split('.').all(|label| !label.is_empty()))
             }
             (HostPattern::Ip(ip), Some(Host::Ipv4(v4))) => *ip == IpAddr::V4(v4),
             (HostPattern::Ip(ip), Some(Host::Ipv6(v6))) => *ip == canonical(IpAddr::V6(v6)),
@@ -101,6 +104,13 @@ impl Endpoint {
     pub(crate) fn names_ip(&self, ip: IpAddr) -> bool {
         matches!(self.host, HostPattern::Ip(mine) if mine == canonical(ip))
     }
+}
+
+/// Whether `name` is a name a wildcard can stand before: one or more
+/// labels, none of them empty but a final one (a trailing dot, the root).
+fn proper_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty() && name.split('.').all(|label| !label.is_empty())
 }
 
 /// An IPv4-mapped IPv6 address as its IPv4 address; others unchanged.
@@ -205,6 +215,29 @@ mod tests {
         assert!(allows(p, "https://b.a.example.org/x"));
         assert!(!allows(p, "https://example.org/"));
         assert!(!allows(p, "https://badexample.org/"));
+        // Empty labels make no subdomain.
+        assert!(!allows(p, "https://.example.org/"));
+        assert!(!allows(p, "https://..example.org/"));
+        assert!(!allows(p, "https://.a.example.org/"));
+        assert!(!allows(p, "https://a..example.org/"));
+        assert!(allows("https://*.example.org.", "https://a.example.org./"));
+        assert!(!allows("https://*.example.org.", "https://a.example.org/"));
+    }
+
+    #[test]
+    fn the_wildcard_is_read_from_the_parsed_host() {
+        // `://*.` in the path makes no wildcard.
+        let exact = Endpoint::parse("https://example.com/x://*.y/").unwrap();
+        assert_eq!(exact.host, HostPattern::Name("example.com".into()));
+        // However the slashes are spelled, a leading `*.` is the wildcard.
+        for spelling in ["https:*.example.org", "https:\\\\*.example.org/"] {
+            let wild = Endpoint::parse(spelling).unwrap();
+            assert_eq!(
+                wild.host,
+                HostPattern::AnySubdomainOf("example.org".into()),
+                "{spelling}"
+            );
+        }
     }
 
     #[test]
@@ -254,6 +287,9 @@ mod tests {
             "https://x.example/?q=1",
             "not a url",
             "https://*.127.0.0.1/",
+            "https://*./",
+            "https://*..example.com/",
+            "https://*.example..com/",
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }

@@ -88,6 +88,19 @@ fn redacted(url: &Url) -> String {
     )
 }
 
+/// Why the SSRF guard refuses to connect to `addr` for `url`, with the
+/// address as judged (an IPv4-mapped one as its IPv4 address), or `None`
+/// when it is public or an endpoint admitting `url` names it literally.
+pub(crate) fn refused_address(
+    allowlist: &allowlist::Allowlist,
+    url: &Url,
+    addr: IpAddr,
+) -> Option<(IpAddr, &'static str)> {
+    let ip = allowlist::canonical(addr);
+    let why = ssrf::forbidden(ip)?;
+    (!allowlist.names_ip_for(url, ip)).then_some((ip, why))
+}
+
 fn denied(why: impl Into<String>) -> ProxyError {
     ProxyError::Denied(why.into())
 }
@@ -210,10 +223,7 @@ impl ProxyHost<'_> {
             ));
         };
         for addr in &addrs {
-            let ip = allowlist::canonical(addr.ip());
-            if let Some(why) = ssrf::forbidden(ip)
-                && !self.proxy.allowlist.names_ip_for(&url, ip)
-            {
+            if let Some((ip, why)) = refused_address(&self.proxy.allowlist, &url, addr.ip()) {
                 rec.violation = true;
                 return Err(denied(format!(
                     "{} resolves to {ip}, {why}, which no allowed endpoint names (SSRF guard)",

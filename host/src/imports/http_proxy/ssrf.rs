@@ -9,13 +9,23 @@
 //! named), IETF protocol assignments (192.0.0.0/24), documentation,
 //! benchmarking (198.18.0.0/15), multicast, and reserved and broadcast
 //! (240.0.0.0/4). Refused IPv6: unspecified, loopback, unique-local
-//! (fc00::/7, incl. fd00:ec2::254), link-local, site-local (fec0::/10) and
-//! multicast. An IPv4-mapped address and a 6to4 one (2002::/16) are judged
-//! by the IPv4 address they embed; IPv4-compatible (::/96),
-//! IPv4-translated (::ffff:0:0/96) and NAT64 (64:ff9b::/96) ones are
-//! refused whatever they embed (naming the embedded address's class when
-//! it has one), as are local-use NAT64 (64:ff9b:1::/48) and Teredo
-//! (2001::/32), whose destinations the local network decides.
+//! (fc00::/7, incl. fd00:ec2::254), link-local, site-local (fec0::/10),
+//! multicast, and the IANA special-purpose blocks that are not globally
+//! reachable: discard-only (100::/64) and the dummy prefix
+//! (100:0:0:1::/64), IETF protocol assignments (2001::/23, benchmarking
+//! 2001:2::/48 in it; refused whole, as 192.0.0.0/24 is, the few anycast
+//! services assigned inside it included), documentation (2001:db8::/32,
+//! 3fff::/20) and SRv6 segment identifiers (5f00::/16). An IPv4-mapped
+//! address (::ffff:0:0/96) and a 6to4 one (2002::/16) are judged by the
+//! IPv4 address they embed; IPv4-compatible (::/96), IPv4-translated
+//! (::ffff:0:0:0/96) and NAT64 (64:ff9b::/96) ones are refused whatever
+//! they embed (naming the embedded address's class when it has one), as
+//! are local-use NAT64 (64:ff9b:1::/48) and Teredo (2001::/32), whose
+//! destinations the local network decides.
+//!
+//! The `egress` fuzz target (`fuzz/src/egress/`) checks this list against
+//! a table of the same ranges written independently, and against the
+//! `ip_network` crate's `is_global`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -101,6 +111,16 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         }
         // Teredo: 2001:0::/32.
         0x2001 if s[1] == 0 => Some("a Teredo address"),
+        0x2001 if s[1] == 0xdb8 => Some("a documentation address"),
+        // The rest of 2001::/23.
+        0x2001 if s[1] < 0x200 => Some("an IETF protocol address"),
+        // 3fff::/20.
+        0x3fff if s[1] < 0x1000 => Some("a documentation address"),
+        0x5f00 => Some("an SRv6 segment identifier"),
+        // 100::/64.
+        0x0100 if s[1..4] == [0, 0, 0] => Some("a discard-only address"),
+        // 100:0:0:1::/64.
+        0x0100 if s[1..4] == [0, 0, 1] => Some("a dummy-prefix address"),
         _ => None,
     }
 }
@@ -180,12 +200,36 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_blocks_that_are_not_globally_reachable_are_forbidden() {
+        for ip in [
+            "2001:db8::",
+            "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+            "3fff::1",
+            "3fff:fff:ffff::1",
+            "2001:2::1",
+            "2001:1::1",
+            "2001:1ff:ffff::1",
+            "5f00::1",
+            "100::1",
+            "100:0:0:1::1",
+        ] {
+            assert!(no(ip), "{ip}");
+        }
+    }
+
+    #[test]
     fn public_ipv6_is_allowed() {
         for ip in [
             "2606:4700:4700::1111",
             "2001:4860:4860::8888",
             "::ffff:8.8.8.8",
             "2002:808:808::",
+            // Just outside the blocks above.
+            "2001:200::1",
+            "2001:db9::1",
+            "3fff:1000::1",
+            "5f01::1",
+            "100:0:0:2::1",
         ] {
             assert!(!no(ip), "{ip}");
         }
