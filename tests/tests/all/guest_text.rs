@@ -6,7 +6,7 @@
 
 use chassis::audit::{FsyncPolicy, verify};
 use chassis::{Chassis, Error, Event, GuestError, TaskOutcome, TaskRequest, TaskStatus};
-use chassis_tests::{Host, TestHost, capture_logs, greet, guests, scratch_dir};
+use chassis_tests::{Host, TestHost, TestServer, capture_logs, greet, guests, scratch_dir};
 use serde_json::{Value, json};
 
 const MISBEHAVE: &str = "swarm_id = \"misbehave\"
@@ -238,4 +238,46 @@ async fn a_swarm_that_leaks_its_secret_is_redacted_and_counted() {
             .any(|r| r["operation"] == "secret_redacted"
                 && r["params"]["security_violation"] == true)
     );
+}
+
+/// The import-fuzz guest under a contract that scopes `api_token` and
+/// allows the test server under `/v1/`.
+fn import_fuzz(name: &str, server: &TestServer) -> TestHost {
+    host(name).secret("import-fuzz", "api_token", SECRET).component(
+        guests::IMPORT_FUZZ,
+        format!(
+            "swarm_id = \"import-fuzz\"\n[resource_limits]\ntask_timeout_seconds = 20\n\
+             max_api_calls_per_second = 1000\n\
+             [security]\nscoped_credentials = [\"api_token\"]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+             network_access = \"proxy_only\"\nallowed_endpoints = [\"http://127.0.0.1:{}/v1/\"]\n\
+             [reputation]\nquarantine_threshold = 0.0\nmax_failure_rate_percent = 100\n",
+            server.port
+        ),
+    )
+}
+
+#[tokio::test]
+async fn the_import_fuzz_guest_makes_the_same_calls_for_a_seed() {
+    let server = TestServer::start();
+    let chassis = import_fuzz("import-fuzz-seed", &server).build().await;
+    let payload = json!({
+        "seed": 7,
+        "calls": 64,
+        "allowed": [format!("http://127.0.0.1:{}/v1/", server.port)],
+    });
+    let mut summaries = Vec::new();
+    for _ in 0..2 {
+        let o = beside(&chassis, "import-fuzz", "fuzz", payload.clone())
+            .await
+            .unwrap();
+        assert_eq!(o.status, TaskStatus::Success, "{o:?}");
+        let calls: Vec<&Value> = ["log", "credentials", "http"]
+            .iter()
+            .map(|import| &o.output[import]["calls"])
+            .collect();
+        assert!(calls.iter().all(|c| c.as_u64() > Some(0)), "{}", o.output);
+        summaries.push(serde_json::to_string(&calls).unwrap());
+    }
+    assert_eq!(summaries[0], summaries[1]);
+    records(&chassis);
 }
