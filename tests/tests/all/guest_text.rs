@@ -257,6 +257,78 @@ fn import_fuzz(name: &str, server: &TestServer) -> TestHost {
 }
 
 #[tokio::test]
+async fn a_secret_or_a_huge_name_in_import_arguments_is_redacted_and_bounded_in_events() {
+    let server = TestServer::start();
+    let chassis = import_fuzz("import-arguments", &server).build().await;
+    let url = format!("http://127.0.0.1:{}/v1/", server.port);
+    // A bad header name of 16,000 bytes (under the proxy's header cap),
+    // each second byte a control character.
+    let huge = "x\u{1}".repeat(8000);
+    let calls = [
+        ("credential_name", json!({"get": SECRET})),
+        ("credential_name", json!({"sign": format!("{SECRET}\n")})),
+        (
+            "url",
+            json!({"fetch": {"method": "GET", "url": format!("{url}{SECRET}/x")}}),
+        ),
+        (
+            "url",
+            json!({"fetch": {"method": "GET", "url": format!("{SECRET}://h/")}}),
+        ),
+        (
+            "http_method",
+            json!({"fetch": {"method": SECRET, "url": format!("{url}hello")}}),
+        ),
+        (
+            "http_method",
+            json!({"fetch": {"method": format!("{SECRET}\n"), "url": format!("{url}hello")}}),
+        ),
+        (
+            "http_header",
+            json!({"fetch": {"method": "GET", "url": format!("{url}hello"), "headers": [[format!("{SECRET}:"), "v"]]}}),
+        ),
+        (
+            "",
+            json!({"fetch": {"method": "GET", "url": format!("{url}hello"), "headers": [[huge, "v"]]}}),
+        ),
+    ];
+    let leaked = |text: &str| text.contains(SECRET) || text.contains(&hex::encode(SECRET));
+    for (channel, call) in calls {
+        let before = chassis.events().len();
+        let o = beside(&chassis, "import-fuzz", "call", call.clone())
+            .await
+            .unwrap();
+        assert_eq!(o.status, TaskStatus::Success, "{call}: {o:?}");
+        let events = &chassis.events()[before..];
+        let text = serde_json::to_string(events).unwrap();
+        assert!(!leaked(&text), "{call}: {text}");
+        assert_inert(&text);
+        if !channel.is_empty() {
+            assert!(
+                events.iter().any(|e| matches!(e,
+                    Event::SecretRedacted { channel: c, security_violation: true, .. } if c == channel)),
+                "{call}: no {channel} redaction in {text}"
+            );
+        }
+        // Every reason and name an event keeps is bounded.
+        for event in events {
+            let (Event::HttpProxy {
+                reason: Some(text), ..
+            }
+            | Event::CredentialAccess { key: text, .. }) = event
+            else {
+                continue;
+            };
+            assert!(text.len() <= 4096, "{call}: {} bytes: {text}", text.len());
+        }
+    }
+    let (text, _) = records(&chassis);
+    assert!(!leaked(&text), "a secret reached the audit log");
+    let longest = text.lines().map(str::len).max().unwrap();
+    assert!(longest < 8192, "an audit record of {longest} bytes");
+}
+
+#[tokio::test]
 async fn the_import_fuzz_guest_makes_the_same_calls_for_a_seed() {
     let server = TestServer::start();
     let chassis = import_fuzz("import-fuzz-seed", &server).build().await;
