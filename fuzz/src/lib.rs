@@ -20,6 +20,8 @@
 pub mod audit;
 pub mod component;
 pub mod contract;
+mod host;
+pub mod imports;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -38,11 +40,20 @@ pub enum Target {
     /// Loading mutated components: refused cleanly, or loaded and run;
     /// never a panic, and a bystander stays correct.
     Component,
+    /// A hostile guest's random import calls: every task ends in an
+    /// outcome or an expected error, everything shown is bounded, escaped
+    /// and clean of secrets, one terminal audit record per task.
+    Imports,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 3] = [Target::Contract, Target::Audit, Target::Component];
+    pub const ALL: [Target; 4] = [
+        Target::Contract,
+        Target::Audit,
+        Target::Component,
+        Target::Imports,
+    ];
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
@@ -50,6 +61,7 @@ impl Target {
             Target::Contract => "contract",
             Target::Audit => "audit",
             Target::Component => "component",
+            Target::Imports => "imports",
         }
     }
 
@@ -64,6 +76,7 @@ impl Target {
             Target::Contract => contract::check_bytes(input),
             Target::Audit => audit::replay(root, input),
             Target::Component => component::check(root, input),
+            Target::Imports => imports::replay(root, input),
         }
     }
 }
@@ -109,6 +122,7 @@ pub fn run(root: &Path, target: Target, time: Duration, seed: u64) -> Report {
             Target::Contract => contract::fuzz(&mut runner, &mut slowest),
             Target::Audit => audit::fuzz(root, &mut runner, &mut slowest),
             Target::Component => component::fuzz(root, &mut runner, &mut slowest),
+            Target::Imports => imports::fuzz(root, &mut runner, &mut slowest),
         };
         cases += u64::from(BATCH);
         if let Err(failure) = outcome {

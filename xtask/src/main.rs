@@ -41,8 +41,9 @@ Commands:
           swarm, vote; needs no Python or Node)
   bench   build, then measure the host against bare wasmtime and native code (release
           build; the first run compiles the host in release mode, several minutes)
-  fuzz    TARGET [--time S] [--seed N]: drive a target (contract, audit, component, or all) with
-          generated input for S seconds (default 60; release build); docs/reliability.md
+  fuzz    TARGET [--time S] [--seed N]: drive a target (contract, audit, component,
+          imports, or all) with generated input for S seconds (default 60; release
+          build); docs/reliability.md
 
 Options for test:
   --no-lint   skip clippy and rustfmt
