@@ -19,7 +19,7 @@ use proptest::test_runner::{TestCaseError, TestError, TestRunner};
 const SEEDS: &[&str] = &["hello_world.wasm", "bench_probe.wasm"];
 
 struct Host {
-    runtime: tokio::runtime::Runtime,
+    runtime: &'static tokio::runtime::Runtime,
     chassis: Chassis,
     seeds: Vec<Vec<u8>>,
 }
@@ -42,20 +42,11 @@ fn contract(swarm_id: &str) -> ServiceContract {
 
 fn host(root: &Path) -> Result<&'static Host, String> {
     HOST.get_or_init(|| {
-        let mut seeds = Vec::new();
-        for name in SEEDS {
-            let path = root.join("target/swarms").join(name);
-            seeds.push(
-                std::fs::read(&path).map_err(|e| {
-                    format!("{}: {e} (`cargo xtask build` builds it)", path.display())
-                })?,
-            );
-        }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
+        let seeds = SEEDS
+            .iter()
+            .map(|name| crate::host::component(root, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let runtime = crate::host::runtime()?;
         let chassis = Chassis::with_config(
             ChassisConfig::default().with_load_timeout(std::time::Duration::from_secs(2)),
         )
@@ -148,17 +139,7 @@ pub fn check(root: &Path, component: &[u8]) -> Result<(), String> {
                 .map_err(|e| format!("unloading the mutant: {e}"))?;
         }
         // The bystander still answers.
-        let outcome = chassis
-            .execute_task(
-                "bystander",
-                TaskRequest::new("hello", serde_json::json!({"name": "b"})),
-            )
-            .await
-            .map_err(|e| format!("the bystander failed: {e}"))?;
-        if outcome.output["greeting"] != "Hello, b!" {
-            return Err(format!("the bystander answered {}", outcome.output));
-        }
-        Ok(())
+        crate::host::greet(chassis, "bystander").await
     })
 }
 

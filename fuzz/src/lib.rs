@@ -21,6 +21,8 @@ pub mod audit;
 pub mod component;
 pub mod contract;
 pub mod egress;
+mod host;
+pub mod imports;
 pub mod soak;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +45,10 @@ pub enum Target {
     /// The HTTP proxy's egress policy (SSRF guard, allowlist) against an
     /// independent reference: they agree on every address and URL.
     Egress,
+    /// A hostile guest's random import calls: every task ends in an
+    /// outcome or an expected error, everything shown is bounded, escaped
+    /// and clean of secrets, one terminal audit record per task.
+    Imports,
 }
 
 impl Target {
@@ -52,6 +58,7 @@ impl Target {
         Target::Audit,
         Target::Component,
         Target::Egress,
+        Target::Imports,
     ];
 
     /// Its name on the command line.
@@ -61,6 +68,7 @@ impl Target {
             Target::Audit => "audit",
             Target::Component => "component",
             Target::Egress => "egress",
+            Target::Imports => "imports",
         }
     }
 
@@ -76,6 +84,7 @@ impl Target {
             Target::Audit => audit::replay(root, input),
             Target::Component => component::check(root, input),
             Target::Egress => egress::replay(input),
+            Target::Imports => imports::replay(root, input),
         }
     }
 }
@@ -122,6 +131,7 @@ pub fn run(root: &Path, target: Target, time: Duration, seed: u64) -> Report {
             Target::Audit => audit::fuzz(root, &mut runner, &mut slowest),
             Target::Component => component::fuzz(root, &mut runner, &mut slowest),
             Target::Egress => egress::fuzz(&mut runner, &mut slowest),
+            Target::Imports => imports::fuzz(root, &mut runner, &mut slowest),
         };
         cases += u64::from(BATCH);
         if let Err(failure) = outcome {

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 #[derive(Parser)]
 #[command(name = "chassis-fuzz")]
 struct Options {
-    /// The target: contract, audit, component, egress, or all.
+    /// The target: contract, audit, component, egress, imports, or all.
     target: String,
     /// Seconds to run each target.
     #[arg(long, default_value_t = 60.0)]

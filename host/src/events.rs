@@ -206,7 +206,10 @@ pub enum Event {
         task_id: String,
         /// The keys whose values were found (names only).
         keys: Vec<String>,
-        /// Where: `log`, `stdout`, `stderr`, `error` or `trap_message`.
+        /// Where: `log`, `stdout`, `stderr`, `error`, `trap_message`;
+        /// in an import call's arguments, `credential_name`, `url`,
+        /// `http_method`, `http_header` or `http_error` (a refusal quoting
+        /// them).
         channel: String,
         /// Whether it counts as a security violation (the task's first).
         security_violation: bool,

@@ -74,6 +74,10 @@ pub mod guests {
     pub const HELLO_PY: &str = "hello_py";
     /// `swarms/hello-world`: the well-behaved bystander.
     pub const HELLO_WORLD: &str = "hello_world";
+    /// `swarms/hostile/import-fuzz`: random import calls with hostile
+    /// arguments from a seed (the `imports` fuzz target's guest), or one
+    /// given call.
+    pub const IMPORT_FUZZ: &str = "import_fuzz";
     /// `swarms/hostile/leaky`: leaks its own secret in every channel.
     pub const LEAKY: &str = "leaky";
     /// `swarms/hostile/liar`: answers `describe` with a 3 MiB name.
@@ -102,6 +106,7 @@ pub mod guests {
         HELLO_JS,
         HELLO_PY,
         HELLO_WORLD,
+        IMPORT_FUZZ,
         LEAKY,
         LIAR,
         MISBEHAVE,

@@ -44,7 +44,7 @@ Commands:
   bench   build, then measure the host against bare wasmtime and native code (release
           build; the first run compiles the host in release mode, several minutes)
   fuzz    TARGET [--time S] [--seed N]: drive a target (contract, audit, component, egress,
-          or all) with generated input for S seconds (default 60; release build);
+          imports, or all) with generated input for S seconds (default 60; release build);
           docs/reliability.md
   soak    [--tasks N] [--minutes M] [--clients C]: build, then run `chassis serve` under a mixed
           load of N tasks (default 1,000,000) and check every task's audit record, /metrics

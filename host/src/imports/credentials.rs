@@ -5,8 +5,9 @@
 //! is running (not while the swarm is being loaded). Signing keys
 //! (`ed25519:` values) never leave the host: `sign` and `public-key` use
 //! them, `get` refuses them. Every decision raises a `CredentialAccess`
-//! event with the key name only; a request for a key outside the contract's
-//! scope is a security violation.
+//! event with the key name only (redacted of the swarm's secret values,
+//! escaped and bounded, as all guest text); a request for a key outside the
+//! contract's scope is a security violation.
 
 use std::collections::HashMap;
 
@@ -16,6 +17,9 @@ use crate::error::Error;
 use crate::events::Event;
 use crate::imports::scope::Scoped;
 use crate::secrets::{Redactor, Secret, SecretStore};
+
+/// Longest credential name kept in an event or a message, in bytes.
+const MAX_RECORDED_NAME_BYTES: usize = 256;
 
 /// One credential operation.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +85,8 @@ impl CredentialsState {
         op: &str,
         name: &str,
     ) -> Result<Secret, CredentialError> {
-        let key = crate::text::escape(name, 256);
+        // The name is guest text: it may hold a secret value of the swarm.
+        let key = scoped.guest_text(name, "credential_name", MAX_RECORDED_NAME_BYTES);
         let (result, violation) = if !scoped.in_task() {
             (
                 Err(CredentialError::Denied(

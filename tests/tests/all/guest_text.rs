@@ -6,7 +6,7 @@
 
 use chassis::audit::{FsyncPolicy, verify};
 use chassis::{Chassis, Error, Event, GuestError, TaskOutcome, TaskRequest, TaskStatus};
-use chassis_tests::{Host, TestHost, capture_logs, greet, guests, scratch_dir};
+use chassis_tests::{Host, TestHost, TestServer, capture_logs, greet, guests, scratch_dir};
 use serde_json::{Value, json};
 
 const MISBEHAVE: &str = "swarm_id = \"misbehave\"
@@ -238,4 +238,118 @@ async fn a_swarm_that_leaks_its_secret_is_redacted_and_counted() {
             .any(|r| r["operation"] == "secret_redacted"
                 && r["params"]["security_violation"] == true)
     );
+}
+
+/// The import-fuzz guest under a contract that scopes `api_token` and
+/// allows the test server under `/v1/`.
+fn import_fuzz(name: &str, server: &TestServer) -> TestHost {
+    host(name).secret("import-fuzz", "api_token", SECRET).component(
+        guests::IMPORT_FUZZ,
+        format!(
+            "swarm_id = \"import-fuzz\"\n[resource_limits]\ntask_timeout_seconds = 20\n\
+             max_api_calls_per_second = 1000\n\
+             [security]\nscoped_credentials = [\"api_token\"]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+             network_access = \"proxy_only\"\nallowed_endpoints = [\"http://127.0.0.1:{}/v1/\"]\n\
+             [reputation]\nquarantine_threshold = 0.0\nmax_failure_rate_percent = 100\n",
+            server.port
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_secret_or_a_huge_name_in_import_arguments_is_redacted_and_bounded_in_events() {
+    let server = TestServer::start();
+    let chassis = import_fuzz("import-arguments", &server).build().await;
+    let url = format!("http://127.0.0.1:{}/v1/", server.port);
+    // A bad header name of 16,000 bytes (under the proxy's header cap),
+    // each second byte a control character.
+    let huge = "x\u{1}".repeat(8000);
+    let calls = [
+        ("credential_name", json!({"get": SECRET})),
+        ("credential_name", json!({"sign": format!("{SECRET}\n")})),
+        (
+            "url",
+            json!({"fetch": {"method": "GET", "url": format!("{url}{SECRET}/x")}}),
+        ),
+        (
+            "url",
+            json!({"fetch": {"method": "GET", "url": format!("{SECRET}://h/")}}),
+        ),
+        (
+            "http_method",
+            json!({"fetch": {"method": SECRET, "url": format!("{url}hello")}}),
+        ),
+        (
+            "http_method",
+            json!({"fetch": {"method": format!("{SECRET}\n"), "url": format!("{url}hello")}}),
+        ),
+        (
+            "http_header",
+            json!({"fetch": {"method": "GET", "url": format!("{url}hello"), "headers": [[format!("{SECRET}:"), "v"]]}}),
+        ),
+        (
+            "",
+            json!({"fetch": {"method": "GET", "url": format!("{url}hello"), "headers": [[huge, "v"]]}}),
+        ),
+    ];
+    let leaked = |text: &str| text.contains(SECRET) || text.contains(&hex::encode(SECRET));
+    for (channel, call) in calls {
+        let before = chassis.events().len();
+        let o = beside(&chassis, "import-fuzz", "call", call.clone())
+            .await
+            .unwrap();
+        assert_eq!(o.status, TaskStatus::Success, "{call}: {o:?}");
+        let events = &chassis.events()[before..];
+        let text = serde_json::to_string(events).unwrap();
+        assert!(!leaked(&text), "{call}: {text}");
+        assert_inert(&text);
+        if !channel.is_empty() {
+            assert!(
+                events.iter().any(|e| matches!(e,
+                    Event::SecretRedacted { channel: c, security_violation: true, .. } if c == channel)),
+                "{call}: no {channel} redaction in {text}"
+            );
+        }
+        // Every reason and name an event keeps is bounded.
+        for event in events {
+            let (Event::HttpProxy {
+                reason: Some(text), ..
+            }
+            | Event::CredentialAccess { key: text, .. }) = event
+            else {
+                continue;
+            };
+            assert!(text.len() <= 4096, "{call}: {} bytes: {text}", text.len());
+        }
+    }
+    let (text, _) = records(&chassis);
+    assert!(!leaked(&text), "a secret reached the audit log");
+    let longest = text.lines().map(str::len).max().unwrap();
+    assert!(longest < 8192, "an audit record of {longest} bytes");
+}
+
+#[tokio::test]
+async fn the_import_fuzz_guest_makes_the_same_calls_for_a_seed() {
+    let server = TestServer::start();
+    let chassis = import_fuzz("import-fuzz-seed", &server).build().await;
+    let payload = json!({
+        "seed": 7,
+        "calls": 64,
+        "allowed": [format!("http://127.0.0.1:{}/v1/", server.port)],
+    });
+    let mut summaries = Vec::new();
+    for _ in 0..2 {
+        let o = beside(&chassis, "import-fuzz", "fuzz", payload.clone())
+            .await
+            .unwrap();
+        assert_eq!(o.status, TaskStatus::Success, "{o:?}");
+        let calls: Vec<&Value> = ["log", "credentials", "http"]
+            .iter()
+            .map(|import| &o.output[import]["calls"])
+            .collect();
+        assert!(calls.iter().all(|c| c.as_u64() > Some(0)), "{}", o.output);
+        summaries.push(serde_json::to_string(&calls).unwrap());
+    }
+    assert_eq!(summaries[0], summaries[1]);
+    records(&chassis);
 }

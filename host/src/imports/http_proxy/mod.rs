@@ -13,8 +13,11 @@
 //! request to its `Location` is checked like any other.
 //!
 //! Every decision raises an `HttpProxy` event: allowed or denied, method,
-//! URL without user info or query, status, bytes each way, time. A denied
-//! endpoint or a refused address is a security violation.
+//! URL without user info or query, status, bytes each way, time, and why it
+//! failed. The method, the URL and the reason are guest text: the swarm's
+//! secret values are redacted from them, and they are escaped and bounded
+//! before the event or the host's log gets them. A denied endpoint or a
+//! refused address is a security violation.
 
 pub(crate) mod allowlist;
 pub(crate) mod client;
@@ -61,6 +64,13 @@ pub(crate) const MAX_RECORDED_URL_BYTES: usize = 1024;
 
 /// Longest method text kept in a request's event, in bytes.
 const MAX_RECORDED_METHOD_BYTES: usize = 32;
+
+/// Longest reason kept in a request's event, in bytes.
+const MAX_RECORDED_REASON_BYTES: usize = 2048;
+
+/// Longest piece of a request (a scheme, a header name) an error message
+/// shows, in bytes.
+const MAX_SHOWN_PART_BYTES: usize = 256;
 
 /// What happened to one request, for its event.
 struct Record {
@@ -164,12 +174,15 @@ impl ProxyHost<'_> {
             .map_err(|_| ProxyError::InvalidRequest(format!("bad method {:?}", rec.method)))?;
         let url = Url::parse(&request.url)
             .map_err(|e| ProxyError::InvalidRequest(format!("bad URL: {e}")))?;
-        rec.url = crate::text::escape(&redacted(&url), MAX_RECORDED_URL_BYTES);
+        rec.url = self
+            .scoped
+            .guest_text(&redacted(&url), "url", MAX_RECORDED_URL_BYTES);
         if url.scheme() != "http" && url.scheme() != "https" {
             rec.violation = true;
             return Err(denied(format!(
                 "scheme {:?} is not http or https",
-                url.scheme()
+                self.scoped
+                    .guest_text(url.scheme(), "url", MAX_SHOWN_PART_BYTES)
             )));
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -289,7 +302,7 @@ impl ProxyHost<'_> {
         let mut out = Vec::with_capacity(request.headers.len() + 1);
         for h in &request.headers {
             let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| ProxyError::InvalidRequest(format!("bad header name {:?}", h.name)))?;
+                .map_err(|_| self.bad_header_name(&h.name))?;
             if RESERVED_HEADERS.contains(&name.as_str()) {
                 return Err(ProxyError::InvalidRequest(format!(
                     "header {name} is set by the host"
@@ -300,9 +313,8 @@ impl ProxyHost<'_> {
             out.push((name, value));
         }
         if let Some(inject) = &request.credential_header {
-            let name = HeaderName::from_bytes(inject.header.as_bytes()).map_err(|_| {
-                ProxyError::InvalidRequest(format!("bad header name {:?}", inject.header))
-            })?;
+            let name = HeaderName::from_bytes(inject.header.as_bytes())
+                .map_err(|_| self.bad_header_name(&inject.header))?;
             if RESERVED_HEADERS.contains(&name.as_str()) {
                 return Err(ProxyError::InvalidRequest(format!(
                     "header {name} is set by the host"
@@ -329,6 +341,16 @@ impl ProxyHost<'_> {
         }
         Ok(out)
     }
+
+    /// The refusal of a header name that is not one, showing the name
+    /// redacted, escaped and bounded.
+    fn bad_header_name(&self, name: &str) -> ProxyError {
+        ProxyError::InvalidRequest(format!(
+            "bad header name {:?}",
+            self.scoped
+                .guest_text(name, "http_header", MAX_SHOWN_PART_BYTES)
+        ))
+    }
 }
 
 impl Host for ProxyHost<'_> {
@@ -343,7 +365,11 @@ impl Host for ProxyHost<'_> {
         // or fragment: secrets redacted, escaped, bounded.
         let raw = request.url.split(['?', '#']).next().unwrap_or_default();
         let mut rec = Record {
-            method: crate::text::escape(&request.method, MAX_RECORDED_METHOD_BYTES),
+            method: self.scoped.guest_text(
+                &request.method,
+                "http_method",
+                MAX_RECORDED_METHOD_BYTES,
+            ),
             url: self.scoped.guest_text(raw, "url", MAX_RECORDED_URL_BYTES),
             status: None,
             bytes_out: 0,
@@ -358,7 +384,11 @@ impl Host for ProxyHost<'_> {
         if rec.violation {
             self.scoped.violation();
         }
-        let reason = result.as_ref().err().map(describe);
+        // Messages may quote the request: the same care as any guest text.
+        let reason = result.as_ref().err().map(|e| {
+            self.scoped
+                .guest_text(&describe(e), "http_error", MAX_RECORDED_REASON_BYTES)
+        });
         match &reason {
             None => {
                 tracing::debug!(target: "chassis::http_proxy", swarm = self.scoped.swarm_id(), task = self.scoped.task_id(), "{} {} -> {:?}", rec.method, rec.url, rec.status)
