@@ -53,7 +53,7 @@ pub enum Target {
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 5] = [
         Target::Contract,
         Target::Audit,
         Target::Component,
