@@ -1,5 +1,6 @@
 //! `chassis-fuzz TARGET [--time S] [--seed N]`: run a fuzz target for a
-//! time budget and report the cases, the slowest case and any failure
+//! time budget and report the cases, the slowest case, the process's peak
+//! resident memory during the run, and any failure
 //! (shrunk, saved under `target/fuzz/<target>/`, to be added to
 //! `fuzz/regressions/<target>/` once fixed). Run through `cargo xtask
 //! fuzz`, which builds it in release mode.
@@ -63,6 +64,7 @@ fn real_main() -> Result<bool> {
             options.time,
             options.seed
         );
+        reset_peak_memory();
         let report = run(
             &root,
             target,
@@ -70,12 +72,13 @@ fn real_main() -> Result<bool> {
             options.seed,
         );
         println!(
-            "{}: {} cases in {:.1} s ({:.0} a second), slowest {:.2} ms, {}",
+            "{}: {} cases in {:.1} s ({:.0} a second), slowest {:.2} ms, peak memory {}, {}",
             target.name(),
             report.cases,
             report.elapsed.as_secs_f64(),
             report.cases as f64 / report.elapsed.as_secs_f64(),
             report.slowest.as_secs_f64() * 1000.0,
+            peak_memory().map_or("unknown".to_string(), |kib| format!("{} MiB", kib / 1024)),
             if report.failure.is_some() {
                 "FAILED"
             } else {
@@ -94,6 +97,24 @@ fn real_main() -> Result<bool> {
         }
     }
     Ok(clean)
+}
+
+/// Start counting the process's peak resident memory afresh (Linux:
+/// writing 5 to `/proc/self/clear_refs` resets `VmHWM`).
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident memory since the last reset, KiB.
+fn peak_memory() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Keep a failing input under `target/fuzz/<target>/`, named by its hash.

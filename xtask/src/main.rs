@@ -71,14 +71,24 @@ fn main() {
 fn fuzz(args: &[String]) -> Result<()> {
     if args.is_empty() {
         bail!(
-            "name a target: cargo xtask fuzz contract|audit|component|egress|all [--time S] [--seed N]"
+            "name a target: cargo xtask fuzz contract|audit|component|egress|imports|all [--time S] [--seed N]"
         );
     }
     util::step("fuzzing (release build of chassis-fuzz)");
+    util::run_cmd(fuzz_command(args, true), "the fuzz run")
+}
+
+/// The command that runs the fuzzer with `args`, built in release mode or
+/// not.
+pub(crate) fn fuzz_command(args: &[String], release: bool) -> std::process::Command {
     let mut cmd = util::cargo();
-    cmd.args(["run", "--quiet", "--release", "-p", "chassis-fuzz", "--"])
+    cmd.args(["run", "--quiet"]);
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.args(["-p", "chassis-fuzz", "--bin", "chassis-fuzz", "--"])
         .args(args);
-    util::run_cmd(cmd, "the fuzz run")
+    cmd
 }
 
 /// `cargo xtask soak`: build, then the soak of a release `chassis serve`.

@@ -1,5 +1,6 @@
 //! `cargo xtask test`: `build`, then every test (unit, end-to-end, doc)
-//! with the swarm crates left out, a short soak of `chassis serve`, a
+//! with the swarm crates left out, the fuzz command over every target for a
+//! second each, a short soak of `chassis serve`, a
 //! `--quick` smoke run of the benchmark (debug build), the demo (its
 //! vote's signature must verify), a check that
 //! the library without its `cli` feature pulls in no CLI crate, then
@@ -23,6 +24,9 @@ pub fn run(root: &Path, no_lint: bool) -> Result<()> {
         cmd.args(["--exclude", &name]);
     }
     run_cmd(cmd, "cargo test")?;
+    step("cargo xtask fuzz runs every target (debug build, 1 s each)");
+    let args = ["all", "--time", "1"].map(String::from);
+    run_cmd(crate::fuzz_command(&args, false), "the fuzz command")?;
     step("a short soak of chassis serve (debug build: 5,000 tasks)");
     let mut cmd = cargo();
     cmd.args(["build", "--quiet", "-p", "chassis", "--bin", "chassis"]);
