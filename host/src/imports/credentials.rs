@@ -85,8 +85,14 @@ impl CredentialsState {
         op: &str,
         name: &str,
     ) -> Result<Secret, CredentialError> {
-        // The name is guest text: it may hold a secret value of the swarm.
-        let key = scoped.guest_text(name, "credential_name", MAX_RECORDED_NAME_BYTES);
+        // A name in scope is the contract's own text, only escaped; any
+        // other name is guest text, which may hold a secret value of the
+        // swarm: redacted, escaped and bounded.
+        let in_scope = self.scoped.iter().find(|k| *k == name);
+        let key = match in_scope {
+            Some(k) => crate::text::escape(k, MAX_RECORDED_NAME_BYTES),
+            None => scoped.guest_text(name, "credential_name", MAX_RECORDED_NAME_BYTES),
+        };
         let (result, violation) = if !scoped.in_task() {
             (
                 Err(CredentialError::Denied(
@@ -94,7 +100,7 @@ impl CredentialsState {
                 )),
                 false,
             )
-        } else if !self.scoped.iter().any(|k| k == name) {
+        } else if in_scope.is_none() {
             (
                 Err(CredentialError::Denied(format!(
                     "{key:?} is not in this swarm's scoped_credentials"
