@@ -22,7 +22,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Server, root, scratch};
+use common::{Server, fragile_contract, root, scratch};
 use serde_json::Value;
 
 /// Kill rounds.
@@ -36,22 +36,6 @@ fn serve_config(dir: &Path, audit: &Path) -> PathBuf {
     std::fs::write(
         &path,
         format!("watch = false\n[audit]\npath = {audit:?}\nfsync = \"always\"\n"),
-    )
-    .unwrap();
-    path
-}
-
-/// A swarm quarantined by two failures in a window of two.
-fn fragile_contract(dir: &Path) -> PathBuf {
-    let path = dir.join("fragile.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "swarm_id = \"fragile\"\nwasm_module = {:?}\n\
-             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
-             [reputation]\nfailure_window = 2\nmax_failure_rate_percent = 10\n",
-            root().join("target/swarms/misbehave.wasm"),
-        ),
     )
     .unwrap();
     path

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Server, root, scratch};
+use common::{Server, fragile_contract, root, scratch};
 use serde_json::{Value, json};
 
 /// A contract for the hostile `misbehave` guest, short limits.
@@ -670,17 +670,7 @@ fn records(audit: &Path) -> Vec<Value> {
 async fn a_full_queue_is_429_with_retry_after_and_a_quarantined_swarm_is_503() {
     let dir = scratch("refusals");
     let hostile = hostile_contract(&dir);
-    let fragile = dir.join("fragile.toml");
-    std::fs::write(
-        &fragile,
-        format!(
-            "swarm_id = \"fragile\"\nwasm_module = {:?}\n\
-             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
-             [reputation]\nfailure_window = 2\nmax_failure_rate_percent = 10\n",
-            root().join("target/swarms/misbehave.wasm"),
-        ),
-    )
-    .unwrap();
+    let fragile = fragile_contract(&dir);
     let config = dir.join("serve.toml");
     std::fs::write(&config, "[queue]\nmax_queued = 0\n").unwrap();
     let server = Server::start(&[

@@ -26,6 +26,23 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A contract in `dir` for a swarm `fragile` (the hostile `misbehave`
+/// guest) that is quarantined by two failures in a window of two.
+pub fn fragile_contract(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("fragile.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "swarm_id = \"fragile\"\nwasm_module = {:?}\n\
+             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+             [reputation]\nfailure_window = 2\nmax_failure_rate_percent = 10\n",
+            root().join("target/swarms/misbehave.wasm"),
+        ),
+    )
+    .unwrap();
+    path
+}
+
 /// A running `chassis serve`, stopped (SIGKILL) when dropped.
 pub struct Server {
     pub child: Child,

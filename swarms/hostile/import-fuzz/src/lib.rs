@@ -423,18 +423,10 @@ const PREFIXES: &[&str] = &["Bearer ", "", "Token ", "\r\nX-Injected: 1\r\n", "Ã
 
 const BODIES: &[&str] = &["{}", "{\"a\":1}", "null", "[]", "a=1&b=2"];
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
+/// Unpadded standard base64, the form a leak would take.
 fn base64(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n =
-            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
 }
 
 fn hex(bytes: &[u8]) -> String {
