@@ -172,6 +172,44 @@ impl BareSwarm {
         store
     }
 
+    /// Instantiate in a fresh store and drop it: the part of a task that is
+    /// wasmtime's instantiation alone.
+    pub async fn instantiate_only(&self) -> Result<()> {
+        let mut store = self.store();
+        std::hint::black_box(self.pre.instantiate_async(&mut store).await?);
+        Ok(())
+    }
+
+    /// Instantiate once, call `execute` once, then `calls` more times on the
+    /// same instance: ms per call after the first. What a task would cost
+    /// if instances were not fresh per task.
+    pub async fn calls_after_the_first(
+        &self,
+        calls: u32,
+        task_type: &str,
+        payload: &str,
+    ) -> Result<f64> {
+        let mut store = self.store();
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        let request = types::TaskRequest {
+            task_id: "bench".to_string(),
+            task_type: task_type.to_string(),
+            payload: payload.to_string(),
+        };
+        let task = instance.infrafabric_chassis_task();
+        let mut call = async || {
+            task.call_execute(&mut store, &request)
+                .await?
+                .map_err(|e| anyhow!("the task failed: {e:?}"))
+        };
+        call().await?;
+        let t = std::time::Instant::now();
+        for _ in 0..calls {
+            std::hint::black_box(call().await?);
+        }
+        Ok(t.elapsed().as_secs_f64() * 1e3 / f64::from(calls))
+    }
+
     /// Run one task in a fresh instance; the output JSON.
     pub async fn run(&self, task_type: &str, payload: &str) -> Result<String> {
         let mut store = self.store();

@@ -3,7 +3,8 @@
 //! way for figure (f) (`loaded-ours`, `loaded-bare`, `running-ours`,
 //! `running-bare`: KiB per copy); `profile` is not a figure but a loop of
 //! trivial tasks to run under a profiler
-//! (`perf record -g chassis-bench --child profile <root>`), µs per task.
+//! (`perf record -g chassis-bench --child profile <root>`), µs per task, and
+//! `profile-credential` a loop of `credentials.get` calls, µs per call.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,8 +15,8 @@ use chassis::{Chassis, ChassisConfig};
 use crate::figures::f_memory;
 use crate::setup::{ours, swarm};
 
-/// Trivial tasks in the `profile` loop.
-const PROFILE_TASKS: u32 = 20_000;
+/// Tasks in the `profile` loops.
+const PROFILE_TASKS: u32 = 200_000;
 
 /// Measure `mode` against the workspace at `root` and print the figure.
 pub fn run(mode: &str, root: &Path) -> Result<()> {
@@ -29,7 +30,11 @@ pub fn run(mode: &str, root: &Path) -> Result<()> {
             "loaded-bare" => f_memory::loaded_bare(root),
             "running-ours" => f_memory::running_ours(root).await,
             "running-bare" => f_memory::running_bare(root).await,
-            "profile" => profile(root).await,
+            "profile" => profile(root, "noop", serde_json::json!({}), 1).await,
+            "profile-credential" => {
+                let payload = serde_json::json!({ "n": 2000, "name": "bench_token" });
+                profile(root, "credential", payload, 2000).await
+            }
             other => bail!("unknown child mode {other:?}"),
         }
     })?;
@@ -37,22 +42,39 @@ pub fn run(mode: &str, root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// 20,000 trivial tasks through the chassis with an audit log; µs per task.
-async fn profile(root: &Path) -> Result<f64> {
+/// 200,000 tasks of `bench-probe` (`task`, `payload`) through the chassis
+/// with an audit log; µs per task, or per import call where a task makes
+/// `calls` of them (2,000 `credentials.get` for `profile-credential`, which
+/// runs a tenth as many tasks).
+async fn profile(root: &Path, task: &str, payload: serde_json::Value, calls: u32) -> Result<f64> {
     let (contract, bytes) = swarm(root, "bench-probe")?;
+    let log = root.join("target/bench/profile-audit.jsonl");
+    let _ = std::fs::remove_file(&log);
     let audit = chassis::audit::AuditLog::open(
-        root.join("target/bench/profile-audit.jsonl"),
+        &log,
         chassis::audit::FsyncPolicy::Interval(Duration::from_secs(1)),
     )?;
-    let config = ChassisConfig::sized_for([&contract]).with_event_sink(audit.clone());
+    let mut secrets = chassis::SecretStore::new();
+    secrets.insert(
+        "bench-probe",
+        "bench_token",
+        chassis::Secret::new(crate::setup::BENCH_TOKEN),
+    );
+    let config = ChassisConfig::sized_for([&contract])
+        .with_secrets(secrets)
+        .with_event_sink(audit.clone());
     let chassis = Chassis::with_config(config)?;
     chassis.load_bytes(&bytes, contract).await?;
-    let noop = serde_json::json!({});
+    let tasks = if calls > 1 {
+        PROFILE_TASKS / 10
+    } else {
+        PROFILE_TASKS
+    };
     let t = Instant::now();
-    for _ in 0..PROFILE_TASKS {
-        ours(&chassis, "bench-probe", "noop", &noop).await?;
+    for _ in 0..tasks {
+        ours(&chassis, "bench-probe", task, &payload).await?;
     }
-    let per_task = t.elapsed().as_secs_f64() * 1e6 / f64::from(PROFILE_TASKS);
+    let per_task = t.elapsed().as_secs_f64() * 1e6 / f64::from(tasks * calls);
     audit.close()?;
     Ok(per_task)
 }

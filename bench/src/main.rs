@@ -17,6 +17,8 @@
 //! - (e) loading a component from the cache vs compiling it;
 //! - (f) resident memory per loaded swarm and per running instance, each
 //!   measured in a fresh child process ([`child`]);
+//! - (g) a trivial task in a Python and a JavaScript swarm vs the same
+//!   component in bare wasmtime;
 //! - (h) a trivial task over `chassis serve`'s HTTP API vs in-process.
 //!
 //! [`setup`] loads the components into both hosts; [`measure`] holds the
@@ -63,8 +65,9 @@ struct Options {
     #[arg(long)]
     quick: bool,
     /// One measurement in this process, printed: loaded-ours, loaded-bare,
-    /// running-ours, running-bare (figure (f) runs these) or profile (a task
-    /// loop for a profiler)
+    /// running-ours, running-bare (figure (f) runs these), profile (a loop
+    /// of trivial tasks for a profiler) or profile-credential (a loop of
+    /// credentials.get calls)
     #[arg(long, num_args = 2, value_names = ["MODE", "ROOT"])]
     child: Option<Vec<String>>,
 }

@@ -27,19 +27,22 @@ pub struct Figure {
     baseline_min: f64,
     baseline_max: f64,
     rounds: usize,
-    /// The goal on the ratio, if there is one (`<= x` or `>= x`).
+    /// The goal, if there is one: on the ratio (`<= x`, `>= x`) or on ours
+    /// (`ours <= x UNIT`).
     goal: Option<String>,
     /// Whether the goal is met.
     met: Option<bool>,
 }
 
-/// A goal on a figure's ratio (ours / baseline).
+/// A goal on a figure: on its ratio (ours / baseline) or on ours alone.
 #[derive(Clone, Copy)]
 pub enum Goal {
     /// The ratio is at most this.
     AtMost(f64),
     /// The ratio is at least this.
     AtLeast(f64),
+    /// Ours (the median, in the figure's unit) is at most this.
+    OursAtMost(f64),
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -77,6 +80,7 @@ pub fn figure(
     let (goal, met) = match goal {
         Some(Goal::AtMost(x)) => (Some(format!("<= {x}")), Some(ratio <= x)),
         Some(Goal::AtLeast(x)) => (Some(format!(">= {x}")), Some(ratio >= x)),
+        Some(Goal::OursAtMost(x)) => (Some(format!("ours <= {x} {unit}")), Some(o <= x)),
         None => (None, None),
     };
     let f = Figure {

@@ -130,6 +130,22 @@ pub enum Event {
         /// Whether the request was outside the contract's scope.
         security_violation: bool,
     },
+    /// A task was granted a credential for an operation more than once:
+    /// the first grant has its own `CredentialAccess` record, written before
+    /// the value left the host; this one, written when the task ends, counts
+    /// the grants after it.
+    CredentialRepeated {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// The key name.
+        key: String,
+        /// `get`, `sign`, `public-key` or `inject` (HTTP proxy header).
+        operation: String,
+        /// Grants after the first.
+        repeats: u64,
+    },
     /// An HTTP proxy request, allowed or denied.
     HttpProxy {
         /// The swarm.
@@ -247,6 +263,7 @@ impl Event {
             | Event::LimitExceeded { swarm_id, .. }
             | Event::RateLimited { swarm_id, .. }
             | Event::CredentialAccess { swarm_id, .. }
+            | Event::CredentialRepeated { swarm_id, .. }
             | Event::HttpProxy { swarm_id, .. }
             | Event::SloViolation { swarm_id, .. }
             | Event::ReputationChanged { swarm_id, .. }
@@ -261,6 +278,14 @@ impl Event {
 pub trait EventSink: Send + Sync {
     /// Record one event. Called on the task path: keep it short.
     fn record(&self, event: &Event);
+
+    /// Record an event the host no longer needs after this call: a sink that
+    /// keeps events (the audit log's queue) takes it without a copy. The
+    /// host hands each event this way to its last sink; the default records
+    /// it by reference.
+    fn record_owned(&self, event: Event) {
+        self.record(&event);
+    }
 
     /// Why this sink can no longer record, if it cannot (an audit log on a
     /// full disk, or closed). The host then refuses new loads and tasks
@@ -312,8 +337,11 @@ impl Events {
             return;
         }
         let event = event();
-        for sink in self.0.iter() {
-            sink.record(&event);
+        if let Some((last, others)) = self.0.split_last() {
+            for sink in others {
+                sink.record(&event);
+            }
+            last.record_owned(event);
         }
     }
 }

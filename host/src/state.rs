@@ -216,6 +216,16 @@ impl HostState {
     }
 }
 
+/// A task's credential grants beyond the first of each are recorded as its
+/// store goes: after it ran (or was stopped, or its caller went away) and
+/// before its terminal record.
+impl Drop for HostState {
+    fn drop(&mut self) {
+        let (swarm, scoped) = self.scoped();
+        swarm.credentials.record_repeats(&scoped);
+    }
+}
+
 /// The `types` interface has no functions.
 impl crate::bindings::types::Host for HostState {}
 

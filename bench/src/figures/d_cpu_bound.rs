@@ -6,7 +6,9 @@
 //! tree and no print. A second figure runs the same task with the
 //! payload as a `Value` (printed) and the output parsed into one, against
 //! the text path: what the round trip costs. Goal: ratio ≤ 1.6. Then what epoch interruption
-//! costs: the analyzer on bare wasmtime with it on vs off (no goal).
+//! costs: the analyzer on bare wasmtime with it on vs off (no goal); what
+//! wasm costs: bare wasmtime vs native; and the share of the task that is
+//! the host's check that the payload is one JSON document.
 //! The three results must agree before their times mean anything.
 
 use anyhow::{Context, Result, bail};
@@ -85,6 +87,46 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         "(d) same, epoch interruption on",
         "ms",
         "bare wasmtime with epoch interruption off",
+        &o,
+        &b,
+        None,
+    ));
+    // Where the rest goes: the guest's code in wasm against the same code
+    // native, and the host's check that the payload is JSON (which the
+    // caller of `TaskRequest::from_text` pays) against the whole task.
+    let (o, b) = rounds(
+        n,
+        move || ms(s.bare_analyzer.run("analyze_code", text)),
+        move || ms(async move { native(std::hint::black_box(text)).map(std::hint::black_box) }),
+    )
+    .await?;
+    figures.push(figure(
+        "d_wasm_cost",
+        "(d) same, bare wasmtime",
+        "ms",
+        "the same Rust function compiled natively",
+        &o,
+        &b,
+        None,
+    ));
+    let (o, b) = rounds(
+        n,
+        move || {
+            ms(async move {
+                Ok(std::hint::black_box(TaskRequest::from_text(
+                    "analyze_code",
+                    text.as_str(),
+                )?))
+            })
+        },
+        move || ms(ours_text(&s.chassis, "analyzer", "analyze_code", text)),
+    )
+    .await?;
+    figures.push(figure(
+        "d_payload_check",
+        "(d) the payload's JSON check",
+        "ms",
+        "the whole task through the chassis (ratio: the check's share)",
         &o,
         &b,
         None,

@@ -15,11 +15,12 @@ pub mod c_import_calls;
 pub mod d_cpu_bound;
 pub mod e_cold_load;
 pub mod f_memory;
+pub mod g_languages;
 pub mod h_http;
 pub mod h_queue;
 
 /// The figures' letters, for `--only`.
-pub const LETTERS: &str = "abcdefh";
+pub const LETTERS: &str = "abcdefgh";
 
 /// What every figure is measured with.
 pub struct Run<'a> {
@@ -52,6 +53,7 @@ pub async fn measure(run: &Run<'_>, wants: impl Fn(char) -> bool) -> Result<Vec<
         'd' => d_cpu_bound,
         'e' => e_cold_load,
         'f' => f_memory,
+        'g' => g_languages,
         'h' => h_http,
         'h' => h_queue,
     );

@@ -187,13 +187,12 @@ mod tests {
         }
     }
 
-    /// Every kind of event, written as a record, reads back as itself.
-    #[test]
-    fn every_event_reads_back_from_its_record() {
+    /// One event of every kind, both sides of each option.
+    fn sample_events() -> Vec<Event> {
         use crate::limits::LimitKind;
         let s = || "s".to_string();
         let t = || "t".to_string();
-        let events = vec![
+        vec![
             Event::ModuleLoaded {
                 swarm_id: s(),
                 origin: "o".into(),
@@ -267,6 +266,13 @@ mod tests {
                 reason: None,
                 security_violation: false,
             },
+            Event::CredentialRepeated {
+                swarm_id: s(),
+                task_id: t(),
+                key: "k".into(),
+                operation: "get".into(),
+                repeats: 1999,
+            },
             Event::HttpProxy {
                 swarm_id: s(),
                 task_id: t(),
@@ -329,8 +335,97 @@ mod tests {
                 task_id: t(),
                 import: "log".into(),
             },
+        ]
+    }
+
+    /// The events written field by field encode exactly as the generic
+    /// path (serde to a value, keys sorted) encodes them, with hostile text
+    /// and every kind of number.
+    #[test]
+    fn hot_events_encode_as_the_generic_path_does() {
+        let nasty = [
+            "",
+            "plain",
+            "q\"uote\\back\nline\ttab\r\u{8}\u{c}",
+            "\u{0}\u{1f}\u{7f}</script>",
+            "ünï©ødé \u{2028} 🦀",
         ];
-        for (i, event) in events.into_iter().enumerate() {
+        let numbers = [
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+            1e-7,
+            123456.789,
+            1e21,
+            f64::NAN,
+            f64::INFINITY,
+        ];
+        let mut events = sample_events();
+        for (i, text) in nasty.iter().enumerate() {
+            let text = text.to_string();
+            let n = numbers[i % numbers.len()];
+            events.push(Event::TaskStart {
+                swarm_id: text.clone(),
+                task_id: text.clone(),
+                task_type: text.clone(),
+            });
+            events.push(Event::TaskFailed {
+                swarm_id: text.clone(),
+                task_id: text.clone(),
+                kind: text.clone(),
+                error: text.clone(),
+                guest_error: (i % 2 == 0).then(|| text.clone()),
+                wall_ms: n,
+            });
+            events.push(Event::CredentialAccess {
+                swarm_id: text.clone(),
+                task_id: text.clone(),
+                key: text.clone(),
+                operation: text.clone(),
+                allowed: i % 2 == 0,
+                reason: (i % 2 == 1).then(|| text.clone()),
+                security_violation: i % 3 == 0,
+            });
+            events.push(Event::HttpProxy {
+                swarm_id: text.clone(),
+                task_id: text.clone(),
+                allowed: i % 2 == 1,
+                method: text.clone(),
+                url: text.clone(),
+                status: (i % 2 == 0).then_some(599),
+                bytes_out: u64::MAX,
+                bytes_in: i as u64,
+                elapsed_ms: n,
+                reason: (i % 2 == 0).then(|| text.clone()),
+                security_violation: i % 2 == 0,
+            });
+            events.push(Event::RateLimited {
+                swarm_id: text.clone(),
+                task_id: text.clone(),
+                import: text.clone(),
+            });
+        }
+        for n in numbers {
+            events.push(Event::TaskComplete {
+                swarm_id: "s".into(),
+                task_id: "t".into(),
+                wall_ms: n,
+            });
+        }
+        for event in &events {
+            let mut fast = String::new();
+            record::write_params(&mut fast, event);
+            let generic = canonical(&record::params(event));
+            assert_eq!(fast, generic, "{event:?}");
+            serde_json::from_str::<Value>(&fast).unwrap();
+        }
+    }
+
+    /// Every kind of event, written as a record, reads back as itself.
+    #[test]
+    fn every_event_reads_back_from_its_record() {
+        for (i, event) in sample_events().into_iter().enumerate() {
             let mut text = String::new();
             append_record(
                 &mut text,

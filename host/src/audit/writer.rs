@@ -210,10 +210,15 @@ impl Drop for AuditLog {
 
 impl EventSink for AuditLog {
     fn record(&self, event: &Event) {
+        self.record_owned(event.clone());
+    }
+
+    fn record_owned(&self, event: Event) {
         let ack = (self.fsync == FsyncPolicy::Always).then(Arc::<Ack>::default);
+        let operation = super::record::operation(&event);
         let pending = Pending {
             ts: SystemTime::now(),
-            event: event.clone(),
+            event,
             ack: ack.clone().map(AckHandle),
         };
         let sent = {
@@ -226,7 +231,7 @@ impl EventSink for AuditLog {
             self.failure.fail(true, || {
                 format!("audit log {} cannot be written", self.path.display())
             });
-            tracing::error!(target: "chassis::audit", "event not recorded: {}", event.swarm_id());
+            tracing::error!(target: "chassis::audit", "a {operation} record was not written");
         }
     }
 

@@ -4,10 +4,13 @@
 //! `security.scoped_credentials`, a value exists for that swarm, and a task
 //! is running (not while the swarm is being loaded). Signing keys
 //! (`ed25519:` values) never leave the host: `sign` and `public-key` use
-//! them, `get` refuses them. Every decision raises a `CredentialAccess`
-//! event with the key name only (redacted of the swarm's secret values,
-//! escaped and bounded, as all guest text); a request for a key outside the
-//! contract's scope is a security violation.
+//! them, `get` refuses them. Every decision is recorded with the key name
+//! only (redacted of the swarm's secret values, escaped and bounded, as all
+//! guest text): each refusal and each task's first grant of a key for an
+//! operation as a `CredentialAccess` event, raised before the value is
+//! handed over; the task's further grants of it counted, and raised as one
+//! `CredentialRepeated` event when the task's store is dropped. A request
+//! for a key outside the contract's scope is a security violation.
 
 use std::collections::HashMap;
 
@@ -15,7 +18,7 @@ use crate::bindings::credentials::{CredentialError, Host};
 use crate::contract::ServiceContract;
 use crate::error::Error;
 use crate::events::Event;
-use crate::imports::scope::Scoped;
+use crate::imports::scope::{Grant, Scoped};
 use crate::secrets::{Redactor, Secret, SecretStore};
 
 /// Longest credential name kept in an event or a message, in bytes.
@@ -42,7 +45,9 @@ impl Op {
 /// The credentials capability of one swarm: the keys its contract scopes
 /// to it and the values of those that exist (only those).
 pub(crate) struct CredentialsState {
-    scoped: Vec<String>,
+    /// Each scoped key with its name as recorded (escaped and bounded once,
+    /// here, rather than on every call).
+    scoped: Vec<(String, String)>,
     secrets: HashMap<String, Secret>,
 }
 
@@ -52,11 +57,11 @@ impl CredentialsState {
     /// that cannot be used is refused now, not on first use.
     pub(crate) fn new(contract: &ServiceContract, store: &SecretStore) -> Result<Self, Error> {
         let id = contract.swarm_id.as_str();
-        let scoped = contract.security.scoped_credentials.clone();
+        let keys = &contract.security.scoped_credentials;
         let mut env = SecretStore::new();
-        env.add_env(scoped.iter().map(|k| (id, k.as_str())));
+        env.add_env(keys.iter().map(|k| (id, k.as_str())));
         let mut secrets = HashMap::new();
-        for key in &scoped {
+        for key in keys {
             if let Some(value) = env.get(id, key).or_else(|| store.get(id, key)) {
                 if let Some(Err(reason)) = value.signing_key() {
                     return Err(Error::BadSecret {
@@ -68,6 +73,10 @@ impl CredentialsState {
                 secrets.insert(key.clone(), value.clone());
             }
         }
+        let scoped = keys
+            .iter()
+            .map(|k| (k.clone(), crate::text::escape(k, MAX_RECORDED_NAME_BYTES)))
+            .collect();
         Ok(Self { scoped, secrets })
     }
 
@@ -79,18 +88,35 @@ impl CredentialsState {
     /// Check scope, presence and task; record the decision; hand back the
     /// secret. `op` names the operation in the event (`get`, `sign`,
     /// `public-key`, or `inject` for the HTTP proxy's credential header).
+    ///
+    /// A key granted again for the same operation within a task is only
+    /// counted ([`CredentialsState::record_repeats`] records the count when
+    /// the task ends): the first grant's record already shows that the task
+    /// holds the value.
     pub(crate) fn scoped_secret(
         &self,
         scoped: &mut Scoped<'_>,
-        op: &str,
+        op: &'static str,
         name: &str,
-    ) -> Result<Secret, CredentialError> {
+    ) -> Result<&Secret, CredentialError> {
+        let in_scope = self.scoped.iter().position(|(k, _)| k == name);
+        if let Some(index) = in_scope
+            && scoped.in_task()
+            && let Some(grant) = scoped
+                .task
+                .grants
+                .iter_mut()
+                .find(|g| g.key == index && g.operation == op)
+            && let Some(secret) = self.secrets.get(name)
+        {
+            grant.repeats += 1;
+            return Ok(secret);
+        }
         // A name in scope is the contract's own text, only escaped; any
         // other name is guest text, which may hold a secret value of the
         // swarm: redacted, escaped and bounded.
-        let in_scope = self.scoped.iter().find(|k| *k == name);
         let key = match in_scope {
-            Some(k) => crate::text::escape(k, MAX_RECORDED_NAME_BYTES),
+            Some(index) => self.scoped[index].1.clone(),
             None => scoped.guest_text(name, "credential_name", MAX_RECORDED_NAME_BYTES),
         };
         let (result, violation) = if !scoped.in_task() {
@@ -109,7 +135,16 @@ impl CredentialsState {
             )
         } else {
             match self.secrets.get(name) {
-                Some(secret) => (Ok(secret.clone()), false),
+                Some(secret) => {
+                    if let Some(key) = in_scope {
+                        scoped.task.grants.push(Grant {
+                            key,
+                            operation: op,
+                            repeats: 0,
+                        });
+                    }
+                    (Ok(secret), false)
+                }
                 None => (
                     Err(CredentialError::NotFound(format!(
                         "no value for {key:?} is configured for this swarm"
@@ -130,16 +165,31 @@ impl CredentialsState {
         scoped.swarm.events.emit(|| Event::CredentialAccess {
             swarm_id: scoped.swarm_id().to_string(),
             task_id: scoped.task_id().to_string(),
-            key: key.clone(),
+            key,
             operation: op.to_string(),
             allowed: reason.is_none(),
-            reason: reason.clone(),
+            reason,
             security_violation: violation,
         });
         if violation {
             scoped.violation();
         }
         result
+    }
+
+    /// Record, for each credential the task was granted more than once for
+    /// an operation, how many times after the first. Called as the task's
+    /// store is dropped, before its terminal record.
+    pub(crate) fn record_repeats(&self, scoped: &Scoped<'_>) {
+        for grant in scoped.task.grants.iter().filter(|g| g.repeats > 0) {
+            scoped.swarm.events.emit(|| Event::CredentialRepeated {
+                swarm_id: scoped.swarm_id().to_string(),
+                task_id: scoped.task_id().to_string(),
+                key: self.scoped[grant.key].1.clone(),
+                operation: grant.operation.to_string(),
+                repeats: grant.repeats,
+            });
+        }
     }
 }
 

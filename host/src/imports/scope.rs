@@ -121,6 +121,21 @@ pub(crate) struct TaskScope {
     pub(crate) refused_calls: u64,
     /// Requests outside the contract (credentials out of scope, denied endpoints).
     pub(crate) security_violations: u64,
+    /// Credentials granted to the task so far, each with how many times it
+    /// was granted again after the recorded first time.
+    pub(crate) grants: Vec<Grant>,
+}
+
+/// A credential granted to a task for one operation: the first grant is
+/// recorded as it happens, the repeats are counted and recorded once, when
+/// the task ends.
+pub(crate) struct Grant {
+    /// The key's place in the swarm's `scoped_credentials`.
+    pub(crate) key: usize,
+    /// `get`, `sign`, `public-key` or `inject`.
+    pub(crate) operation: &'static str,
+    /// Grants after the first.
+    pub(crate) repeats: u64,
 }
 
 impl TaskScope {
@@ -132,6 +147,7 @@ impl TaskScope {
             host_calls: 0,
             refused_calls: 0,
             security_violations: 0,
+            grants: Vec::new(),
         }
     }
 }

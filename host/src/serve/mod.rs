@@ -157,7 +157,6 @@ impl Service {
                         reason: e.to_string(),
                     }
                 })?;
-                host = host.with_event_sink(log.clone());
                 Some(log)
             }
             None => None,
@@ -172,6 +171,11 @@ impl Service {
         } else {
             None
         };
+        // The audit log is the last sink: the host hands the last one each
+        // event to keep, so the log's queue takes it without a copy.
+        if let Some(log) = &audit {
+            host = host.with_event_sink(log.clone());
+        }
         let chassis = Chassis::with_config(host)?;
         #[cfg(feature = "nats")]
         let queue = match &config.nats {

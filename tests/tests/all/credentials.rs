@@ -356,3 +356,103 @@ async fn one_call_rate_covers_credentials_and_the_proxy_but_not_logging() {
     assert!(chassis.events().iter().any(|e| matches!(e,
         chassis::Event::RateLimited { swarm_id, import, .. } if swarm_id == "rated" && import == "credentials")));
 }
+
+/// A task that reads the same credential many times: the first grant is
+/// recorded as it happens (before the value leaves the host), the rest are
+/// counted in one `credential_repeated` record before the task's terminal
+/// record; a refused read is recorded every time. Through a real audit log,
+/// which verifies and reads back the same events.
+#[tokio::test]
+async fn repeated_grants_in_a_task_are_one_record_and_a_count_refusals_each_their_own() {
+    let dir = chassis_tests::scratch_dir("credential-repeats");
+    let log = dir.join("audit.jsonl");
+    let chassis = TestHost::new()
+        .secret("reader", "bench_token", "t0k")
+        .memory_sink()
+        .audit(&log, chassis::audit::FsyncPolicy::Always)
+        .component(
+            guests::BENCH_PROBE,
+            ServiceContract::builder("reader")
+                .max_api_calls_per_second(1000)
+                .scoped_credential("bench_token")
+                .wasi_capability("wasi:clocks/monotonic-clock")
+                .wasi_capability("wasi:clocks/wall-clock"),
+        )
+        .build()
+        .await;
+    let run = |id: &'static str, n: u32, name: &'static str| {
+        let chassis = &chassis;
+        async move {
+            chassis
+                .execute_task(
+                    "reader",
+                    TaskRequest::new("credential", json!({"n": n, "name": name})).with_id(id),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let o = run("many", 50, "bench_token").await;
+    assert_eq!(o.output, json!({"calls": 50, "bytes": 150}), "{o:?}");
+    assert_eq!(o.usage.host_calls, 50);
+    let o = run("once", 1, "bench_token").await;
+    assert!(o.is_success(), "{o:?}");
+    // Out of scope: refused at the first call, which ends the task.
+    let o = run("refused", 3, "other_token").await;
+    assert!(o.error.is_some(), "{o:?}");
+
+    let of_task = |events: &[Event], task: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| {
+                let (id, what) = match e {
+                    Event::CredentialAccess {
+                        task_id,
+                        key,
+                        allowed,
+                        ..
+                    } => (task_id, format!("access {key} {allowed}")),
+                    Event::CredentialRepeated {
+                        task_id,
+                        key,
+                        operation,
+                        repeats,
+                        ..
+                    } => (task_id, format!("repeated {key} {operation} {repeats}")),
+                    Event::TaskComplete { task_id, .. } => (task_id, "complete".to_string()),
+                    Event::TaskFailed { task_id, .. } => (task_id, "failed".to_string()),
+                    _ => return None,
+                };
+                (id == task).then_some(what)
+            })
+            .collect()
+    };
+    let events = chassis.events();
+    assert_eq!(
+        of_task(&events, "many"),
+        [
+            "access bench_token true",
+            "repeated bench_token get 49",
+            "complete"
+        ]
+    );
+    assert_eq!(
+        of_task(&events, "once"),
+        ["access bench_token true", "complete"]
+    );
+    assert_eq!(
+        of_task(&events, "refused"),
+        ["access other_token false", "failed"]
+    );
+    // The log holds the same, chained.
+    chassis.audit_log().close().unwrap();
+    chassis::audit::verify(&log).unwrap();
+    let logged: Vec<Event> = chassis::audit::events(&log)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    for task in ["many", "once", "refused"] {
+        assert_eq!(of_task(&logged, task), of_task(&events, task), "{task}");
+    }
+}
