@@ -189,13 +189,8 @@ impl BareSwarm {
         task_type: &str,
         payload: &str,
     ) -> Result<f64> {
-        let mut store = self.store();
-        let instance = self.pre.instantiate_async(&mut store).await?;
-        let request = types::TaskRequest {
-            task_id: "bench".to_string(),
-            task_type: task_type.to_string(),
-            payload: payload.to_string(),
-        };
+        let (mut store, instance) = self.instance().await?;
+        let request = request(task_type, payload);
         let task = instance.infrafabric_chassis_task();
         let mut call = async || {
             task.call_execute(&mut store, &request)
@@ -210,19 +205,29 @@ impl BareSwarm {
         Ok(t.elapsed().as_secs_f64() * 1e3 / f64::from(calls))
     }
 
-    /// Run one task in a fresh instance; the output JSON.
-    pub async fn run(&self, task_type: &str, payload: &str) -> Result<String> {
+    /// A fresh store and an instance in it.
+    async fn instance(&self) -> Result<(Store<BareState>, Swarm)> {
         let mut store = self.store();
         let instance = self.pre.instantiate_async(&mut store).await?;
-        let request = types::TaskRequest {
-            task_id: "bench".to_string(),
-            task_type: task_type.to_string(),
-            payload: payload.to_string(),
-        };
+        Ok((store, instance))
+    }
+
+    /// Run one task in a fresh instance; the output JSON.
+    pub async fn run(&self, task_type: &str, payload: &str) -> Result<String> {
+        let (mut store, instance) = self.instance().await?;
         instance
             .infrafabric_chassis_task()
-            .call_execute(&mut store, &request)
+            .call_execute(&mut store, &request(task_type, payload))
             .await?
             .map_err(|e| anyhow!("the task failed: {e:?}"))
+    }
+}
+
+/// The task request both `run` and `calls_after_the_first` send.
+fn request(task_type: &str, payload: &str) -> types::TaskRequest {
+    types::TaskRequest {
+        task_id: "bench".to_string(),
+        task_type: task_type.to_string(),
+        payload: payload.to_string(),
     }
 }

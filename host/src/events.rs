@@ -130,10 +130,11 @@ pub enum Event {
         /// Whether the request was outside the contract's scope.
         security_violation: bool,
     },
-    /// A task was granted a credential for an operation more than once:
-    /// the first grant has its own `CredentialAccess` record, written before
-    /// the value left the host; this one, written when the task ends, counts
-    /// the grants after it.
+    /// A task was granted a credential's `get` or `public-key` more than
+    /// once: the first grant has its own `CredentialAccess` record, written
+    /// before the value left the host; this one, raised when the task's
+    /// store is dropped, counts the grants after it. (`sign` and `inject`
+    /// are recorded every time.)
     CredentialRepeated {
         /// The swarm.
         swarm_id: String,

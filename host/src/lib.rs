@@ -343,7 +343,9 @@ impl Chassis {
     /// admission slot is taken and the task's own ending is not recorded
     /// (no task event, no SLO figure). What the guest does through the
     /// imports is, as in any task: credential and proxy decisions are
-    /// events, and a request outside the contract costs reputation.
+    /// events, and a request outside the contract costs reputation. The
+    /// count of repeated credential grants (`Event::CredentialRepeated`) is
+    /// raised when the store is dropped.
     pub fn new_store(
         &self,
         swarm_id: &str,

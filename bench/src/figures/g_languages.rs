@@ -76,13 +76,7 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
                 }
                 Ok(t.elapsed().as_secs_f64() * 1e3 / f64::from(tasks))
             },
-            move || async move {
-                let t = Instant::now();
-                for _ in 0..tasks {
-                    std::hint::black_box(baseline.run("hello", payload).await?);
-                }
-                Ok(t.elapsed().as_secs_f64() * 1e3 / f64::from(tasks))
-            },
+            move || bare_tasks(baseline, tasks, payload),
         )
         .await?;
         figures.push(figure(
@@ -104,13 +98,7 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
                 }
                 Ok(t.elapsed().as_secs_f64() * 1e3 / f64::from(tasks))
             },
-            move || async move {
-                let t = Instant::now();
-                for _ in 0..tasks {
-                    std::hint::black_box(baseline.run("hello", payload).await?);
-                }
-                Ok(t.elapsed().as_secs_f64() * 1e3 / f64::from(tasks))
-            },
+            move || bare_tasks(baseline, tasks, payload),
         )
         .await?;
         figures.push(figure(
@@ -126,13 +114,7 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         let (r, t) = rounds(
             run.rounds,
             move || baseline.calls_after_the_first(tasks, "hello", payload),
-            move || async move {
-                let t = Instant::now();
-                for _ in 0..tasks {
-                    std::hint::black_box(baseline.run("hello", payload).await?);
-                }
-                Ok(t.elapsed().as_secs_f64() * 1e3 / f64::from(tasks))
-            },
+            move || bare_tasks(baseline, tasks, payload),
         )
         .await?;
         figures.push(figure(
@@ -147,6 +129,15 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
     }
     audit.close()?;
     Ok(figures)
+}
+
+/// ms per `hello` task of `baseline`, each in a fresh instance.
+async fn bare_tasks(baseline: &BareSwarm, tasks: u32, payload: &str) -> Result<f64> {
+    let t = Instant::now();
+    for _ in 0..tasks {
+        std::hint::black_box(baseline.run("hello", payload).await?);
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e3 / f64::from(tasks))
 }
 
 /// The component pre-linked in bare wasmtime, from a serialized copy in

@@ -140,7 +140,6 @@ pub(super) fn push_rfc3339(out: &mut String, t: SystemTime) {
     push_digits(out, i64::from(d.subsec_micros()), 6, 'Z');
 }
 
-/// Append the last `width` decimal digits of `n` (zero-padded), then `then`.
 /// Append `n` in decimal.
 fn push_u64(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];
@@ -158,6 +157,7 @@ fn push_u64(out: &mut String, mut n: u64) {
     }
 }
 
+/// Append the last `width` decimal digits of `n` (zero-padded), then `then`.
 pub(super) fn push_digits(out: &mut String, n: i64, width: u32, then: char) {
     let mut div = 10_i64.pow(width - 1);
     while div > 0 {

@@ -6,10 +6,11 @@
 //! (`ed25519:` values) never leave the host: `sign` and `public-key` use
 //! them, `get` refuses them. Every decision is recorded with the key name
 //! only (redacted of the swarm's secret values, escaped and bounded, as all
-//! guest text): each refusal and each task's first grant of a key for an
-//! operation as a `CredentialAccess` event, raised before the value is
-//! handed over; the task's further grants of it counted, and raised as one
-//! `CredentialRepeated` event when the task's store is dropped. A request
+//! guest text): each refusal, each `sign` and `inject`, and each task's
+//! first `get` or `public-key` of a key as a `CredentialAccess` event,
+//! raised before anything is handed over; the task's further `get`s or
+//! `public-key`s of it counted, and raised as one `CredentialRepeated`
+//! event when the task's store is dropped. A request
 //! for a key outside the contract's scope is a security violation.
 
 use std::collections::HashMap;
@@ -20,6 +21,10 @@ use crate::error::Error;
 use crate::events::Event;
 use crate::imports::scope::{Grant, Scoped};
 use crate::secrets::{Redactor, Secret, SecretStore};
+
+/// The operations whose repeated grants in a task are counted rather than
+/// recorded one by one: those that hand the task what it already holds.
+const COUNTED_REPEATS: [&str; 2] = ["get", "public-key"];
 
 /// Longest credential name kept in an event or a message, in bytes.
 const MAX_RECORDED_NAME_BYTES: usize = 256;
@@ -89,10 +94,12 @@ impl CredentialsState {
     /// secret. `op` names the operation in the event (`get`, `sign`,
     /// `public-key`, or `inject` for the HTTP proxy's credential header).
     ///
-    /// A key granted again for the same operation within a task is only
+    /// A key granted again for `get` or `public-key` within a task is only
     /// counted ([`CredentialsState::record_repeats`] records the count when
     /// the task ends): the first grant's record already shows that the task
-    /// holds the value.
+    /// holds what those hand over. Each `sign` (of a message the guest
+    /// chooses) and each `inject` (into a request whose own record does not
+    /// name the credential) is recorded every time.
     pub(crate) fn scoped_secret(
         &self,
         scoped: &mut Scoped<'_>,
@@ -100,7 +107,9 @@ impl CredentialsState {
         name: &str,
     ) -> Result<&Secret, CredentialError> {
         let in_scope = self.scoped.iter().position(|(k, _)| k == name);
+        let counted = COUNTED_REPEATS.contains(&op);
         if let Some(index) = in_scope
+            && counted
             && scoped.in_task()
             && let Some(grant) = scoped
                 .task
@@ -136,7 +145,7 @@ impl CredentialsState {
         } else {
             match self.secrets.get(name) {
                 Some(secret) => {
-                    if let Some(key) = in_scope {
+                    if let Some(key) = in_scope.filter(|_| counted) {
                         scoped.task.grants.push(Grant {
                             key,
                             operation: op,

@@ -456,3 +456,90 @@ async fn repeated_grants_in_a_task_are_one_record_and_a_count_refusals_each_thei
         assert_eq!(of_task(&logged, task), of_task(&events, task), "{task}");
     }
 }
+
+/// Only `get` and `public-key` repeats are counted: each `sign` (of a
+/// message the guest chooses) and each credential header the proxy
+/// injects (whose request record does not name the credential) is a
+/// record of its own, however often the task asks.
+#[tokio::test]
+async fn signatures_and_injected_headers_are_recorded_every_time() {
+    let server = chassis_tests::TestServer::start();
+    let allowed = server.url("127.0.0.1", "/v1/");
+    let chassis = TestHost::new()
+        .secret("counter", "api_token", "tok-value")
+        .secret("counter", "signing_key", format!("ed25519:{SEED_HEX}"))
+        .memory_sink()
+        .component(
+            guests::IMPORT_FUZZ,
+            ServiceContract::builder("counter")
+                .proxy_only(vec![allowed.clone()])
+                .max_api_calls_per_second(1000)
+                .scoped_credential("api_token")
+                .scoped_credential("signing_key")
+                .wasi_capability("wasi:io/streams"),
+        )
+        .build()
+        .await;
+    let get = json!({"get": "api_token"});
+    let public_key = json!({"public_key": "signing_key"});
+    let sign = json!({"sign": "signing_key"});
+    let inject = json!({"fetch": {"method": "GET", "url": format!("{allowed}hello"), "credential": "api_token"}});
+    let calls = json!([
+        get, get, get, public_key, public_key, sign, sign, sign, inject, inject
+    ]);
+    let o = chassis
+        .execute_task("counter", TaskRequest::new("calls", calls).with_id("mix"))
+        .await
+        .unwrap();
+    assert!(o.is_success(), "{o:?}");
+    let answers = o.output.as_array().unwrap();
+    assert_eq!(answers.len(), 10);
+    assert!(
+        answers.iter().all(|a| a == &json!({"ok": true})),
+        "{answers:?}"
+    );
+    // Both requests went out with the header.
+    let received = server.received();
+    assert_eq!(received.len(), 2);
+    assert!(
+        received.iter().all(|r| r
+            .headers
+            .iter()
+            .any(|(n, v)| n == "authorization" && v == "Bearer tok-value")),
+        "{received:?}"
+    );
+
+    let recorded: Vec<String> = chassis
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CredentialAccess {
+                key,
+                operation,
+                allowed,
+                ..
+            } => Some(format!("{operation} {key} {allowed}")),
+            Event::CredentialRepeated {
+                key,
+                operation,
+                repeats,
+                ..
+            } => Some(format!("{operation} {key} again {repeats}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            "get api_token true",
+            "public-key signing_key true",
+            "sign signing_key true",
+            "sign signing_key true",
+            "sign signing_key true",
+            "inject api_token true",
+            "inject api_token true",
+            "get api_token again 2",
+            "public-key signing_key again 1",
+        ]
+    );
+}

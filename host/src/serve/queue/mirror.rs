@@ -6,10 +6,10 @@
 //! Data flow: [`Mirror`] follows the local file rather than the writer: it
 //! starts after the last record the stream holds for the worker, reads the
 //! file's whole lines from there, and publishes each (message id =
-//! `<worker>:<seq>`, so a record sent twice is kept once), up to
-//! [`IN_FLIGHT`] at a time, their acknowledgements awaited in order: a
-//! record counts as mirrored once it and every record before it are
-//! acknowledged. Records written while NATS
+//! `<worker>:<seq>`, so a record sent twice is kept once), waiting for
+//! JetStream's acknowledgement before the next: the stream holds a worker's
+//! records in order and without a gap, so its last one is where the mirror
+//! resumes after a restart. Records written while NATS
 //! is unreachable are sent when it is back; the local log stays the
 //! source, and nothing on the task path waits for the mirror.
 
@@ -32,9 +32,6 @@ pub fn audit_subject(worker: &str) -> String {
 
 /// How often the local log is read for new records.
 const POLL: Duration = Duration::from_millis(100);
-
-/// Records published and not yet acknowledged, at most.
-const IN_FLIGHT: usize = 256;
 
 /// A record's `seq` (read without building the record).
 #[derive(serde::Deserialize)]
@@ -120,7 +117,6 @@ impl Mirror {
         let (lines, end) = self
             .read_new()
             .map_err(|e| QueueError::Malformed(format!("reading {}: {e}", self.path.display())))?;
-        let mut pending = std::collections::VecDeque::with_capacity(IN_FLIGHT);
         for line in lines {
             let seq = serde_json::from_str::<Seq>(&line).map_or(0, |r| r.seq);
             if seq <= self.sent {
@@ -128,34 +124,16 @@ impl Mirror {
             }
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", format!("{}:{seq}", self.worker).as_str());
-            let ack = self
-                .queue
+            self.queue
                 .jetstream
                 .publish_with_headers(audit_subject(&self.worker), headers, line.into())
                 .await
+                .map_err(QueueError::js)?
+                .await
                 .map_err(QueueError::js)?;
-            pending.push_back((seq, ack));
-            if pending.len() == IN_FLIGHT {
-                self.acknowledged(pending.pop_front()).await?;
-            }
-        }
-        while let Some(next) = pending.pop_front() {
-            self.acknowledged(Some(next)).await?;
-        }
-        self.offset = end;
-        Ok(())
-    }
-
-    /// Wait for a published record's acknowledgement; it is then mirrored,
-    /// with every record before it (their acknowledgements came first).
-    async fn acknowledged(
-        &mut self,
-        published: Option<(u64, async_nats::jetstream::context::PublishAckFuture)>,
-    ) -> Result<(), QueueError> {
-        if let Some((seq, ack)) = published {
-            ack.await.map_err(QueueError::js)?;
             self.sent = seq;
         }
+        self.offset = end;
         Ok(())
     }
 

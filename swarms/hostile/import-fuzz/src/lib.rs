@@ -1,7 +1,8 @@
 //! Hostile test guest: the guest of the `imports` fuzz target
 //! (`fuzz/src/imports.rs`). Task type `fuzz` makes a random sequence of
 //! import calls with hostile arguments and reports how the host answered
-//! them; `call` makes one given call, for tests that need an exact one.
+//! them; `call` makes one given call and `calls` several, for tests that
+//! need exact ones.
 //!
 //! `fuzz` payload: `{"seed": u64, "calls": n, "allowed": ["http://127.0.0.1:PORT/", ...]}`:
 //! `calls` at most [`MAX_CALLS`]; `allowed` (optional) the URL bases the
@@ -10,8 +11,10 @@
 //!
 //! `call` payload, one of `{"log": text}`, `{"get": name}`,
 //! `{"sign": name}`, `{"public_key": name}` and
-//! `{"fetch": {"method", "url", "headers": [[name, value], ...]}}`; it
-//! answers `{"ok": true}` or `{"error": "<the host's error>"}`.
+//! `{"fetch": {"method", "url", "headers": [[name, value], ...], "credential": name}}`
+//! (`headers` and `credential` optional); it answers `{"ok": true}` or
+//! `{"error": "<the host's error>"}`. `calls` takes a list of them, makes
+//! them in order in one task and answers the list of answers.
 //!
 //! Data flow: the seed starts a splitmix64 generator ([`Rng`]); each of
 //! the `calls` steps draws one import call and its arguments from it:
@@ -103,6 +106,9 @@ enum Call {
         url: String,
         #[serde(default)]
         headers: Vec<(String, String)>,
+        /// A credential the host sends as `authorization: Bearer <value>`.
+        #[serde(default)]
+        credential: Option<String>,
     },
 }
 
@@ -120,6 +126,7 @@ impl Call {
                 method,
                 url,
                 headers,
+                credential,
             } => {
                 let mut request = http::get(&url);
                 request.method = method;
@@ -127,6 +134,11 @@ impl Call {
                     .into_iter()
                     .map(|(name, value)| http::Header { name, value })
                     .collect();
+                request.credential_header = credential.map(|credential| http::CredentialHeader {
+                    header: "authorization".to_string(),
+                    credential,
+                    prefix: "Bearer ".to_string(),
+                });
                 http::fetch(&request).err().map(|e| e.to_string())
             }
         };
@@ -869,11 +881,16 @@ impl Fuzzer {
 }
 
 impl Swarm for ImportFuzz {
-    const TASK_TYPES: &'static [&'static str] = &["fuzz", "call"];
+    const TASK_TYPES: &'static [&'static str] = &["fuzz", "call", "calls"];
 
     fn execute(request: &Request) -> Result<Value, TaskError> {
-        if request.task_type() == "call" {
-            return Ok(request.payload::<Call>()?.make());
+        match request.task_type() {
+            "call" => return Ok(request.payload::<Call>()?.make()),
+            "calls" => {
+                let calls: Vec<Call> = request.payload()?;
+                return Ok(Value::Array(calls.into_iter().map(Call::make).collect()));
+            }
+            _ => {}
         }
         let p: Params = request.payload()?;
         if p.calls > MAX_CALLS {
