@@ -8,7 +8,8 @@
 //! only (redacted of the swarm's secret values, escaped and bounded, as all
 //! guest text): each refusal, each `sign` and `inject`, and each task's
 //! first `get` or `public-key` of a key as a `CredentialAccess` event,
-//! raised before anything is handed over; the task's further `get`s or
+//! raised before anything is handed over (and nothing is, when a sink
+//! reports that it could not record it); the task's further `get`s or
 //! `public-key`s of it counted, and raised as one `CredentialRepeated`
 //! event when the task's store is dropped. A request
 //! for a key outside the contract's scope is a security violation.
@@ -171,17 +172,26 @@ impl CredentialsState {
                 tracing::warn!(target: "chassis::credentials", swarm = scoped.swarm_id(), task = scoped.task_id(), "credential {op} denied: {why}")
             }
         }
+        let allowed = reason.is_none();
         scoped.swarm.events.emit(|| Event::CredentialAccess {
             swarm_id: scoped.swarm_id().to_string(),
             task_id: scoped.task_id().to_string(),
             key,
             operation: op.to_string(),
-            allowed: reason.is_none(),
+            allowed,
             reason,
             security_violation: violation,
         });
         if violation {
             scoped.violation();
+        }
+        // A grant whose record could not be written is not handed over
+        // (under `fsync = "always"` the write has been waited for).
+        if allowed && let Some(why) = scoped.swarm.events.failure() {
+            tracing::error!(target: "chassis::credentials", swarm = scoped.swarm_id(), task = scoped.task_id(), "credential {op} withheld: {why}");
+            return Err(CredentialError::Denied(
+                "the audit log cannot record this grant".to_string(),
+            ));
         }
         result
     }

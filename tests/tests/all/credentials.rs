@@ -543,3 +543,60 @@ async fn signatures_and_injected_headers_are_recorded_every_time() {
         ]
     );
 }
+
+/// An event sink that fails (as an audit log on a full disk does) as soon
+/// as it has been handed a granted credential.
+#[derive(Default)]
+struct FailsAtFirstGrant(std::sync::atomic::AtomicBool);
+
+impl chassis::EventSink for FailsAtFirstGrant {
+    fn record(&self, event: &Event) {
+        if matches!(event, Event::CredentialAccess { allowed: true, .. }) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.0
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| "the test's log is full".to_string())
+    }
+}
+
+/// A grant whose record could not be written is withheld: the credential
+/// header is not sent, and the task is answered as unrecorded.
+#[tokio::test]
+async fn a_grant_the_log_cannot_record_is_withheld() {
+    let server = chassis_tests::TestServer::start();
+    let allowed = server.url("127.0.0.1", "/v1/");
+    let chassis = TestHost::new()
+        .secret("withheld", "api_key", "never-sent")
+        .config(|c| c.with_event_sink(std::sync::Arc::new(FailsAtFirstGrant::default())))
+        .component(
+            guests::EGRESS,
+            ServiceContract::builder("withheld")
+                .proxy_only(vec![allowed.clone()])
+                .scoped_credential("api_key"),
+        )
+        .build()
+        .await;
+    let err = chassis
+        .execute_task(
+            "withheld",
+            TaskRequest::new(
+                "send_secret",
+                json!({"name": "api_key", "url": format!("{allowed}hello")}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, chassis::Error::AuditUnavailable { .. }),
+        "{err}"
+    );
+    assert!(
+        server.received().is_empty(),
+        "the header went out: {:?}",
+        server.received()
+    );
+}
