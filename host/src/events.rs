@@ -142,7 +142,7 @@ pub enum Event {
         task_id: String,
         /// The key name.
         key: String,
-        /// `get`, `sign`, `public-key` or `inject` (HTTP proxy header).
+        /// `get` or `public-key`.
         operation: String,
         /// Grants after the first.
         repeats: u64,

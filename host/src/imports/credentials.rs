@@ -145,16 +145,7 @@ impl CredentialsState {
             )
         } else {
             match self.secrets.get(name) {
-                Some(secret) => {
-                    if let Some(key) = in_scope.filter(|_| counted) {
-                        scoped.task.grants.push(Grant {
-                            key,
-                            operation: op,
-                            repeats: 0,
-                        });
-                    }
-                    (Ok(secret), false)
-                }
+                Some(secret) => (Ok(secret), false),
                 None => (
                     Err(CredentialError::NotFound(format!(
                         "no value for {key:?} is configured for this swarm"
@@ -192,6 +183,14 @@ impl CredentialsState {
             return Err(CredentialError::Denied(
                 "the audit log cannot record this grant".to_string(),
             ));
+        }
+        // Only a grant on record is counted from now on.
+        if allowed && let Some(key) = in_scope.filter(|_| counted) {
+            scoped.task.grants.push(Grant {
+                key,
+                operation: op,
+                repeats: 0,
+            });
         }
         result
     }

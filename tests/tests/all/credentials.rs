@@ -564,7 +564,9 @@ impl chassis::EventSink for FailsAtFirstGrant {
 }
 
 /// A grant whose record could not be written is withheld: the credential
-/// header is not sent, and the task is answered as unrecorded.
+/// header is not sent, a second read of the key in the same task is
+/// withheld too (an unrecorded grant is not counted as a first one), and
+/// the task is answered as unrecorded.
 #[tokio::test]
 async fn a_grant_the_log_cannot_record_is_withheld() {
     let server = chassis_tests::TestServer::start();
@@ -599,4 +601,39 @@ async fn a_grant_the_log_cannot_record_is_withheld() {
         "the header went out: {:?}",
         server.received()
     );
+    // The same through `get`, twice in one task (import-fuzz's `calls`),
+    // on a host whose sink fails at the first grant.
+    let chassis = TestHost::new()
+        .secret("withheld", "api_token", "never-read")
+        .memory_sink()
+        .config(|c| c.with_event_sink(std::sync::Arc::new(FailsAtFirstGrant::default())))
+        .component(
+            guests::IMPORT_FUZZ,
+            ServiceContract::builder("withheld")
+                .proxy_only(vec![allowed])
+                .scoped_credential("api_token")
+                .wasi_capability("wasi:io/streams"),
+        )
+        .build()
+        .await;
+    let get = json!({"get": "api_token"});
+    let err = chassis
+        .execute_task("withheld", TaskRequest::new("calls", json!([get, get])))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, chassis::Error::AuditUnavailable { .. }),
+        "{err}"
+    );
+    // Both reads were refused: each is a record of its own, none counted.
+    let reads: Vec<bool> = chassis
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CredentialAccess { allowed, .. } => Some(allowed),
+            Event::CredentialRepeated { .. } => panic!("an unrecorded grant was counted"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reads, [true, true], "each read's decision is on record");
 }
