@@ -387,6 +387,16 @@ pub enum Error {
         task_id: String,
     },
 
+    /// The caller's task id was refused before the task ran: empty, too
+    /// long, or holding a control or bidirectional character.
+    #[error("swarm {swarm_id:?}: task id refused: {reason}")]
+    InvalidTaskId {
+        /// The swarm.
+        swarm_id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The caller's input could not be made a payload ([`crate::Chassis::call`]).
     #[error("swarm {swarm_id:?}: the input cannot be sent as a JSON payload: {reason}")]
     InvalidPayload {
@@ -497,7 +507,7 @@ pub enum ErrorKind {
     InvalidOutput,
     /// The swarm answered with its own error.
     Guest,
-    /// The caller's input is not a JSON payload.
+    /// The caller's input is not a JSON payload, or its task id is refused.
     InvalidPayload,
     /// The caller went away before the task ended.
     Cancelled,
@@ -602,7 +612,7 @@ impl Error {
             Error::HostcallTooLarge { .. } | Error::OutputTooLarge { .. } => ErrorKind::TooLarge,
             Error::InvalidOutput { .. } => ErrorKind::InvalidOutput,
             Error::Guest { .. } => ErrorKind::Guest,
-            Error::InvalidPayload { .. } => ErrorKind::InvalidPayload,
+            Error::InvalidPayload { .. } | Error::InvalidTaskId { .. } => ErrorKind::InvalidPayload,
             Error::Cancelled { .. } => ErrorKind::Cancelled,
             Error::Instantiate { .. } => ErrorKind::Instantiate,
             Error::Quarantined { .. } => ErrorKind::Quarantined,

@@ -114,7 +114,9 @@ pub use error::{Error, ErrorKind, GuestError, GuestErrorKind, ImportRefusal};
 pub use events::{Event, EventSink, MemorySink};
 pub use imports::log::{GuestLine, GuestLogSink, LogLevel};
 pub use limits::{LimitKind, QueueConfig};
-pub use outcome::{Output, Payload, TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
+pub use outcome::{
+    MAX_TASK_ID_BYTES, Output, Payload, TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage,
+};
 pub use registry::{Replacement, SwarmInfo, TASK_INTERFACE};
 pub use reputation::Reputation;
 pub use secrets::{Secret, SecretStore, SecretsError};
@@ -315,6 +317,12 @@ impl Chassis {
         request: TaskRequest,
     ) -> Result<TaskOutcome<O>, Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
+        if let Some(reason) = request.id_problem() {
+            return Err(Error::InvalidTaskId {
+                swarm_id: swarm_id.to_string(),
+                reason,
+            });
+        }
         let ready = runner::Ready {
             runtime: &swarm.runtime,
             pre: &swarm.pre,

@@ -123,12 +123,38 @@ impl TaskRequest {
         }
     }
 
-    /// Replace the generated id.
+    /// Replace the generated id. The host refuses an id over
+    /// [`MAX_TASK_ID_BYTES`], empty, or with a control or bidirectional
+    /// character ([`Error::InvalidTaskId`](crate::Error::InvalidTaskId)):
+    /// it is recorded, logged and shown as it is.
     pub fn with_id(mut self, task_id: impl Into<String>) -> Self {
         self.task_id = task_id.into();
         self
     }
+
+    /// Why the host cannot take this request's id, if it cannot.
+    pub(crate) fn id_problem(&self) -> Option<String> {
+        let id = &self.task_id;
+        if id.is_empty() {
+            return Some("it is empty".into());
+        }
+        if id.len() > MAX_TASK_ID_BYTES {
+            return Some(format!(
+                "it is {} bytes, over {MAX_TASK_ID_BYTES}",
+                id.len()
+            ));
+        }
+        id.chars().find(|&c| crate::text::is_unsafe(c)).map(|c| {
+            format!(
+                "it holds the control or bidirectional character {}",
+                c.escape_unicode()
+            )
+        })
+    }
 }
+
+/// The longest task id a caller may give, in bytes.
+pub const MAX_TASK_ID_BYTES: usize = 128;
 
 /// How a task ended when the swarm answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,5 +354,43 @@ mod millis {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let ms = f64::deserialize(d)?;
         Ok(Duration::from_secs_f64((ms / 1000.0).max(0.0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An id the host would record, log and show as it is: bounded, with
+    /// no character that acts on a terminal or a page's text direction.
+    #[test]
+    fn a_task_id_is_bounded_and_free_of_control_characters() {
+        let req = |id: &str| {
+            TaskRequest::with_payload("t", Payload::from_value(&Value::Null)).with_id(id)
+        };
+        for ok in [
+            "t1",
+            "échec-✓",
+            &"x".repeat(MAX_TASK_ID_BYTES),
+            "<b>\"quoted\"</b>",
+        ] {
+            assert_eq!(req(ok).id_problem(), None, "{ok:?}");
+        }
+        assert!(
+            TaskRequest::with_payload("t", Payload::from_value(&Value::Null))
+                .id_problem()
+                .is_none()
+        );
+        for (bad, why) in [
+            ("", "empty"),
+            (&"x".repeat(MAX_TASK_ID_BYTES + 1) as &str, "129 bytes"),
+            ("a\nb", "\\u{a}"),
+            ("a\u{1b}[2J", "\\u{1b}"),
+            ("a\u{202e}b", "\\u{202e}"),
+            ("a\u{85}", "\\u{85}"),
+        ] {
+            let problem = req(bad).id_problem().unwrap_or_else(|| panic!("{bad:?}"));
+            assert!(problem.contains(why), "{bad:?}: {problem}");
+        }
     }
 }

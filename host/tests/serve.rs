@@ -826,3 +826,206 @@ async fn a_contract_refused_for_a_taken_swarm_id_loads_once_the_id_is_free() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// The status page in a real browser (headless Chromium) against a server
+/// with a healthy swarm and a hostile one: both rows, the hostile one red
+/// and quarantined, its audit records listed, and the guest's markup and
+/// control characters shown as text, not run. The screenshot is kept as
+/// `target/status-page/status.png`.
+#[tokio::test]
+async fn the_status_page_shows_the_swarms_and_escapes_guest_text_in_a_browser() {
+    let dir = scratch("status-page");
+    let Some(browser) = common::browser::Browser::find(&dir) else {
+        return;
+    };
+    let (config, audit) = audited_config(&dir, 5.0);
+    let fragile = fragile_contract(&dir);
+    let healthy = root().join("config/hello-world.toml");
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        healthy.to_str().unwrap(),
+        fragile.to_str().unwrap(),
+    ]);
+    let c = reqwest::Client::new();
+    for _ in 0..3 {
+        let (status, body) = task(
+            &c,
+            &server,
+            "hello-world",
+            r#"{"task_type": "hello", "payload": {"name": "ops"}}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Guest text with markup that would run if it were parsed, and control
+    // and bidirectional characters; then a second trap: quarantined.
+    let markup = "<img src=x onerror=\"document.title='pwned'\"><script>document.body.id='pwned'</script>\u{1b}[31mred\u{202e}evil";
+    let body = json!({"task_type": "panic", "payload": {"message": markup}}).to_string();
+    assert_eq!(task(&c, &server, "fragile", &body).await.0, 500);
+    let trap = r#"{"task_type": "trap", "payload": {}}"#;
+    assert_eq!(task(&c, &server, "fragile", trap).await.0, 500);
+    // A caller's task id is recorded and shown as it is: one with markup
+    // and control characters is refused before anything is recorded.
+    let (status, body) = task(
+        &c,
+        &server,
+        "hello-world",
+        &json!({"task_type": "hello", "payload": {}, "task_id": "<b>id</b>\u{7}"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["kind"], "invalid_payload", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\\u{7}"),
+        "{body}"
+    );
+
+    // The JSON the page reads: the newest records first, the head the
+    // log's own, filtered by swarm; all records or the notable ones.
+    let (status, text) = get(&c, &server, "/v1/audit?swarm_id=fragile&limit=5").await;
+    assert_eq!(status, 200, "{text}");
+    let trail: Value = serde_json::from_str(&text).unwrap();
+    let verified = chassis::audit::verify(&audit).unwrap();
+    assert_eq!(trail["head"]["seq"], verified.records, "{trail}");
+    assert_eq!(trail["head"]["hash"], verified.head.as_str(), "{trail}");
+    assert_eq!(
+        (trail["healthy"].clone(), trail["chain"].clone()),
+        (json!(true), json!("linked"))
+    );
+    let records = trail["records"].as_array().unwrap();
+    assert!(!records.is_empty() && records.len() <= 5, "{trail}");
+    assert!(
+        records.iter().all(|r| r["swarm_id"] == "fragile"),
+        "{trail}"
+    );
+    assert_eq!(records[0]["operation"], "quarantined", "{trail}");
+    assert!(
+        records
+            .windows(2)
+            .all(|w| w[0]["seq"].as_u64() > w[1]["seq"].as_u64())
+    );
+    let ops = |q: &str| {
+        let c = c.clone();
+        let url = server.url(&format!("/v1/audit?limit=500{q}"));
+        async move {
+            let text = c.get(url).send().await.unwrap().text().await.unwrap();
+            let v: Value = serde_json::from_str(&text).unwrap();
+            v["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["operation"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(!ops("").await.contains(&"task_start".to_string()));
+    assert!(
+        ops("&operations=all")
+            .await
+            .contains(&"task_start".to_string())
+    );
+    assert_eq!(get(&c, &server, "/v1/audit?operations=some").await.0, 400);
+    assert_eq!(get(&c, &server, "/v1/audit?colour=red").await.0, 400);
+
+    // The page and its assets: embedded, with a policy that runs no inline
+    // script and loads nothing from elsewhere.
+    let page = c.get(server.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
+    for asset in ["/status.js", "/status.css"] {
+        assert_eq!(get(&c, &server, asset).await.0, 200, "{asset}");
+    }
+
+    // In the browser.
+    let url = server.url("/");
+    let dom = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            let dom = browser.dom(&url, 5000);
+            let shot = root().join("target/status-page/status.png");
+            std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
+            browser.screenshot(&url, 5000, &shot, 1400, 1000);
+            dom
+        }
+    })
+    .await
+    .unwrap();
+    let element = common::browser::element;
+    assert!(
+        dom.contains("<body data-state=\"live\""),
+        "the page never rendered:\n{dom}"
+    );
+    assert!(dom.contains("<title>IF.chassis status</title>"), "{dom}");
+    let healthy_row = element(&dom, "tr", "data-swarm=\"hello-world\"");
+    assert!(healthy_row.contains("class=\"swarm ok\""), "{healthy_row}");
+    assert!(healthy_row.contains(">serving<"), "{healthy_row}");
+    assert!(healthy_row.contains(">3 tasks<"), "{healthy_row}");
+    let hostile_row = element(&dom, "tr", "data-swarm=\"fragile\"");
+    assert!(
+        hostile_row.contains("class=\"swarm bad quarantined\""),
+        "{hostile_row}"
+    );
+    assert!(hostile_row.contains(">quarantined<"), "{hostile_row}");
+    assert!(
+        hostile_row.contains("max_failure_rate_percent"),
+        "{hostile_row}"
+    );
+    let summary = element(&dom, "dl", "id=\"audit-summary\"");
+    assert!(summary.contains("data-healthy=\"true\""), "{summary}");
+    assert!(summary.contains(&verified.head), "{summary}");
+    let event = element(&dom, "tr", "data-operation=\"quarantined\"");
+    assert!(event.contains(">fragile<"), "{event}");
+    // The guest's text is there, as text: markup escaped by the
+    // serializer, the control and bidirectional characters as escapes.
+    let failed = element(&dom, "tr", "hostile panic");
+    assert!(
+        failed.contains("&lt;img src=x onerror=\"document.title='pwned'\"&gt;&lt;script&gt;"),
+        "{failed}"
+    );
+    assert!(failed.contains(r"\u{1b}[31mred\u{202e}evil"), "{failed}");
+    assert!(
+        !dom.contains("<img") && !dom.contains("<script>document"),
+        "{dom}"
+    );
+    assert!(
+        !dom.contains("pwned\"") && !dom.contains("id=\"pwned"),
+        "{dom}"
+    );
+    assert!(!dom.contains('\u{1b}') && !dom.contains('\u{202e}'));
+}
+
+/// `status_page = false` leaves the page and the audit trail out (404);
+/// the other routes serve as before.
+#[tokio::test]
+async fn the_status_page_can_be_turned_off() {
+    let dir = scratch("status-off");
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "status_page = false\n").unwrap();
+    let healthy = root().join("config/hello-world.toml");
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        healthy.to_str().unwrap(),
+    ]);
+    let c = reqwest::Client::new();
+    for path in ["/", "/status.js", "/v1/audit"] {
+        assert_eq!(get(&c, &server, path).await.0, 404, "{path}");
+    }
+    assert_eq!(get(&c, &server, "/v1/swarms").await.0, 200);
+}

@@ -1,5 +1,6 @@
-//! `cargo xtask test`: `build`, then every test (unit, end-to-end, doc)
-//! with the swarm crates left out, the fuzz command over every target for a
+//! `cargo xtask test`: `build`, Chromium for the status page's browser test
+//! (installed with apt where missing: `tools::chromium`), then every test
+//! (unit, end-to-end, doc) with the swarm crates left out, the fuzz command over every target for a
 //! second each, a short soak of `chassis serve`, a
 //! `--quick` smoke run of the benchmark (debug build), the demo (its
 //! vote's signature must verify), a check that
@@ -16,9 +17,20 @@ use crate::{build, demo};
 /// Build, test and check everything; `no_lint` skips clippy and rustfmt.
 pub fn run(root: &Path, no_lint: bool) -> Result<()> {
     build::run(root)?;
+    step("a headless browser for the status page's test");
+    let mut cmd = cargo();
+    match crate::tools::chromium() {
+        Ok(browser) => {
+            eprintln!("xtask: {}", browser.display());
+            cmd.env("CHASSIS_CHROMIUM", browser);
+        }
+        Err(why) => {
+            eprintln!("xtask: {why}. The status page's browser test is skipped.");
+            cmd.env("CHASSIS_BROWSER_SKIP", why);
+        }
+    }
     step("running the host, SDK and end-to-end tests");
     // Swarm crates are components: their export names cannot link natively.
-    let mut cmd = cargo();
     cmd.args(["test", "--workspace"]);
     for (name, _) in build::swarm_packages(root)? {
         cmd.args(["--exclude", &name]);

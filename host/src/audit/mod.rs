@@ -52,7 +52,7 @@ mod writer;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use read::{Filter, Head, Record, Verified, events, read, verify, verify_against};
+pub use read::{Filter, Head, Record, Tail, Verified, events, read, tail, verify, verify_against};
 pub use record::{canonical, parse_rfc3339, record_hash, rfc3339};
 pub use writer::AuditLog;
 
@@ -440,6 +440,82 @@ mod tests {
             assert_eq!(record.event, event, "{text}");
             assert_eq!(record.seq, i as u64 + 1);
         }
+    }
+
+    /// `tail` gives the newest records that pass, newest first, the head,
+    /// leaves out a partial last line, reads back only as far as it needs,
+    /// and finds an edited or missing record within what it read.
+    #[test]
+    fn the_tail_of_a_log_is_its_newest_records_and_a_checked_chain() {
+        let mut text = String::new();
+        let mut head = GENESIS.to_string();
+        for seq in 1..=2000u64 {
+            let event = Event::TaskStart {
+                swarm_id: if seq % 2 == 0 { "even" } else { "odd" }.into(),
+                task_id: format!("t{seq}"),
+                task_type: "echo".into(),
+            };
+            head = append_record(&mut text, seq, &head, SystemTime::now(), &event, None);
+        }
+        let dir = std::env::temp_dir().join(format!("chassis-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        // A record being written: not shown, not the head.
+        std::fs::write(&path, format!("{text}{{\"component\":\"IF.ch")).unwrap();
+        let odd = |r: &Value| r["swarm_id"] == "odd";
+        let t = tail(&path, 3, u64::MAX, odd).unwrap();
+        assert_eq!(
+            t.head,
+            Some(Head {
+                seq: 2000,
+                hash: head.clone()
+            })
+        );
+        let seqs: Vec<u64> = t
+            .records
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [1999, 1997, 1995]);
+        assert_eq!(t.chain, Ok(()));
+        assert!(
+            t.scanned_bytes < text.len() as u64 / 4,
+            "{}",
+            t.scanned_bytes
+        );
+        // Within a byte bound: fewer records, the same head.
+        let t = tail(&path, 1000, 2000, odd).unwrap();
+        assert!(
+            !t.records.is_empty() && t.records.len() < 10,
+            "{}",
+            t.records.len()
+        );
+        assert_eq!(t.scanned_bytes, 2000);
+        // An edited record and a removed record are found.
+        let edited = text.replacen("\"t1990\"", "\"tX990\"", 1);
+        std::fs::write(&path, &edited).unwrap();
+        let t = tail(&path, 50, u64::MAX, |_| true).unwrap();
+        assert!(
+            t.chain.as_ref().unwrap_err().contains("1990"),
+            "{:?}",
+            t.chain
+        );
+        let lines: Vec<&str> = text.lines().filter(|l| !l.contains("\"t1995\"")).collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let t = tail(&path, 50, u64::MAX, |_| true).unwrap();
+        assert!(
+            t.chain
+                .as_ref()
+                .unwrap_err()
+                .contains("1996 does not follow record 1994"),
+            "{:?}",
+            t.chain
+        );
+        // An empty log.
+        std::fs::write(&path, "").unwrap();
+        let t = tail(&path, 5, u64::MAX, |_| true).unwrap();
+        assert_eq!((t.head, t.records.len(), t.chain), (None, 0, Ok(())));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

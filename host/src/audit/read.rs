@@ -1,8 +1,10 @@
 //! Reading a log back: `verify` (the chain), the chain head and
-//! `verify_against`, `read` with a `Filter`, and records as typed events.
+//! `verify_against`, `read` with a `Filter`, records as typed events, and
+//! `tail`: the newest records of a log being written, with its head and a
+//! check of the chain over what was read.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use serde_json::Value;
@@ -291,4 +293,105 @@ pub fn read(path: impl AsRef<Path>, filter: &Filter) -> Result<Vec<Value>, Audit
         }
     }
     Ok(out)
+}
+
+/// The end of a log: what [`tail`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tail {
+    /// The last whole record's number and hash; `None` for an empty log.
+    pub head: Option<Head>,
+    /// The newest records that passed the filter, newest first.
+    pub records: Vec<Value>,
+    /// Whether every record read (filtered out or not) has the hash of its
+    /// contents and links to the one before it; the reason where not.
+    pub chain: Result<(), String>,
+    /// Bytes of the log read, from its end.
+    pub scanned_bytes: u64,
+}
+
+/// The newest `limit` whole records of the log at `path` that pass `keep`,
+/// reading back from its end at most `max_bytes`: for showing a log that
+/// is being written without reading all of it. A partial last line (a
+/// record being written) is left out. The records read are checked as
+/// [`verify`] checks a whole log, within what was read; a log too long for
+/// `max_bytes` is not verified from its start.
+pub fn tail(
+    path: impl AsRef<Path>,
+    limit: usize,
+    max_bytes: u64,
+    keep: impl Fn(&Value) -> bool,
+) -> Result<Tail, AuditError> {
+    let path = path.as_ref();
+    let io = |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    // A window from the end, doubled until it holds enough.
+    let mut window = 64 * 1024u64;
+    loop {
+        let take = window.min(len).min(max_bytes);
+        let start = len - take;
+        let mut bytes = vec![0; take as usize];
+        file.seek(SeekFrom::Start(start)).map_err(io)?;
+        file.read_exact(&mut bytes).map_err(io)?;
+        let found = tail_of(&bytes, start > 0, limit, &keep);
+        if found.records.len() >= limit || take == len || take == max_bytes {
+            return Ok(Tail {
+                scanned_bytes: take,
+                ..found
+            });
+        }
+        window *= 2;
+    }
+}
+
+/// [`tail`] over `bytes`, the end of a log; `cut` when they start inside it
+/// (their first line may be part of a record).
+fn tail_of(bytes: &[u8], cut: bool, limit: usize, keep: &impl Fn(&Value) -> bool) -> Tail {
+    let mut lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
+    if lines.last().is_some_and(|l| !l.ends_with(b"\n")) {
+        lines.pop();
+    }
+    if cut && !lines.is_empty() {
+        lines.remove(0);
+    }
+    let mut out = Tail {
+        head: None,
+        records: Vec::new(),
+        chain: Ok(()),
+        scanned_bytes: 0,
+    };
+    // The record read just before (one newer), to link to this one.
+    let mut newer: Option<(u64, String)> = None;
+    for line in lines.iter().rev() {
+        let Ok(record) = serde_json::from_slice::<Value>(line) else {
+            out.chain = Err("a line is not a JSON record".into());
+            break;
+        };
+        let seq = record["seq"].as_u64().unwrap_or(0);
+        let hash = record["hash"].as_str().unwrap_or_default().to_string();
+        let prev = record["prev_hash"].as_str().unwrap_or_default().to_string();
+        if out.chain.is_ok() {
+            if record_hash(&record) != hash {
+                out.chain = Err(format!("record {seq}'s hash does not match its contents"));
+            } else if let Some((newer_seq, newer_prev)) = &newer
+                && (*newer_seq != seq + 1 || *newer_prev != hash)
+            {
+                out.chain = Err(format!("record {newer_seq} does not follow record {seq}"));
+            }
+        }
+        if out.head.is_none() {
+            out.head = Some(Head {
+                seq,
+                hash: hash.clone(),
+            });
+        }
+        newer = Some((seq, prev));
+        if out.records.len() < limit && keep(&record) {
+            out.records.push(record);
+        }
+    }
+    out
 }

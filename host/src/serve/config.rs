@@ -58,6 +58,9 @@ pub struct ServeConfig {
     pub nats: Option<NatsSettings>,
     /// The admin routes' bearer token.
     pub admin: AdminConfig,
+    /// Serve the read-only status page at `/` and the audit trail it shows
+    /// at `/v1/audit` (on by default; `docs/serve.md`, "Status page").
+    pub status_page: bool,
 }
 
 /// Where the admin routes' bearer token comes from: an environment
@@ -175,6 +178,7 @@ impl Default for ServeConfig {
             queue: QueueSettings::default(),
             nats: None,
             admin: AdminConfig::default(),
+            status_page: true,
         }
     }
 }

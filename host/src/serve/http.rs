@@ -6,6 +6,10 @@
 //! goes back as the guest's text. A swarm's own error is a normal answer
 //! (200, `"status": "failed"`); the host's refusals are
 //! `{"error": {"kind", "message", ...}}` with the status of their kind.
+//!
+//! The status page (`/`, its script and style sheet) and the audit trail
+//! it reads (`/v1/audit`) are read-only, and absent (404) with
+//! `status_page = false`.
 
 use std::sync::Arc;
 
@@ -20,7 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::Service;
+use super::{Service, status};
 use crate::{Error, ErrorKind, Payload, TaskRequest};
 
 /// Every route, over `service`.
@@ -34,6 +38,7 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .nest("/v1/admin", admin(&service))
+        .merge(status_page(&service))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(axum::middleware::from_fn_with_state(
             service.clone(),
@@ -113,6 +118,132 @@ fn over_limit(e: &axum::Error) -> bool {
         source = e.source();
     }
     false
+}
+
+/// The status page and the audit trail it shows, or nothing with
+/// `status_page = false`.
+fn status_page(service: &Arc<Service>) -> Router<Arc<Service>> {
+    if !service.config.status_page {
+        return Router::new();
+    }
+    let asset = |body: &'static str, kind: &'static str| {
+        get(move || async move {
+            (
+                [
+                    (header::CONTENT_TYPE, kind),
+                    (header::CACHE_CONTROL, "no-cache"),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                    (header::CONTENT_SECURITY_POLICY, status::CSP),
+                    (header::REFERRER_POLICY, "no-referrer"),
+                ],
+                body,
+            )
+        })
+    };
+    Router::new()
+        .route("/", asset(status::INDEX_HTML, "text/html; charset=utf-8"))
+        .route(
+            "/status.js",
+            asset(status::STATUS_JS, "text/javascript; charset=utf-8"),
+        )
+        .route(
+            "/status.css",
+            asset(status::STATUS_CSS, "text/css; charset=utf-8"),
+        )
+        .route("/v1/audit", get(audit))
+}
+
+/// The query of `GET /v1/audit`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// Records to return, newest first (50; at most 500).
+    limit: Option<usize>,
+    /// Only this swarm's records.
+    swarm_id: Option<String>,
+    /// `notable` (the default) or `all`.
+    operations: Option<String>,
+}
+
+/// How far back from its end `GET /v1/audit` reads the log.
+const AUDIT_SCAN_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The audit log's health, its chain head, and its newest records.
+async fn audit(
+    State(service): State<Arc<Service>>,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(axum::extract::Query(query)) => query,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!(
+                    "the query is not limit, swarm_id, operations: {}",
+                    e.body_text()
+                ),
+            );
+        }
+    };
+    let limit = query.limit.unwrap_or(50).min(500);
+    let every = match query.operations.as_deref() {
+        None | Some("notable") => false,
+        Some("all") => true,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "operations is `notable` or `all`",
+            );
+        }
+    };
+    let Some(log) = &service.audit else {
+        return json_response(
+            StatusCode::OK,
+            &json!({ "enabled": false, "healthy": false, "records": [] }),
+        );
+    };
+    let failure = service.chassis.event_sink_failure();
+    let path = log.path().to_path_buf();
+    let swarm = query.swarm_id;
+    let keep = move |record: &serde_json::Value| {
+        swarm
+            .as_deref()
+            .is_none_or(|s| record["swarm_id"].as_str() == Some(s))
+            && (every || status::notable(record["operation"].as_str().unwrap_or_default()))
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        crate::audit::tail(&path, limit, AUDIT_SCAN_BYTES, keep)
+    })
+    .await;
+    match read {
+        Ok(Ok(tail)) => json_response(
+            StatusCode::OK,
+            &json!({
+                "enabled": true,
+                "healthy": failure.is_none() && tail.chain.is_ok(),
+                "failure": failure,
+                "head": tail.head.map(|h| json!({ "seq": h.seq, "hash": h.hash })),
+                "chain": match &tail.chain {
+                    Ok(()) => "linked".to_string(),
+                    Err(reason) => reason.clone(),
+                },
+                "scanned_bytes": tail.scanned_bytes,
+                "records": tail.records,
+            }),
+        ),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "audit",
+            format!("reading the audit log: {e}"),
+        ),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed on this request",
+        ),
+    }
 }
 
 /// The admin routes: behind the bearer token, or absent (404) without one.
@@ -336,6 +467,7 @@ fn summary(service: &Service, id: &str) -> Result<serde_json::Value, Error> {
         "slo": report.slo,
         "reputation": report.reputation,
         "quarantined": report.reputation.quarantined,
+        "recent": service.recent.of(id),
     }))
 }
 

@@ -8,7 +8,7 @@
 //! and listed by `/readyz`, and the others still serve — and carries SLO
 //! and reputation state over from the audit log. [`Service::serve`] then
 //! answers HTTP requests (`listen.rs` accepts, `http.rs` routes; status
-//! codes in `docs/serve.md`) and watches the contract files, reloading a
+//! codes in `docs/serve.md`; the status page at `/` is `status/`) and watches the contract files, reloading a
 //! swarm whose files change (`reload.rs`), until its shutdown signal; it
 //! lets in-flight requests finish within the grace period, and closes the
 //! audit log.
@@ -19,6 +19,7 @@ mod listen;
 #[cfg(feature = "nats")]
 pub mod queue;
 mod reload;
+mod status;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -93,6 +94,8 @@ pub struct Service {
     admin_token: Option<crate::Secret>,
     /// Fed by the host's events; rendered at `/metrics`.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Each swarm's latest tasks and reputation moves, for the status page.
+    recent: Arc<status::Recent>,
     /// Set when the grace period is over and running tasks are being
     /// stopped: a queued task stopped so is handed back, not answered.
     interrupted: std::sync::atomic::AtomicBool,
@@ -163,6 +166,8 @@ impl Service {
         };
         let metrics = Arc::new(crate::metrics::Metrics::new());
         host = host.with_event_sink(metrics.clone());
+        let recent = Arc::new(status::Recent::default());
+        host = host.with_event_sink(recent.clone());
         #[cfg(feature = "nats")]
         let fleet_changes = if config.nats.is_some() {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -210,6 +215,7 @@ impl Service {
             config,
             admin_token,
             metrics,
+            recent,
             interrupted: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "nats")]
             queue,

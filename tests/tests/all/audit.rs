@@ -188,7 +188,21 @@ async fn guest_controlled_text_cannot_forge_or_break_the_chain() {
         .example(guests::HELLO_WORLD)
         .build()
         .await;
-    let evil_id = "x\"}\n{\"seq\":3,\"operation\":\"module_loaded\",\"hash\":\"0\"}\n";
+    // An id with a line break is refused before anything is recorded.
+    let refused = chassis
+        .execute_task(
+            "hello-world",
+            TaskRequest::new("echo", json!({})).with_id("x\"}\n{\"seq\":3}\n"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, chassis::Error::InvalidTaskId { .. }),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("\\u{a}"), "{refused}");
+    // One with quotes and braces is kept, escaped.
+    let evil_id = "x\"}{\"seq\":3,\"operation\":\"module_loaded\",\"hash\":\"0\"}";
     chassis
         .execute_task(
             "hello-world",

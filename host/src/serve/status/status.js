@@ -1,0 +1,218 @@
+// The status page of `chassis serve`: polls the service's JSON routes
+// (v1/swarms, v1/audit) and renders them. Every value from the server is
+// put in the page as a text node or an attribute value, never as markup,
+// and control and bidirectional characters are shown as escapes: guest
+// text (error messages, names) is shown, not run.
+"use strict";
+
+const POLL_MS = 2000;
+const SVG = "http://www.w3.org/2000/svg";
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** `value` as safe, bounded text: unsafe characters as \u{..} escapes. */
+function shown(value, max = 240) {
+  let text = typeof value === "string" ? value : JSON.stringify(value);
+  if (text === undefined) text = String(value);
+  text = text.replace(UNSAFE, (c) => "\\u{" + c.codePointAt(0).toString(16) + "}");
+  return text.length > max ? text.slice(0, max) + "…" : text;
+}
+
+/** An element with attributes and children (strings become text nodes). */
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null) continue;
+    if (k === "class") e.className = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) {
+    if (c !== undefined && c !== null) e.append(c);
+  }
+  return e;
+}
+
+function svg(tag, attrs) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  return e;
+}
+
+function badge(text, cls) {
+  return el("span", { class: "badge " + (cls || "") }, text);
+}
+
+function num(x, digits) {
+  return typeof x === "number" && isFinite(x) ? x.toFixed(digits) : "–";
+}
+
+/**
+ * A small line chart of `values` (oldest first) between 0 and `top`, with
+ * a dashed line at `target` and a red dot on each index in `marks`.
+ */
+function chart(values, top, target, marks, label) {
+  const w = 180, h = 40, pad = 3;
+  const s = svg("svg", { class: "chart", width: w, height: h, viewBox: `0 0 ${w} ${h}`, role: "img" });
+  s.append(Object.assign(svg("title", {}), { textContent: label }));
+  const x = (i) => pad + (values.length < 2 ? (w - 2 * pad) / 2 : (i * (w - 2 * pad)) / (values.length - 1));
+  const y = (v) => h - pad - (Math.min(v, top) / top) * (h - 2 * pad);
+  if (target !== null && target <= top) {
+    s.append(svg("line", { class: "target", x1: 0, x2: w, y1: y(target), y2: y(target) }));
+  }
+  if (values.length > 0) {
+    const pts = values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+    s.append(svg("polyline", { points: values.length === 1 ? `${pad},${y(values[0])} ${w - pad},${y(values[0])}` : pts }));
+  }
+  for (const i of marks) s.append(svg("circle", { class: "failed", cx: x(i), cy: y(values[i]), r: 2.5 }));
+  return s;
+}
+
+const SLO_TEXT = {
+  response_time: (c) => `p95 ${num(c.actual, 1)} ms (≤ ${c.target})`,
+  error_rate: (c) => `errors ${num(c.actual, 1)} % (≤ ${c.target})`,
+  availability: (c) => `up ${num(c.actual, 2)} % (≥ ${c.target})`,
+};
+
+function swarmRow(s) {
+  const rep = s.reputation || {};
+  const slo = s.slo || {};
+  const checks = slo.compliance || [];
+  const missed = checks.filter((c) => !c.compliant);
+  const bad = s.quarantined || missed.length > 0;
+  const usage = s.usage || {};
+  const limits = s.resource_limits || {};
+  const recent = s.recent || { tasks: [], reputation: [] };
+
+  const tasks = recent.tasks.map((t) => t.wall_ms);
+  const target = (s.slo_targets || {}).response_time_p95_ms ?? null;
+  const top = Math.max(1, ...tasks, target ? target * 1.2 : 0);
+  const failed = recent.tasks.flatMap((t, i) => (t.ok ? [] : [i]));
+  const latency = chart(tasks, top, target, failed,
+    `latency of the latest ${tasks.length} tasks, ms; dashed: the p95 target`);
+
+  const scores = recent.reputation.map((p) => p.score);
+  if (typeof rep.score === "number") scores.push(rep.score);
+  const first = scores.length > 0 ? scores[0] : rep.score;
+  const trend = rep.score > first + 0.005 ? ["▲", "trend-up"] : rep.score < first - 0.005 ? ["▼", "trend-down"] : ["▬", "muted"];
+  const repChart = chart(scores, 1, rep.threshold ?? null, [],
+    "reputation after each recent move; dashed: the quarantine threshold");
+
+  const state = s.quarantined
+    ? el("div", {}, badge("quarantined", "bad"), el("div", { class: "small reason" }, shown(rep.quarantine_reason || "", 400)))
+    : missed.length > 0 ? badge("SLO missed", "bad") : badge("serving", "ok");
+
+  return el("tr", { "data-swarm": s.swarm_id, class: "swarm" + (bad ? " bad" : " ok") + (s.quarantined ? " quarantined" : "") },
+    el("td", {},
+      el("div", { class: "name" }, shown(s.swarm_id)),
+      el("div", { class: "small muted" }, `v${shown(s.version || "?")} · `, el("span", { class: "mono", title: shown(s.digest || "") }, shown((s.digest || "").slice(0, 12)))),
+      el("div", { class: "small muted" }, shown((s.task_types || []).join(", "), 160))),
+    el("td", { class: "nowrap" },
+      el("div", {}, `${slo.tasks ?? 0} tasks`),
+      el("div", { class: "small muted" }, `${slo.failed ?? 0} failed`)),
+    el("td", { class: "nowrap" },
+      el("div", {}, `${usage.tasks_running ?? 0} / ${limits.max_concurrent_tasks ?? "?"} in use`),
+      el("div", { class: "small muted" }, `${usage.tasks_queued ?? 0} queued`)),
+    el("td", { class: "slo" }, ...checks.map((c) =>
+      el("div", {}, badge((SLO_TEXT[c.metric] || ((c) => `${c.metric} ${c.actual}`))(c), c.compliant ? "ok" : "bad")))),
+    el("td", {}, latency, el("div", { class: "small muted" }, `p50 ${num(slo.p50_ms, 1)} · p99 ${num(slo.p99_ms, 1)} ms`)),
+    el("td", {},
+      el("div", {}, el("span", { class: "score" }, num(rep.score, 2)), " ", el("span", { class: trend[1] }, trend[0]),
+        el("span", { class: "small muted" }, ` quarantine under ${num(rep.threshold, 2)}`)),
+      repChart),
+    el("td", { class: "state" }, state));
+}
+
+const BAD_OPS = /denied|violation|exceeded|failed|quarantined|rejected|abandoned|rate_limited/;
+const WARN_OPS = /redacted|repeated|released|unloaded|replaced/;
+
+function details(params) {
+  if (!params || typeof params !== "object") return shown(params);
+  return Object.entries(params).map(([k, v]) => `${shown(k, 40)}=${shown(v, 500)}`).join("  ");
+}
+
+function eventRow(r) {
+  const op = typeof r.operation === "string" ? r.operation : "";
+  const cls = BAD_OPS.test(op) ? "bad" : WARN_OPS.test(op) ? "warn" : "";
+  const full = details(r.params);
+  return el("tr", { "data-seq": String(r.seq), "data-operation": shown(op, 64), class: cls },
+    el("td", { class: "mono" }, String(r.seq)),
+    el("td", { class: "mono small" }, shown(r.ts || "", 40).replace("T", " ")),
+    el("td", {}, shown(r.swarm_id ?? "", 80)),
+    el("td", { class: "op" }, shown(op, 64)),
+    el("td", { class: "mono small" }, shown(r.task_id ?? "", 80)),
+    el("td", { class: "details small", title: full.length > 1000 ? full.slice(0, 4000) : null }, full.length > 1000 ? full.slice(0, 1000) + "…" : full));
+}
+
+function renderAudit(a) {
+  const dl = document.getElementById("audit-summary");
+  const rows = [];
+  if (!a.enabled) {
+    rows.push(["log", badge("off", "warn")], ["", "chassis serve runs without an audit log ([audit] path)."]);
+  } else {
+    rows.push(["health", a.healthy ? badge("healthy", "ok") : badge("failing", "bad")]);
+    if (a.failure) rows.push(["failure", shown(a.failure, 400)]);
+    rows.push(["chain head", a.head ? el("span", { class: "mono" }, `${a.head.seq}:${a.head.hash}`) : "empty log"]);
+    rows.push(["chain (tail)", a.chain === "linked"
+      ? el("span", {}, badge("linked", "ok"), ` over the last ${a.scanned_bytes} bytes`)
+      : el("span", {}, badge("broken", "bad"), " " + shown(a.chain, 300))]);
+  }
+  dl.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  dl.dataset.healthy = a.enabled && a.healthy ? "true" : "false";
+
+  const body = document.querySelector("#events tbody");
+  const records = a.records || [];
+  body.replaceChildren(...records.map(eventRow));
+  document.getElementById("no-events").hidden = records.length > 0;
+}
+
+function renderSwarms(list) {
+  const body = document.querySelector("#swarms tbody");
+  body.replaceChildren(...list.map(swarmRow));
+  document.getElementById("no-swarms").hidden = list.length > 0;
+  const select = document.getElementById("swarm-filter");
+  const chosen = select.value;
+  const ids = list.map((s) => s.swarm_id);
+  if (chosen && !ids.includes(chosen)) ids.push(chosen);
+  select.replaceChildren(el("option", { value: "" }, "every swarm"),
+    ...ids.map((id) => el("option", { value: id }, shown(id, 80))));
+  select.value = chosen;
+}
+
+async function getJSON(url) {
+  const response = await fetch(url, { headers: { accept: "application/json" }, cache: "no-store" });
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response.json();
+}
+
+function auditUrl() {
+  const q = new URLSearchParams({ limit: "50" });
+  const swarm = document.getElementById("swarm-filter").value;
+  if (swarm) q.set("swarm_id", swarm);
+  q.set("operations", document.getElementById("all-records").checked ? "all" : "notable");
+  return "v1/audit?" + q;
+}
+
+let timer = null;
+
+async function refresh() {
+  clearTimeout(timer);
+  const connection = document.getElementById("connection");
+  try {
+    const [swarms, audit] = await Promise.all([getJSON("v1/swarms"), getJSON(auditUrl())]);
+    renderSwarms(swarms.swarms || []);
+    renderAudit(audit);
+    document.body.dataset.state = "live";
+    connection.textContent = "live";
+    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (e) {
+    document.body.dataset.state = "error";
+    connection.textContent = "no answer from the server";
+    connection.title = shown(String(e), 300);
+  } finally {
+    timer = setTimeout(refresh, POLL_MS);
+  }
+}
+
+document.getElementById("swarm-filter").addEventListener("change", refresh);
+document.getElementById("all-records").addEventListener("change", refresh);
+document.getElementById("filters").addEventListener("submit", (e) => e.preventDefault());
+refresh();

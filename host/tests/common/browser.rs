@@ -1,0 +1,137 @@
+//! Headless Chromium for the status page's tests: the page loaded from a
+//! running `chassis serve`, its DOM after the script ran, and a screenshot.
+//!
+//! The browser is `CHASSIS_CHROMIUM`, or `chromium`, `chromium-browser` or
+//! `google-chrome` on `PATH`. `cargo xtask test` installs Debian's
+//! `chromium` where it is missing; where it cannot, it sets
+//! `CHASSIS_BROWSER_SKIP` to the reason and the browser tests skip, saying
+//! so. Under `CI` without either, they fail.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A headless browser with its own empty profile.
+pub struct Browser {
+    path: PathBuf,
+    profile: PathBuf,
+}
+
+impl Browser {
+    /// The browser, or `None` (with the reason printed) where the tests
+    /// skip.
+    pub fn find(scratch: &Path) -> Option<Browser> {
+        let path = std::env::var_os("CHASSIS_CHROMIUM")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let dirs = std::env::var_os("PATH")?;
+                std::env::split_paths(&dirs).find_map(|dir| {
+                    ["chromium", "chromium-browser", "google-chrome"]
+                        .iter()
+                        .map(|name| dir.join(name))
+                        .find(|p| p.is_file())
+                })
+            });
+        let Some(path) = path else {
+            if let Ok(why) = std::env::var("CHASSIS_BROWSER_SKIP") {
+                eprintln!("SKIPPED: no headless browser: {why}");
+                return None;
+            }
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "no chromium on PATH (nor CHASSIS_CHROMIUM): `cargo xtask test` installs \
+                 Debian's `chromium`, or says why it could not"
+            );
+            eprintln!(
+                "SKIPPED: no chromium on PATH: install it (`apt-get install chromium`) or run \
+                 `cargo xtask test`, which does"
+            );
+            return None;
+        };
+        let profile = scratch.join("browser-profile");
+        std::fs::create_dir_all(&profile).unwrap();
+        Some(Browser { path, profile })
+    }
+
+    /// The page's DOM as serialized after its script ran (`budget_ms` of
+    /// the page's own time: its polls and their answers).
+    pub fn dom(&self, url: &str, budget_ms: u64) -> String {
+        let out = self.run(&["--dump-dom".to_string()], url, budget_ms);
+        String::from_utf8(out).expect("the DOM is UTF-8")
+    }
+
+    /// A PNG screenshot of the page, `width` by `height`, into `to`.
+    pub fn screenshot(&self, url: &str, budget_ms: u64, to: &Path, width: u32, height: u32) {
+        let _ = std::fs::remove_file(to);
+        self.run(
+            &[
+                format!("--screenshot={}", to.display()),
+                format!("--window-size={width},{height}"),
+                "--hide-scrollbars".to_string(),
+            ],
+            url,
+            budget_ms,
+        );
+        let png = std::fs::read(to).expect("the browser wrote a screenshot");
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    }
+
+    fn run(&self, extra: &[String], url: &str, budget_ms: u64) -> Vec<u8> {
+        let out_file = self
+            .profile
+            .with_extension(format!("out-{}", std::process::id()));
+        let mut child = Command::new(&self.path)
+            .args([
+                "--headless",
+                // Root in a container has no user namespace for the sandbox;
+                // the page is the test's own.
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", self.profile.display()))
+            .arg(format!("--virtual-time-budget={budget_ms}"))
+            .args(extra)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_file).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} does not start: {e}", self.path.display()));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} did not finish within 120 s", self.path.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{} failed: {status}", self.path.display());
+        std::fs::read(&out_file).unwrap()
+    }
+}
+
+/// The element of `html` that opens with the tag around `marker`: from
+/// the `<tag` before it to its `</tag>`. Panics, showing the page, when
+/// `marker` is not there.
+pub fn element<'a>(html: &'a str, tag: &str, marker: &str) -> &'a str {
+    let at = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in the page:\n{html}"));
+    let start = html[..at]
+        .rfind(&format!("<{tag}"))
+        .expect("an opening tag");
+    let end = at
+        + html[at..]
+            .find(&format!("</{tag}>"))
+            .expect("a closing tag");
+    &html[start..end + tag.len() + 3]
+}
