@@ -171,7 +171,8 @@ enum Command {
     /// swarm state, health and metrics over HTTP until SIGTERM or SIGINT.
     ///
     /// Routes and status codes: docs/serve.md. Prints the address it
-    /// listens on to stderr once it is ready.
+    /// listens on to stderr once it is ready; open it in a browser for the
+    /// status page (swarms, SLOs, reputation, the audit trail; read-only).
     #[command(
         after_help = "Example:\n  chassis serve config/\n  curl -s localhost:7878/v1/swarms/hello-world/tasks \\\n    -d '{\"task_type\":\"hello\",\"payload\":{\"name\":\"Ada\"}}'"
     )]
@@ -531,6 +532,9 @@ async fn serve(options: ServeOptions, contracts: Vec<PathBuf>) -> Result<()> {
     eprintln!(
         "chassis serve: listening on http://{bound} ({loaded} swarms loaded, {failed} failed)"
     );
+    if service.config().status_page {
+        eprintln!("chassis serve: status page at http://{bound}/");
+    }
     service.serve(listener, shutdown_signal()).await?;
     eprintln!("chassis serve: stopped");
     Ok(())

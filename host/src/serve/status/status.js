@@ -106,7 +106,7 @@ function swarmRow(s) {
       el("div", { class: "small muted" }, `v${shown(s.version || "?")} · `, el("span", { class: "mono", title: shown(s.digest || "") }, shown((s.digest || "").slice(0, 12)))),
       el("div", { class: "small muted" }, shown((s.task_types || []).join(", "), 160))),
     el("td", { class: "nowrap" },
-      el("div", {}, `${slo.tasks ?? 0} tasks`),
+      el("div", {}, `${slo.tasks ?? 0} task${slo.tasks === 1 ? "" : "s"}`),
       el("div", { class: "small muted" }, `${slo.failed ?? 0} failed`)),
     el("td", { class: "nowrap" },
       el("div", {}, `${usage.tasks_running ?? 0} / ${limits.max_concurrent_tasks ?? "?"} in use`),
@@ -126,7 +126,9 @@ const WARN_OPS = /redacted|repeated|released|unloaded|replaced/;
 
 function details(params) {
   if (!params || typeof params !== "object") return shown(params);
-  return Object.entries(params).map(([k, v]) => `${shown(k, 40)}=${shown(v, 500)}`).join("  ");
+  // Figures to three decimals for reading; /v1/audit has them whole.
+  const figure = (v) => (typeof v === "number" && !Number.isInteger(v) ? +v.toFixed(3) : v);
+  return Object.entries(params).map(([k, v]) => `${shown(k, 40)}=${shown(figure(v), 500)}`).join("  ");
 }
 
 function eventRow(r) {
@@ -135,7 +137,7 @@ function eventRow(r) {
   const full = details(r.params);
   return el("tr", { "data-seq": String(r.seq), "data-operation": shown(op, 64), class: cls },
     el("td", { class: "mono" }, String(r.seq)),
-    el("td", { class: "mono small" }, shown(r.ts || "", 40).replace("T", " ")),
+    el("td", { class: "mono small nowrap", title: shown(r.ts || "", 40) }, shown(r.ts || "", 40).replace("T", " ").replace(/(\.\d{3})\d*Z$/, "$1")),
     el("td", {}, shown(r.swarm_id ?? "", 80)),
     el("td", { class: "op" }, shown(op, 64)),
     el("td", { class: "mono small" }, shown(r.task_id ?? "", 80)),
