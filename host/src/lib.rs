@@ -361,6 +361,12 @@ impl Chassis {
     ) -> Result<wasmtime::Store<HostState>, Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
         let rt = &swarm.runtime;
+        if let Some(reason) = outcome::id_problem(task_id) {
+            return Err(Error::InvalidTaskId {
+                swarm_id: swarm_id.to_string(),
+                reason,
+            });
+        }
         runner::may_run(rt)?;
         Ok(runner::new_store(
             &self.inner.engine,

@@ -132,25 +132,31 @@ impl TaskRequest {
         self
     }
 
-    /// Why the host cannot take this request's id, if it cannot.
-    pub(crate) fn id_problem(&self) -> Option<String> {
-        let id = &self.task_id;
-        if id.is_empty() {
-            return Some("it is empty".into());
-        }
-        if id.len() > MAX_TASK_ID_BYTES {
-            return Some(format!(
-                "it is {} bytes, over {MAX_TASK_ID_BYTES}",
-                id.len()
-            ));
-        }
-        id.chars().find(|&c| crate::text::is_unsafe(c)).map(|c| {
-            format!(
-                "it holds the control or bidirectional character {}",
-                c.escape_unicode()
-            )
-        })
+    /// Why the host cannot take this request's id, if it cannot (what
+    /// [`Error::InvalidTaskId`](crate::Error::InvalidTaskId) says).
+    pub fn id_problem(&self) -> Option<String> {
+        id_problem(&self.task_id)
     }
+}
+
+/// Why the host cannot take `id` as a task id, if it cannot: empty, over
+/// [`MAX_TASK_ID_BYTES`], or holding a control or bidirectional character.
+pub(crate) fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("it is empty".into());
+    }
+    if id.len() > MAX_TASK_ID_BYTES {
+        return Some(format!(
+            "it is {} bytes, over {MAX_TASK_ID_BYTES}",
+            id.len()
+        ));
+    }
+    id.chars().find(|&c| crate::text::is_unsafe(c)).map(|c| {
+        format!(
+            "it holds the control or bidirectional character {}",
+            c.escape_unicode()
+        )
+    })
 }
 
 /// The longest task id a caller may give, in bytes.

@@ -710,3 +710,47 @@ async fn a_task_whose_result_exists_is_acknowledged_without_running_again() {
     let kept = queue.result("once").await.unwrap().unwrap();
     assert_eq!(kept.outcome.unwrap().output["greeting"], "Hello, once!");
 }
+
+/// A task id the host would not record as it is: `submit` refuses it, and
+/// a worker given one anyway (published by hand) answers a failed result
+/// without running or recording it, and goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_task_with_a_refused_id_is_answered_not_run() {
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-bad-id");
+    let nats = Nats::start(&dir);
+    let (worker, audit) = start_worker(&dir, &nats, "w1");
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap();
+    let bad = "line\nbreak<b>";
+    let refused = queue
+        .submit("hello", TaskRequest::new("hello", json!({})).with_id(bad))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("\\u{a}"), "{refused}");
+    // By hand: no message id (a header cannot hold the line break).
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let body = serde_json::to_vec(&TaskRequest::new("hello", json!({})).with_id(bad)).unwrap();
+    jetstream
+        .publish("chassis.tasks.hello", body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let result = queue.wait(bad, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(result.status, ResultStatus::Failed, "{result:?}");
+    let error = result.error.unwrap();
+    assert_eq!(error.kind, "invalid_payload", "{error:?}");
+    assert!(error.message.contains("task id refused"), "{error:?}");
+    let ok = queue
+        .submit("hello", TaskRequest::new("hello", json!({"name": "next"})))
+        .await
+        .unwrap();
+    let next = queue.wait(&ok, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(next.status, ResultStatus::Success);
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    let records = std::fs::read_to_string(&audit).unwrap();
+    assert!(!records.contains("<b>"), "{records}");
+}

@@ -741,7 +741,7 @@ async fn a_client_too_slow_to_send_its_request_is_cut_off() {
     // Headers that never end: the connection is closed.
     let started = Instant::now();
     let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
-    slow.write_all(b"POST /v1/swarms/hello-world/tasks HTTP/1.1\r\nHost: x\r\n")
+    slow.write_all(b"POST /v1/swarms/hello-world/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .await
         .unwrap();
     let mut buf = Vec::new();
@@ -755,7 +755,7 @@ async fn a_client_too_slow_to_send_its_request_is_cut_off() {
     let (mut reader, mut writer) = slow.into_split();
     writer
         .write_all(
-            b"POST /v1/swarms/hello-world/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+            b"POST /v1/swarms/hello-world/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n",
         )
         .await
         .unwrap();
@@ -840,7 +840,30 @@ async fn the_status_page_shows_the_swarms_and_escapes_guest_text_in_a_browser() 
     };
     let (config, audit) = audited_config(&dir, 5.0);
     let fragile = fragile_contract(&dir);
-    let healthy = root().join("config/hello-world.toml");
+    // A component file whose name holds markup and raw control characters:
+    // the host records its path as it is, so only the page escapes it.
+    let odd_name = "hello\u{1b}[31m<b>odd\u{202e}.wasm";
+    std::fs::copy(
+        root().join("target/swarms/hello_world.wasm"),
+        dir.join(odd_name),
+    )
+    .unwrap();
+    let healthy = dir.join("hello-world.toml");
+    // In TOML, as its escapes.
+    let component = dir
+        .join(odd_name)
+        .display()
+        .to_string()
+        .replace('\u{1b}', "\\u001B")
+        .replace('\u{202e}', "\\u202E");
+    std::fs::write(
+        &healthy,
+        format!(
+            "swarm_id = \"hello-world\"\nwasm_module = \"{component}\"\n\
+             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n"
+        ),
+    )
+    .unwrap();
     let server = Server::start(&[
         "--config",
         config.to_str().unwrap(),
@@ -867,6 +890,7 @@ async fn the_status_page_shows_the_swarms_and_escapes_guest_text_in_a_browser() 
     assert_eq!(task(&c, &server, "fragile", trap).await.0, 500);
     // A caller's task id is recorded and shown as it is: one with markup
     // and control characters is refused before anything is recorded.
+    let before = chassis::audit::verify(&audit).unwrap().records;
     let (status, body) = task(
         &c,
         &server,
@@ -882,6 +906,12 @@ async fn the_status_page_shows_the_swarms_and_escapes_guest_text_in_a_browser() 
             .unwrap()
             .contains("\\u{7}"),
         "{body}"
+    );
+    assert_eq!(chassis::audit::verify(&audit).unwrap().records, before);
+    assert!(
+        !std::fs::read_to_string(&audit)
+            .unwrap()
+            .contains("<b>id</b>")
     );
 
     // The JSON the page reads: the newest records first, the head the
@@ -999,6 +1029,16 @@ async fn the_status_page_shows_the_swarms_and_escapes_guest_text_in_a_browser() 
         "{failed}"
     );
     assert!(failed.contains(r"\u{1b}[31mred\u{202e}evil"), "{failed}");
+    // The component's path, recorded raw: escaped by the page itself.
+    let loaded = element(&dom, "tr", "&lt;b&gt;odd");
+    assert!(
+        loaded.contains("data-operation=\"module_loaded\""),
+        "{loaded}"
+    );
+    assert!(
+        loaded.contains(r"hello\u{1b}[31m&lt;b&gt;odd\u{202e}.wasm"),
+        "{loaded}"
+    );
     assert!(
         !dom.contains("<img") && !dom.contains("<script>document"),
         "{dom}"
@@ -1007,7 +1047,7 @@ async fn the_status_page_shows_the_swarms_and_escapes_guest_text_in_a_browser() 
         !dom.contains("pwned\"") && !dom.contains("id=\"pwned"),
         "{dom}"
     );
-    assert!(!dom.contains('\u{1b}') && !dom.contains('\u{202e}'));
+    assert!(!dom.contains('\u{1b}') && !dom.contains('\u{202e}') && !dom.contains("<b>"));
 }
 
 /// `status_page = false` leaves the page and the audit trail out (404);
@@ -1028,4 +1068,45 @@ async fn the_status_page_can_be_turned_off() {
         assert_eq!(get(&c, &server, path).await.0, 404, "{path}");
     }
     assert_eq!(get(&c, &server, "/v1/swarms").await.0, 200);
+}
+
+/// On loopback the server answers only for localhost and IP addresses (and
+/// the names in `allowed_hosts`): a page that points a domain of its own at
+/// 127.0.0.1 (DNS rebinding) cannot read the status page or run tasks.
+#[tokio::test]
+async fn a_request_for_another_host_name_is_refused_on_loopback() {
+    let dir = scratch("hosts");
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "allowed_hosts = [\"chassis.internal\"]\n").unwrap();
+    let healthy = root().join("config/hello-world.toml");
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        healthy.to_str().unwrap(),
+    ]);
+    let c = reqwest::Client::new();
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let with_host = |path: &str, host: &str| {
+        c.get(server.url(path))
+            .header("host", format!("{host}:{port}"))
+            .send()
+    };
+    for path in ["/", "/v1/audit", "/v1/swarms", "/metrics"] {
+        let refused = with_host(path, "rebound.example").await.unwrap();
+        assert_eq!(refused.status(), 403, "{path}");
+        let body: Value = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
+        assert_eq!(body["error"]["kind"], "host_not_allowed", "{body}");
+        for host in ["localhost", "127.0.0.1", "chassis.internal"] {
+            let ok = with_host(path, host).await.unwrap();
+            assert_eq!(ok.status(), 200, "{path} {host}");
+        }
+    }
+    let task = c
+        .post(server.url("/v1/swarms/hello-world/tasks"))
+        .header("host", "rebound.example")
+        .body(r#"{"task_type": "hello", "payload": {}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(task.status(), 403);
 }

@@ -491,6 +491,35 @@ mod tests {
             t.records.len()
         );
         assert_eq!(t.scanned_bytes, 2000);
+        // The whole log, across chunk boundaries, each record once.
+        let t = tail(&path, usize::MAX, u64::MAX, |_| true).unwrap();
+        let seqs: Vec<u64> = t
+            .records
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, (1..=2000).rev().collect::<Vec<u64>>());
+        assert_eq!(t.chain, Ok(()));
+        // A record being written that is longer than a chunk.
+        std::fs::write(&path, format!("{text}{{\"x\":\"{}", "y".repeat(200_000))).unwrap();
+        let t = tail(&path, 2, u64::MAX, |_| true).unwrap();
+        assert_eq!(
+            t.head,
+            Some(Head {
+                seq: 2000,
+                hash: head.clone()
+            })
+        );
+        assert_eq!((t.records.len(), t.chain), (2, Ok(())));
+        // A log whose first records were cut off, read whole.
+        let cut: Vec<&str> = text.lines().skip(5).collect();
+        std::fs::write(&path, cut.join("\n") + "\n").unwrap();
+        let t = tail(&path, usize::MAX, u64::MAX, |_| true).unwrap();
+        assert!(
+            t.chain.as_ref().unwrap_err().contains("starts at record 6"),
+            "{:?}",
+            t.chain
+        );
         // An edited record and a removed record are found.
         let edited = text.replacen("\"t1990\"", "\"tX990\"", 1);
         std::fs::write(&path, &edited).unwrap();

@@ -298,29 +298,33 @@ pub fn read(path: impl AsRef<Path>, filter: &Filter) -> Result<Vec<Value>, Audit
 /// The end of a log: what [`tail`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tail {
-    /// The last whole record's number and hash; `None` for an empty log.
+    /// The last whole record's number and hash; `None` for an empty log,
+    /// or one whose last whole line is not a record.
     pub head: Option<Head>,
     /// The newest records that passed the filter, newest first.
     pub records: Vec<Value>,
     /// Whether every record read (filtered out or not) has the hash of its
-    /// contents and links to the one before it; the reason where not.
+    /// contents and links to the one before it, and, when the whole log
+    /// was read, whether it starts at record 1 on the genesis hash; the
+    /// reason where not.
     pub chain: Result<(), String>,
     /// Bytes of the log read, from its end.
     pub scanned_bytes: u64,
 }
 
 /// The newest `limit` whole records of the log at `path` that pass `keep`,
-/// reading back from its end at most `max_bytes`: for showing a log that
-/// is being written without reading all of it. A partial last line (a
-/// record being written) is left out. The records read are checked as
-/// [`verify`] checks a whole log, within what was read; a log too long for
-/// `max_bytes` is not verified from its start.
+/// reading back from its end, each byte once, at most `max_bytes`: for
+/// showing a log that is being written without reading all of it. A
+/// partial last line (a record being written) is left out. The records
+/// read are checked as [`verify`] checks a whole log, within what was
+/// read; a log longer than `max_bytes` is not verified from its start.
 pub fn tail(
     path: impl AsRef<Path>,
     limit: usize,
     max_bytes: u64,
     keep: impl Fn(&Value) -> bool,
 ) -> Result<Tail, AuditError> {
+    const CHUNK: u64 = 64 * 1024;
     let path = path.as_ref();
     let io = |source| AuditError::Io {
         path: path.to_path_buf(),
@@ -328,70 +332,132 @@ pub fn tail(
     };
     let mut file = File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
-    // A window from the end, doubled until it holds enough.
-    let mut window = 64 * 1024u64;
-    loop {
-        let take = window.min(len).min(max_bytes);
-        let start = len - take;
-        let mut bytes = vec![0; take as usize];
-        file.seek(SeekFrom::Start(start)).map_err(io)?;
-        file.read_exact(&mut bytes).map_err(io)?;
-        let found = tail_of(&bytes, start > 0, limit, &keep);
-        if found.records.len() >= limit || take == len || take == max_bytes {
-            return Ok(Tail {
-                scanned_bytes: take,
-                ..found
-            });
+    let floor = len.saturating_sub(max_bytes);
+    let mut back = Backwards::new(limit);
+    // The bytes after `pos` not yet taken: the start of a line whose
+    // beginning lies before `pos`.
+    let mut rest: Vec<u8> = Vec::new();
+    let mut pos = len;
+    let mut last = true;
+    while pos > floor && !back.done() {
+        let from = pos.saturating_sub(CHUNK).max(floor);
+        let mut chunk = vec![0; (pos - from) as usize];
+        file.seek(SeekFrom::Start(from)).map_err(io)?;
+        file.read_exact(&mut chunk).map_err(io)?;
+        chunk.extend_from_slice(&rest);
+        pos = from;
+        if last {
+            // A record being written, after the last newline.
+            match chunk.iter().rposition(|&b| b == b'\n') {
+                Some(end) => chunk.truncate(end + 1),
+                None => {
+                    rest.clear();
+                    continue;
+                }
+            }
+            last = false;
         }
-        window *= 2;
+        let mut lines: Vec<&[u8]> = chunk.split_inclusive(|&b| b == b'\n').collect();
+        // The first line may have begun before `from`.
+        let first = if pos > 0 && !lines.is_empty() {
+            lines.remove(0).to_vec()
+        } else {
+            Vec::new()
+        };
+        for line in lines.iter().rev() {
+            back.line(line, &keep);
+            if back.done() {
+                break;
+            }
+        }
+        rest = first;
     }
+    if pos == 0 && !back.done() {
+        back.at_start();
+    }
+    Ok(Tail {
+        scanned_bytes: len - pos,
+        ..back.tail
+    })
 }
 
-/// [`tail`] over `bytes`, the end of a log; `cut` when they start inside it
-/// (their first line may be part of a record).
-fn tail_of(bytes: &[u8], cut: bool, limit: usize, keep: &impl Fn(&Value) -> bool) -> Tail {
-    let mut lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
-    if lines.last().is_some_and(|l| !l.ends_with(b"\n")) {
-        lines.pop();
+/// [`tail`]'s walk from the newest record back.
+struct Backwards {
+    tail: Tail,
+    limit: usize,
+    /// The record read just before (one newer): its `seq` and `prev_hash`.
+    newer: Option<(u64, String)>,
+    /// Whether any line was read.
+    seen: bool,
+}
+
+impl Backwards {
+    fn new(limit: usize) -> Self {
+        Self {
+            tail: Tail {
+                head: None,
+                records: Vec::new(),
+                chain: Ok(()),
+                scanned_bytes: 0,
+            },
+            limit,
+            newer: None,
+            seen: false,
+        }
     }
-    if cut && !lines.is_empty() {
-        lines.remove(0);
+
+    fn done(&self) -> bool {
+        self.tail.records.len() >= self.limit
     }
-    let mut out = Tail {
-        head: None,
-        records: Vec::new(),
-        chain: Ok(()),
-        scanned_bytes: 0,
-    };
-    // The record read just before (one newer), to link to this one.
-    let mut newer: Option<(u64, String)> = None;
-    for line in lines.iter().rev() {
+
+    /// The next line back (with its newline).
+    fn line(&mut self, line: &[u8], keep: &impl Fn(&Value) -> bool) {
+        let newest = !self.seen;
+        self.seen = true;
         let Ok(record) = serde_json::from_slice::<Value>(line) else {
-            out.chain = Err("a line is not a JSON record".into());
-            break;
+            self.broken("a line is not a JSON record".into());
+            self.newer = None;
+            return;
         };
         let seq = record["seq"].as_u64().unwrap_or(0);
         let hash = record["hash"].as_str().unwrap_or_default().to_string();
-        let prev = record["prev_hash"].as_str().unwrap_or_default().to_string();
-        if out.chain.is_ok() {
+        if self.tail.chain.is_ok() {
             if record_hash(&record) != hash {
-                out.chain = Err(format!("record {seq}'s hash does not match its contents"));
-            } else if let Some((newer_seq, newer_prev)) = &newer
-                && (*newer_seq != seq + 1 || *newer_prev != hash)
+                self.broken(format!("record {seq}'s hash does not match its contents"));
+            } else if let Some((newer_seq, newer_prev)) = &self.newer
+                && (Some(*newer_seq) != seq.checked_add(1) || *newer_prev != hash)
             {
-                out.chain = Err(format!("record {newer_seq} does not follow record {seq}"));
+                self.broken(format!("record {newer_seq} does not follow record {seq}"));
             }
         }
-        if out.head.is_none() {
-            out.head = Some(Head {
+        if newest {
+            self.tail.head = Some(Head {
                 seq,
                 hash: hash.clone(),
             });
         }
-        newer = Some((seq, prev));
-        if out.records.len() < limit && keep(&record) {
-            out.records.push(record);
+        let prev = record["prev_hash"].as_str().unwrap_or_default().to_string();
+        self.newer = Some((seq, prev));
+        if keep(&record) {
+            self.tail.records.push(record);
         }
     }
-    out
+
+    /// The whole log was read: its oldest record must be the first.
+    fn at_start(&mut self) {
+        if let Some((seq, prev)) = &self.newer
+            && (*seq != 1 || prev != GENESIS)
+        {
+            let seq = *seq;
+            self.broken(format!(
+                "the log starts at record {seq}, not at record 1 on the genesis hash"
+            ));
+        }
+    }
+
+    fn broken(&mut self, reason: String) {
+        if self.tail.chain.is_ok() {
+            self.tail.chain = Err(reason);
+        }
+    }
 }

@@ -432,6 +432,16 @@ async fn run_many(
     repeat: u32,
     json: bool,
 ) -> Result<()> {
+    // The longest id given is checked before the first task runs.
+    if let Some(id) = &task_id
+        && let Some(reason) = TaskRequest::new(task, serde_json::Value::Null)
+            .with_id(format!("{id}-{repeat}"))
+            .id_problem()
+    {
+        bail!(
+            "--task-id {id:?} with --repeat {repeat} (the last task's id ends in -{repeat}): {reason}"
+        );
+    }
     let mut failed = 0;
     for i in 1..=repeat {
         let mut request = TaskRequest::new(task, payload.clone());

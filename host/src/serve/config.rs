@@ -61,6 +61,11 @@ pub struct ServeConfig {
     /// Serve the read-only status page at `/` and the audit trail it shows
     /// at `/v1/audit` (on by default; `docs/serve.md`, "Status page").
     pub status_page: bool,
+    /// Host names requests may be addressed to (their `Host` header), on
+    /// top of `localhost` and IP addresses; `"*"` lets every name in. With
+    /// none, a server on a loopback address answers only those, and one on
+    /// another address answers every name.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Where the admin routes' bearer token comes from: an environment
@@ -179,6 +184,7 @@ impl Default for ServeConfig {
             nats: None,
             admin: AdminConfig::default(),
             status_page: true,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -230,6 +236,37 @@ impl ServeConfig {
         config.audit.path.as_mut().map(rebase);
         config.admin.token_file.as_mut().map(rebase);
         Ok(config)
+    }
+
+    /// Whether a request whose `Host` header is `host` is answered: an IP
+    /// address, `localhost` (or a name under it) and the names in
+    /// `allowed_hosts` always; any name when `allowed_hosts` holds `"*"`,
+    /// or is empty and the server listens on a non-loopback address.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            Some(v6) => {
+                return v6
+                    .split_once(']')
+                    .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+            }
+            None => match host.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+                _ => host,
+            },
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if name.parse::<std::net::IpAddr>().is_ok()
+            || name == "localhost"
+            || name.ends_with(".localhost")
+        {
+            return true;
+        }
+        if self.allowed_hosts.is_empty() {
+            return !self.listen.ip().is_loopback();
+        }
+        self.allowed_hosts
+            .iter()
+            .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(&name))
     }
 
     /// Parse and check configuration text.
@@ -354,6 +391,47 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On loopback, only IP addresses, localhost and the allowed names
+    /// pass (a rebound domain does not); elsewhere every name, unless names
+    /// are listed.
+    #[test]
+    fn hosts_a_server_answers_for() {
+        let local = ServeConfig::default();
+        for ok in [
+            "127.0.0.1:7878",
+            "127.0.0.1",
+            "[::1]:7878",
+            "localhost:7878",
+            "LocalHost.",
+            "app.localhost:1",
+            "10.0.0.5:80",
+        ] {
+            assert!(local.host_allowed(ok), "{ok}");
+        }
+        for no in [
+            "evil.example:7878",
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "[evil]:1",
+            "",
+        ] {
+            assert!(!local.host_allowed(no), "{no}");
+        }
+        let named = ServeConfig::from_toml("allowed_hosts = [\"chassis.internal\"]").unwrap();
+        assert!(named.host_allowed("Chassis.Internal:443"));
+        assert!(!named.host_allowed("evil.example"));
+        let any = ServeConfig::from_toml("allowed_hosts = [\"*\"]").unwrap();
+        assert!(any.host_allowed("evil.example"));
+        let public = ServeConfig::from_toml("listen = \"0.0.0.0:7878\"").unwrap();
+        assert!(public.host_allowed("chassis.example.com"));
+        let listed = ServeConfig::from_toml(
+            "listen = \"0.0.0.0:7878\"\nallowed_hosts = [\"chassis.internal\"]",
+        )
+        .unwrap();
+        assert!(!listed.host_allowed("chassis.example.com"));
+    }
 
     #[test]
     fn no_file_means_every_default_and_loopback() {

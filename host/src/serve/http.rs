@@ -45,6 +45,10 @@ pub(super) fn router(service: Arc<Service>) -> Router {
             read_body,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            allowed_host,
+        ))
         // A handler that panics answers 500; the server goes on.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
@@ -56,6 +60,35 @@ pub(super) fn router(service: Arc<Service>) -> Router {
             },
         ))
         .with_state(service)
+}
+
+/// Refuse (403) a request whose `Host` names a host the server does not
+/// answer for: on a loopback address, a web page the operator visits could
+/// otherwise point a domain of its own at 127.0.0.1 (DNS rebinding) and read
+/// the status page, the audit trail and the task routes with the browser's
+/// help. `allowed_hosts` says which names pass (`ServeConfig::host_allowed`).
+async fn allowed_host(
+    State(service): State<Arc<Service>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    if let Some(host) = host
+        && !service.config.host_allowed(host)
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            "host_not_allowed",
+            format!(
+                "this server does not answer for the host {:?}: add its name to allowed_hosts",
+                crate::text::escape(host, 256)
+            ),
+        );
+    }
+    next.run(request).await
 }
 
 /// Read the request's whole body before any route sees it: refused with
@@ -166,7 +199,7 @@ struct AuditQuery {
 }
 
 /// How far back from its end `GET /v1/audit` reads the log.
-const AUDIT_SCAN_BYTES: u64 = 8 * 1024 * 1024;
+const AUDIT_SCAN_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The audit log's health, its chain head, and its newest records.
 async fn audit(
@@ -212,6 +245,14 @@ async fn audit(
             .as_deref()
             .is_none_or(|s| record["swarm_id"].as_str() == Some(s))
             && (every || status::notable(record["operation"].as_str().unwrap_or_default()))
+    };
+    // One read of the log at a time: the others wait their turn.
+    let Ok(_turn) = service.audit_reads.acquire().await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit",
+            "the server is stopping",
+        );
     };
     let read = tokio::task::spawn_blocking(move || {
         crate::audit::tail(&path, limit, AUDIT_SCAN_BYTES, keep)
@@ -350,7 +391,15 @@ fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response
 fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let mut bytes = serde_json::to_vec(body).expect("responses serialize");
     bytes.push(b'\n');
-    (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 /// The status a host error answers with.

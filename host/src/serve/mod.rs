@@ -96,6 +96,8 @@ pub struct Service {
     metrics: Arc<crate::metrics::Metrics>,
     /// Each swarm's latest tasks and reputation moves, for the status page.
     recent: Arc<status::Recent>,
+    /// Turns at reading the audit log's end for `/v1/audit`: one at a time.
+    audit_reads: tokio::sync::Semaphore,
     /// Set when the grace period is over and running tasks are being
     /// stopped: a queued task stopped so is handed back, not answered.
     interrupted: std::sync::atomic::AtomicBool,
@@ -216,6 +218,7 @@ impl Service {
             admin_token,
             metrics,
             recent,
+            audit_reads: tokio::sync::Semaphore::new(1),
             interrupted: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "nats")]
             queue,

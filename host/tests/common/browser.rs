@@ -77,9 +77,13 @@ impl Browser {
     }
 
     fn run(&self, extra: &[String], url: &str, budget_ms: u64) -> Vec<u8> {
-        let out_file = self
-            .profile
-            .with_extension(format!("out-{}", std::process::id()));
+        let out_file = self.profile.with_extension("out");
+        let err_file = self.profile.with_extension("err");
+        let stderr = || {
+            let text = std::fs::read_to_string(&err_file).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        };
         let mut child = Command::new(&self.path)
             .args([
                 "--headless",
@@ -100,7 +104,7 @@ impl Browser {
             .arg(url)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out_file).unwrap())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&err_file).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("{} does not start: {e}", self.path.display()));
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -110,11 +114,21 @@ impl Browser {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("{} did not finish within 120 s", self.path.display());
+                let _ = child.wait();
+                panic!(
+                    "{} did not finish within 120 s; its stderr ends:\n{}",
+                    self.path.display(),
+                    stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert!(status.success(), "{} failed: {status}", self.path.display());
+        assert!(
+            status.success(),
+            "{} failed: {status}; its stderr ends:\n{}",
+            self.path.display(),
+            stderr()
+        );
         std::fs::read(&out_file).unwrap()
     }
 }

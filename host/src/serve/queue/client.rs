@@ -13,6 +13,9 @@ impl Queue {
     /// the same task id again within the duplicate window is a no-op
     /// (JetStream drops it), so a submission can be retried safely.
     pub async fn submit(&self, swarm_id: &str, request: TaskRequest) -> Result<String, QueueError> {
+        if let Some(reason) = request.id_problem() {
+            return Err(QueueError::Malformed(format!("task id refused: {reason}")));
+        }
         let body =
             serde_json::to_vec(&request).map_err(|e| QueueError::Malformed(e.to_string()))?;
         let task_id = request.task_id;

@@ -302,6 +302,26 @@ impl Worker {
                 return;
             }
         };
+        // An id the host would not record or show as it is: answered
+        // before it is looked up, run or recorded (the host refuses it as
+        // it would over HTTP).
+        if let Some(reason) = request.id_problem() {
+            let shown = crate::text::escape(&request.task_id, 256);
+            tracing::warn!(target: "chassis::queue", swarm = swarm_id, "a task id refused ({shown:?}): {reason}");
+            let failure = HostFailure {
+                kind: ErrorKind::InvalidPayload.as_str().to_string(),
+                message: format!("swarm {swarm_id:?}: task id refused: {reason}"),
+            };
+            let result = self.failed(
+                swarm_id,
+                &request.task_id,
+                ResultStatus::Failed,
+                failure,
+                deliveries,
+            );
+            self.finish(&message, result).await;
+            return;
+        }
         let task_id = request.task_id.clone();
         match self.queue.raw_result(&task_id).await {
             Ok(Some(_)) => {
@@ -421,7 +441,7 @@ impl Worker {
         let task_id = &request.task_id;
         tracing::warn!(target: "chassis::queue", swarm = swarm_id, task = %task_id, "delivered {deliveries} times without an ending; given up");
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", task_id.as_str());
+        message_id(&mut headers, task_id);
         let dead = async {
             self.queue
                 .jetstream
@@ -497,7 +517,7 @@ impl Worker {
         use async_nats::jetstream::context::PublishErrorKind;
         let body = serde_json::to_vec(result).map_err(|e| QueueError::Malformed(e.to_string()))?;
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", result.task_id.as_str());
+        message_id(&mut headers, &result.task_id);
         headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
         let ack = self
             .queue
@@ -511,6 +531,15 @@ impl Worker {
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
             Err(e) => Err(QueueError::js(e)),
         }
+    }
+}
+
+/// The task id as the message id, where it can be a header value (an id
+/// with a line break, refused anyway, cannot): without it the result's
+/// subject alone keeps a second result out.
+fn message_id(headers: &mut HeaderMap, task_id: &str) {
+    if let Ok(value) = task_id.parse::<async_nats::HeaderValue>() {
+        headers.insert("Nats-Msg-Id", value);
     }
 }
 

@@ -40,8 +40,9 @@ const TASKS_KEPT: usize = 120;
 const MOVES_KEPT: usize = 60;
 
 /// The operations the page lists by default: loads and unloads, refusals,
-/// failures, limits, SLO misses and reputation decisions. Left out are the
-/// records every task or granted call makes.
+/// failures, limits, SLO misses, quarantines and releases. Left out are the
+/// records every task or granted call makes, and the score's small moves
+/// (`reputation_changed`).
 pub(super) fn notable(operation: &str) -> bool {
     !matches!(
         operation,
@@ -147,9 +148,20 @@ impl EventSink for Recent {
             Event::TaskComplete {
                 swarm_id, wall_ms, ..
             } => task(swarm_id, *wall_ms, true),
+            // Only tasks the SLOs count: not refusals before the swarm
+            // (quarantined, unknown task type) nor tasks their caller gave up.
             Event::TaskFailed {
-                swarm_id, wall_ms, ..
-            } => task(swarm_id, *wall_ms, false),
+                swarm_id,
+                kind,
+                guest_error,
+                wall_ms,
+                ..
+            } if crate::TaskEnd::from_names(kind, guest_error.as_deref())
+                .and_then(crate::reputation::counted)
+                .is_some() =>
+            {
+                task(swarm_id, *wall_ms, false)
+            }
             Event::ReputationChanged { swarm_id, to, .. } => score(swarm_id, *to),
             Event::Quarantined {
                 swarm_id, score: s, ..
@@ -187,6 +199,21 @@ mod tests {
             guest_error: None,
             wall_ms: 7.5,
         });
+        // Refused before reaching the swarm: not a task the chart shows.
+        recent.record(&Event::TaskFailed {
+            swarm_id: "a".into(),
+            task_id: "q".into(),
+            kind: "quarantined".into(),
+            error: "e".into(),
+            guest_error: None,
+            wall_ms: 0.01,
+        });
+        recent.record(&Event::ReputationChanged {
+            swarm_id: "a".into(),
+            task_id: "x".into(),
+            from: 0.5,
+            to: 0.4,
+        });
         recent.record(&Event::Quarantined {
             swarm_id: "a".into(),
             task_id: "x".into(),
@@ -204,7 +231,7 @@ mod tests {
         let last = a.tasks.back().unwrap();
         assert_eq!((last.wall_ms, last.ok), (7.5, false));
         let scores: Vec<f64> = a.reputation.iter().map(|p| p.score).collect();
-        assert_eq!(scores, [0.2, 0.8]);
+        assert_eq!(scores, [0.4, 0.2, 0.8]);
         assert_eq!(recent.of("b"), Window::default());
         recent.record(&Event::ModuleUnloaded {
             swarm_id: "a".into(),

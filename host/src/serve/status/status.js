@@ -100,7 +100,7 @@ function swarmRow(s) {
     ? el("div", {}, badge("quarantined", "bad"), el("div", { class: "small reason" }, shown(rep.quarantine_reason || "", 400)))
     : missed.length > 0 ? badge("SLO missed", "bad") : badge("serving", "ok");
 
-  return el("tr", { "data-swarm": s.swarm_id, class: "swarm" + (bad ? " bad" : " ok") + (s.quarantined ? " quarantined" : "") },
+  return el("tr", { "data-swarm": shown(s.swarm_id, 80), class: "swarm" + (bad ? " bad" : " ok") + (s.quarantined ? " quarantined" : "") },
     el("td", {},
       el("div", { class: "name" }, shown(s.swarm_id)),
       el("div", { class: "small muted" }, `v${shown(s.version || "?")} · `, el("span", { class: "mono", title: shown(s.digest || "") }, shown((s.digest || "").slice(0, 12)))),
@@ -125,7 +125,8 @@ const BAD_OPS = /denied|violation|exceeded|failed|quarantined|rejected|abandoned
 const WARN_OPS = /redacted|repeated|released|unloaded|replaced/;
 
 function details(params) {
-  if (!params || typeof params !== "object") return shown(params);
+  if (params === undefined || params === null) return "";
+  if (typeof params !== "object") return shown(params);
   // Figures to three decimals for reading; /v1/audit has them whole.
   const figure = (v) => (typeof v === "number" && !Number.isInteger(v) ? +v.toFixed(3) : v);
   return Object.entries(params).map(([k, v]) => `${shown(k, 40)}=${shown(figure(v), 500)}`).join("  ");
@@ -152,7 +153,9 @@ function renderAudit(a) {
   } else {
     rows.push(["health", a.healthy ? badge("healthy", "ok") : badge("failing", "bad")]);
     if (a.failure) rows.push(["failure", shown(a.failure, 400)]);
-    rows.push(["chain head", a.head ? el("span", { class: "mono" }, `${a.head.seq}:${a.head.hash}`) : "empty log"]);
+    rows.push(["chain head", a.head
+      ? el("span", { class: "mono" }, `${shown(a.head.seq, 24)}:${shown(a.head.hash, 80)}`)
+      : a.chain === "linked" ? "empty log" : "unknown (the last line is not a record)"]);
     rows.push(["chain (tail)", a.chain === "linked"
       ? el("span", {}, badge("linked", "ok"), ` over the last ${a.scanned_bytes} bytes`)
       : el("span", {}, badge("broken", "bad"), " " + shown(a.chain, 300))]);
@@ -170,13 +173,19 @@ function renderSwarms(list) {
   const body = document.querySelector("#swarms tbody");
   body.replaceChildren(...list.map(swarmRow));
   document.getElementById("no-swarms").hidden = list.length > 0;
+  // The filter's choices, rebuilt only when the swarms change (not under
+  // an operator who has the list open).
   const select = document.getElementById("swarm-filter");
   const chosen = select.value;
-  const ids = list.map((s) => s.swarm_id);
+  const ids = list.map((s) => String(s.swarm_id));
   if (chosen && !ids.includes(chosen)) ids.push(chosen);
-  select.replaceChildren(el("option", { value: "" }, "every swarm"),
-    ...ids.map((id) => el("option", { value: id }, shown(id, 80))));
-  select.value = chosen;
+  const now = ids.join("\n");
+  if (select.dataset.ids !== now) {
+    select.replaceChildren(el("option", { value: "" }, "every swarm"),
+      ...ids.map((id) => el("option", { value: id }, shown(id, 80))));
+    select.value = chosen;
+    select.dataset.ids = now;
+  }
 }
 
 async function getJSON(url) {
@@ -194,23 +203,29 @@ function auditUrl() {
 }
 
 let timer = null;
+// Each refresh's number: an answer to an older one (a filter changed
+// while it was on its way) is dropped.
+let generation = 0;
 
 async function refresh() {
   clearTimeout(timer);
+  const mine = ++generation;
   const connection = document.getElementById("connection");
   try {
     const [swarms, audit] = await Promise.all([getJSON("v1/swarms"), getJSON(auditUrl())]);
+    if (mine !== generation) return;
     renderSwarms(swarms.swarms || []);
     renderAudit(audit);
     document.body.dataset.state = "live";
     connection.textContent = "live";
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
+    if (mine !== generation) return;
     document.body.dataset.state = "error";
     connection.textContent = "no answer from the server";
     connection.title = shown(String(e), 300);
   } finally {
-    timer = setTimeout(refresh, POLL_MS);
+    if (mine === generation) timer = setTimeout(refresh, POLL_MS);
   }
 }
 
