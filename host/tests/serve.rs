@@ -1050,19 +1050,24 @@ async fn the_status_page_shows_the_swarms_and_escapes_guest_text_in_a_browser() 
     assert!(!dom.contains('\u{1b}') && !dom.contains('\u{202e}') && !dom.contains("<b>"));
 }
 
+/// A server of the hello-world example under the configuration `config`.
+fn hello_world_with(test: &str, config: &str) -> Server {
+    let dir = scratch(test);
+    let file = dir.join("serve.toml");
+    std::fs::write(&file, config).unwrap();
+    let healthy = root().join("config/hello-world.toml");
+    Server::start(&[
+        "--config",
+        file.to_str().unwrap(),
+        healthy.to_str().unwrap(),
+    ])
+}
+
 /// `status_page = false` leaves the page and the audit trail out (404);
 /// the other routes serve as before.
 #[tokio::test]
 async fn the_status_page_can_be_turned_off() {
-    let dir = scratch("status-off");
-    let config = dir.join("serve.toml");
-    std::fs::write(&config, "status_page = false\n").unwrap();
-    let healthy = root().join("config/hello-world.toml");
-    let server = Server::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        healthy.to_str().unwrap(),
-    ]);
+    let server = hello_world_with("status-off", "status_page = false\n");
     let c = reqwest::Client::new();
     for path in ["/", "/status.js", "/v1/audit"] {
         assert_eq!(get(&c, &server, path).await.0, 404, "{path}");
@@ -1075,15 +1080,7 @@ async fn the_status_page_can_be_turned_off() {
 /// 127.0.0.1 (DNS rebinding) cannot read the status page or run tasks.
 #[tokio::test]
 async fn a_request_for_another_host_name_is_refused_on_loopback() {
-    let dir = scratch("hosts");
-    let config = dir.join("serve.toml");
-    std::fs::write(&config, "allowed_hosts = [\"chassis.internal\"]\n").unwrap();
-    let healthy = root().join("config/hello-world.toml");
-    let server = Server::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        healthy.to_str().unwrap(),
-    ]);
+    let server = hello_world_with("hosts", "allowed_hosts = [\"chassis.internal\"]\n");
     let c = reqwest::Client::new();
     let port = server.base.rsplit(':').next().unwrap().to_string();
     let with_host = |path: &str, host: &str| {
