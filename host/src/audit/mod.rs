@@ -520,6 +520,14 @@ mod tests {
             "{:?}",
             t.chain
         );
+        // ... also when the last record wanted is its first line.
+        let t = tail(&path, 1995, u64::MAX, |_| true).unwrap();
+        assert_eq!(t.records.len(), 1995);
+        let broken = t.chain.as_ref().unwrap_err();
+        assert!(broken.contains("starts at record 6"), "{broken}");
+        // No record wanted: still the head.
+        let t = tail(&path, 0, u64::MAX, |_| true).unwrap();
+        assert_eq!((t.head.unwrap().seq, t.records.len()), (2000, 0));
         // An edited record and a removed record are found.
         let edited = text.replacen("\"t1990\"", "\"tX990\"", 1);
         std::fs::write(&path, &edited).unwrap();

@@ -339,6 +339,8 @@ pub fn tail(
     let mut rest: Vec<u8> = Vec::new();
     let mut pos = len;
     let mut last = true;
+    // Whether the walk stopped with lines in hand still unread.
+    let mut stopped = false;
     while pos > floor && !back.done() {
         let from = pos.saturating_sub(CHUNK).max(floor);
         let mut chunk = vec![0; (pos - from) as usize];
@@ -364,15 +366,16 @@ pub fn tail(
         } else {
             Vec::new()
         };
-        for line in lines.iter().rev() {
+        for (i, line) in lines.iter().enumerate().rev() {
             back.line(line, &keep);
             if back.done() {
+                stopped = i > 0;
                 break;
             }
         }
         rest = first;
     }
-    if pos == 0 && !back.done() {
+    if pos == 0 && !stopped {
         back.at_start();
     }
     Ok(Tail {
@@ -406,8 +409,9 @@ impl Backwards {
         }
     }
 
+    /// Enough records, and the newest line (the head) read.
     fn done(&self) -> bool {
-        self.tail.records.len() >= self.limit
+        self.seen && self.tail.records.len() >= self.limit
     }
 
     /// The next line back (with its newline).
@@ -438,7 +442,7 @@ impl Backwards {
         }
         let prev = record["prev_hash"].as_str().unwrap_or_default().to_string();
         self.newer = Some((seq, prev));
-        if keep(&record) {
+        if self.tail.records.len() < self.limit && keep(&record) {
             self.tail.records.push(record);
         }
     }

@@ -238,19 +238,26 @@ impl ServeConfig {
         Ok(config)
     }
 
-    /// Whether a request whose `Host` header is `host` is answered: an IP
-    /// address, `localhost` (or a name under it) and the names in
+    /// Whether a request whose `Host` header is `host` is answered by a
+    /// server listening on a loopback address (`loopback`) or another: an
+    /// IP address, `localhost` (or a name under it) and the names in
     /// `allowed_hosts` always; any name when `allowed_hosts` holds `"*"`,
-    /// or is empty and the server listens on a non-loopback address.
-    pub fn host_allowed(&self, host: &str) -> bool {
+    /// or is empty and the server does not listen on loopback.
+    pub fn host_allowed(&self, host: &str, loopback: bool) -> bool {
+        let port_only = |rest: &str| {
+            rest.is_empty()
+                || rest
+                    .strip_prefix(':')
+                    .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        };
         let name = match host.strip_prefix('[') {
             Some(v6) => {
-                return v6
-                    .split_once(']')
-                    .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+                return v6.split_once(']').is_some_and(|(ip, rest)| {
+                    ip.parse::<std::net::Ipv6Addr>().is_ok() && port_only(rest)
+                });
             }
             None => match host.rsplit_once(':') {
-                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+                Some((name, port)) if port_only(&format!(":{port}")) => name,
                 _ => host,
             },
         };
@@ -262,7 +269,7 @@ impl ServeConfig {
             return true;
         }
         if self.allowed_hosts.is_empty() {
-            return !self.listen.ip().is_loopback();
+            return !loopback;
         }
         self.allowed_hosts
             .iter()
@@ -407,7 +414,7 @@ mod tests {
             "app.localhost:1",
             "10.0.0.5:80",
         ] {
-            assert!(local.host_allowed(ok), "{ok}");
+            assert!(local.host_allowed(ok, true), "{ok}");
         }
         for no in [
             "evil.example:7878",
@@ -415,22 +422,19 @@ mod tests {
             "localhost.evil.example",
             "127.0.0.1.nip.io",
             "[evil]:1",
+            "[::1]junk",
+            "localhost:",
             "",
         ] {
-            assert!(!local.host_allowed(no), "{no}");
+            assert!(!local.host_allowed(no, true), "{no}");
         }
         let named = ServeConfig::from_toml("allowed_hosts = [\"chassis.internal\"]").unwrap();
-        assert!(named.host_allowed("Chassis.Internal:443"));
-        assert!(!named.host_allowed("evil.example"));
+        assert!(named.host_allowed("Chassis.Internal:443", true));
+        assert!(!named.host_allowed("evil.example", true));
         let any = ServeConfig::from_toml("allowed_hosts = [\"*\"]").unwrap();
-        assert!(any.host_allowed("evil.example"));
-        let public = ServeConfig::from_toml("listen = \"0.0.0.0:7878\"").unwrap();
-        assert!(public.host_allowed("chassis.example.com"));
-        let listed = ServeConfig::from_toml(
-            "listen = \"0.0.0.0:7878\"\nallowed_hosts = [\"chassis.internal\"]",
-        )
-        .unwrap();
-        assert!(!listed.host_allowed("chassis.example.com"));
+        assert!(any.host_allowed("evil.example", true));
+        assert!(local.host_allowed("chassis.example.com", false));
+        assert!(!named.host_allowed("chassis.example.com", false));
     }
 
     #[test]

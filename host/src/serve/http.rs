@@ -77,7 +77,7 @@ async fn allowed_host(
         .get(header::HOST)
         .map(|v| v.to_str().unwrap_or("\u{fffd}"));
     if let Some(host) = host
-        && !service.config.host_allowed(host)
+        && !service.config.host_allowed(host, service.on_loopback())
     {
         return error(
             StatusCode::FORBIDDEN,
@@ -219,7 +219,7 @@ async fn audit(
             );
         }
     };
-    let limit = query.limit.unwrap_or(50).min(500);
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let every = match query.operations.as_deref() {
         None | Some("notable") => false,
         Some("all") => true,
@@ -246,8 +246,9 @@ async fn audit(
             .is_none_or(|s| record["swarm_id"].as_str() == Some(s))
             && (every || status::notable(record["operation"].as_str().unwrap_or_default()))
     };
-    // One read of the log at a time: the others wait their turn.
-    let Ok(_turn) = service.audit_reads.acquire().await else {
+    // One read of the log at a time: the others wait their turn. The turn
+    // goes with the read, so a client that leaves does not end it early.
+    let Ok(turn) = service.audit_reads.clone().acquire_owned().await else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "audit",
@@ -255,6 +256,7 @@ async fn audit(
         );
     };
     let read = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         crate::audit::tail(&path, limit, AUDIT_SCAN_BYTES, keep)
     })
     .await;

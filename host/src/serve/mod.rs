@@ -97,7 +97,10 @@ pub struct Service {
     /// Each swarm's latest tasks and reputation moves, for the status page.
     recent: Arc<status::Recent>,
     /// Turns at reading the audit log's end for `/v1/audit`: one at a time.
-    audit_reads: tokio::sync::Semaphore,
+    audit_reads: Arc<tokio::sync::Semaphore>,
+    /// The address [`Service::serve`] listens on (before it does, or for an
+    /// embedder's own listener: `listen` of the configuration).
+    bound: std::sync::OnceLock<std::net::SocketAddr>,
     /// Set when the grace period is over and running tasks are being
     /// stopped: a queued task stopped so is handed back, not answered.
     interrupted: std::sync::atomic::AtomicBool,
@@ -218,7 +221,8 @@ impl Service {
             admin_token,
             metrics,
             recent,
-            audit_reads: tokio::sync::Semaphore::new(1),
+            audit_reads: Arc::new(tokio::sync::Semaphore::new(1)),
+            bound: std::sync::OnceLock::new(),
             interrupted: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "nats")]
             queue,
@@ -323,8 +327,23 @@ impl Service {
     }
 
     /// The HTTP routes, for embedding in another axum application.
+    ///
+    /// Requests are answered only for the host names `allowed_hosts`
+    /// admits, judged by the configuration's `listen` address (loopback or
+    /// not) unless [`Service::serve`] runs on a listener of its own.
     pub fn router(self: &Arc<Self>) -> axum::Router {
         http::router(self.clone())
+    }
+
+    /// Whether the server listens on a loopback address: the one
+    /// [`Service::serve`] was given, or the configuration's.
+    pub(crate) fn on_loopback(&self) -> bool {
+        self.bound
+            .get()
+            .copied()
+            .unwrap_or(self.config.listen)
+            .ip()
+            .is_loopback()
     }
 
     /// Answer HTTP on `listener` until `shutdown` resolves; then stop
@@ -335,6 +354,9 @@ impl Service {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        if let Ok(address) = listener.local_addr() {
+            let _ = self.bound.set(address);
+        }
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
         let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
         let watcher = if self.config.watch && !self.config.contracts.is_empty() {

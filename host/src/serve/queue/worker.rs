@@ -279,9 +279,10 @@ impl Worker {
                     .and_then(|h| h.get("Nats-Msg-Id"))
                     .map(|v| v.to_string())
                     .unwrap_or_default();
-                tracing::warn!(target: "chassis::queue", swarm = swarm_id, "a malformed task message ({task_id:?}): {e}");
-                if task_id.is_empty() {
-                    // Nothing to answer to: stop its delivery.
+                tracing::warn!(target: "chassis::queue", swarm = swarm_id, "a malformed task message ({:?}): {e}", crate::text::escape(&task_id, 256));
+                if crate::outcome::id_problem(&task_id).is_some() {
+                    // Nothing to answer to (no id, or one the host would
+                    // not record): stop its delivery.
                     let _ = message.ack_with(AckKind::Term).await;
                     return;
                 }
@@ -486,16 +487,16 @@ impl Worker {
             Ending::Final(result) => match self.publish(&result).await {
                 Ok(published) => {
                     if !published {
-                        tracing::info!(target: "chassis::queue", task = %result.task_id, "already answered by an earlier run; its result stands");
+                        tracing::info!(target: "chassis::queue", task = %crate::text::escape(&result.task_id, 256), "already answered by an earlier run; its result stands");
                     }
                     if let Err(e) = message.double_ack().await {
                         // The result is out; a redelivery will find it.
-                        tracing::warn!(target: "chassis::queue", task = %result.task_id, "acknowledging: {e}");
+                        tracing::warn!(target: "chassis::queue", task = %crate::text::escape(&result.task_id, 256), "acknowledging: {e}");
                     }
                     published
                 }
                 Err(e) => {
-                    tracing::warn!(target: "chassis::queue", task = %result.task_id, "publishing the result: {e}; handing the task back");
+                    tracing::warn!(target: "chassis::queue", task = %crate::text::escape(&result.task_id, 256), "publishing the result: {e}; handing the task back");
                     let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
                     false
                 }

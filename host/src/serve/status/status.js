@@ -189,7 +189,11 @@ function renderSwarms(list) {
 }
 
 async function getJSON(url) {
-  const response = await fetch(url, { headers: { accept: "application/json" }, cache: "no-store" });
+  const response = await fetch(url, {
+    headers: { accept: "application/json" },
+    cache: "no-store",
+    signal: AbortSignal.timeout(10000),
+  });
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.json();
 }
