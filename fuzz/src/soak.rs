@@ -205,6 +205,7 @@ impl Server {
             .env("CHASSIS_LOG", "warn")
             .env("CHASSIS_SECRET__PROBE__BENCH_TOKEN", "soak-token")
             .env("CHASSIS_CACHE_DIR", options.out.join("cache"))
+            .env("CHASSIS_STORAGE_DIR", options.out.join("storage"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -11,8 +11,9 @@
 //! with a [`Request`]; the SDK checks the task type against
 //! [`Swarm::TASK_TYPES`] and calls [`Swarm::execute`]; the `Ok` value is
 //! serialized to JSON and returned, an `Err` becomes the WIT `task-error`.
-//! Imports (logging, credentials, HTTP proxy) are plain functions in
-//! [`log`], [`credentials`] and [`http`]; a component only imports what it
+//! Imports (logging, credentials, HTTP proxy, object storage) are plain
+//! functions in [`log`], [`credentials`], [`http`] and [`storage`]; a
+//! component only imports what it
 //! calls, and the host refuses at load time any import its contract does not
 //! grant.
 //!
@@ -467,5 +468,173 @@ mod tests {
             Err(http::ProxyError::Denied("no".into()))?
         }
         assert_eq!(fetch(), Err(TaskError::Failed("request denied: no".into())));
+    }
+}
+
+/// Objects the swarm keeps between tasks, in its own namespace on the host
+/// (the contract's `[storage]`: `access`, and the quota). Names are 1 to
+/// 256 bytes of ASCII letters, digits and `-` `_` `.`, in `/`-separated
+/// segments; a write is whole: after a crash an object is its old version
+/// or its new one.
+///
+/// Errors are [`storage::StorageError`]: it prints as a sentence (`storage
+/// quota exceeded: ...`) and converts into [`TaskError`], so `?` works in
+/// [`Swarm::execute`].
+///
+/// ```no_run
+/// # fn demo() -> Result<(), chassis_sdk::storage::StorageError> {
+/// use chassis_sdk::storage;
+/// let n = storage::get("counter")?
+///     .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+///     .unwrap_or(0);
+/// storage::set("counter", &(n + 1).to_le_bytes())?;
+/// # Ok(()) }
+/// ```
+pub mod storage {
+    use crate::bindings::infrafabric::chassis::storage as wit;
+    pub use crate::bindings::infrafabric::chassis::storage::{ObjectInfo, UsageInfo};
+
+    /// Why an operation was refused or failed.
+    #[derive(Clone, PartialEq, Eq)]
+    pub enum StorageError {
+        /// No storage granted, or a write under `read_only`.
+        Denied(String),
+        /// Not an object name (or one outside the namespace).
+        InvalidName(String),
+        /// The write would go over the namespace's bytes or object count.
+        QuotaExceeded(String),
+        /// The object is over `max_object_bytes`.
+        TooLarge(String),
+        /// The swarm is over its `max_api_calls_per_second`.
+        RateLimited(String),
+        /// The host's store failed; nothing changed.
+        Unavailable(String),
+    }
+
+    impl StorageError {
+        fn parts(&self) -> (&'static str, &'static str, &str) {
+            match self {
+                StorageError::Denied(m) => ("Denied", "denied", m),
+                StorageError::InvalidName(m) => ("InvalidName", "invalid name", m),
+                StorageError::QuotaExceeded(m) => ("QuotaExceeded", "quota exceeded", m),
+                StorageError::TooLarge(m) => ("TooLarge", "object too large", m),
+                StorageError::RateLimited(m) => ("RateLimited", "rate limited", m),
+                StorageError::Unavailable(m) => ("Unavailable", "unavailable", m),
+            }
+        }
+    }
+
+    impl std::fmt::Display for StorageError {
+        /// `storage quota exceeded: <the host's reason>`.
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let (_, what, message) = self.parts();
+            write!(f, "storage {what}: {message}")
+        }
+    }
+
+    impl std::fmt::Debug for StorageError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let (variant, _, message) = self.parts();
+            write!(f, "StorageError::{variant}({message:?})")
+        }
+    }
+
+    impl std::error::Error for StorageError {}
+
+    impl From<wit::StorageError> for StorageError {
+        fn from(e: wit::StorageError) -> Self {
+            match e {
+                wit::StorageError::Denied(m) => StorageError::Denied(m),
+                wit::StorageError::InvalidName(m) => StorageError::InvalidName(m),
+                wit::StorageError::QuotaExceeded(m) => StorageError::QuotaExceeded(m),
+                wit::StorageError::TooLarge(m) => StorageError::TooLarge(m),
+                wit::StorageError::RateLimited(m) => StorageError::RateLimited(m),
+                wit::StorageError::Unavailable(m) => StorageError::Unavailable(m),
+            }
+        }
+    }
+
+    impl From<StorageError> for crate::TaskError {
+        /// A failed task whose message is the error's sentence.
+        fn from(e: StorageError) -> Self {
+            crate::TaskError::Failed(e.to_string())
+        }
+    }
+
+    /// The object's bytes, or `None` when there is none of that name.
+    pub fn get(name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        wit::get(name).map_err(Into::into)
+    }
+
+    /// Write the object whole, replacing any before it.
+    pub fn set(name: &str, value: &[u8]) -> Result<(), StorageError> {
+        wit::set(name, value).map_err(Into::into)
+    }
+
+    /// The object as JSON, or `None`.
+    pub fn get_json<T: serde::de::DeserializeOwned>(name: &str) -> Result<Option<T>, StorageError> {
+        get(name)?
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    StorageError::Unavailable(format!("{name} does not hold that JSON: {e}"))
+                })
+            })
+            .transpose()
+    }
+
+    /// Write `value` as JSON.
+    pub fn set_json<T: serde::Serialize + ?Sized>(
+        name: &str,
+        value: &T,
+    ) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| StorageError::Unavailable(format!("serializing {name}: {e}")))?;
+        set(name, &bytes)
+    }
+
+    /// Remove the object (none of that name is not an error).
+    pub fn delete(name: &str) -> Result<(), StorageError> {
+        wit::delete(name).map_err(Into::into)
+    }
+
+    /// Whether the object exists.
+    pub fn exists(name: &str) -> Result<bool, StorageError> {
+        wit::exists(name).map_err(Into::into)
+    }
+
+    /// Every name starting with `prefix` (empty: all), in byte order,
+    /// fetched page by page.
+    pub fn list(prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut names = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = wit::list_keys(prefix, cursor.as_deref(), 0)?;
+            names.extend(page.keys);
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(names),
+            }
+        }
+    }
+
+    /// One page of names after `cursor`: at most `limit` (0: the host's
+    /// most, 1,000), and the cursor for the next page.
+    pub fn list_page(
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<String>), StorageError> {
+        let page = wit::list_keys(prefix, cursor, limit)?;
+        Ok((page.keys, page.cursor))
+    }
+
+    /// The object's size and time, or `None`.
+    pub fn stat(name: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        wit::stat(name).map_err(Into::into)
+    }
+
+    /// The namespace's use of its quota.
+    pub fn usage() -> Result<UsageInfo, StorageError> {
+        wit::usage().map_err(Into::into)
     }
 }

@@ -15,4 +15,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::infrafabric::chassis::task;
-pub use infrafabric::chassis::{credentials, http_proxy, log, types};
+pub use infrafabric::chassis::{credentials, http_proxy, log, storage, types};

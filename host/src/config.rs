@@ -115,6 +115,10 @@ pub struct ChassisConfig {
     /// `None` logs them with `tracing` (target `swarm`). One swarm's can be
     /// sent elsewhere with [`crate::Chassis::set_log_sink`].
     pub log_sink: Option<Arc<dyn GuestLogSink>>,
+    /// Where swarms granted storage keep their objects
+    /// ([`crate::storage`]); `None` refuses to load a contract that grants
+    /// storage.
+    pub store: Option<Arc<dyn crate::storage::Store>>,
 }
 
 /// Default [`ChassisConfig::load_timeout`]: 10 s.
@@ -140,6 +144,7 @@ impl std::fmt::Debug for ChassisConfig {
             .field("load_timeout", &self.load_timeout)
             .field("max_component_bytes", &self.max_component_bytes)
             .field("log_sink", &self.log_sink.is_some())
+            .field("store", &self.store.is_some())
             .finish()
     }
 }
@@ -160,6 +165,7 @@ impl Default for ChassisConfig {
             load_timeout: DEFAULT_LOAD_TIMEOUT,
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             log_sink: None,
+            store: None,
         }
     }
 }
@@ -200,6 +206,13 @@ impl ChassisConfig {
     /// Use these secrets.
     pub fn with_secrets(mut self, secrets: SecretStore) -> Self {
         self.secrets = secrets;
+        self
+    }
+
+    /// Keep swarms' objects (the `storage` import) in `store`, for example
+    /// a [`crate::storage::files::FileStore`].
+    pub fn with_store(mut self, store: Arc<dyn crate::storage::Store>) -> Self {
+        self.store = Some(store);
         self
     }
 

@@ -387,6 +387,15 @@ pub enum Error {
         task_id: String,
     },
 
+    /// The contract grants storage, and the host has no object store.
+    #[error(
+        "swarm {swarm_id:?}: its contract grants storage (storage.access), but this host has no object store (ChassisConfig::with_store; for chassis serve and chassis run, a storage directory)"
+    )]
+    NoStore {
+        /// The swarm.
+        swarm_id: String,
+    },
+
     /// The caller's task id was refused before the task ran: empty, too
     /// long, or holding a control or bidirectional character.
     #[error("swarm {swarm_id:?}: task id refused: {reason}")]
@@ -587,7 +596,9 @@ impl Error {
     /// What kind of error this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Contract(_) | Error::MissingWasmModule { .. } => ErrorKind::Contract,
+            Error::Contract(_) | Error::MissingWasmModule { .. } | Error::NoStore { .. } => {
+                ErrorKind::Contract
+            }
             Error::Io { .. } | Error::Cache(_) => ErrorKind::Io,
             Error::NotWasm { .. }
             | Error::CoreModule { .. }

@@ -175,6 +175,27 @@ pub enum Event {
         /// Whether the request was outside the contract (endpoint, address).
         security_violation: bool,
     },
+    /// A `storage` operation, done or refused.
+    StorageAccess {
+        /// The swarm (its namespace).
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// `get`, `set`, `delete`, `exists`, `list-keys`, `stat` or `usage`.
+        operation: String,
+        /// The object's name, or the listing's prefix (escaped and bounded;
+        /// empty for `usage`).
+        name: String,
+        /// Whether it was done.
+        allowed: bool,
+        /// Bytes written (`set`) or read (`get`).
+        bytes: u64,
+        /// Why it was refused or failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Whether it was an attempt to leave the swarm's namespace.
+        security_violation: bool,
+    },
     /// An SLO target went from met to missed.
     SloViolation {
         /// The swarm.
@@ -266,6 +287,7 @@ impl Event {
             | Event::CredentialAccess { swarm_id, .. }
             | Event::CredentialRepeated { swarm_id, .. }
             | Event::HttpProxy { swarm_id, .. }
+            | Event::StorageAccess { swarm_id, .. }
             | Event::SloViolation { swarm_id, .. }
             | Event::ReputationChanged { swarm_id, .. }
             | Event::Quarantined { swarm_id, .. }

@@ -94,6 +94,7 @@ mod secrets;
 pub mod serve;
 mod slo;
 mod state;
+pub mod storage;
 mod task_types;
 pub mod text;
 mod wasi;

@@ -348,6 +348,7 @@ impl Chassis {
                 secrets: &inner.config.secrets,
                 tls: &inner.tls,
                 log_sink: inner.config.log_sink.as_ref(),
+                store: inner.config.store.as_ref(),
                 stopping: &inner.stopping,
             },
             previous.as_deref().map(|p| &*p.runtime),

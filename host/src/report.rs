@@ -115,6 +115,10 @@ pub fn history(records: &[Record], contract: &ServiceContract) -> History {
                 security_violation: true,
                 ..
             }
+            | Event::StorageAccess {
+                security_violation: true,
+                ..
+            }
             | Event::SecretRedacted {
                 security_violation: true,
                 ..

@@ -4,7 +4,8 @@
 //!
 //! A `SwarmRuntime` is built once at load: the swarm's counters, admission
 //! slots and health, the scope its capabilities share, and each
-//! capability's own state (`imports::{log, credentials, http_proxy}`). A
+//! capability's own state (`imports::{log, credentials, http_proxy,
+//! storage}`). A
 //! `HostState` is built for each task and dropped with the task's store, so
 //! nothing a guest does outlives its task; it hands each capability its
 //! per-task view. This module depends on `imports/`, never the other way.
@@ -24,6 +25,7 @@ use crate::imports::credentials::{CredentialsHost, CredentialsState};
 use crate::imports::http_proxy::{ProxyHost, ProxyState};
 use crate::imports::log::{GuestLogSink, LogHost, LogState};
 use crate::imports::scope::{Scoped, SwarmScope, TaskScope};
+use crate::imports::storage::{StorageHost, StorageState};
 use crate::limits::{
     Admission, CpuGovernor, CpuMark, LogBudget, QueueConfig, SwarmCounters, TaskLimiter,
 };
@@ -36,6 +38,7 @@ pub(crate) struct HostParts<'a> {
     pub(crate) secrets: &'a SecretStore,
     pub(crate) tls: &'a Arc<tokio_rustls::rustls::ClientConfig>,
     pub(crate) log_sink: Option<&'a Arc<dyn GuestLogSink>>,
+    pub(crate) store: Option<&'a Arc<dyn crate::storage::Store>>,
     pub(crate) stopping: &'a Arc<AtomicBool>,
 }
 
@@ -57,6 +60,7 @@ pub(crate) struct SwarmRuntime {
     pub(crate) log: LogState,
     pub(crate) credentials: CredentialsState,
     pub(crate) proxy: ProxyState,
+    pub(crate) storage: StorageState,
     /// Set when the host stops: running tasks end at their next epoch tick.
     pub(crate) stopping: Arc<AtomicBool>,
 }
@@ -80,10 +84,12 @@ impl SwarmRuntime {
             secrets,
             tls,
             log_sink,
+            store,
             stopping,
         } = host;
         let events = events.clone();
         let credentials = CredentialsState::new(&contract, secrets)?;
+        let storage = StorageState::new(&contract, store)?;
         let limits = &contract.resource_limits;
         let (counters, health, log_sink) = match previous {
             Some(previous) => (
@@ -128,6 +134,7 @@ impl SwarmRuntime {
                 log_sink,
             ),
             proxy: ProxyState::new(&contract, tls.clone()),
+            storage,
             credentials,
             health,
             stopping: stopping.clone(),
@@ -204,6 +211,20 @@ impl HostState {
         }
     }
 
+    fn storage(&mut self) -> StorageHost<'_> {
+        let deadline = self.deadline;
+        let swarm: &SwarmRuntime = &self.swarm;
+        StorageHost {
+            storage: &swarm.storage,
+            scoped: Scoped {
+                swarm: &swarm.scope,
+                task: &mut self.task,
+            },
+            deadline,
+            waiting: &mut self.governor.waiting,
+        }
+    }
+
     /// Add WASI 0.2 (inert unless the contract grants a capability, see
     /// [`crate::wasi`]) and each chassis capability to `linker`.
     pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -212,6 +233,7 @@ impl HostState {
         crate::imports::log::add_to_linker(linker, HostState::log)?;
         crate::imports::credentials::add_to_linker(linker, HostState::credentials)?;
         crate::imports::http_proxy::add_to_linker(linker, HostState::proxy)?;
+        crate::imports::storage::add_to_linker(linker, HostState::storage)?;
         Ok(())
     }
 }

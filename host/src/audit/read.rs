@@ -243,6 +243,7 @@ impl Record {
             "resource_limit_exceeded" => "limit_exceeded",
             "credential_access_allowed" | "credential_access_denied" => "credential_access",
             "http_proxy" | "http_proxy_denied" => "http_proxy",
+            "storage" | "storage_denied" => "storage_access",
             other => other,
         };
         let mut fields = record["params"].as_object()?.clone();

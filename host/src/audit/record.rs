@@ -206,6 +206,8 @@ pub(super) fn operation(event: &Event) -> &'static str {
         Event::CredentialRepeated { .. } => "credential_repeated",
         Event::HttpProxy { allowed: true, .. } => "http_proxy",
         Event::HttpProxy { allowed: false, .. } => "http_proxy_denied",
+        Event::StorageAccess { allowed: true, .. } => "storage",
+        Event::StorageAccess { allowed: false, .. } => "storage_denied",
         Event::SloViolation { .. } => "slo_violation",
         Event::ReputationChanged { .. } => "reputation_changed",
         Event::Quarantined { .. } => "quarantined",
@@ -226,6 +228,7 @@ pub(super) fn task_id(event: &Event) -> Option<&str> {
         | Event::CredentialAccess { task_id, .. }
         | Event::CredentialRepeated { task_id, .. }
         | Event::HttpProxy { task_id, .. }
+        | Event::StorageAccess { task_id, .. }
         | Event::SloViolation { task_id, .. }
         | Event::ReputationChanged { task_id, .. }
         | Event::Quarantined { task_id, .. }

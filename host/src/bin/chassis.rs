@@ -302,7 +302,34 @@ enum Command {
         /// Compile the component without reading or writing the cache.
         #[arg(long)]
         no_cache: bool,
+        /// Keep the swarm's objects (a contract with `[storage]`) here
+        /// (default: $CHASSIS_STORAGE_DIR, else $XDG_DATA_HOME/chassis/storage,
+        /// else ~/.local/share/chassis/storage). They outlive the run.
+        #[arg(long)]
+        storage_dir: Option<PathBuf>,
     },
+}
+
+/// Where swarms' objects are kept when no storage directory is given.
+fn default_storage_dir() -> Option<PathBuf> {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("CHASSIS_STORAGE_DIR") {
+        return Some(dir.into());
+    }
+    if let Some(dir) = var("XDG_DATA_HOME") {
+        return Some(PathBuf::from(dir).join("chassis/storage"));
+    }
+    var("HOME").map(|home| PathBuf::from(home).join(".local/share/chassis/storage"))
+}
+
+/// The object store for `dir` (or the default one).
+fn open_store(dir: Option<PathBuf>) -> Result<std::sync::Arc<dyn chassis::storage::Store>> {
+    let dir = dir
+        .or_else(default_storage_dir)
+        .context("no storage directory: give --storage-dir (or set CHASSIS_STORAGE_DIR or HOME)")?;
+    Ok(std::sync::Arc::new(
+        chassis::storage::files::FileStore::open(&dir)?,
+    ))
 }
 
 /// Where compiled components go when `--cache-dir` is not given.
@@ -380,16 +407,22 @@ fn write_metrics(
     Ok(())
 }
 
-/// A host for one contract, with the component cache as the flags say.
+/// A host for one contract, with the component cache as the flags say, and
+/// an object store (in `storage_dir`, or the default one) when the
+/// contract grants storage.
 fn host_for(
     contract: &ServiceContract,
     max_component_bytes: u64,
     sinks: Vec<std::sync::Arc<dyn chassis::EventSink>>,
     secrets: Option<SecretStore>,
     cache: (bool, Option<PathBuf>),
+    storage_dir: Option<PathBuf>,
 ) -> Result<Chassis> {
     let mut config =
         ChassisConfig::sized_for([contract]).with_max_component_bytes(max_component_bytes);
+    if contract.storage.access != chassis::contract::StorageAccess::None {
+        config = config.with_store(open_store(storage_dir)?);
+    }
     if let Some(secrets) = secrets {
         config = config.with_secrets(secrets);
     }
@@ -524,6 +557,10 @@ async fn serve(options: ServeOptions, contracts: Vec<PathBuf>) -> Result<()> {
     if config.cache_dir.is_none() {
         // The per-user cache `chassis run` uses: restarts skip Cranelift.
         config.cache_dir = default_cache_dir();
+    }
+    if config.storage_dir.is_none() {
+        // The per-user store `chassis run` uses: objects outlive a restart.
+        config.storage_dir = default_storage_dir();
     }
     if config.contracts.is_empty() {
         bail!(
@@ -675,6 +712,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
                         Vec::new(),
                         None,
                         (false, None),
+                        None,
                     ) {
                         Ok(chassis) => chassis
                             .load(path)
@@ -950,6 +988,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             usage: show_usage,
             cache_dir,
             no_cache,
+            storage_dir,
         } => {
             let payload_text = match payload_file {
                 Some(p) if p.as_os_str() == "-" => {
@@ -1012,6 +1051,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
                 sinks,
                 secrets,
                 (no_cache, cache_dir),
+                storage_dir,
             )?;
             let info = chassis.load(&contract).await?;
             tracing::debug!(

@@ -80,6 +80,10 @@ pub struct ServiceContract {
     /// Reputation scoring parameters.
     #[serde(default)]
     pub reputation: Reputation,
+    /// Objects kept between tasks through the `storage` import: none
+    /// unless granted.
+    #[serde(default)]
+    pub storage: Storage,
     /// Free-form information about the swarm (author, language, description...).
     #[serde(default)]
     pub metadata: BTreeMap<String, toml::Value>,
@@ -187,6 +191,62 @@ pub enum NetworkAccess {
     None,
     /// Outbound HTTP only through the host's proxy, to `allowed_endpoints`.
     ProxyOnly,
+}
+
+/// The swarm's object store (the `storage` import): whether it may read or
+/// write, and its quota. Objects live in the swarm's own namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// `none` (the default: the import is refused at load), `read_only` or
+    /// `read_write`.
+    pub access: StorageAccess,
+    /// Bytes of all the swarm's objects together (10 MiB).
+    pub max_total_bytes: u64,
+    /// Number of objects (1,000).
+    pub max_objects: u64,
+    /// Bytes of one object (1 MiB; at most [`MAX_OBJECT_BYTES`]).
+    pub max_object_bytes: u64,
+}
+
+/// The largest `storage.max_object_bytes`: an object passes through one
+/// import call, which carries at most `MAX_HOSTCALL_BYTES` (4 MiB) with
+/// its name.
+pub const MAX_OBJECT_BYTES: u64 = crate::limits::MAX_HOSTCALL_BYTES as u64 - 4096;
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            access: StorageAccess::None,
+            max_total_bytes: 10 * 1024 * 1024,
+            max_objects: 1000,
+            max_object_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Storage {
+    /// The quota the store enforces.
+    pub fn quota(&self) -> crate::storage::Quota {
+        crate::storage::Quota {
+            max_bytes: self.max_total_bytes,
+            max_objects: self.max_objects,
+            max_object_bytes: self.max_object_bytes,
+        }
+    }
+}
+
+/// What a swarm may do with its object store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageAccess {
+    /// No store: the `storage` import is refused at load.
+    #[default]
+    None,
+    /// Read its objects; every write is refused (`denied`).
+    ReadOnly,
+    /// Read and write within the quota.
+    ReadWrite,
 }
 
 /// Reputation parameters.
@@ -413,6 +473,13 @@ impl ContractBuilder {
         self
     }
 
+    /// `[storage]`: this access, with the default quota (change it with
+    /// [`ContractBuilder::with`]).
+    pub fn storage(mut self, access: StorageAccess) -> Self {
+        self.0.storage.access = access;
+        self
+    }
+
     /// Any other field, on the contract as it stands.
     pub fn with(mut self, change: impl FnOnce(&mut ServiceContract)) -> Self {
         change(&mut self.0);
@@ -519,6 +586,7 @@ impl ServiceContract {
             slo_targets: SloTargets::default(),
             security: Security::default(),
             reputation: Reputation::default(),
+            storage: Storage::default(),
             metadata: BTreeMap::new(),
         })
     }

@@ -326,5 +326,38 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
             ),
         );
     }
+
+    let st = &c.storage;
+    range_u64(
+        "storage.max_total_bytes",
+        st.max_total_bytes,
+        1,
+        1 << 40,
+        "bytes",
+    )?;
+    range_u64(
+        "storage.max_objects",
+        st.max_objects,
+        1,
+        10_000_000,
+        "objects",
+    )?;
+    range_u64(
+        "storage.max_object_bytes",
+        st.max_object_bytes,
+        1,
+        super::MAX_OBJECT_BYTES,
+        "bytes (an object passes through one import call)",
+    )?;
+    Ok(())
+}
+
+fn range_u64(field: &str, value: u64, min: u64, max: u64, unit: &str) -> Result<(), Violation> {
+    if value < min || value > max {
+        return bad(
+            field,
+            format!("must be between {min} and {max} {unit}, got {value}"),
+        );
+    }
     Ok(())
 }

@@ -53,6 +53,13 @@ pub(crate) fn check(contract: &ServiceContract, name: &str) -> Result<(), Refusa
                 Ok(())
             }
         }
+        "infrafabric:chassis/storage" => match contract.storage.access {
+            crate::contract::StorageAccess::None => Err(Refusal {
+                field: "storage.access",
+                reason: "is \"none\"; set it to \"read_only\" or \"read_write\" to keep objects".into(),
+            }),
+            _ => Ok(()),
+        },
         "infrafabric:chassis/http-proxy" => match contract.security.network_access {
             NetworkAccess::ProxyOnly => Ok(()),
             NetworkAccess::None => Err(Refusal {

@@ -49,6 +49,10 @@ pub struct ServeConfig {
     pub secrets: Option<PathBuf>,
     /// A directory for precompiled components; none by default.
     pub cache_dir: Option<PathBuf>,
+    /// Where swarms granted storage keep their objects (`docs/serve.md`,
+    /// "Storage"); none by default (the `chassis` command names the
+    /// per-user one).
+    pub storage_dir: Option<PathBuf>,
     /// The audit log.
     pub audit: AuditConfig,
     /// How tasks wait for a free slot of their swarm.
@@ -179,6 +183,7 @@ impl Default for ServeConfig {
             watch: true,
             secrets: None,
             cache_dir: None,
+            storage_dir: None,
             audit: AuditConfig::default(),
             queue: QueueSettings::default(),
             nats: None,
@@ -233,6 +238,7 @@ impl ServeConfig {
         config.contracts.iter_mut().for_each(rebase);
         config.secrets.as_mut().map(rebase);
         config.cache_dir.as_mut().map(rebase);
+        config.storage_dir.as_mut().map(rebase);
         config.audit.path.as_mut().map(rebase);
         config.admin.token_file.as_mut().map(rebase);
         Ok(config)

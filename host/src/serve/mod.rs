@@ -78,6 +78,9 @@ pub enum ServeError {
     #[cfg(feature = "nats")]
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    /// The object store's directory.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::files::OpenError),
     /// The contract files could not be watched.
     #[error("watching the contract files: {0}")]
     Watch(String),
@@ -152,6 +155,10 @@ impl Service {
         }
         if let Some(dir) = &config.cache_dir {
             host = host.with_cache_dir(dir);
+        }
+        if let Some(dir) = &config.storage_dir {
+            let store = crate::storage::files::FileStore::open(dir)?;
+            host = host.with_store(Arc::new(store));
         }
         let audit = match &config.audit.path {
             Some(path) => {

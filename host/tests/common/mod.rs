@@ -45,6 +45,18 @@ pub fn fragile_contract(dir: &std::path::Path) -> PathBuf {
     path
 }
 
+/// A fresh object-store directory for one server (each test's servers
+/// keep their own objects), unless `CHASSIS_STORAGE_DIR` is in `env`.
+fn storage_dir() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    root().join("target/tmp/serve-storage").join(format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// A running `chassis serve`, stopped (SIGKILL) when dropped.
 pub struct Server {
     pub child: Child,
@@ -60,6 +72,7 @@ impl Server {
     /// The same, with these environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .env("CHASSIS_STORAGE_DIR", storage_dir())
             .envs(env.iter().copied())
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])

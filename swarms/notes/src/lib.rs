@@ -1,0 +1,107 @@
+//! `notes`: a swarm that keeps state between tasks in its object store
+//! (the `storage` import; `config/notes.toml` grants it).
+//!
+//! - `count`: `{"counter": "visits"}` → `{"counter": "visits", "value": n}`:
+//!   adds one to the counter kept in the object `counters/<counter>` and
+//!   answers the new value (1 the first time);
+//! - `put`: `{"name": "docs/a", "note": <any JSON>}` → `{"name", "bytes"}`;
+//! - `get`: `{"name": "docs/a"}` → `{"name", "note"}` (`note` is null when
+//!   there is none);
+//! - `list`: `{"prefix": "docs/"}` → `{"names": [...]}`;
+//! - `delete`: `{"name": "docs/a"}` → `{"deleted": "docs/a"}`;
+//! - `usage`: `{}` → the namespace's bytes and objects against its quota.
+//!
+//! Names go to the host as given: the host checks them (a name that tries
+//! to leave the swarm's namespace is refused and recorded).
+
+use chassis_sdk::{Request, Swarm, TaskError, Value, export_swarm, info, json, storage};
+use serde::Deserialize;
+
+/// The swarm.
+pub struct Notes;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Count {
+    counter: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Put {
+    name: String,
+    note: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Named {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct List {
+    #[serde(default)]
+    prefix: String,
+}
+
+impl Swarm for Notes {
+    const TASK_TYPES: &'static [&'static str] = &["count", "put", "get", "list", "delete", "usage"];
+
+    fn execute(request: &Request) -> Result<Value, TaskError> {
+        match request.task_type() {
+            "count" => {
+                let Count { counter } = request.payload()?;
+                let name = format!("counters/{counter}");
+                let value = match storage::get(&name)? {
+                    Some(bytes) => {
+                        let bytes: [u8; 8] = bytes
+                            .try_into()
+                            .map_err(|_| TaskError::failed(format!("{name} is not a counter")))?;
+                        u64::from_le_bytes(bytes) + 1
+                    }
+                    None => 1,
+                };
+                storage::set(&name, &value.to_le_bytes())?;
+                info!("{name} = {value}");
+                Ok(json!({ "counter": counter, "value": value }))
+            }
+            "put" => {
+                let Put { name, note } = request.payload()?;
+                let bytes = serde_json::to_vec(&note)
+                    .map_err(|e| TaskError::failed(format!("serializing the note: {e}")))?;
+                storage::set(&name, &bytes)?;
+                Ok(json!({ "name": name, "bytes": bytes.len() }))
+            }
+            "get" => {
+                let Named { name } = request.payload()?;
+                let note: Option<Value> = storage::get_json(&name)?;
+                Ok(json!({ "name": name, "note": note }))
+            }
+            "list" => {
+                let List { prefix } = request.payload()?;
+                Ok(json!({ "names": storage::list(&prefix)? }))
+            }
+            "delete" => {
+                let Named { name } = request.payload()?;
+                storage::delete(&name)?;
+                Ok(json!({ "deleted": name }))
+            }
+            "usage" => {
+                let u = storage::usage()?;
+                Ok(json!({
+                    "bytes": u.bytes,
+                    "objects": u.objects,
+                    "max_bytes": u.max_bytes,
+                    "max_objects": u.max_objects,
+                    "max_object_bytes": u.max_object_bytes,
+                    "read_only": u.read_only,
+                }))
+            }
+            other => Err(TaskError::UnknownTaskType(other.to_string())),
+        }
+    }
+}
+
+export_swarm!(Notes);
