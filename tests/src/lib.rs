@@ -84,6 +84,8 @@ pub mod guests {
     pub const LIAR: &str = "liar";
     /// `swarms/hostile/misbehave`: breaks every resource limit on request.
     pub const MISBEHAVE: &str = "misbehave";
+    /// `swarms/notes`: keeps notes and counters in its object store.
+    pub const NOTES: &str = "notes";
     /// `swarms/hostile/net-escape`: imports sockets.
     pub const NET_ESCAPE: &str = "net_escape";
     /// `swarms/hostile/sandbox-probe`: looks at what WASI shows it.
@@ -111,6 +113,7 @@ pub mod guests {
         LIAR,
         MISBEHAVE,
         NET_ESCAPE,
+        NOTES,
         SANDBOX_PROBE,
         SLOW_LOAD,
     ];
@@ -252,6 +255,14 @@ impl TestHost {
             .secrets
             .insert(swarm_id, key, Secret::new(value.into()));
         self
+    }
+
+    /// Keep swarms' objects in a [`chassis::storage::files::FileStore`] in
+    /// `dir`.
+    pub fn store(self, dir: impl AsRef<Path>) -> Self {
+        let store = chassis::storage::files::FileStore::open(dir.as_ref())
+            .unwrap_or_else(|e| panic!("opening the store: {e}"));
+        self.config(|c| c.with_store(Arc::new(store)))
     }
 
     /// Record every event in a [`MemorySink`] ([`Host::events`]).

@@ -19,4 +19,5 @@ mod limits;
 mod load;
 mod replace;
 mod sandbox;
+mod storage;
 mod swarms;

@@ -1,0 +1,404 @@
+//! The `storage` import through the `notes` example swarm: objects kept
+//! between tasks and across hosts, names that try to leave the namespace
+//! refused and recorded, the quota exact at its bound and under concurrent
+//! writers, the grant (none, read-only) enforced at load and per call.
+
+use chassis::audit::FsyncPolicy;
+use chassis::contract::StorageAccess;
+use chassis::{Chassis, Error, Event, ServiceContract, TaskRequest};
+use chassis_tests::{TestHost, guests, scratch_dir};
+use serde_json::{Value, json};
+
+/// The notes contract under `id` with this access and quota
+/// (`max_total_bytes`, `max_objects`, `max_object_bytes`).
+fn notes(id: &str, access: StorageAccess, quota: (u64, u64, u64)) -> ServiceContract {
+    ServiceContract::builder(id)
+        .wasi_capability("wasi:io/streams")
+        .max_concurrent_tasks(8)
+        .storage(access)
+        .with(|c| {
+            c.resource_limits.max_api_calls_per_second = 1000;
+            c.storage.max_total_bytes = quota.0;
+            c.storage.max_objects = quota.1;
+            c.storage.max_object_bytes = quota.2;
+            // Refusals are what these tests make: no quarantine for them.
+            c.reputation.quarantine_threshold = 0.0;
+            c.reputation.max_failure_rate_percent = 100.0;
+        })
+        .build()
+        .unwrap()
+}
+
+/// Run a notes task: its output, or its error's message.
+async fn run(chassis: &Chassis, swarm: &str, task: &str, payload: Value) -> Result<Value, String> {
+    let o = chassis
+        .execute_task(swarm, TaskRequest::new(task, payload))
+        .await
+        .unwrap();
+    match o.error {
+        None => Ok(o.output),
+        Some(e) => Err(e.to_string()),
+    }
+}
+
+/// The storage events of a host's memory sink.
+fn storage_events(events: &[Event]) -> Vec<(String, String, bool, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StorageAccess {
+                operation,
+                name,
+                allowed,
+                security_violation,
+                ..
+            } => Some((
+                operation.clone(),
+                name.clone(),
+                *allowed,
+                *security_violation,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_outlive_the_task_and_the_host() {
+    let dir = scratch_dir("storage-keep");
+    let host = || {
+        TestHost::new()
+            .store(&dir)
+            .memory_sink()
+            .contract_file(guests::example(guests::NOTES))
+            .build()
+    };
+    let chassis = host().await;
+    for n in 1..=3 {
+        let out = run(&chassis, "notes", "count", json!({"counter": "visits"})).await;
+        assert_eq!(out.unwrap()["value"], n);
+    }
+    let note = json!({"title": "plan", "items": [1, 2, 3]});
+    run(
+        &chassis,
+        "notes",
+        "put",
+        json!({"name": "docs/plan", "note": note}),
+    )
+    .await
+    .unwrap();
+    run(
+        &chassis,
+        "notes",
+        "put",
+        json!({"name": "docs/todo", "note": "x"}),
+    )
+    .await
+    .unwrap();
+    let listed = run(&chassis, "notes", "list", json!({"prefix": "docs/"})).await;
+    assert_eq!(listed.unwrap()["names"], json!(["docs/plan", "docs/todo"]));
+    let events = storage_events(&chassis.events());
+    assert!(
+        events.iter().all(|(_, _, allowed, v)| *allowed && !v),
+        "{events:?}"
+    );
+    assert!(events.contains(&("set".into(), "counters/visits".into(), true, false)));
+    drop(chassis);
+
+    // Another host on the same directory: the objects are there.
+    let chassis = host().await;
+    let out = run(&chassis, "notes", "count", json!({"counter": "visits"})).await;
+    assert_eq!(out.unwrap()["value"], 4);
+    let got = run(&chassis, "notes", "get", json!({"name": "docs/plan"})).await;
+    assert_eq!(got.unwrap()["note"], note);
+    run(&chassis, "notes", "delete", json!({"name": "docs/plan"}))
+        .await
+        .unwrap();
+    let got = run(&chassis, "notes", "get", json!({"name": "docs/plan"})).await;
+    assert_eq!(got.unwrap()["note"], Value::Null);
+    let usage = run(&chassis, "notes", "usage", json!({})).await.unwrap();
+    assert_eq!(usage["objects"], 2, "{usage}");
+    assert_eq!(usage["max_objects"], 100, "{usage}");
+}
+
+/// Every spelling of a way out of the namespace: refused as an invalid
+/// name, recorded as a security violation in a real audit log (the name
+/// escaped), and the swarm's reputation pays; nothing is written anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_way_out_of_the_namespace_is_refused_and_audited() {
+    let dir = scratch_dir("storage-escape");
+    let store = dir.join("store");
+    let audit = dir.join("audit.jsonl");
+    let chassis = TestHost::new()
+        .store(&store)
+        .memory_sink()
+        .audit(&audit, FsyncPolicy::Always)
+        .component(
+            guests::NOTES,
+            notes("notes", StorageAccess::ReadWrite, (1 << 20, 100, 1 << 16)),
+        )
+        .build()
+        .await;
+    let ways_out = [
+        "../other",
+        "..",
+        "a/../../b",
+        "./x",
+        "/etc/passwd",
+        "..\\x",
+        "a\0b",
+        "%2e%2e/x",
+        "%2E%2E%2Fx",
+        "%252e%252e/x",
+        "~/x",
+        "c:x",
+        "file:///etc/passwd",
+        "\u{FF0E}\u{FF0E}/x",
+        "a\u{2215}b",
+        "../notes2/secret",
+    ];
+    let before = chassis.slo_report("notes").unwrap().reputation.score;
+    for (i, name) in ways_out.iter().enumerate() {
+        let (task, payload) = if i % 2 == 0 {
+            ("get", json!({"name": name}))
+        } else {
+            ("put", json!({"name": name, "note": "x"}))
+        };
+        let refused = run(&chassis, "notes", task, payload).await.unwrap_err();
+        assert!(
+            refused.contains("storage invalid name")
+                && refused.contains("outside the swarm's namespace"),
+            "{name:?}: {refused}"
+        );
+    }
+    // Listing under a way out too.
+    let refused = run(&chassis, "notes", "list", json!({"prefix": "../"})).await;
+    assert!(
+        refused
+            .unwrap_err()
+            .contains("outside the swarm's namespace")
+    );
+
+    let events = storage_events(&chassis.events());
+    assert_eq!(events.len(), ways_out.len() + 1, "{events:?}");
+    assert!(
+        events.iter().all(|(_, _, allowed, v)| !allowed && *v),
+        "{events:?}"
+    );
+    let score = chassis.slo_report("notes").unwrap().reputation;
+    assert!(
+        score.security_compliance < 1.0 && score.score < before,
+        "{score:?}"
+    );
+    // The audit log verifies and holds each refusal with its name escaped.
+    chassis.audit_log().close().unwrap();
+    chassis::audit::verify(&audit).unwrap();
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let denied: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["operation"] == "storage_denied")
+        .collect();
+    assert_eq!(denied.len(), ways_out.len() + 1);
+    assert!(
+        denied
+            .iter()
+            .all(|r| r["params"]["security_violation"] == true)
+    );
+    assert!(
+        denied.iter().any(|r| r["params"]["name"] == "a\\u{0}b"),
+        "{denied:?}"
+    );
+    // Nothing reached the store: not a file anywhere under it.
+    let found = walk(&store);
+    assert!(found.is_empty(), "{found:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The quota holds exactly: a write that lands on a bound passes, one
+/// byte or one object more is refused, and a replacement counts only its
+/// difference. (A note of a string of n characters is n + 2 bytes of JSON.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_is_hit_exactly_at_the_bound() {
+    let dir = scratch_dir("storage-quota");
+    let chassis = TestHost::new()
+        .store(&dir)
+        .component(
+            guests::NOTES,
+            notes("notes", StorageAccess::ReadWrite, (100, 2, 60)),
+        )
+        .build()
+        .await;
+    let put = |name: &str, chars: usize| {
+        let payload = json!({"name": name, "note": "x".repeat(chars)});
+        let chassis = &chassis;
+        async move { run(chassis, "notes", "put", payload).await }
+    };
+    assert_eq!(put("a", 58).await.unwrap()["bytes"], 60);
+    let too_large = put("b", 59).await.unwrap_err();
+    assert!(
+        too_large.contains("storage object too large") && too_large.contains("61 bytes"),
+        "{too_large}"
+    );
+    assert_eq!(put("b", 38).await.unwrap()["bytes"], 40);
+    let objects = put("c", 0).await.unwrap_err();
+    assert!(
+        objects.contains("storage quota exceeded") && objects.contains("3 objects"),
+        "{objects}"
+    );
+    let bytes = put("b", 39).await.unwrap_err();
+    assert!(
+        bytes.contains("storage quota exceeded") && bytes.contains("101 bytes"),
+        "{bytes}"
+    );
+    // Replacing within the bound, and room made by a delete.
+    put("a", 50).await.unwrap();
+    put("b", 46).await.unwrap();
+    run(&chassis, "notes", "delete", json!({"name": "a"}))
+        .await
+        .unwrap();
+    put("c", 0).await.unwrap();
+    let usage = run(&chassis, "notes", "usage", json!({})).await.unwrap();
+    assert_eq!(
+        (usage["bytes"].clone(), usage["objects"].clone()),
+        (json!(50), json!(2))
+    );
+}
+
+/// Tasks writing at once cannot pass the quota together: of 24 notes put
+/// by 24 concurrent tasks into room for 10, exactly 10 are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_from_several_tasks_stay_within_the_quota() {
+    let dir = scratch_dir("storage-concurrent");
+    let chassis = TestHost::new()
+        .store(&dir)
+        .config(|c| chassis::ChassisConfig {
+            queue: chassis::QueueConfig {
+                max_queued: 64,
+                max_wait: std::time::Duration::from_secs(60),
+            },
+            ..c
+        })
+        .component(
+            guests::NOTES,
+            notes("notes", StorageAccess::ReadWrite, (1 << 20, 10, 1000)),
+        )
+        .build()
+        .await;
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let chassis = chassis.chassis.clone();
+            tokio::spawn(async move {
+                run(
+                    &chassis,
+                    "notes",
+                    "put",
+                    json!({"name": format!("n/{i}"), "note": i}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut kept = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => kept += 1,
+            Err(e) => assert!(e.contains("storage quota exceeded"), "{e}"),
+        }
+    }
+    assert_eq!(kept, 10);
+    let listed = run(&chassis, "notes", "list", json!({"prefix": "n/"}))
+        .await
+        .unwrap();
+    assert_eq!(listed["names"].as_array().unwrap().len(), 10);
+}
+
+/// `read_only` reads and refuses every write; no grant refuses the import
+/// at load; a grant on a host without a store is refused at load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grant_is_enforced_at_load_and_on_every_call() {
+    let dir = scratch_dir("storage-grant");
+    // Something to read, written under read_write.
+    let chassis = TestHost::new()
+        .store(&dir)
+        .component(
+            guests::NOTES,
+            notes("notes", StorageAccess::ReadWrite, (1 << 20, 100, 1 << 16)),
+        )
+        .build()
+        .await;
+    run(&chassis, "notes", "put", json!({"name": "kept", "note": 7}))
+        .await
+        .unwrap();
+    drop(chassis);
+    let chassis = TestHost::new()
+        .store(&dir)
+        .memory_sink()
+        .component(
+            guests::NOTES,
+            notes("notes", StorageAccess::ReadOnly, (1 << 20, 100, 1 << 16)),
+        )
+        .build()
+        .await;
+    let got = run(&chassis, "notes", "get", json!({"name": "kept"})).await;
+    assert_eq!(got.unwrap()["note"], 7);
+    for (task, payload) in [
+        ("put", json!({"name": "kept", "note": 8})),
+        ("delete", json!({"name": "kept"})),
+    ] {
+        let refused = run(&chassis, "notes", task, payload).await.unwrap_err();
+        assert!(
+            refused.contains("storage denied") && refused.contains("read_only"),
+            "{refused}"
+        );
+    }
+    let events = storage_events(&chassis.events());
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.0.as_str(), e.2))
+            .collect::<Vec<_>>(),
+        [("get", true), ("set", false), ("delete", false)]
+    );
+    drop(chassis);
+
+    let refused = TestHost::new()
+        .store(&dir)
+        .component(
+            guests::NOTES,
+            notes("notes", StorageAccess::None, (1, 1, 1)),
+        )
+        .try_build()
+        .await
+        .err()
+        .unwrap();
+    let text = refused.to_string();
+    assert!(
+        matches!(refused, Error::ImportNotPermitted { .. }) && text.contains("storage.access"),
+        "{text}"
+    );
+    let refused = TestHost::new()
+        .component(
+            guests::NOTES,
+            notes("notes", StorageAccess::ReadWrite, (1, 1, 1)),
+        )
+        .try_build()
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(refused, Error::NoStore { .. }), "{refused}");
+}
