@@ -8,6 +8,12 @@
 //!   power cut would leave it) is cut off at the restart; the quarantine
 //!   and the reputation the log holds are what the restarted host reports;
 //!   and the host serves again.
+//! - Objects: the `notes` swarm's object store is written by several
+//!   clients at once, each object replaced again and again with a version
+//!   whose every byte says which it is, and the server is killed with
+//!   SIGKILL in the middle, ten times. After each restart every object is
+//!   one whole version (never a mix, never cut), and the store takes
+//!   writes again.
 //! - Disk full: the audit log lives on a small tmpfs. When it fills, the
 //!   host answers the task whose record was lost, and every later one, with
 //!   503 `audit` naming the log; it keeps running; every task answered
@@ -403,4 +409,86 @@ async fn a_full_disk_refuses_work_with_a_clear_error_and_loses_nothing_answered(
     assert_eq!(status, 200);
     drop(server);
     assert_all_recorded(&log, &answered, "after the restart");
+}
+
+/// A note for `name` at `version`: its text repeats both, so a note made
+/// of two versions, or cut short, does not check.
+fn versioned(name: &str, version: u64) -> serde_json::Value {
+    let stamp = format!("{name}@{version};");
+    serde_json::json!({ "version": version, "fill": stamp.repeat(2000 / stamp.len()) })
+}
+
+/// Whether `note` is one whole version of `name`'s note.
+fn whole(name: &str, note: &Value) -> bool {
+    note["version"]
+        .as_u64()
+        .is_some_and(|v| *note == versioned(name, v))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_while_objects_are_written_leaves_each_one_whole() {
+    let dir = scratch("crash-objects");
+    let store = dir.join("store");
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, format!("watch = false\nstorage_dir = {store:?}\n")).unwrap();
+    let notes = root().join("config/notes.toml");
+    let http = reqwest::Client::new();
+    let names: Vec<String> = (0..8).map(|i| format!("doc/{i}")).collect();
+    let mut version = 0u64;
+    for round in 0..10u64 {
+        let server = start(&config, &[notes.as_path()]);
+        // Every object is a whole version of itself.
+        for name in &names {
+            let body = format!(r#"{{"task_type": "get", "payload": {{"name": "{name}"}}}}"#);
+            let (status, out) = send(&http, &server.base, "notes", body).await.unwrap();
+            assert_eq!(status, 200, "round {round}: {name}: {out}");
+            assert_eq!(out["status"], "success", "round {round}: {name}: {out}");
+            let note = &out["output"]["note"];
+            assert!(
+                note.is_null() && round == 0 || whole(name, note),
+                "round {round}: {name} is not one whole version: {note}"
+            );
+        }
+        // Writers, each replacing its objects over and over, until the kill.
+        let writers: Vec<_> = names
+            .iter()
+            .cloned()
+            .map(|name| {
+                let http = http.clone();
+                let base = server.base.clone();
+                let first = version;
+                tokio::spawn(async move {
+                    let mut v = first;
+                    loop {
+                        v += 1;
+                        let body = serde_json::json!({
+                            "task_type": "put",
+                            "payload": { "name": name, "note": versioned(&name, v) },
+                        })
+                        .to_string();
+                        if send(&http, &base, "notes", body).await.is_none() {
+                            return v;
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(150 + 37 * round)).await;
+        drop(server); // SIGKILL
+        for writer in writers {
+            version = version.max(writer.await.unwrap());
+        }
+    }
+    // A last start: no leftover temporary file once a namespace is used.
+    let server = start(&config, &[notes.as_path()]);
+    let body = r#"{"task_type": "usage", "payload": {}}"#.to_string();
+    let (status, out) = send(&http, &server.base, "notes", body).await.unwrap();
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["output"]["objects"], names.len(), "{out}");
+    let leftovers: Vec<_> = std::fs::read_dir(store.join("notes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
