@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
 use chassis::PoolConfig;
-use chassis::bindings::{Swarm, SwarmPre, credentials, http_proxy, log, types};
+use chassis::bindings::{Swarm, SwarmPre, credentials, http_proxy, log, storage, types};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -75,6 +75,64 @@ impl http_proxy::Host for BareState {
             "not in the baseline".into(),
         )))
     }
+}
+
+/// The baseline has no object store: every call is refused.
+impl storage::Host for BareState {
+    async fn get(
+        &mut self,
+        _name: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, storage::StorageError>> {
+        Ok(Err(not_in_baseline()))
+    }
+
+    async fn set(
+        &mut self,
+        _name: String,
+        _value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), storage::StorageError>> {
+        Ok(Err(not_in_baseline()))
+    }
+
+    async fn delete(
+        &mut self,
+        _name: String,
+    ) -> wasmtime::Result<Result<(), storage::StorageError>> {
+        Ok(Err(not_in_baseline()))
+    }
+
+    async fn exists(
+        &mut self,
+        _name: String,
+    ) -> wasmtime::Result<Result<bool, storage::StorageError>> {
+        Ok(Err(not_in_baseline()))
+    }
+
+    async fn list_keys(
+        &mut self,
+        _prefix: String,
+        _cursor: Option<String>,
+        _limit: u32,
+    ) -> wasmtime::Result<Result<storage::KeyResponse, storage::StorageError>> {
+        Ok(Err(not_in_baseline()))
+    }
+
+    async fn stat(
+        &mut self,
+        _name: String,
+    ) -> wasmtime::Result<Result<Option<storage::ObjectInfo>, storage::StorageError>> {
+        Ok(Err(not_in_baseline()))
+    }
+
+    async fn usage(
+        &mut self,
+    ) -> wasmtime::Result<Result<storage::UsageInfo, storage::StorageError>> {
+        Ok(Err(not_in_baseline()))
+    }
+}
+
+fn not_in_baseline() -> storage::StorageError {
+    storage::StorageError::Denied("not in the baseline".into())
 }
 
 /// Epoch interruption in the baseline engine.

@@ -16,8 +16,12 @@ fn chassis(args: &[&str]) -> Output {
         .args(args)
         .current_dir(root())
         .env("CHASSIS_LOG", "error")
-        // Compiled components go under target/, not the user's cache.
+        // Compiled components and objects go under target/, not the user's.
         .env("CHASSIS_CACHE_DIR", root().join("target/tmp/cli-cache"))
+        .env(
+            "CHASSIS_STORAGE_DIR",
+            root().join(format!("target/tmp/cli-storage-{}", std::process::id())),
+        )
         .output()
         .expect("chassis runs")
 }
@@ -1060,4 +1064,32 @@ fn run_repeat_runs_the_task_n_times_and_sums_up() {
         "0",
     ]);
     assert!(!o.status.success());
+}
+
+/// `chassis run` keeps a swarm's objects in `--storage-dir` between runs;
+/// a contract that grants storage runs only with a store.
+#[test]
+fn run_keeps_objects_between_runs_in_the_storage_dir() {
+    let dir = std::env::temp_dir().join(format!("chassis-cli-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let count = || {
+        chassis(&[
+            "run",
+            "config/notes.toml",
+            "--task",
+            "count",
+            "--payload",
+            r#"{"counter": "runs"}"#,
+            "--storage-dir",
+            dir.to_str().unwrap(),
+        ])
+    };
+    for n in 1..=2 {
+        let o = count();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(out["value"], n, "{out}");
+    }
+    assert!(dir.join("notes").is_dir());
+    std::fs::remove_dir_all(&dir).ok();
 }
