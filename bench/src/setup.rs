@@ -89,7 +89,13 @@ impl Setup {
         )?;
         let mut secrets = SecretStore::new();
         secrets.insert("bench-probe", "bench_token", Secret::new(BENCH_TOKEN));
-        let config = ChassisConfig::sized_for([&probe_contract, &analyzer]).with_secrets(secrets);
+        // `bench-probe`'s objects (figure (i)), fresh each run.
+        let store_dir = bench_dir.join("storage");
+        let _ = std::fs::remove_dir_all(&store_dir);
+        let store = chassis::storage::files::FileStore::open(&store_dir)?;
+        let config = ChassisConfig::sized_for([&probe_contract, &analyzer])
+            .with_secrets(secrets)
+            .with_store(Arc::new(store));
         // The same host without an audit log, to show what the log costs.
         let chassis_no_audit = Chassis::with_config(config.clone())?;
         chassis_no_audit

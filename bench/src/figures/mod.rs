@@ -18,9 +18,10 @@ pub mod f_memory;
 pub mod g_languages;
 pub mod h_http;
 pub mod h_queue;
+pub mod i_storage;
 
 /// The figures' letters, for `--only`.
-pub const LETTERS: &str = "abcdefgh";
+pub const LETTERS: &str = "abcdefghi";
 
 /// What every figure is measured with.
 pub struct Run<'a> {
@@ -56,6 +57,7 @@ pub async fn measure(run: &Run<'_>, wants: impl Fn(char) -> bool) -> Result<Vec<
         'g' => g_languages,
         'h' => h_http,
         'h' => h_queue,
+        'i' => i_storage,
     );
     Ok(figures)
 }
