@@ -55,7 +55,8 @@ pub fn analyzer_contract(mut c: ServiceContract, id: &str) -> ServiceContract {
 /// What ours and the baseline run: the chassis with every swarm loaded, and
 /// bare wasmtime with the same components.
 pub struct Setup {
-    /// The chassis with `bench-probe` and `analyzer`, and an audit log.
+    /// The chassis with `bench-probe`, `analyzer` and `notes` (with an
+    /// object store), and an audit log.
     pub chassis: Chassis,
     /// The same host with `bench-probe` only and no audit log.
     pub chassis_no_audit: Chassis,
@@ -80,6 +81,8 @@ impl Setup {
         let (probe_contract, probe_bytes) = swarm(root, "bench-probe")?;
         let (analyzer, analyzer_bytes) = swarm(root, "analyzer")?;
         let analyzer = analyzer_contract(analyzer, "analyzer");
+        let (mut notes, notes_bytes) = swarm(root, "notes")?;
+        notes.resource_limits.max_api_calls_per_second = 1_000_000;
 
         let audit_path = bench_dir.join("audit.jsonl");
         let _ = std::fs::remove_file(&audit_path);
@@ -89,20 +92,25 @@ impl Setup {
         )?;
         let mut secrets = SecretStore::new();
         secrets.insert("bench-probe", "bench_token", Secret::new(BENCH_TOKEN));
-        // `bench-probe`'s objects (figure (i)), fresh each run.
-        let store_dir = bench_dir.join("storage");
-        let _ = std::fs::remove_dir_all(&store_dir);
-        let store = chassis::storage::files::FileStore::open(&store_dir)?;
-        let config = ChassisConfig::sized_for([&probe_contract, &analyzer])
-            .with_secrets(secrets)
-            .with_store(Arc::new(store));
+        let config =
+            ChassisConfig::sized_for([&probe_contract, &analyzer, &notes]).with_secrets(secrets);
         // The same host without an audit log, to show what the log costs.
         let chassis_no_audit = Chassis::with_config(config.clone())?;
         chassis_no_audit
             .load_bytes(&probe_bytes, probe_contract.clone())
             .await?;
-        let chassis = Chassis::with_config(config.with_event_sink(audit.clone()))?;
+        // `notes` and its objects (figure (i)), fresh each run, with room
+        // for the calls a round makes.
+        let store_dir = bench_dir.join("storage");
+        let _ = std::fs::remove_dir_all(&store_dir);
+        let store = chassis::storage::files::FileStore::open(&store_dir)?;
+        let chassis = Chassis::with_config(
+            config
+                .with_event_sink(audit.clone())
+                .with_store(Arc::new(store)),
+        )?;
         chassis.load_bytes(&probe_bytes, probe_contract).await?;
+        chassis.load_bytes(&notes_bytes, notes).await?;
         chassis
             .load_bytes(&analyzer_bytes, analyzer.clone())
             .await?;

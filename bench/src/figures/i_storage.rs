@@ -1,11 +1,12 @@
-//! (i) The object store: `bench-probe` puts (or gets) a 256-byte object N
-//! times within one task through the chassis (the `storage` import: the
-//! call rate, the name check, the quota, one audit record per call, the
-//! store on a blocking thread), vs the same `FileStore` operations called
-//! directly by the host, no guest; µs per operation. A put writes the
-//! object whole and flushes it and its directory to disk on both sides, so
-//! the disk dominates it; a get reads a file the page cache holds. No goal:
-//! the figures say what an operation costs.
+//! (i) The object store: `notes` writes (`fill`) or reads (`scan`) a
+//! 256-byte object N times within one task through the chassis (the
+//! `storage` import: the call rate, the name check, the quota, one audit
+//! record per call, the store on a blocking thread), vs the same
+//! `FileStore` operations called directly by the host, no guest; µs per
+//! operation. A put writes the object whole and flushes it and its
+//! directory to disk on both sides, so the disk dominates it; a get reads a
+//! file the page cache holds. No goal: the figures say what an operation
+//! costs.
 
 use std::time::Instant;
 
@@ -35,36 +36,32 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         max_objects: 16,
         max_object_bytes: 4096,
     };
-    let names: Vec<String> = (0..16).map(|i| format!("o/{i}")).collect();
+    let names: Vec<String> = (0..16).map(|i| format!("fill/{i}")).collect();
     let value = vec![7u8; OBJECT_BYTES];
+    let payload = &serde_json::json!({ "n": n, "bytes": OBJECT_BYTES });
+    let (direct, names, value) = (&direct, &names, &value);
+    // Both sides hold the objects before the first get.
+    ours(&s.chassis, "notes", "fill", payload).await?;
+    for name in names {
+        direct.set("notes", name, value.clone(), quota).await?;
+    }
     let mut figures = Vec::new();
-    for task in ["put", "get"] {
-        let payload = &serde_json::json!({ "n": n, "bytes": OBJECT_BYTES });
-        let (direct, names, value) = (&direct, &names, &value);
-        // Both sides hold the objects before the first get.
-        ours(&s.chassis, "bench-probe", "put", payload).await?;
-        for name in names {
-            direct
-                .set("bench-probe", name, value.clone(), quota)
-                .await?;
-        }
+    for (op, task) in [("put", "fill"), ("get", "scan")] {
         let (o, b) = rounds(
             run.rounds,
             move || async move {
                 let t = Instant::now();
-                ours(&s.chassis, "bench-probe", task, payload).await?;
+                ours(&s.chassis, "notes", task, payload).await?;
                 Ok(t.elapsed().as_secs_f64() * 1e6 / f64::from(n))
             },
             move || async move {
                 let t = Instant::now();
                 for i in 0..n as usize {
                     let name = &names[i % names.len()];
-                    if task == "put" {
-                        direct
-                            .set("bench-probe", name, value.clone(), quota)
-                            .await?;
+                    if op == "put" {
+                        direct.set("notes", name, value.clone(), quota).await?;
                     } else {
-                        std::hint::black_box(direct.get("bench-probe", name).await?);
+                        std::hint::black_box(direct.get("notes", name).await?);
                     }
                 }
                 Ok(t.elapsed().as_secs_f64() * 1e6 / f64::from(n))
@@ -72,8 +69,8 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         )
         .await?;
         figures.push(figure(
-            &format!("i_storage_{task}"),
-            &format!("(i) storage: one {OBJECT_BYTES}-byte {task}"),
+            &format!("i_storage_{op}"),
+            &format!("(i) storage: one {OBJECT_BYTES}-byte {op}"),
             "µs",
             "the same FileStore call made directly by the host",
             &o,

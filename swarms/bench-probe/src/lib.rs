@@ -4,13 +4,10 @@
 //! - `log` `{"n": N}`: N calls of `log` (the cost of one import call);
 //! - `credential` `{"n": N, "name": "..."}`: N calls of `credentials.get`;
 //! - `hold` `{"ms": M}`: stays busy for M ms of wall time, so that many
-//!   instances are alive at once (memory per running instance);
-//! - `put` `{"n": N, "bytes": B}`: N `storage.set` calls of a B-byte object,
-//!   over 16 names `o/0`..`o/15`;
-//! - `get` `{"n": N}`: N `storage.get` calls over the same names.
+//!   instances are alive at once (memory per running instance).
 
 use chassis_sdk::log::{Level, write};
-use chassis_sdk::{Request, Swarm, TaskError, Value, credentials, export_swarm, json, storage};
+use chassis_sdk::{Request, Swarm, TaskError, Value, credentials, export_swarm, json};
 use serde::Deserialize;
 
 /// The swarm.
@@ -24,24 +21,12 @@ struct Repeat {
 }
 
 #[derive(Deserialize)]
-struct Put {
-    n: u32,
-    bytes: usize,
-}
-
-/// The object names `put` and `get` go over.
-fn object(i: u32) -> String {
-    format!("o/{}", i % 16)
-}
-
-#[derive(Deserialize)]
 struct Hold {
     ms: u64,
 }
 
 impl Swarm for BenchProbe {
-    const TASK_TYPES: &'static [&'static str] =
-        &["noop", "log", "credential", "hold", "put", "get"];
+    const TASK_TYPES: &'static [&'static str] = &["noop", "log", "credential", "hold"];
 
     fn execute(request: &Request) -> Result<Value, TaskError> {
         match request.task_type() {
@@ -60,22 +45,6 @@ impl Swarm for BenchProbe {
                     bytes += credentials::get(&r.name)
                         .map_err(|e| TaskError::failed(format!("{e:?}")))?
                         .len();
-                }
-                Ok(json!({ "calls": r.n, "bytes": bytes }))
-            }
-            "put" => {
-                let p: Put = request.payload()?;
-                let value = vec![7u8; p.bytes];
-                for i in 0..p.n {
-                    storage::set(&object(i), &value)?;
-                }
-                Ok(json!({ "calls": p.n }))
-            }
-            "get" => {
-                let r: Repeat = request.payload()?;
-                let mut bytes = 0;
-                for i in 0..r.n {
-                    bytes += storage::get(&object(i))?.map_or(0, |v| v.len());
                 }
                 Ok(json!({ "calls": r.n, "bytes": bytes }))
             }

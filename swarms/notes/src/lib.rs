@@ -9,7 +9,10 @@
 //!   there is none);
 //! - `list`: `{"prefix": "docs/"}` → `{"names": [...]}`;
 //! - `delete`: `{"name": "docs/a"}` → `{"deleted": "docs/a"}`;
-//! - `usage`: `{}` → the namespace's bytes and objects against its quota.
+//! - `usage`: `{}` → the namespace's bytes and objects against its quota;
+//! - `fill`: `{"n": N, "bytes": B}` → N writes of a B-byte object over the
+//!   names `fill/0`..`fill/15`, and `scan`: `{"n": N}` → N reads of them:
+//!   load for the benchmark (`cargo xtask bench`, figure (i)).
 //!
 //! Names go to the host as given: the host checks them (a name that tries
 //! to leave the swarm's namespace is refused and recorded).
@@ -41,13 +44,28 @@ struct Named {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Fill {
+    n: u32,
+    #[serde(default)]
+    bytes: usize,
+}
+
+/// The names `fill` and `scan` go over.
+fn filled(i: u32) -> String {
+    format!("fill/{}", i % 16)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct List {
     #[serde(default)]
     prefix: String,
 }
 
 impl Swarm for Notes {
-    const TASK_TYPES: &'static [&'static str] = &["count", "put", "get", "list", "delete", "usage"];
+    const TASK_TYPES: &'static [&'static str] = &[
+        "count", "put", "get", "list", "delete", "usage", "fill", "scan",
+    ];
 
     fn execute(request: &Request) -> Result<Value, TaskError> {
         match request.task_type() {
@@ -98,6 +116,22 @@ impl Swarm for Notes {
                     "max_object_bytes": u.max_object_bytes,
                     "read_only": u.read_only,
                 }))
+            }
+            "fill" => {
+                let f: Fill = request.payload()?;
+                let value = vec![7u8; f.bytes];
+                for i in 0..f.n {
+                    storage::set(&filled(i), &value)?;
+                }
+                Ok(json!({ "writes": f.n }))
+            }
+            "scan" => {
+                let f: Fill = request.payload()?;
+                let mut bytes = 0;
+                for i in 0..f.n {
+                    bytes += storage::get(&filled(i))?.map_or(0, |v| v.len());
+                }
+                Ok(json!({ "reads": f.n, "bytes": bytes }))
             }
             other => Err(TaskError::UnknownTaskType(other.to_string())),
         }
