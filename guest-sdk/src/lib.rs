@@ -507,8 +507,11 @@ pub mod storage {
         TooLarge(String),
         /// The swarm is over its `max_api_calls_per_second`.
         RateLimited(String),
-        /// The host's store failed; nothing changed.
+        /// The host's store failed, or did not answer in time.
         Unavailable(String),
+        /// The object is not the JSON asked for, or a value did not
+        /// serialize ([`get_json`], [`set_json`]); the store is fine.
+        Json(String),
     }
 
     impl StorageError {
@@ -520,6 +523,7 @@ pub mod storage {
                 StorageError::TooLarge(m) => ("TooLarge", "object too large", m),
                 StorageError::RateLimited(m) => ("RateLimited", "rate limited", m),
                 StorageError::Unavailable(m) => ("Unavailable", "unavailable", m),
+                StorageError::Json(m) => ("Json", "JSON", m),
             }
         }
     }
@@ -575,9 +579,8 @@ pub mod storage {
     pub fn get_json<T: serde::de::DeserializeOwned>(name: &str) -> Result<Option<T>, StorageError> {
         get(name)?
             .map(|bytes| {
-                serde_json::from_slice(&bytes).map_err(|e| {
-                    StorageError::Unavailable(format!("{name} does not hold that JSON: {e}"))
-                })
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| StorageError::Json(format!("{name} does not hold that JSON: {e}")))
             })
             .transpose()
     }
@@ -588,7 +591,7 @@ pub mod storage {
         value: &T,
     ) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(value)
-            .map_err(|e| StorageError::Unavailable(format!("serializing {name}: {e}")))?;
+            .map_err(|e| StorageError::Json(format!("serializing {name}: {e}")))?;
         set(name, &bytes)
     }
 

@@ -114,7 +114,7 @@ impl ComponentCache {
             path: dir.clone(),
             source,
         };
-        create_private_dir(&dir).map_err(io)?;
+        crate::files::create_private_dir(&dir).map_err(io)?;
         check_private(&dir)?;
         let mut hasher = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -225,7 +225,7 @@ fn write_entry(path: &Path, key: &[u8; 48], payload: &[u8]) -> std::io::Result<(
     let name = path.file_name().expect("entry file name").to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut file = create_private_file(&tmp)?;
+        let mut file = crate::files::create_private_file(&tmp)?;
         file.write_all(MAGIC)?;
         file.write_all(key)?;
         file.write_all(&Sha256::digest(payload))?;
@@ -239,56 +239,18 @@ fn write_entry(path: &Path, key: &[u8; 48], payload: &[u8]) -> std::io::Result<(
     result
 }
 
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
-}
-
-#[cfg(unix)]
 fn check_private(dir: &Path) -> Result<(), CacheError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(dir).map_err(|source| CacheError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o022 != 0 {
-        return Err(CacheError::InsecureDir {
+    match crate::files::writable_by_others(dir) {
+        Ok(None) => Ok(()),
+        Ok(Some(mode)) => Err(CacheError::InsecureDir {
             path: dir.to_path_buf(),
             mode,
-        });
+        }),
+        Err(source) => Err(CacheError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
     }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_dir: &Path) -> Result<(), CacheError> {
-    Ok(())
-}
-
-#[cfg(unix)]
-fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::File::create(path)
 }
 
 #[cfg(test)]

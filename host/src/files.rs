@@ -6,7 +6,9 @@
 //! at once), then checked on the open handle (no race with a rename): it
 //! must be a regular file no larger than the limit. It is read through a
 //! bound of limit + 1 bytes, so a file that grows while it is read is
-//! refused too. A leaf module: it depends on nothing else in the crate.
+//! refused too. Also: directories and files the host keeps for itself (the
+//! component cache, the object store), made readable by their owner only.
+//! A leaf module: it depends on nothing else in the crate.
 
 use std::fs::OpenOptions;
 use std::io::{self, Read};
@@ -78,6 +80,33 @@ fn too_large(bytes: u64, limit: u64) -> io::Error {
         io::ErrorKind::FileTooLarge,
         format!("is {more} {bytes} bytes, over the limit of {limit} bytes"),
     )
+}
+
+/// Make `dir` and its missing parents, each created mode 0700.
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Create (or truncate) `path` for writing, mode 0600 when created.
+pub(crate) fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// The mode of `dir` when its group or others may write it, `None` when
+/// only its owner may.
+pub(crate) fn writable_by_others(dir: &Path) -> io::Result<Option<u32>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    Ok((mode & 0o022 != 0).then_some(mode))
 }
 
 #[cfg(test)]

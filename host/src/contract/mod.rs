@@ -209,10 +209,7 @@ pub struct Storage {
     pub max_object_bytes: u64,
 }
 
-/// The largest `storage.max_object_bytes`: an object passes through one
-/// import call, which carries at most `MAX_HOSTCALL_BYTES` (4 MiB) with
-/// its name.
-pub const MAX_OBJECT_BYTES: u64 = crate::limits::MAX_HOSTCALL_BYTES as u64 - 4096;
+pub use crate::storage::MAX_OBJECT_BYTES;
 
 impl Default for Storage {
     fn default() -> Self {

@@ -335,13 +335,7 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         1 << 40,
         "bytes",
     )?;
-    range_u64(
-        "storage.max_objects",
-        st.max_objects,
-        1,
-        10_000_000,
-        "objects",
-    )?;
+    range_u64("storage.max_objects", st.max_objects, 1, 100_000, "objects")?;
     range_u64(
         "storage.max_object_bytes",
         st.max_object_bytes,

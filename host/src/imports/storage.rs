@@ -73,29 +73,73 @@ struct Record {
     violation: bool,
 }
 
+/// What a call's argument is checked as.
+#[derive(Clone, Copy)]
+enum Check<'a> {
+    /// An object name.
+    Name,
+    /// A listing's prefix, and the cursor it was given (a name the host
+    /// handed out).
+    Prefix(Option<&'a str>),
+    /// Nothing (`usage`).
+    Nothing,
+}
+
 /// Whether an operation writes.
 fn writes(operation: &str) -> bool {
     matches!(operation, "set" | "delete")
 }
 
+/// Most bytes of a name the host looks at to record it (a name is at most
+/// 256 bytes; a longer one is refused, and recorded cut).
+const MAX_SCANNED_NAME_BYTES: usize = 1024;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 impl StorageHost<'_> {
-    /// Check the call, run `op` on the store, and record it.
+    /// Check the call, run `op` on the store, and record it: one event
+    /// for every call, done or refused.
     async fn call<T>(
         &mut self,
         operation: &'static str,
         name: &str,
-        prefix: bool,
+        check: Check<'_>,
+        size: u64,
         op: impl for<'s> FnOnce(&'s dyn Store, &'s str) -> crate::storage::StoreFuture<'s, T>,
         bytes_of: impl FnOnce(&T) -> u64,
     ) -> wasmtime::Result<Result<T, StorageError>> {
         let mut rec = Record {
-            name: self
-                .scoped
-                .guest_text(name, "storage_name", MAX_RECORDED_NAME_BYTES),
+            name: self.scoped.guest_text(
+                cut(name, MAX_SCANNED_NAME_BYTES),
+                "storage_name",
+                MAX_RECORDED_NAME_BYTES,
+            ),
             bytes: 0,
             violation: false,
         };
-        let result = self.run(operation, name, prefix, op, &mut rec).await?;
+        let result = match self.run(operation, name, check, size, op, &mut rec).await {
+            Ok(result) => result,
+            Err(abuse) => {
+                // The task ends here (it kept calling over its rate): the
+                // call is recorded all the same.
+                self.record(
+                    operation,
+                    &rec,
+                    Some("rate-limited: the task was ended".into()),
+                );
+                return Err(abuse);
+            }
+        };
         if let Ok(value) = &result {
             rec.bytes = bytes_of(value);
         }
@@ -104,26 +148,35 @@ impl StorageHost<'_> {
         }
         let reason = result.as_ref().err().map(describe);
         if let Some(why) = &reason {
-            tracing::warn!(target: "chassis::storage", swarm = self.scoped.swarm_id(), task = self.scoped.task_id(), "{operation} {:?}: {why}", rec.name);
+            if rec.violation {
+                tracing::warn!(target: "chassis::storage", swarm = self.scoped.swarm_id(), task = self.scoped.task_id(), "{operation} {:?}: {why}", rec.name);
+            } else {
+                tracing::debug!(target: "chassis::storage", swarm = self.scoped.swarm_id(), task = self.scoped.task_id(), "{operation} {:?}: {why}", rec.name);
+            }
         }
+        self.record(operation, &rec, reason);
+        Ok(result)
+    }
+
+    fn record(&self, operation: &str, rec: &Record, reason: Option<String>) {
         self.scoped.swarm.events.emit(|| Event::StorageAccess {
             swarm_id: self.scoped.swarm_id().to_string(),
             task_id: self.scoped.task_id().to_string(),
             operation: operation.to_string(),
             name: rec.name.clone(),
-            allowed: result.is_ok(),
+            allowed: reason.is_none(),
             bytes: rec.bytes,
             reason: reason.clone(),
             security_violation: rec.violation,
         });
-        Ok(result)
     }
 
     async fn run<T>(
         &mut self,
         operation: &'static str,
         name: &str,
-        prefix: bool,
+        check: Check<'_>,
+        size: u64,
         op: impl for<'s> FnOnce(&'s dyn Store, &'s str) -> crate::storage::StoreFuture<'s, T>,
         rec: &mut Record,
     ) -> wasmtime::Result<Result<T, StorageError>> {
@@ -150,12 +203,12 @@ impl StorageHost<'_> {
                 "the contract grants reading only (storage.access = \"read_only\")".into(),
             )));
         }
-        let checked = if prefix {
-            names::check_prefix(name)
-        } else if operation == "usage" {
-            Ok(())
-        } else {
-            names::check(name)
+        let checked = match check {
+            Check::Name => names::check(name),
+            Check::Prefix(cursor) => {
+                names::check_prefix(name).and_then(|()| cursor.map_or(Ok(()), names::check))
+            }
+            Check::Nothing => Ok(()),
         };
         if let Err(problem) = checked {
             rec.violation = problem.is_escape();
@@ -164,25 +217,52 @@ impl StorageHost<'_> {
             } else {
                 "not an object name"
             };
+            let whose = match check {
+                Check::Prefix(Some(_)) => "the prefix or the cursor",
+                _ => "the name",
+            };
             return Ok(Err(StorageError::InvalidName(format!(
-                "{:?}: {what}: {}",
+                "{whose} {:?}: {what}: {}",
                 rec.name,
                 problem.reason()
             ))));
         }
-        let namespace = self.scoped.swarm_id().to_string();
+        if size > self.storage.quota.max_object_bytes {
+            return Ok(Err(StorageError::TooLarge(
+                StoreError::TooLarge {
+                    size,
+                    max: self.storage.quota.max_object_bytes,
+                }
+                .to_string(),
+            )));
+        }
         let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Err(StorageError::Unavailable(
+                "the task's deadline has passed; nothing was done".into(),
+            )));
+        }
+        let namespace = self.scoped.swarm_id().to_string();
         let started = Instant::now();
         let done = tokio::time::timeout(left, op(store.as_ref(), &namespace)).await;
         *self.waiting += started.elapsed();
         Ok(match done {
-            Err(_) => Err(StorageError::Unavailable(
-                "the store did not answer within the task's deadline".into(),
-            )),
+            Err(_) => Err(StorageError::Unavailable(if writes(operation) {
+                "the store did not answer within the task's deadline; the write may still be made"
+                    .into()
+            } else {
+                "the store did not answer within the task's deadline".into()
+            })),
             Ok(Err(e)) => Err(match e {
                 StoreError::Quota { .. } => StorageError::QuotaExceeded(e.to_string()),
                 StoreError::TooLarge { .. } => StorageError::TooLarge(e.to_string()),
-                StoreError::Unavailable(_) => StorageError::Unavailable(e.to_string()),
+                StoreError::Unavailable(detail) => {
+                    // Paths and system errors stay in the host's log.
+                    tracing::error!(target: "chassis::storage", swarm = self.scoped.swarm_id(), task = self.scoped.task_id(), "{operation}: {detail}");
+                    StorageError::Unavailable(
+                        "the host's object store failed (the host's log says why)".into(),
+                    )
+                }
             }),
             Ok(Ok(value)) => Ok(value),
         })
@@ -211,7 +291,8 @@ impl Host for StorageHost<'_> {
         self.call(
             "get",
             &name,
-            false,
+            Check::Name,
+            0,
             move |store, ns| Box::pin(async move { store.get(ns, &key).await }),
             |value| value.as_ref().map_or(0, |v| v.len() as u64),
         )
@@ -229,7 +310,8 @@ impl Host for StorageHost<'_> {
         self.call(
             "set",
             &name,
-            false,
+            Check::Name,
+            size,
             move |store, ns| Box::pin(async move { store.set(ns, &key, value, quota).await }),
             move |_| size,
         )
@@ -241,7 +323,8 @@ impl Host for StorageHost<'_> {
         self.call(
             "delete",
             &name,
-            false,
+            Check::Name,
+            0,
             move |store, ns| Box::pin(async move { store.delete(ns, &key).await.map(|_| ()) }),
             |_| 0,
         )
@@ -253,7 +336,8 @@ impl Host for StorageHost<'_> {
         self.call(
             "exists",
             &name,
-            false,
+            Check::Name,
+            0,
             move |store, ns| {
                 Box::pin(async move { store.stat(ns, &key).await.map(|i| i.is_some()) })
             },
@@ -268,34 +352,20 @@ impl Host for StorageHost<'_> {
         cursor: Option<String>,
         limit: u32,
     ) -> wasmtime::Result<Result<KeyResponse, StorageError>> {
-        if let Some(cursor) = &cursor
-            && names::check(cursor).is_err()
-        {
-            // A cursor is a name the host handed out: anything else is
-            // checked (and recorded) as the name it claims to be.
-            let cursor = cursor.clone();
-            return self
-                .call(
-                    "list-keys",
-                    &cursor,
-                    false,
-                    |_, _| Box::pin(async { Err(StoreError::Unavailable("unreachable".into())) }),
-                    |_: &KeyResponse| 0,
-                )
-                .await;
-        }
         let limit = match limit as usize {
             0 => MAX_LIST,
             n => n.min(MAX_LIST),
         };
         let key = prefix.clone();
+        let after = cursor.clone();
         self.call(
             "list-keys",
             &prefix,
-            true,
+            Check::Prefix(cursor.as_deref()),
+            0,
             move |store, ns| {
                 Box::pin(async move {
-                    let page = store.list(ns, &key, cursor.as_deref(), limit).await?;
+                    let page = store.list(ns, &key, after.as_deref(), limit).await?;
                     Ok(KeyResponse {
                         keys: page.keys,
                         cursor: page.cursor,
@@ -315,7 +385,8 @@ impl Host for StorageHost<'_> {
         self.call(
             "stat",
             &name,
-            false,
+            Check::Name,
+            0,
             move |store, ns| {
                 Box::pin(async move {
                     Ok(store.stat(ns, &key).await?.map(|i| ObjectInfo {
@@ -335,7 +406,8 @@ impl Host for StorageHost<'_> {
         self.call(
             "usage",
             "",
-            false,
+            Check::Nothing,
+            0,
             move |store, ns| {
                 Box::pin(async move {
                     let used = store.usage(ns).await?;

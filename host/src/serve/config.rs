@@ -49,8 +49,8 @@ pub struct ServeConfig {
     pub secrets: Option<PathBuf>,
     /// A directory for precompiled components; none by default.
     pub cache_dir: Option<PathBuf>,
-    /// Where swarms granted storage keep their objects (`docs/serve.md`,
-    /// "Storage"); none by default (the `chassis` command names the
+    /// Where swarms granted storage keep their objects (`docs/contract.md`,
+    /// `[storage]`); none by default (the `chassis` command names the
     /// per-user one).
     pub storage_dir: Option<PathBuf>,
     /// The audit log.

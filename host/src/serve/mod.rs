@@ -157,8 +157,20 @@ impl Service {
             host = host.with_cache_dir(dir);
         }
         if let Some(dir) = &config.storage_dir {
-            let store = crate::storage::files::FileStore::open(dir)?;
-            host = host.with_store(Arc::new(store));
+            match crate::storage::files::FileStore::open(dir) {
+                Ok(store) => host = host.with_store(Arc::new(store)),
+                // Only a swarm granted storage needs the store: without
+                // one, the others serve, and such a swarm is refused at
+                // load (`/readyz` lists it) with this reason in the log.
+                Err(e)
+                    if !parsed
+                        .iter()
+                        .any(|c| c.storage.access != crate::contract::StorageAccess::None) =>
+                {
+                    tracing::warn!(target: "chassis::serve", "{e}; serving without an object store");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let audit = match &config.audit.path {
             Some(path) => {

@@ -2,11 +2,13 @@
 //!
 //! Layout: `DIR/<namespace>/<h>.obj` per object, where `<h>` is the
 //! SHA-256 of its name in hex: the name's text never becomes a path; and
-//! `DIR/<namespace>/.lock`, held by the process that first uses the
+//! `DIR/<namespace>/.lock`, held by the store that first uses the
 //! namespace, so two hosts never write one namespace (the second is
-//! answered `unavailable`, naming the directory). A file holds a header (`CHSOBJ1\n`, the name's
-//! length as two bytes, little-endian, and the name) and then the object's
-//! bytes.
+//! answered `unavailable`; the lock is `flock`'s, so the directory must be
+//! on a local filesystem). Directories are made mode 0700 and files 0600,
+//! and a directory its group or others may write is refused. A file holds
+//! a header (`CHSOBJ1\n`, the name's length as two bytes, little-endian,
+//! and the name) and then the object's bytes.
 //!
 //! A write goes to `<h>.tmp`, is flushed to disk (fsync), renamed over
 //! `<h>.obj` and the directory flushed: after a crash the object is its old
@@ -14,15 +16,20 @@
 //! is removed when the namespace is next opened. Each namespace's index
 //! (names, sizes, times) is read from its directory once, then kept in
 //! memory beside its usage; its lock serializes the namespace's writes, so
-//! the quota holds however many tasks write at once.
+//! the quota holds however many tasks write at once. Reading one
+//! namespace's directory holds up no other namespace.
+//!
+//! Failures carry the paths for the host's log ([`StoreError::Unavailable`]
+//! is what the import shows the guest, without them).
 
 use std::collections::{BTreeMap, HashMap};
+
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
@@ -31,16 +38,26 @@ use super::{ObjectInfo, Page, Quota, Store, StoreError, StoreFuture, Usage, afte
 /// The start of every object file.
 const MAGIC: &[u8; 8] = b"CHSOBJ1\n";
 
-/// Why a data directory could not be opened.
+/// Why a data directory could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// It could not be made or read.
+    /// It could not be read.
     #[error("storage directory {path}: {source}")]
     Io {
         /// The directory.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// Its group or others may write it.
+    #[error(
+        "storage directory {path} is writable by its group or others (mode {mode:o}): make it the host user's only (chmod 700)"
+    )]
+    Insecure {
+        /// The directory.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
     },
 }
 
@@ -52,7 +69,8 @@ pub struct FileStore {
 
 struct Inner {
     dir: PathBuf,
-    spaces: Mutex<HashMap<String, Arc<Mutex<Space>>>>,
+    /// Each namespace used so far, read on its first use.
+    spaces: Mutex<HashMap<String, Arc<Mutex<Option<Space>>>>>,
 }
 
 /// One namespace, once read.
@@ -73,14 +91,17 @@ impl std::fmt::Debug for FileStore {
 }
 
 impl FileStore {
-    /// Open (making it if need be) the data directory `dir`. Each
-    /// namespace is locked when it is first used.
+    /// A store in the data directory `dir`, made (mode 0700) when a
+    /// namespace is first used; an existing `dir` that others may write is
+    /// refused.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, OpenError> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|source| OpenError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        match crate::files::writable_by_others(&dir) {
+            Ok(None) => {}
+            Ok(Some(mode)) => return Err(OpenError::Insecure { path: dir, mode }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(OpenError::Io { path: dir, source }),
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 dir,
@@ -104,9 +125,12 @@ impl FileStore {
         let namespace = namespace.to_string();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                let space = inner.space(&namespace)?;
-                let mut space = space.lock().expect("namespace lock");
-                op(&mut space)
+                let slot = inner.slot(&namespace)?;
+                let mut space = slot.lock().unwrap_or_else(|p| p.into_inner());
+                if space.is_none() {
+                    *space = Some(Space::read(&inner.dir, &namespace)?);
+                }
+                op(space.as_mut().expect("read above"))
             })
             .await
             .map_err(|e| StoreError::Unavailable(format!("the store's thread failed: {e}")))?
@@ -122,49 +146,80 @@ fn hashed(name: &str) -> String {
     hex::encode(Sha256::digest(name.as_bytes()))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+/// A file's modification time, milliseconds since the Unix epoch.
+fn mtime_ms(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Flush a directory's entries to disk.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Bytes of an object file's header for a name of `len` bytes.
+fn header_bytes(len: usize) -> u64 {
+    (MAGIC.len() + 2 + len) as u64
+}
+
 impl Inner {
-    /// The namespace, read from its directory the first time.
-    fn space(&self, namespace: &str) -> Result<Arc<Mutex<Space>>, StoreError> {
+    /// The namespace's slot (its lock, and its state once read): the
+    /// store-wide lock is held only to find or add it.
+    fn slot(&self, namespace: &str) -> Result<Arc<Mutex<Option<Space>>>, StoreError> {
         // Namespaces are swarm ids; anything else must not become a path.
         if names::check(namespace).is_err() || namespace.contains('/') {
             return Err(StoreError::Unavailable(format!(
                 "{namespace:?} is not a namespace"
             )));
         }
-        let mut spaces = self.spaces.lock().expect("namespaces lock");
-        if let Some(space) = spaces.get(namespace) {
-            return Ok(space.clone());
-        }
-        let space = Arc::new(Mutex::new(Space::read(self.dir.join(namespace))?));
-        spaces.insert(namespace.to_string(), space.clone());
-        Ok(space)
+        let mut spaces = self.spaces.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(spaces.entry(namespace.to_string()).or_default().clone())
     }
 }
 
 impl Space {
-    /// Lock and read a namespace's directory (making it if need be): its
-    /// objects' names from their headers, sizes and times; leftover `.tmp`
-    /// files removed.
-    fn read(dir: PathBuf) -> Result<Self, StoreError> {
-        fs::create_dir_all(&dir).map_err(|e| unavailable("making", &dir, e))?;
+    /// Make (mode 0700), lock and read a namespace's directory under
+    /// `root`: its objects' names from their headers, sizes and times;
+    /// leftover `.tmp` files removed; anything else left alone.
+    fn read(root: &Path, namespace: &str) -> Result<Self, StoreError> {
+        let dir = root.join(namespace);
+        let made = !dir.exists();
+        crate::files::create_private_dir(&dir).map_err(|e| unavailable("making", &dir, e))?;
+        for d in [root, dir.as_path()] {
+            match crate::files::writable_by_others(d) {
+                Ok(None) => {}
+                Ok(Some(mode)) => {
+                    return Err(unavailable(
+                        "using",
+                        d,
+                        format!("writable by its group or others (mode {mode:o})"),
+                    ));
+                }
+                Err(e) => return Err(unavailable("reading", d, e)),
+            }
+        }
+        if made {
+            // The new directory's entry, on disk before its first object.
+            sync_dir(root).map_err(|e| unavailable("flushing", root, e))?;
+        }
         let lock_path = dir.join(".lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| unavailable("opening", &lock_path, e))?;
+        let lock = {
+            use std::os::unix::fs::OpenOptionsExt;
+            File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&lock_path)
+                .map_err(|e| unavailable("opening", &lock_path, e))?
+        };
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(StoreError::Unavailable(format!(
-                    "{} is in use by another chassis process (its .lock is held): give each host its own storage directory",
+                    "{} is in use by another store (its .lock is held): give each host its own storage directory",
                     dir.display()
                 )));
             }
@@ -178,6 +233,9 @@ impl Space {
         for entry in entries {
             let entry = entry.map_err(|e| unavailable("reading", &dir, e))?;
             let path = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
             match path.extension().and_then(|e| e.to_str()) {
                 Some("tmp") => {
                     fs::remove_file(&path).map_err(|e| unavailable("removing", &path, e))?;
@@ -187,8 +245,8 @@ impl Space {
                         tracing::warn!(target: "chassis::storage", "{} is not an object file of this store; left alone", path.display());
                         continue;
                     };
-                    usage.bytes += info.size;
-                    usage.objects += 1;
+                    usage.bytes = usage.bytes.saturating_add(info.size);
+                    usage.objects = usage.objects.saturating_add(1);
                     index.insert(name, info);
                 }
                 _ => {}
@@ -211,19 +269,30 @@ impl Space {
             return Ok(None);
         }
         let path = self.path(name);
-        let bytes = fs::read(&path).map_err(|e| unavailable("reading", &path, e))?;
+        // Never more than the largest object: a file put there by someone
+        // else is refused, not read whole.
+        let limit = super::MAX_OBJECT_BYTES + header_bytes(name.len());
+        let mut bytes = crate::files::read_bounded(&path, limit)
+            .map_err(|e| unavailable("reading", &path, e))?;
         let start = header_len(&bytes, name)
             .ok_or_else(|| unavailable("reading", &path, "not the object's file"))?;
-        Ok(Some(bytes[start..].to_vec()))
+        bytes.drain(..start);
+        Ok(Some(bytes))
     }
 
     fn set(&mut self, name: &str, value: &[u8], quota: Quota) -> Result<(), StoreError> {
+        if names::check(name).is_err() {
+            return Err(StoreError::Unavailable(format!(
+                "{:?} is not an object name",
+                crate::text::escape(name, 300)
+            )));
+        }
         let old = self.index.get(name).map(|info| info.size);
         let after = after_write(self.usage, old, value.len() as u64, quota)?;
         let path = self.path(name);
         let tmp = path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
-            let mut file = File::create(&tmp)?;
+            let mut file = crate::files::create_private_file(&tmp)?;
             let mut header = Vec::with_capacity(MAGIC.len() + 2 + name.len());
             header.extend_from_slice(MAGIC);
             header.extend_from_slice(&(name.len() as u16).to_le_bytes());
@@ -231,22 +300,24 @@ impl Space {
             file.write_all(&header)?;
             file.write_all(value)?;
             file.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
+            fs::rename(&tmp, &path)
         };
         if let Err(e) = write() {
             let _ = fs::remove_file(&tmp);
             return Err(unavailable("writing", &path, e));
         }
+        // The new version is in place: the index follows it, whatever the
+        // directory's flush says.
+        let modified_ms = fs::metadata(&path).map_or(0, |m| mtime_ms(&m));
         self.index.insert(
             name.to_string(),
             ObjectInfo {
                 size: value.len() as u64,
-                modified_ms: now_ms(),
+                modified_ms,
             },
         );
         self.usage = after;
-        Ok(())
+        sync_dir(&self.dir).map_err(|e| unavailable("flushing", &self.dir, e))
     }
 
     fn delete(&mut self, name: &str) -> Result<bool, StoreError> {
@@ -254,14 +325,16 @@ impl Space {
             return Ok(false);
         };
         let path = self.path(name);
-        let remove = || -> std::io::Result<()> {
-            fs::remove_file(&path)?;
-            File::open(&self.dir)?.sync_all()
-        };
-        remove().map_err(|e| unavailable("removing", &path, e))?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            // Gone already: removed all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(unavailable("removing", &path, e)),
+        }
         self.index.remove(name);
-        self.usage.bytes -= info.size;
-        self.usage.objects -= 1;
+        self.usage.bytes = self.usage.bytes.saturating_sub(info.size);
+        self.usage.objects = self.usage.objects.saturating_sub(1);
+        sync_dir(&self.dir).map_err(|e| unavailable("flushing", &self.dir, e))?;
         Ok(true)
     }
 
@@ -275,7 +348,7 @@ impl Space {
             .range::<String, _>((start, Bound::Unbounded))
             .map(|(name, _)| name)
             .take_while(|name| name.starts_with(prefix))
-            .take(limit + 1)
+            .take(limit.saturating_add(1))
             .cloned()
             .collect();
         let more = keys.len() > limit;
@@ -286,7 +359,8 @@ impl Space {
 }
 
 /// The name and the object's size and time from an object file's header;
-/// `None` when it is not one.
+/// `None` when it is not one of this store's (bad header, a name that is
+/// not an object name, or a file name that is not its name's hash).
 fn read_header(path: &Path) -> Result<Option<(String, ObjectInfo)>, StoreError> {
     let mut file = File::open(path).map_err(|e| unavailable("reading", path, e))?;
     let meta = file
@@ -297,8 +371,11 @@ fn read_header(path: &Path) -> Result<Option<(String, ObjectInfo)>, StoreError> 
         return Ok(None);
     }
     let len = usize::from(u16::from_le_bytes([head[8], head[9]]));
+    if len > names::MAX_NAME_BYTES {
+        return Ok(None);
+    }
     let mut name = vec![0u8; len];
-    if len > names::MAX_NAME_BYTES || file.read_exact(&mut name).is_err() {
+    if file.read_exact(&mut name).is_err() {
         return Ok(None);
     }
     let Ok(name) = String::from_utf8(name) else {
@@ -308,16 +385,17 @@ fn read_header(path: &Path) -> Result<Option<(String, ObjectInfo)>, StoreError> 
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default();
-    if stem != hashed(&name) {
+    if names::check(&name).is_err() || stem != hashed(&name) {
         return Ok(None);
     }
-    let modified_ms = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64);
-    let size = meta.len() - (10 + len) as u64;
-    Ok(Some((name, ObjectInfo { size, modified_ms })))
+    let size = meta.len().saturating_sub(header_bytes(len));
+    Ok(Some((
+        name,
+        ObjectInfo {
+            size,
+            modified_ms: mtime_ms(&meta),
+        },
+    )))
 }
 
 /// Where an object file's bytes start, if its header names `name`.
@@ -508,6 +586,84 @@ mod tests {
                 Err(StoreError::Unavailable(_))
             ));
         }
+        assert!(!dir.exists(), "nothing made for a refused namespace");
+    }
+
+    /// What a crash or someone else leaves in a namespace: a torn `.tmp`
+    /// beside the old version (the old version stands, the `.tmp` goes), a
+    /// file that is not an object of this store, an object file too large
+    /// to be one, and an object whose file went missing (deleted all the
+    /// same).
+    #[tokio::test]
+    async fn leftovers_and_foreign_files_are_handled_on_reopen() {
+        let dir = scratch("leftovers");
+        let store = FileStore::open(&dir).unwrap();
+        store
+            .set("s", "kept", b"old".to_vec(), quota())
+            .await
+            .unwrap();
+        store
+            .set("s", "gone", b"x".to_vec(), quota())
+            .await
+            .unwrap();
+        store.set("s", "big", b"b".to_vec(), quota()).await.unwrap();
+        drop(store);
+        let space = dir.join("s");
+        fs::write(
+            space.join(format!("{}.tmp", hashed("kept"))),
+            b"CHSOBJ1\n\x04\x00kepnew",
+        )
+        .unwrap();
+        fs::write(
+            space.join(format!("{}.obj", hashed("foreign"))),
+            b"not an object",
+        )
+        .unwrap();
+        fs::write(space.join("notes.txt"), b"left alone").unwrap();
+        // `big` grows past any object, behind the store's back.
+        let mut huge = b"CHSOBJ1\n\x03\x00big".to_vec();
+        huge.resize(huge.len() + super::super::MAX_OBJECT_BYTES as usize + 1, 0);
+        fs::write(space.join(format!("{}.obj", hashed("big"))), &huge).unwrap();
+
+        let store = FileStore::open(&dir).unwrap();
+        assert_eq!(store.get("s", "kept").await.unwrap(), Some(b"old".to_vec()));
+        assert!(!space.join(format!("{}.tmp", hashed("kept"))).exists());
+        assert_eq!(store.stat("s", "foreign").await.unwrap(), None);
+        assert!(space.join("notes.txt").exists());
+        assert!(matches!(
+            store.get("s", "big").await,
+            Err(StoreError::Unavailable(_))
+        ));
+        fs::remove_file(space.join(format!("{}.obj", hashed("gone")))).unwrap();
+        assert!(store.delete("s", "gone").await.unwrap());
+        assert_eq!(store.stat("s", "gone").await.unwrap(), None);
+        let page = store.list("s", "", None, 10).await.unwrap();
+        assert_eq!(page.keys, ["big", "kept"]);
+        assert_eq!(store.usage("s").await.unwrap().objects, 2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A data directory others may write is refused; what the store makes
+    /// is its user's only.
+    #[tokio::test]
+    async fn the_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("private");
+        let store = FileStore::open(&dir).unwrap();
+        store.set("s", "a", b"x".to_vec(), quota()).await.unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("s")), 0o700);
+        assert_eq!(
+            mode(&dir.join("s").join(format!("{}.obj", hashed("a")))),
+            0o600
+        );
+        drop(store);
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            FileStore::open(&dir),
+            Err(OpenError::Insecure { mode: 0o777, .. })
+        ));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -13,6 +13,9 @@
 //!
 //! Data flow: import call → [`names::check`] → [`Store`] method (on a
 //! blocking thread for files) → answer, and one `StorageAccess` event.
+//! A store's [`StoreError::Unavailable`] carries details for the host's
+//! log (paths, the system's error); the guest is told only that the store
+//! failed.
 
 pub mod files;
 pub mod names;
@@ -21,6 +24,11 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use names::MAX_NAME_BYTES;
+
+/// The largest object (and `storage.max_object_bytes`): an object passes
+/// through one import call, which carries at most `MAX_HOSTCALL_BYTES`
+/// (4 MiB) with its name.
+pub const MAX_OBJECT_BYTES: u64 = crate::limits::MAX_HOSTCALL_BYTES as u64 - 4096;
 
 /// Most names one `list-keys` call returns.
 pub const MAX_LIST: usize = 1000;
@@ -147,8 +155,11 @@ pub(crate) fn after_write(
         });
     }
     let after = Usage {
-        bytes: usage.bytes - old.unwrap_or(0) + new_size,
-        objects: usage.objects + u64::from(old.is_none()),
+        bytes: usage
+            .bytes
+            .saturating_sub(old.unwrap_or(0))
+            .saturating_add(new_size),
+        objects: usage.objects.saturating_add(u64::from(old.is_none())),
     };
     if after.bytes > quota.max_bytes || after.objects > quota.max_objects {
         return Err(StoreError::Quota {

@@ -4,10 +4,10 @@
 //! A name is 1 to [`MAX_NAME_BYTES`] bytes of ASCII letters, digits and
 //! `-` `_` `.`, in `/`-separated segments, none empty, `.` or `..`. A name
 //! that is not one is refused; one that looks like a path out of the
-//! namespace — a leading `/` or `~`, a `.` or `..` segment, a backslash, a
-//! NUL, a drive or scheme (`c:`, `file:`), a percent-encoded dot, slash or
-//! backslash, or a Unicode look-alike of a dot or a slash — is refused as an
-//! escape attempt, which costs the swarm reputation. Where objects are kept
+//! namespace — a leading `/`, `~` or `~/`, a `.` or `..` segment, a
+//! backslash, a NUL, a drive or URL (`c:`, `file://`), a percent-encoded (or
+//! double-encoded) dot, slash, backslash or NUL, or a Unicode look-alike of
+//! a dot or a slash — is refused as an escape attempt, which costs the swarm reputation. Where objects are kept
 //! never depends on the name's text: the stores key them by its hash.
 //!
 //! A leaf module: it depends on nothing else in the crate.
@@ -73,7 +73,13 @@ pub fn check_prefix(prefix: &str) -> Result<(), NameProblem> {
     if prefix.is_empty() {
         return Ok(());
     }
-    if let Some(escape) = escape(prefix) {
+    // The last segment may be the start of one: `.` begins `.config`.
+    let whole = match prefix.rsplit_once('/') {
+        _ if prefix.ends_with('/') => prefix,
+        Some((complete, _)) => complete,
+        None => "",
+    };
+    if let Some(escape) = escape_of(prefix, whole) {
         return Err(NameProblem::Escape(escape));
     }
     if prefix.len() > MAX_NAME_BYTES {
@@ -101,10 +107,16 @@ fn segments(name: &str) -> Result<(), NameProblem> {
 
 /// Why `name` is an attempt to leave the namespace, if it is one.
 fn escape(name: &str) -> Option<&'static str> {
+    escape_of(name, name)
+}
+
+/// [`escape`], with `.` and `..` looked for in the complete segments of
+/// `segments` only.
+fn escape_of(name: &str, segments: &str) -> Option<&'static str> {
     if name.starts_with('/') {
         return Some("an absolute path");
     }
-    if name.starts_with('~') {
+    if name == "~" || name.starts_with("~/") {
         return Some("a home directory");
     }
     if name.contains('\\') {
@@ -113,23 +125,32 @@ fn escape(name: &str) -> Option<&'static str> {
     if name.contains('\0') {
         return Some("a NUL byte");
     }
-    if name
-        .split(['/', '\\'])
-        .any(|segment| segment == ".." || segment == ".")
+    if !segments.is_empty()
+        && segments
+            .split(['/', '\\'])
+            .any(|segment| segment == ".." || segment == ".")
     {
         return Some("a `.` or `..` segment");
     }
     let lower = name.to_ascii_lowercase();
-    if ["%2e", "%2f", "%5c", "%00", "%252e", "%252f"]
-        .iter()
-        .any(|encoded| lower.contains(encoded))
+    if [
+        "%2e", "%2f", "%5c", "%00", "%252e", "%252f", "%255c", "%2500",
+    ]
+    .iter()
+    .any(|encoded| lower.contains(encoded))
     {
         return Some("a percent-encoded dot, slash, backslash or NUL");
     }
-    if let Some((scheme, _)) = name.split_once(':')
-        && !scheme.contains('/')
-    {
-        return Some("a drive or scheme (`c:`, `file:`)");
+    let bytes = name.as_bytes();
+    let drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
+    let scheme = name.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    });
+    if drive || scheme {
+        return Some("a drive or URL (`c:`, `file://`)");
     }
     if name.contains(LOOKALIKES) {
         return Some("a look-alike of a dot, a slash or a backslash");
@@ -181,10 +202,12 @@ mod tests {
             "..%5cx",
             "x%00.txt",
             "~/x",
-            "~root",
+            "~",
             "c:x",
             "C:\\x",
             "file:///etc/passwd",
+            "%255c..",
+            "a%2500",
             "\u{FF0E}\u{FF0E}/x",
             "a\u{2215}b",
             "\u{2024}\u{2024}\u{2044}x",
@@ -209,6 +232,10 @@ mod tests {
             "a*b",
             "q?",
             "<b>",
+            "user:42",
+            "docs/a:b",
+            "~draft",
+            "~root",
             &"n".repeat(MAX_NAME_BYTES + 1),
         ] {
             let problem = check(bad).unwrap_err();
@@ -218,10 +245,14 @@ mod tests {
 
     #[test]
     fn prefixes_may_be_empty_or_end_with_a_slash() {
-        for ok in ["", "docs/", "docs", "docs/20"] {
+        for ok in [
+            "", "docs/", "docs", "docs/20", ".", "..", "docs/.", "docs/..", ".con",
+        ] {
             assert_eq!(check_prefix(ok), Ok(()), "{ok}");
         }
         assert!(check_prefix("../").unwrap_err().is_escape());
+        assert!(check_prefix("../x").unwrap_err().is_escape());
+        assert!(check_prefix("a/../b").unwrap_err().is_escape());
         assert!(check_prefix("/").unwrap_err().is_escape());
         assert!(!check_prefix("a//").unwrap_err().is_escape());
     }
