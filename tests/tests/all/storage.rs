@@ -403,3 +403,101 @@ async fn the_grant_is_enforced_at_load_and_on_every_call() {
         .unwrap();
     assert!(matches!(refused, Error::NoStore { .. }), "{refused}");
 }
+
+/// A store that never answers in time.
+struct Stalled;
+
+impl chassis::storage::Store for Stalled {
+    fn get<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> chassis::storage::StoreFuture<'a, Option<Vec<u8>>> {
+        Box::pin(std::future::pending())
+    }
+    fn set<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Vec<u8>,
+        _: chassis::storage::Quota,
+    ) -> chassis::storage::StoreFuture<'a, ()> {
+        Box::pin(std::future::pending())
+    }
+    fn delete<'a>(&'a self, _: &'a str, _: &'a str) -> chassis::storage::StoreFuture<'a, bool> {
+        Box::pin(std::future::pending())
+    }
+    fn stat<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> chassis::storage::StoreFuture<'a, Option<chassis::storage::ObjectInfo>> {
+        Box::pin(std::future::pending())
+    }
+    fn list<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Option<&'a str>,
+        _: usize,
+    ) -> chassis::storage::StoreFuture<'a, chassis::storage::Page> {
+        Box::pin(std::future::pending())
+    }
+    fn usage<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> chassis::storage::StoreFuture<'a, chassis::storage::Usage> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// An embedder's store that does not answer: the call is given up at the
+/// task's deadline, recorded as `unavailable` (a write as one that may
+/// still be made), and the host goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_does_not_answer_is_given_up_at_the_deadline() {
+    let contract = ServiceContract::builder("notes")
+        .wasi_capability("wasi:io/streams")
+        .storage(StorageAccess::ReadWrite)
+        .task_timeout_seconds(0.5)
+        .with(|c| c.reputation.max_failure_rate_percent = 100.0)
+        .build()
+        .unwrap();
+    let chassis = TestHost::new()
+        .config(|c| c.with_store(std::sync::Arc::new(Stalled)))
+        .memory_sink()
+        .component(guests::NOTES, contract)
+        .build()
+        .await;
+    for (task, payload, expected) in [
+        (
+            "get",
+            json!({"name": "a"}),
+            "did not answer within the task's deadline",
+        ),
+        (
+            "put",
+            json!({"name": "a", "note": 1}),
+            "the write may still be made",
+        ),
+    ] {
+        let ended = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            chassis.execute_task("notes", TaskRequest::new(task, payload)),
+        )
+        .await;
+        assert!(ended.is_ok(), "{task}: the task hung on the store");
+        let events = chassis.events();
+        let recorded = events.iter().rev().find_map(|e| match e {
+            Event::StorageAccess {
+                reason, allowed, ..
+            } => Some((reason.clone(), *allowed)),
+            _ => None,
+        });
+        let (reason, allowed) = recorded.unwrap_or_else(|| panic!("{task}: no storage record"));
+        let reason = reason.unwrap_or_default();
+        assert!(!allowed && reason.contains(expected), "{task}: {reason}");
+    }
+    // The host serves on.
+    assert!(chassis.list().iter().any(|s| s.swarm_id == "notes"));
+}
