@@ -153,7 +153,19 @@ fn contracts(dir: &Path) -> Vec<PathBuf> {
         ),
     )
     .unwrap();
-    vec![hello, probe, misbehave, fragile]
+    let notes = dir.join("notes.toml");
+    std::fs::write(
+        &notes,
+        format!(
+            "swarm_id = \"notes\"\nwasm_module = {:?}\n\
+             [resource_limits]\ntask_timeout_seconds = 5.0\n\
+             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+             [storage]\naccess = \"read_write\"\n",
+            swarms.join("notes.wasm")
+        ),
+    )
+    .unwrap();
+    vec![hello, probe, misbehave, fragile, notes]
 }
 
 fn start_worker(dir: &Path, nats: &Nats, name: &str) -> (Server, PathBuf) {
@@ -512,6 +524,64 @@ async fn a_quarantine_on_one_worker_stops_the_swarm_on_all_until_released() {
     let result = queue.wait(&waiting, Duration::from_secs(30)).await.unwrap();
     assert_eq!(result.status, ResultStatus::Success, "{result:?}");
     assert!(!quarantined(&w1, "fragile").await && !quarantined(&w2, "fragile").await);
+}
+
+/// Workers keep a swarm's objects in the JetStream bucket they share: a
+/// counter bumped on one worker, then the other, then the first, counts
+/// on from wherever it was last written (each worker's own directory
+/// would count 1, 1, 2); a note put through one is read through the
+/// other and listed by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_a_swarms_objects() {
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-storage");
+    let nats = Nats::start(&dir);
+    let (w1, _) = start_worker(&dir, &nats, "w1");
+    let (w2, _) = start_worker(&dir, &nats, "w2");
+    let client = reqwest::Client::new();
+    let task = |worker: &Server, body: serde_json::Value| {
+        let request = client
+            .post(worker.url("/v1/swarms/notes/tasks"))
+            .body(body.to_string());
+        async move {
+            let response = request.send().await.expect("the task is answered");
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            assert!(status.is_success(), "{status}: {text}");
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        }
+    };
+    for (n, worker) in [&w1, &w2, &w1, &w2].into_iter().enumerate() {
+        let out = task(
+            worker,
+            json!({"task_type": "count", "payload": {"counter": "visits"}}),
+        )
+        .await;
+        assert_eq!(out["output"]["value"], n + 1, "{out}");
+    }
+    task(
+        &w1,
+        json!({"task_type": "put", "payload": {"name": "docs/a", "note": {"by": "w1"}}}),
+    )
+    .await;
+    let got = task(
+        &w2,
+        json!({"task_type": "get", "payload": {"name": "docs/a"}}),
+    )
+    .await;
+    assert_eq!(got["output"]["note"], json!({"by": "w1"}), "{got}");
+    for worker in [&w1, &w2] {
+        let listed = task(
+            worker,
+            json!({"task_type": "list", "payload": {"prefix": ""}}),
+        )
+        .await;
+        assert_eq!(
+            listed["output"]["names"],
+            json!(["counters/visits", "docs/a"]),
+            "{listed}"
+        );
+    }
 }
 
 /// A free TCP port on 127.0.0.1.

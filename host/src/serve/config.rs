@@ -51,7 +51,7 @@ pub struct ServeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Where swarms granted storage keep their objects (`docs/contract.md`,
     /// `[storage]`); none by default (the `chassis` command names the
-    /// per-user one).
+    /// per-user one). Not used with `nats.shared_storage`.
     pub storage_dir: Option<PathBuf>,
     /// The audit log.
     pub audit: AuditConfig,
@@ -136,6 +136,10 @@ pub struct NatsSettings {
     /// delivered task may go without a word from its worker before it is
     /// delivered again (30).
     pub ack_slack_seconds: f64,
+    /// Keep swarms' objects (the storage import) in the JetStream bucket
+    /// `chassis_storage`, shared by every worker, instead of in
+    /// `storage_dir` (true).
+    pub shared_storage: bool,
 }
 
 impl Default for NatsSettings {
@@ -148,6 +152,7 @@ impl Default for NatsSettings {
             duplicate_window_seconds: 120.0,
             results_max_age_seconds: 86_400.0,
             ack_slack_seconds: 30.0,
+            shared_storage: true,
         }
     }
 }

@@ -81,6 +81,9 @@ pub enum ServeError {
     /// The object store's directory.
     #[error(transparent)]
     Storage(#[from] crate::storage::files::OpenError),
+    /// The shared object store (`nats.shared_storage`) could not be opened.
+    #[error("the shared object store: {0}")]
+    SharedStorage(crate::storage::StoreError),
     /// The contract files could not be watched.
     #[error("watching the contract files: {0}")]
     Watch(String),
@@ -156,7 +159,43 @@ impl Service {
         if let Some(dir) = &config.cache_dir {
             host = host.with_cache_dir(dir);
         }
-        if let Some(dir) = &config.storage_dir {
+        #[cfg(feature = "nats")]
+        let queue = match &config.nats {
+            Some(nats) => Some(
+                queue::Queue::connect(
+                    &nats.url,
+                    &queue::Streams {
+                        replicas: nats.replicas,
+                        duplicate_window: std::time::Duration::from_secs_f64(
+                            nats.duplicate_window_seconds,
+                        ),
+                        results_max_age: std::time::Duration::from_secs_f64(
+                            nats.results_max_age_seconds,
+                        ),
+                    },
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        #[cfg(not(feature = "nats"))]
+        if config.nats.is_some() {
+            return Err(ServeError::Config(ConfigError::Invalid {
+                path: "nats".into(),
+                reason: "this build of chassis has no NATS support (the `nats` feature)".into(),
+            }));
+        }
+        // With a queue, objects are kept where every worker sees them.
+        #[cfg(feature = "nats")]
+        if let (Some(queue), Some(nats)) = (&queue, &config.nats)
+            && nats.shared_storage
+        {
+            let store = crate::storage::nats::NatsStore::open(&queue.jetstream, nats.replicas)
+                .await
+                .map_err(ServeError::SharedStorage)?;
+            host = host.with_store(Arc::new(store));
+        }
+        if let Some(dir) = config.storage_dir.as_ref().filter(|_| host.store.is_none()) {
             match crate::storage::files::FileStore::open(dir) {
                 Ok(store) => host = host.with_store(Arc::new(store)),
                 // Only a swarm granted storage needs the store: without
@@ -206,32 +245,6 @@ impl Service {
             host = host.with_event_sink(log.clone());
         }
         let chassis = Chassis::with_config(host)?;
-        #[cfg(feature = "nats")]
-        let queue = match &config.nats {
-            Some(nats) => Some(
-                queue::Queue::connect(
-                    &nats.url,
-                    &queue::Streams {
-                        replicas: nats.replicas,
-                        duplicate_window: std::time::Duration::from_secs_f64(
-                            nats.duplicate_window_seconds,
-                        ),
-                        results_max_age: std::time::Duration::from_secs_f64(
-                            nats.results_max_age_seconds,
-                        ),
-                    },
-                )
-                .await?,
-            ),
-            None => None,
-        };
-        #[cfg(not(feature = "nats"))]
-        if config.nats.is_some() {
-            return Err(ServeError::Config(ConfigError::Invalid {
-                path: "nats".into(),
-                reason: "this build of chassis has no NATS support (the `nats` feature)".into(),
-            }));
-        }
         let service = Self {
             chassis,
             audit,

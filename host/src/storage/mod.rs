@@ -10,6 +10,9 @@
 //! - [`files::FileStore`] keeps objects as files under a data directory,
 //!   each written whole (temporary file, fsync, rename, fsync of the
 //!   directory): after a crash an object is its old version or its new one.
+//! - `nats::NatsStore` (feature `nats`) keeps them in a JetStream
+//!   key-value bucket that every worker of a fleet shares; the quota holds
+//!   across workers by compare-and-set.
 //!
 //! Data flow: import call → [`names::check`] → [`Store`] method (on a
 //! blocking thread for files) → answer, and one `StorageAccess` event.
@@ -19,6 +22,8 @@
 
 pub mod files;
 pub mod names;
+#[cfg(feature = "nats")]
+pub mod nats;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -2,12 +2,54 @@
 //! between tasks and across hosts, names that try to leave the namespace
 //! refused and recorded, the quota exact at its bound and under concurrent
 //! writers, the grant (none, read-only) enforced at load and per call.
+//!
+//! The suite runs against both stores: files in a directory, and a NATS
+//! JetStream bucket on a real `nats-server`, where each host is a worker
+//! of its own connection and two of them share the objects and the quota.
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use chassis::audit::FsyncPolicy;
 use chassis::contract::StorageAccess;
+use chassis::storage::Store;
+use chassis::storage::files::FileStore;
+use chassis::storage::nats::NatsStore;
 use chassis::{Chassis, Error, Event, ServiceContract, TaskRequest};
-use chassis_tests::{TestHost, guests, scratch_dir};
+use chassis_tests::{NatsServer, TestHost, guests, scratch_dir};
 use serde_json::{Value, json};
+
+/// Where a test's hosts keep their objects.
+enum Backend {
+    /// A `FileStore` directory.
+    Files(PathBuf),
+    /// A bucket on this server.
+    Nats(NatsServer),
+}
+
+impl Backend {
+    fn files(dir: PathBuf) -> Self {
+        Backend::Files(dir)
+    }
+
+    fn nats(dir: &std::path::Path) -> Self {
+        Backend::Nats(NatsServer::start(dir))
+    }
+
+    /// A store for one more host: for NATS, a worker's own connection.
+    async fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Files(dir) => Arc::new(FileStore::open(dir).unwrap()),
+            Backend::Nats(server) => Arc::new(NatsStore::connect(&server.url, 1).await.unwrap()),
+        }
+    }
+
+    /// A test host on a store of its own.
+    async fn host(&self) -> TestHost {
+        let store = self.store().await;
+        TestHost::new().config(|c| c.with_store(store))
+    }
+}
 
 /// The notes contract under `id` with this access and quota
 /// (`max_total_bytes`, `max_objects`, `max_object_bytes`).
@@ -65,13 +107,25 @@ fn storage_events(events: &[Event]) -> Vec<(String, String, bool, bool)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_outlive_the_task_and_the_host() {
-    let dir = scratch_dir("storage-keep");
-    let host = || {
-        TestHost::new()
-            .store(&dir)
+    objects_outlive(Backend::files(scratch_dir("storage-keep"))).await;
+}
+
+/// On NATS the second host is another worker: it sees the first one's
+/// objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_objects_outlive_the_task_and_the_worker() {
+    objects_outlive(Backend::nats(&scratch_dir("storage-keep-nats"))).await;
+}
+
+async fn objects_outlive(backend: Backend) {
+    let host = || async {
+        backend
+            .host()
+            .await
             .memory_sink()
             .contract_file(guests::example(guests::NOTES))
             .build()
+            .await
     };
     let chassis = host().await;
     for n in 1..=3 {
@@ -105,7 +159,7 @@ async fn objects_outlive_the_task_and_the_host() {
     assert!(events.contains(&("set".into(), "counters/visits".into(), true, false)));
     drop(chassis);
 
-    // Another host on the same directory: the objects are there.
+    // Another host on the same store: the objects are there.
     let chassis = host().await;
     let out = run(&chassis, "notes", "count", json!({"counter": "visits"})).await;
     assert_eq!(out.unwrap()["value"], 4);
@@ -127,10 +181,32 @@ async fn objects_outlive_the_task_and_the_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_way_out_of_the_namespace_is_refused_and_audited() {
     let dir = scratch_dir("storage-escape");
-    let store = dir.join("store");
+    let backend = Backend::files(dir.join("store"));
+    every_way_out_is_refused(&backend, &dir).await;
+    // Nothing reached the store, nor anywhere else: the test's directory
+    // holds the audit log alone.
+    let found = walk(&dir);
+    assert_eq!(found, [dir.join("audit.jsonl")], "{found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_every_way_out_of_the_namespace_is_refused_and_audited() {
+    let dir = scratch_dir("storage-escape-nats");
+    let backend = Backend::nats(&dir.join("nats"));
+    every_way_out_is_refused(&backend, &dir).await;
+    // Not one entry was made in the bucket.
+    let Backend::Nats(server) = &backend else {
+        unreachable!()
+    };
+    let store = NatsStore::connect(&server.url, 1).await.unwrap();
+    assert_eq!(store.entry_count().await.unwrap(), 0);
+}
+
+async fn every_way_out_is_refused(backend: &Backend, dir: &std::path::Path) {
     let audit = dir.join("audit.jsonl");
-    let chassis = TestHost::new()
-        .store(&store)
+    let chassis = backend
+        .host()
+        .await
         .memory_sink()
         .audit(&audit, FsyncPolicy::Always)
         .component(
@@ -209,10 +285,6 @@ async fn every_way_out_of_the_namespace_is_refused_and_audited() {
         denied.iter().any(|r| r["params"]["name"] == "a\\u{0}b"),
         "{denied:?}"
     );
-    // Nothing reached the store, nor anywhere else: the test's directory
-    // holds the audit log alone.
-    let found = walk(&dir);
-    assert_eq!(found, std::slice::from_ref(&audit), "{found:?}");
 }
 
 /// Every file under `dir`.
@@ -235,9 +307,18 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// difference. (A note of a string of n characters is n + 2 bytes of JSON.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quota_is_hit_exactly_at_the_bound() {
-    let dir = scratch_dir("storage-quota");
-    let chassis = TestHost::new()
-        .store(&dir)
+    quota_is_exact(Backend::files(scratch_dir("storage-quota"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_the_quota_is_hit_exactly_at_the_bound() {
+    quota_is_exact(Backend::nats(&scratch_dir("storage-quota-nats"))).await;
+}
+
+async fn quota_is_exact(backend: Backend) {
+    let chassis = backend
+        .host()
+        .await
         .component(
             guests::NOTES,
             notes("notes", StorageAccess::ReadWrite, (100, 2, 60)),
@@ -284,25 +365,41 @@ async fn the_quota_is_hit_exactly_at_the_bound() {
 /// by 24 concurrent tasks into room for 10, exactly 10 are kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_from_several_tasks_stay_within_the_quota() {
-    let dir = scratch_dir("storage-concurrent");
-    let chassis = TestHost::new()
-        .store(&dir)
-        .config(|c| chassis::ChassisConfig {
-            queue: chassis::QueueConfig {
-                max_queued: 64,
-                max_wait: std::time::Duration::from_secs(60),
-            },
-            ..c
-        })
-        .component(
-            guests::NOTES,
-            notes("notes", StorageAccess::ReadWrite, (1 << 20, 10, 1000)),
-        )
-        .build()
-        .await;
+    writers_stay_within_the_quota(Backend::files(scratch_dir("storage-concurrent")), 1).await;
+}
+
+/// On NATS, the 24 tasks run on two workers at once, 12 each, sharing one
+/// namespace: still exactly 10, and each worker lists the same 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_two_workers_writing_at_once_stay_within_the_quota() {
+    let backend = Backend::nats(&scratch_dir("storage-concurrent-nats"));
+    writers_stay_within_the_quota(backend, 2).await;
+}
+
+async fn writers_stay_within_the_quota(backend: Backend, workers: usize) {
+    let mut hosts = Vec::new();
+    for _ in 0..workers {
+        let host = backend
+            .host()
+            .await
+            .config(|c| chassis::ChassisConfig {
+                queue: chassis::QueueConfig {
+                    max_queued: 64,
+                    max_wait: std::time::Duration::from_secs(60),
+                },
+                ..c
+            })
+            .component(
+                guests::NOTES,
+                notes("notes", StorageAccess::ReadWrite, (1 << 20, 10, 1000)),
+            )
+            .build()
+            .await;
+        hosts.push(host);
+    }
     let tasks: Vec<_> = (0..24)
         .map(|i| {
-            let chassis = chassis.chassis.clone();
+            let chassis = hosts[i % workers].chassis.clone();
             tokio::spawn(async move {
                 run(
                     &chassis,
@@ -322,10 +419,17 @@ async fn concurrent_writers_from_several_tasks_stay_within_the_quota() {
         }
     }
     assert_eq!(kept, 10);
-    let listed = run(&chassis, "notes", "list", json!({"prefix": "n/"}))
-        .await
-        .unwrap();
-    assert_eq!(listed["names"].as_array().unwrap().len(), 10);
+    let mut lists = Vec::new();
+    for host in &hosts {
+        let listed = run(host, "notes", "list", json!({"prefix": "n/"}))
+            .await
+            .unwrap();
+        assert_eq!(listed["names"].as_array().unwrap().len(), 10, "{listed}");
+        let usage = run(host, "notes", "usage", json!({})).await.unwrap();
+        assert_eq!(usage["objects"], 10, "{usage}");
+        lists.push(listed);
+    }
+    assert!(lists.windows(2).all(|w| w[0] == w[1]), "{lists:?}");
 }
 
 /// `read_only` reads and refuses every write; no grant refuses the import
