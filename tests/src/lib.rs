@@ -88,6 +88,10 @@ pub mod guests {
     pub const MISBEHAVE: &str = "misbehave";
     /// `swarms/notes`: keeps notes and counters in its object store.
     pub const NOTES: &str = "notes";
+    /// `swarms/notes-js`: the notes swarm in JavaScript.
+    pub const NOTES_JS: &str = "notes_js";
+    /// `swarms/notes-py`: the notes swarm in Python.
+    pub const NOTES_PY: &str = "notes_py";
     /// `swarms/hostile/net-escape`: imports sockets.
     pub const NET_ESCAPE: &str = "net_escape";
     /// `swarms/hostile/sandbox-probe`: looks at what WASI shows it.
@@ -116,6 +120,8 @@ pub mod guests {
         MISBEHAVE,
         NET_ESCAPE,
         NOTES,
+        NOTES_JS,
+        NOTES_PY,
         SANDBOX_PROBE,
         SLOW_LOAD,
     ];

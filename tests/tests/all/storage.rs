@@ -307,15 +307,40 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// difference. (A note of a string of n characters is n + 2 bytes of JSON.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quota_is_hit_exactly_at_the_bound() {
-    quota_is_exact(Backend::files(scratch_dir("storage-quota"))).await;
+    quota_is_exact(&Backend::files(scratch_dir("storage-quota"))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_nats_the_quota_is_hit_exactly_at_the_bound() {
-    quota_is_exact(Backend::nats(&scratch_dir("storage-quota-nats"))).await;
+    let backend = Backend::nats(&scratch_dir("storage-quota-nats"));
+    quota_is_exact(&backend).await;
+    // An object is one message: over the server's max_payload (1 MiB by
+    // default, less 1 KiB of framing) it is too large whatever the quota.
+    let store = backend.store().await;
+    let quota = chassis::storage::Quota {
+        max_bytes: 1 << 30,
+        max_objects: 10,
+        max_object_bytes: 4 << 20,
+    };
+    let refused = store
+        .set("notes", "big", vec![7; 2 << 20], quota)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused,
+        chassis::storage::StoreError::TooLarge {
+            size: 2 << 20,
+            max: (1 << 20) - 1024
+        }
+    );
+    store
+        .set("notes", "fits", vec![7; (1 << 20) - 1024], quota)
+        .await
+        .unwrap();
+    assert_eq!(store.get("notes", "fits").await.unwrap().unwrap().len(), (1 << 20) - 1024);
 }
 
-async fn quota_is_exact(backend: Backend) {
+async fn quota_is_exact(backend: &Backend) {
     let chassis = backend
         .host()
         .await
@@ -506,6 +531,131 @@ async fn the_grant_is_enforced_at_load_and_on_every_call() {
         .err()
         .unwrap();
     assert!(matches!(refused, Error::NoStore { .. }), "{refused}");
+}
+
+/// The notes swarm in Rust, Python and JavaScript (the storage helpers of
+/// `guest-sdk/python` and `guest-sdk/js`) run the same script into
+/// namespaces of the same quota: the same results, refusals with the same
+/// sentence, and the same storage calls recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_python_and_javascript_helpers_keep_the_same_objects() {
+    let dir = scratch_dir("storage-languages");
+    let swarms = [
+        ("notes", guests::NOTES),
+        ("notes-py", guests::NOTES_PY),
+        ("notes-js", guests::NOTES_JS),
+    ];
+    let chassis = swarms
+        .iter()
+        .fold(
+            TestHost::new()
+                .store(&dir)
+                .memory_sink()
+                .config(|c| c.with_cache_dir(chassis_tests::root().join("target/tmp/languages-cache"))),
+            |host, (id, guest)| {
+                let mut contract = notes(id, StorageAccess::ReadWrite, (90, 4, 64));
+                contract.resource_limits.task_timeout_seconds = 30.0;
+                host.component(guest, contract)
+            },
+        )
+        .build()
+        .await;
+    let note = json!({"title": "plan", "items": [1, 2.5, "three", null, {"ok": true}]});
+    let script = [
+        ("count", json!({"counter": "visits"})),
+        ("count", json!({"counter": "visits"})),
+        ("put", json!({"name": "docs/a", "note": note})),
+        ("put", json!({"name": "docs/b", "note": "héllo ✓"})),
+        ("get", json!({"name": "docs/a"})),
+        ("get", json!({"name": "docs/b"})),
+        ("get", json!({"name": "docs/none"})),
+        ("list", json!({"prefix": "docs/"})),
+        ("usage", json!({})),
+        ("put", json!({"name": "../escape", "note": 1})),
+        ("get", json!({"name": "/etc/passwd"})),
+        ("put", json!({"name": "docs/big", "note": "x".repeat(70)})),
+        ("put", json!({"name": "counters/odd", "note": "abc"})),
+        ("count", json!({"counter": "odd"})),
+        ("put", json!({"name": "docs/c", "note": 3})),
+        ("delete", json!({"name": "docs/a"})),
+        ("delete", json!({"name": "docs/a"})),
+        ("put", json!({"name": "docs/c", "note": "x".repeat(60)})),
+        ("put", json!({"name": "docs/d", "note": 3})),
+        ("put", json!({"name": "docs/b", "note": "x".repeat(20)})),
+        ("list", json!({})),
+        ("count", json!({"counter": "visits"})),
+        ("usage", json!({})),
+    ];
+    let mut runs: Vec<Vec<Value>> = Vec::new();
+    for (id, _) in &swarms {
+        let mut results = Vec::new();
+        for (task, payload) in &script {
+            let o = chassis
+                .execute_task(id, TaskRequest::new(*task, payload.clone()))
+                .await
+                .unwrap();
+            results.push(match o.error {
+                None => json!({"ok": o.output}),
+                Some(e) => json!({"error": e.to_string()}),
+            });
+        }
+        runs.push(results);
+    }
+    // The Rust swarm's run is the reference; it met each case meant.
+    let rust = &runs[0];
+    assert_eq!(rust[1]["ok"]["value"], 2);
+    assert_eq!(rust[4]["ok"]["note"], note);
+    assert_eq!(rust[6]["ok"]["note"], Value::Null);
+    for (i, want) in [
+        (9, "storage invalid name"),
+        (10, "storage invalid name"),
+        (11, "storage object too large"),
+        (13, "counters/odd is not a counter"),
+        (14, "5 objects"),
+        (18, "5 objects"),
+        (19, "97 bytes"),
+    ] {
+        let error = rust[i]["error"].as_str().unwrap_or_default();
+        assert!(error.contains(want), "step {i}: {}", rust[i]);
+    }
+    assert_eq!(rust[17]["ok"]["bytes"], 62);
+    assert_eq!(rust[21]["ok"]["value"], 3);
+    for ((id, _), run) in swarms.iter().zip(&runs).skip(1) {
+        for (step, (got, want)) in run.iter().zip(rust).enumerate() {
+            assert_eq!(got, want, "{id}, step {step} ({:?})", script[step]);
+        }
+    }
+    // The helpers make the same calls: the same operations on the same
+    // names, each done or refused alike.
+    let events = chassis.events();
+    let calls = |id: &str| -> Vec<(String, String, bool, bool, u64)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StorageAccess {
+                    swarm_id,
+                    operation,
+                    name,
+                    allowed,
+                    security_violation,
+                    bytes,
+                    ..
+                } if swarm_id == id => Some((
+                    operation.clone(),
+                    name.clone(),
+                    *allowed,
+                    *security_violation,
+                    *bytes,
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+    let reference = calls("notes");
+    assert!(reference.len() > script.len(), "{reference:?}");
+    for (id, _) in &swarms[1..] {
+        assert_eq!(calls(id), reference, "{id}");
+    }
 }
 
 /// A store that never answers in time.
