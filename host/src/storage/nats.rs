@@ -7,19 +7,32 @@
 //! usage is the entry `u.<hex(namespace)>`, JSON `{"bytes", "objects"}`.
 //! A put of one entry is whole: a reader sees the old value or the new one.
 //!
-//! The quota is held across workers by compare-and-set on revisions:
-//! a write reads the object's revision and the usage's, writes the new
-//! usage only if no one changed it since (`update` with the revision it
-//! read), then the object only if no one changed it since; when the object
-//! lost the race, the usage is given back and the whole write tried again.
-//! So concurrent writers on any machines cannot pass the quota together. A
-//! worker that dies between the two writes leaves the usage counted
-//! higher than the objects: the quota errs on the safe side, never over.
+//! The quota is held across workers by compare-and-set on revisions. A
+//! write reads the object's revision and the usage's; it reserves what the
+//! write adds (growth, and one object when it is new) by writing the usage
+//! only if no one changed it since (`update` at the revision it read), then
+//! writes the object only if no one changed it since. When the object lost
+//! the race, the reservation is given back and the whole write tried again;
+//! when it landed, what a smaller object frees is given back after. So the
+//! usage is never lower than what is kept: writers on any machines cannot
+//! pass the quota together, and a worker that dies between the steps, or a
+//! put whose answer is lost, leaves the usage counted higher (the quota errs
+//! toward refusing). A write, once started, is run to its end on a task of
+//! its own even when the caller stops waiting (the import gives up at the
+//! task's deadline).
+//!
+//! A delete writes a delete marker at the object's revision (so a writer in
+//! between wins), gives back the object's usage, then purges the marker:
+//! the bucket keeps no trace of deleted names.
 //!
 //! Listing reads the namespace's keys (headers only, the latest revision of
-//! each) through an ordered consumer filtered to the namespace, sorts them
-//! and cuts the page: its cost grows with the namespace's object count,
-//! which the contract bounds (`max_objects`).
+//! each) through an ordered consumer filtered to the namespace, removed
+//! after; it sorts them and cuts the page: its cost grows with the
+//! namespace's object count, which the contract bounds (`max_objects`).
+//!
+//! With `replicas` above 1, reads are answered by any replica and may be a
+//! moment behind a write made through another worker; the compare-and-set
+//! writes are decided by the stream's leader.
 //!
 //! The largest object is also bounded by the server's `max_payload`
 //! (1 MiB unless the server is configured otherwise): a larger one is
@@ -39,6 +52,9 @@ pub const BUCKET: &str = "chassis_storage";
 /// Tries of one write against other writers before it is given up.
 const MAX_TRIES: u32 = 200;
 
+/// How long a listing waits for the server's next key.
+const LIST_STALL: Duration = Duration::from_secs(5);
+
 /// Bytes of a message's own framing kept free under `max_payload`.
 const PAYLOAD_SLACK: u64 = 1024;
 
@@ -46,6 +62,7 @@ const PAYLOAD_SLACK: u64 = 1024;
 #[derive(Clone)]
 pub struct NatsStore {
     kv: kv::Store,
+    jetstream: jetstream::Context,
     client: async_nats::Client,
 }
 
@@ -94,7 +111,9 @@ impl NatsStore {
                     .collect::<Vec<_>>(),
             )
             .await
-            .map_err(|e| StoreError::Unavailable(format!("connecting to NATS at {url}: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("connecting to NATS at {}: {e}", redacted(url)))
+            })?;
         Self::open(&jetstream::new(client), replicas).await
     }
 
@@ -115,6 +134,7 @@ impl NatsStore {
             .map_err(|e| failed("opening", e))?;
         Ok(Self {
             kv,
+            jetstream: jetstream.clone(),
             client: jetstream.client(),
         })
     }
@@ -132,7 +152,7 @@ impl NatsStore {
 
     /// The largest value the server takes in one message.
     fn max_value(&self) -> u64 {
-        (self.client.server_info().max_payload as u64).saturating_sub(PAYLOAD_SLACK)
+        (self.client.max_payload() as u64).saturating_sub(PAYLOAD_SLACK)
     }
 
     async fn entry(&self, key: &str) -> Result<Option<kv::Entry>, StoreError> {
@@ -208,19 +228,15 @@ impl NatsStore {
         &self,
         namespace: &str,
         name: &str,
-        value: Vec<u8>,
+        value: bytes::Bytes,
         quota: Quota,
     ) -> Result<(), StoreError> {
         let size = value.len() as u64;
-        let max_value = self.max_value();
-        if size > quota.max_object_bytes.min(max_value) {
-            return Err(StoreError::TooLarge {
-                size,
-                max: quota.max_object_bytes.min(max_value),
-            });
+        let max = quota.max_object_bytes.min(self.max_value());
+        if size > max {
+            return Err(StoreError::TooLarge { size, max });
         }
         let key = object_key(namespace, name);
-        let value = bytes::Bytes::from(value);
         for _ in 0..MAX_TRIES {
             let entry = self.entry(&key).await?;
             let old = entry
@@ -228,16 +244,32 @@ impl NatsStore {
                 .filter(|e| present(e))
                 .map(|e| e.value.len() as u64);
             let revision = entry.as_ref().map(|e| e.revision);
-            self.adjust(namespace, |usage| after_write(usage, old, size, quota))
-                .await?;
-            // An error here leaves the usage counted: the write may have
-            // landed before the answer was lost.
+            // Reserve what the write adds; a shrink is given back only
+            // once the smaller object is kept.
+            let grows = size.saturating_sub(old.unwrap_or(0));
+            let new_object = u64::from(old.is_none());
+            self.adjust(namespace, |usage| {
+                // Whether it fits once written; what is counted meanwhile.
+                after_write(usage, old, size, quota)?;
+                Ok(Usage {
+                    bytes: usage.bytes.saturating_add(grows),
+                    objects: usage.objects.saturating_add(new_object),
+                })
+            })
+            .await?;
+            // An error here leaves the reservation counted: the write may
+            // have landed before the answer was lost.
             if self.put_at(&key, value.clone(), revision).await? {
+                let frees = old.unwrap_or(0).saturating_sub(size);
+                if frees > 0 {
+                    self.adjust(namespace, |usage| Ok(less(usage, frees, 0)))
+                        .await?;
+                }
                 return Ok(());
             }
             // Another writer changed the object between the two reads and
-            // this write: give the usage back and start again from it.
-            self.adjust(namespace, |usage| Ok(undo(usage, old, size)))
+            // this write: give the reservation back and start again.
+            self.adjust(namespace, |usage| Ok(less(usage, grows, new_object)))
                 .await?;
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -249,27 +281,50 @@ impl NatsStore {
 
     async fn delete_whole(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
         let key = object_key(namespace, name);
+        let subject = format!(
+            "{}{key}",
+            self.kv.put_prefix.as_deref().unwrap_or(&self.kv.prefix)
+        );
         for _ in 0..MAX_TRIES {
             let Some(entry) = self.entry(&key).await?.filter(present) else {
                 return Ok(false);
             };
-            match self
-                .kv
-                .delete_expect_revision(&key, Some(entry.revision))
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("KV-Operation", "DEL");
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                entry.revision.to_string().as_str(),
+            );
+            let acked = match self
+                .jetstream
+                .publish_with_headers(subject.clone(), headers, bytes::Bytes::new())
                 .await
             {
-                Ok(()) => {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match acked {
+                Ok(ack) => {
                     let size = entry.value.len() as u64;
-                    self.adjust(namespace, |usage| {
-                        Ok(Usage {
-                            bytes: usage.bytes.saturating_sub(size),
-                            objects: usage.objects.saturating_sub(1),
-                        })
-                    })
-                    .await?;
+                    self.adjust(namespace, |usage| Ok(less(usage, size, 1)))
+                        .await?;
+                    // The marker itself, if nothing was written after it.
+                    if let Err(e) = self
+                        .kv
+                        .stream
+                        .purge()
+                        .filter(subject.as_str())
+                        .sequence(ack.sequence + 1)
+                        .await
+                    {
+                        tracing::warn!(target: "chassis::storage", "NATS bucket {BUCKET}: purging a delete marker: {e}");
+                    }
                     return Ok(true);
                 }
-                Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => {
+                Err(e)
+                    if e.kind()
+                        == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence =>
+                {
                     tokio::task::yield_now().await;
                 }
                 Err(e) => return Err(failed("deleting", e)),
@@ -279,6 +334,48 @@ impl NatsStore {
             "deleting",
             format!("other writers changed the object {MAX_TRIES} times in a row"),
         ))
+    }
+
+    /// The names a listing's consumer delivers under `prefix`, until it
+    /// says none are pending (or goes quiet for [`LIST_STALL`]).
+    async fn read_names(
+        &self,
+        consumer: consumer::Consumer<consumer::push::OrderedConfig>,
+        prefix: &str,
+        names: &mut Vec<String>,
+    ) -> Result<(), StoreError> {
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| failed("listing", e))?;
+        loop {
+            let Some(message) = tokio::time::timeout(LIST_STALL, messages.next())
+                .await
+                .map_err(|_| failed("listing", "the server sent nothing for 5 s"))?
+            else {
+                return Ok(());
+            };
+            let message = message.map_err(|e| failed("listing", e))?;
+            let pending = message.info().map_err(|e| failed("listing", e))?.pending;
+            let removed = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("KV-Operation"))
+                .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"));
+            if !removed
+                && let Some(name) = message
+                    .subject
+                    .as_str()
+                    .strip_prefix(prefix)
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|b| String::from_utf8(b).ok())
+            {
+                names.push(name);
+            }
+            if pending == 0 {
+                return Ok(());
+            }
+        }
     }
 
     /// Every name in `namespace`, sorted.
@@ -298,50 +395,43 @@ impl NatsStore {
             })
             .await
             .map_err(|e| failed("listing", e))?;
+        let consumer_name = consumer.cached_info().name.clone();
         let mut names = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(names);
+        let listed = if consumer.cached_info().num_pending > 0 {
+            self.read_names(consumer, &prefix, &mut names).await
+        } else {
+            Ok(())
+        };
+        // Not left to expire: a listing per task would keep many alive.
+        if let Err(e) = self.kv.stream.delete_consumer(&consumer_name).await {
+            tracing::debug!(target: "chassis::storage", "NATS bucket {BUCKET}: removing a listing's consumer: {e}");
         }
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| failed("listing", e))?;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| failed("listing", e))?;
-            let pending = message.info().map_err(|e| failed("listing", e))?.pending;
-            let removed = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("KV-Operation"))
-                .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"));
-            if !removed
-                && let Some(name) = message
-                    .subject
-                    .as_str()
-                    .strip_prefix(&prefix)
-                    .and_then(|h| hex::decode(h).ok())
-                    .and_then(|b| String::from_utf8(b).ok())
-            {
-                names.push(name);
-            }
-            if pending == 0 {
-                break;
-            }
-        }
+        listed?;
         names.sort_unstable();
         Ok(names)
     }
 }
 
-/// The usage before a write of `size` bytes over `old` was counted.
-fn undo(usage: Usage, old: Option<u64>, size: u64) -> Usage {
+/// `usage` less `bytes` and `objects`.
+fn less(usage: Usage, bytes: u64, objects: u64) -> Usage {
     Usage {
-        bytes: usage
-            .bytes
-            .saturating_sub(size)
-            .saturating_add(old.unwrap_or(0)),
-        objects: usage.objects.saturating_sub(u64::from(old.is_none())),
+        bytes: usage.bytes.saturating_sub(bytes),
+        objects: usage.objects.saturating_sub(objects),
     }
+}
+
+/// `url` without the user and password it may carry, for messages.
+fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &u[..scheme], &u[at + 1..])
+            }
+            (None, Some(at)) => format!("***@{}", &u[at + 1..]),
+            _ => u.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Store for NatsStore {
@@ -362,11 +452,17 @@ impl Store for NatsStore {
         value: Vec<u8>,
         quota: Quota,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(self.set_whole(namespace, name, value, quota))
+        let (this, namespace, name) = (self.clone(), namespace.to_string(), name.to_string());
+        Box::pin(finished(tokio::spawn(async move {
+            this.set_whole(&namespace, &name, value.into(), quota).await
+        })))
     }
 
     fn delete<'a>(&'a self, namespace: &'a str, name: &'a str) -> StoreFuture<'a, bool> {
-        Box::pin(self.delete_whole(namespace, name))
+        let (this, namespace, name) = (self.clone(), namespace.to_string(), name.to_string());
+        Box::pin(finished(tokio::spawn(async move {
+            this.delete_whole(&namespace, &name).await
+        })))
     }
 
     fn stat<'a>(
@@ -409,6 +505,15 @@ impl Store for NatsStore {
             })
         })
     }
+}
+
+/// What a write run on its own task came to.
+async fn finished<T>(
+    write: tokio::task::JoinHandle<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    write
+        .await
+        .unwrap_or_else(|e| Err(failed("the write's task", e)))
 }
 
 /// Up to `limit` of the sorted `names` that start with `prefix`, after
@@ -461,18 +566,8 @@ mod tests {
         assert!(a < b);
         assert_eq!(a.matches('.').count(), 2);
         assert_eq!(
-            undo(
-                Usage {
-                    bytes: 10,
-                    objects: 2
-                },
-                None,
-                4
-            ),
-            Usage {
-                bytes: 6,
-                objects: 1
-            }
+            redacted("nats://user:pass@host:4222, tls://token@b:4222,nats://c:1"),
+            "nats://***@host:4222,tls://***@b:4222,nats://c:1"
         );
     }
 }

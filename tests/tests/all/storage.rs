@@ -170,6 +170,8 @@ async fn objects_outlive(backend: Backend) {
         .unwrap();
     let got = run(&chassis, "notes", "get", json!({"name": "docs/plan"})).await;
     assert_eq!(got.unwrap()["note"], Value::Null);
+    let listed = run(&chassis, "notes", "list", json!({"prefix": "docs/"})).await;
+    assert_eq!(listed.unwrap()["names"], json!(["docs/todo"]));
     let usage = run(&chassis, "notes", "usage", json!({})).await.unwrap();
     assert_eq!(usage["objects"], 2, "{usage}");
     assert_eq!(usage["max_objects"], 100, "{usage}");
@@ -337,7 +339,77 @@ async fn on_nats_the_quota_is_hit_exactly_at_the_bound() {
         .set("notes", "fits", vec![7; (1 << 20) - 1024], quota)
         .await
         .unwrap();
-    assert_eq!(store.get("notes", "fits").await.unwrap().unwrap().len(), (1 << 20) - 1024);
+    assert_eq!(
+        store.get("notes", "fits").await.unwrap().unwrap().len(),
+        (1 << 20) - 1024
+    );
+    // A delete leaves no marker behind: the bucket holds the objects kept
+    // (`b`, `c`, `fits`) and the usage entry, nothing of `a`.
+    let Backend::Nats(server) = &backend else {
+        unreachable!()
+    };
+    let bucket = NatsStore::connect(&server.url, 1).await.unwrap();
+    assert_eq!(bucket.entry_count().await.unwrap(), 4);
+}
+
+/// Three writers on two workers grow, shrink, replace and delete the same
+/// few objects at once: the objects kept never pass the quota's count, and
+/// when they are done the bytes kept are within it and the usage counted
+/// is exactly what is kept (no write leaked its reservation or its give-back,
+/// none was counted twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_racing_grows_and_shrinks_keep_the_usage_exact() {
+    let backend = Backend::nats(&scratch_dir("storage-race-nats"));
+    let stores = [backend.store().await, backend.store().await];
+    let quota = chassis::storage::Quota {
+        max_bytes: 300,
+        max_objects: 3,
+        max_object_bytes: 150,
+    };
+    let writers: Vec<_> = (0..3u64)
+        .map(|w| {
+            let store = stores[(w % 2) as usize].clone();
+            tokio::spawn(async move {
+                // A xorshift generator per writer: the writers' names and
+                // sizes differ.
+                let mut x = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(w + 1);
+                for _ in 0..60 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let name = ["x", "y", "z", "w"][(x % 4) as usize];
+                    if x % 7 == 0 {
+                        store.delete("race", name).await.unwrap();
+                        continue;
+                    }
+                    let size = ((x >> 8) % 150) as usize;
+                    match store.set("race", name, vec![1; size], quota).await {
+                        Ok(()) | Err(chassis::storage::StoreError::Quota { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                    let page = store.list("race", "", None, 10).await.unwrap();
+                    assert!(page.keys.len() <= 3, "{page:?}");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let store = &stores[0];
+    let page = store.list("race", "", None, 10).await.unwrap();
+    let mut kept = 0;
+    for name in &page.keys {
+        kept += store.get("race", name).await.unwrap().unwrap().len() as u64;
+    }
+    assert!(kept <= 300, "{kept} bytes kept");
+    assert_eq!(
+        store.usage("race").await.unwrap(),
+        chassis::storage::Usage {
+            bytes: kept,
+            objects: page.keys.len() as u64
+        }
+    );
 }
 
 async fn quota_is_exact(backend: &Backend) {
@@ -548,10 +620,9 @@ async fn the_rust_python_and_javascript_helpers_keep_the_same_objects() {
     let chassis = swarms
         .iter()
         .fold(
-            TestHost::new()
-                .store(&dir)
-                .memory_sink()
-                .config(|c| c.with_cache_dir(chassis_tests::root().join("target/tmp/languages-cache"))),
+            TestHost::new().store(&dir).memory_sink().config(|c| {
+                c.with_cache_dir(chassis_tests::root().join("target/tmp/languages-cache"))
+            }),
             |host, (id, guest)| {
                 let mut contract = notes(id, StorageAccess::ReadWrite, (90, 4, 64));
                 contract.resource_limits.task_timeout_seconds = 30.0;
