@@ -117,6 +117,7 @@ pub use imports::log::{GuestLine, GuestLogSink, LogLevel};
 pub use limits::{LimitKind, QueueConfig};
 pub use outcome::{
     MAX_TASK_ID_BYTES, Output, Payload, TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage,
+    task_id_problem,
 };
 pub use registry::{Replacement, SwarmInfo, TASK_INTERFACE};
 pub use reputation::Reputation;
@@ -362,7 +363,7 @@ impl Chassis {
     ) -> Result<wasmtime::Store<HostState>, Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
         let rt = &swarm.runtime;
-        if let Some(reason) = outcome::id_problem(task_id) {
+        if let Some(reason) = outcome::task_id_problem(task_id) {
             return Err(Error::InvalidTaskId {
                 swarm_id: swarm_id.to_string(),
                 reason,

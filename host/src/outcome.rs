@@ -135,13 +135,15 @@ impl TaskRequest {
     /// Why the host cannot take this request's id, if it cannot (what
     /// [`Error::InvalidTaskId`](crate::Error::InvalidTaskId) says).
     pub fn id_problem(&self) -> Option<String> {
-        id_problem(&self.task_id)
+        task_id_problem(&self.task_id)
     }
 }
 
 /// Why the host cannot take `id` as a task id, if it cannot: empty, over
-/// [`MAX_TASK_ID_BYTES`], or holding a control or bidirectional character.
-pub(crate) fn id_problem(id: &str) -> Option<String> {
+/// [`MAX_TASK_ID_BYTES`], or holding a control or bidirectional character
+/// (what [`Error::InvalidTaskId`](crate::Error::InvalidTaskId) says). For
+/// a caller that checks ids before it builds requests.
+pub fn task_id_problem(id: &str) -> Option<String> {
     if id.is_empty() {
         return Some("it is empty".into());
     }

@@ -570,14 +570,20 @@ pub fn capture_logs() -> (Logs, CaptureGuard) {
 /// `logging-swarm` world of the project's WIT. For guests Rust cannot
 /// express (for example growing a table).
 pub fn wat_swarm(wat: &str) -> Vec<u8> {
+    wat_swarm_in("logging-swarm", wat)
+}
+
+/// [`wat_swarm`] against another world of the project's WIT (e.g.
+/// `storing-swarm`, for a guest that calls the `storage` import).
+pub fn wat_swarm_in(world: &str, wat: &str) -> Vec<u8> {
     let mut module = wat::parse_str(wat).expect("test WAT parses");
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve
         .push_dir(root().join("wit"))
         .expect("project WIT parses");
     let world = resolve
-        .select_world(&[pkg], Some("logging-swarm"))
-        .expect("logging-swarm world");
+        .select_world(&[pkg], Some(world))
+        .unwrap_or_else(|e| panic!("world {world}: {e}"));
     wit_component::embed_component_metadata(
         &mut module,
         &resolve,

@@ -467,9 +467,7 @@ async fn run_many(
 ) -> Result<()> {
     // The longest id given is checked before the first task runs.
     if let Some(id) = &task_id
-        && let Some(reason) = TaskRequest::new(task, serde_json::Value::Null)
-            .with_id(format!("{id}-{repeat}"))
-            .id_problem()
+        && let Some(reason) = chassis::task_id_problem(&format!("{id}-{repeat}"))
     {
         bail!(
             "--task-id {id:?} with --repeat {repeat} (the last task's id ends in -{repeat}): {reason}"

@@ -73,6 +73,30 @@ struct Record {
     violation: bool,
 }
 
+/// One call as the guest made it: what the import checks before the store.
+struct Call<'a> {
+    /// The WIT operation (`get`, `set`, ...).
+    operation: &'static str,
+    /// The name, or the listing's prefix (empty for `usage`).
+    name: &'a str,
+    /// How `name` is checked.
+    check: Check<'a>,
+    /// Bytes it writes.
+    size: u64,
+}
+
+impl<'a> Call<'a> {
+    /// An operation on the object `name`.
+    fn on(operation: &'static str, name: &'a str) -> Self {
+        Call {
+            operation,
+            name,
+            check: Check::Name,
+            size: 0,
+        }
+    }
+}
+
 /// What a call's argument is checked as.
 #[derive(Clone, Copy)]
 enum Check<'a> {
@@ -111,23 +135,21 @@ impl StorageHost<'_> {
     /// for every call, done or refused.
     async fn call<T>(
         &mut self,
-        operation: &'static str,
-        name: &str,
-        check: Check<'_>,
-        size: u64,
+        call: Call<'_>,
         op: impl for<'s> FnOnce(&'s dyn Store, &'s str) -> crate::storage::StoreFuture<'s, T>,
         bytes_of: impl FnOnce(&T) -> u64,
     ) -> wasmtime::Result<Result<T, StorageError>> {
         let mut rec = Record {
             name: self.scoped.guest_text(
-                cut(name, MAX_SCANNED_NAME_BYTES),
+                cut(call.name, MAX_SCANNED_NAME_BYTES),
                 "storage_name",
                 MAX_RECORDED_NAME_BYTES,
             ),
             bytes: 0,
             violation: false,
         };
-        let result = match self.run(operation, name, check, size, op, &mut rec).await {
+        let operation = call.operation;
+        let result = match self.run(&call, op, &mut rec).await {
             Ok(result) => result,
             Err(abuse) => {
                 // The task ends here (it kept calling over its rate): the
@@ -173,13 +195,16 @@ impl StorageHost<'_> {
 
     async fn run<T>(
         &mut self,
-        operation: &'static str,
-        name: &str,
-        check: Check<'_>,
-        size: u64,
+        call: &Call<'_>,
         op: impl for<'s> FnOnce(&'s dyn Store, &'s str) -> crate::storage::StoreFuture<'s, T>,
         rec: &mut Record,
     ) -> wasmtime::Result<Result<T, StorageError>> {
+        let Call {
+            operation,
+            name,
+            check,
+            size,
+        } = *call;
         if !self.scoped.in_task() {
             return Ok(Err(StorageError::Denied(
                 "storage serves tasks, not the describe call at load".into(),
@@ -289,10 +314,7 @@ impl Host for StorageHost<'_> {
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, StorageError>> {
         let key = name.clone();
         self.call(
-            "get",
-            &name,
-            Check::Name,
-            0,
+            Call::on("get", &name),
             move |store, ns| Box::pin(async move { store.get(ns, &key).await }),
             |value| value.as_ref().map_or(0, |v| v.len() as u64),
         )
@@ -308,10 +330,10 @@ impl Host for StorageHost<'_> {
         let quota = self.storage.quota;
         let size = value.len() as u64;
         self.call(
-            "set",
-            &name,
-            Check::Name,
-            size,
+            Call {
+                size,
+                ..Call::on("set", &name)
+            },
             move |store, ns| Box::pin(async move { store.set(ns, &key, value, quota).await }),
             move |_| size,
         )
@@ -321,10 +343,7 @@ impl Host for StorageHost<'_> {
     async fn delete(&mut self, name: String) -> wasmtime::Result<Result<(), StorageError>> {
         let key = name.clone();
         self.call(
-            "delete",
-            &name,
-            Check::Name,
-            0,
+            Call::on("delete", &name),
             move |store, ns| Box::pin(async move { store.delete(ns, &key).await.map(|_| ()) }),
             |_| 0,
         )
@@ -334,10 +353,7 @@ impl Host for StorageHost<'_> {
     async fn exists(&mut self, name: String) -> wasmtime::Result<Result<bool, StorageError>> {
         let key = name.clone();
         self.call(
-            "exists",
-            &name,
-            Check::Name,
-            0,
+            Call::on("exists", &name),
             move |store, ns| {
                 Box::pin(async move { store.stat(ns, &key).await.map(|i| i.is_some()) })
             },
@@ -359,10 +375,10 @@ impl Host for StorageHost<'_> {
         let key = prefix.clone();
         let after = cursor.clone();
         self.call(
-            "list-keys",
-            &prefix,
-            Check::Prefix(cursor.as_deref()),
-            0,
+            Call {
+                check: Check::Prefix(cursor.as_deref()),
+                ..Call::on("list-keys", &prefix)
+            },
             move |store, ns| {
                 Box::pin(async move {
                     let page = store.list(ns, &key, after.as_deref(), limit).await?;
@@ -383,10 +399,7 @@ impl Host for StorageHost<'_> {
     ) -> wasmtime::Result<Result<Option<ObjectInfo>, StorageError>> {
         let key = name.clone();
         self.call(
-            "stat",
-            &name,
-            Check::Name,
-            0,
+            Call::on("stat", &name),
             move |store, ns| {
                 Box::pin(async move {
                     Ok(store.stat(ns, &key).await?.map(|i| ObjectInfo {
@@ -404,10 +417,10 @@ impl Host for StorageHost<'_> {
         let quota = self.storage.quota;
         let read_only = self.storage.access == StorageAccess::ReadOnly;
         self.call(
-            "usage",
-            "",
-            Check::Nothing,
-            0,
+            Call {
+                check: Check::Nothing,
+                ..Call::on("usage", "")
+            },
             move |store, ns| {
                 Box::pin(async move {
                     let used = store.usage(ns).await?;

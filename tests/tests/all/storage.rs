@@ -378,7 +378,7 @@ async fn on_nats_racing_grows_and_shrinks_keep_the_usage_exact() {
                     x ^= x >> 7;
                     x ^= x << 17;
                     let name = ["x", "y", "z", "w"][(x % 4) as usize];
-                    if x % 7 == 0 {
+                    if x.is_multiple_of(7) {
                         store.delete("race", name).await.unwrap();
                         continue;
                     }
@@ -727,6 +727,84 @@ async fn the_rust_python_and_javascript_helpers_keep_the_same_objects() {
     for (id, _) in &swarms[1..] {
         assert_eq!(calls(id), reference, "{id}");
     }
+}
+
+/// A guest that keeps calling after it is refused for rate: the task is
+/// ended (`Error::RateLimited`), and every call is recorded, the one that
+/// ended it included, with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_keeps_calling_over_its_rate_is_ended_and_each_call_recorded() {
+    // `keep`: `exists("a")` in a loop, whatever it is answered.
+    let wasm = chassis_tests::wat_swarm_in(
+        "storing-swarm",
+        r#"(module
+          (import "infrafabric:chassis/storage@0.1.0" "exists" (func $exists (param i32 i32 i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 16) "keep")
+          (data (i32.const 32) "\10\00\00\00\04\00\00\00")
+          (data (i32.const 48) "\20\00\00\00\01\00\00\00")
+          (data (i32.const 64) "a")
+          (global $next (mut i32) (i32.const 1024))
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+            (local $p i32)
+            (local.set $p (global.get $next))
+            (global.set $next (i32.add (global.get $next) (local.get 3)))
+            (local.get $p))
+          (func (export "infrafabric:chassis/task@0.1.0#describe") (result i32)
+            (i32.const 48))
+          (func (export "infrafabric:chassis/task@0.1.0#execute")
+            (param i32 i32 i32 i32 i32 i32) (result i32)
+            (loop $again
+              (call $exists (i32.const 64) (i32.const 1) (i32.const 128))
+              (br $again))
+            (unreachable)))"#,
+    );
+    let dir = scratch_dir("storage-rate");
+    let mut contract = notes("keeper", StorageAccess::ReadOnly, (1 << 20, 10, 1000));
+    contract.resource_limits.max_api_calls_per_second = 2;
+    let chassis = TestHost::new()
+        .store(&dir)
+        .memory_sink()
+        .bytes(wasm, contract)
+        .build()
+        .await;
+    let err = chassis
+        .execute_task("keeper", TaskRequest::new("keep", json!({})))
+        .await
+        .unwrap_err();
+    let Error::RateLimited { refused, rate, .. } = err else {
+        panic!("expected the task ended for rate, got {err}");
+    };
+    assert_eq!(rate, 2);
+    let events: Vec<(bool, Option<String>)> = chassis
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::StorageAccess {
+                operation,
+                allowed,
+                reason,
+                ..
+            } if operation == "exists" => Some((*allowed, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    let allowed = events.iter().filter(|(ok, _)| *ok).count() as u64;
+    // Each call is one record: those let through, those refused, and the
+    // last, which ended the task.
+    assert_eq!(events.len() as u64, allowed + refused, "{events:?}");
+    assert!(allowed >= 1 && refused > 100, "{allowed} {refused}");
+    assert_eq!(
+        events.last().unwrap(),
+        &(false, Some("rate-limited: the task was ended".to_string()))
+    );
+    assert!(
+        events[..events.len() - 1]
+            .iter()
+            .filter(|(ok, _)| !ok)
+            .all(|(_, why)| why.as_deref().is_some_and(|w| w.contains("rate-limited"))),
+        "{events:?}"
+    );
 }
 
 /// A store that never answers in time.

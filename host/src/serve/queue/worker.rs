@@ -280,7 +280,7 @@ impl Worker {
                     .map(|v| v.to_string())
                     .unwrap_or_default();
                 tracing::warn!(target: "chassis::queue", swarm = swarm_id, "a malformed task message ({:?}): {e}", crate::text::escape(&task_id, 256));
-                if crate::outcome::id_problem(&task_id).is_some() {
+                if crate::outcome::task_id_problem(&task_id).is_some() {
                     // Nothing to answer to (no id, or one the host would
                     // not record): stop its delivery.
                     let _ = message.ack_with(AckKind::Term).await;
