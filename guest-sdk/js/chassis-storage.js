@@ -130,10 +130,20 @@ export function get(name) {
   return call(store.get, name) ?? undefined;
 }
 
-/** Write the object whole (a `Uint8Array`, or a string as UTF-8), replacing
- * any before it. */
+/** The bytes of `value`: a string as UTF-8, any typed array or `DataView`
+ * as its bytes, an `ArrayBuffer` whole. */
+function bytesOf(name, value) {
+  if (typeof value === "string") return encoder.encode(value);
+  if (value instanceof Uint8Array) return value;
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  throw new TypeError(`storage set(${JSON.stringify(name)}): expected a string, a typed array or an ArrayBuffer`);
+}
+
+/** Write the object whole (a string as UTF-8, a typed array, a `DataView`
+ * or an `ArrayBuffer`), replacing any before it. */
 export function set(name, value) {
-  call(store.set, name, typeof value === "string" ? encoder.encode(value) : value);
+  call(store.set, name, bytesOf(name, value));
 }
 
 /** The object parsed as JSON, or `undefined` when there is none. */
@@ -147,15 +157,31 @@ export function getJson(name) {
   }
 }
 
-/** Write `value` as compact JSON; the bytes written. */
+/** Refuses what JSON cannot hold instead of writing `null` for it. */
+function strict(key, value) {
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    throw new TypeError(`${value} is not a JSON number`);
+  }
+  if (typeof value === "bigint") throw new TypeError("a BigInt is not a JSON number");
+  return value;
+}
+
+/** Write `value` as compact JSON; the bytes written.
+ *
+ * Numbers are spelled as JavaScript spells them: a value read back is the
+ * same in every language, except integers past 2^53, which a JavaScript
+ * number cannot hold; the bytes may differ from another language's (`1` for
+ * Rust's and Python's `1.0`). Keys keep their order, but an object's
+ * integer-like keys come first, as JavaScript orders them. */
 export function setJson(name, value) {
   let text;
   try {
-    text = JSON.stringify(value === undefined ? null : value);
+    text = JSON.stringify(value, strict);
   } catch (e) {
     throw new JsonError(`serializing ${name}: ${e instanceof Error ? e.message : String(e)}`);
   }
-  const bytes = encoder.encode(text ?? "null");
+  if (text === undefined) throw new JsonError(`serializing ${name}: ${typeof value} is not JSON`);
+  const bytes = encoder.encode(text);
   set(name, bytes);
   return bytes.length;
 }

@@ -20,6 +20,10 @@ task with the sentence `storage <what>: <the host's reason>`, as the Rust
 SDK's `?` does. Catch a subclass (`QuotaExceeded`, `Denied`, ...) to act on
 one reason.
 
+`set` is not in `__all__` (it would hide the builtin `set` after
+`from chassis_storage import *`): import the module, as above, or the
+name itself.
+
 Names are 1 to 256 bytes of ASCII letters, digits and `-` `_` `.`, in
 `/`-separated segments; the host checks them, and one that tries to leave
 the namespace (`..`, a leading `/`, ...) is refused and recorded as a
@@ -48,7 +52,6 @@ __all__ = [
     "get_json",
     "list_keys",
     "list_page",
-    "set",
     "set_json",
     "stat",
     "usage",
@@ -136,11 +139,18 @@ def get(name):
 
 
 def set(name, value):  # noqa: A001 - the WIT operation's name
-    """Write the object whole (`bytes`, or `str` as UTF-8), replacing any
-    before it."""
+    """Write the object whole (`bytes`, `bytearray`, `memoryview`, or `str`
+    as UTF-8), replacing any before it."""
     if isinstance(value, str):
         value = value.encode("utf-8")
-    _call(_storage.set, name, bytes(value))
+    else:
+        try:
+            value = memoryview(value).tobytes()
+        except TypeError:
+            raise TypeError(
+                f"storage.set({name!r}, ...): expected bytes or str, got {type(value).__name__}"
+            ) from None
+    _call(_storage.set, name, value)
 
 
 def get_json(name):
@@ -156,13 +166,21 @@ def get_json(name):
 
 def set_json(name, value):
     """Write `value` as compact UTF-8 JSON, keys in their order (as the Rust
-    SDK's `set_json` writes a `serde_json::Value`); the bytes written."""
+    SDK's `set_json` writes a `serde_json::Value`); the bytes written.
+
+    Numbers are spelled as Python's `json` spells them: a value read back
+    is the same in every language, but the bytes may differ from another
+    language's (`1e+16` here, `1e16` in Rust, `10000000000000000` in
+    JavaScript)."""
     try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        data = json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode("utf-8")
     except (TypeError, ValueError) as e:
+        # ValueError covers NaN and a lone surrogate (UnicodeEncodeError).
         raise JsonError(f"serializing {name}: {e}") from None
-    set(name, text.encode("utf-8"))
-    return len(text.encode("utf-8"))
+    set(name, data)
+    return len(data)
 
 
 def delete(name):

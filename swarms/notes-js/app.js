@@ -7,6 +7,10 @@
 // - `put`: `{"name", "note"}` -> `{"name", "bytes"}`;
 // - `get`: `{"name"}` -> `{"name", "note"}` (`note` is null when there is none);
 // - `list`: `{"prefix"}` -> `{"names"}`;
+// - `stat`: `{"name"}` -> `{"name", "exists", "size"}` (`size` null when
+//   there is none);
+// - `page`: `{"prefix", "cursor", "limit"}` -> one page `{"names",
+//   "cursor"}` (`cursor` null on the last);
 // - `delete`: `{"name"}` -> `{"deleted"}`;
 // - `usage`: `{}` -> the namespace's bytes and objects against its quota;
 // - `fill`: `{"n", "bytes"}` -> N writes over `fill/0`..`fill/15`, and
@@ -19,30 +23,38 @@ import * as storage from "../../guest-sdk/js/chassis-storage.js";
 import { InvalidPayload, TaskFailed, info, swarm } from "../../guest-sdk/js/chassis-swarm.js";
 
 /** The payload's fields, each of the type given (`[type, default]`:
- * optional; `null`: any JSON), and no others. */
+ * optional, and when the default is `undefined` also null; `null`: any JSON; `"integer"`: 0 to 2^32 - 1), and no others
+ * (as `swarms/notes` refuses unknown fields). */
 function fields(payload, kinds) {
   if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
     throw new InvalidPayload("expected an object");
   }
-  const unknown = Object.keys(payload).filter((k) => !(k in kinds)).sort();
+  const unknown = Object.keys(payload).filter((k) => !Object.hasOwn(kinds, k)).sort();
   if (unknown.length > 0) throw new InvalidPayload(`unknown field \`${unknown[0]}\``);
   return Object.entries(kinds).map(([name, kind]) => {
     let value;
     if (Array.isArray(kind)) {
-      value = payload[name] ?? kind[1];
+      value = Object.hasOwn(payload, name) ? payload[name] : kind[1];
+      // An optional field without a default may also be null.
+      if (value === null && kind[1] === undefined) value = undefined;
       kind = kind[0];
-    } else if (name in payload) {
+    } else if (Object.hasOwn(payload, name)) {
       value = payload[name];
     } else {
       throw new InvalidPayload(`missing field \`${name}\``);
     }
     const ok =
       kind === null ||
-      (kind === "integer" ? Number.isSafeInteger(value) && value >= 0 : typeof value === kind);
+      value === undefined ||
+      (kind === "integer"
+        ? Number.isInteger(value) && value >= 0 && value <= MAX_U32
+        : typeof value === kind);
     if (!ok) throw new InvalidPayload(`\`${name}\` has the wrong type`);
     return value;
   });
 }
+
+const MAX_U32 = 0xffffffff;
 
 const filled = (i) => `fill/${i % 16}`;
 
@@ -58,6 +70,10 @@ export const task = swarm({
     }
     const out = new Uint8Array(8);
     new DataView(out.buffer).setBigUint64(0, value, true);
+    // A JSON number holds integers exactly up to 2^53 only.
+    if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new TaskFailed(`${name} is over ${Number.MAX_SAFE_INTEGER}, more than a JavaScript number holds exactly`);
+    }
     storage.set(name, out);
     info(`${name} = ${value}`);
     return { counter, value: Number(value) };
@@ -73,6 +89,21 @@ export const task = swarm({
   list(payload) {
     const [prefix] = fields(payload, { prefix: ["string", ""] });
     return { names: storage.listKeys(prefix) };
+  },
+  stat(payload) {
+    const [name] = fields(payload, { name: "string" });
+    const exists = storage.exists(name);
+    const info = storage.stat(name);
+    return { name, exists, size: info === undefined ? null : info.size };
+  },
+  page(payload) {
+    const [prefix, cursor, limit] = fields(payload, {
+      prefix: ["string", ""],
+      cursor: ["string", undefined],
+      limit: "integer",
+    });
+    const page = storage.listPage(prefix, cursor, limit);
+    return { names: page.keys, cursor: page.cursor ?? null };
   },
   delete(payload) {
     const [name] = fields(payload, { name: "string" });

@@ -7,6 +7,10 @@ same results.
 - `put`: `{"name", "note"}` -> `{"name", "bytes"}`;
 - `get`: `{"name"}` -> `{"name", "note"}` (`note` is null when there is none);
 - `list`: `{"prefix"}` -> `{"names"}`;
+- `stat`: `{"name"}` -> `{"name", "exists", "size"}` (`size` null when
+  there is none);
+- `page`: `{"prefix", "cursor", "limit"}` -> one page `{"names", "cursor"}`
+  (`cursor` null on the last);
 - `delete`: `{"name"}` -> `{"deleted"}`;
 - `usage`: `{}` -> the namespace's bytes and objects against its quota;
 - `fill`: `{"n", "bytes"}` -> N writes over `fill/0`..`fill/15`, and
@@ -20,9 +24,14 @@ import chassis_storage as storage
 from chassis_swarm import InvalidPayload, Task, TaskFailed, info, task  # noqa: F401 - Task is the export
 
 
+MAX_U32 = 2**32 - 1
+
+
 def _fields(payload, **kinds):
     """The payload's fields, each of the type given (a tuple: optional, with
-    its default), and no others."""
+    its default, which when `None` lets the field be null; `None`: any JSON;
+    `int`: 0 to 2^32 - 1), and no others (as `swarms/notes`
+    refuses unknown fields)."""
     if not isinstance(payload, dict):
         raise InvalidPayload("expected an object")
     unknown = set(payload) - set(kinds)
@@ -30,17 +39,28 @@ def _fields(payload, **kinds):
         raise InvalidPayload(f"unknown field `{sorted(unknown)[0]}`")
     values = []
     for name, kind in kinds.items():
+        nullable = False
         if isinstance(kind, tuple):
             kind, default = kind
+            # An optional field without a default may also be null.
+            nullable = default is None
             value = payload.get(name, default)
         elif name in payload:
             value = payload[name]
         else:
             raise InvalidPayload(f"missing field `{name}`")
-        if kind is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is int):
+        if value is None and nullable:
+            pass
+        elif kind is not None and not _is(value, kind):
             raise InvalidPayload(f"`{name}` has the wrong type")
         values.append(value)
     return values
+
+
+def _is(value, kind):
+    if kind is int:
+        return type(value) is int and 0 <= value <= MAX_U32
+    return isinstance(value, kind)
 
 
 def _filled(i):
@@ -79,6 +99,21 @@ def get(payload):
 def list_names(payload):
     (prefix,) = _fields(payload, prefix=(str, ""))
     return {"names": storage.list_keys(prefix)}
+
+
+@task("stat")
+def stat(payload):
+    (name,) = _fields(payload, name=str)
+    exists = storage.exists(name)
+    info = storage.stat(name)
+    return {"name": name, "exists": exists, "size": None if info is None else info["size"]}
+
+
+@task("page")
+def page(payload):
+    prefix, cursor, limit = _fields(payload, prefix=(str, ""), cursor=(str, None), limit=int)
+    names, cursor = storage.list_page(prefix, cursor, limit)
+    return {"names": names, "cursor": cursor}
 
 
 @task("delete")

@@ -423,6 +423,7 @@ fn less(usage: Usage, bytes: u64, objects: u64) -> Usage {
 /// `url` without the user and password it may carry, for messages.
 fn redacted(url: &str) -> String {
     url.split(',')
+        .map(str::trim)
         .map(|u| match (u.find("://"), u.rfind('@')) {
             (Some(scheme), Some(at)) if at > scheme => {
                 format!("{}://***@{}", &u[..scheme], &u[at + 1..])
@@ -565,6 +566,11 @@ mod tests {
         let b = object_key("notes", "a.b/d");
         assert!(a < b);
         assert_eq!(a.matches('.').count(), 2);
+    }
+
+    /// A server URL in a message keeps no user or password.
+    #[test]
+    fn urls_in_messages_hold_no_credentials() {
         assert_eq!(
             redacted("nats://user:pass@host:4222, tls://token@b:4222,nats://c:1"),
             "nats://***@host:4222,tls://***@b:4222,nats://c:1"

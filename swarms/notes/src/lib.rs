@@ -8,6 +8,10 @@
 //! - `get`: `{"name": "docs/a"}` → `{"name", "note"}` (`note` is null when
 //!   there is none);
 //! - `list`: `{"prefix": "docs/"}` → `{"names": [...]}`;
+//! - `stat`: `{"name": "docs/a"}` → `{"name", "exists", "size"}` (`size`
+//!   is null when there is none);
+//! - `page`: `{"prefix": "docs/", "cursor": null, "limit": 10}` → one page
+//!   `{"names", "cursor"}` (`cursor` is null on the last);
 //! - `delete`: `{"name": "docs/a"}` → `{"deleted": "docs/a"}`;
 //! - `usage`: `{}` → the namespace's bytes and objects against its quota;
 //! - `fill`: `{"n": N, "bytes": B}` → N writes of a B-byte object over the
@@ -62,9 +66,19 @@ struct List {
     prefix: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageOf {
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    cursor: Option<String>,
+    limit: u32,
+}
+
 impl Swarm for Notes {
     const TASK_TYPES: &'static [&'static str] = &[
-        "count", "put", "get", "list", "delete", "usage", "fill", "scan",
+        "count", "put", "get", "list", "stat", "page", "delete", "usage", "fill", "scan",
     ];
 
     fn execute(request: &Request) -> Result<Value, TaskError> {
@@ -100,6 +114,21 @@ impl Swarm for Notes {
             "list" => {
                 let List { prefix } = request.payload()?;
                 Ok(json!({ "names": storage::list(&prefix)? }))
+            }
+            "stat" => {
+                let Named { name } = request.payload()?;
+                let exists = storage::exists(&name)?;
+                let size = storage::stat(&name)?.map(|i| i.size);
+                Ok(json!({ "name": name, "exists": exists, "size": size }))
+            }
+            "page" => {
+                let PageOf {
+                    prefix,
+                    cursor,
+                    limit,
+                } = request.payload()?;
+                let (names, cursor) = storage::list_page(&prefix, cursor.as_deref(), limit)?;
+                Ok(json!({ "names": names, "cursor": cursor }))
             }
             "delete" => {
                 let Named { name } = request.payload()?;

@@ -656,7 +656,19 @@ async fn the_rust_python_and_javascript_helpers_keep_the_same_objects() {
         ("list", json!({})),
         ("count", json!({"counter": "visits"})),
         ("usage", json!({})),
+        ("stat", json!({"name": "docs/b"})),
+        ("stat", json!({"name": "docs/none"})),
+        ("page", json!({"limit": 2})),
+        ("page", json!({"prefix": "", "cursor": "counters/visits", "limit": 2})),
+        ("page", json!({"prefix": "docs/", "cursor": null, "limit": 0})),
     ];
+    for info in &chassis.loaded {
+        assert_eq!(
+            info.task_types, chassis.loaded[0].task_types,
+            "{}",
+            info.swarm_id
+        );
+    }
     let mut runs: Vec<Vec<Value>> = Vec::new();
     for (id, _) in &swarms {
         let mut results = Vec::new();
@@ -690,6 +702,23 @@ async fn the_rust_python_and_javascript_helpers_keep_the_same_objects() {
         assert!(error.contains(want), "step {i}: {}", rust[i]);
     }
     assert_eq!(rust[17]["ok"]["bytes"], 62);
+    assert_eq!(
+        rust[23]["ok"],
+        json!({"name": "docs/b", "exists": true, "size": 12})
+    );
+    assert_eq!(
+        rust[24]["ok"],
+        json!({"name": "docs/none", "exists": false, "size": null})
+    );
+    assert_eq!(
+        rust[25]["ok"],
+        json!({"names": ["counters/odd", "counters/visits"], "cursor": "counters/visits"})
+    );
+    assert_eq!(
+        rust[26]["ok"],
+        json!({"names": ["docs/b", "docs/c"], "cursor": null})
+    );
+    assert_eq!(rust[27]["ok"], rust[26]["ok"]);
     assert_eq!(rust[21]["ok"]["value"], 3);
     for ((id, _), run) in swarms.iter().zip(&runs).skip(1) {
         for (step, (got, want)) in run.iter().zip(rust).enumerate() {
