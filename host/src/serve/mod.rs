@@ -193,6 +193,7 @@ impl Service {
             let store = crate::storage::nats::NatsStore::open(&queue.jetstream, nats.replicas)
                 .await
                 .map_err(ServeError::SharedStorage)?;
+            tracing::info!(target: "chassis::serve", "swarms' objects are kept in the NATS bucket {} (nats.shared_storage){}", crate::storage::nats::BUCKET, if config.storage_dir.is_some() { "; storage_dir is not used" } else { "" });
             host = host.with_store(Arc::new(store));
         }
         if let Some(dir) = config.storage_dir.as_ref().filter(|_| host.store.is_none()) {

@@ -659,8 +659,14 @@ async fn the_rust_python_and_javascript_helpers_keep_the_same_objects() {
         ("stat", json!({"name": "docs/b"})),
         ("stat", json!({"name": "docs/none"})),
         ("page", json!({"limit": 2})),
-        ("page", json!({"prefix": "", "cursor": "counters/visits", "limit": 2})),
-        ("page", json!({"prefix": "docs/", "cursor": null, "limit": 0})),
+        (
+            "page",
+            json!({"prefix": "", "cursor": "counters/visits", "limit": 2}),
+        ),
+        (
+            "page",
+            json!({"prefix": "docs/", "cursor": null, "limit": 0}),
+        ),
     ];
     for info in &chassis.loaded {
         assert_eq!(
