@@ -339,22 +339,12 @@ impl Space {
     }
 
     fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Page {
-        let start = match after {
-            Some(after) if after >= prefix => Bound::Excluded(after.to_string()),
-            _ => Bound::Included(prefix.to_string()),
-        };
-        let mut keys: Vec<String> = self
+        let start = super::list_start(prefix, after).map(str::to_string);
+        let names = self
             .index
             .range::<String, _>((start, Bound::Unbounded))
-            .map(|(name, _)| name)
-            .take_while(|name| name.starts_with(prefix))
-            .take(limit.saturating_add(1))
-            .cloned()
-            .collect();
-        let more = keys.len() > limit;
-        keys.truncate(limit);
-        let cursor = if more { keys.last().cloned() } else { None };
-        Page { keys, cursor }
+            .map(|(name, _)| name);
+        super::page_of(names, prefix, limit)
     }
 }
 

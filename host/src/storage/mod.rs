@@ -145,6 +145,34 @@ pub trait Store: Send + Sync + 'static {
     fn usage<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, Usage>;
 }
 
+/// Where a listing of `prefix` after the cursor `after` starts: just after
+/// the cursor, or at the prefix when the cursor is before it (or none).
+pub(crate) fn list_start<'a>(prefix: &'a str, after: Option<&'a str>) -> std::ops::Bound<&'a str> {
+    match after {
+        Some(after) if after >= prefix => std::ops::Bound::Excluded(after),
+        _ => std::ops::Bound::Included(prefix),
+    }
+}
+
+/// The page of up to `limit` names from `names` (in byte order, from the
+/// listing's start) that begin with `prefix`, with the cursor when more
+/// follow.
+pub(crate) fn page_of<'a>(
+    names: impl Iterator<Item = &'a String>,
+    prefix: &str,
+    limit: usize,
+) -> Page {
+    let mut keys: Vec<String> = names
+        .take_while(|name| name.starts_with(prefix))
+        .take(limit.saturating_add(1))
+        .cloned()
+        .collect();
+    let more = keys.len() > limit;
+    keys.truncate(limit);
+    let cursor = if more { keys.last().cloned() } else { None };
+    Page { keys, cursor }
+}
+
 /// Whether a write of `new_size` bytes over an object of `old` bytes (or
 /// none) keeps `usage` within `quota`: the usage after it, or why not.
 pub(crate) fn after_write(

@@ -102,18 +102,9 @@ impl NatsStore {
     /// Connect to `url` (one or several, comma-separated) and open the
     /// bucket, made if missing with `replicas` copies.
     pub async fn connect(url: &str, replicas: usize) -> Result<Self, StoreError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("chassis-storage")
-            .connect(
-                url.split(',')
-                    .map(str::trim)
-                    .filter(|u| !u.is_empty())
-                    .collect::<Vec<_>>(),
-            )
+        let client = crate::serve::queue::connect(url)
             .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!("connecting to NATS at {}: {e}", redacted(url)))
-            })?;
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Self::open(&jetstream::new(client), replicas).await
     }
 
@@ -420,21 +411,6 @@ fn less(usage: Usage, bytes: u64, objects: u64) -> Usage {
     }
 }
 
-/// `url` without the user and password it may carry, for messages.
-fn redacted(url: &str) -> String {
-    url.split(',')
-        .map(str::trim)
-        .map(|u| match (u.find("://"), u.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}://***@{}", &u[..scheme], &u[at + 1..])
-            }
-            (None, Some(at)) => format!("***@{}", &u[at + 1..]),
-            _ => u.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 impl Store for NatsStore {
     fn get<'a>(&'a self, namespace: &'a str, name: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
         Box::pin(async move {
@@ -520,20 +496,12 @@ async fn finished<T>(
 /// Up to `limit` of the sorted `names` that start with `prefix`, after
 /// `after`.
 fn page(names: &[String], prefix: &str, after: Option<&str>, limit: usize) -> Page {
-    let start = match after {
-        Some(after) if after >= prefix => names.partition_point(|n| n.as_str() <= after),
-        _ => names.partition_point(|n| n.as_str() < prefix),
+    let start = match super::list_start(prefix, after) {
+        std::ops::Bound::Excluded(after) => names.partition_point(|n| n.as_str() <= after),
+        std::ops::Bound::Included(from) => names.partition_point(|n| n.as_str() < from),
+        std::ops::Bound::Unbounded => 0,
     };
-    let mut keys: Vec<String> = names[start..]
-        .iter()
-        .take_while(|n| n.starts_with(prefix))
-        .take(limit.saturating_add(1))
-        .cloned()
-        .collect();
-    let more = keys.len() > limit;
-    keys.truncate(limit);
-    let cursor = if more { keys.last().cloned() } else { None };
-    Page { keys, cursor }
+    super::page_of(names[start..].iter(), prefix, limit)
 }
 
 #[cfg(test)]
@@ -566,14 +534,5 @@ mod tests {
         let b = object_key("notes", "a.b/d");
         assert!(a < b);
         assert_eq!(a.matches('.').count(), 2);
-    }
-
-    /// A server URL in a message keeps no user or password.
-    #[test]
-    fn urls_in_messages_hold_no_credentials() {
-        assert_eq!(
-            redacted("nats://user:pass@host:4222, tls://token@b:4222,nats://c:1"),
-            "nats://***@host:4222,tls://***@b:4222,nats://c:1"
-        );
     }
 }

@@ -294,8 +294,9 @@ impl Queue {
     }
 }
 
-/// A NATS connection to `url` (several comma-separated).
-async fn connect(url: &str) -> Result<async_nats::Client, QueueError> {
+/// A NATS connection to `url` (several comma-separated); a failure names
+/// the URL without its user and password.
+pub(crate) async fn connect(url: &str) -> Result<async_nats::Client, QueueError> {
     async_nats::ConnectOptions::new()
         .name("chassis")
         .connect(
@@ -306,14 +307,39 @@ async fn connect(url: &str) -> Result<async_nats::Client, QueueError> {
         )
         .await
         .map_err(|e| QueueError::Connect {
-            url: url.to_string(),
+            url: redacted(url),
             reason: e.to_string(),
         })
+}
+
+/// `url` (several comma-separated) without the user and password it may
+/// carry, for messages.
+pub(crate) fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(str::trim)
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &u[..scheme], &u[at + 1..])
+            }
+            (None, Some(at)) => format!("***@{}", &u[at + 1..]),
+            _ => u.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server URL in a message keeps no user or password.
+    #[test]
+    fn urls_in_messages_hold_no_credentials() {
+        assert_eq!(
+            redacted("nats://user:pass@host:4222, tls://token@b:4222,nats://c:1"),
+            "nats://***@host:4222,tls://***@b:4222,nats://c:1"
+        );
+    }
 
     #[test]
     fn names_are_valid_and_distinct() {
