@@ -435,8 +435,13 @@ async fn kill_9_while_objects_are_written_leaves_each_one_whole() {
     let store = dir.join("store");
     let config = dir.join("serve.toml");
     std::fs::write(&config, format!("watch = false\nstorage_dir = {store:?}\n")).unwrap();
-    let usage = objects_stay_whole(&config).await;
-    assert_eq!(usage["objects"], 8, "{usage}");
+    let (usage, kept) = objects_stay_whole(&config).await;
+    // The file store counts from what is on disk: exact.
+    assert_eq!(
+        (usage["objects"].as_u64(), usage["bytes"].as_u64()),
+        (Some(8), Some(kept)),
+        "{usage}"
+    );
     // No leftover temporary file once a namespace is used.
     let leftovers: Vec<_> = std::fs::read_dir(store.join("notes"))
         .unwrap()
@@ -447,9 +452,11 @@ async fn kill_9_while_objects_are_written_leaves_each_one_whole() {
 }
 
 /// The same against the NATS store the workers of a queue share: each
-/// kill is of a worker in the middle of its writes. Its usage may count
+/// kill is of a worker in the middle of its writes. A put is one message,
+/// so an object is whole by the server's doing; what this checks is that
+/// no answered write is lost to a kill, and that the usage, which may count
 /// more than is kept (a worker killed between reserving and writing), never
-/// less.
+/// counts less.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_a_worker_while_objects_are_written_leaves_each_one_whole() {
     let dir = scratch("crash-objects-nats");
@@ -460,15 +467,19 @@ async fn kill_9_of_a_worker_while_objects_are_written_leaves_each_one_whole() {
         format!("watch = false\n[nats]\nurl = {:?}\n", nats.url),
     )
     .unwrap();
-    let usage = objects_stay_whole(&config).await;
-    assert!(usage["objects"].as_u64().unwrap() >= 8, "{usage}");
+    let (usage, kept) = objects_stay_whole(&config).await;
+    assert!(
+        usage["objects"].as_u64().unwrap() >= 8 && usage["bytes"].as_u64().unwrap() >= kept,
+        "{usage}: the objects hold {kept} bytes"
+    );
 }
 
 /// Ten rounds of eight writers replacing their objects through a server
 /// started with `config`, killed with SIGKILL mid-write; after each restart
 /// every object is one whole version, none older than its last answered
-/// write. The usage the last server reports.
-async fn objects_stay_whole(config: &Path) -> Value {
+/// write. The usage the last server reports, and the bytes the objects
+/// hold.
+async fn objects_stay_whole(config: &Path) -> (Value, u64) {
     let config = config.to_path_buf();
     // The example contract, with room for the writers' pace: its rate
     // (100 calls a second) would refuse some writes and quarantine the
@@ -573,8 +584,16 @@ async fn objects_stay_whole(config: &Path) -> Value {
         .await
         .unwrap();
     assert_eq!(out["output"]["names"], serde_json::json!(names), "{out}");
+    let mut kept = 0;
+    for name in &names {
+        let body = format!(r#"{{"task_type": "stat", "payload": {{"name": "{name}"}}}}"#);
+        let (_, out) = send(&http, &server.base, "notes", body).await.unwrap();
+        kept += out["output"]["size"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{out}"));
+    }
     let body = r#"{"task_type": "usage", "payload": {}}"#.to_string();
     let (status, out) = send(&http, &server.base, "notes", body).await.unwrap();
     assert_eq!(status, 200, "{out}");
-    out["output"].clone()
+    (out["output"].clone(), kept)
 }

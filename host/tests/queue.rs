@@ -107,7 +107,16 @@ fn contracts(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn start_worker(dir: &Path, nats: &Nats, name: &str) -> (Server, PathBuf) {
+    start_worker_with(dir, nats, name, "")
+}
+
+/// [`start_worker`] with `more` added to its `[nats]` table.
+fn start_worker_with(dir: &Path, nats: &Nats, name: &str, more: &str) -> (Server, PathBuf) {
     let (config, audit) = worker_config(dir, name);
+    if !more.is_empty() {
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, format!("{text}{more}\n")).unwrap();
+    }
     let mut args = vec![
         "--config".to_string(),
         config.display().to_string(),
@@ -467,7 +476,7 @@ async fn a_quarantine_on_one_worker_stops_the_swarm_on_all_until_released() {
 /// Workers keep a swarm's objects in the JetStream bucket they share: a
 /// counter bumped on one worker, then the other, then the first, counts
 /// on from wherever it was last written (each worker's own directory
-/// would count 1, 1, 2); a note put through one is read through the
+/// would count 1, 1, 2, 2); a note put through one is read through the
 /// other and listed by both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_a_swarms_objects() {
@@ -520,6 +529,32 @@ async fn two_workers_share_a_swarms_objects() {
             "{listed}"
         );
     }
+}
+
+/// With `nats.shared_storage = false` each worker keeps its own objects
+/// in its own `storage_dir`: the same counter counts 1, 1, 2, 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_shared_storage_each_worker_keeps_its_own_objects() {
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-own-storage");
+    let nats = Nats::start(&dir);
+    let workers: Vec<Server> = ["w1", "w2"]
+        .iter()
+        .map(|name| start_worker_with(&dir, &nats, name, "shared_storage = false").0)
+        .collect();
+    let client = reqwest::Client::new();
+    let mut counted = Vec::new();
+    for worker in [&workers[0], &workers[1], &workers[0], &workers[1]] {
+        let response = client
+            .post(worker.url("/v1/swarms/notes/tasks"))
+            .body(r#"{"task_type": "count", "payload": {"counter": "visits"}}"#)
+            .send()
+            .await
+            .expect("the task is answered");
+        let out: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        counted.push(out["output"]["value"].clone());
+    }
+    assert_eq!(counted, [json!(1), json!(1), json!(2), json!(2)]);
 }
 
 /// A free TCP port on 127.0.0.1.

@@ -556,7 +556,7 @@ async fn serve(options: ServeOptions, contracts: Vec<PathBuf>) -> Result<()> {
         // The per-user cache `chassis run` uses: restarts skip Cranelift.
         config.cache_dir = default_cache_dir();
     }
-    if config.storage_dir.is_none() {
+    if config.storage_dir.is_none() && !config.shares_store() {
         // The per-user store `chassis run` uses: objects outlive a restart.
         config.storage_dir = default_storage_dir();
     }

@@ -366,6 +366,12 @@ impl ServeConfig {
         Ok(Some(crate::Secret::new(token.to_string())))
     }
 
+    /// Whether objects are kept in the workers' shared NATS bucket
+    /// (`nats.shared_storage`) rather than in `storage_dir`.
+    pub fn shares_store(&self) -> bool {
+        self.nats.as_ref().is_some_and(|n| n.shared_storage)
+    }
+
     /// This host's name as a worker of a task queue: `nats.worker_id`, or
     /// the machine's name with anything but letters, digits, `-` and `_`
     /// made `-`. `None` without a queue.

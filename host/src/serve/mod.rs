@@ -159,6 +159,24 @@ impl Service {
         if let Some(dir) = &config.cache_dir {
             host = host.with_cache_dir(dir);
         }
+        // Local files first: a bad audit path is refused before anything
+        // is made on a NATS server.
+        let audit = match &config.audit.path {
+            Some(path) => {
+                let fsync = config.audit_fsync().map_err(|reason| ServeError::Audit {
+                    path: path.clone(),
+                    reason,
+                })?;
+                let log = AuditLog::open_as(path, fsync, config.worker_id()).map_err(|e| {
+                    ServeError::Audit {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                Some(log)
+            }
+            None => None,
+        };
         #[cfg(feature = "nats")]
         let queue = match &config.nats {
             Some(nats) => Some(
@@ -185,49 +203,41 @@ impl Service {
                 reason: "this build of chassis has no NATS support (the `nats` feature)".into(),
             }));
         }
+        // Only a swarm granted storage needs a store: without one, the
+        // others serve, and such a swarm is refused at load (`/readyz`
+        // lists it) with the reason in the log.
+        let needs_store = parsed
+            .iter()
+            .any(|c| c.storage.access != crate::contract::StorageAccess::None);
         // With a queue, objects are kept where every worker sees them.
         #[cfg(feature = "nats")]
         if let (Some(queue), Some(nats)) = (&queue, &config.nats)
             && nats.shared_storage
         {
-            let store = crate::storage::nats::NatsStore::open(&queue.jetstream, nats.replicas)
-                .await
-                .map_err(ServeError::SharedStorage)?;
-            tracing::info!(target: "chassis::serve", "swarms' objects are kept in the NATS bucket {} (nats.shared_storage){}", crate::storage::nats::BUCKET, if config.storage_dir.is_some() { "; storage_dir is not used" } else { "" });
-            host = host.with_store(Arc::new(store));
+            match crate::storage::nats::NatsStore::open(&queue.jetstream, nats.replicas).await {
+                Ok(store) => {
+                    tracing::info!(target: "chassis::serve", "swarms' objects are kept in the NATS bucket {} (nats.shared_storage){}", crate::storage::nats::BUCKET, if config.storage_dir.is_some() { "; storage_dir is not used" } else { "" });
+                    host = host.with_store(Arc::new(store));
+                }
+                Err(e) if !needs_store => {
+                    tracing::warn!(target: "chassis::serve", "the shared object store: {e}; serving without an object store");
+                }
+                Err(e) => return Err(ServeError::SharedStorage(e)),
+            }
         }
-        if let Some(dir) = config.storage_dir.as_ref().filter(|_| host.store.is_none()) {
+        if let Some(dir) = config
+            .storage_dir
+            .as_ref()
+            .filter(|_| !config.shares_store())
+        {
             match crate::storage::files::FileStore::open(dir) {
                 Ok(store) => host = host.with_store(Arc::new(store)),
-                // Only a swarm granted storage needs the store: without
-                // one, the others serve, and such a swarm is refused at
-                // load (`/readyz` lists it) with this reason in the log.
-                Err(e)
-                    if !parsed
-                        .iter()
-                        .any(|c| c.storage.access != crate::contract::StorageAccess::None) =>
-                {
+                Err(e) if !needs_store => {
                     tracing::warn!(target: "chassis::serve", "{e}; serving without an object store");
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        let audit = match &config.audit.path {
-            Some(path) => {
-                let fsync = config.audit_fsync().map_err(|reason| ServeError::Audit {
-                    path: path.clone(),
-                    reason,
-                })?;
-                let log = AuditLog::open_as(path, fsync, config.worker_id()).map_err(|e| {
-                    ServeError::Audit {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                Some(log)
-            }
-            None => None,
-        };
         let metrics = Arc::new(crate::metrics::Metrics::new());
         host = host.with_event_sink(metrics.clone());
         let recent = Arc::new(status::Recent::default());

@@ -22,8 +22,11 @@
 //! task's deadline).
 //!
 //! A delete writes a delete marker at the object's revision (so a writer in
-//! between wins), gives back the object's usage, then purges the marker:
-//! the bucket keeps no trace of deleted names.
+//! between wins), gives back the object's usage, then purges the marker, so
+//! deleted names do not pile up in the bucket (a purge that fails is
+//! logged; the marker left reads as no object). Once an object or a marker
+//! is written, the call answers done: a give-back that fails after it is
+//! logged and leaves the usage counted higher.
 //!
 //! Listing reads the namespace's keys (headers only, the latest revision of
 //! each) through an ordered consumer filtered to the namespace, removed
@@ -190,7 +193,7 @@ impl NatsStore {
         namespace: &str,
         change: impl Fn(Usage) -> Result<Usage, StoreError>,
     ) -> Result<(), StoreError> {
-        for _ in 0..MAX_TRIES {
+        for tried in 0..MAX_TRIES {
             let (counted, revision) = self.counted(namespace).await?;
             let after = change(Usage {
                 bytes: counted.bytes,
@@ -207,7 +210,9 @@ impl NatsStore {
             {
                 return Ok(());
             }
-            tokio::task::yield_now().await;
+            // A replica behind the leader answers the read with an old
+            // revision until it catches up: wait a little longer each time.
+            tokio::time::sleep(Duration::from_millis(u64::from(tried.min(20)))).await;
         }
         Err(failed(
             "updating the usage",
@@ -253,8 +258,14 @@ impl NatsStore {
             if self.put_at(&key, value.clone(), revision).await? {
                 let frees = old.unwrap_or(0).saturating_sub(size);
                 if frees > 0 {
-                    self.adjust(namespace, |usage| Ok(less(usage, frees, 0)))
-                        .await?;
+                    // The write is made: a give-back that fails leaves the
+                    // usage counted higher, which is safe; not an error.
+                    if let Err(e) = self
+                        .adjust(namespace, |usage| Ok(less(usage, frees, 0)))
+                        .await
+                    {
+                        tracing::warn!(target: "chassis::storage", "{e}; {frees} bytes stay counted");
+                    }
                 }
                 return Ok(());
             }
@@ -296,9 +307,15 @@ impl NatsStore {
             };
             match acked {
                 Ok(ack) => {
+                    // The delete is made: a give-back that fails leaves the
+                    // usage counted higher, which is safe; not an error.
                     let size = entry.value.len() as u64;
-                    self.adjust(namespace, |usage| Ok(less(usage, size, 1)))
-                        .await?;
+                    if let Err(e) = self
+                        .adjust(namespace, |usage| Ok(less(usage, size, 1)))
+                        .await
+                    {
+                        tracing::warn!(target: "chassis::storage", "{e}; {size} bytes and one object stay counted");
+                    }
                     // The marker itself, if nothing was written after it.
                     if let Err(e) = self
                         .kv
