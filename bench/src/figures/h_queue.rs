@@ -31,7 +31,7 @@ const TASKS: u32 = 3000;
 const SUBMITTERS: u32 = 8;
 
 /// A child process, killed when dropped.
-struct Process(Child);
+pub(crate) struct Process(Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -123,7 +123,7 @@ async fn queue_round(queue: &Queue, prefix: &str, tasks: u32) -> Result<f64> {
 }
 
 /// `nats-server` with JetStream on a free port; its URL.
-fn nats_server(root: &Path, dir: &Path) -> Result<(Process, String)> {
+pub(crate) fn nats_server(root: &Path, dir: &Path) -> Result<(Process, String)> {
     let binary = root.join("target/tools/nats/bin/nats-server");
     if !binary.exists() {
         bail!(

@@ -14,12 +14,10 @@
 //! skipped, with a line that says so. No goal: the figures say what an
 //! operation costs.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use chassis::storage::files::FileStore;
 use chassis::storage::nats::NatsStore;
 use chassis::storage::{Quota, Store};
@@ -49,15 +47,17 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         );
         return Ok(figures);
     }
-    let nats = NatsServer::start(&server, &run.bench_dir.join("nats"))?;
-    let direct = NatsStore::connect(&nats.url, 1).await?;
+    let dir = run.bench_dir.join("nats-storage");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (_server, url) = super::h_queue::nats_server(run.root, &dir)?;
+    let direct = NatsStore::connect(&url, 1).await?;
     let (mut contract, bytes) = swarm(run.root, "notes")?;
     contract.resource_limits.max_api_calls_per_second = 1_000_000;
     // Like the file rows' host: the same audit log takes its records.
     let chassis = Chassis::with_config(
         ChassisConfig::sized_for([&contract])
             .with_event_sink(run.setup.audit.clone())
-            .with_store(Arc::new(NatsStore::connect(&nats.url, 1).await?)),
+            .with_store(Arc::new(NatsStore::connect(&url, 1).await?)),
     )?;
     chassis.load_bytes(&bytes, contract).await?;
     figures.extend(side_by_side(run, &chassis, &direct, "_nats", "NatsStore").await?);
@@ -131,53 +131,3 @@ const QUOTA: Quota = Quota {
     max_objects: 16,
     max_object_bytes: 4096,
 };
-
-/// A `nats-server` with JetStream on a free port of 127.0.0.1, stopped
-/// when dropped.
-struct NatsServer {
-    child: Child,
-    url: String,
-}
-
-impl NatsServer {
-    fn start(binary: &Path, dir: &Path) -> Result<NatsServer> {
-        let _ = std::fs::remove_dir_all(dir);
-        let ports = dir.join("ports");
-        std::fs::create_dir_all(&ports)?;
-        let child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", "-1", "--jetstream", "--store_dir"])
-            .arg(dir.join("jetstream"))
-            .arg("--ports_file_dir")
-            .arg(&ports)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let mut server = NatsServer {
-            child,
-            url: String::new(),
-        };
-        let file = ports.join(format!("nats-server_{}.ports", server.child.id()));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&file)
-                && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
-                && let Some(url) = ports["nats"][0].as_str()
-            {
-                server.url = url.to_string();
-                return Ok(server);
-            }
-            if Instant::now() > deadline {
-                bail!("{} wrote no ports file within 30 s", binary.display());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
