@@ -213,10 +213,17 @@ impl Server {
         let stderr = child.stderr.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // It listens first and is ready once its swarms are loaded.
             let mut sent = false;
+            let mut base = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if !sent && let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(Ok(rest.split_whitespace().next().unwrap_or("").to_string()));
+                    base = Some(rest.split_whitespace().next().unwrap_or("").to_string());
+                } else if !sent
+                    && line.starts_with("chassis serve: ready")
+                    && let Some(base) = base.take()
+                {
+                    let _ = tx.send(Ok(base));
                     sent = true;
                 } else if !sent {
                     let _ = tx.send(Err(line));

@@ -3,6 +3,7 @@
 //!
 //! Run it with `cargo xtask demo` (which builds the swarms first).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -12,10 +13,14 @@ use serde_json::json;
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    // The swarm's own log lines (prefixed with its id) go to stderr.
+    // The swarm's own log lines (prefixed with its id) go to stderr, in
+    // colour only on a terminal and without NO_COLOR, as the CLI's.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn,swarm=info"))
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .without_time()
         .init();

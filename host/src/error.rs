@@ -142,6 +142,19 @@ pub enum Error {
     #[error("swarm {0:?} is not loaded")]
     NotLoaded(String),
 
+    /// The swarm is served from a contract file `chassis serve` watches:
+    /// that file decides its version, not a load from elsewhere.
+    #[error(
+        "swarm {swarm_id:?} is served from the watched contract file {}: change that file to replace it",
+        file.display()
+    )]
+    Watched {
+        /// The swarm.
+        swarm_id: String,
+        /// The watched file.
+        file: PathBuf,
+    },
+
     /// The bytes are not WebAssembly at all.
     #[error("{origin}: not a valid wasm file: {reason}")]
     NotWasm {
@@ -609,9 +622,10 @@ impl Error {
             Error::MissingTaskExport { .. }
             | Error::ImportNotPermitted { .. }
             | Error::PoolTooSmall { .. } => ErrorKind::NotPermitted,
-            Error::AlreadyLoaded(_) | Error::ChangedWhileLoading(_) | Error::NotLoaded(_) => {
-                ErrorKind::Registry
-            }
+            Error::AlreadyLoaded(_)
+            | Error::ChangedWhileLoading(_)
+            | Error::NotLoaded(_)
+            | Error::Watched { .. } => ErrorKind::Registry,
             Error::TaskNotExported { .. } => ErrorKind::TaskNotExported,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::MemoryLimit { .. } | Error::TableLimit { .. } => ErrorKind::Memory,

@@ -10,7 +10,7 @@
 //! component cache, the object store), made readable by their owner only.
 //! A leaf module: it depends on nothing else in the crate.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
@@ -25,6 +25,19 @@ pub const MAX_SECRETS_BYTES: u64 = 1024 * 1024;
 /// bytes. Errors say what the file is when it is not a regular file, and
 /// its size and the limit when it is too large.
 pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let file = open_regular(path)?;
+    let len = file.metadata()?.len();
+    if len > limit {
+        return Err(too_large(len, limit));
+    }
+    read_limited(file, limit)
+}
+
+/// The regular file at `path`, opened for reading without blocking (a fifo
+/// or a device is refused, not waited on), for a caller that reads it in
+/// bounded pieces. Errors say what the file is when it is not a regular
+/// file.
+pub fn open_regular(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
@@ -50,10 +63,7 @@ pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
             format!("is {what}; only regular files are read"),
         ));
     }
-    if meta.len() > limit {
-        return Err(too_large(meta.len(), limit));
-    }
-    read_limited(file, limit)
+    Ok(file)
 }
 
 /// What `reader` yields, if at most `limit` bytes.

@@ -69,9 +69,11 @@ impl SwarmHealth {
         }
     }
 
-    /// Take a replacing version's reputation settings; the state carries on.
+    /// Take a replacing version's reputation settings; the state carries
+    /// on, judged by them (a quarantine they cause raises its event).
     pub(crate) fn reconfigure(&self, contract: &ServiceContract) {
-        self.lock().reputation.reconfigure(&contract.reputation);
+        let change = self.lock().reputation.reconfigure(&contract.reputation);
+        self.report(change, "");
     }
 
     /// A request outside the contract: it costs reputation at once.

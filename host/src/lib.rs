@@ -156,13 +156,27 @@ pub struct SloReport {
     pub reputation: reputation::Reputation,
 }
 
-/// A swarm's resource usage, as `get_resource_usage` reports it.
+/// A swarm's resource usage, as `get_resource_usage` reports it: counters
+/// since the swarm was loaded, which only grow (a replacing version carries
+/// on its predecessor's), figures of now, and two rates.
+///
+/// Reading it changes nothing: the rates [`Chassis::resource_usage`] gives
+/// are averages since load, the same for every reader. A reader that wants
+/// them over the time since its own previous look keeps a [`UsageMeter`],
+/// or computes them from the counters (`cpu_seconds`, `network_bytes_*`)
+/// on its own clock.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SwarmUsage {
     /// The swarm.
     pub swarm_id: String,
-    /// CPU used by its tasks since the previous report (or since load), in
-    /// percent of one core.
+    /// Seconds since it was loaded: the span the counters cover.
+    pub uptime_seconds: f64,
+    /// CPU time its tasks used since load, in seconds: a counter, added to
+    /// as each task ends.
+    pub cpu_seconds: f64,
+    /// CPU in percent of one core: since load here, since the reader's
+    /// previous sample from a [`UsageMeter`]. Not capped at 100: a swarm
+    /// with N tasks running at once can use up to N cores.
     pub cpu_percent: f64,
     /// Linear memory of its running instances, in MiB.
     pub memory_mb: f64,
@@ -176,23 +190,105 @@ pub struct SwarmUsage {
     pub rate_limited_calls: u64,
     /// Log lines dropped for rate since load.
     pub dropped_log_lines: u64,
+    /// Body bytes its tasks sent through the HTTP proxy (its only way to
+    /// the network) since load.
+    pub network_bytes_out: u64,
+    /// Body bytes its tasks received through the HTTP proxy since load.
+    pub network_bytes_in: u64,
+    /// Both directions, in megabits (10⁶ bits) per second, over the same
+    /// span as `cpu_percent` (the unit of `max_network_bandwidth_mbps`).
+    pub network_mbps: f64,
 }
 
 impl std::fmt::Display for SwarmUsage {
-    /// One line: `hello-world: cpu 0.5 %, memory 1.1 MiB, …`.
+    /// One line: `hello-world: cpu 0.5 % (0.012 s), memory 1.1 MiB, …`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}: cpu {:.1} %, memory {:.1} MiB, {} running, {} queued, {} completed, {} refused calls, {} dropped log lines",
+            "{}: cpu {:.1} % ({:.3} s), memory {:.1} MiB, network {:.3} Mbit/s ({} B out, {} B in), {} running, {} queued, {} completed, {} refused calls, {} dropped log lines",
             self.swarm_id,
             self.cpu_percent,
+            self.cpu_seconds,
             self.memory_mb,
+            self.network_mbps,
+            self.network_bytes_out,
+            self.network_bytes_in,
             self.tasks_running,
             self.tasks_queued,
             self.tasks_completed,
             self.rate_limited_calls,
             self.dropped_log_lines
         )
+    }
+}
+
+/// CPU in percent of one core and network in megabits per second, for
+/// `cpu_seconds` and `bytes` used over `seconds` (nothing over no time).
+fn usage_rates(cpu_seconds: f64, bytes: u64, seconds: f64) -> (f64, f64) {
+    if seconds <= 0.0 {
+        return (0.0, 0.0);
+    }
+    (
+        cpu_seconds.max(0.0) / seconds * 100.0,
+        bytes as f64 * 8.0 / 1e6 / seconds,
+    )
+}
+
+/// One reader's view of the usage rates: [`UsageMeter::sample`] gives a
+/// swarm's [`SwarmUsage`] with `cpu_percent` and `network_mbps` over the
+/// time since this meter's previous sample of it (since load the first
+/// time, or when the swarm was loaded again in between). Each reader keeps
+/// its own, so readers never reset each other's figures.
+///
+/// ```no_run
+/// # fn f(chassis: chassis::Chassis) -> Result<(), chassis::Error> {
+/// let mut meter = chassis::UsageMeter::new();
+/// meter.sample(&chassis, "hello-world")?; // since load
+/// std::thread::sleep(std::time::Duration::from_secs(10));
+/// let usage = meter.sample(&chassis, "hello-world")?; // the last 10 s
+/// println!("{:.1} % CPU", usage.cpu_percent);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct UsageMeter {
+    previous: std::collections::HashMap<String, UsageMark>,
+}
+
+/// What a meter keeps of its previous sample of a swarm.
+#[derive(Debug, Clone, Copy)]
+struct UsageMark {
+    loaded_at: Instant,
+    at: Instant,
+    cpu_seconds: f64,
+    bytes: u64,
+}
+
+impl UsageMeter {
+    /// A meter that has seen nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `swarm_id`'s usage now, its rates over the time since this meter's
+    /// previous sample of it.
+    pub fn sample(&mut self, chassis: &Chassis, swarm_id: &str) -> Result<SwarmUsage, Error> {
+        let (mut usage, mark) = chassis.usage_sample(swarm_id)?;
+        let previous = self.previous.insert(swarm_id.to_string(), mark);
+        // Another load since (or no sample before): the since-load figures
+        // cover the right span already.
+        if let Some(p) = previous.filter(|p| p.loaded_at == mark.loaded_at) {
+            (usage.cpu_percent, usage.network_mbps) = usage_rates(
+                mark.cpu_seconds - p.cpu_seconds,
+                mark.bytes.saturating_sub(p.bytes),
+                mark.at.saturating_duration_since(p.at).as_secs_f64(),
+            );
+        }
+        Ok(usage)
+    }
+
+    /// Forget `swarm_id` (unloaded, say): its next sample starts afresh.
+    pub fn forget(&mut self, swarm_id: &str) {
+        self.previous.remove(swarm_id);
     }
 }
 
@@ -493,19 +589,31 @@ impl Chassis {
         Ok(())
     }
 
-    /// A swarm's current resource usage. `cpu_percent` covers the time since
-    /// the previous call for this swarm (or since it was loaded).
+    /// A swarm's current resource usage: counters since it was loaded,
+    /// `cpu_percent` and `network_mbps` averaged over that time. Reading it
+    /// changes nothing; for rates since a reader's own previous look, see
+    /// [`UsageMeter`].
     pub fn resource_usage(&self, swarm_id: &str) -> Result<SwarmUsage, Error> {
+        Ok(self.usage_sample(swarm_id)?.0)
+    }
+
+    /// [`Chassis::resource_usage`], and what a [`UsageMeter`] keeps of it.
+    fn usage_sample(&self, swarm_id: &str) -> Result<(SwarmUsage, UsageMark), Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
-        let c = &swarm.runtime.counters;
-        let now = Instant::now();
-        let cpu = c.cpu_nanos.load(Ordering::Relaxed);
-        let mut mark = swarm.runtime.usage_mark.lock().expect("usage lock");
-        let wall = now.saturating_duration_since(mark.0).as_nanos().max(1) as f64;
-        let cpu_percent = (cpu.saturating_sub(mark.1) as f64 / wall * 100.0).min(100.0);
-        *mark = (now, cpu);
-        Ok(SwarmUsage {
+        let rt = &swarm.runtime;
+        let c = &rt.counters;
+        let traffic = rt.proxy.traffic();
+        let at = Instant::now();
+        let uptime = at.saturating_duration_since(rt.loaded_at).as_secs_f64();
+        let cpu_seconds = c.cpu_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let network_bytes_out = traffic.bytes_out.load(Ordering::Relaxed);
+        let network_bytes_in = traffic.bytes_in.load(Ordering::Relaxed);
+        let bytes = network_bytes_out.saturating_add(network_bytes_in);
+        let (cpu_percent, network_mbps) = usage_rates(cpu_seconds, bytes, uptime);
+        let usage = SwarmUsage {
             swarm_id: swarm_id.to_string(),
+            uptime_seconds: uptime,
+            cpu_seconds,
             cpu_percent,
             memory_mb: c.memory_bytes.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0),
             tasks_running: c.running.load(Ordering::Relaxed),
@@ -513,6 +621,32 @@ impl Chassis {
             tasks_completed: c.completed.load(Ordering::Relaxed),
             rate_limited_calls: c.rate_limited_calls.load(Ordering::Relaxed),
             dropped_log_lines: c.dropped_log_lines.load(Ordering::Relaxed),
-        })
+            network_bytes_out,
+            network_bytes_in,
+            network_mbps,
+        };
+        let mark = UsageMark {
+            loaded_at: rt.loaded_at,
+            at,
+            cpu_seconds,
+            bytes,
+        };
+        Ok((usage, mark))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usage_rates;
+
+    #[test]
+    fn usage_rates_are_not_capped_at_one_core() {
+        // Three tasks busy for a whole second each, in one second.
+        let (cpu, _) = usage_rates(3.0, 0, 1.0);
+        assert!((cpu - 300.0).abs() < 1e-9, "{cpu}");
+        // 2.5 MB each way in 10 s: 4 Mbit/s.
+        let (_, mbps) = usage_rates(0.0, 5_000_000, 10.0);
+        assert!((mbps - 4.0).abs() < 1e-9, "{mbps}");
+        assert_eq!(usage_rates(1.0, 1, 0.0), (0.0, 0.0));
     }
 }

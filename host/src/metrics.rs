@@ -1,11 +1,14 @@
 //! The host's Prometheus metrics, with their proper types
 //! (`prometheus-client`): counters and a latency histogram per swarm fed by
 //! the host's events ([`Metrics`] is an [`EventSink`], like the audit log),
-//! and gauges read from the host when they are rendered. `chassis serve`
-//! answers them at `/metrics`; `chassis run --metrics FILE` writes them
-//! after its tasks. Counters count what this process saw, from zero, as
-//! Prometheus counters do; the SLO figures and reputation restored from an
-//! audit log show in the gauges.
+//! and the host's own counters and gauges, read from it when they are
+//! rendered. `chassis serve` answers them at `/metrics`; `chassis run
+//! --metrics FILE` writes them after its tasks. The event-fed counters count
+//! what this process saw, from zero, as Prometheus counters do; those read
+//! from the host (CPU time, refused calls, dropped log lines) count since
+//! the swarm was loaded, and start again from zero when it is loaded again
+//! (a counter reset, which `rate()` handles). The SLO figures and
+//! reputation restored from an audit log show in the gauges.
 //!
 //! A histogram, not precomputed quantiles: buckets add up across hosts, a
 //! p95 does not.
@@ -18,6 +21,9 @@
 //! // ... load swarms, run tasks ...
 //! assert!(metrics.render(&chassis).ends_with("# EOF\n"));
 //! ```
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -66,18 +72,26 @@ pub struct Metrics {
     limits: Family<LimitLabels, Counter>,
     security: Family<SwarmLabel, Counter>,
     proxy_bytes: Family<DirectionLabels, Counter>,
-    refused_calls: Family<SwarmLabel, Gauge>,
-    dropped_log_lines: Family<SwarmLabel, Gauge>,
+    refused_calls: Family<SwarmLabel, Counter>,
+    dropped_log_lines: Family<SwarmLabel, Counter>,
+    cpu_seconds: Family<SwarmLabel, Counter<f64, AtomicU64>>,
     in_flight: Family<SwarmLabel, Gauge>,
     queued: Family<SwarmLabel, Gauge>,
     memory: Family<SwarmLabel, Gauge>,
-    reputation: Family<SwarmLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    reputation: Family<SwarmLabel, Gauge<f64, AtomicU64>>,
     quarantined: Family<SwarmLabel, Gauge>,
     slo_compliant: Family<SwarmLabel, Gauge>,
+    slo_p95: Family<SwarmLabel, Gauge<f64, AtomicU64>>,
+    slo_error_ratio: Family<SwarmLabel, Gauge<f64, AtomicU64>>,
+    slo_availability_ratio: Family<SwarmLabel, Gauge<f64, AtomicU64>>,
+    slo_throughput: Family<SwarmLabel, Gauge<f64, AtomicU64>>,
     queue_pending: Family<SwarmLabel, Gauge>,
     queue_in_flight: Family<SwarmLabel, Gauge>,
     queue_redeliveries: Family<SwarmLabel, Counter>,
     queue_dead_letters: Family<SwarmLabel, Counter>,
+    /// One render at a time: a render sets the families read from the host
+    /// afresh, and two at once would add a counter's value twice.
+    rendering: Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -98,16 +112,22 @@ impl Metrics {
             proxy_bytes: Family::default(),
             refused_calls: Family::default(),
             dropped_log_lines: Family::default(),
+            cpu_seconds: Family::default(),
             in_flight: Family::default(),
             queued: Family::default(),
             memory: Family::default(),
             reputation: Family::default(),
             quarantined: Family::default(),
             slo_compliant: Family::default(),
+            slo_p95: Family::default(),
+            slo_error_ratio: Family::default(),
+            slo_availability_ratio: Family::default(),
+            slo_throughput: Family::default(),
             queue_pending: Family::default(),
             queue_in_flight: Family::default(),
             queue_redeliveries: Family::default(),
             queue_dead_letters: Family::default(),
+            rendering: Mutex::new(()),
             registry: Registry::default(),
         };
         macro_rules! register {
@@ -123,12 +143,17 @@ impl Metrics {
             proxy_bytes: "proxy_bytes", "HTTP proxy body bytes, by swarm and direction";
             refused_calls: "refused_calls", "Import calls refused for rate since the swarm was loaded";
             dropped_log_lines: "dropped_log_lines", "Log lines dropped for rate since the swarm was loaded";
+            cpu_seconds: "cpu_seconds", "CPU time of a swarm's tasks since it was loaded, added as each task ends";
             in_flight: "tasks_in_flight", "Tasks running now";
             queued: "tasks_queued", "Tasks waiting for a slot now";
             memory: "memory_bytes", "Linear memory of a swarm's running instances";
             reputation: "reputation_score", "A swarm's reputation score (0 to 1)";
             quarantined: "quarantined", "1 while a swarm is quarantined";
             slo_compliant: "slo_compliant", "1 while a swarm meets every SLO target of its contract";
+            slo_p95: "slo_latency_p95_seconds", "95th percentile task latency since the swarm was loaded (its response_time SLO)";
+            slo_error_ratio: "slo_error_ratio", "Tasks that did not succeed over all tasks since the swarm was loaded, 0 to 1 (its error_rate SLO)";
+            slo_availability_ratio: "slo_availability_ratio", "Share of the time since the swarm was loaded that it was up, 0 to 1 (its availability SLO)";
+            slo_throughput: "slo_throughput_tasks_per_second", "Tasks per second since the swarm was loaded";
             queue_pending: "queue_pending", "Tasks in the NATS queue not yet taken by a worker";
             queue_in_flight: "queue_in_flight", "Tasks taken from the NATS queue and not yet acknowledged, by any worker";
             queue_redeliveries: "queue_redeliveries", "Tasks this worker took that had been delivered before";
@@ -140,11 +165,13 @@ impl Metrics {
     /// The text exposition of every metric, the gauges read from `chassis`
     /// now.
     pub fn render(&self, chassis: &Chassis) -> String {
-        // Only the swarms loaded now have gauges: an unloaded one's last
-        // values must not linger as if it still ran.
+        let _one_at_a_time = self
+            .rendering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Only the swarms loaded now have series read from the host: an
+        // unloaded one's last values must not linger as if it still ran.
         for family in [
-            &self.refused_calls,
-            &self.dropped_log_lines,
             &self.in_flight,
             &self.queued,
             &self.memory,
@@ -153,7 +180,19 @@ impl Metrics {
         ] {
             family.clear();
         }
-        self.reputation.clear();
+        for family in [&self.refused_calls, &self.dropped_log_lines] {
+            family.clear();
+        }
+        for family in [
+            &self.reputation,
+            &self.slo_p95,
+            &self.slo_error_ratio,
+            &self.slo_availability_ratio,
+            &self.slo_throughput,
+        ] {
+            family.clear();
+        }
+        self.cpu_seconds.clear();
         for info in chassis.list() {
             let label = SwarmLabel {
                 swarm: info.swarm_id.clone(),
@@ -163,23 +202,39 @@ impl Metrics {
                     f.get_or_create(&label)
                         .set(i64::try_from(v).unwrap_or(i64::MAX));
                 };
-                gauge(&self.refused_calls, usage.rate_limited_calls);
-                gauge(&self.dropped_log_lines, usage.dropped_log_lines);
+                // The host's counters, each set afresh (cleared above).
+                let counter = |f: &Family<SwarmLabel, Counter>, v: u64| {
+                    f.get_or_create(&label).inc_by(v);
+                };
+                counter(&self.refused_calls, usage.rate_limited_calls);
+                counter(&self.dropped_log_lines, usage.dropped_log_lines);
+                self.cpu_seconds
+                    .get_or_create(&label)
+                    .inc_by(usage.cpu_seconds);
                 gauge(&self.in_flight, usage.tasks_running as u64);
                 gauge(&self.queued, usage.tasks_queued as u64);
                 gauge(&self.memory, (usage.memory_mb * 1024.0 * 1024.0) as u64);
             }
             if let Ok(report) = chassis.slo_report(&info.swarm_id) {
-                self.reputation
-                    .get_or_create(&label)
-                    .set(report.reputation.score);
+                let set = |f: &Family<SwarmLabel, Gauge<f64, AtomicU64>>, v: f64| {
+                    f.get_or_create(&label).set(v);
+                };
+                set(&self.reputation, report.reputation.score);
                 self.quarantined
                     .get_or_create(&label)
                     .set(i64::from(report.reputation.quarantined));
-                let compliant = report.slo.compliance.iter().all(|c| c.compliant);
+                let slo = &report.slo;
+                let compliant = slo.compliance.iter().all(|c| c.compliant);
                 self.slo_compliant
                     .get_or_create(&label)
                     .set(i64::from(compliant));
+                set(&self.slo_p95, slo.p95_ms / 1000.0);
+                set(&self.slo_error_ratio, slo.error_rate_percent / 100.0);
+                set(
+                    &self.slo_availability_ratio,
+                    slo.availability_percent / 100.0,
+                );
+                set(&self.slo_throughput, slo.throughput_rps);
             }
         }
         let mut text = String::new();

@@ -173,8 +173,11 @@ impl Reputation {
 
     /// Take a replacing version's settings (threshold, weights, failure
     /// window), keeping the score, the quarantine and the recent tasks: a
-    /// new version of a swarm does not start with a clean record.
-    pub(crate) fn reconfigure(&mut self, contract: &crate::contract::Reputation) {
+    /// new version of a swarm does not start with a clean record. The
+    /// record is then judged by the new settings: a score under the new
+    /// threshold, or a full window failing more than the new rate allows,
+    /// quarantines the swarm (the returned change says so).
+    pub(crate) fn reconfigure(&mut self, contract: &crate::contract::Reputation) -> Change {
         self.threshold = contract.quarantine_threshold;
         self.window = contract.failure_window.max(1) as usize;
         self.max_failure_rate = contract.max_failure_rate_percent;
@@ -186,6 +189,14 @@ impl Reputation {
         }
         self.recent_tasks = self.failures.len() as u32;
         self.recent_failures = self.failures.iter().filter(|f| **f).count() as u32;
+        let rate = f64::from(self.recent_failures) * 100.0 / self.window as f64;
+        if !self.quarantined && self.failures.len() == self.window && rate > self.max_failure_rate {
+            return self.quarantine(format!(
+                "{} of its latest {} tasks failed ({rate:.0} %, over the new max_failure_rate_percent = {})",
+                self.recent_failures, self.window, self.max_failure_rate
+            ));
+        }
+        self.settle()
     }
 
     /// The score the swarm is heading for.
@@ -284,6 +295,41 @@ mod tests {
             failure_window: 20,
             max_failure_rate_percent: 100.0,
         }
+    }
+
+    /// A new version's settings judge the record it inherits: a raised
+    /// threshold or a lowered failure rate quarantines at once.
+    #[test]
+    fn a_new_version_s_settings_can_quarantine_at_once() {
+        let mut r = Reputation::new(&contract(0.8, 0.5, 0.5));
+        assert!(matches!(
+            r.reconfigure(&contract(0.8, 0.5, 0.9)),
+            Change::Quarantined { .. }
+        ));
+        assert!(r.quarantined);
+        assert!(
+            r.quarantine_reason
+                .as_deref()
+                .unwrap()
+                .contains("quarantine_threshold")
+        );
+
+        let mut r = Reputation::new(&contract(1.0, 0.5, 0.1));
+        for _ in 0..20 {
+            r.after_task(Compliance::MET, true);
+        }
+        assert!(
+            !r.quarantined,
+            "rate allowed by max_failure_rate_percent = 100"
+        );
+        let mut strict = contract(1.0, 0.5, 0.1);
+        strict.max_failure_rate_percent = 50.0;
+        assert!(matches!(r.reconfigure(&strict), Change::Quarantined { .. }));
+        // Already quarantined: nothing more to say.
+        assert!(matches!(
+            r.reconfigure(&strict),
+            Change::None | Change::Moved { .. }
+        ));
     }
 
     fn close(a: f64, b: f64) -> bool {

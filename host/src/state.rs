@@ -10,8 +10,8 @@
 //! nothing a guest does outlives its task; it hands each capability its
 //! per-task view. This module depends on `imports/`, never the other way.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
@@ -50,8 +50,10 @@ pub(crate) struct SwarmRuntime {
     /// `max_concurrent_tasks`: the bound holds across a swap.
     pub(crate) admission: Arc<Admission>,
     pub(crate) events: Events,
-    /// When usage was last reported, and the CPU counter then.
-    pub(crate) usage_mark: Mutex<(Instant, u64)>,
+    /// When the swarm was loaded (a replacement carries on its
+    /// predecessor's, as it does its counters): the span its usage
+    /// counters cover.
+    pub(crate) loaded_at: Instant,
     /// Its SLO figures and reputation.
     pub(crate) health: Arc<SwarmHealth>,
     /// What every capability shares: identity, call rate, violations.
@@ -67,7 +69,8 @@ pub(crate) struct SwarmRuntime {
 
 impl SwarmRuntime {
     /// Build the state of a swarm being loaded under `contract`. A new
-    /// version replacing `previous` carries on its counters, its health
+    /// version replacing `previous` carries on its counters (the proxy's
+    /// byte counters and the load time with them), its health
     /// (SLO window, reputation, quarantine: the swarm is the same one) and
     /// its log sink, and its admission slots when `max_concurrent_tasks` is
     /// unchanged; everything else starts fresh. The health takes the new
@@ -125,7 +128,7 @@ impl SwarmRuntime {
                     counters.clone(),
                 )),
             },
-            usage_mark: Mutex::new((Instant::now(), 0)),
+            loaded_at: previous.map_or_else(Instant::now, |p| p.loaded_at),
             log: LogState::new(
                 LogBudget::new(
                     limits.max_log_lines_per_second,
@@ -133,7 +136,13 @@ impl SwarmRuntime {
                 ),
                 log_sink,
             ),
-            proxy: ProxyState::new(&contract, tls.clone()),
+            proxy: ProxyState::new(
+                &contract,
+                tls.clone(),
+                previous
+                    .map(|p| p.proxy.traffic().clone())
+                    .unwrap_or_default(),
+            ),
             storage,
             credentials,
             health,

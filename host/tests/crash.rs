@@ -18,11 +18,16 @@
 //!   for, is not simulated.) The same with the NATS store that a queue's
 //!   workers share, a worker killed mid-write, against a real
 //!   `nats-server`.
-//! - Disk full: the audit log lives on a small tmpfs. When it fills, the
-//!   host answers the task whose record was lost, and every later one, with
-//!   503 `audit` naming the log; it keeps running; every task answered
-//!   before has its record; with room again, a restart repairs the log and
-//!   serves. Mounting needs root: without it the case says why and stops.
+//! - Disk full: the audit log lives on a small tmpfs with 64 KiB free. When
+//!   it fills, the host answers the task whose record was lost, and every
+//!   later one, with 503 `audit` naming the log; it keeps running; every
+//!   task answered before has its record; with room again, a restart
+//!   repairs the log and serves. The tmpfs is mounted as root, else in a
+//!   user namespace ([`SmallDisk`]); where neither can be, the case says
+//!   why and skips, and under CI fails.
+//! - Under CI a test that cannot run its real part fails, saying why: the
+//!   decision ([`skip_or_fail_in`], [`Browser::find_with`]) and the
+//!   disk-full test run again with no `mount` or `unshare` on `PATH`.
 
 mod common;
 
@@ -32,6 +37,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::browser::{Browser, is_ci, skip_or_fail, skip_or_fail_in};
 use common::{Nats, Server, fragile_contract, root, scratch};
 use serde_json::Value;
 
@@ -285,50 +291,140 @@ async fn kill_9_under_load_loses_no_answered_task() {
     );
 }
 
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs(PathBuf);
+/// A small filesystem for one test: a 1 MiB tmpfs, all but `free` bytes of
+/// it taken by a ballast file that [`SmallDisk::make_room`] deletes.
+///
+/// Mounted by `mount -t tmpfs` where that works (root), else in a user and
+/// mount namespace of its own (`unshare -rm`, no root needed), held open by
+/// a shell in it and reached from outside through `/proc/<pid>/root`.
+/// `CHASSIS_TEST_FULL_DISK=tmpfs` or `=userns` tries only that way. Where
+/// neither works, the test skips saying why, and under CI fails.
+struct SmallDisk {
+    /// The filesystem's root, as this process and the server reach it.
+    dir: PathBuf,
+    /// Unmounted on drop: the `mount -t tmpfs` way.
+    mounted: Option<PathBuf>,
+    /// Killed on drop (the namespace, and its tmpfs, go with it): the
+    /// `unshare` way.
+    holder: Option<std::process::Child>,
+}
 
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+/// The small filesystem's size.
+const SMALL_DISK_BYTES: u64 = 1 << 20;
+
+impl SmallDisk {
+    fn mount(at: &Path, free: u64) -> Result<SmallDisk, String> {
         std::fs::create_dir_all(at).unwrap();
+        let only = std::env::var("CHASSIS_TEST_FULL_DISK").ok();
+        let mut failed = Vec::new();
+        let mut disk = None;
+        if only.as_deref() != Some("userns") {
+            match Self::tmpfs(at) {
+                Ok(d) => disk = Some(d),
+                Err(why) => failed.push(format!("`mount -t tmpfs` (needs root): {why}")),
+            }
+        }
+        if disk.is_none() && only.as_deref() != Some("tmpfs") {
+            match Self::user_namespace(at) {
+                Ok(d) => disk = Some(d),
+                Err(why) => {
+                    failed.push(format!("`unshare -rm` (a user and mount namespace): {why}"))
+                }
+            }
+        }
+        let disk = disk.ok_or_else(|| failed.join("; "))?;
+        let ballast = vec![0u8; (SMALL_DISK_BYTES - free) as usize];
+        std::fs::write(disk.ballast(), ballast)
+            .map_err(|e| format!("cannot write the ballast file: {e}"))?;
+        Ok(disk)
+    }
+
+    fn tmpfs(at: &Path) -> Result<SmallDisk, String> {
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "chassis-test"])
+            .args(["-t", "tmpfs", "-o", &format!("size={SMALL_DISK_BYTES}")])
+            .arg("chassis-test")
             .arg(at)
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
         }
-        Ok(Tmpfs(at.to_path_buf()))
+        Ok(SmallDisk {
+            dir: at.to_path_buf(),
+            mounted: Some(at.to_path_buf()),
+            holder: None,
+        })
     }
 
-    fn resize(&self, size: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(status.success());
+    fn user_namespace(at: &Path) -> Result<SmallDisk, String> {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        // The shell mounts, says so, and waits on its stdin: it ends (and
+        // the namespace with it) when this process does, however it ends.
+        let script = format!(
+            "mount -t tmpfs -o size={SMALL_DISK_BYTES} chassis-test \"$0\" && echo mounted && read _"
+        );
+        let mut holder = Command::new("unshare")
+            .args(["-rm", "sh", "-c", &script])
+            .arg(at)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run unshare: {e}"))?;
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line);
+        if line.trim() != "mounted" {
+            let _ = holder.kill();
+            let out = holder.wait_with_output().unwrap();
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        let dir = Path::new("/proc")
+            .join(holder.id().to_string())
+            .join("root")
+            .join(at.strip_prefix("/").unwrap());
+        Ok(SmallDisk {
+            dir,
+            mounted: None,
+            holder: Some(holder),
+        })
+    }
+
+    fn ballast(&self) -> PathBuf {
+        self.dir.join("ballast")
+    }
+
+    /// Room again: the ballast deleted.
+    fn make_room(&self) {
+        std::fs::remove_file(self.ballast()).unwrap();
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        if let Some(at) = &self.mounted {
+            let _ = Command::new("umount").arg(at).status();
+        }
+        if let Some(holder) = &mut self.holder {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_disk_refuses_work_with_a_clear_error_and_loses_nothing_answered() {
     let dir = scratch("disk-full");
-    let tmpfs = match Tmpfs::mount(&dir.join("small"), "64k") {
-        Ok(tmpfs) => tmpfs,
+    let disk = match SmallDisk::mount(&dir.join("small"), 64 * 1024) {
+        Ok(disk) => disk,
         Err(why) => {
-            eprintln!("SKIPPED: the disk-full case needs to mount a small tmpfs: {why}");
+            skip_or_fail(&format!(
+                "the disk-full case cannot mount a small filesystem: {why}"
+            ));
             return;
         }
     };
-    let log = tmpfs.0.join("audit.jsonl");
+    let log = disk.dir.join("audit.jsonl");
     let config = serve_config(&dir, &log);
     let hello_world = hello_contract();
     let server = start(&config, &[&hello_world]);
@@ -404,7 +500,7 @@ async fn a_full_disk_refuses_work_with_a_clear_error_and_loses_nothing_answered(
     );
 
     // With room again, a restart repairs the log and serves.
-    tmpfs.resize("1m");
+    disk.make_room();
     let server = start(&config, &[&hello_world]);
     assert_eq!(chassis::audit::verify(&log).unwrap().partial_tail_bytes, 0);
     let (status, _) = send(&http, &server.base, "hello-world", hello("after"))
@@ -413,6 +509,103 @@ async fn a_full_disk_refuses_work_with_a_clear_error_and_loses_nothing_answered(
     assert_eq!(status, 200);
     drop(server);
     assert_all_recorded(&log, &answered, "after the restart");
+}
+
+/// The panic message of `f`, which must panic.
+fn panic_message(f: impl FnOnce()) -> String {
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .expect_err("it should have panicked");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn under_ci_a_test_that_cannot_run_its_real_part_fails_saying_why() {
+    for yes in ["true", "1", "yes"] {
+        assert!(is_ci(Some(yes)), "{yes}");
+    }
+    for no in [None, Some(""), Some("0"), Some("false"), Some("FALSE")] {
+        assert!(!is_ci(no), "{no:?}");
+    }
+    let message = panic_message(|| skip_or_fail_in(true, "no tmpfs here"));
+    assert!(
+        message.contains("CI is set") && message.contains("no tmpfs here"),
+        "{message}"
+    );
+    skip_or_fail_in(false, "no tmpfs here");
+
+    // The browser: none on PATH, and the reason `cargo xtask test` gives.
+    let dir = scratch("no-browser");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let env = |ci: Option<&'static str>| {
+        let empty = empty.clone();
+        move |name: &str| -> Option<std::ffi::OsString> {
+            match name {
+                "PATH" => Some(empty.clone().into()),
+                "CHASSIS_BROWSER_SKIP" => Some("apt-get install failed".into()),
+                "CI" => ci.map(Into::into),
+                _ => None,
+            }
+        }
+    };
+    let message = panic_message(|| {
+        Browser::find_with(&dir, &env(Some("true")));
+    });
+    assert!(
+        message.contains("no headless browser") && message.contains("apt-get install failed"),
+        "{message}"
+    );
+    assert!(Browser::find_with(&dir, &env(None)).is_none());
+    assert!(Browser::find_with(&dir, &env(Some("false"))).is_none());
+}
+
+#[test]
+fn under_ci_the_full_disk_case_fails_when_it_cannot_mount() {
+    // This test binary again, running only the disk-full case, with
+    // neither `mount` nor `unshare` on PATH.
+    let empty = scratch("no-mount-tools");
+    let run = |ci: bool| {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "a_full_disk_refuses_work_with_a_clear_error_and_loses_nothing_answered",
+            "--nocapture",
+        ])
+        .env("PATH", &empty)
+        .env_remove("CHASSIS_TEST_FULL_DISK");
+        if ci {
+            cmd.env("CI", "true");
+        } else {
+            cmd.env_remove("CI");
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status, text)
+    };
+    let (status, text) = run(true);
+    assert!(!status.success(), "under CI it passed:\n{text}");
+    assert!(
+        text.contains("CI is set, and this test cannot run its real part")
+            && text.contains("cannot run mount")
+            && text.contains("cannot run unshare"),
+        "{text}"
+    );
+    assert!(text.contains("1 failed"), "{text}");
+    let (status, text) = run(false);
+    assert!(status.success(), "outside CI it failed:\n{text}");
+    assert!(
+        text.contains("SKIPPED: the disk-full case cannot mount a small filesystem"),
+        "{text}"
+    );
+    assert!(text.contains("1 passed"), "{text}");
 }
 
 /// A note for `name` at `version`: its text repeats both, so a note made

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chassis::TaskRequest;
+use chassis::serve::queue::trust::{Trust, WorkerKey};
 use chassis::serve::queue::{Queue, QueueResult, ResultStatus, Streams};
 use common::{Nats, Server, root, scratch};
 use serde_json::json;
@@ -22,17 +23,44 @@ use serde_json::json;
 /// should not depend on how many others run beside it.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A worker's configuration: its audit log, and a short acknowledgement
-/// slack so a killed worker's tasks come back within seconds.
+/// The signing key the test workers share.
+fn test_key() -> WorkerKey {
+    WorkerKey::from_seed([42; 32])
+}
+
+/// The test workers' key files in `dir`: the secret one (mode 600) and
+/// the public one.
+fn key_files(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let (private, public) = (dir.join("worker.key"), dir.join("worker.pub"));
+    if !private.exists() {
+        let key = test_key();
+        std::fs::write(&private, key.to_file_text().as_bytes()).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&public, key.public_file_text()).unwrap();
+    }
+    (private, public)
+}
+
+/// Believe the test workers' results.
+fn trusted() -> Trust {
+    Trust::Workers(vec![test_key().public()])
+}
+
+/// A worker's configuration: its audit log, its signing key, and a short
+/// acknowledgement slack so a killed worker's tasks come back within
+/// seconds.
 fn worker_config(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let audit = dir.join(format!("{name}-audit.jsonl"));
     let config = dir.join(format!("{name}.toml"));
+    let (key, _) = key_files(dir);
     std::fs::write(
         &config,
         format!(
             "shutdown_grace_seconds = 5.0\nwatch = false\n\
              [audit]\npath = {audit:?}\nfsync = \"always\"\n\
-             [nats]\nack_slack_seconds = 1.0\nmax_deliveries = 3\n"
+             [nats]\nack_slack_seconds = 1.0\nmax_deliveries = 3\nheartbeat_seconds = 0.5\n\
+             signing_key = {key:?}\n"
         ),
     )
     .unwrap();
@@ -156,7 +184,8 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
         .collect();
     let queue = Queue::connect(&nats.url, &Streams::default())
         .await
-        .unwrap();
+        .unwrap()
+        .trusting(trusted());
 
     let mut ids = Vec::new();
     for i in 0..2000 {
@@ -231,6 +260,8 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
     let against_mirror = |audit: &Path, worker: &str| {
         Command::new(env!("CARGO_BIN_EXE_chassis"))
             .args(["audit", "verify", "--nats", &nats.url, "--worker", worker])
+            .arg("--worker-key")
+            .arg(key_files(&dir).1)
             .arg(audit)
             .output()
             .unwrap()
@@ -323,7 +354,8 @@ async fn a_guest_fault_is_one_final_result_and_a_dying_task_is_abandoned() {
     let (worker, audit) = start_worker(&dir, &nats, "w1");
     let queue = Queue::connect(&nats.url, &Streams::default())
         .await
-        .unwrap();
+        .unwrap()
+        .trusting(trusted());
 
     // A trap and a timeout: failed results naming the kind, delivered once.
     let trap = queue
@@ -428,7 +460,8 @@ async fn a_quarantine_on_one_worker_stops_the_swarm_on_all_until_released() {
     let (w2, _) = start_worker(&dir, &nats, "w2");
     let queue = Queue::connect(&nats.url, &Streams::default())
         .await
-        .unwrap();
+        .unwrap()
+        .trusting(trusted());
 
     // One trap quarantines the swarm on the worker that ran it ...
     let trap = queue
@@ -573,7 +606,8 @@ async fn no_task_is_lost_when_nats_server_restarts_mid_run() {
     let (w2, _) = start_worker(&dir, &nats, "w2");
     let queue = Queue::connect(&nats.url, &Streams::default())
         .await
-        .unwrap();
+        .unwrap()
+        .trusting(trusted());
     let mut ids = Vec::new();
     for i in 0..400 {
         let request = TaskRequest::new("hello", json!({ "name": format!("r{i}") }))
@@ -618,7 +652,8 @@ async fn a_worker_never_holds_more_tasks_than_the_swarm_has_slots() {
     let (worker, _) = start_worker(&dir, &nats, "w1");
     let queue = Queue::connect(&nats.url, &Streams::default())
         .await
-        .unwrap();
+        .unwrap()
+        .trusting(trusted());
     let mut ids = Vec::new();
     for _ in 0..24 {
         ids.push(
@@ -651,6 +686,8 @@ async fn chassis_submit_puts_tasks_on_the_queue_and_waits_for_their_results() {
     let submit = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_chassis"))
             .args(["submit", "--nats", &nats.url, "--swarm", "hello"])
+            .arg("--worker-key")
+            .arg(key_files(&dir).1)
             .args(args)
             .output()
             .unwrap()
@@ -710,7 +747,8 @@ async fn a_task_whose_result_exists_is_acknowledged_without_running_again() {
     let (worker, audit) = start_worker(&dir, &nats, "w1");
     let queue = Queue::connect(&nats.url, &Streams::default())
         .await
-        .unwrap();
+        .unwrap()
+        .trusting(trusted());
     let id = queue
         .submit(
             "hello",
@@ -765,7 +803,8 @@ async fn a_queued_task_with_a_refused_id_is_answered_not_run() {
     let (worker, audit) = start_worker(&dir, &nats, "w1");
     let queue = Queue::connect(&nats.url, &Streams::default())
         .await
-        .unwrap();
+        .unwrap()
+        .trusting(trusted());
     let bad = "line\nbreak<b>";
     let refused = queue
         .submit("hello", TaskRequest::new("hello", json!({})).with_id(bad))
@@ -796,4 +835,531 @@ async fn a_queued_task_with_a_refused_id_is_answered_not_run() {
     assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
     let records = std::fs::read_to_string(&audit).unwrap();
     assert!(!records.contains("<b>"), "{records}");
+}
+
+/// A task run again after the duplicate window has passed does not replace
+/// its first result, however late the second ends: a result is published
+/// only while its subject is empty (`Nats-Expected-Last-Subject-Sequence:
+/// 0`), so the second is refused and its task acknowledged. Here the same
+/// task id is submitted again once the window (1 s) has passed, while its
+/// first run still holds it; both run, and the second ends well past the
+/// window after the first's result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_result_after_the_duplicate_window_leaves_the_first() {
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-late-second");
+    let nats = Nats::start(&dir);
+    let (worker, audit) = start_worker_with(&dir, &nats, "w1", "duplicate_window_seconds = 1.0");
+    let window = Duration::from_secs(1);
+    let streams = Streams {
+        duplicate_window: window,
+        ..Streams::default()
+    };
+    // Results read as published, signed or not: a closed test set-up.
+    let queue = Queue::connect(&nats.url, &streams)
+        .await
+        .unwrap()
+        .trusting(chassis::serve::queue::trust::Trust::InsecureUnsigned);
+    let submitted = Instant::now();
+    queue
+        .submit(
+            "probe",
+            TaskRequest::new("hold", json!({"ms": 3000})).with_id("late"),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep_until((submitted + window + Duration::from_millis(500)).into()).await;
+    queue
+        .submit(
+            "probe",
+            TaskRequest::new("hold", json!({"ms": 3500})).with_id("late"),
+        )
+        .await
+        .unwrap();
+    let first = queue.wait("late", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(first.status, ResultStatus::Success, "{first:?}");
+
+    // Both runs end, and both deliveries are acknowledged.
+    let records = || std::fs::read_to_string(&audit).unwrap();
+    let count = |operation: &str| {
+        records()
+            .lines()
+            .filter(|l| l.contains(operation) && l.contains("\"task_id\":\"late\""))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count("\"task_complete\"") < 2 || queue.figures("probe").await.unwrap() != Some((0, 0)) {
+        assert!(
+            Instant::now() < deadline,
+            "the second run did not end: {}",
+            records()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count("\"task_start\""), 2, "{}", records());
+    // The first result stands, and it is the only one ever stored.
+    let kept = queue.result("late").await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::to_value(&kept).unwrap(),
+        serde_json::to_value(&first).unwrap()
+    );
+    let jetstream = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let mut results = jetstream
+        .get_stream(chassis::serve::queue::RESULTS_STREAM)
+        .await
+        .unwrap();
+    let state = results.info().await.unwrap().state.clone();
+    assert_eq!((state.messages, state.last_sequence), (1, 1), "{state:?}");
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+}
+
+/// Wait until a live worker's heartbeat says it serves `swarm`.
+async fn until_served(queue: &Queue, swarm: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.serving(swarm).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no heartbeat serves {swarm}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Any client of the NATS server can publish to a result's subject: a
+/// result no trusted worker signed is refused by `Queue::wait` and by
+/// `chassis submit --wait` (unsigned, or signed by a stranger's key), a
+/// reader that chose no keys is told how to, and the worker's own signed
+/// results are believed; the audit mirror's records are each checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_not_signed_by_a_trusted_worker_are_refused() {
+    use chassis::serve::queue::trust::Signed;
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-forged");
+    let nats = Nats::start(&dir);
+    let (worker, audit) = start_worker(&dir, &nats, "w1");
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap()
+        .trusting(trusted());
+    until_served(&queue, "hello").await;
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let forged = |task_id: &str| {
+        serde_json::to_vec(&json!({
+            "task_id": task_id, "swarm_id": "hello", "worker": "w1",
+            "status": "success", "outcome": {"status": "success", "output": {"greeting": "forged"}},
+            "deliveries": 1
+        }))
+        .unwrap()
+    };
+    // Unsigned, before any worker runs the task.
+    let subject = chassis::serve::queue::result_subject("forged-1");
+    jetstream
+        .publish(subject, forged("forged-1").into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // Signed, by a key no reader trusts, for a task of its own.
+    let stranger = WorkerKey::from_seed([9; 32]);
+    let subject = chassis::serve::queue::result_subject("forged-2");
+    let body = forged("forged-2");
+    let mut headers = async_nats::HeaderMap::new();
+    for (name, value) in stranger.sign(Signed::Result, &subject, &body) {
+        headers.insert(name, value.as_str());
+    }
+    jetstream
+        .publish_with_headers(subject, headers, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    for (id, why) in [
+        ("forged-1", "not signed by a worker"),
+        ("forged-2", "not a trusted worker key"),
+    ] {
+        queue
+            .submit("hello", TaskRequest::new("hello", json!({})).with_id(id))
+            .await
+            .unwrap();
+        let e = queue.wait(id, Duration::from_secs(10)).await.unwrap_err();
+        assert!(e.to_string().contains(why), "{id}: {e}");
+        let out = Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .args(["submit", "--nats", &nats.url, "--swarm", "hello", "--wait"])
+            .args(["--task", "hello", "--task-id", id, "--timeout", "10"])
+            .arg("--worker-key")
+            .arg(key_files(&dir).1)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(why), "{stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("forged"));
+    }
+    // A reader that trusts no one is told what to give.
+    let out = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args(["submit", "--nats", &nats.url, "--swarm", "hello", "--wait"])
+        .args(["--task", "hello"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--worker-key"),
+        "{stderr}"
+    );
+    // The worker's own results are believed.
+    let id = queue
+        .submit("hello", TaskRequest::new("hello", json!({"name": "real"})))
+        .await
+        .unwrap();
+    let result = queue.wait(&id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(result.outcome.unwrap().output["greeting"], "Hello, real!");
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    // Every mirrored record is signed; a verifier trusting another key
+    // refuses the first.
+    let verify = |key: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .args(["audit", "verify", "--nats", &nats.url, "--worker", "w1"])
+            .arg("--worker-key")
+            .arg(key)
+            .arg(&audit)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&key_files(&dir).1);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("each signed by a trusted worker key"),
+        "{stdout}"
+    );
+    let other = dir.join("other.pub");
+    std::fs::write(&other, stranger.public_file_text()).unwrap();
+    let out = verify(&other);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("mirrored audit record") && stderr.contains("not a trusted worker key"),
+        "{stderr}"
+    );
+}
+
+/// Workers say what they serve: `chassis submit` refuses at once a task
+/// for a swarm no live worker serves (and submits it with
+/// `--allow-unserved`), `chassis fleet` and `/v1/fleet` list the live
+/// workers and their swarms, and a worker that stops leaves the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_refuses_a_swarm_no_live_worker_serves_and_fleet_lists_the_workers() {
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-fleet");
+    let nats = Nats::start(&dir);
+    let (worker, _) = start_worker(&dir, &nats, "w1");
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap()
+        .trusting(trusted());
+    until_served(&queue, "hello").await;
+    let chassis = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let started = Instant::now();
+    let out = chassis(&[
+        "submit",
+        "--nats",
+        &nats.url,
+        "--swarm",
+        "nobody-serves",
+        "--task",
+        "hello",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no live worker serves swarm \"nobody-serves\"")
+            && stderr.contains("w1 (")
+            && stderr.contains("--allow-unserved"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8), "not at once");
+    assert_eq!(queue.figures("nobody-serves").await.unwrap(), None);
+    let out = chassis(&[
+        "submit",
+        "--nats",
+        &nats.url,
+        "--swarm",
+        "nobody-serves",
+        "--task",
+        "hello",
+        "--allow-unserved",
+        "--task-id",
+        "early",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"early\""));
+
+    // The fleet, from the command line and from the worker.
+    let out = chassis(&["fleet", "--nats", &nats.url, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fleet: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let workers = fleet["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{fleet}");
+    assert_eq!(workers[0]["worker"], "w1");
+    assert_eq!(workers[0]["signer"], test_key().public_hex());
+    let hello = workers[0]["swarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["swarm_id"] == "hello")
+        .unwrap();
+    assert_eq!(hello["slots"], 4);
+    assert_eq!(hello["free_slots"], 4);
+    let out = chassis(&["fleet", "--nats", &nats.url]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("w1 (live") && table.contains("hello 1.0: 4/4 slots free"),
+        "{table}"
+    );
+    let body: serde_json::Value = serde_json::from_str(
+        &reqwest::get(worker.url("/v1/fleet"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body["workers"][0]["worker"], "w1", "{body}");
+
+    // A worker that stops leaves the list.
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert!(queue.serving("hello").await.unwrap().is_empty());
+    let out = chassis(&["fleet", "--nats", &nats.url]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no live workers"
+    );
+}
+
+/// The least-privilege roles of `docs/nats-server.conf`, with nats-server
+/// run on that very file: a submitter can submit and read its results, but
+/// the server refuses its forged result, quarantine entry, heartbeat and
+/// audit record, and its attempt to purge the results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_permissions_refuse_a_submitters_forgeries() {
+    use chassis::serve::config::NatsAuth;
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-roles");
+    let passwords = [
+        ("CHASSIS_NATS_WORKER_PASSWORD", "worker-secret-1"),
+        ("CHASSIS_NATS_SUBMITTER_PASSWORD", "submitter-secret-2"),
+        ("CHASSIS_NATS_OPERATOR_PASSWORD", "operator-secret-3"),
+    ];
+    let nats = Nats::start_with_config(&dir, &root().join("docs/nats-server.conf"), &passwords);
+    // This process's clients read their passwords from files.
+    let as_user = |user: &str, name: &str| {
+        let (_, password) = passwords
+            .iter()
+            .find(|(v, _)| v.contains(&name.to_uppercase()))
+            .unwrap();
+        let file = dir.join(format!("{name}.password"));
+        std::fs::write(&file, password).unwrap();
+        NatsAuth {
+            user: Some(user.to_string()),
+            password_file: Some(file),
+            ..Default::default()
+        }
+    };
+    // The worker signs in as `worker`; without credentials nothing works.
+    let refused = Queue::open(&nats.url).await;
+    assert!(refused.is_err(), "an anonymous client was let in");
+    let (config, _) = worker_config(&dir, "w1");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}[nats.auth]\nuser = \"worker\"\npassword_env = \"CHASSIS_NATS_WORKER_PASSWORD\"\n"),
+    )
+    .unwrap();
+    let mut args = vec![
+        "--config".to_string(),
+        config.display().to_string(),
+        "--nats".to_string(),
+        nats.url.clone(),
+        "--worker-id".to_string(),
+        "w1".to_string(),
+    ];
+    args.extend(contracts(&dir).iter().map(|p| p.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let worker = Server::start_with_env(&args, &passwords);
+
+    let submitter = as_user("submitter", "submitter");
+    let queue = Queue::open_as(&nats.url, &submitter)
+        .await
+        .unwrap()
+        .trusting(trusted());
+    until_served(&queue, "hello").await;
+    // What a submitter may do.
+    let id = queue
+        .submit("hello", TaskRequest::new("hello", json!({"name": "role"})))
+        .await
+        .unwrap();
+    let result = queue.wait(&id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(result.outcome.unwrap().output["greeting"], "Hello, role!");
+    // And through the command line, with the credentials from a variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args(["submit", "--nats", &nats.url, "--swarm", "hello", "--wait"])
+        .args(["--task", "hello", "--payload", r#"{"name": "cli"}"#])
+        .args([
+            "--nats-user",
+            "submitter",
+            "--nats-password-env",
+            "CHASSIS_NATS_SUBMITTER_PASSWORD",
+        ])
+        .arg("--worker-key")
+        .arg(key_files(&dir).1)
+        .envs(passwords)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Hello, cli!"));
+
+    // What it may not: each attempt is refused by the server.
+    let client = async_nats::ConnectOptions::with_user_and_password(
+        "submitter".into(),
+        "submitter-secret-2".into(),
+    )
+    .connect(&nats.url)
+    .await
+    .unwrap();
+    let mut js = async_nats::jetstream::new(client);
+    js.set_timeout(Duration::from_secs(2));
+    let forged_id = "forged-by-submitter";
+    let attempts = [
+        (
+            chassis::serve::queue::result_subject(forged_id),
+            json!({"task_id": forged_id, "swarm_id": "hello", "worker": "w1", "status": "success", "deliveries": 1}),
+        ),
+        (
+            "$KV.chassis_health.hello".to_string(),
+            json!({"quarantined": true, "reason": "forged", "by": "w1"}),
+        ),
+        (
+            "$KV.chassis_workers.ghost".to_string(),
+            json!({"worker": "ghost", "heartbeat_seconds": 5.0, "last_seen_ms": 0, "swarms": []}),
+        ),
+        (
+            "chassis.audit.w1".to_string(),
+            json!({"seq": 999999, "hash": "00"}),
+        ),
+    ];
+    for (subject, body) in &attempts {
+        let published = match js
+            .publish(subject.clone(), serde_json::to_vec(body).unwrap().into())
+            .await
+        {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!published, "{subject}: the server took it");
+    }
+    let stream = js.get_stream("CHASSIS_RESULTS").await.unwrap();
+    assert!(
+        stream.purge().await.is_err(),
+        "a submitter purged the results"
+    );
+    // As the operator sees it: none of it landed.
+    let operator = Queue::open_as(&nats.url, &as_user("operator", "operator"))
+        .await
+        .unwrap()
+        .trusting(Trust::InsecureUnsigned);
+    assert!(operator.result(forged_id).await.unwrap().is_none());
+    assert!(operator.result(&id).await.unwrap().is_some());
+    let workers = operator.workers().await.unwrap();
+    assert!(workers.iter().all(|w| w.worker != "ghost"), "{workers:?}");
+    assert!(!quarantined(&worker, "hello").await);
+    let check = chassis::serve::queue::mirror::verify_mirror(&operator, "w1", &trusted())
+        .await
+        .unwrap();
+    assert!(check.head.unwrap().seq < 999999);
+    drop(worker);
+}
+
+/// A swarm whose slot count changes (its contract reloaded) gets a new
+/// pull loop; the old one hands out what it fetched and what its pending
+/// pull brings before it ends, so no task is lost to it and waits for a
+/// redelivery: every task is answered on its first delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_change_drops_no_fetched_task() {
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-slots");
+    let nats = Nats::start(&dir);
+    let (config, _) = worker_config(&dir, "w1");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("watch = false", "watch = true");
+    std::fs::write(&config, text).unwrap();
+    let probe = dir.join("probe.toml");
+    let write_probe = |slots: u32| {
+        std::fs::write(
+            &probe,
+            format!(
+                "swarm_id = \"probe\"\nwasm_module = {:?}\n\
+                 [resource_limits]\nmax_concurrent_tasks = {slots}\ntask_timeout_seconds = 5.0\n\
+                 [security]\nscoped_credentials = [\"bench_token\"]\n\
+                 wasi_capabilities = [\"wasi:clocks/monotonic-clock\", \"wasi:clocks/wall-clock\"]\n",
+                root().join("target/swarms/bench_probe.wasm")
+            ),
+        )
+        .unwrap();
+    };
+    write_probe(4);
+    let worker = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--nats",
+        &nats.url,
+        "--worker-id",
+        "w1",
+        probe.to_str().unwrap(),
+    ]);
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap()
+        .trusting(trusted());
+    until_served(&queue, "probe").await;
+    // Tasks trickle in while the slot count changes under them.
+    let mut ids = Vec::new();
+    for (round, slots) in [3u32, 2, 4, 1, 3].into_iter().enumerate() {
+        for i in 0..10 {
+            let request =
+                TaskRequest::new("hold", json!({ "ms": 5 })).with_id(format!("slots-{round}-{i}"));
+            ids.push(queue.submit("probe", request).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        write_probe(slots);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let found = results(&queue, &ids, Duration::from_secs(60)).await;
+    for (id, result) in &found {
+        assert_eq!(result.status, ResultStatus::Success, "{id}: {result:?}");
+        assert_eq!(
+            result.deliveries, 1,
+            "{id} waited for a redelivery: {result:?}"
+        );
+    }
+    drop(worker);
 }

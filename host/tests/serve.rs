@@ -499,6 +499,31 @@ async fn admin_routes_need_the_token_and_are_off_without_one() {
     )
     .await;
     assert_eq!(status, 404);
+    // A swarm served from a watched file is the file's: the route refuses
+    // to replace it, naming the file, and the file's version serves on.
+    let copy = dir.join("hello-copy.toml");
+    let text = std::fs::read_to_string(root().join("config/hello-world.toml"))
+        .unwrap()
+        .replace("../target", root().join("target").to_str().unwrap())
+        .replace("version = \"1.0\"", "version = \"9.9\"");
+    std::fs::write(&copy, text).unwrap();
+    let response = c
+        .post(server.url("/v1/admin/swarms"))
+        .bearer_auth(token)
+        .body(format!(r#"{{"contract": {copy:?}}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 409);
+    let refused: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("watched contract file") && message.contains("hello-world.toml"),
+        "{refused}"
+    );
+    let summary: Value =
+        serde_json::from_str(&get(&c, &server, "/v1/swarms/hello-world").await.1).unwrap();
+    assert_eq!(summary["version"], "1.0", "{summary}");
 }
 
 /// Poll `GET path` until `done` holds for its status and body, at most 120 s.
@@ -1106,4 +1131,600 @@ async fn a_request_for_another_host_name_is_refused_on_loopback() {
         .await
         .unwrap();
     assert_eq!(task.status(), 403);
+}
+
+/// Open `count` connections from 127.0.0.1, each with a tiny receive
+/// buffer, each sending one task whose answer (an echo of about 1.5 MiB)
+/// is far larger than the socket can hold, and never reading it.
+async fn non_readers(server: &Server, count: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let address: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let body = format!(
+        r#"{{"task_type": "echo", "payload": {{"blob": "{}"}}}}"#,
+        "x".repeat(1536 * 1024)
+    );
+    let request = format!(
+        "POST /v1/swarms/hello-world/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut held = Vec::new();
+    for _ in 0..count {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let Ok(Ok(mut stream)) =
+            tokio::time::timeout(Duration::from_secs(2), socket.connect(address)).await
+        else {
+            // In the backlog, not accepted: it holds nothing of the server.
+            continue;
+        };
+        // A refused connection may be closed before all is sent.
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(request.as_bytes()))
+            .await;
+        held.push(stream);
+    }
+    held
+}
+
+/// A hello task from 127.0.0.2, a client address of its own.
+async fn from_another_address(server: &Server) -> Result<u16, String> {
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    other
+        .post(server.url("/v1/swarms/hello-world/tasks"))
+        .body(r#"{"task_type": "hello", "payload": {"name": "Ada"}}"#)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// More non-reading clients from one address than the server takes
+/// connections at all: the address holds only its share (the rest are
+/// answered 503 and closed), and a client from another address is served
+/// at once, though no answer of theirs ever times out here.
+#[tokio::test]
+async fn clients_that_never_read_from_one_address_cannot_take_every_slot() {
+    let server = hello_world_with(
+        "non-readers-cap",
+        "max_connections = 16\nmax_connections_per_address = 8\nrequest_read_timeout_seconds = 600\n\
+         response_write_timeout_seconds = 600\nresponse_idle_timeout_seconds = 600\n",
+    );
+    let held = non_readers(&server, 24).await;
+    // Let their tasks run and their answers fill the sockets.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    let status = from_another_address(&server).await;
+    assert_eq!(status, Ok(200), "after {:?}", started.elapsed());
+    // Those over the cap were told why.
+    let mut refused = 0;
+    for mut stream in held {
+        use tokio::io::AsyncReadExt;
+        let mut head = [0u8; 64];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(500), stream.read(&mut head)).await
+            && String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 503")
+        {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 8, "{refused} of the 24 were refused with 503");
+}
+
+/// When every connection is held by clients that do not read, they are
+/// cut off once their answers go untaken for `response_idle_timeout_seconds`,
+/// and a waiting client is then served.
+#[tokio::test]
+async fn clients_that_never_read_are_cut_off_and_free_their_slots() {
+    let server = hello_world_with(
+        "non-readers-idle",
+        "max_connections = 8\nmax_connections_per_address = 8\nrequest_read_timeout_seconds = 600\n\
+         response_write_timeout_seconds = 30\nresponse_idle_timeout_seconds = 1\n",
+    );
+    let held = non_readers(&server, 8).await;
+    assert_eq!(held.len(), 8);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let status = from_another_address(&server).await;
+    assert_eq!(status, Ok(200), "after {:?}", started.elapsed());
+    // A held connection was closed by the server before its whole answer
+    // was taken: reading it now ends well short of 1.5 MiB.
+    let mut stream = held.into_iter().next().unwrap();
+    let mut answer = Vec::new();
+    use tokio::io::AsyncReadExt;
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    assert!(
+        answer.len() < 1536 * 1024,
+        "the whole answer ({} bytes) was still there",
+        answer.len()
+    );
+}
+
+/// A contract for the bench probe, whose `hold` task stays busy for `ms`
+/// of wall time; a task timeout of 30 s.
+fn probe_contract(dir: &Path) -> PathBuf {
+    let path = dir.join("probe.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "swarm_id = \"probe\"\nwasm_module = {:?}\n\
+             [resource_limits]\ntask_timeout_seconds = 30.0\n\
+             [security]\nscoped_credentials = [\"bench_token\"]\n\
+             wasi_capabilities = [\"wasi:clocks/monotonic-clock\", \"wasi:clocks/wall-clock\"]\n",
+            root().join("target/swarms/bench_probe.wasm"),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A task still running at SIGTERM that ends within the grace period is
+/// answered as usual (200 with its output) and recorded once, as a
+/// success; then the server exits 0.
+#[tokio::test]
+async fn sigterm_lets_a_running_task_that_ends_within_the_grace_period_answer() {
+    let dir = scratch("grace-finish");
+    let probe = probe_contract(&dir);
+    let (config, audit) = audited_config(&dir, 10.0);
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        probe.to_str().unwrap(),
+    ]);
+    let c = reqwest::Client::new();
+    wait_for(&c, &server, "/readyz", "ready", |status, _| status == 200).await;
+    let running = tokio::spawn({
+        let (c, url) = (c.clone(), server.url("/v1/swarms/probe/tasks"));
+        async move {
+            let response = c
+                .post(url)
+                .body(r#"{"task_type": "hold", "payload": {"ms": 2000}, "task_id": "finishing"}"#)
+                .send()
+                .await
+                .expect("the task is answered");
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    });
+    wait_for(
+        &c,
+        &server,
+        "/v1/swarms/probe",
+        "the task running",
+        |_, body| serde_json::from_str::<Value>(body).unwrap()["usage"]["tasks_running"] == 1,
+    )
+    .await;
+    let status = tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let (code, text) = running.await.unwrap();
+    assert_eq!(code, 200, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["task_id"], "finishing", "{body}");
+    assert_eq!(body["status"], "success", "{body}");
+    assert!(
+        body["output"]["spins"].as_u64().is_some_and(|n| n > 0),
+        "{body}"
+    );
+    // It ran its whole time, past the signal.
+    assert!(
+        body["execution_time_ms"].as_f64().unwrap() >= 2000.0,
+        "{body}"
+    );
+    assert_eq!(endings(&audit, "finishing"), ["success"]);
+    chassis::audit::verify(&audit).expect("the audit log verifies");
+}
+
+/// A contract for the hostile `import-fuzz` guest, whose `calls` task makes
+/// the import calls it is given, whatever each is answered: one credential
+/// or proxy call a second.
+fn one_call_a_second_contract(dir: &Path) -> PathBuf {
+    let path = dir.join("caller.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "swarm_id = \"caller\"\nwasm_module = {:?}\n\
+             [resource_limits]\nmax_api_calls_per_second = 1\n\
+             [security]\nscoped_credentials = [\"api_token\"]\n\
+             wasi_capabilities = [\"wasi:io/streams\"]\n\
+             network_access = \"proxy_only\"\nallowed_endpoints = [\"https://api.example.com\"]\n\
+             [reputation]\nmax_failure_rate_percent = 100\n",
+            root().join("target/swarms/import_fuzz.wasm"),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Over HTTP, a call over `max_api_calls_per_second` is refused to the
+/// guest and the task goes on (200); a task that keeps calling after ten
+/// seconds' worth of refusals (at least 100) is ended, and answered 429
+/// `rate_limited` with `Retry-After: 1`.
+#[tokio::test]
+async fn a_task_that_keeps_calling_over_its_rate_is_answered_429_rate_limited() {
+    let dir = scratch("rate-limited");
+    let contract = one_call_a_second_contract(&dir);
+    let server = Server::start(&[contract.to_str().unwrap()]);
+    let c = reqwest::Client::new();
+    wait_for(&c, &server, "/readyz", "ready", |status, _| status == 200).await;
+    let calls = |n: usize| {
+        json!({"task_type": "calls", "payload": vec![json!({"get": "api_token"}); n]}).to_string()
+    };
+    // A few calls: those over the rate are refused one by one.
+    let (status, body) = task(&c, &server, "caller", &calls(3)).await;
+    assert_eq!(status, 200, "{body}");
+    let answers = body["output"].as_array().unwrap();
+    assert!(
+        answers[1..].iter().all(|a| a["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("rate limited"))),
+        "{body}"
+    );
+    assert_eq!(body["usage"]["rate_limited_calls"], 2, "{body}");
+    // Calls until a task is ended for its rate.
+    let mut answered = Vec::new();
+    let (headers, body) = loop {
+        let response = c
+            .post(server.url("/v1/swarms/caller/tasks"))
+            .body(calls(300))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        if status == 429 {
+            break (headers, body);
+        }
+        answered.push((status, body));
+        assert!(answered.len() < 5, "no 429: {answered:?}");
+    };
+    assert_eq!(body["error"]["kind"], "rate_limited", "{body}");
+    assert_eq!(body["error"]["limit"], "rate_limited", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_api_calls_per_second"),
+        "{body}"
+    );
+    assert_eq!(headers["retry-after"], "1");
+}
+
+/// [`Server::start`], with SIGXFSZ ignored (through `sh`, whose `trap ''`
+/// an `exec` keeps): a write past the server's file-size limit then fails
+/// with `EFBIG` rather than killing it.
+fn start_ignoring_sigxfsz(dir: &Path, args: &[&str]) -> Server {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_chassis"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(root())
+        .env("CHASSIS_LOG", "warn")
+        .env("CHASSIS_STORAGE_DIR", dir.join("storage"))
+        .env("CHASSIS_CACHE_DIR", root().join("target/tmp/serve-cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("chassis serve starts");
+    let stderr = child.stderr.take().unwrap();
+    // From here a panic drops it, killing its process group.
+    let mut server = Server {
+        child,
+        base: String::new(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
+            }
+        }
+    });
+    server.base = rx
+        .recv_timeout(Duration::from_secs(300))
+        .expect("chassis serve listens");
+    server
+}
+
+/// `/readyz` answers 503 while the audit log cannot record, and 200 before.
+/// The log fails for real, while the server runs: its file-size limit
+/// (`RLIMIT_FSIZE`, set on the running process with `prlimit`) is lowered
+/// to just past the log's size, so a later write fails with `EFBIG` as it
+/// would on a full disk. Unlike mounting a small file system, this needs
+/// no privilege, so it runs as root and as any CI user.
+#[tokio::test]
+async fn readyz_answers_503_while_the_audit_log_cannot_record() {
+    let dir = scratch("audit-failed");
+    let (config, audit) = audited_config(&dir, 5.0);
+    let server = start_ignoring_sigxfsz(
+        &dir,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "config/hello-world.toml",
+        ],
+    );
+    let c = reqwest::Client::new();
+    let text = wait_for(&c, &server, "/readyz", "ready", |status, _| status == 200).await;
+    let ready: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(ready["audit"], "ok", "{ready}");
+
+    let limit = std::fs::metadata(&audit).unwrap().len() + 4096;
+    let out = std::process::Command::new("prlimit")
+        .args(["--pid", &server.child.id().to_string()])
+        .arg(format!("--fsize={limit}"))
+        .output()
+        .expect("prlimit (util-linux) runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Tasks until the log can no longer record one.
+    let hello = r#"{"task_type": "hello", "payload": {"name": "Ada"}}"#;
+    let mut answered = 0;
+    let (status, body) = loop {
+        let (status, body) = task(&c, &server, "hello-world", hello).await;
+        if status != 200 {
+            break (status, body);
+        }
+        answered += 1;
+        assert!(answered < 1000, "the log never failed");
+    };
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (503, Some("audit")),
+        "{body}"
+    );
+
+    let (status, text) = get(&c, &server, "/readyz").await;
+    assert_eq!(status, 503, "{text}");
+    let ready: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(ready["ready"], false, "{ready}");
+    // The swarm is still loaded: the log alone makes it not ready.
+    assert_eq!(ready["loaded"], json!(["hello-world"]), "{ready}");
+    assert!(
+        ready["audit"]
+            .as_str()
+            .is_some_and(|a| a.contains("File too large")),
+        "{ready}"
+    );
+    // Alive all the same.
+    assert_eq!(get(&c, &server, "/healthz").await.0, 200);
+}
+
+/// The process group of process `pid` (`/proc/PID/stat`).
+fn process_group_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command's name, in parentheses: state, parent, group.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[2].parse().unwrap()
+}
+
+/// A test that panics while its server runs leaves nothing behind: the
+/// server leads a process group of its own, and the helper's `Drop`, run
+/// as the panic unwinds, kills that whole group (here the server and
+/// another process put in its group).
+#[test]
+fn a_panicking_test_leaves_no_process_of_its_servers_group_behind() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let test = std::thread::spawn(move || {
+        let server = Server::start(&["config/hello-world.toml"]);
+        let pid = server.child.id();
+        let group = process_group_of(pid);
+        let other = std::process::Command::new("sleep")
+            .arg("600")
+            .process_group(group as i32)
+            .spawn()
+            .unwrap();
+        tx.send((pid, group, other)).unwrap();
+        panic!("a test failing while its server runs (on purpose)");
+    });
+    assert!(test.join().is_err());
+    let (pid, group, mut other) = rx.recv().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = other.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = other.kill();
+            let _ = other.wait();
+            panic!("the other process of the server's group still runs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(group, pid, "the server leads a process group of its own");
+    assert_ne!(group, process_group_of(std::process::id()));
+    assert_eq!(status.signal(), Some(9), "{status}");
+    // Killed and reaped.
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the server still runs"
+    );
+}
+
+/// `chassis serve` listens before it loads: while a swarm whose `describe`
+/// never returns holds the load (up to the host's 10 s load timeout),
+/// `/healthz` answers at once, `/readyz` is 503 saying how far the loading
+/// is, and tasks are refused with 503 `loading`; each load is logged, and
+/// once the load is whole the server says it is ready and serves.
+#[tokio::test]
+async fn the_server_listens_at_once_and_is_ready_once_its_swarms_are_loaded() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = scratch("loading");
+    let slow = dir.join("slow.toml");
+    std::fs::write(
+        &slow,
+        format!(
+            "swarm_id = \"slow-load\"\nwasm_module = {:?}\n[security]\nwasi_capabilities = [\"wasi:io/streams\"]\n",
+            root().join("target/swarms/slow_load.wasm")
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-watch"])
+        .arg(&slow)
+        .arg(root().join("config/hello-world.toml"))
+        .current_dir(root())
+        .env("CHASSIS_LOG", "info")
+        .env("CHASSIS_CACHE_DIR", root().join("target/tmp/serve-cache"))
+        .env("CHASSIS_STORAGE_DIR", dir.join("storage"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut server = Server {
+        child,
+        base: String::new(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let next_line = |lines: &mut Vec<String>, what: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no {what} line: {lines:#?}"));
+        lines.push(line.clone());
+        if line.contains(what) {
+            return line;
+        }
+    };
+    let listening = next_line(&mut lines, "listening on ");
+    server.base = listening
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let c = reqwest::Client::new();
+    let (status, body) = get(&c, &server, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, body) = get(&c, &server, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    let loading = ready["loading"].as_str().unwrap_or_default().to_string();
+    assert!(
+        loading.starts_with("loading ") && loading.ends_with(" of 2"),
+        "{ready}"
+    );
+    let (status, body) = task(
+        &c,
+        &server,
+        "hello-world",
+        r#"{"task_type": "hello", "payload": {}}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["kind"]),
+        (503, &json!("loading")),
+        "{body}"
+    );
+    // The load ends (slow-load refused at its timeout), and it serves.
+    let ready_line = next_line(&mut lines, "chassis serve: ready");
+    assert!(
+        ready_line.contains("1 swarms loaded, 1 failed"),
+        "{ready_line}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the load timeout held it"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("loaded hello-world (") && l.contains(" of 2,")),
+        "{lines:#?}"
+    );
+    let (status, _) = get(&c, &server, "/readyz").await;
+    assert_eq!(status, 200);
+    let (status, body) = task(
+        &c,
+        &server,
+        "hello-world",
+        r#"{"task_type": "hello", "payload": {"name": "Ada"}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// `/v1/swarms` (which the status page polls) and `/metrics` read a swarm's
+/// usage without resetting it for each other: CPU time is a counter and a
+/// read changes nothing.
+#[tokio::test]
+async fn the_status_page_and_metrics_do_not_reset_each_others_usage() {
+    let server = Server::start(&["config/hello-world.toml"]);
+    let c = reqwest::Client::new();
+    let (status, body) = task(
+        &c,
+        &server,
+        "hello-world",
+        r#"{"task_type": "hello", "payload": {"name": "Ada"}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, text) = get(&c, &server, "/v1/swarms/hello-world").await;
+    let first: Value = serde_json::from_str::<Value>(&text).unwrap()["usage"].clone();
+    let (status, metrics) = get(&c, &server, "/metrics").await;
+    assert_eq!(status, 200);
+    let (_, text) = get(&c, &server, "/v1/swarms").await;
+    let second: Value = serde_json::from_str::<Value>(&text).unwrap()["swarms"][0]["usage"].clone();
+    let cpu = first["cpu_seconds"].as_f64().unwrap();
+    assert!(cpu > 0.0, "{first}");
+    assert_eq!(second["cpu_seconds"].as_f64(), Some(cpu), "{second}");
+    for usage in [&first, &second] {
+        assert!(
+            usage["cpu_percent"].as_f64().unwrap() > 0.0,
+            "{first} then {second}"
+        );
+    }
+    assert!(
+        metrics.contains("# TYPE chassis_cpu_seconds counter\n"),
+        "{metrics}"
+    );
+    let exported: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"chassis_cpu_seconds_total{swarm="hello-world"} "#))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap();
+    assert!((exported - cpu).abs() < 1e-9, "{exported} vs {cpu}");
+    for counter in ["chassis_refused_calls", "chassis_dropped_log_lines"] {
+        assert!(
+            metrics.contains(&format!("# TYPE {counter} counter\n"))
+                && metrics.contains(&format!("{counter}_total{{swarm=\"hello-world\"}} 0\n")),
+            "{counter}: {metrics}"
+        );
+    }
 }

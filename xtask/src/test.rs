@@ -1,5 +1,6 @@
 //! `cargo xtask test`: `build`, Chromium for the status page's browser test
-//! (installed with apt where missing: `tools::chromium`), then every test
+//! (installed with apt where missing: `tools::chromium`; where it cannot be,
+//! the test skips, and under CI the run fails saying why), then every test
 //! (unit, end-to-end, doc) with the swarm crates left out, the fuzz command over every target for a
 //! second each, a short soak of `chassis serve`, a
 //! `--quick` smoke run of the benchmark (debug build), the demo (its
@@ -23,6 +24,10 @@ pub fn run(root: &Path, no_lint: bool) -> Result<()> {
         Ok(browser) => {
             eprintln!("xtask: {}", browser.display());
             cmd.env("CHASSIS_CHROMIUM", browser);
+        }
+        // Under CI a test that does not run is a failure, not a pass.
+        Err(why) if crate::util::in_ci() => {
+            bail!("CI is set, and the status page's browser test cannot run: {why}")
         }
         Err(why) => {
             eprintln!("xtask: {why}. The status page's browser test is skipped.");

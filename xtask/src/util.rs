@@ -38,6 +38,17 @@ pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
+/// Whether this runs under CI: `CI` set, and not empty, `0` or `false`.
+/// Under CI nothing is skipped: what cannot run is a failure.
+pub fn in_ci() -> bool {
+    ci_value(std::env::var("CI").ok().as_deref())
+}
+
+/// Whether a value of `CI` means CI.
+fn ci_value(value: Option<&str>) -> bool {
+    value.is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
 /// Announce the next step on stderr.
 pub fn step(what: &str) {
     eprintln!("\n==> {what}");
@@ -112,4 +123,19 @@ fn newest(path: &Path) -> SystemTime {
         latest = latest.max(time);
     }
     latest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ci_value;
+
+    #[test]
+    fn ci_is_any_value_but_empty_0_or_false() {
+        for yes in ["true", "1", "yes", "TRUE"] {
+            assert!(ci_value(Some(yes)), "{yes}");
+        }
+        for no in [None, Some(""), Some("0"), Some("false"), Some("False")] {
+            assert!(!ci_value(no), "{no:?}");
+        }
+    }
 }

@@ -205,7 +205,8 @@ fn worker(root: &Path, dir: &Path, url: &str, n: usize) -> Result<Process> {
     let mut lines = BufReader::new(stderr).lines();
     let process = Process(child);
     for line in lines.by_ref() {
-        if line?.contains("listening on") {
+        // Ready once its swarms are loaded (it listens before).
+        if line?.starts_with("chassis serve: ready") {
             // Keep draining stderr so the worker never blocks on it.
             std::thread::spawn(move || for _ in lines {});
             return Ok(process);

@@ -34,26 +34,32 @@
 //! would fork the chain), verifies it, drops a partial last line (a crash
 //! mid-write), and continues its chain.
 //!
-//! By concern: `record` (the encoding of one record, its hash, timestamps),
+//! By concern: `record` (the encoding of one record, its hash, timestamps,
+//! and [`MAX_RECORD_BYTES`], the longest line written or read),
 //! `writer` ([`AuditLog`] and its batching, fsync and failure handling),
 //! `read` ([`verify`], the chain [`Head`], [`read`] with a [`Filter`], and
-//! records back as typed events). The record encoding and the hex and date
-//! formatting are written by hand because they run on the task path (two
-//! records per task); `audit::tests` checks them against serde_json and a
-//! full round trip.
+//! records back as typed events; a log is streamed, line by line, from a
+//! regular file opened without blocking) and `swarms` ([`BySwarm`]: each
+//! swarm's records from one pass, for a host that restores swarms as they
+//! load). The record encoding and the hex formatting are written by hand
+//! because they run on the task path (two records per task); `audit::tests`
+//! checks them against serde_json and a full round trip. Timestamps are
+//! written and parsed with the `time` crate.
 //!
 //! [`EventSink`]: crate::EventSink
 //! [`EventSink::failure`]: crate::EventSink::failure
 
 mod read;
 mod record;
+mod swarms;
 mod writer;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use read::{Filter, Head, Record, Tail, Verified, events, read, tail, verify, verify_against};
-pub use record::{canonical, parse_rfc3339, record_hash, rfc3339};
+pub use record::{MAX_RECORD_BYTES, canonical, parse_rfc3339, record_hash, rfc3339};
+pub use swarms::BySwarm;
 pub use writer::AuditLog;
 
 /// `component` of every record.

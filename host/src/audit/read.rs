@@ -2,17 +2,113 @@
 //! `verify_against`, `read` with a `Filter`, records as typed events, and
 //! `tail`: the newest records of a log being written, with its head and a
 //! check of the chain over what was read.
+//!
+//! A log is opened as `files.rs` opens what the host is pointed at (a
+//! regular file, never waiting on a fifo or a device) and read as a stream,
+//! one line at a time, none longer than [`MAX_RECORD_BYTES`]: memory stays
+//! bounded whatever the file holds.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::events::Event;
 
-use super::record::{parse_rfc3339, record_hash};
+use super::record::{MAX_RECORD_BYTES, parse_rfc3339, record_hash};
 use super::{AuditError, GENESIS};
+
+/// Open the log at `path` for reading: a regular file, or an error saying
+/// what it is (a fifo, a device, a directory), at once.
+pub(super) fn open(path: &Path) -> Result<File, AuditError> {
+    crate::files::open_regular(path).map_err(|source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// One step of [`Lines`].
+pub(super) enum Line<'a> {
+    /// A whole line, without its newline.
+    Whole(&'a [u8]),
+    /// Bytes after the last newline (a record being written, or cut off by
+    /// a crash): the end for now.
+    Partial(usize),
+    /// Nothing more.
+    End,
+}
+
+/// A log read one line at a time, each line at most [`MAX_RECORD_BYTES`]
+/// (newline included): a longer line is an error naming it. After a
+/// [`Line::Partial`], a later call goes on with the same line, so a log
+/// still being written can be followed.
+pub(super) struct Lines {
+    reader: BufReader<File>,
+    path: PathBuf,
+    /// Whole lines read.
+    line: usize,
+    buf: Vec<u8>,
+    /// Whether `buf` holds a whole line, to be cleared before the next.
+    whole: bool,
+}
+
+impl Lines {
+    /// The log at `path`, opened with [`open`].
+    pub(super) fn open(path: &Path) -> Result<Self, AuditError> {
+        Ok(Self {
+            reader: BufReader::new(open(path)?),
+            path: path.to_path_buf(),
+            line: 0,
+            buf: Vec::new(),
+            whole: false,
+        })
+    }
+
+    /// The next line.
+    pub(super) fn next_line(&mut self) -> Result<Line<'_>, AuditError> {
+        if self.whole {
+            self.buf.clear();
+            self.whole = false;
+        }
+        let room = (MAX_RECORD_BYTES - self.buf.len()) as u64;
+        (&mut self.reader)
+            .take(room)
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|source| AuditError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        if self.buf.last() == Some(&b'\n') {
+            self.whole = true;
+            self.line += 1;
+            return Ok(Line::Whole(&self.buf[..self.buf.len() - 1]));
+        }
+        if self.buf.len() >= MAX_RECORD_BYTES {
+            return Err(AuditError::Bad {
+                path: self.path.clone(),
+                line: self.line + 1,
+                reason: format!(
+                    "the line is longer than {MAX_RECORD_BYTES} bytes, the longest a record can be"
+                ),
+            });
+        }
+        Ok(if self.buf.is_empty() {
+            Line::End
+        } else {
+            Line::Partial(self.buf.len())
+        })
+    }
+
+    /// The error for the last whole line read.
+    pub(super) fn bad(&self, reason: String) -> AuditError {
+        AuditError::Bad {
+            path: self.path.clone(),
+            line: self.line,
+            reason,
+        }
+    }
+}
 
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,52 +215,42 @@ pub fn verify(path: impl AsRef<Path>) -> Result<Verified, AuditError> {
 
 /// [`verify`], calling `each(seq, hash)` for every good record.
 fn verify_each(path: &Path, mut each: impl FnMut(u64, &str)) -> Result<Verified, AuditError> {
-    let io = |source| AuditError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut reader = BufReader::new(File::open(path).map_err(io)?);
+    let mut lines = Lines::open(path)?;
     let mut head = GENESIS.to_string();
     let mut records = 0u64;
-    let mut buf = Vec::new();
     loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        if buf.last() != Some(&b'\n') {
-            return Ok(Verified {
-                records,
-                head,
-                partial_tail_bytes: n as u64,
-            });
-        }
-        let line = records as usize + 1;
-        let bad = |reason: String| AuditError::Bad {
-            path: path.to_path_buf(),
-            line,
-            reason,
+        let line = match lines.next_line()? {
+            Line::Whole(line) => line,
+            Line::Partial(bytes) => {
+                return Ok(Verified {
+                    records,
+                    head,
+                    partial_tail_bytes: bytes as u64,
+                });
+            }
+            Line::End => break,
         };
-        let record: Value = serde_json::from_slice(&buf[..n - 1])
-            .map_err(|e| bad(format!("not a JSON record: {e}")))?;
+        let record: Value = match serde_json::from_slice(line) {
+            Ok(record) => record,
+            Err(e) => return Err(lines.bad(format!("not a JSON record: {e}"))),
+        };
         let seq = record["seq"].as_u64();
         if seq != Some(records + 1) {
-            return Err(bad(format!(
+            return Err(lines.bad(format!(
                 "sequence number is {}, expected {} (a record was deleted, inserted, duplicated or moved)",
                 record["seq"],
                 records + 1
             )));
         }
         if record["prev_hash"].as_str() != Some(head.as_str()) {
-            return Err(bad(
+            return Err(lines.bad(
                 "prev_hash does not match the previous record's hash (the chain is broken)".into(),
             ));
         }
         let claimed = record["hash"].as_str().unwrap_or_default();
         let actual = record_hash(&record);
         if claimed != actual {
-            return Err(bad(format!(
+            return Err(lines.bad(format!(
                 "hash does not match the record's contents (a field was edited): claimed {claimed}, computed {actual}"
             )));
         }
@@ -263,37 +349,40 @@ impl Record {
 /// Every whole record of the log, as events, in order (records this
 /// version does not know are left out).
 pub fn events(path: impl AsRef<Path>) -> Result<Vec<Record>, AuditError> {
-    Ok(read(path, &Filter::default())?
-        .iter()
-        .filter_map(Record::from_json)
-        .collect())
+    let mut out = Vec::new();
+    each_record(&mut Lines::open(path.as_ref())?, |record| {
+        if let Some(record) = Record::from_json(&record) {
+            out.push(record);
+        }
+    })?;
+    Ok(out)
 }
 
 /// Every whole record of the log that passes `filter`, in order.
 pub fn read(path: impl AsRef<Path>, filter: &Filter) -> Result<Vec<Value>, AuditError> {
-    let path = path.as_ref();
-    let io = |source| AuditError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    // Bytes, not text: a partial last line (which `verify` reports and
-    // does not count) may hold anything, and is skipped here too.
-    let bytes = std::fs::read(path).map_err(io)?;
     let mut out = Vec::new();
-    for (i, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
-        if !line.ends_with(b"\n") {
-            break;
-        }
-        let record: Value = serde_json::from_slice(line).map_err(|e| AuditError::Bad {
-            path: path.to_path_buf(),
-            line: i + 1,
-            reason: format!("not a JSON record: {e}"),
-        })?;
+    each_record(&mut Lines::open(path.as_ref())?, |record| {
         if filter.matches(&record) {
             out.push(record);
         }
-    }
+    })?;
     Ok(out)
+}
+
+/// Hand each whole record `lines` has from here on to `each`, as JSON.
+/// A partial last line (which `verify` reports and does not count) is
+/// left: read as bytes, it may hold anything.
+pub(super) fn each_record(
+    lines: &mut Lines,
+    mut each: impl FnMut(Value),
+) -> Result<(), AuditError> {
+    while let Line::Whole(line) = lines.next_line()? {
+        match serde_json::from_slice(line) {
+            Ok(record) => each(record),
+            Err(e) => return Err(lines.bad(format!("not a JSON record: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 /// The end of a log: what [`tail`] found.
@@ -331,7 +420,7 @@ pub fn tail(
         path: path.to_path_buf(),
         source,
     };
-    let mut file = File::open(path).map_err(io)?;
+    let mut file = open(path)?;
     let len = file.metadata().map_err(io)?.len();
     let floor = len.saturating_sub(max_bytes);
     let mut back = Backwards::new(limit);
@@ -464,5 +553,138 @@ impl Backwards {
         if self.tail.chain.is_ok() {
             self.tail.chain = Err(reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::{Duration, SystemTime};
+
+    use super::super::{BySwarm, record::append_record};
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("chassis-read-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Every way of reading a log, each on a thread of its own: the errors,
+    /// or `None` for a read still waiting after five seconds.
+    fn read_every_way(path: &Path) -> Vec<(&'static str, Option<String>)> {
+        type Read = fn(&Path) -> Result<(), AuditError>;
+        let ways: [(&str, Read); 6] = [
+            ("verify", |p| verify(p).map(drop)),
+            ("verify_against", |p| {
+                verify_against(
+                    p,
+                    &Head {
+                        seq: 0,
+                        hash: GENESIS.into(),
+                    },
+                )
+                .map(drop)
+            }),
+            ("read", |p| read(p, &Filter::default()).map(drop)),
+            ("events", |p| events(p).map(drop)),
+            ("tail", |p| tail(p, 10, 1 << 20, |_| true).map(drop)),
+            ("BySwarm::read", |p| BySwarm::read(p).map(drop)),
+        ];
+        let waiting: Vec<_> = ways
+            .into_iter()
+            .map(|(name, way)| {
+                let (tx, rx) = mpsc::channel();
+                let path = path.to_path_buf();
+                std::thread::spawn(move || {
+                    let _ = tx.send(way(&path).err().map(|e| e.to_string()));
+                });
+                (name, rx)
+            })
+            .collect();
+        waiting
+            .into_iter()
+            .map(|(name, rx)| {
+                let answer = rx.recv_timeout(Duration::from_secs(5)).ok();
+                (name, answer.map(|e| e.unwrap_or_else(|| "no error".into())))
+            })
+            .collect()
+    }
+
+    /// A fifo (with no writer), a device or a directory given as the log
+    /// is refused at once, saying what it is: no read waits on it.
+    #[test]
+    fn a_fifo_or_device_given_as_the_log_is_refused_at_once() {
+        let dir = scratch("fifo");
+        let fifo = dir.join("audit.jsonl");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for (path, what) in [
+            (fifo.as_path(), "is a fifo"),
+            (Path::new("/dev/zero"), "is a character device"),
+            (dir.as_path(), "is a directory"),
+        ] {
+            for (way, error) in read_every_way(path) {
+                let error = error
+                    .unwrap_or_else(|| panic!("{way} of {} still waits after 5 s", path.display()));
+                assert!(
+                    error.contains(what) && error.contains(&path.display().to_string()),
+                    "{way}: {error}"
+                );
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A line longer than a record can be is refused, naming its line,
+    /// without reading all of it; one just short enough is read.
+    #[test]
+    fn a_line_longer_than_a_record_can_be_is_refused_naming_it() {
+        let dir = scratch("long");
+        let path = dir.join("audit.jsonl");
+        let mut text = String::new();
+        let event = Event::TaskStart {
+            swarm_id: "s".into(),
+            task_id: "t".into(),
+            task_type: "echo".into(),
+        };
+        let head = append_record(&mut text, 1, GENESIS, SystemTime::now(), &event, None);
+        // Line 2: a record whose (made-up) field makes it a byte too long.
+        let mut long = serde_json::json!({"seq": 2, "prev_hash": head, "pad": ""});
+        let pad = MAX_RECORD_BYTES - long.to_string().len() - 1 + 1;
+        long["pad"] = Value::from("x".repeat(pad));
+        let long = long.to_string();
+        assert_eq!(long.len() + 1, MAX_RECORD_BYTES + 1);
+        std::fs::write(&path, format!("{text}{long}\n")).unwrap();
+        for (way, error) in read_every_way(&path) {
+            if way == "tail" {
+                // Bounded by its own byte limit; not a stream of lines.
+                continue;
+            }
+            let error = error.unwrap();
+            assert!(
+                error.contains("line 2") && error.contains("longer than 1048576 bytes"),
+                "{way}: {error}"
+            );
+        }
+        // Also when it is the last line, without a newline: not a partial
+        // record to skip.
+        std::fs::write(&path, format!("{text}{long}")).unwrap();
+        let error = verify(&path).unwrap_err().to_string();
+        assert!(error.contains("line 2"), "{error}");
+        // A byte shorter: it is read (and is a bad record, as it should be).
+        let short = long.replacen("xx", "x", 1);
+        std::fs::write(&path, format!("{text}{short}\n")).unwrap();
+        let error = verify(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("line 2") && error.contains("hash"),
+            "{error}"
+        );
+        assert_eq!(read(&path, &Filter::default()).unwrap().len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -107,6 +107,12 @@ pub fn record_hash(record: &Value) -> String {
     hex::encode(Sha256::digest(canonical(&body).as_bytes()))
 }
 
+/// How the writer stamps a record: RFC 3339 in UTC with six fraction
+/// digits, e.g. `2026-11-21T12:00:00.000123Z` (always 27 bytes).
+const TS_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+);
+
 /// RFC 3339 UTC with microseconds, e.g. `2026-11-21T12:00:00.000123Z`.
 pub fn rfc3339(t: SystemTime) -> String {
     let mut out = String::with_capacity(27);
@@ -114,30 +120,21 @@ pub fn rfc3339(t: SystemTime) -> String {
     out
 }
 
-/// Append [`rfc3339`] of `t` to `out`.
+/// Append [`rfc3339`] of `t` to `out`. A time before 1970 is written as
+/// the epoch, one after 9999 as the last microsecond of 9999.
 pub(super) fn push_rfc3339(out: &mut String, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // Years outside 0..=9999 do not occur for times after 1970 and before 10000.
-    let y = year.clamp(0, 9999);
-    push_digits(out, y, 4, '-');
-    push_digits(out, month, 2, '-');
-    push_digits(out, day, 2, 'T');
-    push_digits(out, rem / 3600, 2, ':');
-    push_digits(out, rem % 3600 / 60, 2, ':');
-    push_digits(out, rem % 60, 2, '.');
-    push_digits(out, i64::from(d.subsec_micros()), 6, 'Z');
+    let micros = i128::from(d.as_secs()) * 1_000_000 + i128::from(d.subsec_micros());
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).unwrap_or_else(|_| {
+        time::PrimitiveDateTime::new(time::Date::MAX, time::Time::MAX).assume_utc()
+    });
+    // 27 bytes for years 0 to 9999, the only ones `time` represents here.
+    let mut buf = [0u8; 32];
+    let mut rest = &mut buf[..];
+    let written = at
+        .format_into(&mut rest, TS_FORMAT)
+        .expect("a UTC time formats into 32 bytes");
+    out.push_str(std::str::from_utf8(&buf[..written]).expect("the format is ASCII"));
 }
 
 /// Append `n` in decimal.
@@ -157,35 +154,17 @@ fn push_u64(out: &mut String, mut n: u64) {
     }
 }
 
-/// Append the last `width` decimal digits of `n` (zero-padded), then `then`.
-pub(super) fn push_digits(out: &mut String, n: i64, width: u32, then: char) {
-    let mut div = 10_i64.pow(width - 1);
-    while div > 0 {
-        out.push(char::from(b'0' + (n / div % 10) as u8));
-        div /= 10;
-    }
-    out.push(then);
-}
-
-/// Parse `YYYY-MM-DDTHH:MM:SS[.fraction]Z` into microseconds since the epoch.
+/// Parse an RFC 3339 time (`YYYY-MM-DDTHH:MM:SS[.fraction]` then `Z` or an
+/// offset `±HH:MM`) into microseconds since the epoch (a finer fraction is
+/// cut). The date and time must exist: month 13, hour 25, February 30 or an
+/// offset of `+24:00` are refused (`None`).
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let micros: i64 = format!("{frac:0<6}")[..6].parse().ok()?;
-    // Days from civil (inverse of the above).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros)
+    // `time` takes any byte between date and time; RFC 3339 takes `T`.
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+        return None;
+    }
+    let at = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1000)).ok()
 }
 
 /// The record's `operation` for an event.
@@ -382,11 +361,28 @@ impl<'a> Obj<'a> {
     }
 }
 
+/// The longest record line the writer writes, newline included, and so
+/// the longest the readers accept: 1 MiB. A record would be longer only
+/// through text no cap bounds before it reaches the log (a load refusal
+/// naming thousands of imports, say); its longest strings are then cut
+/// (ending in `…`) and its longest lists shortened until it fits.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// What the `hash` field adds to a record's canonical encoding:
+/// `,"hash":"` and 64 hex digits and `"}` and the newline, for the `}` it
+/// replaces.
+const HASH_FIELD_BYTES: usize = 9 + 64 + 3 - 1;
+
+/// Strings at most this long are never cut to fit a record (swarm ids,
+/// names of kinds and limits).
+const MIN_CUT_TEXT: usize = 64;
+
 /// Number, chain and hash one record, append it to `text` as a line, and
 /// return its hash.
 ///
 /// The line is the record's canonical encoding itself (keys sorted), with
-/// `hash` added last, so it is built and hashed in one pass.
+/// `hash` added last, so it is built and hashed in one pass. It is at most
+/// [`MAX_RECORD_BYTES`] long.
 pub(super) fn append_record(
     text: &mut String,
     seq: u64,
@@ -397,33 +393,22 @@ pub(super) fn append_record(
 ) -> String {
     debug_assert!(head.bytes().all(|b| b.is_ascii_hexdigit()), "{head:?}");
     let start = text.len();
-    // The component, the operation names and the previous hash (hex) are
-    // the host's own text and need no escaping.
-    text.push_str("{\"component\":\"");
-    text.push_str(COMPONENT);
-    text.push_str("\",\"operation\":\"");
-    text.push_str(operation(event));
-    text.push_str("\",\"params\":");
-    write_params(text, event);
-    text.push_str(",\"prev_hash\":\"");
-    text.push_str(head);
-    text.push_str("\",\"seq\":");
-    push_u64(text, seq);
-    text.push_str(",\"swarm_id\":");
-    push_json_str(text, event.swarm_id());
-    text.push_str(",\"task_id\":");
-    match task_id(event) {
-        Some(id) => push_json_str(text, id),
-        None => text.push_str("null"),
+    let body = Body {
+        seq,
+        head,
+        ts,
+        operation: operation(event),
+    };
+    body.write(
+        text,
+        Params::Event(event),
+        event.swarm_id(),
+        task_id(event),
+        worker,
+    );
+    if text.len() - start + HASH_FIELD_BYTES > MAX_RECORD_BYTES {
+        body.write_cut(text, start, event, worker);
     }
-    text.push_str(",\"ts\":\"");
-    push_rfc3339(text, ts);
-    text.push('"');
-    if let Some(worker) = worker {
-        text.push_str(",\"worker\":");
-        push_json_str(text, worker);
-    }
-    text.push('}');
     let digest = Sha256::digest(&text.as_bytes()[start..]);
     text.pop();
     text.push_str(",\"hash\":\"");
@@ -434,7 +419,321 @@ pub(super) fn append_record(
     }
     let hash = text[hash_at..].to_string();
     text.push_str("\"}\n");
+    debug_assert!(text.len() - start <= MAX_RECORD_BYTES);
     hash
 }
 
+/// A record's `params`: from the event, or a value already made.
+enum Params<'a> {
+    Event(&'a Event),
+    Value(&'a Value),
+}
+
+/// The fields of a record that are the host's own.
+struct Body<'a> {
+    seq: u64,
+    head: &'a str,
+    ts: SystemTime,
+    operation: &'static str,
+}
+
+impl Body<'_> {
+    /// Append the record's canonical encoding, without `hash`.
+    fn write(
+        &self,
+        text: &mut String,
+        params: Params<'_>,
+        swarm_id: &str,
+        task_id: Option<&str>,
+        worker: Option<&str>,
+    ) {
+        // The component, the operation names and the previous hash (hex) are
+        // the host's own text and need no escaping.
+        text.push_str("{\"component\":\"");
+        text.push_str(COMPONENT);
+        text.push_str("\",\"operation\":\"");
+        text.push_str(self.operation);
+        text.push_str("\",\"params\":");
+        match params {
+            Params::Event(event) => write_params(text, event),
+            Params::Value(value) => write_canonical(text, value),
+        }
+        text.push_str(",\"prev_hash\":\"");
+        text.push_str(self.head);
+        text.push_str("\",\"seq\":");
+        push_u64(text, self.seq);
+        text.push_str(",\"swarm_id\":");
+        push_json_str(text, swarm_id);
+        text.push_str(",\"task_id\":");
+        match task_id {
+            Some(id) => push_json_str(text, id),
+            None => text.push_str("null"),
+        }
+        text.push_str(",\"ts\":\"");
+        push_rfc3339(text, self.ts);
+        text.push('"');
+        if let Some(worker) = worker {
+            text.push_str(",\"worker\":");
+            push_json_str(text, worker);
+        }
+        text.push('}');
+    }
+
+    /// Write the record again from `start`, its strings cut and its lists
+    /// shortened, less each time, until it fits in [`MAX_RECORD_BYTES`].
+    fn write_cut(&self, text: &mut String, start: usize, event: &Event, worker: Option<&str>) {
+        let full = params(event);
+        let mut max_text = MAX_RECORD_BYTES / 4;
+        let mut max_items = usize::MAX;
+        loop {
+            let mut params = full.clone();
+            cut_value(&mut params, max_text, max_items);
+            let swarm_id = cut_text(event.swarm_id(), max_text);
+            let task_id = task_id(event).map(|t| cut_text(t, max_text));
+            let worker = worker.map(|w| cut_text(w, max_text));
+            text.truncate(start);
+            self.write(
+                text,
+                Params::Value(&params),
+                &swarm_id,
+                task_id.as_deref(),
+                worker.as_deref(),
+            );
+            // With every string short and every list empty, a record is a
+            // few hundred bytes: this ends.
+            if text.len() - start + HASH_FIELD_BYTES <= MAX_RECORD_BYTES || max_items == 0 {
+                return;
+            }
+            if max_text > MIN_CUT_TEXT {
+                max_text = (max_text / 2).max(MIN_CUT_TEXT);
+            } else {
+                max_items = max_items.min(longest_list(&full)) / 2;
+            }
+        }
+    }
+}
+
+/// `text`, or its first `max` bytes (at a character boundary) and `…`.
+fn cut_text(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
+
+/// The number of entries of the longest list in `value`.
+fn longest_list(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => items.iter().map(longest_list).fold(items.len(), usize::max),
+        Value::Object(fields) => fields.values().map(longest_list).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Cut every string in `value` longer than `max_text` bytes and keep at
+/// most `max_items` entries of every list.
+fn cut_value(value: &mut Value, max_text: usize, max_items: usize) {
+    match value {
+        Value::String(s) if s.len() > max_text => {
+            *s = cut_text(s, max_text).into_owned();
+        }
+        Value::Array(items) => {
+            items.truncate(max_items);
+            for item in items {
+                cut_value(item, max_text, max_items);
+            }
+        }
+        Value::Object(fields) => {
+            for (_, field) in fields.iter_mut() {
+                cut_value(field, max_text, max_items);
+            }
+        }
+        _ => {}
+    }
+}
+
 pub(super) const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The formatter this module had before `time` did it, kept as the
+    /// reference: what existing logs hold.
+    fn hand_written(t: SystemTime) -> String {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs() as i64;
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            d.subsec_micros()
+        )
+    }
+
+    /// Times are written byte for byte as before, and read back to the
+    /// microsecond.
+    #[test]
+    fn timestamps_are_written_as_before_and_round_trip() {
+        let mut micros: u64 = 0;
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut times = vec![0, 1, 999_999, 951_782_400_000_000, 253_402_300_799_999_999];
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Up to the year 9999.
+            micros = micros.wrapping_add(seed) % 253_402_300_800_000_000;
+            times.push(micros);
+        }
+        for micros in times {
+            let t = UNIX_EPOCH + Duration::from_micros(micros) + Duration::from_nanos(999);
+            let s = rfc3339(t);
+            assert_eq!(s, hand_written(t), "{micros}");
+            assert_eq!(s.len(), 27);
+            assert_eq!(parse_rfc3339(&s), Some(micros as i64), "{s}");
+            assert_eq!(
+                rfc3339(UNIX_EPOCH + Duration::from_micros(micros)),
+                s,
+                "{micros}"
+            );
+        }
+        let good = "2026-11-18T11:06:40.123456Z";
+        let micros = parse_rfc3339(good).unwrap();
+        assert_eq!(micros, 1_795_000_000_123_456);
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_micros(micros as u64)),
+            good
+        );
+        // Before 1970: the epoch.
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_secs(1)),
+            "1970-01-01T00:00:00.000000Z"
+        );
+    }
+
+    /// Dates and times that do not exist, and malformed offsets, are
+    /// refused; RFC 3339's other forms are read.
+    #[test]
+    fn impossible_timestamps_are_refused() {
+        for bad in [
+            "2026-13-01T00:00:00Z",
+            "2026-00-01T00:00:00Z",
+            "2026-01-01T25:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T23:60:00Z",
+            "2026-02-30T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-01-01T00:00:00+24:00",
+            "2026-01-01T00:00:00+02:60",
+            "2026-01-01T00:00:00+0200",
+            "2026-01-01T00:00:00+2:00",
+            "2026-01-01T00:00:00 02:00",
+            "2026-01-01T00:00:00",
+            "2026-01-01 00:00:00Z",
+            "2026-01-01T00:00:00.Z",
+            "2026-01-01T00:00:00ZZ",
+            "26-01-01T00:00:00Z",
+            "yesterday",
+            "",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        for (good, micros) in [
+            ("2000-02-29T00:00:00Z", 951_782_400_000_000),
+            ("2000-02-29T02:00:00+02:00", 951_782_400_000_000),
+            ("2000-02-28T22:30:00.5-01:30", 951_782_400_500_000),
+            ("2000-02-29t00:00:00.0000009z", 951_782_400_000_000),
+            ("1969-12-31T23:59:59.999999Z", -1),
+        ] {
+            assert_eq!(parse_rfc3339(good), Some(micros), "{good}");
+        }
+    }
+
+    /// A record whose text no cap bounded is cut to fit
+    /// [`MAX_RECORD_BYTES`], and still reads back as its event; one that
+    /// fits is written whole.
+    #[test]
+    fn a_record_is_never_longer_than_the_readers_accept() {
+        let huge = "\u{1}é".repeat(MAX_RECORD_BYTES);
+        for event in [
+            Event::LoadRejected {
+                swarm_id: "s".into(),
+                reason: huge.clone(),
+            },
+            Event::LoadRejected {
+                swarm_id: huge.clone(),
+                reason: "r".into(),
+            },
+            Event::TaskFailed {
+                swarm_id: "s".into(),
+                task_id: "t".into(),
+                kind: "trap".into(),
+                error: huge.clone(),
+                guest_error: None,
+                wall_ms: 1.0,
+            },
+            Event::ModuleLoaded {
+                swarm_id: "s".into(),
+                origin: "o".into(),
+                digest: "d".into(),
+                task_types: vec!["t".repeat(60); 100_000],
+            },
+        ] {
+            let mut text = String::new();
+            let hash = append_record(
+                &mut text,
+                1,
+                super::super::GENESIS,
+                SystemTime::now(),
+                &event,
+                Some(&huge),
+            );
+            assert!(text.len() <= MAX_RECORD_BYTES, "{}", text.len());
+            assert!(
+                text.len() > MAX_RECORD_BYTES / 8,
+                "cut more than needed: {} bytes for {}",
+                text.len(),
+                operation(&event)
+            );
+            let value: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(record_hash(&value), hash);
+            let back = super::super::Record::from_json(&value).unwrap();
+            assert_eq!(operation(&back.event), operation(&event));
+        }
+        let event = Event::LoadRejected {
+            swarm_id: "s".into(),
+            reason: "r".repeat(MAX_RECORD_BYTES / 2),
+        };
+        let mut text = String::new();
+        append_record(
+            &mut text,
+            1,
+            super::super::GENESIS,
+            SystemTime::now(),
+            &event,
+            None,
+        );
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let back = super::super::Record::from_json(&value).unwrap();
+        assert_eq!(back.event, event);
+    }
+}

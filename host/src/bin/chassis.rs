@@ -72,6 +72,108 @@ struct Cli {
     command: Command,
 }
 
+/// How to sign in to a NATS server: at most one of a creds file, an nkey
+/// seed file, a user (with a password) or a token; secrets from files or
+/// environment variables only. See docs/scale-out.md, "Security".
+#[derive(clap::Args, Debug, Default, Clone)]
+struct NatsAuthArgs {
+    /// A NATS credentials file (user JWT and nkey seed).
+    #[arg(long, value_name = "FILE")]
+    nats_creds: Option<PathBuf>,
+    /// A file holding an nkey seed.
+    #[arg(long, value_name = "FILE")]
+    nats_nkey: Option<PathBuf>,
+    /// A NATS user name (with --nats-password-file or --nats-password-env).
+    #[arg(long, value_name = "USER")]
+    nats_user: Option<String>,
+    /// A file holding the user's password.
+    #[arg(long, value_name = "FILE")]
+    nats_password_file: Option<PathBuf>,
+    /// An environment variable holding the user's password.
+    #[arg(long, value_name = "VAR")]
+    nats_password_env: Option<String>,
+    /// A file holding a NATS token.
+    #[arg(long, value_name = "FILE")]
+    nats_token_file: Option<PathBuf>,
+    /// An environment variable holding a NATS token.
+    #[arg(long, value_name = "VAR")]
+    nats_token_env: Option<String>,
+    /// CA certificates (PEM) for a tls:// server; requires TLS.
+    #[arg(long, value_name = "FILE")]
+    nats_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for servers that verify clients.
+    #[arg(long, value_name = "FILE", requires = "nats_key")]
+    nats_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, value_name = "FILE", requires = "nats_cert")]
+    nats_key: Option<PathBuf>,
+}
+
+impl NatsAuthArgs {
+    /// Whether any flag was given.
+    fn given(&self) -> bool {
+        self.nats_creds.is_some()
+            || self.nats_nkey.is_some()
+            || self.nats_user.is_some()
+            || self.nats_password_file.is_some()
+            || self.nats_password_env.is_some()
+            || self.nats_token_file.is_some()
+            || self.nats_token_env.is_some()
+            || self.nats_ca.is_some()
+            || self.nats_cert.is_some()
+    }
+
+    /// As the library takes them, checked.
+    fn auth(self) -> Result<chassis::serve::config::NatsAuth> {
+        let auth = chassis::serve::config::NatsAuth {
+            creds_file: self.nats_creds,
+            nkey_file: self.nats_nkey,
+            user: self.nats_user,
+            password_file: self.nats_password_file,
+            password_env: self.nats_password_env,
+            token_file: self.nats_token_file,
+            token_env: self.nats_token_env,
+            tls_ca_file: self.nats_ca,
+            tls_cert_file: self.nats_cert,
+            tls_key_file: self.nats_key,
+        };
+        auth.check()
+            .map_err(|e| anyhow::anyhow!("NATS credentials: {e}"))?;
+        Ok(auth)
+    }
+}
+
+/// Whose signatures a reader of the queue believes.
+#[derive(clap::Args, Debug, Default, Clone)]
+struct TrustArgs {
+    /// A trusted worker's public key file (`chassis keygen` writes it;
+    /// repeat for each worker). Results and mirrored audit records signed
+    /// by no such key are refused.
+    #[arg(long, value_name = "FILE")]
+    worker_key: Vec<PathBuf>,
+    /// Believe unsigned results and records: only on a NATS server no one
+    /// else can publish to (any of its clients could forge them).
+    #[arg(long, conflicts_with = "worker_key")]
+    insecure_unsigned: bool,
+}
+
+impl TrustArgs {
+    fn trust(&self) -> Result<chassis::serve::queue::trust::Trust> {
+        use chassis::serve::queue::trust::Trust;
+        if self.insecure_unsigned {
+            return Ok(Trust::InsecureUnsigned);
+        }
+        if self.worker_key.is_empty() {
+            bail!(
+                "give the public key of each worker whose results you believe (--worker-key FILE, written by `chassis keygen`), or --insecure-unsigned on a NATS server no one else can publish to"
+            );
+        }
+        Ok(Trust::from_files(&self.worker_key)?)
+    }
+}
+
+// Parsed once per run: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain: prints "OK: N records" and the chain head
@@ -92,6 +194,10 @@ enum AuditCommand {
         /// The worker whose mirrored head to check against (with --nats).
         #[arg(long, requires = "nats")]
         worker: Option<String>,
+        #[command(flatten)]
+        auth: NatsAuthArgs,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Print records (JSON lines), filtered.
     Show {
@@ -112,6 +218,8 @@ enum AuditCommand {
     },
 }
 
+// Parsed once per run: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Check contract files, and that each one's component loads under it
@@ -166,13 +274,17 @@ enum Command {
         nats: Option<String>,
         /// The swarm's contract (with --nats, a contract or the swarm id).
         contract: PathBuf,
+        #[command(flatten)]
+        auth: NatsAuthArgs,
     },
     /// Run the long-running host: load every contract, serve tasks,
     /// swarm state, health and metrics over HTTP until SIGTERM or SIGINT.
     ///
-    /// Routes and status codes: docs/serve.md. Prints the address it
-    /// listens on to stderr once it is ready; open it in a browser for the
-    /// status page (swarms, SLOs, reputation, the audit trail; read-only).
+    /// Routes and status codes: docs/serve.md. Listens at once and prints
+    /// the address on stderr, then loads the contracts (several at a time,
+    /// each load logged; /readyz says how far) and prints "ready"; open the
+    /// address in a browser for the status page (swarms, SLOs, reputation,
+    /// the audit trail; read-only).
     #[command(
         after_help = "Example:\n  chassis serve config/\n  curl -s localhost:7878/v1/swarms/hello-world/tasks \\\n    -d '{\"task_type\":\"hello\",\"payload\":{\"name\":\"Ada\"}}'"
     )]
@@ -196,6 +308,12 @@ enum Command {
         /// This worker's name in its results (default: the host name).
         #[arg(long, requires = "nats")]
         worker_id: Option<String>,
+        /// This worker's signing key file (`chassis keygen`): its results
+        /// and mirrored audit records are signed with it (nats.signing_key).
+        #[arg(long, value_name = "FILE")]
+        signing_key: Option<PathBuf>,
+        #[command(flatten)]
+        auth: NatsAuthArgs,
         /// Contract files, or directories of contracts (`*.toml`), added to
         /// the configuration's.
         contracts: Vec<PathBuf>,
@@ -236,6 +354,38 @@ enum Command {
         /// Seconds to wait for each result with --wait.
         #[arg(long, default_value_t = 60.0, requires = "wait")]
         timeout: f64,
+        /// Submit even when no live worker serves the swarm (one about to
+        /// be started or deployed); by default that is refused at once.
+        #[arg(long)]
+        allow_unserved: bool,
+        #[command(flatten)]
+        auth: NatsAuthArgs,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// The fleet of a NATS queue: the live workers (from their heartbeats),
+    /// the swarms each serves with version and free slots, and each
+    /// worker's signing key.
+    #[command(after_help = "Example:\n  chassis fleet --nats nats://127.0.0.1:4222")]
+    Fleet {
+        /// The NATS server (several comma-separated).
+        #[arg(long, value_name = "URL")]
+        nats: String,
+        /// Print the workers as JSON.
+        #[arg(long)]
+        json: bool,
+        /// List workers whose heartbeats stopped too (marked gone).
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        auth: NatsAuthArgs,
+    },
+    /// Make an Ed25519 signing key for a worker: NAME.key (the secret, mode
+    /// 600; give it to the worker as nats.signing_key or --signing-key) and
+    /// NAME.pub (give it to clients: --worker-key). Refuses to overwrite.
+    Keygen {
+        /// The path and base name of the two files (e.g. keys/worker-a).
+        name: PathBuf,
     },
     /// Load a swarm from its contract and run one task.
     ///
@@ -530,6 +680,8 @@ struct ServeOptions {
     no_watch: bool,
     nats: Option<String>,
     worker_id: Option<String>,
+    signing_key: Option<PathBuf>,
+    auth: NatsAuthArgs,
 }
 
 async fn serve(options: ServeOptions, contracts: Vec<PathBuf>) -> Result<()> {
@@ -552,6 +704,23 @@ async fn serve(options: ServeOptions, contracts: Vec<PathBuf>) -> Result<()> {
     if let (Some(id), Some(nats)) = (options.worker_id, config.nats.as_mut()) {
         nats.worker_id = Some(id);
     }
+    let flags_for_nats = options.signing_key.is_some() || options.auth.given();
+    match config.nats.as_mut() {
+        Some(nats) => {
+            if let Some(key) = options.signing_key {
+                nats.signing_key = Some(key);
+            }
+            if options.auth.given() {
+                nats.auth = options.auth.auth()?;
+            }
+        }
+        None if flags_for_nats => {
+            bail!(
+                "--signing-key and the --nats-* credentials are for a worker: give --nats URL too (or [nats] in --config)"
+            )
+        }
+        None => {}
+    }
     if config.cache_dir.is_none() {
         // The per-user cache `chassis run` uses: restarts skip Cranelift.
         config.cache_dir = default_cache_dir();
@@ -566,21 +735,52 @@ async fn serve(options: ServeOptions, contracts: Vec<PathBuf>) -> Result<()> {
         );
     }
     let address = config.listen;
-    let service = std::sync::Arc::new(Service::start(config).await?);
+    let service = std::sync::Arc::new(Service::new(config).await?);
+    // Listen first: /healthz answers at once, /readyz says how far the
+    // loading is, and tasks are refused (503 loading) until it is done.
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("listening on {address}"))?;
     let bound = listener.local_addr()?;
-    let loaded = service.chassis().list().len();
-    let failed = service.failed().len();
-    // Always printed, --quiet or not: scripts and tests wait for this line.
-    eprintln!(
-        "chassis serve: listening on http://{bound} ({loaded} swarms loaded, {failed} failed)"
-    );
+    // Always printed, --quiet or not: scripts wait for these lines.
+    eprintln!("chassis serve: listening on http://{bound} (loading its swarms)");
     if service.config().status_page {
         eprintln!("chassis serve: status page at http://{bound}/");
     }
-    service.serve(listener, shutdown_signal()).await?;
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+    let loader = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match service.load().await {
+                Ok(()) => {
+                    let loaded = service.chassis().list().len();
+                    let failed = service.failed().len();
+                    eprintln!(
+                        "chassis serve: ready ({loaded} swarms loaded, {failed} failed, in {:.1} s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = failed_tx.send(());
+                    Err(e)
+                }
+            }
+        })
+    };
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            Ok(()) = failed_rx => {}
+        }
+    };
+    service.serve(listener, shutdown).await?;
+    if loader.is_finished() {
+        loader.await??;
+    } else {
+        loader.abort();
+    }
     eprintln!("chassis serve: stopped");
     Ok(())
 }
@@ -629,12 +829,46 @@ fn tasks_from_lines(file: &std::path::Path) -> Result<Vec<TaskRequest>> {
 /// result, as a JSON line.
 async fn submit(
     url: &str,
+    auth: &chassis::serve::config::NatsAuth,
     swarm: &str,
     tasks: Vec<TaskRequest>,
     wait: Option<std::time::Duration>,
+    trust: Option<chassis::serve::queue::trust::Trust>,
+    allow_unserved: bool,
 ) -> Result<()> {
     use chassis::serve::queue::{Queue, ResultStatus};
-    let queue = Queue::open(url).await?;
+    let mut queue = Queue::open_as(url, auth).await?;
+    if let Some(trust) = trust {
+        queue = queue.trusting(trust);
+    }
+    if !allow_unserved {
+        let serving = queue
+            .serving(swarm)
+            .await
+            .context("reading the workers' heartbeats")?;
+        if serving.is_empty() {
+            let now = chassis::serve::queue::workers::now_ms();
+            let live: Vec<String> = queue
+                .workers()
+                .await?
+                .into_iter()
+                .filter(|w| w.live_at(now))
+                .map(|w| {
+                    let swarms: Vec<&str> = w.swarms.iter().map(|s| s.swarm_id.as_str()).collect();
+                    format!("{} ({})", w.worker, swarms.join(", "))
+                })
+                .collect();
+            let live = if live.is_empty() {
+                "no worker is live".to_string()
+            } else {
+                format!("live workers: {}", live.join("; "))
+            };
+            bail!(
+                "no live worker serves swarm {:?} ({live}); nothing was submitted. Give --allow-unserved to queue it for a worker yet to come (`chassis fleet` lists them)",
+                chassis::text::escape(swarm, 256)
+            );
+        }
+    }
     let mut ids = Vec::with_capacity(tasks.len());
     for request in tasks {
         let id = queue
@@ -659,6 +893,95 @@ async fn submit(
         bail!("not every task succeeded");
     }
     Ok(())
+}
+
+/// `chassis fleet`: the workers' heartbeats, as a table or JSON.
+async fn fleet(
+    url: &str,
+    auth: &chassis::serve::config::NatsAuth,
+    json: bool,
+    all: bool,
+) -> Result<()> {
+    use chassis::serve::queue::{Queue, workers};
+    let queue = Queue::open_as(url, auth).await?;
+    let now = workers::now_ms();
+    let entries: Vec<_> = queue
+        .workers()
+        .await?
+        .into_iter()
+        .filter(|w| all || w.live_at(now))
+        .collect();
+    if json {
+        return json_out(&serde_json::json!({ "workers": entries }));
+    }
+    if entries.is_empty() {
+        return out("no live workers");
+    }
+    let shown = |text: &str| chassis::text::escape(text, 128);
+    for worker in &entries {
+        let seen = now.saturating_sub(worker.last_seen_ms) as f64 / 1000.0;
+        let state = if worker.live_at(now) { "live" } else { "gone" };
+        let signer = worker
+            .signer
+            .as_deref()
+            .map_or_else(|| "unsigned".to_string(), |k| format!("key {}", shown(k)));
+        out(format_args!(
+            "{} ({state}, seen {seen:.1} s ago, {signer})",
+            shown(&worker.worker)
+        ))?;
+        for swarm in &worker.swarms {
+            let quarantined = if swarm.quarantined {
+                ", quarantined"
+            } else {
+                ""
+            };
+            out(format_args!(
+                "  {} {}: {}/{} slots free{quarantined}",
+                shown(&swarm.swarm_id),
+                shown(&swarm.version),
+                swarm.free_slots,
+                swarm.slots
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// `chassis keygen NAME`: NAME.key (mode 600) and NAME.pub, never over
+/// existing files.
+fn keygen(name: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = chassis::serve::queue::trust::WorkerKey::generate().map_err(anyhow::Error::msg)?;
+    let with = |ext: &str| {
+        let mut file = name.as_os_str().to_owned();
+        file.push(ext);
+        PathBuf::from(file)
+    };
+    let (private, public) = (with(".key"), with(".pub"));
+    for path in [&private, &public] {
+        if path.exists() {
+            bail!("{} exists: not overwritten", path.display());
+        }
+    }
+    let write = |path: &Path, text: &[u8], mode: u32| -> Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        file.write_all(text)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    write(&private, key.to_file_text().as_bytes(), 0o600)?;
+    write(&public, key.public_file_text().as_bytes(), 0o644)?;
+    out(format_args!(
+        "wrote {} (secret: the worker's nats.signing_key) and {} (public: clients' --worker-key)\nkey {}",
+        private.display(),
+        public.display(),
+        key.public_hex()
+    ))
 }
 
 /// SIGTERM or SIGINT.
@@ -762,16 +1085,29 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             mut expect_head,
             nats,
             worker,
+            auth,
+            trust,
         }) => {
             if let (Some(url), Some(worker)) = (nats, worker) {
-                let queue = chassis::serve::queue::Queue::open(&url).await?;
-                expect_head = Some(
-                    chassis::serve::queue::mirror::mirrored_head(&queue, &worker)
-                        .await?
-                        .with_context(|| {
-                            format!("the audit mirror holds no record of worker {worker:?}")
-                        })?,
-                );
+                let trust = trust.trust()?;
+                let queue = chassis::serve::queue::Queue::open_as(&url, &auth.auth()?).await?;
+                let check =
+                    chassis::serve::queue::mirror::verify_mirror(&queue, &worker, &trust).await?;
+                let head = check.head.with_context(|| {
+                    format!("the audit mirror holds no record of worker {worker:?}")
+                })?;
+                let signed = if matches!(trust, chassis::serve::queue::trust::Trust::Workers(_)) {
+                    "each signed by a trusted worker key"
+                } else {
+                    "signatures not checked (--insecure-unsigned)"
+                };
+                out(format_args!(
+                    "mirror: {} records of worker {worker:?}, {signed}",
+                    check.records
+                ))?;
+                expect_head = Some(head);
+            } else if auth.given() || !trust.worker_key.is_empty() || trust.insecure_unsigned {
+                bail!("NATS credentials and worker keys go with --nats URL --worker ID");
             }
             let v = match &expect_head {
                 Some(head) => chassis::audit::verify_against(&file, head)?,
@@ -826,13 +1162,14 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             audit: None,
             nats: Some(url),
             contract,
+            auth,
         } => {
             let swarm_id = if contract.is_file() {
                 ServiceContract::from_file(&contract)?.swarm_id
             } else {
                 contract.to_string_lossy().into_owned()
             };
-            let queue = chassis::serve::queue::Queue::open(&url).await?;
+            let queue = chassis::serve::queue::Queue::open_as(&url, &auth.auth()?).await?;
             chassis::serve::queue::fleet::release(&queue, &swarm_id).await?;
             out(format_args!("released {swarm_id:?} on every worker"))
         }
@@ -929,6 +1266,8 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             no_watch,
             nats,
             worker_id,
+            signing_key,
+            auth,
             contracts,
         } => {
             let options = ServeOptions {
@@ -937,6 +1276,8 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
                 no_watch,
                 nats,
                 worker_id,
+                signing_key,
+                auth,
             };
             serve(options, contracts).await
         }
@@ -949,6 +1290,9 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             file,
             wait,
             timeout,
+            allow_unserved,
+            auth,
+            trust,
         } => {
             let tasks = match (task, file) {
                 (Some(task), _) => {
@@ -963,14 +1307,26 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
                 (None, Some(file)) => tasks_from_lines(&file)?,
                 (None, None) => bail!("give --task (one task) or --file (tasks, one per line)"),
             };
+            // Refused before anything is put on the queue.
+            let trust = if wait { Some(trust.trust()?) } else { None };
             submit(
                 &nats,
+                &auth.auth()?,
                 &swarm,
                 tasks,
                 wait.then(|| std::time::Duration::from_secs_f64(timeout)),
+                trust,
+                allow_unserved,
             )
             .await
         }
+        Command::Fleet {
+            nats,
+            json,
+            all,
+            auth,
+        } => fleet(&nats, &auth.auth()?, json, all).await,
+        Command::Keygen { name } => keygen(&name),
         Command::Run {
             contract,
             task,

@@ -24,6 +24,19 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Connections served at once, by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
+/// Connections served at once from one client address, by default: a
+/// quarter of [`DEFAULT_MAX_CONNECTIONS`], so no one address holds them all.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+
+/// Seconds a client has to take a whole answer, by default.
+pub const DEFAULT_RESPONSE_WRITE_TIMEOUT_SECONDS: f64 = 60.0;
+
+/// Seconds a client may take none of a pending answer, by default.
+pub const DEFAULT_RESPONSE_IDLE_TIMEOUT_SECONDS: f64 = 10.0;
+
+/// Each connection's socket send buffer, by default: 256 KiB.
+pub const DEFAULT_SEND_BUFFER_BYTES: usize = 256 * 1024;
+
 /// The service's configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,6 +55,20 @@ pub struct ServeConfig {
     pub request_read_timeout_seconds: f64,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Connections served at once from one client address; more are
+    /// answered 503 and closed (set it to `max_connections` behind a
+    /// reverse proxy, whose connections all come from its address).
+    pub max_connections_per_address: usize,
+    /// Seconds a client has to take a whole answer once it is being
+    /// written; a slower one is cut off.
+    pub response_write_timeout_seconds: f64,
+    /// Seconds a client may take none of a pending answer (its socket
+    /// full, nothing read) before it is cut off.
+    pub response_idle_timeout_seconds: f64,
+    /// Bytes of unread answers the kernel may hold per connection (its
+    /// socket send buffer; 0 leaves the kernel's own sizing, which grows to
+    /// megabytes and hides a client that does not read from the timeouts).
+    pub send_buffer_bytes: usize,
     /// Watch the contract files and their components, and reload a swarm
     /// whose files change (`docs/serve.md`, "Hot reload").
     pub watch: bool,
@@ -140,6 +167,18 @@ pub struct NatsSettings {
     /// `chassis_storage`, shared by every worker, instead of in
     /// `storage_dir` (true).
     pub shared_storage: bool,
+    /// How this worker signs in to the NATS server (`[nats.auth]`: a
+    /// creds file, an nkey seed file, a user and password or a token from
+    /// a file or an environment variable; TLS).
+    pub auth: NatsAuth,
+    /// This worker's Ed25519 signing key file (`chassis keygen`): its
+    /// results and mirrored audit records are signed with it, and clients
+    /// believe only results signed by a key they trust. Without one, they
+    /// go out unsigned (and a warning says so).
+    pub signing_key: Option<PathBuf>,
+    /// Seconds between this worker's heartbeats (5): the entry that says
+    /// which swarms it serves. It counts as gone after three missed.
+    pub heartbeat_seconds: f64,
 }
 
 impl Default for NatsSettings {
@@ -153,6 +192,92 @@ impl Default for NatsSettings {
             results_max_age_seconds: 86_400.0,
             ack_slack_seconds: 30.0,
             shared_storage: true,
+            auth: Default::default(),
+            signing_key: None,
+            heartbeat_seconds: 5.0,
+        }
+    }
+}
+
+/// How a client or worker proves who it is to the NATS server. At most one
+/// of `creds_file`, `nkey_file`, `user` and the token may be given; secrets
+/// come from files or environment variables, never the command line or
+/// this configuration itself.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsAuth {
+    /// A NATS credentials file (a user JWT and its nkey seed).
+    pub creds_file: Option<PathBuf>,
+    /// A file holding an nkey seed (`SU...`).
+    pub nkey_file: Option<PathBuf>,
+    /// A user name, with `password_file` or `password_env`.
+    pub user: Option<String>,
+    /// A file holding the user's password.
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the user's password.
+    pub password_env: Option<String>,
+    /// A file holding a token.
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding a token.
+    pub token_env: Option<String>,
+    /// CA certificates (PEM) a `tls://` server's certificate must chain to;
+    /// giving it requires TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM), with `tls_key_file`, for servers that
+    /// verify clients.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl NatsAuth {
+    /// Check that the fields make one way of signing in.
+    pub fn check(&self) -> Result<(), String> {
+        let ways = [
+            self.creds_file.is_some(),
+            self.nkey_file.is_some(),
+            self.user.is_some(),
+            self.token_file.is_some() || self.token_env.is_some(),
+        ];
+        if ways.iter().filter(|w| **w).count() > 1 {
+            return Err(
+                "give one of creds_file, nkey_file, user (with a password) or a token".to_string(),
+            );
+        }
+        if self.password_file.is_some() && self.password_env.is_some() {
+            return Err("give password_file or password_env, not both".to_string());
+        }
+        if self.token_file.is_some() && self.token_env.is_some() {
+            return Err("give token_file or token_env, not both".to_string());
+        }
+        if self.user.is_some() != (self.password_file.is_some() || self.password_env.is_some()) {
+            return Err(
+                "user and a password (password_file or password_env) go together".to_string(),
+            );
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err("tls_cert_file and tls_key_file go together".to_string());
+        }
+        Ok(())
+    }
+
+    /// Make every relative path relative to `base`.
+    pub fn rebase(&mut self, base: &Path) {
+        for path in [
+            &mut self.creds_file,
+            &mut self.nkey_file,
+            &mut self.password_file,
+            &mut self.token_file,
+            &mut self.tls_ca_file,
+            &mut self.tls_cert_file,
+            &mut self.tls_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
         }
     }
 }
@@ -185,6 +310,10 @@ impl Default for ServeConfig {
             shutdown_grace_seconds: DEFAULT_SHUTDOWN_GRACE.as_secs_f64(),
             request_read_timeout_seconds: 30.0,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            response_write_timeout_seconds: DEFAULT_RESPONSE_WRITE_TIMEOUT_SECONDS,
+            response_idle_timeout_seconds: DEFAULT_RESPONSE_IDLE_TIMEOUT_SECONDS,
+            send_buffer_bytes: DEFAULT_SEND_BUFFER_BYTES,
             watch: true,
             secrets: None,
             cache_dir: None,
@@ -246,6 +375,10 @@ impl ServeConfig {
         config.storage_dir.as_mut().map(rebase);
         config.audit.path.as_mut().map(rebase);
         config.admin.token_file.as_mut().map(rebase);
+        if let Some(nats) = config.nats.as_mut() {
+            nats.auth.rebase(base);
+            nats.signing_key.as_mut().map(rebase);
+        }
         Ok(config)
     }
 
@@ -306,6 +439,14 @@ impl ServeConfig {
             "request_read_timeout_seconds",
             config.request_read_timeout_seconds,
         )?;
+        positive(
+            "response_write_timeout_seconds",
+            config.response_write_timeout_seconds,
+        )?;
+        positive(
+            "response_idle_timeout_seconds",
+            config.response_idle_timeout_seconds,
+        )?;
         if config.admin.token_env.is_some() && config.admin.token_file.is_some() {
             return Err("admin: give token_env or token_file, not both".to_string());
         }
@@ -316,6 +457,8 @@ impl ServeConfig {
             )?;
             positive("nats.results_max_age_seconds", nats.results_max_age_seconds)?;
             positive("nats.ack_slack_seconds", nats.ack_slack_seconds)?;
+            positive("nats.heartbeat_seconds", nats.heartbeat_seconds)?;
+            nats.auth.check().map_err(|e| format!("nats.auth: {e}"))?;
             if let Some(id) = &nats.worker_id
                 && (id.is_empty()
                     || id.len() > 64
@@ -331,8 +474,10 @@ impl ServeConfig {
                 return Err("nats.max_deliveries and nats.replicas must be at least 1".to_string());
             }
         }
-        if config.max_connections == 0 {
-            return Err("max_connections must be at least 1".to_string());
+        if config.max_connections == 0 || config.max_connections_per_address == 0 {
+            return Err(
+                "max_connections and max_connections_per_address must be at least 1".to_string(),
+            );
         }
         if config.max_body_bytes == 0 {
             return Err("max_body_bytes must be at least 1".to_string());
@@ -409,6 +554,16 @@ impl ServeConfig {
     /// The request read timeout.
     pub fn request_read_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.request_read_timeout_seconds)
+    }
+
+    /// The time a client has to take a whole answer.
+    pub fn response_write_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.response_write_timeout_seconds)
+    }
+
+    /// The time a client may take none of a pending answer.
+    pub fn response_idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.response_idle_timeout_seconds)
     }
 }
 

@@ -34,6 +34,7 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .route("/v1/swarms", get(list))
         .route("/v1/swarms/{id}", get(one))
         .route("/v1/swarms/{id}/tasks", post(task))
+        .route("/v1/fleet", get(fleet))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -408,7 +409,9 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
 pub(crate) fn status_of(e: &Error) -> StatusCode {
     match e.kind() {
         ErrorKind::Registry => match e {
-            Error::AlreadyLoaded(_) | Error::ChangedWhileLoading(_) => StatusCode::CONFLICT,
+            Error::AlreadyLoaded(_) | Error::ChangedWhileLoading(_) | Error::Watched { .. } => {
+                StatusCode::CONFLICT
+            }
             _ => StatusCode::NOT_FOUND,
         },
         ErrorKind::TaskNotExported => StatusCode::UNPROCESSABLE_ENTITY,
@@ -478,6 +481,20 @@ async fn task(
             return error(status, kind, rejection.body_text());
         }
     };
+    if service.loading() {
+        let (done, total) = service.load_progress();
+        let mut response = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "loading",
+            format!(
+                "the server is still loading its swarms ({done} of {total}); try again shortly"
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
     let body: TaskBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(e) => {
@@ -532,6 +549,32 @@ async fn list(State(service): State<Arc<Service>>) -> Response {
     json_response(StatusCode::OK, &json!({ "swarms": swarms }))
 }
 
+/// The fleet's live workers and what each serves, from their heartbeats
+/// (a worker of a NATS queue only; 404 otherwise).
+async fn fleet(State(service): State<Arc<Service>>) -> Response {
+    #[cfg(feature = "nats")]
+    if let Some(queue) = &service.queue {
+        return match queue.workers().await {
+            Ok(workers) => {
+                let now = super::queue::workers::now_ms();
+                let live: Vec<_> = workers.into_iter().filter(|w| w.live_at(now)).collect();
+                json_response(StatusCode::OK, &json!({ "workers": live }))
+            }
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("reading the fleet's heartbeats: {e}"),
+            ),
+        };
+    }
+    let _ = service;
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "this server is not a worker of a NATS queue (--nats): it has no fleet",
+    )
+}
+
 async fn one(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
     match summary(&service, &id) {
         Ok(body) => json_response(StatusCode::OK, &body),
@@ -549,19 +592,25 @@ async fn ready(State(service): State<Arc<Service>>) -> Response {
         .map(|info| info.swarm_id)
         .collect();
     let audit = service.chassis.event_sink_failure();
-    let ready = !loaded.is_empty() && audit.is_none();
+    let loading = service.loading();
+    let ready = !loading && !loaded.is_empty() && audit.is_none();
+    let mut body = json!({
+        "ready": ready,
+        "loaded": loaded,
+        "failed": service.failed(),
+        "audit": audit.unwrap_or_else(|| "ok".to_string()),
+    });
+    if loading {
+        let (done, total) = service.load_progress();
+        body["loading"] = json!(format!("loading {done} of {total}"));
+    }
     json_response(
         if ready {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         },
-        &json!({
-            "ready": ready,
-            "loaded": loaded,
-            "failed": service.failed(),
-            "audit": audit.unwrap_or_else(|| "ok".to_string()),
-        }),
+        &body,
     )
 }
 

@@ -104,6 +104,9 @@ pub struct Service {
     recent: Arc<status::Recent>,
     /// Turns at reading the audit log's end for `/v1/audit`: one at a time.
     audit_reads: Arc<tokio::sync::Semaphore>,
+    /// The audit log's records by swarm, read once by the first restore:
+    /// each swarm loaded later is restored from them (`restore`).
+    restored: tokio::sync::Mutex<Option<crate::audit::BySwarm>>,
     /// The address [`Service::serve`] listens on (before it does, or for an
     /// embedder's own listener: `listen` of the configuration).
     bound: std::sync::OnceLock<std::net::SocketAddr>,
@@ -117,11 +120,25 @@ pub struct Service {
     #[cfg(feature = "nats")]
     fleet_changes:
         std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<queue::fleet::Change>>>,
+    /// The first load's progress: until it is whole and restored, tasks
+    /// are refused (503 `loading`) and `/readyz` says how far it is.
+    progress: Arc<reload::Progress>,
 }
 
 impl Service {
-    /// Load every contract of `config` into a host sized for them.
+    /// Load every contract of `config` into a host sized for them: the
+    /// service set up ([`Service::new`]) and loaded ([`Service::load`]).
     pub async fn start(config: ServeConfig) -> Result<Self, ServeError> {
+        let service = Self::new(config).await?;
+        service.load().await?;
+        Ok(service)
+    }
+
+    /// Set up the host for `config`'s contracts (sized for them), the audit
+    /// log, the store and the queue, loading no swarm yet: it can serve
+    /// (`/healthz`, and `/readyz` saying it is loading) while
+    /// [`Service::load`] runs.
+    pub async fn new(config: ServeConfig) -> Result<Self, ServeError> {
         let admin_token = config.admin_token().map_err(|reason| {
             ServeError::Config(ConfigError::Invalid {
                 path: "admin".into(),
@@ -180,8 +197,9 @@ impl Service {
         #[cfg(feature = "nats")]
         let queue = match &config.nats {
             Some(nats) => Some(
-                queue::Queue::connect(
+                queue::Queue::connect_as(
                     &nats.url,
+                    &nats.auth,
                     &queue::Streams {
                         replicas: nats.replicas,
                         duplicate_window: std::time::Duration::from_secs_f64(
@@ -192,7 +210,8 @@ impl Service {
                         ),
                     },
                 )
-                .await?,
+                .await?
+                .signing_with(worker_key(nats)?),
             ),
             None => None,
         };
@@ -265,25 +284,53 @@ impl Service {
             metrics,
             recent,
             audit_reads: Arc::new(tokio::sync::Semaphore::new(1)),
+            restored: tokio::sync::Mutex::new(None),
             bound: std::sync::OnceLock::new(),
             interrupted: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "nats")]
             queue,
             #[cfg(feature = "nats")]
             fleet_changes: std::sync::Mutex::new(fleet_changes),
+            progress: Arc::new(reload::Progress::default()),
         };
-        let changes = service.files.reconcile(&service.chassis).await;
-        service.restore(&changes.loaded).await?;
         Ok(service)
     }
 
+    /// The first load: every contract, several at a time (up to the
+    /// cores), each one's progress logged; then the swarms' history is
+    /// restored from the audit log, and tasks are taken.
+    pub async fn load(&self) -> Result<(), ServeError> {
+        let changes = self
+            .files
+            .reconcile_with(&self.chassis, Some(&self.progress))
+            .await;
+        self.restore(&changes.loaded).await?;
+        self.progress.finish();
+        Ok(())
+    }
+
+    /// Whether the first load is still under way (tasks are refused).
+    pub fn loading(&self) -> bool {
+        !self.progress.finished()
+    }
+
+    /// The first load's progress: contracts tried and in all.
+    pub fn load_progress(&self) -> (usize, usize) {
+        self.progress.counts()
+    }
+
     /// Carry SLO figures, reputation and quarantine over from the audit
-    /// log to swarms just loaded.
+    /// log to swarms just loaded. The log is read once, by the first call
+    /// (the first load), into each swarm's records; every swarm is restored
+    /// from those, the first time it loads, without reading the log again
+    /// (one loaded a second time, after an unload, has records of this run
+    /// too, and the log is read again for it alone: [`crate::audit::BySwarm`]).
     async fn restore(&self, loaded: &[String]) -> Result<(), ServeError> {
         let Some(log) = &self.audit else {
             return Ok(());
         };
-        if loaded.is_empty() {
+        let mut restored = self.restored.lock().await;
+        if loaded.is_empty() && restored.is_some() {
             return Ok(());
         }
         let path = log.path().to_path_buf();
@@ -291,14 +338,25 @@ impl Service {
             path: path.clone(),
             reason,
         };
-        let records = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || crate::audit::events(&path))
-                .await
-                .map_err(|e| audit_error(e.to_string()))?
-                .map_err(|e| audit_error(e.to_string()))?
+        let (by_swarm, records) = {
+            let (path, ids, by_swarm) = (path.clone(), loaded.to_vec(), restored.take());
+            tokio::task::spawn_blocking(move || {
+                let mut by_swarm = match by_swarm {
+                    Some(by_swarm) => by_swarm,
+                    None => crate::audit::BySwarm::read(&path)?,
+                };
+                let records = ids
+                    .iter()
+                    .map(|id| by_swarm.take(id))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok::<_, crate::audit::AuditError>((by_swarm, records))
+            })
+            .await
+            .map_err(|e| audit_error(e.to_string()))?
+            .map_err(|e| audit_error(e.to_string()))?
         };
-        for id in loaded {
+        *restored = Some(by_swarm);
+        for (id, records) in loaded.iter().zip(records) {
             if let Ok(info) = self.chassis.describe(id) {
                 self.chassis
                     .restore_history(crate::report::history(&records, &info.contract))?;
@@ -324,7 +382,16 @@ impl Service {
 
     /// Load (or replace) a swarm from a contract file outside the watched
     /// ones: what the admin route does.
+    /// A swarm served from a watched contract file is refused
+    /// ([`crate::Error::Watched`]): the file decides its version, and a
+    /// load from elsewhere would be undone at its next change.
     pub async fn load_or_replace(&self, contract: &Path) -> Result<Replacement, crate::Error> {
+        let swarm_id = ServiceContract::from_file(contract)?.swarm_id;
+        if let Some(file) = self.files.file_of(&swarm_id).await
+            && self.config.watch
+        {
+            return Err(crate::Error::Watched { swarm_id, file });
+        }
         let loaded = self.chassis.replace(contract).await?;
         if loaded.previous.is_none()
             && let Err(e) = self
@@ -418,6 +485,10 @@ impl Service {
         let limits = listen::Limits {
             header_read_timeout: self.config.request_read_timeout(),
             max_connections: self.config.max_connections,
+            max_connections_per_address: self.config.max_connections_per_address,
+            response_write_timeout: self.config.response_write_timeout(),
+            response_idle_timeout: self.config.response_idle_timeout(),
+            send_buffer_bytes: self.config.send_buffer_bytes,
         };
         let server = listen::serve(listener, self.router(), limits, async move {
             shutdown.await;
@@ -562,6 +633,26 @@ impl Service {
                 changes,
             );
         }
+        let heartbeat = {
+            let (queue, chassis, id) = (queue.clone(), self.chassis.clone(), id.clone());
+            let interval = std::time::Duration::from_secs_f64(nats.heartbeat_seconds);
+            let signer = queue.signer.as_ref().map(|k| k.public_hex());
+            let streams = queue::Streams {
+                replicas: nats.replicas,
+                ..Default::default()
+            };
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                match queue::workers::bucket(&queue.jetstream, &streams, interval).await {
+                    Ok(store) => {
+                        queue::workers::heartbeat(store, chassis, id, signer, interval, stop).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(target: "chassis::queue", "the heartbeat bucket {}: {e}; this worker is not listed by `chassis fleet`, and `chassis submit` may refuse its swarms", queue::workers::WORKERS_BUCKET);
+                    }
+                }
+            })
+        };
         let worker = Arc::new(queue::worker::Worker::new(
             queue,
             self.clone(),
@@ -569,8 +660,35 @@ impl Service {
             i64::from(nats.max_deliveries),
             std::time::Duration::from_secs_f64(nats.ack_slack_seconds),
         ));
-        let run = tokio::spawn(worker.clone().run(stop));
+        let run = {
+            let worker = worker.clone();
+            tokio::spawn(async move {
+                worker.run(stop).await;
+                // Its entry removed before the process ends.
+                let _ = heartbeat.await;
+            })
+        };
         Some((worker, run))
+    }
+}
+
+/// The worker's signing key, read from `nats.signing_key`; without one its
+/// results go out unsigned, which a warning says.
+#[cfg(feature = "nats")]
+fn worker_key(
+    nats: &config::NatsSettings,
+) -> Result<Option<Arc<queue::trust::WorkerKey>>, ServeError> {
+    match &nats.signing_key {
+        Some(path) => {
+            let key = queue::trust::WorkerKey::from_file(path)
+                .map_err(|e| queue::QueueError::Auth(format!("nats.signing_key: {e}")))?;
+            tracing::info!(target: "chassis::queue", "results and audit records are signed with key {}", key.public_hex());
+            Ok(Some(Arc::new(key)))
+        }
+        None => {
+            tracing::warn!(target: "chassis::queue", "no nats.signing_key: this worker's results go out unsigned, and clients that verify (chassis submit --worker-key) refuse them; make one with `chassis keygen`");
+            Ok(None)
+        }
     }
 }
 
@@ -589,4 +707,102 @@ fn contract_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ServeError> {
         }
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A contract for `id` (the hello-world guest) whose swarm is
+    /// quarantined by two failures in a window of two.
+    fn contract(dir: &Path, id: &str) -> PathBuf {
+        let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/swarms/hello_world.wasm");
+        // Built by `cargo xtask build`, which `cargo xtask test` runs first.
+        assert!(
+            wasm.exists(),
+            "{} is missing: run `cargo xtask build`",
+            wasm.display()
+        );
+        let path = dir.join(format!("{id}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "swarm_id = {id:?}\nwasm_module = {wasm:?}\n\
+                 [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+                 [reputation]\nfailure_window = 2\nmax_failure_rate_percent = 10\n"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Swarms restored at start and loaded later are all restored from
+    /// the one pass over the log made at start: once the service has
+    /// started, the log's path is not read again (here it is gone: the
+    /// writer goes on writing to the file it has open).
+    #[tokio::test]
+    async fn every_swarm_is_restored_from_one_pass_over_the_log_at_start() {
+        let dir = std::env::temp_dir().join(format!("chassis-restore-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let contracts = dir.join("contracts");
+        std::fs::create_dir_all(&contracts).unwrap();
+        let log = dir.join("audit.jsonl");
+        // A past run: two traps for each of a, b and later.
+        {
+            use crate::EventSink;
+            let audit = AuditLog::open(&log, crate::audit::FsyncPolicy::Always).unwrap();
+            for swarm in ["a", "b", "later"] {
+                for task in ["t1", "t2"] {
+                    audit.record(&crate::Event::TaskFailed {
+                        swarm_id: swarm.into(),
+                        task_id: task.into(),
+                        kind: "trap".into(),
+                        error: "trap".into(),
+                        guest_error: None,
+                        wall_ms: 1.0,
+                    });
+                }
+            }
+            audit.close().unwrap();
+        }
+        for id in ["a", "b", "fresh"] {
+            contract(&contracts, id);
+        }
+        let elsewhere = dir.join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let later = contract(&elsewhere, "later");
+        let mut config = ServeConfig {
+            contracts: vec![contracts],
+            watch: false,
+            status_page: false,
+            ..Default::default()
+        };
+        config.audit.path = Some(log.clone());
+        config.audit.fsync = "always".into();
+        let service = Service::start(config).await.unwrap();
+        assert!(service.failed().is_empty(), "{:?}", service.failed());
+        let quarantined = |id: &str| {
+            service
+                .chassis()
+                .slo_report(id)
+                .unwrap()
+                .reputation
+                .quarantined
+        };
+        assert!(quarantined("a") && quarantined("b"));
+        assert!(!quarantined("fresh"));
+        assert_eq!(
+            service.restored.lock().await.as_ref().map(|b| b.passes()),
+            Some(1)
+        );
+        // Loaded after start: restored from the same pass.
+        std::fs::remove_file(&log).unwrap();
+        service.load_or_replace(&later).await.unwrap();
+        assert!(quarantined("later"), "later was not restored from the log");
+        assert_eq!(
+            service.restored.lock().await.as_ref().map(|b| b.passes()),
+            Some(1)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

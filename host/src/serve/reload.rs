@@ -90,6 +90,49 @@ pub(super) struct Changes {
     pub(super) unloaded: Vec<String>,
 }
 
+/// How far the first load is: contracts tried of all, and whether it is
+/// whole (loaded and restored).
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    done: std::sync::atomic::AtomicUsize,
+    total: std::sync::atomic::AtomicUsize,
+    finished: std::sync::atomic::AtomicBool,
+}
+
+impl Progress {
+    fn begin(&self, total: usize) {
+        use std::sync::atomic::Ordering;
+        self.total.store(total, Ordering::SeqCst);
+        self.done.store(0, Ordering::SeqCst);
+        tracing::info!(target: "chassis::serve", "loading {total} contracts");
+    }
+
+    /// One more tried: (tried, in all).
+    fn one_more(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering;
+        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        (done, self.total.load(Ordering::SeqCst))
+    }
+
+    /// Contracts tried, and in all.
+    pub(super) fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering;
+        (
+            self.done.load(Ordering::SeqCst),
+            self.total.load(Ordering::SeqCst),
+        )
+    }
+
+    pub(super) fn finish(&self) {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(super) fn finished(&self) -> bool {
+        self.finished.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// The contract files and what they loaded.
 pub(super) struct Files {
     roots: Vec<PathBuf>,
@@ -154,6 +197,19 @@ impl Files {
 
     /// Bring the loaded swarms in step with the files (see the module doc).
     pub(super) async fn reconcile(&self, chassis: &Chassis) -> Changes {
+        self.reconcile_with(chassis, None).await
+    }
+
+    /// The same, counting each load in `progress` (the first load).
+    /// Loads run several at a time, up to the cores: the first file of each
+    /// swarm id at once, then any other file naming an id already tried,
+    /// one by one in name order (so which of two files claiming an id wins
+    /// does not depend on timing).
+    pub(super) async fn reconcile_with(
+        &self,
+        chassis: &Chassis,
+        progress: Option<&Progress>,
+    ) -> Changes {
         let mut seen = self.seen.lock().await;
         let mut changes = Changes::default();
         let files = self.contract_files();
@@ -172,6 +228,8 @@ impl Files {
                 changes.unloaded.push(id);
             }
         }
+        // What to load: each changed file, with what it serves now.
+        let mut work = Vec::new();
         for path in files {
             let contract = ServiceContract::from_file(&path).ok();
             let stamp = Stamp::of(&path, contract.as_ref());
@@ -184,11 +242,67 @@ impl Files {
             // none yet): a load, refused if that id is taken.
             let same =
                 serving.is_some() && serving == contract.as_ref().map(|c| c.swarm_id.clone());
+            let id = contract.map(|c| c.swarm_id);
+            work.push((path, stamp, serving, same, id));
+        }
+        let total = work.len();
+        if let Some(progress) = progress {
+            progress.begin(total);
+        }
+        // The first file of each id, at once, a few at a time.
+        let mut claimed = BTreeSet::new();
+        let (first, rest): (Vec<_>, Vec<_>) = work
+            .into_iter()
+            .partition(|(_, _, _, _, id)| id.as_ref().is_none_or(|id| claimed.insert(id.clone())));
+        let width = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let permits = Arc::new(tokio::sync::Semaphore::new(width));
+        let mut running = Vec::with_capacity(first.len());
+        for (path, stamp, serving, same, _) in first {
+            let (chassis, permits, p) = (chassis.clone(), permits.clone(), path.clone());
+            let handle = tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let started = std::time::Instant::now();
+                let result = if same {
+                    chassis.replace(&p).await.map(|r| r.info)
+                } else {
+                    chassis.load(&p).await
+                };
+                (result, started.elapsed())
+            });
+            running.push((path, stamp, serving, same, handle));
+        }
+        let mut results = Vec::with_capacity(total);
+        for (path, stamp, serving, same, handle) in running {
+            let (result, took) = match handle.await {
+                Ok(done) => done,
+                Err(e) => (
+                    Err(crate::Error::Engine(format!("the load stopped: {e}"))),
+                    Duration::ZERO,
+                ),
+            };
+            results.push((path, stamp, serving, same, result, took));
+        }
+        for (path, stamp, serving, same, _) in rest {
+            let started = std::time::Instant::now();
             let result = if same {
                 chassis.replace(&path).await.map(|r| r.info)
             } else {
                 chassis.load(&path).await
             };
+            results.push((path, stamp, serving, same, result, started.elapsed()));
+        }
+        for (path, stamp, serving, same, result, took) in results {
+            if let Some(progress) = progress {
+                let (done, total) = progress.one_more();
+                match &result {
+                    Ok(info) => {
+                        tracing::info!(target: "chassis::serve", "loaded {} ({done} of {total}, {:.1} s)", info.swarm_id, took.as_secs_f64())
+                    }
+                    Err(_) => {
+                        tracing::info!(target: "chassis::serve", "{}: not loaded ({done} of {total}, {:.1} s)", path.display(), took.as_secs_f64())
+                    }
+                }
+            }
             let mut retry = false;
             let now = match result {
                 Ok(info) => {
@@ -231,6 +345,16 @@ impl Files {
             );
         }
         changes
+    }
+
+    /// The contract file `swarm_id` is served from, if one of these.
+    pub(super) async fn file_of(&self, swarm_id: &str) -> Option<PathBuf> {
+        self.seen
+            .lock()
+            .await
+            .iter()
+            .find(|(_, seen)| seen.swarm_id.as_deref() == Some(swarm_id))
+            .map(|(path, _)| path.clone())
     }
 
     /// The directories to watch: each directory of contracts and its

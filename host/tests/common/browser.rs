@@ -4,9 +4,16 @@
 //! The browser is `CHASSIS_CHROMIUM`, or `chromium`, `chromium-browser` or
 //! `google-chrome` on `PATH`. `cargo xtask test` installs Debian's
 //! `chromium` where it is missing; where it cannot, it sets
-//! `CHASSIS_BROWSER_SKIP` to the reason and the browser tests skip, saying
-//! so. Under `CI` without either, they fail.
+//! `CHASSIS_BROWSER_SKIP` to the reason (and under CI it fails instead).
+//!
+//! [`skip_or_fail`] is how every test that needs something of the machine
+//! (a browser here, a mount for the full-disk test in `crash.rs`) decides
+//! when it cannot have it: outside CI it prints a `SKIPPED:` line with the
+//! reason and the test passes; under CI (`CI` set, not empty, `0` or
+//! `false`) the test fails with the reason. CI never passes a test that did
+//! not run.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,32 +26,34 @@ pub struct Browser {
 
 impl Browser {
     /// The browser, or `None` (with the reason printed) where the tests
-    /// skip.
+    /// skip; under CI, without a browser, a panic saying why.
     pub fn find(scratch: &Path) -> Option<Browser> {
-        let path = std::env::var_os("CHASSIS_CHROMIUM")
-            .map(PathBuf::from)
-            .or_else(|| {
-                let dirs = std::env::var_os("PATH")?;
-                std::env::split_paths(&dirs).find_map(|dir| {
-                    ["chromium", "chromium-browser", "google-chrome"]
-                        .iter()
-                        .map(|name| dir.join(name))
-                        .find(|p| p.is_file())
-                })
-            });
+        Self::find_with(scratch, &|name| std::env::var_os(name))
+    }
+
+    /// [`Browser::find`] with the environment read through `env`.
+    pub fn find_with(scratch: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> Option<Browser> {
+        let path = env("CHASSIS_CHROMIUM").map(PathBuf::from).or_else(|| {
+            let dirs = env("PATH")?;
+            std::env::split_paths(&dirs).find_map(|dir| {
+                ["chromium", "chromium-browser", "google-chrome"]
+                    .iter()
+                    .map(|name| dir.join(name))
+                    .find(|p| p.is_file())
+            })
+        });
         let Some(path) = path else {
-            if let Ok(why) = std::env::var("CHASSIS_BROWSER_SKIP") {
-                eprintln!("SKIPPED: no headless browser: {why}");
-                return None;
-            }
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "no chromium on PATH (nor CHASSIS_CHROMIUM): `cargo xtask test` installs \
-                 Debian's `chromium`, or says why it could not"
-            );
-            eprintln!(
-                "SKIPPED: no chromium on PATH: install it (`apt-get install chromium`) or run \
-                 `cargo xtask test`, which does"
+            let why = env("CHASSIS_BROWSER_SKIP")
+                .map(|why| why.to_string_lossy().into_owned())
+                .unwrap_or_else(|| {
+                    "no chromium on PATH (nor CHASSIS_CHROMIUM): install it (`apt-get install \
+                     chromium`) or run `cargo xtask test`, which does"
+                        .to_string()
+                });
+            let ci = is_ci(env("CI").as_deref().and_then(|v| v.to_str()));
+            skip_or_fail_in(
+                ci,
+                &format!("no headless browser for the status page: {why}"),
             );
             return None;
         };
@@ -148,4 +157,25 @@ pub fn element<'a>(html: &'a str, tag: &str, marker: &str) -> &'a str {
             .find(&format!("</{tag}>"))
             .expect("a closing tag");
     &html[start..end + tag.len() + 3]
+}
+
+/// Whether the value of `CI` means the tests run under CI: set, and not
+/// empty, `0` or `false`.
+pub fn is_ci(value: Option<&str>) -> bool {
+    value.is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// A test that cannot run its real part, for the reason `why`: a
+/// `SKIPPED:` line (the caller then returns), or under CI a failure.
+pub fn skip_or_fail(why: &str) {
+    skip_or_fail_in(is_ci(std::env::var("CI").ok().as_deref()), why);
+}
+
+/// [`skip_or_fail`], told whether this is CI: panics with `why` when
+/// `ci`, else prints `SKIPPED: why`.
+pub fn skip_or_fail_in(ci: bool, why: &str) {
+    if ci {
+        panic!("CI is set, and this test cannot run its real part: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
 }

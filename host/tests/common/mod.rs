@@ -7,6 +7,7 @@
 pub mod browser;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -58,7 +59,22 @@ fn storage_dir() -> PathBuf {
     ))
 }
 
-/// A running `chassis serve`, stopped (SIGKILL) when dropped.
+/// Kill (SIGKILL) the process group `child` leads (it was spawned with
+/// `process_group(0)`), then `child` itself, and reap it: nothing it
+/// started outlives the test, however the test ends (a panic unwinds
+/// through the owner's `Drop`).
+fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A running `chassis serve` in a process group of its own, which is
+/// killed (SIGKILL) when this is dropped.
 pub struct Server {
     pub child: Child,
     pub base: String,
@@ -83,28 +99,37 @@ impl Server {
             .env("CHASSIS_CACHE_DIR", root().join("target/tmp/serve-cache"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .expect("chassis serve starts");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(Ok(rest.split_whitespace().next().unwrap().to_string()));
-                } else {
-                    let _ = tx.send(Err(line));
-                }
+                let _ = tx.send(line);
             }
         });
+        // It listens first, then says it is ready once every swarm is
+        // loaded: the tests start from a loaded server.
         let deadline = Instant::now() + Duration::from_secs(300);
         let mut seen = Vec::new();
+        let mut base = None;
         loop {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(Ok(base)) => return Server { child, base },
-                Ok(Err(line)) => seen.push(line),
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        base = Some(rest.split_whitespace().next().unwrap().to_string());
+                    } else if line.starts_with("chassis serve: ready")
+                        && let Some(base) = base.take()
+                    {
+                        return Server { child, base };
+                    } else {
+                        seen.push(line);
+                    }
+                }
                 Err(_) => {
-                    let _ = child.kill();
-                    panic!("chassis serve did not start listening: {seen:#?}");
+                    kill_group(&mut child);
+                    panic!("chassis serve did not become ready: {seen:#?}");
                 }
             }
         }
@@ -140,12 +165,12 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
 }
 
-/// A `nats-server` with JetStream, stopped when dropped.
+/// A `nats-server` with JetStream in a process group of its own, which is
+/// killed (SIGKILL) when this is dropped.
 pub struct Nats {
     pub child: Child,
     pub url: String,
@@ -157,8 +182,18 @@ impl Nats {
         Self::start_on(dir, -1)
     }
 
+    /// On any free port, with the configuration file `config` and these
+    /// environment variables (which the file may name).
+    pub fn start_with_config(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Nats {
+        Self::start_inner(dir, -1, Some(config), env)
+    }
+
     /// On `port` (-1: any free one), storing in `dir/jetstream`.
     pub fn start_on(dir: &Path, port: i32) -> Nats {
+        Self::start_inner(dir, port, None, &[])
+    }
+
+    fn start_inner(dir: &Path, port: i32, config: Option<&Path>, env: &[(&str, &str)]) -> Nats {
         let binary = root().join("target/tools/nats/bin/nats-server");
         assert!(
             binary.exists(),
@@ -168,7 +203,12 @@ impl Nats {
         let store = dir.join("jetstream");
         let ports = dir.join("ports");
         std::fs::create_dir_all(&ports).unwrap();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(config) = config {
+            command.arg("-c").arg(config);
+        }
+        let mut child = command
+            .envs(env.iter().copied())
             .args([
                 "-a",
                 "127.0.0.1",
@@ -182,6 +222,7 @@ impl Nats {
             .arg(&ports)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("nats-server starts");
         let file = ports.join(format!("nats-server_{}.ports", child.id()));
@@ -193,7 +234,10 @@ impl Nats {
             {
                 break url.to_string();
             }
-            assert!(Instant::now() < deadline, "nats-server wrote no ports file");
+            if Instant::now() >= deadline {
+                kill_group(&mut child);
+                panic!("nats-server wrote no ports file");
+            }
             std::thread::sleep(Duration::from_millis(50));
         };
         Nats { child, url }
@@ -202,7 +246,6 @@ impl Nats {
 
 impl Drop for Nats {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
 }

@@ -304,3 +304,231 @@ async fn a_report_rebuilt_from_the_audit_log_matches_the_live_one() {
     );
     std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
+
+/// The series of a Prometheus text exposition (`name{labels}` → value),
+/// checked as it is read: every line a comment or a sample, every sample
+/// of a family its `# TYPE` declared, a counter's samples named `_total`.
+fn exposition(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut types = std::collections::HashMap::new();
+    let mut series = std::collections::HashMap::new();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (family, kind) = rest.split_once(' ').unwrap();
+            types.insert(family.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+        let name = key.split('{').next().unwrap();
+        let kind = types
+            .iter()
+            .filter(|(family, _)| name.starts_with(family.as_str()))
+            .max_by_key(|(family, _)| family.len())
+            .map(|(family, kind)| (kind.as_str(), &name[family.len()..]))
+            .unwrap_or_else(|| panic!("no # TYPE for {line}"));
+        match kind {
+            ("counter", suffix) => assert!(suffix == "_total" || suffix == "_created", "{line}"),
+            ("gauge", suffix) => assert_eq!(suffix, "", "{line}"),
+            ("histogram", suffix) => {
+                assert!(["_bucket", "_sum", "_count"].contains(&suffix), "{line}")
+            }
+            (other, _) => panic!("{other}: {line}"),
+        }
+        assert!(
+            series.insert(key.to_string(), value).is_none(),
+            "twice: {line}"
+        );
+    }
+    series
+}
+
+#[tokio::test]
+async fn reading_usage_resets_no_reader_and_cpu_time_is_a_counter() {
+    let metrics = std::sync::Arc::new(chassis::metrics::Metrics::new());
+    let sink = metrics.clone();
+    let chassis = TestHost::new()
+        .config(move |c| c.with_event_sink(sink))
+        .example(guests::BENCH_PROBE)
+        .build()
+        .await;
+    let (mut page, mut scraper) = (chassis::UsageMeter::new(), chassis::UsageMeter::new());
+    page.sample(&chassis, "bench-probe").unwrap();
+    scraper.sample(&chassis, "bench-probe").unwrap();
+    chassis
+        .execute_task("bench-probe", TaskRequest::new("hold", json!({"ms": 100})))
+        .await
+        .unwrap();
+    let first = chassis.resource_usage("bench-probe").unwrap();
+    assert!(
+        first.cpu_seconds > 0.0 && first.cpu_percent > 0.0,
+        "{first:?}"
+    );
+    // A scrape and another read in between change nothing.
+    let text = metrics.render(&chassis);
+    let second = chassis.resource_usage("bench-probe").unwrap();
+    assert_eq!(second.cpu_seconds, first.cpu_seconds);
+    assert!(
+        second.cpu_percent > 0.0 && second.cpu_percent <= first.cpu_percent,
+        "reading it reset it: {first:?} then {second:?}"
+    );
+    let series = exposition(&text);
+    let exported = series[r#"chassis_cpu_seconds_total{swarm="bench-probe"}"#];
+    assert!((exported - first.cpu_seconds).abs() < 1e-9, "{text}");
+    // Each meter over its own span: one reader's look does not reset the
+    // other's, and a look with no task ended since shows none.
+    let seen = page.sample(&chassis, "bench-probe").unwrap();
+    assert!(seen.cpu_percent > 0.0, "{seen:?}");
+    let scraped = scraper.sample(&chassis, "bench-probe").unwrap();
+    assert!(
+        scraped.cpu_percent > 0.0,
+        "the page's look reset it: {scraped:?}"
+    );
+    let again = page.sample(&chassis, "bench-probe").unwrap();
+    assert_eq!(again.cpu_percent, 0.0, "{again:?}");
+    assert_eq!(again.cpu_seconds, first.cpu_seconds);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn cpu_percent_is_not_capped_at_one_core() {
+    let chassis = TestHost::new().example(guests::BENCH_PROBE).build().await;
+    let mut meter = chassis::UsageMeter::new();
+    // Three tasks at once, each busy for two seconds; CPU time is counted
+    // as each ends, so a span starting 1.5 s in holds all of it.
+    let tasks: Vec<_> = (0..3)
+        .map(|_| {
+            let chassis = chassis.clone();
+            tokio::spawn(async move {
+                chassis
+                    .execute_task("bench-probe", TaskRequest::new("hold", json!({"ms": 2000})))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    while chassis.resource_usage("bench-probe").unwrap().tasks_running < 3 {
+        assert!(started.elapsed().as_secs() < 10, "the tasks never started");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let before = meter.sample(&chassis, "bench-probe").unwrap();
+    assert_eq!(before.cpu_seconds, 0.0, "{before:?}");
+    let mut cpu_ms = 0.0;
+    for task in tasks {
+        cpu_ms += task.await.unwrap().usage.cpu_ms;
+    }
+    let after = meter.sample(&chassis, "bench-probe").unwrap();
+    assert!(
+        (after.cpu_seconds - cpu_ms / 1000.0).abs() < 1e-3,
+        "{after:?}"
+    );
+    assert!(after.cpu_percent > 100.0, "{after:?}");
+    // The same figures since load stay those of the whole time.
+    assert!(chassis.resource_usage("bench-probe").unwrap().cpu_percent < after.cpu_percent);
+}
+
+#[tokio::test]
+async fn network_bytes_are_counted_per_swarm() {
+    let server = chassis_tests::TestServer::start();
+    let metrics = std::sync::Arc::new(chassis::metrics::Metrics::new());
+    let sink = metrics.clone();
+    let text = format!(
+        "swarm_id = \"api-client\"\n[resource_limits]\nmax_network_bandwidth_mbps = 100\n\
+         [security]\nnetwork_access = \"proxy_only\"\nscoped_credentials = [\"api_token\"]\n\
+         allowed_endpoints = [\"http://127.0.0.1:{}/v1/\"]\n",
+        server.port
+    );
+    let chassis = TestHost::new()
+        .config(move |c| c.with_event_sink(sink))
+        .secret("api-client", "api_token", "tok-123")
+        .component(guests::API_CLIENT, text)
+        .build()
+        .await;
+    let idle = chassis.resource_usage("api-client").unwrap();
+    assert_eq!((idle.network_bytes_out, idle.network_bytes_in), (0, 0));
+    assert_eq!(idle.network_mbps, 0.0);
+    let o = chassis
+        .execute_task(
+            "api-client",
+            TaskRequest::new(
+                "fetch_json",
+                json!({"url": server.url("127.0.0.1", "/v1/echo"), "method": "post", "body": {"x": [1, 2]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(o.output["status"], json!(200), "{o:?}");
+    // `{"x":[1,2]}` out, echoed back.
+    let usage = chassis.resource_usage("api-client").unwrap();
+    assert_eq!((usage.network_bytes_out, usage.network_bytes_in), (11, 11));
+    let expected = 22.0 * 8.0 / 1e6 / usage.uptime_seconds;
+    assert!(
+        usage.network_mbps > 0.0 && usage.network_mbps <= expected,
+        "{usage:?}"
+    );
+    let series = exposition(&metrics.render(&chassis));
+    for direction in ["out", "in"] {
+        let key =
+            format!(r#"chassis_proxy_bytes_total{{swarm="api-client",direction="{direction}"}}"#);
+        assert_eq!(series.get(&key), Some(&11.0), "{key}: {series:?}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_export_the_slo_figures_and_the_hosts_counters() {
+    let metrics = std::sync::Arc::new(chassis::metrics::Metrics::new());
+    let sink = metrics.clone();
+    let chassis = TestHost::new()
+        .config(move |c| c.with_event_sink(sink))
+        .example(guests::HELLO_WORLD)
+        .build()
+        .await;
+    for payload in [
+        json!({"name": "a"}),
+        json!({"name": "b"}),
+        json!({"nom": "x"}),
+    ] {
+        chassis
+            .execute_task("hello-world", TaskRequest::new("hello", payload))
+            .await
+            .unwrap();
+    }
+    let text = metrics.render(&chassis);
+    let series = exposition(&text);
+    let report = chassis.slo_report("hello-world").unwrap().slo;
+    let usage = chassis.resource_usage("hello-world").unwrap();
+    let get = |name: &str| {
+        *series
+            .get(&format!(r#"{name}{{swarm="hello-world"}}"#))
+            .unwrap_or_else(|| panic!("no {name}:\n{text}"))
+    };
+    for (family, kind) in [
+        ("chassis_cpu_seconds", "counter"),
+        ("chassis_refused_calls", "counter"),
+        ("chassis_dropped_log_lines", "counter"),
+        ("chassis_slo_latency_p95_seconds", "gauge"),
+        ("chassis_slo_error_ratio", "gauge"),
+        ("chassis_slo_availability_ratio", "gauge"),
+        ("chassis_slo_throughput_tasks_per_second", "gauge"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} {kind}\n")),
+            "{family}:\n{text}"
+        );
+    }
+    assert_eq!(get("chassis_refused_calls_total"), 0.0);
+    assert_eq!(get("chassis_dropped_log_lines_total"), 0.0);
+    assert!((get("chassis_cpu_seconds_total") - usage.cpu_seconds).abs() < 1e-9);
+    assert!((get("chassis_slo_latency_p95_seconds") - report.p95_ms / 1000.0).abs() < 1e-9);
+    assert!(get("chassis_slo_latency_p95_seconds") > 0.0);
+    assert!(
+        (get("chassis_slo_error_ratio") - 1.0 / 3.0).abs() < 1e-9,
+        "{text}"
+    );
+    assert_eq!(get("chassis_slo_availability_ratio"), 1.0);
+    assert!(get("chassis_slo_throughput_tasks_per_second") > 0.0);
+}

@@ -30,6 +30,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use url::Url;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::bindings::credentials::CredentialError;
 use crate::bindings::http_proxy::{Header, Host, ProxyError, Request, Response};
@@ -126,6 +127,15 @@ fn describe(e: &ProxyError) -> String {
     }
 }
 
+/// Body bytes a swarm's requests sent and its responses brought back
+/// through the proxy since it was loaded: counters, only ever added to (a
+/// replacing version carries on its predecessor's).
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+}
+
 /// The HTTP proxy capability of one swarm, built at load.
 pub(crate) struct ProxyState {
     network_access: NetworkAccess,
@@ -136,12 +146,16 @@ pub(crate) struct ProxyState {
     bandwidth: client::Bandwidth,
     /// The proxy's TLS client (the host's roots).
     tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    /// What went through it, counted as each request's event goes out.
+    traffic: Arc<Traffic>,
 }
 
 impl ProxyState {
+    /// The proxy of a swarm loaded under `contract`, adding to `traffic`.
     pub(crate) fn new(
         contract: &ServiceContract,
         tls: Arc<tokio_rustls::rustls::ClientConfig>,
+        traffic: Arc<Traffic>,
     ) -> Self {
         let bandwidth_mbps = contract.resource_limits.max_network_bandwidth_mbps;
         Self {
@@ -152,7 +166,13 @@ impl ProxyState {
                 .unwrap_or_default(),
             bandwidth: client::Bandwidth::new(bandwidth_mbps),
             tls,
+            traffic,
         }
+    }
+
+    /// Its byte counters.
+    pub(crate) fn traffic(&self) -> &Arc<Traffic> {
+        &self.traffic
     }
 }
 
@@ -397,6 +417,11 @@ impl Host for ProxyHost<'_> {
                 tracing::warn!(target: "chassis::http_proxy", swarm = self.scoped.swarm_id(), task = self.scoped.task_id(), "{} {}: {why}", rec.method, rec.url)
             }
         }
+        let traffic = &self.proxy.traffic;
+        traffic
+            .bytes_out
+            .fetch_add(rec.bytes_out, Ordering::Relaxed);
+        traffic.bytes_in.fetch_add(rec.bytes_in, Ordering::Relaxed);
         self.scoped.swarm.events.emit(|| Event::HttpProxy {
             swarm_id: self.scoped.swarm_id().to_string(),
             task_id: self.scoped.task_id().to_string(),

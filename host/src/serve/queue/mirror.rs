@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 
+use super::trust::{Signed, Trust};
 use super::{Queue, QueueError};
 use crate::audit::Head;
 
@@ -66,6 +67,104 @@ pub async fn mirrored_head(queue: &Queue, worker: &str) -> Result<Option<Head>, 
         _ => Err(QueueError::Malformed(
             "a mirrored audit record without seq and hash".to_string(),
         )),
+    }
+}
+
+/// What [`verify_mirror`] found: every mirrored record of a worker signed
+/// by a trusted key, in order without a gap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorCheck {
+    /// Records checked.
+    pub records: u64,
+    /// The last one, as a chain head (`None` when there are none).
+    pub head: Option<Head>,
+}
+
+/// How long the mirror may send nothing while it is read.
+const READ_STALL: Duration = Duration::from_secs(5);
+
+/// Read every record of `worker` the mirror holds and check each one's
+/// signature against `trust`, and that their `seq` run on without a gap
+/// (a record removed from the stream would leave one). The first refused
+/// record is named.
+pub async fn verify_mirror(
+    queue: &Queue,
+    worker: &str,
+    trust: &Trust,
+) -> Result<MirrorCheck, QueueError> {
+    use async_nats::jetstream::consumer;
+    use futures_util::StreamExt;
+    let stream = queue
+        .jetstream
+        .get_stream(AUDIT_STREAM)
+        .await
+        .map_err(QueueError::js)?;
+    let subject = audit_subject(worker);
+    let consumer = stream
+        .create_consumer(consumer::push::OrderedConfig {
+            deliver_subject: queue.jetstream.client().new_inbox(),
+            description: Some("chassis audit verify".to_string()),
+            filter_subject: subject.clone(),
+            replay_policy: consumer::ReplayPolicy::Instant,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(QueueError::js)?;
+    let mut check = MirrorCheck {
+        records: 0,
+        head: None,
+    };
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(check);
+    }
+    let mut messages = consumer.messages().await.map_err(QueueError::js)?;
+    loop {
+        let message = tokio::time::timeout(READ_STALL, messages.next())
+            .await
+            .map_err(|_| QueueError::JetStream("the audit mirror sent nothing for 5 s".into()))?
+            .ok_or_else(|| QueueError::JetStream("the audit mirror's reading ended early".into()))?
+            .map_err(QueueError::js)?;
+        let pending = message.info().map_err(QueueError::js)?.pending;
+        let what = |seq: Option<u64>| match seq {
+            Some(seq) => format!("mirrored audit record {seq} of worker {worker:?}"),
+            None => format!("a mirrored audit record of worker {worker:?}"),
+        };
+        let record: serde_json::Value = serde_json::from_slice(&message.payload)
+            .map_err(|e| QueueError::Malformed(format!("{}: {e}", what(None))))?;
+        let (Some(seq), Some(hash)) = (record["seq"].as_u64(), record["hash"].as_str()) else {
+            return Err(QueueError::Malformed(format!(
+                "{} has no seq and hash",
+                what(None)
+            )));
+        };
+        trust
+            .verify(
+                Signed::AuditRecord,
+                &subject,
+                message.headers.as_ref(),
+                &message.payload,
+            )
+            .map_err(|reason| QueueError::Untrusted {
+                what: what(Some(seq)),
+                reason,
+            })?;
+        if let Some(head) = &check.head
+            && seq != head.seq + 1
+        {
+            return Err(QueueError::Untrusted {
+                what: what(Some(seq)),
+                reason: format!("it follows record {} (a gap or a repeat)", head.seq),
+            });
+        }
+        check.records += 1;
+        check.head = Some(Head {
+            seq,
+            hash: hash.to_string(),
+        });
+        if pending == 0 {
+            return Ok(check);
+        }
     }
 }
 
@@ -122,11 +221,17 @@ impl Mirror {
             if seq <= self.sent {
                 continue;
             }
+            let subject = audit_subject(&self.worker);
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", format!("{}:{seq}", self.worker).as_str());
+            if let Some(key) = &self.queue.signer {
+                for (name, value) in key.sign(Signed::AuditRecord, &subject, line.as_bytes()) {
+                    headers.insert(name, value.as_str());
+                }
+            }
             self.queue
                 .jetstream
-                .publish_with_headers(audit_subject(&self.worker), headers, line.into())
+                .publish_with_headers(subject, headers, line.into())
                 .await
                 .map_err(QueueError::js)?
                 .await

@@ -16,12 +16,23 @@
 //! too often is given up: an `abandoned` result and a copy in
 //! [`DEAD_STREAM`]. Quarantine is shared through a key-value bucket
 //! ([`fleet`]); each worker's audit log is mirrored to a stream
-//! ([`mirror`]).
+//! ([`mirror`]); each worker says what it serves in a heartbeat
+//! ([`workers`]).
+//!
+//! Trust ([`trust`], `docs/scale-out.md`, "Security"): every connection
+//! signs in with the credentials of its role, and the NATS server's
+//! permissions keep each role to its subjects; workers sign their results
+//! and mirrored audit records, and a reader believes only those signed by
+//! a worker key it trusts.
 
 pub mod client;
 pub mod fleet;
 pub mod mirror;
+pub mod trust;
 pub(crate) mod worker;
+pub mod workers;
+
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -125,6 +136,17 @@ pub enum QueueError {
     /// A message that is not what it should be.
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// The credentials or TLS settings for the NATS server.
+    #[error("NATS credentials: {0}")]
+    Auth(String),
+    /// A result or record that is not signed by a trusted worker.
+    #[error("{what} refused: {reason}")]
+    Untrusted {
+        /// What was read (`the result of task "t1"`).
+        what: String,
+        /// Why it is not believed.
+        reason: String,
+    },
     /// No result within the time asked for.
     #[error("no result for task {task_id:?} within {waited:?}")]
     NoResult {
@@ -169,13 +191,26 @@ pub struct Queue {
     pub(crate) results: stream::Stream,
     /// The fleet's quarantine state ([`fleet`]).
     pub(crate) health: async_nats::jetstream::kv::Store,
+    /// Whose results [`Queue::result`] and [`Queue::wait`] believe.
+    trust: trust::Trust,
+    /// The key this worker signs its results and audit records with.
+    pub(crate) signer: Option<Arc<trust::WorkerKey>>,
 }
 
 impl Queue {
     /// Connect to `url` (one URL or several, comma-separated) and make the
-    /// streams that do not exist yet.
+    /// streams that do not exist yet, with no credentials.
     pub async fn connect(url: &str, streams: &Streams) -> Result<Self, QueueError> {
-        let jetstream = jetstream::new(connect(url).await?);
+        Self::connect_as(url, &trust::NatsAuth::default(), streams).await
+    }
+
+    /// The same, signing in with `auth`.
+    pub async fn connect_as(
+        url: &str,
+        auth: &trust::NatsAuth,
+        streams: &Streams,
+    ) -> Result<Self, QueueError> {
+        let jetstream = jetstream::new(connect(url, auth).await?);
         let make = |name: &str, subjects: &str| stream::Config {
             name: name.to_string(),
             subjects: vec![subjects.to_string()],
@@ -213,14 +248,22 @@ impl Queue {
             jetstream,
             results,
             health,
+            trust: trust::Trust::Unset,
+            signer: None,
         })
     }
 
     /// Connect to the queue the workers made, making nothing (for clients:
-    /// the workers' configuration decides the streams' replicas and limits).
-    /// Refused when no worker has started on this NATS server yet.
+    /// the workers' configuration decides the streams' replicas and limits),
+    /// with no credentials. Refused when no worker has started on this NATS
+    /// server yet.
     pub async fn open(url: &str) -> Result<Self, QueueError> {
-        let jetstream = jetstream::new(connect(url).await?);
+        Self::open_as(url, &trust::NatsAuth::default()).await
+    }
+
+    /// The same, signing in with `auth`.
+    pub async fn open_as(url: &str, auth: &trust::NatsAuth) -> Result<Self, QueueError> {
+        let jetstream = jetstream::new(connect(url, auth).await?);
         let missing = |e: &dyn std::fmt::Display| {
             QueueError::JetStream(format!(
                 "{e}: the queue's streams are not there; start a `chassis serve --nats` worker on this server first"
@@ -238,7 +281,27 @@ impl Queue {
             jetstream,
             results,
             health,
+            trust: trust::Trust::Unset,
+            signer: None,
         })
+    }
+
+    /// Believe the results (and audit records) `trust` says: by default
+    /// none, and reading one is refused saying so.
+    pub fn trusting(mut self, trust: trust::Trust) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// Sign what this worker publishes with `key`.
+    pub(crate) fn signing_with(mut self, key: Option<Arc<trust::WorkerKey>>) -> Self {
+        self.signer = key;
+        self
+    }
+
+    /// Whose results this queue believes.
+    pub fn trust(&self) -> &trust::Trust {
+        &self.trust
     }
 
     /// A swarm's queue now: tasks waiting to be taken, and tasks taken and
@@ -266,39 +329,62 @@ impl Queue {
             .map_err(QueueError::js)
     }
 
-    /// A task's result, if one was published.
+    /// A task's result, if one was published, once its signature is
+    /// checked against the workers this queue trusts ([`Queue::trusting`]):
+    /// a result no trusted worker signed is refused
+    /// ([`QueueError::Untrusted`]), as is one for another task.
     pub async fn result(&self, task_id: &str) -> Result<Option<QueueResult>, QueueError> {
-        Ok(match self.raw_result(task_id).await? {
-            Some(bytes) => Some(
-                serde_json::from_slice(&bytes).map_err(|e| QueueError::Malformed(e.to_string()))?,
-            ),
-            None => None,
-        })
+        let Some(message) = self.raw_result(task_id).await? else {
+            return Ok(None);
+        };
+        let what = || format!("the result of task {:?}", crate::text::escape(task_id, 256));
+        self.trust
+            .verify(
+                trust::Signed::Result,
+                &result_subject(task_id),
+                Some(&message.headers),
+                &message.payload,
+            )
+            .map_err(|reason| QueueError::Untrusted {
+                what: what(),
+                reason,
+            })?;
+        let result: QueueResult = serde_json::from_slice(&message.payload)
+            .map_err(|e| QueueError::Malformed(e.to_string()))?;
+        if result.task_id != task_id {
+            return Err(QueueError::Untrusted {
+                what: what(),
+                reason: "it names another task".to_string(),
+            });
+        }
+        Ok(Some(result))
     }
 
-    /// A task's result as published, if there is one.
+    /// A task's result message as published, if there is one.
     pub(crate) async fn raw_result(
         &self,
         task_id: &str,
-    ) -> Result<Option<bytes::Bytes>, QueueError> {
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, QueueError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;
         match self
             .results
             .get_last_raw_message_by_subject(&result_subject(task_id))
             .await
         {
-            Ok(message) => Ok(Some(message.payload)),
+            Ok(message) => Ok(Some(message)),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(QueueError::js(e)),
         }
     }
 }
 
-/// A NATS connection to `url` (several comma-separated); a failure names
-/// the URL without its user and password.
-pub(crate) async fn connect(url: &str) -> Result<async_nats::Client, QueueError> {
-    async_nats::ConnectOptions::new()
-        .name("chassis")
+/// A NATS connection to `url` (several comma-separated), signed in with
+/// `auth`; a failure names the URL without its user and password.
+pub(crate) async fn connect(
+    url: &str,
+    auth: &trust::NatsAuth,
+) -> Result<async_nats::Client, QueueError> {
+    auth.options()?
         .connect(
             url.split(',')
                 .map(str::trim)

@@ -62,6 +62,15 @@ impl Drop for Active<'_> {
     }
 }
 
+/// One swarm's pull loop.
+struct Pull {
+    /// The slot count it was started for.
+    slots: u32,
+    handle: tokio::task::JoinHandle<()>,
+    /// Tells it to hand out what it fetched and end.
+    retire: watch::Sender<bool>,
+}
+
 /// What running a task came to.
 enum Ending {
     /// A result to publish, then acknowledge.
@@ -98,21 +107,29 @@ impl Worker {
     /// Take tasks for every loaded swarm until `stop` turns true; running
     /// tasks then finish on their own tasks.
     pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        // Swarm id -> (its slot count, its pull loop).
-        let mut pulls: HashMap<String, (u32, tokio::task::JoinHandle<()>)> = HashMap::new();
+        // Swarm id -> its pull loop. A loop whose swarm went or whose slot
+        // count changed is told to retire: it hands out what it fetched
+        // (never dropping a delivered task) and ends; its successor starts
+        // once it has.
+        let mut pulls: HashMap<String, Pull> = HashMap::new();
         loop {
             let loaded = self.service.chassis().list();
-            pulls.retain(|id, (slots, pull)| {
-                let keep = !pull.is_finished()
-                    && loaded.iter().any(|info| {
-                        info.swarm_id == *id
-                            && info.contract.resource_limits.max_concurrent_tasks == *slots
-                    });
-                if !keep {
-                    pull.abort();
+            pulls.retain(|id, pull| {
+                let current = loaded.iter().any(|info| {
+                    info.swarm_id == *id
+                        && info.contract.resource_limits.max_concurrent_tasks == pull.slots
+                });
+                if !current {
+                    let _ = pull.retire.send(true);
                 }
-                keep
+                !pull.handle.is_finished()
             });
+            // Nothing is taken before the first load is whole and restored.
+            let loaded = if self.service.loading() {
+                Vec::new()
+            } else {
+                loaded
+            };
             for info in loaded {
                 if pulls.contains_key(&info.swarm_id) {
                     continue;
@@ -123,13 +140,21 @@ impl Worker {
                     Duration::from_secs_f64(limits.task_timeout_seconds) + self.ack_slack;
                 let worker = self.clone();
                 let stop = stop.clone();
+                let (retire, retired) = watch::channel(false);
                 let id = info.swarm_id.clone();
-                let pull = tokio::spawn(async move {
-                    if let Err(e) = worker.pull(&id, slots, ack_wait, stop).await {
+                let handle = tokio::spawn(async move {
+                    if let Err(e) = worker.pull(&id, slots, ack_wait, stop, retired).await {
                         tracing::error!(target: "chassis::queue", swarm = %id, "taking tasks: {e}");
                     }
                 });
-                pulls.insert(info.swarm_id, (slots, pull));
+                pulls.insert(
+                    info.swarm_id,
+                    Pull {
+                        slots,
+                        handle,
+                        retire,
+                    },
+                );
             }
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -139,8 +164,8 @@ impl Worker {
                 break;
             }
         }
-        for (_, (_, pull)) in pulls {
-            let _ = pull.await;
+        for (_, pull) in pulls {
+            let _ = pull.handle.await;
         }
     }
 
@@ -151,6 +176,7 @@ impl Worker {
         slots: u32,
         ack_wait: Duration,
         stop: watch::Receiver<bool>,
+        mut retired: watch::Receiver<bool>,
     ) -> Result<(), QueueError> {
         let consumer: PullConsumer = self
             .queue
@@ -174,7 +200,7 @@ impl Worker {
         super::fleet::apply_current(&self.queue.health, self.service.chassis(), swarm_id).await;
         let mut failures = 0u32;
         let mut stop = stop;
-        while !*stop.borrow() {
+        while !*stop.borrow() && !*retired.borrow() {
             // Take nothing a refusal would only hand back: a quarantined
             // swarm, or a host whose audit log cannot record.
             let chassis = self.service.chassis();
@@ -193,6 +219,7 @@ impl Worker {
             let first = tokio::select! {
                 permit = free.clone().acquire_owned() => permit.expect("never closed"),
                 _ = stop.changed() => continue,
+                _ = retired.changed() => continue,
             };
             let mut permits = vec![first];
             while let Ok(permit) = free.clone().try_acquire_owned() {
@@ -517,13 +544,19 @@ impl Worker {
     async fn publish(&self, result: &QueueResult<Box<RawValue>>) -> Result<bool, QueueError> {
         use async_nats::jetstream::context::PublishErrorKind;
         let body = serde_json::to_vec(result).map_err(|e| QueueError::Malformed(e.to_string()))?;
+        let subject = result_subject(&result.task_id);
         let mut headers = HeaderMap::new();
         message_id(&mut headers, &result.task_id);
         headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+        if let Some(key) = &self.queue.signer {
+            for (name, value) in key.sign(super::trust::Signed::Result, &subject, &body) {
+                headers.insert(name, value.as_str());
+            }
+        }
         let ack = self
             .queue
             .jetstream
-            .publish_with_headers(result_subject(&result.task_id), headers, body.into())
+            .publish_with_headers(subject, headers, body.into())
             .await
             .map_err(QueueError::js)?
             .await;

@@ -1,0 +1,258 @@
+//! Who serves what: each worker's heartbeat, one entry per worker in the
+//! key-value bucket [`WORKERS_BUCKET`] — its id, its signing key, the
+//! swarms it has loaded (version, slots, free slots, quarantine) and when
+//! it was last seen.
+//!
+//! Data flow: [`heartbeat`] writes the worker's entry every
+//! `nats.heartbeat_seconds` and deletes it on a clean stop; entries of a
+//! worker that died expire with the bucket's age limit. [`Queue::workers`]
+//! reads the live ones (seen within [`live_within`] of the interval):
+//! `chassis submit` refuses a task no live worker serves, and `chassis
+//! fleet` and `/v1/fleet` list them.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::kv;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::{Queue, QueueError, Streams};
+use crate::Chassis;
+
+/// The key-value bucket of worker heartbeats.
+pub const WORKERS_BUCKET: &str = "chassis_workers";
+
+/// Entries read at most (a bucket holding more is read in part).
+const MAX_WORKERS: usize = 10_000;
+
+/// How long after its last heartbeat a worker still counts as live: three
+/// heartbeats.
+pub fn live_within(interval: Duration) -> Duration {
+    interval * 3
+}
+
+/// One swarm a worker serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServedSwarm {
+    /// The swarm.
+    pub swarm_id: String,
+    /// Its contract's version.
+    pub version: String,
+    /// Its slots (`max_concurrent_tasks`).
+    pub slots: u32,
+    /// Slots free at the heartbeat.
+    pub free_slots: u32,
+    /// Whether it is quarantined on this worker.
+    pub quarantined: bool,
+}
+
+/// One worker's heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerEntry {
+    /// The worker's id.
+    pub worker: String,
+    /// Its public signing key (64 hex digits), if it signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// Seconds between its heartbeats.
+    pub heartbeat_seconds: f64,
+    /// When it wrote this entry, in milliseconds since the Unix epoch.
+    pub last_seen_ms: u64,
+    /// The swarms it has loaded.
+    pub swarms: Vec<ServedSwarm>,
+}
+
+impl WorkerEntry {
+    /// Whether the worker was seen recently enough to count as live at
+    /// `now_ms`.
+    pub fn live_at(&self, now_ms: u64) -> bool {
+        let interval = Duration::from_secs_f64(self.heartbeat_seconds.clamp(0.1, 3600.0));
+        now_ms.saturating_sub(self.last_seen_ms) <= live_within(interval).as_millis() as u64
+    }
+
+    /// Whether it serves `swarm_id` (quarantined or not).
+    pub fn serves(&self, swarm_id: &str) -> bool {
+        self.swarms.iter().any(|s| s.swarm_id == swarm_id)
+    }
+}
+
+/// Milliseconds since the Unix epoch now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The bucket, made if it does not exist. Entries older than a minute or
+/// ten heartbeats, whichever is longer, expire.
+pub(crate) async fn bucket(
+    jetstream: &async_nats::jetstream::Context,
+    streams: &Streams,
+    interval: Duration,
+) -> Result<kv::Store, QueueError> {
+    jetstream
+        .create_or_update_key_value(kv::Config {
+            bucket: WORKERS_BUCKET.to_string(),
+            description: "chassis: worker heartbeats, one entry per worker".to_string(),
+            history: 1,
+            max_age: (interval * 10).max(Duration::from_secs(60)),
+            storage: async_nats::jetstream::stream::StorageType::File,
+            num_replicas: streams.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(QueueError::js)
+}
+
+/// This worker's entry now.
+pub(crate) fn entry(
+    chassis: &Chassis,
+    worker: &str,
+    signer: Option<String>,
+    interval: Duration,
+) -> WorkerEntry {
+    let swarms = chassis
+        .list()
+        .into_iter()
+        .map(|info| {
+            let slots = info.contract.resource_limits.max_concurrent_tasks;
+            let running = chassis
+                .resource_usage(&info.swarm_id)
+                .map_or(0, |u| u.tasks_running);
+            let quarantined = chassis
+                .slo_report(&info.swarm_id)
+                .is_ok_and(|r| r.reputation.quarantined);
+            ServedSwarm {
+                version: info.contract.version.clone(),
+                swarm_id: info.swarm_id,
+                slots,
+                free_slots: slots.saturating_sub(u32::try_from(running).unwrap_or(u32::MAX)),
+                quarantined,
+            }
+        })
+        .collect();
+    WorkerEntry {
+        worker: worker.to_string(),
+        signer,
+        heartbeat_seconds: interval.as_secs_f64(),
+        last_seen_ms: now_ms(),
+        swarms,
+    }
+}
+
+/// Write this worker's entry every `interval` until `stop` turns true;
+/// then delete it.
+pub(crate) async fn heartbeat(
+    store: kv::Store,
+    chassis: Chassis,
+    worker: String,
+    signer: Option<String>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    while !*stop.borrow() {
+        let entry = entry(&chassis, &worker, signer.clone(), interval);
+        let written = match serde_json::to_vec(&entry) {
+            Ok(body) => store
+                .put(&worker, body.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match written {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!(target: "chassis::queue", "heartbeats are written again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(target: "chassis::queue", "writing this worker's heartbeat: {e}; trying on");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    if let Err(e) = store.delete(&worker).await {
+        tracing::debug!(target: "chassis::queue", "removing this worker's heartbeat: {e}");
+    }
+}
+
+impl Queue {
+    /// Every worker whose heartbeat is in the bucket, live or not (empty
+    /// before any worker wrote one). See [`WorkerEntry::live_at`].
+    pub async fn workers(&self) -> Result<Vec<WorkerEntry>, QueueError> {
+        let store = match self.jetstream.get_key_value(WORKERS_BUCKET).await {
+            Ok(store) => store,
+            Err(e) if e.to_string().to_ascii_lowercase().contains("not found") => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(QueueError::js(e)),
+        };
+        let mut keys = store.keys().await.map_err(QueueError::js)?;
+        let mut names = Vec::new();
+        while let Some(key) = keys.next().await {
+            names.push(key.map_err(QueueError::js)?);
+            if names.len() >= MAX_WORKERS {
+                break;
+            }
+        }
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(bytes) = store.get(&name).await.map_err(QueueError::js)? else {
+                continue;
+            };
+            match serde_json::from_slice::<WorkerEntry>(&bytes) {
+                Ok(entry) => entries.push(entry),
+                Err(e) => {
+                    tracing::warn!(target: "chassis::queue", "a malformed heartbeat ({:?}): {e}", crate::text::escape(&name, 64))
+                }
+            }
+        }
+        entries.sort_by(|a, b| a.worker.cmp(&b.worker));
+        Ok(entries)
+    }
+
+    /// The live workers that serve `swarm_id`, by id.
+    pub async fn serving(&self, swarm_id: &str) -> Result<Vec<String>, QueueError> {
+        let now = now_ms();
+        Ok(self
+            .workers()
+            .await?
+            .into_iter()
+            .filter(|w| w.live_at(now) && w.serves(swarm_id))
+            .map(|w| w.worker)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_is_live_for_three_heartbeats() {
+        let entry = WorkerEntry {
+            worker: "w".into(),
+            signer: None,
+            heartbeat_seconds: 2.0,
+            last_seen_ms: 10_000,
+            swarms: vec![ServedSwarm {
+                swarm_id: "hello".into(),
+                version: "1.0".into(),
+                slots: 4,
+                free_slots: 4,
+                quarantined: false,
+            }],
+        };
+        assert!(entry.live_at(10_000));
+        assert!(entry.live_at(16_000));
+        assert!(!entry.live_at(16_001));
+        assert!(entry.serves("hello") && !entry.serves("other"));
+    }
+}
