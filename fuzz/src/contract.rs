@@ -23,7 +23,7 @@ const SEEDS: &[&str] = &[
 
 /// The longest error message a contract may produce, in bytes: the
 /// message's bound, the field's and room for the file name and position.
-pub const MAX_ERROR_BYTES: usize = chassis::contract::MAX_ERROR_MESSAGE_BYTES + 512;
+pub const MAX_ERROR_BYTES: usize = chassis::contract::MAX_CONTRACT_ERROR_BYTES + 512;
 
 /// Values an attacker would try in a contract field.
 const HOSTILE_VALUES: &[&str] = &[

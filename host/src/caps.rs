@@ -3,8 +3,11 @@
 //! Each is enforced where its capability lives; this module only names
 //! them (see `docs/limits.md`).
 
+pub use crate::audit::MAX_RECORD_BYTES as MAX_AUDIT_RECORD_BYTES;
 pub use crate::config::MAX_CORE_INSTANCES;
+pub use crate::contract::MAX_CONTRACT_ERROR_BYTES;
 pub use crate::engine::{EPOCH_TICK, MAX_WASM_STACK};
+pub use crate::files::{MAX_CONTRACT_BYTES, MAX_SECRETS_BYTES};
 pub use crate::imports::http_proxy::client::{
     CONNECT_TIMEOUT, MAX_REQUEST_BYTES as MAX_PROXY_REQUEST_BYTES,
     MAX_RESPONSE_BYTES as MAX_PROXY_RESPONSE_BYTES, TOTAL_TIMEOUT as PROXY_TOTAL_TIMEOUT,
@@ -15,5 +18,9 @@ pub use crate::limits::{
     CPU_WINDOW, MAX_ERROR_MESSAGE_BYTES, MAX_HOSTCALL_BYTES, MAX_OUTPUT_BYTES, MAX_TABLE_ELEMENTS,
     MIN_REFUSED_CALLS_PER_TASK,
 };
+pub use crate::outcome::MAX_TASK_ID_BYTES;
 pub use crate::runner::HOST_SLACK;
+pub use crate::storage::names::MAX_NAME_BYTES as MAX_OBJECT_NAME_BYTES;
+pub use crate::storage::{MAX_LIST as MAX_OBJECTS_LISTED, MAX_OBJECT_BYTES};
+pub use crate::task_types::{MAX_TASK_TYPE_BYTES, MAX_TASK_TYPES};
 pub use crate::wasi::MAX_STDIO_BYTES_PER_TASK;

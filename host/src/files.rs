@@ -42,6 +42,33 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)?;
+    regular_only(file)
+}
+
+/// A file opened to be written at its end (made if missing), without
+/// blocking on a fifo (one with no reader is refused by the system, one
+/// with a reader by the check), and refused unless it is a regular file.
+pub fn open_regular_append(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "is a fifo; only regular files are written",
+                )
+            } else {
+                e
+            }
+        })?;
+    regular_only(file)
+}
+
+/// `file`, if it is a regular file; else an error saying what it is.
+fn regular_only(file: File) -> io::Result<File> {
     let meta = file.metadata()?;
     let kind = meta.file_type();
     if !kind.is_file() {

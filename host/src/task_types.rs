@@ -3,10 +3,10 @@
 //! A leaf module: it knows nothing of components.
 
 /// Most task types a swarm may serve.
-pub(crate) const MAX_TASK_TYPES: usize = 256;
+pub const MAX_TASK_TYPES: usize = 256;
 
 /// Longest task type name, in bytes.
-pub(crate) const MAX_TASK_TYPE_BYTES: usize = 64;
+pub const MAX_TASK_TYPE_BYTES: usize = 64;
 
 /// Check the task types a swarm's `describe` returned: 1 to
 /// [`MAX_TASK_TYPES`] of them, each a plain name of 1 to

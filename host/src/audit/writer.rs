@@ -2,7 +2,7 @@
 //! batches, flushes, and calls `fsync` as the policy says; `AuditLog` is the
 //! `EventSink` in front of it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -136,11 +136,9 @@ impl AuditLog {
             path: path.clone(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
+        // Never a fifo or a device: opening one could block, and records
+        // written to it would be lost.
+        let mut file = crate::files::open_regular_append(&path).map_err(io)?;
         // Held until the writer closes the file.
         file.try_lock().map_err(|e| match e {
             std::fs::TryLockError::WouldBlock => AuditError::InUse { path: path.clone() },
@@ -385,6 +383,39 @@ mod tests {
     use super::*;
     use crate::audit::GENESIS;
 
+    /// A fifo (with or without a reader) or a device named as the log is
+    /// refused at once, saying what it is, rather than blocking the host or
+    /// writing records nowhere.
+    #[test]
+    fn a_fifo_or_device_is_refused_as_the_log_at_once() {
+        let dir = std::env::temp_dir().join(format!("chassis-writer-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("log.fifo");
+        let _ = std::fs::remove_file(&fifo);
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(AuditLog::open_as(&path, FsyncPolicy::Always, None).map(|_| ()));
+        });
+        let opened = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("opening a fifo as the audit log still waits after 5 s");
+        let e = opened.unwrap_err().to_string();
+        assert!(e.contains("fifo"), "{e}");
+        let e = AuditLog::open_as("/dev/null", FsyncPolicy::Always, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("character device"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     fn pending(ack: Option<Arc<Ack>>) -> Pending {
         Pending {
             ts: SystemTime::now(),
@@ -417,7 +448,10 @@ mod tests {
     #[test]
     fn a_writer_that_cannot_write_fails_the_log_and_its_waiters() {
         // /dev/full refuses every write with ENOSPC: a full disk.
-        let file = OpenOptions::new().append(true).open("/dev/full").unwrap();
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .unwrap();
         let (sender, receiver) = sync_channel(4);
         let ack = Arc::<Ack>::default();
         sender.send(pending(Some(ack.clone()))).unwrap();
@@ -444,7 +478,7 @@ mod tests {
             std::env::temp_dir().join(format!("chassis-audit-interval-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("a.jsonl");
-        let file = OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)

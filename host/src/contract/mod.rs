@@ -523,7 +523,7 @@ pub enum ContractError {
 /// The longest message an `Invalid` error carries, in bytes: a contract's
 /// values are echoed in its errors, and a contract may come from anyone
 /// the operator takes one from; the error is shown and recorded.
-pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+pub const MAX_CONTRACT_ERROR_BYTES: usize = 1024;
 
 impl ContractError {
     /// The error with its field path and message escaped and cut to a
@@ -541,7 +541,7 @@ impl ContractError {
                 line,
                 column,
                 field: crate::text::escape(&field, 256),
-                message: crate::text::escape(&message, MAX_ERROR_MESSAGE_BYTES),
+                message: crate::text::escape(&message, MAX_CONTRACT_ERROR_BYTES),
             },
             io => io,
         }

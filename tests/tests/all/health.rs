@@ -532,3 +532,82 @@ async fn metrics_export_the_slo_figures_and_the_hosts_counters() {
     assert_eq!(get("chassis_slo_availability_ratio"), 1.0);
     assert!(get("chassis_slo_throughput_tasks_per_second") > 0.0);
 }
+
+/// The metrics `docs/serve.md` and `docs/slo.md` name are the ones
+/// `/metrics` has, and `docs/serve.md`'s table names every one of those.
+#[tokio::test]
+async fn the_docs_name_the_metrics_there_are() {
+    use chassis::EventSink;
+    let metrics = chassis::metrics::Metrics::new();
+    let chassis = TestHost::new().example(guests::HELLO_WORLD).build().await;
+    // A family shows once it has a series: one of each event they count.
+    let (swarm_id, task_id) = ("hello-world".to_string(), "t".to_string());
+    for event in [
+        Event::TaskComplete {
+            swarm_id: swarm_id.clone(),
+            task_id: task_id.clone(),
+            wall_ms: 1.0,
+        },
+        Event::LimitExceeded {
+            swarm_id: swarm_id.clone(),
+            task_id: task_id.clone(),
+            limit: chassis::LimitKind::Timeout,
+            detail: String::new(),
+        },
+        Event::HttpProxy {
+            swarm_id: swarm_id.clone(),
+            task_id: task_id.clone(),
+            allowed: false,
+            method: "GET".into(),
+            url: String::new(),
+            status: None,
+            bytes_out: 0,
+            bytes_in: 0,
+            elapsed_ms: 0.0,
+            reason: None,
+            security_violation: true,
+        },
+        Event::TaskAbandoned {
+            swarm_id: swarm_id.clone(),
+            task_id: task_id.clone(),
+            deliveries: 5,
+        },
+    ] {
+        metrics.record(&event);
+    }
+    metrics.queue_figures(&swarm_id, 0, 0);
+    metrics.redelivered(&swarm_id);
+    let text = metrics.render(&chassis);
+    let families: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    let named = |doc: &str| -> std::collections::BTreeSet<String> {
+        let text = std::fs::read_to_string(chassis_tests::root().join(doc)).unwrap();
+        let mut names = std::collections::BTreeSet::new();
+        for (at, _) in text.match_indices("`chassis_") {
+            let name: String = text[at + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            names.insert(name.strip_suffix("_total").unwrap_or(&name).to_string());
+        }
+        names
+    };
+    let serve = named("docs/serve.md");
+    for doc in ["docs/serve.md", "docs/slo.md"] {
+        for name in named(doc) {
+            assert!(
+                families.contains(name.as_str()),
+                "{doc} names {name}, which /metrics does not have:\n{text}"
+            );
+        }
+    }
+    for family in families {
+        assert!(
+            serve.contains(family),
+            "docs/serve.md does not name {family}"
+        );
+    }
+}
