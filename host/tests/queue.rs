@@ -859,7 +859,7 @@ async fn a_second_result_after_the_duplicate_window_leaves_the_first() {
     let queue = Queue::connect(&nats.url, &streams)
         .await
         .unwrap()
-        .trusting(chassis::serve::queue::trust::Trust::InsecureUnsigned);
+        .trusting(trusted());
     let submitted = Instant::now();
     queue
         .submit(
@@ -1362,4 +1362,136 @@ async fn a_slot_change_drops_no_fetched_task() {
         );
     }
     drop(worker);
+}
+
+/// PEM text of one DER item.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+/// A `tls://` NATS server is reached with the CA file it chains to
+/// (`nats.auth.tls_ca_file`, `--nats-ca`), and refused without it: the
+/// client does not take a certificate it cannot verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_server_is_reached_through_its_ca_file_only() {
+    use chassis::serve::config::NatsAuth;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-tls");
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let root = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&ca, pem("CERTIFICATE", root.der())).unwrap();
+    std::fs::write(&cert, pem("CERTIFICATE", leaf.der())).unwrap();
+    std::fs::write(&key, pem("PRIVATE KEY", &leaf_key.serialize_der())).unwrap();
+    let conf = dir.join("tls.conf");
+    std::fs::write(
+        &conf,
+        format!("tls {{\n  cert_file: {cert:?}\n  key_file: {key:?}\n}}\n"),
+    )
+    .unwrap();
+    let nats = Nats::start_with_config(&dir, &conf, &[]);
+    let url = nats.url.replace("nats://", "tls://");
+    let with_ca = NatsAuth {
+        tls_ca_file: Some(ca.clone()),
+        ..Default::default()
+    };
+    let queue = Queue::connect_as(&url, &with_ca, &Streams::default()).await;
+    assert!(queue.is_ok(), "{:?}", queue.err());
+    let refused = Queue::connect_as(&url, &NatsAuth::default(), &Streams::default())
+        .await
+        .err()
+        .expect("a server certificate no trusted CA issued is refused");
+    assert!(
+        refused.to_string().contains("connecting to NATS"),
+        "{refused}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args(["fleet", "--nats", &url, "--nats-ca"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no live workers"
+    );
+}
+
+/// A server that knows its users by nkey lets in the client whose seed
+/// file it is given (`nats.auth.nkey_file`, `--nats-nkey`) and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_nkey_user_signs_in_with_its_seed_file() {
+    use chassis::serve::config::NatsAuth;
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-nkey");
+    let user = nkeys::KeyPair::new_user();
+    let seed = dir.join("user.nk");
+    std::fs::write(&seed, user.seed().unwrap()).unwrap();
+    let conf = dir.join("nkey.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{\n  users = [ {{ nkey: {:?} }} ]\n}}\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let nats = Nats::start_with_config(&dir, &conf, &[]);
+    let with_seed = NatsAuth {
+        nkey_file: Some(seed.clone()),
+        ..Default::default()
+    };
+    let queue = Queue::connect_as(&nats.url, &with_seed, &Streams::default()).await;
+    assert!(queue.is_ok(), "{:?}", queue.err());
+    let stranger = dir.join("stranger.nk");
+    std::fs::write(&stranger, nkeys::KeyPair::new_user().seed().unwrap()).unwrap();
+    for auth in [
+        NatsAuth::default(),
+        NatsAuth {
+            nkey_file: Some(stranger),
+            ..Default::default()
+        },
+    ] {
+        assert!(
+            Queue::open_as(&nats.url, &auth).await.is_err(),
+            "let in with {auth:?}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args(["fleet", "--nats", &nats.url, "--nats-nkey"])
+        .arg(&seed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -123,6 +123,9 @@ pub struct Service {
     /// The first load's progress: until it is whole and restored, tasks
     /// are refused (503 `loading`) and `/readyz` says how far it is.
     progress: Arc<reload::Progress>,
+    /// The bucket of worker heartbeats (with a queue).
+    #[cfg(feature = "nats")]
+    heartbeats: Option<async_nats::jetstream::kv::Store>,
 }
 
 impl Service {
@@ -215,6 +218,21 @@ impl Service {
             ),
             None => None,
         };
+        #[cfg(feature = "nats")]
+        let heartbeats = match (&queue, &config.nats) {
+            (Some(queue), Some(nats)) => Some(
+                queue::workers::bucket(
+                    &queue.jetstream,
+                    &queue::Streams {
+                        replicas: nats.replicas,
+                        ..Default::default()
+                    },
+                    std::time::Duration::from_secs_f64(nats.heartbeat_seconds),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
         #[cfg(not(feature = "nats"))]
         if config.nats.is_some() {
             return Err(ServeError::Config(ConfigError::Invalid {
@@ -292,6 +310,8 @@ impl Service {
             #[cfg(feature = "nats")]
             fleet_changes: std::sync::Mutex::new(fleet_changes),
             progress: Arc::new(reload::Progress::default()),
+            #[cfg(feature = "nats")]
+            heartbeats,
         };
         Ok(service)
     }
@@ -306,7 +326,30 @@ impl Service {
             .await;
         self.restore(&changes.loaded).await?;
         self.progress.finish();
+        // The fleet learns what this worker serves now, not a heartbeat
+        // later: a submitter that saw it ready finds its swarms.
+        #[cfg(feature = "nats")]
+        self.beat().await;
         Ok(())
+    }
+
+    /// Write this worker's heartbeat now (with a queue).
+    #[cfg(feature = "nats")]
+    async fn beat(&self) {
+        let (Some(store), Some(nats), Some(id)) =
+            (&self.heartbeats, &self.config.nats, self.config.worker_id())
+        else {
+            return;
+        };
+        let signer = self
+            .queue
+            .as_ref()
+            .and_then(|q| q.signer.as_ref())
+            .map(|k| k.public_hex());
+        let interval = std::time::Duration::from_secs_f64(nats.heartbeat_seconds);
+        if let Err(e) = queue::workers::beat(store, &self.chassis, &id, signer, interval).await {
+            tracing::warn!(target: "chassis::queue", "writing this worker's heartbeat: {e}");
+        }
     }
 
     /// Whether the first load is still under way (tasks are refused).
@@ -377,6 +420,13 @@ impl Service {
         }
         if let Err(e) = self.restore(&changes.loaded).await {
             tracing::error!(target: "chassis::serve", "restoring the history of {:?}: {e}", changes.loaded);
+        }
+        #[cfg(feature = "nats")]
+        if !(changes.loaded.is_empty()
+            && changes.replaced.is_empty()
+            && changes.unloaded.is_empty())
+        {
+            self.beat().await;
         }
     }
 
@@ -634,22 +684,14 @@ impl Service {
             );
         }
         let heartbeat = {
-            let (queue, chassis, id) = (queue.clone(), self.chassis.clone(), id.clone());
+            let (chassis, id) = (self.chassis.clone(), id.clone());
             let interval = std::time::Duration::from_secs_f64(nats.heartbeat_seconds);
             let signer = queue.signer.as_ref().map(|k| k.public_hex());
-            let streams = queue::Streams {
-                replicas: nats.replicas,
-                ..Default::default()
-            };
+            let store = self.heartbeats.clone();
             let stop = stop.clone();
             tokio::spawn(async move {
-                match queue::workers::bucket(&queue.jetstream, &streams, interval).await {
-                    Ok(store) => {
-                        queue::workers::heartbeat(store, chassis, id, signer, interval, stop).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(target: "chassis::queue", "the heartbeat bucket {}: {e}; this worker is not listed by `chassis fleet`, and `chassis submit` may refuse its swarms", queue::workers::WORKERS_BUCKET);
-                    }
+                if let Some(store) = store {
+                    queue::workers::heartbeat(store, chassis, id, signer, interval, stop).await;
                 }
             })
         };

@@ -140,6 +140,23 @@ pub(crate) fn entry(
     }
 }
 
+/// Write this worker's entry once, now.
+pub(crate) async fn beat(
+    store: &kv::Store,
+    chassis: &Chassis,
+    worker: &str,
+    signer: Option<String>,
+    interval: Duration,
+) -> Result<(), String> {
+    let entry = entry(chassis, worker, signer, interval);
+    let body = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
+    store
+        .put(worker, body.into())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Write this worker's entry every `interval` until `stop` turns true;
 /// then delete it.
 pub(crate) async fn heartbeat(
@@ -152,15 +169,7 @@ pub(crate) async fn heartbeat(
 ) {
     let mut failing = false;
     while !*stop.borrow() {
-        let entry = entry(&chassis, &worker, signer.clone(), interval);
-        let written = match serde_json::to_vec(&entry) {
-            Ok(body) => store
-                .put(&worker, body.into())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        let written = beat(&store, &chassis, &worker, signer.clone(), interval).await;
         match written {
             Ok(()) if failing => {
                 failing = false;
