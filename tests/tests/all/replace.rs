@@ -226,3 +226,28 @@ async fn a_swarm_unloaded_while_its_replacement_compiles_stays_unloaded() {
     );
     assert!(matches!(chassis.describe("swap"), Err(Error::NotLoaded(_))));
 }
+
+/// A new version's reputation settings judge the record it inherits: one
+/// that raises `quarantine_threshold` over the swarm's score quarantines it
+/// at once (an event says so, and its tasks are refused), rather than at
+/// its next task.
+#[tokio::test]
+async fn a_new_version_whose_threshold_is_over_the_score_is_quarantined_at_once() {
+    let chassis = probe_as_swap().await;
+    let strict = format!("{SWAP}[reputation]\nquarantine_threshold = 0.95\n");
+    let score = chassis.slo_report("swap").unwrap().reputation.score;
+    assert!(score < 0.95, "{score}");
+    chassis
+        .replace_bytes(&component(guests::BENCH_PROBE), contract(&strict))
+        .await
+        .unwrap();
+    let report = chassis.slo_report("swap").unwrap();
+    assert!(report.reputation.quarantined, "{report:?}");
+    assert!(chassis.events().iter().any(|e| matches!(e,
+        Event::Quarantined { swarm_id, reason, .. } if swarm_id == "swap" && reason.contains("quarantine_threshold"))));
+    let refused = chassis
+        .execute_task("swap", TaskRequest::new("noop", json!({})))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::Quarantined { .. }), "{refused}");
+}

@@ -3,9 +3,9 @@
 //! "by"}`.
 //!
 //! Data flow: the host's quarantine and release events reach
-//! [`QuarantineSink`] (an event sink, like the audit log), which hands them
-//! to [`publish`]; it writes the swarm's entry when the fleet's state
-//! differs. [`follow`] watches the bucket and brings the local host in step:
+//! `QuarantineSink` (an event sink, like the audit log), which hands them
+//! to `publish`; it writes the swarm's entry when the fleet's state
+//! differs. `follow` watches the bucket and brings the local host in step:
 //! a swarm quarantined elsewhere is quarantined here (its tasks stop being
 //! taken at once), a release elsewhere releases it here. A worker that
 //! starts reads the current entries first, so it starts in step.

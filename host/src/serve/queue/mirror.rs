@@ -3,7 +3,7 @@
 //! elsewhere can follow every worker's chain, and a local log cut short is
 //! caught against the stream's head (`chassis audit verify --nats`).
 //!
-//! Data flow: [`Mirror`] follows the local file rather than the writer: it
+//! Data flow: `Mirror` follows the local file rather than the writer: it
 //! starts after the last record the stream holds for the worker, reads the
 //! file's whole lines from there, and publishes each (message id =
 //! `<worker>:<seq>`, so a record sent twice is kept once), waiting for

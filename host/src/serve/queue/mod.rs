@@ -8,7 +8,7 @@
 //!
 //! Data flow: a client ([`client`]) publishes a task to
 //! `chassis.tasks.<swarm_id>` in the work-queue stream [`TASKS_STREAM`],
-//! with the task id as the message id. Every worker ([`worker`]) that has
+//! with the task id as the message id. Every worker (`worker`) that has
 //! the swarm loaded pulls from the swarm's one durable consumer, no more
 //! messages than the swarm has free slots; it runs the task through the
 //! host, publishes the result to [`RESULTS_STREAM`] (message id = task id)

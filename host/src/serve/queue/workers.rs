@@ -3,7 +3,7 @@
 //! swarms it has loaded (version, slots, free slots, quarantine) and when
 //! it was last seen.
 //!
-//! Data flow: [`heartbeat`] writes the worker's entry every
+//! Data flow: `heartbeat` writes the worker's entry every
 //! `nats.heartbeat_seconds` and deletes it on a clean stop; entries of a
 //! worker that died expire with the bucket's age limit. [`Queue::workers`]
 //! reads the live ones (seen within [`live_within`] of the interval):
