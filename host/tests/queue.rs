@@ -1154,9 +1154,13 @@ async fn submit_refuses_a_swarm_no_live_worker_serves_and_fleet_lists_the_worker
 /// The least-privilege roles of `docs/nats-server.conf`, with nats-server
 /// run on that very file: a submitter can submit and read its results, but
 /// the server refuses its forged result, quarantine entry, heartbeat and
-/// audit record, and its attempt to purge the results.
+/// audit record, its attempt to purge the results, and its release; even a
+/// worker cannot purge or delete results or audit records; and everything
+/// a worker and an operator do works under their roles (tasks, the audit
+/// mirror, heartbeats, shared objects, a fleet-wide quarantine, a release,
+/// the mirror's verification).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_documented_permissions_refuse_a_submitters_forgeries() {
+async fn the_documented_roles_hold_each_client_to_its_subjects() {
     use chassis::serve::config::NatsAuth;
     let _serial = SERIAL.lock().await;
     let dir = scratch("queue-roles");
@@ -1183,7 +1187,7 @@ async fn the_documented_permissions_refuse_a_submitters_forgeries() {
     // The worker signs in as `worker`; without credentials nothing works.
     let refused = Queue::open(&nats.url).await;
     assert!(refused.is_err(), "an anonymous client was let in");
-    let (config, _) = worker_config(&dir, "w1");
+    let (config, audit) = worker_config(&dir, "w1");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
@@ -1295,7 +1299,120 @@ async fn the_documented_permissions_refuse_a_submitters_forgeries() {
         .await
         .unwrap();
     assert!(check.head.unwrap().seq < 999999);
-    drop(worker);
+    // Even a worker cannot remove results or audit records.
+    let as_worker = async_nats::ConnectOptions::with_user_and_password(
+        "worker".into(),
+        "worker-secret-1".into(),
+    )
+    .connect(&nats.url)
+    .await
+    .unwrap();
+    let mut js = async_nats::jetstream::new(as_worker);
+    js.set_timeout(Duration::from_secs(2));
+    for name in ["CHASSIS_RESULTS", "CHASSIS_AUDIT"] {
+        let stream = js.get_stream(name).await.unwrap();
+        assert!(stream.purge().await.is_err(), "a worker purged {name}");
+        assert!(
+            stream.delete_message(1).await.is_err(),
+            "a worker deleted a message of {name}"
+        );
+        assert!(
+            js.delete_stream(name).await.is_err(),
+            "a worker deleted {name}"
+        );
+    }
+
+    // Everything a worker does works under its role: objects kept, listed
+    // and deleted in the shared bucket, a quarantine written to the fleet's
+    // bucket, and the operator's release taken from it.
+    for (task, payload) in [
+        ("put", json!({"name": "a", "note": {"text": "kept"}})),
+        ("get", json!({"name": "a"})),
+        ("list", json!({"prefix": ""})),
+        ("delete", json!({"name": "a"})),
+    ] {
+        let id = queue
+            .submit("notes", TaskRequest::new(task, payload))
+            .await
+            .unwrap();
+        let result = queue.wait(&id, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(result.status, ResultStatus::Success, "{task}: {result:?}");
+        if task == "list" {
+            assert_eq!(
+                result.outcome.unwrap().output["names"],
+                json!(["a"]),
+                "{task}"
+            );
+        }
+    }
+    let trap = queue
+        .submit("fragile", TaskRequest::new("trap", json!({})))
+        .await
+        .unwrap();
+    queue.wait(&trap, Duration::from_secs(60)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !quarantined(&worker, "fragile").await {
+        assert!(Instant::now() < deadline, "not quarantined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args(["release", "--nats", &nats.url, "fragile"])
+        .args([
+            "--nats-user",
+            "operator",
+            "--nats-password-env",
+            "CHASSIS_NATS_OPERATOR_PASSWORD",
+        ])
+        .envs(passwords)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while quarantined(&worker, "fragile").await {
+        assert!(
+            Instant::now() < deadline,
+            "the release did not reach the worker"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A submitter cannot release it.
+    let out = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args(["release", "--nats", &nats.url, "fragile"])
+        .args([
+            "--nats-user",
+            "submitter",
+            "--nats-password-env",
+            "CHASSIS_NATS_SUBMITTER_PASSWORD",
+        ])
+        .envs(passwords)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // The worker's audit mirror verifies as the operator reads it.
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    let out = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args(["audit", "verify", "--nats", &nats.url, "--worker", "w1"])
+        .args([
+            "--nats-user",
+            "operator",
+            "--nats-password-env",
+            "CHASSIS_NATS_OPERATOR_PASSWORD",
+        ])
+        .arg("--worker-key")
+        .arg(key_files(&dir).1)
+        .arg(&audit)
+        .envs(passwords)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A swarm whose slot count changes (its contract reloaded) gets a new

@@ -148,7 +148,8 @@ impl NatsAuthArgs {
 struct TrustArgs {
     /// A trusted worker's public key file (`chassis keygen` writes it;
     /// repeat for each worker). Results and mirrored audit records signed
-    /// by no such key are refused.
+    /// by no such key are refused. For `audit verify --nats`, give the key
+    /// of that --worker alone.
     #[arg(long, value_name = "FILE")]
     worker_key: Vec<PathBuf>,
     /// Believe unsigned results and records: only on a NATS server no one
@@ -711,6 +712,11 @@ async fn serve(options: ServeOptions, contracts: Vec<PathBuf>) -> Result<()> {
                 nats.signing_key = Some(key);
             }
             if options.auth.given() {
+                if nats.auth != Default::default() {
+                    bail!(
+                        "NATS credentials are in the configuration's [nats.auth] and on the command line: give them in one place"
+                    );
+                }
                 nats.auth = options.auth.auth()?;
             }
         }

@@ -424,12 +424,13 @@ impl ServeConfig {
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
         config.audit_fsync()?;
+        // At most a year: a duration must fit what clocks can add.
         let positive = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
+            if v.is_finite() && v > 0.0 && v <= 365.0 * 24.0 * 3600.0 {
                 Ok(())
             } else {
                 Err(format!(
-                    "{name} must be a positive number of seconds, not {v}"
+                    "{name} must be a positive number of seconds, at most a year, not {v}"
                 ))
             }
         };

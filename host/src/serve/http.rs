@@ -550,16 +550,13 @@ async fn list(State(service): State<Arc<Service>>) -> Response {
 }
 
 /// The fleet's live workers and what each serves, from their heartbeats
-/// (a worker of a NATS queue only; 404 otherwise).
+/// (read at most once a second; a worker of a NATS queue only, 404
+/// otherwise).
 async fn fleet(State(service): State<Arc<Service>>) -> Response {
     #[cfg(feature = "nats")]
-    if let Some(queue) = &service.queue {
-        return match queue.workers().await {
-            Ok(workers) => {
-                let now = super::queue::workers::now_ms();
-                let live: Vec<_> = workers.into_iter().filter(|w| w.live_at(now)).collect();
-                json_response(StatusCode::OK, &json!({ "workers": live }))
-            }
+    if let Some(workers) = service.live_workers().await {
+        return match workers {
+            Ok(live) => json_response(StatusCode::OK, &json!({ "workers": *live })),
             Err(e) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

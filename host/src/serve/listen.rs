@@ -195,6 +195,10 @@ struct WriteDeadline<S> {
     last_progress: Instant,
     /// Whether the last write was refused for a full socket.
     blocked: bool,
+    /// Since when writes have been refused so (the idle clock starts at
+    /// the later of this and the last progress: a pause of the server's
+    /// own between writes is not the client's idleness).
+    blocked_since: Option<Instant>,
     /// Wakes a blocked writer at its deadline.
     timer: Pin<Box<Sleep>>,
 }
@@ -209,6 +213,7 @@ impl<S> WriteDeadline<S> {
             writing_since: None,
             last_progress: now,
             blocked: false,
+            blocked_since: None,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
         }
     }
@@ -216,7 +221,10 @@ impl<S> WriteDeadline<S> {
     /// The instant the pending answer must have made progress by.
     fn deadline(&self) -> Instant {
         let since = self.writing_since.unwrap_or(self.last_progress);
-        (since + self.total).min(self.last_progress + self.idle)
+        let idle_from = self
+            .blocked_since
+            .map_or(self.last_progress, |b| b.max(self.last_progress));
+        (since + self.total).min(idle_from + self.idle)
     }
 
     /// A write is about to be tried: start the answer's clock.
@@ -237,6 +245,7 @@ impl<S> WriteDeadline<S> {
         match polled {
             Poll::Ready(Ok(n)) => {
                 self.blocked = false;
+                self.blocked_since = None;
                 let now = Instant::now();
                 if n > 0 {
                     self.last_progress = now;
@@ -250,6 +259,9 @@ impl<S> WriteDeadline<S> {
                 Poll::Ready(Ok(n))
             }
             Poll::Pending => {
+                if !self.blocked {
+                    self.blocked_since = Some(Instant::now());
+                }
                 self.blocked = true;
                 let deadline = self.deadline();
                 if Instant::now() >= deadline {
@@ -390,6 +402,30 @@ mod tests {
         .expect("the write ends");
         assert_eq!(written.unwrap_err().kind(), io::ErrorKind::TimedOut);
         drip.abort();
+    }
+
+    /// The idle clock starts when a write is first refused, not at the last
+    /// write: after a pause of the server's own longer than `idle`, a
+    /// client that takes its answer slowly is not cut off at once.
+    #[tokio::test]
+    async fn a_pause_of_the_server_s_own_is_not_the_client_s_idleness() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (server, mut client) = tokio::io::duplex(64);
+        let mut guarded =
+            WriteDeadline::new(server, Duration::from_secs(60), Duration::from_millis(300));
+        // The socket is full, and the server thinks for longer than the
+        // idle limit ...
+        guarded.write_all(&[1u8; 64]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // ... then writes more; the client takes it all, starting well
+        // within the limit of the moment the write was refused.
+        let reader = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut all = vec![0u8; 64 + 1024];
+            client.read_exact(&mut all).await.map(|_| ())
+        });
+        guarded.write_all(&[2u8; 1024]).await.unwrap();
+        reader.await.unwrap().unwrap();
     }
 
     /// A client that reads its answers is never cut off, however many it

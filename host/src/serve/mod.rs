@@ -126,6 +126,11 @@ pub struct Service {
     /// The bucket of worker heartbeats (with a queue).
     #[cfg(feature = "nats")]
     heartbeats: Option<async_nats::jetstream::kv::Store>,
+    /// The live workers as last read for `/v1/fleet`, and when: read at
+    /// most once a second, one reader at a time, however many ask.
+    #[cfg(feature = "nats")]
+    fleet_view:
+        tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<queue::workers::WorkerEntry>>)>>,
 }
 
 impl Service {
@@ -312,6 +317,8 @@ impl Service {
             progress: Arc::new(reload::Progress::default()),
             #[cfg(feature = "nats")]
             heartbeats,
+            #[cfg(feature = "nats")]
+            fleet_view: tokio::sync::Mutex::new(None),
         };
         Ok(service)
     }
@@ -331,6 +338,27 @@ impl Service {
         #[cfg(feature = "nats")]
         self.beat().await;
         Ok(())
+    }
+
+    /// The fleet's live workers (with a queue; `None` without one), read
+    /// from the heartbeats at most once a second.
+    #[cfg(feature = "nats")]
+    pub async fn live_workers(
+        &self,
+    ) -> Option<Result<Arc<Vec<queue::workers::WorkerEntry>>, queue::QueueError>> {
+        let queue = self.queue.as_ref()?;
+        let mut view = self.fleet_view.lock().await;
+        if let Some((at, workers)) = view.as_ref()
+            && at.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return Some(Ok(workers.clone()));
+        }
+        let now = queue::workers::now_ms();
+        Some(queue.workers().await.map(|all| {
+            let live: Arc<Vec<_>> = Arc::new(all.into_iter().filter(|w| w.live_at(now)).collect());
+            *view = Some((std::time::Instant::now(), live.clone()));
+            live
+        }))
     }
 
     /// Write this worker's heartbeat now (with a queue).

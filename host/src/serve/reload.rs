@@ -90,6 +90,35 @@ pub(super) struct Changes {
     pub(super) unloaded: Vec<String>,
 }
 
+/// Load (or, `same`, replace) the swarm of the contract at `path`,
+/// counting and logging it in `progress`.
+async fn load_one(
+    chassis: &Chassis,
+    path: &Path,
+    same: bool,
+    progress: Option<&Progress>,
+) -> Result<crate::SwarmInfo, crate::Error> {
+    let started = std::time::Instant::now();
+    let result = if same {
+        chassis.replace(path).await.map(|r| r.info)
+    } else {
+        chassis.load(path).await
+    };
+    if let Some(progress) = progress {
+        let (done, total) = progress.one_more();
+        let took = started.elapsed().as_secs_f64();
+        match &result {
+            Ok(info) => {
+                tracing::info!(target: "chassis::serve", "loaded {} ({done} of {total}, {took:.1} s)", info.swarm_id);
+            }
+            Err(_) => {
+                tracing::info!(target: "chassis::serve", "{}: not loaded ({done} of {total}, {took:.1} s)", path.display());
+            }
+        }
+    }
+    result
+}
+
 /// How far the first load is: contracts tried of all, and whether it is
 /// whole (loaded and restored).
 #[derive(Debug, Default)]
@@ -208,7 +237,7 @@ impl Files {
     pub(super) async fn reconcile_with(
         &self,
         chassis: &Chassis,
-        progress: Option<&Progress>,
+        progress: Option<&Arc<Progress>>,
     ) -> Changes {
         let mut seen = self.seen.lock().await;
         let mut changes = Changes::default();
@@ -259,50 +288,26 @@ impl Files {
         let mut running = Vec::with_capacity(first.len());
         for (path, stamp, serving, same, _) in first {
             let (chassis, permits, p) = (chassis.clone(), permits.clone(), path.clone());
+            let progress = progress.cloned();
             let handle = tokio::spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let started = std::time::Instant::now();
-                let result = if same {
-                    chassis.replace(&p).await.map(|r| r.info)
-                } else {
-                    chassis.load(&p).await
-                };
-                (result, started.elapsed())
+                load_one(&chassis, &p, same, progress.as_deref()).await
             });
             running.push((path, stamp, serving, same, handle));
         }
         let mut results = Vec::with_capacity(total);
         for (path, stamp, serving, same, handle) in running {
-            let (result, took) = match handle.await {
-                Ok(done) => done,
-                Err(e) => (
-                    Err(crate::Error::Engine(format!("the load stopped: {e}"))),
-                    Duration::ZERO,
-                ),
-            };
-            results.push((path, stamp, serving, same, result, took));
+            let result = handle
+                .await
+                .unwrap_or_else(|e| Err(crate::Error::Engine(format!("the load stopped: {e}"))));
+            results.push((path, stamp, serving, same, result));
         }
+        // Then the files naming an id already tried, one by one.
         for (path, stamp, serving, same, _) in rest {
-            let started = std::time::Instant::now();
-            let result = if same {
-                chassis.replace(&path).await.map(|r| r.info)
-            } else {
-                chassis.load(&path).await
-            };
-            results.push((path, stamp, serving, same, result, started.elapsed()));
+            let result = load_one(chassis, &path, same, progress.map(|p| &**p)).await;
+            results.push((path, stamp, serving, same, result));
         }
-        for (path, stamp, serving, same, result, took) in results {
-            if let Some(progress) = progress {
-                let (done, total) = progress.one_more();
-                match &result {
-                    Ok(info) => {
-                        tracing::info!(target: "chassis::serve", "loaded {} ({done} of {total}, {:.1} s)", info.swarm_id, took.as_secs_f64())
-                    }
-                    Err(_) => {
-                        tracing::info!(target: "chassis::serve", "{}: not loaded ({done} of {total}, {:.1} s)", path.display(), took.as_secs_f64())
-                    }
-                }
-            }
+        for (path, stamp, serving, same, result) in results {
             let mut retry = false;
             let now = match result {
                 Ok(info) => {

@@ -84,9 +84,11 @@ pub struct MirrorCheck {
 const READ_STALL: Duration = Duration::from_secs(5);
 
 /// Read every record of `worker` the mirror holds and check each one's
-/// signature against `trust`, and that their `seq` run on without a gap
-/// (a record removed from the stream would leave one). The first refused
-/// record is named.
+/// signature against `trust` (give it that worker's key), that the first
+/// is record 1 and that their `seq` run on without a gap (a record removed
+/// from the stream would leave one). The first refused record is named.
+/// Records cut from the mirror's end are caught only against a head kept
+/// elsewhere; the stream refuses deletes and purges through the API.
 pub async fn verify_mirror(
     queue: &Queue,
     worker: &str,
@@ -149,6 +151,15 @@ pub async fn verify_mirror(
                 what: what(Some(seq)),
                 reason,
             })?;
+        if check.head.is_none() && seq != 1 {
+            return Err(QueueError::Untrusted {
+                what: what(Some(seq)),
+                reason: format!(
+                    "the mirror starts at it: records 1 to {} are missing",
+                    seq.saturating_sub(1)
+                ),
+            });
+        }
         if let Some(head) = &check.head
             && seq != head.seq + 1
         {

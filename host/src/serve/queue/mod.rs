@@ -227,20 +227,27 @@ impl Queue {
             })
             .await
             .map_err(QueueError::js)?;
+        // What is kept as evidence is never deleted or purged through the
+        // API, whoever asks: only its age limit removes it.
+        let kept = |config: stream::Config| stream::Config {
+            deny_delete: true,
+            deny_purge: true,
+            ..config
+        };
         let results = jetstream
-            .get_or_create_stream(stream::Config {
+            .get_or_create_stream(kept(stream::Config {
                 max_age: streams.results_max_age,
                 max_messages_per_subject: 1,
                 ..make(RESULTS_STREAM, "chassis.results.*")
-            })
+            }))
             .await
             .map_err(QueueError::js)?;
         jetstream
-            .get_or_create_stream(make(DEAD_STREAM, "chassis.dead.>"))
+            .get_or_create_stream(kept(make(DEAD_STREAM, "chassis.dead.>")))
             .await
             .map_err(QueueError::js)?;
         jetstream
-            .get_or_create_stream(make(mirror::AUDIT_STREAM, "chassis.audit.*"))
+            .get_or_create_stream(kept(make(mirror::AUDIT_STREAM, "chassis.audit.*")))
             .await
             .map_err(QueueError::js)?;
         let health = fleet::bucket(&jetstream, streams).await?;

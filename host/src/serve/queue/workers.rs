@@ -56,7 +56,9 @@ pub struct WorkerEntry {
     pub signer: Option<String>,
     /// Seconds between its heartbeats.
     pub heartbeat_seconds: f64,
-    /// When it wrote this entry, in milliseconds since the Unix epoch.
+    /// When the entry was written, in milliseconds since the Unix epoch:
+    /// as the NATS server stored it, when read back through
+    /// [`Queue::workers`].
     pub last_seen_ms: u64,
     /// The swarms it has loaded.
     pub swarms: Vec<ServedSwarm>,
@@ -213,11 +215,20 @@ impl Queue {
         }
         let mut entries = Vec::with_capacity(names.len());
         for name in names {
-            let Some(bytes) = store.get(&name).await.map_err(QueueError::js)? else {
+            let Some(kv_entry) = store.entry(&name).await.map_err(QueueError::js)? else {
                 continue;
             };
-            match serde_json::from_slice::<WorkerEntry>(&bytes) {
-                Ok(entry) => entries.push(entry),
+            if kv_entry.operation != kv::Operation::Put {
+                continue;
+            }
+            match serde_json::from_slice::<WorkerEntry>(&kv_entry.value) {
+                Ok(mut entry) => {
+                    // When the server stored it, not what the worker's
+                    // clock claims: workers' clocks need not agree.
+                    let stored = kv_entry.created.unix_timestamp_nanos() / 1_000_000;
+                    entry.last_seen_ms = u64::try_from(stored).unwrap_or(0);
+                    entries.push(entry);
+                }
                 Err(e) => {
                     tracing::warn!(target: "chassis::queue", "a malformed heartbeat ({:?}): {e}", crate::text::escape(&name, 64))
                 }
