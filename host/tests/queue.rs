@@ -1612,3 +1612,73 @@ async fn an_nkey_user_signs_in_with_its_seed_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A server that takes a token lets in the client given it from an
+/// environment variable (`nats.auth.token_env`, `--nats-token-env`) or a
+/// file (`token_file`, `--nats-token-file`), and no other; the token
+/// appears in no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_taken_from_a_variable_or_a_file_never_the_command_line() {
+    use chassis::serve::config::NatsAuth;
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-token");
+    let token = "a-token-of-the-fleet-0123456789";
+    let conf = dir.join("token.conf");
+    std::fs::write(
+        &conf,
+        "authorization {\n  token: $CHASSIS_TEST_NATS_TOKEN\n}\n",
+    )
+    .unwrap();
+    let nats = Nats::start_with_config(&dir, &conf, &[("CHASSIS_TEST_NATS_TOKEN", token)]);
+    let file = dir.join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let from_file = NatsAuth {
+        token_file: Some(file.clone()),
+        ..Default::default()
+    };
+    let queue = Queue::connect_as(&nats.url, &from_file, &Streams::default()).await;
+    assert!(queue.is_ok(), "{:?}", queue.err());
+    std::fs::write(dir.join("wrong"), "not-the-token").unwrap();
+    let wrong = NatsAuth {
+        token_file: Some(dir.join("wrong")),
+        ..Default::default()
+    };
+    let e = Queue::open_as(&nats.url, &wrong).await.err().unwrap();
+    assert!(!e.to_string().contains("not-the-token"), "{e}");
+    let fleet = |args: &[&str], env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .args(["fleet", "--nats", &nats.url])
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let out = fleet(
+        &["--nats-token-env", "FLEET_TOKEN"],
+        &[("FLEET_TOKEN", token)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fleet(&["--nats-token-file", file.to_str().unwrap()], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Not set, or not given: refused, naming the variable.
+    let out = fleet(&["--nats-token-env", "FLEET_TOKEN_UNSET"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("FLEET_TOKEN_UNSET"),
+        "{stderr}"
+    );
+    let out = fleet(&[], &[]);
+    assert!(!out.status.success());
+    // There is no flag that takes the token itself.
+    let out = fleet(&["--nats-token", token], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !stderr.contains(token), "{stderr}");
+}

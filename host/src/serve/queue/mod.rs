@@ -328,6 +328,9 @@ impl Queue {
 
     /// Every result published from now on, as it is published (a plain
     /// NATS subscription: for following a batch, not for looking one up).
+    /// Its messages are not checked: verify each with [`trust::Trust::verify`]
+    /// (kind [`trust::Signed::Result`], its subject), or read the result
+    /// through [`Queue::result`], before believing it.
     pub async fn subscribe_results(&self) -> Result<async_nats::Subscriber, QueueError> {
         self.jetstream
             .client()
