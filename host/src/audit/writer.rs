@@ -244,12 +244,23 @@ fn write_loop(
     receiver: Receiver<Pending>,
     failure: &Failure,
 ) -> Result<(), AuditError> {
-    let result = writer.run(&receiver).map_err(|source| AuditError::Io {
-        path: path.clone(),
-        source,
-    });
+    let stopped = |e: &AuditError| format!("audit log writer stopped: {e}");
+    // The reason is recorded before any waiting caller learns its record
+    // was not written, so the host reports why, not only that.
+    let result = writer
+        .run(&receiver, |source| {
+            let e = AuditError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            };
+            failure.fail(true, || stopped(&e));
+        })
+        .map_err(|source| AuditError::Io {
+            path: path.clone(),
+            source,
+        });
     if let Err(e) = &result {
-        failure.fail(true, || format!("audit log writer stopped: {e}"));
+        failure.fail(true, || stopped(e));
         // Wake every waiting caller: their records will not be written.
         drop(receiver);
     }
@@ -289,7 +300,13 @@ impl Writer {
 }
 
 impl Writer {
-    fn run(&mut self, receiver: &Receiver<Pending>) -> std::io::Result<()> {
+    /// Write what `receiver` brings until it closes; a failed write is
+    /// told to `failed` before the callers waiting on it are.
+    fn run(
+        &mut self,
+        receiver: &Receiver<Pending>,
+        failed: impl Fn(&std::io::Error),
+    ) -> std::io::Result<()> {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut text = String::new();
         loop {
@@ -321,6 +338,9 @@ impl Writer {
             }
             let batch_was_full = batch.len() == MAX_BATCH;
             let result = self.write_batch(&batch, &mut text);
+            if let Err(e) = &result {
+                failed(e);
+            }
             for pending in batch.drain(..) {
                 if let Some(ack) = pending.ack {
                     ack.signal(result.is_ok());
@@ -498,7 +518,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(300));
             drop(sender);
         });
-        writer.run(&receiver).unwrap();
+        writer.run(&receiver, |_| {}).unwrap();
         closer.join().unwrap();
         // The record was written at once but not yet due for a sync; the
         // writer synced it when the interval ended, not at close.

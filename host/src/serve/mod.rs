@@ -2,16 +2,19 @@
 //! given once, keeps the swarms loaded, and runs their tasks over HTTP
 //! (axum), with live metrics, health and readiness.
 //!
-//! Data flow: [`Service::start`] reads the contracts (files, or directories
-//! of `*.toml`), sizes one [`Chassis`] for all of them, opens the audit log,
-//! loads each contract — one that fails is recorded, audited by the host,
-//! and listed by `/readyz`, and the others still serve — and carries SLO
-//! and reputation state over from the audit log. [`Service::serve`] then
-//! answers HTTP requests (`listen.rs` accepts, `http.rs` routes; status
-//! codes in `docs/serve.md`; the status page at `/` is `status/`) and watches the contract files, reloading a
-//! swarm whose files change (`reload.rs`), until its shutdown signal; it
-//! lets in-flight requests finish within the grace period, and closes the
-//! audit log.
+//! Data flow: [`Service::new`] reads the contracts (files, or directories
+//! of `*.toml`), sizes one [`Chassis`] for all of them, opens the audit log
+//! and, with `--nats`, the queue. [`Service::load`] loads each contract,
+//! several at a time — one that fails is recorded, audited by the host, and
+//! listed by `/readyz`, and the others still serve — and carries SLO and
+//! reputation state over from the audit log (read once); until it is done,
+//! tasks are refused as `loading`. [`Service::start`] is the two in turn.
+//! [`Service::serve`] answers HTTP requests (`listen.rs` accepts, `http.rs`
+//! routes; status codes in `docs/serve.md`; the status page at `/` is
+//! `status/`), may run while [`Service::load`] does, and watches the
+//! contract files, reloading a swarm whose files change (`reload.rs`),
+//! until its shutdown signal; it lets in-flight requests finish within the
+//! grace period, and closes the audit log.
 
 pub mod config;
 mod http;
@@ -162,7 +165,8 @@ impl Service {
         let files = reload::Files::new(config.contracts.clone());
         // Sized for the contracts that parse; one that does not is reported
         // by its load below, like any other refusal.
-        let parsed: Vec<ServiceContract> = contract_files(&config.contracts)?
+        let files_now = contract_files(&config.contracts)?;
+        let parsed: Vec<ServiceContract> = files_now
             .iter()
             .filter_map(|p| ServiceContract::from_file(p).ok())
             .collect();
@@ -314,7 +318,9 @@ impl Service {
             queue,
             #[cfg(feature = "nats")]
             fleet_changes: std::sync::Mutex::new(fleet_changes),
-            progress: Arc::new(reload::Progress::default()),
+            // How many there are is known before the load starts: a
+            // `/readyz` asked at once says "loading 0 of N".
+            progress: Arc::new(reload::Progress::expecting(files_now.len())),
             #[cfg(feature = "nats")]
             heartbeats,
             #[cfg(feature = "nats")]

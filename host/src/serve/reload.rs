@@ -129,6 +129,15 @@ pub(super) struct Progress {
 }
 
 impl Progress {
+    /// A load of `total` contracts, not begun.
+    pub(super) fn expecting(total: usize) -> Self {
+        let progress = Self::default();
+        progress
+            .total
+            .store(total, std::sync::atomic::Ordering::SeqCst);
+        progress
+    }
+
     fn begin(&self, total: usize) {
         use std::sync::atomic::Ordering;
         self.total.store(total, Ordering::SeqCst);
