@@ -99,7 +99,7 @@ pub(super) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(held) = per_address.take(peer.ip()) else {
+        let Some(held) = per_address.take(client_key(peer.ip())) else {
             tracing::debug!(target: "chassis::serve", "connection from {peer} refused: {} open from its address", limits.max_connections_per_address);
             // Best effort, never waiting: the answer fits an empty socket
             // buffer; the connection is closed when `stream` drops.
@@ -130,6 +130,23 @@ pub(super) async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Whose connection this is, for the per-address cap: an IPv4 address
+/// (an IPv4-mapped IPv6 one as itself), or an IPv6 address's /64 prefix —
+/// one host is commonly given a whole /64, and could otherwise take a slot
+/// per address of it.
+fn client_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 /// Open connections per client address, each at most `cap`.
@@ -360,6 +377,17 @@ mod tests {
         assert!(slots.take(b).is_some());
         drop(first);
         assert!(slots.take(a).is_some());
+    }
+
+    /// One IPv6 host's /64 counts as one client; an IPv4-mapped address
+    /// as its IPv4 address.
+    #[test]
+    fn an_ipv6_slash_64_is_one_client() {
+        let key = |a: &str| client_key(a.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:127.0.0.2"), key("127.0.0.2"));
+        assert_ne!(key("127.0.0.1"), key("127.0.0.2"));
     }
 
     /// A reader that takes nothing: the write fails at the idle deadline,
