@@ -303,11 +303,7 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
     for ((server, audit), name) in workers.into_iter().zip(["w2", "w3"]) {
         assert_eq!(server.terminate(Duration::from_secs(30)).code(), Some(0));
         let out = verify(&audit);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::assert_ok(&out);
         // Every record names its worker, and the mirror holds the log's head.
         let text = std::fs::read_to_string(&audit).unwrap();
         assert!(
@@ -315,11 +311,7 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
                 .all(|l| l.contains(&format!("\"worker\":\"{name}\"")))
         );
         let out = against_mirror(&audit, name);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::assert_ok(&out);
         survivors.push((audit, name, text));
     }
     // A log cut short is caught against the mirror's head.
@@ -339,11 +331,7 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
     );
     // SIGKILL cannot cut a record in half (each is one write, synced).
     let out = verify(&killed_audit);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,11 +484,7 @@ async fn a_quarantine_on_one_worker_stops_the_swarm_on_all_until_released() {
         .args(["release", "--nats", &nats.url, "fragile"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     let result = queue.wait(&waiting, Duration::from_secs(30)).await.unwrap();
     assert_eq!(result.status, ResultStatus::Success, "{result:?}");
     assert!(!quarantined(&w1, "fragile").await && !quarantined(&w2, "fragile").await);
@@ -699,11 +683,7 @@ async fn chassis_submit_puts_tasks_on_the_queue_and_waits_for_their_results() {
         r#"{"name": "Ada"}"#,
         "--wait",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["status"], "success");
     assert_eq!(result["outcome"]["output"]["greeting"], "Hello, Ada!");
@@ -1024,11 +1004,7 @@ async fn results_not_signed_by_a_trusted_worker_are_refused() {
     };
     let out = verify(&key_files(&dir).1);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     assert!(
         stdout.contains("each signed by a trusted worker key"),
         "{stdout}"
@@ -1097,20 +1073,12 @@ async fn submit_refuses_a_swarm_no_live_worker_serves_and_fleet_lists_the_worker
         "--task-id",
         "early",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"early\""));
 
     // The fleet, from the command line and from the worker.
     let out = chassis(&["fleet", "--nats", &nats.url, "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     let fleet: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let workers = fleet["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 1, "{fleet}");
@@ -1234,11 +1202,7 @@ async fn the_documented_roles_hold_each_client_to_its_subjects() {
         .envs(passwords)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Hello, cli!"));
 
     // What it may not: each attempt is refused by the server.
@@ -1366,11 +1330,7 @@ async fn the_documented_roles_hold_each_client_to_its_subjects() {
         .envs(passwords)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     let deadline = Instant::now() + Duration::from_secs(10);
     while quarantined(&worker, "fragile").await {
         assert!(
@@ -1408,11 +1368,7 @@ async fn the_documented_roles_hold_each_client_to_its_subjects() {
         .envs(passwords)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
 }
 
 /// A swarm whose slot count changes (its contract reloaded) gets a new
@@ -1550,11 +1506,7 @@ async fn a_tls_server_is_reached_through_its_ca_file_only() {
         .arg(&ca)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "no live workers"
@@ -1606,11 +1558,7 @@ async fn an_nkey_user_signs_in_with_its_seed_file() {
         .arg(&seed)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
 }
 
 /// A server that takes a token lets in the client given it from an
@@ -1657,17 +1605,9 @@ async fn a_token_is_taken_from_a_variable_or_a_file_never_the_command_line() {
         &["--nats-token-env", "FLEET_TOKEN"],
         &[("FLEET_TOKEN", token)],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     let out = fleet(&["--nats-token-file", file.to_str().unwrap()], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     // Not set, or not given: refused, naming the variable.
     let out = fleet(&["--nats-token-env", "FLEET_TOKEN_UNSET"], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1471,11 +1471,7 @@ async fn readyz_answers_503_while_the_audit_log_cannot_record() {
         .arg(format!("--fsize={limit}"))
         .output()
         .expect("prlimit (util-linux) runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ok(&out);
     // Tasks until the log can no longer record one.
     let hello = r#"{"task_type": "hello", "payload": {"name": "Ada"}}"#;
     let mut answered = 0;
