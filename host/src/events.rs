@@ -310,6 +310,11 @@ pub trait EventSink: Send + Sync {
         self.record(&event);
     }
 
+    /// A contract was loaded (a new swarm, or a new version of one); its
+    /// `module_loaded` or `module_replaced` event follows. The audit log
+    /// judges the swarm's records by it from there on.
+    fn contract_loaded(&self, _contract: &crate::ServiceContract) {}
+
     /// Why this sink can no longer record, if it cannot (an audit log on a
     /// full disk, or closed). The host then refuses new loads and tasks
     /// rather than run them unrecorded.
@@ -352,6 +357,13 @@ impl Events {
     /// The first sink's failure, if any sink has failed.
     pub(crate) fn failure(&self) -> Option<String> {
         self.0.iter().find_map(|s| s.failure())
+    }
+
+    /// Tell every sink a contract was loaded.
+    pub(crate) fn contract_loaded(&self, contract: &crate::ServiceContract) {
+        for sink in self.0.iter() {
+            sink.contract_loaded(contract);
+        }
     }
 
     /// Build the event only when someone listens.

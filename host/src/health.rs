@@ -19,6 +19,7 @@ use crate::reputation::{Change, Reputation};
 use crate::slo::{Check, SloTracker};
 
 /// SLOs and reputation of one swarm, updated together.
+#[derive(Debug)]
 pub(crate) struct Health {
     pub(crate) slo: SloTracker,
     pub(crate) reputation: Reputation,
@@ -116,9 +117,14 @@ impl SwarmHealth {
 impl Health {
     /// A fresh start for `contract`'s swarm, its SLO clock at `now`.
     pub(crate) fn new(contract: &ServiceContract, now: Instant) -> Self {
+        Self::with(&contract.reputation, now)
+    }
+
+    /// A fresh start under these reputation settings, the SLO clock at `now`.
+    pub(crate) fn with(reputation: &crate::contract::Reputation, now: Instant) -> Self {
         Self {
             slo: SloTracker::new(now),
-            reputation: Reputation::new(&contract.reputation),
+            reputation: Reputation::new(reputation),
         }
     }
 

@@ -86,6 +86,7 @@ mod limits;
 pub mod metrics;
 mod outcome;
 mod registry;
+pub mod replay;
 pub mod report;
 mod reputation;
 mod runner;

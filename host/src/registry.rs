@@ -386,6 +386,7 @@ impl Chassis {
                 new.runtime.health.reconfigure(&new.info.contract);
             })?,
         };
+        self.inner.events.contract_loaded(&info.contract);
         match &replaced {
             None => {
                 tracing::info!(target: "chassis", swarm = %info.swarm_id, "loaded {} ({} task types, {:.1} ms, cache {})", info.origin, info.task_types.len(), info.load_ms, info.cache.as_str());

@@ -9,137 +9,46 @@
 //! `chassis run --audit`) starts from that state, so the figures of one run
 //! chain into the next and into the report.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
 use crate::SloReport;
 use crate::audit::Record;
 use crate::contract::ServiceContract;
-use crate::error::ErrorKind;
-use crate::events::Event;
-use crate::health::Health;
-use crate::limits::LimitKind;
-use crate::outcome::TaskEnd;
-use crate::reputation::Reputation;
-use crate::slo::SloTracker;
+use crate::replay::Replay;
 
-/// One swarm's SLO tracker and reputation after its records.
-#[derive(Debug)]
-pub struct History {
-    /// The swarm.
-    pub swarm_id: String,
-    /// SLO state; its clock runs from the swarm's first record.
-    pub(crate) slo: SloTracker,
-    /// Reputation, quarantine and the failure guard's window.
-    pub reputation: Reputation,
-    /// The tracker's clock at the last record.
-    last: Instant,
-    /// Time of the first record, microseconds since the epoch.
-    first_micros: Option<i64>,
-}
+pub use crate::replay::{History, Params};
 
-impl History {
-    /// The SLO figures (as of the last record) and the reputation.
-    pub fn report(&self, contract: &ServiceContract) -> SloReport {
-        SloReport {
-            swarm_id: self.swarm_id.clone(),
-            slo: self.slo.figures(&contract.slo_targets, self.last),
-            reputation: self.reputation.clone(),
-        }
-    }
-
-    /// The state, its clock moved to now: the time since the first record
-    /// (by the wall clock) counts as time the swarm was tracked.
-    pub(crate) fn resume(mut self) -> (SloTracker, Reputation) {
-        if let Some(first) = self.first_micros {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as i64);
-            let age = Duration::from_micros((now - first).max(0) as u64);
-            self.slo.resume(Instant::now(), age);
-        }
-        (self.slo, self.reputation)
-    }
-}
-
-/// Replay the records of `contract`'s swarm ([`crate::audit::events`]).
+/// Replay the records of `contract`'s swarm ([`crate::audit::events`]),
+/// judged by `contract`.
 pub fn history(records: &[Record], contract: &ServiceContract) -> History {
     let id = contract.swarm_id.as_str();
-    let mine: Vec<&Record> = records
+    let mut replay = Replay::with_contracts([contract]);
+    for r in records.iter().filter(|r| r.event.swarm_id() == id) {
+        replay.observe(r.ts_micros, &r.event);
+    }
+    replay
+        .history(id)
+        .unwrap_or_else(|| Replay::empty_history(contract))
+}
+
+/// Read the audit log at `path` from `from` on (its newest checkpoint, its
+/// start, or a range of records), in bounded memory, and give each
+/// contract's report, with what was read.
+pub fn from_log(
+    path: impl AsRef<std::path::Path>,
+    contracts: &[ServiceContract],
+    from: crate::audit::From,
+) -> Result<(Vec<SloReport>, crate::audit::Restored), crate::audit::AuditError> {
+    let mut replay = Replay::with_contracts(contracts);
+    let restored = crate::audit::replay_into(path, &mut replay, from)?;
+    let reports = contracts
         .iter()
-        .filter(|r| r.event.swarm_id() == id)
+        .map(|c| {
+            replay
+                .history(&c.swarm_id)
+                .unwrap_or_else(|| Replay::empty_history(c))
+                .report(c)
+        })
         .collect();
-    let base = Instant::now();
-    let first_micros = mine.first().map(|r| r.ts_micros);
-    let t0 = first_micros.unwrap_or(0);
-    let at = |r: &Record| base + Duration::from_micros((r.ts_micros - t0).max(0) as u64);
-    let mut health = Health::new(contract, base);
-    let mut last = base;
-    // A limit the guest ran into is recorded before its task's end; other
-    // tasks' records may come in between.
-    let mut limits: HashMap<&str, LimitKind> = HashMap::new();
-    for r in mine {
-        let now = at(r);
-        last = now;
-        let (task_id, end, wall_ms) = match &r.event {
-            Event::TaskComplete {
-                task_id, wall_ms, ..
-            } => (task_id, TaskEnd::Success, *wall_ms),
-            Event::TaskFailed {
-                task_id,
-                kind,
-                guest_error,
-                wall_ms,
-                ..
-            } => (
-                task_id,
-                // An ending this version does not name counts as any
-                // unlisted host error does: the swarm gave no answer.
-                TaskEnd::from_names(kind, guest_error.as_deref())
-                    .unwrap_or(TaskEnd::Host(ErrorKind::Trap)),
-                *wall_ms,
-            ),
-            Event::Released { .. } => {
-                health.reputation.release();
-                continue;
-            }
-            Event::LimitExceeded { task_id, limit, .. } => {
-                limits.insert(task_id, *limit);
-                continue;
-            }
-            Event::CredentialAccess {
-                security_violation: true,
-                ..
-            }
-            | Event::HttpProxy {
-                security_violation: true,
-                ..
-            }
-            | Event::StorageAccess {
-                security_violation: true,
-                ..
-            }
-            | Event::SecretRedacted {
-                security_violation: true,
-                ..
-            } => {
-                health.reputation.violation();
-                continue;
-            }
-            _ => continue,
-        };
-        let latency = Duration::from_secs_f64(wall_ms.max(0.0) / 1000.0);
-        let limit = limits.remove(task_id.as_str());
-        health.count(&contract.slo_targets, latency, end, limit, now);
-    }
-    let Health { slo, reputation } = health;
-    History {
-        swarm_id: id.to_string(),
-        slo,
-        reputation,
-        last,
-        first_micros,
-    }
+    Ok((reports, restored))
 }
 
 /// Replay the records of `contract`'s swarm into its report. Time runs
@@ -151,6 +60,8 @@ pub fn replay(records: &[Record], contract: &ServiceContract) -> SloReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Event;
+    use crate::limits::LimitKind;
 
     fn record(seq: u64, event: Event) -> Record {
         Record {

@@ -199,6 +199,58 @@ impl Reputation {
         self.settle()
     }
 
+    /// The state as JSON, for an audit checkpoint: everything but the
+    /// settings, which come from the contract. [`Reputation::from_state`]
+    /// gives back the same reputation.
+    pub(crate) fn state(&self) -> serde_json::Value {
+        let failures: String = self
+            .failures
+            .iter()
+            .map(|f| if *f { '1' } else { '0' })
+            .collect();
+        serde_json::json!({
+            "score": self.score,
+            "slo_compliance": self.slo_compliance,
+            "security_compliance": self.security_compliance,
+            "quarantined": self.quarantined,
+            "quarantine_reason": self.quarantine_reason,
+            "failures": failures,
+            "reported": self.reported,
+        })
+    }
+
+    /// The reputation [`Reputation::state`] wrote, under `contract`'s
+    /// settings; `None` for a state that is not one.
+    pub(crate) fn from_state(
+        contract: &crate::contract::Reputation,
+        state: &serde_json::Value,
+    ) -> Option<Self> {
+        let mut r = Self::new(contract);
+        let number = |key: &str| state[key].as_f64().filter(|v| v.is_finite());
+        r.score = number("score")?;
+        r.slo_compliance = number("slo_compliance")?;
+        r.security_compliance = number("security_compliance")?;
+        r.reported = number("reported")?;
+        r.quarantined = state["quarantined"].as_bool()?;
+        r.quarantine_reason = match &state["quarantine_reason"] {
+            serde_json::Value::Null => None,
+            v => Some(v.as_str()?.to_string()),
+        };
+        for c in state["failures"].as_str()?.chars() {
+            r.failures.push_back(match c {
+                '1' => true,
+                '0' => false,
+                _ => return None,
+            });
+        }
+        while r.failures.len() > r.window {
+            r.failures.pop_front();
+        }
+        r.recent_tasks = r.failures.len() as u32;
+        r.recent_failures = r.failures.iter().filter(|f| **f).count() as u32;
+        Some(r)
+    }
+
     /// The score the swarm is heading for.
     pub fn target(&self) -> f64 {
         self.slo_compliance * self.slo_weight + self.security_compliance * self.security_weight

@@ -99,7 +99,7 @@ pub(crate) enum Ending {
 }
 
 /// The SLO state of one swarm.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct SloTracker {
     latency_us: Histogram<u64>,
     tasks: u64,
@@ -179,6 +179,60 @@ impl SloTracker {
     pub(crate) fn resume(&mut self, now: Instant, age: Duration) {
         self.origin = now;
         self.age_at_origin = age;
+    }
+
+    /// The state as JSON, for an audit checkpoint: the histogram's buckets
+    /// as `[value, count, ...]`, the counts, and when it went down and for
+    /// how long as ages in microseconds. [`SloTracker::from_state`] gives
+    /// back the same tracker.
+    pub(crate) fn state(&self) -> serde_json::Value {
+        let mut buckets = Vec::new();
+        for v in self.latency_us.iter_recorded() {
+            buckets.push(v.value_iterated_to());
+            buckets.push(v.count_at_value());
+        }
+        let micros = |d: Duration| d.as_micros() as u64;
+        serde_json::json!({
+            "latency_us": buckets,
+            "tasks": self.tasks,
+            "failed": self.failed,
+            "down_since_us": self.down_since.map(micros),
+            "downtime_us": micros(self.downtime),
+            "met": [self.met.response_time, self.met.error_rate, self.met.availability],
+        })
+    }
+
+    /// The tracker [`SloTracker::state`] wrote, its clock starting (age 0)
+    /// at `origin`; `None` for a state that is not one.
+    pub(crate) fn from_state(state: &serde_json::Value, origin: Instant) -> Option<Self> {
+        let micros = |v: &serde_json::Value| v.as_u64().map(Duration::from_micros);
+        let mut tracker = Self::new(origin);
+        let buckets = state["latency_us"].as_array()?;
+        if buckets.len() % 2 != 0 {
+            return None;
+        }
+        for pair in buckets.chunks(2) {
+            let (value, count) = (pair[0].as_u64()?, pair[1].as_u64()?);
+            tracker
+                .latency_us
+                .record_n(value.clamp(1, 3_600_000_000), count)
+                .ok()?;
+        }
+        tracker.tasks = state["tasks"].as_u64()?;
+        tracker.failed = state["failed"].as_u64()?;
+        tracker.down_since = match &state["down_since_us"] {
+            serde_json::Value::Null => None,
+            v => Some(micros(v)?),
+        };
+        tracker.downtime = micros(&state["downtime_us"])?;
+        let met = state["met"].as_array()?;
+        let flag = |i: usize| met.get(i).and_then(serde_json::Value::as_bool);
+        tracker.met = Compliance {
+            response_time: flag(0)?,
+            error_rate: flag(1)?,
+            availability: flag(2)?,
+        };
+        Some(tracker)
     }
 
     /// The figures now, against `targets`.

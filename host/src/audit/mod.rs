@@ -49,18 +49,49 @@
 //! [`EventSink`]: crate::EventSink
 //! [`EventSink::failure`]: crate::EventSink::failure
 
+mod checkpoint;
 mod read;
 mod record;
-mod swarms;
+mod retention;
+mod segments;
 mod writer;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use read::{Filter, Head, Record, Tail, Verified, events, read, tail, verify, verify_against};
+pub use checkpoint::{CHECKPOINT, CHECKPOINT_SWARM, From, Restored};
+pub use read::{
+    Filter, Head, Record, Tail, Verified, events, for_each, read, tail, verify, verify_against,
+};
 pub use record::{MAX_RECORD_BYTES, canonical, parse_rfc3339, record_hash, rfc3339};
-pub use swarms::BySwarm;
-pub use writer::AuditLog;
+pub use segments::{ARCHIVE_DIR, Segment, segment_name};
+pub use writer::{AuditLog, AuditOptions, PAUSE_ENV, Retention};
+
+/// A segment is closed once it holds this many bytes (32 MiB, about
+/// 100,000 records): the most a restart after a crash replays.
+pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A segment is closed once its first record is this old (a day).
+pub const DEFAULT_SEGMENT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Read the log at `path` into `replay` from `from` on (the newest
+/// checkpoint, the log's start, or a range of records), checking the chain
+/// of what is read, one record at a time: memory stays bounded by the
+/// number of swarms, whatever the log's length.
+pub fn replay_into(
+    path: impl AsRef<std::path::Path>,
+    replay: &mut crate::replay::Replay,
+    from: From,
+) -> Result<Restored, AuditError> {
+    let layout = segments::Layout::find(path.as_ref())?;
+    checkpoint::restore(&layout, replay, from)
+}
+
+/// The segments of the log at `path`, oldest first (a single-file log is
+/// one, starting at record 1).
+pub fn segments(path: impl AsRef<std::path::Path>) -> Result<Vec<Segment>, AuditError> {
+    Ok(segments::Layout::find(path.as_ref())?.segments)
+}
 
 /// `component` of every record.
 pub const COMPONENT: &str = "IF.chassis";

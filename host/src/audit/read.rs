@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::events::Event;
 
 use super::record::{MAX_RECORD_BYTES, parse_rfc3339, record_hash};
+use super::segments::{Cursor, Layout};
 use super::{AuditError, GENESIS};
 
 /// Open the log at `path` for reading: a regular file, or an error saying
@@ -39,35 +40,75 @@ pub(super) enum Line<'a> {
     End,
 }
 
-/// A log read one line at a time, each line at most [`MAX_RECORD_BYTES`]
-/// (newline included): a longer line is an error naming it. After a
-/// [`Line::Partial`], a later call goes on with the same line, so a log
-/// still being written can be followed.
+/// A log file read one line at a time, each line at most
+/// [`MAX_RECORD_BYTES`] (newline included): a longer line is an error
+/// naming it. After a [`Line::Partial`], a later call goes on with the same
+/// line, so a log still being written can be followed.
 pub(super) struct Lines {
     reader: BufReader<File>,
     path: PathBuf,
-    /// Whole lines read.
+    /// Whole lines read (counting those before the starting offset).
     line: usize,
     buf: Vec<u8>,
     /// Whether `buf` holds a whole line, to be cleared before the next.
     whole: bool,
+    /// Byte offset of the line in `buf`.
+    start: u64,
 }
 
 impl Lines {
-    /// The log at `path`, opened with [`open`].
+    /// The log file at `path`, opened with [`open`].
     pub(super) fn open(path: &Path) -> Result<Self, AuditError> {
-        Ok(Self {
-            reader: BufReader::new(open(path)?),
+        Self::open_at(path, 0)
+    }
+
+    /// The log file at `path` from byte `offset` (the start of a line) on;
+    /// lines are still numbered from the start of the file.
+    pub(super) fn open_at(path: &Path, offset: u64) -> Result<Self, AuditError> {
+        let io = |source| AuditError::Io {
             path: path.to_path_buf(),
-            line: 0,
+            source,
+        };
+        let mut reader = BufReader::with_capacity(64 * 1024, open(path)?);
+        let mut line = 0;
+        if offset > 0 {
+            // Count the lines before it, for errors that name a line.
+            let mut left = offset;
+            while left > 0 {
+                let buf = reader.fill_buf().map_err(io)?;
+                if buf.is_empty() {
+                    break;
+                }
+                let n = buf.len().min(left as usize);
+                line += buf[..n].iter().filter(|&&b| b == b'\n').count();
+                reader.consume(n);
+                left -= n as u64;
+            }
+        }
+        Ok(Self {
+            reader,
+            path: path.to_path_buf(),
+            line,
             buf: Vec::new(),
             whole: false,
+            start: offset,
         })
+    }
+
+    /// Byte offset of the next line to be read (or of the partial line
+    /// being read).
+    pub(super) fn offset(&self) -> u64 {
+        if self.whole {
+            self.start + self.buf.len() as u64
+        } else {
+            self.start
+        }
     }
 
     /// The next line.
     pub(super) fn next_line(&mut self) -> Result<Line<'_>, AuditError> {
         if self.whole {
+            self.start += self.buf.len() as u64;
             self.buf.clear();
             self.whole = false;
         }
@@ -100,11 +141,26 @@ impl Lines {
         })
     }
 
+    /// The last whole line read (without its newline) and its offset.
+    pub(super) fn current(&self) -> (&[u8], u64) {
+        let end = self.buf.len().saturating_sub(usize::from(self.whole));
+        (&self.buf[..end], self.start)
+    }
+
     /// The error for the last whole line read.
     pub(super) fn bad(&self, reason: String) -> AuditError {
         AuditError::Bad {
             path: self.path.clone(),
             line: self.line,
+            reason,
+        }
+    }
+
+    /// The error for the line after the last whole one.
+    pub(super) fn bad_next(&self, reason: String) -> AuditError {
+        AuditError::Bad {
+            path: self.path.clone(),
+            line: self.line + 1,
             reason,
         }
     }
@@ -115,10 +171,21 @@ impl Lines {
 pub struct Verified {
     /// Whole records, all verified.
     pub records: u64,
+    /// The first record's `seq`: 1, or later when older segments were
+    /// removed by retention (the log then starts with a checkpoint).
+    pub first_seq: u64,
+    /// The last record's `seq` (0 for an empty log).
+    pub last_seq: u64,
     /// Hash of the last record (the chain head).
     pub head: String,
     /// Bytes of a partial last line (a crash mid-write), ignored.
     pub partial_tail_bytes: u64,
+    /// Segment files read.
+    pub segments: usize,
+    /// When the log starts after record 1: the head its first checkpoint
+    /// covers, which verification started from (what came before was
+    /// removed by retention).
+    pub anchor: Option<Head>,
 }
 
 /// A chain head: the sequence number and hash of a log's last record, as
@@ -164,7 +231,7 @@ impl Verified {
     /// genesis hash for an empty log).
     pub fn head(&self) -> Head {
         Head {
-            seq: self.records,
+            seq: self.last_seq,
             hash: self.head.clone(),
         }
     }
@@ -172,7 +239,10 @@ impl Verified {
 
 /// [`verify`], and check that the log holds `expected` — the record with
 /// that sequence number has that hash — so a log cut back to before a head
-/// kept elsewhere is detected. A log that has grown past it passes.
+/// kept elsewhere is detected. A log that has grown past it passes. A head
+/// older than the log's first record (in segments retention removed) is
+/// covered by the checkpoint the log starts with and cannot be checked by
+/// hash: it passes, and [`Verified::anchor`] says where the log starts.
 pub fn verify_against(path: impl AsRef<Path>, expected: &Head) -> Result<Verified, AuditError> {
     let path = path.as_ref();
     let mut found: Option<String> = None;
@@ -192,10 +262,18 @@ pub fn verify_against(path: impl AsRef<Path>, expected: &Head) -> Result<Verifie
             Err(mismatch("head 0 has the genesis hash (64 zeros)".into()))
         };
     }
+    if let Some(anchor) = &v.anchor {
+        if expected.seq < anchor.seq {
+            return Ok(v);
+        }
+        if expected.seq == anchor.seq {
+            found = Some(anchor.hash.clone());
+        }
+    }
     match found {
         None => Err(mismatch(format!(
             "the log ends at record {}, before the expected head {}: records were cut from its end",
-            v.records, expected.seq
+            v.last_seq, expected.seq
         ))),
         Some(hash) if hash != expected.hash => Err(mismatch(format!(
             "record {} has hash {hash}, not the expected {}: the log was rewritten",
@@ -205,63 +283,145 @@ pub fn verify_against(path: impl AsRef<Path>, expected: &Head) -> Result<Verifie
     }
 }
 
-/// Verify a log file: every whole line a record whose `seq`, `prev_hash`
-/// and `hash` are right. A partial last line (no newline) is reported, not
-/// counted. Deleting records from the end leaves a valid, shorter log:
-/// check against a head kept elsewhere with [`verify_against`].
+/// Verify a log (a directory of segments, or a single file): every whole
+/// line a record whose `seq`, `prev_hash` and `hash` are right, each
+/// segment starting at the record its name says and linking to the one
+/// before. The log starts at record 1 on the genesis hash, or, when
+/// retention removed its oldest segments, with a checkpoint whose covered
+/// head is the first record's `prev_hash`. A partial last line (no
+/// newline) is reported, not counted. Deleting records from the end leaves
+/// a valid, shorter log: check against a head kept elsewhere with
+/// [`verify_against`].
 pub fn verify(path: impl AsRef<Path>) -> Result<Verified, AuditError> {
     verify_each(path.as_ref(), |_, _| {})
 }
 
 /// [`verify`], calling `each(seq, hash)` for every good record.
 fn verify_each(path: &Path, mut each: impl FnMut(u64, &str)) -> Result<Verified, AuditError> {
-    let mut lines = Lines::open(path)?;
-    let mut head = GENESIS.to_string();
+    let layout = Layout::find(path)?;
+    walk(&layout, 0, 0, None, |seq, hash, _| {
+        each(seq, hash);
+        Ok(())
+    })
+}
+
+/// Where a [`walk`] starts checking the chain: the record before the
+/// first one it reads.
+#[derive(Debug, Clone)]
+pub(super) struct Anchor {
+    /// The head the first record must follow.
+    pub head: Head,
+    /// Whether that head is given by a checkpoint the walk starts with
+    /// (rather than being record 0, the genesis).
+    pub by_checkpoint: bool,
+}
+
+/// Check the chain of `layout` from byte `offset` of segment `segment` on,
+/// handing `each` every good record (its `seq`, `hash` and the record).
+/// `anchor` is the head the first record must follow; `None` takes the
+/// log's start: genesis, or the checkpoint a retained log starts with.
+pub(super) fn walk(
+    layout: &Layout,
+    segment: usize,
+    offset: u64,
+    anchor: Option<Anchor>,
+    mut each: impl FnMut(u64, &str, &Value) -> Result<(), AuditError>,
+) -> Result<Verified, AuditError> {
+    let mut cursor = Cursor::new(layout, segment, offset)?;
+    let mut head: Option<Head> = anchor.as_ref().map(|a| a.head.clone());
+    let mut anchor_head = anchor.filter(|a| a.by_checkpoint).map(|a| a.head);
     let mut records = 0u64;
-    loop {
-        let line = match lines.next_line()? {
-            Line::Whole(line) => line,
-            Line::Partial(bytes) => {
-                return Ok(Verified {
-                    records,
-                    head,
-                    partial_tail_bytes: bytes as u64,
-                });
-            }
-            Line::End => break,
-        };
-        let record: Value = match serde_json::from_slice(line) {
+    let mut first_seq = None;
+    let mut current_segment = usize::MAX;
+    let mut segments = 0;
+    while let Some(at) = cursor.next_line()? {
+        let record: Value = match serde_json::from_slice(at.line) {
             Ok(record) => record,
-            Err(e) => return Err(lines.bad(format!("not a JSON record: {e}"))),
+            Err(e) => return Err(cursor.bad(format!("not a JSON record: {e}"))),
         };
         let seq = record["seq"].as_u64();
-        if seq != Some(records + 1) {
-            return Err(lines.bad(format!(
+        let prev = record["prev_hash"].as_str().unwrap_or_default();
+        let expected = match &head {
+            Some(h) => h.seq + 1,
+            None => match seq {
+                // The log's first record: 1 on the genesis hash, or a
+                // checkpoint that covers the records before it.
+                Some(first) if first > 1 => match super::checkpoint::covers(&record) {
+                    Some(c) if c.seq + 1 == first && c.hash == prev => {
+                        anchor_head = Some(c.clone());
+                        head = Some(c);
+                        first
+                    }
+                    _ => {
+                        return Err(cursor.bad(format!(
+                            "the log starts at record {first}, which is not a checkpoint covering record {}: records 1 to {} are missing",
+                            first - 1,
+                            first - 1
+                        )));
+                    }
+                },
+                _ => {
+                    head = Some(Head {
+                        seq: 0,
+                        hash: GENESIS.to_string(),
+                    });
+                    1
+                }
+            },
+        };
+        let head_now = head.as_ref().expect("set above");
+        if seq != Some(expected) {
+            return Err(cursor.bad(format!(
                 "sequence number is {}, expected {} (a record was deleted, inserted, duplicated or moved)",
-                record["seq"],
-                records + 1
+                record["seq"], expected
             )));
         }
-        if record["prev_hash"].as_str() != Some(head.as_str()) {
-            return Err(lines.bad(
+        if at.segment != current_segment {
+            current_segment = at.segment;
+            segments += 1;
+            if layout.dir.is_some() && at.offset == 0 {
+                let named = layout.segments[at.segment].first_seq;
+                if named != expected {
+                    return Err(cursor.bad(format!(
+                        "the segment is named for record {named} but starts at record {expected}"
+                    )));
+                }
+            }
+        }
+        if prev != head_now.hash {
+            return Err(cursor.bad(
                 "prev_hash does not match the previous record's hash (the chain is broken)".into(),
             ));
         }
         let claimed = record["hash"].as_str().unwrap_or_default();
         let actual = record_hash(&record);
         if claimed != actual {
-            return Err(lines.bad(format!(
+            return Err(cursor.bad(format!(
                 "hash does not match the record's contents (a field was edited): claimed {claimed}, computed {actual}"
             )));
         }
-        head = actual;
+        first_seq.get_or_insert(expected);
         records += 1;
-        each(records, &head);
+        each(expected, &actual, &record)?;
+        head = Some(Head {
+            seq: expected,
+            hash: actual,
+        });
     }
+    // Segments after the last record read (empty ones) count as read.
+    let total = layout.segments.len().saturating_sub(segment);
+    let head = head.unwrap_or(Head {
+        seq: 0,
+        hash: GENESIS.to_string(),
+    });
     Ok(Verified {
         records,
-        head,
-        partial_tail_bytes: 0,
+        first_seq: first_seq.unwrap_or(head.seq + 1),
+        last_seq: head.seq,
+        head: head.hash,
+        partial_tail_bytes: cursor.partial_tail_bytes,
+        segments: total.max(segments),
+        anchor: anchor_head,
     })
 }
 
@@ -347,10 +507,11 @@ impl Record {
 }
 
 /// Every whole record of the log, as events, in order (records this
-/// version does not know are left out).
+/// version does not know, and checkpoints, are left out). Holds them all:
+/// for a log of any length, replay it with [`crate::report::from_log`].
 pub fn events(path: impl AsRef<Path>) -> Result<Vec<Record>, AuditError> {
     let mut out = Vec::new();
-    each_record(&mut Lines::open(path.as_ref())?, |record| {
+    each_record(path.as_ref(), |record| {
         if let Some(record) = Record::from_json(&record) {
             out.push(record);
         }
@@ -361,25 +522,34 @@ pub fn events(path: impl AsRef<Path>) -> Result<Vec<Record>, AuditError> {
 /// Every whole record of the log that passes `filter`, in order.
 pub fn read(path: impl AsRef<Path>, filter: &Filter) -> Result<Vec<Value>, AuditError> {
     let mut out = Vec::new();
-    each_record(&mut Lines::open(path.as_ref())?, |record| {
-        if filter.matches(&record) {
-            out.push(record);
-        }
-    })?;
+    for_each(path, filter, |record| out.push(record))?;
     Ok(out)
 }
 
-/// Hand each whole record `lines` has from here on to `each`, as JSON.
-/// A partial last line (which `verify` reports and does not count) is
-/// left: read as bytes, it may hold anything.
-pub(super) fn each_record(
-    lines: &mut Lines,
+/// Hand every whole record of the log that passes `filter` to `each`, in
+/// order, one at a time (memory stays bounded whatever the log's length).
+pub fn for_each(
+    path: impl AsRef<Path>,
+    filter: &Filter,
     mut each: impl FnMut(Value),
 ) -> Result<(), AuditError> {
-    while let Line::Whole(line) = lines.next_line()? {
-        match serde_json::from_slice(line) {
+    each_record(path.as_ref(), |record| {
+        if filter.matches(&record) {
+            each(record);
+        }
+    })
+}
+
+/// Hand each whole record of the log at `path`, across its segments, to
+/// `each`, as JSON. A partial last line (which `verify` reports and does
+/// not count) is left: read as bytes, it may hold anything.
+pub(super) fn each_record(path: &Path, mut each: impl FnMut(Value)) -> Result<(), AuditError> {
+    let layout = Layout::find(path)?;
+    let mut cursor = Cursor::new(&layout, 0, 0)?;
+    while let Some(at) = cursor.next_line()? {
+        match serde_json::from_slice(at.line) {
             Ok(record) => each(record),
-            Err(e) => return Err(lines.bad(format!("not a JSON record: {e}"))),
+            Err(e) => return Err(cursor.bad(format!("not a JSON record: {e}"))),
         }
     }
     Ok(())
@@ -414,8 +584,43 @@ pub fn tail(
     max_bytes: u64,
     keep: impl Fn(&Value) -> bool,
 ) -> Result<Tail, AuditError> {
+    let layout = Layout::find(path.as_ref())?;
+    let mut back = Backwards::new(limit);
+    let mut scanned = 0u64;
+    let n = layout.segments.len();
+    for (i, segment) in layout.segments.iter().enumerate().rev() {
+        let (read, stopped, whole) = tail_file(
+            &segment.path,
+            max_bytes - scanned,
+            &mut back,
+            &keep,
+            i + 1 == n,
+        )?;
+        scanned += read;
+        if i == 0 && whole && !stopped {
+            back.at_start();
+        }
+        if back.done() || !whole || scanned >= max_bytes {
+            break;
+        }
+    }
+    Ok(Tail {
+        scanned_bytes: scanned,
+        ..back.tail
+    })
+}
+
+/// [`tail`] over one segment file, at most `max_bytes` of it, from its
+/// end: the bytes read, whether the walk stopped with lines in hand still
+/// unread, and whether the whole file was read.
+fn tail_file(
+    path: &Path,
+    max_bytes: u64,
+    back: &mut Backwards,
+    keep: &impl Fn(&Value) -> bool,
+    mut last: bool,
+) -> Result<(u64, bool, bool), AuditError> {
     const CHUNK: u64 = 64 * 1024;
-    let path = path.as_ref();
     let io = |source| AuditError::Io {
         path: path.to_path_buf(),
         source,
@@ -423,12 +628,10 @@ pub fn tail(
     let mut file = open(path)?;
     let len = file.metadata().map_err(io)?.len();
     let floor = len.saturating_sub(max_bytes);
-    let mut back = Backwards::new(limit);
     // The bytes after `pos` not yet taken: the start of a line whose
     // beginning lies before `pos`.
     let mut rest: Vec<u8> = Vec::new();
     let mut pos = len;
-    let mut last = true;
     // Whether the walk stopped with lines in hand still unread.
     let mut stopped = false;
     while pos > floor && !back.done() {
@@ -457,7 +660,7 @@ pub fn tail(
             Vec::new()
         };
         for (i, line) in lines.iter().enumerate().rev() {
-            back.line(line, &keep);
+            back.line(line, keep);
             if back.done() {
                 stopped = i > 0;
                 break;
@@ -465,13 +668,7 @@ pub fn tail(
         }
         rest = first;
     }
-    if pos == 0 && !stopped {
-        back.at_start();
-    }
-    Ok(Tail {
-        scanned_bytes: len - pos,
-        ..back.tail
-    })
+    Ok((len - pos, stopped, pos == 0))
 }
 
 /// [`tail`]'s walk from the newest record back.
@@ -480,6 +677,8 @@ struct Backwards {
     limit: usize,
     /// The record read just before (one newer): its `seq` and `prev_hash`.
     newer: Option<(u64, String)>,
+    /// The head the record read just before covers, if it is a checkpoint.
+    newer_covers: Option<Head>,
     /// Whether any line was read.
     seen: bool,
 }
@@ -495,6 +694,7 @@ impl Backwards {
             },
             limit,
             newer: None,
+            newer_covers: None,
             seen: false,
         }
     }
@@ -531,6 +731,7 @@ impl Backwards {
             });
         }
         let prev = record["prev_hash"].as_str().unwrap_or_default().to_string();
+        self.newer_covers = super::checkpoint::covers(&record);
         self.newer = Some((seq, prev));
         if self.tail.records.len() < self.limit && keep(&record) {
             self.tail.records.push(record);
@@ -539,12 +740,18 @@ impl Backwards {
 
     /// The whole log was read: its oldest record must be the first.
     fn at_start(&mut self) {
-        if let Some((seq, prev)) = &self.newer
-            && (*seq != 1 || prev != GENESIS)
-        {
+        let Some((seq, prev)) = &self.newer else {
+            return;
+        };
+        let genesis = *seq == 1 && prev == GENESIS;
+        let checkpoint = self
+            .newer_covers
+            .as_ref()
+            .is_some_and(|c| c.seq + 1 == *seq && c.hash == *prev);
+        if !(genesis || checkpoint) {
             let seq = *seq;
             self.broken(format!(
-                "the log starts at record {seq}, not at record 1 on the genesis hash"
+                "the log starts at record {seq}, not at record 1 on the genesis hash nor with a checkpoint"
             ));
         }
     }
@@ -561,7 +768,7 @@ mod tests {
     use std::sync::mpsc;
     use std::time::{Duration, SystemTime};
 
-    use super::super::{BySwarm, record::append_record};
+    use super::super::record::append_record;
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
@@ -575,7 +782,7 @@ mod tests {
     /// or `None` for a read still waiting after five seconds.
     fn read_every_way(path: &Path) -> Vec<(&'static str, Option<String>)> {
         type Read = fn(&Path) -> Result<(), AuditError>;
-        let ways: [(&str, Read); 6] = [
+        let ways: [(&str, Read); 5] = [
             ("verify", |p| verify(p).map(drop)),
             ("verify_against", |p| {
                 verify_against(
@@ -590,7 +797,6 @@ mod tests {
             ("read", |p| read(p, &Filter::default()).map(drop)),
             ("events", |p| events(p).map(drop)),
             ("tail", |p| tail(p, 10, 1 << 20, |_| true).map(drop)),
-            ("BySwarm::read", |p| BySwarm::read(p).map(drop)),
         ];
         let waiting: Vec<_> = ways
             .into_iter()
@@ -612,27 +818,44 @@ mod tests {
             .collect()
     }
 
-    /// A fifo (with no writer), a device or a directory given as the log
-    /// is refused at once, saying what it is: no read waits on it.
+    /// A fifo (with no writer) or a device given as the log, or as one of
+    /// its segments, is refused at once, saying what it is: no read waits
+    /// on it. A directory without segments is refused, saying so.
     #[test]
     fn a_fifo_or_device_given_as_the_log_is_refused_at_once() {
         let dir = scratch("fifo");
         let fifo = dir.join("audit.jsonl");
-        let status = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        for (path, what) in [
-            (fifo.as_path(), "is a fifo"),
-            (Path::new("/dev/zero"), "is a character device"),
-            (dir.as_path(), "is a directory"),
+        let segmented = dir.join("log");
+        std::fs::create_dir(&segmented).unwrap();
+        let fifo_segment = segmented.join(super::super::segment_name(1));
+        for path in [&fifo, &fifo_segment] {
+            let status = std::process::Command::new("mkfifo")
+                .arg(path)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let empty = dir.join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        for (path, what, named) in [
+            (fifo.as_path(), "is a fifo", fifo.as_path()),
+            (segmented.as_path(), "is a fifo", fifo_segment.as_path()),
+            (
+                Path::new("/dev/zero"),
+                "is a character device",
+                Path::new("/dev/zero"),
+            ),
+            (
+                empty.as_path(),
+                "holds no audit log segment",
+                empty.as_path(),
+            ),
         ] {
             for (way, error) in read_every_way(path) {
                 let error = error
                     .unwrap_or_else(|| panic!("{way} of {} still waits after 5 s", path.display()));
                 assert!(
-                    error.contains(what) && error.contains(&path.display().to_string()),
+                    error.contains(what) && error.contains(&named.display().to_string()),
                     "{way}: {error}"
                 );
             }

@@ -409,6 +409,43 @@ pub(super) fn append_record(
     if text.len() - start + HASH_FIELD_BYTES > MAX_RECORD_BYTES {
         body.write_cut(text, start, event, worker);
     }
+    finish_record(text, start)
+}
+
+/// Number, chain and hash one record the log writes of its own (a
+/// checkpoint's), with `params` as given, append it to `text` as a line,
+/// and return its hash. A record that would be longer than
+/// [`MAX_RECORD_BYTES`] is written with `params` saying so instead.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn append_value_record(
+    text: &mut String,
+    seq: u64,
+    head: &str,
+    ts: SystemTime,
+    operation: &'static str,
+    swarm_id: &str,
+    params: &Value,
+    worker: Option<&str>,
+) -> String {
+    let start = text.len();
+    let body = Body {
+        seq,
+        head,
+        ts,
+        operation,
+    };
+    body.write(text, Params::Value(params), swarm_id, None, worker);
+    if text.len() - start + HASH_FIELD_BYTES > MAX_RECORD_BYTES {
+        text.truncate(start);
+        let too_long = serde_json::json!({"error": "longer than a record can be"});
+        body.write(text, Params::Value(&too_long), swarm_id, None, worker);
+    }
+    finish_record(text, start)
+}
+
+/// Add the hash of the record written from `start` to `text` (its
+/// canonical encoding, without `hash`), end the line, and return the hash.
+fn finish_record(text: &mut String, start: usize) -> String {
     let digest = Sha256::digest(&text.as_bytes()[start..]);
     text.pop();
     text.push_str(",\"hash\":\"");

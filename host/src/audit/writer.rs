@@ -3,18 +3,24 @@
 //! `EventSink` in front of it.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::events::{Event, EventSink};
+use crate::replay::{History, Params, Replay};
 
-use super::read::verify;
+use super::checkpoint::{self, From, Restored};
 use super::record::append_record;
-use super::{AuditError, BATCH_LINGER, FsyncPolicy, GENESIS, MAX_BATCH, QUEUE_CAPACITY};
+use super::segments::{self, Layout, segment_name};
+use super::{
+    AuditError, BATCH_LINGER, DEFAULT_SEGMENT_MAX_AGE, DEFAULT_SEGMENT_MAX_BYTES, FsyncPolicy,
+    MAX_BATCH, QUEUE_CAPACITY, retention,
+};
 
 struct Pending {
     ts: SystemTime,
@@ -97,13 +103,89 @@ impl Failure {
     }
 }
 
+/// What a message to the writer asks.
+enum Message {
+    /// Write a record.
+    Record(Pending),
+    /// A contract was loaded: judge its swarm's records by it.
+    Contract(String, Box<Params>),
+    /// A swarm's state after every record before this message.
+    History(String, SyncSender<Option<History>>),
+    /// Close the segment now (and start the next with a checkpoint).
+    CloseSegment(SyncSender<Result<(), String>>),
+}
+
+/// How the log is kept: when to `fsync`, the host's name, when a segment
+/// is closed, what retention removes, and the contracts its swarms are
+/// judged by until their hosts announce them.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// When to `fsync`.
+    pub fsync: FsyncPolicy,
+    /// The host's name in every record, when it is one of several.
+    pub worker: Option<String>,
+    /// A segment is closed once it holds at least this many bytes.
+    pub segment_max_bytes: u64,
+    /// A segment is closed once its first record is this old (checked
+    /// when a record is written).
+    pub segment_max_age: Duration,
+    /// What is removed when a segment closes.
+    pub retention: Retention,
+    /// Settings to judge swarms by whose records carry none (a log from
+    /// before this host announced its contracts).
+    pub contracts: Vec<(String, Params)>,
+}
+
+impl AuditOptions {
+    /// The defaults, with this `fsync` policy.
+    pub fn new(fsync: FsyncPolicy) -> Self {
+        Self {
+            fsync,
+            worker: None,
+            segment_max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
+            segment_max_age: DEFAULT_SEGMENT_MAX_AGE,
+            retention: Retention::default(),
+            contracts: Vec::new(),
+        }
+    }
+}
+
+/// What retention removes when a segment closes: the oldest segments,
+/// while more are kept than a limit allows, and only segments older than
+/// the newest checkpoint that covers them (the first segment kept starts
+/// with a checkpoint, so what remains still verifies). No limit (the
+/// default) keeps everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Retention {
+    /// Keep at most this many segments (the one being written included).
+    pub keep_segments: Option<usize>,
+    /// Keep at most this many bytes of segments.
+    pub keep_bytes: Option<u64>,
+    /// Keep segments last written to at most this long ago.
+    pub keep_age: Option<Duration>,
+    /// Delete removed segments (`true`) rather than move them to the
+    /// archive directory.
+    pub delete: bool,
+    /// Where archived segments go (default: `archive/` in the log's
+    /// directory); a directory on the same file system.
+    pub archive_dir: Option<PathBuf>,
+}
+
+impl Retention {
+    /// Whether any limit is set.
+    pub fn active(&self) -> bool {
+        self.keep_segments.is_some() || self.keep_bytes.is_some() || self.keep_age.is_some()
+    }
+}
+
 /// The audit log: an [`EventSink`] that appends hash-chained records.
 pub struct AuditLog {
     path: PathBuf,
     fsync: FsyncPolicy,
-    sender: RwLock<Option<SyncSender<Pending>>>,
+    sender: RwLock<Option<SyncSender<Message>>>,
     writer: Mutex<Option<JoinHandle<Result<(), AuditError>>>>,
     failure: Arc<Failure>,
+    restored: Restored,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -115,12 +197,11 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Open (or create) the log at `path`, lock it, verify what it holds,
-    /// and start the writer thread. A partial last line is cut off; a log
-    /// that does not verify is refused (move it aside to start a new one), as
-    /// is one another process (or another `AuditLog`) has open.
+    /// Open (or create) the log at `path`, lock it, restore its state
+    /// from its newest checkpoint, and start the writer thread (see
+    /// [`AuditLog::open_with`]; the default segments and no retention).
     pub fn open(path: impl AsRef<Path>, fsync: FsyncPolicy) -> Result<Arc<Self>, AuditError> {
-        Self::open_as(path, fsync, None)
+        Self::open_with(path, AuditOptions::new(fsync))
     }
 
     /// [`AuditLog::open`] for a host named `worker` (one of several
@@ -131,59 +212,156 @@ impl AuditLog {
         fsync: FsyncPolicy,
         worker: Option<String>,
     ) -> Result<Arc<Self>, AuditError> {
+        Self::open_with(
+            path,
+            AuditOptions {
+                worker,
+                ..AuditOptions::new(fsync)
+            },
+        )
+    }
+
+    /// Open (or create) the log at `path` — a directory of segments; a
+    /// single-file log becomes the first segment of a directory of that
+    /// name — and lock it (another writer is refused). The swarms' state
+    /// is restored from the newest checkpoint that holds, and the records
+    /// after it are checked and replayed; a partial last line (a crash
+    /// mid-write) is cut off; a log whose chain from there does not verify
+    /// is refused (move it aside to start a new one). Then the writer
+    /// thread starts.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: AuditOptions,
+    ) -> Result<Arc<Self>, AuditError> {
         let path = path.as_ref().to_path_buf();
         let io = |source| AuditError::Io {
             path: path.clone(),
             source,
         };
+        let lock = segments::prepare(&path)?;
+        if segments::list(&path)?.is_empty() {
+            crate::files::create_private_file(&path.join(segment_name(1))).map_err(io)?;
+            segments::sync_dir(&path).map_err(io)?;
+        }
+        let layout = Layout::find(&path)?;
+        let mut replay = Replay::new();
+        for (id, params) in &options.contracts {
+            replay.contract(id, params.clone());
+        }
+        let restored = checkpoint::restore(&layout, &mut replay, From::Latest)?;
+        let last = layout.last().clone();
+        let seg_io = |source| AuditError::Io {
+            path: last.path.clone(),
+            source,
+        };
         // Never a fifo or a device: opening one could block, and records
         // written to it would be lost.
-        let mut file = crate::files::open_regular_append(&path).map_err(io)?;
-        // Held until the writer closes the file.
-        file.try_lock().map_err(|e| match e {
-            std::fs::TryLockError::WouldBlock => AuditError::InUse { path: path.clone() },
-            std::fs::TryLockError::Error(e) => io(e),
-        })?;
-        let (seq, head) = if file.metadata().map_err(io)?.len() > 0 {
-            let v = verify(&path)?;
-            if v.partial_tail_bytes > 0 {
-                let len = file.metadata().map_err(io)?.len();
-                file.set_len(len - v.partial_tail_bytes).map_err(io)?;
-                tracing::warn!(target: "chassis::audit", "{}: dropped a partial last record of {} bytes", path.display(), v.partial_tail_bytes);
-            }
-            (v.records, v.head)
-        } else {
-            (0, GENESIS.to_string())
-        };
-        file.seek(SeekFrom::End(0)).map_err(io)?;
+        let file = crate::files::open_regular_append(&last.path).map_err(seg_io)?;
+        let v = &restored.verified;
+        if v.partial_tail_bytes > 0 {
+            let len = file.metadata().map_err(seg_io)?.len();
+            file.set_len(len - v.partial_tail_bytes).map_err(seg_io)?;
+            tracing::warn!(target: "chassis::audit", "{}: dropped a partial last record of {} bytes", last.path.display(), v.partial_tail_bytes);
+        }
+        let segment_bytes = file.metadata().map_err(seg_io)?.len();
+        if segment_bytes == 0 && last.first_seq != v.last_seq + 1 {
+            return Err(AuditError::Bad {
+                path: last.path.clone(),
+                line: 1,
+                reason: format!(
+                    "the segment is empty and named for record {}, but the log ends at record {}",
+                    last.first_seq, v.last_seq
+                ),
+            });
+        }
+        if restored.checkpoint.is_some() || restored.replayed > 0 {
+            tracing::info!(target: "chassis::audit", "{}: continuing at record {}: state from {}, {} records replayed", path.display(), v.last_seq, restored.checkpoint.as_ref().map_or("the log's start".to_string(), |h| format!("the checkpoint covering record {}", h.seq)), restored.replayed);
+        }
+        let segment_started = first_time(&last.path).unwrap_or_else(SystemTime::now);
         let (sender, receiver) = sync_channel(QUEUE_CAPACITY);
         let writer_path = path.clone();
         let failure = Arc::<Failure>::default();
         let writer_failure = failure.clone();
+        let mut writer = Writer::new(
+            file,
+            v.last_seq,
+            v.head.clone(),
+            options.fsync,
+            options.worker.clone(),
+        );
+        writer.segments = Some(Segments {
+            dir: path.clone(),
+            _lock: lock,
+            first_seq: last.first_seq,
+            bytes: segment_bytes,
+            started: segment_started,
+            max_bytes: options.segment_max_bytes.max(1),
+            max_age: options.segment_max_age,
+            retention: options.retention.clone(),
+            pause: std::env::var(PAUSE_ENV).ok(),
+        });
+        writer.replay = replay;
+        writer.since_checkpoint = restored.replayed;
         let writer = std::thread::Builder::new()
             .name("chassis-audit".into())
-            .spawn(move || {
-                let writer = Writer::new(file, seq, head, fsync, worker);
-                write_loop(writer_path, writer, receiver, &writer_failure)
-            })
+            .spawn(move || write_loop(writer_path, writer, receiver, &writer_failure))
             .map_err(io)?;
         Ok(Arc::new(Self {
             path,
-            fsync,
+            fsync: options.fsync,
             sender: RwLock::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             failure,
+            restored,
         }))
     }
 
-    /// The log's path.
+    /// The log's path (its directory).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Write everything recorded so far, `fsync`, and stop the writer.
-    /// From then on the log reports a failure, so a host using it refuses
-    /// new loads and tasks.
+    /// What opening the log restored: the checkpoint its state came from,
+    /// the records replayed after it, the checkpoints passed over.
+    pub fn restored(&self) -> &Restored {
+        &self.restored
+    }
+
+    /// `swarm_id`'s SLO figures and reputation after every record written
+    /// so far, as a replay of the log gives them (`None` for a swarm with
+    /// no record, or when the writer has stopped).
+    pub fn history(&self, swarm_id: &str) -> Option<History> {
+        let (tx, rx) = sync_channel(1);
+        self.send(Message::History(swarm_id.to_string(), tx))?;
+        rx.recv().ok().flatten()
+    }
+
+    /// Close the segment being written now, and start the next with a
+    /// checkpoint (retention then runs as it does when a segment fills).
+    pub fn close_segment(&self) -> Result<(), AuditError> {
+        let (tx, rx) = sync_channel(1);
+        let stopped = || AuditError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other("the audit log's writer has stopped"),
+        };
+        self.send(Message::CloseSegment(tx)).ok_or_else(stopped)?;
+        rx.recv()
+            .map_err(|_| stopped())?
+            .map_err(|reason| AuditError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other(reason),
+            })
+    }
+
+    fn send(&self, message: Message) -> Option<()> {
+        let sender = self.sender.read().expect("audit lock");
+        sender.as_ref()?.send(message).ok()
+    }
+
+    /// Write everything recorded so far, write a checkpoint when records
+    /// came since the last, `fsync`, and stop the writer. From then on the
+    /// log reports a failure, so a host using it refuses new loads and
+    /// tasks.
     pub fn close(&self) -> Result<(), AuditError> {
         drop(self.sender.write().expect("audit lock").take());
         let result = match self.writer.lock().expect("audit lock").take() {
@@ -196,6 +374,17 @@ impl AuditLog {
         });
         result
     }
+}
+
+/// The time of the first record of the segment at `path`.
+fn first_time(path: &Path) -> Option<SystemTime> {
+    let mut lines = super::read::Lines::open(path).ok()?;
+    let super::read::Line::Whole(line) = lines.next_line().ok()? else {
+        return None;
+    };
+    let record: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let micros = super::record::parse_rfc3339(record["ts"].as_str()?)?;
+    Some(UNIX_EPOCH + Duration::from_micros(micros.max(0) as u64))
 }
 
 impl Drop for AuditLog {
@@ -219,11 +408,8 @@ impl EventSink for AuditLog {
             event,
             ack: ack.clone().map(AckHandle),
         };
-        let sent = {
-            let sender = self.sender.read().expect("audit lock");
-            // Blocks while the queue is full: records are never dropped.
-            matches!(&*sender, Some(s) if s.send(pending).is_ok())
-        };
+        // Blocks while the queue is full: records are never dropped.
+        let sent = self.send(Message::Record(pending)).is_some();
         let written = sent && ack.is_none_or(|ack| ack.wait());
         if !written {
             self.failure.fail(true, || {
@@ -231,6 +417,13 @@ impl EventSink for AuditLog {
             });
             tracing::error!(target: "chassis::audit", "a {operation} record was not written");
         }
+    }
+
+    fn contract_loaded(&self, contract: &crate::ServiceContract) {
+        let _ = self.send(Message::Contract(
+            contract.swarm_id.clone(),
+            Box::new(Params::of(contract)),
+        ));
     }
 
     fn failure(&self) -> Option<String> {
@@ -241,7 +434,7 @@ impl EventSink for AuditLog {
 fn write_loop(
     path: PathBuf,
     mut writer: Writer,
-    receiver: Receiver<Pending>,
+    receiver: Receiver<Message>,
     failure: &Failure,
 ) -> Result<(), AuditError> {
     let stopped = |e: &AuditError| format!("audit log writer stopped: {e}");
@@ -267,6 +460,27 @@ fn write_loop(
     result
 }
 
+/// The environment variable that pauses the writer at a point of a
+/// segment close, for crash tests (`docs/audit.md`): `segment` (the next
+/// segment made, nothing in it yet) or `checkpoint` (its checkpoint's
+/// marker written, its swarm states not yet).
+pub const PAUSE_ENV: &str = "CHASSIS_AUDIT_PAUSE";
+
+/// The writer's segment: where it is, how full, and when to close it.
+struct Segments {
+    dir: PathBuf,
+    /// The writer's lock on the log, held while it writes.
+    _lock: File,
+    /// First record of the segment being written.
+    first_seq: u64,
+    bytes: u64,
+    started: SystemTime,
+    max_bytes: u64,
+    max_age: Duration,
+    retention: Retention,
+    pause: Option<String>,
+}
+
 struct Writer {
     file: File,
     seq: u64,
@@ -280,6 +494,12 @@ struct Writer {
     synced: bool,
     /// When `fsync` last ran.
     last_fsync: Option<Instant>,
+    /// The segments (`None`: a writer of one file, in tests).
+    segments: Option<Segments>,
+    /// The state of every swarm after the records written.
+    replay: Replay,
+    /// Records written since the last checkpoint.
+    since_checkpoint: u64,
 }
 
 impl Writer {
@@ -295,6 +515,9 @@ impl Writer {
             last_sync: Instant::now(),
             synced: true,
             last_fsync: None,
+            segments: None,
+            replay: Replay::new(),
+            since_checkpoint: 0,
         }
     }
 }
@@ -304,7 +527,7 @@ impl Writer {
     /// told to `failed` before the callers waiting on it are.
     fn run(
         &mut self,
-        receiver: &Receiver<Pending>,
+        receiver: &Receiver<Message>,
         failed: impl Fn(&std::io::Error),
     ) -> std::io::Result<()> {
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -329,35 +552,168 @@ impl Writer {
                     Err(_) => break,
                 },
             };
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
+            let mut other = None;
+            match first {
+                Message::Record(p) => batch.push(p),
+                m => other = Some(m),
+            }
+            while other.is_none() && batch.len() < MAX_BATCH {
                 match receiver.try_recv() {
-                    Ok(next) => batch.push(next),
+                    Ok(Message::Record(next)) => batch.push(next),
+                    Ok(m) => other = Some(m),
                     Err(_) => break,
                 }
             }
             let batch_was_full = batch.len() == MAX_BATCH;
-            let result = self.write_batch(&batch, &mut text);
-            if let Err(e) = &result {
-                failed(e);
+            if !batch.is_empty() {
+                let result = self.write_batch(&batch, &mut text);
+                if let Err(e) = &result {
+                    failed(e);
+                }
+                for pending in batch.drain(..) {
+                    if let Some(ack) = pending.ack {
+                        ack.signal(result.is_ok());
+                    }
+                }
+                result?;
             }
-            for pending in batch.drain(..) {
-                if let Some(ack) = pending.ack {
-                    ack.signal(result.is_ok());
+            let handled = other.is_some();
+            match other {
+                None => {}
+                Some(Message::Record(_)) => unreachable!("records go in the batch"),
+                Some(Message::Contract(id, params)) => self.replay.contract(&id, *params),
+                Some(Message::History(id, reply)) => {
+                    let _ = reply.send(self.replay.history(&id));
+                }
+                Some(Message::CloseSegment(reply)) => {
+                    let result = self.close_segment("requested", &mut text);
+                    let _ = reply.send(result.as_ref().map_err(|e| e.to_string()).copied());
+                    if let Err(e) = &result {
+                        failed(e);
+                    }
+                    result?;
                 }
             }
-            result?;
-            if !batch_was_full {
+            if !batch_was_full && !handled {
                 std::thread::sleep(BATCH_LINGER);
             }
+        }
+        if self.since_checkpoint > 0 && self.segments.is_some() {
+            text.clear();
+            self.append_checkpoint(&mut text, "shutdown");
+            self.append_text(&text)?;
         }
         self.sync()
     }
 
-    /// Append `batch` with one write, and sync as the policy says.
-    fn write_batch(&mut self, batch: &[Pending], text: &mut String) -> std::io::Result<()> {
+    /// Whether the segment being written is due to close, with `pending`
+    /// more bytes written to it.
+    fn segment_full(&self, pending: u64) -> bool {
+        let Some(s) = &self.segments else {
+            return false;
+        };
+        let bytes = s.bytes + pending;
+        bytes >= s.max_bytes || (bytes > 0 && s.started.elapsed().unwrap_or_default() >= s.max_age)
+    }
+
+    /// Append a checkpoint of every swarm's state to `text`.
+    fn append_checkpoint(&mut self, text: &mut String, reason: &str) {
+        checkpoint::append(
+            text,
+            &mut self.seq,
+            &mut self.head,
+            SystemTime::now(),
+            &self.replay,
+            reason,
+            self.worker.as_deref(),
+        );
+        self.since_checkpoint = 0;
+    }
+
+    /// Close the segment being written: sync it, make the next one, and
+    /// write a checkpoint at its start; then apply retention.
+    fn close_segment(&mut self, reason: &str, text: &mut String) -> std::io::Result<()> {
+        let Some(s) = &self.segments else {
+            return Ok(());
+        };
+        let (dir, pause) = (s.dir.clone(), s.pause.clone());
+        self.file.sync_data()?;
+        let first_seq = self.seq + 1;
+        let path = dir.join(segment_name(first_seq));
+        let mut file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
+        segments::sync_dir(&dir)?;
+        if pause.as_deref() == Some("segment") {
+            pause_here(&format!("made segment {}", path.display()));
+        }
         text.clear();
-        for pending in batch.iter() {
+        self.append_checkpoint(text, reason);
+        if pause.as_deref() == Some("checkpoint") {
+            let marker = text.find('\n').map_or(text.len(), |i| i + 1);
+            file.write_all(&text.as_bytes()[..marker])?;
+            file.sync_data()?;
+            pause_here(&format!(
+                "wrote the checkpoint marker in {}",
+                path.display()
+            ));
+        }
+        file.write_all(text.as_bytes())?;
+        file.flush()?;
+        file.sync_data()?;
+        self.file = file;
+        self.synced = true;
+        self.since_sync = 0;
+        if let Some(s) = &mut self.segments {
+            s.first_seq = first_seq;
+            s.bytes = text.len() as u64;
+            s.started = SystemTime::now();
+        }
+        self.retain(text)
+    }
+
+    /// Remove the oldest segments as retention says, and record that it
+    /// did. A failure to remove one is logged, not fatal.
+    fn retain(&mut self, text: &mut String) -> std::io::Result<()> {
+        let Some(s) = &self.segments else {
+            return Ok(());
+        };
+        if !s.retention.active() {
+            return Ok(());
+        }
+        let removed = match retention::apply(&s.dir, &s.retention) {
+            Ok(Some(removed)) => removed,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::error!(target: "chassis::audit", "retention of {}: {e}", s.dir.display());
+                return Ok(());
+            }
+        };
+        text.clear();
+        self.seq += 1;
+        self.head = super::record::append_value_record(
+            text,
+            self.seq,
+            &self.head,
+            SystemTime::now(),
+            "retention",
+            "",
+            &removed,
+            self.worker.as_deref(),
+        );
+        self.append_text(text)
+    }
+
+    /// Append `batch` with one write (one per segment when the batch fills
+    /// the segment being written), and sync as the policy says.
+    fn write_batch(&mut self, batch: &[Pending], text: &mut String) -> std::io::Result<()> {
+        if self.segment_full(0) {
+            self.close_segment("segment", text)?;
+        }
+        text.clear();
+        for (i, pending) in batch.iter().enumerate() {
             self.seq += 1;
             self.head = append_record(
                 text,
@@ -367,11 +723,16 @@ impl Writer {
                 &pending.event,
                 self.worker.as_deref(),
             );
+            self.replay.observe(micros(pending.ts), &pending.event);
             self.since_sync += 1;
+            self.since_checkpoint += 1;
+            if i + 1 < batch.len() && self.segment_full(text.len() as u64) {
+                self.append_text(text)?;
+                self.close_segment("segment", text)?;
+                text.clear();
+            }
         }
-        self.file.write_all(text.as_bytes())?;
-        self.file.flush()?;
-        self.synced = false;
+        self.append_text(text)?;
         let due = match self.fsync {
             FsyncPolicy::Always => true,
             FsyncPolicy::EveryN(n) => self.since_sync >= n,
@@ -384,6 +745,17 @@ impl Writer {
         Ok(())
     }
 
+    /// Append `text` to the segment being written.
+    fn append_text(&mut self, text: &str) -> std::io::Result<()> {
+        self.file.write_all(text.as_bytes())?;
+        self.file.flush()?;
+        if let Some(s) = &mut self.segments {
+            s.bytes += text.len() as u64;
+        }
+        self.synced = false;
+        Ok(())
+    }
+
     fn sync(&mut self) -> std::io::Result<()> {
         if !self.synced {
             self.file.sync_data()?;
@@ -393,6 +765,21 @@ impl Writer {
         self.since_sync = 0;
         self.last_sync = Instant::now();
         Ok(())
+    }
+}
+
+/// A record's time as the log writes it: microseconds since the epoch
+/// (the epoch for a time before it).
+fn micros(t: SystemTime) -> i64 {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() as i64) * 1_000_000 + i64::from(d.subsec_micros())
+}
+
+/// Stop here until the process is killed (crash tests, [`PAUSE_ENV`]).
+fn pause_here(what: &str) -> ! {
+    eprintln!("chassis audit: paused: {what}");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
     }
 }
 
@@ -452,7 +839,9 @@ mod tests {
         // record in it learns that it was not written.
         let (sender, receiver) = sync_channel(4);
         let ack = Arc::<Ack>::default();
-        sender.send(pending(Some(ack.clone()))).unwrap();
+        sender
+            .send(Message::Record(pending(Some(ack.clone()))))
+            .unwrap();
         let waiter = std::thread::spawn({
             let ack = ack.clone();
             move || ack.wait()
@@ -474,7 +863,9 @@ mod tests {
             .unwrap();
         let (sender, receiver) = sync_channel(4);
         let ack = Arc::<Ack>::default();
-        sender.send(pending(Some(ack.clone()))).unwrap();
+        sender
+            .send(Message::Record(pending(Some(ack.clone()))))
+            .unwrap();
         let failure = Arc::<Failure>::default();
         let writer = Writer::new(file, 0, GENESIS.to_string(), FsyncPolicy::Always, None);
         let result = write_loop(PathBuf::from("/dev/full"), writer, receiver, &failure);
@@ -489,7 +880,7 @@ mod tests {
             "{why}"
         );
         // Later records cannot be queued: the caller sees the failure.
-        assert!(sender.send(pending(None)).is_err());
+        assert!(sender.send(Message::Record(pending(None))).is_err());
     }
 
     #[test]
@@ -512,7 +903,7 @@ mod tests {
         );
         let started = Instant::now();
         let (sender, receiver) = sync_channel(4);
-        sender.send(pending(None)).unwrap();
+        sender.send(Message::Record(pending(None))).unwrap();
         // Nothing more comes for 300 ms, then the log is closed.
         let closer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));

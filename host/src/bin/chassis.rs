@@ -182,7 +182,7 @@ enum AuditCommand {
     /// exits with 1. Cutting records off the end leaves a valid chain: keep
     /// the printed head elsewhere and pass it to --expect-head to detect that.
     Verify {
-        /// The audit log (JSON lines).
+        /// The audit log: its directory of segments (or an older single-file log).
         file: PathBuf,
         /// A head printed by an earlier verify (SEQ:HASH): the log must still
         /// hold that record with that hash.
@@ -202,7 +202,7 @@ enum AuditCommand {
     },
     /// Print records (JSON lines), filtered.
     Show {
-        /// The audit log (JSON lines).
+        /// The audit log: its directory of segments (or an older single-file log).
         file: PathBuf,
         /// Only this swarm.
         #[arg(long)]
@@ -262,6 +262,17 @@ enum Command {
         /// Print the reports as JSON.
         #[arg(long)]
         json: bool,
+        /// Replay the whole log from its start instead of starting from its
+        /// newest checkpoint (same figures, read the long way).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        full: bool,
+        /// Only the records from this one on (a record number, as `audit
+        /// show` prints them): the figures of that range alone.
+        #[arg(long, value_name = "SEQ")]
+        from: Option<u64>,
+        /// Only the records up to this one (included).
+        #[arg(long, value_name = "SEQ")]
+        to: Option<u64>,
     },
     /// Release a quarantined swarm: records a `released` event in the audit
     /// log, so the next `chassis run --audit` of that swarm runs again; or,
@@ -597,12 +608,19 @@ fn host_for(
     })
 }
 
-/// Open the audit log at `path` (the error names it as the audit log).
+/// Open the audit log at `path` (the error names it as the audit log),
+/// judging `contract`'s swarm by it where the log's records do not say.
 fn open_audit(
     path: &Path,
     fsync: chassis::audit::FsyncPolicy,
+    contract: Option<&ServiceContract>,
 ) -> Result<std::sync::Arc<chassis::audit::AuditLog>> {
-    chassis::audit::AuditLog::open(path, fsync).context("audit log")
+    let mut options = chassis::audit::AuditOptions::new(fsync);
+    options.contracts = contract
+        .map(|c| (c.swarm_id.clone(), chassis::report::Params::of(c)))
+        .into_iter()
+        .collect();
+    chassis::audit::AuditLog::open_with(path, options).context("audit log")
 }
 
 /// `chassis run --repeat N`: the task N times, one JSON line each on
@@ -1127,11 +1145,28 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             } else {
                 String::new()
             };
-            out(format_args!("OK: {} records{partial}", v.records))?;
-            let held = if expect_head.is_some() {
-                " (holds the expected head)"
+            let segments = if v.segments > 1 {
+                format!(" in {} segments", v.segments)
             } else {
-                ""
+                String::new()
+            };
+            let from = match &v.anchor {
+                Some(anchor) => format!(
+                    ", records {} to {}, from the checkpoint covering record {} (older segments removed by retention)",
+                    v.first_seq, v.last_seq, anchor.seq
+                ),
+                None => String::new(),
+            };
+            out(format_args!(
+                "OK: {} records{segments}{from}{partial}",
+                v.records
+            ))?;
+            let held = match (&expect_head, &v.anchor) {
+                (Some(head), Some(anchor)) if head.seq < anchor.seq => {
+                    " (the expected head is older than the log's first record: covered by its first checkpoint, not checked by hash)"
+                }
+                (Some(_), _) => " (holds the expected head)",
+                (None, _) => "",
             };
             out(format_args!("head: {}{held}", v.head()))
         }
@@ -1159,10 +1194,14 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
                 since_micros: time("since", since)?,
                 until_micros: time("until", until)?,
             };
-            for record in chassis::audit::read(&file, &filter).context("audit log")? {
-                out(chassis::text::json_for_terminal(&record.to_string()))?;
-            }
-            Ok(())
+            let mut written = Ok(());
+            chassis::audit::for_each(&file, &filter, |record| {
+                if written.is_ok() {
+                    written = out(chassis::text::json_for_terminal(&record.to_string()));
+                }
+            })
+            .context("audit log")?;
+            written
         }
         Command::Release {
             audit: None,
@@ -1184,14 +1223,20 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
         } => {
             let audit = audit.context("give --audit FILE, or --nats URL")?;
             let contract = ServiceContract::from_file(&contract)?;
-            chassis::audit::verify(&audit).context("audit log")?;
-            let records = chassis::audit::events(&audit).context("audit log")?;
-            let mut reputation = chassis::report::history(&records, &contract).reputation;
+            let log = open_audit(&audit, chassis::audit::FsyncPolicy::Always, Some(&contract))?;
+            let mut reputation = log
+                .history(&contract.swarm_id)
+                .map(|h| h.reputation)
+                .with_context(|| {
+                    format!(
+                        "swarm {:?} has no record in the audit log",
+                        contract.swarm_id
+                    )
+                })?;
             if !reputation.quarantined {
                 bail!("swarm {:?} is not quarantined", contract.swarm_id);
             }
             reputation.release();
-            let log = open_audit(&audit, chassis::audit::FsyncPolicy::Always)?;
             chassis::EventSink::record(
                 &*log,
                 &chassis::Event::Released {
@@ -1209,19 +1254,41 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             audit,
             contracts,
             json,
+            full,
+            from,
+            to,
         } => {
-            chassis::audit::verify(&audit).context("audit log")?;
-            let records = chassis::audit::events(&audit).context("audit log")?;
+            let contracts = contracts
+                .iter()
+                .map(ServiceContract::from_file)
+                .collect::<Result<Vec<_>, _>>()?;
+            let start = match (full, from, to) {
+                (true, ..) => chassis::audit::From::Start,
+                (false, None, None) => chassis::audit::From::Latest,
+                (false, from, to) => {
+                    chassis::audit::From::Range(from.unwrap_or(1), to.unwrap_or(u64::MAX))
+                }
+            };
+            let (reports, restored) =
+                chassis::report::from_log(&audit, &contracts, start).context("audit log")?;
+            let v = &restored.verified;
+            let origin = match (&restored.checkpoint, start) {
+                (_, chassis::audit::From::Range(a, b)) => {
+                    format!("records {a} to {} only", b.min(v.last_seq))
+                }
+                (Some(head), _) => format!("the checkpoint covering record {}", head.seq),
+                (None, _) => "the log's start".to_string(),
+            };
+            eprintln!(
+                "audit log: records {} to {}; state from {origin}, {} records replayed",
+                v.first_seq, v.last_seq, restored.replayed
+            );
             let mut all_pass = true;
-            let mut reports = Vec::new();
-            for path in &contracts {
-                let contract = ServiceContract::from_file(path)?;
-                let report = chassis::report::replay(&records, &contract);
+            for report in &reports {
                 // No tasks: nothing to pass or fail.
                 all_pass &=
                     report.slo.tasks == 0 || report.slo.compliance.iter().all(|c| c.compliant);
                 all_pass &= !report.reputation.quarantined;
-                reports.push(report);
             }
             if json {
                 json_out(&reports)?;
@@ -1376,7 +1443,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
                 Err(e) => {
                     // The refusal is audited like any other load rejection.
                     if let Some(path) = &audit {
-                        let log = open_audit(path, fsync)?;
+                        let log = open_audit(path, fsync, None)?;
                         chassis::EventSink::record(
                             &*log,
                             &chassis::Event::LoadRejected {
@@ -1392,7 +1459,9 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             let secrets = secrets
                 .map(|path| SecretStore::from_file(path).context("secrets file"))
                 .transpose()?;
-            let audit_log = audit.map(|path| open_audit(&path, fsync)).transpose()?;
+            let audit_log = audit
+                .map(|path| open_audit(&path, fsync, Some(&parsed)))
+                .transpose()?;
             let recorder = metrics_file
                 .as_ref()
                 .map(|_| std::sync::Arc::new(chassis::metrics::Metrics::new()));
@@ -1422,9 +1491,11 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
             );
             if let Some(log) = &audit_log {
                 // SLO figures, reputation and quarantine carry over from
-                // earlier runs: the whole state, so the numbers chain.
-                let records = chassis::audit::events(log.path()).context("audit log")?;
-                chassis.restore_history(chassis::report::history(&records, &parsed))?;
+                // earlier runs: the whole state, so the numbers chain (the
+                // log's writer restored it from its newest checkpoint).
+                if let Some(history) = log.history(&parsed.swarm_id) {
+                    chassis.restore_history(history)?;
+                }
             }
             if repeat > 1 {
                 let result = run_many(

@@ -107,9 +107,6 @@ pub struct Service {
     recent: Arc<status::Recent>,
     /// Turns at reading the audit log's end for `/v1/audit`: one at a time.
     audit_reads: Arc<tokio::sync::Semaphore>,
-    /// The audit log's records by swarm, read once by the first restore:
-    /// each swarm loaded later is restored from them (`restore`).
-    restored: tokio::sync::Mutex<Option<crate::audit::BySwarm>>,
     /// The address [`Service::serve`] listens on (before it does, or for an
     /// embedder's own listener: `listen` of the configuration).
     bound: std::sync::OnceLock<std::net::SocketAddr>,
@@ -311,7 +308,6 @@ impl Service {
             metrics,
             recent,
             audit_reads: Arc::new(tokio::sync::Semaphore::new(1)),
-            restored: tokio::sync::Mutex::new(None),
             bound: std::sync::OnceLock::new(),
             interrupted: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "nats")]
@@ -397,46 +393,23 @@ impl Service {
     }
 
     /// Carry SLO figures, reputation and quarantine over from the audit
-    /// log to swarms just loaded. The log is read once, by the first call
-    /// (the first load), into each swarm's records; every swarm is restored
-    /// from those, the first time it loads, without reading the log again
-    /// (one loaded a second time, after an unload, has records of this run
-    /// too, and the log is read again for it alone: [`crate::audit::BySwarm`]).
+    /// log to swarms just loaded: the log's writer holds every swarm's
+    /// state as a replay of the log gives it (restored from its newest
+    /// checkpoint when it was opened, and kept since), so nothing is read.
     async fn restore(&self, loaded: &[String]) -> Result<(), ServeError> {
         let Some(log) = &self.audit else {
             return Ok(());
         };
-        let mut restored = self.restored.lock().await;
-        if loaded.is_empty() && restored.is_some() {
-            return Ok(());
-        }
-        let path = log.path().to_path_buf();
-        let audit_error = |reason: String| ServeError::Audit {
-            path: path.clone(),
-            reason,
-        };
-        let (by_swarm, records) = {
-            let (path, ids, by_swarm) = (path.clone(), loaded.to_vec(), restored.take());
-            tokio::task::spawn_blocking(move || {
-                let mut by_swarm = match by_swarm {
-                    Some(by_swarm) => by_swarm,
-                    None => crate::audit::BySwarm::read(&path)?,
-                };
-                let records = ids
-                    .iter()
-                    .map(|id| by_swarm.take(id))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok::<_, crate::audit::AuditError>((by_swarm, records))
-            })
-            .await
-            .map_err(|e| audit_error(e.to_string()))?
-            .map_err(|e| audit_error(e.to_string()))?
-        };
-        *restored = Some(by_swarm);
-        for (id, records) in loaded.iter().zip(records) {
-            if let Ok(info) = self.chassis.describe(id) {
-                self.chassis
-                    .restore_history(crate::report::history(&records, &info.contract))?;
+        for id in loaded {
+            let (writer, swarm) = (log.clone(), id.clone());
+            let history = tokio::task::spawn_blocking(move || writer.history(&swarm))
+                .await
+                .map_err(|e| ServeError::Audit {
+                    path: log.path().to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+            if let Some(history) = history {
+                self.chassis.restore_history(history)?;
             }
         }
         Ok(())
@@ -813,11 +786,11 @@ mod tests {
     }
 
     /// Swarms restored at start and loaded later are all restored from
-    /// the one pass over the log made at start: once the service has
-    /// started, the log's path is not read again (here it is gone: the
-    /// writer goes on writing to the file it has open).
+    /// the state the log's writer keeps: once the service has started,
+    /// the log is not read again (here it is gone: the writer goes on
+    /// writing to the segment it has open).
     #[tokio::test]
-    async fn every_swarm_is_restored_from_one_pass_over_the_log_at_start() {
+    async fn every_swarm_is_restored_without_reading_the_log_again() {
         let dir = std::env::temp_dir().join(format!("chassis-restore-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let contracts = dir.join("contracts");
@@ -867,18 +840,10 @@ mod tests {
         };
         assert!(quarantined("a") && quarantined("b"));
         assert!(!quarantined("fresh"));
-        assert_eq!(
-            service.restored.lock().await.as_ref().map(|b| b.passes()),
-            Some(1)
-        );
-        // Loaded after start: restored from the same pass.
-        std::fs::remove_file(&log).unwrap();
+        // Loaded after start: restored from the writer's state.
+        std::fs::remove_dir_all(&log).unwrap();
         service.load_or_replace(&later).await.unwrap();
         assert!(quarantined("later"), "later was not restored from the log");
-        assert_eq!(
-            service.restored.lock().await.as_ref().map(|b| b.passes()),
-            Some(1)
-        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

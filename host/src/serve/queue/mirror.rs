@@ -186,9 +186,14 @@ pub(crate) struct Mirror {
     worker: String,
     /// The last record sent (by sequence number).
     sent: u64,
-    /// Where in the file the next unread line starts.
+    /// The segment being read (by its first record), and where in it the
+    /// next unread line starts.
+    segment: u64,
     offset: u64,
 }
+
+/// Most records read from the log per pass.
+const MAX_PASS_RECORDS: usize = 4096;
 
 impl Mirror {
     /// A mirror of the log at `path`, starting after what the stream holds.
@@ -198,7 +203,10 @@ impl Mirror {
         worker: String,
     ) -> Result<Self, QueueError> {
         let sent = mirrored_head(&queue, &worker).await?.map_or(0, |h| h.seq);
-        let local = crate::audit::verify(&path).map(|v| v.records).unwrap_or(0);
+        let local = crate::audit::tail(&path, 0, u64::MAX, |_| false)
+            .ok()
+            .and_then(|t| t.head)
+            .map_or(0, |h| h.seq);
         if local < sent {
             tracing::warn!(target: "chassis::queue", "{}: the local audit log ends at record {local} but the mirror of worker {worker} holds {sent}: the log was cut short or started anew; records up to {sent} are not mirrored again", path.display());
         }
@@ -207,6 +215,7 @@ impl Mirror {
             path,
             worker,
             sent,
+            segment: 0,
             offset: 0,
         })
     }
@@ -222,9 +231,10 @@ impl Mirror {
         }
     }
 
-    /// Send every whole record not sent yet.
+    /// Send the whole records not sent yet (up to [`MAX_PASS_RECORDS`];
+    /// the next pass goes on).
     pub(crate) async fn pass(&mut self) -> Result<(), QueueError> {
-        let (lines, end) = self
+        let (lines, (segment, end)) = self
             .read_new()
             .map_err(|e| QueueError::Malformed(format!("reading {}: {e}", self.path.display())))?;
         for line in lines {
@@ -249,29 +259,54 @@ impl Mirror {
                 .map_err(QueueError::js)?;
             self.sent = seq;
         }
+        self.segment = segment;
         self.offset = end;
         Ok(())
     }
 
-    /// The whole lines after `offset`, and where the last one ends.
-    fn read_new(&self) -> std::io::Result<(Vec<String>, u64)> {
-        let mut file = std::fs::File::open(&self.path)?;
-        let len = file.metadata()?.len();
-        // A log made anew (shorter than what was read): read it again.
-        let mut offset = if len < self.offset { 0 } else { self.offset };
-        file.seek(SeekFrom::Start(offset))?;
-        let mut reader = BufReader::new(file);
+    /// The whole lines after the last read (across segments), and where
+    /// the last one ends: its segment and offset.
+    fn read_new(&self) -> std::io::Result<(Vec<String>, (u64, u64))> {
+        let segments = crate::audit::segments(&self.path).map_err(std::io::Error::other)?;
+        // The segment read last, or (gone, or none yet) the one holding
+        // the first record not sent.
+        let (mut at, mut offset) = match segments.iter().position(|s| s.first_seq == self.segment) {
+            Some(at) => (at, self.offset),
+            None => (
+                segments
+                    .iter()
+                    .rposition(|s| s.first_seq <= self.sent + 1)
+                    .unwrap_or(0),
+                0,
+            ),
+        };
         let mut lines = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = reader.read_line(&mut line)?;
-            if n == 0 || !line.ends_with('\n') {
-                break;
+        while let Some(segment) = segments.get(at) {
+            let mut file = std::fs::File::open(&segment.path)?;
+            let len = file.metadata()?.len();
+            // A segment made anew (shorter than what was read): read it again.
+            if len < offset {
+                offset = 0;
             }
-            offset += n as u64;
-            lines.push(line.trim_end().to_string());
+            file.seek(SeekFrom::Start(offset))?;
+            let mut reader = BufReader::new(file);
+            let mut line = String::new();
+            while lines.len() < MAX_PASS_RECORDS {
+                line.clear();
+                let n = reader.read_line(&mut line)?;
+                if n == 0 || !line.ends_with('\n') {
+                    break;
+                }
+                offset += n as u64;
+                lines.push(line.trim_end().to_string());
+            }
+            let ended = offset >= len;
+            if lines.len() >= MAX_PASS_RECORDS || !ended || at + 1 >= segments.len() {
+                return Ok((lines, (segment.first_seq, offset)));
+            }
+            at += 1;
+            offset = 0;
         }
-        Ok((lines, offset))
+        Ok((lines, (0, 0)))
     }
 }

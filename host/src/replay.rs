@@ -1,0 +1,380 @@
+//! Replay: each swarm's SLO figures and reputation rebuilt from the events
+//! of an audit log, in one pass, in order, in memory bounded by the number
+//! of swarms (not by the log's length).
+//!
+//! [`Replay`] is fed one event at a time ([`Replay::observe`]), with the
+//! record's time, and counts each task's end through the same
+//! [`Health`] the live host uses, so the state it reaches is the state the
+//! host had. The audit log's writer keeps one, fed with every record it
+//! writes, and writes its [`Replay::state`] into the log as a checkpoint;
+//! a host that restarts reads the newest checkpoint back
+//! ([`Replay::restore_swarm`]) and feeds only the records after it
+//! (`audit::checkpoint`). `chassis report` and the offline `release` read
+//! a log the same way (`report.rs`).
+//!
+//! A swarm's events are judged by its contract's SLO targets and
+//! reputation settings ([`Params`]): the ones the host announced when it
+//! loaded the swarm ([`Replay::contract`]), else those given for it up
+//! front, else the defaults. Time is the records' own: a swarm's SLO clock
+//! runs from its first record.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::SloReport;
+use crate::contract::{self, ServiceContract, SloTargets};
+use crate::error::ErrorKind;
+use crate::events::Event;
+use crate::health::Health;
+use crate::limits::LimitKind;
+use crate::outcome::TaskEnd;
+use crate::reputation::Reputation;
+use crate::slo::SloTracker;
+
+/// What judges a swarm's events: its contract's SLO targets and
+/// reputation settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// SLO targets.
+    pub slo: SloTargets,
+    /// Reputation settings.
+    pub reputation: contract::Reputation,
+}
+
+impl Params {
+    /// A contract's.
+    pub fn of(contract: &ServiceContract) -> Self {
+        Self {
+            slo: contract.slo_targets.clone(),
+            reputation: contract.reputation.clone(),
+        }
+    }
+
+    /// A contract's defaults.
+    pub fn defaults() -> Self {
+        let contract = ServiceContract::builder("defaults")
+            .build()
+            .expect("the default contract is valid");
+        Self::of(&contract)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"slo": self.slo, "reputation": self.reputation})
+    }
+
+    fn from_json(value: &Value) -> Option<Self> {
+        Some(Self {
+            slo: serde_json::from_value(value["slo"].clone()).ok()?,
+            reputation: serde_json::from_value(value["reputation"].clone()).ok()?,
+        })
+    }
+}
+
+/// Most limits remembered per swarm for tasks whose end has not come yet
+/// (a task whose end was never recorded, in a crash, is forgotten first).
+const MAX_PENDING_LIMITS: usize = 1024;
+
+/// One swarm's SLO tracker and reputation after its records.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The swarm.
+    pub swarm_id: String,
+    /// SLO state; its clock runs from the swarm's first record.
+    pub(crate) slo: SloTracker,
+    /// Reputation, quarantine and the failure guard's window.
+    pub reputation: Reputation,
+    /// The tracker's clock at the last record.
+    pub(crate) last: Instant,
+    /// Time of the first record, microseconds since the epoch.
+    pub(crate) first_micros: Option<i64>,
+}
+
+impl History {
+    /// The SLO figures (as of the last record) against `contract`'s
+    /// targets, and the reputation.
+    pub fn report(&self, contract: &ServiceContract) -> SloReport {
+        SloReport {
+            swarm_id: self.swarm_id.clone(),
+            slo: self.slo.figures(&contract.slo_targets, self.last),
+            reputation: self.reputation.clone(),
+        }
+    }
+
+    /// The state, its clock moved to now: the time since the first record
+    /// (by the wall clock) counts as time the swarm was tracked.
+    pub(crate) fn resume(mut self) -> (SloTracker, Reputation) {
+        if let Some(first) = self.first_micros {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            let age = Duration::from_micros((now - first).max(0) as u64);
+            self.slo.resume(Instant::now(), age);
+        }
+        (self.slo, self.reputation)
+    }
+}
+
+/// One swarm's replay.
+#[derive(Debug)]
+struct Swarm {
+    params: Params,
+    health: Health,
+    /// Limits the guest ran into, by task, until the task's end: a limit is
+    /// recorded before its task's end, and other tasks' records may come
+    /// in between.
+    limits: HashMap<String, LimitKind>,
+    /// The tasks of `limits`, oldest first.
+    limit_order: VecDeque<String>,
+    first_micros: i64,
+    last_micros: i64,
+}
+
+/// Every swarm's state after the events fed so far.
+#[derive(Debug)]
+pub struct Replay {
+    /// The clock's origin: a swarm's first record is at `base`.
+    base: Instant,
+    swarms: BTreeMap<String, Swarm>,
+    /// Settings for swarms the host has not announced.
+    given: HashMap<String, Params>,
+    defaults: Params,
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Replay {
+    /// Nothing replayed; swarms judged by the defaults until announced.
+    pub fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            swarms: BTreeMap::new(),
+            given: HashMap::new(),
+            defaults: Params::defaults(),
+        }
+    }
+
+    /// Judge the swarms of these contracts by them.
+    pub fn with_contracts<'a>(contracts: impl IntoIterator<Item = &'a ServiceContract>) -> Self {
+        let mut replay = Self::new();
+        for c in contracts {
+            replay.given.insert(c.swarm_id.clone(), Params::of(c));
+        }
+        replay
+    }
+
+    /// A contract for `swarm_id` was loaded: its events from now on are
+    /// judged by `params`. A swarm with a record takes the new settings as
+    /// the host does for a new version (`Reputation::reconfigure`).
+    pub fn contract(&mut self, swarm_id: &str, params: Params) {
+        if let Some(swarm) = self.swarms.get_mut(swarm_id) {
+            let _ = swarm.health.reputation.reconfigure(&params.reputation);
+            swarm.params = params.clone();
+        }
+        self.given.insert(swarm_id.to_string(), params);
+    }
+
+    /// Count one event, recorded at `ts_micros` (microseconds since the
+    /// epoch).
+    pub fn observe(&mut self, ts_micros: i64, event: &Event) {
+        let id = event.swarm_id();
+        let swarm = match self.swarms.get_mut(id) {
+            Some(swarm) => swarm,
+            None => {
+                let params = self.given.get(id).unwrap_or(&self.defaults).clone();
+                let health = Health::with(&params.reputation, self.base);
+                self.swarms.entry(id.to_string()).or_insert(Swarm {
+                    params,
+                    health,
+                    limits: HashMap::new(),
+                    limit_order: VecDeque::new(),
+                    first_micros: ts_micros,
+                    last_micros: ts_micros,
+                })
+            }
+        };
+        swarm.last_micros = ts_micros;
+        let now = self.base + Duration::from_micros((ts_micros - swarm.first_micros).max(0) as u64);
+        let (task_id, end, wall_ms) = match event {
+            Event::TaskComplete {
+                task_id, wall_ms, ..
+            } => (task_id, TaskEnd::Success, *wall_ms),
+            Event::TaskFailed {
+                task_id,
+                kind,
+                guest_error,
+                wall_ms,
+                ..
+            } => (
+                task_id,
+                // An ending this version does not name counts as any
+                // unlisted host error does: the swarm gave no answer.
+                TaskEnd::from_names(kind, guest_error.as_deref())
+                    .unwrap_or(TaskEnd::Host(ErrorKind::Trap)),
+                *wall_ms,
+            ),
+            Event::Released { .. } => {
+                swarm.health.reputation.release();
+                return;
+            }
+            // A quarantine the replay did not reach by itself (an
+            // operator's, another host's, or a new version's settings).
+            Event::Quarantined { reason, .. } => {
+                if !swarm.health.reputation.quarantined {
+                    let _ = swarm.health.reputation.quarantine(reason.clone());
+                }
+                return;
+            }
+            Event::LimitExceeded { task_id, limit, .. } => {
+                if swarm.limits.insert(task_id.clone(), *limit).is_none() {
+                    swarm.limit_order.push_back(task_id.clone());
+                }
+                while swarm.limit_order.len() > MAX_PENDING_LIMITS {
+                    if let Some(old) = swarm.limit_order.pop_front() {
+                        swarm.limits.remove(&old);
+                    }
+                }
+                return;
+            }
+            Event::CredentialAccess {
+                security_violation: true,
+                ..
+            }
+            | Event::HttpProxy {
+                security_violation: true,
+                ..
+            }
+            | Event::StorageAccess {
+                security_violation: true,
+                ..
+            }
+            | Event::SecretRedacted {
+                security_violation: true,
+                ..
+            } => {
+                let _ = swarm.health.reputation.violation();
+                return;
+            }
+            _ => return,
+        };
+        let latency = Duration::from_secs_f64(wall_ms.max(0.0).min(1e12) / 1000.0);
+        let limit = swarm.limits.remove(task_id.as_str());
+        if limit.is_some() {
+            swarm.limit_order.retain(|t| t != task_id);
+        }
+        let _ = swarm
+            .health
+            .count(&swarm.params.slo, latency, end, limit, now);
+    }
+
+    /// The swarms with a record, in order of their ids.
+    pub fn swarms(&self) -> impl Iterator<Item = &str> {
+        self.swarms.keys().map(String::as_str)
+    }
+
+    /// `swarm_id`'s state after the events fed so far (`None` for a swarm
+    /// with no record).
+    pub fn history(&self, swarm_id: &str) -> Option<History> {
+        let swarm = self.swarms.get(swarm_id)?;
+        Some(History {
+            swarm_id: swarm_id.to_string(),
+            slo: swarm.health.slo.clone(),
+            reputation: swarm.health.reputation.clone(),
+            last: self.at(swarm, swarm.last_micros),
+            first_micros: Some(swarm.first_micros),
+        })
+    }
+
+    /// A swarm with no record: as a fresh start under `contract`.
+    pub fn empty_history(contract: &ServiceContract) -> History {
+        let now = Instant::now();
+        let health = Health::new(contract, now);
+        History {
+            swarm_id: contract.swarm_id.clone(),
+            slo: health.slo,
+            reputation: health.reputation,
+            last: now,
+            first_micros: None,
+        }
+    }
+
+    fn at(&self, swarm: &Swarm, ts_micros: i64) -> Instant {
+        self.base + Duration::from_micros((ts_micros - swarm.first_micros).max(0) as u64)
+    }
+
+    /// Every swarm's state as JSON, in order of their ids: what a
+    /// checkpoint holds, one value per swarm.
+    pub fn state(&self) -> Vec<(String, Value)> {
+        self.swarms
+            .iter()
+            .map(|(id, s)| {
+                let limits: Vec<Value> = s
+                    .limit_order
+                    .iter()
+                    .filter_map(|t| Some(json!([t, s.limits.get(t)?])))
+                    .collect();
+                let state = json!({
+                    "params": s.params.to_json(),
+                    "first_us": s.first_micros,
+                    "last_us": s.last_micros,
+                    "slo": s.health.slo.state(),
+                    "reputation": s.health.reputation.state(),
+                    "pending_limits": limits,
+                });
+                (id.clone(), state)
+            })
+            .collect()
+    }
+
+    /// Take `swarm_id`'s state from a checkpoint ([`Replay::state`]); an
+    /// error says what is wrong with it.
+    pub fn restore_swarm(&mut self, swarm_id: &str, state: &Value) -> Result<(), String> {
+        let bad = |what: &str| format!("the checkpoint's state of swarm {swarm_id:?} has {what}");
+        let params = Params::from_json(&state["params"]).ok_or_else(|| bad("bad settings"))?;
+        let slo = SloTracker::from_state(&state["slo"], self.base)
+            .ok_or_else(|| bad("a bad SLO state"))?;
+        let reputation = Reputation::from_state(&params.reputation, &state["reputation"])
+            .ok_or_else(|| bad("a bad reputation"))?;
+        let first_micros = state["first_us"]
+            .as_i64()
+            .ok_or_else(|| bad("no first_us"))?;
+        let last_micros = state["last_us"].as_i64().ok_or_else(|| bad("no last_us"))?;
+        let mut limits = HashMap::new();
+        let mut limit_order = VecDeque::new();
+        for pair in state["pending_limits"]
+            .as_array()
+            .ok_or_else(|| bad("no pending_limits"))?
+            .iter()
+            .take(MAX_PENDING_LIMITS)
+        {
+            let task = pair[0].as_str().ok_or_else(|| bad("a bad pending limit"))?;
+            let kind: LimitKind =
+                serde_json::from_value(pair[1].clone()).map_err(|_| bad("a bad pending limit"))?;
+            if limits.insert(task.to_string(), kind).is_none() {
+                limit_order.push_back(task.to_string());
+            }
+        }
+        self.swarms.insert(
+            swarm_id.to_string(),
+            Swarm {
+                health: Health { slo, reputation },
+                params,
+                limits,
+                limit_order,
+                first_micros,
+                last_micros,
+            },
+        );
+        Ok(())
+    }
+
+    /// Forget every swarm's state (a checkpoint that turned out bad).
+    pub fn clear(&mut self) {
+        self.swarms.clear();
+    }
+}
