@@ -49,7 +49,7 @@ pub fn run(mode: &str, root: &Path) -> Result<()> {
 async fn profile(root: &Path, task: &str, payload: serde_json::Value, calls: u32) -> Result<f64> {
     let (contract, bytes) = swarm(root, "bench-probe")?;
     let log = root.join("target/bench/profile-audit.jsonl");
-    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_dir_all(&log);
     let audit = chassis::audit::AuditLog::open(
         &log,
         chassis::audit::FsyncPolicy::Interval(Duration::from_secs(1)),

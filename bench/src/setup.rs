@@ -85,7 +85,7 @@ impl Setup {
         notes.resource_limits.max_api_calls_per_second = 1_000_000;
 
         let audit_path = bench_dir.join("audit.jsonl");
-        let _ = std::fs::remove_file(&audit_path);
+        let _ = std::fs::remove_dir_all(&audit_path);
         let audit = chassis::audit::AuditLog::open(
             &audit_path,
             chassis::audit::FsyncPolicy::Interval(Duration::from_secs(1)),

@@ -445,9 +445,9 @@ fn audit_verify_and_show() {
     assert!(e.contains("--since \"yesterday\""), "{e}");
 
     // Tampering: exit 1 and the first bad record.
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = audit_text(&log);
     std::fs::write(
-        &log,
+        audit_segment(&log),
         text.replacen("\"name\"", "\"nome\"", 1)
             .replacen("task_start", "task_stort", 1),
     )
@@ -825,7 +825,7 @@ fn files_are_checked_and_named_by_role_before_the_task_runs() {
         "{e}"
     );
     // Refused before the host started: nothing ran, nothing was recorded.
-    assert!(!log.exists() || std::fs::read_to_string(&log).unwrap().is_empty());
+    assert!(!log.exists() || audit_text(&log).is_empty());
     let e = one_line_error(&chassis(&[
         "run",
         "config/hello-world.toml",
@@ -896,7 +896,7 @@ fn audit_verify_prints_the_head_and_detects_a_cut_tail_against_it() {
         .find_map(|l| l.strip_prefix("head: "))
         .unwrap_or_else(|| panic!("{out}"))
         .to_string();
-    let records = std::fs::read_to_string(&log).unwrap();
+    let records = audit_text(&log);
     let count = records.lines().count();
     assert!(head.starts_with(&format!("{count}:")), "{head}");
     let o = chassis(&["audit", "verify", log_arg, "--expect-head", &head]);
@@ -912,7 +912,7 @@ fn audit_verify_prints_the_head_and_detects_a_cut_tail_against_it() {
         .take(count - 2)
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(&log, kept).unwrap();
+    std::fs::write(audit_segment(&log), kept).unwrap();
     let o = chassis(&["audit", "verify", log_arg]);
     assert!(o.status.success(), "{}", stderr(&o));
     // ...but not against the head kept from before.
@@ -1092,4 +1092,18 @@ fn run_keeps_objects_between_runs_in_the_storage_dir() {
     }
     assert!(dir.join("notes").is_dir());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The text of the audit log at `path`: its segments' lines, in order.
+fn audit_text(path: &std::path::Path) -> String {
+    chassis::audit::segments(path)
+        .unwrap()
+        .iter()
+        .map(|s| std::fs::read_to_string(&s.path).unwrap())
+        .collect()
+}
+
+/// The segment of the audit log at `path` being written (its newest).
+fn audit_segment(path: &std::path::Path) -> PathBuf {
+    chassis::audit::segments(path).unwrap().pop().unwrap().path
 }

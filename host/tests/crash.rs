@@ -202,9 +202,13 @@ async fn kill_9_under_load_loses_no_answered_task() {
         let torn = round % 4 == 3;
         if torn {
             // A power cut mid-write: half of a record, no newline.
-            let text = std::fs::read_to_string(&log).unwrap();
+            let segment = common::audit_segment(&log);
+            let text = std::fs::read_to_string(&segment).unwrap();
             let last = text.lines().last().unwrap();
-            let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&segment)
+                .unwrap();
             std::io::Write::write_all(&mut file, &last.as_bytes()[..last.len() / 2]).unwrap();
             torn_rounds += 1;
         }
@@ -789,4 +793,296 @@ async fn objects_stay_whole(config: &Path) -> (Value, u64) {
     let (status, out) = send(&http, &server.base, "notes", body).await.unwrap();
     assert_eq!(status, 200, "{out}");
     (out["output"].clone(), kept)
+}
+
+/// The `n`th event of a long past run of `hello-world` and `fragile`:
+/// task ends of every kind, limits before their task's end, violations.
+fn past_event(n: u64) -> chassis::Event {
+    use chassis::Event;
+    let swarm = if n % 3 == 0 { "fragile" } else { "hello-world" }.to_string();
+    let task = format!("past-{}", n / 2);
+    match n % 13 {
+        0 | 3 => Event::TaskFailed {
+            swarm_id: swarm,
+            task_id: task,
+            kind: "trap".into(),
+            error: "unreachable".into(),
+            guest_error: None,
+            wall_ms: 2.5,
+        },
+        5 => Event::LimitExceeded {
+            swarm_id: swarm,
+            task_id: task,
+            limit: chassis::LimitKind::Timeout,
+            detail: "slow".into(),
+        },
+        7 => Event::HttpProxy {
+            swarm_id: swarm,
+            task_id: task,
+            allowed: false,
+            method: "GET".into(),
+            url: "http://10.0.0.1/".into(),
+            status: None,
+            bytes_out: 0,
+            bytes_in: 0,
+            elapsed_ms: 0.1,
+            reason: Some("private address".into()),
+            security_violation: true,
+        },
+        11 if n % 1000 == 999 => Event::Released {
+            swarm_id: swarm,
+            score: 0.5,
+        },
+        1 | 4 | 8 | 10 | 12 => Event::TaskComplete {
+            swarm_id: swarm,
+            task_id: task,
+            wall_ms: (n % 29) as f64 * 0.21,
+        },
+        _ => Event::TaskStart {
+            swarm_id: swarm,
+            task_id: task,
+            task_type: "hello".into(),
+        },
+    }
+}
+
+/// The figures of `/v1/swarms/{swarm}` that do not move with the clock.
+async fn figures(http: &reqwest::Client, server: &Server, swarm: &str) -> Value {
+    let body = get_json(http, &server.url(&format!("/v1/swarms/{swarm}"))).await;
+    let (slo, reputation) = (&body["slo"], &body["reputation"]);
+    serde_json::json!({
+        "tasks": slo["tasks"], "failed": slo["failed"],
+        "p50_ms": slo["p50_ms"], "p95_ms": slo["p95_ms"], "p99_ms": slo["p99_ms"],
+        "error_rate_percent": slo["error_rate_percent"],
+        "score": reputation["score"], "quarantined": reputation["quarantined"],
+        "quarantine_reason": reputation["quarantine_reason"],
+        "recent_failures": reputation["recent_failures"],
+        "security_compliance": reputation["security_compliance"],
+    })
+}
+
+/// The same figures of a report made by replaying the whole log.
+fn replayed_figures(report: &chassis::SloReport) -> Value {
+    let v = serde_json::to_value(report).unwrap();
+    let (slo, reputation) = (&v["slo"], &v["reputation"]);
+    serde_json::json!({
+        "tasks": slo["tasks"], "failed": slo["failed"],
+        "p50_ms": slo["p50_ms"], "p95_ms": slo["p95_ms"], "p99_ms": slo["p99_ms"],
+        "error_rate_percent": slo["error_rate_percent"],
+        "score": reputation["score"], "quarantined": reputation["quarantined"],
+        "quarantine_reason": reputation["quarantine_reason"],
+        "recent_failures": reputation["recent_failures"],
+        "security_compliance": reputation["security_compliance"],
+    })
+}
+
+/// Each contract's report, replaying the whole log at `log`.
+fn full_replay(log: &Path, contracts: &[&Path]) -> Vec<Value> {
+    let contracts: Vec<chassis::ServiceContract> = contracts
+        .iter()
+        .map(|p| chassis::ServiceContract::from_file(p).unwrap())
+        .collect();
+    let (reports, _) =
+        chassis::report::from_log(log, &contracts, chassis::audit::From::Start).unwrap();
+    reports.iter().map(replayed_figures).collect()
+}
+
+/// A kibibyte figure of `/proc/PID/status` (`VmHWM`, `VmRSS`).
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+/// Peak resident memory a restart may take, whatever the log's length: a
+/// replay of the whole log held in memory took about 3 KiB a record.
+const RESTART_PEAK_MIB: u64 = 100;
+
+/// A restart on a long log (300,000 records in many segments, the last
+/// one's shutdown checkpoint lost as in a crash) starts from the newest
+/// checkpoint, replays only what follows it, restores the state a replay
+/// of the whole log gives — SLO figures, reputation, quarantine — and
+/// stays under a fixed bound of memory (`/proc`'s `VmHWM`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_a_long_log_restores_from_its_checkpoint_in_bounded_memory() {
+    const RECORDS: u64 = 300_000;
+    let dir = scratch("restart-long-log");
+    let log = dir.join("audit");
+    let fragile = fragile_contract(&dir);
+    let hello_world = hello_contract();
+    let contracts = [hello_world.as_path(), fragile.as_path()];
+    {
+        use chassis::EventSink;
+        let mut options = chassis::audit::AuditOptions::new(chassis::audit::FsyncPolicy::Never);
+        options.segment_max_bytes = 8 * 1024 * 1024;
+        let writer = chassis::audit::AuditLog::open_with(&log, options).unwrap();
+        for c in &contracts {
+            writer.contract_loaded(&chassis::ServiceContract::from_file(c).unwrap());
+        }
+        for n in 0..RECORDS {
+            writer.record_owned(past_event(n));
+        }
+        writer.close().unwrap();
+    }
+    // A crash before the shutdown: its checkpoint is not there.
+    let segments = chassis::audit::segments(&log).unwrap();
+    assert!(segments.len() >= 8, "{} segments", segments.len());
+    let last = &segments.last().unwrap().path;
+    let text = std::fs::read_to_string(last).unwrap();
+    let shutdown = text
+        .rfind("{\"component\":\"IF.chassis\",\"operation\":\"checkpoint\",")
+        .unwrap();
+    assert!(
+        shutdown > 0,
+        "the last segment holds its first checkpoint only"
+    );
+    std::fs::write(last, &text[..shutdown]).unwrap();
+    let expected = full_replay(&log, &contracts);
+    assert_eq!(expected[1]["quarantined"], true, "{expected:?}");
+
+    let config = dir.join("serve.toml");
+    std::fs::write(
+        &config,
+        format!("watch = false\n[audit]\npath = {log:?}\nfsync = \"interval:1000\"\n"),
+    )
+    .unwrap();
+    let server = start(&config, &contracts);
+    let peak_kib = proc_kib(server.child.id(), "VmHWM");
+    let http = reqwest::Client::new();
+    for (swarm, want) in ["hello-world", "fragile"].iter().zip(&expected) {
+        assert_eq!(&figures(&http, &server, swarm).await, want, "{swarm}");
+    }
+    let audit = get_json(&http, &server.url("/v1/audit")).await;
+    let restored = &audit["restored"];
+    assert!(
+        restored["checkpoint"].as_u64().unwrap() > RECORDS / 2,
+        "{restored}"
+    );
+    assert!(
+        restored["replayed"].as_u64().unwrap() < 40_000,
+        "replayed more than a segment: {restored}"
+    );
+    eprintln!(
+        "restart on {RECORDS} records: peak resident {} MiB, {} records replayed",
+        peak_kib / 1024,
+        restored["replayed"]
+    );
+    assert!(
+        peak_kib < RESTART_PEAK_MIB * 1024,
+        "peak resident memory {} MiB at a restart, over {RESTART_PEAK_MIB} MiB",
+        peak_kib / 1024
+    );
+    assert_eq!(server.terminate(Duration::from_secs(30)).code(), Some(0));
+    chassis::audit::verify(&log).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `chassis serve` killed with SIGKILL part way through closing a segment
+/// — the next segment made but empty, or its checkpoint's first record
+/// written and not the swarm states — leaves a log that verifies, and the
+/// restart restores the state a replay of the whole log gives (the cut
+/// checkpoint passed over, by name), then serves and closes segments
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_segment_close_restores_the_right_state() {
+    for pause in ["segment", "checkpoint"] {
+        let dir = scratch(&format!("crash-close-{pause}"));
+        let log = dir.join("audit");
+        let fragile = fragile_contract(&dir);
+        let hello_world = hello_contract();
+        let contracts = [hello_world.as_path(), fragile.as_path()];
+        let config = dir.join("serve.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "watch = false\n[audit]\npath = {log:?}\nfsync = \"always\"\nsegment_max_bytes = 4096\n"
+            ),
+        )
+        .unwrap();
+        let mut args = vec!["--config", config.to_str().unwrap()];
+        args.extend(contracts.iter().map(|p| p.to_str().unwrap()));
+        let server = Server::start_with_env(&args, &[(chassis::audit::PAUSE_ENV, pause)]);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        // Tasks until one is not answered: the writer stopped in the close.
+        let mut answered = 0;
+        for i in 0..200 {
+            let (swarm, body) = if i % 4 == 1 {
+                (
+                    "fragile",
+                    format!(r#"{{"task_type": "trap", "payload": {{}}, "task_id": "t{i}"}}"#),
+                )
+            } else {
+                ("hello-world", hello(&format!("t{i}")))
+            };
+            if send(&http, &server.base, swarm, body).await.is_none() {
+                break;
+            }
+            answered += 1;
+        }
+        assert!(
+            answered > 0 && answered < 200,
+            "{pause}: {answered} answered"
+        );
+        let newest = chassis::audit::segments(&log).unwrap().pop().unwrap();
+        let in_it = std::fs::read_to_string(&newest.path).unwrap();
+        match pause {
+            "segment" => assert!(in_it.is_empty(), "{in_it}"),
+            _ => assert_eq!(in_it.lines().count(), 1, "{in_it}"),
+        }
+        drop(server);
+
+        let v = chassis::audit::verify(&log).unwrap_or_else(|e| panic!("{pause}: {e}"));
+        assert_eq!(v.partial_tail_bytes, 0);
+        let expected = full_replay(&log, &contracts);
+        let server = start(&config, &contracts);
+        let http = reqwest::Client::new();
+        for (swarm, want) in ["hello-world", "fragile"].iter().zip(&expected) {
+            assert_eq!(
+                &figures(&http, &server, swarm).await,
+                want,
+                "{pause}: {swarm}"
+            );
+        }
+        let audit = get_json(&http, &server.url("/v1/audit")).await;
+        let refused = audit["restored"]["refused"].as_array().unwrap();
+        match pause {
+            "checkpoint" => assert!(
+                refused.len() == 1 && refused[0].as_str().unwrap().contains("holds 0 of its"),
+                "{audit}"
+            ),
+            _ => assert!(refused.is_empty(), "{audit}"),
+        }
+        // It serves, and goes on closing segments.
+        for i in 0..10 {
+            let (status, body) = send(
+                &http,
+                &server.base,
+                "hello-world",
+                hello(&format!("after-{i}")),
+            )
+            .await
+            .unwrap();
+            assert_eq!(status, 200, "{body}");
+        }
+        assert!(chassis::audit::segments(&log).unwrap().len() > newest_index(&log, &newest));
+        assert_eq!(server.terminate(Duration::from_secs(30)).code(), Some(0));
+        chassis::audit::verify(&log).unwrap_or_else(|e| panic!("{pause}: {e}"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+/// How many segments of `log` come up to and including `segment`.
+fn newest_index(log: &Path, segment: &chassis::audit::Segment) -> usize {
+    chassis::audit::segments(log)
+        .unwrap()
+        .iter()
+        .position(|s| s == segment)
+        .unwrap()
+        + 1
 }

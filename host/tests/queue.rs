@@ -305,7 +305,7 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
         let out = verify(&audit);
         common::assert_ok(&out);
         // Every record names its worker, and the mirror holds the log's head.
-        let text = std::fs::read_to_string(&audit).unwrap();
+        let text = common::audit_text(&audit);
         assert!(
             text.lines()
                 .all(|l| l.contains(&format!("\"worker\":\"{name}\"")))
@@ -317,7 +317,17 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
     // A log cut short is caught against the mirror's head.
     let (audit, name, text) = &survivors[0];
     let lines: Vec<&str> = text.lines().collect();
-    std::fs::write(audit, lines[..lines.len() - 3].join("\n") + "\n").unwrap();
+    // Three records before the checkpoint written at shutdown go, and it
+    // with them.
+    let checkpoint = lines
+        .iter()
+        .rposition(|l| l.contains("\"operation\":\"checkpoint\""))
+        .unwrap_or(lines.len());
+    std::fs::write(
+        common::audit_segment(audit),
+        lines[..checkpoint - 3].join("\n") + "\n",
+    )
+    .unwrap();
     assert!(
         verify(audit).status.success(),
         "a shorter chain is still a chain"
@@ -375,7 +385,7 @@ async fn a_guest_fault_is_one_final_result_and_a_dying_task_is_abandoned() {
     assert_eq!(result.status, ResultStatus::Success);
     assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
     // One run each: one terminal record.
-    let records = std::fs::read_to_string(&audit).unwrap();
+    let records = common::audit_text(&audit);
     for id in ["trap-1", "spin-1"] {
         let ends = records
             .lines()
@@ -423,7 +433,7 @@ async fn a_guest_fault_is_one_final_result_and_a_dying_task_is_abandoned() {
     assert_eq!(result.status, ResultStatus::Abandoned, "{result:?}");
     assert_eq!(result.deliveries, 4);
     assert_eq!(last.terminate(Duration::from_secs(30)).code(), Some(0));
-    let records = std::fs::read_to_string(&last_audit).unwrap();
+    let records = common::audit_text(&last_audit);
     assert!(records.contains("\"task_abandoned\""), "{records}");
 }
 
@@ -762,7 +772,7 @@ async fn a_task_whose_result_exists_is_acknowledged_without_running_again() {
     }
     // ... without running: one start in the audit log, the first result kept.
     assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
-    let records = std::fs::read_to_string(&audit).unwrap();
+    let records = common::audit_text(&audit);
     let starts = records
         .lines()
         .filter(|l| l.contains("\"task_start\"") && l.contains("\"task_id\":\"once\""))
@@ -813,7 +823,7 @@ async fn a_queued_task_with_a_refused_id_is_answered_not_run() {
     let next = queue.wait(&ok, Duration::from_secs(60)).await.unwrap();
     assert_eq!(next.status, ResultStatus::Success);
     assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
-    let records = std::fs::read_to_string(&audit).unwrap();
+    let records = common::audit_text(&audit);
     assert!(!records.contains("<b>"), "{records}");
 }
 
@@ -860,7 +870,7 @@ async fn a_second_result_after_the_duplicate_window_leaves_the_first() {
     assert_eq!(first.status, ResultStatus::Success, "{first:?}");
 
     // Both runs end, and both deliveries are acknowledged.
-    let records = || std::fs::read_to_string(&audit).unwrap();
+    let records = || common::audit_text(&audit);
     let count = |operation: &str| {
         records()
             .lines()

@@ -684,8 +684,7 @@ async fn hot_reload_swaps_a_component_under_load_and_refuses_a_broken_one() {
 
 /// Every record of an audit log.
 fn records(audit: &Path) -> Vec<Value> {
-    std::fs::read_to_string(audit)
-        .unwrap()
+    common::audit_text(audit)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect()
@@ -933,11 +932,7 @@ async fn the_status_page_shows_the_swarms_and_escapes_guest_text_in_a_browser() 
         "{body}"
     );
     assert_eq!(chassis::audit::verify(&audit).unwrap().records, before);
-    assert!(
-        !std::fs::read_to_string(&audit)
-            .unwrap()
-            .contains("<b>id</b>")
-    );
+    assert!(!common::audit_text(&audit).contains("<b>id</b>"));
 
     // The JSON the page reads: the newest records first, the head the
     // log's own, filtered by swarm; all records or the notable ones.

@@ -35,7 +35,7 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         ..Default::default()
     };
     config.audit.path = Some(run.bench_dir.join("serve-audit.jsonl"));
-    let _ = std::fs::remove_file(run.bench_dir.join("serve-audit.jsonl"));
+    let _ = std::fs::remove_dir_all(run.bench_dir.join("serve-audit.jsonl"));
     let service = Arc::new(chassis::serve::Service::start(config).await?);
     if !service.failed().is_empty() {
         bail!(

@@ -131,6 +131,15 @@ pub struct Restored {
     pub replayed: u64,
     /// Checkpoints passed over, newest first, and why.
     pub refused: Vec<String>,
+    /// Where the checkpoint used is: its segment (index) and byte offset.
+    pub checkpoint_at: Option<(usize, u64)>,
+}
+
+/// Check the chain of segment `segment` of `layout` from its start to the
+/// log's end (its first record following the `prev_hash` it names).
+pub(super) fn check_segment(layout: &Layout, segment: usize) -> Result<(), AuditError> {
+    let anchor = first_prev(layout, segment)?;
+    walk(layout, segment, 0, anchor, |_, _, _| Ok(())).map(drop)
 }
 
 /// Read the log of `layout` into `replay` from `from` on, checking the
@@ -199,6 +208,7 @@ pub(super) fn restore(
                 checkpoint: None,
                 replayed,
                 refused,
+                checkpoint_at: None,
             })
         }
     }
@@ -249,6 +259,7 @@ fn forward(
         Ok(())
     })?;
     Ok(Restored {
+        checkpoint_at: covered.is_some().then_some((segment, offset)),
         verified,
         checkpoint: covered,
         replayed,

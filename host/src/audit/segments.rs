@@ -136,7 +136,8 @@ pub(super) fn prepare(path: &Path) -> Result<File, AuditError> {
                 // A migration that stopped after moving the file.
                 std::fs::rename(&staging, path).map_err(io)?;
             } else {
-                crate::files::create_private_dir(path).map_err(io)?;
+                // Not its parents: a mistyped path is an error, not a tree.
+                make_dir(path).map_err(io)?;
             }
             sync_parent(path).map_err(io)?;
         }
@@ -181,7 +182,7 @@ fn migrate(path: &Path, staging: &Path) -> Result<(), AuditError> {
         std::fs::TryLockError::Error(e) => io(e),
     })?;
     if !staging.is_dir() {
-        crate::files::create_private_dir(staging).map_err(io)?;
+        make_dir(staging).map_err(io)?;
     }
     std::fs::rename(path, staging.join(segment_name(1))).map_err(io)?;
     sync_dir(staging).map_err(io)?;
@@ -189,6 +190,12 @@ fn migrate(path: &Path, staging: &Path) -> Result<(), AuditError> {
     sync_parent(path).map_err(io)?;
     tracing::info!(target: "chassis::audit", "{}: the single-file audit log is now the first segment of the directory of that name", path.display());
     Ok(())
+}
+
+/// Make the directory `dir` (mode 0700); its parent must exist.
+fn make_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(dir)
 }
 
 /// `fsync` a directory, so the names made or removed in it last.

@@ -250,6 +250,14 @@ impl AuditLog {
         }
         let restored = checkpoint::restore(&layout, &mut replay, From::Latest)?;
         let last = layout.last().clone();
+        // The segment to be continued is checked whole, also where the
+        // checkpoint the state came from is part way into it.
+        if restored
+            .checkpoint_at
+            .is_some_and(|(segment, offset)| segment + 1 == layout.segments.len() && offset > 0)
+        {
+            checkpoint::check_segment(&layout, layout.segments.len() - 1)?;
+        }
         let seg_io = |source| AuditError::Io {
             path: last.path.clone(),
             source,

@@ -282,14 +282,25 @@ impl NatsAuth {
     }
 }
 
-/// Where the audit log is and how often it is synced.
+/// Where the audit log is, how often it is synced, when a segment is
+/// closed and what retention removes (`docs/audit.md`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// The log file; none by default (no audit log).
+    /// The log's directory of segments (an older single-file log there
+    /// becomes its first segment); none by default (no audit log).
     pub path: Option<PathBuf>,
     /// `always`, `never`, `every:N` or `interval:MS` (default `interval:1000`).
     pub fsync: String,
+    /// A segment is closed (and the next starts with a checkpoint) once it
+    /// holds this many bytes (default 32 MiB): the most a restart after a
+    /// crash reads.
+    pub segment_max_bytes: u64,
+    /// ... or once its first record is this old (default a day).
+    pub segment_max_age_seconds: f64,
+    /// What retention removes when a segment closes; keeps everything by
+    /// default.
+    pub retention: RetentionConfig,
 }
 
 impl Default for AuditConfig {
@@ -297,7 +308,81 @@ impl Default for AuditConfig {
         Self {
             path: None,
             fsync: "interval:1000".to_string(),
+            segment_max_bytes: crate::audit::DEFAULT_SEGMENT_MAX_BYTES,
+            segment_max_age_seconds: crate::audit::DEFAULT_SEGMENT_MAX_AGE.as_secs_f64(),
+            retention: RetentionConfig::default(),
         }
+    }
+}
+
+/// `[audit.retention]`: the oldest segments are archived (or deleted)
+/// while the log keeps more than a limit allows; only segments a newer
+/// checkpoint covers. No limit: everything is kept.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Keep at most this many segments.
+    pub keep_segments: Option<usize>,
+    /// Keep at most this many bytes of segments.
+    pub keep_bytes: Option<u64>,
+    /// Keep segments written to within this many days.
+    pub keep_days: Option<f64>,
+    /// `archive` (the default: move them to `archive_dir`) or `delete`.
+    pub action: Option<String>,
+    /// Where archived segments go (default: `archive/` in the log's
+    /// directory; on the same file system).
+    pub archive_dir: Option<PathBuf>,
+}
+
+impl AuditConfig {
+    /// The log's options, checked: the fsync policy, segment limits and
+    /// retention.
+    pub fn options(&self) -> Result<crate::audit::AuditOptions, String> {
+        let fsync = self
+            .fsync
+            .parse()
+            .map_err(|e| format!("audit.fsync: {e}"))?;
+        if self.segment_max_bytes < 4096 {
+            return Err(format!(
+                "audit.segment_max_bytes = {}: at least 4096",
+                self.segment_max_bytes
+            ));
+        }
+        let age = self.segment_max_age_seconds;
+        if !(age.is_finite() && age >= 1.0) {
+            return Err(format!("audit.segment_max_age_seconds = {age}: at least 1"));
+        }
+        let r = &self.retention;
+        let delete = match r.action.as_deref() {
+            None | Some("archive") => false,
+            Some("delete") => true,
+            Some(other) => {
+                return Err(format!(
+                    "audit.retention.action = {other:?}: expected \"archive\" or \"delete\""
+                ));
+            }
+        };
+        if r.keep_segments == Some(0) {
+            return Err("audit.retention.keep_segments: at least 1".to_string());
+        }
+        let keep_age = match r.keep_days {
+            Some(days) if !(days.is_finite() && days > 0.0) => {
+                return Err(format!("audit.retention.keep_days = {days}: more than 0"));
+            }
+            Some(days) => Some(std::time::Duration::from_secs_f64(days * 86_400.0)),
+            None => None,
+        };
+        let mut options = crate::audit::AuditOptions::new(fsync);
+        options.segment_max_bytes = self.segment_max_bytes;
+        options.segment_max_age = std::time::Duration::from_secs_f64(age);
+        options.retention = crate::audit::Retention {
+            keep_segments: r.keep_segments,
+            keep_bytes: r.keep_bytes,
+            keep_age,
+            delete,
+            archive_dir: r.archive_dir.clone(),
+        };
+        Ok(options)
     }
 }
 
@@ -374,6 +459,7 @@ impl ServeConfig {
         config.cache_dir.as_mut().map(rebase);
         config.storage_dir.as_mut().map(rebase);
         config.audit.path.as_mut().map(rebase);
+        config.audit.retention.archive_dir.as_mut().map(rebase);
         config.admin.token_file.as_mut().map(rebase);
         if let Some(nats) = config.nats.as_mut() {
             nats.auth.rebase(base);
@@ -423,7 +509,7 @@ impl ServeConfig {
     /// Parse and check configuration text.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        config.audit_fsync()?;
+        config.audit.options()?;
         // At most a year: a duration must fit what clocks can add.
         let positive = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 && v <= 365.0 * 24.0 * 3600.0 {
@@ -629,6 +715,39 @@ mod tests {
         assert!(e.contains("shutdown_grace_seconds"), "{e}");
         let e = ServeConfig::from_toml("[audit]\nfsync = \"sometimes\"").unwrap_err();
         assert!(e.contains("audit.fsync"), "{e}");
+        for (toml, field) in [
+            ("[audit]\nsegment_max_bytes = 10", "audit.segment_max_bytes"),
+            (
+                "[audit]\nsegment_max_age_seconds = 0",
+                "audit.segment_max_age_seconds",
+            ),
+            (
+                "[audit.retention]\naction = \"shred\"",
+                "audit.retention.action",
+            ),
+            (
+                "[audit.retention]\nkeep_segments = 0",
+                "audit.retention.keep_segments",
+            ),
+            (
+                "[audit.retention]\nkeep_days = -1",
+                "audit.retention.keep_days",
+            ),
+        ] {
+            let e = ServeConfig::from_toml(toml).unwrap_err();
+            assert!(e.contains(field), "{toml}: {e}");
+        }
+        let kept = ServeConfig::from_toml(
+            "[audit]\nsegment_max_bytes = 65536\n[audit.retention]\nkeep_days = 7\naction = \"delete\"",
+        )
+        .unwrap();
+        let options = kept.audit.options().unwrap();
+        assert_eq!(options.segment_max_bytes, 65536);
+        assert_eq!(
+            options.retention.keep_age,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert!(options.retention.delete && options.retention.active());
         let e = ServeConfig::from_toml("lisen = \"127.0.0.1:1\"").unwrap_err();
         assert!(e.contains("lisen"), "{e}");
     }

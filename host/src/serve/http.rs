@@ -240,6 +240,12 @@ async fn audit(
     };
     let failure = service.chassis.event_sink_failure();
     let path = log.path().to_path_buf();
+    let restored = log.restored();
+    let restored = json!({
+        "checkpoint": restored.checkpoint.as_ref().map(|h| h.seq),
+        "replayed": restored.replayed,
+        "refused": restored.refused,
+    });
     let swarm = query.swarm_id;
     let keep = move |record: &serde_json::Value| {
         swarm
@@ -274,6 +280,7 @@ async fn audit(
                     Err(reason) => reason.clone(),
                 },
                 "scanned_bytes": tail.scanned_bytes,
+                "restored": restored,
                 "records": tail.records,
             }),
         ),

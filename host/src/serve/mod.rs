@@ -189,16 +189,20 @@ impl Service {
         // is made on a NATS server.
         let audit = match &config.audit.path {
             Some(path) => {
-                let fsync = config.audit_fsync().map_err(|reason| ServeError::Audit {
+                let audit_error = |reason: String| ServeError::Audit {
                     path: path.clone(),
                     reason,
-                })?;
-                let log = AuditLog::open_as(path, fsync, config.worker_id()).map_err(|e| {
-                    ServeError::Audit {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
+                };
+                let mut options = config.audit.options().map_err(audit_error)?;
+                options.worker = config.worker_id();
+                // The swarms of a log written before records named their
+                // settings are judged by the contracts being loaded.
+                options.contracts = parsed
+                    .iter()
+                    .map(|c| (c.swarm_id.clone(), crate::report::Params::of(c)))
+                    .collect();
+                let log =
+                    AuditLog::open_with(path, options).map_err(|e| audit_error(e.to_string()))?;
                 Some(log)
             }
             None => None,

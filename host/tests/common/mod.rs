@@ -260,3 +260,21 @@ impl Drop for Nats {
         kill_group(&mut self.child);
     }
 }
+
+/// The text of the audit log at `path`: its segments' lines, in order.
+pub fn audit_text(path: &std::path::Path) -> String {
+    chassis::audit::segments(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|s| std::fs::read_to_string(&s.path).unwrap())
+        .collect()
+}
+
+/// The segment of the audit log at `path` being written (its newest).
+pub fn audit_segment(path: &std::path::Path) -> PathBuf {
+    chassis::audit::segments(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .pop()
+        .expect("a log has a segment")
+        .path
+}

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use chassis::audit::{AuditError, AuditLog, FsyncPolicy, verify};
 use chassis::{Error, TaskRequest};
-use chassis_tests::{TestHost, TestServer, component, contract, guests, scratch_dir};
+use chassis_tests::{
+    TestHost, TestServer, audit_segment, audit_text, component, contract, guests, scratch_dir,
+};
 use serde_json::{Value, json};
 
 /// A path for a new audit log, in a fresh directory of its own.
@@ -17,15 +19,14 @@ fn temp_log(name: &str) -> PathBuf {
 }
 
 fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    audit_text(path).lines().map(str::to_string).collect()
 }
 
+/// Write `lines` as the log's one segment.
 fn write_lines(path: &Path, lines: &[String]) {
-    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    let segments = chassis::audit::segments(path).unwrap();
+    assert_eq!(segments.len(), 1, "a log of one segment");
+    std::fs::write(&segments[0].path, lines.join("\n") + "\n").unwrap();
 }
 
 /// A log of a short session: load, three tasks (one refused), unload.
@@ -91,6 +92,9 @@ async fn a_session_is_recorded_in_order_and_verifies() {
             ("reputation_changed", "t2"),
             ("task_failed", "t3"),
             ("module_unloaded", "-"),
+            // The checkpoint written at close: its marker, the swarm's state.
+            ("checkpoint", "-"),
+            ("checkpoint_swarm", "-"),
         ]
     );
     let first = &records[0];
@@ -119,8 +123,9 @@ async fn every_kind_of_tampering_is_caught() {
     let original = lines(&path);
 
     let check = |name: &str, tampered: Vec<String>, line: usize, why: &str| {
+        // A single-file log, as verify reads it.
         let t = temp_log(name);
-        write_lines(&t, &tampered);
+        std::fs::write(&t, tampered.join("\n") + "\n").unwrap();
         match verify(&t) {
             Err(AuditError::Bad {
                 line: l, reason, ..
@@ -237,9 +242,10 @@ async fn a_crash_mid_write_loses_only_the_partial_record() {
     let path = temp_log("crash");
     let before = session(&path).await;
     // A crash leaves half a record at the end.
-    let mut text = std::fs::read_to_string(&path).unwrap();
+    let segment = audit_segment(&path);
+    let mut text = std::fs::read_to_string(&segment).unwrap();
     text.push_str("{\"seq\":8,\"ts\":\"2026-11-21T");
-    std::fs::write(&path, &text).unwrap();
+    std::fs::write(&segment, &text).unwrap();
     let v = verify(&path).unwrap();
     assert_eq!(v.records, before);
     assert!(v.partial_tail_bytes > 0);
@@ -331,7 +337,21 @@ async fn the_audit_log_is_an_event_sink_shared_by_clones() {
         .await;
     drop(host);
     log.close().unwrap();
-    assert_eq!(verify(&path).unwrap().records, 1);
+    // module_loaded, and the checkpoint written at close (its marker and
+    // the swarm's state).
+    let ops: Vec<String> = lines(&path)
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["operation"].to_string())
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "\"module_loaded\"",
+            "\"checkpoint\"",
+            "\"checkpoint_swarm\""
+        ]
+    );
+    assert_eq!(verify(&path).unwrap().records, 3);
 }
 
 /// Every kind of event the host raises, through real components, ends up in
@@ -431,7 +451,7 @@ async fn every_kind_of_event_reaches_the_file_and_no_secret_does() {
 
     host.audit_log().close().unwrap();
     let v = verify(&path).unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
+    let text = audit_text(&path);
     assert_eq!(
         v.records as usize,
         text.lines().count(),

@@ -51,7 +51,7 @@ async fn beside(
 fn records(host: &Host) -> (String, Vec<Value>) {
     host.audit_log().close().unwrap();
     verify(host.audit_path()).unwrap();
-    let text = std::fs::read_to_string(host.audit_path()).unwrap();
+    let text = chassis_tests::audit_text(host.audit_path());
     let records = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

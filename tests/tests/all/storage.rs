@@ -188,7 +188,11 @@ async fn every_way_out_of_the_namespace_is_refused_and_audited() {
     // Nothing reached the store, nor anywhere else: the test's directory
     // holds the audit log alone.
     let found = walk(&dir);
-    assert_eq!(found, [dir.join("audit.jsonl")], "{found:?}");
+    let audit = dir.join("audit.jsonl");
+    assert!(
+        !found.is_empty() && found.iter().all(|f| f.starts_with(&audit)),
+        "{found:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +275,7 @@ async fn every_way_out_is_refused(backend: &Backend, dir: &std::path::Path) {
     // The audit log verifies and holds each refusal with its name escaped.
     chassis.audit_log().close().unwrap();
     chassis::audit::verify(&audit).unwrap();
-    let text = std::fs::read_to_string(&audit).unwrap();
+    let text = chassis_tests::audit_text(&audit);
     let denied: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
