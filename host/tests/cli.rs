@@ -366,12 +366,14 @@ fn audit_verify_and_show() {
     let o = chassis(&["audit", "verify", log_arg]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Two runs of: module_loaded, task_start, task_complete, and
-    // reputation_changed (0.5 moves to 0.55 after a task that meets every SLO).
+    // reputation_changed (0.5 moves to 0.55 after a task that meets every
+    // SLO), then the checkpoint written at close (its marker and the
+    // swarm's state).
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "OK: 8 records", "{out}");
+    assert_eq!(lines[0], "OK: 12 records", "{out}");
     assert!(
-        lines[1].starts_with("head: 8:") && lines[1].len() == "head: 8:".len() + 64,
+        lines[1].starts_with("head: 12:") && lines[1].len() == "head: 12:".len() + 64,
         "{out}"
     );
 
@@ -420,12 +422,15 @@ fn audit_verify_and_show() {
     assert!(!analyzer.is_empty() && !hello.is_empty());
     assert!(analyzer.iter().all(|r| r["swarm_id"] == "analyzer"));
     assert!(hello.iter().all(|r| r["swarm_id"] == "hello-world"));
-    assert_eq!(analyzer.len() + hello.len(), every.len());
+    // The checkpoints' markers are about no swarm.
+    let markers = every.iter().filter(|r| r["operation"] == "checkpoint").count();
+    assert_eq!(markers, 3);
+    assert_eq!(analyzer.len() + hello.len() + markers, every.len());
     // Time windows (--since inclusive, --until exclusive): until the second
-    // run's first record keeps exactly the first run's four.
-    let second_run = every[4]["ts"].as_str().unwrap();
-    assert_eq!(show(&["--until", second_run]), every[..4].to_vec());
-    assert_eq!(show(&["--since", second_run]), every[4..].to_vec());
+    // run's first record keeps exactly the first run's six.
+    let second_run = every[6]["ts"].as_str().unwrap();
+    assert_eq!(show(&["--until", second_run]), every[..6].to_vec());
+    assert_eq!(show(&["--since", second_run]), every[6..].to_vec());
     let one = show(&[
         "--since",
         every[1]["ts"].as_str().unwrap(),
