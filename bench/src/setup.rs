@@ -60,6 +60,9 @@ pub struct Setup {
     pub chassis: Chassis,
     /// The same host with `bench-probe` only and no audit log.
     pub chassis_no_audit: Chassis,
+    /// The same host with `bench-probe` only and an audit log that keeps
+    /// no state and writes no checkpoints: what checkpoints cost.
+    pub chassis_no_checkpoints: Chassis,
     /// The audit log of `chassis`.
     pub audit: Arc<chassis::audit::AuditLog>,
     /// `bench-probe` in bare wasmtime, epoch interruption off.
@@ -99,6 +102,19 @@ impl Setup {
         chassis_no_audit
             .load_bytes(&probe_bytes, probe_contract.clone())
             .await?;
+        // The same host with an audit log that keeps no checkpoints.
+        let plain_path = bench_dir.join("audit-no-checkpoints");
+        let _ = std::fs::remove_dir_all(&plain_path);
+        let mut plain = chassis::audit::AuditOptions::new(chassis::audit::FsyncPolicy::Interval(
+            Duration::from_secs(1),
+        ));
+        plain.checkpoints = false;
+        let audit_no_checkpoints = chassis::audit::AuditLog::open_with(&plain_path, plain)?;
+        let chassis_no_checkpoints =
+            Chassis::with_config(config.clone().with_event_sink(audit_no_checkpoints))?;
+        chassis_no_checkpoints
+            .load_bytes(&probe_bytes, probe_contract.clone())
+            .await?;
         // `notes` and its objects (figure (i)), fresh each run, with room
         // for the calls a round makes.
         let store_dir = bench_dir.join("storage");
@@ -120,6 +136,7 @@ impl Setup {
         Ok(Self {
             chassis,
             chassis_no_audit,
+            chassis_no_checkpoints,
             audit,
             bare_probe: bare.load(&probe_bytes)?,
             bare_analyzer: bare.load(&analyzer_bytes)?,

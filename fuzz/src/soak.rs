@@ -15,8 +15,12 @@
 //! equal the log's; resident memory does not grow after the warm-up (the
 //! most of the run's second half stays within [`RSS_GROWTH_PERCENT`], plus
 //! [`RSS_SLACK_KIB`], of the most of its first half after the warm-up);
-//! and the file descriptors are back to what they were before the load. The figures and the curve go to `report.json` and
-//! `curve.csv` in the output directory.
+//! and the file descriptors are back to what they were before the load.
+//! Then the service is restarted on the log the load left: the time to
+//! ready and its peak resident memory are reported (the memory bounded by
+//! [`RESTART_PEAK_MIB`]), with the checkpoint it restored from. The
+//! figures and the curve go to `report.json` and `curve.csv` in the
+//! output directory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -186,6 +190,15 @@ pub struct Report {
     pub fds_before: u64,
     /// After the load, its connections closed.
     pub fds_after: u64,
+    /// The restart on the log the load left: seconds from starting the
+    /// process to its "ready" line (every swarm loaded and restored).
+    pub restart_ready_seconds: f64,
+    /// The restart's peak resident memory (`VmHWM`), KiB.
+    pub restart_peak_kib: u64,
+    /// The record the checkpoint the restart restored from covers.
+    pub restart_checkpoint: Option<u64>,
+    /// Records the restart replayed after that checkpoint.
+    pub restart_replayed: u64,
     /// Checks that failed (empty: the run passed).
     pub failures: Vec<String>,
 }
@@ -351,7 +364,7 @@ fn set_up(options: &Options) -> Result<PathBuf> {
              [audit]\npath = {:?}\n\
              [queue]\nmax_queued = 8\nmax_wait_seconds = 0.5\n",
             dir,
-            out.join("audit.jsonl")
+            out.join("audit")
         ),
     )?;
     Ok(config)
@@ -513,11 +526,12 @@ pub async fn run(options: &Options) -> Result<Report> {
             errors[0]
         ));
     }
-    let log = options.out.join("audit.jsonl");
+    let log = options.out.join("audit");
     let verified = match chassis::audit::verify(&log) {
         Ok(v) => v,
         Err(e) => bail!("the audit log does not verify: {e}"),
     };
+    let restart = restart(options, &config, &mut failures).await?;
     let (outcomes, limits, terminal_failures) = read_log(&log, sent)?;
     failures.extend(terminal_failures);
 
@@ -579,12 +593,19 @@ pub async fn run(options: &Options) -> Result<Report> {
         statuses: std::mem::take(&mut *statuses.lock().unwrap()),
         outcomes: outcomes.into_iter().collect(),
         records: verified.records,
-        log_bytes: std::fs::metadata(&log)?.len(),
+        log_bytes: chassis::audit::segments(&log)?
+            .iter()
+            .map(|s| std::fs::metadata(&s.path).map(|m| m.len()))
+            .sum::<std::io::Result<u64>>()?,
         rss_first_kib,
         rss_second_kib,
         rss_end_kib,
         fds_before,
         fds_after,
+        restart_ready_seconds: restart.0,
+        restart_peak_kib: restart.1,
+        restart_checkpoint: restart.2,
+        restart_replayed: restart.3,
         failures,
     };
     std::fs::write(
@@ -600,6 +621,52 @@ pub async fn run(options: &Options) -> Result<Report> {
     }
     std::fs::write(options.out.join("curve.csv"), csv)?;
     Ok(report)
+}
+
+/// Most resident memory a restart may take, whatever the log's length.
+pub const RESTART_PEAK_MIB: u64 = 100;
+
+/// Restart the service on the log the load left and stop it again: the
+/// seconds to ready, its peak resident memory (KiB), and what it restored
+/// (the checkpoint's covered record, the records replayed). A restart
+/// over [`RESTART_PEAK_MIB`] is a failure.
+async fn restart(
+    options: &Options,
+    config: &Path,
+    failures: &mut Vec<String>,
+) -> Result<(f64, u64, Option<u64>, u64)> {
+    let started = Instant::now();
+    let server = Server::start(options, config)?;
+    let ready = started.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))?;
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmHWM in /proc/PID/status")?;
+    let audit: Value = serde_json::from_str(
+        &reqwest::get(format!("{}/v1/audit?limit=1", server.base))
+            .await?
+            .text()
+            .await?,
+    )?;
+    server.stop()?;
+    let restored = &audit["restored"];
+    let checkpoint = restored["checkpoint"].as_u64();
+    let replayed = restored["replayed"].as_u64().unwrap_or(0);
+    eprintln!(
+        "soak: restarted on the log in {ready:.2} s, peak resident {} MiB, from the checkpoint covering record {}, {replayed} records replayed",
+        peak_kib / 1024,
+        checkpoint.map_or("(none)".to_string(), |c| c.to_string())
+    );
+    if peak_kib > RESTART_PEAK_MIB * 1024 {
+        failures.push(format!(
+            "the restart on the log took {} MiB of resident memory, over {RESTART_PEAK_MIB} MiB",
+            peak_kib / 1024
+        ));
+    }
+    Ok((ready, peak_kib, checkpoint, replayed))
 }
 
 /// Endings per `{swarm,outcome}` and limits per `{swarm,limit}` (keyed as

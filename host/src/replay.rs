@@ -262,7 +262,12 @@ impl Replay {
             }
             _ => return,
         };
-        let latency = Duration::from_secs_f64(wall_ms.max(0.0).min(1e12) / 1000.0);
+        // A time that is not a number is written as null, which a reader
+        // of the log cannot count: not counted here either.
+        if !wall_ms.is_finite() {
+            return;
+        }
+        let latency = Duration::from_secs_f64(wall_ms.clamp(0.0, 1e12) / 1000.0);
         let limit = swarm.limits.remove(task_id.as_str());
         if limit.is_some() {
             swarm.limit_order.retain(|t| t != task_id);

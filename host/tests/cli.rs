@@ -423,7 +423,10 @@ fn audit_verify_and_show() {
     assert!(analyzer.iter().all(|r| r["swarm_id"] == "analyzer"));
     assert!(hello.iter().all(|r| r["swarm_id"] == "hello-world"));
     // The checkpoints' markers are about no swarm.
-    let markers = every.iter().filter(|r| r["operation"] == "checkpoint").count();
+    let markers = every
+        .iter()
+        .filter(|r| r["operation"] == "checkpoint")
+        .count();
     assert_eq!(markers, 3);
     assert_eq!(analyzer.len() + hello.len() + markers, every.len());
     // Time windows (--since inclusive, --until exclusive): until the second

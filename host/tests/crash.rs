@@ -799,7 +799,12 @@ async fn objects_stay_whole(config: &Path) -> (Value, u64) {
 /// task ends of every kind, limits before their task's end, violations.
 fn past_event(n: u64) -> chassis::Event {
     use chassis::Event;
-    let swarm = if n % 3 == 0 { "fragile" } else { "hello-world" }.to_string();
+    let swarm = if n.is_multiple_of(3) {
+        "fragile"
+    } else {
+        "hello-world"
+    }
+    .to_string();
     let task = format!("past-{}", n / 2);
     match n % 13 {
         0 | 3 => Event::TaskFailed {

@@ -1,7 +1,9 @@
 //! (b) Throughput: two tokio workers calling `bench-probe`'s `noop` through
 //! `Chassis::execute_task` for a window, vs two workers on bare wasmtime.
 //! Goal: ratio ≥ 0.8. Measured again with a host that has no audit log, to
-//! show what the log costs under full load (no goal).
+//! show what the log costs under full load, and with an audit log that
+//! keeps no state and writes no checkpoints, to show what checkpoints cost
+//! (no goal for either).
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,12 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
             &s.chassis_no_audit,
             "b_throughput_no_audit",
             "(b) same, no audit log",
+            None,
+        ),
+        (
+            &s.chassis_no_checkpoints,
+            "b_throughput_no_checkpoints",
+            "(b) same, audit log without checkpoints",
             None,
         ),
     ] {

@@ -92,6 +92,15 @@ async fn real_main() -> Result<bool> {
         "  open descriptors: {} before the load, {} after it",
         r.fds_before, r.fds_after
     );
+    println!(
+        "  restart on the log: ready in {:.2} s (goal: under 2 s), peak resident {} MiB (bound {} MiB), from the checkpoint covering record {}, {} records replayed",
+        r.restart_ready_seconds,
+        r.restart_peak_kib / 1024,
+        soak::RESTART_PEAK_MIB,
+        r.restart_checkpoint
+            .map_or("(none)".to_string(), |c| c.to_string()),
+        r.restart_replayed
+    );
     println!("  report and curve: {}", options.out.display());
     if r.failures.is_empty() {
         println!("soak: every check passed");

@@ -336,9 +336,8 @@ fn load(layout: &Layout, segment: usize, offset: u64, replay: &mut Replay) -> Re
         .as_u64()
         .ok_or_else(|| at("the marker does not say how many swarms it holds".into()))?;
     let mut prev = marker["hash"].as_str().unwrap_or_default().to_string();
-    let mut expected = seq + 1;
     replay.clear();
-    for _ in 0..swarms {
+    for expected in seq + 1..seq + 1 + swarms {
         let record = next(&mut cursor)?.ok_or_else(|| {
             at(format!(
                 "it holds {} of its {swarms} swarms (a write cut short)",
@@ -358,7 +357,6 @@ fn load(layout: &Layout, segment: usize, offset: u64, replay: &mut Replay) -> Re
             .restore_swarm(swarm_id, &record["params"])
             .map_err(at)?;
         prev = hash;
-        expected += 1;
     }
     Ok(covered)
 }
@@ -532,7 +530,7 @@ mod tests {
                 reason: Some("private address".into()),
                 security_violation: true,
             },
-            5 if n % 5 == 0 => Event::Released {
+            5 if n.is_multiple_of(5) => Event::Released {
                 swarm_id: swarm,
                 score: 0.5,
             },

@@ -134,6 +134,10 @@ pub struct AuditOptions {
     /// Settings to judge swarms by whose records carry none (a log from
     /// before this host announced its contracts).
     pub contracts: Vec<(String, Params)>,
+    /// Whether the writer keeps the swarms' state and writes checkpoints
+    /// (the default). Off, it writes none, retention removes nothing, and
+    /// a restart replays the whole log: for measuring what they cost.
+    pub checkpoints: bool,
 }
 
 impl AuditOptions {
@@ -146,6 +150,7 @@ impl AuditOptions {
             segment_max_age: DEFAULT_SEGMENT_MAX_AGE,
             retention: Retention::default(),
             contracts: Vec::new(),
+            checkpoints: true,
         }
     }
 }
@@ -309,6 +314,7 @@ impl AuditLog {
             pause: std::env::var(PAUSE_ENV).ok(),
         });
         writer.replay = replay;
+        writer.checkpoints = options.checkpoints;
         writer.since_checkpoint = restored.replayed;
         let writer = std::thread::Builder::new()
             .name("chassis-audit".into())
@@ -508,6 +514,8 @@ struct Writer {
     replay: Replay,
     /// Records written since the last checkpoint.
     since_checkpoint: u64,
+    /// Whether the state is kept and checkpoints written.
+    checkpoints: bool,
 }
 
 impl Writer {
@@ -526,6 +534,7 @@ impl Writer {
             segments: None,
             replay: Replay::new(),
             since_checkpoint: 0,
+            checkpoints: true,
         }
     }
 }
@@ -606,7 +615,7 @@ impl Writer {
                 std::thread::sleep(BATCH_LINGER);
             }
         }
-        if self.since_checkpoint > 0 && self.segments.is_some() {
+        if self.since_checkpoint > 0 && self.segments.is_some() && self.checkpoints {
             text.clear();
             self.append_checkpoint(&mut text, "shutdown");
             self.append_text(&text)?;
@@ -658,7 +667,9 @@ impl Writer {
             pause_here(&format!("made segment {}", path.display()));
         }
         text.clear();
-        self.append_checkpoint(text, reason);
+        if self.checkpoints {
+            self.append_checkpoint(text, reason);
+        }
         if pause.as_deref() == Some("checkpoint") {
             let marker = text.find('\n').map_or(text.len(), |i| i + 1);
             file.write_all(&text.as_bytes()[..marker])?;
@@ -731,7 +742,9 @@ impl Writer {
                 &pending.event,
                 self.worker.as_deref(),
             );
-            self.replay.observe(micros(pending.ts), &pending.event);
+            if self.checkpoints {
+                self.replay.observe(micros(pending.ts), &pending.event);
+            }
             self.since_sync += 1;
             self.since_checkpoint += 1;
             if i + 1 < batch.len() && self.segment_full(text.len() as u64) {
