@@ -4,7 +4,7 @@
 //!
 //! [`Replay`] is fed one event at a time ([`Replay::observe`]), with the
 //! record's time, and counts each task's end through the same
-//! [`Health`] the live host uses, so the state it reaches is the state the
+//! `Health` the live host uses, so the state it reaches is the state the
 //! host had. The audit log's writer keeps one, fed with every record it
 //! writes, and writes its [`Replay::state`] into the log as a checkpoint;
 //! a host that restarts reads the newest checkpoint back

@@ -2,12 +2,15 @@
 //!
 //! The audit log holds every task's end, its latency and every security
 //! violation, in order and with timestamps, so replaying it through the same
-//! SLO tracker and [`Reputation`] the host uses, with the same rule for
-//! how an ending counts (`health.rs`), gives the state
-//! the host had — for any past run, from the file alone (`chassis report`).
-//! A host that continues a swarm's log ([`crate::Chassis::restore_history`],
-//! `chassis run --audit`) starts from that state, so the figures of one run
-//! chain into the next and into the report.
+//! SLO tracker and [`crate::Reputation`] the host uses, with the same rule
+//! for how an ending counts (`health.rs`), gives the state the host had —
+//! for any past run, from the log alone (`chassis report`). [`from_log`]
+//! reads a log from its newest checkpoint (or its start, or a range of
+//! records) through a [`Replay`], one record at a time; [`history`] and
+//! [`replay`] replay records already in memory. A host that continues a
+//! swarm's log ([`crate::Chassis::restore_history`], `chassis run --audit`)
+//! starts from that state (the log's writer keeps it), so the figures of
+//! one run chain into the next and into the report.
 
 use crate::SloReport;
 use crate::audit::Record;

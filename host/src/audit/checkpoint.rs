@@ -119,7 +119,7 @@ pub enum From {
     Range(u64, u64),
 }
 
-/// What [`restore`] read.
+/// What reading a log back into a [`Replay`] read ([`super::replay_into`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Restored {
     /// The chain from where the reading started to the end, checked.

@@ -24,27 +24,39 @@
 //! [`BATCH_LINGER`] before it takes them. Tasks therefore rarely have to wake
 //! the writer, and a record reaches the file within about a millisecond.
 //! Under [`FsyncPolicy::Always`], `record` returns only once its record is
-//! on disk (group commit: one `fsync` covers a batch).
+//! on disk (group commit: one `fsync` covers a batch). The writer also feeds
+//! each record to a [`Replay`](crate::replay::Replay), the swarms' SLO and
+//! reputation state as a replay of the log gives it: a host restores a
+//! swarm from it ([`AuditLog::history`]) without reading the log.
+//!
+//! The log is a directory of segments. The writer closes the segment it
+//! writes at a size or age, starts the next with a checkpoint (the
+//! replay's state, in the chain), writes one at a clean close too, and
+//! applies [`Retention`]. Opening a log takes an exclusive lock on it (a
+//! second writer would fork the chain), restores the state from the newest
+//! checkpoint that holds and replays the records after it, checks the chain
+//! from there and the segment it continues, drops a partial last line (a
+//! crash mid-write), and continues the chain.
 //!
 //! If the log cannot be written (a full disk, say) or has been closed, it
 //! reports a failure ([`EventSink::failure`]) and the host refuses new loads
 //! and tasks rather than run them unrecorded.
 //!
-//! Opening an existing log takes an exclusive lock on it (a second writer
-//! would fork the chain), verifies it, drops a partial last line (a crash
-//! mid-write), and continues its chain.
-//!
 //! By concern: `record` (the encoding of one record, its hash, timestamps,
 //! and [`MAX_RECORD_BYTES`], the longest line written or read),
-//! `writer` ([`AuditLog`] and its batching, fsync and failure handling),
-//! `read` ([`verify`], the chain [`Head`], [`read`] with a [`Filter`], and
-//! records back as typed events; a log is streamed, line by line, from a
-//! regular file opened without blocking) and `swarms` ([`BySwarm`]: each
-//! swarm's records from one pass, for a host that restores swarms as they
-//! load). The record encoding and the hex formatting are written by hand
-//! because they run on the task path (two records per task); `audit::tests`
-//! checks them against serde_json and a full round trip. Timestamps are
-//! written and parsed with the `time` crate.
+//! `writer` ([`AuditLog`] and its batching, fsync, segments, checkpoints
+//! and failure handling), `segments` (the directory, its lock, a
+//! single-file log made its first segment, lines across segments),
+//! `checkpoint` (the checkpoint records, and reading a log back into a
+//! replay from its newest checkpoint, its start or a range:
+//! [`replay_into`]), `retention` (removing the oldest segments) and `read`
+//! ([`verify`], the chain [`Head`], [`read`] with a [`Filter`], records back
+//! as typed events, and [`tail`]; a log is streamed, line by line, from
+//! regular files opened without blocking). The record encoding and the hex
+//! formatting are written by hand because they run on the task path (two
+//! records per task); `audit::tests` checks them against serde_json and a
+//! full round trip. Timestamps are written and parsed with the `time`
+//! crate.
 //!
 //! [`EventSink`]: crate::EventSink
 //! [`EventSink::failure`]: crate::EventSink::failure
