@@ -131,6 +131,36 @@ struct Swarm {
     last_micros: i64,
 }
 
+/// Whether `event` gives a swarm with no state one.
+fn starts_state(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::ModuleLoaded { .. }
+            | Event::ModuleReplaced { .. }
+            | Event::TaskComplete { .. }
+            | Event::TaskFailed { .. }
+            | Event::LimitExceeded { .. }
+            | Event::Released { .. }
+            | Event::Quarantined { .. }
+            | Event::CredentialAccess {
+                security_violation: true,
+                ..
+            }
+            | Event::HttpProxy {
+                security_violation: true,
+                ..
+            }
+            | Event::StorageAccess {
+                security_violation: true,
+                ..
+            }
+            | Event::SecretRedacted {
+                security_violation: true,
+                ..
+            }
+    )
+}
+
 /// Every swarm's state after the events fed so far.
 #[derive(Debug)]
 pub struct Replay {
@@ -185,6 +215,10 @@ impl Replay {
         let id = event.swarm_id();
         let swarm = match self.swarms.get_mut(id) {
             Some(swarm) => swarm,
+            // A swarm's state starts with its load or with an event that
+            // counts: a refused load or a task start makes none, so the
+            // swarms kept are the ones that were loaded.
+            None if !starts_state(event) => return,
             None => {
                 let params = self.given.get(id).unwrap_or(&self.defaults).clone();
                 let health = Health::with(&params.reputation, self.base);
@@ -381,5 +415,112 @@ impl Replay {
     /// Forget every swarm's state (a checkpoint that turned out bad).
     pub fn clear(&mut self) {
         self.swarms.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refused loads and task starts under any number of names keep no
+    /// state (each swarm's state holds a histogram): only a load or an
+    /// event that counts does.
+    #[test]
+    fn only_loaded_or_counted_swarms_keep_state() {
+        let mut replay = Replay::new();
+        for i in 0..10_000 {
+            replay.observe(
+                i,
+                &Event::LoadRejected {
+                    swarm_id: format!("refused-{i}"),
+                    reason: "bad".into(),
+                },
+            );
+            replay.observe(
+                i,
+                &Event::TaskStart {
+                    swarm_id: format!("started-{i}"),
+                    task_id: "t".into(),
+                    task_type: "echo".into(),
+                },
+            );
+        }
+        assert_eq!(replay.swarms().count(), 0);
+        replay.observe(
+            1,
+            &Event::TaskComplete {
+                swarm_id: "s".into(),
+                task_id: "t".into(),
+                wall_ms: 1.0,
+            },
+        );
+        assert_eq!(replay.swarms().collect::<Vec<_>>(), ["s"]);
+        assert_eq!(
+            replay
+                .history("s")
+                .unwrap()
+                .slo
+                .figures(&Params::defaults().slo, Instant::now())
+                .tasks,
+            1
+        );
+    }
+
+    /// A swarm's state written to a checkpoint and read back goes on
+    /// exactly as the original does.
+    #[test]
+    fn a_state_read_back_goes_on_as_the_original() {
+        let mut contract = ServiceContract::builder("s").build().unwrap();
+        contract.reputation.failure_window = 4;
+        let events = |from: i64, to: i64| {
+            (from..to).map(|i| {
+                let event = match i % 5 {
+                    0 => Event::LimitExceeded {
+                        swarm_id: "s".into(),
+                        task_id: format!("t{i}"),
+                        limit: LimitKind::Memory,
+                        detail: String::new(),
+                    },
+                    1 | 3 => Event::TaskComplete {
+                        swarm_id: "s".into(),
+                        task_id: format!("t{}", i - 1),
+                        wall_ms: i as f64 * 0.7,
+                    },
+                    2 => Event::TaskFailed {
+                        swarm_id: "s".into(),
+                        task_id: format!("t{i}"),
+                        kind: "trap".into(),
+                        error: String::new(),
+                        guest_error: None,
+                        wall_ms: 3.0,
+                    },
+                    _ => Event::Released {
+                        swarm_id: "s".into(),
+                        score: 0.5,
+                    },
+                };
+                (i * 1000, event)
+            })
+        };
+        let mut whole = Replay::with_contracts([&contract]);
+        let mut first = Replay::with_contracts([&contract]);
+        for (ts, e) in events(0, 500) {
+            whole.observe(ts, &e);
+            first.observe(ts, &e);
+        }
+        let mut second = Replay::new();
+        for (id, state) in first.state() {
+            // Through text, as a checkpoint stores it.
+            let state: Value = serde_json::from_str(&state.to_string()).unwrap();
+            second.restore_swarm(&id, &state).unwrap();
+        }
+        for (ts, e) in events(500, 1000) {
+            whole.observe(ts, &e);
+            second.observe(ts, &e);
+        }
+        let (a, b) = (whole.history("s").unwrap(), second.history("s").unwrap());
+        assert_eq!(a.report(&contract), b.report(&contract));
+        assert_eq!(a.reputation, b.reputation);
+        assert_eq!(whole.state(), second.state());
     }
 }

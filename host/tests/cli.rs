@@ -508,6 +508,34 @@ fn report_marks_each_target_pass_or_fail() {
     let error_rate = checks.iter().find(|c| c["metric"] == "error_rate").unwrap();
     assert_eq!(error_rate["compliant"], false);
     assert_eq!(error_rate["actual"], 50.0);
+
+    // From the newest checkpoint (each run ends with one), from the log's
+    // start, and over a range of records: the first run's four alone.
+    let report = |extra: &[&str]| {
+        let mut args = vec![
+            "report",
+            "--audit",
+            log_arg,
+            "config/hello-world.toml",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = chassis(&args);
+        let reports: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (reports, stderr(&o))
+    };
+    let (latest, said) = report(&[]);
+    assert!(
+        said.contains("state from the checkpoint covering record 11, then 0 records replayed"),
+        "{said}"
+    );
+    let (full, said) = report(&["--full"]);
+    assert!(said.contains("state from the log's start"), "{said}");
+    assert_eq!(latest, full);
+    let (first, said) = report(&["--from", "1", "--to", "4"]);
+    assert!(said.contains("records 1 to 4 only"), "{said}");
+    assert_eq!(first[0]["slo"]["tasks"], 1, "{first}");
+    assert_eq!(first[0]["slo"]["failed"], 0, "{first}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

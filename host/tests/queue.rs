@@ -58,7 +58,7 @@ fn worker_config(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         &config,
         format!(
             "shutdown_grace_seconds = 5.0\nwatch = false\n\
-             [audit]\npath = {audit:?}\nfsync = \"always\"\n\
+             [audit]\npath = {audit:?}\nfsync = \"always\"\nsegment_max_bytes = 16384\n\
              [nats]\nack_slack_seconds = 1.0\nmax_deliveries = 3\nheartbeat_seconds = 0.5\n\
              signing_key = {key:?}\n"
         ),
@@ -316,18 +316,19 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
     }
     // A log cut short is caught against the mirror's head.
     let (audit, name, text) = &survivors[0];
-    let lines: Vec<&str> = text.lines().collect();
-    // Three records before the checkpoint written at shutdown go, and it
-    // with them.
-    let checkpoint = lines
+    // The log spans segments (their checkpoints mirrored like any
+    // record); the last three task records go, and what follows them.
+    assert!(chassis::audit::segments(audit).unwrap().len() > 2);
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tasks: Vec<u64> = records
         .iter()
-        .rposition(|l| l.contains("\"operation\":\"checkpoint\""))
-        .unwrap_or(lines.len());
-    std::fs::write(
-        common::audit_segment(audit),
-        lines[..checkpoint - 3].join("\n") + "\n",
-    )
-    .unwrap();
+        .filter(|r| r["operation"].as_str().unwrap().starts_with("task_"))
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    common::cut_audit(audit, tasks[tasks.len() - 4]);
     assert!(
         verify(audit).status.success(),
         "a shorter chain is still a chain"

@@ -587,6 +587,25 @@ mod tests {
         let path = log(&dir, 6000, 64 * 1024, Retention::default());
         let segments = super::super::segments(&path).unwrap();
         assert!(segments.len() > 5, "{}", segments.len());
+        // The tail reads back across segments, the chain linked.
+        let v = verify(&path).unwrap();
+        let whole = super::super::tail(&path, usize::MAX, u64::MAX, |_| true).unwrap();
+        assert_eq!(
+            (whole.records.len() as u64, whole.chain.clone()),
+            (v.records, Ok(()))
+        );
+        assert_eq!(whole.head, Some(v.head()));
+        let newest = super::super::tail(&path, 3000, u64::MAX, |_| true).unwrap();
+        let seqs: Vec<u64> = newest
+            .records
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            seqs,
+            (v.last_seq - 2999..=v.last_seq).rev().collect::<Vec<_>>()
+        );
+        assert_eq!(newest.chain, Ok(()));
         let (full, from_start) = reports(&path, From::Start);
         assert_eq!(from_start.checkpoint, None);
         assert!(from_start.replayed >= 6000);
@@ -788,6 +807,12 @@ mod tests {
         }
         let records: Vec<Value> = super::super::read(&path, &Default::default()).unwrap();
         assert!(records.iter().any(|r| r["operation"] == "retention"));
+        // Its tail, read whole, starts at the checkpoint, the chain linked.
+        let whole = super::super::tail(&path, usize::MAX, u64::MAX, |_| true).unwrap();
+        assert_eq!(
+            (whole.records.len() as u64, whole.chain.clone()),
+            (v.records, Ok(()))
+        );
         // The same state as before retention removed anything.
         let (after, restored) = reports(&path, From::Start);
         assert_eq!(restored.checkpoint, Some(anchor));
@@ -801,6 +826,7 @@ mod tests {
         let e = super::super::verify_against(&path, &v.head()).unwrap_err();
         assert!(e.to_string().contains("cut"), "{e}");
         // Deleting instead of archiving.
+        std::fs::create_dir(dir.join("deleted")).unwrap();
         let deleted = log(
             &dir.join("deleted"),
             3000,

@@ -1280,7 +1280,7 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
                 (None, _) => "the log's start".to_string(),
             };
             eprintln!(
-                "audit log: records {} to {}; state from {origin}, {} records replayed",
+                "audit log: read records {} to {}: state from {origin}, then {} records replayed",
                 v.first_seq, v.last_seq, restored.replayed
             );
             let mut all_pass = true;

@@ -278,3 +278,24 @@ pub fn audit_segment(path: &std::path::Path) -> PathBuf {
         .expect("a log has a segment")
         .path
 }
+
+/// Cut the audit log at `path` after record `last`: later segments go,
+/// the one holding it ends with it (as a log whose tail was cut).
+pub fn cut_audit(path: &std::path::Path, last: u64) {
+    for segment in chassis::audit::segments(path).unwrap() {
+        if segment.first_seq > last {
+            std::fs::remove_file(&segment.path).unwrap();
+            continue;
+        }
+        let text = std::fs::read_to_string(&segment.path).unwrap();
+        let kept: String = text
+            .lines()
+            .filter(|l| {
+                let record: serde_json::Value = serde_json::from_str(l).unwrap();
+                record["seq"].as_u64().unwrap() <= last
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&segment.path, kept).unwrap();
+    }
+}
