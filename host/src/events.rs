@@ -27,6 +27,10 @@ pub enum Event {
         digest: String,
         /// Task types it serves.
         task_types: Vec<String>,
+        /// What its SLO figures and reputation are judged by (absent in
+        /// records written before they were recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<crate::contract::HealthSettings>,
     },
     /// A new version of a loaded swarm took its place: tasks from now on
     /// run on it; tasks already running finished on the old one.
@@ -41,6 +45,10 @@ pub enum Event {
         previous_digest: String,
         /// Task types the new version serves.
         task_types: Vec<String>,
+        /// What the swarm is judged by from now on (absent in records
+        /// written before they were recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<crate::contract::HealthSettings>,
     },
     /// A queued task delivered more times than the queue allows (its
     /// workers kept stopping before it ended) was given up: it gets an
@@ -310,11 +318,6 @@ pub trait EventSink: Send + Sync {
         self.record(&event);
     }
 
-    /// A contract was loaded (a new swarm, or a new version of one); its
-    /// `module_loaded` or `module_replaced` event follows. The audit log
-    /// judges the swarm's records by it from there on.
-    fn contract_loaded(&self, _contract: &crate::ServiceContract) {}
-
     /// Why this sink can no longer record, if it cannot (an audit log on a
     /// full disk, or closed). The host then refuses new loads and tasks
     /// rather than run them unrecorded.
@@ -357,13 +360,6 @@ impl Events {
     /// The first sink's failure, if any sink has failed.
     pub(crate) fn failure(&self) -> Option<String> {
         self.0.iter().find_map(|s| s.failure())
-    }
-
-    /// Tell every sink a contract was loaded.
-    pub(crate) fn contract_loaded(&self, contract: &crate::ServiceContract) {
-        for sink in self.0.iter() {
-            sink.contract_loaded(contract);
-        }
     }
 
     /// Build the event only when someone listens.

@@ -386,7 +386,6 @@ impl Chassis {
                 new.runtime.health.reconfigure(&new.info.contract);
             })?,
         };
-        self.inner.events.contract_loaded(&info.contract);
         match &replaced {
             None => {
                 tracing::info!(target: "chassis", swarm = %info.swarm_id, "loaded {} ({} task types, {:.1} ms, cache {})", info.origin, info.task_types.len(), info.load_ms, info.cache.as_str());
@@ -395,6 +394,7 @@ impl Chassis {
                     origin: info.origin.clone(),
                     digest: info.digest.clone(),
                     task_types: info.task_types.clone(),
+                    settings: Some(info.contract.health_settings()),
                 });
             }
             Some(old) => {
@@ -405,6 +405,7 @@ impl Chassis {
                     digest: info.digest.clone(),
                     previous_digest: old.info.digest.clone(),
                     task_types: info.task_types.clone(),
+                    settings: Some(info.contract.health_settings()),
                 });
             }
         }

@@ -13,10 +13,12 @@
 //! a log the same way (`report.rs`).
 //!
 //! A swarm's events are judged by its contract's SLO targets and
-//! reputation settings ([`Params`]): the ones the host announced when it
-//! loaded the swarm ([`Replay::contract`]), else those given for it up
-//! front, else the defaults. Time is the records' own: a swarm's SLO clock
-//! runs from its first record.
+//! reputation settings ([`Params`]): those its last `module_loaded` or
+//! `module_replaced` event names (the host records them with each load, so
+//! a replay judges every part of a history by the settings then in force),
+//! else those given for it up front ([`Replay::contract`]: a log written
+//! before loads named them), else the defaults. Time is the records' own:
+//! a swarm's SLO clock runs from its first record.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::SloReport;
-use crate::contract::{self, ServiceContract, SloTargets};
+use crate::contract::ServiceContract;
 use crate::error::ErrorKind;
 use crate::events::Event;
 use crate::health::Health;
@@ -33,43 +35,16 @@ use crate::outcome::TaskEnd;
 use crate::reputation::Reputation;
 use crate::slo::SloTracker;
 
-/// What judges a swarm's events: its contract's SLO targets and
-/// reputation settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Params {
-    /// SLO targets.
-    pub slo: SloTargets,
-    /// Reputation settings.
-    pub reputation: contract::Reputation,
-}
+/// What judges a swarm's events (its contract's SLO targets and
+/// reputation settings).
+pub use crate::contract::HealthSettings as Params;
 
-impl Params {
-    /// A contract's.
-    pub fn of(contract: &ServiceContract) -> Self {
-        Self {
-            slo: contract.slo_targets.clone(),
-            reputation: contract.reputation.clone(),
-        }
-    }
-
-    /// A contract's defaults.
-    pub fn defaults() -> Self {
-        let contract = ServiceContract::builder("defaults")
-            .build()
-            .expect("the default contract is valid");
-        Self::of(&contract)
-    }
-
-    fn to_json(&self) -> Value {
-        json!({"slo": self.slo, "reputation": self.reputation})
-    }
-
-    fn from_json(value: &Value) -> Option<Self> {
-        Some(Self {
-            slo: serde_json::from_value(value["slo"].clone()).ok()?,
-            reputation: serde_json::from_value(value["reputation"].clone()).ok()?,
-        })
-    }
+/// A contract's defaults.
+fn default_params() -> Params {
+    ServiceContract::builder("defaults")
+        .build()
+        .expect("the default contract is valid")
+        .health_settings()
 }
 
 /// Most limits remembered per swarm for tasks whose end has not come yet
@@ -185,7 +160,7 @@ impl Replay {
             base: Instant::now(),
             swarms: BTreeMap::new(),
             given: HashMap::new(),
-            defaults: Params::defaults(),
+            defaults: default_params(),
         }
     }
 
@@ -193,7 +168,7 @@ impl Replay {
     pub fn with_contracts<'a>(contracts: impl IntoIterator<Item = &'a ServiceContract>) -> Self {
         let mut replay = Self::new();
         for c in contracts {
-            replay.given.insert(c.swarm_id.clone(), Params::of(c));
+            replay.given.insert(c.swarm_id.clone(), c.health_settings());
         }
         replay
     }
@@ -213,6 +188,18 @@ impl Replay {
     /// epoch).
     pub fn observe(&mut self, ts_micros: i64, event: &Event) {
         let id = event.swarm_id();
+        // A load names the settings the swarm is judged by from then on.
+        if let Event::ModuleLoaded {
+            settings: Some(settings),
+            ..
+        }
+        | Event::ModuleReplaced {
+            settings: Some(settings),
+            ..
+        } = event
+        {
+            self.contract(id, settings.clone());
+        }
         let swarm = match self.swarms.get_mut(id) {
             Some(swarm) => swarm,
             // A swarm's state starts with its load or with an event that
@@ -308,7 +295,7 @@ impl Replay {
         }
         let _ = swarm
             .health
-            .count(&swarm.params.slo, latency, end, limit, now);
+            .count(&swarm.params.slo_targets, latency, end, limit, now);
     }
 
     /// The swarms with a record, in order of their ids.
@@ -358,7 +345,7 @@ impl Replay {
                     .filter_map(|t| Some(json!([t, s.limits.get(t)?])))
                     .collect();
                 let state = json!({
-                    "params": s.params.to_json(),
+                    "params": s.params,
                     "first_us": s.first_micros,
                     "last_us": s.last_micros,
                     "slo": s.health.slo.state(),
@@ -374,7 +361,8 @@ impl Replay {
     /// error says what is wrong with it.
     pub fn restore_swarm(&mut self, swarm_id: &str, state: &Value) -> Result<(), String> {
         let bad = |what: &str| format!("the checkpoint's state of swarm {swarm_id:?} has {what}");
-        let params = Params::from_json(&state["params"]).ok_or_else(|| bad("bad settings"))?;
+        let params: Params =
+            serde_json::from_value(state["params"].clone()).map_err(|_| bad("bad settings"))?;
         let slo = SloTracker::from_state(&state["slo"], self.base)
             .ok_or_else(|| bad("a bad SLO state"))?;
         let reputation = Reputation::from_state(&params.reputation, &state["reputation"])
@@ -460,7 +448,7 @@ mod tests {
                 .history("s")
                 .unwrap()
                 .slo
-                .figures(&Params::defaults().slo, Instant::now())
+                .figures(&default_params().slo_targets, Instant::now())
                 .tasks,
             1
         );
@@ -522,5 +510,51 @@ mod tests {
         assert_eq!(a.report(&contract), b.report(&contract));
         assert_eq!(a.reputation, b.reputation);
         assert_eq!(whole.state(), second.state());
+    }
+
+    /// A load's settings judge what follows it: a new version's stricter
+    /// failure guard quarantines a record that the first one allowed, in
+    /// any replay of the log, with no contract given.
+    #[test]
+    fn the_settings_a_load_names_judge_what_follows() {
+        let mut contract = ServiceContract::builder("s").build().unwrap();
+        contract.reputation.failure_window = 2;
+        contract.reputation.max_failure_rate_percent = 100.0;
+        let load = |c: &ServiceContract| Event::ModuleLoaded {
+            swarm_id: "s".into(),
+            origin: "o".into(),
+            digest: String::new(),
+            task_types: vec![],
+            settings: Some(c.health_settings()),
+        };
+        let failed = |i: i64| Event::TaskFailed {
+            swarm_id: "s".into(),
+            task_id: format!("t{i}"),
+            kind: "trap".into(),
+            error: String::new(),
+            guest_error: None,
+            wall_ms: 1.0,
+        };
+        let mut replay = Replay::new();
+        replay.observe(0, &load(&contract));
+        replay.observe(1, &failed(1));
+        replay.observe(2, &failed(2));
+        assert!(!replay.history("s").unwrap().reputation.quarantined);
+        let mut strict = contract.clone();
+        strict.reputation.max_failure_rate_percent = 50.0;
+        replay.observe(
+            3,
+            &Event::ModuleReplaced {
+                swarm_id: "s".into(),
+                origin: "o".into(),
+                digest: String::new(),
+                previous_digest: String::new(),
+                task_types: vec![],
+                settings: Some(strict.health_settings()),
+            },
+        );
+        let h = replay.history("s").unwrap();
+        assert!(h.reputation.quarantined, "{:?}", h.reputation);
+        assert_eq!(h.slo.figures(&strict.slo_targets, h.last).tasks, 2);
     }
 }

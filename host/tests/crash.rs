@@ -925,7 +925,14 @@ async fn a_restart_on_a_long_log_restores_from_its_checkpoint_in_bounded_memory(
         options.segment_max_bytes = 8 * 1024 * 1024;
         let writer = chassis::audit::AuditLog::open_with(&log, options).unwrap();
         for c in &contracts {
-            writer.contract_loaded(&chassis::ServiceContract::from_file(c).unwrap());
+            let c = chassis::ServiceContract::from_file(c).unwrap();
+            writer.record_owned(chassis::Event::ModuleLoaded {
+                swarm_id: c.swarm_id.clone(),
+                origin: "a past run".into(),
+                digest: String::new(),
+                task_types: vec!["hello".into()],
+                settings: Some(c.health_settings()),
+            });
         }
         for n in 0..RECORDS {
             writer.record_owned(past_event(n));

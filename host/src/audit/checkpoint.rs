@@ -542,6 +542,17 @@ mod tests {
         }
     }
 
+    /// The load of `c`'s swarm, naming its settings.
+    fn loaded(c: &ServiceContract) -> Event {
+        Event::ModuleLoaded {
+            swarm_id: c.swarm_id.clone(),
+            origin: "test".into(),
+            digest: String::new(),
+            task_types: vec!["echo".into()],
+            settings: Some(c.health_settings()),
+        }
+    }
+
     fn options(segment_max_bytes: u64) -> AuditOptions {
         AuditOptions {
             segment_max_bytes,
@@ -562,7 +573,7 @@ mod tests {
         )
         .unwrap();
         for c in contracts() {
-            log.contract_loaded(&c);
+            log.record(&loaded(&c));
         }
         for n in 0..records {
             log.record(&event(n));

@@ -247,6 +247,19 @@ mod tests {
                 origin: "o".into(),
                 digest: "d".into(),
                 task_types: vec!["a".into()],
+                settings: Some(
+                    crate::ServiceContract::builder("s")
+                        .build()
+                        .unwrap()
+                        .health_settings(),
+                ),
+            },
+            Event::ModuleLoaded {
+                swarm_id: s(),
+                origin: "o".into(),
+                digest: "d".into(),
+                task_types: vec!["a".into()],
+                settings: None,
             },
             Event::ModuleReplaced {
                 swarm_id: s(),
@@ -254,6 +267,7 @@ mod tests {
                 digest: "d2".into(),
                 previous_digest: "d".into(),
                 task_types: vec!["a".into()],
+                settings: None,
             },
             Event::TaskAbandoned {
                 swarm_id: s(),

@@ -733,6 +733,7 @@ mod tests {
                 origin: "o".into(),
                 digest: "d".into(),
                 task_types: vec!["t".repeat(60); 100_000],
+                settings: None,
             },
         ] {
             let mut text = String::new();

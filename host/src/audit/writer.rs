@@ -107,8 +107,6 @@ impl Failure {
 enum Message {
     /// Write a record.
     Record(Pending),
-    /// A contract was loaded: judge its swarm's records by it.
-    Contract(String, Box<Params>),
     /// A swarm's state after every record before this message.
     History(String, SyncSender<Option<History>>),
     /// Close the segment now (and start the next with a checkpoint).
@@ -433,13 +431,6 @@ impl EventSink for AuditLog {
         }
     }
 
-    fn contract_loaded(&self, contract: &crate::ServiceContract) {
-        let _ = self.send(Message::Contract(
-            contract.swarm_id.clone(),
-            Box::new(Params::of(contract)),
-        ));
-    }
-
     fn failure(&self) -> Option<String> {
         self.failure.get()
     }
@@ -598,7 +589,6 @@ impl Writer {
             match other {
                 None => {}
                 Some(Message::Record(_)) => unreachable!("records go in the batch"),
-                Some(Message::Contract(id, params)) => self.replay.contract(&id, *params),
                 Some(Message::History(id, reply)) => {
                     let _ = reply.send(self.replay.history(&id));
                 }

@@ -617,7 +617,7 @@ fn open_audit(
 ) -> Result<std::sync::Arc<chassis::audit::AuditLog>> {
     let mut options = chassis::audit::AuditOptions::new(fsync);
     options.contracts = contract
-        .map(|c| (c.swarm_id.clone(), chassis::report::Params::of(c)))
+        .map(|c| (c.swarm_id.clone(), c.health_settings()))
         .into_iter()
         .collect();
     chassis::audit::AuditLog::open_with(path, options).context("audit log")

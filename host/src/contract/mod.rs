@@ -272,6 +272,18 @@ pub struct Reputation {
     pub max_failure_rate_percent: f64,
 }
 
+/// What a swarm's SLO figures and reputation are judged by: its
+/// contract's `slo_targets` and `reputation`. The host records them with
+/// each load, so a replay of the audit log judges every part of a swarm's
+/// history by the settings then in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthSettings {
+    /// SLO targets.
+    pub slo_targets: SloTargets,
+    /// Reputation settings.
+    pub reputation: Reputation,
+}
+
 /// Default values, from the seed documents where they give one.
 pub mod defaults {
     /// `version`.
@@ -557,6 +569,14 @@ impl ContractError {
 }
 
 impl ServiceContract {
+    /// What the swarm's SLO figures and reputation are judged by.
+    pub fn health_settings(&self) -> HealthSettings {
+        HealthSettings {
+            slo_targets: self.slo_targets.clone(),
+            reputation: self.reputation.clone(),
+        }
+    }
+
     /// A contract built in code, starting from the same defaults a TOML
     /// contract with only `swarm_id` gets; [`ContractBuilder::build`]
     /// validates it as a file would be.

@@ -199,7 +199,7 @@ impl Service {
                 // settings are judged by the contracts being loaded.
                 options.contracts = parsed
                     .iter()
-                    .map(|c| (c.swarm_id.clone(), crate::report::Params::of(c)))
+                    .map(|c| (c.swarm_id.clone(), c.health_settings()))
                     .collect();
                 let log =
                     AuditLog::open_with(path, options).map_err(|e| audit_error(e.to_string()))?;
