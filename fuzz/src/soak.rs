@@ -674,14 +674,19 @@ async fn restart(
 /// exactly one terminal record".
 type LogCounts = (HashMap<String, u64>, HashMap<String, u64>, Vec<String>);
 
-/// Read the log a line at a time (it can be gigabytes).
+/// Read the log, segment by segment, a line at a time (it can be
+/// gigabytes).
 fn read_log(log: &Path, sent: u64) -> Result<LogCounts> {
     let mut outcomes = HashMap::new();
     let mut limits = HashMap::new();
     let mut terminal = vec![0u8; sent as usize];
     let mut strays = 0u64;
-    let file = std::fs::File::open(log)?;
-    for line in BufReader::with_capacity(1 << 20, file).lines() {
+    let mut lines = Vec::new();
+    for segment in chassis::audit::segments(log)? {
+        let file = std::fs::File::open(&segment.path)?;
+        lines.push(BufReader::with_capacity(1 << 20, file).lines());
+    }
+    for line in lines.into_iter().flatten() {
         let record: Value = serde_json::from_str(&line?)?;
         let swarm = record["swarm_id"].as_str().unwrap_or_default();
         let outcome = match record["operation"].as_str().unwrap_or_default() {

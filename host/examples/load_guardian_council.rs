@@ -61,8 +61,9 @@ async fn main() -> Result<()> {
 
     // Step 3: start the host, with an audit log, and load the swarm.
     println!("\nInitializing IF.chassis...");
-    let audit_path = root.join("target/demo-audit.jsonl");
-    let _ = std::fs::remove_file(&audit_path);
+    // A fresh log each run: a directory of segments.
+    let audit_path = root.join("target/demo-audit");
+    let _ = std::fs::remove_dir_all(&audit_path);
     let audit = AuditLog::open(&audit_path, FsyncPolicy::Always)?;
     let chassis = Chassis::with_config(
         ChassisConfig::sized_for([&contract])

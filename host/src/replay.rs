@@ -84,7 +84,7 @@ impl History {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64);
-            let age = Duration::from_micros((now - first).max(0) as u64);
+            let age = Duration::from_micros(now.saturating_sub(first).max(0) as u64);
             self.slo.resume(Instant::now(), age);
         }
         (self.slo, self.reputation)
@@ -104,6 +104,22 @@ struct Swarm {
     limit_order: VecDeque<String>,
     first_micros: i64,
     last_micros: i64,
+}
+
+/// Whether every number of `event` is finite (a record of it reads back).
+fn numbers_finite(event: &Event) -> bool {
+    let numbers: &[f64] = match event {
+        Event::TaskComplete { wall_ms, .. } | Event::TaskFailed { wall_ms, .. } => &[*wall_ms],
+        Event::HttpProxy { elapsed_ms, .. } => &[*elapsed_ms],
+        Event::SloViolation { actual, target, .. } => &[*actual, *target],
+        Event::ReputationChanged { from, to, .. } => &[*from, *to],
+        Event::Quarantined {
+            score, threshold, ..
+        } => &[*score, *threshold],
+        Event::Released { score, .. } => &[*score],
+        _ => &[],
+    };
+    numbers.iter().all(|n| n.is_finite())
 }
 
 /// Whether `event` gives a swarm with no state one.
@@ -145,6 +161,8 @@ pub struct Replay {
     /// Settings for swarms the host has not announced.
     given: HashMap<String, Params>,
     defaults: Params,
+    /// Only these swarms are replayed (`None`: every one).
+    only: Option<std::collections::HashSet<String>>,
 }
 
 impl Default for Replay {
@@ -161,7 +179,21 @@ impl Replay {
             swarms: BTreeMap::new(),
             given: HashMap::new(),
             defaults: default_params(),
+            only: None,
         }
+    }
+
+    /// Replay only these swarms (a report of a few swarms of a long log
+    /// keeps no state for the others).
+    pub fn only<'a>(mut self, swarm_ids: impl IntoIterator<Item = &'a str>) -> Self {
+        self.only = Some(swarm_ids.into_iter().map(str::to_string).collect());
+        self
+    }
+
+    fn wanted(&self, swarm_id: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.contains(swarm_id))
     }
 
     /// Judge the swarms of these contracts by them.
@@ -187,6 +219,12 @@ impl Replay {
     /// Count one event, recorded at `ts_micros` (microseconds since the
     /// epoch).
     pub fn observe(&mut self, ts_micros: i64, event: &Event) {
+        // A number that is not finite is written as null, and a reader of
+        // the log cannot read that record back: it is not counted here
+        // either, so the writer's state and a replay of the log agree.
+        if !numbers_finite(event) || !self.wanted(event.swarm_id()) {
+            return;
+        }
         let id = event.swarm_id();
         // A load names the settings the swarm is judged by from then on.
         if let Event::ModuleLoaded {
@@ -220,7 +258,8 @@ impl Replay {
             }
         };
         swarm.last_micros = ts_micros;
-        let now = self.base + Duration::from_micros((ts_micros - swarm.first_micros).max(0) as u64);
+        let now = self.base
+            + Duration::from_micros(ts_micros.saturating_sub(swarm.first_micros).max(0) as u64);
         let (task_id, end, wall_ms) = match event {
             Event::TaskComplete {
                 task_id, wall_ms, ..
@@ -283,11 +322,6 @@ impl Replay {
             }
             _ => return,
         };
-        // A time that is not a number is written as null, which a reader
-        // of the log cannot count: not counted here either.
-        if !wall_ms.is_finite() {
-            return;
-        }
         let latency = Duration::from_secs_f64(wall_ms.clamp(0.0, 1e12) / 1000.0);
         let limit = swarm.limits.remove(task_id.as_str());
         if limit.is_some() {
@@ -330,7 +364,8 @@ impl Replay {
     }
 
     fn at(&self, swarm: &Swarm, ts_micros: i64) -> Instant {
-        self.base + Duration::from_micros((ts_micros - swarm.first_micros).max(0) as u64)
+        self.base
+            + Duration::from_micros(ts_micros.saturating_sub(swarm.first_micros).max(0) as u64)
     }
 
     /// Every swarm's state as JSON, in order of their ids: what a
@@ -360,6 +395,9 @@ impl Replay {
     /// Take `swarm_id`'s state from a checkpoint ([`Replay::state`]); an
     /// error says what is wrong with it.
     pub fn restore_swarm(&mut self, swarm_id: &str, state: &Value) -> Result<(), String> {
+        if !self.wanted(swarm_id) {
+            return Ok(());
+        }
         let bad = |what: &str| format!("the checkpoint's state of swarm {swarm_id:?} has {what}");
         let params: Params =
             serde_json::from_value(state["params"].clone()).map_err(|_| bad("bad settings"))?;
@@ -433,6 +471,15 @@ mod tests {
                 },
             );
         }
+        // A record a reader of the log could not read back is not counted.
+        replay.observe(
+            1,
+            &Event::TaskComplete {
+                swarm_id: "nan".into(),
+                task_id: "t".into(),
+                wall_ms: f64::NAN,
+            },
+        );
         assert_eq!(replay.swarms().count(), 0);
         replay.observe(
             1,

@@ -40,7 +40,8 @@ pub fn from_log(
     contracts: &[ServiceContract],
     from: crate::audit::From,
 ) -> Result<(Vec<SloReport>, crate::audit::Restored), crate::audit::AuditError> {
-    let mut replay = Replay::with_contracts(contracts);
+    let mut replay =
+        Replay::with_contracts(contracts).only(contracts.iter().map(|c| c.swarm_id.as_str()));
     let restored = crate::audit::replay_into(path, &mut replay, from)?;
     let reports = contracts
         .iter()

@@ -25,6 +25,17 @@
 //!   repairs the log and serves. The tmpfs is mounted as root, else in a
 //!   user namespace ([`SmallDisk`]); where neither can be, the case says
 //!   why and skips, and under CI fails.
+//! - Restarts on a long log: 300,000 records in many segments, the last
+//!   segment's shutdown checkpoint gone as after a crash; the restarted
+//!   server starts from the newest checkpoint, replays only what follows,
+//!   reports the SLO figures, reputation and quarantine a replay of the
+//!   whole log gives, and its peak resident memory (`VmHWM`) stays under
+//!   a fixed bound a replay held in memory would exceed tenfold.
+//! - Killed in a segment close: the writer is held (`CHASSIS_AUDIT_PAUSE`)
+//!   with the next segment made but empty, or with its checkpoint's first
+//!   record written and not the rest, and the server is killed with
+//!   SIGKILL; the log verifies, and the restart restores the state of a
+//!   full replay, passing over the cut checkpoint by name.
 //! - Under CI a test that cannot run its real part fails, saying why: the
 //!   decision ([`skip_or_fail_in`], [`Browser::find_with`]) and the
 //!   disk-full test run again with no `mount` or `unshare` on `PATH`.

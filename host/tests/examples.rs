@@ -91,7 +91,7 @@ fn on_a_terminal(no_color: Option<&str>) -> Vec<u8> {
     run(cmd, &format!("on a pty, NO_COLOR={no_color:?}")).stdout
 }
 
-// One test: the example's runs share its audit log, `target/demo-audit.jsonl`.
+// One test: the example's runs share its audit log, `target/demo-audit`.
 #[test]
 fn the_demo_colours_a_terminal_only_and_never_under_no_color() {
     // Into pipes, as `cargo xtask demo > file 2>&1` or CI.

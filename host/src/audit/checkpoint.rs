@@ -42,6 +42,9 @@ pub const CHECKPOINT: &str = "checkpoint";
 /// `operation` of a checkpoint's record of one swarm.
 pub const CHECKPOINT_SWARM: &str = "checkpoint_swarm";
 
+/// Most swarm states a checkpoint may say it holds.
+const MAX_CHECKPOINT_SWARMS: u64 = 1 << 20;
+
 /// How every marker line begins.
 const MARKER_PREFIX: &[u8] = b"{\"component\":\"IF.chassis\",\"operation\":\"checkpoint\",";
 
@@ -139,7 +142,7 @@ pub struct Restored {
 /// log's end (its first record following the `prev_hash` it names).
 pub(super) fn check_segment(layout: &Layout, segment: usize) -> Result<(), AuditError> {
     let anchor = first_prev(layout, segment)?;
-    walk(layout, segment, 0, anchor, |_, _, _| Ok(())).map(drop)
+    walk(layout, segment, 0, anchor, |_, _, _| Ok(true)).map(drop)
 }
 
 /// Read the log of `layout` into `replay` from `from` on, checking the
@@ -201,7 +204,8 @@ pub(super) fn restore(
                     replay.observe(r.ts_micros, &r.event);
                     replayed += 1;
                 }
-                Ok(())
+                // Not past the range: the rest is not read.
+                Ok(seq < last)
             })?;
             Ok(Restored {
                 verified,
@@ -256,7 +260,7 @@ fn forward(
             replay.observe(r.ts_micros, &r.event);
             replayed += 1;
         }
-        Ok(())
+        Ok(true)
     })?;
     Ok(Restored {
         checkpoint_at: covered.is_some().then_some((segment, offset)),
@@ -267,8 +271,8 @@ fn forward(
     })
 }
 
-/// The `prev_hash` of the first record of `segment` as an anchor (`None`
-/// for an empty segment).
+/// The `prev_hash` of the first record from `segment` on as an anchor
+/// (`None` when no record follows).
 fn first_prev(layout: &Layout, segment: usize) -> Result<Option<Anchor>, AuditError> {
     let mut cursor = Cursor::new(layout, segment, 0)?;
     let Some(at) = cursor.next_line()? else {
@@ -309,7 +313,9 @@ fn load(layout: &Layout, segment: usize, offset: u64, replay: &mut Replay) -> Re
     let marker = next(&mut cursor)?.ok_or_else(|| at("no marker".into()))?;
     let covered = covers(&marker).ok_or_else(|| at("the marker names no covered head".into()))?;
     let seq = marker["seq"].as_u64().unwrap_or(0);
-    if covered.seq + 1 != seq || marker["prev_hash"].as_str() != Some(covered.hash.as_str()) {
+    if covered.seq.checked_add(1) != Some(seq)
+        || marker["prev_hash"].as_str() != Some(covered.hash.as_str())
+    {
         return Err(at(format!(
             "it covers record {} but follows record {}",
             covered.seq,
@@ -319,8 +325,9 @@ fn load(layout: &Layout, segment: usize, offset: u64, replay: &mut Replay) -> Re
     if marker["hash"].as_str() != Some(record_hash(&marker).as_str()) {
         return Err(at("its marker's hash does not match its contents".into()));
     }
-    // The record it covers, where it is still there.
-    if let Some(before) = record_before(layout, segment, offset).map_err(|e| at(e.to_string()))? {
+    // The record it covers, unless the checkpoint starts what is left of
+    // a log (retention removed what came before).
+    if let Some(before) = record_before(layout, segment, offset).map_err(at)? {
         let hash = record_hash(&before);
         if before["seq"].as_u64() != Some(covered.seq)
             || hash != covered.hash
@@ -334,6 +341,7 @@ fn load(layout: &Layout, segment: usize, offset: u64, replay: &mut Replay) -> Re
     }
     let swarms = marker["params"]["swarms"]
         .as_u64()
+        .filter(|n| *n <= MAX_CHECKPOINT_SWARMS)
         .ok_or_else(|| at("the marker does not say how many swarms it holds".into()))?;
     let mut prev = marker["hash"].as_str().unwrap_or_default().to_string();
     replay.clear();
@@ -362,28 +370,32 @@ fn load(layout: &Layout, segment: usize, offset: u64, replay: &mut Replay) -> Re
 }
 
 /// The record just before byte `offset` of `segment` (the last of the
-/// segment before when `offset` is 0), if there is one.
-fn record_before(
-    layout: &Layout,
-    segment: usize,
-    offset: u64,
-) -> Result<Option<Value>, AuditError> {
+/// segment before when `offset` is 0); `None` only at the very start of
+/// the log. A record that should be there and cannot be read is a reason
+/// to refuse the checkpoint.
+fn record_before(layout: &Layout, segment: usize, offset: u64) -> Result<Option<Value>, String> {
     let (path, end) = if offset > 0 {
         (&layout.segments[segment].path, offset)
     } else if segment > 0 {
         let path = &layout.segments[segment - 1].path;
         let len = std::fs::metadata(path)
-            .map_err(|source| AuditError::Io {
-                path: path.clone(),
-                source,
-            })?
+            .map_err(|e| format!("{}: {e}", path.display()))?
             .len();
         (path, len)
     } else {
         return Ok(None);
     };
-    let line = last_line_before(path, end)?;
-    Ok(line.and_then(|l| serde_json::from_slice(&l).ok()))
+    let line = last_line_before(path, end)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "no whole record before it in {} (the record it covers is gone)",
+                path.display()
+            )
+        })?;
+    serde_json::from_slice(&line)
+        .map(Some)
+        .map_err(|e| format!("the record before it is not JSON: {e}"))
 }
 
 /// The whole line that ends (with its newline) at byte `end` of `path`.
@@ -829,6 +841,16 @@ mod tests {
         assert_eq!(restored.checkpoint, Some(anchor));
         let (latest, _) = reports(&path, From::Latest);
         assert_eq!(after, latest);
+        // Segments taken away without a retention record saying so fail
+        // verification, though what is left starts at a checkpoint.
+        std::fs::create_dir(dir.join("bare")).unwrap();
+        let bare = log(&dir.join("bare"), 1500, 16 * 1024, Retention::default());
+        let bare_segments = super::super::segments(&bare).unwrap();
+        for s in &bare_segments[..2] {
+            std::fs::remove_file(&s.path).unwrap();
+        }
+        let e = verify(&bare).unwrap_err().to_string();
+        assert!(e.contains("no retention record"), "{e}");
         // A cut tail is caught against the head.
         let last = &kept.last().unwrap().path;
         let text = std::fs::read_to_string(last).unwrap();
@@ -836,6 +858,28 @@ mod tests {
         std::fs::write(last, &text[..cut]).unwrap();
         let e = super::super::verify_against(&path, &v.head()).unwrap_err();
         assert!(e.to_string().contains("cut"), "{e}");
+        // An archived segment never replaces another log's of that name:
+        // retention stops there, records why, and the log still verifies.
+        std::fs::create_dir(dir.join("other")).unwrap();
+        let taken = dir.join("taken-archive");
+        std::fs::create_dir(&taken).unwrap();
+        std::fs::write(taken.join(segment_name(1)), "another log's\n").unwrap();
+        let other = log(
+            &dir.join("other"),
+            1500,
+            16 * 1024,
+            Retention {
+                keep_segments: Some(2),
+                archive_dir: Some(taken.clone()),
+                ..Retention::default()
+            },
+        );
+        assert_eq!(
+            std::fs::read_to_string(taken.join(segment_name(1))).unwrap(),
+            "another log's\n"
+        );
+        assert_eq!(super::super::segments(&other).unwrap()[0].first_seq, 1);
+        verify(&other).unwrap();
         // Deleting instead of archiving.
         std::fs::create_dir(dir.join("deleted")).unwrap();
         let deleted = log(
@@ -897,5 +941,69 @@ mod tests {
         assert_ne!(before, reports(&file, From::Start).0);
         std::fs::remove_dir_all(&dir).unwrap();
         let _ = Duration::ZERO;
+    }
+
+    /// A checkpoint larger than the segment size does not close a segment
+    /// after every record: a segment closes on what follows its
+    /// checkpoint. Closing a segment that holds nothing yet does nothing.
+    #[test]
+    fn a_large_checkpoint_does_not_close_every_segment() {
+        let dir = scratch("large");
+        let path = dir.join("audit");
+        let log = AuditLog::open_with(&path, options(4096)).unwrap();
+        log.close_segment().unwrap();
+        log.close_segment().unwrap();
+        // Forty swarms with wide histograms: a checkpoint of many KiB.
+        for i in 0..4000u64 {
+            log.record(&Event::TaskComplete {
+                swarm_id: format!("s{}", i % 40),
+                task_id: format!("t{i}"),
+                wall_ms: (i * 7919 % 100_000) as f64 / 10.0,
+            });
+        }
+        log.close().unwrap();
+        let segments = super::super::segments(&path).unwrap();
+        let checkpoint = std::fs::metadata(&segments.last().unwrap().path)
+            .unwrap()
+            .len();
+        assert!(checkpoint > 4096, "{checkpoint}");
+        // About 4000 records of ~200 bytes in 4 KiB segments: a few
+        // hundred, not one per record.
+        assert!(
+            segments.len() > 20 && segments.len() < 1000,
+            "{} segments",
+            segments.len()
+        );
+        verify(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A link to a log's directory is followed; a link to a single-file
+    /// log is refused rather than moved.
+    #[test]
+    fn links_to_a_log() {
+        let dir = scratch("links");
+        let real = dir.join("real");
+        AuditLog::open(&real, FsyncPolicy::Never)
+            .unwrap()
+            .close()
+            .unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        AuditLog::open(&link, FsyncPolicy::Never)
+            .unwrap()
+            .close()
+            .unwrap();
+        assert!(link.is_symlink() && real.is_dir());
+        let file = dir.join("single.jsonl");
+        std::fs::write(&file, "").unwrap();
+        let file_link = dir.join("single-link");
+        std::os::unix::fs::symlink(&file, &file_link).unwrap();
+        let e = AuditLog::open(&file_link, FsyncPolicy::Never)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(file.is_file());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

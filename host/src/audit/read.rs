@@ -301,7 +301,7 @@ fn verify_each(path: &Path, mut each: impl FnMut(u64, &str)) -> Result<Verified,
     let layout = Layout::find(path)?;
     walk(&layout, 0, 0, None, |seq, hash, _| {
         each(seq, hash);
-        Ok(())
+        Ok(true)
     })
 }
 
@@ -317,7 +317,8 @@ pub(super) struct Anchor {
 }
 
 /// Check the chain of `layout` from byte `offset` of segment `segment` on,
-/// handing `each` every good record (its `seq`, `hash` and the record).
+/// handing `each` every good record (its `seq`, `hash` and the record)
+/// until it answers `false`.
 /// `anchor` is the head the first record must follow; `None` takes the
 /// log's start: genesis, or the checkpoint a retained log starts with.
 pub(super) fn walk(
@@ -325,11 +326,14 @@ pub(super) fn walk(
     segment: usize,
     offset: u64,
     anchor: Option<Anchor>,
-    mut each: impl FnMut(u64, &str, &Value) -> Result<(), AuditError>,
+    mut each: impl FnMut(u64, &str, &Value) -> Result<bool, AuditError>,
 ) -> Result<Verified, AuditError> {
     let mut cursor = Cursor::new(layout, segment, offset)?;
     let mut head: Option<Head> = anchor.as_ref().map(|a| a.head.clone());
     let mut anchor_head = anchor.filter(|a| a.by_checkpoint).map(|a| a.head);
+    // A log found to start after record 1 must say, in a `retention`
+    // record, that the records before it were removed.
+    let mut removal_unrecorded: Option<(u64, PathBuf)> = None;
     let mut records = 0u64;
     let mut first_seq = None;
     let mut current_segment = usize::MAX;
@@ -342,13 +346,18 @@ pub(super) fn walk(
         let seq = record["seq"].as_u64();
         let prev = record["prev_hash"].as_str().unwrap_or_default();
         let expected = match &head {
-            Some(h) => h.seq + 1,
+            Some(h) => match h.seq.checked_add(1) {
+                Some(next) => next,
+                None => return Err(cursor.bad("the sequence number overflows".into())),
+            },
             None => match seq {
                 // The log's first record: 1 on the genesis hash, or a
                 // checkpoint that covers the records before it.
                 Some(first) if first > 1 => match super::checkpoint::covers(&record) {
-                    Some(c) if c.seq + 1 == first && c.hash == prev => {
+                    Some(c) if c.seq.checked_add(1) == Some(first) && c.hash == prev => {
                         anchor_head = Some(c.clone());
+                        removal_unrecorded =
+                            Some((c.seq, layout.segments[at.segment].path.clone()));
                         head = Some(c);
                         first
                     }
@@ -402,10 +411,33 @@ pub(super) fn walk(
         }
         first_seq.get_or_insert(expected);
         records += 1;
-        each(expected, &actual, &record)?;
+        if let Some((removed_to, _)) = &removal_unrecorded
+            && record["operation"].as_str() == Some("retention")
+            && record["params"]["first_seq"]
+                .as_u64()
+                .is_some_and(|first| first <= *removed_to)
+            && record["params"]["last_seq"]
+                .as_u64()
+                .is_some_and(|last| last >= *removed_to)
+        {
+            removal_unrecorded = None;
+        }
+        let go_on = each(expected, &actual, &record)?;
         head = Some(Head {
             seq: expected,
             hash: actual,
+        });
+        if !go_on {
+            break;
+        }
+    }
+    if let Some((removed_to, path)) = removal_unrecorded {
+        return Err(AuditError::Bad {
+            path,
+            line: 1,
+            reason: format!(
+                "the log starts after record {removed_to}, at a checkpoint, but no retention record in it says records up to {removed_to} were removed: segments were taken away"
+            ),
         });
     }
     // Segments after the last record read (empty ones) count as read.

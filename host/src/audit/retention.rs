@@ -1,19 +1,33 @@
 //! Retention: when a segment closes, the oldest segments are archived
 //! (moved to the archive directory) or deleted while the log keeps more
 //! than its limits allow, and only up to a segment that starts with a
-//! checkpoint that holds, so what remains verifies from it.
+//! checkpoint that holds, so what remains verifies from it. The writer
+//! records what is to go (a `retention` record, synced) before it goes:
+//! a log that starts after record 1 without such a record had segments
+//! taken from it, and `verify` says so.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
-use super::segments::{self, ARCHIVE_DIR, Layout};
+use super::segments::{self, ARCHIVE_DIR, Layout, Segment};
 use super::{AuditError, Retention, checkpoint};
 
-/// Apply `policy` to the log in `dir`: what was removed, as the params of
-/// the `retention` record the writer writes, or `None` when nothing was.
-pub(super) fn apply(dir: &Path, policy: &Retention) -> Result<Option<Value>, AuditError> {
+/// What retention is to remove: the oldest segments, up to a segment that
+/// starts with a checkpoint.
+pub(super) struct Plan {
+    dir: PathBuf,
+    remove: Vec<Segment>,
+    /// The first record of the oldest segment kept.
+    kept_from: u64,
+    bytes: u64,
+    /// Where they go (`None`: deleted).
+    archive: Option<PathBuf>,
+}
+
+/// What `policy` would remove from the log in `dir` now (`None`: nothing).
+pub(super) fn plan(dir: &Path, policy: &Retention) -> Result<Option<Plan>, AuditError> {
     let io = |path: &Path, source| AuditError::Io {
         path: path.to_path_buf(),
         source,
@@ -62,30 +76,58 @@ pub(super) fn apply(dir: &Path, policy: &Retention) -> Result<Option<Value>, Aud
             .clone()
             .unwrap_or_else(|| dir.join(ARCHIVE_DIR))
     });
-    if let Some(archive) = &archive {
-        crate::files::create_private_dir(archive).map_err(|e| io(archive, e))?;
+    Ok(Some(Plan {
+        dir: dir.to_path_buf(),
+        kept_from: segments[cut].first_seq,
+        bytes: sizes[..cut].iter().sum(),
+        remove: segments[..cut].to_vec(),
+        archive,
+    }))
+}
+
+impl Plan {
+    /// The `retention` record's params, written (and synced) before the
+    /// segments go: the action, how many segments, the records they hold
+    /// (`first_seq` to `last_seq`), their bytes, and where they go.
+    pub(super) fn record(&self) -> Value {
+        json!({
+            "action": if self.archive.is_some() { "archive" } else { "delete" },
+            "segments": self.remove.len(),
+            "first_seq": self.remove[0].first_seq,
+            "last_seq": self.kept_from - 1,
+            "bytes": self.bytes,
+            "archive_dir": self.archive.as_ref().map(|a| a.display().to_string()),
+        })
     }
-    for s in &segments[..cut] {
-        match &archive {
-            Some(archive) => {
-                let to = archive.join(s.path.file_name().unwrap_or_default());
-                std::fs::rename(&s.path, &to).map_err(|e| io(&s.path, e))?;
-            }
-            None => std::fs::remove_file(&s.path).map_err(|e| io(&s.path, e))?,
+
+    /// Archive or delete the segments, oldest first. An archived segment
+    /// never replaces a file of that name in the archive (another log's):
+    /// that is an error, and the segment stays.
+    pub(super) fn carry_out(&self) -> Result<(), AuditError> {
+        let io = |path: &Path, source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(archive) = &self.archive {
+            crate::files::create_private_dir(archive).map_err(|e| io(archive, e))?;
         }
+        for s in &self.remove {
+            match &self.archive {
+                Some(archive) => {
+                    let to = archive.join(s.path.file_name().unwrap_or_default());
+                    // A link fails where the name is taken; then the
+                    // segment's own name goes.
+                    std::fs::hard_link(&s.path, &to).map_err(|e| io(&to, e))?;
+                    std::fs::remove_file(&s.path).map_err(|e| io(&s.path, e))?;
+                }
+                None => std::fs::remove_file(&s.path).map_err(|e| io(&s.path, e))?,
+            }
+        }
+        segments::sync_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
+        if let Some(archive) = &self.archive {
+            segments::sync_dir(archive).map_err(|e| io(archive, e))?;
+        }
+        tracing::info!(target: "chassis::audit", "retention: {} {} segments of {}, records {} to {} ({} bytes)", if self.archive.is_some() { "archived" } else { "deleted" }, self.remove.len(), self.dir.display(), self.remove[0].first_seq, self.kept_from - 1, self.bytes);
+        Ok(())
     }
-    segments::sync_dir(dir).map_err(|e| io(dir, e))?;
-    if let Some(archive) = &archive {
-        segments::sync_dir(archive).map_err(|e| io(archive, e))?;
-    }
-    let bytes: u64 = sizes[..cut].iter().sum();
-    tracing::info!(target: "chassis::audit", "retention: {} {cut} segments of {}, records {} to {} ({bytes} bytes)", if archive.is_some() { "archived" } else { "deleted" }, dir.display(), segments[0].first_seq, segments[cut].first_seq - 1);
-    Ok(Some(json!({
-        "action": if archive.is_some() { "archive" } else { "delete" },
-        "segments": cut,
-        "first_seq": segments[0].first_seq,
-        "last_seq": segments[cut].first_seq - 1,
-        "bytes": bytes,
-        "archive_dir": archive.map(|a| a.display().to_string()),
-    })))
 }

@@ -128,8 +128,16 @@ pub(super) fn prepare(path: &Path) -> Result<File, AuditError> {
         source,
     };
     let staging = staging_dir(path);
-    match std::fs::symlink_metadata(path) {
+    // A link to the log's directory is followed; a link to a single-file
+    // log is not moved in its place.
+    match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {}
+        Ok(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "is a symbolic link to a single-file log: give the file itself (it becomes a directory of segments)",
+            )));
+        }
         Ok(_) => migrate(path, &staging)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if staging.is_dir() {

@@ -133,8 +133,10 @@ pub struct AuditOptions {
     /// before this host announced its contracts).
     pub contracts: Vec<(String, Params)>,
     /// Whether the writer keeps the swarms' state and writes checkpoints
-    /// (the default). Off, it writes none, retention removes nothing, and
-    /// a restart replays the whole log: for measuring what they cost.
+    /// (the default). Off, it writes none, [`AuditLog::history`] answers
+    /// `None`, retention removes nothing, and a restart replays the whole
+    /// log: for measuring what they cost, not for a host that restores
+    /// swarms.
     pub checkpoints: bool,
 }
 
@@ -341,7 +343,8 @@ impl AuditLog {
 
     /// `swarm_id`'s SLO figures and reputation after every record written
     /// so far, as a replay of the log gives them (`None` for a swarm with
-    /// no record, or when the writer has stopped).
+    /// no record, when the writer has stopped, or with
+    /// [`AuditOptions::checkpoints`] off).
     pub fn history(&self, swarm_id: &str) -> Option<History> {
         let (tx, rx) = sync_channel(1);
         self.send(Message::History(swarm_id.to_string(), tx))?;
@@ -590,7 +593,8 @@ impl Writer {
                 None => {}
                 Some(Message::Record(_)) => unreachable!("records go in the batch"),
                 Some(Message::History(id, reply)) => {
-                    let _ = reply.send(self.replay.history(&id));
+                    let history = self.checkpoints.then(|| self.replay.history(&id));
+                    let _ = reply.send(history.flatten());
                 }
                 Some(Message::CloseSegment(reply)) => {
                     let result = self.close_segment("requested", &mut text);
@@ -644,8 +648,12 @@ impl Writer {
             return Ok(());
         };
         let (dir, pause) = (s.dir.clone(), s.pause.clone());
-        self.file.sync_data()?;
         let first_seq = self.seq + 1;
+        if first_seq == s.first_seq {
+            // Nothing in it yet: it is the next segment already.
+            return Ok(());
+        }
+        self.file.sync_data()?;
         let path = dir.join(segment_name(first_seq));
         let mut file = std::fs::OpenOptions::new()
             .create_new(true)
@@ -677,7 +685,9 @@ impl Writer {
         self.since_sync = 0;
         if let Some(s) = &mut self.segments {
             s.first_seq = first_seq;
-            s.bytes = text.len() as u64;
+            // The checkpoint does not count towards the segment's size:
+            // a segment closes on the records written after it.
+            s.bytes = 0;
             s.started = SystemTime::now();
         }
         self.retain(text)
@@ -692,14 +702,15 @@ impl Writer {
         if !s.retention.active() {
             return Ok(());
         }
-        let removed = match retention::apply(&s.dir, &s.retention) {
-            Ok(Some(removed)) => removed,
+        let plan = match retention::plan(&s.dir, &s.retention) {
+            Ok(Some(plan)) => plan,
             Ok(None) => return Ok(()),
             Err(e) => {
                 tracing::error!(target: "chassis::audit", "retention of {}: {e}", s.dir.display());
                 return Ok(());
             }
         };
+        // What goes is recorded, on disk, before it goes.
         text.clear();
         self.seq += 1;
         self.head = super::record::append_value_record(
@@ -709,10 +720,15 @@ impl Writer {
             SystemTime::now(),
             "retention",
             "",
-            &removed,
+            &plan.record(),
             self.worker.as_deref(),
         );
-        self.append_text(text)
+        self.append_text(text)?;
+        self.sync()?;
+        if let Err(e) = plan.carry_out() {
+            tracing::error!(target: "chassis::audit", "retention: {e}");
+        }
+        Ok(())
     }
 
     /// Append `batch` with one write (one per segment when the batch fills

@@ -315,6 +315,9 @@ impl Default for AuditConfig {
     }
 }
 
+/// Ten years, in seconds: the longest a segment may stay open.
+const TEN_YEARS_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
+
 /// `[audit.retention]`: the oldest segments are archived (or deleted)
 /// while the log keeps more than a limit allows; only segments a newer
 /// checkpoint covers. No limit: everything is kept.
@@ -349,8 +352,10 @@ impl AuditConfig {
             ));
         }
         let age = self.segment_max_age_seconds;
-        if !(age.is_finite() && age >= 1.0) {
-            return Err(format!("audit.segment_max_age_seconds = {age}: at least 1"));
+        if !(age.is_finite() && (1.0..=TEN_YEARS_SECONDS).contains(&age)) {
+            return Err(format!(
+                "audit.segment_max_age_seconds = {age}: from 1 to {TEN_YEARS_SECONDS}"
+            ));
         }
         let r = &self.retention;
         let delete = match r.action.as_deref() {
@@ -366,8 +371,10 @@ impl AuditConfig {
             return Err("audit.retention.keep_segments: at least 1".to_string());
         }
         let keep_age = match r.keep_days {
-            Some(days) if !(days.is_finite() && days > 0.0) => {
-                return Err(format!("audit.retention.keep_days = {days}: more than 0"));
+            Some(days) if !(days.is_finite() && days > 0.0 && days <= 36_500.0) => {
+                return Err(format!(
+                    "audit.retention.keep_days = {days}: more than 0, at most 36500"
+                ));
             }
             Some(days) => Some(std::time::Duration::from_secs_f64(days * 86_400.0)),
             None => None,

@@ -3,9 +3,10 @@
 //! elsewhere can follow every worker's chain, and a local log cut short is
 //! caught against the stream's head (`chassis audit verify --nats`).
 //!
-//! Data flow: `Mirror` follows the local file rather than the writer: it
-//! starts after the last record the stream holds for the worker, reads the
-//! file's whole lines from there, and publishes each (message id =
+//! Data flow: `Mirror` follows the local log (its segments, in order)
+//! rather than the writer: it starts after the last record the stream
+//! holds for the worker, reads the log's whole lines from there, and
+//! publishes each (message id =
 //! `<worker>:<seq>`, so a record sent twice is kept once), waiting for
 //! JetStream's acknowledgement before the next: the stream holds a worker's
 //! records in order and without a gap, so its last one is where the mirror
@@ -272,13 +273,21 @@ impl Mirror {
         // the first record not sent.
         let (mut at, mut offset) = match segments.iter().position(|s| s.first_seq == self.segment) {
             Some(at) => (at, self.offset),
-            None => (
-                segments
-                    .iter()
-                    .rposition(|s| s.first_seq <= self.sent + 1)
-                    .unwrap_or(0),
-                0,
-            ),
+            None => {
+                if segments
+                    .first()
+                    .is_some_and(|s| s.first_seq > self.sent + 1)
+                {
+                    tracing::warn!(target: "chassis::queue", "{}: records {} to {} are no longer in the local audit log (retention removed them before they were mirrored): the mirror of worker {} will have a gap", self.path.display(), self.sent + 1, segments[0].first_seq - 1, self.worker);
+                }
+                (
+                    segments
+                        .iter()
+                        .rposition(|s| s.first_seq <= self.sent + 1)
+                        .unwrap_or(0),
+                    0,
+                )
+            }
         };
         let mut lines = Vec::new();
         while let Some(segment) = segments.get(at) {
