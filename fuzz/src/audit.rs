@@ -3,7 +3,10 @@
 //! and duplicated lines, a cut at any byte. The property: `verify` never
 //! panics; when it accepts a changed log, the records it accepts are the
 //! original's (all of them, or the first ones: a cut tail, which the
-//! original head then catches with `verify_against`).
+//! original head then catches with `verify_against`), and reading it back
+//! from its newest checkpoint that holds gives the swarms' state a replay
+//! from its start gives (the log ends with the checkpoint its writer wrote
+//! at close, so a cut can fall anywhere in it).
 //!
 //! The valid log is written once per run by the real writer
 //! (`AuditLog`), with events of every kind the host records; each case
@@ -191,6 +194,17 @@ fn check(root: &Path, changed: &[u8]) -> Result<(), String> {
         return Err(format!(
             "verify counted {accepted} records, read found {}",
             records.len()
+        ));
+    }
+    let state = |from| {
+        let mut replay = chassis::replay::Replay::new();
+        chassis::audit::replay_into(&path, &mut replay, from)
+            .map(|_| replay.state())
+            .map_err(|e| format!("verify accepted a log that a replay from {from:?} refuses: {e}"))
+    };
+    if state(chassis::audit::From::Latest)? != state(chassis::audit::From::Start)? {
+        return Err(format!(
+            "from the newest checkpoint, the state of a log of {accepted} records is not the state of a replay from its start"
         ));
     }
     // What verify accepts is a run of the original's records that starts

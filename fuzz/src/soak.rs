@@ -16,9 +16,12 @@
 //! most of the run's second half stays within [`RSS_GROWTH_PERCENT`], plus
 //! [`RSS_SLACK_KIB`], of the most of its first half after the warm-up);
 //! and the file descriptors are back to what they were before the load.
-//! Then the service is restarted on the log the load left: the time to
-//! ready and its peak resident memory are reported (the memory bounded by
-//! [`RESTART_PEAK_MIB`]), with the checkpoint it restored from. The
+//! Then the service is restarted twice: on a copy of the log as a crash
+//! just before the stop would have left it (without the checkpoint the
+//! stop wrote), and on the log as it is. For each, the time to ready and
+//! the peak resident memory are reported (the memory bounded by
+//! [`RESTART_PEAK_MIB`]), with the checkpoint it restored from and the
+//! records it replayed. The
 //! figures and the curve go to `report.json` and `curve.csv` in the
 //! output directory.
 
@@ -199,6 +202,15 @@ pub struct Report {
     pub restart_checkpoint: Option<u64>,
     /// Records the restart replayed after that checkpoint.
     pub restart_replayed: u64,
+    /// The same for a restart as after a crash (the log without the
+    /// checkpoint the clean stop wrote).
+    pub crash_restart_ready_seconds: f64,
+    /// Its peak resident memory, KiB.
+    pub crash_restart_peak_kib: u64,
+    /// The record its checkpoint covers.
+    pub crash_restart_checkpoint: Option<u64>,
+    /// Records it replayed.
+    pub crash_restart_replayed: u64,
     /// Checks that failed (empty: the run passed).
     pub failures: Vec<String>,
 }
@@ -531,6 +543,17 @@ pub async fn run(options: &Options) -> Result<Report> {
         Ok(v) => v,
         Err(e) => bail!("the audit log does not verify: {e}"),
     };
+    // The restart after a crash: the same log without the checkpoint the
+    // clean stop wrote, so the records after the newest segment's own
+    // checkpoint are replayed; then the restart on the log as it is.
+    let crashed = crash_copy(&log, &options.out.join("audit-crashed"))?;
+    let crash_config = options.out.join("serve-crashed.toml");
+    std::fs::write(
+        &crash_config,
+        std::fs::read_to_string(&config)?
+            .replace(&format!("path = {log:?}"), &format!("path = {crashed:?}")),
+    )?;
+    let crash_restart = restart(options, &crash_config, &mut failures).await?;
     let restart = restart(options, &config, &mut failures).await?;
     let (outcomes, limits, terminal_failures) = read_log(&log, sent)?;
     failures.extend(terminal_failures);
@@ -606,6 +629,10 @@ pub async fn run(options: &Options) -> Result<Report> {
         restart_peak_kib: restart.1,
         restart_checkpoint: restart.2,
         restart_replayed: restart.3,
+        crash_restart_ready_seconds: crash_restart.0,
+        crash_restart_peak_kib: crash_restart.1,
+        crash_restart_checkpoint: crash_restart.2,
+        crash_restart_replayed: crash_restart.3,
         failures,
     };
     std::fs::write(
@@ -621,6 +648,32 @@ pub async fn run(options: &Options) -> Result<Report> {
     }
     std::fs::write(options.out.join("curve.csv"), csv)?;
     Ok(report)
+}
+
+/// A copy of the log at `log` in `to` as a crash just before the clean
+/// stop would have left it: without the checkpoint the stop wrote at the
+/// end of the last segment (the closed segments are linked, not copied).
+fn crash_copy(log: &Path, to: &Path) -> Result<PathBuf> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    std::fs::create_dir_all(to)?;
+    let segments = chassis::audit::segments(log)?;
+    let (last, closed) = segments.split_last().context("a log without segments")?;
+    for s in closed {
+        std::fs::hard_link(&s.path, to.join(s.path.file_name().unwrap_or_default()))?;
+    }
+    let text = std::fs::read_to_string(&last.path)?;
+    let marker = "{\"component\":\"IF.chassis\",\"operation\":\"checkpoint\",";
+    let cut = match text.rfind(marker) {
+        Some(at) if at > 0 => at,
+        _ => text.len(),
+    };
+    std::fs::write(
+        to.join(last.path.file_name().unwrap_or_default()),
+        &text[..cut],
+    )?;
+    Ok(to.to_path_buf())
 }
 
 /// Most resident memory a restart may take, whatever the log's length.

@@ -101,6 +101,14 @@ async fn real_main() -> Result<bool> {
             .map_or("(none)".to_string(), |c| c.to_string()),
         r.restart_replayed
     );
+    println!(
+        "  restart as after a crash (the log without its closing checkpoint): ready in {:.2} s, peak resident {} MiB, from the checkpoint covering record {}, {} records replayed",
+        r.crash_restart_ready_seconds,
+        r.crash_restart_peak_kib / 1024,
+        r.crash_restart_checkpoint
+            .map_or("(none)".to_string(), |c| c.to_string()),
+        r.crash_restart_replayed
+    );
     println!("  report and curve: {}", options.out.display());
     if r.failures.is_empty() {
         println!("soak: every check passed");
