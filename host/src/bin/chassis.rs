@@ -251,7 +251,9 @@ enum Command {
     /// Prints, for each contract's swarm: p95 latency, error rate and
     /// availability against the contract's targets with a pass/fail mark,
     /// and the reputation score. Exits with 1 if any target is missed or any
-    /// swarm ended quarantined.
+    /// swarm ended quarantined. Reads the log from its newest checkpoint
+    /// (the chain checked from there; `chassis audit verify` checks all of
+    /// it), or with --full from its start, or --from/--to a range.
     Report {
         /// The audit log to read.
         #[arg(long)]
@@ -1279,8 +1281,13 @@ async fn run(command: Command, max_component_bytes: u64) -> Result<()> {
                 (Some(head), _) => format!("the checkpoint covering record {}", head.seq),
                 (None, _) => "the log's start".to_string(),
             };
+            let unchecked = if v.first_seq > 1 {
+                " (the records before these are not checked here: `chassis audit verify` checks the whole log)"
+            } else {
+                ""
+            };
             eprintln!(
-                "audit log: read records {} to {}: state from {origin}, then {} records replayed",
+                "audit log: read records {} to {}: state from {origin}, then {} records replayed{unchecked}",
                 v.first_seq, v.last_seq, restored.replayed
             );
             let mut all_pass = true;
