@@ -468,12 +468,15 @@ impl Host {
         let dir = scratch(root);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join(format!(
-            "audit-{}-{}.jsonl",
+            "audit-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        let _ = std::fs::remove_file(&path);
-        let audit = AuditLog::open(&path, FsyncPolicy::Never)
+        let _ = std::fs::remove_dir_all(&path);
+        // One segment, followed as a file as it grows.
+        let mut options = chassis::audit::AuditOptions::new(FsyncPolicy::Never);
+        options.segment_max_bytes = u64::MAX;
+        let audit = AuditLog::open_with(&path, options)
             .map_err(|e| format!("opening the audit log: {e}"))?;
         let secrets = secret_forms();
         let lines = Arc::new(LineCheck {
@@ -624,8 +627,9 @@ impl Host {
     /// Read the audit log's new whole records, checking each.
     fn read_new(&self) -> Result<(), String> {
         let mut reader = self.reader.borrow_mut();
+        let segment = self.path.join(chassis::audit::segment_name(1));
         let mut file =
-            std::fs::File::open(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+            std::fs::File::open(&segment).map_err(|e| format!("{}: {e}", segment.display()))?;
         use std::io::Seek;
         file.seek(std::io::SeekFrom::Start(reader.offset))
             .map_err(|e| e.to_string())?;
@@ -712,7 +716,7 @@ impl Host {
             }
         }
         drop(reader);
-        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir_all(&self.path);
         Ok(())
     }
 }
