@@ -70,6 +70,9 @@ pub mod audit;
 pub mod bindings;
 mod cache;
 pub mod caps;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod commands;
 mod config;
 pub mod contract;
 mod engine;
