@@ -120,8 +120,8 @@ pub use events::{Event, EventSink, MemorySink};
 pub use imports::log::{GuestLine, GuestLogSink, LogLevel};
 pub use limits::{LimitKind, QueueConfig};
 pub use outcome::{
-    MAX_TASK_ID_BYTES, Output, Payload, TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage,
-    task_id_problem,
+    MAX_TASK_ID_BYTES, Output, Payload, TaskEnd, TaskInput, TaskOutcome, TaskRequest, TaskStatus,
+    TaskUsage, task_id_problem,
 };
 pub use registry::{Replacement, SwarmInfo, TASK_INTERFACE};
 pub use reputation::Reputation;

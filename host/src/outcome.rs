@@ -71,6 +71,38 @@ impl std::fmt::Display for Payload {
     }
 }
 
+/// A task as a caller writes it, `{"task_type", "payload", "task_id"?}`:
+/// the body of `POST /v1/swarms/{id}/tasks` and a line of `chassis submit
+/// --file`. Unknown fields are refused; a missing id is generated
+/// ([`TaskInput::into_request`]). The queue carries the [`TaskRequest`]
+/// it becomes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskInput {
+    /// One of the task types the swarm lists in `describe`.
+    pub task_type: String,
+    /// Task parameters, JSON.
+    pub payload: Payload,
+    /// The task's id, when the caller chooses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+}
+
+impl TaskInput {
+    /// What a caller of `POST /v1/swarms/{id}/tasks` and `chassis submit
+    /// --file` is told a task looks like.
+    pub const SHAPE: &'static str = "{\"task_type\", \"payload\", \"task_id\"?}";
+
+    /// The request: the id given, or a generated one.
+    pub fn into_request(self) -> TaskRequest {
+        let request = TaskRequest::with_payload(self.task_type, self.payload);
+        match self.task_id {
+            Some(id) => request.with_id(id),
+            None => request,
+        }
+    }
+}
+
 /// A task for a swarm: its type, its JSON payload and an id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRequest {
@@ -368,6 +400,29 @@ mod millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one shape of a task a caller writes: the id kept or generated,
+    /// the payload's text as given, an unknown field refused.
+    #[test]
+    fn a_task_input_becomes_a_request() {
+        let given: TaskInput = serde_json::from_str(
+            r#"{"task_type": "hello", "payload": {"a": [1, 2]}, "task_id": "t-1"}"#,
+        )
+        .unwrap();
+        let request = given.into_request();
+        assert_eq!(
+            (request.task_type.as_str(), request.task_id.as_str()),
+            ("hello", "t-1")
+        );
+        assert_eq!(request.payload.to_string(), r#"{"a": [1, 2]}"#);
+        let generated: TaskInput =
+            serde_json::from_str(r#"{"task_type": "hello", "payload": 7}"#).unwrap();
+        assert!(generated.into_request().task_id.starts_with("task-"));
+        let e =
+            serde_json::from_str::<TaskInput>(r#"{"task_type": "x", "payload": 1, "extra": 1}"#)
+                .unwrap_err();
+        assert!(e.to_string().contains("extra"), "{e}");
+    }
 
     /// An id the host would record, log and show as it is: bounded, with
     /// no character that acts on a terminal or a page's text direction.

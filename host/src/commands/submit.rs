@@ -96,31 +96,20 @@ fn tasks_from_lines(file: &std::path::Path) -> Result<Vec<TaskRequest>> {
         crate::files::read_bounded_text(file, MAX_PAYLOAD_BYTES)
             .with_context(|| format!("{}: cannot read tasks", file.display()))?
     };
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Line {
-        task_type: String,
-        payload: crate::Payload,
-        #[serde(default)]
-        task_id: Option<String>,
-    }
     let mut tasks = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let line: Line = serde_json::from_str(line).with_context(|| {
+        let line: crate::TaskInput = serde_json::from_str(line).with_context(|| {
             format!(
-                "{} line {}: not a task ({{\"task_type\", \"payload\", \"task_id\"?}})",
+                "{} line {}: not a task ({})",
                 file.display(),
-                n + 1
+                n + 1,
+                crate::TaskInput::SHAPE
             )
         })?;
-        let mut request = TaskRequest::with_payload(line.task_type, line.payload);
-        if let Some(id) = line.task_id {
-            request = request.with_id(id);
-        }
-        tasks.push(request);
+        tasks.push(line.into_request());
     }
     Ok(tasks)
 }

@@ -22,10 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
-use serde_json::value::RawValue;
 
 use super::{Service, status};
-use crate::{Error, ErrorKind, Payload, TaskRequest};
+use crate::{Error, ErrorKind, TaskInput};
 
 /// Every route, over `service`.
 pub(super) fn router(service: Arc<Service>) -> Router {
@@ -461,16 +460,6 @@ fn host_error(e: &Error) -> Response {
     response
 }
 
-/// The body of `POST /v1/swarms/{id}/tasks`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskBody {
-    task_type: String,
-    payload: Box<RawValue>,
-    #[serde(default)]
-    task_id: Option<String>,
-}
-
 async fn task(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
@@ -502,22 +491,16 @@ async fn task(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     }
-    let body: TaskBody = match serde_json::from_slice(&body) {
-        Ok(body) => body,
+    let request = match serde_json::from_slice::<TaskInput>(&body) {
+        Ok(body) => body.into_request(),
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                format!(
-                    "the body is not a task ({{\"task_type\", \"payload\", \"task_id\"?}}): {e}"
-                ),
+                format!("the body is not a task ({}): {e}", TaskInput::SHAPE),
             );
         }
     };
-    let mut request = TaskRequest::with_payload(body.task_type, Payload::from(body.payload));
-    if let Some(task_id) = body.task_id {
-        request = request.with_id(task_id);
-    }
     match service.chassis.execute_task_text(&id, request).await {
         Ok(outcome) => json_response(StatusCode::OK, &outcome),
         Err(e) => host_error(&e),
