@@ -168,38 +168,42 @@ impl TrustArgs {
     }
 }
 
-/// Where swarms' objects are kept when no storage directory is given.
-fn default_storage_dir() -> Option<PathBuf> {
-    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(dir) = var("CHASSIS_STORAGE_DIR") {
-        return Some(dir.into());
+/// A per-user directory of `chassis`.
+#[derive(Debug, Clone, Copy)]
+enum UserDir {
+    /// Compiled components: `$CHASSIS_CACHE_DIR`, else the platform's
+    /// cache directory (`$XDG_CACHE_HOME/chassis`, `~/.cache/chassis`).
+    Cache,
+    /// Swarms' objects: `$CHASSIS_STORAGE_DIR`, else `storage` in the
+    /// platform's data directory (`$XDG_DATA_HOME/chassis/storage`,
+    /// `~/.local/share/chassis/storage`).
+    Storage,
+}
+
+/// Where `dir` is when no flag names it (`None`: no home to put it in).
+fn user_dir(dir: UserDir) -> Option<PathBuf> {
+    let var = match dir {
+        UserDir::Cache => "CHASSIS_CACHE_DIR",
+        UserDir::Storage => "CHASSIS_STORAGE_DIR",
+    };
+    if let Some(given) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+        return Some(given.into());
     }
-    if let Some(dir) = var("XDG_DATA_HOME") {
-        return Some(PathBuf::from(dir).join("chassis/storage"));
-    }
-    var("HOME").map(|home| PathBuf::from(home).join(".local/share/chassis/storage"))
+    let platform = directories::ProjectDirs::from("", "", "chassis")?;
+    Some(match dir {
+        UserDir::Cache => platform.cache_dir().to_path_buf(),
+        UserDir::Storage => platform.data_dir().join("storage"),
+    })
 }
 
 /// The object store for `dir` (or the default one).
 fn open_store(dir: Option<PathBuf>) -> Result<std::sync::Arc<dyn crate::storage::Store>> {
     let dir = dir
-        .or_else(default_storage_dir)
+        .or_else(|| user_dir(UserDir::Storage))
         .context("no storage directory: give --storage-dir (or set CHASSIS_STORAGE_DIR or HOME)")?;
     Ok(std::sync::Arc::new(crate::storage::files::FileStore::open(
         &dir,
     )?))
-}
-
-/// Where compiled components go when `--cache-dir` is not given.
-fn default_cache_dir() -> Option<PathBuf> {
-    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(dir) = var("CHASSIS_CACHE_DIR") {
-        return Some(dir.into());
-    }
-    if let Some(dir) = var("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(dir).join("chassis"));
-    }
-    var("HOME").map(|home| PathBuf::from(home).join(".cache/chassis"))
 }
 
 /// A host for one contract, with the component cache as the flags say, and
@@ -228,7 +232,7 @@ fn host_for(
     Ok(match cache {
         (true, _) => Chassis::with_config(config)?,
         (false, Some(dir)) => Chassis::with_config(config.with_cache_dir(dir))?,
-        (false, None) => match default_cache_dir() {
+        (false, None) => match user_dir(UserDir::Cache) {
             Some(dir) => match Chassis::with_config(config.clone().with_cache_dir(&dir)) {
                 Ok(chassis) => chassis,
                 Err(e) => {

@@ -84,11 +84,11 @@ impl ServeCommand {
         }
         if config.cache_dir.is_none() {
             // The per-user cache `chassis run` uses: restarts skip Cranelift.
-            config.cache_dir = default_cache_dir();
+            config.cache_dir = user_dir(UserDir::Cache);
         }
         if config.storage_dir.is_none() && !config.shares_store() {
             // The per-user store `chassis run` uses: objects outlive a restart.
-            config.storage_dir = default_storage_dir();
+            config.storage_dir = user_dir(UserDir::Storage);
         }
         if config.contracts.is_empty() {
             bail!(
