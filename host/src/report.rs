@@ -55,6 +55,58 @@ pub fn from_log(
     Ok((reports, restored))
 }
 
+/// Why [`release`] did not release a swarm.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// The audit log.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// The log holds nothing of the swarm.
+    #[error("swarm {swarm_id:?} has no record in the audit log")]
+    NoRecord {
+        /// The swarm.
+        swarm_id: String,
+    },
+    /// The swarm is not quarantined.
+    #[error("swarm {swarm_id:?} is not quarantined")]
+    NotQuarantined {
+        /// The swarm.
+        swarm_id: String,
+    },
+}
+
+/// Release `contract`'s swarm from quarantine in the audit log at `path`,
+/// with no host running (the offline `chassis release`): the log's writer
+/// gives the swarm's state, and a `released` record is written, so the
+/// next host continuing the log starts it released. Its reputation after
+/// the release.
+pub fn release(
+    path: impl AsRef<std::path::Path>,
+    contract: &ServiceContract,
+) -> Result<crate::Reputation, ReleaseError> {
+    use crate::EventSink;
+    let mut options = crate::audit::AuditOptions::new(crate::audit::FsyncPolicy::Always);
+    options.contracts = vec![(contract.swarm_id.clone(), contract.health_settings())];
+    let log = crate::audit::AuditLog::open_with(path, options)?;
+    let swarm_id = contract.swarm_id.clone();
+    let mut reputation = log
+        .history(&swarm_id)
+        .map(|h| h.reputation)
+        .ok_or_else(|| ReleaseError::NoRecord {
+            swarm_id: swarm_id.clone(),
+        })?;
+    if !reputation.quarantined {
+        return Err(ReleaseError::NotQuarantined { swarm_id });
+    }
+    reputation.release();
+    log.record(&crate::Event::Released {
+        swarm_id,
+        score: reputation.score,
+    });
+    log.close()?;
+    Ok(reputation)
+}
+
 /// Replay the records of `contract`'s swarm into its report. Time runs
 /// from the swarm's first record to its last.
 pub fn replay(records: &[Record], contract: &ServiceContract) -> SloReport {

@@ -42,28 +42,7 @@ impl ReleaseCommand {
             } => {
                 let audit = audit.context("give --audit FILE, or --nats URL")?;
                 let contract = ServiceContract::from_file(&contract)?;
-                let log = open_audit(&audit, crate::audit::FsyncPolicy::Always, Some(&contract))?;
-                let mut reputation = log
-                    .history(&contract.swarm_id)
-                    .map(|h| h.reputation)
-                    .with_context(|| {
-                        format!(
-                            "swarm {:?} has no record in the audit log",
-                            contract.swarm_id
-                        )
-                    })?;
-                if !reputation.quarantined {
-                    bail!("swarm {:?} is not quarantined", contract.swarm_id);
-                }
-                reputation.release();
-                crate::EventSink::record(
-                    &*log,
-                    &crate::Event::Released {
-                        swarm_id: contract.swarm_id.clone(),
-                        score: reputation.score,
-                    },
-                );
-                log.close()?;
+                let reputation = crate::report::release(&audit, &contract)?;
                 out(format_args!(
                     "released {:?}: reputation back to {:.2}",
                     contract.swarm_id, reputation.score
