@@ -493,119 +493,117 @@ pub enum Error {
     Cache(#[from] crate::cache::CacheError),
 }
 
-/// The kind of an [`Error`], for matching, events and the audit log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
+/// Declares [`ErrorKind`] from one table: each kind's name (as events, the
+/// audit log and HTTP answers write it), its HTTP status, and whether the
+/// same task may succeed on another host (a queue's worker hands it back
+/// rather than answer it).
+macro_rules! error_kinds {
+    ($($(#[$doc:meta])* $kind:ident => $name:literal, $status:literal, $elsewhere:literal;)*) => {
+        /// The kind of an [`Error`], for matching, events and the audit log.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorKind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl ErrorKind {
+            /// Every kind.
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$kind,)*];
+
+            /// Stable name (snake case).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorKind::$kind => $name,)*
+                }
+            }
+
+            /// The HTTP status `chassis serve` answers an error of this kind
+            /// with ([`Error::http_status`] refines it for one error).
+            pub fn http_status(self) -> u16 {
+                match self {
+                    $(ErrorKind::$kind => $status,)*
+                }
+            }
+
+            /// Whether the task may succeed elsewhere (another worker, or
+            /// this one later): the host's state refused it, not the task.
+            pub fn retry_elsewhere(self) -> bool {
+                match self {
+                    $(ErrorKind::$kind => $elsewhere,)*
+                }
+            }
+        }
+    };
+}
+
+error_kinds! {
     /// The contract is invalid or unreadable.
-    Contract,
+    Contract => "contract", 422, false;
     /// A file could not be read.
-    Io,
+    Io => "io", 422, false;
     /// The bytes are not wasm, are a core module, or are an invalid component.
-    InvalidComponent,
+    InvalidComponent => "invalid_component", 422, false;
     /// The component does not fit its contract (exports, imports, pool).
-    NotPermitted,
+    NotPermitted => "not_permitted", 422, false;
     /// The swarm is already loaded / not loaded.
-    Registry,
+    Registry => "registry", 404, true;
     /// The task type is not served.
-    TaskNotExported,
+    TaskNotExported => "task_not_exported", 422, false;
     /// `task_timeout_seconds`.
-    Timeout,
+    Timeout => "timeout", 504, false;
     /// `max_memory_mb` or table growth.
-    Memory,
+    Memory => "memory", 500, false;
     /// `max_fuel`.
-    CpuBudget,
+    CpuBudget => "cpu_budget", 500, false;
     /// The wasm stack.
-    StackOverflow,
+    StackOverflow => "stack_overflow", 500, false;
     /// A trap with the guest's message.
-    Trap,
+    Trap => "trap", 500, false;
     /// `max_concurrent_tasks` and the queue.
-    Overloaded,
+    Overloaded => "overloaded", 429, true;
     /// `max_api_calls_per_second`.
-    RateLimited,
+    RateLimited => "rate_limited", 429, false;
     /// Output or hostcall size caps.
-    TooLarge,
+    TooLarge => "too_large", 500, false;
     /// Output not JSON (or not the type asked for).
-    InvalidOutput,
+    InvalidOutput => "invalid_output", 500, false;
     /// The swarm answered with its own error.
-    Guest,
+    Guest => "guest_error", 500, false;
     /// The caller's input is not a JSON payload, or its task id is refused.
-    InvalidPayload,
-    /// The caller went away before the task ended.
-    Cancelled,
-    /// Starting the component failed.
-    Instantiate,
+    InvalidPayload => "invalid_payload", 400, false;
+    /// The caller went away before the task ended (nginx's 499: nobody
+    /// reads the answer).
+    Cancelled => "cancelled", 499, true;
+    /// Starting the component failed (this host's instance pool, not the
+    /// task).
+    Instantiate => "instantiate", 500, true;
     /// The swarm is quarantined.
-    Quarantined,
+    Quarantined => "quarantined", 503, true;
     /// Host set-up.
-    Engine,
+    Engine => "engine", 500, false;
     /// The audit log cannot record.
-    Audit,
+    Audit => "audit", 503, true;
 }
 
 impl ErrorKind {
-    /// Every kind.
-    pub const ALL: [ErrorKind; 22] = [
-        ErrorKind::Contract,
-        ErrorKind::Io,
-        ErrorKind::InvalidComponent,
-        ErrorKind::NotPermitted,
-        ErrorKind::Registry,
-        ErrorKind::TaskNotExported,
-        ErrorKind::Timeout,
-        ErrorKind::Memory,
-        ErrorKind::CpuBudget,
-        ErrorKind::StackOverflow,
-        ErrorKind::Trap,
-        ErrorKind::Overloaded,
-        ErrorKind::RateLimited,
-        ErrorKind::TooLarge,
-        ErrorKind::InvalidOutput,
-        ErrorKind::Guest,
-        ErrorKind::InvalidPayload,
-        ErrorKind::Cancelled,
-        ErrorKind::Instantiate,
-        ErrorKind::Quarantined,
-        ErrorKind::Engine,
-        ErrorKind::Audit,
-    ];
-
     /// The kind named `name` ([`ErrorKind::as_str`]), as events and the
     /// audit log write it.
     pub fn from_name(name: &str) -> Option<ErrorKind> {
-        Self::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-
-    /// Stable name (snake case).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Contract => "contract",
-            ErrorKind::Io => "io",
-            ErrorKind::InvalidComponent => "invalid_component",
-            ErrorKind::NotPermitted => "not_permitted",
-            ErrorKind::Registry => "registry",
-            ErrorKind::TaskNotExported => "task_not_exported",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Memory => "memory",
-            ErrorKind::CpuBudget => "cpu_budget",
-            ErrorKind::StackOverflow => "stack_overflow",
-            ErrorKind::Trap => "trap",
-            ErrorKind::Overloaded => "overloaded",
-            ErrorKind::RateLimited => "rate_limited",
-            ErrorKind::TooLarge => "too_large",
-            ErrorKind::InvalidOutput => "invalid_output",
-            ErrorKind::Guest => "guest_error",
-            ErrorKind::InvalidPayload => "invalid_payload",
-            ErrorKind::Cancelled => "cancelled",
-            ErrorKind::Instantiate => "instantiate",
-            ErrorKind::Quarantined => "quarantined",
-            ErrorKind::Engine => "engine",
-            ErrorKind::Audit => "audit",
-        }
+        Self::ALL.iter().copied().find(|k| k.as_str() == name)
     }
 }
 
 impl Error {
+    /// The HTTP status `chassis serve` answers this error with: its kind's
+    /// ([`ErrorKind::http_status`]), but 409 for a swarm that is loaded
+    /// already, changed while it loaded, or is a watched file's.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::AlreadyLoaded(_) | Error::ChangedWhileLoading(_) | Error::Watched { .. } => 409,
+            _ => self.kind().http_status(),
+        }
+    }
+
     /// What kind of error this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -674,4 +672,67 @@ pub(crate) fn chain(e: &wasmtime::Error) -> String {
         }
     }
     crate::text::escape(&parts.join(": ").replace('\n', " "), 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one table of kinds: each name unique and read back, each status
+    /// an error status (the caller's mistakes 4xx, the host's or the
+    /// guest's 5xx), and a retry elsewhere only where this host's state
+    /// refused the task.
+    #[test]
+    fn every_kind_has_one_name_one_status_and_one_retry_rule() {
+        let mut names = std::collections::HashSet::new();
+        for &kind in ErrorKind::ALL {
+            assert!(names.insert(kind.as_str()), "{kind:?}");
+            assert_eq!(ErrorKind::from_name(kind.as_str()), Some(kind));
+            assert!((400..600).contains(&kind.http_status()), "{kind:?}");
+        }
+        assert_eq!(ErrorKind::ALL.len(), 22);
+        let status = |k: ErrorKind| k.http_status();
+        assert_eq!(status(ErrorKind::InvalidPayload), 400);
+        for k in [
+            ErrorKind::Contract,
+            ErrorKind::TaskNotExported,
+            ErrorKind::NotPermitted,
+        ] {
+            assert_eq!(status(k), 422, "{k:?}");
+        }
+        for k in [ErrorKind::Overloaded, ErrorKind::RateLimited] {
+            assert_eq!(status(k), 429, "{k:?}");
+        }
+        for k in [ErrorKind::Quarantined, ErrorKind::Audit] {
+            assert_eq!(status(k), 503, "{k:?}");
+        }
+        assert_eq!(status(ErrorKind::Timeout), 504);
+        for k in [
+            ErrorKind::Trap,
+            ErrorKind::Memory,
+            ErrorKind::Guest,
+            ErrorKind::Engine,
+        ] {
+            assert_eq!(status(k), 500, "{k:?}");
+        }
+        let elsewhere: Vec<ErrorKind> = ErrorKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.retry_elsewhere())
+            .collect();
+        assert_eq!(
+            elsewhere,
+            [
+                ErrorKind::Registry,
+                ErrorKind::Overloaded,
+                ErrorKind::Cancelled,
+                ErrorKind::Instantiate,
+                ErrorKind::Quarantined,
+                ErrorKind::Audit,
+            ]
+        );
+        // One error refines its kind's status: a conflict, not absent.
+        assert_eq!(Error::AlreadyLoaded("s".into()).http_status(), 409);
+        assert_eq!(Error::NotLoaded("s".into()).http_status(), 404);
+    }
 }

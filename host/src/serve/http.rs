@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Service, status};
-use crate::{Error, ErrorKind, TaskInput};
+use crate::{Error, TaskInput};
 
 /// Every route, over `service`.
 pub(super) fn router(service: Arc<Service>) -> Router {
@@ -413,34 +413,7 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
 
 /// The status a host error answers with.
 pub(crate) fn status_of(e: &Error) -> StatusCode {
-    match e.kind() {
-        ErrorKind::Registry => match e {
-            Error::AlreadyLoaded(_) | Error::ChangedWhileLoading(_) | Error::Watched { .. } => {
-                StatusCode::CONFLICT
-            }
-            _ => StatusCode::NOT_FOUND,
-        },
-        ErrorKind::TaskNotExported => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::InvalidPayload => StatusCode::BAD_REQUEST,
-        ErrorKind::Overloaded | ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorKind::Quarantined | ErrorKind::Audit => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        // Nobody reads it: the client went away (nginx's 499).
-        ErrorKind::Cancelled => StatusCode::from_u16(499).expect("a valid status"),
-        ErrorKind::Contract
-        | ErrorKind::Io
-        | ErrorKind::InvalidComponent
-        | ErrorKind::NotPermitted => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::Memory
-        | ErrorKind::CpuBudget
-        | ErrorKind::StackOverflow
-        | ErrorKind::Trap
-        | ErrorKind::TooLarge
-        | ErrorKind::InvalidOutput
-        | ErrorKind::Guest
-        | ErrorKind::Instantiate
-        | ErrorKind::Engine => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// A host error as a response: its status, `Retry-After` on 429, and a

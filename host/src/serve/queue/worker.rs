@@ -581,14 +581,5 @@ fn message_id(headers: &mut HeaderMap, task_id: &str) {
 /// (to this worker or another) rather than answered: the refusals that
 /// are about this worker now, not about the task.
 fn retried(e: &Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::Overloaded
-            | ErrorKind::Quarantined
-            | ErrorKind::Audit
-            | ErrorKind::Registry
-            | ErrorKind::Cancelled
-            // The instance pool of this host, not the task.
-            | ErrorKind::Instantiate
-    )
+    e.kind().retry_elsewhere()
 }
