@@ -516,6 +516,16 @@ impl ServeConfig {
     /// Parse and check configuration text.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Check the fields a TOML type cannot: durations (positive, at most a
+    /// year, so a clock can add them), counts, names, and the audit log's
+    /// settings. A configuration read from a file is checked as it is
+    /// read; [`crate::serve::Service::new`] checks one built in code.
+    pub fn check(&self) -> Result<(), String> {
+        let config = self;
         config.audit.options()?;
         // At most a year: a duration must fit what clocks can add.
         let positive = |name: &str, v: f64| {
@@ -576,7 +586,7 @@ impl ServeConfig {
         if config.max_body_bytes == 0 {
             return Err("max_body_bytes must be at least 1".to_string());
         }
-        Ok(config)
+        Ok(())
     }
 
     /// The audit log's fsync policy.
@@ -755,6 +765,19 @@ mod tests {
             Some(Duration::from_secs(7 * 86_400))
         );
         assert!(options.retention.delete && options.retention.active());
+        // A configuration built in code is checked too, rather than panic
+        // on a duration no clock can add.
+        let built = ServeConfig {
+            shutdown_grace_seconds: f64::INFINITY,
+            ..Default::default()
+        };
+        assert!(
+            built
+                .check()
+                .unwrap_err()
+                .contains("shutdown_grace_seconds"),
+            "{built:?}"
+        );
         let e = ServeConfig::from_toml("lisen = \"127.0.0.1:1\"").unwrap_err();
         assert!(e.contains("lisen"), "{e}");
     }

@@ -147,6 +147,14 @@ impl Service {
     /// (`/healthz`, and `/readyz` saying it is loading) while
     /// [`Service::load`] runs.
     pub async fn new(config: ServeConfig) -> Result<Self, ServeError> {
+        // A configuration built in code, not read from a file, is checked
+        // here, before any duration of it is used.
+        config.check().map_err(|reason| {
+            ServeError::Config(ConfigError::Invalid {
+                path: "the configuration".into(),
+                reason,
+            })
+        })?;
         let admin_token = config.admin_token().map_err(|reason| {
             ServeError::Config(ConfigError::Invalid {
                 path: "admin".into(),
