@@ -70,6 +70,51 @@ impl SwarmHealth {
         }
     }
 
+    /// An operator's release: a quarantined swarm's tasks run again and
+    /// its score goes back to its `initial_score`, with a `released`
+    /// event. A swarm that is not quarantined is left as it is.
+    pub(crate) fn release(&self) -> Reputation {
+        let reputation = {
+            let mut state = self.lock();
+            if !state.reputation.quarantined {
+                return state.reputation.clone();
+            }
+            state.reputation.release();
+            state.reputation.clone()
+        };
+        tracing::info!(target: "chassis", swarm = self.swarm_id, "released from quarantine");
+        self.events.emit(|| Event::Released {
+            swarm_id: self.swarm_id.clone(),
+            score: reputation.score,
+        });
+        reputation
+    }
+
+    /// Quarantine the swarm now, for `reason` (an operator's, or another
+    /// host's, passed on), with a `quarantined` event. A swarm already
+    /// quarantined stays as it is.
+    pub(crate) fn quarantine(&self, reason: &str) -> Reputation {
+        let change = {
+            let mut state = self.lock();
+            if state.reputation.quarantined {
+                return state.reputation.clone();
+            }
+            state.reputation.quarantine(reason.to_string())
+        };
+        self.report(change, "");
+        self.lock().reputation.clone()
+    }
+
+    /// Take this state (restored from an audit log): the SLO figures when
+    /// given, and the reputation. No event: the log holds what made it.
+    pub(crate) fn restore(&self, slo: Option<SloTracker>, reputation: Reputation) {
+        let mut state = self.lock();
+        if let Some(slo) = slo {
+            state.slo = slo;
+        }
+        state.reputation = reputation;
+    }
+
     /// Take a replacing version's reputation settings; the state carries
     /// on, judged by them (a quarantine they cause raises its event).
     pub(crate) fn reconfigure(&self, contract: &ServiceContract) {

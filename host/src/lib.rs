@@ -419,12 +419,7 @@ impl Chassis {
         request: TaskRequest,
     ) -> Result<TaskOutcome<O>, Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
-        if let Some(reason) = request.id_problem() {
-            return Err(Error::InvalidTaskId {
-                swarm_id: swarm_id.to_string(),
-                reason,
-            });
-        }
+        check_task_id(swarm_id, &request.task_id)?;
         let ready = runner::Ready {
             runtime: &swarm.runtime,
             pre: &swarm.pre,
@@ -463,12 +458,7 @@ impl Chassis {
     ) -> Result<wasmtime::Store<HostState>, Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
         let rt = &swarm.runtime;
-        if let Some(reason) = outcome::task_id_problem(task_id) {
-            return Err(Error::InvalidTaskId {
-                swarm_id: swarm_id.to_string(),
-                reason,
-            });
-        }
+        check_task_id(swarm_id, task_id)?;
         runner::may_run(rt)?;
         Ok(runner::new_store(
             &self.inner.engine,
@@ -496,22 +486,7 @@ impl Chassis {
     /// to its `initial_score`. Raises a `Released` event. A swarm that is
     /// not quarantined is left as it is (its score is not reset).
     pub fn release(&self, swarm_id: &str) -> Result<reputation::Reputation, Error> {
-        let swarm = self.inner.registry.get(swarm_id)?;
-        let rt = &swarm.runtime;
-        let reputation = {
-            let mut health = rt.health.lock();
-            if !health.reputation.quarantined {
-                return Ok(health.reputation.clone());
-            }
-            health.reputation.release();
-            health.reputation.clone()
-        };
-        tracing::info!(target: "chassis", swarm = swarm_id, "released from quarantine");
-        rt.events.emit(|| Event::Released {
-            swarm_id: swarm_id.to_string(),
-            score: reputation.score,
-        });
-        Ok(reputation)
+        Ok(self.inner.registry.get(swarm_id)?.runtime.health.release())
     }
 
     /// Quarantine a loaded swarm now, for `reason` (an operator's decision,
@@ -523,17 +498,13 @@ impl Chassis {
         swarm_id: &str,
         reason: &str,
     ) -> Result<reputation::Reputation, Error> {
-        let swarm = self.inner.registry.get(swarm_id)?;
-        let health = &swarm.runtime.health;
-        let change = {
-            let mut state = health.lock();
-            if state.reputation.quarantined {
-                return Ok(state.reputation.clone());
-            }
-            state.reputation.quarantine(reason.to_string())
-        };
-        health.report(change, "");
-        Ok(health.lock().reputation.clone())
+        Ok(self
+            .inner
+            .registry
+            .get(swarm_id)?
+            .runtime
+            .health
+            .quarantine(reason))
     }
 
     /// Set a loaded swarm's reputation (for example one rebuilt from an audit
@@ -544,7 +515,7 @@ impl Chassis {
         reputation: reputation::Reputation,
     ) -> Result<(), Error> {
         let swarm = self.inner.registry.get(swarm_id)?;
-        swarm.runtime.health.lock().reputation = reputation;
+        swarm.runtime.health.restore(None, reputation);
         Ok(())
     }
 
@@ -555,9 +526,7 @@ impl Chassis {
     pub fn restore_history(&self, history: report::History) -> Result<(), Error> {
         let swarm = self.inner.registry.get(&history.swarm_id)?;
         let (slo, reputation) = history.resume();
-        let mut health = swarm.runtime.health.lock();
-        health.slo = slo;
-        health.reputation = reputation;
+        swarm.runtime.health.restore(Some(slo), reputation);
         Ok(())
     }
 
@@ -636,6 +605,18 @@ impl Chassis {
             bytes,
         };
         Ok((usage, mark))
+    }
+}
+
+/// A task id the host takes, or the error refusing it (for a task run
+/// by the host and a store an embedder drives alike).
+fn check_task_id(swarm_id: &str, task_id: &str) -> Result<(), Error> {
+    match outcome::task_id_problem(task_id) {
+        Some(reason) => Err(Error::InvalidTaskId {
+            swarm_id: swarm_id.to_string(),
+            reason,
+        }),
+        None => Ok(()),
     }
 }
 
