@@ -6,6 +6,10 @@
 //! directories, a host for one contract, and opening an audit log.
 //! Behind the `cli` feature, for the `chassis` binary alone.
 
+// clap shows the arguments' doc comments as `--help`, text for a terminal
+// (`CHASSIS_SECRET__<SWARM>__<KEY>`), not HTML.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+
 pub mod audit;
 pub mod fleet;
 pub mod inspect;
