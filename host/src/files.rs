@@ -24,7 +24,7 @@ pub const MAX_SECRETS_BYTES: u64 = 1024 * 1024;
 /// The whole of the regular file at `path`, if it holds at most `limit`
 /// bytes. Errors say what the file is when it is not a regular file, and
 /// its size and the limit when it is too large.
-pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let file = open_regular(path)?;
     let len = file.metadata()?.len();
     if len > limit {
@@ -37,7 +37,7 @@ pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
 /// or a device is refused, not waited on), for a caller that reads it in
 /// bounded pieces. Errors say what the file is when it is not a regular
 /// file.
-pub fn open_regular(path: &Path) -> io::Result<File> {
+pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
@@ -48,7 +48,7 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 /// A file opened to be written at its end (made if missing), without
 /// blocking on a fifo (one with no reader is refused by the system, one
 /// with a reader by the check), and refused unless it is a regular file.
-pub fn open_regular_append(path: &Path) -> io::Result<File> {
+pub(crate) fn open_regular_append(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -94,7 +94,7 @@ fn regular_only(file: File) -> io::Result<File> {
 }
 
 /// What `reader` yields, if at most `limit` bytes.
-pub fn read_limited(reader: impl Read, limit: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_limited(reader: impl Read, limit: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     reader
         .take(limit.saturating_add(1))
@@ -106,7 +106,7 @@ pub fn read_limited(reader: impl Read, limit: u64) -> io::Result<Vec<u8>> {
 }
 
 /// [`read_bounded`], as UTF-8 text.
-pub fn read_bounded_text(path: &Path, limit: u64) -> io::Result<String> {
+pub(crate) fn read_bounded_text(path: &Path, limit: u64) -> io::Result<String> {
     String::from_utf8(read_bounded(path, limit)?)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "is not UTF-8 text"))
 }

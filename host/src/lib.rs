@@ -78,7 +78,7 @@ pub mod contract;
 mod engine;
 mod error;
 mod events;
-pub mod files;
+mod files;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -50,7 +50,7 @@ pub fn escape(text: &str, max_bytes: usize) -> String {
 /// on (U+2028, U+2029, the bidirectional controls) written as `\uXXXX`
 /// escapes: the same JSON value, safe to print. JSON already escapes the
 /// other control characters inside strings.
-pub fn json_for_terminal(json: &str) -> Cow<'_, str> {
+pub(crate) fn json_for_terminal(json: &str) -> Cow<'_, str> {
     if !json.chars().any(is_unsafe) {
         return Cow::Borrowed(json);
     }

@@ -18,10 +18,10 @@
 //! Data flow: [`AuditLog`] is an [`EventSink`]. `record` stamps the time and
 //! hands the event to a writer thread over a bounded channel (when the
 //! channel is full the task waits: backpressure, never a dropped record).
-//! The writer takes what is queued (up to [`MAX_BATCH`] records), numbers
+//! The writer takes what is queued (up to `MAX_BATCH` records), numbers
 //! and hashes each record, appends them with one write and flushes, calls
 //! `fsync` as the [`FsyncPolicy`] says, then lets the next records gather for
-//! [`BATCH_LINGER`] before it takes them. Tasks therefore rarely have to wake
+//! `BATCH_LINGER` before it takes them. Tasks therefore rarely have to wake
 //! the writer, and a record reaches the file within about a millisecond.
 //! Under [`FsyncPolicy::Always`], `record` returns only once its record is
 //! on disk (group commit: one `fsync` covers a batch). The writer also feeds
@@ -75,7 +75,11 @@ pub use checkpoint::{CHECKPOINT, CHECKPOINT_SWARM, From, Restored};
 pub use read::{
     Filter, Head, Record, Tail, Verified, events, for_each, read, tail, verify, verify_against,
 };
-pub use record::{MAX_RECORD_BYTES, canonical, parse_rfc3339, record_hash, rfc3339};
+pub use record::MAX_RECORD_BYTES;
+pub(crate) use record::parse_rfc3339;
+// For the project's own tests and tools, which check and date records.
+#[doc(hidden)]
+pub use record::{record_hash, rfc3339};
 pub use segments::{ARCHIVE_DIR, Segment, segment_name};
 pub use writer::{AuditLog, AuditOptions, PAUSE_ENV, Retention};
 
@@ -112,18 +116,18 @@ pub const COMPONENT: &str = "IF.chassis";
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Records that may wait for the writer before `record` blocks.
-pub const QUEUE_CAPACITY: usize = 4096;
+pub(crate) const QUEUE_CAPACITY: usize = 4096;
 
 /// Most records the writer appends with one write.
-pub const MAX_BATCH: usize = 512;
+pub(crate) const MAX_BATCH: usize = 512;
 
 /// How long the writer lets records gather after writing a batch.
-pub const BATCH_LINGER: Duration = Duration::from_millis(1);
+pub(crate) const BATCH_LINGER: Duration = Duration::from_millis(1);
 
 /// When the writer calls `fsync`.
 ///
 /// Under every policy but `Always`, records still in the queue (at most
-/// [`QUEUE_CAPACITY`] + [`MAX_BATCH`], normally a millisecond's worth) are
+/// `QUEUE_CAPACITY` + `MAX_BATCH`, normally a millisecond's worth) are
 /// also lost if the process dies; what the policy bounds is what was handed
 /// to the OS but not yet on disk when the machine goes down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use crate::events::Event;
 use super::COMPONENT;
 
 /// JSON with object keys sorted at every level, no whitespace.
-pub fn canonical(value: &Value) -> String {
+pub(super) fn canonical(value: &Value) -> String {
     let mut out = String::new();
     write_canonical(&mut out, value);
     out
@@ -158,7 +158,7 @@ fn push_u64(out: &mut String, mut n: u64) {
 /// offset `±HH:MM`) into microseconds since the epoch (a finer fraction is
 /// cut). The date and time must exist: month 13, hour 25, February 30 or an
 /// offset of `+24:00` are refused (`None`).
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     // `time` takes any byte between date and time; RFC 3339 takes `T`.
     if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
         return None;
