@@ -140,7 +140,7 @@ fn not_in_baseline() -> storage::StorageError {
 pub enum Epoch {
     /// Off: no interruption checks in the compiled code.
     Off,
-    /// On, with a ticker every 10 ms (the chassis's [`chassis::EPOCH_TICK`])
+    /// On, with a ticker every 10 ms (the chassis's [`chassis::caps::EPOCH_TICK`])
     /// and a callback that lets the task go on (yielding to the async
     /// executor), as a host that enforces deadlines does.
     On,
@@ -169,7 +169,7 @@ impl BareHost {
         config
             .wasm_component_model(true)
             .epoch_interruption(epoch == Epoch::On)
-            .max_wasm_stack(chassis::MAX_WASM_STACK)
+            .max_wasm_stack(chassis::caps::MAX_WASM_STACK)
             .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
                 pool.pooling_allocation_config(),
             ));
@@ -180,7 +180,7 @@ impl BareHost {
                 while let Some(engine) = weak.upgrade() {
                     engine.increment_epoch();
                     drop(engine);
-                    std::thread::sleep(chassis::EPOCH_TICK);
+                    std::thread::sleep(chassis::caps::EPOCH_TICK);
                 }
             });
         }

@@ -112,7 +112,6 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 pub use cache::{CacheError, CacheUse};
-pub use caps::{EPOCH_TICK, HOST_SLACK, MAX_WASM_STACK};
 pub use config::{ChassisConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_COMPONENT_BYTES, PoolConfig};
 pub use contract::{ContractBuilder, ContractError, ServiceContract};
 pub use error::{Error, ErrorKind, GuestError, GuestErrorKind, ImportRefusal};
@@ -531,7 +530,7 @@ impl Chassis {
     }
 
     /// For a host that is stopping: every running task (and any started
-    /// from now on) ends at its next epoch tick, within [`EPOCH_TICK`], as
+    /// from now on) ends at its next epoch tick, within [`caps::EPOCH_TICK`], as
     /// a timeout, with its terminal event; a task waiting in a host call
     /// ends when the call returns (within the task's deadline).
     pub fn interrupt_all(&self) {

@@ -33,7 +33,7 @@ use crate::task_types::{MAX_TASK_TYPE_BYTES, check_task_types, list_task_types};
 
 /// Extra time past `task_timeout_seconds` before a task stuck in a host call
 /// is abandoned. A guest running wasm is stopped by the epoch callback within
-/// one [`crate::EPOCH_TICK`] of its deadline.
+/// one [`crate::caps::EPOCH_TICK`] of its deadline.
 pub const HOST_SLACK: Duration = Duration::from_millis(250);
 
 /// The task id of the `describe` call made while loading.

@@ -205,11 +205,9 @@ pub struct Storage {
     pub max_total_bytes: u64,
     /// Number of objects (1,000).
     pub max_objects: u64,
-    /// Bytes of one object (1 MiB; at most [`MAX_OBJECT_BYTES`]).
+    /// Bytes of one object (1 MiB; at most [`crate::caps::MAX_OBJECT_BYTES`]).
     pub max_object_bytes: u64,
 }
-
-pub use crate::storage::MAX_OBJECT_BYTES;
 
 impl Default for Storage {
     fn default() -> Self {

@@ -597,7 +597,7 @@ impl Service {
                 // queued tasks are handed back).
                 self.interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
                 self.chassis.interrupt_all();
-                tokio::time::sleep(crate::EPOCH_TICK * 5 + crate::HOST_SLACK).await;
+                tokio::time::sleep(crate::caps::EPOCH_TICK * 5 + crate::caps::HOST_SLACK).await;
                 #[cfg(feature = "nats")]
                 if let Some(worker) = &worker {
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), worker.drain()).await;

@@ -149,7 +149,7 @@ async fn an_infinite_loop_times_out_within_the_deadline_and_slack() {
     // backstop would end it only at 1 s + HOST_SLACK: this was the epoch.
     assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
     assert!(
-        elapsed < Duration::from_secs(1) + chassis::HOST_SLACK,
+        elapsed < Duration::from_secs(1) + chassis::caps::HOST_SLACK,
         "{elapsed:?}"
     );
     assert_eq!(limit_events(&chassis), vec![LimitKind::Timeout]);
@@ -189,7 +189,7 @@ async fn a_loop_in_the_allocator_during_argument_passing_times_out() {
     assert!(matches!(err, Error::Timeout { .. }), "{err}");
     // Stopped by the epoch inside the guest's allocator, not the backstop.
     assert!(
-        elapsed < Duration::from_secs(1) + chassis::HOST_SLACK,
+        elapsed < Duration::from_secs(1) + chassis::caps::HOST_SLACK,
         "{elapsed:?}"
     );
     let err = hostile(&chassis, "alloc-loop", "size", big)
