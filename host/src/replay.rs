@@ -133,22 +133,27 @@ fn starts_state(event: &Event) -> bool {
             | Event::LimitExceeded { .. }
             | Event::Released { .. }
             | Event::Quarantined { .. }
-            | Event::CredentialAccess {
-                security_violation: true,
-                ..
-            }
-            | Event::HttpProxy {
-                security_violation: true,
-                ..
-            }
-            | Event::StorageAccess {
-                security_violation: true,
-                ..
-            }
-            | Event::SecretRedacted {
-                security_violation: true,
-                ..
-            }
+    ) || security_violation(event)
+}
+
+/// Whether `event` is a request outside the swarm's contract (it costs
+/// reputation).
+fn security_violation(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::CredentialAccess {
+            security_violation: true,
+            ..
+        } | Event::HttpProxy {
+            security_violation: true,
+            ..
+        } | Event::StorageAccess {
+            security_violation: true,
+            ..
+        } | Event::SecretRedacted {
+            security_violation: true,
+            ..
+        }
     )
 }
 
@@ -301,22 +306,7 @@ impl Replay {
                 }
                 return;
             }
-            Event::CredentialAccess {
-                security_violation: true,
-                ..
-            }
-            | Event::HttpProxy {
-                security_violation: true,
-                ..
-            }
-            | Event::StorageAccess {
-                security_violation: true,
-                ..
-            }
-            | Event::SecretRedacted {
-                security_violation: true,
-                ..
-            } => {
+            e if security_violation(e) => {
                 let _ = swarm.health.reputation.violation();
                 return;
             }

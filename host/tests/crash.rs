@@ -864,22 +864,16 @@ fn past_event(n: u64) -> chassis::Event {
 
 /// The figures of `/v1/swarms/{swarm}` that do not move with the clock.
 async fn figures(http: &reqwest::Client, server: &Server, swarm: &str) -> Value {
-    let body = get_json(http, &server.url(&format!("/v1/swarms/{swarm}"))).await;
-    let (slo, reputation) = (&body["slo"], &body["reputation"]);
-    serde_json::json!({
-        "tasks": slo["tasks"], "failed": slo["failed"],
-        "p50_ms": slo["p50_ms"], "p95_ms": slo["p95_ms"], "p99_ms": slo["p99_ms"],
-        "error_rate_percent": slo["error_rate_percent"],
-        "score": reputation["score"], "quarantined": reputation["quarantined"],
-        "quarantine_reason": reputation["quarantine_reason"],
-        "recent_failures": reputation["recent_failures"],
-        "security_compliance": reputation["security_compliance"],
-    })
+    steady(&get_json(http, &server.url(&format!("/v1/swarms/{swarm}"))).await)
 }
 
 /// The same figures of a report made by replaying the whole log.
 fn replayed_figures(report: &chassis::SloReport) -> Value {
-    let v = serde_json::to_value(report).unwrap();
+    steady(&serde_json::to_value(report).unwrap())
+}
+
+/// Of a swarm's `slo` and `reputation`, what does not move with the clock.
+fn steady(v: &Value) -> Value {
     let (slo, reputation) = (&v["slo"], &v["reputation"]);
     serde_json::json!({
         "tasks": slo["tasks"], "failed": slo["failed"],
