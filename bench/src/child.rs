@@ -62,7 +62,7 @@ async fn profile(root: &Path, task: &str, payload: serde_json::Value, calls: u32
     );
     let config = ChassisConfig::sized_for([&contract])
         .with_secrets(secrets)
-        .with_event_sink(audit.clone());
+        .with_audit_log(audit.clone());
     let chassis = Chassis::with_config(config)?;
     chassis.load_bytes(&bytes, contract).await?;
     let tasks = if calls > 1 {

@@ -111,7 +111,7 @@ impl Setup {
         plain.checkpoints = false;
         let audit_no_checkpoints = chassis::audit::AuditLog::open_with(&plain_path, plain)?;
         let chassis_no_checkpoints =
-            Chassis::with_config(config.clone().with_event_sink(audit_no_checkpoints))?;
+            Chassis::with_config(config.clone().with_audit_log(audit_no_checkpoints))?;
         chassis_no_checkpoints
             .load_bytes(&probe_bytes, probe_contract.clone())
             .await?;
@@ -122,7 +122,7 @@ impl Setup {
         let store = chassis::storage::files::FileStore::open(&store_dir)?;
         let chassis = Chassis::with_config(
             config
-                .with_event_sink(audit.clone())
+                .with_audit_log(audit.clone())
                 .with_store(Arc::new(store)),
         )?;
         chassis.load_bytes(&probe_bytes, probe_contract).await?;

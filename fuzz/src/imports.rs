@@ -495,7 +495,7 @@ impl Host {
         let config = ChassisConfig::default()
             .with_load_timeout(Duration::from_secs(5))
             .with_secrets(store)
-            .with_event_sink(audit.clone())
+            .with_audit_log(audit.clone())
             .with_log_sink(lines.clone())
             .with_cache_dir(dir.join("cache"));
         let chassis = Chassis::with_config(config).map_err(|e| e.to_string())?;

@@ -68,7 +68,7 @@ async fn main() -> Result<()> {
     let chassis = Chassis::with_config(
         ChassisConfig::sized_for([&contract])
             .with_secrets(secrets)
-            .with_event_sink(audit.clone()),
+            .with_audit_log(audit.clone()),
     )?;
     let info = chassis.load(&contract_path).await?;
     println!("  ✅ WASM module loaded and validated");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::contract::ServiceContract;
-use crate::events::EventSink;
+use crate::events::{EventSink, EventSinks};
 use crate::imports::log::GuestLogSink;
 use crate::limits::QueueConfig;
 use crate::secrets::SecretStore;
@@ -96,8 +96,9 @@ pub struct ChassisConfig {
     pub fuel_metering: bool,
     /// Waiting room for tasks when a swarm's slots are all busy.
     pub queue: QueueConfig,
-    /// Where events go (audit log, reputation, tests).
-    pub event_sinks: Vec<Arc<dyn EventSink>>,
+    /// Where events go, in order: observers (metrics, tests), then the
+    /// audit log.
+    pub event_sinks: EventSinks,
     /// Secret values per swarm (the environment is read at load time too).
     pub secrets: SecretStore,
     /// A directory for precompiled components (`cache.rs`); `None`
@@ -158,7 +159,7 @@ impl Default for ChassisConfig {
             pool: Some(PoolConfig::default()),
             fuel_metering: false,
             queue: QueueConfig::default(),
-            event_sinks: Vec::new(),
+            event_sinks: EventSinks::default(),
             secrets: SecretStore::new(),
             cache_dir: None,
             extra_root_certificates: Vec::new(),
@@ -242,9 +243,16 @@ impl ChassisConfig {
         self
     }
 
-    /// Add an event sink.
+    /// Add an event sink that observes every event (metrics, a test's
+    /// [`crate::MemorySink`]); it records before the audit log.
     pub fn with_event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
-        self.event_sinks.push(sink);
+        self.event_sinks.observe(sink);
+        self
+    }
+
+    /// Record every event in `log`, after every other sink.
+    pub fn with_audit_log(mut self, log: Arc<dyn EventSink>) -> Self {
+        self.event_sinks.keep_in(log);
         self
     }
 }

@@ -348,18 +348,57 @@ impl EventSink for MemorySink {
     }
 }
 
+/// Where a host's events go, in a fixed order: every observer (metrics,
+/// the status page, a test's [`MemorySink`]) records each event by
+/// reference, then the audit log, if there is one, takes it owned — last,
+/// so that what it keeps is what the others saw, and without a copy. The
+/// order is this type's, not a convention of whoever builds the host.
+#[derive(Clone, Default)]
+pub struct EventSinks {
+    observers: Vec<Arc<dyn EventSink>>,
+    audit: Option<Arc<dyn EventSink>>,
+}
+
+impl EventSinks {
+    /// Add a sink that observes each event by reference.
+    pub fn observe(&mut self, sink: Arc<dyn EventSink>) {
+        self.observers.push(sink);
+    }
+
+    /// Set the audit log (or another sink that keeps events), which
+    /// records each event after every observer, handed it owned
+    /// ([`EventSink::record_owned`]); it replaces one set before.
+    pub fn keep_in(&mut self, log: Arc<dyn EventSink>) {
+        self.audit = Some(log);
+    }
+
+    /// How many sinks there are, the audit log counted.
+    pub fn len(&self) -> usize {
+        self.observers.len() + usize::from(self.audit.is_some())
+    }
+
+    /// Whether no sink listens.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The sinks of one host.
 #[derive(Clone, Default)]
-pub(crate) struct Events(Arc<Vec<Arc<dyn EventSink>>>);
+pub(crate) struct Events(Arc<EventSinks>);
 
 impl Events {
-    pub(crate) fn new(sinks: Vec<Arc<dyn EventSink>>) -> Self {
+    pub(crate) fn new(sinks: EventSinks) -> Self {
         Self(Arc::new(sinks))
     }
 
     /// The first sink's failure, if any sink has failed.
     pub(crate) fn failure(&self) -> Option<String> {
-        self.0.iter().find_map(|s| s.failure())
+        self.0
+            .observers
+            .iter()
+            .find_map(|s| s.failure())
+            .or_else(|| self.0.audit.as_ref().and_then(|log| log.failure()))
     }
 
     /// Build the event only when someone listens.
@@ -368,11 +407,64 @@ impl Events {
             return;
         }
         let event = event();
-        if let Some((last, others)) = self.0.split_last() {
-            for sink in others {
-                sink.record(&event);
-            }
-            last.record_owned(event);
+        for sink in &self.0.observers {
+            sink.record(&event);
         }
+        if let Some(log) = &self.0.audit {
+            log.record_owned(event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records which sink saw each event, and how.
+    struct Tally(&'static str, Arc<Mutex<Vec<String>>>);
+
+    impl EventSink for Tally {
+        fn record(&self, event: &Event) {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", self.0, event.swarm_id()));
+        }
+        fn record_owned(&self, event: Event) {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("{} owned {}", self.0, event.swarm_id()));
+        }
+    }
+
+    /// Whichever is added first, the audit log records each event after
+    /// every observer, and takes it owned.
+    #[test]
+    fn the_audit_log_records_after_every_observer() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut sinks = EventSinks::default();
+        sinks.keep_in(Arc::new(Tally("audit", seen.clone())));
+        sinks.observe(Arc::new(Tally("metrics", seen.clone())));
+        sinks.observe(Arc::new(Tally("status", seen.clone())));
+        assert_eq!(sinks.len(), 3);
+        let events = Events::new(sinks);
+        for swarm in ["a", "b"] {
+            events.emit(|| Event::Released {
+                swarm_id: swarm.into(),
+                score: 1.0,
+            });
+        }
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "metrics a",
+                "status a",
+                "audit owned a",
+                "metrics b",
+                "status b",
+                "audit owned b"
+            ]
+        );
     }
 }

@@ -115,7 +115,7 @@ pub use cache::{CacheError, CacheUse};
 pub use config::{ChassisConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_COMPONENT_BYTES, PoolConfig};
 pub use contract::{ContractBuilder, ContractError, ServiceContract};
 pub use error::{Error, ErrorKind, GuestError, GuestErrorKind, ImportRefusal};
-pub use events::{Event, EventSink, MemorySink};
+pub use events::{Event, EventSink, EventSinks, MemorySink};
 pub use imports::log::{GuestLine, GuestLogSink, LogLevel};
 pub use limits::{LimitKind, QueueConfig};
 pub use outcome::{

@@ -11,8 +11,6 @@
 //!
 //! A leaf module: it depends on nothing else in the crate.
 
-use std::borrow::Cow;
-
 /// Whether `c` is shown escaped.
 pub fn is_unsafe(c: char) -> bool {
     c.is_control()
@@ -50,9 +48,10 @@ pub fn escape(text: &str, max_bytes: usize) -> String {
 /// on (U+2028, U+2029, the bidirectional controls) written as `\uXXXX`
 /// escapes: the same JSON value, safe to print. JSON already escapes the
 /// other control characters inside strings.
-pub(crate) fn json_for_terminal(json: &str) -> Cow<'_, str> {
+#[cfg(any(feature = "cli", test))]
+pub(crate) fn json_for_terminal(json: &str) -> std::borrow::Cow<'_, str> {
     if !json.chars().any(is_unsafe) {
-        return Cow::Borrowed(json);
+        return std::borrow::Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len() + 16);
     for c in json.chars() {
@@ -64,7 +63,7 @@ pub(crate) fn json_for_terminal(json: &str) -> Cow<'_, str> {
             out.push(c);
         }
     }
-    Cow::Owned(out)
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]

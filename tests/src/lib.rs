@@ -338,7 +338,7 @@ impl TestHost {
             Some((path, fsync)) => {
                 let log = AuditLog::open(&path, fsync)
                     .unwrap_or_else(|e| panic!("opening the audit log {}: {e}", path.display()));
-                config = config.with_event_sink(log.clone());
+                config = config.with_audit_log(log.clone());
                 Some((path, log))
             }
             None => None,

@@ -106,6 +106,23 @@ pub fn run(root: &Path, no_lint: bool) -> Result<()> {
         "warnings",
     ]);
     run_cmd(cmd, "cargo clippy")?;
+    step("an embedder's builds of the library: without NATS, and without the service");
+    for features in [&["--features", "serve"][..], &[]] {
+        // Warnings are read from the output: a RUSTFLAGS of its own would
+        // rebuild every dependency.
+        let out = cargo()
+            .args(["check", "-p", "chassis", "--no-default-features"])
+            .args(features)
+            .output()
+            .context("running cargo check")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() || stderr.contains("warning:") {
+            bail!(
+                "chassis --no-default-features {} does not build cleanly:\n{stderr}",
+                features.join(" ")
+            );
+        }
+    }
     step("rustfmt --check");
     let mut cmd = cargo();
     cmd.args(["fmt", "--all", "--check"]);

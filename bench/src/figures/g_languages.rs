@@ -54,7 +54,7 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         let (contract, bytes) = swarm(run.root, name)?;
         let config = ChassisConfig::sized_for([&contract])
             .with_cache_dir(&cache)
-            .with_event_sink(audit.clone());
+            .with_audit_log(audit.clone());
         let chassis = Chassis::with_config(config)?;
         let t = Instant::now();
         chassis.load_bytes(&bytes, contract).await?;

@@ -56,7 +56,7 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
     // Like the file rows' host: the same audit log takes its records.
     let chassis = Chassis::with_config(
         ChassisConfig::sized_for([&contract])
-            .with_event_sink(run.setup.audit.clone())
+            .with_audit_log(run.setup.audit.clone())
             .with_store(Arc::new(NatsStore::connect(&url, 1).await?)),
     )?;
     chassis.load_bytes(&bytes, contract).await?;

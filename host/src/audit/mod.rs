@@ -76,6 +76,7 @@ pub use read::{
     Filter, Head, Record, Tail, Verified, events, for_each, read, tail, verify, verify_against,
 };
 pub use record::MAX_RECORD_BYTES;
+#[cfg(any(feature = "cli", test))]
 pub(crate) use record::parse_rfc3339;
 // For the project's own tests and tools, which check and date records.
 #[doc(hidden)]

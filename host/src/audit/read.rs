@@ -191,7 +191,7 @@ pub struct Verified {
 /// A chain head: the sequence number and hash of a log's last record, as
 /// `audit verify` prints it (`SEQ:HASH`). Kept somewhere the log's writer
 /// cannot reach, it detects a log whose tail was cut off.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Head {
     /// The record's `seq`.
     pub seq: u64,

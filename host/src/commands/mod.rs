@@ -216,7 +216,7 @@ fn open_store(dir: Option<PathBuf>) -> Result<std::sync::Arc<dyn crate::storage:
 fn host_for(
     contract: &ServiceContract,
     max_component_bytes: u64,
-    sinks: Vec<std::sync::Arc<dyn crate::EventSink>>,
+    sinks: crate::EventSinks,
     secrets: Option<SecretStore>,
     cache: (bool, Option<PathBuf>),
     storage_dir: Option<PathBuf>,
@@ -229,9 +229,7 @@ fn host_for(
     if let Some(secrets) = secrets {
         config = config.with_secrets(secrets);
     }
-    for sink in sinks {
-        config = config.with_event_sink(sink);
-    }
+    config.event_sinks = sinks;
     // An explicit --cache-dir must work; the default one is best effort.
     Ok(match cache {
         (true, _) => Chassis::with_config(config)?,

@@ -138,15 +138,13 @@ impl RunCommand {
         let recorder = metrics_file
             .as_ref()
             .map(|_| std::sync::Arc::new(crate::metrics::Metrics::new()));
-        let sinks = audit_log
-            .iter()
-            .map(|log| log.clone() as std::sync::Arc<dyn crate::EventSink>)
-            .chain(
-                recorder
-                    .iter()
-                    .map(|m| m.clone() as std::sync::Arc<dyn crate::EventSink>),
-            )
-            .collect();
+        let mut sinks = crate::EventSinks::default();
+        if let Some(recorder) = &recorder {
+            sinks.observe(recorder.clone());
+        }
+        if let Some(log) = &audit_log {
+            sinks.keep_in(log.clone());
+        }
         let chassis = host_for(
             &parsed,
             max_component_bytes,

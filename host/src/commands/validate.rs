@@ -46,7 +46,7 @@ impl ValidateCommand {
                 match host_for(
                     &contract,
                     max_component_bytes,
-                    Vec::new(),
+                    crate::EventSinks::default(),
                     None,
                     (false, None),
                     None,

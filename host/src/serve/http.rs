@@ -14,15 +14,15 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::json;
 
+use super::api::{
+    ApiError, AuditQuery, AuditState, AuditView, FleetView, Json, JsonBody, LoadBody, Query,
+    Readiness, Released, RestoredView, SwarmList, SwarmSummary, Unloaded,
+};
 use super::{Service, status};
 use crate::{Error, TaskInput};
 
@@ -39,7 +39,7 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .route("/metrics", get(metrics))
         .nest("/v1/admin", admin(&service))
         .merge(status_page(&service))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             service.clone(),
             read_body,
@@ -52,11 +52,7 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         // A handler that panics answers 500; the server goes on.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the server failed on this request",
-                )
+                ApiError::internal("the server failed on this request").into_response()
             },
         ))
         .with_state(service)
@@ -79,14 +75,15 @@ async fn allowed_host(
     if let Some(host) = host
         && !service.config.host_allowed(host, service.on_loopback())
     {
-        return error(
+        return ApiError::new(
             StatusCode::FORBIDDEN,
             "host_not_allowed",
             format!(
                 "this server does not answer for the host {:?}: add its name to allowed_hosts",
                 crate::text::escape(host, 256)
             ),
-        );
+        )
+        .into_response();
     }
     next.run(request).await
 }
@@ -103,11 +100,12 @@ async fn read_body(
 ) -> Response {
     let limit = service.config.max_body_bytes;
     let too_large = || {
-        error(
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!("the request body is over max_body_bytes ({limit} bytes)"),
         )
+        .into_response()
     };
     let declared = request
         .headers()
@@ -123,18 +121,15 @@ async fn read_body(
         Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) if over_limit(&e) => return too_large(),
         Ok(Err(e)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("reading the request body: {e}"),
-            );
+            return ApiError::invalid(format!("reading the request body: {e}")).into_response();
         }
         Err(_) => {
-            return error(
+            return ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
                 "the request body did not arrive within request_read_timeout_seconds",
-            );
+            )
+            .into_response();
         }
     };
     next.run(axum::extract::Request::from_parts(parts, bytes.into()))
@@ -186,65 +181,36 @@ fn status_page(service: &Arc<Service>) -> Router<Arc<Service>> {
         .route("/v1/audit", get(audit))
 }
 
-/// The query of `GET /v1/audit`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    /// Records to return, newest first (50; at most 500).
-    limit: Option<usize>,
-    /// Only this swarm's records.
-    swarm_id: Option<String>,
-    /// `notable` (the default) or `all`.
-    operations: Option<String>,
-}
-
 /// How far back from its end `GET /v1/audit` reads the log.
 const AUDIT_SCAN_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The audit log's health, its chain head, and its newest records.
 async fn audit(
     State(service): State<Arc<Service>>,
-    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let query = match query {
-        Ok(axum::extract::Query(query)) => query,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!(
-                    "the query is not limit, swarm_id, operations: {}",
-                    e.body_text()
-                ),
-            );
-        }
-    };
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<AuditView>, ApiError> {
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let every = match query.operations.as_deref() {
         None | Some("notable") => false,
         Some("all") => true,
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "operations is `notable` or `all`",
-            );
-        }
+        Some(_) => return Err(ApiError::invalid("operations is `notable` or `all`")),
     };
-    let Some(log) = &service.audit else {
-        return json_response(
-            StatusCode::OK,
-            &json!({ "enabled": false, "healthy": false, "records": [] }),
-        );
+    let Some(log) = service.audit.log() else {
+        return Ok(Json(AuditView {
+            enabled: false,
+            healthy: false,
+            log: None,
+            records: Vec::new(),
+        }));
     };
     let failure = service.chassis.event_sink_failure();
     let path = log.path().to_path_buf();
     let restored = log.restored();
-    let restored = json!({
-        "checkpoint": restored.checkpoint.as_ref().map(|h| h.seq),
-        "replayed": restored.replayed,
-        "refused": restored.refused,
-    });
+    let restored = RestoredView {
+        checkpoint: restored.checkpoint.as_ref().map(|h| h.seq),
+        replayed: restored.replayed,
+        refused: restored.refused.clone(),
+    };
     let swarm = query.swarm_id;
     let keep = move |record: &serde_json::Value| {
         swarm
@@ -254,46 +220,41 @@ async fn audit(
     };
     // One read of the log at a time: the others wait their turn. The turn
     // goes with the read, so a client that leaves does not end it early.
-    let Ok(turn) = service.audit_reads.clone().acquire_owned().await else {
-        return error(
+    let Some(turn) = service.audit.read_turn().await else {
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "audit",
             "the server is stopping",
-        );
+        ));
     };
-    let read = tokio::task::spawn_blocking(move || {
+    let tail = tokio::task::spawn_blocking(move || {
         let _turn = turn;
         crate::audit::tail(&path, limit, AUDIT_SCAN_BYTES, keep)
     })
-    .await;
-    match read {
-        Ok(Ok(tail)) => json_response(
-            StatusCode::OK,
-            &json!({
-                "enabled": true,
-                "healthy": failure.is_none() && tail.chain.is_ok(),
-                "failure": failure,
-                "head": tail.head.map(|h| json!({ "seq": h.seq, "hash": h.hash })),
-                "chain": match &tail.chain {
-                    Ok(()) => "linked".to_string(),
-                    Err(reason) => reason.clone(),
-                },
-                "scanned_bytes": tail.scanned_bytes,
-                "restored": restored,
-                "records": tail.records,
-            }),
-        ),
-        Ok(Err(e)) => error(
+    .await
+    .map_err(|_| ApiError::internal("the server failed on this request"))?
+    .map_err(|e| {
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "audit",
             format!("reading the audit log: {e}"),
-        ),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the server failed on this request",
-        ),
-    }
+        )
+    })?;
+    Ok(Json(AuditView {
+        enabled: true,
+        healthy: failure.is_none() && tail.chain.is_ok(),
+        log: Some(AuditState {
+            failure,
+            head: tail.head,
+            chain: match tail.chain {
+                Ok(()) => "linked".to_string(),
+                Err(reason) => reason,
+            },
+            scanned_bytes: tail.scanned_bytes,
+            restored,
+        }),
+        records: tail.records,
+    }))
 }
 
 /// The admin routes: behind the bearer token, or absent (404) without one.
@@ -317,10 +278,10 @@ async fn require_token(
     State(service): State<Arc<Service>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
-) -> Response {
+) -> Result<Response, ApiError> {
     use subtle::ConstantTimeEq;
     let Some(token) = &service.admin_token else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such route");
+        return Err(ApiError::not_found("no such route"));
     };
     let given = request
         .headers()
@@ -329,222 +290,137 @@ async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
-        return next.run(request).await;
+        return Ok(next.run(request).await);
     }
     tracing::warn!(target: "chassis::serve", "admin request refused: {} token", if given.is_empty() { "no" } else { "a wrong" });
-    let mut response = error(
+    Err(ApiError::new(
         StatusCode::UNAUTHORIZED,
         "unauthorized",
         "the admin routes need `Authorization: Bearer <token>`",
-    );
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoadBody {
-    contract: std::path::PathBuf,
+    )
+    .challenge())
 }
 
 /// Load a swarm from a contract file the server can read (201), or replace
 /// the loaded swarm of the same id with it (200).
-async fn admin_load(State(service): State<Arc<Service>>, body: Bytes) -> Response {
-    let body: LoadBody = match serde_json::from_slice(&body) {
-        Ok(body) => body,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("the body is not {{\"contract\": PATH}}: {e}"),
-            );
-        }
+async fn admin_load(
+    State(service): State<Arc<Service>>,
+    JsonBody(body): JsonBody<LoadBody>,
+) -> Result<(StatusCode, Json<SwarmSummary>), ApiError> {
+    let loaded = service.load_or_replace(&body.contract).await?;
+    let summary = summary(&service, &loaded.info.swarm_id)?;
+    let status = if loaded.previous.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
     };
-    match service.load_or_replace(&body.contract).await {
-        Ok(loaded) => match summary(&service, &loaded.info.swarm_id) {
-            Ok(summary) if loaded.previous.is_some() => json_response(StatusCode::OK, &summary),
-            Ok(summary) => json_response(StatusCode::CREATED, &summary),
-            Err(e) => host_error(&e),
-        },
-        Err(e) => host_error(&e),
-    }
+    Ok((status, Json(summary)))
 }
 
 /// Unload a swarm: new tasks are refused at once; tasks already running
 /// finish on it.
-async fn admin_unload(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
-    match service.chassis.unload(&id) {
-        Ok(()) => json_response(StatusCode::OK, &json!({ "unloaded": id })),
-        Err(e) => host_error(&e),
-    }
+async fn admin_unload(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Json<Unloaded>, ApiError> {
+    service.chassis.unload(&id)?;
+    Ok(Json(Unloaded { unloaded: id }))
 }
 
 /// Release a quarantined swarm.
-async fn admin_release(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
-    match service.chassis.release(&id) {
-        Ok(reputation) => json_response(StatusCode::OK, &json!({ "reputation": reputation })),
-        Err(e) => host_error(&e),
-    }
+async fn admin_release(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Json<Released>, ApiError> {
+    let reputation = service.chassis.release(&id)?;
+    Ok(Json(Released { reputation }))
 }
 
-/// A JSON error body with `status`.
-fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
-    json_response(
-        status,
-        &json!({ "error": { "kind": kind, "message": message.into() } }),
-    )
-}
-
-fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
-    let mut bytes = serde_json::to_vec(body).expect("responses serialize");
-    bytes.push(b'\n');
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        bytes,
-    )
-        .into_response()
-}
-
-/// The status a host error answers with.
-pub(crate) fn status_of(e: &Error) -> StatusCode {
-    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-/// A host error as a response: its status, `Retry-After` on 429, and a
-/// body naming its kind (and the limit, for one).
-fn host_error(e: &Error) -> Response {
-    let status = status_of(e);
-    let mut body = json!({ "kind": e.kind().as_str(), "message": e.to_string() });
-    if let Some(limit) = e.limit() {
-        body["limit"] = json!(limit);
-    }
-    let mut response = json_response(status, &json!({ "error": body }));
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
-}
-
+/// Run a task: the swarm's answer (200, whether it succeeded or failed),
+/// or the host's refusal.
 async fn task(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            let status = rejection.status();
-            let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "too_large"
-            } else {
-                "invalid_request"
-            };
-            return error(status, kind, rejection.body_text());
-        }
-    };
+    body: Result<JsonBody<TaskInput>, ApiError>,
+) -> Result<Json<crate::TaskOutcome<Box<serde_json::value::RawValue>>>, ApiError> {
     if service.loading() {
         let (done, total) = service.load_progress();
-        let mut response = error(
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "loading",
             format!(
                 "the server is still loading its swarms ({done} of {total}); try again shortly"
             ),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        )
+        .retry_after());
     }
-    let request = match serde_json::from_slice::<TaskInput>(&body) {
-        Ok(body) => body.into_request(),
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("the body is not a task ({}): {e}", TaskInput::SHAPE),
-            );
-        }
-    };
-    match service.chassis.execute_task_text(&id, request).await {
-        Ok(outcome) => json_response(StatusCode::OK, &outcome),
-        Err(e) => host_error(&e),
-    }
+    let JsonBody(input) = body?;
+    let outcome = service
+        .chassis
+        .execute_task_text(&id, input.into_request())
+        .await?;
+    Ok(Json(outcome))
 }
 
 /// What `GET /v1/swarms` and `GET /v1/swarms/{id}` say of one swarm.
-fn summary(service: &Service, id: &str) -> Result<serde_json::Value, Error> {
+fn summary(service: &Service, id: &str) -> Result<SwarmSummary, Error> {
     let chassis = &service.chassis;
     let info = chassis.describe(id)?;
     let report = chassis.slo_report(id)?;
     let usage = chassis.resource_usage(id)?;
-    Ok(json!({
-        "swarm_id": info.swarm_id,
-        "version": info.version,
-        "origin": info.origin,
-        "digest": info.digest,
-        "task_types": info.task_types,
-        "resource_limits": info.contract.resource_limits,
-        "slo_targets": info.contract.slo_targets,
-        "usage": usage,
-        "slo": report.slo,
-        "reputation": report.reputation,
-        "quarantined": report.reputation.quarantined,
-        "recent": service.recent.of(id),
-    }))
+    Ok(SwarmSummary {
+        swarm_id: info.swarm_id,
+        version: info.version,
+        origin: info.origin,
+        digest: info.digest,
+        task_types: info.task_types,
+        resource_limits: info.contract.resource_limits.clone(),
+        slo_targets: info.contract.slo_targets.clone(),
+        usage,
+        slo: report.slo,
+        quarantined: report.reputation.quarantined,
+        reputation: report.reputation,
+        recent: service.observers.recent.of(id),
+    })
 }
 
-async fn list(State(service): State<Arc<Service>>) -> Response {
-    let swarms: Vec<serde_json::Value> = service
+async fn list(State(service): State<Arc<Service>>) -> Json<SwarmList> {
+    let swarms = service
         .chassis
         .list()
         .iter()
         .filter_map(|info| summary(&service, &info.swarm_id).ok())
         .collect();
-    json_response(StatusCode::OK, &json!({ "swarms": swarms }))
+    Json(SwarmList { swarms })
 }
 
 /// The fleet's live workers and what each serves, from their heartbeats
 /// (read at most once a second; a worker of a NATS queue only, 404
 /// otherwise).
-async fn fleet(State(service): State<Arc<Service>>) -> Response {
-    #[cfg(feature = "nats")]
-    if let Some(workers) = service.live_workers().await {
-        return match workers {
-            Ok(live) => json_response(StatusCode::OK, &json!({ "workers": *live })),
-            Err(e) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("reading the fleet's heartbeats: {e}"),
-            ),
-        };
+async fn fleet(State(service): State<Arc<Service>>) -> Result<Json<FleetView>, ApiError> {
+    match service.fleet.live_workers().await {
+        Some(Ok(workers)) => Ok(Json(FleetView { workers })),
+        Some(Err(e)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("reading the fleet's heartbeats: {e}"),
+        )),
+        None => Err(ApiError::not_found(
+            "this server is not a worker of a NATS queue (--nats): it has no fleet",
+        )),
     }
-    let _ = service;
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "this server is not a worker of a NATS queue (--nats): it has no fleet",
-    )
 }
 
-async fn one(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
-    match summary(&service, &id) {
-        Ok(body) => json_response(StatusCode::OK, &body),
-        Err(e) => host_error(&e),
-    }
+async fn one(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Json<SwarmSummary>, ApiError> {
+    Ok(Json(summary(&service, &id)?))
 }
 
 /// Ready when at least one swarm is loaded and the event sinks (the audit
 /// log) record; the body lists what loaded and what did not.
-async fn ready(State(service): State<Arc<Service>>) -> Response {
+async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, Json<Readiness>) {
     let loaded: Vec<String> = service
         .chassis
         .list()
@@ -554,35 +430,35 @@ async fn ready(State(service): State<Arc<Service>>) -> Response {
     let audit = service.chassis.event_sink_failure();
     let loading = service.loading();
     let ready = !loading && !loaded.is_empty() && audit.is_none();
-    let mut body = json!({
-        "ready": ready,
-        "loaded": loaded,
-        "failed": service.failed(),
-        "audit": audit.unwrap_or_else(|| "ok".to_string()),
-    });
-    if loading {
-        let (done, total) = service.load_progress();
-        body["loading"] = json!(format!("loading {done} of {total}"));
-    }
-    json_response(
-        if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        &body,
-    )
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let readiness = Readiness {
+        ready,
+        loaded,
+        failed: service.failed(),
+        audit: audit.unwrap_or_else(|| "ok".to_string()),
+        loading: loading.then(|| {
+            let (done, total) = service.load_progress();
+            format!("loading {done} of {total}")
+        }),
+    };
+    (status, Json(readiness))
 }
 
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
-    #[cfg(feature = "nats")]
-    service.queue_figures().await;
+    service
+        .fleet
+        .queue_figures(&service.chassis, &service.observers.metrics)
+        .await;
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        service.metrics.render(&service.chassis),
+        service.observers.metrics.render(&service.chassis),
     )
         .into_response()
 }
@@ -595,37 +471,38 @@ mod tests {
     /// which the end-to-end tests cannot bring about on demand.
     #[test]
     fn refusals_map_to_their_documented_statuses() {
-        let overloaded = Error::Overloaded {
+        let status_of = |e: Error| ApiError::from(e).status();
+        let overloaded = ApiError::from(Error::Overloaded {
             swarm_id: "s".into(),
             reason: "full".into(),
-        };
-        let response = host_error(&overloaded);
-        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        })
+        .into_response();
+        assert_eq!(overloaded.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(overloaded.headers()[header::RETRY_AFTER], "1");
         let rate = Error::RateLimited {
             swarm_id: "s".into(),
             task_id: "t".into(),
             refused: 101,
             rate: 10,
         };
-        assert_eq!(status_of(&rate), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(status_of(rate), StatusCode::TOO_MANY_REQUESTS);
         let quarantined = Error::Quarantined {
             swarm_id: "s".into(),
             score: 0.1,
             threshold: 0.3,
             reason: "r".into(),
         };
-        assert_eq!(status_of(&quarantined), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status_of(quarantined), StatusCode::SERVICE_UNAVAILABLE);
         let audit = Error::AuditUnavailable {
             reason: "disk full".into(),
         };
-        assert_eq!(status_of(&audit), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status_of(audit), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
-            status_of(&Error::AlreadyLoaded("s".into())),
+            status_of(Error::AlreadyLoaded("s".into())),
             StatusCode::CONFLICT
         );
         assert_eq!(
-            status_of(&Error::NotLoaded("s".into())),
+            status_of(Error::NotLoaded("s".into())),
             StatusCode::NOT_FOUND
         );
     }

@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 use notify::{EventKind, RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 
-use super::{LoadFailure, Service};
+use super::{LoadFailure, ServeError, Service};
 use crate::{Chassis, ErrorKind, ServiceContract};
 
 /// How long the files must be quiet before a reload: a component being
@@ -88,6 +88,69 @@ pub(super) struct Changes {
     pub(super) replaced: Vec<String>,
     /// Swarms unloaded because their contract file went away.
     pub(super) unloaded: Vec<String>,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    pub(super) fn is_empty(&self) -> bool {
+        self.loaded.is_empty() && self.replaced.is_empty() && self.unloaded.is_empty()
+    }
+}
+
+/// The service's contracts part: the files and directories of the
+/// configuration's `contracts`, what each loaded, and the first load's
+/// progress. Its watcher is [`watch`], started with the server.
+pub(super) struct Contracts {
+    /// The contract files and what each loaded.
+    pub(super) files: Files,
+    /// The first load's progress: until it is whole and restored, tasks
+    /// are refused (503 `loading`) and `/readyz` says how far it is.
+    pub(super) progress: Arc<Progress>,
+    /// The contract files there were when the service was set up.
+    listed: Vec<PathBuf>,
+}
+
+impl Contracts {
+    /// The contract files of `roots`: each must exist, and each directory
+    /// be readable.
+    pub(super) fn open(roots: &[PathBuf]) -> Result<Self, ServeError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ServeError::Io { path, source }
+        };
+        let mut listed = Vec::new();
+        for root in roots {
+            if std::fs::metadata(root).map_err(io(root))?.is_dir() {
+                listed.extend(list_toml(root).map_err(io(root))?);
+            } else {
+                listed.push(root.clone());
+            }
+        }
+        Ok(Self {
+            files: Files::new(roots.to_vec()),
+            // How many there are is known before the load starts: a
+            // `/readyz` asked at once says "loading 0 of N".
+            progress: Arc::new(Progress::expecting(listed.len())),
+            listed,
+        })
+    }
+
+    /// The contracts of the files listed that parse (what the host is
+    /// sized for).
+    pub(super) fn parse_all(&self) -> Vec<ServiceContract> {
+        self.listed
+            .iter()
+            .filter_map(|p| ServiceContract::from_file(p).ok())
+            .collect()
+    }
+
+    /// The first load: every contract, several at a time, counted in the
+    /// progress.
+    pub(super) async fn first_load(&self, chassis: &Chassis) -> Changes {
+        self.files
+            .reconcile_with(chassis, Some(&self.progress))
+            .await
+    }
 }
 
 /// Load (or, `same`, replace) the swarm of the contract at `path`,
@@ -448,7 +511,7 @@ pub(super) async fn watch(
         }
     })?;
     let mut watching = BTreeSet::new();
-    for dir in service.files.directories().await {
+    for dir in service.contracts.files.directories().await {
         watcher.watch(&dir, RecursiveMode::NonRecursive)?;
         watching.insert(dir);
     }
@@ -470,7 +533,7 @@ pub(super) async fn watch(
             service.reload().await;
             // Directories deleted since drop their watch (inotify forgot
             // it); the ones there now are watched, again if need be.
-            let wanted = service.files.directories().await;
+            let wanted = service.contracts.files.directories().await;
             watching.retain(|dir| {
                 let there = dir.is_dir();
                 if !there {

@@ -13,7 +13,7 @@
 //! log file ([`crate::audit::tail`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -82,6 +82,24 @@ pub(crate) struct Window {
     pub(crate) tasks: VecDeque<TaskPoint>,
     /// Its latest reputation moves, oldest first.
     pub(crate) reputation: VecDeque<ScorePoint>,
+}
+
+/// The service's observers part: the metrics (`/metrics`) and the status
+/// page's recent window, each an event sink the host feeds.
+#[derive(Default)]
+pub(in crate::serve) struct Observers {
+    /// Rendered at `/metrics`.
+    pub(in crate::serve) metrics: Arc<crate::metrics::Metrics>,
+    /// Each swarm's latest tasks and reputation moves.
+    pub(in crate::serve) recent: Arc<Recent>,
+}
+
+impl Observers {
+    /// Make both the host's event sinks.
+    pub(in crate::serve) fn configure(&self, host: crate::ChassisConfig) -> crate::ChassisConfig {
+        host.with_event_sink(self.metrics.clone())
+            .with_event_sink(self.recent.clone())
+    }
 }
 
 /// Each swarm's recent window, fed by the host's events.
