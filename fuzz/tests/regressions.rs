@@ -2,17 +2,10 @@
 //! replayed through its target's property; and a short run of each target,
 //! so a change that breaks a property shows in `cargo test`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chassis_fuzz::{Target, regressions, run};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use chassis_test_support::root;
 
 #[test]
 fn every_regression_input_passes_its_target() {

@@ -20,7 +20,16 @@ pub use crate::limits::{
 };
 pub use crate::outcome::MAX_TASK_ID_BYTES;
 pub use crate::runner::HOST_SLACK;
-pub use crate::storage::names::MAX_NAME_BYTES as MAX_OBJECT_NAME_BYTES;
-pub use crate::storage::{MAX_LIST as MAX_OBJECTS_LISTED, MAX_OBJECT_BYTES};
 pub use crate::task_types::{MAX_TASK_TYPE_BYTES, MAX_TASK_TYPES};
 pub use crate::wasi::MAX_STDIO_BYTES_PER_TASK;
+
+/// The largest object a swarm may store (and `storage.max_object_bytes`):
+/// an object passes through one import call, which carries at most
+/// [`MAX_HOSTCALL_BYTES`] (4 MiB) with its name.
+pub const MAX_OBJECT_BYTES: u64 = MAX_HOSTCALL_BYTES as u64 - 4096;
+
+/// The longest object name, in bytes.
+pub const MAX_OBJECT_NAME_BYTES: usize = 256;
+
+/// Most names one `list-keys` call returns.
+pub const MAX_OBJECTS_LISTED: usize = 1000;

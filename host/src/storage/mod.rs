@@ -28,15 +28,7 @@ pub mod nats;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use names::MAX_NAME_BYTES;
-
-/// The largest object (and `storage.max_object_bytes`): an object passes
-/// through one import call, which carries at most `MAX_HOSTCALL_BYTES`
-/// (4 MiB) with its name.
-pub const MAX_OBJECT_BYTES: u64 = crate::limits::MAX_HOSTCALL_BYTES as u64 - 4096;
-
-/// Most names one `list-keys` call returns.
-pub const MAX_LIST: usize = 1000;
+pub(crate) use crate::caps::{MAX_OBJECT_BYTES, MAX_OBJECTS_LISTED as MAX_LIST};
 
 /// A namespace's bounds, from the swarm's contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Object names: what a swarm may call an object, and which names are
 //! attempts to leave its namespace.
 //!
-//! A name is 1 to [`MAX_NAME_BYTES`] bytes of ASCII letters, digits and
+//! A name is 1 to [`crate::caps::MAX_OBJECT_NAME_BYTES`] bytes of ASCII letters, digits and
 //! `-` `_` `.`, in `/`-separated segments, none empty, `.` or `..`. A name
 //! that is not one is refused; one that looks like a path out of the
 //! namespace — a leading `/`, `~` or `~/`, a `.` or `..` segment, a
@@ -10,10 +10,10 @@
 //! a dot or a slash — is refused as an escape attempt, which costs the swarm reputation. Where objects are kept
 //! never depends on the name's text: the stores key them by its hash.
 //!
-//! A leaf module: it depends on nothing else in the crate.
+//! A leaf module: it depends on nothing else in the crate but the cap it
+//! enforces, named in `caps`.
 
-/// Longest object name, in bytes.
-pub const MAX_NAME_BYTES: usize = 256;
+pub(crate) use crate::caps::MAX_OBJECT_NAME_BYTES as MAX_NAME_BYTES;
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use chassis::storage::Store;
 use chassis::storage::files::FileStore;
 use chassis::storage::nats::NatsStore;
 use chassis::{Chassis, Error, Event, ServiceContract, TaskRequest};
-use chassis_tests::{NatsServer, TestHost, guests, scratch_dir};
+use chassis_tests::{Nats, TestHost, guests, scratch_dir};
 use serde_json::{Value, json};
 
 /// Where a test's hosts keep their objects.
@@ -24,7 +24,7 @@ enum Backend {
     /// A `FileStore` directory.
     Files(PathBuf),
     /// A bucket on this server.
-    Nats(NatsServer),
+    Nats(Nats),
 }
 
 impl Backend {
@@ -33,7 +33,7 @@ impl Backend {
     }
 
     fn nats(dir: &std::path::Path) -> Self {
-        Backend::Nats(NatsServer::start(dir))
+        Backend::Nats(Nats::start(dir))
     }
 
     /// A store for one more host: for NATS, a worker's own connection.

@@ -50,18 +50,21 @@ pub const RESULTS_STREAM: &str = "CHASSIS_RESULTS";
 pub const DEAD_STREAM: &str = "CHASSIS_DEAD";
 
 /// The subject a swarm's tasks are published to.
+#[doc(hidden)]
 pub fn task_subject(swarm_id: &str) -> String {
     format!("chassis.tasks.{swarm_id}")
 }
 
 /// The subject a task's result is published to: its id hashed into one
 /// subject token (task ids may hold characters a subject cannot).
+#[doc(hidden)]
 pub fn result_subject(task_id: &str) -> String {
     let digest = hex::encode(Sha256::digest(task_id.as_bytes()));
     format!("chassis.results.{}", &digest[..32])
 }
 
 /// The subject a swarm's given-up tasks are copied to.
+#[doc(hidden)]
 pub fn dead_subject(swarm_id: &str) -> String {
     format!("chassis.dead.{swarm_id}")
 }
@@ -69,6 +72,7 @@ pub fn dead_subject(swarm_id: &str) -> String {
 /// The durable consumer every worker of a swarm shares. Consumer names
 /// cannot hold `.`, which swarm ids may: it becomes `_`, and a short hash
 /// of the id keeps two ids apart that differ only there.
+#[doc(hidden)]
 pub fn consumer_name(swarm_id: &str) -> String {
     let digest = hex::encode(Sha256::digest(swarm_id.as_bytes()));
     format!("chassis-{}-{}", swarm_id.replace('.', "_"), &digest[..8])

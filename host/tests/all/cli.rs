@@ -4,12 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use crate::common::{audit_segment, audit_text, root};
 
 fn chassis(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chassis"))
@@ -1128,18 +1123,4 @@ fn run_keeps_objects_between_runs_in_the_storage_dir() {
     }
     assert!(dir.join("notes").is_dir());
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// The text of the audit log at `path`: its segments' lines, in order.
-fn audit_text(path: &std::path::Path) -> String {
-    chassis::audit::segments(path)
-        .unwrap()
-        .iter()
-        .map(|s| std::fs::read_to_string(&s.path).unwrap())
-        .collect()
-}
-
-/// The segment of the audit log at `path` being written (its newest).
-fn audit_segment(path: &std::path::Path) -> PathBuf {
-    chassis::audit::segments(path).unwrap().pop().unwrap().path
 }

@@ -5,17 +5,15 @@
 //! promises: every task has exactly one result, even when a worker is
 //! killed mid-run; a guest's fault is a final result, not a redelivery.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::{Nats, Server, root, scratch};
 use chassis::TaskRequest;
 use chassis::serve::queue::trust::{Trust, WorkerKey};
 use chassis::serve::queue::{Queue, QueueResult, ResultStatus, Streams};
-use common::{Nats, Server, root, scratch};
 use serde_json::json;
 
 /// One test at a time: each starts a NATS server and several worker
@@ -303,15 +301,15 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
     for ((server, audit), name) in workers.into_iter().zip(["w2", "w3"]) {
         assert_eq!(server.terminate(Duration::from_secs(30)).code(), Some(0));
         let out = verify(&audit);
-        common::assert_ok(&out);
+        crate::common::assert_ok(&out);
         // Every record names its worker, and the mirror holds the log's head.
-        let text = common::audit_text(&audit);
+        let text = crate::common::audit_text(&audit);
         assert!(
             text.lines()
                 .all(|l| l.contains(&format!("\"worker\":\"{name}\"")))
         );
         let out = against_mirror(&audit, name);
-        common::assert_ok(&out);
+        crate::common::assert_ok(&out);
         survivors.push((audit, name, text));
     }
     // A log cut short is caught against the mirror's head.
@@ -328,7 +326,7 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
         .filter(|r| r["operation"].as_str().unwrap().starts_with("task_"))
         .map(|r| r["seq"].as_u64().unwrap())
         .collect();
-    common::cut_audit(audit, tasks[tasks.len() - 4]);
+    crate::common::cut_audit(audit, tasks[tasks.len() - 4]);
     assert!(
         verify(audit).status.success(),
         "a shorter chain is still a chain"
@@ -342,7 +340,7 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
     );
     // SIGKILL cannot cut a record in half (each is one write, synced).
     let out = verify(&killed_audit);
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,7 +384,7 @@ async fn a_guest_fault_is_one_final_result_and_a_dying_task_is_abandoned() {
     assert_eq!(result.status, ResultStatus::Success);
     assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
     // One run each: one terminal record.
-    let records = common::audit_text(&audit);
+    let records = crate::common::audit_text(&audit);
     for id in ["trap-1", "spin-1"] {
         let ends = records
             .lines()
@@ -434,7 +432,7 @@ async fn a_guest_fault_is_one_final_result_and_a_dying_task_is_abandoned() {
     assert_eq!(result.status, ResultStatus::Abandoned, "{result:?}");
     assert_eq!(result.deliveries, 4);
     assert_eq!(last.terminate(Duration::from_secs(30)).code(), Some(0));
-    let records = common::audit_text(&last_audit);
+    let records = crate::common::audit_text(&last_audit);
     assert!(records.contains("\"task_abandoned\""), "{records}");
 }
 
@@ -495,7 +493,7 @@ async fn a_quarantine_on_one_worker_stops_the_swarm_on_all_until_released() {
         .args(["release", "--nats", &nats.url, "fragile"])
         .output()
         .unwrap();
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
     let result = queue.wait(&waiting, Duration::from_secs(30)).await.unwrap();
     assert_eq!(result.status, ResultStatus::Success, "{result:?}");
     assert!(!quarantined(&w1, "fragile").await && !quarantined(&w2, "fragile").await);
@@ -694,7 +692,7 @@ async fn chassis_submit_puts_tasks_on_the_queue_and_waits_for_their_results() {
         r#"{"name": "Ada"}"#,
         "--wait",
     ]);
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["status"], "success");
     assert_eq!(result["outcome"]["output"]["greeting"], "Hello, Ada!");
@@ -773,7 +771,7 @@ async fn a_task_whose_result_exists_is_acknowledged_without_running_again() {
     }
     // ... without running: one start in the audit log, the first result kept.
     assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
-    let records = common::audit_text(&audit);
+    let records = crate::common::audit_text(&audit);
     let starts = records
         .lines()
         .filter(|l| l.contains("\"task_start\"") && l.contains("\"task_id\":\"once\""))
@@ -824,7 +822,7 @@ async fn a_queued_task_with_a_refused_id_is_answered_not_run() {
     let next = queue.wait(&ok, Duration::from_secs(60)).await.unwrap();
     assert_eq!(next.status, ResultStatus::Success);
     assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
-    let records = common::audit_text(&audit);
+    let records = crate::common::audit_text(&audit);
     assert!(!records.contains("<b>"), "{records}");
 }
 
@@ -871,7 +869,7 @@ async fn a_second_result_after_the_duplicate_window_leaves_the_first() {
     assert_eq!(first.status, ResultStatus::Success, "{first:?}");
 
     // Both runs end, and both deliveries are acknowledged.
-    let records = || common::audit_text(&audit);
+    let records = || crate::common::audit_text(&audit);
     let count = |operation: &str| {
         records()
             .lines()
@@ -1015,7 +1013,7 @@ async fn results_not_signed_by_a_trusted_worker_are_refused() {
     };
     let out = verify(&key_files(&dir).1);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
     assert!(
         stdout.contains("each signed by a trusted worker key"),
         "{stdout}"
@@ -1084,12 +1082,12 @@ async fn submit_refuses_a_swarm_no_live_worker_serves_and_fleet_lists_the_worker
         "--task-id",
         "early",
     ]);
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"early\""));
 
     // The fleet, from the command line and from the worker.
     let out = chassis(&["fleet", "--nats", &nats.url, "--json"]);
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
     let fleet: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let workers = fleet["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 1, "{fleet}");
@@ -1213,7 +1211,7 @@ async fn the_documented_roles_hold_each_client_to_its_subjects() {
         .envs(passwords)
         .output()
         .unwrap();
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Hello, cli!"));
 
     // What it may not: each attempt is refused by the server.
@@ -1341,7 +1339,7 @@ async fn the_documented_roles_hold_each_client_to_its_subjects() {
         .envs(passwords)
         .output()
         .unwrap();
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
     let deadline = Instant::now() + Duration::from_secs(10);
     while quarantined(&worker, "fragile").await {
         assert!(
@@ -1379,7 +1377,7 @@ async fn the_documented_roles_hold_each_client_to_its_subjects() {
         .envs(passwords)
         .output()
         .unwrap();
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
 }
 
 /// A swarm whose slot count changes (its contract reloaded) gets a new
@@ -1517,7 +1515,7 @@ async fn a_tls_server_is_reached_through_its_ca_file_only() {
         .arg(&ca)
         .output()
         .unwrap();
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "no live workers"
@@ -1569,7 +1567,7 @@ async fn an_nkey_user_signs_in_with_its_seed_file() {
         .arg(&seed)
         .output()
         .unwrap();
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
 }
 
 /// A server that takes a token lets in the client given it from an
@@ -1616,9 +1614,9 @@ async fn a_token_is_taken_from_a_variable_or_a_file_never_the_command_line() {
         &["--nats-token-env", "FLEET_TOKEN"],
         &[("FLEET_TOKEN", token)],
     );
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
     let out = fleet(&["--nats-token-file", file.to_str().unwrap()], &[]);
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
     // Not set, or not given: refused, naming the variable.
     let out = fleet(&["--nats-token-env", "FLEET_TOKEN_UNSET"], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);

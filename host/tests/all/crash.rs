@@ -40,16 +40,14 @@
 //!   decision ([`skip_or_fail_in`], [`Browser::find_with`]) and the
 //!   disk-full test run again with no `mount` or `unshare` on `PATH`.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::browser::{Browser, is_ci, skip_or_fail, skip_or_fail_in};
-use common::{Nats, Server, fragile_contract, root, scratch};
+use crate::common::browser::{Browser, is_ci, skip_or_fail, skip_or_fail_in};
+use crate::common::{Nats, Server, fragile_contract, root, scratch};
 use serde_json::Value;
 
 /// Kill rounds.
@@ -213,7 +211,7 @@ async fn kill_9_under_load_loses_no_answered_task() {
         let torn = round % 4 == 3;
         if torn {
             // A power cut mid-write: half of a record, no newline.
-            let segment = common::audit_segment(&log);
+            let segment = crate::common::audit_segment(&log);
             let text = std::fs::read_to_string(&segment).unwrap();
             let last = text.lines().last().unwrap();
             let mut file = std::fs::OpenOptions::new()
@@ -587,7 +585,7 @@ fn under_ci_the_full_disk_case_fails_when_it_cannot_mount() {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args([
             "--exact",
-            "a_full_disk_refuses_work_with_a_clear_error_and_loses_nothing_answered",
+            "crash::a_full_disk_refuses_work_with_a_clear_error_and_loses_nothing_answered",
             "--nocapture",
         ])
         .env("PATH", &empty)

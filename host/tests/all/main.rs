@@ -1,0 +1,17 @@
+//! The `chassis` crate's integration tests, one binary (as wasmtime's
+//! `tests/all`): each module a subject, `common` what they share.
+//!
+//! - `architecture`: the module rules of `ARCHITECTURE.md`, on the source;
+//! - `cli`: the command line as a process;
+//! - `serve`: `chassis serve` as a process with a real HTTP client;
+//! - `queue`: workers of a real `nats-server`;
+//! - `crash`: kill -9, a full disk, restarts on a long audit log;
+//! - `examples`: `host/examples/` run and do what they say.
+
+mod architecture;
+mod cli;
+mod common;
+mod crash;
+mod examples;
+mod queue;
+mod serve;
