@@ -103,9 +103,56 @@ impl GuestError {
     }
 }
 
-/// Everything the host library can refuse or fail with.
+/// Everything the host library can refuse or fail with: a load refused
+/// ([`LoadError`]), a task refused or ended by the host ([`TaskError`]),
+/// or what either can meet (a swarm not loaded, an instance that would not
+/// start, an audit log that cannot record, the engine, the cache). What an
+/// error means to a caller — its [`ErrorKind`], HTTP status and whether a
+/// retry elsewhere can help — is [`Error::kind`], from one table.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Loading (or replacing) a swarm was refused.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+
+    /// A task was refused, or ended by the host.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+
+    /// No swarm with this id is loaded.
+    #[error("swarm {0:?} is not loaded")]
+    NotLoaded(String),
+
+    /// Instantiating the component (or asking it what it serves) failed.
+    #[error("swarm {swarm_id:?}: could not be started: {reason}")]
+    Instantiate {
+        /// The swarm.
+        swarm_id: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// An event sink (the audit log) cannot record, so nothing new may run.
+    #[error("{reason}: the host refuses new loads and tasks until its audit log works")]
+    AuditUnavailable {
+        /// What the sink reported.
+        reason: String,
+    },
+
+    /// The engine could not be configured.
+    #[error("engine configuration failed: {0}")]
+    Engine(String),
+
+    /// The component cache directory cannot be used.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+}
+
+/// Why a swarm was not loaded (or replaced): its contract, its component's
+/// bytes, exports and imports against the contract, its `describe` answer,
+/// its secrets, or the host's room for it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
     /// The contract could not be read or is invalid.
     #[error(transparent)]
     Contract(#[from] ContractError),
@@ -137,10 +184,6 @@ pub enum Error {
         "swarm {0:?} changed while its new version was being loaded; nothing was replaced (try again)"
     )]
     ChangedWhileLoading(String),
-
-    /// No swarm with this id is loaded.
-    #[error("swarm {0:?} is not loaded")]
-    NotLoaded(String),
 
     /// The swarm is served from a contract file `chassis serve` watches:
     /// that file decides its version, not a load from elsewhere.
@@ -203,15 +246,6 @@ pub enum Error {
         refusals: Vec<ImportRefusal>,
     },
 
-    /// Instantiating the component (or asking it what it serves) failed.
-    #[error("swarm {swarm_id:?}: could not be started: {reason}")]
-    Instantiate {
-        /// The swarm.
-        swarm_id: String,
-        /// What went wrong.
-        reason: String,
-    },
-
     /// The swarm's `describe` answer is not a list of task types the host
     /// accepts: 1 to 256 plain names of at most 64 bytes (`docs/contract.md`).
     #[error("swarm {swarm_id:?}: describe returned bad task types: {reason}")]
@@ -244,6 +278,30 @@ pub enum Error {
         reason: String,
     },
 
+    /// The contract grants storage, and the host has no object store.
+    #[error(
+        "swarm {swarm_id:?}: its contract grants storage (storage.access), but this host has no object store (ChassisConfig::with_store; for chassis serve and chassis run, a storage directory)"
+    )]
+    NoStore {
+        /// The swarm.
+        swarm_id: String,
+    },
+
+    /// The host's instance pool cannot take this contract.
+    #[error("swarm {swarm_id:?}: {reason}")]
+    PoolTooSmall {
+        /// The swarm.
+        swarm_id: String,
+        /// What does not fit.
+        reason: String,
+    },
+}
+
+/// Why a task was refused or ended by the host: the task itself (its type,
+/// id or payload), a limit of the contract, the guest's fault, its answer,
+/// or the swarm's state (busy, quarantined).
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
     /// The task type is not one the swarm lists in `describe`.
     #[error(
         "swarm {swarm_id:?}: task not exported by swarm: {task_type:?} (it serves: {available})"
@@ -400,15 +458,6 @@ pub enum Error {
         task_id: String,
     },
 
-    /// The contract grants storage, and the host has no object store.
-    #[error(
-        "swarm {swarm_id:?}: its contract grants storage (storage.access), but this host has no object store (ChassisConfig::with_store; for chassis serve and chassis run, a storage directory)"
-    )]
-    NoStore {
-        /// The swarm.
-        swarm_id: String,
-    },
-
     /// The caller's task id was refused before the task ran: empty, too
     /// long, or holding a control or bidirectional character.
     #[error("swarm {swarm_id:?}: task id refused: {reason}")]
@@ -467,30 +516,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+}
 
-    /// An event sink (the audit log) cannot record, so nothing new may run.
-    #[error("{reason}: the host refuses new loads and tasks until its audit log works")]
-    AuditUnavailable {
-        /// What the sink reported.
-        reason: String,
-    },
-
-    /// The host's instance pool cannot take this contract.
-    #[error("swarm {swarm_id:?}: {reason}")]
-    PoolTooSmall {
-        /// The swarm.
-        swarm_id: String,
-        /// What does not fit.
-        reason: String,
-    },
-
-    /// The engine could not be configured.
-    #[error("engine configuration failed: {0}")]
-    Engine(String),
-
-    /// The component cache directory cannot be used.
-    #[error(transparent)]
-    Cache(#[from] crate::cache::CacheError),
+impl From<ContractError> for Error {
+    fn from(e: ContractError) -> Self {
+        Error::Load(LoadError::Contract(e))
+    }
 }
 
 /// Declares [`ErrorKind`] from one table: each kind's name (as events, the
@@ -500,10 +531,16 @@ pub enum Error {
 macro_rules! error_kinds {
     ($($(#[$doc:meta])* $kind:ident => $name:literal, $status:literal, $elsewhere:literal;)*) => {
         /// The kind of an [`Error`], for matching, events and the audit log.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-        #[serde(rename_all = "snake_case")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum ErrorKind {
             $($(#[$doc])* $kind,)*
+        }
+
+        /// Written as its name, [`ErrorKind::as_str`].
+        impl serde::Serialize for ErrorKind {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
         }
 
         impl ErrorKind {
@@ -599,7 +636,11 @@ impl Error {
     /// already, changed while it loaded, or is a watched file's.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::AlreadyLoaded(_) | Error::ChangedWhileLoading(_) | Error::Watched { .. } => 409,
+            Error::Load(
+                LoadError::AlreadyLoaded(_)
+                | LoadError::ChangedWhileLoading(_)
+                | LoadError::Watched { .. },
+            ) => 409,
             _ => self.kind().http_status(),
         }
     }
@@ -607,38 +648,11 @@ impl Error {
     /// What kind of error this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Contract(_) | Error::MissingWasmModule { .. } | Error::NoStore { .. } => {
-                ErrorKind::Contract
-            }
-            Error::Io { .. } | Error::Cache(_) => ErrorKind::Io,
-            Error::NotWasm { .. }
-            | Error::CoreModule { .. }
-            | Error::InvalidComponent { .. }
-            | Error::BadTaskTypes { .. } => ErrorKind::InvalidComponent,
-            Error::LoadTimeout { .. } => ErrorKind::Instantiate,
-            Error::BadSecret { .. } => ErrorKind::Contract,
-            Error::MissingTaskExport { .. }
-            | Error::ImportNotPermitted { .. }
-            | Error::PoolTooSmall { .. } => ErrorKind::NotPermitted,
-            Error::AlreadyLoaded(_)
-            | Error::ChangedWhileLoading(_)
-            | Error::NotLoaded(_)
-            | Error::Watched { .. } => ErrorKind::Registry,
-            Error::TaskNotExported { .. } => ErrorKind::TaskNotExported,
-            Error::Timeout { .. } => ErrorKind::Timeout,
-            Error::MemoryLimit { .. } | Error::TableLimit { .. } => ErrorKind::Memory,
-            Error::CpuBudget { .. } => ErrorKind::CpuBudget,
-            Error::StackOverflow { .. } => ErrorKind::StackOverflow,
-            Error::Trap { .. } => ErrorKind::Trap,
-            Error::Overloaded { .. } => ErrorKind::Overloaded,
-            Error::RateLimited { .. } => ErrorKind::RateLimited,
-            Error::HostcallTooLarge { .. } | Error::OutputTooLarge { .. } => ErrorKind::TooLarge,
-            Error::InvalidOutput { .. } => ErrorKind::InvalidOutput,
-            Error::Guest { .. } => ErrorKind::Guest,
-            Error::InvalidPayload { .. } | Error::InvalidTaskId { .. } => ErrorKind::InvalidPayload,
-            Error::Cancelled { .. } => ErrorKind::Cancelled,
+            Error::Load(e) => e.kind(),
+            Error::Task(e) => e.kind(),
+            Error::NotLoaded(_) => ErrorKind::Registry,
+            Error::Cache(_) => ErrorKind::Io,
             Error::Instantiate { .. } => ErrorKind::Instantiate,
-            Error::Quarantined { .. } => ErrorKind::Quarantined,
             Error::Engine(_) => ErrorKind::Engine,
             Error::AuditUnavailable { .. } => ErrorKind::Audit,
         }
@@ -646,16 +660,74 @@ impl Error {
 
     /// The resource limit this error reports, if it is one.
     pub fn limit(&self) -> Option<crate::limits::LimitKind> {
+        match self {
+            Error::Task(e) => e.limit(),
+            _ => None,
+        }
+    }
+}
+
+impl LoadError {
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LoadError::Contract(_)
+            | LoadError::MissingWasmModule { .. }
+            | LoadError::NoStore { .. }
+            | LoadError::BadSecret { .. } => ErrorKind::Contract,
+            LoadError::Io { .. } => ErrorKind::Io,
+            LoadError::NotWasm { .. }
+            | LoadError::CoreModule { .. }
+            | LoadError::InvalidComponent { .. }
+            | LoadError::BadTaskTypes { .. } => ErrorKind::InvalidComponent,
+            LoadError::LoadTimeout { .. } => ErrorKind::Instantiate,
+            LoadError::MissingTaskExport { .. }
+            | LoadError::ImportNotPermitted { .. }
+            | LoadError::PoolTooSmall { .. } => ErrorKind::NotPermitted,
+            LoadError::AlreadyLoaded(_)
+            | LoadError::ChangedWhileLoading(_)
+            | LoadError::Watched { .. } => ErrorKind::Registry,
+        }
+    }
+}
+
+impl TaskError {
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            TaskError::TaskNotExported { .. } => ErrorKind::TaskNotExported,
+            TaskError::Timeout { .. } => ErrorKind::Timeout,
+            TaskError::MemoryLimit { .. } | TaskError::TableLimit { .. } => ErrorKind::Memory,
+            TaskError::CpuBudget { .. } => ErrorKind::CpuBudget,
+            TaskError::StackOverflow { .. } => ErrorKind::StackOverflow,
+            TaskError::Trap { .. } => ErrorKind::Trap,
+            TaskError::Overloaded { .. } => ErrorKind::Overloaded,
+            TaskError::RateLimited { .. } => ErrorKind::RateLimited,
+            TaskError::HostcallTooLarge { .. } | TaskError::OutputTooLarge { .. } => {
+                ErrorKind::TooLarge
+            }
+            TaskError::InvalidOutput { .. } => ErrorKind::InvalidOutput,
+            TaskError::Guest { .. } => ErrorKind::Guest,
+            TaskError::InvalidPayload { .. } | TaskError::InvalidTaskId { .. } => {
+                ErrorKind::InvalidPayload
+            }
+            TaskError::Cancelled { .. } => ErrorKind::Cancelled,
+            TaskError::Quarantined { .. } => ErrorKind::Quarantined,
+        }
+    }
+
+    /// The resource limit this error reports, if it is one.
+    pub fn limit(&self) -> Option<crate::limits::LimitKind> {
         use crate::limits::LimitKind;
         Some(match self {
-            Error::Timeout { .. } => LimitKind::Timeout,
-            Error::MemoryLimit { .. } | Error::TableLimit { .. } => LimitKind::Memory,
-            Error::CpuBudget { .. } => LimitKind::CpuBudget,
-            Error::StackOverflow { .. } => LimitKind::StackOverflow,
-            Error::Overloaded { .. } => LimitKind::Overloaded,
-            Error::RateLimited { .. } => LimitKind::RateLimited,
-            Error::OutputTooLarge { .. } => LimitKind::OutputSize,
-            Error::HostcallTooLarge { .. } => LimitKind::HostcallSize,
+            TaskError::Timeout { .. } => LimitKind::Timeout,
+            TaskError::MemoryLimit { .. } | TaskError::TableLimit { .. } => LimitKind::Memory,
+            TaskError::CpuBudget { .. } => LimitKind::CpuBudget,
+            TaskError::StackOverflow { .. } => LimitKind::StackOverflow,
+            TaskError::Overloaded { .. } => LimitKind::Overloaded,
+            TaskError::RateLimited { .. } => LimitKind::RateLimited,
+            TaskError::OutputTooLarge { .. } => LimitKind::OutputSize,
+            TaskError::HostcallTooLarge { .. } => LimitKind::HostcallSize,
             _ => return None,
         })
     }
@@ -678,6 +750,32 @@ pub(crate) fn chain(e: &wasmtime::Error) -> String {
 mod tests {
     use super::*;
 
+    /// A load's refusal and a task's are told apart by type, and keep
+    /// their kind, status and limit through [`Error`].
+    #[test]
+    fn load_and_task_errors_keep_their_meaning_through_error() {
+        let load: Error = LoadError::AlreadyLoaded("s".into()).into();
+        assert!(matches!(load, Error::Load(LoadError::AlreadyLoaded(_))));
+        assert_eq!(
+            (load.kind(), load.http_status()),
+            (ErrorKind::Registry, 409)
+        );
+        let task: Error = TaskError::Timeout {
+            swarm_id: "s".into(),
+            task_id: "t".into(),
+            seconds: 1.0,
+        }
+        .into();
+        assert_eq!(task.kind(), ErrorKind::Timeout);
+        assert_eq!(task.limit(), Some(crate::limits::LimitKind::Timeout));
+        assert_eq!(task.http_status(), 504);
+        let contract = crate::ServiceContract::from_toml("swarm_id = 1", "<inline>").unwrap_err();
+        assert!(matches!(
+            Error::from(contract),
+            Error::Load(LoadError::Contract(_))
+        ));
+    }
+
     /// The one table of kinds: each name unique and read back, each status
     /// an error status (the caller's mistakes 4xx, the host's or the
     /// guest's 5xx), and a retry elsewhere only where this host's state
@@ -688,6 +786,8 @@ mod tests {
         for &kind in ErrorKind::ALL {
             assert!(names.insert(kind.as_str()), "{kind:?}");
             assert_eq!(ErrorKind::from_name(kind.as_str()), Some(kind));
+            // Serialized under the same name events and answers use.
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
             assert!((400..600).contains(&kind.http_status()), "{kind:?}");
         }
         assert_eq!(ErrorKind::ALL.len(), 22);
@@ -732,7 +832,10 @@ mod tests {
             ]
         );
         // One error refines its kind's status: a conflict, not absent.
-        assert_eq!(Error::AlreadyLoaded("s".into()).http_status(), 409);
+        assert_eq!(
+            Error::Load(LoadError::AlreadyLoaded("s".into())).http_status(),
+            409
+        );
         assert_eq!(Error::NotLoaded("s".into()).http_status(), 404);
     }
 }

@@ -4,6 +4,7 @@
 //! Used at load time (to give a specific error before compiling) and by
 //! `chassis inspect` (to print a component's world as WIT).
 
+use crate::LoadError;
 use crate::error::Error;
 
 /// What a byte string is.
@@ -17,9 +18,11 @@ pub enum WasmKind {
 
 /// Classify `bytes`, or say why they are not wasm. `origin` names them in errors.
 pub fn classify(bytes: &[u8], origin: &str) -> Result<WasmKind, Error> {
-    let not_wasm = |reason: String| Error::NotWasm {
-        origin: origin.to_string(),
-        reason,
+    let not_wasm = |reason: String| {
+        Error::Load(LoadError::NotWasm {
+            origin: origin.to_string(),
+            reason,
+        })
     };
     if bytes.len() < 8 {
         return Err(not_wasm(format!(
@@ -49,9 +52,9 @@ pub fn classify(bytes: &[u8], origin: &str) -> Result<WasmKind, Error> {
 /// `bytes` must be a component: not wasm, or a core module, is refused.
 pub(crate) fn require_component(bytes: &[u8], origin: &str) -> Result<(), Error> {
     match classify(bytes, origin)? {
-        WasmKind::CoreModule => Err(Error::CoreModule {
+        WasmKind::CoreModule => Err(Error::Load(LoadError::CoreModule {
             origin: origin.into(),
-        }),
+        })),
         WasmKind::Component => Ok(()),
     }
 }
@@ -59,9 +62,11 @@ pub(crate) fn require_component(bytes: &[u8], origin: &str) -> Result<(), Error>
 /// The world of a component, printed as WIT (imports and exports).
 pub fn component_wit(bytes: &[u8], origin: &str) -> Result<String, Error> {
     require_component(bytes, origin)?;
-    let invalid = |reason: String| Error::InvalidComponent {
-        origin: origin.to_string(),
-        reason,
+    let invalid = |reason: String| {
+        Error::Load(LoadError::InvalidComponent {
+            origin: origin.to_string(),
+            reason,
+        })
     };
     let decoded = wit_component::decode(bytes).map_err(|e| invalid(format!("{e:#}")))?;
     let (resolve, world) = match decoded {

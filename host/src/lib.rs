@@ -46,7 +46,7 @@
 //!   is one: it has usage, it is audited as the swarm's, and a caller often
 //!   shows it rather than retries. For one `match` over every ending, chain
 //!   [`TaskOutcome::into_result`] (the swarm's error becomes
-//!   [`Error::Guest`]), or classify with [`TaskEnd::of`].
+//!   [`TaskError::Guest`]), or classify with [`TaskEnd::of`].
 //! - **Text in, text out.** A caller that already holds JSON text (an HTTP
 //!   body, a queue message) builds the request with
 //!   [`TaskRequest::from_text`] — the text is checked to be JSON and handed
@@ -115,7 +115,9 @@ use wasmtime::component::Linker;
 pub use cache::{CacheError, CacheUse};
 pub use config::{ChassisConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_COMPONENT_BYTES, PoolConfig};
 pub use contract::{ContractBuilder, ContractError, ServiceContract};
-pub use error::{Error, ErrorKind, GuestError, GuestErrorKind, ImportRefusal};
+pub use error::{
+    Error, ErrorKind, GuestError, GuestErrorKind, ImportRefusal, LoadError, TaskError,
+};
 pub use events::{Event, EventSink, EventSinks, MemorySink};
 pub use imports::log::{GuestLine, GuestLogSink, LogLevel};
 pub use limits::{LimitKind, QueueConfig};
@@ -378,8 +380,8 @@ impl Chassis {
     /// printed as the payload, the output read as an `O`.
     ///
     /// Every ending is an `Err` but success: the swarm's own error is
-    /// [`Error::Guest`], an output that is not an `O` is
-    /// [`Error::InvalidOutput`] (the task itself succeeded and is recorded
+    /// [`TaskError::Guest`], an output that is not an `O` is
+    /// [`TaskError::InvalidOutput`] (the task itself succeeded and is recorded
     /// so), and the host's refusals are as for [`Chassis::execute_task`].
     ///
     /// ```no_run
@@ -397,19 +399,23 @@ impl Chassis {
         I: Serialize + ?Sized,
         O: serde::de::DeserializeOwned,
     {
-        let payload = Payload::serialize(input).map_err(|e| Error::InvalidPayload {
-            swarm_id: swarm_id.to_string(),
-            reason: e.to_string(),
+        let payload = Payload::serialize(input).map_err(|e| {
+            Error::Task(TaskError::InvalidPayload {
+                swarm_id: swarm_id.to_string(),
+                reason: e.to_string(),
+            })
         })?;
         let outcome = self
             .execute_task_text(swarm_id, TaskRequest::with_payload(task_type, payload))
             .await?;
         let task_id = outcome.task_id.clone();
         let text = outcome.into_result()?;
-        serde_json::from_str(text.get()).map_err(|e| Error::InvalidOutput {
-            swarm_id: swarm_id.to_string(),
-            task_id,
-            reason: format!("not the type asked for: {e}"),
+        serde_json::from_str(text.get()).map_err(|e| {
+            Error::Task(TaskError::InvalidOutput {
+                swarm_id: swarm_id.to_string(),
+                task_id,
+                reason: format!("not the type asked for: {e}"),
+            })
         })
     }
 
@@ -612,10 +618,10 @@ impl Chassis {
 /// by the host and a store an embedder drives alike).
 fn check_task_id(swarm_id: &str, task_id: &str) -> Result<(), Error> {
     match outcome::task_id_problem(task_id) {
-        Some(reason) => Err(Error::InvalidTaskId {
+        Some(reason) => Err(Error::Task(TaskError::InvalidTaskId {
             swarm_id: swarm_id.to_string(),
             reason,
-        }),
+        })),
         None => Ok(()),
     }
 }

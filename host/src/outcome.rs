@@ -157,7 +157,7 @@ impl TaskRequest {
 
     /// Replace the generated id. The host refuses an id over
     /// [`MAX_TASK_ID_BYTES`], empty, or with a control or bidirectional
-    /// character ([`Error::InvalidTaskId`](crate::Error::InvalidTaskId)):
+    /// character ([`TaskError::InvalidTaskId`](crate::TaskError::InvalidTaskId)):
     /// it is recorded, logged and shown as it is.
     pub fn with_id(mut self, task_id: impl Into<String>) -> Self {
         self.task_id = task_id.into();
@@ -165,7 +165,7 @@ impl TaskRequest {
     }
 
     /// Why the host cannot take this request's id, if it cannot (what
-    /// [`Error::InvalidTaskId`](crate::Error::InvalidTaskId) says).
+    /// [`TaskError::InvalidTaskId`](crate::TaskError::InvalidTaskId) says).
     pub fn id_problem(&self) -> Option<String> {
         task_id_problem(&self.task_id)
     }
@@ -173,7 +173,7 @@ impl TaskRequest {
 
 /// Why the host cannot take `id` as a task id, if it cannot: empty, over
 /// [`MAX_TASK_ID_BYTES`], or holding a control or bidirectional character
-/// (what [`Error::InvalidTaskId`](crate::Error::InvalidTaskId) says). For
+/// (what [`TaskError::InvalidTaskId`](crate::TaskError::InvalidTaskId) says). For
 /// a caller that checks ids before it builds requests.
 pub fn task_id_problem(id: &str) -> Option<String> {
     if id.is_empty() {
@@ -317,16 +317,16 @@ impl<O> TaskOutcome<O> {
         self.status == TaskStatus::Success
     }
 
-    /// The output, or the swarm's error as [`crate::Error::Guest`]: with
+    /// The output, or the swarm's error as [`TaskError::Guest`](crate::TaskError::Guest): with
     /// [`crate::Chassis::execute_task`], one `match` on every way a task
     /// can end.
     ///
     /// ```no_run
     /// # async fn demo(chassis: chassis::Chassis, request: chassis::TaskRequest) {
-    /// use chassis::{Error, TaskOutcome};
+    /// use chassis::{Error, TaskError, TaskOutcome};
     /// match chassis.execute_task("hello-world", request).await.and_then(TaskOutcome::into_result) {
     ///     Ok(output) => println!("{output}"),
-    ///     Err(Error::Guest { error, .. }) => eprintln!("the swarm failed: {error}"),
+    ///     Err(Error::Task(TaskError::Guest { error, .. })) => eprintln!("the swarm failed: {error}"),
     ///     Err(e) if e.limit().is_some() => eprintln!("stopped by a limit: {e}"),
     ///     Err(e) => eprintln!("refused or stopped: {e}"),
     /// }
@@ -335,11 +335,11 @@ impl<O> TaskOutcome<O> {
     pub fn into_result(self) -> Result<O, crate::Error> {
         match self.error {
             None => Ok(self.output),
-            Some(error) => Err(crate::Error::Guest {
+            Some(error) => Err(crate::Error::Task(crate::TaskError::Guest {
                 swarm_id: self.swarm_id,
                 task_id: self.task_id,
                 error,
-            }),
+            })),
         }
     }
 }
@@ -364,7 +364,9 @@ impl TaskEnd {
                 None => TaskEnd::Success,
                 Some(e) => TaskEnd::GuestError(e.kind()),
             },
-            Err(crate::Error::Guest { error, .. }) => TaskEnd::GuestError(error.kind()),
+            Err(crate::Error::Task(crate::TaskError::Guest { error, .. })) => {
+                TaskEnd::GuestError(error.kind())
+            }
             Err(e) => TaskEnd::Host(e.kind()),
         }
     }

@@ -24,6 +24,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
 
 use crate::Chassis;
+use crate::LoadError;
 use crate::bindings::SwarmPre;
 use crate::cache::{CacheUse, ComponentCache};
 use crate::contract::ServiceContract;
@@ -102,7 +103,7 @@ impl Registry {
         let mut swarms = self.swarms.write().expect("registry lock");
         let id = swarm.info.swarm_id.clone();
         if swarms.contains_key(&id) {
-            return Err(Error::AlreadyLoaded(id));
+            return Err(Error::Load(LoadError::AlreadyLoaded(id)));
         }
         swarms.insert(id, Arc::new(swarm));
         Ok(())
@@ -128,7 +129,7 @@ impl Registry {
             _ => false,
         };
         if !unchanged {
-            return Err(Error::ChangedWhileLoading(id));
+            return Err(Error::Load(LoadError::ChangedWhileLoading(id)));
         }
         swapped(&swarm);
         Ok(swarms.insert(id, Arc::new(swarm)))
@@ -185,7 +186,7 @@ impl Chassis {
     /// quarantine and counters carry over; its reputation settings become
     /// the new contract's.
     ///
-    /// Refused with [`Error::ChangedWhileLoading`] when the loaded swarm
+    /// Refused with [`LoadError::ChangedWhileLoading`] when the loaded swarm
     /// changed (another replacement, an unload, a load) while this one was
     /// being checked.
     pub async fn replace(&self, contract_path: impl AsRef<Path>) -> Result<Replacement, Error> {
@@ -219,10 +220,10 @@ impl Chassis {
                         self.load_from(&bytes, contract, module.display().to_string(), mode)
                             .await
                     }
-                    Err(source) => Err(Error::Io {
+                    Err(source) => Err(Error::Load(LoadError::Io {
                         path: module.clone(),
                         source,
-                    }),
+                    })),
                 }
             }
             Err(e) => Err(e),
@@ -250,13 +251,13 @@ impl Chassis {
         let swarm_id = contract.swarm_id.clone();
         let limit = self.inner.config.max_component_bytes;
         let result = match contract.validate() {
-            Ok(()) if bytes.len() as u64 > limit => Err(Error::InvalidComponent {
+            Ok(()) if bytes.len() as u64 > limit => Err(Error::Load(LoadError::InvalidComponent {
                 origin: format!("<bytes for {}>", contract.swarm_id),
                 reason: format!(
                     "{} bytes, over the host's limit of {limit} bytes (ChassisConfig::max_component_bytes)",
                     bytes.len()
                 ),
-            }),
+            })),
             Ok(()) => {
                 let origin = format!("<bytes for {}>", contract.swarm_id);
                 self.load_from(bytes, contract, origin, mode).await
@@ -283,9 +284,11 @@ impl Chassis {
             return Ok(());
         };
         let limits = &contract.resource_limits;
-        let too_small = |reason: String| Error::PoolTooSmall {
-            swarm_id: contract.swarm_id.clone(),
-            reason,
+        let too_small = |reason: String| {
+            Error::Load(LoadError::PoolTooSmall {
+                swarm_id: contract.swarm_id.clone(),
+                reason,
+            })
         };
         if limits.max_memory_mb > pool.max_memory_mb {
             return Err(too_small(format!(
@@ -324,7 +327,7 @@ impl Chassis {
         }
         let previous = match mode {
             Mode::New if self.inner.registry.contains(&contract.swarm_id) => {
-                return Err(Error::AlreadyLoaded(contract.swarm_id));
+                return Err(Error::Load(LoadError::AlreadyLoaded(contract.swarm_id)));
             }
             Mode::New => None,
             Mode::Replace => self.inner.registry.get(&contract.swarm_id).ok(),
@@ -445,12 +448,11 @@ pub(crate) fn module_path(
     contract: &ServiceContract,
     contract_path: &Path,
 ) -> Result<PathBuf, Error> {
-    let module = contract
-        .wasm_module
-        .as_ref()
-        .ok_or_else(|| Error::MissingWasmModule {
+    let module = contract.wasm_module.as_ref().ok_or_else(|| {
+        Error::Load(LoadError::MissingWasmModule {
             path: contract_path.to_path_buf(),
-        })?;
+        })
+    })?;
     Ok(match contract_path.parent() {
         Some(dir) if module.is_relative() => dir.join(module),
         _ => module.clone(),
@@ -472,9 +474,11 @@ pub(crate) fn prepare(
     origin: &str,
 ) -> Result<Prepared, Error> {
     require_component(bytes, origin)?;
-    let invalid = |reason: String| Error::InvalidComponent {
-        origin: origin.to_string(),
-        reason,
+    let invalid = |reason: String| {
+        Error::Load(LoadError::InvalidComponent {
+            origin: origin.to_string(),
+            reason,
+        })
     };
     let compile = || Component::new(engine, bytes);
     let (component, cache_use) = match cache {
@@ -489,7 +493,7 @@ pub(crate) fn prepare(
         .map(|(name, _)| name.to_string())
         .collect();
     if !exports.iter().any(|e| e == TASK_INTERFACE) {
-        return Err(Error::MissingTaskExport {
+        return Err(Error::Load(LoadError::MissingTaskExport {
             origin: origin.to_string(),
             expected: TASK_INTERFACE.to_string(),
             found: if exports.is_empty() {
@@ -497,7 +501,7 @@ pub(crate) fn prepare(
             } else {
                 exports.join(", ")
             },
-        });
+        }));
     }
 
     let mut imports = Vec::new();
@@ -521,10 +525,10 @@ pub(crate) fn prepare(
         }
     }
     if !refusals.is_empty() {
-        return Err(Error::ImportNotPermitted {
+        return Err(Error::Load(LoadError::ImportNotPermitted {
             origin: origin.to_string(),
             refusals,
-        });
+        }));
     }
 
     let instance_pre = linker

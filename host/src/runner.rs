@@ -30,6 +30,7 @@ use crate::limits::{
 use crate::outcome::{Output, TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 use crate::state::{HostState, SwarmRuntime};
 use crate::task_types::{MAX_TASK_TYPE_BYTES, check_task_types, list_task_types};
+use crate::{LoadError, TaskError};
 
 /// Extra time past `task_timeout_seconds` before a task stuck in a host call
 /// is abandoned. A guest running wasm is stopped by the epoch callback within
@@ -118,53 +119,53 @@ fn classify_failure(
     let task_id = task_id.to_string();
     if let Some(g) = e.downcast_ref::<GrowthRefused>() {
         if g.what == "table" {
-            return Error::TableLimit {
+            return Error::Task(TaskError::TableLimit {
                 swarm_id,
                 task_id,
                 limit_elements: MAX_TABLE_ELEMENTS,
                 detail: g.to_string(),
-            };
+            });
         }
-        return Error::MemoryLimit {
+        return Error::Task(TaskError::MemoryLimit {
             swarm_id,
             task_id,
             limit_mb: contract.resource_limits.max_memory_mb,
             detail: g.to_string(),
-        };
+        });
     }
     if let Some(r) = e.downcast_ref::<RateLimitAbuse>() {
-        return Error::RateLimited {
+        return Error::Task(TaskError::RateLimited {
             swarm_id,
             task_id,
             refused: r.refused,
             rate: contract.resource_limits.max_api_calls_per_second,
-        };
+        });
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => return timeout(swarm, &task_id),
         Some(Trap::StackOverflow) => {
-            return Error::StackOverflow {
+            return Error::Task(TaskError::StackOverflow {
                 swarm_id,
                 task_id,
                 limit_bytes: crate::engine::MAX_WASM_STACK,
-            };
+            });
         }
         Some(Trap::OutOfFuel) => {
-            return Error::CpuBudget {
+            return Error::Task(TaskError::CpuBudget {
                 swarm_id,
                 task_id,
                 fuel: contract.resource_limits.max_fuel.unwrap_or(u64::MAX),
-            };
+            });
         }
         _ => {}
     }
     // wasmtime's own type for this is private; its message is stable.
     if chain(&e).contains("fuel allocated for hostcalls has been exhausted") {
-        return Error::HostcallTooLarge {
+        return Error::Task(TaskError::HostcallTooLarge {
             swarm_id,
             task_id,
             limit_bytes: MAX_HOSTCALL_BYTES,
-        };
+        });
     }
     let mut message = match e.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
@@ -183,19 +184,19 @@ fn classify_failure(
     if let Some(guest) = shared.stderr_message(&swarm.scope, &task_id) {
         message.push_str(&format!("; guest said: {guest}"));
     }
-    Error::Trap {
+    Error::Task(TaskError::Trap {
         swarm_id,
         task_id,
         message,
-    }
+    })
 }
 
 fn timeout(swarm: &SwarmRuntime, task_id: &str) -> Error {
-    Error::Timeout {
+    Error::Task(TaskError::Timeout {
         swarm_id: swarm.swarm_id().to_string(),
         task_id: task_id.to_string(),
         seconds: swarm.contract.resource_limits.task_timeout_seconds,
-    }
+    })
 }
 
 /// Ask a freshly prepared swarm which task types it serves, within
@@ -218,15 +219,17 @@ pub(crate) async fn describe(
             .call_describe(&mut store)
             .await
     };
-    let load_timeout = || Error::LoadTimeout {
-        swarm_id: swarm.swarm_id().to_string(),
-        seconds: timeout.as_secs_f64(),
+    let load_timeout = || {
+        Error::Load(LoadError::LoadTimeout {
+            swarm_id: swarm.swarm_id().to_string(),
+            seconds: timeout.as_secs_f64(),
+        })
     };
     let tasks = match tokio::time::timeout(timeout + HOST_SLACK, call).await {
         Err(_) => return Err(load_timeout()),
         Ok(Err(e)) => {
             return Err(match classify_failure(e, swarm, &task_id, &shared) {
-                Error::Timeout { .. } => load_timeout(),
+                Error::Task(TaskError::Timeout { .. }) => load_timeout(),
                 other => Error::Instantiate {
                     swarm_id: swarm.swarm_id().to_string(),
                     reason: format!("describe failed: {other}"),
@@ -235,9 +238,11 @@ pub(crate) async fn describe(
         }
         Ok(Ok(tasks)) => tasks,
     };
-    check_task_types(&tasks).map_err(|reason| Error::BadTaskTypes {
-        swarm_id: swarm.swarm_id().to_string(),
-        reason,
+    check_task_types(&tasks).map_err(|reason| {
+        Error::Load(LoadError::BadTaskTypes {
+            swarm_id: swarm.swarm_id().to_string(),
+            reason,
+        })
     })?;
     Ok(tasks)
 }
@@ -250,7 +255,7 @@ pub(crate) fn may_run(rt: &SwarmRuntime) -> Result<(), Error> {
     }
     let health = rt.health.lock();
     if health.reputation.quarantined {
-        return Err(Error::Quarantined {
+        return Err(Error::Task(TaskError::Quarantined {
             swarm_id: rt.swarm_id().to_string(),
             score: health.reputation.score,
             threshold: health.reputation.threshold,
@@ -259,7 +264,7 @@ pub(crate) fn may_run(rt: &SwarmRuntime) -> Result<(), Error> {
                 .quarantine_reason
                 .clone()
                 .unwrap_or_else(|| "released only by an operator".to_string()),
-        });
+        }));
     }
     Ok(())
 }
@@ -278,10 +283,10 @@ impl Drop for Unfinished<'_> {
         if self.task_id.is_empty() {
             return;
         }
-        let error = Error::Cancelled {
+        let error = Error::Task(TaskError::Cancelled {
             swarm_id: self.rt.swarm_id().to_string(),
             task_id: self.task_id.to_string(),
-        };
+        });
         tracing::info!(target: "chassis", swarm = self.rt.swarm_id(), task = self.task_id, "{error}");
         self.rt.events.emit(|| Event::TaskFailed {
             swarm_id: self.rt.swarm_id().to_string(),
@@ -386,14 +391,14 @@ async fn run<O: Output>(
     let task_types = swarm.task_types;
     may_run(rt)?;
     if !task_types.contains(&request.task_type) {
-        return Err(Error::TaskNotExported {
+        return Err(Error::Task(TaskError::TaskNotExported {
             swarm_id: rt.swarm_id().to_string(),
             task_type: crate::text::escape(&request.task_type, MAX_TASK_TYPE_BYTES),
             available: list_task_types(task_types),
-        });
+        }));
     }
     let started = Instant::now();
-    let _slot = rt.admission.admit().await.map_err(|refused| Error::Overloaded {
+    let _slot = rt.admission.admit().await.map_err(|refused| Error::Task(TaskError::Overloaded {
         swarm_id: rt.swarm_id().to_string(),
         reason: match refused {
             Refused::QueueFull { max_queued } => format!(
@@ -406,7 +411,7 @@ async fn run<O: Output>(
                 waited.as_secs_f64()
             ),
         },
-    })?;
+    }))?;
     rt.events.emit(|| Event::TaskStart {
         swarm_id: rt.swarm_id().to_string(),
         task_id: request.task_id.clone(),
@@ -457,17 +462,19 @@ async fn run<O: Output>(
     let (status, output, error) = match answer {
         Ok(text) => {
             if text.len() > MAX_OUTPUT_BYTES {
-                return Err(Error::OutputTooLarge {
+                return Err(Error::Task(TaskError::OutputTooLarge {
                     swarm_id: rt.swarm_id().to_string(),
                     task_id: wit_request.task_id,
                     bytes: text.len(),
                     limit_bytes: MAX_OUTPUT_BYTES,
-                });
+                }));
             }
-            let output = O::from_text(text).map_err(|e| Error::InvalidOutput {
-                swarm_id: rt.swarm_id().to_string(),
-                task_id: wit_request.task_id.clone(),
-                reason: e.to_string(),
+            let output = O::from_text(text).map_err(|e| {
+                Error::Task(TaskError::InvalidOutput {
+                    swarm_id: rt.swarm_id().to_string(),
+                    task_id: wit_request.task_id.clone(),
+                    reason: e.to_string(),
+                })
             })?;
             (TaskStatus::Success, output, None)
         }

@@ -1,6 +1,7 @@
 //! Memory goes back after hostile tasks. In a test binary of its own, so no
 //! other test's allocations move this process's resident size meanwhile.
 
+use chassis::TaskError;
 use chassis::{Error, TaskRequest};
 use chassis_tests::{TestHost, guests, rss_bytes};
 use serde_json::json;
@@ -18,11 +19,17 @@ async fn memory_is_reclaimed_after_a_thousand_memory_bombs() {
         .await;
     let bomb = || chassis.execute_task("bomb", TaskRequest::new("memory_bomb", json!({})));
     for _ in 0..20 {
-        assert!(matches!(bomb().await, Err(Error::MemoryLimit { .. })));
+        assert!(matches!(
+            bomb().await,
+            Err(Error::Task(TaskError::MemoryLimit { .. }))
+        ));
     }
     let baseline = rss_bytes();
     for _ in 0..1000 {
-        assert!(matches!(bomb().await, Err(Error::MemoryLimit { .. })));
+        assert!(matches!(
+            bomb().await,
+            Err(Error::Task(TaskError::MemoryLimit { .. }))
+        ));
     }
     let after = rss_bytes();
     let grown = after.saturating_sub(baseline);

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use crate::LoadError;
 use crate::bindings::credentials::{CredentialError, Host};
 use crate::contract::ServiceContract;
 use crate::error::Error;
@@ -70,11 +71,11 @@ impl CredentialsState {
         for key in keys {
             if let Some(value) = env.get(id, key).or_else(|| store.get(id, key)) {
                 if let Some(Err(reason)) = value.signing_key() {
-                    return Err(Error::BadSecret {
+                    return Err(Error::Load(LoadError::BadSecret {
                         swarm_id: id.to_string(),
                         key: key.clone(),
                         reason,
-                    });
+                    }));
                 }
                 secrets.insert(key.clone(), value.clone());
             }

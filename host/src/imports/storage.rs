@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::LoadError;
 use crate::bindings::storage::{Host, KeyResponse, ObjectInfo, StorageError, UsageInfo};
 use crate::contract::{ServiceContract, StorageAccess};
 use crate::error::Error;
@@ -44,9 +45,9 @@ impl StorageState {
     ) -> Result<Self, Error> {
         let access = contract.storage.access;
         if access != StorageAccess::None && store.is_none() {
-            return Err(Error::NoStore {
+            return Err(Error::Load(LoadError::NoStore {
                 swarm_id: contract.swarm_id.clone(),
-            });
+            }));
         }
         Ok(Self {
             access,

@@ -466,39 +466,40 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{LoadError, TaskError};
 
     /// Each refusal maps as documented, the failed audit log included,
     /// which the end-to-end tests cannot bring about on demand.
     #[test]
     fn refusals_map_to_their_documented_statuses() {
         let status_of = |e: Error| ApiError::from(e).status();
-        let overloaded = ApiError::from(Error::Overloaded {
+        let overloaded = ApiError::from(Error::Task(TaskError::Overloaded {
             swarm_id: "s".into(),
             reason: "full".into(),
-        })
+        }))
         .into_response();
         assert_eq!(overloaded.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(overloaded.headers()[header::RETRY_AFTER], "1");
-        let rate = Error::RateLimited {
+        let rate = Error::Task(TaskError::RateLimited {
             swarm_id: "s".into(),
             task_id: "t".into(),
             refused: 101,
             rate: 10,
-        };
+        });
         assert_eq!(status_of(rate), StatusCode::TOO_MANY_REQUESTS);
-        let quarantined = Error::Quarantined {
+        let quarantined = Error::Task(TaskError::Quarantined {
             swarm_id: "s".into(),
             score: 0.1,
             threshold: 0.3,
             reason: "r".into(),
-        };
+        });
         assert_eq!(status_of(quarantined), StatusCode::SERVICE_UNAVAILABLE);
         let audit = Error::AuditUnavailable {
             reason: "disk full".into(),
         };
         assert_eq!(status_of(audit), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
-            status_of(Error::AlreadyLoaded("s".into())),
+            status_of(Error::Load(LoadError::AlreadyLoaded("s".into()))),
             StatusCode::CONFLICT
         );
         assert_eq!(

@@ -219,14 +219,17 @@ impl Service {
     /// Load (or replace) a swarm from a contract file outside the watched
     /// ones: what the admin route does.
     /// A swarm served from a watched contract file is refused
-    /// ([`crate::Error::Watched`]): the file decides its version, and a
+    /// ([`LoadError::Watched`](crate::LoadError::Watched)): the file decides its version, and a
     /// load from elsewhere would be undone at its next change.
     pub async fn load_or_replace(&self, contract: &Path) -> Result<Replacement, crate::Error> {
         let swarm_id = ServiceContract::from_file(contract)?.swarm_id;
         if let Some(file) = self.contracts.files.file_of(&swarm_id).await
             && self.config.watch
         {
-            return Err(crate::Error::Watched { swarm_id, file });
+            return Err(crate::Error::Load(crate::LoadError::Watched {
+                swarm_id,
+                file,
+            }));
         }
         let loaded = self.chassis.replace(contract).await?;
         if loaded.previous.is_none()

@@ -407,7 +407,7 @@ impl Files {
                         }
                     }
                     retry = matches!(e.kind(), ErrorKind::Registry | ErrorKind::Audit)
-                        || matches!(e, crate::Error::PoolTooSmall { .. });
+                        || matches!(e, crate::Error::Load(crate::LoadError::PoolTooSmall { .. }));
                     self.fail(&path, e.to_string());
                     serving
                 }

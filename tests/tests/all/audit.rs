@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chassis::TaskError;
 use chassis::audit::{AuditError, AuditLog, FsyncPolicy, verify};
 use chassis::{Error, TaskRequest};
 use chassis_tests::{
@@ -202,7 +203,10 @@ async fn guest_controlled_text_cannot_forge_or_break_the_chain() {
         .await
         .unwrap_err();
     assert!(
-        matches!(refused, chassis::Error::InvalidTaskId { .. }),
+        matches!(
+            refused,
+            chassis::Error::Task(chassis::TaskError::InvalidTaskId { .. })
+        ),
         "{refused}"
     );
     assert!(refused.to_string().contains("\\u{a}"), "{refused}");
@@ -420,7 +424,7 @@ async fn every_kind_of_event_reaches_the_file_and_no_secret_does() {
     loop {
         match run("thief", "steal_credential", json!({"name": "root"})).await {
             Ok(_) => denials += 1,
-            Err(Error::Quarantined { .. }) => break,
+            Err(Error::Task(TaskError::Quarantined { .. })) => break,
             Err(e) => panic!("{e}"),
         }
         assert!(denials < 20, "never quarantined");

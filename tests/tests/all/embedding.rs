@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use chassis::TaskError;
 use chassis::{Error, GuestErrorKind, GuestLine, GuestLogSink, TaskEnd, TaskOutcome, TaskRequest};
 use chassis_tests::{Host, TestHost, guests};
 use serde_json::json;
@@ -67,7 +68,7 @@ async fn a_typed_call_gives_the_output_or_one_error_for_every_other_ending() {
         .await
         .unwrap_err();
     match &err {
-        Error::Guest { error, .. } => {
+        Error::Task(TaskError::Guest { error, .. }) => {
             assert_eq!(error.kind(), GuestErrorKind::Failed);
             assert!(error.message().contains("overflows i64"), "{err}");
         }
@@ -83,7 +84,7 @@ async fn a_typed_call_gives_the_output_or_one_error_for_every_other_ending() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidOutput { reason, .. } if reason.contains("not the type asked for")),
+        matches!(&err, Error::Task(TaskError::InvalidOutput { reason, .. }) if reason.contains("not the type asked for")),
         "{err:?}"
     );
     // The host's refusal.
@@ -91,7 +92,10 @@ async fn a_typed_call_gives_the_output_or_one_error_for_every_other_ending() {
         .call::<_, Sum>("hello-world", "nope", &json!({}))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::TaskNotExported { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Task(TaskError::TaskNotExported { .. })),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -118,7 +122,7 @@ async fn one_match_tells_every_ending_apart() {
     );
     assert!(matches!(
         guest.and_then(TaskOutcome::into_result),
-        Err(Error::Guest { .. })
+        Err(Error::Task(TaskError::Guest { .. }))
     ));
     let refused = run("nope", json!({})).await;
     assert_eq!(
@@ -231,7 +235,7 @@ async fn a_store_is_refused_for_a_quarantined_swarm_as_a_task_is() {
         .unwrap();
     assert!(matches!(
         chassis.new_store("hello-world", "s2"),
-        Err(Error::Quarantined { .. })
+        Err(Error::Task(TaskError::Quarantined { .. }))
     ));
     assert!(matches!(
         chassis.swarm_pre("nobody"),

@@ -4,6 +4,7 @@
 //! swarm's own secret values before the host shows or stores it. Each
 //! hostile task runs beside a well-behaved swarm, which must stay correct.
 
+use chassis::TaskError;
 use chassis::audit::{FsyncPolicy, verify};
 use chassis::{Chassis, Error, Event, GuestError, TaskOutcome, TaskRequest, TaskStatus};
 use chassis_tests::{Host, TestHost, TestServer, capture_logs, greet, guests, scratch_dir};
@@ -143,7 +144,7 @@ async fn a_trap_keeps_only_a_bounded_stderr_tail_when_stderr_is_not_forwarded() 
     let err = beside(&chassis, "misbehave", "stderr_flood", json!({"mib": 4}))
         .await
         .unwrap_err();
-    let Error::Trap { ref message, .. } = err else {
+    let Error::Task(TaskError::Trap { ref message, .. }) = err else {
         panic!("{err}");
     };
     assert!(message.contains("last words before the abort"), "{message}");

@@ -1,5 +1,6 @@
 //! SLOs, reputation and quarantine through the real host.
 
+use chassis::TaskError;
 use chassis::{Error, Event, TaskRequest};
 use chassis_tests::{TestHost, contract, guests, scratch_dir};
 use serde_json::json;
@@ -119,7 +120,10 @@ async fn security_violations_quarantine_a_swarm_until_it_is_released() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Quarantined { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Task(TaskError::Quarantined { .. })),
+        "{err}"
+    );
     assert!(
         err.to_string().contains("is quarantined") && err.to_string().contains("release"),
         "{err}"
@@ -180,8 +184,8 @@ async fn a_swarm_that_always_traps_is_quarantined_within_its_failure_window() {
             .execute_task("trapper", TaskRequest::new("trap", json!({})))
             .await
         {
-            Err(Error::Trap { .. }) => {}
-            Err(Error::Quarantined { reason, .. }) => {
+            Err(Error::Task(TaskError::Trap { .. })) => {}
+            Err(Error::Task(TaskError::Quarantined { reason, .. })) => {
                 assert!(
                     reason.contains("10 of its latest 10 tasks failed"),
                     "{reason}"

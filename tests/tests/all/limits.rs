@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use chassis::TaskError;
 use chassis::{
     Chassis, ChassisConfig, Error, ErrorKind, Event, LimitKind, PoolConfig, QueueConfig,
     TaskOutcome, TaskRequest,
@@ -140,7 +141,7 @@ async fn an_infinite_loop_times_out_within_the_deadline_and_slack() {
         .unwrap_err();
     let elapsed = started.elapsed();
     assert!(
-        matches!(err, Error::Timeout { seconds, .. } if seconds == 1.0),
+        matches!(err, Error::Task(TaskError::Timeout { seconds, .. }) if seconds == 1.0),
         "{err}"
     );
     assert_eq!(err.kind(), ErrorKind::Timeout);
@@ -186,7 +187,10 @@ async fn a_loop_in_the_allocator_during_argument_passing_times_out() {
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
-    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Task(TaskError::Timeout { .. })),
+        "{err}"
+    );
     // Stopped by the epoch inside the guest's allocator, not the backstop.
     assert!(
         elapsed < Duration::from_secs(1) + chassis::caps::HOST_SLACK,
@@ -195,7 +199,10 @@ async fn a_loop_in_the_allocator_during_argument_passing_times_out() {
     let err = hostile(&chassis, "alloc-loop", "size", big)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Task(TaskError::Timeout { .. })),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,11 +211,11 @@ async fn a_memory_bomb_hits_the_memory_limit() {
     let err = hostile(&chassis, "misbehave", "memory_bomb", json!({}))
         .await
         .unwrap_err();
-    let Error::MemoryLimit {
+    let Error::Task(TaskError::MemoryLimit {
         limit_mb,
         ref detail,
         ..
-    } = err
+    }) = err
     else {
         panic!("expected a memory limit error, got {err}");
     };
@@ -252,11 +259,11 @@ async fn table_growth_hits_the_limit() {
     let err = hostile(&chassis, "tables", "grow", json!({}))
         .await
         .unwrap_err();
-    let Error::TableLimit {
+    let Error::Task(TaskError::TableLimit {
         ref detail,
         limit_elements,
         ..
-    } = err
+    }) = err
     else {
         panic!("expected a table limit error, got {err}");
     };
@@ -280,10 +287,10 @@ async fn unbounded_recursion_is_a_stack_overflow() {
     assert!(
         matches!(
             err,
-            Error::StackOverflow {
+            Error::Task(TaskError::StackOverflow {
                 limit_bytes: 524288,
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -298,7 +305,7 @@ async fn a_huge_output_is_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::OutputTooLarge { limit_bytes, bytes, .. }
+        matches!(err, Error::Task(TaskError::OutputTooLarge { limit_bytes, bytes, .. })
             if limit_bytes == chassis::caps::MAX_OUTPUT_BYTES && bytes > 3 << 20),
         "{err}"
     );
@@ -310,7 +317,10 @@ async fn a_huge_output_is_refused() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::HostcallTooLarge { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Task(TaskError::HostcallTooLarge { .. })),
+        "{err}"
+    );
     assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
     // Just under the caps is fine.
     let o = chassis
@@ -331,7 +341,7 @@ async fn a_huge_log_line_is_more_than_the_hostcall_cap() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::HostcallTooLarge { limit_bytes, .. } if limit_bytes == chassis::caps::MAX_HOSTCALL_BYTES),
+        matches!(err, Error::Task(TaskError::HostcallTooLarge { limit_bytes, .. }) if limit_bytes == chassis::caps::MAX_HOSTCALL_BYTES),
         "{err}"
     );
     assert_eq!(limit_events(&chassis), vec![LimitKind::HostcallSize]);
@@ -438,7 +448,7 @@ async fn a_panic_is_a_trap_carrying_the_guests_message() {
     let err = hostile(&chassis, "misbehave", "panic", json!({"message": "boom"}))
         .await
         .unwrap_err();
-    let Error::Trap { ref message, .. } = err else {
+    let Error::Task(TaskError::Trap { ref message, .. }) = err else {
         panic!("expected a trap, got {err}");
     };
     assert!(message.contains("hostile panic: boom"), "{message}");
@@ -526,7 +536,7 @@ async fn no_more_tasks_run_at_once_than_the_limit_and_the_queue_is_bounded() {
                 assert!(o.is_success());
                 ok += 1;
             }
-            Err(e @ Error::Overloaded { .. }) => {
+            Err(e @ Error::Task(TaskError::Overloaded { .. })) => {
                 assert!(e.to_string().contains("wait queue of 2 is full"), "{e}");
                 overloaded += 1;
             }
@@ -583,7 +593,10 @@ async fn a_task_that_waits_too_long_for_a_slot_is_overloaded() {
         .execute_task("misbehave", TaskRequest::new("burn", json!({"rounds": 1})))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Overloaded { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Task(TaskError::Overloaded { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("freed up within"), "{err}");
     assert!(busy.await.unwrap().is_ok());
 }
@@ -621,10 +634,10 @@ async fn a_fuel_budget_stops_a_cpu_bound_task() {
     assert!(
         matches!(
             err,
-            Error::CpuBudget {
+            Error::Task(TaskError::CpuBudget {
                 fuel: 5_000_000,
                 ..
-            }
+            })
         ),
         "{err}"
     );

@@ -6,6 +6,7 @@
 //! Each names the problem, and the host still serves afterwards.
 
 use chassis::{Chassis, Error, TaskRequest};
+use chassis::{LoadError, TaskError};
 use chassis_tests::{Host, TestHost, component, contract, guests, scratch_dir};
 use serde_json::json;
 
@@ -35,7 +36,7 @@ async fn a_second_load_of_the_same_id_is_already_loaded() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::AlreadyLoaded(ref id) if id == "hello-world"),
+        matches!(err, Error::Load(LoadError::AlreadyLoaded(ref id)) if id == "hello-world"),
         "{err:?}"
     );
     assert!(err.to_string().contains("already loaded"), "{err}");
@@ -47,7 +48,10 @@ async fn a_second_load_of_the_same_id_is_already_loaded() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::AlreadyLoaded(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Load(LoadError::AlreadyLoaded(_))),
+        "{err:?}"
+    );
     still_serves(&chassis).await;
 }
 
@@ -60,7 +64,10 @@ async fn a_broken_component_is_refused_with_the_reason() {
         .load_bytes(&bytes, contract("swarm_id = \"broken\""))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidComponent { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Load(LoadError::InvalidComponent { .. })),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("invalid component"), "{err}");
     still_serves(&chassis).await;
 }
@@ -73,7 +80,7 @@ async fn refused_imports(guest: &str, contract_text: &str) -> Vec<(String, Strin
         .await
         .unwrap_err();
     let text = err.to_string();
-    let Error::ImportNotPermitted { refusals, .. } = err else {
+    let Error::Load(LoadError::ImportNotPermitted { refusals, .. }) = err else {
         panic!("expected an import refusal, got {text}");
     };
     for r in &refusals {
@@ -184,7 +191,10 @@ async fn load_bytes_validates_a_contract_built_in_code() {
         .load_bytes(&component(guests::HELLO_WORLD), c)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Contract(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Load(LoadError::Contract(_))),
+        "{err:?}"
+    );
     assert!(
         err.to_string().contains("resource_limits.max_cpu_percent"),
         "{err}"
@@ -291,7 +301,10 @@ async fn a_describe_answer_of_one_3_mib_nul_name_is_refused_and_bounded() {
         .load_bytes(&component(guests::LIAR), contract("swarm_id = \"liar\""))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::BadTaskTypes { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Load(LoadError::BadTaskTypes { .. })),
+        "{err:?}"
+    );
     let text = err.to_string();
     assert!(text.contains("3145728 bytes long"), "{text}");
     assert!(
@@ -329,7 +342,10 @@ async fn an_unknown_task_type_error_is_bounded_and_escaped() {
         .await
         .unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, Error::TaskNotExported { .. }), "{text}");
+    assert!(
+        matches!(err, Error::Task(TaskError::TaskNotExported { .. })),
+        "{text}"
+    );
     assert!(text.len() < 512, "{} bytes", text.len());
     assert!(
         !text.contains('\u{1b}') && text.contains("\\u{1b}[2K"),
@@ -366,7 +382,7 @@ async fn a_swarm_that_loops_while_loading_is_stopped_by_the_load_timeout() {
     let (err, beside) = tokio::join!(slow, other);
     let err = err.unwrap_err();
     assert!(
-        matches!(err, Error::LoadTimeout { seconds, .. } if seconds == 0.5),
+        matches!(err, Error::Load(LoadError::LoadTimeout { seconds, .. }) if seconds == 0.5),
         "{err:?}"
     );
     assert!(err.to_string().contains("load timeout"), "{err}");
@@ -418,7 +434,10 @@ async fn special_and_oversized_component_files_are_refused_without_reading_them(
             .await
             .unwrap_err();
         let text = err.to_string();
-        assert!(matches!(err, Error::Io { .. }), "{name}: {err:?}");
+        assert!(
+            matches!(err, Error::Load(LoadError::Io { .. })),
+            "{name}: {err:?}"
+        );
         assert!(
             text.contains(expected) && text.contains("cannot read component"),
             "{name}: {text}"
@@ -446,7 +465,10 @@ async fn a_malformed_signing_key_is_refused_at_load() {
         .load(guests::example(guests::GUARDIAN_COUNCIL))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::BadSecret { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Load(LoadError::BadSecret { .. })),
+        "{err:?}"
+    );
     let text = err.to_string();
     assert!(
         text.contains("guardian_signing_key") && text.contains("64 hex digits"),

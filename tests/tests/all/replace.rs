@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chassis::{Error, Event, TaskRequest};
+use chassis::{LoadError, TaskError};
 use chassis_tests::{Host, TestHost, component, contract, guests};
 use serde_json::json;
 
@@ -77,7 +78,10 @@ async fn new_tasks_go_to_the_new_version_while_a_running_task_finishes_on_the_ol
         .execute_task("swap", TaskRequest::new("hold", json!({"ms": 1})))
         .await
         .unwrap_err();
-    assert!(matches!(gone, Error::TaskNotExported { .. }), "{gone:?}");
+    assert!(
+        matches!(gone, Error::Task(TaskError::TaskNotExported { .. })),
+        "{gone:?}"
+    );
 
     // One swarm across both versions: its SLO window counts every task
     // that ran (noop, hold, hello; the refused task type is not counted).
@@ -135,10 +139,10 @@ async fn a_broken_new_version_is_refused_and_the_old_one_keeps_serving() {
         assert!(
             matches!(
                 err,
-                Error::InvalidComponent { .. }
-                    | Error::CoreModule { .. }
-                    | Error::MissingTaskExport { .. }
-                    | Error::ImportNotPermitted { .. }
+                Error::Load(LoadError::InvalidComponent { .. })
+                    | Error::Load(LoadError::CoreModule { .. })
+                    | Error::Load(LoadError::MissingTaskExport { .. })
+                    | Error::Load(LoadError::ImportNotPermitted { .. })
             ),
             "{case}: {err:?}"
         );
@@ -181,7 +185,10 @@ async fn a_quarantined_swarm_stays_quarantined_across_a_replacement() {
         .execute_task("swap", TaskRequest::new("hello", json!({})))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Quarantined { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Task(TaskError::Quarantined { .. })),
+        "{err:?}"
+    );
     chassis.release("swap").unwrap();
     assert_eq!(hello(&chassis).await, json!({"greeting": "Hello, new!"}));
 }
@@ -221,7 +228,7 @@ async fn a_swarm_unloaded_while_its_replacement_compiles_stays_unloaded() {
     chassis.unload("swap").unwrap();
     let err = replacing.await.unwrap().unwrap_err();
     assert!(
-        matches!(err, Error::ChangedWhileLoading(ref id) if id == "swap"),
+        matches!(err, Error::Load(LoadError::ChangedWhileLoading(ref id)) if id == "swap"),
         "{err:?}"
     );
     assert!(matches!(chassis.describe("swap"), Err(Error::NotLoaded(_))));
@@ -249,5 +256,8 @@ async fn a_new_version_whose_threshold_is_over_the_score_is_quarantined_at_once(
         .execute_task("swap", TaskRequest::new("noop", json!({})))
         .await
         .unwrap_err();
-    assert!(matches!(refused, Error::Quarantined { .. }), "{refused}");
+    assert!(
+        matches!(refused, Error::Task(TaskError::Quarantined { .. })),
+        "{refused}"
+    );
 }

@@ -16,6 +16,7 @@ use chassis::storage::Store;
 use chassis::storage::files::FileStore;
 use chassis::storage::nats::NatsStore;
 use chassis::{Chassis, Error, Event, ServiceContract, TaskRequest};
+use chassis::{LoadError, TaskError};
 use chassis_tests::{Nats, TestHost, guests, scratch_dir};
 use serde_json::{Value, json};
 
@@ -594,7 +595,8 @@ async fn the_grant_is_enforced_at_load_and_on_every_call() {
         .unwrap();
     let text = refused.to_string();
     assert!(
-        matches!(refused, Error::ImportNotPermitted { .. }) && text.contains("storage.access"),
+        matches!(refused, Error::Load(LoadError::ImportNotPermitted { .. }))
+            && text.contains("storage.access"),
         "{text}"
     );
     let refused = TestHost::new()
@@ -606,7 +608,10 @@ async fn the_grant_is_enforced_at_load_and_on_every_call() {
         .await
         .err()
         .unwrap();
-    assert!(matches!(refused, Error::NoStore { .. }), "{refused}");
+    assert!(
+        matches!(refused, Error::Load(LoadError::NoStore { .. })),
+        "{refused}"
+    );
 }
 
 /// The notes swarm in Rust, Python and JavaScript (the storage helpers of
@@ -769,7 +774,7 @@ async fn the_rust_python_and_javascript_helpers_keep_the_same_objects() {
 }
 
 /// A guest that keeps calling after it is refused for rate: the task is
-/// ended (`Error::RateLimited`), and every call is recorded, the one that
+/// ended (`TaskError::RateLimited`), and every call is recorded, the one that
 /// ended it included, with its reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_keeps_calling_over_its_rate_is_ended_and_each_call_recorded() {
@@ -811,7 +816,7 @@ async fn a_task_that_keeps_calling_over_its_rate_is_ended_and_each_call_recorded
         .execute_task("keeper", TaskRequest::new("keep", json!({})))
         .await
         .unwrap_err();
-    let Error::RateLimited { refused, rate, .. } = err else {
+    let Error::Task(TaskError::RateLimited { refused, rate, .. }) = err else {
         panic!("expected the task ended for rate, got {err}");
     };
     assert_eq!(rate, 2);

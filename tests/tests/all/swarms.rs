@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use chassis::TaskError;
 use chassis::{Error, GuestError, TaskRequest, TaskStatus};
 use chassis_tests::{Host, TestHost, contract_path, guests};
 use serde_json::{Value, json};
@@ -360,7 +361,10 @@ async fn a_task_type_not_in_describe_is_not_exported() {
         .execute_task("hello-world", TaskRequest::new("format_disk", json!({})))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::TaskNotExported { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Task(TaskError::TaskNotExported { .. })),
+        "{err:?}"
+    );
     let text = err.to_string();
     assert!(text.contains("task not exported by swarm"), "{text}");
     assert!(
