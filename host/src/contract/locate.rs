@@ -122,8 +122,10 @@ fn backticked(message: &str) -> Option<&str> {
 }
 
 /// Field names the contract accepts under a second name (the first seed
-/// document's), as (name, alias).
-const ALIASES: &[(&str, &str)] = &[
+/// document's), as (name, alias): to find the later of two keys naming one
+/// field, which serde's message does not say. A test checks it against the
+/// names serde's derive itself reads (`FIELDS`), both ways.
+pub(super) const ALIASES: &[(&str, &str)] = &[
     ("slo_targets", "slos"),
     ("task_timeout_seconds", "max_execution_time_seconds"),
     ("response_time_p95_ms", "target_latency_ms"),

@@ -471,3 +471,84 @@ fn a_built_contract_has_the_toml_defaults_and_the_same_checks() {
     let err = ServiceContract::builder("Bad Id").build().unwrap_err();
     assert_eq!(err.field(), Some("swarm_id"), "{err}");
 }
+
+/// The names serde reads for `T`'s fields, aliases included: the `FIELDS`
+/// list its derive hands `deserialize_struct`.
+fn serde_field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::value::Error;
+    use serde::de::{Deserializer, Error as _, Visitor};
+    struct Probe;
+    thread_local! {
+        static SEEN: std::cell::Cell<&'static [&'static str]> = const { std::cell::Cell::new(&[]) };
+    }
+    impl<'de> Deserializer<'de> for Probe {
+        type Error = Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+            Err(Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Error> {
+            SEEN.with(|seen| seen.set(fields));
+            Err(Error::custom("probed"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let _ = T::deserialize(Probe);
+    SEEN.with(|seen| seen.get())
+}
+
+/// The alias table the error locator uses is the one serde reads: every
+/// name serde accepts is a field's own name or an alias listed with it,
+/// and every alias listed is accepted beside its field.
+#[test]
+fn the_alias_table_is_the_one_serde_reads() {
+    let contract = parse(
+        "swarm_id = \"full\"\nwasm_module = \"x.wasm\"\ncreated_at = 1.0\n\
+         [resource_limits]\nmax_fuel = 1000000\n[metadata]\nowner = \"me\"\n",
+    )
+    .unwrap();
+    let value = toml::Value::try_from(&contract).unwrap();
+    let tables = [
+        (serde_field_names::<ServiceContract>(), &value),
+        (
+            serde_field_names::<ResourceLimits>(),
+            &value["resource_limits"],
+        ),
+        (serde_field_names::<SloTargets>(), &value["slo_targets"]),
+        (serde_field_names::<Security>(), &value["security"]),
+        (serde_field_names::<Reputation>(), &value["reputation"]),
+        (serde_field_names::<Storage>(), &value["storage"]),
+    ];
+    let mut aliases_seen = Vec::new();
+    for (fields, table) in tables {
+        let table = table.as_table().unwrap();
+        assert!(!fields.is_empty());
+        for name in fields {
+            if table.contains_key(*name) {
+                continue;
+            }
+            let listed = locate::ALIASES
+                .iter()
+                .find(|(field, alias)| alias == name && table.contains_key(*field));
+            assert!(
+                listed.is_some(),
+                "serde reads {name:?}, which is neither a field written back nor an alias in locate::ALIASES"
+            );
+            aliases_seen.push(*name);
+        }
+    }
+    for (_, alias) in locate::ALIASES {
+        assert!(
+            aliases_seen.contains(alias),
+            "{alias:?} is listed but serde does not read it"
+        );
+    }
+}
