@@ -61,28 +61,30 @@
 //! [`EventSink`]: crate::EventSink
 //! [`EventSink::failure`]: crate::EventSink::failure
 
+mod appender;
 mod checkpoint;
 mod read;
 mod record;
 mod retention;
 mod segments;
+mod tail;
 mod writer;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use checkpoint::{CHECKPOINT, CHECKPOINT_SWARM, From, Restored};
-pub use read::{
-    Filter, Head, Record, Tail, Verified, events, for_each, read, tail, verify, verify_against,
-};
+pub use read::{Filter, Head, Record, Verified, events, for_each, read, verify, verify_against};
 pub use record::MAX_RECORD_BYTES;
 #[cfg(any(feature = "cli", test))]
 pub(crate) use record::parse_rfc3339;
+pub use tail::{Tail, tail};
 // For the project's own tests and tools, which check and date records.
+pub use appender::PAUSE_ENV;
 #[doc(hidden)]
 pub use record::{record_hash, rfc3339};
 pub use segments::{ARCHIVE_DIR, Segment, segment_name};
-pub use writer::{AuditLog, AuditOptions, PAUSE_ENV, Retention};
+pub use writer::{AuditLog, AuditOptions, Retention};
 
 /// A segment is closed once it holds this many bytes (32 MiB, about
 /// 100,000 records): the most a restart after a crash replays.

@@ -180,3 +180,51 @@ fn paths_are_resolved_through_reexports_and_groups() {
         "a"
     );
 }
+
+/// The source files whose code (what comes before their tests) may run
+/// over [`MAX_FILE_LINES`], each one cohesive thing: `ARCHITECTURE.md`
+/// names them and says why.
+const LONG_FILES: &[&str] = &["error.rs", "contract/mod.rs", "serve/config.rs", "lib.rs"];
+
+/// About where a source file is better split.
+const MAX_FILE_LINES: usize = 600;
+
+/// No file of the host is over about 600 lines of code (its tests apart)
+/// but the ones `ARCHITECTURE.md` names as one cohesive thing; and each of
+/// those is named there.
+#[test]
+fn no_source_file_is_long_unless_architecture_says_why() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut long = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let code = text.lines().take_while(|l| *l != "#[cfg(test)]").count();
+        let name = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if code > MAX_FILE_LINES && !LONG_FILES.contains(&name.as_str()) {
+            long.push(format!("{name}: {code} lines"));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these, or say in ARCHITECTURE.md why not: {long:?}"
+    );
+    let architecture =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ARCHITECTURE.md"))
+            .unwrap();
+    let section = architecture
+        .split("## Long files")
+        .nth(1)
+        .expect("ARCHITECTURE.md has a section `## Long files`");
+    for name in LONG_FILES {
+        assert!(
+            section.contains(&format!("`{name}`")),
+            "ARCHITECTURE.md's `## Long files` does not name {name}"
+        );
+    }
+}
