@@ -255,13 +255,23 @@ impl Queue {
             .await
             .map_err(QueueError::js)?;
         let health = fleet::bucket(&jetstream, streams).await?;
-        Ok(Self {
+        Ok(Self::of(jetstream, results, health))
+    }
+
+    /// A queue over these streams and bucket, trusting no one yet and
+    /// signing nothing.
+    fn of(
+        jetstream: jetstream::Context,
+        results: stream::Stream,
+        health: jetstream::kv::Store,
+    ) -> Self {
+        Self {
             jetstream,
             results,
             health,
             trust: trust::Trust::Unset,
             signer: None,
-        })
+        }
     }
 
     /// Connect to the queue the workers made, making nothing (for clients:
@@ -288,13 +298,7 @@ impl Queue {
             .get_key_value(fleet::HEALTH_BUCKET)
             .await
             .map_err(|e| missing(&e))?;
-        Ok(Self {
-            jetstream,
-            results,
-            health,
-            trust: trust::Trust::Unset,
-            signer: None,
-        })
+        Ok(Self::of(jetstream, results, health))
     }
 
     /// Believe the results (and audit records) `trust` says: by default
