@@ -1,8 +1,9 @@
 //! Turn parse and validation failures into errors that point at a line.
 //!
-//! The contract text is parsed a second time (only on the error path) into
-//! toml's spanned document tree, so a dotted field path can be mapped to the
-//! span of its value, and an error span back to the field it falls in.
+//! A parse error's field is the path `serde_path_to_error` tracked, its line
+//! toml's span. For a validation failure, which names a field, and for a
+//! field given twice, the text is parsed a second time (only on the error
+//! path) into toml's spanned document tree, to find the span of a path.
 
 use std::ops::Range;
 
@@ -63,48 +64,6 @@ fn span_of(root: &Spanned<DeTable<'_>>, path: &str) -> Option<Range<usize>> {
     best
 }
 
-/// Dotted path of the deepest key or value whose span contains `offset`.
-fn path_at(root: &Spanned<DeTable<'_>>, offset: usize) -> Option<String> {
-    // A table opened by a `[header]` has a value span covering only the
-    // header, so tables are searched whatever their span says.
-    fn walk(table: &DeTable<'_>, offset: usize, prefix: &str) -> Option<String> {
-        for (key, value) in table.iter() {
-            let path = if prefix.is_empty() {
-                key.get_ref().to_string()
-            } else {
-                format!("{prefix}.{}", key.get_ref())
-            };
-            let hit = key.span().contains(&offset) || value.span().contains(&offset);
-            match value.get_ref() {
-                DeValue::Table(t) => {
-                    if let Some(deeper) = walk(t, offset, &path) {
-                        return Some(deeper);
-                    }
-                }
-                DeValue::Array(a) if hit => {
-                    for (i, item) in a.iter().enumerate() {
-                        let indexed = format!("{path}[{i}]");
-                        if let DeValue::Table(t) = item.get_ref()
-                            && let Some(deeper) = walk(t, offset, &indexed)
-                        {
-                            return Some(deeper);
-                        }
-                        if item.span().contains(&offset) {
-                            return Some(indexed);
-                        }
-                    }
-                }
-                _ => {}
-            }
-            if hit {
-                return Some(path);
-            }
-        }
-        None
-    }
-    walk(root.get_ref(), offset, "")
-}
-
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -162,8 +121,18 @@ fn second_of(root: &Spanned<DeTable<'_>>, name: &str) -> Option<(String, usize)>
     found.into_iter().max_by_key(|(_, start)| *start)
 }
 
-pub(super) fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> ContractError {
+/// A contract that did not parse: `e` says what and where, `path` (from
+/// `serde_path_to_error`; `None` for a syntax error) which field.
+pub(super) fn parse_error(
+    text: &str,
+    origin: &str,
+    e: &toml::de::Error,
+    path: Option<&serde_path_to_error::Path>,
+) -> ContractError {
     let message = e.message().trim().to_string();
+    // The path of the value, or of the table holding the error; the
+    // document itself is `.`.
+    let at = path.map(ToString::to_string).filter(|p| p != ".");
     if message.starts_with("duplicate field")
         && let Some(name) = backticked(&message)
         && let Some((field, start)) = DeTable::parse(text)
@@ -183,18 +152,15 @@ pub(super) fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> Cont
     }
     let span = e.span().unwrap_or(0..0);
     let (line, column) = line_col(text, span.start);
-    let located = DeTable::parse(text)
-        .ok()
-        .and_then(|root| path_at(&root, span.start));
     let field = if message.starts_with("missing field") {
-        // The span covers the enclosing table; name the missing field in it.
+        // The path is the table the field is missing from.
         let name = backticked(&message).unwrap_or("?");
-        match located {
-            Some(table) if span.start > 0 => format!("{table}.{name}"),
-            _ => name.to_string(),
+        match at {
+            Some(table) => format!("{table}.{name}"),
+            None => name.to_string(),
         }
     } else {
-        located.unwrap_or_else(|| "(document)".to_string())
+        at.unwrap_or_else(|| "(document)".to_string())
     };
     ContractError::Invalid {
         origin: origin.to_string(),

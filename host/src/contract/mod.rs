@@ -620,10 +620,18 @@ impl ServiceContract {
     /// Parse and validate a contract from TOML text. `origin` names the text
     /// in errors (a file name, or something like `<inline>`).
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ContractError> {
-        let contract: ServiceContract = match toml::from_str(text) {
+        let parsed = toml::Deserializer::parse(text)
+            .map_err(|e| (e, None))
+            .and_then(|de| {
+                serde_path_to_error::deserialize(de).map_err(|e| {
+                    let path = e.path().clone();
+                    (e.into_inner(), Some(path))
+                })
+            });
+        let contract: ServiceContract = match parsed {
             Ok(c) => c,
-            Err(e) => {
-                let mut err = locate::parse_error(text, origin, &e);
+            Err((e, path)) => {
+                let mut err = locate::parse_error(text, origin, &e, path.as_ref());
                 if looks_like_yaml(text)
                     && let ContractError::Invalid { message, .. } = &mut err
                 {
