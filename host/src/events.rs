@@ -312,8 +312,8 @@ pub trait EventSink: Send + Sync {
 
     /// Record an event the host no longer needs after this call: a sink that
     /// keeps events (the audit log's queue) takes it without a copy. The
-    /// host hands each event this way to its last sink; the default records
-    /// it by reference.
+    /// host hands each event this way to its audit log, after every other
+    /// sink ([`EventSinks`]); the default records it by reference.
     fn record_owned(&self, event: Event) {
         self.record(&event);
     }

@@ -154,13 +154,13 @@ impl Service {
         // Sized for the contracts that parse; one that does not is reported
         // by its load, like any other refusal.
         let parsed = contracts.parse_all();
-        // Local files first: a bad audit path is refused before anything
-        // is made on a NATS server.
+        // Local files first (the secrets, the audit log): a bad path is
+        // refused before anything is made on a NATS server.
+        let mut host = host_config(&config, &parsed)?;
         let audit = audit::Audit::open(&config, &parsed)?;
         let fleet = fleet::Fleet::connect(&config).await?;
         let store = store::Store::open(&config, &fleet, &parsed).await?;
         let observers = status::Observers::default();
-        let mut host = host_config(&config, &parsed)?;
         host = store.configure(host);
         host = observers.configure(host);
         host = fleet.configure(host);
