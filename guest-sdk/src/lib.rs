@@ -59,7 +59,7 @@ pub use serde_json::{Value, json};
 pub mod bindings {
     wit_bindgen::generate!({
         world: "swarm",
-        path: "../wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_swarm_world",
         default_bindings_module: "::chassis_sdk::bindings",

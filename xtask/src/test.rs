@@ -5,7 +5,8 @@
 //! second each, a short soak of `chassis serve`, a
 //! `--quick` smoke run of the benchmark (debug build), the demo (its
 //! vote's signature must verify), a check that
-//! the library without its `cli` feature pulls in no CLI crate, then
+//! the library without its `cli` feature pulls in no CLI crate, that the
+//! Rust SDK packages on its own, then
 //! `clippy -D warnings` and `fmt --check` (skipped with `--no-lint`).
 
 use std::path::Path;
@@ -92,6 +93,10 @@ pub fn run(root: &Path, no_lint: bool) -> Result<()> {
     }
     step("an embedder's build of the library pulls in none of the CLI's crates");
     embedder_dependencies()?;
+    step("the Rust SDK packages as a crate of its own (cargo package -p chassis-sdk)");
+    let mut cmd = cargo();
+    cmd.args(["package", "--quiet", "-p", "chassis-sdk", "--allow-dirty"]);
+    run_cmd(cmd, "cargo package -p chassis-sdk")?;
     if no_lint {
         return Ok(());
     }

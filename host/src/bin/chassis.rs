@@ -12,8 +12,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use chassis::commands::{
-    Global, MAX_ERROR_LINE_BYTES, StdoutClosed, audit, fleet, inspect, keygen, release, report,
-    run, serve, submit, validate,
+    Global, MAX_ERROR_LINE_BYTES, StdoutClosed, audit, fleet, inspect, keygen, new, release,
+    report, run, serve, submit, validate,
 };
 use clap::{Parser, Subcommand};
 
@@ -97,6 +97,14 @@ enum Command {
     /// 600; give it to the worker as nats.signing_key or --signing-key) and
     /// NAME.pub (give it to clients: --worker-key). Refuses to overwrite.
     Keygen(keygen::KeygenCommand),
+    /// Make a directory holding a working swarm: its source with one
+    /// example task, the language's project file, a contract granting the
+    /// least that runs the example, a .gitignore and a README. Writes over
+    /// nothing: the directory must not exist.
+    #[command(
+        after_help = "Example:\n  chassis new greeter\n  cd greeter\n  cargo build --release --target wasm32-wasip2\n  chassis run greeter.toml --task hello --payload '{\"name\": \"Ada\"}'"
+    )]
+    New(new::NewCommand),
     /// Load a swarm from its contract and run one task.
     ///
     /// Prints the task's output JSON on stdout (or the whole outcome with --json).
@@ -145,6 +153,7 @@ async fn main() -> ExitCode {
         Command::Submit(command) => command.execute().await,
         Command::Fleet(command) => command.execute().await,
         Command::Keygen(command) => command.execute().await,
+        Command::New(command) => command.execute().await,
         Command::Run(command) => command.execute(&global).await,
     };
     match result {

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod fleet;
 pub mod inspect;
 pub mod keygen;
+pub mod new;
 pub mod release;
 pub mod report;
 pub mod run;

@@ -228,3 +228,17 @@ fn no_source_file_is_long_unless_architecture_says_why() {
         );
     }
 }
+
+/// The Rust SDK carries the WIT it binds, so that it builds as a
+/// dependency from anywhere (`cargo package -p chassis-sdk`): a copy of
+/// the package in `wit/`, kept identical to it.
+#[test]
+fn the_sdk_binds_the_same_wit_as_the_host() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let package = std::fs::read_to_string(root.join("wit/chassis.wit")).unwrap();
+    let sdk = std::fs::read_to_string(root.join("guest-sdk/wit/chassis.wit")).unwrap();
+    assert!(
+        package == sdk,
+        "guest-sdk/wit/chassis.wit differs from wit/chassis.wit: copy wit/chassis.wit over it"
+    );
+}

@@ -6,12 +6,14 @@
 //! - `serve`: `chassis serve` as a process with a real HTTP client;
 //! - `queue`: workers of a real `nats-server`;
 //! - `crash`: kill -9, a full disk, restarts on a long audit log;
-//! - `examples`: `host/examples/` run and do what they say.
+//! - `examples`: `host/examples/` run and do what they say;
+//! - `new`: `chassis new` projects built and run outside the repository.
 
 mod architecture;
 mod cli;
 mod common;
 mod crash;
 mod examples;
+mod new;
 mod queue;
 mod serve;

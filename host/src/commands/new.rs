@@ -1,0 +1,264 @@
+//! `chassis new NAME`: a directory holding a working swarm — its source
+//! with one example task, the language's project file, a contract granting
+//! the least that runs the example, a `.gitignore` and a README — made
+//! from the templates embedded in the binary (`host/templates/`). It never
+//! writes over anything: the directory must not exist.
+
+use super::*;
+
+/// The languages `chassis new` writes a swarm in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust, with the `chassis-sdk` crate.
+    Rust,
+}
+
+/// `chassis new`'s arguments.
+#[derive(clap::Args)]
+pub struct NewCommand {
+    /// The swarm's id and the directory made for it: lowercase letters,
+    /// digits and `-`, starting with a letter (e.g. greeter).
+    name: String,
+
+    /// The language of the swarm.
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: Lang,
+
+    /// Make the swarm in this directory instead of ./NAME (it must not exist).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+
+    /// Rust: the `chassis-sdk` crate to depend on (default: the SDK of the
+    /// checkout this binary was built from).
+    #[arg(long, value_name = "PATH")]
+    sdk: Option<PathBuf>,
+}
+
+/// One file of a template: where it goes in the project and its text, with
+/// `{{name}}`, `{{type}}`, `{{sdk}}` and `{{wasm}}` to fill in.
+struct TemplateFile {
+    path: &'static str,
+    text: &'static str,
+}
+
+/// The Rust swarm.
+const RUST: &[TemplateFile] = &[
+    TemplateFile {
+        path: "Cargo.toml",
+        text: include_str!("../../templates/rust/Cargo.toml.in"),
+    },
+    TemplateFile {
+        path: "src/lib.rs",
+        text: include_str!("../../templates/rust/lib.rs.in"),
+    },
+    TemplateFile {
+        path: "{{name}}.toml",
+        text: include_str!("../../templates/rust/contract.toml.in"),
+    },
+    TemplateFile {
+        path: ".gitignore",
+        text: include_str!("../../templates/rust/gitignore.in"),
+    },
+    TemplateFile {
+        path: "README.md",
+        text: include_str!("../../templates/rust/README.md.in"),
+    },
+];
+
+/// The SDK of the checkout this binary was built from.
+const BUILT_WITH_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
+
+impl NewCommand {
+    /// Make the project and say what to do next.
+    pub async fn execute(self) -> Result<()> {
+        check_name(&self.name)?;
+        let dir = self
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&self.name));
+        let sdk = match (&self.lang, &self.sdk) {
+            (Lang::Rust, Some(path)) => sdk_path(path)?,
+            (Lang::Rust, None) => sdk_path(Path::new(BUILT_WITH_SDK)).with_context(|| {
+                "the chassis-sdk crate of the checkout this binary was built from is not there: give --sdk PATH (a checkout's guest-sdk/)"
+            })?,
+        };
+        let files = match self.lang {
+            Lang::Rust => RUST,
+        };
+        let fill = Fill {
+            name: &self.name,
+            type_name: &type_name(&self.name),
+            sdk: &toml_string(&sdk.display().to_string()),
+            wasm: &format!(
+                "target/wasm32-wasip2/release/{}.wasm",
+                self.name.replace('-', "_")
+            ),
+        };
+        make(&dir, files, &fill)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "made the {:?} swarm {} in {}",
+            self.lang,
+            self.name,
+            dir.display()
+        )?;
+        writeln!(out, "next:")?;
+        writeln!(out, "  cd {}", dir.display())?;
+        writeln!(out, "  cargo build --release --target wasm32-wasip2")?;
+        writeln!(
+            out,
+            "  chassis run {}.toml --task hello --payload '{{\"name\": \"Ada\"}}'",
+            self.name
+        )?;
+        Ok(())
+    }
+}
+
+/// What a template's placeholders become.
+struct Fill<'a> {
+    name: &'a str,
+    type_name: &'a str,
+    sdk: &'a str,
+    wasm: &'a str,
+}
+
+impl Fill<'_> {
+    fn apply(&self, text: &str) -> String {
+        text.replace("{{name}}", self.name)
+            .replace("{{type}}", self.type_name)
+            .replace("{{sdk}}", self.sdk)
+            .replace("{{wasm}}", self.wasm)
+    }
+}
+
+/// A swarm id that is also a crate name, a file name and a directory name:
+/// a lowercase letter, then lowercase letters, digits and single `-`s, at
+/// most 64 bytes.
+fn check_name(name: &str) -> Result<()> {
+    let ok = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if !ok {
+        bail!(
+            "{:?} is not a swarm name: use lowercase letters, digits and single '-', starting with a letter, at most 64 bytes (e.g. greeter)",
+            crate::text::escape(name, 80)
+        );
+    }
+    Ok(())
+}
+
+/// The Rust type of the swarm: `my-swarm` → `MySwarm`, kept apart from the
+/// names the example uses.
+fn type_name(name: &str) -> String {
+    let camel: String = name
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    if ["Swarm", "Request", "TaskError", "Value", "Hello"].contains(&camel.as_str()) {
+        format!("{camel}Swarm")
+    } else {
+        camel
+    }
+}
+
+/// `path` as a TOML basic string.
+fn toml_string(path: &str) -> String {
+    toml::Value::String(path.to_string()).to_string()
+}
+
+/// The SDK crate at `path`, made absolute: it must be the `chassis-sdk`
+/// crate.
+fn sdk_path(path: &Path) -> Result<PathBuf> {
+    let path = path
+        .canonicalize()
+        .with_context(|| format!("the SDK at {}", path.display()))?;
+    let manifest = std::fs::read_to_string(path.join("Cargo.toml"))
+        .with_context(|| format!("{}: no Cargo.toml", path.display()))?;
+    if !manifest.contains("name = \"chassis-sdk\"") {
+        bail!(
+            "{}: not the chassis-sdk crate (a checkout's guest-sdk/)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Write `files` into a new directory `dir`, filled in; nothing is written
+/// if `dir` exists, and a project half made is removed.
+fn make(dir: &Path, files: &[TemplateFile], fill: &Fill) -> Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("making {}", parent.display()))?;
+    }
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+            "{} exists: chassis new makes a new directory and writes over nothing",
+            dir.display()
+        ),
+        made => made.with_context(|| format!("making {}", dir.display()))?,
+    }
+    let written = files.iter().try_for_each(|file| -> Result<()> {
+        let path = dir.join(fill.apply(file.path));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(fill.apply(file.text).as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_typed() {
+        for good in ["greeter", "my-swarm2", "a"] {
+            check_name(good).unwrap();
+        }
+        for bad in [
+            "", "Greeter", "2x", "-x", "x-", "a--b", "a_b", "a.b", "../x",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_name(&"a".repeat(65)).is_err());
+        assert_eq!(type_name("my-swarm2"), "MySwarm2");
+        assert_eq!(type_name("greeter"), "Greeter");
+        assert_eq!(type_name("swarm"), "SwarmSwarm");
+    }
+
+    #[test]
+    fn the_template_is_filled_in_whole() {
+        let fill = Fill {
+            name: "greeter",
+            type_name: "Greeter",
+            sdk: "\"/sdk\"",
+            wasm: "target/wasm32-wasip2/release/greeter.wasm",
+        };
+        for file in RUST {
+            let text = fill.apply(file.text);
+            assert!(!text.contains("{{"), "{}: {text}", file.path);
+        }
+        let contract = fill.apply(RUST[2].text);
+        let parsed = crate::ServiceContract::from_toml(&contract, "greeter.toml").unwrap();
+        assert_eq!(parsed.swarm_id, "greeter");
+    }
+}
