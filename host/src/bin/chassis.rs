@@ -12,8 +12,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use chassis::commands::{
-    Global, MAX_ERROR_LINE_BYTES, StdoutClosed, audit, fleet, inspect, keygen, new, release,
-    report, run, serve, submit, validate,
+    Global, MAX_ERROR_LINE_BYTES, StdoutClosed, audit, build, fleet, inspect, keygen, new, release,
+    report, run, serve, submit, testing, validate,
 };
 use clap::{Parser, Subcommand};
 
@@ -99,12 +99,21 @@ enum Command {
     Keygen(keygen::KeygenCommand),
     /// Make a directory holding a working swarm: its source with one
     /// example task, the language's project file, a contract granting the
-    /// least that runs the example, a .gitignore and a README. Writes over
-    /// nothing: the directory must not exist.
+    /// least that runs the example, a test file (tests.toml), a .gitignore
+    /// and a README. Writes over nothing: the directory must not exist.
     #[command(
-        after_help = "Example:\n  chassis new greeter\n  cd greeter\n  cargo build --release --target wasm32-wasip2\n  chassis run greeter.toml --task hello --payload '{\"name\": \"Ada\"}'"
+        after_help = "Example:\n  chassis new greeter\n  cd greeter\n  chassis build\n  chassis test\n  chassis run . --task hello --payload '{\"name\": \"Ada\"}'"
     )]
     New(new::NewCommand),
+    /// Build the swarm project in DIR (default: here) into a component with
+    /// the language's own tools, then load it under its contract as a load
+    /// is checked (exports, each import against the grants, task types);
+    /// print its path, size and task types.
+    Build(build::BuildCommand),
+    /// Build the swarm project in DIR (default: here), then run each case of
+    /// its tests.toml through the host under the contract; print a diff for
+    /// each failure. Exits with status 1 if any case fails.
+    Test(testing::TestCommand),
     /// Load a swarm from its contract and run one task.
     ///
     /// Prints the task's output JSON on stdout (or the whole outcome with --json).
@@ -154,6 +163,8 @@ async fn main() -> ExitCode {
         Command::Fleet(command) => command.execute().await,
         Command::Keygen(command) => command.execute().await,
         Command::New(command) => command.execute().await,
+        Command::Build(command) => command.execute(&global).await,
+        Command::Test(command) => command.execute(&global).await,
         Command::Run(command) => command.execute(&global).await,
     };
     match result {

@@ -11,15 +11,18 @@
 #![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
 pub mod audit;
+pub mod build;
 pub mod fleet;
 pub mod inspect;
 pub mod keygen;
 pub mod new;
+pub(crate) mod project;
 pub mod release;
 pub mod report;
 pub mod run;
 pub mod serve;
 pub mod submit;
+pub mod testing;
 pub mod validate;
 
 use std::io::Write;

@@ -1,17 +1,12 @@
 //! `chassis new NAME`: a directory holding a working swarm — its source
 //! with one example task, the language's project file, a contract granting
-//! the least that runs the example, a `.gitignore` and a README — made
+//! the least that runs the example, a test file with cases for the
+//! example (`chassis test`), a `.gitignore` and a README — made
 //! from the templates embedded in the binary (`host/templates/`). It never
 //! writes over anything: the directory must not exist.
 
+pub use super::project::Lang;
 use super::*;
-
-/// The languages `chassis new` writes a swarm in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Lang {
-    /// Rust, with the `chassis-sdk` crate.
-    Rust,
-}
 
 /// `chassis new`'s arguments.
 #[derive(clap::Args)]
@@ -54,6 +49,10 @@ const RUST: &[TemplateFile] = &[
     TemplateFile {
         path: "{{name}}.toml",
         text: include_str!("../../templates/rust/contract.toml.in"),
+    },
+    TemplateFile {
+        path: "tests.toml",
+        text: include_str!("../../templates/rust/tests.toml.in"),
     },
     TemplateFile {
         path: ".gitignore",
@@ -105,11 +104,11 @@ impl NewCommand {
         )?;
         writeln!(out, "next:")?;
         writeln!(out, "  cd {}", dir.display())?;
-        writeln!(out, "  cargo build --release --target wasm32-wasip2")?;
+        writeln!(out, "  chassis build")?;
+        writeln!(out, "  chassis test")?;
         writeln!(
             out,
-            "  chassis run {}.toml --task hello --payload '{{\"name\": \"Ada\"}}'",
-            self.name
+            "  chassis run . --task hello --payload '{{\"name\": \"Ada\"}}'"
         )?;
         Ok(())
     }

@@ -6,7 +6,8 @@ use super::*;
 /// `chassis run`'s arguments.
 #[derive(clap::Args)]
 pub struct RunCommand {
-    /// The swarm's contract (TOML); its wasm_module is relative to this file.
+    /// The swarm's contract (TOML; its wasm_module is relative to this
+    /// file), or a swarm project's directory (its contract, NAME.toml).
     contract: PathBuf,
     /// Task type (one the swarm serves; see the error for the list).
     #[arg(long)]
@@ -90,6 +91,7 @@ impl RunCommand {
             no_cache,
             storage_dir,
         } = self;
+        let contract = super::project::contract_of(&contract)?;
         let payload_text = match payload_file {
             Some(p) if p.as_os_str() == "-" => {
                 let bytes = crate::files::read_limited(std::io::stdin(), MAX_PAYLOAD_BYTES)

@@ -31,8 +31,9 @@ pub struct ServeCommand {
     signing_key: Option<PathBuf>,
     #[command(flatten)]
     auth: NatsAuthArgs,
-    /// Contract files, or directories of contracts (`*.toml`), added to
-    /// the configuration's.
+    /// Contract files, directories of contracts (`*.toml`), or swarm
+    /// projects' directories (made by `chassis new`: their contract),
+    /// added to the configuration's.
     contracts: Vec<PathBuf>,
 }
 
@@ -46,7 +47,9 @@ impl ServeCommand {
             Some(path) => ServeConfig::from_file(path)?,
             None => ServeConfig::default(),
         };
-        config.contracts.extend(contracts);
+        for path in contracts {
+            config.contracts.push(super::project::served(path)?);
+        }
         if let Some(listen) = options.listen {
             config.listen = listen;
         }
