@@ -179,6 +179,78 @@ fn diff(want: &serde_json::Value, got: &serde_json::Value) -> String {
 mod tests {
     use super::*;
 
+    fn case(toml_text: &str) -> Case {
+        toml::from_str(&format!("task = \"t\"\n{toml_text}")).unwrap()
+    }
+
+    fn answered(output: serde_json::Value, error: Option<crate::GuestError>) -> crate::TaskOutcome {
+        crate::TaskOutcome {
+            swarm_id: "s".into(),
+            task_id: "id".into(),
+            task_type: "t".into(),
+            status: if error.is_some() {
+                crate::TaskStatus::Failed
+            } else {
+                crate::TaskStatus::Success
+            },
+            output,
+            error,
+            execution_time: std::time::Duration::from_millis(5),
+            usage: crate::TaskUsage {
+                wall_ms: 5.0,
+                peak_memory_bytes: 3 * 1024 * 1024,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Each expectation a case can state passes on what it states and
+    /// fails, saying why, on anything else.
+    #[test]
+    fn cases_judge_output_errors_and_bounds() {
+        let ok = Ok(answered(serde_json::json!({"a": 1}), None));
+        assert!(judge(&case("output = { a = 1 }"), &ok).is_ok());
+        assert!(judge(&case(""), &ok).is_ok());
+        let why = judge(&case("output = { a = 2 }"), &ok).unwrap_err();
+        assert!(
+            why.contains("-   \"a\": 2") && why.contains("+   \"a\": 1"),
+            "{why}"
+        );
+        let why = judge(&case("error = \"invalid_payload\""), &ok).unwrap_err();
+        assert!(
+            why.contains("expected an error of kind invalid_payload"),
+            "{why}"
+        );
+        assert!(judge(&case("max_ms = 10"), &ok).is_ok());
+        let why = judge(&case("max_ms = 1"), &ok).unwrap_err();
+        assert!(why.contains("over max_ms = 1"), "{why}");
+        assert!(judge(&case("max_memory_mib = 4"), &ok).is_ok());
+        let why = judge(&case("max_memory_mib = 2"), &ok).unwrap_err();
+        assert!(why.contains("over max_memory_mib = 2"), "{why}");
+
+        let refused = Ok(answered(
+            serde_json::Value::Null,
+            Some(crate::GuestError::InvalidPayload("no".into())),
+        ));
+        assert!(judge(&case("error = \"invalid_payload\""), &refused).is_ok());
+        assert!(judge(&case("error = \"guest_error\""), &refused).is_ok());
+        let why = judge(&case("error = \"failed\""), &refused).unwrap_err();
+        assert!(why.contains("the swarm's error"), "{why}");
+        let why = judge(&case("output = {}"), &refused).unwrap_err();
+        assert!(why.contains("expected success"), "{why}");
+
+        let timeout: std::result::Result<crate::TaskOutcome, crate::Error> =
+            Err(crate::TaskError::Timeout {
+                swarm_id: "s".into(),
+                task_id: "id".into(),
+                seconds: 1.0,
+            }
+            .into());
+        assert!(judge(&case("error = \"timeout\""), &timeout).is_ok());
+        let why = judge(&case("error = \"guest_error\""), &timeout).unwrap_err();
+        assert!(why.contains("the host's error"), "{why}");
+    }
+
     #[test]
     fn a_diff_marks_what_was_expected_and_what_came() {
         let text = diff(
