@@ -2,7 +2,8 @@
 //! and read what they leave: the workspace [`root`], a running
 //! `chassis serve` ([`Server`], the binary found by [`chassis_binary`]), a
 //! [`Nats`] server with JetStream on 127.0.0.1, headless Chromium
-//! ([`browser`]), and the [`audit_text`] of an audit log.
+//! ([`browser`]), a [`TestCa`] for TLS, and the [`audit_text`] of an audit
+//! log.
 //!
 //! Every process started here runs in a process group of its own and is
 //! killed (SIGKILL), with whatever it started, when its owner is dropped:
@@ -299,4 +300,72 @@ pub fn cut_audit(path: &Path, last: u64) {
             .collect();
         std::fs::write(&segment.path, kept).unwrap();
     }
+}
+
+/// A certificate authority for TLS tests, and a server certificate it
+/// issued for `127.0.0.1` and `localhost`.
+pub struct TestCa {
+    /// The CA's certificate (DER): what a client must trust.
+    pub root_der: Vec<u8>,
+    /// The server's certificate (DER).
+    pub leaf_der: Vec<u8>,
+    /// The server's private key (PKCS #8 DER).
+    pub key_der: Vec<u8>,
+}
+
+impl TestCa {
+    /// A fresh CA and server certificate.
+    pub fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let root = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_params(&ca_params, &ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        Self {
+            root_der: root.der().to_vec(),
+            leaf_der: leaf.der().to_vec(),
+            key_der: leaf_key.serialize_der(),
+        }
+    }
+
+    /// The CA's certificate, the server's and its key as PEM files in
+    /// `dir` (`ca.pem`, `server.pem`, `server.key`), in that order.
+    pub fn write_pem(&self, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let files = (
+            dir.join("ca.pem"),
+            dir.join("server.pem"),
+            dir.join("server.key"),
+        );
+        std::fs::write(&files.0, pem("CERTIFICATE", &self.root_der)).unwrap();
+        std::fs::write(&files.1, pem("CERTIFICATE", &self.leaf_der)).unwrap();
+        std::fs::write(&files.2, pem("PRIVATE KEY", &self.key_der)).unwrap();
+        files
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// PEM text of one DER item.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }

@@ -45,42 +45,7 @@ pub struct TestServer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// A certificate authority for TLS tests, and a server certificate it
-/// issued for `127.0.0.1` and `localhost`.
-pub struct TestCa {
-    /// The CA's certificate (DER): what a client must trust.
-    pub root_der: Vec<u8>,
-    leaf_der: Vec<u8>,
-    key_der: Vec<u8>,
-}
-
-impl TestCa {
-    /// A fresh CA and server certificate.
-    pub fn new() -> Self {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let root = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::from_params(&ca_params, &ca_key);
-        let leaf_key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap()
-            .signed_by(&leaf_key, &issuer)
-            .unwrap();
-        Self {
-            root_der: root.der().to_vec(),
-            leaf_der: leaf.der().to_vec(),
-            key_der: leaf_key.serialize_der(),
-        }
-    }
-}
-
-impl Default for TestCa {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub use chassis_test_support::TestCa;
 
 impl TestServer {
     /// Start a server on a free port of 127.0.0.1.

@@ -1446,48 +1446,15 @@ async fn a_slot_change_drops_no_fetched_task() {
     drop(worker);
 }
 
-/// PEM text of one DER item.
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let text = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = text
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
-}
-
 /// A `tls://` NATS server is reached with the CA file it chains to
 /// (`nats.auth.tls_ca_file`, `--nats-ca`), and refused without it: the
 /// client does not take a certificate it cannot verify.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_server_is_reached_through_its_ca_file_only() {
     use chassis::serve::config::NatsAuth;
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let _serial = SERIAL.lock().await;
     let dir = scratch("queue-tls");
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let root = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let (ca, cert, key) = (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    );
-    std::fs::write(&ca, pem("CERTIFICATE", root.der())).unwrap();
-    std::fs::write(&cert, pem("CERTIFICATE", leaf.der())).unwrap();
-    std::fs::write(&key, pem("PRIVATE KEY", &leaf_key.serialize_der())).unwrap();
+    let (ca, cert, key) = chassis_test_support::TestCa::new().write_pem(&dir);
     let conf = dir.join("tls.conf");
     std::fs::write(
         &conf,
