@@ -51,6 +51,8 @@ pub mod guests {
     pub const ANALYZER_JS: &str = "analyzer_js";
     /// `swarms/analyzer-py`: the analyzer in Python.
     pub const ANALYZER_PY: &str = "analyzer_py";
+    /// `swarms/analyzer-ts`: the analyzer in TypeScript (`chassis build`).
+    pub const ANALYZER_TS: &str = "analyzer_ts";
     /// `swarms/api-client`: fetches JSON through the HTTP proxy.
     pub const API_CLIENT: &str = "api_client";
     /// `swarms/bench-probe`: well-behaved work of a chosen size.
@@ -99,6 +101,7 @@ pub mod guests {
         ANALYZER,
         ANALYZER_JS,
         ANALYZER_PY,
+        ANALYZER_TS,
         API_CLIENT,
         BENCH_PROBE,
         EARLY_BIRD,

@@ -3,7 +3,8 @@
 //! `target/swarms/<name>.wasm`, where the contracts in `config/` point,
 //! adding the rustup target when it is missing; then build the Python
 //! swarms with componentize-py ([`crate::python`]) and the JavaScript ones
-//! with componentize-js ([`crate::js`]); last, write the list of what was
+//! with componentize-js ([`crate::js`]), and the TypeScript swarm
+//! projects with `chassis build` ([`crate::typescript`]); last, write the list of what was
 //! built (name, language, directory, component file) to
 //! `target/swarms/index.json`, which the tests check their guests against.
 
@@ -13,7 +14,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::util::{cargo, metadata, report_size, run_cmd, step};
-use crate::{js, python};
+use crate::{js, python, typescript};
 
 /// The target Rust swarms are compiled for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
@@ -21,7 +22,7 @@ pub const WASM_TARGET: &str = "wasm32-wasip2";
 /// The Cargo profile swarms are built with (release, plus LTO).
 pub const SWARM_PROFILE: &str = "swarm";
 
-/// Every swarm: Rust, then Python, then JavaScript; then the index of
+/// Every swarm: Rust, then Python, JavaScript and TypeScript; then the index of
 /// what was built, `target/swarms/index.json`.
 pub fn run(root: &Path) -> Result<()> {
     // The scale-out tests and `chassis serve --nats` on this machine.
@@ -31,11 +32,14 @@ pub fn run(root: &Path) -> Result<()> {
     python::build(root, &python_swarms)?;
     let js_swarms = js::swarms(root)?;
     js::build(root, &js_swarms)?;
+    let ts_swarms = typescript::swarms(root)?;
+    typescript::build(root, &ts_swarms)?;
     let mut index = Vec::new();
     for (language, swarms) in [
         ("rust", rust_swarms),
         ("python", script_dirs(&python_swarms)),
         ("javascript", script_dirs(&js_swarms)),
+        ("typescript", ts_swarms),
     ] {
         for (name, dir) in swarms {
             index.push(serde_json::json!({

@@ -1,7 +1,10 @@
 //! JavaScript swarms: directories under `swarms/` with a `package.json`
 //! that has a `chassis` object (`world`, `module`). They are built with
 //! componentize-js, installed at a pinned version into a project-local
-//! `node_modules` (`target/tools/node`), with every WASI feature disabled.
+//! `node_modules` (`target/tools/componentize-js-VERSION`, as `chassis
+//! build` lays out its tools), with every WASI feature disabled. Swarm
+//! projects in TypeScript (a `tsconfig.json`) are not these: see
+//! [`crate::typescript`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +24,9 @@ pub fn swarms(root: &Path) -> Result<Vec<ScriptSwarm>> {
         let Some(chassis) = json.get("chassis").cloned() else {
             return Ok(None);
         };
+        if manifest.with_file_name("tsconfig.json").exists() {
+            return Ok(None);
+        }
         let manifest = manifest.to_path_buf();
         Ok(Some(Box::new(move |key: &str| {
             chassis
@@ -32,9 +38,11 @@ pub fn swarms(root: &Path) -> Result<Vec<ScriptSwarm>> {
     })
 }
 
-/// The pinned componentize-js, installed into `target/tools/node` if missing.
+/// The pinned componentize-js, installed into `target/tools/` if missing.
 pub fn componentize_js(root: &Path) -> Result<PathBuf> {
-    let prefix = root.join("target/tools/node");
+    let prefix = root
+        .join("target/tools")
+        .join(format!("componentize-js-{COMPONENTIZE_JS_VERSION}"));
     let package = prefix.join("node_modules/@bytecodealliance/componentize-js/package.json");
     let tool = prefix.join("node_modules/.bin/componentize-js");
     let installed = std::fs::read_to_string(&package)

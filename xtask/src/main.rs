@@ -29,6 +29,7 @@ mod python;
 mod script;
 mod test;
 mod tools;
+mod typescript;
 mod util;
 
 const HELP: &str = "\

@@ -1,7 +1,7 @@
 //! Python swarms: directories under `swarms/` with a `pyproject.toml` that
 //! has a `[tool.chassis]` table (`world`, `module`). They are built with
 //! componentize-py, installed at a pinned version into a project-local
-//! virtual environment (`target/tools/python`).
+//! virtual environment (`target/tools/componentize-py-VERSION`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,7 +34,7 @@ pub fn swarms(root: &Path) -> Result<Vec<ScriptSwarm>> {
     })
 }
 
-/// The pinned componentize-py, installed into `target/tools/python` if missing.
+/// The pinned componentize-py, installed into `target/tools/` if missing.
 pub fn componentize_py(root: &Path) -> Result<PathBuf> {
     crate::tools::COMPONENTIZE_PY.ensure(root)
 }

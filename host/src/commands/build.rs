@@ -18,7 +18,7 @@ impl BuildCommand {
     /// Build and check.
     pub async fn execute(self, global: &Global) -> Result<()> {
         let project = Project::open(&self.dir)?;
-        let built = project.build(global).await?;
+        let built = project.build(global, true).await?;
         let size = std::fs::metadata(&built.wasm)?.len();
         writeln!(
             std::io::stdout().lock(),

@@ -20,9 +20,11 @@ pub(crate) mod project;
 pub mod release;
 pub mod report;
 pub mod run;
+mod script;
 pub mod serve;
 pub mod submit;
 pub mod testing;
+mod tools;
 pub mod validate;
 
 use std::io::Write;

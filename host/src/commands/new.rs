@@ -30,11 +30,28 @@ pub struct NewCommand {
 }
 
 /// One file of a template: where it goes in the project and its text, with
-/// `{{name}}`, `{{type}}`, `{{sdk}}` and `{{wasm}}` to fill in.
+/// `{{name}}`, `{{type}}`, `{{sdk}}`, `{{wasm}}`, `{{lang}}`, `{{source}}`
+/// and `{{how}}` to fill in.
 struct TemplateFile {
     path: &'static str,
     text: &'static str,
 }
+
+/// Every language's contract, test cases and README.
+const COMMON: &[TemplateFile] = &[
+    TemplateFile {
+        path: "{{name}}.toml",
+        text: include_str!("../../templates/common/contract.toml.in"),
+    },
+    TemplateFile {
+        path: "tests.toml",
+        text: include_str!("../../templates/common/tests.toml.in"),
+    },
+    TemplateFile {
+        path: "README.md",
+        text: include_str!("../../templates/common/README.md.in"),
+    },
+];
 
 /// The Rust swarm.
 const RUST: &[TemplateFile] = &[
@@ -47,22 +64,110 @@ const RUST: &[TemplateFile] = &[
         text: include_str!("../../templates/rust/lib.rs.in"),
     },
     TemplateFile {
-        path: "{{name}}.toml",
-        text: include_str!("../../templates/rust/contract.toml.in"),
-    },
-    TemplateFile {
-        path: "tests.toml",
-        text: include_str!("../../templates/rust/tests.toml.in"),
-    },
-    TemplateFile {
         path: ".gitignore",
         text: include_str!("../../templates/rust/gitignore.in"),
     },
+];
+
+/// The Python swarm.
+const PYTHON: &[TemplateFile] = &[
     TemplateFile {
-        path: "README.md",
-        text: include_str!("../../templates/rust/README.md.in"),
+        path: "pyproject.toml",
+        text: include_str!("../../templates/python/pyproject.toml.in"),
+    },
+    TemplateFile {
+        path: "app.py",
+        text: include_str!("../../templates/python/app.py.in"),
+    },
+    TemplateFile {
+        path: ".gitignore",
+        text: include_str!("../../templates/python/gitignore.in"),
     },
 ];
+
+/// The JavaScript swarm.
+const JAVASCRIPT: &[TemplateFile] = &[
+    TemplateFile {
+        path: "package.json",
+        text: include_str!("../../templates/javascript/package.json.in"),
+    },
+    TemplateFile {
+        path: "app.js",
+        text: include_str!("../../templates/javascript/app.js.in"),
+    },
+    TemplateFile {
+        path: ".gitignore",
+        text: include_str!("../../templates/javascript/gitignore.in"),
+    },
+];
+
+/// The TypeScript swarm.
+const TYPESCRIPT: &[TemplateFile] = &[
+    TemplateFile {
+        path: "package.json",
+        text: include_str!("../../templates/typescript/package.json.in"),
+    },
+    TemplateFile {
+        path: "tsconfig.json",
+        text: include_str!("../../templates/typescript/tsconfig.json.in"),
+    },
+    TemplateFile {
+        path: "app.ts",
+        text: include_str!("../../templates/typescript/app.ts.in"),
+    },
+    TemplateFile {
+        path: ".gitignore",
+        text: include_str!("../../templates/typescript/gitignore.in"),
+    },
+];
+
+/// A language's own files, its source file and how it builds (for the
+/// README).
+fn language(lang: Lang) -> (&'static [TemplateFile], &'static str, String) {
+    use super::tools::{COMPONENTIZE_JS, COMPONENTIZE_PY, TYPESCRIPT as TSC};
+    let generated = "`chassis build` writes the SDK's helper modules and the WIT into \
+        `chassis/` (generated: keep it out of version control)";
+    let installed = "installed on first use into chassis's tools directory";
+    match lang {
+        Lang::Rust => (
+            RUST,
+            "src/lib.rs",
+            "`chassis build` runs `cargo build --release --target wasm32-wasip2`.".into(),
+        ),
+        Lang::Python => (
+            PYTHON,
+            "app.py",
+            format!(
+                "{generated}, then runs componentize-py {} ({installed}); the\n\
+                 component is `target/{{{{name}}}}.wasm`. `[tool.chassis]` in `pyproject.toml`\n\
+                 names the world: `storing-swarm` (or `swarm`) to `import chassis_storage`.",
+                COMPONENTIZE_PY.version
+            ),
+        ),
+        Lang::Javascript => (
+            JAVASCRIPT,
+            "app.js",
+            format!(
+                "{generated}, then runs componentize-js {} ({installed}); the\n\
+                 component is `target/{{{{name}}}}.wasm`. `chassis` in `package.json` names\n\
+                 the world: `storing-swarm` (or `swarm`) to import `chassis-storage.js`.",
+                COMPONENTIZE_JS.version
+            ),
+        ),
+        Lang::Typescript => (
+            TYPESCRIPT,
+            "app.ts",
+            format!(
+                "{generated}, with the WIT's TypeScript declarations made by jco in\n\
+                 `chassis/types/`; `tsc` {} type-checks and compiles into `target/js/` (a\n\
+                 type error fails the build), then componentize-js {} builds the component,\n\
+                 `target/{{{{name}}}}.wasm` (all {installed}). `chassis` in `package.json`\n\
+                 names the world: `storing-swarm` (or `swarm`) to import `chassis-storage.js`.",
+                TSC.version, COMPONENTIZE_JS.version
+            ),
+        ),
+    }
+}
 
 /// The SDK of the checkout this binary was built from.
 const BUILT_WITH_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
@@ -75,30 +180,46 @@ impl NewCommand {
             .dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(&self.name));
-        let sdk = match (&self.lang, &self.sdk) {
+        let sdk = match (self.lang, &self.sdk) {
             (Lang::Rust, Some(path)) => sdk_path(path)?,
             (Lang::Rust, None) => sdk_path(Path::new(BUILT_WITH_SDK)).with_context(|| {
                 "the chassis-sdk crate of the checkout this binary was built from is not there: give --sdk PATH (a checkout's guest-sdk/)"
             })?,
+            (_, Some(_)) => bail!(
+                "--sdk is for Rust swarms: the {} SDK is carried by the chassis binary",
+                self.lang.name()
+            ),
+            (_, None) => PathBuf::new(),
         };
-        let files = match self.lang {
-            Lang::Rust => RUST,
+        let (own, source, how) = language(self.lang);
+        let files: Vec<&TemplateFile> = own.iter().chain(COMMON).collect();
+        let wasm = match self.lang {
+            Lang::Rust => format!(
+                "target/wasm32-wasip2/release/{}.wasm",
+                self.name.replace('-', "_")
+            ),
+            _ => format!("target/{}.wasm", self.name),
         };
         let fill = Fill {
             name: &self.name,
             type_name: &type_name(&self.name),
             sdk: &toml_string(&sdk.display().to_string()),
-            wasm: &format!(
-                "target/wasm32-wasip2/release/{}.wasm",
-                self.name.replace('-', "_")
-            ),
+            wasm: &wasm,
+            lang: self.lang.name(),
+            source,
+            how: &how,
         };
-        make(&dir, files, &fill)?;
+        make(&dir, &files, &fill)?;
+        if self.lang != Lang::Rust {
+            // The SDK's modules now, so that an editor finds them before
+            // the first build (with the example's world: no storage).
+            super::script::write_generated(&dir, self.lang, false)?;
+        }
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
-            "made the {:?} swarm {} in {}",
-            self.lang,
+            "made the {} swarm {} in {}",
+            self.lang.name(),
             self.name,
             dir.display()
         )?;
@@ -120,21 +241,28 @@ struct Fill<'a> {
     type_name: &'a str,
     sdk: &'a str,
     wasm: &'a str,
+    lang: &'a str,
+    source: &'a str,
+    how: &'a str,
 }
 
 impl Fill<'_> {
     fn apply(&self, text: &str) -> String {
-        text.replace("{{name}}", self.name)
+        // `how` first: it names the project too.
+        text.replace("{{how}}", self.how)
+            .replace("{{name}}", self.name)
             .replace("{{type}}", self.type_name)
             .replace("{{sdk}}", self.sdk)
             .replace("{{wasm}}", self.wasm)
+            .replace("{{lang}}", self.lang)
+            .replace("{{source}}", self.source)
     }
 }
 
 /// A swarm id that is also a crate name, a file name and a directory name:
 /// a lowercase letter, then lowercase letters, digits and single `-`s, at
 /// most 64 bytes.
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -195,7 +323,7 @@ fn sdk_path(path: &Path) -> Result<PathBuf> {
 
 /// Write `files` into a new directory `dir`, filled in; nothing is written
 /// if `dir` exists, and a project half made is removed.
-fn make(dir: &Path, files: &[TemplateFile], fill: &Fill) -> Result<()> {
+fn make(dir: &Path, files: &[&TemplateFile], fill: &Fill) -> Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("making {}", parent.display()))?;
     }
@@ -245,19 +373,39 @@ mod tests {
     }
 
     #[test]
-    fn the_template_is_filled_in_whole() {
+    fn every_template_is_filled_in_whole() {
+        for lang in [Lang::Rust, Lang::Python, Lang::Javascript, Lang::Typescript] {
+            let (own, source, how) = language(lang);
+            let fill = Fill {
+                name: "greeter",
+                type_name: "Greeter",
+                sdk: "\"/sdk\"",
+                wasm: "target/greeter.wasm",
+                lang: lang.name(),
+                source,
+                how: &how,
+            };
+            for file in own.iter().chain(COMMON) {
+                let text = fill.apply(file.text);
+                assert!(!text.contains("{{"), "{lang:?} {}: {text}", file.path);
+            }
+            assert!(own.iter().any(|f| f.path == source), "{lang:?}");
+        }
         let fill = Fill {
             name: "greeter",
             type_name: "Greeter",
-            sdk: "\"/sdk\"",
-            wasm: "target/wasm32-wasip2/release/greeter.wasm",
+            sdk: "",
+            wasm: "target/greeter.wasm",
+            lang: "Python",
+            source: "app.py",
+            how: "",
         };
-        for file in RUST {
-            let text = fill.apply(file.text);
-            assert!(!text.contains("{{"), "{}: {text}", file.path);
-        }
-        let contract = fill.apply(RUST[2].text);
+        let contract = fill.apply(COMMON[0].text);
         let parsed = crate::ServiceContract::from_toml(&contract, "greeter.toml").unwrap();
         assert_eq!(parsed.swarm_id, "greeter");
+        assert_eq!(
+            parsed.wasm_module,
+            Some(PathBuf::from("target/greeter.wasm"))
+        );
     }
 }

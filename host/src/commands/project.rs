@@ -7,6 +7,7 @@
 
 use std::process::{Command, Stdio};
 
+use super::script::{self, Script};
 use super::*;
 
 /// The languages of a swarm project.
@@ -14,6 +15,27 @@ use super::*;
 pub enum Lang {
     /// Rust, with the `chassis-sdk` crate.
     Rust,
+    /// Python, with componentize-py and `chassis_swarm`.
+    #[value(alias = "py")]
+    Python,
+    /// JavaScript, with componentize-js and `chassis-swarm.js`.
+    #[value(alias = "js")]
+    Javascript,
+    /// TypeScript, type-checked with `tsc`, then as JavaScript.
+    #[value(alias = "ts")]
+    Typescript,
+}
+
+impl Lang {
+    /// The language's name in messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "Rust",
+            Lang::Python => "Python",
+            Lang::Javascript => "JavaScript",
+            Lang::Typescript => "TypeScript",
+        }
+    }
 }
 
 /// A swarm project.
@@ -26,6 +48,8 @@ pub(crate) struct Project {
     pub(crate) name: String,
     /// Its contract, `NAME.toml`.
     pub(crate) contract: PathBuf,
+    /// Python, JavaScript, TypeScript: the world and entry module.
+    script: Option<Script>,
 }
 
 /// A component built from a project, and what its load under the contract
@@ -41,27 +65,122 @@ pub(crate) struct Built {
     pub(crate) info: crate::SwarmInfo,
 }
 
+/// The project files, in the order a directory is recognized by.
+const PROJECT_FILES: &[&str] = &["Cargo.toml", "pyproject.toml", "package.json"];
+
+/// Largest project file read.
+const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// Whether `dir` holds a swarm project's file.
+pub(crate) fn is_project(dir: &Path) -> bool {
+    dir.is_dir() && PROJECT_FILES.iter().any(|f| dir.join(f).is_file())
+}
+
 impl Project {
-    /// The project in `dir`: a `Cargo.toml` (Rust) naming a package, and
-    /// its contract beside it.
+    /// The project in `dir`: a `Cargo.toml` (Rust), `pyproject.toml`
+    /// (Python) or `package.json` (JavaScript, or TypeScript when its entry
+    /// is a `.ts` file) naming it, and its contract beside it.
     pub(crate) fn open(dir: &Path) -> Result<Self> {
-        let manifest = dir.join("Cargo.toml");
-        if !manifest.is_file() {
+        let Some(file) = PROJECT_FILES.iter().find(|f| dir.join(f).is_file()) else {
             bail!(
-                "{}: not a swarm project (no Cargo.toml); make one with `chassis new NAME`",
-                dir.display()
+                "{}: not a swarm project (no {}); make one with `chassis new NAME`",
+                dir.display(),
+                PROJECT_FILES.join(", ")
             );
-        }
-        let text = crate::files::read_bounded_text(&manifest, 1024 * 1024)
+        };
+        let manifest = dir.join(file);
+        let text = crate::files::read_bounded_text(&manifest, MAX_MANIFEST_BYTES)
             .with_context(|| format!("reading {}", manifest.display()))?;
-        let table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("{}", manifest.display()))?;
-        let name = table
-            .get("package")
-            .and_then(|p| p.get("name"))
-            .and_then(|n| n.as_str())
-            .with_context(|| format!("{}: no [package] name", manifest.display()))?
-            .to_string();
+        let (lang, name, script) = match *file {
+            "Cargo.toml" => {
+                let table: toml::Table =
+                    toml::from_str(&text).with_context(|| format!("{}", manifest.display()))?;
+                let name = table
+                    .get("package")
+                    .and_then(|p| p.get("name"))
+                    .and_then(|n| n.as_str())
+                    .with_context(|| format!("{}: no [package] name", manifest.display()))?;
+                (Lang::Rust, name.to_string(), None)
+            }
+            "pyproject.toml" => {
+                let table: toml::Table =
+                    toml::from_str(&text).with_context(|| format!("{}", manifest.display()))?;
+                let name = table
+                    .get("project")
+                    .and_then(|p| p.get("name"))
+                    .and_then(|n| n.as_str())
+                    .with_context(|| format!("{}: no [project] name", manifest.display()))?;
+                let chassis = table
+                    .get("tool")
+                    .and_then(|t| t.get("chassis"))
+                    .with_context(|| {
+                        format!(
+                            "{}: no [tool.chassis] table (world = \"logging-swarm\", module = \"app\")",
+                            manifest.display()
+                        )
+                    })?;
+                let field = |key: &str, default: &str| -> Result<String> {
+                    match chassis.get(key) {
+                        None => Ok(default.to_string()),
+                        Some(v) => v.as_str().map(str::to_string).with_context(|| {
+                            format!(
+                                "{}: [tool.chassis] {key} is not a string",
+                                manifest.display()
+                            )
+                        }),
+                    }
+                };
+                let script = Script {
+                    world: field("world", "logging-swarm")?,
+                    entry: field("module", "app")?,
+                };
+                (Lang::Python, name.to_string(), Some(script))
+            }
+            _ => {
+                let json: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not valid JSON", manifest.display()))?;
+                let name = json["name"]
+                    .as_str()
+                    .with_context(|| format!("{}: no \"name\"", manifest.display()))?;
+                let chassis = json.get("chassis").with_context(|| {
+                    format!(
+                        "{}: no \"chassis\" object ({{\"world\": \"logging-swarm\", \"main\": \"app.js\"}})",
+                        manifest.display()
+                    )
+                })?;
+                let field = |key: &str, default: &str| -> Result<String> {
+                    match chassis.get(key) {
+                        None => Ok(default.to_string()),
+                        Some(v) => v.as_str().map(str::to_string).with_context(|| {
+                            format!("{}: chassis.{key} is not a string", manifest.display())
+                        }),
+                    }
+                };
+                let script = Script {
+                    world: field("world", "logging-swarm")?,
+                    entry: field("main", "app.js")?,
+                };
+                let entry = Path::new(&script.entry);
+                if entry.is_absolute()
+                    || entry
+                        .components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    bail!(
+                        "{}: chassis.main must be a path inside the project, not {:?}",
+                        manifest.display(),
+                        crate::text::escape(&script.entry, 200)
+                    );
+                }
+                let lang = if script.entry.ends_with(".ts") {
+                    Lang::Typescript
+                } else {
+                    Lang::Javascript
+                };
+                (lang, name.to_string(), Some(script))
+            }
+        };
+        super::new::check_name(&name).with_context(|| format!("{}", manifest.display()))?;
         let contract = dir.join(format!("{name}.toml"));
         if !contract.is_file() {
             bail!(
@@ -72,18 +191,36 @@ impl Project {
         }
         Ok(Self {
             dir: dir.to_path_buf(),
-            lang: Lang::Rust,
+            lang,
             name,
             contract,
+            script,
         })
     }
 
+    /// Where a script project's component goes.
+    fn script_output(&self) -> PathBuf {
+        PathBuf::from("target").join(format!("{}.wasm", self.name))
+    }
+
     /// Build the component with the language's tools, their messages shown
-    /// as they print them; its path.
-    pub(crate) fn compile(&self) -> Result<PathBuf> {
-        match self.lang {
-            Lang::Rust => self.cargo_build(),
+    /// as they print them; its path. `always`: build even when a script
+    /// project's component is newer than its sources (cargo decides that
+    /// for Rust).
+    pub(crate) fn compile(&self, always: bool) -> Result<PathBuf> {
+        let Some(script) = &self.script else {
+            return self.cargo_build();
+        };
+        let out = self.script_output();
+        let path = self.dir.join(&out);
+        let contract = format!("{}.toml", self.name);
+        let unused = [contract.as_str(), "tests.toml", "README.md", ".gitignore"];
+        if !always && !script::stale(&self.dir, &path, &unused) {
+            eprintln!("{} is up to date", path.display());
+            return Ok(path);
         }
+        script::build(&self.dir, &self.name, self.lang, script, &out)?;
+        Ok(path)
     }
 
     /// `cargo build --release --target wasm32-wasip2`; the cdylib's `.wasm`.
@@ -138,8 +275,8 @@ impl Project {
     /// Build, then load the component under the contract in a host of its
     /// own: refused as a load would be (not a component, no task export,
     /// an import the contract does not grant, bad task types).
-    pub(crate) async fn build(&self, global: &Global) -> Result<Built> {
-        let wasm = self.compile()?;
+    pub(crate) async fn build(&self, global: &Global, always: bool) -> Result<Built> {
+        let wasm = self.compile(always)?;
         let contract = ServiceContract::from_file(&self.contract)?;
         if let Some(module) = &contract.wasm_module {
             let declared = self
@@ -210,10 +347,10 @@ fn check_rust_target() -> Result<()> {
 }
 
 /// What `chassis serve` serves for a path it is given: a swarm project's
-/// contract for the project's directory (one with a `Cargo.toml`); any
+/// contract for the project's directory (one with a project file); any
 /// other path as it is (a contract file, or a directory of contracts).
 pub(crate) fn served(path: PathBuf) -> Result<PathBuf> {
-    if path.is_dir() && path.join("Cargo.toml").is_file() {
+    if is_project(&path) {
         return Ok(Project::open(&path)?.contract);
     }
     Ok(path)

@@ -1,10 +1,14 @@
-//! `chassis new` as a swarm author uses it, outside this repository: a
-//! project made in a temporary directory of its own, built with the
-//! language's own tools, and run by `chassis run` under the contract it
-//! was made with.
+//! `chassis new` as a swarm author uses it, outside this repository: the
+//! `chassis` binary installed with `cargo install --path host --root
+//! <tmp>`, a project made in a temporary directory of its own for each
+//! language, built with the language's own tools (the pinned ones
+//! installed on first use into the tools directory, here `target/tools/`,
+//! which `cargo xtask build` fills), tested with its cases and run by
+//! `chassis run` under the contract it was made with.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
 
 use crate::common::{assert_ok, root};
 
@@ -29,14 +33,116 @@ fn outside(name: &str) -> PathBuf {
     dir
 }
 
+/// The `chassis` binary as an author installs it: `cargo install --path
+/// host --root <tmp>`, once per run. A debug build with this repository's
+/// target directory: the build the tests already made, so it is a copy.
+fn installed() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let prefix = std::env::temp_dir().join("chassis-test-install");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("target"));
+        let out = Command::new(cargo)
+            .args([
+                "install", "--locked", "--debug", "--force", "--quiet", "--path",
+            ])
+            .arg(root().join("host"))
+            .arg("--root")
+            .arg(&prefix)
+            .env("CARGO_TARGET_DIR", target)
+            .output()
+            .expect("cargo install runs");
+        assert_ok(&out);
+        let binary = prefix.join("bin/chassis");
+        assert!(binary.is_file(), "{} was not installed", binary.display());
+        binary
+    })
+}
+
 fn chassis(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chassis"))
+    Command::new(installed())
         .args(args)
         .current_dir(dir)
         .env("CHASSIS_LOG", "error")
         .env("CHASSIS_CACHE_DIR", root().join("target/tmp/new-cache"))
+        .env("CHASSIS_TOOLS_DIR", root().join("target/tools"))
         .output()
         .expect("chassis runs")
+}
+
+/// One script-language flow at a time: each runs compilers that use both
+/// cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The flow the guide gives for `lang`: `chassis new`, then `chassis
+/// build` (its summary line), `chassis test` (the three cases pass; a
+/// second run does not rebuild) and `chassis run .`. The project's
+/// directory.
+fn author_flow(dir: &Path, lang: &str, files: &[&str]) -> PathBuf {
+    let out = chassis(dir, &["new", "greeter", "--lang", lang]);
+    assert_ok(&out);
+    let project = dir.join("greeter");
+    for file in files
+        .iter()
+        .chain(&["greeter.toml", "tests.toml", ".gitignore", "README.md"])
+    {
+        assert!(project.join(file).is_file(), "{lang}: {file} was not made");
+    }
+    let build = chassis(&project, &["build"]);
+    assert_ok(&build);
+    let said = String::from_utf8_lossy(&build.stdout);
+    assert!(
+        said.contains("built greeter:")
+            && said.contains("greeter.wasm")
+            && said.contains("KiB")
+            && said.contains("serves hello"),
+        "{said}"
+    );
+    let test = chassis(&project, &["test"]);
+    assert_ok(&test);
+    let said = String::from_utf8_lossy(&test.stdout);
+    assert!(said.contains("3 cases: 3 passed, 0 failed"), "{said}");
+    assert!(
+        String::from_utf8_lossy(&test.stderr).contains("is up to date"),
+        "{lang}: chassis test rebuilt a component newer than its sources"
+    );
+    let run = chassis(
+        &project,
+        &[
+            "run",
+            ".",
+            "--task",
+            "hello",
+            "--payload",
+            r#"{"name": "Ada"}"#,
+        ],
+    );
+    assert_ok(&run);
+    let output: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(output, serde_json::json!({ "greeting": "Hello, Ada!" }));
+    project
+}
+
+/// `file` in `project` with `from` replaced by `to` (which must be there).
+fn edit(project: &Path, file: &str, from: &str, to: &str) -> String {
+    let path = project.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{file} has no {from:?}");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+    text
+}
+
+/// `chassis build` in `project` fails with status 1, and its stderr says
+/// each of `expected`.
+fn build_fails(project: &Path, expected: &[&str]) {
+    let build = chassis(project, &["build"]);
+    let err = String::from_utf8_lossy(&build.stderr);
+    assert_eq!(build.status.code(), Some(1), "{err}");
+    for e in expected {
+        assert!(err.contains(e), "no {e:?} in:\n{err}");
+    }
 }
 
 /// The flow the guide gives, outside the repository: `chassis new`, then
@@ -46,8 +152,11 @@ fn chassis(dir: &Path, args: &[&str]) -> Output {
 /// contract does not grant (refused at build, naming it).
 #[test]
 fn a_new_rust_swarm_builds_tests_and_runs_outside_the_repository() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = outside("rust");
     let out = chassis(&dir, &["new", "greeter", "--lang", "rust"]);
+    // `installed()` is the binary `cargo install --path host` put in place.
+    assert!(installed().starts_with(std::env::temp_dir()));
     assert_ok(&out);
     let project = dir.join("greeter");
     for file in [
@@ -158,6 +267,115 @@ fn a_new_rust_swarm_builds_tests_and_runs_outside_the_repository() {
     assert!(
         err.contains("error") && err.contains("src/lib.rs") && err.contains("cargo build failed"),
         "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_new_python_swarm_builds_tests_and_runs_outside_the_repository() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = outside("python");
+    let project = author_flow(&dir, "python", &["pyproject.toml", "app.py"]);
+    assert!(project.join("chassis/chassis_swarm.py").is_file());
+    assert!(project.join("chassis/wit/chassis.wit").is_file());
+    // A failing case: its diff, status 1, and no rebuild for it.
+    let cases = edit(
+        &project,
+        "tests.toml",
+        "greeting = \"Hello, Ada!\"",
+        "greeting = \"Hello, Bob!\"",
+    );
+    let test = chassis(&project, &["test"]);
+    assert_eq!(test.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&test.stdout);
+    assert!(
+        said.contains("FAIL  greets by name")
+            && said.contains("-   \"greeting\": \"Hello, Bob!\"")
+            && said.contains("+   \"greeting\": \"Hello, Ada!\""),
+        "{said}"
+    );
+    assert!(String::from_utf8_lossy(&test.stderr).contains("is up to date"));
+    std::fs::write(project.join("tests.toml"), cases).unwrap();
+    // A syntax error: Python's message, with the line, and status 1.
+    edit(
+        &project,
+        "app.py",
+        "def hello(payload):",
+        "def hello(payload)",
+    );
+    build_fails(
+        &project,
+        &["SyntaxError", "app.py", "line", "componentize-py failed"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_new_javascript_swarm_builds_tests_and_runs_outside_the_repository() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = outside("javascript");
+    let project = author_flow(&dir, "javascript", &["package.json", "app.js"]);
+    assert!(project.join("chassis/chassis-swarm.js").is_file());
+    // A syntax error: Node's message, at the file and line, and status 1.
+    edit(
+        &project,
+        "app.js",
+        "export const task = swarm({",
+        "export const task = swarm({{",
+    );
+    build_fails(
+        &project,
+        &["SyntaxError", "app.js:", "node --check app.js failed"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The TypeScript flow, then what the type checker and the contract
+/// refuse: a type error (tsc's message, status 1), the storage helpers
+/// imported in a world without storage (tsc names the module), and in a
+/// world with it but a contract that grants none (the load check names
+/// the import).
+#[test]
+fn a_new_typescript_swarm_builds_tests_and_runs_outside_the_repository() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = outside("typescript");
+    let project = author_flow(
+        &dir,
+        "typescript",
+        &["package.json", "tsconfig.json", "app.ts"],
+    );
+    // jco's declarations of the world's imports and exports.
+    let types = project.join("chassis/types/interfaces");
+    assert!(types.join("infrafabric-chassis-task.d.ts").is_file());
+    assert!(!types.join("infrafabric-chassis-storage.d.ts").exists());
+
+    let source = edit(
+        &project,
+        "app.ts",
+        "return { greeting: `Hello, ${name}!` };",
+        "return { greeting: name.length };",
+    );
+    build_fails(&project, &["app.ts(", "error TS2322", "tsc failed"]);
+
+    let storing = format!(
+        "import {{ setJson }} from \"./chassis/chassis-storage.js\";\n{}",
+        source.replace("info(`greeting ${name}`);", "setJson(\"last\", name);")
+    );
+    std::fs::write(project.join("app.ts"), &storing).unwrap();
+    build_fails(
+        &project,
+        &["error TS2307", "chassis-storage.js", "tsc failed"],
+    );
+
+    edit(
+        &project,
+        "package.json",
+        "\"world\": \"logging-swarm\"",
+        "\"world\": \"storing-swarm\"",
+    );
+    build_fails(
+        &project,
+        &["does not load under", "infrafabric:chassis/storage"],
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

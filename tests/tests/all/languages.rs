@@ -1,4 +1,5 @@
-//! The analyzer written in Rust, in Python and in JavaScript, run through
+//! The analyzer written in Rust, in Python, in JavaScript and in
+//! TypeScript, run through
 //! the same host on the same inputs, must give identical results: the same
 //! output JSON for every success and the same task-error variant for every
 //! refusal.
@@ -13,7 +14,12 @@ use chassis_tests::{Host, TestHost, guests, root};
 use serde_json::{Value, json};
 
 /// The implementations to compare: the Rust swarm first (the reference).
-const ANALYZERS: &[&str] = &[guests::ANALYZER, guests::ANALYZER_PY, guests::ANALYZER_JS];
+const ANALYZERS: &[&str] = &[
+    guests::ANALYZER,
+    guests::ANALYZER_PY,
+    guests::ANALYZER_JS,
+    guests::ANALYZER_TS,
+];
 
 /// A host with the example contracts of `guests` loaded. The Python and
 /// JavaScript components are large: their compiled form is kept between runs.
@@ -173,7 +179,7 @@ fn result(outcome: TaskOutcome) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rust_python_and_javascript_analyzers_give_identical_results() {
+async fn the_rust_python_javascript_and_typescript_analyzers_give_identical_results() {
     let chassis = host_with_examples(ANALYZERS).await;
     let names: Vec<&str> = chassis.loaded.iter().map(|i| i.swarm_id.as_str()).collect();
     for info in &chassis.loaded {
