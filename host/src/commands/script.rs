@@ -211,10 +211,12 @@ pub(crate) fn build(dir: &Path, name: &str, lang: Lang, script: &Script, out: &P
             run_tool(cmd, dir, "componentize-py")
         }
         Lang::Javascript => {
+            let tool = tools::COMPONENTIZE_JS.ensure()?;
             check_syntax(dir)?;
-            componentize_js(dir, name, Path::new(&script.entry), script, out)
+            componentize_js(&tool, dir, name, Path::new(&script.entry), script, out)
         }
         Lang::Typescript => {
+            let tool = tools::COMPONENTIZE_JS.ensure()?;
             let jco = tools::JCO.ensure()?;
             let tsc = tools::TYPESCRIPT.ensure()?;
             let types = dir.join(GENERATED).join("types");
@@ -244,7 +246,7 @@ pub(crate) fn build(dir: &Path, name: &str, lang: Lang, script: &Script, out: &P
                 write_if_changed(&dir.join(js).join(GENERATED).join(helper.name), helper.text)?;
             }
             let entry = js.join(Path::new(&script.entry).with_extension("js"));
-            componentize_js(dir, name, &entry, script, out)
+            componentize_js(&tool, dir, name, &entry, script, out)
         }
     }
 }
@@ -266,13 +268,13 @@ fn check_syntax(dir: &Path) -> Result<()> {
 /// componentize-js on `entry`, with every WASI feature it would otherwise
 /// import turned off.
 fn componentize_js(
+    tool: &Path,
     dir: &Path,
     name: &str,
     entry: &Path,
     script: &Script,
     out: &Path,
 ) -> Result<()> {
-    let tool = tools::COMPONENTIZE_JS.ensure()?;
     eprintln!(
         "building {name} (componentize-js {}, world {})",
         tools::COMPONENTIZE_JS.version,

@@ -412,3 +412,56 @@ fn chassis_new_writes_over_nothing_and_refuses_bad_names() {
     assert!(!dir.join("elsewhere").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A tool that cannot be installed (no Python; no npm) is named in the
+/// error with the command that installs it by hand, and nothing half
+/// installed is left to be taken for the tool.
+#[test]
+fn a_tool_that_cannot_be_installed_is_named_with_the_command_that_installs_it() {
+    let dir = outside("no-tools");
+    let tools = dir.join("tools");
+    let run = |args: &[&str], cwd: &Path, env: (&str, &str)| {
+        Command::new(installed())
+            .args(args)
+            .current_dir(cwd)
+            .env("CHASSIS_LOG", "error")
+            .env("CHASSIS_TOOLS_DIR", &tools)
+            .env(env.0, env.1)
+            .output()
+            .expect("chassis runs")
+    };
+    assert_ok(&run(&["new", "py", "--lang", "python"], &dir, ("X", "")));
+    let out = run(
+        &["build"],
+        &dir.join("py"),
+        ("CHASSIS_PYTHON", "/nonexistent/python3"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("componentize-py 0.25.1 could not be installed")
+            && err.contains("/nonexistent/python3")
+            && err.contains("pip install componentize-py==0.25.1"),
+        "{err}"
+    );
+    assert!(!tools.join("componentize-py-0.25.1").exists());
+
+    assert_ok(&run(
+        &["new", "js", "--lang", "javascript"],
+        &dir,
+        ("X", ""),
+    ));
+    // A PATH with neither npm nor node.
+    let out = run(&["build"], &dir.join("js"), ("PATH", "/nonexistent"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("componentize-js 0.23.0 could not be installed")
+            && err.contains("npm could not be run")
+            && err.contains("npm install --prefix")
+            && err.contains("@bytecodealliance/componentize-js@0.23.0"),
+        "{err}"
+    );
+    assert!(!tools.join("componentize-js-0.23.0").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
