@@ -213,9 +213,7 @@ impl Project {
         };
         let out = self.script_output();
         let path = self.dir.join(&out);
-        let contract = format!("{}.toml", self.name);
-        let unused = [contract.as_str(), "tests.toml", "README.md", ".gitignore"];
-        if !always && !script::stale(&self.dir, &path, &unused) {
+        if !always && !script::stale(&self.dir, &path, self.lang) {
             eprintln!("{} is up to date", path.display());
             return Ok(path);
         }

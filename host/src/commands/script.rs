@@ -291,11 +291,23 @@ fn componentize_js(
     run_tool(cmd, dir, "componentize-js")
 }
 
+/// The extensions of the files that go into a `lang` component: its
+/// sources and its project files.
+fn source_extensions(lang: Lang) -> &'static [&'static str] {
+    match lang {
+        Lang::Rust => &["rs", "toml"],
+        Lang::Python => &["py", "pyproject.toml"],
+        Lang::Javascript => &["js", "mjs", "package.json"],
+        Lang::Typescript => &["ts", "js", "mjs", "package.json", "tsconfig.json"],
+    }
+}
+
 /// Whether `out` is older than a file of the project in `dir` that goes
-/// into the component (not the generated and build directories, nor the
-/// files named in `unused`: the contract, the test cases, the README) or
-/// than the `chassis` binary itself, which carries the SDK.
-pub(crate) fn stale(dir: &Path, out: &Path, unused: &[&str]) -> bool {
+/// into a `lang` component (its sources and project file, outside the
+/// generated and build directories: not the contract, the test cases or
+/// an audit log) or than the `chassis` binary itself, which carries the
+/// SDK.
+pub(crate) fn stale(dir: &Path, out: &Path, lang: Lang) -> bool {
     let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else {
         return true;
     };
@@ -307,9 +319,14 @@ pub(crate) fn stale(dir: &Path, out: &Path, unused: &[&str]) -> bool {
     if std::env::current_exe().is_ok_and(|exe| newer(&exe)) {
         return true;
     }
+    let exts = source_extensions(lang);
     project_files(dir)
         .iter()
-        .filter(|f| !(f.parent() == Some(dir) && unused.iter().any(|u| f.ends_with(u))))
+        .filter(|f| {
+            let name = f.file_name().unwrap_or_default().to_string_lossy();
+            exts.iter()
+                .any(|e| name == *e || name.ends_with(&format!(".{e}")))
+        })
         .any(|f| newer(f))
 }
 
@@ -375,5 +392,51 @@ mod tests {
         assert!(check_world("storing-swarm", Path::new("p")).unwrap());
         let err = check_world("everything", Path::new("p")).unwrap_err();
         assert!(format!("{err}").contains("logging-swarm, credentialed-swarm"));
+    }
+
+    #[test]
+    fn a_component_is_stale_when_a_source_is_newer_and_only_then() {
+        let dir = std::env::temp_dir().join(format!("chassis-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("target")).unwrap();
+        std::fs::create_dir_all(dir.join("chassis")).unwrap();
+        // Times after the binary running this test was built: only the
+        // project's files decide.
+        let base = std::time::SystemTime::now();
+        let at = |path: &Path, secs: u64| {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .unwrap();
+            file.set_modified(base + std::time::Duration::from_secs(secs))
+                .unwrap();
+        };
+        let out = dir.join("target/greeter.wasm");
+        at(&dir.join("app.py"), 1_000);
+        at(&dir.join("pyproject.toml"), 1_000);
+        at(&out, 2_000);
+        assert!(!stale(&dir, &out, Lang::Python));
+        for unused in [
+            "tests.toml",
+            "greeter.toml",
+            "README.md",
+            "target/audit",
+            "chassis/x.py",
+        ] {
+            at(&dir.join(unused), 3_000);
+            assert!(!stale(&dir, &out, Lang::Python), "{unused}");
+        }
+        at(&dir.join("pyproject.toml"), 3_000);
+        assert!(stale(&dir, &out, Lang::Python));
+        at(&dir.join("pyproject.toml"), 1_000);
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
+        at(&dir.join("lib/util.py"), 3_000);
+        assert!(stale(&dir, &out, Lang::Python));
+        assert!(!stale(&dir, &out, Lang::Javascript));
+        std::fs::remove_file(&out).unwrap();
+        assert!(stale(&dir, &out, Lang::Javascript));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
