@@ -71,6 +71,24 @@ const PROJECT_FILES: &[&str] = &["Cargo.toml", "pyproject.toml", "package.json"]
 /// Largest project file read.
 const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 
+/// The string `key` of a manifest's chassis section (as JSON), or
+/// `default` where it is absent; `section` names the section in the error.
+fn chassis_field(
+    table: &serde_json::Value,
+    key: &str,
+    default: &str,
+    manifest: &Path,
+    section: &str,
+) -> Result<String> {
+    match table.get(key) {
+        None => Ok(default.to_string()),
+        Some(v) => v
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("{}: {section}{key} is not a string", manifest.display())),
+    }
+}
+
 /// Whether `dir` holds a swarm project's file.
 pub(crate) fn is_project(dir: &Path) -> bool {
     dir.is_dir() && PROJECT_FILES.iter().any(|f| dir.join(f).is_file())
@@ -119,16 +137,9 @@ impl Project {
                             manifest.display()
                         )
                     })?;
-                let field = |key: &str, default: &str| -> Result<String> {
-                    match chassis.get(key) {
-                        None => Ok(default.to_string()),
-                        Some(v) => v.as_str().map(str::to_string).with_context(|| {
-                            format!(
-                                "{}: [tool.chassis] {key} is not a string",
-                                manifest.display()
-                            )
-                        }),
-                    }
+                let chassis = serde_json::to_value(chassis)?;
+                let field = |key, default| {
+                    chassis_field(&chassis, key, default, &manifest, "[tool.chassis] ")
                 };
                 let script = Script {
                     world: field("world", "logging-swarm")?,
@@ -148,14 +159,8 @@ impl Project {
                         manifest.display()
                     )
                 })?;
-                let field = |key: &str, default: &str| -> Result<String> {
-                    match chassis.get(key) {
-                        None => Ok(default.to_string()),
-                        Some(v) => v.as_str().map(str::to_string).with_context(|| {
-                            format!("{}: chassis.{key} is not a string", manifest.display())
-                        }),
-                    }
-                };
+                let field =
+                    |key, default| chassis_field(chassis, key, default, &manifest, "chassis.");
                 let script = Script {
                     world: field("world", "logging-swarm")?,
                     entry: field("main", "app.js")?,
