@@ -368,3 +368,107 @@ pub(crate) fn contract_of(path: &Path) -> Result<PathBuf> {
         Ok(path.to_path_buf())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory holding `files` (name, text), made anew.
+    fn project(name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("chassis-project-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text) in files {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        dir
+    }
+
+    fn refusal(dir: &Path) -> String {
+        let err = Project::open(dir).err().expect("refused");
+        let _ = std::fs::remove_dir_all(dir);
+        format!("{err:#}")
+    }
+
+    #[test]
+    fn each_language_is_known_by_its_project_file() {
+        for (file, text, lang, entry) in [
+            (
+                "pyproject.toml",
+                "[project]\nname = \"g\"\n[tool.chassis]\n",
+                Lang::Python,
+                "app",
+            ),
+            (
+                "package.json",
+                r#"{"name": "g", "chassis": {"world": "swarm"}}"#,
+                Lang::Javascript,
+                "app.js",
+            ),
+            (
+                "package.json",
+                r#"{"name": "g", "chassis": {"main": "src/app.ts"}}"#,
+                Lang::Typescript,
+                "src/app.ts",
+            ),
+        ] {
+            let dir = project("lang", &[(file, text), ("g.toml", "")]);
+            let opened = Project::open(&dir).unwrap();
+            assert_eq!(opened.lang, lang);
+            assert_eq!(opened.script.as_ref().unwrap().entry, entry);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_hostile_or_broken_project_file_is_refused_naming_what_is_wrong() {
+        let cases: &[(&str, &str, &str)] = &[
+            // A name that would leave the project as a path.
+            (
+                "package.json",
+                r#"{"name": "../up", "chassis": {}}"#,
+                "is not a swarm name",
+            ),
+            (
+                "package.json",
+                r#"{"name": "g", "chassis": {"main": "../outside.js"}}"#,
+                "chassis.main must be a path inside the project",
+            ),
+            (
+                "package.json",
+                r#"{"name": "g", "chassis": {"main": "/etc/x.js"}}"#,
+                "chassis.main must be a path inside the project",
+            ),
+            (
+                "package.json",
+                r#"{"name": "g", "chassis": {"world": 3}}"#,
+                "chassis.world is not a string",
+            ),
+            ("package.json", r#"{"name": "g"}"#, "no \"chassis\" object"),
+            ("package.json", "{", "not valid JSON"),
+            (
+                "pyproject.toml",
+                "[project]\nname = \"g\"\n",
+                "no [tool.chassis] table",
+            ),
+            (
+                "pyproject.toml",
+                "[project]\nname = \"g\"\n[tool.chassis]\nmodule = 1\n",
+                "[tool.chassis] module is not a string",
+            ),
+        ];
+        for (file, text, expected) in cases {
+            let dir = project("bad", &[(file, text), ("g.toml", "")]);
+            let err = refusal(&dir);
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        let dir = project(
+            "no-contract",
+            &[("package.json", r#"{"name": "g", "chassis": {}}"#)],
+        );
+        assert!(refusal(&dir).contains("no contract g.toml"));
+        let dir = project("empty", &[]);
+        assert!(refusal(&dir).contains("not a swarm project"));
+    }
+}

@@ -249,14 +249,18 @@ impl Tool {
     }
 }
 
-/// `node`, which runs the npm tools: a clear error when it is missing.
+/// `node`, which runs the npm tools: a clear error when it is missing
+/// (looked for once per run).
 pub(crate) fn node() -> Result<Command> {
-    let ok = Command::new("node")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let found = *FOUND.get_or_init(|| {
+        Command::new("node")
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !found {
         bail!(
             "node could not be run: JavaScript and TypeScript swarms need Node.js 18 or later (Debian: apt install nodejs npm)"
         );
