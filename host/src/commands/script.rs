@@ -189,7 +189,7 @@ pub(crate) fn build(dir: &Path, name: &str, lang: Lang, script: &Script, out: &P
     }
     let wit = Path::new(GENERATED).join("wit");
     match lang {
-        Lang::Rust => unreachable!("Rust projects are built with cargo"),
+        Lang::Rust => bail!("{}: a Rust project is built with cargo", dir.display()),
         Lang::Python => {
             let tool = tools::COMPONENTIZE_PY.ensure()?;
             eprintln!(
