@@ -242,3 +242,49 @@ fn the_sdk_binds_the_same_wit_as_the_host() {
         "guest-sdk/wit/chassis.wit differs from wit/chassis.wit: copy wit/chassis.wit over it"
     );
 }
+
+/// `cargo xtask` installs componentize-py and componentize-js at the
+/// versions `chassis build` pins, into the directories it names after them
+/// (the tests point `CHASSIS_TOOLS_DIR` at `target/tools/`): the pins must
+/// agree, or the tests would install each tool twice and the examples be
+/// built by another version than the authors' swarms.
+#[test]
+fn xtask_pins_the_tools_chassis_build_pins() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let tools = read("host/src/commands/tools.rs");
+    let pinned = |name: &str| -> String {
+        let at = tools
+            .find(&format!("name: \"{name}\""))
+            .unwrap_or_else(|| panic!("tools.rs pins no {name}"));
+        let rest = &tools[at..];
+        let version = &rest[rest.find("version: \"").unwrap() + 10..];
+        version[..version.find('"').unwrap()].to_string()
+    };
+    for (name, file, constant) in [
+        (
+            "componentize-py",
+            "xtask/src/python.rs",
+            "COMPONENTIZE_PY_VERSION",
+        ),
+        (
+            "componentize-js",
+            "xtask/src/js.rs",
+            "COMPONENTIZE_JS_VERSION",
+        ),
+    ] {
+        let version = pinned(name);
+        let line = format!("pub const {constant}: &str = \"{version}\";");
+        assert!(
+            read(file).contains(&line),
+            "{file} does not pin {name} {version} as chassis build does ({line})"
+        );
+    }
+    assert!(
+        read("xtask/src/tools.rs").contains(&format!(
+            "venv: \"componentize-py-{}\"",
+            pinned("componentize-py")
+        )),
+        "xtask/src/tools.rs names componentize-py's directory after another version"
+    );
+}
