@@ -12,13 +12,19 @@ pub struct BuildCommand {
     /// The swarm project (made by `chassis new`).
     #[arg(default_value = ".")]
     dir: PathBuf,
+
+    /// Run Binaryen's `wasm-opt -Os` over each core module of the component
+    /// (also `optimize = true` in the project file; see docs/performance.md
+    /// for what it gains per language).
+    #[arg(long)]
+    optimize: bool,
 }
 
 impl BuildCommand {
     /// Build and check.
     pub async fn execute(self, global: &Global) -> Result<()> {
         let project = Project::open(&self.dir)?;
-        let built = project.build(global, true).await?;
+        let built = project.build(global, true, self.optimize).await?;
         let size = std::fs::metadata(&built.wasm)?.len();
         writeln!(
             std::io::stdout().lock(),

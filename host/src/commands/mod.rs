@@ -12,10 +12,12 @@
 
 pub mod audit;
 pub mod build;
+mod compiled;
 pub mod fleet;
 pub mod inspect;
 pub mod keygen;
 pub mod new;
+mod optimize;
 pub(crate) mod project;
 pub mod release;
 pub mod report;

@@ -121,10 +121,60 @@ const TYPESCRIPT: &[TemplateFile] = &[
     },
 ];
 
+/// The C swarm.
+const C: &[TemplateFile] = &[
+    TemplateFile {
+        path: "chassis.toml",
+        text: include_str!("../../templates/c/chassis.toml.in"),
+    },
+    TemplateFile {
+        path: "src/swarm.c",
+        text: include_str!("../../templates/c/swarm.c.in"),
+    },
+    TemplateFile {
+        path: ".gitignore",
+        text: include_str!("../../templates/c/gitignore.in"),
+    },
+];
+
+/// The C++ swarm.
+const CPP: &[TemplateFile] = &[
+    TemplateFile {
+        path: "chassis.toml",
+        text: include_str!("../../templates/cpp/chassis.toml.in"),
+    },
+    TemplateFile {
+        path: "src/swarm.cpp",
+        text: include_str!("../../templates/cpp/swarm.cpp.in"),
+    },
+    TemplateFile {
+        path: ".gitignore",
+        text: include_str!("../../templates/c/gitignore.in"),
+    },
+];
+
+/// The AssemblyScript swarm.
+const ASSEMBLYSCRIPT: &[TemplateFile] = &[
+    TemplateFile {
+        path: "package.json",
+        text: include_str!("../../templates/assemblyscript/package.json.in"),
+    },
+    TemplateFile {
+        path: "assembly/index.ts",
+        text: include_str!("../../templates/assemblyscript/index.ts.in"),
+    },
+    TemplateFile {
+        path: ".gitignore",
+        text: include_str!("../../templates/typescript/gitignore.in"),
+    },
+];
+
 /// A language's own files, its source file and how it builds (for the
 /// README).
 fn language(lang: Lang) -> (&'static [TemplateFile], &'static str, String) {
-    use super::tools::{COMPONENTIZE_JS, COMPONENTIZE_PY, TYPESCRIPT as TSC};
+    use super::tools::{
+        ASSEMBLYSCRIPT as ASC, COMPONENTIZE_JS, COMPONENTIZE_PY, TYPESCRIPT as TSC, ZIGLANG,
+    };
     let generated = "`chassis build` writes the SDK's helper modules and the WIT into \
         `chassis/` (generated: keep it out of version control)";
     let installed = "installed on first use into chassis's tools directory";
@@ -164,6 +214,40 @@ fn language(lang: Lang) -> (&'static [TemplateFile], &'static str, String) {
                  `target/{{{{name}}}}.wasm` (all {installed}). `chassis` in `package.json`\n\
                  names the world: `storing-swarm` (or `swarm`) to import `chassis-storage.js`.",
                 TSC.version, COMPONENTIZE_JS.version
+            ),
+        ),
+        Lang::C | Lang::Cpp => (
+            if lang == Lang::C { C } else { CPP },
+            if lang == Lang::C {
+                "src/swarm.c"
+            } else {
+                "src/swarm.cpp"
+            },
+            format!(
+                "`chassis build` writes the WIT's C bindings (made by wit-bindgen-c) and the\n\
+                 SDK's `chassis_swarm.h` into `chassis/` (generated: keep it out of version\n\
+                 control), compiles every source with zig {} (clang, wasi-libc{}; {installed}),\n\
+                 then makes the component, `target/{{{{name}}}}.wasm`, with the host's own\n\
+                 preview-1 adapter. `[swarm]` in `chassis.toml` names the world and any extra\n\
+                 compiler `flags`.",
+                ZIGLANG.version,
+                if lang == Lang::Cpp {
+                    ", libc++ without exceptions"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        Lang::Assemblyscript => (
+            ASSEMBLYSCRIPT,
+            "assembly/index.ts",
+            format!(
+                "{generated}: the canonical-ABI glue for the chassis worlds\n\
+                 and its helpers. `asc` {} ({installed}) compiles them with\n\
+                 `assembly/index.ts`; the component is `target/{{{{name}}}}.wasm`. `chassis` in\n\
+                 `package.json` names the world: `storing-swarm` (or `swarm`) to import\n\
+                 `chassis/storage`.",
+                ASC.version
             ),
         ),
     }
@@ -210,10 +294,14 @@ impl NewCommand {
             how: &how,
         };
         make(&dir, &files, &fill)?;
-        if self.lang != Lang::Rust {
-            // The SDK's modules now, so that an editor finds them before
-            // the first build (with the example's world: no storage).
-            super::script::write_generated(&dir, self.lang, false)?;
+        // The SDK's modules now, so that an editor finds them before the
+        // first build (with the example's world: no storage).
+        match self.lang {
+            Lang::Rust => {}
+            Lang::C | Lang::Cpp | Lang::Assemblyscript => {
+                super::compiled::write_generated(&dir, self.lang, "logging-swarm", false)?
+            }
+            _ => super::script::write_generated(&dir, self.lang, false)?,
         }
         let mut out = std::io::stdout().lock();
         writeln!(

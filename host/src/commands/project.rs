@@ -24,6 +24,14 @@ pub enum Lang {
     /// TypeScript, type-checked with `tsc`, then as JavaScript.
     #[value(alias = "ts")]
     Typescript,
+    /// C, with zig's clang, wasi-libc and the C bindings of the WIT.
+    C,
+    /// C++, as C, with libc++ (no exceptions).
+    #[value(alias = "c++", alias = "cxx")]
+    Cpp,
+    /// AssemblyScript, with `asc` and the SDK's canonical-ABI glue.
+    #[value(alias = "as")]
+    Assemblyscript,
 }
 
 impl Lang {
@@ -34,6 +42,9 @@ impl Lang {
             Lang::Python => "Python",
             Lang::Javascript => "JavaScript",
             Lang::Typescript => "TypeScript",
+            Lang::C => "C",
+            Lang::Cpp => "C++",
+            Lang::Assemblyscript => "AssemblyScript",
         }
     }
 }
@@ -48,8 +59,10 @@ pub(crate) struct Project {
     pub(crate) name: String,
     /// Its contract, `NAME.toml`.
     pub(crate) contract: PathBuf,
-    /// Python, JavaScript, TypeScript: the world and entry module.
+    /// Every language but Rust: the world and entry module.
     script: Option<Script>,
+    /// Whether builds run `wasm-opt` (the project file's `optimize`).
+    pub(crate) optimize: bool,
 }
 
 /// A component built from a project, and what its load under the contract
@@ -66,7 +79,56 @@ pub(crate) struct Built {
 }
 
 /// The project files, in the order a directory is recognized by.
-const PROJECT_FILES: &[&str] = &["Cargo.toml", "pyproject.toml", "package.json"];
+const PROJECT_FILES: &[&str] = &[
+    "Cargo.toml",
+    "pyproject.toml",
+    "package.json",
+    "chassis.toml",
+];
+
+/// A C or C++ project's `chassis.toml`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeManifest {
+    swarm: NativeSwarm,
+}
+
+/// `chassis.toml`'s `[swarm]` table.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeSwarm {
+    name: String,
+    language: String,
+    #[serde(default = "logging_swarm")]
+    world: String,
+    #[serde(default)]
+    flags: Vec<String>,
+    #[serde(default)]
+    optimize: bool,
+}
+
+fn logging_swarm() -> String {
+    "logging-swarm".to_string()
+}
+
+/// The boolean `key` of a manifest's chassis section (as JSON), false
+/// where it is absent.
+fn chassis_flag(
+    table: Option<&serde_json::Value>,
+    key: &str,
+    manifest: &Path,
+    section: &str,
+) -> Result<bool> {
+    match table.and_then(|t| t.get(key)) {
+        None => Ok(false),
+        Some(v) => v.as_bool().with_context(|| {
+            format!(
+                "{}: {section}{key} is not true or false",
+                manifest.display()
+            )
+        }),
+    }
+}
 
 /// Largest project file read.
 const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
@@ -109,7 +171,7 @@ impl Project {
         let manifest = dir.join(file);
         let text = crate::files::read_bounded_text(&manifest, MAX_MANIFEST_BYTES)
             .with_context(|| format!("reading {}", manifest.display()))?;
-        let (lang, name, script) = match *file {
+        let (lang, name, script, optimize) = match *file {
             "Cargo.toml" => {
                 let table: toml::Table =
                     toml::from_str(&text).with_context(|| format!("{}", manifest.display()))?;
@@ -118,7 +180,19 @@ impl Project {
                     .and_then(|p| p.get("name"))
                     .and_then(|n| n.as_str())
                     .with_context(|| format!("{}: no [package] name", manifest.display()))?;
-                (Lang::Rust, name.to_string(), None)
+                let chassis = table
+                    .get("package")
+                    .and_then(|p| p.get("metadata"))
+                    .and_then(|m| m.get("chassis"))
+                    .map(serde_json::to_value)
+                    .transpose()?;
+                let optimize = chassis_flag(
+                    chassis.as_ref(),
+                    "optimize",
+                    &manifest,
+                    "[package.metadata.chassis] ",
+                )?;
+                (Lang::Rust, name.to_string(), None, optimize)
             }
             "pyproject.toml" => {
                 let table: toml::Table =
@@ -144,8 +218,37 @@ impl Project {
                 let script = Script {
                     world: field("world", "logging-swarm")?,
                     entry: field("module", "app")?,
+                    flags: Vec::new(),
                 };
-                (Lang::Python, name.to_string(), Some(script))
+                let optimize =
+                    chassis_flag(Some(&chassis), "optimize", &manifest, "[tool.chassis] ")?;
+                (Lang::Python, name.to_string(), Some(script), optimize)
+            }
+            "chassis.toml" => {
+                let parsed: NativeManifest =
+                    toml::from_str(&text).with_context(|| format!("{}", manifest.display()))?;
+                let swarm = parsed.swarm;
+                let lang = match swarm.language.as_str() {
+                    "c" => Lang::C,
+                    "cpp" | "c++" => Lang::Cpp,
+                    other => bail!(
+                        "{}: [swarm] language {:?} is not one chassis.toml is for: \"c\" or \"cpp\"",
+                        manifest.display(),
+                        crate::text::escape(other, 40)
+                    ),
+                };
+                if swarm.name == "chassis" {
+                    bail!(
+                        "{}: a C or C++ swarm cannot be named \"chassis\": its contract chassis.toml would be the project file",
+                        manifest.display()
+                    );
+                }
+                let script = Script {
+                    world: swarm.world,
+                    entry: String::new(),
+                    flags: swarm.flags,
+                };
+                (lang, swarm.name, Some(script), swarm.optimize)
             }
             _ => {
                 let json: serde_json::Value = serde_json::from_str(&text)
@@ -164,6 +267,7 @@ impl Project {
                 let script = Script {
                     world: field("world", "logging-swarm")?,
                     entry: field("main", "app.js")?,
+                    flags: Vec::new(),
                 };
                 let entry = Path::new(&script.entry);
                 if entry.is_absolute()
@@ -177,12 +281,24 @@ impl Project {
                         crate::text::escape(&script.entry, 200)
                     );
                 }
-                let lang = if script.entry.ends_with(".ts") {
-                    Lang::Typescript
-                } else {
-                    Lang::Javascript
+                let lang = match chassis.get("language").map(|l| l.as_str()) {
+                    None if script.entry.ends_with(".ts") => Lang::Typescript,
+                    None => Lang::Javascript,
+                    Some(Some("javascript")) => Lang::Javascript,
+                    Some(Some("typescript")) => Lang::Typescript,
+                    Some(Some("assemblyscript")) => Lang::Assemblyscript,
+                    Some(other) => bail!(
+                        "{}: chassis.language {} is not \"javascript\", \"typescript\" or \"assemblyscript\"",
+                        manifest.display(),
+                        crate::text::escape(
+                            &other
+                                .map_or_else(|| "(not a string)".to_string(), |o| format!("{o:?}")),
+                            60
+                        )
+                    ),
                 };
-                (lang, name.to_string(), Some(script))
+                let optimize = chassis_flag(Some(chassis), "optimize", &manifest, "chassis.")?;
+                (lang, name.to_string(), Some(script), optimize)
             }
         };
         super::new::check_name(&name).with_context(|| format!("{}", manifest.display()))?;
@@ -200,6 +316,7 @@ impl Project {
             name,
             contract,
             script,
+            optimize,
         })
     }
 
@@ -212,9 +329,16 @@ impl Project {
     /// as they print them; its path. `always`: build even when a script
     /// project's component is newer than its sources (cargo decides that
     /// for Rust).
-    pub(crate) fn compile(&self, always: bool) -> Result<PathBuf> {
+    pub(crate) fn compile(&self, always: bool, optimize: bool) -> Result<PathBuf> {
+        let optimize = optimize || self.optimize;
         let Some(script) = &self.script else {
-            return self.cargo_build();
+            let built = self.cargo_build()?;
+            if !optimize {
+                return Ok(built);
+            }
+            let out = self.dir.join(self.script_output());
+            super::optimize::component_file(&built, &out)?;
+            return Ok(out);
         };
         let out = self.script_output();
         let path = self.dir.join(&out);
@@ -222,7 +346,17 @@ impl Project {
             eprintln!("{} is up to date", path.display());
             return Ok(path);
         }
-        script::build(&self.dir, &self.name, self.lang, script, &out)?;
+        match self.lang {
+            Lang::C | Lang::Cpp | Lang::Assemblyscript => {
+                super::compiled::build(&self.dir, &self.name, self.lang, script, &out, optimize)?
+            }
+            _ => {
+                script::build(&self.dir, &self.name, self.lang, script, &out)?;
+                if optimize {
+                    super::optimize::component_file(&path, &path)?;
+                }
+            }
+        }
         Ok(path)
     }
 
@@ -278,8 +412,13 @@ impl Project {
     /// Build, then load the component under the contract in a host of its
     /// own: refused as a load would be (not a component, no task export,
     /// an import the contract does not grant, bad task types).
-    pub(crate) async fn build(&self, global: &Global, always: bool) -> Result<Built> {
-        let wasm = self.compile(always)?;
+    pub(crate) async fn build(
+        &self,
+        global: &Global,
+        always: bool,
+        optimize: bool,
+    ) -> Result<Built> {
+        let wasm = self.compile(always, optimize)?;
         let contract = ServiceContract::from_file(&self.contract)?;
         if let Some(module) = &contract.wasm_module {
             let declared = self

@@ -24,7 +24,7 @@ use super::tools;
 use super::*;
 
 /// The WIT package, as the host binds it.
-const WIT: &str = include_str!("../../../wit/chassis.wit");
+pub(crate) const WIT: &str = include_str!("../../../wit/chassis.wit");
 
 /// The worlds a swarm may target; the second field says whether it has the
 /// `storage` import.
@@ -91,8 +91,11 @@ pub(crate) struct Script {
     /// The WIT world the component targets.
     pub(crate) world: String,
     /// Python: the module name (`app`); JavaScript and TypeScript: the
-    /// entry file relative to the project (`app.js`, `app.ts`).
+    /// entry file relative to the project (`app.js`, `app.ts`,
+    /// `assembly/index.ts`); C and C++: unused (every source is built).
     pub(crate) entry: String,
+    /// C and C++: flags added to each compile (`-D`, `-W`, `-std=`).
+    pub(crate) flags: Vec<String>,
 }
 
 /// Whether `world` is one the host knows; the error lists them.
@@ -117,7 +120,7 @@ pub(crate) fn check_world(world: &str, manifest: &Path) -> Result<bool> {
 
 /// Write `text` to `path` unless it already holds exactly that (so the
 /// file's time says when it last changed).
-fn write_if_changed(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_if_changed(path: &Path, text: &str) -> Result<()> {
     if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
         return Ok(());
     }
@@ -135,7 +138,7 @@ pub(crate) fn write_generated(dir: &Path, lang: Lang, storage: bool) -> Result<(
     let generated = dir.join(GENERATED);
     write_if_changed(&generated.join("wit/chassis.wit"), WIT)?;
     let sets: &[&[Helper]] = match lang {
-        Lang::Rust => &[],
+        Lang::Rust | Lang::C | Lang::Cpp | Lang::Assemblyscript => &[],
         Lang::Python => &[PYTHON_HELPERS],
         Lang::Javascript => &[JS_HELPERS],
         Lang::Typescript => &[JS_HELPERS, TS_DECLARATIONS],
@@ -189,7 +192,13 @@ pub(crate) fn build(dir: &Path, name: &str, lang: Lang, script: &Script, out: &P
     }
     let wit = Path::new(GENERATED).join("wit");
     match lang {
-        Lang::Rust => bail!("{}: a Rust project is built with cargo", dir.display()),
+        Lang::Rust | Lang::C | Lang::Cpp | Lang::Assemblyscript => {
+            bail!(
+                "{}: a {} project is not built by componentize-py or componentize-js",
+                dir.display(),
+                lang.name()
+            )
+        }
         Lang::Python => {
             let tool = tools::COMPONENTIZE_PY.ensure()?;
             eprintln!(
@@ -299,6 +308,7 @@ fn source_extensions(lang: Lang) -> &'static [&'static str] {
         Lang::Python => &["py", "pyproject.toml"],
         Lang::Javascript => &["js", "mjs", "package.json"],
         Lang::Typescript => &["ts", "js", "mjs", "package.json", "tsconfig.json"],
+        Lang::C | Lang::Cpp | Lang::Assemblyscript => super::compiled::source_extensions(lang),
     }
 }
 
@@ -332,7 +342,7 @@ pub(crate) fn stale(dir: &Path, out: &Path, lang: Lang) -> bool {
 
 /// The files of the project in `dir`, outside the generated and build
 /// directories (and `node_modules`, `.git`, `__pycache__`).
-fn project_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn project_files(dir: &Path) -> Vec<PathBuf> {
     const TOP: &[&str] = &[GENERATED, "target"];
     const ANYWHERE: &[&str] = &["node_modules", ".git", "__pycache__"];
     let mut files = Vec::new();

@@ -62,7 +62,7 @@ impl TestCommand {
         if cases.is_empty() {
             bail!("{}: no [[case]]", file.display());
         }
-        let built = project.build(global, false).await?;
+        let built = project.build(global, false, false).await?;
         let swarm = &built.contract.swarm_id;
         let mut out = std::io::stdout().lock();
         let mut failed = 0;

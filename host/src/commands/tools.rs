@@ -1,8 +1,9 @@
-//! The tools `chassis build` runs for Python, JavaScript and TypeScript
-//! swarms, at pinned versions, installed on first use into a per-user tools
-//! directory (`CHASSIS_TOOLS_DIR`, else the user's cache directory's
-//! `chassis/tools`): componentize-py into a Python virtual environment,
-//! componentize-js, jco and TypeScript each into an npm prefix of its own.
+//! The tools `chassis build` runs for swarms not written in Rust, at pinned
+//! versions, installed on first use into a per-user tools directory
+//! (`CHASSIS_TOOLS_DIR`, else the user's cache directory's `chassis/tools`):
+//! componentize-py and zig (`ziglang`, for C and C++) each into a Python
+//! virtual environment, componentize-js, jco, TypeScript, AssemblyScript and
+//! Binaryen (`wasm-opt`) each into an npm prefix of its own.
 //! Each lives in a directory named after its version, so a newer `chassis`
 //! installs beside an older one's; the same layout is what `cargo xtask`
 //! installs under `target/tools/`. An install that cannot happen (no
@@ -25,6 +26,8 @@ pub(crate) struct Tool {
     pub(crate) registry: Registry,
     /// The program, relative to the tool's directory.
     pub(crate) program: &'static str,
+    /// PyPI: the argument that makes the program print its version.
+    pub(crate) version_arg: &'static str,
 }
 
 /// A package registry.
@@ -43,6 +46,7 @@ pub(crate) const COMPONENTIZE_PY: Tool = Tool {
     version: "0.25.1",
     registry: Registry::Pypi,
     program: "bin/componentize-py",
+    version_arg: "--version",
 };
 
 /// componentize-js: JavaScript modules to a component.
@@ -52,6 +56,7 @@ pub(crate) const COMPONENTIZE_JS: Tool = Tool {
     version: "0.23.0",
     registry: Registry::Npm,
     program: "node_modules/@bytecodealliance/componentize-js/src/cli.js",
+    version_arg: "",
 };
 
 /// jco: TypeScript declarations of the WIT's imports and exports.
@@ -61,6 +66,7 @@ pub(crate) const JCO: Tool = Tool {
     version: "1.15.1",
     registry: Registry::Npm,
     program: "node_modules/@bytecodealliance/jco/src/jco.js",
+    version_arg: "",
 };
 
 /// The TypeScript compiler.
@@ -70,6 +76,37 @@ pub(crate) const TYPESCRIPT: Tool = Tool {
     version: "5.9.3",
     registry: Registry::Npm,
     program: "node_modules/typescript/bin/tsc",
+    version_arg: "",
+};
+
+/// zig (PyPI `ziglang`): clang with wasi-libc and libc++, for C and C++.
+pub(crate) const ZIGLANG: Tool = Tool {
+    name: "ziglang",
+    package: "ziglang",
+    version: "0.17.1",
+    registry: Registry::Pypi,
+    program: "bin/python-zig",
+    version_arg: "version",
+};
+
+/// The AssemblyScript compiler.
+pub(crate) const ASSEMBLYSCRIPT: Tool = Tool {
+    name: "assemblyscript",
+    package: "assemblyscript",
+    version: "0.28.20",
+    registry: Registry::Npm,
+    program: "node_modules/assemblyscript/bin/asc.js",
+    version_arg: "",
+};
+
+/// Binaryen, for `wasm-opt`.
+pub(crate) const BINARYEN: Tool = Tool {
+    name: "binaryen",
+    package: "binaryen",
+    version: "132.0.0",
+    registry: Registry::Npm,
+    program: "node_modules/binaryen/bin/wasm-opt",
+    version_arg: "",
 };
 
 /// The per-user tools directory: `CHASSIS_TOOLS_DIR`, else the user's
@@ -106,7 +143,7 @@ impl Tool {
                         .is_some_and(|p| p["version"] == self.version)
             }
             Registry::Pypi => Command::new(&program)
-                .arg("--version")
+                .arg(self.version_arg)
                 .stdin(Stdio::null())
                 .output()
                 .is_ok_and(|o| {
@@ -131,6 +168,11 @@ impl Tool {
                 self.version
             ),
         }
+    }
+
+    /// The tool's own cache (zig's compiled libraries): in its directory.
+    pub(crate) fn cache_dir(&self) -> Result<PathBuf> {
+        Ok(self.dir(&tools_dir()?).join("cache"))
     }
 
     /// The program, installed first if it is missing: the registry's own
