@@ -47,6 +47,10 @@ pub mod guests {
     pub const ALLOC_LOOP: &str = "alloc_loop";
     /// `swarms/analyzer`: the code analyzer in Rust (the reference).
     pub const ANALYZER: &str = "analyzer";
+    /// `swarms/analyzer-as`: the analyzer in AssemblyScript (`chassis build`).
+    pub const ANALYZER_AS: &str = "analyzer_as";
+    /// `swarms/analyzer-c`: the analyzer in C (`chassis build`).
+    pub const ANALYZER_C: &str = "analyzer_c";
     /// `swarms/analyzer-js`: the analyzer in JavaScript.
     pub const ANALYZER_JS: &str = "analyzer_js";
     /// `swarms/analyzer-py`: the analyzer in Python.
@@ -82,6 +86,11 @@ pub mod guests {
     pub const LIAR: &str = "liar";
     /// `swarms/hostile/misbehave`: breaks every resource limit on request.
     pub const MISBEHAVE: &str = "misbehave";
+    /// `swarms/hostile/misbehave-as`: breaks limits in AssemblyScript, and
+    /// hands the SDK's canonical-ABI readers values to check.
+    pub const MISBEHAVE_AS: &str = "misbehave_as";
+    /// `swarms/hostile/misbehave-c`: breaks limits in C.
+    pub const MISBEHAVE_C: &str = "misbehave_c";
     /// `swarms/notes`: keeps notes and counters in its object store.
     pub const NOTES: &str = "notes";
     /// `swarms/notes-js`: the notes swarm in JavaScript.
@@ -99,6 +108,8 @@ pub mod guests {
     pub const ALL: &[&str] = &[
         ALLOC_LOOP,
         ANALYZER,
+        ANALYZER_AS,
+        ANALYZER_C,
         ANALYZER_JS,
         ANALYZER_PY,
         ANALYZER_TS,
@@ -115,6 +126,8 @@ pub mod guests {
         LEAKY,
         LIAR,
         MISBEHAVE,
+        MISBEHAVE_AS,
+        MISBEHAVE_C,
         NET_ESCAPE,
         NOTES,
         NOTES_JS,

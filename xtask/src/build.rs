@@ -3,8 +3,9 @@
 //! `target/swarms/<name>.wasm`, where the contracts in `config/` point,
 //! adding the rustup target when it is missing; then build the Python
 //! swarms with componentize-py ([`crate::python`]) and the JavaScript ones
-//! with componentize-js ([`crate::js`]), and the TypeScript swarm
-//! projects with `chassis build` ([`crate::typescript`]); last, write the list of what was
+//! with componentize-js ([`crate::js`]), and the TypeScript, C, C++ and
+//! AssemblyScript swarm projects with `chassis build` ([`crate::projects`]);
+//! last, write the list of what was
 //! built (name, language, directory, component file) to
 //! `target/swarms/index.json`, which the tests check their guests against.
 
@@ -14,7 +15,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::util::{cargo, metadata, report_size, run_cmd, step};
-use crate::{js, python, typescript};
+use crate::{js, projects, python};
 
 /// The target Rust swarms are compiled for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
@@ -22,7 +23,8 @@ pub const WASM_TARGET: &str = "wasm32-wasip2";
 /// The Cargo profile swarms are built with (release, plus LTO).
 pub const SWARM_PROFILE: &str = "swarm";
 
-/// Every swarm: Rust, then Python, JavaScript and TypeScript; then the index of
+/// Every swarm: Rust, then Python, JavaScript, then the projects `chassis
+/// build` builds (TypeScript, C, C++, AssemblyScript); then the index of
 /// what was built, `target/swarms/index.json`.
 pub fn run(root: &Path) -> Result<()> {
     // The scale-out tests and `chassis serve --nats` on this machine.
@@ -32,15 +34,20 @@ pub fn run(root: &Path) -> Result<()> {
     python::build(root, &python_swarms)?;
     let js_swarms = js::swarms(root)?;
     js::build(root, &js_swarms)?;
-    let ts_swarms = typescript::swarms(root)?;
-    typescript::build(root, &ts_swarms)?;
+    let projects = projects::swarms(root)?;
+    projects::build(root, &projects)?;
     let mut index = Vec::new();
     for (language, swarms) in [
         ("rust", rust_swarms),
         ("python", script_dirs(&python_swarms)),
         ("javascript", script_dirs(&js_swarms)),
-        ("typescript", ts_swarms),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        projects
+            .into_iter()
+            .map(|p| (p.language, vec![(p.name, p.dir)])),
+    ) {
         for (name, dir) in swarms {
             index.push(serde_json::json!({
                 "name": name,

@@ -3,8 +3,8 @@
 //! componentize-js, installed at a pinned version into a project-local
 //! `node_modules` (`target/tools/componentize-js-VERSION`, as `chassis
 //! build` lays out its tools), with every WASI feature disabled. Swarm
-//! projects in TypeScript (a `tsconfig.json`) are not these: see
-//! [`crate::typescript`].
+//! projects in TypeScript (a `tsconfig.json`) and AssemblyScript are not
+//! these: see [`crate::projects`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,7 +24,10 @@ pub fn swarms(root: &Path) -> Result<Vec<ScriptSwarm>> {
         let Some(chassis) = json.get("chassis").cloned() else {
             return Ok(None);
         };
-        if manifest.with_file_name("tsconfig.json").exists() {
+        // TypeScript and AssemblyScript projects: `chassis build` builds them.
+        if manifest.with_file_name("tsconfig.json").exists()
+            || chassis["language"] == "assemblyscript"
+        {
             return Ok(None);
         }
         let manifest = manifest.to_path_buf();

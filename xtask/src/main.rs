@@ -4,7 +4,9 @@
 //! command:
 //!
 //! - [`build`]: every swarm under `swarms/` into `target/swarms/` (Rust;
-//!   Python and JavaScript through [`python`], [`js`] and [`script`]);
+//!   Python and JavaScript through [`python`], [`js`] and [`script`];
+//!   TypeScript, C, C++ and AssemblyScript projects through [`projects`],
+//!   with `chassis build`);
 //! - [`test`](mod@test): `build`, then every test, a benchmark smoke run,
 //!   the demo, the embedder dependency check, clippy and rustfmt;
 //! - [`demo`]: the Rust swarms, then the guardian-council walkthrough;
@@ -25,11 +27,11 @@ mod bench;
 mod build;
 mod demo;
 mod js;
+mod projects;
 mod python;
 mod script;
 mod test;
 mod tools;
-mod typescript;
 mod util;
 
 const HELP: &str = "\
@@ -37,7 +39,8 @@ cargo xtask <command>
 
 Commands:
   build   Build every swarm in swarms/ (Rust; Python with componentize-py; JavaScript with
-          componentize-js) into target/swarms/
+          componentize-js; TypeScript, C, C++ and AssemblyScript projects with chassis build)
+          into target/swarms/
   test    build, then run every test, a benchmark smoke run, the demo, clippy (-D warnings)
           and rustfmt --check
   demo    build the Rust swarms, then run the guardian-council example (load contract, load

@@ -1,5 +1,5 @@
-//! The analyzer written in Rust, in Python, in JavaScript and in
-//! TypeScript, run through
+//! The analyzer written in Rust, in Python, in JavaScript, in TypeScript,
+//! in C and in AssemblyScript, run through
 //! the same host on the same inputs, must give identical results: the same
 //! output JSON for every success and the same task-error variant for every
 //! refusal.
@@ -19,6 +19,8 @@ const ANALYZERS: &[&str] = &[
     guests::ANALYZER_PY,
     guests::ANALYZER_JS,
     guests::ANALYZER_TS,
+    guests::ANALYZER_C,
+    guests::ANALYZER_AS,
 ];
 
 /// A host with the example contracts of `guests` loaded. The Python and
@@ -179,7 +181,7 @@ fn result(outcome: TaskOutcome) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rust_python_javascript_and_typescript_analyzers_give_identical_results() {
+async fn the_analyzers_in_every_language_give_identical_results() {
     let chassis = host_with_examples(ANALYZERS).await;
     let names: Vec<&str> = chassis.loaded.iter().map(|i| i.swarm_id.as_str()).collect();
     for info in &chassis.loaded {

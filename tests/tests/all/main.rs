@@ -8,6 +8,7 @@
 
 mod audit;
 mod cases;
+mod compiled;
 mod credentials;
 mod embedding;
 mod guest_text;
