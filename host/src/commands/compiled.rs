@@ -391,8 +391,8 @@ fn foreign_imports(core: &[u8], lang: Lang) -> Result<()> {
              console.log, which a swarm has no host for: use the SDK's `log` and the payload instead"
         }
         _ => {
-            "a function declared but defined nowhere in the project becomes an import the host \
-             cannot give: define it, or link the source that does"
+            "a function given `import_module` / `import_name` attributes becomes an import the \
+             host cannot give: use the WIT's bindings in chassis/chassis.h instead"
         }
     };
     bail!(
@@ -444,7 +444,14 @@ pub(crate) fn build(
         std::fs::read(&core_path).with_context(|| format!("reading {}", core_path.display()))?;
     foreign_imports(&module, lang)?;
     if optimize {
+        let before = module.len();
         module = super::optimize::core_module(&module, lang)?;
+        eprintln!(
+            "optimized the module (wasm-opt {}, binaryen {}): {before} -> {} bytes",
+            super::optimize::LEVEL,
+            tools::BINARYEN.version,
+            module.len()
+        );
     }
     let component = componentize(&module)
         .with_context(|| format!("making a component of {}", core_path.display()))?;
@@ -550,7 +557,7 @@ mod tests {
         let core = wat::parse_str(r#"(module (import "env" "helper" (func)))"#).unwrap();
         let text = format!("{}", foreign_imports(&core, Lang::C).unwrap_err());
         assert!(
-            text.contains("env.helper") && text.contains("defined nowhere"),
+            text.contains("env.helper") && text.contains("chassis.h"),
             "{text}"
         );
     }

@@ -551,11 +551,30 @@ mod tests {
                 Lang::Typescript,
                 "src/app.ts",
             ),
+            (
+                "package.json",
+                r#"{"name": "g", "chassis": {"language": "assemblyscript", "main": "assembly/index.ts"}}"#,
+                Lang::Assemblyscript,
+                "assembly/index.ts",
+            ),
+            (
+                "chassis.toml",
+                "[swarm]\nname = \"g\"\nlanguage = \"c\"\n",
+                Lang::C,
+                "",
+            ),
+            (
+                "chassis.toml",
+                "[swarm]\nname = \"g\"\nlanguage = \"cpp\"\noptimize = true\n",
+                Lang::Cpp,
+                "",
+            ),
         ] {
             let dir = project("lang", &[(file, text), ("g.toml", "")]);
             let opened = Project::open(&dir).unwrap();
             assert_eq!(opened.lang, lang);
             assert_eq!(opened.script.as_ref().unwrap().entry, entry);
+            assert_eq!(opened.optimize, text.contains("optimize = true"));
             std::fs::remove_dir_all(&dir).unwrap();
         }
     }
@@ -595,6 +614,36 @@ mod tests {
                 "pyproject.toml",
                 "[project]\nname = \"g\"\n[tool.chassis]\nmodule = 1\n",
                 "[tool.chassis] module is not a string",
+            ),
+            (
+                "package.json",
+                r#"{"name": "g", "chassis": {"language": "cobol"}}"#,
+                "chassis.language \"cobol\" is not",
+            ),
+            (
+                "package.json",
+                r#"{"name": "g", "chassis": {"optimize": "yes"}}"#,
+                "chassis.optimize is not true or false",
+            ),
+            (
+                "chassis.toml",
+                "[swarm]\nname = \"g\"\nlanguage = \"fortran\"\n",
+                "language \"fortran\" is not one chassis.toml is for",
+            ),
+            (
+                "chassis.toml",
+                "[swarm]\nname = \"g\"\nlanguage = \"c\"\ncflags = []\n",
+                "unknown field `cflags`",
+            ),
+            (
+                "chassis.toml",
+                "[swarm]\nname = \"chassis\"\nlanguage = \"c\"\n",
+                "cannot be named \"chassis\"",
+            ),
+            (
+                "chassis.toml",
+                "[swarm]\nname = \"../g\"\nlanguage = \"c\"\n",
+                "is not a swarm name",
             ),
         ];
         for (file, text, expected) in cases {

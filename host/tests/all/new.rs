@@ -320,6 +320,167 @@ fn a_new_typescript_swarm_builds_tests_and_runs_outside_the_repository() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The size of `project`'s component.
+fn component_size(project: &Path) -> u64 {
+    std::fs::metadata(project.join("target/greeter.wasm"))
+        .unwrap()
+        .len()
+}
+
+/// `chassis build --optimize` in `project`: wasm-opt runs, the component
+/// is smaller, and its cases still pass.
+fn optimized_is_smaller(project: &Path) {
+    let before = component_size(project);
+    let build = chassis(project, &["build", "--optimize"]);
+    assert_ok(&build);
+    assert!(
+        String::from_utf8_lossy(&build.stderr).contains("wasm-opt -Os"),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let after = component_size(project);
+    assert!(
+        after < before,
+        "optimized {after} bytes, not under {before}"
+    );
+    let test = chassis(project, &["test"]);
+    assert_ok(&test);
+    assert!(String::from_utf8_lossy(&test.stdout).contains("3 cases: 3 passed"));
+}
+
+/// The C flow, then `--optimize`, and what the compiler, the linker and
+/// the contract refuse: a syntax error (clang's message at the file and
+/// line), a function declared and never defined (the linker names it),
+/// and the credentials import in a world that has it but a contract that
+/// grants none (the load check names it).
+#[test]
+fn a_new_c_swarm_builds_tests_and_runs_outside_the_repository() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = outside("c");
+    let project = author_flow(&dir, "c", &["chassis.toml", "src/swarm.c"], |_| {});
+    for generated in [
+        "chassis.h",
+        "chassis.c",
+        "chassis_component_type.o",
+        "chassis_swarm.h",
+        "chassis_swarm.c",
+    ] {
+        assert!(
+            project.join("chassis").join(generated).is_file(),
+            "{generated}"
+        );
+    }
+    failing_case(&project);
+    optimized_is_smaller(&project);
+
+    let source = edit(
+        &project,
+        "src/swarm.c",
+        "chassis_info(\"greeting %s\", who);",
+        "chassis_info(\"greeting %s\", who)",
+    );
+    build_fails(
+        &project,
+        &["src/swarm.c:", "error:", "compiling src/swarm.c failed"],
+    );
+    std::fs::write(
+        project.join("src/swarm.c"),
+        source
+            .replace(
+                "static chassis_result hello(",
+                "int helper(int);\nstatic chassis_result hello(",
+            )
+            .replace(
+                "if (!payload) return refusal;",
+                "if (!payload) return refusal;\n    helper(1);",
+            ),
+    )
+    .unwrap();
+    build_fails(&project, &["undefined symbol: helper", "linking failed"]);
+
+    std::fs::write(
+        project.join("src/swarm.c"),
+        source.replace(
+            "chassis_info(\"greeting %s\", who);",
+            "chassis_string_t key, value;\n    \
+             infrafabric_chassis_credentials_credential_error_t err;\n    \
+             chassis_string_set(&key, \"token\");\n    \
+             infrafabric_chassis_credentials_get(&key, &value, &err);",
+        ),
+    )
+    .unwrap();
+    edit(
+        &project,
+        "chassis.toml",
+        "world = \"logging-swarm\"",
+        "world = \"credentialed-swarm\"",
+    );
+    build_fails(
+        &project,
+        &["does not load under", "infrafabric:chassis/credentials"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The C++ flow (libc++, the C SDK from C++), and a `throw`, which
+/// cannot be built: exceptions are off, and clang says so.
+#[test]
+fn a_new_cpp_swarm_builds_tests_and_runs_outside_the_repository() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = outside("cpp");
+    let project = author_flow(&dir, "cpp", &["chassis.toml", "src/swarm.cpp"], |_| {});
+    edit(
+        &project,
+        "src/swarm.cpp",
+        "chassis_json_free(payload);\n    chassis_info(",
+        "chassis_json_free(payload);\n    if (who.empty()) throw 1;\n    chassis_info(",
+    );
+    build_fails(
+        &project,
+        &[
+            "cannot use 'throw' with exceptions disabled",
+            "src/swarm.cpp",
+        ],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The AssemblyScript flow, then what asc and the build refuse: a type
+/// error (asc's message at the file, line and column), and `Math.random`,
+/// which makes an import no host gives (named, with the reason).
+#[test]
+fn a_new_assemblyscript_swarm_builds_tests_and_runs_outside_the_repository() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = outside("assemblyscript");
+    let project = author_flow(
+        &dir,
+        "assemblyscript",
+        &["package.json", "assembly/index.ts"],
+        |_| {},
+    );
+    assert!(project.join("chassis/abi.ts").is_file());
+    assert!(!project.join("chassis/storage.ts").exists());
+    failing_case(&project);
+
+    let source = edit(
+        &project,
+        "assembly/index.ts",
+        "let who = \"world\";",
+        "let who: i32 = \"world\";",
+    );
+    build_fails(&project, &["TS2322", "assembly/index.ts(", "asc failed"]);
+    std::fs::write(
+        project.join("assembly/index.ts"),
+        source.replace(
+            "info(\"greeting \" + who);",
+            "info(\"greeting \" + who + Math.random().toString());",
+        ),
+    )
+    .unwrap();
+    build_fails(&project, &["env.seed", "Math.random"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Into a directory that exists, or with a name that is not a swarm id,
 /// nothing is written and the error says why.
 #[test]
