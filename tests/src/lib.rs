@@ -70,6 +70,12 @@ pub mod guests {
     pub const FS_ESCAPE: &str = "fs_escape";
     /// `swarms/guardian-council`: votes, signed by the host.
     pub const GUARDIAN_COUNCIL: &str = "guardian_council";
+    /// `swarms/hello-as`: the AssemblyScript SDK's example.
+    pub const HELLO_AS: &str = "hello_as";
+    /// `swarms/hello-c`: the C SDK's example.
+    pub const HELLO_C: &str = "hello_c";
+    /// `swarms/hello-cpp`: the C SDK's example, in C++.
+    pub const HELLO_CPP: &str = "hello_cpp";
     /// `swarms/hello-js`: the JavaScript helpers' example.
     pub const HELLO_JS: &str = "hello_js";
     /// `swarms/hello-py`: the Python helpers' example.
@@ -119,6 +125,9 @@ pub mod guests {
         EGRESS,
         FS_ESCAPE,
         GUARDIAN_COUNCIL,
+        HELLO_AS,
+        HELLO_C,
+        HELLO_CPP,
         HELLO_JS,
         HELLO_PY,
         HELLO_WORLD,

@@ -12,8 +12,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use chassis::commands::{
-    Global, MAX_ERROR_LINE_BYTES, StdoutClosed, audit, build, fleet, inspect, keygen, new, release,
-    report, run, serve, submit, testing, validate,
+    Global, MAX_ERROR_LINE_BYTES, StdoutClosed, audit, build, fleet, inspect, keygen, new,
+    optimize, release, report, run, serve, submit, testing, validate,
 };
 use clap::{Parser, Subcommand};
 
@@ -110,6 +110,14 @@ enum Command {
     /// is checked (exports, each import against the grants, task types);
     /// print its path, size and task types.
     Build(build::BuildCommand),
+    /// Run Binaryen's wasm-opt (-Os) over each core module of a component
+    /// built anywhere, keeping the rest of it byte for byte; validate the
+    /// result and print its path. Binaryen is installed on first use
+    /// (needs Node.js); docs/performance.md says what it gains per language.
+    #[command(
+        after_help = "Example:\n  chassis optimize target/greeter.wasm -o target/greeter.opt.wasm"
+    )]
+    Optimize(optimize::OptimizeCommand),
     /// Build the swarm project in DIR (default: here), then run each case of
     /// its tests.toml through the host under the contract; print a diff for
     /// each failure. Exits with status 1 if any case fails.
@@ -164,6 +172,7 @@ async fn main() -> ExitCode {
         Command::Keygen(command) => command.execute().await,
         Command::New(command) => command.execute().await,
         Command::Build(command) => command.execute(&global).await,
+        Command::Optimize(command) => command.execute().await,
         Command::Test(command) => command.execute(&global).await,
         Command::Run(command) => command.execute(&global).await,
     };

@@ -17,7 +17,7 @@ pub mod fleet;
 pub mod inspect;
 pub mod keygen;
 pub mod new;
-mod optimize;
+pub mod optimize;
 pub(crate) mod project;
 pub mod release;
 pub mod report;

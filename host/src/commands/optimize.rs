@@ -1,4 +1,5 @@
-//! `chassis build --optimize` (or `optimize = true` in the project file):
+//! `chassis build --optimize` (or `optimize = true` in the project file),
+//! and `chassis optimize COMPONENT` for a component built anywhere:
 //! Binaryen's `wasm-opt` (npm `binaryen`, pinned, run by node) over each
 //! core module. Binaryen reads core modules only, so a component is taken
 //! apart: every core module in it (nested components included) is
@@ -13,6 +14,34 @@ use std::process::Stdio;
 use super::project::Lang;
 use super::tools;
 use super::*;
+
+/// `chassis optimize`'s arguments.
+#[derive(clap::Args)]
+pub struct OptimizeCommand {
+    /// The component.
+    component: PathBuf,
+
+    /// Where the optimized component goes (default: beside it, as
+    /// NAME.opt.wasm).
+    #[arg(short, long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+impl OptimizeCommand {
+    /// Optimize, validate, write.
+    pub async fn execute(self) -> Result<()> {
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| self.component.with_extension("opt.wasm"));
+        component_file(&self.component, &out)?;
+        out_line(&out)
+    }
+}
+
+fn out_line(out: &Path) -> Result<()> {
+    super::out(out.display())
+}
 
 /// The optimization level: `-Os` (size, with speed kept), as the measured
 /// table in `docs/performance.md` chose.

@@ -311,3 +311,64 @@ async fn the_assemblyscript_string_glue_carries_any_text_both_ways() {
         assert_eq!(echoed, payload, "case {case}");
     }
 }
+
+/// The C, C++ and AssemblyScript SDKs as an author meets them (the
+/// `chassis new` example with a `fail` task): the payload read strictly,
+/// text with escapes and astral characters carried into the output
+/// intact, refusals and failures keeping their variant and message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_c_cpp_and_assemblyscript_sdks_read_payloads_and_report_results() {
+    use chassis::{GuestError, TaskStatus};
+    for guest in [guests::HELLO_C, guests::HELLO_CPP, guests::HELLO_AS] {
+        let host = TestHost::new().example(guest).build().await;
+        let name = host.info().swarm_id.clone();
+        let name = name.as_str();
+        assert_eq!(host.info().task_types, ["hello", "fail"], "{name}");
+        let run = |payload: Value, task: &'static str| {
+            let host = &host;
+            async move {
+                host.execute_task(name, TaskRequest::new(task, payload.clone()))
+                    .await
+                    .unwrap_or_else(|e| panic!("{name} {task} {payload}: {e}"))
+            }
+        };
+        let tricky = "Ada \"the\" \\ Lovelace\n\t\u{1}é😀\u{7f}";
+        let outcome = run(json!({"name": tricky}), "hello").await;
+        assert_eq!(
+            outcome.output,
+            json!({"greeting": format!("Hello, {tricky}!")}),
+            "{name}"
+        );
+        let outcome = run(json!({}), "hello").await;
+        assert_eq!(
+            outcome.output,
+            json!({"greeting": "Hello, world!"}),
+            "{name}"
+        );
+        for (payload, message) in [
+            (json!({"name": 5}), "`name` must be a string".to_string()),
+            (json!(["Ada"]), "expected an object".to_string()),
+            (
+                json!({"name": "Ada", "nom": 1}),
+                "unknown field `nom`, expected `name`".to_string(),
+            ),
+        ] {
+            let outcome = run(payload.clone(), "hello").await;
+            assert_eq!(outcome.status, TaskStatus::Failed, "{name} {payload}");
+            assert_eq!(
+                outcome.error,
+                Some(GuestError::InvalidPayload(message)),
+                "{name} {payload}"
+            );
+        }
+        let outcome = run(json!({}), "fail").await;
+        assert_eq!(
+            outcome.error,
+            Some(GuestError::Failed("boom".to_string())),
+            "{name}"
+        );
+        // And the next task runs as usual.
+        let outcome = run(json!({"name": "Ada"}), "hello").await;
+        assert_eq!(outcome.status, TaskStatus::Success, "{name}");
+    }
+}
