@@ -13,13 +13,18 @@
 //! - (b) throughput with two workers, ours vs bare wasmtime;
 //! - (c) one import call (log, credentials.get) vs a bare host function;
 //! - (d) the analyzer over 1 MiB of source vs the same Rust function
-//!   compiled natively, and epoch interruption on vs off;
+//!   compiled natively, and epoch interruption on vs off; the C analyzer vs
+//!   the same C compiled natively;
 //! - (e) loading a component from the cache vs compiling it;
 //! - (f) resident memory per loaded swarm and per running instance, each
 //!   measured in a fresh child process ([`child`]);
-//! - (g) a trivial task in a Python and a JavaScript swarm vs the same
-//!   component in bare wasmtime;
-//! - (h) a trivial task over `chassis serve`'s HTTP API vs in-process.
+//! - (g) a trivial task in a Python, JavaScript, C, C++ and AssemblyScript
+//!   swarm vs the same component in bare wasmtime;
+//! - (h) a trivial task over `chassis serve`'s HTTP API vs in-process, and
+//!   through the NATS queue;
+//! - (i) storage operations;
+//! - (j) each language's analyzer after `wasm-opt` vs as built: size,
+//!   compile, cache load, a trivial and a CPU-bound task.
 //!
 //! [`setup`] loads the components into both hosts; [`measure`] holds the
 //! rounds, the statistics, the table and the machine's description. Results

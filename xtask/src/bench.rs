@@ -21,6 +21,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     step("benchmarking: ours vs bare wasmtime and native code");
     let mut cmd = cargo();
     cmd.args(["run", "--quiet", "--release", "-p", "chassis-bench", "--"])
-        .args(args);
+        .args(args)
+        // Figure (j) runs wasm-opt from the tools `chassis build` installs.
+        .env("CHASSIS_TOOLS_DIR", root.join("target/tools"));
     run_cmd(cmd, "the benchmark")
 }

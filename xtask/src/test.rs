@@ -77,7 +77,8 @@ pub fn run(root: &Path, no_lint: bool) -> Result<()> {
         "--quick",
         "--out",
     ])
-    .arg(root.join("target/bench/smoke.json"));
+    .arg(root.join("target/bench/smoke.json"))
+    .env("CHASSIS_TOOLS_DIR", root.join("target/tools"));
     run_cmd(cmd, "the benchmark smoke run")?;
     step("the demo: the guardian vote is signed and verifies");
     let out = demo::command().output().context("running the demo")?;

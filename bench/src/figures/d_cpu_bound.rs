@@ -10,13 +10,19 @@
 //! wasm costs: bare wasmtime vs native; and the share of the task that is
 //! the host's check that the payload is one JSON document.
 //! The three results must agree before their times mean anything.
+//! Last, the C analyzer (`analyzer-c`) through the chassis against the same
+//! C source compiled natively by the same clang at `-O2` (zig's, which
+//! `cargo xtask build` installed to build it), each checked against the
+//! Rust result first.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use chassis::TaskRequest;
+use chassis::{Chassis, ChassisConfig, TaskRequest};
 
 use super::Run;
 use crate::measure::{Figure, Goal, figure, ms, rounds};
-use crate::setup::{ours, ours_text};
+use crate::setup::{ours, ours_text, swarm};
 
 /// ms per task: ours vs native, then bare wasmtime with epochs on vs off.
 pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
@@ -122,6 +128,7 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         move || ms(ours_text(&s.chassis, "analyzer", "analyze_code", text)),
     )
     .await?;
+    figures.push(c_against_native(run, text, &want_value).await?);
     figures.push(figure(
         "d_payload_check",
         "(d) the payload's JSON check",
@@ -132,6 +139,114 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         None,
     ));
     Ok(figures)
+}
+
+/// `analyzer-c`'s `analyze_code` through a chassis of its own vs the same
+/// C compiled natively at -O2 (its time measured inside the program, one
+/// run per round, so starting the process is not counted).
+async fn c_against_native(run: &Run<'_>, text: &str, want: &serde_json::Value) -> Result<Figure> {
+    let native = build_native_c(run.root, run.bench_dir)?;
+    let payload_file = run.bench_dir.join("d-payload.json");
+    std::fs::write(&payload_file, text)?;
+    let native_run = |iterations: u32| -> Result<(f64, String)> {
+        let out = std::process::Command::new(&native)
+            .arg("analyze_code")
+            .arg(&payload_file)
+            .arg(iterations.to_string())
+            .output()
+            .with_context(|| format!("running {}", native.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} failed: {}",
+                native.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8(out.stdout)?;
+        let (ms, output) = text.split_once('\n').context("no output")?;
+        Ok((ms.trim().parse()?, output.trim_end().to_string()))
+    };
+    let (contract, bytes) = swarm(run.root, "analyzer-c")?;
+    let chassis = Chassis::with_config(
+        ChassisConfig::sized_for([&contract]).with_cache_dir(run.bench_dir.join("cache-g")),
+    )?;
+    chassis.load_bytes(&bytes, contract).await?;
+    let ours_out = chassis
+        .execute_task_text("analyzer-c", TaskRequest::from_text("analyze_code", text)?)
+        .await?;
+    let (_, native_out) = native_run(1)?;
+    if serde_json::from_str::<serde_json::Value>(ours_out.output.get())? != *want
+        || serde_json::from_str::<serde_json::Value>(&native_out)? != *want
+    {
+        bail!(
+            "the C analyzer's results differ from the Rust one: native {native_out}, ours {}",
+            ours_out.output
+        );
+    }
+    let chassis = &chassis;
+    let native_run = &native_run;
+    let (o, b) = rounds(
+        run.rounds,
+        move || ms(ours_text(chassis, "analyzer-c", "analyze_code", text)),
+        move || async move { Ok(native_run(1)?.0) },
+    )
+    .await?;
+    Ok(figure(
+        "d_c_native",
+        "(d) analyze_code in C (analyzer-c)",
+        "ms",
+        "the same C compiled natively by the same clang at -O2",
+        &o,
+        &b,
+        None,
+    ))
+}
+
+/// The native C analyzer, `target/bench/analyzer-c-native`: built with the
+/// zig that `cargo xtask build` installed under `target/tools/`, again when
+/// a source is newer.
+fn build_native_c(root: &Path, bench_dir: &Path) -> Result<PathBuf> {
+    let out = bench_dir.join("analyzer-c-native");
+    let sources = [
+        root.join("swarms/analyzer-c/src/analyzer.c"),
+        root.join("swarms/analyzer-c/src/analyzer.h"),
+        root.join("bench/native/analyzer_main.c"),
+    ];
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let built = modified(&out);
+    if built.is_some() && sources.iter().all(|s| modified(s) <= built) {
+        return Ok(out);
+    }
+    let tools = root.join("target/tools");
+    let zig = std::fs::read_dir(&tools)
+        .with_context(|| format!("reading {}", tools.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("ziglang-"))
+                && p.join("bin/python-zig").is_file()
+        })
+        .max()
+        .context(
+            "no zig under target/tools: `cargo xtask build` installs it (it builds the C swarms)",
+        )?;
+    let cache = zig.join("cache");
+    let status = std::process::Command::new(zig.join("bin/python-zig"))
+        .args(["cc", "-O2", "-std=c11"])
+        .arg(&sources[0])
+        .arg(&sources[2])
+        .arg("-I")
+        .arg(root.join("swarms/analyzer-c/src"))
+        .arg("-o")
+        .arg(&out)
+        .env("ZIG_GLOBAL_CACHE_DIR", &cache)
+        .env("ZIG_LOCAL_CACHE_DIR", &cache)
+        .status()
+        .context("running zig cc")?;
+    if !status.success() {
+        bail!("zig cc failed ({status}) building {}", out.display());
+    }
+    Ok(out)
 }
 
 /// About 1 MiB of Python: code, comments, blank lines, strings.

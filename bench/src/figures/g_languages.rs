@@ -1,5 +1,7 @@
-//! (g) A trivial task in an interpreted swarm: `hello` of `hello-py`
-//! (componentize-py) and of `hello-js` (componentize-js), through
+//! (g) A trivial task in a swarm not written in Rust: `hello` of
+//! `hello-py` (componentize-py), `hello-js` (componentize-js), `hello-c`,
+//! `hello-cpp` (zig's clang, the C SDK) and `hello-as` (AssemblyScript),
+//! through
 //! `Chassis::execute_task_text` with an audit log vs the same component in
 //! bare wasmtime, per task, instantiation included. Goal: ours ≤ 0.5 ms a
 //! task in each language (the Rust `bench-probe` takes about 0.015 ms).
@@ -34,14 +36,17 @@ const TASKS: u32 = 200;
 const GOAL_MS: f64 = 0.5;
 
 /// The languages measured: (swarm, what the table calls it, figure name).
-const LANGUAGES: [(&str, &str, &str); 2] = [
+const LANGUAGES: [(&str, &str, &str); 5] = [
     ("hello-py", "Python", "g_python"),
     ("hello-js", "JavaScript", "g_javascript"),
+    ("hello-c", "C", "g_c"),
+    ("hello-cpp", "C++", "g_cpp"),
+    ("hello-as", "AssemblyScript", "g_assemblyscript"),
 ];
 
 /// ms per task, each side, per language.
 pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
-    eprintln!("==> (g) trivial task in Python and JavaScript swarms");
+    eprintln!("==> (g) trivial task in Python, JavaScript, C, C++ and AssemblyScript swarms");
     let cache = run.bench_dir.join("cache-g");
     let audit = chassis::audit::AuditLog::open(
         run.bench_dir.join("audit-g.jsonl"),

@@ -19,9 +19,10 @@ pub mod g_languages;
 pub mod h_http;
 pub mod h_queue;
 pub mod i_storage;
+pub mod j_optimize;
 
 /// The figures' letters, for `--only`.
-pub const LETTERS: &str = "abcdefghi";
+pub const LETTERS: &str = "abcdefghij";
 
 /// What every figure is measured with.
 pub struct Run<'a> {
@@ -58,6 +59,7 @@ pub async fn measure(run: &Run<'_>, wants: impl Fn(char) -> bool) -> Result<Vec<
         'h' => h_http,
         'h' => h_queue,
         'i' => i_storage,
+        'j' => j_optimize,
     );
     Ok(figures)
 }

@@ -445,7 +445,7 @@ pub(crate) fn build(
     foreign_imports(&module, lang)?;
     if optimize {
         let before = module.len();
-        module = super::optimize::core_module(&module, lang)?;
+        module = super::optimize::core_module(&module, &format!("the {} module", lang.name()))?;
         eprintln!(
             "optimized the module (wasm-opt {}, binaryen {}): {before} -> {} bytes",
             super::optimize::LEVEL,

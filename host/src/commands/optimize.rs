@@ -11,7 +11,6 @@
 
 use std::process::Stdio;
 
-use super::project::Lang;
 use super::tools;
 use super::*;
 
@@ -62,8 +61,9 @@ const FEATURES: &[&str] = &[
     "--enable-simd",
 ];
 
-/// One core module through wasm-opt; the optimized module, validated.
-pub(crate) fn core_module(module: &[u8], lang: Lang) -> Result<Vec<u8>> {
+/// One core module (`what`, in messages) through wasm-opt; the optimized
+/// module, validated.
+pub(crate) fn core_module(module: &[u8], what: &str) -> Result<Vec<u8>> {
     let wasm_opt = tools::BINARYEN.ensure()?;
     let scratch = tempdir()?;
     let input = scratch.join("in.wasm");
@@ -83,8 +83,7 @@ pub(crate) fn core_module(module: &[u8], lang: Lang) -> Result<Vec<u8>> {
         std::fs::read(&output).with_context(|| format!("reading {}", output.display()))
     } else {
         Err(anyhow::anyhow!(
-            "wasm-opt failed ({status}) on a {} module: its messages are above",
-            lang.name()
+            "wasm-opt failed ({status}) on {what}: its messages are above"
         ))
     };
     let _ = std::fs::remove_dir_all(&scratch);
@@ -173,6 +172,19 @@ pub(crate) fn map_core_modules(
     Ok(out.finish())
 }
 
+/// A component with each core module through wasm-opt (installed on first
+/// use), validated: what `chassis optimize` writes, for embedders and the
+/// bench.
+pub fn optimize_component(component: &[u8]) -> Result<Vec<u8>> {
+    let optimized = map_core_modules(component, &mut |m| {
+        core_module(m, "a core module of the component")
+    })?;
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&optimized)
+        .context("the optimized component does not validate")?;
+    Ok(optimized)
+}
+
 /// Optimize the component file `input` into `output` (the same path is
 /// fine): each core module through wasm-opt; the result validated as a
 /// component, and sizes said.
@@ -184,12 +196,8 @@ pub(crate) fn component_file(input: &Path, output: &Path) -> Result<()> {
         LEVEL,
         tools::BINARYEN.version
     );
-    let optimized = map_core_modules(&bytes, &mut |m| core_module(m, Lang::Rust))
-        .with_context(|| format!("optimizing {}", input.display()))?;
-    let mut validator = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
-    validator
-        .validate_all(&optimized)
-        .context("the optimized component does not validate")?;
+    let optimized =
+        optimize_component(&bytes).with_context(|| format!("optimizing {}", input.display()))?;
     eprintln!("optimized: {} -> {} bytes", bytes.len(), optimized.len());
     let partial = output.with_extension("wasm.partial");
     std::fs::write(&partial, &optimized)
