@@ -32,6 +32,10 @@ export class JsonValue {
   items: JsonValue[] = [];
   /** OBJECT: the members' names. */
   keys: string[] = [];
+  /** Where the value is in the text it was parsed from: `text.substring(start,
+   * end)` is its JSON as written (to keep or pass on a value as it is). */
+  start: i32 = 0;
+  end: i32 = 0;
 
   /** The member `key` of an object (the last of equal names), or null. */
   get(key: string): JsonValue | null {
@@ -221,8 +225,15 @@ class Reader {
   }
 
   value(depth: i32): JsonValue {
-    const v = new JsonValue();
     this.ws();
+    const v = this.valueAt(depth);
+    v.end = this.at;
+    return v;
+  }
+
+  valueAt(depth: i32): JsonValue {
+    const v = new JsonValue();
+    v.start = this.at;
     if (this.at >= this.s.length) {
       this.fail("expected a value");
       return v;

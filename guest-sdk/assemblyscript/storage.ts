@@ -2,7 +2,7 @@
 // `swarm`; the contract's `[storage]` grants it):
 //
 //     const put = storageSet("counts/today", Uint8Array.wrap(String.UTF8.encode("3")));
-//     if (!put.ok) return failed(put.errorKind + ": " + put.error);
+//     if (!put.ok) return failed(put.message);   // "storage quota exceeded: ..."
 //     const got = storageGet("counts/today");   // got.found, got.bytes
 
 import { discriminant, liftBytes, liftString, listAt, returnArea, stringPtr } from "./abi";
@@ -32,6 +32,12 @@ export const STORAGE_ERRORS: string[] = [
   "denied", "invalid-name", "quota-exceeded", "too-large", "rate-limited", "unavailable",
 ];
 
+/** What each case is called in a message, as the Rust and JavaScript SDKs
+ * word it. */
+const STORAGE_WHAT: string[] = [
+  "denied", "invalid name", "quota exceeded", "object too large", "rate limited", "unavailable",
+];
+
 /** A storage operation's answer. `ok`, and what the operation gives:
  * `found` and `bytes` (get), `found` (exists), `keys` and `cursor`
  * (list), `found`, `size` and `modifiedMs` (stat), the usage figures; or
@@ -52,6 +58,13 @@ export class StorageResult {
   readOnly: bool = false;
   errorKind: string = "";
   error: string = "";
+
+  /** The refusal as a sentence, `storage <what>: <the host's reason>`
+   * (what the Rust and JavaScript SDKs fail a task with). */
+  get message(): string {
+    const i = STORAGE_ERRORS.indexOf(this.errorKind);
+    return "storage " + (i < 0 ? this.errorKind : STORAGE_WHAT[i]) + ": " + this.error;
+  }
 }
 
 /** The result's case at `ret`; on an error, fill it in (its payload at

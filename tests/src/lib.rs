@@ -99,6 +99,8 @@ pub mod guests {
     pub const MISBEHAVE_C: &str = "misbehave_c";
     /// `swarms/notes`: keeps notes and counters in its object store.
     pub const NOTES: &str = "notes";
+    /// `swarms/notes-as`: the notes swarm in AssemblyScript (`chassis build`).
+    pub const NOTES_AS: &str = "notes_as";
     /// `swarms/notes-js`: the notes swarm in JavaScript.
     pub const NOTES_JS: &str = "notes_js";
     /// `swarms/notes-py`: the notes swarm in Python.
@@ -139,6 +141,7 @@ pub mod guests {
         MISBEHAVE_C,
         NET_ESCAPE,
         NOTES,
+        NOTES_AS,
         NOTES_JS,
         NOTES_PY,
         SANDBOX_PROBE,

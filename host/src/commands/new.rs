@@ -462,7 +462,7 @@ mod tests {
 
     #[test]
     fn every_template_is_filled_in_whole() {
-        for lang in [Lang::Rust, Lang::Python, Lang::Javascript, Lang::Typescript] {
+        for &lang in <Lang as clap::ValueEnum>::value_variants() {
             let (own, source, how) = language(lang);
             let fill = Fill {
                 name: "greeter",

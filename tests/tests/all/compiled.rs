@@ -9,13 +9,20 @@
 use std::sync::{Arc, Mutex};
 
 use chassis::{Error, ErrorKind, GuestLine, GuestLogSink, TaskError, TaskRequest};
-use chassis_tests::{Host, TestHost, guests};
+use chassis_tests::{Host, TestHost, TestServer, guests};
 use serde_json::{Value, json};
 
-/// The hostile guests' contract: small limits, the credential they ask for
+/// The hostile guests' contract: small limits, the proxy open to the test
+/// server's `/v1/` (misbehave-as fetches), the credential they ask for
 /// granted (or not), and no quarantine (these tests fail tasks on purpose,
 /// hundreds of them).
 fn hostile(swarm: &str, grant: bool) -> String {
+    hostile_with(swarm, grant, 9, &[])
+}
+
+/// As [`hostile`], the proxy open to `http://127.0.0.1:{port}/v1/`, and
+/// `more` credentials in scope.
+fn hostile_with(swarm: &str, grant: bool, port: u16, more: &[&str]) -> String {
     let mut text = format!(
         "swarm_id = \"{swarm}\"
 [resource_limits]
@@ -30,8 +37,15 @@ quarantine_threshold = 0.0
 max_failure_rate_percent = 100
 "
     );
+    text.push_str(&format!(
+        "[security]\nnetwork_access = \"proxy_only\"\nallowed_endpoints = [\"http://127.0.0.1:{port}/v1/\"]\n"
+    ));
     if grant {
-        text.push_str("[security]\nscoped_credentials = [\"token\"]\n");
+        let scoped: Vec<String> = std::iter::once("token")
+            .chain(more.iter().copied())
+            .map(|c| format!("{c:?}"))
+            .collect();
+        text.push_str(&format!("scoped_credentials = [{}]\n", scoped.join(", ")));
     }
     text
 }
@@ -371,4 +385,113 @@ async fn the_c_cpp_and_assemblyscript_sdks_read_payloads_and_report_results() {
         let outcome = run(json!({"name": "Ada"}), "hello").await;
         assert_eq!(outcome.status, TaskStatus::Success, "{name}");
     }
+}
+
+/// RFC 8032's first test key (its seed).
+const SEED_HEX: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+
+/// Each import the AssemblyScript SDK lowers and lifts by hand, through the
+/// real host: credentials (a value, a signature, a public key, and each
+/// refusal's case), and the HTTP proxy against a real server on 127.0.0.1
+/// (a GET, a POST with a body, headers and an injected credential, a
+/// denied URL). Storage is `storage.rs`'s notes script, run by `notes-as`
+/// too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_assemblyscript_imports_answer_and_refuse_as_the_host_says() {
+    let server = TestServer::start();
+    let swarm = "misbehave-as";
+    let host = TestHost::new()
+        .secret(swarm, "token", "s3cret")
+        .secret(swarm, "signing", format!("ed25519:{SEED_HEX}"))
+        .component(
+            guests::MISBEHAVE_AS,
+            hostile_with(swarm, true, server.port, &["signing", "empty"]),
+        )
+        .build()
+        .await;
+    let op = |op: &str, name: &str| json!({"op": op, "name": name});
+    let failure = |payload: Value, task: &'static str| {
+        let host = &host;
+        async move {
+            let outcome = host
+                .execute_task(swarm, TaskRequest::new(task, payload.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("{task} {payload}: {e}"));
+            match outcome.error {
+                Some(chassis::GuestError::Failed(message)) => message,
+                other => panic!("{task} {payload}: expected a failed task, got {other:?}"),
+            }
+        }
+    };
+    assert_eq!(
+        answers(&host, swarm, "credential_op", op("get", "token")).await,
+        json!({"value_units": 6, "bytes": 0})
+    );
+    assert_eq!(
+        answers(&host, swarm, "credential_op", op("sign", "signing")).await,
+        json!({"value_units": 0, "bytes": 64})
+    );
+    assert_eq!(
+        answers(&host, swarm, "credential_op", op("public_key", "signing")).await,
+        json!({"value_units": 0, "bytes": 32})
+    );
+    for (payload, case) in [
+        (op("get", "empty"), "not-found: "),
+        (op("get", "elsewhere"), "denied: "),
+        (op("sign", "token"), "unsupported: "),
+        (op("public_key", "token"), "unsupported: "),
+    ] {
+        let message = failure(payload.clone(), "credential_op").await;
+        assert!(message.starts_with(case), "{payload}: {message}");
+    }
+
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", server.port);
+    let got = answers(&host, swarm, "fetch", json!({"url": url("/v1/hello")})).await;
+    assert_eq!(got["status"], 200, "{got}");
+    assert_eq!(got["body"], r#"{"hello":"world"}"#, "{got}");
+    assert!(
+        got["headers"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|p| p[0] == "content-length")),
+        "{got}"
+    );
+    let body = "héllo ✓ \"quoted\" 😀";
+    let got = answers(
+        &host,
+        swarm,
+        "fetch",
+        json!({
+            "url": url("/v1/echo"),
+            "method": "POST",
+            "body": body,
+            "credential": "token",
+            "headers": {"x-probe": "1", "content-type": "text/plain"},
+        }),
+    )
+    .await;
+    assert_eq!(
+        got,
+        json!({"status": 200, "headers": got["headers"], "body": body})
+    );
+    let received = server.received();
+    let last = received.last().unwrap();
+    assert_eq!(last.body, body.as_bytes());
+    let header = |name: &str| {
+        last.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("authorization"), Some("Bearer s3cret"));
+    assert_eq!(header("x-probe"), Some("1"));
+
+    let message = failure(json!({"url": url("/v2/hello")}), "fetch").await;
+    assert!(message.starts_with("denied: "), "{message}");
+    let message = failure(json!({"url": "not a url"}), "fetch").await;
+    assert!(
+        message.starts_with("invalid-request: ") || message.starts_with("denied: "),
+        "{message}"
+    );
+    // Nothing the guest asked for was sent anywhere but the test server.
+    assert_eq!(server.received().len(), 2);
 }

@@ -619,12 +619,13 @@ async fn the_grant_is_enforced_at_load_and_on_every_call() {
 /// namespaces of the same quota: the same results, refusals with the same
 /// sentence, and the same storage calls recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rust_python_and_javascript_helpers_keep_the_same_objects() {
+async fn the_rust_python_javascript_and_assemblyscript_helpers_keep_the_same_objects() {
     let dir = scratch_dir("storage-languages");
     let swarms = [
         ("notes", guests::NOTES),
         ("notes-py", guests::NOTES_PY),
         ("notes-js", guests::NOTES_JS),
+        ("notes-as", guests::NOTES_AS),
     ];
     let chassis = swarms
         .iter()

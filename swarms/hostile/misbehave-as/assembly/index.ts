@@ -14,9 +14,14 @@
 // | `case`        | `{ptr, cases}`: reads a discriminant there      | the case, or a trap |
 // | `realloc`     | `{align}`: cabi_realloc with that alignment     | a pointer, or a trap |
 // | `echo`        | returns `{"payload": <the payload as a string>}` | the same text back  |
+// | `credential_op` | `{op: get/sign/public_key, name}`: sizes only | what the host says |
+// | `fetch`       | `{url, method?, body?, credential?, headers?}`  | what the host says  |
+//
+// An import's refusal fails the task with `<case>: <the host's reason>`.
 
 import { cabi_realloc, discriminant, liftBytes, liftString } from "../chassis/abi";
-import { getCredential } from "../chassis/credentials";
+import { CredentialResult, getCredential, publicKey, sign } from "../chassis/credentials";
+import { Request, fetch } from "../chassis/http";
 import { JsonValue, JsonWriter, KIND_NUMBER, KIND_OBJECT, lastError, parse } from "../chassis/json";
 import { Output, Task, failed, invalidPayload, ok, register } from "../chassis/swarm";
 
@@ -98,6 +103,58 @@ function echo(task: Task): Output {
   return ok(out.toString());
 }
 
+function credentialOp(task: Task): Output {
+  const payload = parse(task.payload);
+  if (payload === null) return invalidPayload("not JSON");
+  const op = payload.get("op");
+  const name = payload.get("name");
+  if (op === null || name === null) return invalidPayload("expected {op, name}");
+  let r: CredentialResult;
+  if (op.str == "get") r = getCredential(name.str);
+  else if (op.str == "sign") r = sign(name.str, Uint8Array.wrap(String.UTF8.encode("message")));
+  else if (op.str == "public_key") r = publicKey(name.str);
+  else return invalidPayload("op is get, sign or public_key");
+  if (!r.ok) return failed(r.errorKind + ": " + r.error);
+  // Sizes only: a swarm that echoed secrets would be a leak, not a probe.
+  return ok('{"value_units":' + r.value.length.toString() + ',"bytes":' + r.bytes.length.toString() + "}");
+}
+
+function fetchTask(task: Task): Output {
+  const payload = parse(task.payload);
+  if (payload === null) return invalidPayload("not JSON");
+  const url = payload.get("url");
+  if (url === null) return invalidPayload("expected {url}");
+  const method = payload.get("method");
+  const request = new Request(method === null ? "GET" : method.str, url.str);
+  const headers = payload.get("headers");
+  if (headers !== null) {
+    for (let i = 0; i < headers.keys.length; i++) request.header(headers.keys[i], headers.items[i].str);
+  }
+  const body = payload.get("body");
+  if (body !== null) request.text(body.str);
+  const credential = payload.get("credential");
+  if (credential !== null) request.credentialHeader("authorization", credential.str, "Bearer ");
+  const response = fetch(request);
+  if (!response.ok) return failed(response.errorKind + ": " + response.error);
+  const out = new JsonWriter();
+  out.beginObject();
+  out.key("status");
+  out.uint(response.status);
+  out.key("headers");
+  out.beginArray();
+  for (let i = 0; i < response.headerNames.length; i++) {
+    out.beginArray();
+    out.string(response.headerNames[i]);
+    out.string(response.headerValues[i]);
+    out.endArray();
+  }
+  out.endArray();
+  out.key("body");
+  out.string(String.UTF8.decode(response.body.buffer));
+  out.endObject();
+  return ok(out.toString());
+}
+
 register("oob_write", oobWrite);
 register("spin", spin);
 register("memory_bomb", memoryBomb);
@@ -108,3 +165,5 @@ register("lift_bytes", liftBytesTask);
 register("case", caseTask);
 register("realloc", reallocTask);
 register("echo", echo);
+register("credential_op", credentialOp);
+register("fetch", fetchTask);
