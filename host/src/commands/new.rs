@@ -182,7 +182,9 @@ fn language(lang: Lang) -> (&'static [TemplateFile], &'static str, String) {
         Lang::Rust => (
             RUST,
             "src/lib.rs",
-            "`chassis build` runs `cargo build --release --target wasm32-wasip2`.".into(),
+            "`chassis build` runs `cargo build --release --target wasm32-wasip2` and\n\
+             copies the component to `target/{{name}}.wasm`."
+                .into(),
         ),
         Lang::Python => (
             PYTHON,
@@ -277,13 +279,7 @@ impl NewCommand {
         };
         let (own, source, how) = language(self.lang);
         let files: Vec<&TemplateFile> = own.iter().chain(COMMON).collect();
-        let wasm = match self.lang {
-            Lang::Rust => format!(
-                "target/wasm32-wasip2/release/{}.wasm",
-                self.name.replace('-', "_")
-            ),
-            _ => format!("target/{}.wasm", self.name),
-        };
+        let wasm = format!("target/{}.wasm", self.name);
         let fill = Fill {
             name: &self.name,
             type_name: &type_name(&self.name),

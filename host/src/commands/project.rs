@@ -320,7 +320,7 @@ impl Project {
         })
     }
 
-    /// Where a script project's component goes.
+    /// Where a project's component goes.
     fn script_output(&self) -> PathBuf {
         PathBuf::from("target").join(format!("{}.wasm", self.name))
     }
@@ -332,12 +332,16 @@ impl Project {
     pub(crate) fn compile(&self, always: bool, optimize: bool) -> Result<PathBuf> {
         let optimize = optimize || self.optimize;
         let Some(script) = &self.script else {
+            // Cargo's artifact, as every language's component is:
+            // `target/NAME.wasm`, optimized on the way when asked.
             let built = self.cargo_build()?;
-            if !optimize {
-                return Ok(built);
-            }
             let out = self.dir.join(self.script_output());
-            super::optimize::component_file(&built, &out)?;
+            if optimize {
+                super::optimize::component_file(&built, &out)?;
+            } else if std::fs::read(&out).ok() != Some(std::fs::read(&built)?) {
+                std::fs::copy(&built, &out)
+                    .with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
+            }
             return Ok(out);
         };
         let out = self.script_output();

@@ -309,7 +309,7 @@ fn text(rng: &mut Rng) -> String {
 async fn the_assemblyscript_string_glue_carries_any_text_both_ways() {
     let swarm = "misbehave-as";
     let (host, _) = host(guests::MISBEHAVE_AS, swarm).await;
-    let mut rng = Rng(0x7e57_0f_u64);
+    let mut rng = Rng(0x007e_570f_u64);
     for case in 0..150 {
         let mut payload = serde_json::Map::new();
         for _ in 0..rng.below(4) {
