@@ -9,7 +9,10 @@
 // - Everything the host writes into guest memory (arguments of `execute`,
 //   results of imports) is read through `liftString`, `liftBytes` and
 //   `discriminant`, which check bounds, alignment and cases and stop the
-//   task with a message rather than read outside what was given.
+//   task with a message rather than read outside what was given; what the
+//   host allocated for it is freed once read (`takeString`, `release`).
+// - Text handed to the host is made well-formed first (`wellFormed`: an
+//   unpaired surrogate becomes U+FFFD), since the host cannot take one.
 // - Results handed back are copied into memory the garbage collector does
 //   not own (`heap.alloc`), so nothing moves or is freed while the host
 //   reads them.
@@ -21,9 +24,49 @@ import { Handler, Output, Task, handlerFor, taskTypes } from "./swarm";
 @external("infrafabric:chassis/log@0.1.0", "log")
 declare function logImport(level: i32, ptr: usize, len: usize): void;
 
+/** `s` with each unpaired surrogate replaced by U+FFFD: the host takes
+ * only well-formed text (it would end the task over one). `s` itself when
+ * it has none. */
+export function wellFormed(s: string): string {
+  let bad = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    if (c <= 0xdbff && i + 1 < s.length) {
+      const next = s.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        i++;
+        continue;
+      }
+    }
+    bad = true;
+    break;
+  }
+  if (!bad) return s;
+  // Concatenation, not an array: the abort handler comes through here, and
+  // must not depend on the array code it may be reporting on.
+  let out = "";
+  let run = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    if (c <= 0xdbff && i + 1 < s.length) {
+      const next = s.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        i++;
+        continue;
+      }
+    }
+    out += s.substring(run, i) + "\ufffd";
+    run = i + 1;
+  }
+  return out + s.substring(run);
+}
+
 /** One line in the host's log: `level` 0 trace .. 4 error. */
 export function logLine(level: i32, message: string): void {
-  logImport(level, changetype<usize>(message), <usize>message.length);
+  const text = wellFormed(message);
+  logImport(level, changetype<usize>(text), <usize>text.length);
 }
 
 /** The AssemblyScript `abort` (a failed assertion, an index out of range):
@@ -61,16 +104,40 @@ export function inBounds(ptr: usize, bytes: u64): bool {
 /** The string of `len` UTF-16 code units at `ptr`, checked. */
 export function liftString(ptr: usize, len: usize): string {
   if ((ptr & 1) != 0) abiViolation("a string at an odd address");
-  if (!inBounds(ptr, (<u64>len) << 1)) abiViolation("a string outside linear memory");
+  if (len > 0x7fffffff || !inBounds(ptr, (<u64>len) << 1)) {
+    abiViolation("a string outside linear memory");
+  }
   return String.UTF16.decodeUnsafe(ptr, len << 1);
 }
 
 /** The `len` bytes at `ptr`, checked, copied. */
 export function liftBytes(ptr: usize, len: usize): Uint8Array {
-  if (!inBounds(ptr, <u64>len)) abiViolation("a byte list outside linear memory");
+  if (len > 0x7fffffff || !inBounds(ptr, <u64>len)) {
+    abiViolation("a byte list outside linear memory");
+  }
   const out = new Uint8Array(<i32>len);
   memory.copy(out.dataStart, ptr, len);
   return out;
+}
+
+/** Give back memory the host filled through `cabi_realloc` once it has
+ * been lifted (a zero-length string or list was given no memory). */
+export function release(ptr: usize, len: usize): void {
+  if (len != 0) heap.free(ptr);
+}
+
+/** `liftString`, then the host's copy released. */
+export function takeString(ptr: usize, len: usize): string {
+  const s = liftString(ptr, len);
+  release(ptr, len);
+  return s;
+}
+
+/** `liftBytes`, then the host's copy released. */
+export function takeBytes(ptr: usize, len: usize): Uint8Array {
+  const b = liftBytes(ptr, len);
+  release(ptr, len);
+  return b;
 }
 
 /** The case number at `ptr`, checked against the cases there are. */
@@ -88,15 +155,18 @@ export function listAt(ptr: usize, len: usize, elementBytes: u32, align: u32): u
   return ptr;
 }
 
-/** Scratch space for an import's result, `size` bytes aligned to 8. */
+/** Scratch space for an import's result, `size` bytes aligned to 8
+ * (`heap.free` it once read). */
 export function returnArea(size: usize): usize {
   return heap.alloc(size);
 }
 
 // ---- handing back -------------------------------------------------------------
 
-/** A copy of `s` outside the collector's memory: (pointer, code units). */
-function lowerString(s: string, at: usize): void {
+/** A copy of `s` (made well-formed) outside the collector's memory:
+ * (pointer, code units). */
+function lowerString(text: string, at: usize): void {
+  const s = wellFormed(text);
   const bytes = <usize>s.length << 1;
   const copy = heap.alloc(bytes);
   memory.copy(copy, changetype<usize>(s), bytes);
@@ -104,8 +174,9 @@ function lowerString(s: string, at: usize): void {
   store<u32>(at, <u32>s.length, 4);
 }
 
-/** Lower a string for an import's argument: (pointer, code units), the
- * string itself (it is reachable for the call's duration). */
+/** The pointer of a string handed to an import as it is (the caller keeps
+ * it reachable for the call, and passes its length: make it well-formed
+ * first with `wellFormed`). */
 export function stringPtr(s: string): usize {
   return changetype<usize>(s);
 }
@@ -145,9 +216,9 @@ export function execute(
   payloadLen: usize,
 ): usize {
   const task = new Task(
-    liftString(idPtr, idLen),
-    liftString(typePtr, typeLen),
-    liftString(payloadPtr, payloadLen),
+    takeString(idPtr, idLen),
+    takeString(typePtr, typeLen),
+    takeString(payloadPtr, payloadLen),
   );
   const ret = heap.alloc(16);
   const handler: Handler | null = handlerFor(task.type);
@@ -162,8 +233,9 @@ export function execute(
     store<u8>(ret, 0);
     lowerString(output.text, ret + 4);
   } else {
+    // invalid-payload (1), or failed (2) for any other kind.
     store<u8>(ret, 1);
-    store<u8>(ret, <u8>output.kind, 4);
+    store<u8>(ret, output.kind == 1 ? 1 : 2, 4);
     lowerString(output.text, ret + 8);
   }
   return ret;

@@ -7,7 +7,7 @@
 // `sign` and `publicKey` use a signing key the host keeps: its private half
 // never enters the guest.
 
-import { discriminant, liftBytes, liftString, returnArea, stringPtr } from "./abi";
+import { discriminant, returnArea, stringPtr, takeBytes, takeString, wellFormed } from "./abi";
 
 @external("infrafabric:chassis/credentials@0.1.0", "get")
 declare function getImport(ptr: usize, len: usize, ret: usize): void;
@@ -37,34 +37,38 @@ function lift(ret: usize, bytes: bool): CredentialResult {
   const out = new CredentialResult();
   if (discriminant(ret, 2) == 0) {
     out.ok = true;
-    if (bytes) out.bytes = liftBytes(load<u32>(ret, 4), load<u32>(ret, 8));
-    else out.value = liftString(load<u32>(ret, 4), load<u32>(ret, 8));
+    if (bytes) out.bytes = takeBytes(load<u32>(ret, 4), load<u32>(ret, 8));
+    else out.value = takeString(load<u32>(ret, 4), load<u32>(ret, 8));
   } else {
     const kind = discriminant(ret + 4, <u32>CREDENTIAL_ERRORS.length);
     out.errorKind = CREDENTIAL_ERRORS[kind];
-    out.error = liftString(load<u32>(ret, 8), load<u32>(ret, 12));
+    out.error = takeString(load<u32>(ret, 8), load<u32>(ret, 12));
   }
+  heap.free(ret);
   return out;
 }
 
 /** The value of the scoped credential `name`. */
 export function getCredential(name: string): CredentialResult {
+  const n = wellFormed(name);
   const ret = returnArea(16);
-  getImport(stringPtr(name), name.length, ret);
+  getImport(stringPtr(n), n.length, ret);
   return lift(ret, false);
 }
 
 /** `message` signed with the key `name` (Ed25519, on the host's side). */
 export function sign(name: string, message: Uint8Array): CredentialResult {
+  const n = wellFormed(name);
   const ret = returnArea(16);
-  signImport(stringPtr(name), name.length, message.dataStart, message.length, ret);
+  signImport(stringPtr(n), n.length, message.dataStart, message.length, ret);
   return lift(ret, true);
 }
 
 /** The public half of the signing key `name`. */
 export function publicKey(name: string): CredentialResult {
+  const n = wellFormed(name);
   const ret = returnArea(16);
-  publicKeyImport(stringPtr(name), name.length, ret);
+  publicKeyImport(stringPtr(n), n.length, ret);
   return lift(ret, true);
 }
 

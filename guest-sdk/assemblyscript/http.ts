@@ -10,7 +10,7 @@
 // A credential can be sent as a header without the guest seeing it:
 // `request.credentialHeader("authorization", "api-token", "Bearer ")`.
 
-import { discriminant, liftBytes, liftString, listAt, returnArea, stringPtr } from "./abi";
+import { discriminant, listAt, release, returnArea, stringPtr, takeBytes, takeString, wellFormed } from "./abi";
 
 @external("infrafabric:chassis/http-proxy@0.1.0", "fetch")
 declare function fetchImport(
@@ -80,30 +80,41 @@ export class Response {
 /** Send `request` through the host's proxy and wait for the answer. */
 export function fetch(request: Request): Response {
   const count = request.headerNames.length;
-  // list<header>: (name, value) as two (pointer, length) pairs each.
+  // list<header>: (name, value) as two (pointer, length) pairs each; the
+  // strings are kept reachable in `texts` for the call.
+  const texts = new Array<string>();
   const headers = heap.alloc(<usize>count * 16);
   for (let i = 0; i < count; i++) {
     const at = headers + <usize>i * 16;
-    store<u32>(at, <u32>stringPtr(request.headerNames[i]));
-    store<u32>(at, <u32>request.headerNames[i].length, 4);
-    store<u32>(at, <u32>stringPtr(request.headerValues[i]), 8);
-    store<u32>(at, <u32>request.headerValues[i].length, 12);
+    const name = wellFormed(request.headerNames[i]);
+    const value = wellFormed(request.headerValues[i]);
+    texts.push(name);
+    texts.push(value);
+    store<u32>(at, <u32>stringPtr(name));
+    store<u32>(at, <u32>name.length, 4);
+    store<u32>(at, <u32>stringPtr(value), 8);
+    store<u32>(at, <u32>value.length, 12);
   }
   const ret = returnArea(24);
   const credentialHeader = request.credentialHeaderName;
   const has = credentialHeader !== null;
-  const header = has ? <string>credentialHeader : "";
+  const header = wellFormed(has ? <string>credentialHeader : "");
+  const method = wellFormed(request.method);
+  const url = wellFormed(request.url);
+  const credential = wellFormed(request.credentialName);
+  const prefix = wellFormed(request.credentialPrefix);
   fetchImport(
-    stringPtr(request.method), request.method.length,
-    stringPtr(request.url), request.url.length,
+    stringPtr(method), method.length,
+    stringPtr(url), url.length,
     headers, count,
     request.body.dataStart, request.body.length,
     has ? 1 : 0,
     stringPtr(header), header.length,
-    stringPtr(request.credentialName), request.credentialName.length,
-    stringPtr(request.credentialPrefix), request.credentialPrefix.length,
+    stringPtr(credential), credential.length,
+    stringPtr(prefix), prefix.length,
     ret,
   );
+  heap.free(headers);
   const out = new Response();
   if (discriminant(ret, 2) == 0) {
     out.ok = true;
@@ -112,13 +123,15 @@ export function fetch(request: Request): Response {
     const list = listAt(load<u32>(ret, 8), len, 16, 4);
     for (let i: u32 = 0; i < len; i++) {
       const at = list + <usize>i * 16;
-      out.headerNames.push(liftString(load<u32>(at), load<u32>(at, 4)));
-      out.headerValues.push(liftString(load<u32>(at, 8), load<u32>(at, 12)));
+      out.headerNames.push(takeString(load<u32>(at), load<u32>(at, 4)));
+      out.headerValues.push(takeString(load<u32>(at, 8), load<u32>(at, 12)));
     }
-    out.body = liftBytes(load<u32>(ret, 16), load<u32>(ret, 20));
+    release(list, len);
+    out.body = takeBytes(load<u32>(ret, 16), load<u32>(ret, 20));
   } else {
     out.errorKind = PROXY_ERRORS[discriminant(ret + 4, <u32>PROXY_ERRORS.length)];
-    out.error = liftString(load<u32>(ret, 8), load<u32>(ret, 12));
+    out.error = takeString(load<u32>(ret, 8), load<u32>(ret, 12));
   }
+  heap.free(ret);
   return out;
 }

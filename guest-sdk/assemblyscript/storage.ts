@@ -5,7 +5,7 @@
 //     if (!put.ok) return failed(put.message);   // "storage quota exceeded: ..."
 //     const got = storageGet("counts/today");   // got.found, got.bytes
 
-import { discriminant, liftBytes, liftString, listAt, returnArea, stringPtr } from "./abi";
+import { discriminant, listAt, release, returnArea, stringPtr, takeBytes, takeString, wellFormed } from "./abi";
 
 @external("infrafabric:chassis/storage@0.1.0", "get")
 declare function getImport(name: usize, nameLen: usize, ret: usize): void;
@@ -75,43 +75,53 @@ function start(ret: usize, payload: usize): StorageResult {
     out.ok = true;
   } else {
     out.errorKind = STORAGE_ERRORS[discriminant(ret + payload, <u32>STORAGE_ERRORS.length)];
-    out.error = liftString(load<u32>(ret + payload, 4), load<u32>(ret + payload, 8));
+    out.error = takeString(load<u32>(ret + payload, 4), load<u32>(ret + payload, 8));
   }
   return out;
 }
 
 /** The object's bytes (`found` false when there is none). */
 export function storageGet(name: string): StorageResult {
+  const n = wellFormed(name);
   const ret = returnArea(16);
-  getImport(stringPtr(name), name.length, ret);
+  getImport(stringPtr(n), n.length, ret);
   const out = start(ret, 4);
   if (out.ok && discriminant(ret + 4, 2) == 1) {
     out.found = true;
-    out.bytes = liftBytes(load<u32>(ret, 8), load<u32>(ret, 12));
+    out.bytes = takeBytes(load<u32>(ret, 8), load<u32>(ret, 12));
   }
+  heap.free(ret);
   return out;
 }
 
 /** Write the object whole. */
 export function storageSet(name: string, value: Uint8Array): StorageResult {
+  const n = wellFormed(name);
   const ret = returnArea(16);
-  setImport(stringPtr(name), name.length, value.dataStart, value.length, ret);
-  return start(ret, 4);
+  setImport(stringPtr(n), n.length, value.dataStart, value.length, ret);
+  const out = start(ret, 4);
+  heap.free(ret);
+  return out;
 }
 
 /** Remove the object (none there is not an error). */
 export function storageDelete(name: string): StorageResult {
+  const n = wellFormed(name);
   const ret = returnArea(16);
-  deleteImport(stringPtr(name), name.length, ret);
-  return start(ret, 4);
+  deleteImport(stringPtr(n), n.length, ret);
+  const out = start(ret, 4);
+  heap.free(ret);
+  return out;
 }
 
 /** Whether the object exists (`found`). */
 export function storageExists(name: string): StorageResult {
+  const n = wellFormed(name);
   const ret = returnArea(16);
-  existsImport(stringPtr(name), name.length, ret);
+  existsImport(stringPtr(n), n.length, ret);
   const out = start(ret, 4);
   if (out.ok) out.found = discriminant(ret + 4, 2) == 1;
+  heap.free(ret);
   return out;
 }
 
@@ -120,31 +130,36 @@ export function storageExists(name: string): StorageResult {
 export function storageList(prefix: string, cursor: string | null, limit: u32): StorageResult {
   const ret = returnArea(24);
   const has = cursor !== null;
-  const after = has ? <string>cursor : "";
-  listKeysImport(stringPtr(prefix), prefix.length, has ? 1 : 0, stringPtr(after), after.length, limit, ret);
+  const after = wellFormed(has ? <string>cursor : "");
+  const from = wellFormed(prefix);
+  listKeysImport(stringPtr(from), from.length, has ? 1 : 0, stringPtr(after), after.length, limit, ret);
   const out = start(ret, 4);
   if (out.ok) {
     const len = load<u32>(ret, 8);
     const list = listAt(load<u32>(ret, 4), len, 8, 4);
     for (let i: u32 = 0; i < len; i++) {
       const at = list + <usize>i * 8;
-      out.keys.push(liftString(load<u32>(at), load<u32>(at, 4)));
+      out.keys.push(takeString(load<u32>(at), load<u32>(at, 4)));
     }
-    if (discriminant(ret + 12, 2) == 1) out.cursor = liftString(load<u32>(ret, 16), load<u32>(ret, 20));
+    release(list, len);
+    if (discriminant(ret + 12, 2) == 1) out.cursor = takeString(load<u32>(ret, 16), load<u32>(ret, 20));
   }
+  heap.free(ret);
   return out;
 }
 
 /** The object's size and time (`found` false when there is none). */
 export function storageStat(name: string): StorageResult {
+  const n = wellFormed(name);
   const ret = returnArea(32);
-  statImport(stringPtr(name), name.length, ret);
+  statImport(stringPtr(n), n.length, ret);
   const out = start(ret, 8);
   if (out.ok && discriminant(ret + 8, 2) == 1) {
     out.found = true;
     out.size = load<u64>(ret, 16);
     out.modifiedMs = load<u64>(ret, 24);
   }
+  heap.free(ret);
   return out;
 }
 
@@ -161,5 +176,6 @@ export function storageUsage(): StorageResult {
     out.maxObjectBytes = load<u64>(ret, 40);
     out.readOnly = discriminant(ret + 48, 2) == 1;
   }
+  heap.free(ret);
   return out;
 }

@@ -97,6 +97,8 @@ pub mod guests {
     pub const MISBEHAVE_AS: &str = "misbehave_as";
     /// `swarms/hostile/misbehave-c`: breaks limits in C.
     pub const MISBEHAVE_C: &str = "misbehave_c";
+    /// `swarms/hostile/misbehave-cpp`: breaks limits in C++.
+    pub const MISBEHAVE_CPP: &str = "misbehave_cpp";
     /// `swarms/notes`: keeps notes and counters in its object store.
     pub const NOTES: &str = "notes";
     /// `swarms/notes-as`: the notes swarm in AssemblyScript (`chassis build`).
@@ -139,6 +141,7 @@ pub mod guests {
         MISBEHAVE,
         MISBEHAVE_AS,
         MISBEHAVE_C,
+        MISBEHAVE_CPP,
         NET_ESCAPE,
         NOTES,
         NOTES_AS,

@@ -231,11 +231,12 @@ fn build_c(dir: &Path, lang: Lang, script: &Script, core: &Path) -> Result<()> {
     std::fs::create_dir_all(dir.join(&objects_dir))
         .with_context(|| format!("making {}", dir.join(&objects_dir).display()))?;
     let mut objects = Vec::new();
-    for source in &sources {
+    for (i, source) in sources.iter().enumerate() {
         let cpp = cpp_exts.contains(&ext_of(source).as_str());
+        // Numbered, so that `a/b.c` and `a_b.c` never share an object.
         let object = objects_dir.join(format!(
-            "{}.o",
-            source.to_string_lossy().replace(['/', '\\'], "__")
+            "{i}-{}.o",
+            source.file_name().unwrap_or_default().to_string_lossy()
         ));
         let mut cmd = zig(if cpp { "c++" } else { "cc" })?;
         cmd.args(TARGET)

@@ -1,5 +1,5 @@
-//! Swarms in C and AssemblyScript (projects built by `chassis build`, run
-//! by `cargo xtask build`) under the host's limits: a hostile guest in each
+//! Swarms in C, C++ and AssemblyScript (projects built by `chassis build`,
+//! run by `cargo xtask build`) under the host's limits: a hostile guest in each
 //! language stopped with the right error, an import used without its grant
 //! refused at load, and the AssemblyScript SDK's canonical-ABI glue, which
 //! is hand-written, given hostile lengths, addresses, cases and alignments
@@ -95,9 +95,10 @@ async fn answers(host: &Host, swarm: &str, task: &str, payload: Value) -> Value 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_c_and_assemblyscript_guests_are_stopped_with_the_right_error() {
+async fn hostile_c_cpp_and_assemblyscript_guests_are_stopped_with_the_right_error() {
     for (guest, swarm, trap_task) in [
         (guests::MISBEHAVE_C, "misbehave-c", "recurse"),
+        (guests::MISBEHAVE_CPP, "misbehave-cpp", "vector_at"),
         (guests::MISBEHAVE_AS, "misbehave-as", "abort"),
     ] {
         let (host, lines) = host(guest, swarm).await;
@@ -122,6 +123,15 @@ async fn hostile_c_and_assemblyscript_guests_are_stopped_with_the_right_error() 
 
         let err = fails(&host, swarm, trap_task, json!({})).await;
         assert_eq!(err.kind(), ErrorKind::Trap, "{swarm}: {err}");
+        if swarm == "misbehave-cpp" {
+            // What would have been an exception aborts, and libc++ says why
+            // on stderr, which the trap carries.
+            assert!(
+                err.to_string()
+                    .contains("out_of_range was thrown in -fno-exceptions mode"),
+                "{err}"
+            );
+        }
 
         // The host and the swarm go on: the next task runs on a fresh
         // instance, and the granted credential reaches it.
@@ -146,6 +156,7 @@ async fn hostile_c_and_assemblyscript_guests_are_stopped_with_the_right_error() 
 async fn an_import_without_its_grant_is_refused_at_load() {
     for (guest, swarm) in [
         (guests::MISBEHAVE_C, "misbehave-c"),
+        (guests::MISBEHAVE_CPP, "misbehave-cpp"),
         (guests::MISBEHAVE_AS, "misbehave-as"),
     ] {
         let err = TestHost::new()
@@ -400,15 +411,40 @@ const SEED_HEX: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac03
 async fn the_assemblyscript_imports_answer_and_refuse_as_the_host_says() {
     let server = TestServer::start();
     let swarm = "misbehave-as";
+    let lines = Arc::new(Lines::default());
+    let sink = lines.clone();
     let host = TestHost::new()
+        .config(move |c| c.with_log_sink(sink))
         .secret(swarm, "token", "s3cret")
         .secret(swarm, "signing", format!("ed25519:{SEED_HEX}"))
+        .secret(swarm, "big", "x".repeat(64 * 1024))
         .component(
             guests::MISBEHAVE_AS,
-            hostile_with(swarm, true, server.port, &["signing", "empty"]),
+            hostile_with(swarm, true, server.port, &["signing", "empty", "big"]),
         )
         .build()
         .await;
+    // What the host hands over is freed once read: 300 reads of a 64 KiB
+    // credential (128 KiB each as UTF-16, 38 MiB in all) stay within the
+    // task's 32 MiB.
+    assert_eq!(
+        answers(
+            &host,
+            swarm,
+            "credential_loop",
+            json!({"name": "big", "n": 300})
+        )
+        .await,
+        json!({"calls": 300, "units": 300 * 64 * 1024})
+    );
+    // Text with an unpaired surrogate reaches the host with U+FFFD in its
+    // place, in the log and in the result, instead of ending the task.
+    lines.take();
+    assert_eq!(
+        answers(&host, swarm, "lone_surrogate", json!({})).await,
+        json!({"text": "a\u{fffd}b"})
+    );
+    assert_eq!(lines.take(), ["lone a\u{fffd}b"]);
     let op = |op: &str, name: &str| json!({"op": op, "name": name});
     let failure = |payload: Value, task: &'static str| {
         let host = &host;

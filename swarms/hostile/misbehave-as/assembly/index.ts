@@ -16,6 +16,8 @@
 // | `echo`        | returns `{"payload": <the payload as a string>}` | the same text back  |
 // | `credential_op` | `{op: get/sign/public_key, name}`: sizes only | what the host says |
 // | `fetch`       | `{url, method?, body?, credential?, headers?}`  | what the host says  |
+// | `credential_loop` | `{name, n}`: reads the credential n times    | memory stays flat   |
+// | `lone_surrogate` | logs and returns text with an unpaired surrogate | U+FFFD in its place |
 //
 // An import's refusal fails the task with `<case>: <the host's reason>`.
 
@@ -23,7 +25,7 @@ import { cabi_realloc, discriminant, liftBytes, liftString } from "../chassis/ab
 import { CredentialResult, getCredential, publicKey, sign } from "../chassis/credentials";
 import { Request, fetch } from "../chassis/http";
 import { JsonValue, JsonWriter, KIND_NUMBER, KIND_OBJECT, lastError, parse } from "../chassis/json";
-import { Output, Task, failed, invalidPayload, ok, register } from "../chassis/swarm";
+import { Output, Task, failed, info, invalidPayload, ok, register } from "../chassis/swarm";
 
 let counter: u64 = 0;
 const kept = new Array<Uint8Array>();
@@ -155,6 +157,27 @@ function fetchTask(task: Task): Output {
   return ok(out.toString());
 }
 
+function credentialLoop(task: Task): Output {
+  const payload = parse(task.payload);
+  if (payload === null) return invalidPayload("not JSON");
+  const name = payload.get("name");
+  const n = payload.get("n");
+  if (name === null || n === null) return invalidPayload("expected {name, n}");
+  let units = 0;
+  for (let i = 0; i < <i32>n.number; i++) {
+    const r = getCredential(name.str);
+    if (!r.ok) return failed(r.errorKind + ": " + r.error);
+    units += r.value.length;
+  }
+  return ok('{"calls":' + (<i32>n.number).toString() + ',"units":' + units.toString() + "}");
+}
+
+function loneSurrogate(task: Task): Output {
+  const broken = "a" + String.fromCharCode(0xd800) + "b";
+  info("lone " + broken);
+  return ok('{"text":"' + broken + '"}');
+}
+
 register("oob_write", oobWrite);
 register("spin", spin);
 register("memory_bomb", memoryBomb);
@@ -167,3 +190,5 @@ register("realloc", reallocTask);
 register("echo", echo);
 register("credential_op", credentialOp);
 register("fetch", fetchTask);
+register("credential_loop", credentialLoop);
+register("lone_surrogate", loneSurrogate);
