@@ -24,41 +24,38 @@ import { Handler, Output, Task, handlerFor, taskTypes } from "./swarm";
 @external("infrafabric:chassis/log@0.1.0", "log")
 declare function logImport(level: i32, ptr: usize, len: usize): void;
 
+/** The index of the first unpaired surrogate in `s` at or after `from`,
+ * or -1. */
+function unpaired(s: string, from: i32): i32 {
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    if (c <= 0xdbff && i + 1 < s.length) {
+      const next = s.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        i++;
+        continue;
+      }
+    }
+    return i;
+  }
+  return -1;
+}
+
 /** `s` with each unpaired surrogate replaced by U+FFFD: the host takes
  * only well-formed text (it would end the task over one). `s` itself when
- * it has none. */
+ * it has none. Concatenation, not an array: the abort handler comes
+ * through here, and must not depend on the array code it may be
+ * reporting on. */
 export function wellFormed(s: string): string {
-  let bad = false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0xd800 || c > 0xdfff) continue;
-    if (c <= 0xdbff && i + 1 < s.length) {
-      const next = s.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        i++;
-        continue;
-      }
-    }
-    bad = true;
-    break;
-  }
-  if (!bad) return s;
-  // Concatenation, not an array: the abort handler comes through here, and
-  // must not depend on the array code it may be reporting on.
+  let at = unpaired(s, 0);
+  if (at < 0) return s;
   let out = "";
   let run = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0xd800 || c > 0xdfff) continue;
-    if (c <= 0xdbff && i + 1 < s.length) {
-      const next = s.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        i++;
-        continue;
-      }
-    }
-    out += s.substring(run, i) + "\ufffd";
-    run = i + 1;
+  while (at >= 0) {
+    out += s.substring(run, at) + "\ufffd";
+    run = at + 1;
+    at = unpaired(s, run);
   }
   return out + s.substring(run);
 }

@@ -25,12 +25,14 @@
 //! `optimize = true` in the project file) Binaryen's `wasm-opt` runs over the
 //! core module first (`optimize.rs`).
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use wit_bindgen_core::wit_parser::Resolve;
 
 use super::project::Lang;
-use super::script::{GENERATED, Script, WIT, check_world, project_files, write_if_changed};
+use super::script::{
+    GENERATED, Script, WIT, check_world, project_files, run_tool as run, write_if_changed,
+};
 use super::tools;
 use super::*;
 
@@ -162,20 +164,6 @@ pub(crate) fn write_generated(dir: &Path, lang: Lang, world: &str, storage: bool
          the WIT package, the bindings generated from it and the helpers. \
          Edits are written over; keep this directory out of version control.\n",
     )
-}
-
-/// Run a compiler: its messages go to stderr as it printed them.
-fn run(mut cmd: Command, dir: &Path, what: &str) -> Result<()> {
-    let status = cmd
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(std::io::stderr()))
-        .status()
-        .with_context(|| format!("running {what}"))?;
-    if !status.success() {
-        bail!("{what} failed ({status}): its messages are above");
-    }
-    Ok(())
 }
 
 /// zig, with its caches in the tool's own directory (not the project's).

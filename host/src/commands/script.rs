@@ -166,7 +166,7 @@ pub(crate) fn write_generated(dir: &Path, lang: Lang, storage: bool) -> Result<(
 
 /// Run `cmd` in `dir` with its output shown on stderr, as the tool printed
 /// it; `what` names it in the error.
-fn run_tool(mut cmd: Command, dir: &Path, what: &str) -> Result<()> {
+pub(crate) fn run_tool(mut cmd: Command, dir: &Path, what: &str) -> Result<()> {
     let status = cmd
         .current_dir(dir)
         .stdin(Stdio::null())
