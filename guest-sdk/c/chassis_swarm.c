@@ -102,22 +102,25 @@ chassis_result chassis_ok_n(const char *json, size_t len) {
 
 chassis_result chassis_ok(const char *json) { return chassis_ok_n(json, strlen(json)); }
 
-chassis_result chassis_invalid_payload(const char *fmt, ...) {
+static chassis_result refusal(chassis_result_kind kind, const char *fmt, va_list args) {
     chassis_result r;
-    r.kind = CHASSIS_INVALID_PAYLOAD;
+    r.kind = kind;
+    r.text = vformat(fmt, args, &r.len);
+    return r;
+}
+
+chassis_result chassis_invalid_payload(const char *fmt, ...) {
     va_list args;
     va_start(args, fmt);
-    r.text = vformat(fmt, args, &r.len);
+    chassis_result r = refusal(CHASSIS_INVALID_PAYLOAD, fmt, args);
     va_end(args);
     return r;
 }
 
 chassis_result chassis_failed(const char *fmt, ...) {
-    chassis_result r;
-    r.kind = CHASSIS_FAILED;
     va_list args;
     va_start(args, fmt);
-    r.text = vformat(fmt, args, &r.len);
+    chassis_result r = refusal(CHASSIS_FAILED, fmt, args);
     va_end(args);
     return r;
 }
