@@ -198,6 +198,18 @@ pub enum LoadError {
         file: PathBuf,
     },
 
+    /// The swarm is served from a deployment to the fleet (`chassis
+    /// deploy`): the deployments bucket decides its version.
+    #[error(
+        "swarm {swarm_id:?} is served from the fleet's deployment of bundle {bundle}: deploy a new version with `chassis deploy` instead"
+    )]
+    Deployed {
+        /// The swarm.
+        swarm_id: String,
+        /// The bundle's SHA-256.
+        bundle: String,
+    },
+
     /// The bytes are not WebAssembly at all.
     #[error("{origin}: not a valid wasm file: {reason}")]
     NotWasm {
@@ -639,7 +651,8 @@ impl Error {
             Error::Load(
                 LoadError::AlreadyLoaded(_)
                 | LoadError::ChangedWhileLoading(_)
-                | LoadError::Watched { .. },
+                | LoadError::Watched { .. }
+                | LoadError::Deployed { .. },
             ) => 409,
             _ => self.kind().http_status(),
         }
@@ -686,7 +699,8 @@ impl LoadError {
             | LoadError::PoolTooSmall { .. } => ErrorKind::NotPermitted,
             LoadError::AlreadyLoaded(_)
             | LoadError::ChangedWhileLoading(_)
-            | LoadError::Watched { .. } => ErrorKind::Registry,
+            | LoadError::Watched { .. }
+            | LoadError::Deployed { .. } => ErrorKind::Registry,
         }
     }
 }

@@ -74,6 +74,44 @@ pub enum Event {
         /// The swarm.
         swarm_id: String,
     },
+    /// A signed deployment from the fleet's deployments bucket was
+    /// verified (`chassis deploy`, `--rollback`, `undeploy`;
+    /// `docs/scale-out.md`, "Deploying"); what this worker then loaded
+    /// follows as `module_loaded`, `module_replaced` or `module_unloaded`.
+    Deployment {
+        /// The swarm.
+        swarm_id: String,
+        /// `deploy`, `rollback` or `undeploy`.
+        action: String,
+        /// The bundle's SHA-256, in hex (none for an undeploy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bundle: Option<String>,
+        /// The contract's version in the bundle.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        /// The deployer's public key (64 hex digits).
+        deployer: String,
+        /// The deployment's generation for the swarm.
+        generation: u64,
+        /// Whether this worker serves it (its labels admit it and no local
+        /// contract file of the same id takes its place).
+        placed: bool,
+    },
+    /// A deployment or its bundle was refused: this worker keeps serving
+    /// what it had.
+    DeploymentRefused {
+        /// The swarm (the bucket's key, escaped).
+        swarm_id: String,
+        /// The bundle it named, when it named one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bundle: Option<String>,
+        /// `signature`, `untrusted_key`, `digest`, `too_large`, `contract`,
+        /// `load`, `stale`, `malformed`, `mismatch`, `missing` or
+        /// `local_file`.
+        kind: String,
+        /// Why, bounded and escaped.
+        reason: String,
+    },
     /// A task was admitted and is starting.
     TaskStart {
         /// The swarm.
@@ -287,6 +325,8 @@ impl Event {
             | Event::TaskAbandoned { swarm_id, .. }
             | Event::LoadRejected { swarm_id, .. }
             | Event::ModuleUnloaded { swarm_id }
+            | Event::Deployment { swarm_id, .. }
+            | Event::DeploymentRefused { swarm_id, .. }
             | Event::TaskStart { swarm_id, .. }
             | Event::TaskComplete { swarm_id, .. }
             | Event::TaskFailed { swarm_id, .. }

@@ -251,6 +251,10 @@ impl Output for Box<RawValue> {
 pub struct TaskOutcome<O = Value> {
     /// The swarm that ran it.
     pub swarm_id: String,
+    /// The version of the swarm's contract that ran it (absent in outcomes
+    /// written before it was recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
     /// The task's id.
     pub task_id: String,
     /// The task's type.

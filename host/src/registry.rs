@@ -199,7 +199,20 @@ impl Chassis {
         bytes: &[u8],
         contract: ServiceContract,
     ) -> Result<Replacement, Error> {
-        self.load_checked(bytes, contract, Mode::Replace).await
+        self.load_checked(bytes, contract, None, Mode::Replace)
+            .await
+    }
+
+    /// [`Chassis::replace_bytes`] naming where the bytes came from
+    /// (`origin`, as its records show it).
+    pub(crate) async fn replace_bytes_from(
+        &self,
+        bytes: &[u8],
+        contract: ServiceContract,
+        origin: String,
+    ) -> Result<Replacement, Error> {
+        self.load_checked(bytes, contract, Some(origin), Mode::Replace)
+            .await
     }
 
     async fn load_file(&self, contract_path: &Path, mode: Mode) -> Result<Replacement, Error> {
@@ -238,7 +251,7 @@ impl Chassis {
         bytes: &[u8],
         contract: ServiceContract,
     ) -> Result<SwarmInfo, Error> {
-        let loaded = self.load_checked(bytes, contract, Mode::New).await?;
+        let loaded = self.load_checked(bytes, contract, None, Mode::New).await?;
         Ok(loaded.info)
     }
 
@@ -246,22 +259,21 @@ impl Chassis {
         &self,
         bytes: &[u8],
         contract: ServiceContract,
+        origin: Option<String>,
         mode: Mode,
     ) -> Result<Replacement, Error> {
         let swarm_id = contract.swarm_id.clone();
         let limit = self.inner.config.max_component_bytes;
+        let origin = origin.unwrap_or_else(|| format!("<bytes for {}>", contract.swarm_id));
         let result = match contract.validate() {
             Ok(()) if bytes.len() as u64 > limit => Err(Error::Load(LoadError::InvalidComponent {
-                origin: format!("<bytes for {}>", contract.swarm_id),
+                origin,
                 reason: format!(
                     "{} bytes, over the host's limit of {limit} bytes (ChassisConfig::max_component_bytes)",
                     bytes.len()
                 ),
             })),
-            Ok(()) => {
-                let origin = format!("<bytes for {}>", contract.swarm_id);
-                self.load_from(bytes, contract, origin, mode).await
-            }
+            Ok(()) => self.load_from(bytes, contract, origin, mode).await,
             Err(e) => Err(e.into()),
         };
         self.note_rejection(&swarm_id, &result);

@@ -489,6 +489,7 @@ async fn run<O: Output>(
     };
     Ok(TaskOutcome {
         swarm_id: rt.swarm_id().to_string(),
+        version: rt.contract.version.clone(),
         task_id: wit_request.task_id,
         task_type: wit_request.task_type,
         status,

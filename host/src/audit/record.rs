@@ -175,6 +175,8 @@ pub(super) fn operation(event: &Event) -> &'static str {
         Event::TaskAbandoned { .. } => "task_abandoned",
         Event::LoadRejected { .. } => "load_rejected",
         Event::ModuleUnloaded { .. } => "module_unloaded",
+        Event::Deployment { .. } => "deployment",
+        Event::DeploymentRefused { .. } => "deployment_refused",
         Event::TaskStart { .. } => "task_start",
         Event::TaskComplete { .. } => "task_complete",
         Event::TaskFailed { .. } => "task_failed",
@@ -216,6 +218,8 @@ pub(super) fn task_id(event: &Event) -> Option<&str> {
         | Event::ModuleReplaced { .. }
         | Event::LoadRejected { .. }
         | Event::ModuleUnloaded { .. }
+        | Event::Deployment { .. }
+        | Event::DeploymentRefused { .. }
         | Event::Released { .. } => None,
     }
 }

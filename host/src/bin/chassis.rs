@@ -12,7 +12,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use chassis::commands::{
-    Global, MAX_ERROR_LINE_BYTES, StdoutClosed, audit, build, fleet, inspect, keygen, new,
+    Global, MAX_ERROR_LINE_BYTES, StdoutClosed, audit, build, deploy, fleet, inspect, keygen, new,
     optimize, release, report, run, serve, submit, testing, validate,
 };
 use clap::{Parser, Subcommand};
@@ -93,6 +93,26 @@ enum Command {
     /// worker's signing key.
     #[command(after_help = "Example:\n  chassis fleet --nats nats://127.0.0.1:4222")]
     Fleet(fleet::FleetCommand),
+    /// Deploy a swarm to every worker of a NATS fleet that serves
+    /// deployments: its contract and component go into the fleet's object
+    /// store as a bundle signed with --key (once per digest), and the
+    /// swarm's entry in the deployments bucket points at it. Workers check
+    /// the signature against their nats.trusted_deployers and the digests
+    /// against the bytes, then load it beside the old version and swap it
+    /// in. --rollback goes back to an earlier bundle.
+    #[command(after_help = "Examples:
+  chassis keygen deployer
+  chassis deploy ./greeter --nats nats://127.0.0.1:4222 --key deployer.key --wait
+  chassis deploy --rollback greeter --nats nats://127.0.0.1:4222 --key deployer.key
+
+Workers: chassis serve --nats URL --deployments --deployer-key deployer.pub")]
+    Deploy(deploy::DeployCommand),
+    /// Stop serving a deployed swarm on every worker of the fleet: a signed
+    /// entry without a bundle; each worker unloads it (running tasks
+    /// finish).
+    #[command(after_help = "Example:
+  chassis undeploy greeter --nats nats://127.0.0.1:4222 --key deployer.key --wait")]
+    Undeploy(deploy::UndeployCommand),
     /// Make an Ed25519 signing key for a worker: NAME.key (the secret, mode
     /// 600; give it to the worker as nats.signing_key or --signing-key) and
     /// NAME.pub (give it to clients: --worker-key). Refuses to overwrite.
@@ -169,6 +189,8 @@ async fn main() -> ExitCode {
         Command::Serve(command) => command.execute().await,
         Command::Submit(command) => command.execute().await,
         Command::Fleet(command) => command.execute().await,
+        Command::Deploy(command) => command.execute().await,
+        Command::Undeploy(command) => command.execute().await,
         Command::Keygen(command) => command.execute().await,
         Command::New(command) => command.execute().await,
         Command::Build(command) => command.execute(&global).await,

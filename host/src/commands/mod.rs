@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod build;
 mod compiled;
+pub mod deploy;
 pub mod fleet;
 pub mod inspect;
 pub mod keygen;
@@ -128,6 +129,11 @@ impl NatsAuthArgs {
             || self.nats_token_env.is_some()
             || self.nats_ca.is_some()
             || self.nats_cert.is_some()
+    }
+
+    /// These flags, leaving none in their place.
+    fn take(&mut self) -> Self {
+        std::mem::take(self)
     }
 
     /// As the library takes them, checked.

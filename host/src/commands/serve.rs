@@ -29,6 +29,20 @@ pub struct ServeCommand {
     /// and mirrored audit records are signed with it (nats.signing_key).
     #[arg(long, value_name = "FILE")]
     signing_key: Option<PathBuf>,
+    /// Also serve the swarms deployed to the fleet (`chassis deploy`;
+    /// nats.deployments): needs --deployer-key (or
+    /// nats.trusted_deployers).
+    #[arg(long)]
+    deployments: bool,
+    /// A trusted deployer's public key file (`chassis keygen`): deployed
+    /// bundles it signed are served. Repeat for each deployer.
+    #[arg(long, value_name = "FILE")]
+    deployer_key: Vec<PathBuf>,
+    /// A label of this worker (nats.labels): a deployed contract whose
+    /// `[placement] labels` are all among them is served here. Repeat for
+    /// each label.
+    #[arg(long, value_name = "LABEL")]
+    label: Vec<String>,
     #[command(flatten)]
     auth: NatsAuthArgs,
     /// Contract files, directories of contracts (`*.toml`), or swarm
@@ -63,12 +77,19 @@ impl ServeCommand {
         if let (Some(id), Some(nats)) = (options.worker_id, config.nats.as_mut()) {
             nats.worker_id = Some(id);
         }
-        let flags_for_nats = options.signing_key.is_some() || options.auth.given();
+        let flags_for_nats = options.signing_key.is_some()
+            || options.auth.given()
+            || options.deployments
+            || !options.deployer_key.is_empty()
+            || !options.label.is_empty();
         match config.nats.as_mut() {
             Some(nats) => {
                 if let Some(key) = options.signing_key {
                     nats.signing_key = Some(key);
                 }
+                nats.deployments |= options.deployments;
+                nats.trusted_deployers.extend(options.deployer_key);
+                nats.labels.extend(options.label);
                 if options.auth.given() {
                     if nats.auth != Default::default() {
                         bail!(
@@ -80,7 +101,7 @@ impl ServeCommand {
             }
             None if flags_for_nats => {
                 bail!(
-                    "--signing-key and the --nats-* credentials are for a worker: give --nats URL too (or [nats] in --config)"
+                    "--signing-key, --deployments, --deployer-key, --label and the --nats-* credentials are for a worker: give --nats URL too (or [nats] in --config)"
                 )
             }
             None => {}
@@ -93,9 +114,10 @@ impl ServeCommand {
             // The per-user store `chassis run` uses: objects outlive a restart.
             config.storage_dir = user_dir(UserDir::Storage);
         }
-        if config.contracts.is_empty() {
+        let deployments = config.nats.as_ref().is_some_and(|n| n.deployments);
+        if config.contracts.is_empty() && !deployments {
             bail!(
-                "no contracts to serve: name contract files or directories (e.g. `chassis serve config/`) or list them in --config"
+                "no contracts to serve: name contract files or directories (e.g. `chassis serve config/`) or list them in --config, or serve the fleet's deployments (--nats URL --deployments)"
             );
         }
         let address = config.listen;

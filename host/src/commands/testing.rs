@@ -186,6 +186,7 @@ mod tests {
     fn answered(output: serde_json::Value, error: Option<crate::GuestError>) -> crate::TaskOutcome {
         crate::TaskOutcome {
             swarm_id: "s".into(),
+            version: "1.0.0".into(),
             task_id: "id".into(),
             task_type: "t".into(),
             status: if error.is_some() {

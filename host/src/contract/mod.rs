@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use validate::{
-    GATED_WASI_CAPABILITIES, KNOWN_CAPABILITY_DOMAINS, KNOWN_WASI_CAPABILITIES,
-    MIN_RESPONSE_TIME_MS, MIN_TASK_TIMEOUT_SECONDS,
+    GATED_WASI_CAPABILITIES, KNOWN_CAPABILITY_DOMAINS, KNOWN_WASI_CAPABILITIES, MAX_LABELS,
+    MIN_RESPONSE_TIME_MS, MIN_TASK_TIMEOUT_SECONDS, check_label,
 };
 
 /// When a contract was written.
@@ -84,6 +84,10 @@ pub struct ServiceContract {
     /// unless granted.
     #[serde(default)]
     pub storage: Storage,
+    /// Where the swarm may be served when it is deployed to a fleet
+    /// (`chassis deploy`): the worker labels it needs.
+    #[serde(default, skip_serializing_if = "Placement::is_anywhere")]
+    pub placement: Placement,
     /// Free-form information about the swarm (author, language, description...).
     #[serde(default)]
     pub metadata: BTreeMap<String, toml::Value>,
@@ -191,6 +195,30 @@ pub enum NetworkAccess {
     None,
     /// Outbound HTTP only through the host's proxy, to `allowed_endpoints`.
     ProxyOnly,
+}
+
+/// `[placement]`: the labels a worker of the fleet must have to serve the
+/// swarm when it is deployed through NATS (`docs/scale-out.md`,
+/// "Deploying"). None: every worker serves it. A contract file a worker
+/// is given on its own disk is served wherever it is given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Placement {
+    /// Labels (`[a-z0-9][a-z0-9._-]*`, at most 64 bytes each, at most 32),
+    /// all of which a worker must have.
+    pub labels: Vec<String>,
+}
+
+impl Placement {
+    /// Whether any worker may serve the swarm.
+    pub fn is_anywhere(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Whether a worker with `labels` may serve it.
+    pub fn admits(&self, labels: &[String]) -> bool {
+        self.labels.iter().all(|l| labels.contains(l))
+    }
 }
 
 /// The swarm's object store (the `storage` import): whether it may read or
@@ -602,6 +630,7 @@ impl ServiceContract {
             security: Security::default(),
             reputation: Reputation::default(),
             storage: Storage::default(),
+            placement: Placement::default(),
             metadata: BTreeMap::new(),
         })
     }

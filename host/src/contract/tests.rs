@@ -552,3 +552,24 @@ fn the_alias_table_is_the_one_serde_reads() {
         );
     }
 }
+
+/// `[placement] labels` parse, say which workers may serve the swarm, and
+/// a label that is not one is refused naming its field.
+#[test]
+fn placement_labels_admit_workers_that_have_them_all() {
+    let contract = parse("swarm_id = \"s\"\n[placement]\nlabels = [\"gpu\", \"eu-1\"]\n").unwrap();
+    let has = |labels: &[&str]| {
+        let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        contract.placement.admits(&labels)
+    };
+    assert!(has(&["eu-1", "gpu", "big"]));
+    assert!(!has(&["gpu"]));
+    assert!(parse("swarm_id = \"s\"\n").unwrap().placement.admits(&[]));
+    refused(
+        "swarm_id = \"s\"\n[placement]\nlabels = [\"GPU\"]\n",
+        3,
+        "placement.labels[0]",
+        "lowercase",
+    );
+    assert!(parse("swarm_id = \"s\"\n[placement]\nzone = \"x\"\n").is_err());
+}

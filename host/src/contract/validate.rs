@@ -343,6 +343,37 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         crate::caps::MAX_OBJECT_BYTES,
         "bytes (an object passes through one import call)",
     )?;
+    if c.placement.labels.len() > MAX_LABELS {
+        return bad(
+            "placement.labels",
+            format!(
+                "at most {MAX_LABELS} labels, got {}",
+                c.placement.labels.len()
+            ),
+        );
+    }
+    for (i, label) in c.placement.labels.iter().enumerate() {
+        check_label(label).or_else(|reason| bad(format!("placement.labels[{i}]"), reason))?;
+    }
+    Ok(())
+}
+
+/// Most labels a contract's placement or a worker may have.
+pub const MAX_LABELS: usize = 32;
+
+/// Check one placement or worker label: 1 to 64 lowercase letters,
+/// digits, '-', '_' or '.', starting with a letter or digit.
+pub fn check_label(label: &str) -> Result<(), String> {
+    if label.is_empty()
+        || label.len() > 64
+        || !is_identifier(label, &['-', '_', '.'])
+        || label.chars().any(|ch| ch.is_ascii_uppercase())
+    {
+        return Err(format!(
+            "a label is 1 to 64 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit; got {:?}",
+            crate::text::escape(label, 80)
+        ));
+    }
     Ok(())
 }
 

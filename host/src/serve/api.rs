@@ -250,6 +250,10 @@ pub(super) struct Readiness {
     /// `loading N of M` while the first load runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) loading: Option<String>,
+    /// What this worker did with each deployment, when it follows the
+    /// fleet's deployments (`nats.deployments`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) deployments: Option<super::fleet::DeploymentsView>,
 }
 
 /// `GET /v1/audit`: the log's health, its chain head and its newest
@@ -332,4 +336,8 @@ pub(super) struct Released {
 #[derive(Serialize)]
 pub(super) struct FleetView {
     pub(super) workers: super::fleet::Workers,
+    /// Each swarm deployed to the fleet and how far the workers are with
+    /// it (absent when nothing was ever deployed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) deployments: Option<super::fleet::Convergences>,
 }

@@ -180,7 +180,26 @@ pub struct NatsSettings {
     /// It counts as gone after three missed.
     #[serde(rename = "heartbeat_seconds", deserialize_with = "seconds::positive")]
     pub heartbeat: Duration,
+    /// Serve the swarms deployed to the fleet (`chassis deploy`), beside
+    /// the contract files (false; `--deployments`): their signed bundles
+    /// are read from the NATS object store and the deployments bucket
+    /// watched (`docs/scale-out.md`, "Deploying").
+    pub deployments: bool,
+    /// The public key files of the deployers whose bundles this worker
+    /// serves (`chassis keygen`; `--deployer-key`); required with
+    /// `deployments`.
+    pub trusted_deployers: Vec<PathBuf>,
+    /// This worker's labels (`--label`): a deployed contract's
+    /// `[placement] labels` must all be among them for it to be served
+    /// here.
+    pub labels: Vec<String>,
+    /// The largest deployed component this worker fetches, in bytes
+    /// (64 MiB).
+    pub max_bundle_bytes: u64,
 }
+
+/// Default [`NatsSettings::max_bundle_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Default for NatsSettings {
     fn default() -> Self {
@@ -196,6 +215,10 @@ impl Default for NatsSettings {
             auth: Default::default(),
             signing_key: None,
             heartbeat: Duration::from_secs(5),
+            deployments: false,
+            trusted_deployers: Vec::new(),
+            labels: Vec::new(),
+            max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
         }
     }
 }
@@ -472,6 +495,7 @@ impl ServeConfig {
         if let Some(nats) = config.nats.as_mut() {
             nats.auth.rebase(base);
             nats.signing_key.as_mut().map(rebase);
+            nats.trusted_deployers.iter_mut().for_each(rebase);
         }
         Ok(config)
     }
@@ -572,6 +596,27 @@ impl ServeConfig {
             }
             if nats.max_deliveries == 0 || nats.replicas == 0 {
                 return Err("nats.max_deliveries and nats.replicas must be at least 1".to_string());
+            }
+            if nats.deployments && nats.trusted_deployers.is_empty() {
+                return Err("nats.deployments = true needs nats.trusted_deployers: the public key files of the deployers whose bundles this worker serves (`chassis keygen`; --deployer-key)".to_string());
+            }
+            if nats.labels.len() > crate::contract::MAX_LABELS {
+                return Err(format!(
+                    "nats.labels: at most {} labels",
+                    crate::contract::MAX_LABELS
+                ));
+            }
+            for label in &nats.labels {
+                crate::contract::check_label(label).map_err(|e| format!("nats.labels: {e}"))?;
+            }
+            if nats.max_bundle_bytes == 0
+                || nats.max_bundle_bytes > crate::DEFAULT_MAX_COMPONENT_BYTES
+            {
+                return Err(format!(
+                    "nats.max_bundle_bytes = {}: from 1 to {} bytes",
+                    nats.max_bundle_bytes,
+                    crate::DEFAULT_MAX_COMPONENT_BYTES
+                ));
             }
         }
         if config.max_connections == 0 || config.max_connections_per_address == 0 {

@@ -7,9 +7,12 @@
 //! Life cycle: [`Fleet::connect`] (in `Service::new`: the queue's streams
 //! and the heartbeat bucket made), [`Fleet::shared_store`] and
 //! [`Fleet::configure`] (the host's object store and the event sink that
-//! tells the fleet of quarantines), [`Fleet::start`] (in `Service::serve`:
-//! the audit mirror, the fleet's quarantine watcher, the heartbeat and the
-//! pull loops), [`Running::finish`] when HTTP has drained, and
+//! tells the fleet of quarantines), [`Fleet::first_deployments`] (in
+//! `Service::load`, with `nats.deployments`: the swarms deployed to the
+//! fleet loaded before any task is taken), [`Fleet::start`] (in
+//! `Service::serve`: the audit mirror, the fleet's quarantine watcher, the
+//! deployments' follower, the heartbeat and the pull loops),
+//! [`Running::finish`] when HTTP has drained, and
 //! [`Fleet::mirror_the_rest`] once the audit log is closed.
 
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use std::sync::Arc;
 use super::{ServeConfig, ServeError, Service};
 use crate::{Chassis, ChassisConfig};
 
-pub(super) use imp::{Fleet, Workers};
+pub(super) use imp::{Convergences, DeploymentsView, Fleet, Workers};
 
 #[cfg(feature = "nats")]
 mod imp {
@@ -29,6 +32,21 @@ mod imp {
 
     /// What `/v1/fleet` lists: the live workers, as their heartbeats say.
     pub(in crate::serve) type Workers = Arc<Vec<queue::workers::WorkerEntry>>;
+
+    /// What `/v1/fleet` says of each deployed swarm: how far the fleet is
+    /// with it.
+    pub(in crate::serve) type Convergences = Vec<queue::deploy::Convergence>;
+
+    /// What `/readyz` says of deployments, when the worker follows them.
+    #[derive(serde::Serialize)]
+    pub(in crate::serve) struct DeploymentsView {
+        /// Whether the first sync with the bucket is done.
+        pub(in crate::serve) synced: bool,
+        /// This worker's labels.
+        pub(in crate::serve) labels: Vec<String>,
+        /// What it did with each swarm's newest entry.
+        pub(in crate::serve) swarms: Vec<queue::workers::DeploymentState>,
+    }
 
     /// The queue and what goes with it, or nothing without `nats` in the
     /// configuration.
@@ -45,6 +63,8 @@ mod imp {
         /// The live workers as last read, and when: read at most once a
         /// second, one reader at a time, however many ask.
         view: tokio::sync::Mutex<Option<(Instant, Workers)>>,
+        /// The deployments this worker follows (`nats.deployments`).
+        deployments: Option<Arc<queue::deploy::follow::Deployments>>,
     }
 
     /// The fleet's tasks while the server runs.
@@ -82,10 +102,66 @@ mod imp {
                 nats.heartbeat,
             )
             .await?;
+            let deployments = if nats.deployments {
+                let deployments =
+                    queue::deploy::follow::Deployments::open(&queue.jetstream, nats).await?;
+                tracing::info!(target: "chassis::queue", "serving the swarms deployed to the fleet (bucket {}), labels {:?}", queue::deploy::DEPLOYMENTS_BUCKET, nats.labels);
+                Some(Arc::new(deployments))
+            } else {
+                None
+            };
             Ok(Self {
                 queue: Some(queue),
                 heartbeats: Some(heartbeats),
+                deployments,
                 ..Self::default()
+            })
+        }
+
+        /// The contracts of the swarms deployed to the fleet that this
+        /// worker would serve now: the host is sized for them too.
+        pub(in crate::serve) async fn deployed_contracts(&self) -> Vec<crate::ServiceContract> {
+            match &self.deployments {
+                Some(d) => d.contracts().await,
+                None => Vec::new(),
+            }
+        }
+
+        /// Load the swarms deployed to the fleet (with `nats.deployments`),
+        /// before any task is taken.
+        pub(in crate::serve) async fn first_deployments(&self, service: &Service) {
+            if let Some(deployments) = &self.deployments {
+                deployments.first_sync(service).await;
+            }
+        }
+
+        /// The bundle `swarm_id` is served from, when a deployment loaded it.
+        pub(in crate::serve) fn deployed_bundle(&self, swarm_id: &str) -> Option<String> {
+            self.deployments.as_ref()?.serving(swarm_id)
+        }
+
+        /// What `/readyz` says of deployments, when this worker follows
+        /// them.
+        pub(in crate::serve) fn deployments_view(&self) -> Option<DeploymentsView> {
+            let d = self.deployments.as_ref()?;
+            Some(DeploymentsView {
+                synced: d.synced(),
+                labels: d.labels().to_vec(),
+                swarms: d.states(),
+            })
+        }
+
+        /// What the heartbeat says beyond the loaded swarms.
+        fn facts(&self) -> queue::workers::FactsSource {
+            let labels = self
+                .deployments
+                .as_ref()
+                .map(|d| d.labels().to_vec())
+                .unwrap_or_default();
+            let deployments = self.deployments.clone();
+            Arc::new(move || queue::workers::Facts {
+                labels: labels.clone(),
+                deployments: deployments.as_ref().map(|d| d.states()),
             })
         }
 
@@ -140,7 +216,9 @@ mod imp {
                 .and_then(|q| q.signer.as_ref())
                 .map(|k| k.public_hex());
             let interval = nats.heartbeat;
-            if let Err(e) = queue::workers::beat(store, chassis, &id, signer, interval).await {
+            let facts = self.facts()();
+            if let Err(e) = queue::workers::beat(store, chassis, &id, signer, interval, facts).await
+            {
                 tracing::warn!(target: "chassis::queue", "writing this worker's heartbeat: {e}");
             }
         }
@@ -168,6 +246,23 @@ mod imp {
                     })
                     .map_err(|e| e.to_string()),
             )
+        }
+
+        /// How far the live `workers` are with each swarm deployed to the
+        /// fleet (`None` without a queue, or when the bucket cannot be
+        /// read: there may be no deployments yet).
+        pub(in crate::serve) async fn convergence(
+            &self,
+            workers: &Workers,
+        ) -> Option<Convergences> {
+            let queue = self.queue.as_ref()?;
+            let store = queue
+                .jetstream
+                .get_key_value(queue::deploy::DEPLOYMENTS_BUCKET)
+                .await
+                .ok()?;
+            let current = queue::deploy::current(&store, None).await.ok()?;
+            Some(queue::deploy::convergence(&current, workers))
         }
 
         /// Set each loaded swarm's queue figures in the metrics, read from
@@ -226,15 +321,23 @@ mod imp {
                     changes,
                 );
             }
+            if let Some(deployments) = self.deployments.clone() {
+                let (service, stop) = (service.clone(), stop.clone());
+                tokio::spawn(async move { deployments.follow(&service, stop).await });
+            }
             let heartbeat = {
                 let (chassis, id) = (service.chassis.clone(), id.clone());
                 let interval = nats.heartbeat;
                 let signer = queue.signer.as_ref().map(|k| k.public_hex());
                 let store = self.heartbeats.clone();
                 let stop = stop.clone();
+                let facts = self.facts();
                 tokio::spawn(async move {
                     if let Some(store) = store {
-                        queue::workers::heartbeat(store, chassis, id, signer, interval, stop).await;
+                        queue::workers::heartbeat(
+                            store, chassis, id, signer, interval, facts, stop,
+                        )
+                        .await;
                     }
                 })
             };
@@ -333,8 +436,8 @@ mod imp {
         }
 
         /// Record an event the service itself decides (a queued task given
-        /// up) in the audit log and the metrics, as the host records its
-        /// own.
+        /// up, a deployment) in the audit log and the metrics, as the host
+        /// records its own.
         pub(crate) fn record(&self, event: &crate::Event) {
             use crate::EventSink;
             if let Some(log) = self.audit.log() {
@@ -354,6 +457,14 @@ mod imp {
     /// Without NATS there is no fleet to list.
     #[derive(serde::Serialize)]
     pub(in crate::serve) enum Workers {}
+
+    /// Nor deployments.
+    #[derive(serde::Serialize)]
+    pub(in crate::serve) enum Convergences {}
+
+    /// Nor deployments to follow.
+    #[derive(serde::Serialize)]
+    pub(in crate::serve) enum DeploymentsView {}
 
     /// A build without NATS support: no queue, and a configuration that
     /// asks for one is refused.
@@ -386,6 +497,24 @@ mod imp {
         }
 
         pub(in crate::serve) async fn beat(&self, _: &Chassis, _: &ServeConfig) {}
+
+        pub(in crate::serve) async fn deployed_contracts(&self) -> Vec<crate::ServiceContract> {
+            Vec::new()
+        }
+
+        pub(in crate::serve) async fn first_deployments(&self, _: &Service) {}
+
+        pub(in crate::serve) fn deployed_bundle(&self, _: &str) -> Option<String> {
+            None
+        }
+
+        pub(in crate::serve) fn deployments_view(&self) -> Option<DeploymentsView> {
+            None
+        }
+
+        pub(in crate::serve) async fn convergence(&self, _: &Workers) -> Option<Convergences> {
+            None
+        }
 
         pub(in crate::serve) async fn live_workers(&self) -> Option<Result<Workers, String>> {
             None

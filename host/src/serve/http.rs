@@ -399,7 +399,13 @@ async fn list(State(service): State<Arc<Service>>) -> Json<SwarmList> {
 /// otherwise).
 async fn fleet(State(service): State<Arc<Service>>) -> Result<Json<FleetView>, ApiError> {
     match service.fleet.live_workers().await {
-        Some(Ok(workers)) => Ok(Json(FleetView { workers })),
+        Some(Ok(workers)) => {
+            let deployments = service.fleet.convergence(&workers).await;
+            Ok(Json(FleetView {
+                workers,
+                deployments,
+            }))
+        }
         Some(Err(e)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -418,8 +424,10 @@ async fn one(
     Ok(Json(summary(&service, &id)?))
 }
 
-/// Ready when at least one swarm is loaded and the event sinks (the audit
-/// log) record; the body lists what loaded and what did not.
+/// Ready when at least one swarm is loaded (or the worker follows the
+/// fleet's deployments) and the event sinks (the audit log) record; the
+/// body lists what loaded and what did not, and what became of each
+/// deployment.
 async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, Json<Readiness>) {
     let loaded: Vec<String> = service
         .chassis
@@ -429,7 +437,10 @@ async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, Json<Readine
         .collect();
     let audit = service.chassis.event_sink_failure();
     let loading = service.loading();
-    let ready = !loading && !loaded.is_empty() && audit.is_none();
+    let deployments = service.fleet.deployments_view();
+    // A worker that follows deployments is ready with none: it serves
+    // what the fleet has deployed, which may be nothing yet.
+    let ready = !loading && (!loaded.is_empty() || deployments.is_some()) && audit.is_none();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -444,6 +455,7 @@ async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, Json<Readine
             let (done, total) = service.load_progress();
             format!("loading {done} of {total}")
         }),
+        deployments,
     };
     (status, Json(readiness))
 }

@@ -8,7 +8,9 @@
 //! several at a time — one that fails is recorded, audited by the host, and
 //! listed by `/readyz`, and the others still serve — and carries SLO and
 //! reputation state over from the audit log (read once); until it is done,
-//! tasks are refused as `loading`. [`Service::start`] is the two in turn.
+//! tasks are refused as `loading`; with `nats.deployments`, the swarms
+//! deployed to the fleet are loaded then too (`queue/deploy/`).
+//! [`Service::start`] is the two in turn.
 //! [`Service::serve`] answers HTTP requests (`listen.rs` accepts, `http.rs`
 //! routes; status codes in `docs/serve.md`; the status page at `/` is
 //! `status/`), may run while [`Service::load`] does, and watches the
@@ -159,6 +161,7 @@ impl Service {
         let mut host = host_config(&config, &parsed)?;
         let audit = audit::Audit::open(&config, &parsed)?;
         let fleet = fleet::Fleet::connect(&config).await?;
+        widen(&mut host, &fleet.deployed_contracts().await);
         let store = store::Store::open(&config, &fleet, &parsed).await?;
         let observers = status::Observers::default();
         host = store.configure(host);
@@ -184,6 +187,7 @@ impl Service {
     /// restored from the audit log, and tasks are taken.
     pub async fn load(&self) -> Result<(), ServeError> {
         let changes = self.contracts.first_load(&self.chassis).await;
+        self.fleet.first_deployments(self).await;
         self.audit.restore(&self.chassis, &changes.loaded).await?;
         self.contracts.progress.finish();
         // The fleet learns what this worker serves now, not a heartbeat
@@ -216,13 +220,32 @@ impl Service {
         self.fleet.beat(&self.chassis, &self.config).await;
     }
 
+    /// After a deployment loaded, replaced or unloaded a swarm: the
+    /// history of those `loaded` anew is restored from the audit log, and
+    /// the fleet learns what this worker serves now.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) async fn after_deployment(&self, loaded: &[String]) {
+        if let Err(e) = self.audit.restore(&self.chassis, loaded).await {
+            tracing::error!(target: "chassis::serve", "restoring the history of {loaded:?}: {e}");
+        }
+        self.fleet.beat(&self.chassis, &self.config).await;
+    }
+
     /// Load (or replace) a swarm from a contract file outside the watched
     /// ones: what the admin route does.
     /// A swarm served from a watched contract file is refused
     /// ([`LoadError::Watched`](crate::LoadError::Watched)): the file decides its version, and a
-    /// load from elsewhere would be undone at its next change.
+    /// load from elsewhere would be undone at its next change; so is one
+    /// served from a deployment to the fleet
+    /// ([`LoadError::Deployed`](crate::LoadError::Deployed)).
     pub async fn load_or_replace(&self, contract: &Path) -> Result<Replacement, crate::Error> {
         let swarm_id = ServiceContract::from_file(contract)?.swarm_id;
+        if let Some(bundle) = self.fleet.deployed_bundle(&swarm_id) {
+            return Err(crate::Error::Load(crate::LoadError::Deployed {
+                swarm_id,
+                bundle,
+            }));
+        }
         if let Some(file) = self.contracts.files.file_of(&swarm_id).await
             && self.config.watch
         {
@@ -354,6 +377,21 @@ impl Service {
         }
         result
     }
+}
+
+/// Make room in `host` for `more` contracts (the swarms deployed to the
+/// fleet): their slots added to the pool, its memory and fuel metering
+/// widened to theirs.
+fn widen(host: &mut ChassisConfig, more: &[ServiceContract]) {
+    if more.is_empty() {
+        return;
+    }
+    let wanted = ChassisConfig::sized_for(more);
+    if let (Some(pool), Some(wanted)) = (host.pool.as_mut(), wanted.pool) {
+        pool.instances = pool.instances.saturating_add(wanted.instances);
+        pool.max_memory_mb = pool.max_memory_mb.max(wanted.max_memory_mb);
+    }
+    host.fuel_metering |= wanted.fuel_metering;
 }
 
 /// The host's own configuration for `config`'s contracts: sized for them

@@ -5,6 +5,7 @@
 //! - `cli`: the command line as a process;
 //! - `serve`: `chassis serve` as a process with a real HTTP client;
 //! - `queue`: workers of a real `nats-server`;
+//! - `deploy`: swarms deployed to those workers through NATS;
 //! - `crash`: kill -9, a full disk, restarts on a long audit log;
 //! - `examples`: `host/examples/` run and do what they say;
 //! - `new`: `chassis new` projects built and run outside the repository.
@@ -13,6 +14,7 @@ mod architecture;
 mod cli;
 mod common;
 mod crash;
+mod deploy;
 mod examples;
 mod new;
 mod queue;

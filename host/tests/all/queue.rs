@@ -19,7 +19,7 @@ use serde_json::json;
 /// One test at a time: each starts a NATS server and several worker
 /// processes, and their timing (a worker killed while it holds a task)
 /// should not depend on how many others run beside it.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The signing key the test workers share.
 fn test_key() -> WorkerKey {

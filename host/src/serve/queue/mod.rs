@@ -17,7 +17,8 @@
 //! [`DEAD_STREAM`]. Quarantine is shared through a key-value bucket
 //! ([`fleet`]); each worker's audit log is mirrored to a stream
 //! ([`mirror`]); each worker says what it serves in a heartbeat
-//! ([`workers`]).
+//! ([`workers`]). Swarms deployed to the fleet travel as signed bundles
+//! through an object store and a key-value bucket ([`deploy`]).
 //!
 //! Trust ([`trust`], `docs/scale-out.md`, "Security"): every connection
 //! signs in with the credentials of its role, and the NATS server's
@@ -26,6 +27,7 @@
 //! a worker key it trusts.
 
 pub mod client;
+pub mod deploy;
 pub mod fleet;
 pub mod mirror;
 pub mod trust;

@@ -32,6 +32,10 @@ pub enum Signed {
     Result,
     /// A mirrored audit record on `chassis.audit.*`.
     AuditRecord,
+    /// A swarm bundle's manifest (`chassis deploy`), for its swarm id.
+    Bundle,
+    /// A swarm's deployment entry, for its key in the deployments bucket.
+    Deployment,
 }
 
 impl Signed {
@@ -39,6 +43,8 @@ impl Signed {
         match self {
             Signed::Result => b"chassis-result-v1",
             Signed::AuditRecord => b"chassis-audit-v1",
+            Signed::Bundle => b"chassis-bundle-v1",
+            Signed::Deployment => b"chassis-deployment-v1",
         }
     }
 
@@ -260,15 +266,117 @@ impl WorkerKey {
 
     /// The headers that sign `payload` published on `subject`.
     pub fn sign(&self, kind: Signed, subject: &str, payload: &[u8]) -> [(&'static str, String); 2] {
+        let (signer, signature) = self.sign_detached(kind, subject, payload);
+        [(SIGNER_HEADER, signer), (SIGNATURE_HEADER, signature)]
+    }
+
+    /// The signer (64 hex digits) and the signature (base64) of `payload`
+    /// for `context` (a subject, a swarm id, a key): for a message that
+    /// carries them itself rather than in headers.
+    pub fn sign_detached(&self, kind: Signed, context: &str, payload: &[u8]) -> (String, String) {
         use base64::Engine;
-        let signature = self.0.sign(&kind.message(subject, payload));
-        [
-            (SIGNER_HEADER, self.public_hex()),
-            (
-                SIGNATURE_HEADER,
-                base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
-            ),
-        ]
+        let signature = self.0.sign(&kind.message(context, payload));
+        (
+            self.public_hex(),
+            base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
+        )
+    }
+}
+
+/// Check a detached signature: `signer` is one of `keys` (by its 64 hex
+/// digits; `whose` names them in the error) and `signature` (base64)
+/// holds for `payload` and `context`. The signer is shown bounded and
+/// escaped.
+fn verify_detached<'k>(
+    keys: &'k [VerifyingKey],
+    kind: Signed,
+    context: &str,
+    (signer, signature): (&str, &str),
+    payload: &[u8],
+    whose: &str,
+) -> Result<&'k VerifyingKey, Disbelief> {
+    let shown = crate::text::escape(signer, 80);
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(signer, &mut bytes)
+        .map_err(|_| Disbelief::Untrusted(format!("its signer {shown:?} is not a public key")))?;
+    let key = keys
+        .iter()
+        .find(|k| k.as_bytes() == &bytes)
+        .ok_or_else(|| {
+            Disbelief::Untrusted(format!("its signer {shown} is not a trusted {whose} key"))
+        })?;
+    use base64::Engine;
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(signature.as_bytes())
+        .ok()
+        .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
+        .ok_or_else(|| Disbelief::Signature("its signature is malformed".to_string()))?;
+    key.verify(&kind.message(context, payload), &signature)
+        .map_err(|_| {
+            Disbelief::Signature(format!(
+                "its signature by {shown} does not match its content"
+            ))
+        })?;
+    Ok(key)
+}
+
+/// Why a signature was not believed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Disbelief {
+    /// The signer is not a trusted key (or not a key at all).
+    #[error("{0}")]
+    Untrusted(String),
+    /// The signature is malformed or does not hold for the content.
+    #[error("{0}")]
+    Signature(String),
+}
+
+/// The deployers whose bundles and deployments a worker serves
+/// (`nats.trusted_deployers`): a type of its own, so a worker's key never
+/// stands in for a deployer's.
+#[derive(Debug, Clone, Default)]
+pub struct DeployerKeys(Vec<VerifyingKey>);
+
+impl DeployerKeys {
+    /// These keys.
+    pub fn new(keys: Vec<VerifyingKey>) -> Self {
+        Self(keys)
+    }
+
+    /// The public keys in these files (`ed25519-public:<64 hex>`; a
+    /// signing key file's public half is taken too).
+    pub fn from_files(paths: &[PathBuf]) -> Result<Self, KeyError> {
+        paths
+            .iter()
+            .map(|p| public_key_file(p))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// Whether no deployer is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Check that `signature` by `signer` holds for `payload` and
+    /// `context`, and that `signer` is a trusted deployer.
+    pub fn verify(
+        &self,
+        kind: Signed,
+        context: &str,
+        signer: &str,
+        signature: &str,
+        payload: &[u8],
+    ) -> Result<(), Disbelief> {
+        verify_detached(
+            &self.0,
+            kind,
+            context,
+            (signer, signature),
+            payload,
+            "deployer",
+        )
+        .map(|_| ())
     }
 }
 
@@ -329,22 +437,16 @@ impl Trust {
         else {
             return Err("it is not signed by a worker".to_string());
         };
-        let shown = crate::text::escape(&signer, 80);
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(&signer, &mut bytes)
-            .map_err(|_| format!("its signer {shown:?} is not a public key"))?;
-        let key = keys
-            .iter()
-            .find(|k| k.as_bytes() == &bytes)
-            .ok_or_else(|| format!("its signer {shown} is not a trusted worker key"))?;
-        use base64::Engine;
-        let signature = base64::engine::general_purpose::STANDARD
-            .decode(signature.as_bytes())
-            .ok()
-            .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
-            .ok_or_else(|| "its signature is malformed".to_string())?;
-        key.verify(&kind.message(subject, payload), &signature)
-            .map_err(|_| format!("its signature by {shown} does not match its content"))
+        verify_detached(
+            keys,
+            kind,
+            subject,
+            (&signer, &signature),
+            payload,
+            "worker",
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 }
 

@@ -156,8 +156,15 @@ impl Worker {
                     },
                 );
             }
+            // While the first load runs, look again soon: tasks are taken
+            // as soon as it is done.
+            let pass = if self.service.loading() {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_secs(1)
+            };
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep(pass) => {}
                 _ = stop.changed() => {}
             }
             if *stop.borrow() {

@@ -44,6 +44,44 @@ pub struct ServedSwarm {
     pub free_slots: u32,
     /// Whether it is quarantined on this worker.
     pub quarantined: bool,
+    /// Its component's SHA-256 (absent in older heartbeats).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    /// The bundle it was loaded from, when it came from a deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+}
+
+/// What a worker that follows deployments did with one swarm's newest
+/// entry (`chassis fleet` compares it with the bucket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentState {
+    /// The swarm.
+    pub swarm_id: String,
+    /// The revision of the newest entry applied or refused.
+    pub revision: u64,
+    /// The newest generation applied (0: none).
+    pub generation: u64,
+    /// The bundle served here from the deployment, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<String>,
+    /// `serving`, `not_placed`, `shadowed`, `undeployed` or `refused`.
+    pub state: String,
+    /// The refusal's kind, when refused (`digest`, `signature`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Why, when refused or shadowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What a worker says of itself beyond the swarms it has loaded.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Facts {
+    /// Its labels.
+    pub(crate) labels: Vec<String>,
+    /// Its deployments' states, when it follows deployments.
+    pub(crate) deployments: Option<Vec<DeploymentState>>,
 }
 
 /// One worker's heartbeat.
@@ -62,6 +100,13 @@ pub struct WorkerEntry {
     pub last_seen_ms: u64,
     /// The swarms it has loaded.
     pub swarms: Vec<ServedSwarm>,
+    /// Its labels (`nats.labels`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// What it did with each deployment, when it follows deployments
+    /// (`nats.deployments`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployments: Option<Vec<DeploymentState>>,
 }
 
 impl WorkerEntry {
@@ -112,7 +157,16 @@ pub(crate) fn entry(
     worker: &str,
     signer: Option<String>,
     interval: Duration,
+    facts: Facts,
 ) -> WorkerEntry {
+    let bundle = |swarm_id: &str| {
+        facts
+            .deployments
+            .iter()
+            .flatten()
+            .find(|d| d.swarm_id == swarm_id)
+            .and_then(|d| d.serving.clone())
+    };
     let swarms = chassis
         .list()
         .into_iter()
@@ -126,10 +180,12 @@ pub(crate) fn entry(
                 .is_ok_and(|r| r.reputation.quarantined);
             ServedSwarm {
                 version: info.contract.version.clone(),
+                bundle: bundle(&info.swarm_id),
                 swarm_id: info.swarm_id,
                 slots,
                 free_slots: slots.saturating_sub(u32::try_from(running).unwrap_or(u32::MAX)),
                 quarantined,
+                digest: info.digest,
             }
         })
         .collect();
@@ -139,8 +195,13 @@ pub(crate) fn entry(
         heartbeat_seconds: interval.as_secs_f64(),
         last_seen_ms: now_ms(),
         swarms,
+        labels: facts.labels,
+        deployments: facts.deployments,
     }
 }
+
+/// What [`heartbeat`] asks for the worker's [`Facts`] at each beat.
+pub(crate) type FactsSource = std::sync::Arc<dyn Fn() -> Facts + Send + Sync>;
 
 /// Write this worker's entry once, now.
 pub(crate) async fn beat(
@@ -149,8 +210,9 @@ pub(crate) async fn beat(
     worker: &str,
     signer: Option<String>,
     interval: Duration,
+    facts: Facts,
 ) -> Result<(), String> {
-    let entry = entry(chassis, worker, signer, interval);
+    let entry = entry(chassis, worker, signer, interval, facts);
     let body = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
     store
         .put(worker, body.into())
@@ -167,11 +229,12 @@ pub(crate) async fn heartbeat(
     worker: String,
     signer: Option<String>,
     interval: Duration,
+    facts: FactsSource,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut failing = false;
     while !*stop.borrow() {
-        let written = beat(&store, &chassis, &worker, signer.clone(), interval).await;
+        let written = beat(&store, &chassis, &worker, signer.clone(), interval, facts()).await;
         match written {
             Ok(()) if failing => {
                 failing = false;
@@ -268,7 +331,11 @@ mod tests {
                 slots: 4,
                 free_slots: 4,
                 quarantined: false,
+                digest: String::new(),
+                bundle: None,
             }],
+            labels: Vec::new(),
+            deployments: None,
         };
         assert!(entry.live_at(10_000));
         assert!(entry.live_at(16_000));

@@ -1,0 +1,695 @@
+//! Deploying swarms to the fleet (`docs/scale-out.md`, "Deploying"):
+//! signed bundles in the JetStream object store [`BUNDLES_BUCKET`] and one
+//! signed entry per swarm in the key-value bucket [`DEPLOYMENTS_BUCKET`].
+//!
+//! Data flow: `chassis deploy` ([`client`]) uploads the component once
+//! per digest as `c-<sha256>`, then the bundle — a [`Manifest`] naming
+//! the swarm, its contract text and the component's digest, signed by the
+//! deployer — as `b-<sha256 of the manifest>`, and writes the swarm's
+//! [`Deployment`] (bundle digest, version, generation, deployer), signed
+//! too, with a compare-and-set on the entry's revision. Every worker that
+//! serves deployments (`follow`) watches the bucket: it checks the
+//! entry's signature against the deployer keys it trusts, fetches the
+//! bundle, checks its digest and signature, then the component's digest,
+//! and loads it through the host's replace path. A rollback is a new entry
+//! pointing at an earlier bundle; an undeploy a signed entry without one.
+//! Each worker's heartbeat says what it did with each entry (by the
+//! entry's revision), and [`convergence`] compares that with the bucket.
+//!
+//! Everything read from NATS is anyone's on the server to write: it is
+//! bounded before it is read, verified before it is believed, and
+//! escaped before it is kept or shown.
+
+pub mod client;
+pub(crate) mod follow;
+
+use async_nats::jetstream::{self, kv, object_store};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use super::QueueError;
+use super::trust::{DeployerKeys, Disbelief, Signed, WorkerKey};
+use super::workers::{DeploymentState, WorkerEntry};
+
+/// The object store of bundles and components.
+pub const BUNDLES_BUCKET: &str = "chassis_bundles";
+/// The key-value bucket of deployments, one entry per swarm.
+pub const DEPLOYMENTS_BUCKET: &str = "chassis_deployments";
+/// The manifest's `format`.
+pub const BUNDLE_FORMAT: &str = "chassis-bundle-v1";
+/// The most a bundle document (its manifest, with the contract) may be.
+pub const MAX_BUNDLE_DOC_BYTES: u64 = 1024 * 1024;
+/// The most a contract in a bundle may be.
+pub const MAX_CONTRACT_BYTES: usize = 256 * 1024;
+/// The most a deployment entry may be.
+pub const MAX_ENTRY_BYTES: usize = 16 * 1024;
+/// Entries kept per swarm: the versions a rollback can go back to.
+pub const HISTORY: i64 = 16;
+
+/// The object holding a component of this SHA-256 (hex).
+pub fn component_object(sha256: &str) -> String {
+    format!("c-{sha256}")
+}
+
+/// The object holding the bundle of this SHA-256 (hex).
+pub fn bundle_object(sha256: &str) -> String {
+    format!("b-{sha256}")
+}
+
+/// SHA-256 in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What a bundle is: the swarm's contract and the digest of its
+/// component. Serialized once; those bytes are hashed (the bundle's
+/// digest) and signed, never serialized again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// [`BUNDLE_FORMAT`].
+    pub format: String,
+    /// The swarm, as its contract names it.
+    pub swarm_id: String,
+    /// The contract's version.
+    pub version: String,
+    /// The contract's TOML text (its `wasm_module` is not used).
+    pub contract: String,
+    /// The component's SHA-256, in hex.
+    pub component_sha256: String,
+    /// The component's size in bytes.
+    pub component_bytes: u64,
+    /// When it was built, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+/// A body (a manifest or a deployment's JSON, as a string: the exact
+/// bytes signed) with its signer and signature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedDoc {
+    /// The signed JSON.
+    pub body: String,
+    /// The signer's public key (64 hex digits).
+    pub signer: String,
+    /// The signature (base64).
+    pub signature: String,
+}
+
+impl SignedDoc {
+    /// `body` signed by `key` for `context`.
+    pub fn sign(key: &WorkerKey, kind: Signed, context: &str, body: String) -> Self {
+        let (signer, signature) = key.sign_detached(kind, context, body.as_bytes());
+        Self {
+            body,
+            signer,
+            signature,
+        }
+    }
+
+    /// Parse `bytes` (at most `max` of them) and check the signature for
+    /// `context` against `keys`.
+    pub fn verified(
+        bytes: &[u8],
+        max: usize,
+        keys: &DeployerKeys,
+        kind: Signed,
+        context: &str,
+    ) -> Result<Self, Refusal> {
+        if bytes.len() > max {
+            return Err(Refusal::new(
+                RefusalKind::TooLarge,
+                format!("{} bytes, over {max}", bytes.len()),
+            ));
+        }
+        let doc: Self = serde_json::from_slice(bytes)
+            .map_err(|e| Refusal::new(RefusalKind::Malformed, e.to_string()))?;
+        keys.verify(
+            kind,
+            context,
+            &doc.signer,
+            &doc.signature,
+            doc.body.as_bytes(),
+        )
+        .map_err(|e| match e {
+            Disbelief::Untrusted(reason) => Refusal::new(RefusalKind::UntrustedKey, reason),
+            Disbelief::Signature(reason) => Refusal::new(RefusalKind::Signature, reason),
+        })?;
+        Ok(doc)
+    }
+}
+
+/// What a deployment entry asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Serve this bundle.
+    Deploy,
+    /// Serve this earlier bundle again.
+    Rollback,
+    /// Serve the swarm nowhere.
+    Undeploy,
+}
+
+impl Action {
+    /// Its name in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deploy => "deploy",
+            Action::Rollback => "rollback",
+            Action::Undeploy => "undeploy",
+        }
+    }
+}
+
+/// One swarm's entry in [`DEPLOYMENTS_BUCKET`] (the body of a
+/// [`SignedDoc`] signed for the key `chassis_deployments.<swarm_id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// The swarm: the entry's key.
+    pub swarm_id: String,
+    /// What it asks for.
+    pub action: Action,
+    /// The bundle's SHA-256 (none for an undeploy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    /// The bundle's contract version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The bundle it takes the place of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    /// One more than the entry it replaced: workers refuse an entry older
+    /// than one they applied.
+    pub generation: u64,
+    /// When it was written, by the deployer's clock, in milliseconds since
+    /// the Unix epoch.
+    pub deployed_at_ms: u64,
+    /// The deployer's public key (64 hex digits): the entry's signer.
+    pub deployer: String,
+}
+
+/// The context a deployment entry is signed for.
+pub fn entry_context(swarm_id: &str) -> String {
+    format!("{DEPLOYMENTS_BUCKET}.{swarm_id}")
+}
+
+/// Check that a swarm id can be a key of [`DEPLOYMENTS_BUCKET`] (and a
+/// NATS subject token): no empty token, no trailing dot.
+pub fn valid_key(swarm_id: &str) -> Result<(), String> {
+    if swarm_id.is_empty()
+        || swarm_id.ends_with('.')
+        || swarm_id.contains("..")
+        || !swarm_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(format!(
+            "swarm id {:?} cannot be deployed: it must not end with '.' or hold '..' (it names a NATS key)",
+            crate::text::escape(swarm_id, 80)
+        ));
+    }
+    Ok(())
+}
+
+/// Why a worker refused a deployment (the audit's `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// The signature does not hold.
+    Signature,
+    /// The signer is not a trusted deployer.
+    UntrustedKey,
+    /// The bytes do not match the digest that names them.
+    Digest,
+    /// Over a configured bound.
+    TooLarge,
+    /// The contract does not parse or validate.
+    Contract,
+    /// The host refused the component (its load checks).
+    Load,
+    /// Older than a deployment this worker applied.
+    Stale,
+    /// Not what an entry or a bundle is.
+    Malformed,
+    /// Its parts name different swarms or versions.
+    Mismatch,
+    /// The bundle or component is not in the object store.
+    Missing,
+    /// A contract file on this worker's disk serves the swarm.
+    LocalFile,
+}
+
+impl RefusalKind {
+    /// Its name in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::Signature => "signature",
+            RefusalKind::UntrustedKey => "untrusted_key",
+            RefusalKind::Digest => "digest",
+            RefusalKind::TooLarge => "too_large",
+            RefusalKind::Contract => "contract",
+            RefusalKind::Load => "load",
+            RefusalKind::Stale => "stale",
+            RefusalKind::Malformed => "malformed",
+            RefusalKind::Mismatch => "mismatch",
+            RefusalKind::Missing => "missing",
+            RefusalKind::LocalFile => "local_file",
+        }
+    }
+}
+
+/// A refusal: its kind and what exactly was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {reason}", kind.as_str())]
+pub struct Refusal {
+    /// What kind.
+    pub kind: RefusalKind,
+    /// Why, bounded and escaped.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A refusal; `reason` is bounded and escaped.
+    pub fn new(kind: RefusalKind, reason: impl AsRef<str>) -> Self {
+        Self {
+            kind,
+            reason: crate::text::escape(reason.as_ref(), 512),
+        }
+    }
+}
+
+/// Why fetching a bundle failed: it is refused, or NATS did not answer
+/// (worth another try).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The bundle is refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// Reading from NATS failed.
+    #[error("reading from NATS: {0}")]
+    Transport(String),
+}
+
+/// The two buckets, made if they do not exist.
+pub async fn buckets(
+    jetstream: &jetstream::Context,
+    replicas: usize,
+) -> Result<(kv::Store, object_store::ObjectStore), QueueError> {
+    let deployments = jetstream
+        .create_or_update_key_value(kv::Config {
+            bucket: DEPLOYMENTS_BUCKET.to_string(),
+            description: "chassis: the fleet's deployments, one signed entry per swarm".to_string(),
+            history: HISTORY,
+            max_value_size: MAX_ENTRY_BYTES as i32,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(QueueError::js)?;
+    let bundles = match jetstream.get_object_store(BUNDLES_BUCKET).await {
+        Ok(store) => store,
+        Err(_) => jetstream
+            .create_object_store(object_store::Config {
+                bucket: BUNDLES_BUCKET.to_string(),
+                description: Some(
+                    "chassis: swarm bundles and components, named by their SHA-256".to_string(),
+                ),
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(QueueError::js)?,
+    };
+    Ok((deployments, bundles))
+}
+
+/// Whether an object is there (a deleted one is not).
+pub(crate) async fn exists(
+    store: &object_store::ObjectStore,
+    name: &str,
+) -> Result<Option<object_store::ObjectInfo>, String> {
+    match store.info(name).await {
+        Ok(info) if !info.deleted => Ok(Some(info)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Read object `name` whole, refusing one over `max` bytes before and
+/// while it is read.
+async fn read_object(
+    store: &object_store::ObjectStore,
+    name: &str,
+    max: u64,
+    what: &str,
+) -> Result<Vec<u8>, FetchError> {
+    let info = exists(store, name)
+        .await
+        .map_err(FetchError::Transport)?
+        .ok_or_else(|| {
+            Refusal::new(
+                RefusalKind::Missing,
+                format!("{what} {name} is not in the bucket {BUNDLES_BUCKET}"),
+            )
+        })?;
+    if info.size as u64 > max {
+        return Err(Refusal::new(
+            RefusalKind::TooLarge,
+            format!("{what} is {} bytes, over this worker's {max}", info.size),
+        )
+        .into());
+    }
+    let object = store
+        .get(name)
+        .await
+        .map_err(|e| FetchError::Transport(e.to_string()))?;
+    let mut bytes = Vec::with_capacity(info.size.min(max as usize));
+    object
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| FetchError::Transport(format!("reading {name}: {e}")))?;
+    if bytes.len() as u64 > max {
+        return Err(Refusal::new(
+            RefusalKind::TooLarge,
+            format!("{what} is over this worker's {max} bytes"),
+        )
+        .into());
+    }
+    Ok(bytes)
+}
+
+/// A bundle fetched and verified: its manifest and its contract parsed.
+#[derive(Debug)]
+pub struct Bundle {
+    /// The bundle's SHA-256.
+    pub digest: String,
+    /// Who signed it.
+    pub builder: String,
+    /// What it says.
+    pub manifest: Manifest,
+    /// Its contract, parsed and validated.
+    pub contract: crate::ServiceContract,
+}
+
+/// Fetch bundle `digest` of `swarm_id` and check it: its bytes hash to
+/// `digest`, a trusted deployer signed it for `swarm_id`, its manifest
+/// and contract name that swarm and one version, and its contract parses.
+pub async fn fetch(
+    store: &object_store::ObjectStore,
+    keys: &DeployerKeys,
+    swarm_id: &str,
+    digest: &str,
+) -> Result<Bundle, FetchError> {
+    let short = &digest[..digest.len().min(12)];
+    let bytes = read_object(
+        store,
+        &bundle_object(digest),
+        MAX_BUNDLE_DOC_BYTES,
+        "the bundle",
+    )
+    .await?;
+    if sha256_hex(&bytes) != digest {
+        return Err(Refusal::new(
+            RefusalKind::Digest,
+            format!("the bundle's bytes do not hash to {short}…"),
+        )
+        .into());
+    }
+    let doc = SignedDoc::verified(&bytes, usize::MAX, keys, Signed::Bundle, swarm_id)?;
+    let manifest: Manifest = serde_json::from_str(&doc.body).map_err(|e| {
+        Refusal::new(
+            RefusalKind::Malformed,
+            format!("the bundle's manifest: {e}"),
+        )
+    })?;
+    if manifest.format != BUNDLE_FORMAT {
+        return Err(Refusal::new(
+            RefusalKind::Malformed,
+            format!(
+                "the bundle's format is {:?}, not {BUNDLE_FORMAT}",
+                manifest.format
+            ),
+        )
+        .into());
+    }
+    if manifest.contract.len() > MAX_CONTRACT_BYTES {
+        return Err(Refusal::new(RefusalKind::TooLarge, "the bundle's contract").into());
+    }
+    let contract = crate::ServiceContract::from_toml(
+        &manifest.contract,
+        &format!("the contract of bundle {short}…"),
+    )
+    .map_err(|e| Refusal::new(RefusalKind::Contract, e.to_string()))?;
+    if manifest.swarm_id != swarm_id || contract.swarm_id != swarm_id {
+        return Err(Refusal::new(
+            RefusalKind::Mismatch,
+            format!(
+                "the bundle is for {:?} (its contract: {:?}), not {swarm_id:?}",
+                manifest.swarm_id, contract.swarm_id
+            ),
+        )
+        .into());
+    }
+    if manifest.version != contract.version {
+        return Err(Refusal::new(
+            RefusalKind::Mismatch,
+            format!(
+                "the manifest's version {:?} is not its contract's {:?}",
+                manifest.version, contract.version
+            ),
+        )
+        .into());
+    }
+    Ok(Bundle {
+        digest: digest.to_string(),
+        builder: doc.signer,
+        manifest,
+        contract,
+    })
+}
+
+/// Fetch the component `manifest` names, refused over `max` bytes, and
+/// check it against the digest the manifest signed.
+pub async fn fetch_component(
+    store: &object_store::ObjectStore,
+    manifest: &Manifest,
+    max: u64,
+) -> Result<Vec<u8>, FetchError> {
+    if manifest.component_bytes > max {
+        return Err(Refusal::new(
+            RefusalKind::TooLarge,
+            format!(
+                "the component is {} bytes, over this worker's nats.max_bundle_bytes = {max}",
+                manifest.component_bytes
+            ),
+        )
+        .into());
+    }
+    let component = read_object(
+        store,
+        &component_object(&manifest.component_sha256),
+        max,
+        "the component",
+    )
+    .await?;
+    if sha256_hex(&component) != manifest.component_sha256 {
+        return Err(Refusal::new(
+            RefusalKind::Digest,
+            format!(
+                "the component's bytes do not hash to {}…, the digest its bundle signed",
+                &manifest.component_sha256[..manifest.component_sha256.len().min(12)]
+            ),
+        )
+        .into());
+    }
+    Ok(component)
+}
+
+/// Read and check a deployment entry's value for `key`: signed by a
+/// trusted deployer for that key, naming that swarm, a bundle unless it
+/// is an undeploy.
+pub fn verify_entry(key: &str, value: &[u8], keys: &DeployerKeys) -> Result<Deployment, Refusal> {
+    let doc = SignedDoc::verified(
+        value,
+        MAX_ENTRY_BYTES,
+        keys,
+        Signed::Deployment,
+        &entry_context(key),
+    )?;
+    let entry: Deployment = serde_json::from_str(&doc.body)
+        .map_err(|e| Refusal::new(RefusalKind::Malformed, format!("the entry: {e}")))?;
+    if entry.swarm_id != key || entry.deployer != doc.signer {
+        return Err(Refusal::new(
+            RefusalKind::Mismatch,
+            "the entry's swarm or deployer is not its key's or signer's",
+        ));
+    }
+    let digest_like = |d: &str| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit());
+    match (entry.action, &entry.bundle) {
+        (Action::Undeploy, None) => Ok(entry),
+        (Action::Deploy | Action::Rollback, Some(bundle)) if digest_like(bundle) => Ok(entry),
+        _ => Err(Refusal::new(
+            RefusalKind::Malformed,
+            "the entry's action and bundle do not go together",
+        )),
+    }
+}
+
+/// One swarm's current deployment, as the bucket holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Current {
+    /// The entry's revision in the bucket.
+    pub revision: u64,
+    /// The entry (read, not verified, unless `verified` says so).
+    pub deployment: Deployment,
+    /// `true` when checked against the deployer keys given, `false` when
+    /// none were given; a refusal's text when the check failed.
+    pub verified: serde_json::Value,
+}
+
+/// Every swarm's current entry, by swarm id; `keys` (when given) checks
+/// each one.
+pub async fn current(
+    store: &kv::Store,
+    keys: Option<&DeployerKeys>,
+) -> Result<Vec<Current>, QueueError> {
+    use futures_util::StreamExt;
+    let mut names = Vec::new();
+    let mut listed = store.keys().await.map_err(QueueError::js)?;
+    while let Some(key) = listed.next().await {
+        names.push(key.map_err(QueueError::js)?);
+        if names.len() >= 10_000 {
+            break;
+        }
+    }
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let Some(entry) = store.entry(&name).await.map_err(QueueError::js)? else {
+            continue;
+        };
+        if entry.operation != kv::Operation::Put {
+            continue;
+        }
+        let Ok(doc) = serde_json::from_slice::<SignedDoc>(&entry.value) else {
+            continue;
+        };
+        let Ok(deployment) = serde_json::from_str::<Deployment>(&doc.body) else {
+            continue;
+        };
+        let verified = match keys {
+            None => serde_json::Value::Bool(false),
+            Some(keys) => match verify_entry(&name, &entry.value, keys) {
+                Ok(_) => serde_json::Value::Bool(true),
+                Err(e) => serde_json::Value::String(e.to_string()),
+            },
+        };
+        out.push(Current {
+            revision: entry.revision,
+            deployment,
+            verified,
+        });
+    }
+    Ok(out)
+}
+
+/// How far the live workers that serve deployments are with one swarm's
+/// current entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Convergence {
+    /// The swarm.
+    pub swarm_id: String,
+    /// What the entry asks for.
+    pub action: Action,
+    /// Its bundle and version.
+    pub bundle: Option<String>,
+    /// Its version.
+    pub version: Option<String>,
+    /// Its generation and revision.
+    pub generation: u64,
+    /// The entry's revision in the bucket.
+    pub revision: u64,
+    /// Its deployer.
+    pub deployer: String,
+    /// Workers serving the entry's bundle.
+    pub serving: Vec<String>,
+    /// Workers whose labels keep it off them.
+    pub not_placed: Vec<String>,
+    /// Workers where a local contract file takes its place.
+    pub shadowed: Vec<String>,
+    /// Workers that applied an undeploy.
+    pub undeployed: Vec<String>,
+    /// Workers that refused it, with why.
+    pub refused: Vec<(String, String)>,
+    /// Workers that have not applied it yet.
+    pub pending: Vec<String>,
+    /// Every worker has applied it, none refused, and it is served
+    /// somewhere (an undeploy: served nowhere).
+    pub converged: bool,
+}
+
+/// Compare the bucket's entries with the workers' heartbeats (only those
+/// that follow deployments count).
+pub fn convergence(current: &[Current], live: &[WorkerEntry]) -> Vec<Convergence> {
+    current
+        .iter()
+        .map(|c| {
+            let d = &c.deployment;
+            let mut view = Convergence {
+                swarm_id: d.swarm_id.clone(),
+                action: d.action,
+                bundle: d.bundle.clone(),
+                version: d.version.clone(),
+                generation: d.generation,
+                revision: c.revision,
+                deployer: d.deployer.clone(),
+                serving: Vec::new(),
+                not_placed: Vec::new(),
+                shadowed: Vec::new(),
+                undeployed: Vec::new(),
+                refused: Vec::new(),
+                pending: Vec::new(),
+                converged: false,
+            };
+            for worker in live.iter().filter(|w| w.deployments.is_some()) {
+                let name = worker.worker.clone();
+                let state: Option<&DeploymentState> = worker
+                    .deployments
+                    .iter()
+                    .flatten()
+                    .find(|s| s.swarm_id == d.swarm_id);
+                match state {
+                    Some(s) if s.revision >= c.revision => match s.state.as_str() {
+                        "serving" if s.serving == d.bundle => view.serving.push(name),
+                        "not_placed" => view.not_placed.push(name),
+                        "shadowed" => view.shadowed.push(name),
+                        "undeployed" if d.action == Action::Undeploy => view.undeployed.push(name),
+                        _ => {
+                            let reason = s.reason.as_deref().unwrap_or("no reason given");
+                            let why = match &s.kind {
+                                Some(kind) => format!("{kind}: {reason}"),
+                                None => format!("{}: {reason}", s.state),
+                            };
+                            view.refused.push((name, why))
+                        }
+                    },
+                    _ => view.pending.push(name),
+                }
+            }
+            view.converged = view.pending.is_empty()
+                && view.refused.is_empty()
+                && (d.action == Action::Undeploy) == view.serving.is_empty();
+            view
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
