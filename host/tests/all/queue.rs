@@ -1145,6 +1145,7 @@ async fn the_documented_roles_hold_each_client_to_its_subjects() {
         ("CHASSIS_NATS_WORKER_PASSWORD", "worker-secret-1"),
         ("CHASSIS_NATS_SUBMITTER_PASSWORD", "submitter-secret-2"),
         ("CHASSIS_NATS_OPERATOR_PASSWORD", "operator-secret-3"),
+        ("CHASSIS_NATS_DEPLOYER_PASSWORD", "deployer-secret-4"),
     ];
     let nats = Nats::start_with_config(&dir, &root().join("docs/nats-server.conf"), &passwords);
     // This process's clients read their passwords from files.
@@ -1166,9 +1167,22 @@ async fn the_documented_roles_hold_each_client_to_its_subjects() {
     assert!(refused.is_err(), "an anonymous client was let in");
     let (config, audit) = worker_config(&dir, "w1");
     let text = std::fs::read_to_string(&config).unwrap();
+    // It serves the fleet's deployments too, signed by the deployer's key.
+    let deployer_key = WorkerKey::from_seed([61; 32]);
+    let (deployer_private, deployer_public) = (dir.join("deployer.key"), dir.join("deployer.pub"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&deployer_private, deployer_key.to_file_text().as_bytes()).unwrap();
+        std::fs::set_permissions(&deployer_private, std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        std::fs::write(&deployer_public, deployer_key.public_file_text()).unwrap();
+    }
     std::fs::write(
         &config,
-        format!("{text}[nats.auth]\nuser = \"worker\"\npassword_env = \"CHASSIS_NATS_WORKER_PASSWORD\"\n"),
+        format!(
+            "{text}deployments = true\ntrusted_deployers = [{deployer_public:?}]\n\
+             [nats.auth]\nuser = \"worker\"\npassword_env = \"CHASSIS_NATS_WORKER_PASSWORD\"\n"
+        ),
     )
     .unwrap();
     let mut args = vec![
@@ -1242,6 +1256,14 @@ async fn the_documented_roles_hold_each_client_to_its_subjects() {
             "chassis.audit.w1".to_string(),
             json!({"seq": 999999, "hash": "00"}),
         ),
+        (
+            "$KV.chassis_deployments.hello".to_string(),
+            json!({"body": "{}", "signer": "00", "signature": "00"}),
+        ),
+        (
+            "$O.chassis_bundles.M.Yi1mb3JnZWQ=".to_string(),
+            json!({"name": "b-forged"}),
+        ),
     ];
     for (subject, body) in &attempts {
         let published = match js
@@ -1272,7 +1294,73 @@ async fn the_documented_roles_hold_each_client_to_its_subjects() {
         .await
         .unwrap();
     assert!(check.head.unwrap().seq < 999999);
-    // Even a worker cannot remove results or audit records.
+    // A deployer deploys under its role, and the worker, under its own,
+    // reads the bundle and serves it.
+    let contract = dir.join("deployed.toml");
+    std::fs::write(
+        &contract,
+        format!(
+            "swarm_id = \"deployed-hello\"\nversion = \"3.1.0\"\nwasm_module = {:?}\n\
+             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n",
+            root().join("target/swarms/hello_world.wasm")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args([
+            "deploy",
+            contract.to_str().unwrap(),
+            "--nats",
+            &nats.url,
+            "--wait",
+            "30",
+        ])
+        .arg("--key")
+        .arg(&deployer_private)
+        .args([
+            "--nats-user",
+            "deployer",
+            "--nats-password-env",
+            "CHASSIS_NATS_DEPLOYER_PASSWORD",
+        ])
+        .envs(passwords)
+        .output()
+        .unwrap();
+    crate::common::assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("converged: serving on w1"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let id = queue
+        .submit(
+            "deployed-hello",
+            TaskRequest::new("hello", json!({"name": "d"})),
+        )
+        .await
+        .unwrap();
+    let result = queue.wait(&id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(result.outcome.unwrap().version, "3.1.0");
+    // A deployer cannot submit a task nor write a heartbeat.
+    let as_deployer = async_nats::ConnectOptions::with_user_and_password(
+        "deployer".into(),
+        "deployer-secret-4".into(),
+    )
+    .connect(&nats.url)
+    .await
+    .unwrap();
+    let mut js = async_nats::jetstream::new(as_deployer);
+    js.set_timeout(Duration::from_secs(2));
+    for subject in ["chassis.tasks.hello", "$KV.chassis_workers.ghost"] {
+        let published = match js.publish(subject, "{}".into()).await {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!published, "{subject}: the server took it from a deployer");
+    }
+
+    // Even a worker cannot remove results or audit records, nor write a
+    // deployment or a bundle.
     let as_worker = async_nats::ConnectOptions::with_user_and_password(
         "worker".into(),
         "worker-secret-1".into(),
@@ -1282,6 +1370,16 @@ async fn the_documented_roles_hold_each_client_to_its_subjects() {
     .unwrap();
     let mut js = async_nats::jetstream::new(as_worker);
     js.set_timeout(Duration::from_secs(2));
+    for subject in [
+        "$KV.chassis_deployments.hello",
+        "$O.chassis_bundles.M.Yi1mb3JnZWQ=",
+    ] {
+        let published = match js.publish(subject, "{}".into()).await {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!published, "{subject}: the server took it from a worker");
+    }
     for name in ["CHASSIS_RESULTS", "CHASSIS_AUDIT"] {
         let stream = js.get_stream(name).await.unwrap();
         assert!(stream.purge().await.is_err(), "a worker purged {name}");
