@@ -67,6 +67,7 @@ mod read;
 mod record;
 mod retention;
 mod segments;
+mod stamp;
 mod tail;
 mod writer;
 

@@ -512,7 +512,8 @@ fn serde_field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str
 fn the_alias_table_is_the_one_serde_reads() {
     let contract = parse(
         "swarm_id = \"full\"\nwasm_module = \"x.wasm\"\ncreated_at = 1.0\n\
-         [resource_limits]\nmax_fuel = 1000000\n[metadata]\nowner = \"me\"\n",
+         [resource_limits]\nmax_fuel = 1000000\n[metadata]\nowner = \"me\"\n\
+         [placement]\nlabels = [\"gpu\"]\n",
     )
     .unwrap();
     let value = toml::Value::try_from(&contract).unwrap();
@@ -526,6 +527,7 @@ fn the_alias_table_is_the_one_serde_reads() {
         (serde_field_names::<Security>(), &value["security"]),
         (serde_field_names::<Reputation>(), &value["reputation"]),
         (serde_field_names::<Storage>(), &value["storage"]),
+        (serde_field_names::<Placement>(), &value["placement"]),
     ];
     let mut aliases_seen = Vec::new();
     for (fields, table) in tables {

@@ -435,6 +435,32 @@ async fn a_deployment_reaches_every_worker_and_versions_swap_under_load() {
         assert_eq!(served_version(worker, "gpu-hello").await.is_some(), serves);
     }
 
+    // A worker's status page shows the fleet (in a real browser).
+    if let Some(browser) = crate::common::browser::Browser::find(&dir) {
+        let url = w1.url("/");
+        let dom = tokio::task::spawn_blocking(move || browser.dom(&url, 5000))
+            .await
+            .unwrap();
+        let element = crate::common::browser::element;
+        let row = element(&dom, "tr", "data-deployment=\"gpu-hello\"");
+        assert!(
+            row.contains(">converged<") && row.contains("serving on w1, w2; not placed on w3, w4"),
+            "{row}"
+        );
+        let row = element(&dom, "tr", "data-deployment=\"hello\"");
+        assert!(
+            row.contains(">v2.0.0<") && row.contains("rollback"),
+            "{row}"
+        );
+        let worker = element(&dom, "tr", "data-worker=\"w2\"");
+        assert!(
+            worker.contains("gpu, eu")
+                && worker.contains("deployed ")
+                && worker.contains("serves deployments"),
+            "{worker}"
+        );
+    }
+
     // The fleet's view, from the command line and from a worker.
     let out = chassis(&[
         "fleet",

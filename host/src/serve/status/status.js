@@ -1,5 +1,6 @@
 // The status page of `chassis serve`: polls the service's JSON routes
-// (v1/swarms, v1/audit) and renders them. Every value from the server is
+// (v1/swarms, v1/audit and, on a worker of a NATS fleet, v1/fleet) and
+// renders them. Every value from the server is
 // put in the page as a text node or an attribute value, never as markup,
 // and control and bidirectional characters are shown as escapes: guest
 // text (error messages, names) is shown, not run.
@@ -188,6 +189,72 @@ function renderSwarms(list) {
   }
 }
 
+function deploymentRow(d) {
+  const names = (list) => (list || []).map((w) => shown(w, 64)).join(", ");
+  const parts = [];
+  if ((d.serving || []).length) parts.push(`serving on ${names(d.serving)}`);
+  if ((d.undeployed || []).length) parts.push(`unloaded on ${names(d.undeployed)}`);
+  if ((d.not_placed || []).length) parts.push(`not placed on ${names(d.not_placed)}`);
+  if ((d.shadowed || []).length) parts.push(`a local contract file takes its place on ${names(d.shadowed)}`);
+  if ((d.pending || []).length) parts.push(`pending on ${names(d.pending)}`);
+  const refused = (d.refused || []).map(([w, why]) => el("div", { class: "small reason" }, `refused on ${shown(w, 64)}: ${shown(why, 400)}`));
+  const bundle = d.bundle ? shown(d.bundle).slice(0, 12) : "";
+  return el("tr", { "data-deployment": shown(d.swarm_id, 80), class: d.converged ? "ok" : "bad" },
+    el("td", {}, el("div", { class: "name" }, shown(d.swarm_id)),
+      el("div", { class: "small muted" }, d.action === "undeploy" ? "undeployed" : `v${shown(d.version || "?")}`)),
+    el("td", {}, el("span", { class: "mono", title: shown(d.bundle || "") }, bundle),
+      el("div", { class: "small muted" }, `${shown(d.action)} · generation ${shown(d.generation)}`)),
+    el("td", { class: "mono small", title: shown(d.deployer || "") }, shown(d.deployer || "").slice(0, 12)),
+    el("td", {}, d.converged ? badge("converged", "ok") : badge("not converged", "bad"),
+      el("div", { class: "small muted" }, parts.join("; ")), ...refused));
+}
+
+function workerRow(w) {
+  const swarms = (w.swarms || []).map((s) => el("div", { class: "small" },
+    `${shown(s.swarm_id, 80)} v${shown(s.version, 40)} · ${shown(s.free_slots)}/${shown(s.slots)} free`,
+    s.bundle ? el("span", { class: "muted mono" }, ` · deployed ${shown(s.bundle).slice(0, 12)}`) : "",
+    s.quarantined ? badge("quarantined", "bad") : ""));
+  return el("tr", { "data-worker": shown(w.worker, 80) },
+    el("td", {}, el("div", { class: "name" }, shown(w.worker, 80)),
+      el("div", { class: "small muted" }, w.deployments ? "serves deployments" : "contract files only")),
+    el("td", { class: "small" }, (w.labels || []).map((l) => shown(l, 64)).join(", ")),
+    el("td", {}, ...swarms));
+}
+
+function renderFleet(fleet) {
+  const section = document.getElementById("fleet");
+  section.hidden = false;
+  const deployments = fleet.deployments || [];
+  document.querySelector("#deployments tbody").replaceChildren(...deployments.map(deploymentRow));
+  document.getElementById("deployments").hidden = deployments.length === 0;
+  document.querySelector("#workers tbody").replaceChildren(...(fleet.workers || []).map(workerRow));
+}
+
+// Whether this server is a worker of a fleet: asked until it says 404.
+let fleetKnown = true;
+
+async function refreshFleet() {
+  if (!fleetKnown) return;
+  const error = document.getElementById("fleet-error");
+  try {
+    const response = await fetch("v1/fleet", {
+      headers: { accept: "application/json" },
+      cache: "no-store",
+      signal: AbortSignal.timeout(10000),
+    });
+    if (response.status === 404) {
+      fleetKnown = false;
+      return;
+    }
+    if (!response.ok) throw new Error(`v1/fleet: HTTP ${response.status}`);
+    renderFleet(await response.json());
+    error.hidden = true;
+  } catch (e) {
+    error.hidden = false;
+    error.textContent = shown(String(e), 300);
+  }
+}
+
 async function getJSON(url) {
   const response = await fetch(url, {
     headers: { accept: "application/json" },
@@ -216,7 +283,7 @@ async function refresh() {
   const mine = ++generation;
   const connection = document.getElementById("connection");
   try {
-    const [swarms, audit] = await Promise.all([getJSON("v1/swarms"), getJSON(auditUrl())]);
+    const [swarms, audit] = await Promise.all([getJSON("v1/swarms"), getJSON(auditUrl()), refreshFleet()]);
     if (mine !== generation) return;
     renderSwarms(swarms.swarms || []);
     renderAudit(audit);

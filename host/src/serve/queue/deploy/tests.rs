@@ -1,4 +1,5 @@
 use super::*;
+use crate::serve::queue::workers::{DeploymentState, WorkerEntry};
 
 fn deployer() -> WorkerKey {
     WorkerKey::from_seed([3; 32])
