@@ -89,6 +89,10 @@ pub enum Event {
         /// The contract's version in the bundle.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         version: Option<String>,
+        /// The component's SHA-256, in hex, as the bundle signed it (none
+        /// for an undeploy, or a bundle not fetched: placed elsewhere).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        component: Option<String>,
         /// The deployer's public key (64 hex digits).
         deployer: String,
         /// The deployment's generation for the swarm.

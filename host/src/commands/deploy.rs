@@ -82,7 +82,7 @@ impl DeployCommand {
                 let uploaded = |yes: bool| if yes { "uploaded" } else { "already there" };
                 let note = format!(
                     "component {}… ({} bytes, {})",
-                    &published.component[..12],
+                    deploy::short(&published.component),
                     component.len(),
                     uploaded(published.component_uploaded)
                 );
@@ -124,7 +124,7 @@ impl DeployCommand {
                 "{done} {} {}: bundle {}…, {note}, generation {}",
                 crate::text::escape(&swarm_id, 80),
                 crate::text::escape(&version, 64),
-                &bundle[..12],
+                deploy::short(&bundle),
                 deployment.generation
             ))?;
         }

@@ -87,11 +87,7 @@ async fn fleet(
         for (c, view) in current.iter().zip(&convergence) {
             let what = match (&view.version, &view.bundle) {
                 (Some(version), Some(bundle)) => {
-                    format!(
-                        "{} bundle {}…",
-                        shown(version),
-                        shown(&bundle[..bundle.len().min(12)])
-                    )
+                    format!("{} bundle {}…", shown(version), deploy::short(bundle))
                 }
                 _ => "undeployed".to_string(),
             };
@@ -105,7 +101,7 @@ async fn fleet(
                 shown(&view.swarm_id),
                 view.generation,
                 view.action.as_str(),
-                shown(&view.deployer[..view.deployer.len().min(12)]),
+                deploy::short(&view.deployer),
                 super::deploy::describe(view)
             ))?;
         }
@@ -144,7 +140,7 @@ async fn fleet(
                 ""
             };
             let deployed = swarm.bundle.as_deref().map_or_else(String::new, |b| {
-                format!(" [deployed {}…]", shown(&b[..b.len().min(12)]))
+                format!(" [deployed {}…]", deploy::short(b))
             });
             out(format_args!(
                 "  {} {}: {}/{} slots free{quarantined}{deployed}",

@@ -552,6 +552,13 @@ async fn a_deployment_reaches_every_worker_and_versions_swap_under_load() {
         }
     }
     assert!(audit_text(&a4).contains("\"placed\":false"));
+    // The deployment record names the component's digest its bundle signed.
+    let hello_world = std::fs::read(root().join("target/swarms/hello_world.wasm")).unwrap();
+    let digest = deploy::sha256_hex(&hello_world);
+    assert!(
+        audit_text(&a1).contains(&format!("\"component\":\"{digest}\"")),
+        "no deployment record names component {digest}"
+    );
 }
 
 /// Every bad deployment is refused by every worker, each for its reason,

@@ -180,7 +180,7 @@ pub async fn set(
         bundle,
         version,
         previous: before.and_then(|d| d.bundle.clone()),
-        generation: before.map_or(0, |d| d.generation) + 1,
+        generation: before.map_or(0, |d| d.generation).saturating_add(1),
         deployed_at_ms: now_ms(),
         deployer: key.public_hex(),
     };

@@ -265,7 +265,7 @@ impl Deployments {
                 return Ok(Vec::new());
             }
         };
-        let event = |placed: bool| crate::Event::Deployment {
+        let event = |placed: bool, component: Option<&str>| crate::Event::Deployment {
             swarm_id: key.clone(),
             action: deployment.action.as_str().to_string(),
             bundle: deployment.bundle.clone(),
@@ -273,6 +273,7 @@ impl Deployments {
                 .version
                 .as_deref()
                 .map(|v| crate::text::escape(v, 64)),
+            component: component.map(|c| crate::text::escape(c, 64)),
             deployer: deployment.deployer.clone(),
             generation: deployment.generation,
             placed,
@@ -293,7 +294,7 @@ impl Deployments {
             .clone()
             .filter(|_| deployment.action != Action::Undeploy)
         else {
-            service.record(&event(false));
+            service.record(&event(false, None));
             if ours.is_some() {
                 let _ = service.chassis.unload(&key);
             }
@@ -301,7 +302,7 @@ impl Deployments {
             return Ok(Vec::new());
         };
         if let Some(file) = service.contracts.files.file_of(&key).await {
-            service.record(&event(false));
+            service.record(&event(false, None));
             let reason = format!(
                 "the contract file {} on this worker serves {key}: a local file wins over a deployment",
                 file.display()
@@ -332,7 +333,7 @@ impl Deployments {
             }
         };
         let placed = bundle.contract.placement.admits(&self.labels);
-        service.record(&event(placed));
+        service.record(&event(placed, Some(&bundle.manifest.component_sha256)));
         if !placed {
             if ours.is_some() {
                 let _ = service.chassis.unload(&key);
@@ -359,7 +360,7 @@ impl Deployments {
                 return Ok(Vec::new());
             }
         };
-        let origin = format!("deployment {}", &digest[..12]);
+        let origin = format!("deployment {}", super::short(&digest));
         match service
             .chassis
             .replace_bytes_from(&component, bundle.contract, origin)

@@ -64,6 +64,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The first 12 characters of a digest or key, escaped: for messages
+/// (what it abbreviates may come from anyone on the NATS server).
+pub fn short(digest: &str) -> String {
+    crate::text::escape(&digest.chars().take(12).collect::<String>(), 48)
+}
+
 /// What a bundle is: the swarm's contract and the digest of its
 /// component. Serialized once; those bytes are hashed (the bundle's
 /// digest) and signed, never serialized again.
@@ -409,7 +415,7 @@ pub async fn fetch(
     swarm_id: &str,
     digest: &str,
 ) -> Result<Bundle, FetchError> {
-    let short = &digest[..digest.len().min(12)];
+    let short = short(digest);
     let bytes = read_object(
         store,
         &bundle_object(digest),
@@ -506,7 +512,7 @@ pub async fn fetch_component(
             RefusalKind::Digest,
             format!(
                 "the component's bytes do not hash to {}…, the digest its bundle signed",
-                &manifest.component_sha256[..manifest.component_sha256.len().min(12)]
+                short(&manifest.component_sha256)
             ),
         )
         .into());
