@@ -205,6 +205,7 @@ impl Chassis {
 
     /// [`Chassis::replace_bytes`] naming where the bytes came from
     /// (`origin`, as its records show it).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) async fn replace_bytes_from(
         &self,
         bytes: &[u8],

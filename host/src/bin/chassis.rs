@@ -113,9 +113,11 @@ Workers: chassis serve --nats URL --deployments --deployer-key deployer.pub")]
     #[command(after_help = "Example:
   chassis undeploy greeter --nats nats://127.0.0.1:4222 --key deployer.key --wait")]
     Undeploy(deploy::UndeployCommand),
-    /// Make an Ed25519 signing key for a worker: NAME.key (the secret, mode
-    /// 600; give it to the worker as nats.signing_key or --signing-key) and
-    /// NAME.pub (give it to clients: --worker-key). Refuses to overwrite.
+    /// Make an Ed25519 signing key for a worker or a deployer: NAME.key
+    /// (the secret, mode 600; a worker's nats.signing_key or --signing-key,
+    /// or a deployer's `chassis deploy --key`) and NAME.pub (for those who
+    /// believe it: clients' --worker-key, or workers' --deployer-key).
+    /// Refuses to overwrite.
     Keygen(keygen::KeygenCommand),
     /// Make a directory holding a working swarm: its source with one
     /// example task, the language's project file, a contract granting the

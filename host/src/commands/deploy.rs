@@ -58,7 +58,7 @@ struct Target {
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "30")]
     wait: Option<f64>,
     /// Replicas of the buckets when this makes them (3 on a three-node
-    /// cluster).
+    /// cluster); buckets that exist are left as they are.
     #[arg(long, default_value_t = 1, value_name = "N")]
     replicas: usize,
     /// Print the deployment (and, with --wait, the fleet's convergence) as
@@ -137,7 +137,11 @@ impl UndeployCommand {
     pub async fn execute(mut self) -> Result<()> {
         let key = signing_key(&self.target.key)?;
         let auth = self.target.auth.take().auth()?;
-        let swarm_id = if Path::new(&self.swarm).exists() {
+        // A path names a contract or project; a bare name is a swarm id.
+        let is_path = self.swarm.contains(std::path::MAIN_SEPARATOR)
+            || self.swarm.ends_with(".toml")
+            || self.swarm == ".";
+        let swarm_id = if is_path {
             let contract = project::contract_of(Path::new(&self.swarm))?;
             ServiceContract::from_file(&contract)?.swarm_id
         } else {
@@ -240,9 +244,9 @@ async fn finish(
             );
         }
         let view = deploy::convergence(&current, &live).pop();
-        let settled = view
-            .as_ref()
-            .is_some_and(|v| v.converged || (v.pending.is_empty() && !v.refused.is_empty()));
+        let settled = view.as_ref().is_some_and(|v| {
+            v.converged || v.followers == 0 || (v.pending.is_empty() && !v.refused.is_empty())
+        });
         if settled || Instant::now() >= deadline {
             break view;
         }
@@ -257,7 +261,7 @@ async fn finish(
             "revision": revision,
             "convergence": view,
         }))?;
-    } else {
+    } else if view.converged {
         out(describe(&view))?;
     }
     if !view.converged {
@@ -310,8 +314,10 @@ pub(crate) fn describe(view: &deploy::Convergence) -> String {
     } else {
         "not converged"
     };
-    if parts.is_empty() {
-        parts.push("no live worker serves deployments".to_string());
+    if view.followers == 0 {
+        parts.push(
+            "no live worker serves deployments (start workers with --deployments)".to_string(),
+        );
     }
     format!("{state}: {}", parts.join("; "))
 }

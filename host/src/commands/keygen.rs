@@ -47,7 +47,7 @@ fn keygen(name: &Path) -> Result<()> {
     write(&private, key.to_file_text().as_bytes(), 0o600)?;
     write(&public, key.public_file_text().as_bytes(), 0o644)?;
     out(format_args!(
-        "wrote {} (secret: the worker's nats.signing_key) and {} (public: clients' --worker-key)\nkey {}",
+        "wrote {} (secret: the worker's nats.signing_key, or a deployer's chassis deploy --key) and {} (public: clients' --worker-key, or workers' --deployer-key)\nkey {}",
         private.display(),
         public.display(),
         key.public_hex()

@@ -323,6 +323,13 @@ async fn admin_unload(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
 ) -> Result<Json<Unloaded>, ApiError> {
+    if let Some(bundle) = service.fleet.deployed_bundle(&id) {
+        return Err(crate::Error::Load(crate::LoadError::Deployed {
+            swarm_id: id,
+            bundle,
+        })
+        .into());
+    }
     service.chassis.unload(&id)?;
     Ok(Json(Unloaded { unloaded: id }))
 }

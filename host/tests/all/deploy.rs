@@ -54,6 +54,9 @@ fn contract(dir: &Path, name: &str, swarm: &str, version: &str, wasm: &str, more
     path
 }
 
+/// The workers' admin token.
+const ADMIN_TOKEN: &str = "deploy-test-admin-token";
+
 const GRANTS: &str = "[security]\nwasi_capabilities = [\"wasi:io/streams\"]\n";
 
 /// A worker that serves deployments only: no contract files.
@@ -65,6 +68,7 @@ fn start_worker(dir: &Path, nats: &Nats, name: &str, labels: &[&str]) -> (Server
         &config,
         format!(
             "shutdown_grace_seconds = 5.0\n\
+             [admin]\ntoken_env = \"CHASSIS_TEST_ADMIN_TOKEN\"\n\
              [audit]\npath = {audit:?}\nfsync = \"always\"\n\
              [nats]\nack_slack_seconds = 2.0\nheartbeat_seconds = 0.5\n\
              signing_key = {worker_key:?}\n\
@@ -82,7 +86,10 @@ fn start_worker(dir: &Path, nats: &Nats, name: &str, labels: &[&str]) -> (Server
         "--worker-id",
         name,
     ];
-    (Server::start(&args), audit)
+    (
+        Server::start_with_env(&args, &[("CHASSIS_TEST_ADMIN_TOKEN", ADMIN_TOKEN)]),
+        audit,
+    )
 }
 
 fn chassis(args: &[&str]) -> Output {
@@ -434,6 +441,18 @@ async fn a_deployment_reaches_every_worker_and_versions_swap_under_load() {
     for (worker, serves) in [(&w1, true), (&w2, true), (&w3, false), (&w4, false)] {
         assert_eq!(served_version(worker, "gpu-hello").await.is_some(), serves);
     }
+
+    // A swarm a deployment serves is the deployment's: the admin route
+    // does not unload it.
+    let response = reqwest::Client::new()
+        .delete(w1.url("/v1/admin/swarms/gpu-hello"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 409);
+    assert!(response.text().await.unwrap().contains("chassis deploy"));
+    assert!(served_version(&w1, "gpu-hello").await.is_some());
 
     // A worker's status page shows the fleet (in a real browser).
     if let Some(browser) = crate::common::browser::Browser::find(&dir) {

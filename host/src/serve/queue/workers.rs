@@ -60,7 +60,8 @@ pub struct DeploymentState {
     pub swarm_id: String,
     /// The revision of the newest entry applied or refused.
     pub revision: u64,
-    /// The newest generation applied (0: none).
+    /// The generation of the newest entry this worker believed and acted
+    /// on (0: none).
     pub generation: u64,
     /// The bundle served here from the deployment, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

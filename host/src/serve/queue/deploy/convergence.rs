@@ -77,11 +77,11 @@ pub struct Convergence {
     pub swarm_id: String,
     /// What the entry asks for.
     pub action: Action,
-    /// Its bundle and version.
+    /// Its bundle (none for an undeploy).
     pub bundle: Option<String>,
     /// Its version.
     pub version: Option<String>,
-    /// Its generation and revision.
+    /// Its generation.
     pub generation: u64,
     /// The entry's revision in the bucket.
     pub revision: u64,
@@ -99,9 +99,12 @@ pub struct Convergence {
     pub refused: Vec<(String, String)>,
     /// Workers that have not applied it yet.
     pub pending: Vec<String>,
-    /// Every worker has applied it, none refused, and it is served
-    /// somewhere (an undeploy: served nowhere).
+    /// At least one live worker follows deployments, every one has
+    /// applied it, none refused it, and it is served somewhere (an
+    /// undeploy: served nowhere).
     pub converged: bool,
+    /// How many live workers follow deployments.
+    pub followers: usize,
 }
 
 /// Compare the bucket's entries with the workers' heartbeats (only those
@@ -126,8 +129,10 @@ pub fn convergence(current: &[Current], live: &[WorkerEntry]) -> Vec<Convergence
                 refused: Vec::new(),
                 pending: Vec::new(),
                 converged: false,
+                followers: 0,
             };
             for worker in live.iter().filter(|w| w.deployments.is_some()) {
+                view.followers += 1;
                 let name = worker.worker.clone();
                 let state: Option<&DeploymentState> = worker
                     .deployments
@@ -152,7 +157,8 @@ pub fn convergence(current: &[Current], live: &[WorkerEntry]) -> Vec<Convergence
                     _ => view.pending.push(name),
                 }
             }
-            view.converged = view.pending.is_empty()
+            view.converged = view.followers > 0
+                && view.pending.is_empty()
                 && view.refused.is_empty()
                 && (d.action == Action::Undeploy) == view.serving.is_empty();
             view

@@ -6,10 +6,12 @@
 //! then every change, and applies the entries there are now; then
 //! [`Deployments::follow`] (started with the fleet) applies each change as
 //! it comes, reopening the watch if it ends. Applying an entry: verify it
-//! (signature, trusted deployer, key, generation), record a `deployment`
-//! audit event, fetch and verify the bundle, check placement and local
-//! files, fetch and verify the component, then load it beside the old
-//! version and swap it in, as a file reload does. A refusal is recorded
+//! (signature, trusted deployer, key, generation); for an undeploy or a
+//! swarm a local contract file serves, record a `deployment` audit event
+//! (`placed: false`) and act; otherwise fetch and verify the bundle,
+//! record the `deployment` event, check placement, fetch and verify the
+//! component, then load it beside the old version and swap it in, as a
+//! file reload does. A refusal is recorded
 //! as `deployment_refused` and the old version keeps serving; NATS failing
 //! mid-way is retried. The state of each swarm goes into the heartbeat and
 //! `/readyz`.
@@ -313,7 +315,9 @@ impl Deployments {
                 kind: RefusalKind::LocalFile.as_str().to_string(),
                 reason: crate::text::escape(&reason, 512),
             });
-            self.set(state("shadowed", None, Some(reason)));
+            // A version a deployment loaded before the file came goes on
+            // serving until the worker restarts: the state says so.
+            self.set(state("shadowed", ours, Some(reason)));
             return Ok(Vec::new());
         }
         let bundle = match fetch(&self.bundles, &self.keys, &key, &digest).await {

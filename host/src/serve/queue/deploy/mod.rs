@@ -5,7 +5,7 @@
 //! Data flow: `chassis deploy` ([`client`]) uploads the component once
 //! per digest as `c-<sha256>`, then the bundle — a [`Manifest`] naming
 //! the swarm, its contract text and the component's digest, signed by the
-//! deployer — as `b-<sha256 of the manifest>`, and writes the swarm's
+//! deployer — as `b-<sha256 of the stored signed document>`, and writes the swarm's
 //! [`Deployment`] (bundle digest, version, generation, deployer), signed
 //! too, with a compare-and-set on the entry's revision. Every worker that
 //! serves deployments (`follow`) watches the bucket: it checks the
@@ -301,23 +301,28 @@ pub enum FetchError {
     Transport(String),
 }
 
-/// The two buckets, made if they do not exist.
+/// The two buckets, made (with `replicas`) if they do not exist; as they
+/// are if they do.
 pub async fn buckets(
     jetstream: &jetstream::Context,
     replicas: usize,
 ) -> Result<(kv::Store, object_store::ObjectStore), QueueError> {
-    let deployments = jetstream
-        .create_or_update_key_value(kv::Config {
-            bucket: DEPLOYMENTS_BUCKET.to_string(),
-            description: "chassis: the fleet's deployments, one signed entry per swarm".to_string(),
-            history: HISTORY,
-            max_value_size: MAX_ENTRY_BYTES as i32,
-            storage: jetstream::stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        })
-        .await
-        .map_err(QueueError::js)?;
+    let deployments = match jetstream.get_key_value(DEPLOYMENTS_BUCKET).await {
+        Ok(store) => Ok(store),
+        Err(_) => jetstream
+            .create_key_value(kv::Config {
+                bucket: DEPLOYMENTS_BUCKET.to_string(),
+                description: "chassis: the fleet's deployments, one signed entry per swarm"
+                    .to_string(),
+                history: HISTORY,
+                max_value_size: MAX_ENTRY_BYTES as i32,
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(QueueError::js),
+    }?;
     let bundles = match jetstream.get_object_store(BUNDLES_BUCKET).await {
         Ok(store) => store,
         Err(_) => jetstream

@@ -176,6 +176,10 @@ fn convergence_counts_what_each_worker_did_with_the_current_entry() {
     assert!(!view.converged);
     assert_eq!(view.refused, [("b".to_string(), "digest: no".to_string())]);
 
+    // No worker follows deployments: nothing has converged.
+    let view = all(&[worker("plain", None)]);
+    assert!(!view.converged && view.followers == 0, "{view:?}");
+
     // Placed nowhere: not converged.
     let view = all(&[worker("b", Some(vec![state(5, "not_placed", None)]))]);
     assert!(!view.converged);
