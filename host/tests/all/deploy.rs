@@ -585,8 +585,8 @@ async fn a_deployment_reaches_every_worker_and_versions_swap_under_load() {
 /// they served goes on answering: a bundle signed by an untrusted key, a
 /// component whose bytes are not the signed digest, a component that fails
 /// the load checks, a bundle document changed in the store, a contract
-/// that does not parse, a component over `max_bundle_bytes`, and an old
-/// signed entry written again.
+/// that does not parse, a component over `max_bundle_bytes`, an entry
+/// changed after it was signed, and an old signed entry written again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_worker_refuses_a_bad_bundle_and_keeps_serving() {
     let _serial = crate::queue::SERIAL.lock().await;
@@ -795,6 +795,29 @@ async fn every_worker_refuses_a_bad_bundle_and_keeps_serving() {
     );
     still_v1().await;
 
+    // An entry changed after it was signed: its generation raised, its
+    // signature left as it was.
+    let current = store.entry("hello").await.unwrap().unwrap();
+    let mut doc: Value = serde_json::from_slice(&current.value).unwrap();
+    let mut body: Value = serde_json::from_str(doc["body"].as_str().unwrap()).unwrap();
+    body["generation"] = json!(body["generation"].as_u64().unwrap() + 100);
+    doc["body"] = json!(body.to_string());
+    let revision = store
+        .put("hello", serde_json::to_vec(&doc).unwrap().into())
+        .await
+        .unwrap();
+    for worker in workers {
+        let state = until_refused(worker, "hello", "signature", revision).await;
+        assert!(
+            state["reason"]
+                .as_str()
+                .unwrap()
+                .contains("does not match its content"),
+            "{state}"
+        );
+    }
+    still_v1().await;
+
     // The first, v1's, signed entry written again by someone who kept it.
     use futures_util::StreamExt;
     let first = store
@@ -833,6 +856,7 @@ async fn every_worker_refuses_a_bad_bundle_and_keeps_serving() {
             "load",
             "contract",
             "too_large",
+            "signature",
             "stale",
         ] {
             assert!(
