@@ -4,6 +4,7 @@
 //! contract field, the task type) so the CLI can print it on one line.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -355,6 +356,22 @@ pub enum TaskError {
         detail: String,
     },
 
+    /// The guest grew its memory while the swarm's running tasks together
+    /// held all the swarm may (`swarm_limits.max_memory_mb`).
+    #[error(
+        "swarm {swarm_id:?} task {task_id:?}: the swarm's memory limit exceeded (swarm_limits.max_memory_mb = {limit_mb}, summed over its running tasks): {detail}"
+    )]
+    SwarmMemoryLimit {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// The contract's swarm-wide limit.
+        limit_mb: u32,
+        /// What it asked for.
+        detail: String,
+    },
+
     /// The guest grew a table past the host's table limit.
     #[error(
         "swarm {swarm_id:?} task {task_id:?}: table limit exceeded (at most {limit_elements} elements per table, a host limit): {detail}"
@@ -413,6 +430,31 @@ pub enum TaskError {
         swarm_id: String,
         /// Which of the two.
         reason: String,
+    },
+
+    /// One of the swarm's budgets for the period (`[budget]`) is spent: a
+    /// new task is refused, and the task that spent the CPU budget is
+    /// stopped.
+    #[error(
+        "swarm {swarm_id:?} task {task_id:?}: the swarm's {} budget of {limit} per {period_seconds} s is spent; it renews at {renews_at} (in {} s)",
+        budget.as_str(),
+        retry_after.as_secs()
+    )]
+    BudgetExhausted {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// Which budget.
+        budget: crate::limits::BudgetKind,
+        /// Its limit per period, in its unit (seconds, bytes, tasks).
+        limit: f64,
+        /// The period's length.
+        period_seconds: u64,
+        /// When it renews (RFC 3339).
+        renews_at: String,
+        /// How long until then (at least a second).
+        retry_after: Duration,
     },
 
     /// The guest kept calling imports after being refused for rate.
@@ -612,6 +654,8 @@ error_kinds! {
     Overloaded => "overloaded", 429, true;
     /// `max_api_calls_per_second`.
     RateLimited => "rate_limited", 429, false;
+    /// A budget per period (`[budget]`) is spent until the next period.
+    BudgetExhausted => "budget_exhausted", 429, true;
     /// Output or hostcall size caps.
     TooLarge => "too_large", 500, false;
     /// Output not JSON (or not the type asked for).
@@ -678,6 +722,15 @@ impl Error {
             _ => None,
         }
     }
+
+    /// When trying again may succeed, for an error that knows (a spent
+    /// budget: when it renews).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Task(TaskError::BudgetExhausted { retry_after, .. }) => Some(*retry_after),
+            _ => None,
+        }
+    }
 }
 
 impl LoadError {
@@ -711,11 +764,14 @@ impl TaskError {
         match self {
             TaskError::TaskNotExported { .. } => ErrorKind::TaskNotExported,
             TaskError::Timeout { .. } => ErrorKind::Timeout,
-            TaskError::MemoryLimit { .. } | TaskError::TableLimit { .. } => ErrorKind::Memory,
+            TaskError::MemoryLimit { .. }
+            | TaskError::SwarmMemoryLimit { .. }
+            | TaskError::TableLimit { .. } => ErrorKind::Memory,
             TaskError::CpuBudget { .. } => ErrorKind::CpuBudget,
             TaskError::StackOverflow { .. } => ErrorKind::StackOverflow,
             TaskError::Trap { .. } => ErrorKind::Trap,
             TaskError::Overloaded { .. } => ErrorKind::Overloaded,
+            TaskError::BudgetExhausted { .. } => ErrorKind::BudgetExhausted,
             TaskError::RateLimited { .. } => ErrorKind::RateLimited,
             TaskError::HostcallTooLarge { .. } | TaskError::OutputTooLarge { .. } => {
                 ErrorKind::TooLarge
@@ -735,7 +791,9 @@ impl TaskError {
         use crate::limits::LimitKind;
         Some(match self {
             TaskError::Timeout { .. } => LimitKind::Timeout,
-            TaskError::MemoryLimit { .. } | TaskError::TableLimit { .. } => LimitKind::Memory,
+            TaskError::MemoryLimit { .. }
+            | TaskError::SwarmMemoryLimit { .. }
+            | TaskError::TableLimit { .. } => LimitKind::Memory,
             TaskError::CpuBudget { .. } => LimitKind::CpuBudget,
             TaskError::StackOverflow { .. } => LimitKind::StackOverflow,
             TaskError::Overloaded { .. } => LimitKind::Overloaded,
@@ -804,7 +862,7 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
             assert!((400..600).contains(&kind.http_status()), "{kind:?}");
         }
-        assert_eq!(ErrorKind::ALL.len(), 22);
+        assert_eq!(ErrorKind::ALL.len(), 23);
         let status = |k: ErrorKind| k.http_status();
         assert_eq!(status(ErrorKind::InvalidPayload), 400);
         for k in [
@@ -814,7 +872,11 @@ mod tests {
         ] {
             assert_eq!(status(k), 422, "{k:?}");
         }
-        for k in [ErrorKind::Overloaded, ErrorKind::RateLimited] {
+        for k in [
+            ErrorKind::Overloaded,
+            ErrorKind::RateLimited,
+            ErrorKind::BudgetExhausted,
+        ] {
             assert_eq!(status(k), 429, "{k:?}");
         }
         for k in [ErrorKind::Quarantined, ErrorKind::Audit] {
@@ -839,6 +901,7 @@ mod tests {
             [
                 ErrorKind::Registry,
                 ErrorKind::Overloaded,
+                ErrorKind::BudgetExhausted,
                 ErrorKind::Cancelled,
                 ErrorKind::Instantiate,
                 ErrorKind::Quarantined,

@@ -120,7 +120,7 @@ pub use error::{
 };
 pub use events::{Event, EventSink, EventSinks, MemorySink};
 pub use imports::log::{GuestLine, GuestLogSink, LogLevel};
-pub use limits::{LimitKind, QueueConfig};
+pub use limits::{BudgetKind, BudgetView, LimitKind, QueueConfig};
 pub use outcome::{
     MAX_TASK_ID_BYTES, Output, Payload, TaskEnd, TaskInput, TaskOutcome, TaskRequest, TaskStatus,
     TaskUsage, task_id_problem,
@@ -204,6 +204,9 @@ pub struct SwarmUsage {
     /// Both directions, in megabits (10⁶ bits) per second, over the same
     /// span as `cpu_percent` (the unit of `max_network_bandwidth_mbps`).
     pub network_mbps: f64,
+    /// Each budget of its contract's `[budget]`: what the current period
+    /// spent of it and when it renews (empty without budgets).
+    pub budgets: Vec<BudgetView>,
 }
 
 impl std::fmt::Display for SwarmUsage {
@@ -603,6 +606,11 @@ impl Chassis {
             network_bytes_out,
             network_bytes_in,
             network_mbps,
+            budgets: rt
+                .budget
+                .as_ref()
+                .map(|b| b.view(std::time::SystemTime::now()))
+                .unwrap_or_default(),
         };
         let mark = UsageMark {
             loaded_at: rt.loaded_at,

@@ -70,6 +70,7 @@ pub(crate) fn counted(end: TaskEnd) -> Option<Counted> {
             | ErrorKind::Quarantined
             | ErrorKind::Registry
             | ErrorKind::Audit
+            | ErrorKind::BudgetExhausted
             | ErrorKind::Cancelled => return None,
             ErrorKind::Overloaded => (Ending::NoAnswer, false),
             _ => (Ending::NoAnswer, true),

@@ -27,7 +27,8 @@ use crate::imports::log::{GuestLogSink, LogHost, LogState};
 use crate::imports::scope::{Scoped, SwarmScope, TaskScope};
 use crate::imports::storage::{StorageHost, StorageState};
 use crate::limits::{
-    Admission, CpuGovernor, CpuMark, LogBudget, QueueConfig, SwarmCounters, TaskLimiter,
+    Admission, CpuGovernor, CpuMark, LogBudget, PeriodBudget, QueueConfig, SwarmCounters,
+    TaskLimiter,
 };
 use crate::secrets::SecretStore;
 
@@ -63,6 +64,9 @@ pub(crate) struct SwarmRuntime {
     pub(crate) credentials: CredentialsState,
     pub(crate) proxy: ProxyState,
     pub(crate) storage: StorageState,
+    /// Its budgets for the period (`[budget]`), if it has any; what a
+    /// previous version spent carries on.
+    pub(crate) budget: Option<Arc<PeriodBudget>>,
     /// Set when the host stops: running tasks end at their next epoch tick.
     pub(crate) stopping: Arc<AtomicBool>,
 }
@@ -94,6 +98,9 @@ impl SwarmRuntime {
         let credentials = CredentialsState::new(&contract, secrets)?;
         let storage = StorageState::new(&contract, store)?;
         let limits = &contract.resource_limits;
+        let budget =
+            PeriodBudget::new(&contract.budget, previous.and_then(|p| p.budget.as_deref()))
+                .map(Arc::new);
         let (counters, health, log_sink) = match previous {
             Some(previous) => (
                 previous.counters.clone(),
@@ -142,7 +149,9 @@ impl SwarmRuntime {
                 previous
                     .map(|p| p.proxy.traffic().clone())
                     .unwrap_or_default(),
+                budget.clone(),
             ),
+            budget,
             storage,
             credentials,
             health,
@@ -170,6 +179,8 @@ pub struct HostState {
     pub(crate) governor: CpuGovernor,
     /// Where the task's current run began (for its CPU time).
     pub(crate) cpu_mark: CpuMark,
+    /// The task's CPU time charged to the swarm's CPU budget so far.
+    pub(crate) budget_charged: std::time::Duration,
     pub(crate) deadline: Instant,
 }
 

@@ -82,6 +82,9 @@ pub mod guests {
     pub const HELLO_PY: &str = "hello_py";
     /// `swarms/hello-world`: the well-behaved bystander.
     pub const HELLO_WORLD: &str = "hello_world";
+    /// `swarms/hostile/hog`: tasks each within their own limits that
+    /// together take more than their swarm may.
+    pub const HOG: &str = "hog";
     /// `swarms/hostile/import-fuzz`: random import calls with hostile
     /// arguments from a seed (the `imports` fuzz target's guest), or one
     /// given call.
@@ -135,6 +138,7 @@ pub mod guests {
         HELLO_JS,
         HELLO_PY,
         HELLO_WORLD,
+        HOG,
         IMPORT_FUZZ,
         LEAKY,
         LIAR,

@@ -127,3 +127,60 @@ async fn cpu_time_is_the_tasks_own_on_a_busy_machine() {
     assert!(u.cpu_ms >= thread_cpu_ms * 0.7, "{u:?}");
     assert!(u.cpu_ms < 0.85 * u.wall_ms, "{u:?}");
 }
+
+/// `[swarm_limits] max_cpu_percent`: eight CPU-bound tasks each free to
+/// use a whole core use half of one together under a swarm share of 50 %
+/// (each throttled to its part of it), while the same eight under a
+/// contract without the swarm share use more than a core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_within_their_own_share_keep_to_their_swarms() {
+    let _alone = ALONE.lock().await;
+    let limits = "[resource_limits]\nmax_cpu_percent = 100\nmax_concurrent_tasks = 8\ntask_timeout_seconds = 120\n";
+    let chassis = TestHost::new()
+        .component(
+            guests::HOG,
+            format!("swarm_id = \"capped\"\n{limits}[swarm_limits]\nmax_cpu_percent = 50\n"),
+        )
+        .component(guests::HOG, format!("swarm_id = \"free\"\n{limits}"))
+        .build()
+        .await;
+    let cores_used = |id: &'static str| {
+        let chassis = chassis.chassis.clone();
+        async move {
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let chassis = chassis.clone();
+                    tokio::spawn(async move {
+                        chassis
+                            .execute_task(
+                                id,
+                                TaskRequest::new("burn", json!({"rounds": 60_000_000u64})),
+                            )
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut outcomes = Vec::new();
+            for task in tasks {
+                outcomes.push(task.await.unwrap());
+            }
+            let cpu: f64 = outcomes.iter().map(|o| o.usage.cpu_ms).sum();
+            let throttled = outcomes
+                .iter()
+                .filter(|o| o.usage.throttled_ms > 0.0)
+                .count();
+            (cpu / started.elapsed().as_secs_f64() / 1000.0, throttled)
+        }
+    };
+    let (free, _) = cores_used("free").await;
+    let (capped, throttled) = cores_used("capped").await;
+    eprintln!("eight burns: {free:.2} cores without the swarm share, {capped:.2} under 50 %");
+    assert!(free > 1.0, "without the swarm's share: {free:.2} cores");
+    assert!(
+        (0.2..0.7).contains(&capped),
+        "under a swarm share of 50 %: {capped:.2} cores"
+    );
+    assert_eq!(throttled, 8, "every task was throttled to its part");
+}

@@ -71,6 +71,15 @@ pub struct ServiceContract {
     /// Hard per-task resource limits.
     #[serde(default)]
     pub resource_limits: ResourceLimits,
+    /// Limits on the swarm as a whole, across all its running tasks (none
+    /// by default: each task is held to `resource_limits` only).
+    #[serde(default, skip_serializing_if = "SwarmLimits::is_unset")]
+    pub swarm_limits: SwarmLimits,
+    /// What the swarm may spend per period, all its tasks together (none
+    /// by default): once a budget is spent, new tasks are refused until it
+    /// renews.
+    #[serde(default, skip_serializing_if = "Budget::is_unset")]
+    pub budget: Budget,
     /// Service level objectives the swarm is measured against.
     #[serde(default, alias = "slos")]
     pub slo_targets: SloTargets,
@@ -195,6 +204,65 @@ pub enum NetworkAccess {
     None,
     /// Outbound HTTP only through the host's proxy, to `allowed_endpoints`.
     ProxyOnly,
+}
+
+/// `[swarm_limits]`: what the swarm may use as a whole, summed over its
+/// running tasks, as a cgroup bounds a group of processes. Each is off
+/// unless given; each must be at least its per-task counterpart in
+/// `[resource_limits]` (one task alone may use its own limit).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwarmLimits {
+    /// Share of one CPU core all its running tasks together may use, in
+    /// percent (1–102400): each task is held to this divided by the tasks
+    /// running, or its own `max_cpu_percent` if that is less.
+    pub max_cpu_percent: Option<u32>,
+    /// Linear memory all its running instances together may hold, in MiB
+    /// (1–1048576): growth past it is refused (`memory`).
+    pub max_memory_mb: Option<u32>,
+}
+
+impl SwarmLimits {
+    /// Whether no swarm-wide limit is set.
+    pub fn is_unset(&self) -> bool {
+        self.max_cpu_percent.is_none() && self.max_memory_mb.is_none()
+    }
+}
+
+/// `[budget]`: what the swarm may spend per period, summed over all its
+/// tasks. Each budget is off unless given. Periods are aligned to Unix time
+/// (multiples of `period_seconds` since the epoch); a budget spent refuses
+/// new tasks (`budget_exhausted`, 429) until the next period, and a task
+/// that spends the CPU budget is stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Budget {
+    /// The period, in seconds (1–2592000; an hour by default).
+    pub period_seconds: u64,
+    /// CPU time its tasks may use per period, in seconds.
+    pub cpu_seconds: Option<f64>,
+    /// Bytes through the HTTP proxy per period, both directions.
+    pub network_bytes: Option<u64>,
+    /// Tasks it may run per period.
+    pub tasks: Option<u64>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            period_seconds: 3600,
+            cpu_seconds: None,
+            network_bytes: None,
+            tasks: None,
+        }
+    }
+}
+
+impl Budget {
+    /// Whether no budget is set.
+    pub fn is_unset(&self) -> bool {
+        self.cpu_seconds.is_none() && self.network_bytes.is_none() && self.tasks.is_none()
+    }
 }
 
 /// `[placement]`: the labels a worker of the fleet must have to serve the
@@ -626,6 +694,8 @@ impl ServiceContract {
             created_at: None,
             capabilities: Vec::new(),
             resource_limits: ResourceLimits::default(),
+            swarm_limits: SwarmLimits::default(),
+            budget: Budget::default(),
             slo_targets: SloTargets::default(),
             security: Security::default(),
             reputation: Reputation::default(),

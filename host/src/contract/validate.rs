@@ -343,6 +343,47 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         crate::caps::MAX_OBJECT_BYTES,
         "bytes (an object passes through one import call)",
     )?;
+    let s = &c.swarm_limits;
+    if let Some(cpu) = s.max_cpu_percent {
+        range_u32(
+            "swarm_limits.max_cpu_percent",
+            cpu,
+            r.max_cpu_percent,
+            102_400,
+            "percent (at least resource_limits.max_cpu_percent: one task alone may use its own share)",
+        )?;
+    }
+    if let Some(memory) = s.max_memory_mb {
+        range_u32(
+            "swarm_limits.max_memory_mb",
+            memory,
+            r.max_memory_mb,
+            1_048_576,
+            "MiB (at least resource_limits.max_memory_mb: one task alone may use its own memory)",
+        )?;
+    }
+    let b = &c.budget;
+    range_u64(
+        "budget.period_seconds",
+        b.period_seconds,
+        1,
+        2_592_000,
+        "seconds",
+    )?;
+    if let Some(cpu) = b.cpu_seconds
+        && !(cpu.is_finite() && cpu > 0.0 && cpu <= 1e9)
+    {
+        return bad(
+            "budget.cpu_seconds",
+            format!("must be more than 0 and at most 1000000000 seconds, got {cpu}"),
+        );
+    }
+    if let Some(bytes) = b.network_bytes {
+        range_u64("budget.network_bytes", bytes, 1, 1 << 60, "bytes")?;
+    }
+    if let Some(tasks) = b.tasks {
+        range_u64("budget.tasks", tasks, 1, 1 << 40, "tasks")?;
+    }
     if c.placement.labels.len() > MAX_LABELS {
         return bad(
             "placement.labels",

@@ -226,6 +226,9 @@ pub(crate) struct TaskShared {
     rate_event_sent: AtomicBool,
     /// Pieces of text in which a secret value was found and redacted.
     pub(crate) secret_leaks: AtomicU64,
+    /// Set when the task spent its swarm's CPU budget: the interrupt that
+    /// stopped it is that, not its deadline.
+    pub(crate) budget_spent: Mutex<Option<crate::limits::Spent>>,
 }
 
 /// Longest stderr tail kept for error messages, in bytes.

@@ -50,8 +50,8 @@ pub(super) struct ApiError {
     message: String,
     /// The resource limit behind it, for one.
     limit: Option<LimitKind>,
-    /// Whether to send `Retry-After: 1`.
-    retry_after: bool,
+    /// The seconds of its `Retry-After`, if it sends one.
+    retry_after: Option<u64>,
     /// Whether to send `WWW-Authenticate: Bearer`.
     challenge: bool,
 }
@@ -64,7 +64,7 @@ impl ApiError {
             kind,
             message: message.into(),
             limit: None,
-            retry_after: false,
+            retry_after: None,
             challenge: false,
         }
     }
@@ -86,7 +86,7 @@ impl ApiError {
 
     /// The same, telling the client to try again in a second.
     pub(super) fn retry_after(mut self) -> Self {
-        self.retry_after = true;
+        self.retry_after = Some(1);
         self
     }
 
@@ -104,17 +104,22 @@ impl ApiError {
 }
 
 impl From<Error> for ApiError {
-    /// A host error: the status of its kind, `Retry-After` on 429, and
-    /// the limit it reports.
+    /// A host error: the status of its kind, `Retry-After` when it says
+    /// when to try again (a second on any other 429), and the limit it
+    /// reports.
     fn from(e: Error) -> Self {
         let status =
             StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = match e.retry_after() {
+            Some(after) => Some(after.as_secs_f64().ceil() as u64),
+            None => (status == StatusCode::TOO_MANY_REQUESTS).then_some(1),
+        };
         Self {
             status,
             kind: e.kind().as_str(),
             message: e.to_string(),
             limit: e.limit(),
-            retry_after: status == StatusCode::TOO_MANY_REQUESTS,
+            retry_after,
             challenge: false,
         }
     }
@@ -145,8 +150,8 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
-        if self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.challenge {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -1736,3 +1736,71 @@ async fn the_status_page_and_metrics_do_not_reset_each_others_usage() {
         );
     }
 }
+
+/// A spent budget is 429 `budget_exhausted` whose `Retry-After` is the
+/// seconds until the period renews (not the one second of a busy swarm),
+/// and `/v1/swarms/{id}` shows what the period spent.
+#[tokio::test]
+async fn a_spent_budget_is_429_with_retry_after_until_it_renews() {
+    let dir = scratch("budget");
+    let contract = dir.join("budgeted.toml");
+    std::fs::write(
+        &contract,
+        format!(
+            "swarm_id = \"budgeted\"\nwasm_module = {:?}\n\
+             [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+             [budget]\nperiod_seconds = 86400\ntasks = 1\n",
+            root().join("target/swarms/hello_world.wasm"),
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&[contract.to_str().unwrap()]);
+    let c = reqwest::Client::new();
+    let task = || {
+        c.post(server.url("/v1/swarms/budgeted/tasks"))
+            .body(r#"{"task_type": "hello", "payload": {"name": "Ada"}}"#)
+            .send()
+    };
+    assert_eq!(task().await.unwrap().status(), 200);
+    let response = task().await.unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let left = 86_400 - now % 86_400;
+    assert!(
+        retry_after.abs_diff(left) <= 2,
+        "Retry-After {retry_after}, the day ends in {left} s"
+    );
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["kind"], "budget_exhausted", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tasks budget of 1 per 86400 s is spent"),
+        "{body}"
+    );
+    let swarm: Value = serde_json::from_str(
+        &c.get(server.url("/v1/swarms/budgeted"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let budget = &swarm["usage"]["budgets"][0];
+    assert_eq!(
+        (&budget["budget"], &budget["spent"], &budget["limit"]),
+        (&json!("tasks"), &json!(1.0), &json!(1.0)),
+        "{swarm}"
+    );
+}

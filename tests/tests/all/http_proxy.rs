@@ -548,3 +548,53 @@ async fn a_url_that_does_not_parse_is_recorded_as_escaped_bounded_text() {
     assert!(!url.contains("token"), "{url}");
     assert_eq!(events[0]["allowed"], false);
 }
+
+/// `[budget] network_bytes`: the bytes through the proxy are the swarm's
+/// for the period; the exchange that would pass the budget is refused as
+/// `rate_limited` (a proxy error the guest sees), what fits still passes,
+/// and once the budget is spent the next task is refused before it runs.
+#[tokio::test]
+async fn a_network_budget_refuses_what_would_pass_it() {
+    let s = setup(
+        guests::EGRESS,
+        "egress",
+        &["http://127.0.0.1:{port}/v1/"],
+        &format!("{ROOMY}\n[budget]\nnetwork_bytes = 3000"),
+        &[],
+    )
+    .await;
+    let url = |n: u32| s.server.url("127.0.0.1", &format!("/v1/bytes?n={n}"));
+    let o = run(
+        &s,
+        "egress",
+        "probe",
+        json!({ "urls": [url(2000), url(2000)] }),
+    )
+    .await;
+    let results = o.output["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], json!(200));
+    let refusal = refused(&results[1]);
+    assert!(
+        refusal.starts_with("ProxyError::RateLimited") && refusal.contains("network budget"),
+        "{refusal}"
+    );
+    assert_eq!(fetch(&s, &url(1000)).await["status"], json!(200));
+    let e = s
+        .host
+        .execute_task(
+            "egress",
+            TaskRequest::new("exfiltrate", json!({ "url": url(10) })),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            chassis::Error::Task(chassis::TaskError::BudgetExhausted {
+                budget: chassis::BudgetKind::NetworkBytes,
+                ..
+            })
+        ),
+        "{e}"
+    );
+}

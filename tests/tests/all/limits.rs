@@ -738,3 +738,207 @@ async fn outcomes_carry_usage_figures() {
     assert!(usage.cpu_percent > 0.0, "{usage:?}");
     assert_eq!(usage.tasks_running, 0);
 }
+
+/// `[swarm_limits] max_memory_mb`: eight tasks that each hold 40 MiB,
+/// within their own 64 MiB, never hold more than their swarm's 128 MiB
+/// together — the growth that would pass it is refused as the swarm's
+/// memory limit — while the same eight under a contract without the
+/// swarm limit all run; a bystander answers meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_within_their_own_memory_never_hold_more_than_their_swarm_may() {
+    let limits = "[resource_limits]\nmax_memory_mb = 64\nmax_concurrent_tasks = 8\ntask_timeout_seconds = 60\n";
+    let chassis = TestHost::new()
+        .example(guests::HELLO_WORLD)
+        .component(
+            guests::HOG,
+            format!("swarm_id = \"capped\"\n{limits}[swarm_limits]\nmax_memory_mb = 128\n"),
+        )
+        .component(guests::HOG, format!("swarm_id = \"free\"\n{limits}"))
+        .build()
+        .await;
+    let hold = json!({"mib": 40, "rounds": 40_000_000u64});
+    let run_eight = |id: &'static str| {
+        let chassis = chassis.chassis.clone();
+        let hold = hold.clone();
+        async move {
+            let watching = Arc::new(AtomicBool::new(true));
+            let watcher = {
+                let (chassis, watching) = (chassis.clone(), watching.clone());
+                tokio::spawn(async move {
+                    let mut peak = 0.0f64;
+                    while watching.load(Ordering::Relaxed) {
+                        peak = peak.max(chassis.resource_usage(id).unwrap().memory_mb);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    peak
+                })
+            };
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (chassis, hold) = (chassis.clone(), hold.clone());
+                    tokio::spawn(async move {
+                        chassis
+                            .execute_task(id, TaskRequest::new("hold", hold))
+                            .await
+                    })
+                })
+                .collect();
+            let mut ends = Vec::new();
+            for task in tasks {
+                ends.push(task.await.unwrap());
+            }
+            watching.store(false, Ordering::Relaxed);
+            (ends, watcher.await.unwrap())
+        }
+    };
+    let (ends, peak) = run_eight("capped").await;
+    let held = ends.iter().filter(|e| e.is_ok()).count();
+    let refused: Vec<&Error> = ends.iter().filter_map(|e| e.as_ref().err()).collect();
+    for e in &refused {
+        assert!(
+            matches!(
+                e,
+                Error::Task(TaskError::SwarmMemoryLimit { limit_mb: 128, .. })
+            ),
+            "{e}"
+        );
+        assert_eq!(e.kind(), ErrorKind::Memory);
+        assert!(
+            e.to_string().contains("swarm_limits.max_memory_mb = 128"),
+            "{e}"
+        );
+    }
+    assert!(
+        held >= 1 && !refused.is_empty(),
+        "{held} held, {} refused",
+        refused.len()
+    );
+    assert!(peak <= 128.0, "the swarm held {peak} MiB at once");
+    assert_eq!(chassis.resource_usage("capped").unwrap().memory_mb, 0.0);
+
+    // Without the swarm's limit the same tasks all run, together over it.
+    let (ends, peak) = run_eight("free").await;
+    assert!(ends.iter().all(Result::is_ok), "{ends:?}");
+    assert!(
+        peak > 128.0,
+        "the tasks never overlapped ({peak} MiB at most)"
+    );
+    greet(&chassis, "hello-world").await;
+}
+
+/// `[budget] tasks`: eight tasks at once under a budget of five — five
+/// run, three are refused as `budget_exhausted` saying when the period
+/// renews — and the budget is the swarm's, not each task's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_budget_admits_that_many_tasks_per_period() {
+    let chassis = TestHost::new()
+        .component(
+            guests::HOG,
+            "swarm_id = \"budgeted\"\n[resource_limits]\nmax_concurrent_tasks = 8\n\
+             [budget]\nperiod_seconds = 3600\ntasks = 5\n",
+        )
+        .build()
+        .await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let chassis = chassis.chassis.clone();
+            tokio::spawn(async move {
+                chassis
+                    .execute_task(
+                        "budgeted",
+                        TaskRequest::new("burn", json!({"rounds": 1_000_000u64})),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut ran = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => ran += 1,
+            Err(e) => {
+                let Error::Task(TaskError::BudgetExhausted {
+                    budget,
+                    limit,
+                    retry_after,
+                    ..
+                }) = &e
+                else {
+                    panic!("{e}")
+                };
+                assert_eq!((*budget, *limit), (chassis::BudgetKind::Tasks, 5.0));
+                assert!(
+                    retry_after.as_secs() >= 1 && retry_after.as_secs() <= 3600,
+                    "{retry_after:?}"
+                );
+                assert_eq!(e.kind(), ErrorKind::BudgetExhausted);
+                assert_eq!(e.http_status(), 429);
+                assert!(e.to_string().contains("renews at"), "{e}");
+            }
+        }
+    }
+    assert_eq!(ran, 5);
+}
+
+/// `[budget] cpu_seconds`: eight tasks that would each burn for seconds
+/// share half a CPU-second: each is stopped once the swarm's budget is
+/// spent (not by its deadline), the swarm's CPU time stays within a tick
+/// per task of the budget, and the next task is refused at once until the
+/// period renews.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_budget_stops_the_swarms_tasks_once_spent() {
+    let chassis = TestHost::new()
+        .component(
+            guests::HOG,
+            "swarm_id = \"budgeted\"\n[resource_limits]\nmax_concurrent_tasks = 8\n\
+             max_cpu_percent = 100\ntask_timeout_seconds = 60\n\
+             [budget]\nperiod_seconds = 3600\ncpu_seconds = 0.5\n",
+        )
+        .build()
+        .await;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let chassis = chassis.chassis.clone();
+            tokio::spawn(async move {
+                chassis
+                    .execute_task(
+                        "budgeted",
+                        TaskRequest::new("burn", json!({"rounds": 50_000_000_000u64})),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let e = task.await.unwrap().unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Task(TaskError::BudgetExhausted {
+                    budget: chassis::BudgetKind::CpuSeconds,
+                    ..
+                })
+            ),
+            "{e}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the tasks ran to their deadline"
+    );
+    let used = chassis.resource_usage("budgeted").unwrap().cpu_seconds;
+    assert!(
+        (0.5..0.8).contains(&used),
+        "the swarm used {used} CPU-seconds"
+    );
+    let refused = chassis
+        .execute_task(
+            "budgeted",
+            TaskRequest::new("burn", json!({"rounds": 1u64})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::BudgetExhausted);
+    assert!(refused.retry_after().unwrap() >= Duration::from_secs(1));
+}

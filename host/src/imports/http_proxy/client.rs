@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use url::Url;
 
-use crate::limits::TokenBucket;
+use crate::limits::{PeriodBudget, TokenBucket};
 
 /// Largest request body, in bytes.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -38,6 +38,8 @@ pub(crate) enum ExchangeError {
     TooLarge(String),
     Network(String),
     Invalid(String),
+    /// The swarm's network budget for the period is spent.
+    Budget(String),
 }
 
 /// What a swarm's requests go out through.
@@ -56,10 +58,12 @@ pub(crate) struct Exchange {
     pub body: Vec<u8>,
 }
 
-/// A swarm's network bandwidth: one bucket of bytes for both directions.
+/// A swarm's network bandwidth: one bucket of bytes for both directions,
+/// and its network budget for the period, if it has one.
 #[derive(Debug)]
 pub(crate) struct Bandwidth {
     bucket: Mutex<TokenBucket>,
+    budget: Option<Arc<PeriodBudget>>,
 }
 
 impl Bandwidth {
@@ -69,19 +73,36 @@ impl Bandwidth {
         let capacity = (rate / 10.0).max(16.0 * 1024.0);
         Self {
             bucket: Mutex::new(TokenBucket::with_capacity(rate, capacity, Instant::now())),
+            budget: None,
         }
     }
 
-    /// Wait until `bytes` may pass.
-    pub(crate) async fn take(&self, bytes: usize) {
+    /// The same, charging every byte to `budget` (`[budget] network_bytes`).
+    pub(crate) fn with_budget(mut self, budget: Option<Arc<PeriodBudget>>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Wait until `bytes` may pass; refused when they would pass the
+    /// swarm's network budget.
+    pub(crate) async fn take(&self, bytes: usize) -> Result<(), ExchangeError> {
         if bytes == 0 {
-            return;
+            return Ok(());
+        }
+        if let Some(budget) = &self.budget
+            && let Err(spent) = budget.charge_network(bytes as u64, std::time::SystemTime::now())
+        {
+            return Err(ExchangeError::Budget(format!(
+                "the swarm's network budget of {} bytes per period is spent (budget.network_bytes); it renews in {} s",
+                spent.limit,
+                spent.renews_in(std::time::SystemTime::now()).as_secs()
+            )));
         }
         loop {
             let wait = {
                 let mut b = self.bucket.lock().expect("bandwidth lock");
                 if b.try_take(bytes as f64, Instant::now()) {
-                    return;
+                    return Ok(());
                 }
                 b.wait_for(bytes as f64)
             };
@@ -161,7 +182,7 @@ pub(crate) async fn exchange(
         .saturating_sub(DEADLINE_MARGIN)
         .min(TOTAL_TIMEOUT);
     let work = async {
-        bandwidth.take(body.len()).await;
+        bandwidth.take(body.len()).await?;
         let connect_budget = budget.min(CONNECT_TIMEOUT);
         let io = tokio::time::timeout(connect_budget, connect(addr, url, tls))
             .await
@@ -212,7 +233,7 @@ pub(crate) async fn exchange(
                         "response body over {MAX_RESPONSE_BYTES} bytes"
                     )));
                 }
-                bandwidth.take(data.len()).await;
+                bandwidth.take(data.len()).await?;
                 body.extend_from_slice(&data);
             }
         }

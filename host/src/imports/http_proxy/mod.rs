@@ -151,11 +151,13 @@ pub(crate) struct ProxyState {
 }
 
 impl ProxyState {
-    /// The proxy of a swarm loaded under `contract`, adding to `traffic`.
+    /// The proxy of a swarm loaded under `contract`, adding to `traffic`
+    /// and charging its `budget`.
     pub(crate) fn new(
         contract: &ServiceContract,
         tls: Arc<tokio_rustls::rustls::ClientConfig>,
         traffic: Arc<Traffic>,
+        budget: Option<Arc<crate::limits::PeriodBudget>>,
     ) -> Self {
         let bandwidth_mbps = contract.resource_limits.max_network_bandwidth_mbps;
         Self {
@@ -164,7 +166,7 @@ impl ProxyState {
             // The contract was validated, so every pattern parses.
             allowlist: allowlist::Allowlist::new(&contract.security.allowed_endpoints)
                 .unwrap_or_default(),
-            bandwidth: client::Bandwidth::new(bandwidth_mbps),
+            bandwidth: client::Bandwidth::new(bandwidth_mbps).with_budget(budget),
             tls,
             traffic,
         }
@@ -285,6 +287,7 @@ impl ProxyHost<'_> {
             client::ExchangeError::TooLarge(m) => ProxyError::TooLarge(m),
             client::ExchangeError::Network(m) => ProxyError::Network(m),
             client::ExchangeError::Invalid(m) => ProxyError::InvalidRequest(m),
+            client::ExchangeError::Budget(m) => ProxyError::RateLimited(m),
         })?;
         rec.status = Some(exchange.status);
         rec.bytes_in = exchange.body.len() as u64;

@@ -8,29 +8,33 @@
 //! 4. the guest's `execute`, inside an outer timeout that also bounds time
 //!    spent in host calls;
 //! 5. the store is dropped (instance, memory, WASI context with it) and the
-//!    result becomes a [`TaskOutcome`] or a typed [`Error`]; events go out.
+//!    result becomes a [`TaskOutcome`] or a typed [`Error`] (`failure.rs`
+//!    names what stopped a task); events go out.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 use crate::bindings::SwarmPre;
 use crate::bindings::types::{TaskError as WitTaskError, TaskRequest as WitTaskRequest};
 use crate::error::Error;
 use crate::error::GuestError;
-use crate::error::chain;
 use crate::events::Event;
-use crate::imports::scope::{Phase, RateLimitAbuse, TaskScope, TaskShared};
+use crate::imports::scope::{Phase, TaskScope, TaskShared};
 use crate::limits::{
-    CpuGovernor, CpuMark, GrowthRefused, MAX_ERROR_MESSAGE_BYTES, MAX_HOSTCALL_BYTES,
-    MAX_OUTPUT_BYTES, MAX_TABLE_ELEMENTS, Refused, TaskLimiter,
+    CpuGovernor, CpuMark, MAX_ERROR_MESSAGE_BYTES, MAX_HOSTCALL_BYTES, MAX_OUTPUT_BYTES, Refused,
+    TaskLimiter,
 };
 use crate::outcome::{Output, TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 use crate::state::{HostState, SwarmRuntime};
 use crate::task_types::{MAX_TASK_TYPE_BYTES, check_task_types, list_task_types};
 use crate::{LoadError, TaskError};
+
+mod failure;
+
+use self::failure::{budget_spent, classify_failure, timeout};
 
 /// Extra time past `task_timeout_seconds` before a task stuck in a host call
 /// is abandoned. A guest running wasm is stopped by the epoch callback within
@@ -58,10 +62,15 @@ pub(crate) fn new_store(
         table: wasmtime::component::ResourceTable::new(),
         limiter: TaskLimiter::new(
             contract.resource_limits.max_memory_mb,
+            contract.swarm_limits.max_memory_mb,
             swarm.counters.clone(),
         ),
-        governor: CpuGovernor::new(contract.resource_limits.max_cpu_percent, now),
+        governor: CpuGovernor::new(contract.resource_limits.max_cpu_percent, now).with_swarm_share(
+            contract.swarm_limits.max_cpu_percent,
+            swarm.counters.clone(),
+        ),
         cpu_mark: CpuMark::default(),
+        budget_charged: Duration::ZERO,
         deadline: now + timeout,
     };
     let mut store = Store::new(engine, state);
@@ -72,7 +81,8 @@ pub(crate) fn new_store(
         store.set_fuel(fuel).expect("fuel metering is on");
     }
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|mut ctx| {
+    let charged_to = (phase == Phase::Task).then(|| shared.clone());
+    store.epoch_deadline_callback(move |mut ctx| {
         let now = Instant::now();
         let state = ctx.data_mut();
         if now >= state.deadline || state.swarm.stopping.load(Ordering::Relaxed) {
@@ -80,6 +90,16 @@ pub(crate) fn new_store(
         }
         let mark = &state.cpu_mark;
         let throttle = state.governor.tick(now, |busy| mark.take(busy));
+        // The run's CPU time goes to the swarm's budget; the task that
+        // spends it is stopped.
+        if let (Some(budget), Some(shared)) = (&state.swarm.budget, &charged_to) {
+            let ran = state.governor.busy.saturating_sub(state.budget_charged);
+            state.budget_charged = state.governor.busy;
+            if let Err(spent) = budget.charge_cpu(ran, std::time::SystemTime::now()) {
+                *shared.budget_spent.lock().expect("budget lock") = Some(spent);
+                return Ok(UpdateDeadline::Interrupt);
+            }
+        }
         // The next run begins where the task resumes, after the yield.
         let mark = state.cpu_mark.clone();
         Ok(match throttle {
@@ -105,98 +125,6 @@ pub(crate) fn new_store(
         })
     });
     store
-}
-
-/// Map a wasmtime error from instantiation or a call into a typed error.
-fn classify_failure(
-    e: wasmtime::Error,
-    swarm: &SwarmRuntime,
-    task_id: &str,
-    shared: &TaskShared,
-) -> Error {
-    let contract = &swarm.contract;
-    let swarm_id = contract.swarm_id.clone();
-    let task_id = task_id.to_string();
-    if let Some(g) = e.downcast_ref::<GrowthRefused>() {
-        if g.what == "table" {
-            return Error::Task(TaskError::TableLimit {
-                swarm_id,
-                task_id,
-                limit_elements: MAX_TABLE_ELEMENTS,
-                detail: g.to_string(),
-            });
-        }
-        return Error::Task(TaskError::MemoryLimit {
-            swarm_id,
-            task_id,
-            limit_mb: contract.resource_limits.max_memory_mb,
-            detail: g.to_string(),
-        });
-    }
-    if let Some(r) = e.downcast_ref::<RateLimitAbuse>() {
-        return Error::Task(TaskError::RateLimited {
-            swarm_id,
-            task_id,
-            refused: r.refused,
-            rate: contract.resource_limits.max_api_calls_per_second,
-        });
-    }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => return timeout(swarm, &task_id),
-        Some(Trap::StackOverflow) => {
-            return Error::Task(TaskError::StackOverflow {
-                swarm_id,
-                task_id,
-                limit_bytes: crate::engine::MAX_WASM_STACK,
-            });
-        }
-        Some(Trap::OutOfFuel) => {
-            return Error::Task(TaskError::CpuBudget {
-                swarm_id,
-                task_id,
-                fuel: contract.resource_limits.max_fuel.unwrap_or(u64::MAX),
-            });
-        }
-        _ => {}
-    }
-    // wasmtime's own type for this is private; its message is stable.
-    if chain(&e).contains("fuel allocated for hostcalls has been exhausted") {
-        return Error::Task(TaskError::HostcallTooLarge {
-            swarm_id,
-            task_id,
-            limit_bytes: MAX_HOSTCALL_BYTES,
-        });
-    }
-    let mut message = match e.downcast_ref::<Trap>() {
-        Some(trap) => trap.to_string(),
-        None => chain(&e),
-    };
-    if let Some(frame) = e
-        .downcast_ref::<wasmtime::WasmBacktrace>()
-        .and_then(|bt| bt.frames().first())
-    {
-        // Function names come from the guest's name section.
-        message.push_str(&format!(
-            " in {}",
-            crate::text::escape(frame.func_name().unwrap_or("<unnamed function>"), 256)
-        ));
-    }
-    if let Some(guest) = shared.stderr_message(&swarm.scope, &task_id) {
-        message.push_str(&format!("; guest said: {guest}"));
-    }
-    Error::Task(TaskError::Trap {
-        swarm_id,
-        task_id,
-        message,
-    })
-}
-
-fn timeout(swarm: &SwarmRuntime, task_id: &str) -> Error {
-    Error::Task(TaskError::Timeout {
-        swarm_id: swarm.swarm_id().to_string(),
-        task_id: task_id.to_string(),
-        seconds: swarm.contract.resource_limits.task_timeout_seconds,
-    })
 }
 
 /// Ask a freshly prepared swarm which task types it serves, within
@@ -397,6 +325,11 @@ async fn run<O: Output>(
             available: list_task_types(task_types),
         }));
     }
+    if let Some(budget) = &rt.budget {
+        budget
+            .check(std::time::SystemTime::now())
+            .map_err(|spent| budget_spent(rt, &request.task_id, spent))?;
+    }
     let started = Instant::now();
     let _slot = rt.admission.admit().await.map_err(|refused| Error::Task(TaskError::Overloaded {
         swarm_id: rt.swarm_id().to_string(),
@@ -412,6 +345,11 @@ async fn run<O: Output>(
             ),
         },
     }))?;
+    if let Some(budget) = &rt.budget {
+        budget
+            .take_task(std::time::SystemTime::now())
+            .map_err(|spent| budget_spent(rt, &request.task_id, spent))?;
+    }
     rt.events.emit(|| Event::TaskStart {
         swarm_id: rt.swarm_id().to_string(),
         task_id: request.task_id.clone(),
@@ -450,6 +388,12 @@ async fn run<O: Output>(
     let budget = rt.contract.task_timeout() + HOST_SLACK;
     let answer = tokio::time::timeout(budget, call).await;
     let usage = finish(&mut store, in_store, &shared);
+    if let Some(budget) = &rt.budget {
+        // The last run, since the last tick; the task has ended either way.
+        let state = store.data();
+        let rest = state.governor.busy.saturating_sub(state.budget_charged);
+        let _ = budget.charge_cpu(rest, std::time::SystemTime::now());
+    }
     rt.counters
         .cpu_nanos
         .fetch_add((usage.cpu_ms * 1e6) as u64, Ordering::Relaxed);

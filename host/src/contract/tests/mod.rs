@@ -1,5 +1,7 @@
 use super::*;
 
+mod limits;
+
 fn parse(text: &str) -> Result<ServiceContract, ContractError> {
     ServiceContract::from_toml(text, "test.toml")
 }
@@ -513,7 +515,9 @@ fn the_alias_table_is_the_one_serde_reads() {
     let contract = parse(
         "swarm_id = \"full\"\nwasm_module = \"x.wasm\"\ncreated_at = 1.0\n\
          [resource_limits]\nmax_fuel = 1000000\n[metadata]\nowner = \"me\"\n\
-         [placement]\nlabels = [\"gpu\"]\n",
+         [placement]\nlabels = [\"gpu\"]\n\
+         [swarm_limits]\nmax_cpu_percent = 100\nmax_memory_mb = 512\n\
+         [budget]\ncpu_seconds = 60.0\nnetwork_bytes = 1000\ntasks = 10\n",
     )
     .unwrap();
     let value = toml::Value::try_from(&contract).unwrap();
@@ -528,6 +532,8 @@ fn the_alias_table_is_the_one_serde_reads() {
         (serde_field_names::<Reputation>(), &value["reputation"]),
         (serde_field_names::<Storage>(), &value["storage"]),
         (serde_field_names::<Placement>(), &value["placement"]),
+        (serde_field_names::<SwarmLimits>(), &value["swarm_limits"]),
+        (serde_field_names::<Budget>(), &value["budget"]),
     ];
     let mut aliases_seen = Vec::new();
     for (fields, table) in tables {
@@ -553,25 +559,4 @@ fn the_alias_table_is_the_one_serde_reads() {
             "{alias:?} is listed but serde does not read it"
         );
     }
-}
-
-/// `[placement] labels` parse, say which workers may serve the swarm, and
-/// a label that is not one is refused naming its field.
-#[test]
-fn placement_labels_admit_workers_that_have_them_all() {
-    let contract = parse("swarm_id = \"s\"\n[placement]\nlabels = [\"gpu\", \"eu-1\"]\n").unwrap();
-    let has = |labels: &[&str]| {
-        let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-        contract.placement.admits(&labels)
-    };
-    assert!(has(&["eu-1", "gpu", "big"]));
-    assert!(!has(&["gpu"]));
-    assert!(parse("swarm_id = \"s\"\n").unwrap().placement.admits(&[]));
-    refused(
-        "swarm_id = \"s\"\n[placement]\nlabels = [\"GPU\"]\n",
-        3,
-        "placement.labels[0]",
-        "lowercase",
-    );
-    assert!(parse("swarm_id = \"s\"\n[placement]\nzone = \"x\"\n").is_err());
 }
