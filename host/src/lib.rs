@@ -491,6 +491,18 @@ impl Chassis {
         })
     }
 
+    /// Whether a budget of the swarm's `[budget]` is spent for the period
+    /// (its new tasks are refused until it renews); `false` for a swarm
+    /// without budgets or not loaded.
+    pub fn budget_spent(&self, swarm_id: &str) -> bool {
+        self.inner
+            .registry
+            .get(swarm_id)
+            .ok()
+            .and_then(|swarm| swarm.runtime.budget.clone())
+            .is_some_and(|budget| budget.check(std::time::SystemTime::now()).is_err())
+    }
+
     /// Release a quarantined swarm: its tasks run again, its score goes back
     /// to its `initial_score`. Raises a `Released` event. A swarm that is
     /// not quarantined is left as it is (its score is not reset).

@@ -129,13 +129,13 @@ async fn cpu_time_is_the_tasks_own_on_a_busy_machine() {
 }
 
 /// `[swarm_limits] max_cpu_percent`: eight CPU-bound tasks each free to
-/// use a whole core use half of one together under a swarm share of 50 %
+/// use half a core use half of one together under a swarm share of 50 %
 /// (each throttled to its part of it), while the same eight under a
 /// contract without the swarm share use more than a core.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_within_their_own_share_keep_to_their_swarms() {
     let _alone = ALONE.lock().await;
-    let limits = "[resource_limits]\nmax_cpu_percent = 100\nmax_concurrent_tasks = 8\ntask_timeout_seconds = 120\n";
+    let limits = "[resource_limits]\nmax_cpu_percent = 50\nmax_concurrent_tasks = 8\ntask_timeout_seconds = 120\n";
     let chassis = TestHost::new()
         .component(
             guests::HOG,

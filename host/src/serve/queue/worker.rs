@@ -209,13 +209,15 @@ impl Worker {
         let mut stop = stop;
         while !*stop.borrow() && !*retired.borrow() {
             // Take nothing a refusal would only hand back: a quarantined
-            // swarm, or a host whose audit log cannot record.
+            // swarm or one whose budget is spent, or a host whose audit log
+            // cannot record.
             let chassis = self.service.chassis();
             let quarantined = chassis
                 .slo_report(swarm_id)
                 .map(|r| r.reputation.quarantined)
                 .unwrap_or(true);
-            if quarantined || chassis.event_sink_failure().is_some() {
+            let refusing = quarantined || chassis.budget_spent(swarm_id);
+            if refusing || chassis.event_sink_failure().is_some() {
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}
                     _ = stop.changed() => {}
