@@ -53,6 +53,13 @@ struct LimitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    swarm: String,
+    /// `cpu_seconds`, `network_bytes` or `tasks`.
+    budget: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabels {
     swarm: String,
     /// `out` (request bodies) or `in` (response bodies).
@@ -89,6 +96,9 @@ pub struct Metrics {
     queue_in_flight: Family<SwarmLabel, Gauge>,
     queue_redeliveries: Family<SwarmLabel, Counter>,
     queue_dead_letters: Family<SwarmLabel, Counter>,
+    budget_spent: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
+    budget_limit: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
+    budget_renews: Family<SwarmLabel, Gauge<f64, AtomicU64>>,
     /// One render at a time: a render sets the families read from the host
     /// afresh, and two at once would add a counter's value twice.
     rendering: Mutex<()>,
@@ -127,6 +137,9 @@ impl Metrics {
             queue_in_flight: Family::default(),
             queue_redeliveries: Family::default(),
             queue_dead_letters: Family::default(),
+            budget_spent: Family::default(),
+            budget_limit: Family::default(),
+            budget_renews: Family::default(),
             rendering: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -158,6 +171,9 @@ impl Metrics {
             queue_in_flight: "queue_in_flight", "Tasks taken from the NATS queue and not yet acknowledged, by any worker";
             queue_redeliveries: "queue_redeliveries", "Tasks this worker took that had been delivered before";
             queue_dead_letters: "queue_dead_letters", "Tasks this worker gave up after too many deliveries";
+            budget_spent: "budget_spent", "What a swarm spent this period of one of its [budget]s, in its unit (seconds, bytes, tasks)";
+            budget_limit: "budget_limit", "One of a swarm's [budget]s per period, in its unit (seconds, bytes, tasks)";
+            budget_renews: "budget_renews_in_seconds", "Seconds until a swarm's budgets renew";
         }
         Self { registry, ..m }
     }
@@ -193,6 +209,13 @@ impl Metrics {
             family.clear();
         }
         self.cpu_seconds.clear();
+        for family in [&self.budget_spent, &self.budget_limit] {
+            family.clear();
+        }
+        self.budget_renews.clear();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         for info in chassis.list() {
             let label = SwarmLabel {
                 swarm: info.swarm_id.clone(),
@@ -214,6 +237,16 @@ impl Metrics {
                 gauge(&self.in_flight, usage.tasks_running as u64);
                 gauge(&self.queued, usage.tasks_queued as u64);
                 gauge(&self.memory, (usage.memory_mb * 1024.0 * 1024.0) as u64);
+                for b in &usage.budgets {
+                    let labels = BudgetLabels {
+                        swarm: info.swarm_id.clone(),
+                        budget: b.budget.as_str(),
+                    };
+                    self.budget_spent.get_or_create(&labels).set(b.spent);
+                    self.budget_limit.get_or_create(&labels).set(b.limit);
+                    let renews = b.renews_at_ms.saturating_sub(now_ms) as f64 / 1000.0;
+                    self.budget_renews.get_or_create(&label).set(renews);
+                }
             }
             if let Ok(report) = chassis.slo_report(&info.swarm_id) {
                 let set = |f: &Family<SwarmLabel, Gauge<f64, AtomicU64>>, v: f64| {

@@ -1803,4 +1803,29 @@ async fn a_spent_budget_is_429_with_retry_after_until_it_renews() {
         (&json!("tasks"), &json!(1.0), &json!(1.0)),
         "{swarm}"
     );
+    let metrics = c
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("chassis_budget_spent{swarm=\"budgeted\",budget=\"tasks\"} 1.0")
+            && metrics.contains("chassis_budget_limit{swarm=\"budgeted\",budget=\"tasks\"} 1.0"),
+        "{metrics}"
+    );
+    // The status page says the budget is spent (in a real browser).
+    if let Some(browser) = crate::common::browser::Browser::find(&dir) {
+        let url = server.url("/");
+        let dom = tokio::task::spawn_blocking(move || browser.dom(&url, 5000))
+            .await
+            .unwrap();
+        let line = crate::common::browser::element(&dom, "div", "data-budget=\"tasks\"");
+        assert!(
+            line.contains("budget spent") && line.contains("tasks: 0 of 1 left, renews in"),
+            "{line}"
+        );
+    }
 }

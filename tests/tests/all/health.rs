@@ -543,7 +543,15 @@ async fn metrics_export_the_slo_figures_and_the_hosts_counters() {
 async fn the_docs_name_the_metrics_there_are() {
     use chassis::EventSink;
     let metrics = chassis::metrics::Metrics::new();
-    let chassis = TestHost::new().example(guests::HELLO_WORLD).build().await;
+    let chassis = TestHost::new()
+        .example(guests::HELLO_WORLD)
+        .component(
+            guests::HELLO_WORLD,
+            "swarm_id = \"budgeted\"\n[security]\nwasi_capabilities = [\"wasi:io/streams\"]\n\
+             [budget]\ntasks = 10\n",
+        )
+        .build()
+        .await;
     // A family shows once it has a series: one of each event they count.
     let (swarm_id, task_id) = ("hello-world".to_string(), "t".to_string());
     for event in [

@@ -67,6 +67,25 @@ function chart(values, top, target, marks, label) {
   return s;
 }
 
+/** A budget's figure in its unit: seconds, bytes or tasks. */
+function budgetFigure(kind, v) {
+  if (kind === "cpu_seconds") return `${num(v, 1)} s`;
+  if (kind === "network_bytes") return v >= 1048576 ? `${num(v / 1048576, 1)} MiB` : `${num(v, 0)} B`;
+  return num(v, 0);
+}
+
+/** What a swarm's budgets have left this period, and when they renew. */
+function budgetLines(budgets) {
+  return (budgets || []).map((b) => {
+    const left = Math.max(0, (b.limit || 0) - (b.spent || 0));
+    const mins = Math.max(0, Math.ceil(((b.renews_at_ms || 0) - Date.now()) / 60000));
+    const spent = left <= 0;
+    return el("div", { class: "small" + (spent ? "" : " muted"), "data-budget": shown(b.budget, 40) },
+      spent ? badge("budget spent", "bad") : "",
+      ` ${shown(b.budget, 40)}: ${budgetFigure(b.budget, left)} of ${budgetFigure(b.budget, b.limit)} left, renews in ${mins} min`);
+  });
+}
+
 const SLO_TEXT = {
   response_time: (c) => `p95 ${num(c.actual, 1)} ms (≤ ${c.target})`,
   error_rate: (c) => `errors ${num(c.actual, 1)} % (≤ ${c.target})`,
@@ -111,7 +130,8 @@ function swarmRow(s) {
       el("div", { class: "small muted" }, `${slo.failed ?? 0} failed`)),
     el("td", { class: "nowrap" },
       el("div", {}, `${usage.tasks_running ?? 0} / ${limits.max_concurrent_tasks ?? "?"} in use`),
-      el("div", { class: "small muted" }, `${usage.tasks_queued ?? 0} queued`)),
+      el("div", { class: "small muted" }, `${usage.tasks_queued ?? 0} queued`),
+      ...budgetLines(usage.budgets)),
     el("td", { class: "slo" }, ...checks.map((c) =>
       el("div", {}, badge((SLO_TEXT[c.metric] || ((c) => `${c.metric} ${c.actual}`))(c), c.compliant ? "ok" : "bad")))),
     el("td", {}, latency, el("div", { class: "small muted" }, `p50 ${num(slo.p50_ms, 1)} · p99 ${num(slo.p99_ms, 1)} ms`)),
