@@ -96,6 +96,8 @@ pub struct ChassisConfig {
     pub fuel_metering: bool,
     /// Waiting room for tasks when a swarm's slots are all busy.
     pub queue: QueueConfig,
+    /// How tasks addressed to a capability choose their swarm.
+    pub routing: crate::governor::RoutingConfig,
     /// Where events go, in order: observers (metrics, tests), then the
     /// audit log.
     pub event_sinks: EventSinks,
@@ -159,6 +161,7 @@ impl Default for ChassisConfig {
             pool: Some(PoolConfig::default()),
             fuel_metering: false,
             queue: QueueConfig::default(),
+            routing: crate::governor::RoutingConfig::default(),
             event_sinks: EventSinks::default(),
             secrets: SecretStore::new(),
             cache_dir: None,

@@ -147,6 +147,41 @@ pub enum Error {
     /// The component cache directory cannot be used.
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+
+    /// A task addressed to a capability found no swarm to run it.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+/// Why a task addressed to a capability found no swarm.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// No loaded swarm declares the capability and serves the task type.
+    #[error(
+        "no loaded swarm declares capability {capability:?} and serves task type {task_type:?}{}",
+        if declared_by.is_empty() { String::new() } else { format!(" (it is declared by {}, which do not serve that task type)", declared_by.join(", ")) }
+    )]
+    NotServed {
+        /// The capability (bounded and escaped).
+        capability: String,
+        /// The task type (bounded and escaped).
+        task_type: String,
+        /// The swarms that declare it but serve other task types.
+        declared_by: Vec<String>,
+    },
+    /// Every swarm that could run it is left out now.
+    #[error(
+        "no swarm can be chosen for capability {capability:?} and task type {task_type:?} now: {}",
+        excluded.iter().map(|(s, why)| format!("{s}: {why}")).collect::<Vec<_>>().join("; ")
+    )]
+    NoneEligible {
+        /// The capability (bounded and escaped).
+        capability: String,
+        /// The task type (bounded and escaped).
+        task_type: String,
+        /// Each candidate and why it was left out.
+        excluded: Vec<(String, String)>,
+    },
 }
 
 /// Why a swarm was not loaded (or replaced): its contract, its component's
@@ -676,6 +711,11 @@ error_kinds! {
     Engine => "engine", 500, false;
     /// The audit log cannot record.
     Audit => "audit", 503, true;
+    /// No loaded swarm declares the capability and serves the task type.
+    NoCapableSwarm => "no_capable_swarm", 404, false;
+    /// Every swarm that serves the capability is left out now
+    /// (quarantined, under its selection threshold, out of budget).
+    NoEligibleSwarm => "no_eligible_swarm", 503, true;
 }
 
 impl ErrorKind {
@@ -712,6 +752,8 @@ impl Error {
             Error::Instantiate { .. } => ErrorKind::Instantiate,
             Error::Engine(_) => ErrorKind::Engine,
             Error::AuditUnavailable { .. } => ErrorKind::Audit,
+            Error::Route(RouteError::NotServed { .. }) => ErrorKind::NoCapableSwarm,
+            Error::Route(RouteError::NoneEligible { .. }) => ErrorKind::NoEligibleSwarm,
         }
     }
 
@@ -862,7 +904,7 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
             assert!((400..600).contains(&kind.http_status()), "{kind:?}");
         }
-        assert_eq!(ErrorKind::ALL.len(), 23);
+        assert_eq!(ErrorKind::ALL.len(), 25);
         let status = |k: ErrorKind| k.http_status();
         assert_eq!(status(ErrorKind::InvalidPayload), 400);
         for k in [
@@ -906,6 +948,7 @@ mod tests {
                 ErrorKind::Instantiate,
                 ErrorKind::Quarantined,
                 ErrorKind::Audit,
+                ErrorKind::NoEligibleSwarm,
             ]
         );
         // One error refines its kind's status: a conflict, not absent.

@@ -116,6 +116,20 @@ pub enum Event {
         /// Why, bounded and escaped.
         reason: String,
     },
+    /// A task addressed to a capability was given to a swarm
+    /// (`docs/governor.md`).
+    TaskRouted {
+        /// The swarm chosen.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// The capability it was addressed to.
+        capability: String,
+        /// How many swarms could be chosen.
+        eligible: u32,
+        /// The draw that chose, in `[0, 1)`.
+        draw: f64,
+    },
     /// A task was admitted and is starting.
     TaskStart {
         /// The swarm.
@@ -331,6 +345,7 @@ impl Event {
             | Event::ModuleUnloaded { swarm_id }
             | Event::Deployment { swarm_id, .. }
             | Event::DeploymentRefused { swarm_id, .. }
+            | Event::TaskRouted { swarm_id, .. }
             | Event::TaskStart { swarm_id, .. }
             | Event::TaskComplete { swarm_id, .. }
             | Event::TaskFailed { swarm_id, .. }

@@ -82,6 +82,7 @@ mod files;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod governor;
 mod health;
 mod imports;
 pub mod inspect;
@@ -116,9 +117,11 @@ pub use cache::{CacheError, CacheUse};
 pub use config::{ChassisConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_COMPONENT_BYTES, PoolConfig};
 pub use contract::{ContractBuilder, ContractError, ServiceContract};
 pub use error::{
-    Error, ErrorKind, GuestError, GuestErrorKind, ImportRefusal, LoadError, TaskError,
+    Error, ErrorKind, GuestError, GuestErrorKind, ImportRefusal, LoadError, RouteError, TaskError,
 };
 pub use events::{Event, EventSink, EventSinks, MemorySink};
+pub use governor::RoutingConfig;
+pub use governor::route::Candidate;
 pub use imports::log::{GuestLine, GuestLogSink, LogLevel};
 pub use limits::{BudgetKind, BudgetView, LimitKind, QueueConfig};
 pub use outcome::{
@@ -149,6 +152,24 @@ struct Inner {
     tls: Arc<tokio_rustls::rustls::ClientConfig>,
     /// Set by [`Chassis::interrupt_all`].
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Capability routing's draws.
+    draws: governor::Draws,
+}
+
+/// Where a task addressed to a capability goes ([`Chassis::route`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Route {
+    /// The capability (bounded and escaped).
+    pub capability: String,
+    /// The swarm chosen.
+    pub swarm_id: String,
+    /// How many candidates could be chosen.
+    pub eligible: u32,
+    /// The draw that chose (in `[0, 1)`).
+    pub draw: f64,
+    /// Every swarm that declares the capability and serves the task type,
+    /// with its standing.
+    pub candidates: Vec<Candidate>,
 }
 
 /// A swarm's SLOs against its contract and its reputation.
@@ -319,6 +340,7 @@ impl Chassis {
             .map_err(Error::Engine)?;
         engine::start_epoch_ticker(&engine);
         let events = events::Events::new(config.event_sinks.clone());
+        let config_seed = config.routing.seed;
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
@@ -329,6 +351,7 @@ impl Chassis {
                 cache,
                 tls,
                 stopping: Arc::default(),
+                draws: governor::Draws::new(config_seed),
             }),
         })
     }
@@ -366,6 +389,108 @@ impl Chassis {
         request: TaskRequest,
     ) -> Result<TaskOutcome, Error> {
         self.execute(swarm_id, request).await
+    }
+
+    /// Run `request` on a swarm chosen for `capability` ([`Chassis::route`]);
+    /// the outcome's `swarm_id` names the one that ran it.
+    pub async fn execute_capability(
+        &self,
+        capability: &str,
+        request: TaskRequest,
+    ) -> Result<TaskOutcome, Error> {
+        let route = self.routed(capability, &request)?;
+        self.execute(&route.swarm_id, request).await
+    }
+
+    /// [`Chassis::execute_capability`], with the output as the swarm's
+    /// JSON text (as [`Chassis::execute_task_text`]).
+    pub async fn execute_capability_text(
+        &self,
+        capability: &str,
+        request: TaskRequest,
+    ) -> Result<TaskOutcome<Box<serde_json::value::RawValue>>, Error> {
+        let route = self.routed(capability, &request)?;
+        self.execute(&route.swarm_id, request).await
+    }
+
+    /// Choose for `request` and record the choice (`task_routed`).
+    fn routed(&self, capability: &str, request: &TaskRequest) -> Result<Route, Error> {
+        let route = self.route(capability, &request.task_type)?;
+        self.inner.events.emit(|| Event::TaskRouted {
+            swarm_id: route.swarm_id.clone(),
+            task_id: request.task_id.clone(),
+            capability: route.capability.clone(),
+            eligible: route.eligible,
+            draw: route.draw,
+        });
+        Ok(route)
+    }
+
+    /// Choose the swarm a task of `task_type` addressed to `capability`
+    /// would run on now, running nothing: among the loaded swarms that
+    /// declare the capability and serve the task type, those neither
+    /// quarantined, nor under their selection threshold, nor out of budget,
+    /// weighted by reputation among those with a free slot
+    /// (`docs/governor.md`).
+    pub fn route(&self, capability: &str, task_type: &str) -> Result<Route, Error> {
+        let capability = crate::text::escape(capability, 128);
+        let task_type = crate::text::escape(task_type, 64);
+        let candidates = self.candidates(&capability, Some(&task_type));
+        if candidates.is_empty() {
+            let declared_by = self
+                .candidates(&capability, None)
+                .into_iter()
+                .map(|c| c.swarm_id)
+                .collect();
+            return Err(Error::Route(RouteError::NotServed {
+                capability,
+                task_type,
+                declared_by,
+            }));
+        }
+        let draw = self.inner.draws.next();
+        match governor::route::choose(&candidates, draw) {
+            Ok(i) => Ok(Route {
+                swarm_id: candidates[i].swarm_id.clone(),
+                eligible: candidates.iter().filter(|c| c.excluded().is_none()).count() as u32,
+                draw,
+                capability,
+                candidates,
+            }),
+            Err(excluded) => Err(Error::Route(RouteError::NoneEligible {
+                capability,
+                task_type,
+                excluded,
+            })),
+        }
+    }
+
+    /// The loaded swarms that declare `capability` (and serve `task_type`,
+    /// when given), with their standing now, by swarm id.
+    pub fn candidates(&self, capability: &str, task_type: Option<&str>) -> Vec<Candidate> {
+        let host_threshold = self.inner.config.routing.selection_threshold;
+        self.list()
+            .into_iter()
+            .filter(|info| info.contract.capabilities.iter().any(|c| c == capability))
+            .filter(|info| task_type.is_none_or(|t| info.task_types.iter().any(|x| x == t)))
+            .filter_map(|info| {
+                let report = self.slo_report(&info.swarm_id).ok()?;
+                let usage = self.resource_usage(&info.swarm_id).ok()?;
+                let reputation = &info.contract.reputation;
+                let slots = info.contract.resource_limits.max_concurrent_tasks;
+                Some(Candidate {
+                    score: report.reputation.score,
+                    selection_threshold: reputation
+                        .selection_threshold
+                        .unwrap_or(host_threshold.max(reputation.quarantine_threshold)),
+                    quarantined: report.reputation.quarantined,
+                    budget_spent: self.budget_spent(&info.swarm_id),
+                    free_slots: slots
+                        .saturating_sub(u32::try_from(usage.tasks_running).unwrap_or(u32::MAX)),
+                    swarm_id: info.swarm_id,
+                })
+            })
+            .collect()
     }
 
     /// [`Chassis::execute_task`], with the output handed back as the

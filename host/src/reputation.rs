@@ -347,6 +347,7 @@ mod tests {
             quarantine_threshold: threshold,
             failure_window: 20,
             max_failure_rate_percent: 100.0,
+            selection_threshold: None,
         }
     }
 

@@ -319,6 +319,13 @@ mod tests {
                 kind: "signature".into(),
                 reason: "r".into(),
             },
+            Event::TaskRouted {
+                swarm_id: s(),
+                task_id: t(),
+                capability: "code-analysis:python".into(),
+                eligible: 2,
+                draw: 0.25,
+            },
             Event::TaskStart {
                 swarm_id: s(),
                 task_id: t(),

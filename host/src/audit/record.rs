@@ -138,6 +138,7 @@ pub(super) fn operation(event: &Event) -> &'static str {
         Event::ModuleUnloaded { .. } => "module_unloaded",
         Event::Deployment { .. } => "deployment",
         Event::DeploymentRefused { .. } => "deployment_refused",
+        Event::TaskRouted { .. } => "task_routed",
         Event::TaskStart { .. } => "task_start",
         Event::TaskComplete { .. } => "task_complete",
         Event::TaskFailed { .. } => "task_failed",
@@ -162,6 +163,7 @@ pub(super) fn operation(event: &Event) -> &'static str {
 pub(super) fn task_id(event: &Event) -> Option<&str> {
     match event {
         Event::TaskAbandoned { task_id, .. }
+        | Event::TaskRouted { task_id, .. }
         | Event::TaskStart { task_id, .. }
         | Event::TaskComplete { task_id, .. }
         | Event::TaskFailed { task_id, .. }

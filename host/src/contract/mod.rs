@@ -364,6 +364,11 @@ pub struct Reputation {
     /// (0–100; 100 turns the guard off).
     #[serde(default = "defaults::max_failure_rate_percent")]
     pub max_failure_rate_percent: f64,
+    /// The score under which capability routing no longer chooses the
+    /// swarm (above `quarantine_threshold`, at most 1); the host's
+    /// `selection_threshold` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection_threshold: Option<f64>,
 }
 
 /// What a swarm's SLO figures and reputation are judged by: its
@@ -506,6 +511,7 @@ impl Default for Reputation {
             quarantine_threshold: defaults::quarantine_threshold(),
             failure_window: defaults::failure_window(),
             max_failure_rate_percent: defaults::max_failure_rate_percent(),
+            selection_threshold: None,
         }
     }
 }

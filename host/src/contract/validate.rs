@@ -315,6 +315,17 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         100.0,
         "percent",
     )?;
+    if let Some(selection) = rep.selection_threshold
+        && !(selection.is_finite() && selection > rep.quarantine_threshold && selection <= 1.0)
+    {
+        return bad(
+            "reputation.selection_threshold",
+            format!(
+                "must be above quarantine_threshold ({}) and at most 1, got {selection}",
+                rep.quarantine_threshold
+            ),
+        );
+    }
     if (rep.slo_weight + rep.security_weight - 1.0).abs() > 1e-9 {
         return bad(
             "reputation.security_weight",

@@ -337,6 +337,30 @@ pub(super) struct Released {
     pub(super) reputation: crate::reputation::Reputation,
 }
 
+/// `GET /v1/capabilities`.
+#[derive(Serialize)]
+pub(super) struct CapabilitiesView {
+    pub(super) capabilities: Vec<CapabilityView>,
+}
+
+/// One capability and the swarms that declare it.
+#[derive(Serialize)]
+pub(super) struct CapabilityView {
+    pub(super) capability: String,
+    pub(super) swarms: Vec<CapabilitySwarm>,
+}
+
+/// A swarm that declares a capability, and whether it can be chosen now.
+#[derive(Serialize)]
+pub(super) struct CapabilitySwarm {
+    #[serde(flatten)]
+    pub(super) candidate: crate::Candidate,
+    pub(super) task_types: Vec<String>,
+    pub(super) eligible: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) excluded: Option<String>,
+}
+
 /// `GET /v1/fleet`.
 #[derive(Serialize)]
 pub(super) struct FleetView {

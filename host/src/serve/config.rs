@@ -104,6 +104,9 @@ pub struct ServeConfig {
     pub audit: AuditConfig,
     /// How tasks wait for a free slot of their swarm.
     pub queue: crate::QueueConfig,
+    /// How tasks addressed to a capability choose their swarm
+    /// (`[routing] selection_threshold, seed`; `docs/governor.md`).
+    pub routing: crate::RoutingConfig,
     /// Take tasks from a NATS JetStream queue too (`docs/scale-out.md`);
     /// off by default.
     pub nats: Option<NatsSettings>,
@@ -436,6 +439,7 @@ impl Default for ServeConfig {
             storage_dir: None,
             audit: AuditConfig::default(),
             queue: crate::QueueConfig::default(),
+            routing: crate::RoutingConfig::default(),
             nats: None,
             admin: AdminConfig::default(),
             status_page: true,
@@ -569,6 +573,12 @@ impl ServeConfig {
             ),
         ] {
             seconds::check(name, d)?;
+        }
+        let threshold = config.routing.selection_threshold;
+        if !(threshold.is_finite() && (0.0..=1.0).contains(&threshold)) {
+            return Err(format!(
+                "routing.selection_threshold = {threshold}: from 0 to 1"
+            ));
         }
         if config.admin.token_env.is_some() && config.admin.token_file.is_some() {
             return Err("admin: give token_env or token_file, not both".to_string());

@@ -15,13 +15,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::api::{
-    ApiError, AuditQuery, AuditState, AuditView, FleetView, Json, JsonBody, LoadBody, Query,
-    Readiness, Released, RestoredView, SwarmList, SwarmSummary, Unloaded,
+    ApiError, AuditQuery, AuditState, AuditView, CapabilitiesView, CapabilitySwarm, CapabilityView,
+    FleetView, Json, JsonBody, LoadBody, Query, Readiness, Released, RestoredView, SwarmList,
+    SwarmSummary, Unloaded,
 };
 use super::{Service, status};
 use crate::{Error, TaskInput};
@@ -33,6 +34,8 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .route("/v1/swarms", get(list))
         .route("/v1/swarms/{id}", get(one))
         .route("/v1/swarms/{id}/tasks", post(task))
+        .route("/v1/capabilities", get(capabilities))
+        .route("/v1/capabilities/{capability}/tasks", post(capability_task))
         .route("/v1/fleet", get(fleet))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -367,6 +370,73 @@ async fn task(
         .execute_task_text(&id, input.into_request())
         .await?;
     Ok(Json(outcome))
+}
+
+/// `POST /v1/capabilities/{capability}/tasks`: the task runs on a swarm
+/// the governor chooses; the outcome (and the `Chassis-Swarm` header) names
+/// it.
+async fn capability_task(
+    State(service): State<Arc<Service>>,
+    Path(capability): Path<String>,
+    body: Result<JsonBody<TaskInput>, ApiError>,
+) -> Result<Response, ApiError> {
+    if service.loading() {
+        let (done, total) = service.load_progress();
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "loading",
+            format!(
+                "the server is still loading its swarms ({done} of {total}); try again shortly"
+            ),
+        )
+        .retry_after());
+    }
+    let JsonBody(input) = body?;
+    let outcome = service
+        .chassis
+        .execute_capability_text(&capability, input.into_request())
+        .await?;
+    let swarm = HeaderValue::from_str(&outcome.swarm_id).ok();
+    let mut response = Json(outcome).into_response();
+    if let Some(swarm) = swarm {
+        response.headers_mut().insert("chassis-swarm", swarm);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/capabilities`: each capability the loaded swarms declare, and
+/// who declares it with their standing now.
+async fn capabilities(State(service): State<Arc<Service>>) -> Json<CapabilitiesView> {
+    let mut names: Vec<String> = service
+        .chassis
+        .list()
+        .into_iter()
+        .flat_map(|info| info.contract.capabilities.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    let capabilities = names
+        .into_iter()
+        .map(|capability| CapabilityView {
+            swarms: service
+                .chassis
+                .candidates(&capability, None)
+                .into_iter()
+                .map(|c| CapabilitySwarm {
+                    eligible: c.excluded().is_none(),
+                    excluded: c.excluded(),
+                    task_types: service
+                        .chassis
+                        .describe(&c.swarm_id)
+                        .map(|i| i.task_types)
+                        .unwrap_or_default(),
+                    candidate: c,
+                })
+                .collect(),
+            capability,
+        })
+        .collect();
+    Json(CapabilitiesView { capabilities })
 }
 
 /// What `GET /v1/swarms` and `GET /v1/swarms/{id}` say of one swarm.

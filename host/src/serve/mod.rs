@@ -408,6 +408,7 @@ fn host_config(
         max_memory_mb: pool.max_memory_mb.max(room.max_memory_mb),
     });
     host.queue = config.queue;
+    host.routing = config.routing;
     if let Some(path) = &config.secrets {
         let secrets = SecretStore::from_file(path).map_err(|e| ServeError::Secrets {
             path: path.clone(),

@@ -1829,3 +1829,98 @@ async fn a_spent_budget_is_429_with_retry_after_until_it_renews() {
         );
     }
 }
+
+/// `POST /v1/capabilities/{capability}/tasks` runs the task on a swarm the
+/// governor chooses and names it (the outcome and `Chassis-Swarm`);
+/// `GET /v1/capabilities` lists who declares what and whether each can be
+/// chosen; an unknown capability is 404 `no_capable_swarm`, and none
+/// eligible 503 `no_eligible_swarm` saying why.
+#[tokio::test]
+async fn a_task_addressed_to_a_capability_names_the_swarm_that_ran_it() {
+    let dir = scratch("capabilities");
+    let contract = |id: &str, capabilities: &str, more: &str| {
+        let path = dir.join(format!("{id}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "swarm_id = \"{id}\"\nwasm_module = {:?}\ncapabilities = [{capabilities}]\n\
+                 [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n{more}",
+                root().join("target/swarms/hello_world.wasm"),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let a = contract("hello-a", "\"demo:hello\"", "");
+    let b = contract(
+        "hello-b",
+        "\"demo:hello\", \"demo:strict\"",
+        "[reputation]\nselection_threshold = 0.95\n",
+    );
+    let server = Server::start(&[a.to_str().unwrap(), b.to_str().unwrap()]);
+    let c = reqwest::Client::new();
+    let post = |capability: &str| {
+        c.post(server.url(&format!("/v1/capabilities/{capability}/tasks")))
+            .body(r#"{"task_type": "hello", "payload": {"name": "Ada"}}"#)
+            .send()
+    };
+    let response = post("demo:hello").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["chassis-swarm"], "hello-a");
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["swarm_id"], "hello-a", "{body}");
+    assert_eq!(body["output"]["greeting"], "Hello, Ada!");
+    // The colon may come percent-encoded.
+    assert_eq!(post("demo%3Ahello").await.unwrap().status(), 200);
+
+    let list: Value = serde_json::from_str(
+        &c.get(server.url("/v1/capabilities"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let hello = &list["capabilities"][0];
+    assert_eq!(hello["capability"], "demo:hello", "{list}");
+    let swarms = hello["swarms"].as_array().unwrap();
+    assert_eq!(swarms.len(), 2, "{list}");
+    assert_eq!(
+        (&swarms[0]["swarm_id"], &swarms[0]["eligible"]),
+        (&json!("hello-a"), &json!(true))
+    );
+    assert_eq!(swarms[1]["eligible"], false);
+    assert!(
+        swarms[1]["excluded"]
+            .as_str()
+            .unwrap()
+            .contains("selection threshold 0.950"),
+        "{list}"
+    );
+
+    let response = post("demo:nobody").await.unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["kind"], "no_capable_swarm", "{body}");
+    let response = c
+        .post(server.url("/v1/capabilities/demo:hello/tasks"))
+        .body(r#"{"task_type": "add", "payload": {"a": 1, "b": 2}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Only hello-b declares demo:strict, and it is under its threshold.
+    let response = post("demo:strict").await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["kind"], "no_eligible_swarm", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("hello-b: reputation 0.500 is under its selection threshold 0.950"),
+        "{body}"
+    );
+}

@@ -19,6 +19,7 @@ mod languages;
 mod limits;
 mod load;
 mod replace;
+mod routing;
 mod sandbox;
 mod storage;
 mod swarms;

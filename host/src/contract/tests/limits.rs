@@ -1,5 +1,5 @@
-//! The swarm-wide tables of a contract: `[placement]`, `[swarm_limits]`
-//! and `[budget]`.
+//! The swarm-wide tables of a contract: `[placement]`, `[swarm_limits]`,
+//! `[budget]`, and the selection threshold.
 
 use super::*;
 
@@ -59,5 +59,18 @@ fn swarm_limits_and_budgets_are_range_checked() {
         3,
         "budget.period_seconds",
         "between 1 and 2592000",
+    );
+}
+
+/// A selection threshold must be above the quarantine threshold.
+#[test]
+fn a_selection_threshold_is_above_the_quarantine_threshold() {
+    let ok = parse("swarm_id = \"s\"\n[reputation]\nselection_threshold = 0.7\n").unwrap();
+    assert_eq!(ok.reputation.selection_threshold, Some(0.7));
+    refused(
+        "swarm_id = \"s\"\n[reputation]\nquarantine_threshold = 0.4\nselection_threshold = 0.3\n",
+        4,
+        "reputation.selection_threshold",
+        "above quarantine_threshold (0.4)",
     );
 }

@@ -517,7 +517,8 @@ fn the_alias_table_is_the_one_serde_reads() {
          [resource_limits]\nmax_fuel = 1000000\n[metadata]\nowner = \"me\"\n\
          [placement]\nlabels = [\"gpu\"]\n\
          [swarm_limits]\nmax_cpu_percent = 100\nmax_memory_mb = 512\n\
-         [budget]\ncpu_seconds = 60.0\nnetwork_bytes = 1000\ntasks = 10\n",
+         [budget]\ncpu_seconds = 60.0\nnetwork_bytes = 1000\ntasks = 10\n\
+         [reputation]\nselection_threshold = 0.6\n",
     )
     .unwrap();
     let value = toml::Value::try_from(&contract).unwrap();
