@@ -135,3 +135,62 @@ async fn choices_follow_the_scores_and_repeat_under_a_seed() {
     );
     assert_ne!(first, choices(&build(8).await.chassis));
 }
+
+/// A swarm whose reputation falls under its selection threshold stops
+/// being chosen, and is chosen again once its own tasks have brought its
+/// score back over it.
+#[tokio::test]
+async fn a_failing_swarm_stops_being_chosen_and_is_chosen_again_after_it_recovers() {
+    let misbehave = |id: &str| {
+        format!(
+            "swarm_id = \"{id}\"\ncapabilities = [\"testing:burn\"]\n\
+             [resource_limits]\nmax_memory_mb = 16\ntask_timeout_seconds = 10\n\
+             [reputation]\nselection_threshold = 0.45\nmax_failure_rate_percent = 100\n"
+        )
+    };
+    let chassis = seeded(3)
+        .component(guests::MISBEHAVE, misbehave("steady"))
+        .component(guests::MISBEHAVE, misbehave("failing"))
+        .build()
+        .await;
+    let score = |id: &str| chassis.slo_report(id).unwrap().reputation.score;
+    let burn = || TaskRequest::new("burn", json!({"rounds": 1000}));
+    let chosen = |n: usize| {
+        let chassis = chassis.chassis.clone();
+        async move {
+            let mut names = Vec::new();
+            for _ in 0..n {
+                let outcome = chassis
+                    .execute_capability("testing:burn", burn())
+                    .await
+                    .unwrap();
+                names.push(outcome.swarm_id);
+            }
+            names
+        }
+    };
+    assert!(chosen(40).await.iter().any(|s| s == "failing"));
+    // Memory-limit hits sink its score under 0.45.
+    let mut hits = 0;
+    while score("failing") >= 0.45 {
+        let e = chassis
+            .execute_task("failing", TaskRequest::new("memory_bomb", json!({})))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Memory);
+        hits += 1;
+        assert!(hits < 50, "the score stays at {}", score("failing"));
+    }
+    assert!(
+        chosen(40).await.iter().all(|s| s == "steady"),
+        "a swarm under its threshold was chosen"
+    );
+    // Its own good tasks, addressed to it by name, bring it back.
+    let mut good = 0;
+    while score("failing") < 0.45 {
+        chassis.execute_task("failing", burn()).await.unwrap();
+        good += 1;
+        assert!(good < 500, "the score stays at {}", score("failing"));
+    }
+    assert!(chosen(40).await.iter().any(|s| s == "failing"));
+}
