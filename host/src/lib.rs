@@ -473,24 +473,34 @@ impl Chassis {
             .into_iter()
             .filter(|info| info.contract.capabilities.iter().any(|c| c == capability))
             .filter(|info| task_type.is_none_or(|t| info.task_types.iter().any(|x| x == t)))
-            .filter_map(|info| {
-                let report = self.slo_report(&info.swarm_id).ok()?;
-                let usage = self.resource_usage(&info.swarm_id).ok()?;
-                let reputation = &info.contract.reputation;
-                let slots = info.contract.resource_limits.max_concurrent_tasks;
-                Some(Candidate {
-                    score: report.reputation.score,
-                    selection_threshold: reputation
-                        .selection_threshold
-                        .unwrap_or(host_threshold.max(reputation.quarantine_threshold)),
-                    quarantined: report.reputation.quarantined,
-                    budget_spent: self.budget_spent(&info.swarm_id),
-                    free_slots: slots
-                        .saturating_sub(u32::try_from(usage.tasks_running).unwrap_or(u32::MAX)),
-                    swarm_id: info.swarm_id,
-                })
-            })
+            .filter_map(|info| self.standing_of(&info, host_threshold))
             .collect()
+    }
+
+    /// A loaded swarm's standing for capability routing now: its score,
+    /// selection threshold, quarantine, budget and free slots.
+    pub fn standing(&self, swarm_id: &str) -> Result<Candidate, Error> {
+        let info = self.describe(swarm_id)?;
+        self.standing_of(&info, self.inner.config.routing.selection_threshold)
+            .ok_or_else(|| Error::NotLoaded(swarm_id.to_string()))
+    }
+
+    fn standing_of(&self, info: &SwarmInfo, host_threshold: f64) -> Option<Candidate> {
+        let report = self.slo_report(&info.swarm_id).ok()?;
+        let usage = self.resource_usage(&info.swarm_id).ok()?;
+        let reputation = &info.contract.reputation;
+        let slots = info.contract.resource_limits.max_concurrent_tasks;
+        Some(Candidate {
+            swarm_id: info.swarm_id.clone(),
+            score: report.reputation.score,
+            selection_threshold: reputation
+                .selection_threshold
+                .unwrap_or(host_threshold.max(reputation.quarantine_threshold)),
+            quarantined: report.reputation.quarantined,
+            budget_spent: self.budget_spent(&info.swarm_id),
+            free_slots: slots
+                .saturating_sub(u32::try_from(usage.tasks_running).unwrap_or(u32::MAX)),
+        })
     }
 
     /// [`Chassis::execute_task`], with the output handed back as the

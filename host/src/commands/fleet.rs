@@ -142,8 +142,18 @@ async fn fleet(
             let deployed = swarm.bundle.as_deref().map_or_else(String::new, |b| {
                 format!(" [deployed {}…]", deploy::short(b))
             });
+            let capabilities = if swarm.capabilities.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> = swarm.capabilities.iter().map(|c| shown(c)).collect();
+                let standing = match &swarm.excluded {
+                    None => format!("score {:.2}", swarm.score),
+                    Some(why) => format!("not chosen: {}", shown(why)),
+                };
+                format!(", serves {} ({standing})", names.join(", "))
+            };
             out(format_args!(
-                "  {} {}: {}/{} slots free{quarantined}{deployed}",
+                "  {} {}: {}/{} slots free{quarantined}{deployed}{capabilities}",
                 shown(&swarm.swarm_id),
                 shown(&swarm.version),
                 swarm.free_slots,

@@ -10,8 +10,22 @@ pub struct SubmitCommand {
     #[arg(long, value_name = "URL")]
     nats: String,
     /// The swarm the tasks are for.
-    #[arg(long)]
-    swarm: String,
+    #[arg(
+        long,
+        required_unless_present = "capability",
+        conflicts_with = "capability"
+    )]
+    swarm: Option<String>,
+    /// Address the tasks to a capability (e.g. demo:hello) instead: each
+    /// goes to a swarm chosen from the live workers' heartbeats among those
+    /// that declare it, serve the task type and can run it now, weighted by
+    /// reputation (docs/governor.md).
+    #[arg(long, value_name = "CAPABILITY")]
+    capability: Option<String>,
+    /// With --capability: the seed of the choices (the same seed and the
+    /// same fleet make the same choices).
+    #[arg(long, requires = "capability")]
+    seed: Option<u64>,
     /// Task type (for one task).
     #[arg(long, required_unless_present = "file", conflicts_with = "file")]
     task: Option<String>,
@@ -47,6 +61,8 @@ impl SubmitCommand {
         let Self {
             nats,
             swarm,
+            capability,
+            seed,
             task,
             payload,
             task_id,
@@ -72,10 +88,17 @@ impl SubmitCommand {
         };
         // Refused before anything is put on the queue.
         let trust = if wait { Some(trust.trust()?) } else { None };
+        let target = match (&swarm, &capability) {
+            (Some(swarm), _) => Target::Swarm(swarm),
+            (None, Some(capability)) => {
+                Target::Capability(capability, crate::governor::Draws::new(seed))
+            }
+            (None, None) => bail!("give --swarm or --capability"),
+        };
         submit(
             &nats,
             &auth.auth()?,
-            &swarm,
+            target,
             tasks,
             wait.then(|| std::time::Duration::from_secs_f64(timeout)),
             trust,
@@ -114,12 +137,20 @@ fn tasks_from_lines(file: &std::path::Path) -> Result<Vec<TaskRequest>> {
     Ok(tasks)
 }
 
-/// Submit `tasks` to `swarm`'s queue; print each id, or with `wait` each
-/// result, as a JSON line.
+/// Where the tasks go.
+enum Target<'a> {
+    /// To this swarm.
+    Swarm(&'a str),
+    /// To a swarm chosen for this capability, task by task.
+    Capability(&'a str, crate::governor::Draws),
+}
+
+/// Submit `tasks` to `target`; print each id (and the swarm chosen), or
+/// with `wait` each result, as a JSON line.
 async fn submit(
     url: &str,
     auth: &crate::serve::config::NatsAuth,
-    swarm: &str,
+    target: Target<'_>,
     tasks: Vec<TaskRequest>,
     wait: Option<std::time::Duration>,
     trust: Option<crate::serve::queue::trust::Trust>,
@@ -130,7 +161,9 @@ async fn submit(
     if let Some(trust) = trust {
         queue = queue.trusting(trust);
     }
-    if !allow_unserved {
+    if let Target::Swarm(swarm) = target
+        && !allow_unserved
+    {
         let serving = queue
             .serving(swarm)
             .await
@@ -160,12 +193,25 @@ async fn submit(
     }
     let mut ids = Vec::with_capacity(tasks.len());
     for request in tasks {
+        let (swarm, capability) = match &target {
+            Target::Swarm(swarm) => (swarm.to_string(), None),
+            Target::Capability(capability, draws) => {
+                let swarm = queue
+                    .route(capability, &request.task_type, draws.next())
+                    .await?;
+                (swarm, Some(*capability))
+            }
+        };
         let id = queue
-            .submit(swarm, request)
+            .submit(&swarm, request)
             .await
             .context("submitting a task")?;
         if wait.is_none() {
-            json_line(&serde_json::json!({ "task_id": id, "swarm_id": swarm }))?;
+            let mut line = serde_json::json!({ "task_id": id, "swarm_id": swarm });
+            if let Some(capability) = capability {
+                line["capability"] = capability.into();
+            }
+            json_line(&line)?;
         }
         ids.push(id);
     }

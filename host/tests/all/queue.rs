@@ -1696,3 +1696,152 @@ async fn a_token_is_taken_from_a_variable_or_a_file_never_the_command_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && !stderr.contains(token), "{stderr}");
 }
+
+/// `chassis submit --capability`: each task goes to a swarm chosen from
+/// the live workers' heartbeats — here `alpha` on w1 and `beta` on w2,
+/// both declaring `demo:hello` — weighted by reputation; a swarm under its
+/// selection threshold (its heartbeat says why) is not chosen, and a
+/// capability nobody serves is refused before anything is submitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_addressed_to_a_capability_reach_the_workers_that_serve_it() {
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-capability");
+    let nats = Nats::start(&dir);
+    let contract = |id: &str, more: &str| {
+        let path = dir.join(format!("{id}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "swarm_id = \"{id}\"\nwasm_module = {:?}\ncapabilities = [\"demo:hello\"]\n\
+                 [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n{more}",
+                root().join("target/swarms/hello_world.wasm")
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let start = |name: &str, contract: &Path| {
+        let (config, _) = worker_config(&dir, name);
+        Server::start(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--nats",
+            &nats.url,
+            "--worker-id",
+            name,
+            contract.to_str().unwrap(),
+        ])
+    };
+    let _w1 = start("w1", &contract("alpha", ""));
+    let _w2 = start("w2", &contract("beta", ""));
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap()
+        .trusting(trusted());
+    until_served(&queue, "alpha").await;
+    until_served(&queue, "beta").await;
+    let submit = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .args(["submit", "--nats", &nats.url, "--task", "hello"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let chosen = |out: &std::process::Output| -> Vec<String> {
+        crate::common::assert_ok(out);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                assert_eq!(v["capability"], "demo:hello", "{v}");
+                v["swarm_id"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let tasks: String = (0..20)
+        .map(|i| format!("{{\"task_type\": \"hello\", \"payload\": {{\"name\": \"n{i}\"}}}}\n"))
+        .collect();
+    let file = dir.join("tasks.jsonl");
+    std::fs::write(&file, &tasks).unwrap();
+    let batch = |seed: &str| {
+        Command::new(env!("CARGO_BIN_EXE_chassis"))
+            .args(["submit", "--nats", &nats.url, "--capability", "demo:hello"])
+            .args(["--seed", seed, "--file", file.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let first = chosen(&batch("7"));
+    assert_eq!(first.len(), 20);
+    assert!(
+        first.iter().any(|s| s == "alpha") && first.iter().any(|s| s == "beta"),
+        "{first:?}"
+    );
+    // Each was answered by a worker serving the swarm chosen.
+    let ids: Vec<String> = String::from_utf8_lossy(&batch("7").stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["task_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for (id, result) in results(&queue, &ids, Duration::from_secs(60)).await {
+        assert_eq!(result.status, ResultStatus::Success, "{id}");
+        let expected = if result.swarm_id == "alpha" {
+            "w1"
+        } else {
+            "w2"
+        };
+        assert_eq!(result.worker, expected);
+    }
+
+    // beta asks for a score it cannot have (1.0): restarted so, its
+    // heartbeat says so, and the choices leave it out.
+    drop(_w2);
+    let _w2 = start(
+        "w2",
+        &contract("beta", "[reputation]\nselection_threshold = 1.0\n"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let workers = queue.workers().await.unwrap();
+        let beta = workers
+            .iter()
+            .flat_map(|w| w.swarms.iter())
+            .find(|s| s.swarm_id == "beta");
+        if beta.is_some_and(|s| {
+            s.excluded
+                .as_deref()
+                .is_some_and(|e| e.contains("selection threshold 1.000"))
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no heartbeat says beta is left out"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = chosen(&batch("7"));
+    assert!(after.iter().all(|s| s == "alpha"), "{after:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_chassis"))
+        .args(["fleet", "--nats", &nats.url])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("serves demo:hello (score ")
+            && table.contains("serves demo:hello (not chosen: reputation"),
+        "{table}"
+    );
+
+    let out = submit(&["--capability", "demo:nobody"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no live worker serves a swarm that declares capability \"demo:nobody\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -153,6 +153,9 @@ pub enum QueueError {
         /// Why it is not believed.
         reason: String,
     },
+    /// No live worker's swarm can take a task addressed to a capability.
+    #[error("{0}")]
+    NoRoute(String),
     /// No result within the time asked for.
     #[error("no result for task {task_id:?} within {waited:?}")]
     NoResult {

@@ -50,6 +50,18 @@ pub struct ServedSwarm {
     /// The bundle it was loaded from, when it came from a deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<String>,
+    /// What it declares it can do (its contract's `capabilities`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// The task types it serves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_types: Vec<String>,
+    /// Its reputation score on this worker.
+    #[serde(default)]
+    pub score: f64,
+    /// Why capability routing leaves it out on this worker now, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<String>,
 }
 
 /// What a worker that follows deployments did with one swarm's newest
@@ -179,9 +191,17 @@ pub(crate) fn entry(
             let quarantined = chassis
                 .slo_report(&info.swarm_id)
                 .is_ok_and(|r| r.reputation.quarantined);
+            let standing = chassis.standing(&info.swarm_id).ok();
             ServedSwarm {
                 version: info.contract.version.clone(),
                 bundle: bundle(&info.swarm_id),
+                capabilities: info.contract.capabilities.clone(),
+                task_types: info.task_types.clone(),
+                score: standing.as_ref().map_or(0.0, |s| s.score),
+                excluded: match &standing {
+                    Some(s) => s.excluded(),
+                    None => Some("not loaded".to_string()),
+                },
                 swarm_id: info.swarm_id,
                 slots,
                 free_slots: slots.saturating_sub(u32::try_from(running).unwrap_or(u32::MAX)),
@@ -302,6 +322,79 @@ impl Queue {
         Ok(entries)
     }
 
+    /// Choose, from the live workers' heartbeats, the swarm a task of
+    /// `task_type` addressed to `capability` goes to (`docs/governor.md`):
+    /// among the swarms that declare it and serve the task type and that at
+    /// least one live worker can run now, weighted by their mean score over
+    /// those workers, among those with a free slot on one; `draw` in
+    /// `[0, 1)` decides. Any worker that serves the swarm takes the task
+    /// from its subject.
+    pub async fn route(
+        &self,
+        capability: &str,
+        task_type: &str,
+        draw: f64,
+    ) -> Result<String, QueueError> {
+        let now = now_ms();
+        let shown = |t: &str| crate::text::escape(t, 128);
+        // Swarm -> (scores where eligible, free slots there, why not elsewhere).
+        let mut swarms: std::collections::BTreeMap<String, (Vec<f64>, u32, Vec<String>)> =
+            Default::default();
+        for worker in self.workers().await?.into_iter().filter(|w| w.live_at(now)) {
+            for s in worker.swarms {
+                if !s.capabilities.iter().any(|c| c == capability)
+                    || !s.task_types.iter().any(|t| t == task_type)
+                {
+                    continue;
+                }
+                let entry = swarms.entry(s.swarm_id).or_default();
+                match s.excluded {
+                    None => {
+                        entry.0.push(s.score);
+                        entry.1 = entry.1.saturating_add(s.free_slots);
+                    }
+                    Some(why) => {
+                        entry
+                            .2
+                            .push(format!("on {}: {}", shown(&worker.worker), shown(&why)))
+                    }
+                }
+            }
+        }
+        if swarms.is_empty() {
+            return Err(QueueError::NoRoute(format!(
+                "no live worker serves a swarm that declares capability {:?} and serves task type {:?}",
+                shown(capability),
+                shown(task_type)
+            )));
+        }
+        let candidates: Vec<crate::Candidate> = swarms
+            .iter()
+            .filter(|(_, (scores, _, _))| !scores.is_empty())
+            .map(|(id, (scores, free, _))| crate::Candidate {
+                swarm_id: id.clone(),
+                score: scores.iter().sum::<f64>() / scores.len() as f64,
+                selection_threshold: 0.0,
+                quarantined: false,
+                budget_spent: false,
+                free_slots: *free,
+            })
+            .collect();
+        match crate::governor::route::choose(&candidates, draw) {
+            Ok(i) => Ok(candidates[i].swarm_id.clone()),
+            Err(_) => Err(QueueError::NoRoute(format!(
+                "no swarm that declares capability {:?} and serves task type {:?} can be chosen now: {}",
+                shown(capability),
+                shown(task_type),
+                swarms
+                    .iter()
+                    .map(|(id, (_, _, why))| format!("{}: {}", shown(id), why.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))),
+        }
+    }
+
     /// The live workers that serve `swarm_id`, by id.
     pub async fn serving(&self, swarm_id: &str) -> Result<Vec<String>, QueueError> {
         let now = now_ms();
@@ -334,6 +427,10 @@ mod tests {
                 quarantined: false,
                 digest: String::new(),
                 bundle: None,
+                capabilities: Vec::new(),
+                task_types: Vec::new(),
+                score: 0.5,
+                excluded: None,
             }],
             labels: Vec::new(),
             deployments: None,
