@@ -353,23 +353,27 @@ async fn task(
     Path(id): Path<String>,
     body: Result<JsonBody<TaskInput>, ApiError>,
 ) -> Result<Json<crate::TaskOutcome<Box<serde_json::value::RawValue>>>, ApiError> {
-    if service.loading() {
-        let (done, total) = service.load_progress();
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "loading",
-            format!(
-                "the server is still loading its swarms ({done} of {total}); try again shortly"
-            ),
-        )
-        .retry_after());
-    }
+    not_loading(&service)?;
     let JsonBody(input) = body?;
     let outcome = service
         .chassis
         .execute_task_text(&id, input.into_request())
         .await?;
     Ok(Json(outcome))
+}
+
+/// Refuse a task while the first load runs (503 `loading`, try again).
+fn not_loading(service: &Service) -> Result<(), ApiError> {
+    if !service.loading() {
+        return Ok(());
+    }
+    let (done, total) = service.load_progress();
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "loading",
+        format!("the server is still loading its swarms ({done} of {total}); try again shortly"),
+    )
+    .retry_after())
 }
 
 /// `POST /v1/capabilities/{capability}/tasks`: the task runs on a swarm
@@ -380,17 +384,7 @@ async fn capability_task(
     Path(capability): Path<String>,
     body: Result<JsonBody<TaskInput>, ApiError>,
 ) -> Result<Response, ApiError> {
-    if service.loading() {
-        let (done, total) = service.load_progress();
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "loading",
-            format!(
-                "the server is still loading its swarms ({done} of {total}); try again shortly"
-            ),
-        )
-        .retry_after());
-    }
+    not_loading(&service)?;
     let JsonBody(input) = body?;
     let outcome = service
         .chassis

@@ -14,6 +14,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::common::{Nats, Server, audit_text, root, scratch};
+use crate::queue::results;
 use chassis::TaskRequest;
 use chassis::serve::queue::deploy::{self, Action, Manifest, client};
 use chassis::serve::queue::trust::{Trust, WorkerKey};
@@ -224,25 +225,6 @@ fn terminal_records(audits: &[&Path]) -> HashMap<String, usize> {
         }
     }
     counts
-}
-
-/// Wait for each task's result (all within `timeout`).
-async fn results(
-    queue: &Queue,
-    ids: &[String],
-    timeout: Duration,
-) -> HashMap<String, chassis::serve::queue::QueueResult> {
-    let deadline = Instant::now() + timeout;
-    let mut found = HashMap::new();
-    for id in ids {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let result = queue
-            .wait(id, left.max(Duration::from_millis(1)))
-            .await
-            .unwrap_or_else(|e| panic!("{e} ({} of {} found)", found.len(), ids.len()));
-        found.insert(id.clone(), result);
-    }
-    found
 }
 
 /// Deployed before any worker runs, a swarm is served by each worker as it

@@ -157,7 +157,11 @@ fn start_worker_with(dir: &Path, nats: &Nats, name: &str, more: &str) -> (Server
 }
 
 /// Wait for every task's result; each must come, within `timeout` in all.
-async fn results(queue: &Queue, ids: &[String], timeout: Duration) -> HashMap<String, QueueResult> {
+pub(crate) async fn results(
+    queue: &Queue,
+    ids: &[String],
+    timeout: Duration,
+) -> HashMap<String, QueueResult> {
     let deadline = Instant::now() + timeout;
     let mut found = HashMap::new();
     for id in ids {
