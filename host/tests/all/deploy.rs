@@ -208,6 +208,34 @@ async fn until_refused(server: &Server, swarm: &str, kind: &str, revision: u64) 
     }
 }
 
+/// Point `hello`'s entry at `bundle` (version `version`), signed by the
+/// trusted deployer, and wait until every worker refused it as `kind`;
+/// each refusal's reason must hold `reason`.
+async fn refused_everywhere(
+    store: &async_nats::jetstream::kv::Store,
+    workers: &[&Server],
+    (bundle, version): (String, &str),
+    kind: &str,
+    reason: &str,
+) {
+    let (_, revision) = client::set(
+        store,
+        &WorkerKey::from_seed([DEPLOYER; 32]),
+        "hello",
+        Action::Deploy,
+        Some((bundle, version.into())),
+    )
+    .await
+    .unwrap();
+    for worker in workers {
+        let state = until_refused(worker, "hello", kind, revision).await;
+        assert!(
+            state["reason"].as_str().unwrap().contains(reason),
+            "{state}"
+        );
+    }
+}
+
 /// Each task's terminal audit records across the workers' logs.
 fn terminal_records(audits: &[&Path]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
@@ -651,25 +679,14 @@ async fn every_worker_refuses_a_bad_bundle_and_keeps_serving() {
         .await
         .unwrap();
     assert!(!published.component_uploaded);
-    let (_, revision) = client::set(
+    refused_everywhere(
         &store,
-        &deployer,
-        "hello",
-        Action::Deploy,
-        Some((published.bundle.clone(), "3.0.0".into())),
+        &workers,
+        (published.bundle.clone(), "3.0.0"),
+        "digest",
+        "the component's bytes do not hash",
     )
-    .await
-    .unwrap();
-    for worker in workers {
-        let state = until_refused(worker, "hello", "digest", revision).await;
-        assert!(
-            state["reason"]
-                .as_str()
-                .unwrap()
-                .contains("the component's bytes do not hash"),
-            "{state}"
-        );
-    }
+    .await;
     still_v1().await;
 
     // A component the host refuses to load: it imports what its contract
@@ -714,25 +731,14 @@ async fn every_worker_refuses_a_bad_bundle_and_keeps_serving() {
         )
         .await
         .unwrap();
-    let (_, revision) = client::set(
+    refused_everywhere(
         &store,
-        &deployer,
-        "hello",
-        Action::Deploy,
-        Some((published.bundle.clone(), "5.0.0".into())),
+        &workers,
+        (published.bundle.clone(), "5.0.0"),
+        "digest",
+        "the bundle's bytes do not hash",
     )
-    .await
-    .unwrap();
-    for worker in workers {
-        let state = until_refused(worker, "hello", "digest", revision).await;
-        assert!(
-            state["reason"]
-                .as_str()
-                .unwrap()
-                .contains("the bundle's bytes do not hash"),
-            "{state}"
-        );
-    }
+    .await;
     still_v1().await;
 
     // A contract that does not parse, signed all the same.
@@ -748,22 +754,14 @@ async fn every_worker_refuses_a_bad_bundle_and_keeps_serving() {
     let published = client::publish_manifest(&bundles, &deployer, &manifest, &other)
         .await
         .unwrap();
-    let (_, revision) = client::set(
+    refused_everywhere(
         &store,
-        &deployer,
-        "hello",
-        Action::Deploy,
-        Some((published.bundle, "6.0.0".into())),
+        &workers,
+        (published.bundle, "6.0.0"),
+        "contract",
+        "bogus_field",
     )
-    .await
-    .unwrap();
-    for worker in workers {
-        let state = until_refused(worker, "hello", "contract", revision).await;
-        assert!(
-            state["reason"].as_str().unwrap().contains("bogus_field"),
-            "{state}"
-        );
-    }
+    .await;
     still_v1().await;
 
     // Over the workers' max_bundle_bytes (4 MiB): a 12 MB component.

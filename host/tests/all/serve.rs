@@ -1787,16 +1787,8 @@ async fn a_spent_budget_is_429_with_retry_after_until_it_renews() {
             .contains("tasks budget of 1 per 86400 s is spent"),
         "{body}"
     );
-    let swarm: Value = serde_json::from_str(
-        &c.get(server.url("/v1/swarms/budgeted"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let swarm: Value =
+        serde_json::from_str(&get(&c, &server, "/v1/swarms/budgeted").await.1).unwrap();
     let budget = &swarm["usage"]["budgets"][0];
     assert_eq!(
         (&budget["budget"], &budget["spent"], &budget["limit"]),
@@ -1873,16 +1865,7 @@ async fn a_task_addressed_to_a_capability_names_the_swarm_that_ran_it() {
     // The colon may come percent-encoded.
     assert_eq!(post("demo%3Ahello").await.unwrap().status(), 200);
 
-    let list: Value = serde_json::from_str(
-        &c.get(server.url("/v1/capabilities"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let list: Value = serde_json::from_str(&get(&c, &server, "/v1/capabilities").await.1).unwrap();
     let hello = &list["capabilities"][0];
     assert_eq!(hello["capability"], "demo:hello", "{list}");
     let swarms = hello["swarms"].as_array().unwrap();
