@@ -492,6 +492,23 @@ pub enum TaskError {
         retry_after: Duration,
     },
 
+    /// The swarm's circuit is open after a run of failures, or its probe
+    /// task is running: the task is refused at once (`docs/governor.md`).
+    #[error(
+        "swarm {swarm_id:?} task {task_id:?}: refused: {reason} (try again in {:.1} s)",
+        retry_after.as_secs_f64()
+    )]
+    CircuitOpen {
+        /// The swarm.
+        swarm_id: String,
+        /// The task.
+        task_id: String,
+        /// Open or half open, and since what.
+        reason: String,
+        /// When to try again.
+        retry_after: Duration,
+    },
+
     /// The guest kept calling imports after being refused for rate.
     #[error(
         "swarm {swarm_id:?} task {task_id:?}: rate limited: {refused} import calls refused (max_api_calls_per_second = {rate}); task ended"
@@ -707,6 +724,8 @@ error_kinds! {
     Instantiate => "instantiate", 500, true;
     /// The swarm is quarantined.
     Quarantined => "quarantined", 503, true;
+    /// The swarm's circuit is open (or its probe is running).
+    CircuitOpen => "circuit_open", 503, true;
     /// Host set-up.
     Engine => "engine", 500, false;
     /// The audit log cannot record.
@@ -769,7 +788,10 @@ impl Error {
     /// budget: when it renews).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Task(TaskError::BudgetExhausted { retry_after, .. }) => Some(*retry_after),
+            Error::Task(
+                TaskError::BudgetExhausted { retry_after, .. }
+                | TaskError::CircuitOpen { retry_after, .. },
+            ) => Some(*retry_after),
             _ => None,
         }
     }
@@ -825,6 +847,7 @@ impl TaskError {
             }
             TaskError::Cancelled { .. } => ErrorKind::Cancelled,
             TaskError::Quarantined { .. } => ErrorKind::Quarantined,
+            TaskError::CircuitOpen { .. } => ErrorKind::CircuitOpen,
         }
     }
 
@@ -904,7 +927,7 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
             assert!((400..600).contains(&kind.http_status()), "{kind:?}");
         }
-        assert_eq!(ErrorKind::ALL.len(), 25);
+        assert_eq!(ErrorKind::ALL.len(), 26);
         let status = |k: ErrorKind| k.http_status();
         assert_eq!(status(ErrorKind::InvalidPayload), 400);
         for k in [
@@ -921,7 +944,11 @@ mod tests {
         ] {
             assert_eq!(status(k), 429, "{k:?}");
         }
-        for k in [ErrorKind::Quarantined, ErrorKind::Audit] {
+        for k in [
+            ErrorKind::Quarantined,
+            ErrorKind::CircuitOpen,
+            ErrorKind::Audit,
+        ] {
             assert_eq!(status(k), 503, "{k:?}");
         }
         assert_eq!(status(ErrorKind::Timeout), 504);
@@ -947,6 +974,7 @@ mod tests {
                 ErrorKind::Cancelled,
                 ErrorKind::Instantiate,
                 ErrorKind::Quarantined,
+                ErrorKind::CircuitOpen,
                 ErrorKind::Audit,
                 ErrorKind::NoEligibleSwarm,
             ]

@@ -316,6 +316,35 @@ pub enum Event {
         /// Whether it counts as a security violation (the task's first).
         security_violation: bool,
     },
+    /// The governor's throttle moved how many of the swarm's slots may be
+    /// taken (`docs/governor.md`).
+    ConcurrencyChanged {
+        /// The swarm.
+        swarm_id: String,
+        /// The task whose end moved it (empty when none did).
+        task_id: String,
+        /// The slots before.
+        from: u32,
+        /// The slots now.
+        to: u32,
+        /// Why: the window's figures against the SLO targets, or the circuit.
+        reason: String,
+    },
+    /// The swarm's circuit changed state: `open` (tasks refused for the
+    /// cool-down), `half_open` (one probe task runs) or `closed`.
+    CircuitChanged {
+        /// The swarm.
+        swarm_id: String,
+        /// The task whose end or arrival changed it (empty when none did).
+        task_id: String,
+        /// `open`, `half_open` or `closed`.
+        state: String,
+        /// Why.
+        reason: String,
+        /// How long it stays open, when it opened.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cool_down_seconds: Option<f64>,
+    },
     /// An operator released a quarantined swarm.
     Released {
         /// The swarm.
@@ -358,6 +387,8 @@ impl Event {
             | Event::SloViolation { swarm_id, .. }
             | Event::ReputationChanged { swarm_id, .. }
             | Event::Quarantined { swarm_id, .. }
+            | Event::ConcurrencyChanged { swarm_id, .. }
+            | Event::CircuitChanged { swarm_id, .. }
             | Event::SecretRedacted { swarm_id, .. }
             | Event::Released { swarm_id, .. } => swarm_id,
         }

@@ -94,6 +94,12 @@ impl SwarmHealth {
     /// host's, passed on), with a `quarantined` event. A swarm already
     /// quarantined stays as it is.
     pub(crate) fn quarantine(&self, reason: &str) -> Reputation {
+        self.quarantine_for(reason, "")
+    }
+
+    /// Quarantine the swarm now for `reason`, raised by `task_id`'s end
+    /// (the governor's, for a swarm that keeps failing after probation).
+    pub(crate) fn quarantine_for(&self, reason: &str, task_id: &str) -> Reputation {
         let change = {
             let mut state = self.lock();
             if state.reputation.quarantined {
@@ -101,7 +107,7 @@ impl SwarmHealth {
             }
             state.reputation.quarantine(reason.to_string())
         };
-        self.report(change, "");
+        self.report(change, task_id);
         self.lock().reputation.clone()
     }
 

@@ -122,6 +122,7 @@ pub use error::{
 pub use events::{Event, EventSink, EventSinks, MemorySink};
 pub use governor::RoutingConfig;
 pub use governor::route::Candidate;
+pub use governor::throttle::{CircuitState, ThrottleView};
 pub use imports::log::{GuestLine, GuestLogSink, LogLevel};
 pub use limits::{BudgetKind, BudgetView, LimitKind, QueueConfig};
 pub use outcome::{
@@ -228,6 +229,9 @@ pub struct SwarmUsage {
     /// Each budget of its contract's `[budget]`: what the current period
     /// spent of it and when it renews (empty without budgets).
     pub budgets: Vec<BudgetView>,
+    /// What the governor's throttle does to it now: the slots that may be
+    /// taken, the circuit.
+    pub throttle: ThrottleView,
 }
 
 impl std::fmt::Display for SwarmUsage {
@@ -489,7 +493,7 @@ impl Chassis {
         let report = self.slo_report(&info.swarm_id).ok()?;
         let usage = self.resource_usage(&info.swarm_id).ok()?;
         let reputation = &info.contract.reputation;
-        let slots = info.contract.resource_limits.max_concurrent_tasks;
+        let slots = usage.throttle.concurrency;
         Some(Candidate {
             swarm_id: info.swarm_id.clone(),
             score: report.reputation.score,
@@ -498,6 +502,7 @@ impl Chassis {
                 .unwrap_or(host_threshold.max(reputation.quarantine_threshold)),
             quarantined: report.reputation.quarantined,
             budget_spent: self.budget_spent(&info.swarm_id),
+            circuit_open: self.circuit_open(&info.swarm_id),
             free_slots: slots
                 .saturating_sub(u32::try_from(usage.tasks_running).unwrap_or(u32::MAX)),
         })
@@ -638,6 +643,38 @@ impl Chassis {
             .is_some_and(|budget| budget.check(std::time::SystemTime::now()).is_err())
     }
 
+    /// Whether the swarm's circuit refuses tasks now: open after a run of
+    /// failures and cooling down, or half open with its probe task
+    /// running (`docs/governor.md`); `false` for a swarm not loaded.
+    pub fn circuit_open(&self, swarm_id: &str) -> bool {
+        self.inner
+            .registry
+            .get(swarm_id)
+            .is_ok_and(|swarm| swarm.runtime.throttle.refusing())
+    }
+
+    /// Whether the swarm's new tasks would be refused now for what it is
+    /// rather than for what they ask: quarantined, a budget spent, or its
+    /// circuit open. A queue worker takes none of its tasks meanwhile.
+    /// `true` for a swarm not loaded.
+    pub fn holding_back(&self, swarm_id: &str) -> bool {
+        let quarantined = self
+            .slo_report(swarm_id)
+            .map(|r| r.reputation.quarantined)
+            .unwrap_or(true);
+        quarantined || self.budget_spent(swarm_id) || self.circuit_open(swarm_id)
+    }
+
+    /// How many of the swarm's tasks may run at once now: its
+    /// `max_concurrent_tasks`, or less while the governor throttles it; 0
+    /// for a swarm not loaded.
+    pub fn concurrency(&self, swarm_id: &str) -> usize {
+        self.inner
+            .registry
+            .get(swarm_id)
+            .map_or(0, |swarm| swarm.runtime.admission.limit() as usize)
+    }
+
     /// Release a quarantined swarm: its tasks run again, its score goes back
     /// to its `initial_score`. Raises a `Released` event. A swarm that is
     /// not quarantined is left as it is (its score is not reset).
@@ -758,6 +795,7 @@ impl Chassis {
                 .as_ref()
                 .map(|b| b.view(std::time::SystemTime::now()))
                 .unwrap_or_default(),
+            throttle: rt.throttle.view(),
         };
         let mark = UsageMark {
             loaded_at: rt.loaded_at,

@@ -99,6 +99,11 @@ pub struct Metrics {
     budget_spent: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
     budget_limit: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
     budget_renews: Family<SwarmLabel, Gauge<f64, AtomicU64>>,
+    concurrency: Family<SwarmLabel, Gauge>,
+    circuit_open: Family<SwarmLabel, Gauge>,
+    circuit_openings: Family<SwarmLabel, Counter>,
+    audit_up: Gauge,
+    fleet_workers: Gauge,
     /// One render at a time: a render sets the families read from the host
     /// afresh, and two at once would add a counter's value twice.
     rendering: Mutex<()>,
@@ -140,6 +145,11 @@ impl Metrics {
             budget_spent: Family::default(),
             budget_limit: Family::default(),
             budget_renews: Family::default(),
+            concurrency: Family::default(),
+            circuit_open: Family::default(),
+            circuit_openings: Family::default(),
+            audit_up: Gauge::default(),
+            fleet_workers: Gauge::default(),
             rendering: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -174,6 +184,11 @@ impl Metrics {
             budget_spent: "budget_spent", "What a swarm spent this period of one of its [budget]s, in its unit (seconds, bytes, tasks)";
             budget_limit: "budget_limit", "One of a swarm's [budget]s per period, in its unit (seconds, bytes, tasks)";
             budget_renews: "budget_renews_in_seconds", "Seconds until a swarm's budgets renew";
+            concurrency: "concurrency_limit", "Slots of a swarm that may be taken now (the governor's throttle; max_concurrent_tasks when not throttled)";
+            circuit_open: "circuit_open", "1 while a swarm's circuit refuses its tasks (open, or half open)";
+            circuit_openings: "circuit_openings", "Times a swarm's circuit opened";
+            audit_up: "audit_log_up", "1 while the audit log records; 0 once it has failed and tasks are refused";
+            fleet_workers: "fleet_workers", "Live workers of the fleet as this worker reads their heartbeats (with --nats)";
         }
         Self { registry, ..m }
     }
@@ -213,6 +228,10 @@ impl Metrics {
             family.clear();
         }
         self.budget_renews.clear();
+        self.concurrency.clear();
+        self.circuit_open.clear();
+        self.audit_up
+            .set(i64::from(chassis.event_sink_failure().is_none()));
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -237,6 +256,11 @@ impl Metrics {
                 gauge(&self.in_flight, usage.tasks_running as u64);
                 gauge(&self.queued, usage.tasks_queued as u64);
                 gauge(&self.memory, (usage.memory_mb * 1024.0 * 1024.0) as u64);
+                gauge(&self.concurrency, u64::from(usage.throttle.concurrency));
+                gauge(
+                    &self.circuit_open,
+                    u64::from(usage.throttle.circuit != crate::CircuitState::Closed),
+                );
                 for b in &usage.budgets {
                     let labels = BudgetLabels {
                         swarm: info.swarm_id.clone(),
@@ -323,6 +347,11 @@ impl EventSink for Metrics {
                     self.security.get_or_create(&swarm(swarm_id)).inc();
                 }
             }
+            Event::CircuitChanged {
+                swarm_id, state, ..
+            } if state == "open" => {
+                self.circuit_openings.get_or_create(&swarm(swarm_id)).inc();
+            }
             Event::TaskAbandoned { swarm_id, .. } => {
                 self.queue_dead_letters
                     .get_or_create(&swarm(swarm_id))
@@ -346,6 +375,13 @@ impl EventSink for Metrics {
 }
 
 impl Metrics {
+    /// The fleet's live workers now (a worker of a NATS queue sets it
+    /// before each render).
+    pub fn fleet_workers(&self, live: usize) {
+        self.fleet_workers
+            .set(i64::try_from(live).unwrap_or(i64::MAX));
+    }
+
     /// A swarm's queue figures now (a worker of a NATS queue sets them
     /// before each render).
     pub fn queue_figures(&self, swarm_id: &str, pending: u64, in_flight: u64) {

@@ -400,6 +400,7 @@ impl Chassis {
             }
             Mode::Replace => self.inner.registry.swap(swarm, previous.as_ref(), |new| {
                 new.runtime.health.reconfigure(&new.info.contract);
+                new.runtime.throttle.reconfigure(&new.info.contract);
             })?,
         };
         match &replaced {

@@ -71,6 +71,7 @@ pub(crate) fn counted(end: TaskEnd) -> Option<Counted> {
             | ErrorKind::Registry
             | ErrorKind::Audit
             | ErrorKind::BudgetExhausted
+            | ErrorKind::CircuitOpen
             | ErrorKind::Cancelled => return None,
             ErrorKind::Overloaded => (Ending::NoAnswer, false),
             _ => (Ending::NoAnswer, true),

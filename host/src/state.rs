@@ -20,6 +20,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::contract::ServiceContract;
 use crate::error::Error;
 use crate::events::Events;
+use crate::governor::throttle::Throttle;
 use crate::health::SwarmHealth;
 use crate::imports::credentials::{CredentialsHost, CredentialsState};
 use crate::imports::http_proxy::{ProxyHost, ProxyState};
@@ -50,6 +51,8 @@ pub(crate) struct SwarmRuntime {
     /// Shared with the version it replaced when both have the same
     /// `max_concurrent_tasks`: the bound holds across a swap.
     pub(crate) admission: Arc<Admission>,
+    /// The governor's throttle over `admission` (shared with it).
+    pub(crate) throttle: Arc<Throttle>,
     pub(crate) events: Events,
     /// When the swarm was loaded (a replacement carries on its
     /// predecessor's, as it does its counters): the span its usage
@@ -76,10 +79,10 @@ impl SwarmRuntime {
     /// version replacing `previous` carries on its counters (the proxy's
     /// byte counters and the load time with them), its health
     /// (SLO window, reputation, quarantine: the swarm is the same one) and
-    /// its log sink, and its admission slots when `max_concurrent_tasks` is
-    /// unchanged; everything else starts fresh. The health takes the new
-    /// contract's settings only when the new version is swapped in
-    /// (`registry.rs`).
+    /// its log sink, and its admission slots and throttle when
+    /// `max_concurrent_tasks` is unchanged; everything else starts fresh.
+    /// The health and the throttle take the new contract's settings only
+    /// when the new version is swapped in (`registry.rs`).
     pub(crate) fn new(
         contract: Arc<ServiceContract>,
         host: HostParts<'_>,
@@ -113,6 +116,28 @@ impl SwarmRuntime {
                 log_sink.cloned(),
             ),
         };
+        let (admission, throttle) = match previous {
+            Some(p)
+                if p.contract.resource_limits.max_concurrent_tasks
+                    == limits.max_concurrent_tasks =>
+            {
+                (p.admission.clone(), p.throttle.clone())
+            }
+            _ => {
+                let admission = Arc::new(Admission::new(
+                    limits.max_concurrent_tasks,
+                    queue,
+                    counters.clone(),
+                ));
+                let throttle = Arc::new(Throttle::new(
+                    &contract,
+                    admission.clone(),
+                    events.clone(),
+                    health.clone(),
+                ));
+                (admission, throttle)
+            }
+        };
         Ok(Self {
             scope: SwarmScope::new(
                 &contract.swarm_id,
@@ -122,19 +147,8 @@ impl SwarmRuntime {
                 credentials.redactor(),
                 health.clone(),
             ),
-            admission: match previous {
-                Some(p)
-                    if p.contract.resource_limits.max_concurrent_tasks
-                        == limits.max_concurrent_tasks =>
-                {
-                    p.admission.clone()
-                }
-                _ => Arc::new(Admission::new(
-                    limits.max_concurrent_tasks,
-                    queue,
-                    counters.clone(),
-                )),
-            },
+            admission,
+            throttle,
             loaded_at: previous.map_or_else(Instant::now, |p| p.loaded_at),
             log: LogState::new(
                 LogBudget::new(

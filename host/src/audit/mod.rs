@@ -460,6 +460,27 @@ mod tests {
                 swarm_id: s(),
                 score: 0.5,
             },
+            Event::ConcurrencyChanged {
+                swarm_id: s(),
+                task_id: t(),
+                from: 8,
+                to: 4,
+                reason: "r".into(),
+            },
+            Event::CircuitChanged {
+                swarm_id: s(),
+                task_id: t(),
+                state: "open".into(),
+                reason: "r".into(),
+                cool_down_seconds: Some(30.0),
+            },
+            Event::CircuitChanged {
+                swarm_id: s(),
+                task_id: String::new(),
+                state: "closed".into(),
+                reason: "r".into(),
+                cool_down_seconds: None,
+            },
             Event::RateLimited {
                 swarm_id: s(),
                 task_id: t(),

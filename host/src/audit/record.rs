@@ -155,6 +155,8 @@ pub(super) fn operation(event: &Event) -> &'static str {
         Event::ReputationChanged { .. } => "reputation_changed",
         Event::Quarantined { .. } => "quarantined",
         Event::Released { .. } => "released",
+        Event::ConcurrencyChanged { .. } => "concurrency_changed",
+        Event::CircuitChanged { .. } => "circuit_changed",
         Event::SecretRedacted { .. } => "secret_redacted",
     }
 }
@@ -176,6 +178,8 @@ pub(super) fn task_id(event: &Event) -> Option<&str> {
         | Event::SloViolation { task_id, .. }
         | Event::ReputationChanged { task_id, .. }
         | Event::Quarantined { task_id, .. }
+        | Event::ConcurrencyChanged { task_id, .. }
+        | Event::CircuitChanged { task_id, .. }
         | Event::SecretRedacted { task_id, .. } => Some(task_id),
         Event::ModuleLoaded { .. }
         | Event::ModuleReplaced { .. }

@@ -80,6 +80,10 @@ pub struct ServiceContract {
     /// renews.
     #[serde(default, skip_serializing_if = "Budget::is_unset")]
     pub budget: Budget,
+    /// How the governor throttles the swarm when it misses its SLOs and
+    /// opens its circuit after a run of failures (`docs/governor.md`).
+    #[serde(default, skip_serializing_if = "Throttle::is_default")]
+    pub throttle: Throttle,
     /// Service level objectives the swarm is measured against.
     #[serde(default, alias = "slos")]
     pub slo_targets: SloTargets,
@@ -262,6 +266,62 @@ impl Budget {
     /// Whether no budget is set.
     pub fn is_unset(&self) -> bool {
         self.cpu_seconds.is_none() && self.network_bytes.is_none() && self.tasks.is_none()
+    }
+}
+
+/// `[throttle]`: throttling that recovers (`docs/governor.md`). The
+/// governor measures the swarm over windows of `window_tasks` tasks: a
+/// window whose in-slot p95 latency or own-failure rate misses the
+/// contract's `slo_targets` halves its concurrency (down to
+/// `min_concurrency`), a window that meets them adds one slot back (up to
+/// `max_concurrent_tasks`). After `circuit_failures` failures in a row by
+/// the swarm's own doing its circuit opens: tasks are refused at once
+/// (`circuit_open`, 503 with `Retry-After`) for `cool_down_seconds`, then
+/// one probe task decides. A circuit that opens again before a healthy
+/// window has passed doubles its cool-down; the opening after
+/// `quarantine_after` of them quarantines the swarm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Throttle {
+    /// Whether SLO misses lower the concurrency (true).
+    pub adaptive: bool,
+    /// The fewest slots a throttled swarm keeps (1; at most
+    /// `max_concurrent_tasks`).
+    pub min_concurrency: u32,
+    /// Tasks per measuring window (20; 1–10000).
+    pub window_tasks: u32,
+    /// Own failures in a row that open the circuit (5; 0: no circuit).
+    pub circuit_failures: u32,
+    /// How long an open circuit refuses before its probe, in seconds (30;
+    /// 0.1–86400), doubled for each opening on probation.
+    pub cool_down_seconds: f64,
+    /// Openings without a healthy window between them before the swarm is
+    /// quarantined (3; 0: never).
+    pub quarantine_after: u32,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self {
+            adaptive: true,
+            min_concurrency: 1,
+            window_tasks: 20,
+            circuit_failures: 5,
+            cool_down_seconds: 30.0,
+            quarantine_after: 3,
+        }
+    }
+}
+
+impl Throttle {
+    /// Whether every setting is the default.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The cool-down as a span.
+    pub fn cool_down(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.cool_down_seconds)
     }
 }
 
@@ -702,6 +762,7 @@ impl ServiceContract {
             resource_limits: ResourceLimits::default(),
             swarm_limits: SwarmLimits::default(),
             budget: Budget::default(),
+            throttle: Throttle::default(),
             slo_targets: SloTargets::default(),
             security: Security::default(),
             reputation: Reputation::default(),

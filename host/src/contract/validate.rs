@@ -395,6 +395,36 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
     if let Some(tasks) = b.tasks {
         range_u64("budget.tasks", tasks, 1, 1 << 40, "tasks")?;
     }
+    let t = &c.throttle;
+    range_u32(
+        "throttle.min_concurrency",
+        t.min_concurrency,
+        1,
+        r.max_concurrent_tasks.max(1),
+        "slots (at most resource_limits.max_concurrent_tasks)",
+    )?;
+    range_u32("throttle.window_tasks", t.window_tasks, 1, 10_000, "tasks")?;
+    range_u32(
+        "throttle.circuit_failures",
+        t.circuit_failures,
+        0,
+        10_000,
+        "failures (0: no circuit)",
+    )?;
+    range_f64(
+        "throttle.cool_down_seconds",
+        t.cool_down_seconds,
+        0.1,
+        86_400.0,
+        "seconds",
+    )?;
+    range_u32(
+        "throttle.quarantine_after",
+        t.quarantine_after,
+        0,
+        1000,
+        "openings (0: never)",
+    )?;
     if c.placement.labels.len() > MAX_LABELS {
         return bad(
             "placement.labels",

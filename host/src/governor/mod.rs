@@ -1,16 +1,26 @@
 //! The governor: what acts on a swarm's standing rather than on one task.
-//! Today, capability routing ([`route`]): a task addressed to a
-//! capability (`code-analysis:python`) goes to one of the loaded swarms
-//! that declare it and serve its task type, chosen among those neither
-//! quarantined, nor under their selection threshold, nor out of budget,
-//! weighted by reputation (`docs/governor.md`).
+//!
+//! - Capability routing ([`route`]): a task addressed to a capability
+//!   (`code-analysis:python`) goes to one of the loaded swarms that declare
+//!   it and serve its task type, chosen among those neither quarantined,
+//!   nor under their selection threshold, nor out of budget, nor with an
+//!   open circuit, weighted by reputation.
+//! - Throttling that recovers ([`throttle`]): a swarm that misses its SLOs
+//!   has its concurrency halved, and given back a slot at a time as it
+//!   meets them; a run of failures opens its circuit, a probe task closes
+//!   it, and a swarm that keeps failing on probation is quarantined.
 //!
 //! Data flow: `Chassis::route` gathers each candidate's standing from the
-//! registry (contract, reputation, slots, budget) into [`route::Candidate`]s;
-//! [`route::choose`] picks one with a draw from [`Draws`]; the facade runs
-//! the task on it and records a `task_routed` event naming the swarm.
+//! registry (contract, reputation, slots, budget, circuit) into
+//! [`route::Candidate`]s; [`route::choose`] picks one with a draw from
+//! [`Draws`]; the facade runs the task on it and records a `task_routed`
+//! event naming the swarm. The runner passes every task through its
+//! swarm's [`throttle::Throttle`] before admission and settles it after;
+//! the throttle sets the admission limit and raises its events
+//! (`docs/governor.md`).
 
 pub(crate) mod route;
+pub(crate) mod throttle;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

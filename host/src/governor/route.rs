@@ -17,6 +17,8 @@ pub struct Candidate {
     pub quarantined: bool,
     /// Whether one of its budgets is spent for the period.
     pub budget_spent: bool,
+    /// Whether its circuit refuses tasks now (open, or its probe running).
+    pub circuit_open: bool,
     /// Its slots not in use now.
     pub free_slots: u32,
 }
@@ -28,6 +30,8 @@ impl Candidate {
             Some("quarantined".to_string())
         } else if self.budget_spent {
             Some("its budget for the period is spent".to_string())
+        } else if self.circuit_open {
+            Some("its circuit is open".to_string())
         } else if self.score < self.selection_threshold {
             Some(format!(
                 "reputation {:.3} is under its selection threshold {:.3}",
@@ -94,6 +98,7 @@ mod tests {
             selection_threshold: 0.5,
             quarantined: false,
             budget_spent: false,
+            circuit_open: false,
             free_slots,
         }
     }
@@ -108,18 +113,21 @@ mod tests {
         ];
         all[2].quarantined = true;
         all[3].budget_spent = true;
+        all.push(candidate("e", 0.9, 1));
+        all[4].circuit_open = true;
         for i in 0..100 {
             assert_eq!(choose(&all, f64::from(i) / 100.0), Ok(0));
         }
         all[0].quarantined = true;
         let why = choose(&all, 0.5).unwrap_err();
-        assert_eq!(why.len(), 4);
+        assert_eq!(why.len(), 5);
         assert!(
             why[1].1.contains("under its selection threshold 0.500"),
             "{why:?}"
         );
         assert_eq!(why[2].1, "quarantined");
         assert!(why[3].1.contains("budget"));
+        assert_eq!(why[4].1, "its circuit is open");
     }
 
     #[test]

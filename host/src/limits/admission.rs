@@ -1,8 +1,11 @@
 //! A swarm's slots (`max_concurrent_tasks`) and the bounded queue of
-//! tasks waiting for one.
+//! tasks waiting for one. The governor's throttle lowers and raises how
+//! many of the slots may be taken ([`Admission::set_limit`]): a lowered
+//! limit takes free permits away at once and the rest as running tasks
+//! give theirs back (a debt), so no running task is cut short.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -56,14 +59,22 @@ pub(crate) enum Refused {
 #[derive(Debug)]
 pub(crate) struct Admission {
     slots: Arc<Semaphore>,
+    /// Every slot: `max_concurrent_tasks`.
+    max: u32,
+    /// The slots that may be taken now (the throttle's limit).
+    limit: AtomicU32,
+    /// Permits still to take back from running tasks as they end, after
+    /// the limit was lowered under what was free.
+    debt: Arc<AtomicU32>,
     queue: QueueConfig,
     counters: Arc<SwarmCounters>,
 }
 
-/// A running task's slot; frees it when dropped.
+/// A running task's slot; frees it when dropped (or pays a debt with it).
 #[derive(Debug)]
 pub(crate) struct Slot {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    debt: Arc<AtomicU32>,
     counters: Arc<SwarmCounters>,
 }
 
@@ -71,6 +82,13 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.counters.running.fetch_sub(1, Ordering::Relaxed);
         self.counters.completed.fetch_add(1, Ordering::Relaxed);
+        let owed = self
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+            .is_ok();
+        if owed && let Some(permit) = self.permit.take() {
+            permit.forget();
+        }
     }
 }
 
@@ -81,10 +99,56 @@ impl Admission {
         queue: QueueConfig,
         counters: Arc<SwarmCounters>,
     ) -> Self {
+        let max = max_concurrent_tasks.max(1);
         Self {
-            slots: Arc::new(Semaphore::new(max_concurrent_tasks.max(1) as usize)),
+            slots: Arc::new(Semaphore::new(max as usize)),
+            max,
+            limit: AtomicU32::new(max),
+            debt: Arc::new(AtomicU32::new(0)),
             queue,
             counters,
+        }
+    }
+
+    /// Every slot (`max_concurrent_tasks`).
+    pub(crate) fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// The slots that may be taken now.
+    pub(crate) fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Acquire)
+    }
+
+    /// Let `limit` slots (1 to `max`) be taken from now on. Lowering takes
+    /// free slots away at once and the others as their tasks end; raising
+    /// first cancels what is still owed. Callers serialize their calls
+    /// (the throttle holds its lock).
+    pub(crate) fn set_limit(&self, limit: u32) {
+        let limit = limit.clamp(1, self.max);
+        let old = self.limit.swap(limit, Ordering::AcqRel);
+        if limit < old {
+            let cut = old - limit;
+            let taken = self.slots.forget_permits(cut as usize) as u32;
+            self.debt.fetch_add(cut - taken, Ordering::AcqRel);
+        } else if limit > old {
+            let mut back = limit - old;
+            // What is still owed is simply no longer owed.
+            while back > 0 {
+                let owed = self.debt.load(Ordering::Acquire);
+                if owed == 0 {
+                    break;
+                }
+                let pay = owed.min(back);
+                if self
+                    .debt
+                    .compare_exchange(owed, owed - pay, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    back -= pay;
+                }
+            }
+            self.slots.add_permits(back as usize);
         }
     }
 
@@ -115,7 +179,8 @@ impl Admission {
         };
         self.counters.running.fetch_add(1, Ordering::Relaxed);
         Ok(Slot {
-            _permit: permit,
+            permit: Some(permit),
+            debt: self.debt.clone(),
             counters: self.counters.clone(),
         })
     }

@@ -287,4 +287,41 @@ mod tests {
         assert_eq!(counters.running.load(Ordering::Relaxed), 0);
         let _again = a.admit().await.unwrap();
     }
+
+    /// A lowered limit takes a free slot away at once and a busy one when
+    /// its task ends; a raised one gives them back.
+    #[tokio::test]
+    async fn a_lowered_limit_takes_slots_back_as_tasks_end() {
+        let counters = Arc::new(SwarmCounters::default());
+        let queue = QueueConfig {
+            max_queued: 0,
+            max_wait: Duration::from_millis(50),
+        };
+        let a = Admission::new(4, queue, counters);
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(a.admit().await.unwrap());
+        }
+        a.set_limit(2);
+        assert_eq!((a.limit(), a.max()), (2, 4));
+        assert!(a.admit().await.is_err(), "the free slot was taken away");
+        drop(held.pop());
+        assert!(
+            a.admit().await.is_err(),
+            "the first task to end paid the debt"
+        );
+        drop(held.pop());
+        let one = a.admit().await.unwrap();
+        assert!(a.admit().await.is_err(), "two of two are running");
+        a.set_limit(4);
+        let two = a.admit().await.unwrap();
+        let three = a.admit().await.unwrap();
+        assert!(a.admit().await.is_err(), "four of four are running");
+        drop((one, two, three, held));
+        let mut all = Vec::new();
+        for _ in 0..4 {
+            all.push(a.admit().await.unwrap());
+        }
+        assert!(a.admit().await.is_err(), "nothing was lost or added");
+    }
 }

@@ -1,7 +1,10 @@
 //! Running one task, top to bottom:
 //!
 //! 1. the task type must be one the swarm serves;
-//! 2. admission: a slot among `max_concurrent_tasks`, or a bounded wait;
+//! 2. the governor's throttle: refused at once while the swarm's circuit
+//!    is open (`governor/throttle.rs`), then admission: a slot among those
+//!    the throttle lets be taken (`max_concurrent_tasks` at most), or a
+//!    bounded wait;
 //! 3. a fresh store from the swarm's `InstancePre`, with the task's memory
 //!    limiter, hostcall byte cap, fuel, and an epoch callback that enforces
 //!    the deadline and the CPU share;
@@ -22,6 +25,7 @@ use crate::bindings::types::{TaskError as WitTaskError, TaskRequest as WitTaskRe
 use crate::error::Error;
 use crate::error::GuestError;
 use crate::events::Event;
+use crate::governor::throttle::Ticket;
 use crate::imports::scope::{Phase, TaskScope, TaskShared};
 use crate::limits::{
     CpuGovernor, CpuMark, MAX_ERROR_MESSAGE_BYTES, MAX_HOSTCALL_BYTES, MAX_OUTPUT_BYTES, Refused,
@@ -227,6 +231,17 @@ impl Drop for Unfinished<'_> {
     }
 }
 
+/// What bounds the swarm's slots now: `max_concurrent_tasks`, or the
+/// throttle under it.
+fn slots_named(rt: &SwarmRuntime) -> String {
+    let (limit, max) = (rt.admission.limit(), rt.admission.max());
+    if limit < max {
+        format!("throttled to {limit} of max_concurrent_tasks = {max}")
+    } else {
+        format!("max_concurrent_tasks = {max}")
+    }
+}
+
 /// A loaded swarm, as a task needs it.
 pub(crate) struct Ready<'a> {
     pub(crate) runtime: &'a Arc<SwarmRuntime>,
@@ -251,7 +266,8 @@ pub(crate) async fn execute<O: Output>(
         task_id: &task_id,
         started,
     };
-    let result = run(engine, &swarm, request).await;
+    let mut pass = Pass::default();
+    let result = run(engine, &swarm, request, &mut pass).await;
     unfinished.task_id = "";
     let elapsed = started.elapsed();
     let wall_ms = elapsed.as_secs_f64() * 1000.0;
@@ -293,13 +309,19 @@ pub(crate) async fn execute<O: Output>(
         }
     }
     // After the task's terminal event: its consequences for SLOs and reputation.
+    let end = TaskEnd::of(&result);
     rt.health.after_task(
         &rt.contract,
         &task_id,
         elapsed,
-        TaskEnd::of(&result),
+        end,
         result.as_ref().err().and_then(Error::limit),
     );
+    // Then for the governor's throttle (concurrency, circuit).
+    if let Some(ticket) = pass.ticket.take() {
+        let in_slot = pass.slot_at.map(|at| at.elapsed());
+        ticket.settle(&task_id, crate::reputation::counted(end), in_slot);
+    }
     // An answer is a promise that the task's ending is on record: under
     // `fsync = always` the terminal record is on disk when `emit` returns,
     // so a log that has failed by now may have lost it, and the caller is
@@ -310,10 +332,19 @@ pub(crate) async fn execute<O: Output>(
     }
 }
 
-async fn run<O: Output>(
+/// A task's way through the governor: its throttle ticket once it passed
+/// the circuit, and when it got its slot.
+#[derive(Default)]
+struct Pass<'a> {
+    ticket: Option<Ticket<'a>>,
+    slot_at: Option<Instant>,
+}
+
+async fn run<'a, O: Output>(
     engine: &Engine,
-    swarm: &Ready<'_>,
+    swarm: &Ready<'a>,
     request: TaskRequest,
+    pass: &mut Pass<'a>,
 ) -> Result<TaskOutcome<O>, Error> {
     let rt = swarm.runtime;
     let task_types = swarm.task_types;
@@ -330,21 +361,34 @@ async fn run<O: Output>(
             .check(std::time::SystemTime::now())
             .map_err(|spent| budget_spent(rt, &request.task_id, spent))?;
     }
+    let ticket = rt.throttle.enter(&request.task_id).map_err(|refused| {
+        Error::Task(TaskError::CircuitOpen {
+            swarm_id: rt.swarm_id().to_string(),
+            task_id: request.task_id.clone(),
+            reason: refused.reason,
+            retry_after: refused.retry_after,
+        })
+    })?;
+    pass.ticket = Some(ticket);
     let started = Instant::now();
-    let _slot = rt.admission.admit().await.map_err(|refused| Error::Task(TaskError::Overloaded {
-        swarm_id: rt.swarm_id().to_string(),
-        reason: match refused {
-            Refused::QueueFull { max_queued } => format!(
-                "all {} slots (max_concurrent_tasks) are busy and the wait queue of {max_queued} is full",
-                rt.contract.resource_limits.max_concurrent_tasks
-            ),
-            Refused::WaitedTooLong { waited } => format!(
-                "no slot (max_concurrent_tasks = {}) freed up within {:.1} s",
-                rt.contract.resource_limits.max_concurrent_tasks,
-                waited.as_secs_f64()
-            ),
-        },
-    }))?;
+    let _slot = rt.admission.admit().await.map_err(|refused| {
+        Error::Task(TaskError::Overloaded {
+            swarm_id: rt.swarm_id().to_string(),
+            reason: match refused {
+                Refused::QueueFull { max_queued } => format!(
+                    "all {} slots ({}) are busy and the wait queue of {max_queued} is full",
+                    rt.admission.limit(),
+                    slots_named(rt),
+                ),
+                Refused::WaitedTooLong { waited } => format!(
+                    "no slot ({}) freed up within {:.1} s",
+                    slots_named(rt),
+                    waited.as_secs_f64()
+                ),
+            },
+        })
+    })?;
+    pass.slot_at = Some(Instant::now());
     if let Some(budget) = &rt.budget {
         budget
             .take_task(std::time::SystemTime::now())

@@ -111,7 +111,7 @@ impl From<Error> for ApiError {
         let status =
             StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let retry_after = match e.retry_after() {
-            Some(after) => Some(after.as_secs_f64().ceil() as u64),
+            Some(after) => Some((after.as_secs_f64().ceil() as u64).max(1)),
             None => (status == StatusCode::TOO_MANY_REQUESTS).then_some(1),
         };
         Self {

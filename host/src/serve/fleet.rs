@@ -276,6 +276,9 @@ mod imp {
                 return;
             };
             let read = async {
+                if let Some(Ok(workers)) = self.live_workers().await {
+                    metrics.fleet_workers(workers.len());
+                }
                 metrics.clear_queue_figures();
                 for info in chassis.list() {
                     if let Ok(Some((pending, in_flight))) = queue.figures(&info.swarm_id).await {

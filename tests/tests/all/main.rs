@@ -23,3 +23,4 @@ mod routing;
 mod sandbox;
 mod storage;
 mod swarms;
+mod throttle;

@@ -1,5 +1,5 @@
 //! The swarm-wide tables of a contract: `[placement]`, `[swarm_limits]`,
-//! `[budget]`, and the selection threshold.
+//! `[budget]`, `[throttle]`, and the selection threshold.
 
 use super::*;
 
@@ -60,6 +60,43 @@ fn swarm_limits_and_budgets_are_range_checked() {
         "budget.period_seconds",
         "between 1 and 2592000",
     );
+}
+
+/// `[throttle]` keeps today's slots by default, and each setting out of
+/// range is refused naming its field.
+#[test]
+fn throttle_settings_are_range_checked() {
+    let default = parse("swarm_id = \"s\"\n").unwrap();
+    assert!(default.throttle.is_default() && default.throttle.adaptive);
+    assert_eq!(default.throttle.circuit_failures, 5);
+    let ok = parse(
+        "swarm_id = \"s\"\n[resource_limits]\nmax_concurrent_tasks = 8\n\
+         [throttle]\nmin_concurrency = 2\nwindow_tasks = 10\ncircuit_failures = 0\ncool_down_seconds = 0.5\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.throttle.cool_down(),
+        std::time::Duration::from_millis(500)
+    );
+    refused(
+        "swarm_id = \"s\"\n[throttle]\nmin_concurrency = 2\n",
+        3,
+        "throttle.min_concurrency",
+        "at most resource_limits.max_concurrent_tasks",
+    );
+    refused(
+        "swarm_id = \"s\"\n[throttle]\ncool_down_seconds = 0.01\n",
+        3,
+        "throttle.cool_down_seconds",
+        "between 0.1 and 86400",
+    );
+    refused(
+        "swarm_id = \"s\"\n[throttle]\nwindow_tasks = 0\n",
+        3,
+        "throttle.window_tasks",
+        "between 1 and 10000",
+    );
+    assert!(parse("swarm_id = \"s\"\n[throttle]\nspeed = 1\n").is_err());
 }
 
 /// A selection threshold must be above the quarantine threshold.

@@ -518,7 +518,8 @@ fn the_alias_table_is_the_one_serde_reads() {
          [placement]\nlabels = [\"gpu\"]\n\
          [swarm_limits]\nmax_cpu_percent = 100\nmax_memory_mb = 512\n\
          [budget]\ncpu_seconds = 60.0\nnetwork_bytes = 1000\ntasks = 10\n\
-         [reputation]\nselection_threshold = 0.6\n",
+         [reputation]\nselection_threshold = 0.6\n\
+         [throttle]\nwindow_tasks = 5\n",
     )
     .unwrap();
     let value = toml::Value::try_from(&contract).unwrap();
@@ -535,6 +536,7 @@ fn the_alias_table_is_the_one_serde_reads() {
         (serde_field_names::<Placement>(), &value["placement"]),
         (serde_field_names::<SwarmLimits>(), &value["swarm_limits"]),
         (serde_field_names::<Budget>(), &value["budget"]),
+        (serde_field_names::<Throttle>(), &value["throttle"]),
     ];
     let mut aliases_seen = Vec::new();
     for (fields, table) in tables {

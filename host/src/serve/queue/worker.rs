@@ -208,16 +208,11 @@ impl Worker {
         let mut failures = 0u32;
         let mut stop = stop;
         while !*stop.borrow() && !*retired.borrow() {
-            // Take nothing a refusal would only hand back: a quarantined
-            // swarm or one whose budget is spent, or a host whose audit log
-            // cannot record.
+            // Take nothing a refusal would only hand back: a swarm held
+            // back (quarantined, out of budget, circuit open), or a host
+            // whose audit log cannot record.
             let chassis = self.service.chassis();
-            let quarantined = chassis
-                .slo_report(swarm_id)
-                .map(|r| r.reputation.quarantined)
-                .unwrap_or(true);
-            let refusing = quarantined || chassis.budget_spent(swarm_id);
-            if refusing || chassis.event_sink_failure().is_some() {
+            if chassis.holding_back(swarm_id) || chassis.event_sink_failure().is_some() {
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}
                     _ = stop.changed() => {}
@@ -230,8 +225,18 @@ impl Worker {
                 _ = stop.changed() => continue,
                 _ = retired.changed() => continue,
             };
+            // No more than the throttle lets run beside those running.
+            let running = slots as usize - free.available_permits() - 1;
+            let room = chassis.concurrency(swarm_id).saturating_sub(running);
+            if room == 0 {
+                drop(first);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
             let mut permits = vec![first];
-            while let Ok(permit) = free.clone().try_acquire_owned() {
+            while permits.len() < room
+                && let Ok(permit) = free.clone().try_acquire_owned()
+            {
                 permits.push(permit);
             }
             let fetched = consumer

@@ -377,6 +377,7 @@ impl Queue {
                 selection_threshold: 0.0,
                 quarantined: false,
                 budget_spent: false,
+                circuit_open: false,
                 free_slots: *free,
             })
             .collect();

@@ -86,6 +86,24 @@ function budgetLines(budgets) {
   });
 }
 
+/** What the governor's throttle does to a swarm: its slots, its circuit. */
+function throttleLines(t) {
+  if (!t) return [];
+  const lines = [];
+  if (t.concurrency < t.max_concurrency) {
+    lines.push(el("div", { class: "small", "data-throttle": "concurrency" },
+      badge("throttled", "warn"), ` to ${num(t.concurrency, 0)} of ${num(t.max_concurrency, 0)} slots`));
+  }
+  if (t.circuit && t.circuit !== "closed") {
+    const open = t.circuit === "open";
+    const when = open && typeof t.probe_in_ms === "number" ? `, probe in ${num(Math.ceil(t.probe_in_ms / 1000), 0)} s` : "";
+    lines.push(el("div", { class: "small", "data-circuit": shown(t.circuit, 16) },
+      badge(open ? "circuit open" : "circuit half open", "bad"),
+      ` ${num(t.openings, 0)} opening${t.openings === 1 ? "" : "s"}${when}`));
+  }
+  return lines;
+}
+
 const SLO_TEXT = {
   response_time: (c) => `p95 ${num(c.actual, 1)} ms (≤ ${c.target})`,
   error_rate: (c) => `errors ${num(c.actual, 1)} % (≤ ${c.target})`,
@@ -116,8 +134,10 @@ function swarmRow(s) {
   const repChart = chart(scores, 1, rep.threshold ?? null, [],
     "reputation after each recent move; dashed: the quarantine threshold");
 
+  const circuit = (usage.throttle || {}).circuit || "closed";
   const state = s.quarantined
     ? el("div", {}, badge("quarantined", "bad"), el("div", { class: "small reason" }, shown(rep.quarantine_reason || "", 400)))
+    : circuit !== "closed" ? badge(circuit === "open" ? "circuit open" : "probing", "bad")
     : missed.length > 0 ? badge("SLO missed", "bad") : badge("serving", "ok");
 
   return el("tr", { "data-swarm": shown(s.swarm_id, 80), class: "swarm" + (bad ? " bad" : " ok") + (s.quarantined ? " quarantined" : "") },
@@ -129,8 +149,9 @@ function swarmRow(s) {
       el("div", {}, `${slo.tasks ?? 0} task${slo.tasks === 1 ? "" : "s"}`),
       el("div", { class: "small muted" }, `${slo.failed ?? 0} failed`)),
     el("td", { class: "nowrap" },
-      el("div", {}, `${usage.tasks_running ?? 0} / ${limits.max_concurrent_tasks ?? "?"} in use`),
+      el("div", {}, `${usage.tasks_running ?? 0} / ${(usage.throttle || {}).concurrency ?? limits.max_concurrent_tasks ?? "?"} in use`),
       el("div", { class: "small muted" }, `${usage.tasks_queued ?? 0} queued`),
+      ...throttleLines(usage.throttle),
       ...budgetLines(usage.budgets)),
     el("td", { class: "slo" }, ...checks.map((c) =>
       el("div", {}, badge((SLO_TEXT[c.metric] || ((c) => `${c.metric} ${c.actual}`))(c), c.compliant ? "ok" : "bad")))),
@@ -142,8 +163,8 @@ function swarmRow(s) {
     el("td", { class: "state" }, state));
 }
 
-const BAD_OPS = /denied|violation|exceeded|failed|quarantined|rejected|abandoned|rate_limited/;
-const WARN_OPS = /redacted|repeated|released|unloaded|replaced/;
+const BAD_OPS = /denied|violation|exceeded|failed|quarantined|rejected|abandoned|rate_limited|circuit_changed/;
+const WARN_OPS = /redacted|repeated|released|unloaded|replaced|concurrency_changed/;
 
 function details(params) {
   if (params === undefined || params === null) return "";

@@ -1,11 +1,13 @@
 //! Hostile test guest: tasks that each keep within their own limits but,
 //! run together, take more than their swarm as a whole may
-//! (`[swarm_limits]`).
+//! (`[swarm_limits]`), and a swarm that turns slow or failing on demand
+//! (the governor's throttle and circuit).
 //!
 //! | task   | what it does                                                      |
 //! |--------|-------------------------------------------------------------------|
 //! | `hold` | fills `{"mib": n}` MiB, touching every page, then burns `{"rounds": n}` while it keeps them |
 //! | `burn` | finite CPU-bound work, `{"rounds": n}`                            |
+//! | `fail` | burns `{"rounds": n}`, then answers with its own `failed` error    |
 
 use std::hint::black_box;
 
@@ -35,7 +37,7 @@ fn burn(rounds: u64) -> u64 {
 }
 
 impl Swarm for Hog {
-    const TASK_TYPES: &'static [&'static str] = &["hold", "burn"];
+    const TASK_TYPES: &'static [&'static str] = &["hold", "burn", "fail"];
 
     fn execute(request: &Request) -> Result<Value, TaskError> {
         let p: Params = request.payload()?;
@@ -53,6 +55,11 @@ impl Swarm for Hog {
                 Ok(json!({ "held_mib": black_box(blocks).len(), "result": result }))
             }
             "burn" => Ok(json!({ "result": burn(p.rounds) })),
+            "fail" => Err(TaskError::failed(format!(
+                "failing on purpose after {} rounds ({})",
+                p.rounds,
+                burn(p.rounds)
+            ))),
             other => Err(TaskError::UnknownTaskType(other.to_string())),
         }
     }
