@@ -1,6 +1,8 @@
 //! `cargo xtask test`: `build`, Chromium for the status page's browser test
 //! (installed with apt where missing: `tools::chromium`; where it cannot be,
-//! the test skips, and under CI the run fails saying why), then every test
+//! the test skips, and under CI the run fails saying why), the alerting
+//! rules in `docs/alerts/` checked and unit-tested with `promtool` (fetched
+//! from Debian's `prometheus` package: `tools::promtool`), then every test
 //! (unit, end-to-end, doc) with the swarm crates left out, the fuzz command over every target for a
 //! second each, a short soak of `chassis serve`, a
 //! `--quick` smoke run of the benchmark (debug build), the demo (its
@@ -34,6 +36,24 @@ pub fn run(root: &Path, no_lint: bool) -> Result<()> {
             eprintln!("xtask: {why}. The status page's browser test is skipped.");
             cmd.env("CHASSIS_BROWSER_SKIP", why);
         }
+    }
+    step("the Prometheus alerting rules, checked and unit-tested with promtool");
+    match crate::tools::promtool(root) {
+        Ok(promtool) => {
+            let alerts = root.join("docs/alerts");
+            for args in [
+                ["check", "rules", "chassis.rules.yml"],
+                ["test", "rules", "chassis.rules.test.yml"],
+            ] {
+                let mut check = std::process::Command::new(&promtool);
+                check.args(args).current_dir(&alerts);
+                run_cmd(check, &format!("promtool {}", args.join(" ")))?;
+            }
+        }
+        Err(why) if crate::util::in_ci() => {
+            bail!("CI is set, and the alerting rules cannot be checked: {why}")
+        }
+        Err(why) => eprintln!("xtask: {why}. The alerting rules are not checked."),
     }
     step("running the host, SDK and end-to-end tests");
     // Swarm crates are components: their export names cannot link natively.

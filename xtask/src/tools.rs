@@ -7,9 +7,11 @@
 //! run it). Nothing of those is installed system-wide, and a fresh clone
 //! gets them without hand steps.
 //!
-//! The one exception is the headless browser the status page's test drives:
-//! Debian's `chromium` package, installed with apt where it is missing and
-//! the user may ([`chromium`]).
+//! Two come from Debian instead: the headless browser the status page's
+//! test drives, Debian's `chromium` package, installed with apt where it is
+//! missing and the user may ([`chromium`]); and `promtool`, which checks the
+//! alerting rules in `docs/alerts/`, unpacked from Debian's `prometheus`
+//! package into `target/tools/` without installing it ([`promtool`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -193,4 +195,84 @@ pub fn chromium() -> Result<PathBuf, String> {
         return Err("`apt-get install chromium` failed (see its output above)".into());
     }
     on_path().ok_or_else(|| "apt installed chromium, but it is not on PATH".into())
+}
+
+/// The Debian `prometheus` package whose `promtool` checks the alerting
+/// rules (its upstream version).
+pub const PROMTOOL_VERSION: &str = "2.42.0";
+
+/// `promtool`: `CHASSIS_PROMTOOL`, or the one unpacked under
+/// `target/tools/prometheus-<version>/`, or Debian's `prometheus` package
+/// fetched now with `apt-get download` (no install, no root needed where
+/// the package lists are present) and unpacked there. `Err` says why there
+/// is none.
+pub fn promtool(root: &Path) -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("CHASSIS_PROMTOOL") {
+        return Ok(path.into());
+    }
+    let dir = root
+        .join("target/tools")
+        .join(format!("prometheus-{PROMTOOL_VERSION}"));
+    let tool = dir.join("usr/bin/promtool");
+    let works = |tool: &Path| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(PROMTOOL_VERSION))
+    };
+    if works(&tool) {
+        return Ok(tool);
+    }
+    crate::util::step("fetching promtool from Debian's prometheus package");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let download = || {
+        Command::new("apt-get")
+            .args(["download", "-q", "prometheus"])
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    // The package lists of a fresh machine may be missing or stale.
+    let fetched = download()
+        || (root_user
+            && Command::new("apt-get")
+                .args(["update", "-q"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdin(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+            && download());
+    if !fetched {
+        return Err(format!(
+            "`apt-get download prometheus` failed (see its output above): install Debian's \
+             prometheus package, or set CHASSIS_PROMTOOL to a promtool {PROMTOOL_VERSION}"
+        ));
+    }
+    let deb = std::fs::read_dir(&dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or("apt-get download left no .deb")?;
+    let unpacked = Command::new("sh")
+        .arg("-c")
+        .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -x ./usr/bin/promtool")
+        .arg("sh")
+        .arg(&deb)
+        .current_dir(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    let _ = std::fs::remove_file(&deb);
+    if !unpacked || !works(&tool) {
+        return Err(format!(
+            "unpacking promtool from {} failed, or it is not version {PROMTOOL_VERSION}",
+            deb.display()
+        ));
+    }
+    Ok(tool)
 }

@@ -290,8 +290,12 @@ pub struct Throttle {
     pub min_concurrency: u32,
     /// Tasks per measuring window (20; 1–10000).
     pub window_tasks: u32,
-    /// Own failures in a row that open the circuit (5; 0: no circuit).
-    pub circuit_failures: u32,
+    /// Own failures in a row that open the circuit (0: no circuit). When
+    /// absent, 5; or 0 when the contract turns the failure guard off
+    /// (`reputation.max_failure_rate_percent = 100`: its failures are
+    /// expected): [`ServiceContract::circuit_failures`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_failures: Option<u32>,
     /// How long an open circuit refuses before its probe, in seconds (30;
     /// 0.1–86400), doubled for each opening on probation.
     pub cool_down_seconds: f64,
@@ -306,7 +310,7 @@ impl Default for Throttle {
             adaptive: true,
             min_concurrency: 1,
             window_tasks: 20,
-            circuit_failures: 5,
+            circuit_failures: None,
             cool_down_seconds: 30.0,
             quarantine_after: 3,
         }
@@ -770,6 +774,19 @@ impl ServiceContract {
             placement: Placement::default(),
             metadata: BTreeMap::new(),
         })
+    }
+
+    /// Own failures in a row that open the swarm's circuit, 0 for none:
+    /// `throttle.circuit_failures`, else 5, or 0 when the failure guard is
+    /// off (`reputation.max_failure_rate_percent = 100`).
+    pub fn circuit_failures(&self) -> u32 {
+        self.throttle.circuit_failures.unwrap_or(
+            if self.reputation.max_failure_rate_percent >= 100.0 {
+                0
+            } else {
+                5
+            },
+        )
     }
 
     /// Read, parse and validate a contract file.

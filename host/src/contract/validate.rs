@@ -404,13 +404,15 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         "slots (at most resource_limits.max_concurrent_tasks)",
     )?;
     range_u32("throttle.window_tasks", t.window_tasks, 1, 10_000, "tasks")?;
-    range_u32(
-        "throttle.circuit_failures",
-        t.circuit_failures,
-        0,
-        10_000,
-        "failures (0: no circuit)",
-    )?;
+    if let Some(failures) = t.circuit_failures {
+        range_u32(
+            "throttle.circuit_failures",
+            failures,
+            0,
+            10_000,
+            "failures (0: no circuit)",
+        )?;
+    }
     range_f64(
         "throttle.cool_down_seconds",
         t.cool_down_seconds,

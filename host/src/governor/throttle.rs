@@ -11,7 +11,7 @@
 //!   both adds one back (up to `max_concurrent_tasks`). The limit is the
 //!   swarm's [`Admission`] limit.
 //! - **Circuit.** Closed, tasks run. After `circuit_failures` own failures
-//!   in a row it opens: every task is refused at once (`circuit_open`) for
+//!   in a row ([`ServiceContract::circuit_failures`]) it opens: every task is refused at once (`circuit_open`) for
 //!   the cool-down, and the concurrency drops to `min_concurrency`. The
 //!   first task after the cool-down is the probe (half-open; others are
 //!   refused while it runs): a success closes the circuit, an own failure
@@ -116,6 +116,8 @@ enum Circuit {
 #[derive(Debug)]
 pub(crate) struct State {
     settings: Settings,
+    /// Own failures in a row that open the circuit (0: none).
+    circuit_failures: u32,
     targets: SloTargets,
     max: u32,
     limit: u32,
@@ -130,6 +132,7 @@ impl State {
     pub(crate) fn new(contract: &ServiceContract, max: u32, limit: u32) -> Self {
         Self {
             settings: contract.throttle.clone(),
+            circuit_failures: contract.circuit_failures(),
             targets: contract.slo_targets.clone(),
             max,
             limit: limit.clamp(1, max),
@@ -149,7 +152,7 @@ impl State {
                 retry_after: until - now,
                 reason: format!(
                     "its circuit is open after {} failures; a probe task may run in {:.1} s",
-                    self.settings.circuit_failures,
+                    self.circuit_failures,
                     (until - now).as_secs_f64()
                 ),
             }),
@@ -198,7 +201,7 @@ impl State {
         };
         let failed = counted.own_failure;
         self.in_a_row = if failed { self.in_a_row + 1 } else { 0 };
-        let circuit = self.settings.circuit_failures > 0;
+        let circuit = self.circuit_failures > 0;
         if probe {
             if failed {
                 self.open(now, "its probe task failed".into(), out);
@@ -213,7 +216,7 @@ impl State {
         } else if circuit
             && failed
             && matches!(self.circuit, Circuit::Closed)
-            && self.in_a_row >= self.settings.circuit_failures
+            && self.in_a_row >= self.circuit_failures
         {
             self.open(
                 now,
@@ -312,6 +315,7 @@ impl State {
     /// gets its chance), the openings on probation carry on.
     pub(crate) fn reconfigure(&mut self, contract: &ServiceContract, out: &mut Vec<Decision>) {
         self.settings = contract.throttle.clone();
+        self.circuit_failures = contract.circuit_failures();
         self.targets = contract.slo_targets.clone();
         self.in_a_row = 0;
         if !matches!(self.circuit, Circuit::Closed) {

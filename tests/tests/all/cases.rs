@@ -224,6 +224,11 @@ const NOT_LOAD_REFUSALS: &[(&str, &str)] = &[
          checks the text",
     ),
     (
+        "refused: its circuit is open after",
+        "refuses a task while the swarm's circuit is open; \
+         throttle::the_circuit_opens_refuses_probes_and_closes checks the text",
+    ),
+    (
         "WARN credential get denied",
         "a log line of the host during a task, not an error; \
          credentials::secret_values_never_reach_the_log checks it is logged",

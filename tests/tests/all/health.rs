@@ -165,7 +165,8 @@ async fn a_swarm_that_always_traps_is_quarantined_within_its_failure_window() {
         .example(guests::HELLO_WORLD)
         .component(
             guests::MISBEHAVE,
-            "swarm_id = \"trapper\"\n[reputation]\nfailure_window = 10\nmax_failure_rate_percent = 50\n",
+            "swarm_id = \"trapper\"\n[reputation]\nfailure_window = 10\nmax_failure_rate_percent = 50\n\
+             [throttle]\ncircuit_failures = 0\n",
         )
         .build()
         .await;

@@ -68,7 +68,19 @@ fn swarm_limits_and_budgets_are_range_checked() {
 fn throttle_settings_are_range_checked() {
     let default = parse("swarm_id = \"s\"\n").unwrap();
     assert!(default.throttle.is_default() && default.throttle.adaptive);
-    assert_eq!(default.throttle.circuit_failures, 5);
+    assert_eq!(default.circuit_failures(), 5);
+    let expected =
+        parse("swarm_id = \"s\"\n[reputation]\nmax_failure_rate_percent = 100\n").unwrap();
+    assert_eq!(
+        expected.circuit_failures(),
+        0,
+        "failures are expected: no circuit"
+    );
+    let both = parse(
+        "swarm_id = \"s\"\n[reputation]\nmax_failure_rate_percent = 100\n[throttle]\ncircuit_failures = 3\n",
+    )
+    .unwrap();
+    assert_eq!(both.circuit_failures(), 3);
     let ok = parse(
         "swarm_id = \"s\"\n[resource_limits]\nmax_concurrent_tasks = 8\n\
          [throttle]\nmin_concurrency = 2\nwindow_tasks = 10\ncircuit_failures = 0\ncool_down_seconds = 0.5\n",
