@@ -473,39 +473,29 @@ impl Chassis {
     /// when given), with their standing now, by swarm id.
     pub fn candidates(&self, capability: &str, task_type: Option<&str>) -> Vec<Candidate> {
         let host_threshold = self.inner.config.routing.selection_threshold;
-        self.list()
-            .into_iter()
-            .filter(|info| info.contract.capabilities.iter().any(|c| c == capability))
-            .filter(|info| task_type.is_none_or(|t| info.task_types.iter().any(|x| x == t)))
-            .filter_map(|info| self.standing_of(&info, host_threshold))
-            .collect()
+        // Read from each swarm's live state, not through the reports: this
+        // runs for every task addressed to a capability.
+        let mut all: Vec<Candidate> = self
+            .inner
+            .registry
+            .loaded()
+            .iter()
+            .filter(|s| s.info.contract.capabilities.iter().any(|c| c == capability))
+            .filter(|s| task_type.is_none_or(|t| s.info.task_types.iter().any(|x| x == t)))
+            .map(|s| standing_of(s, host_threshold))
+            .collect();
+        all.sort_by(|a, b| a.swarm_id.cmp(&b.swarm_id));
+        all
     }
 
     /// A loaded swarm's standing for capability routing now: its score,
-    /// selection threshold, quarantine, budget and free slots.
+    /// selection threshold, quarantine, budget, circuit and free slots.
     pub fn standing(&self, swarm_id: &str) -> Result<Candidate, Error> {
-        let info = self.describe(swarm_id)?;
-        self.standing_of(&info, self.inner.config.routing.selection_threshold)
-            .ok_or_else(|| Error::NotLoaded(swarm_id.to_string()))
-    }
-
-    fn standing_of(&self, info: &SwarmInfo, host_threshold: f64) -> Option<Candidate> {
-        let report = self.slo_report(&info.swarm_id).ok()?;
-        let usage = self.resource_usage(&info.swarm_id).ok()?;
-        let reputation = &info.contract.reputation;
-        let slots = usage.throttle.concurrency;
-        Some(Candidate {
-            swarm_id: info.swarm_id.clone(),
-            score: report.reputation.score,
-            selection_threshold: reputation
-                .selection_threshold
-                .unwrap_or(host_threshold.max(reputation.quarantine_threshold)),
-            quarantined: report.reputation.quarantined,
-            budget_spent: self.budget_spent(&info.swarm_id),
-            circuit_open: self.circuit_open(&info.swarm_id),
-            free_slots: slots
-                .saturating_sub(u32::try_from(usage.tasks_running).unwrap_or(u32::MAX)),
-        })
+        let swarm = self.inner.registry.get(swarm_id)?;
+        Ok(standing_of(
+            &swarm,
+            self.inner.config.routing.selection_threshold,
+        ))
     }
 
     /// [`Chassis::execute_task`], with the output handed back as the
@@ -804,6 +794,33 @@ impl Chassis {
             bytes,
         };
         Ok((usage, mark))
+    }
+}
+
+/// `swarm`'s standing for capability routing now, its selection threshold
+/// the contract's or else `host_threshold` (never under its quarantine
+/// threshold).
+fn standing_of(swarm: &registry::LoadedSwarm, host_threshold: f64) -> Candidate {
+    let rt = &swarm.runtime;
+    let reputation = &swarm.info.contract.reputation;
+    let (score, quarantined) = {
+        let health = rt.health.lock();
+        (health.reputation.score, health.reputation.quarantined)
+    };
+    let running = u32::try_from(rt.counters.running.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
+    Candidate {
+        swarm_id: swarm.info.swarm_id.clone(),
+        score,
+        selection_threshold: reputation
+            .selection_threshold
+            .unwrap_or(host_threshold.max(reputation.quarantine_threshold)),
+        quarantined,
+        budget_spent: rt
+            .budget
+            .as_ref()
+            .is_some_and(|b| b.check(std::time::SystemTime::now()).is_err()),
+        circuit_open: rt.throttle.refusing(),
+        free_slots: rt.admission.limit().saturating_sub(running),
     }
 }
 

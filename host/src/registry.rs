@@ -156,6 +156,16 @@ impl Registry {
             .sum()
     }
 
+    /// Every loaded swarm, in no order.
+    pub(crate) fn loaded(&self) -> Vec<Arc<LoadedSwarm>> {
+        self.swarms
+            .read()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn list(&self) -> Vec<SwarmInfo> {
         let mut all: Vec<SwarmInfo> = self
             .swarms

@@ -20,9 +20,10 @@ pub mod h_http;
 pub mod h_queue;
 pub mod i_storage;
 pub mod j_optimize;
+pub mod k_routing;
 
 /// The figures' letters, for `--only`.
-pub const LETTERS: &str = "abcdefghij";
+pub const LETTERS: &str = "abcdefghijk";
 
 /// What every figure is measured with.
 pub struct Run<'a> {
@@ -60,6 +61,7 @@ pub async fn measure(run: &Run<'_>, wants: impl Fn(char) -> bool) -> Result<Vec<
         'h' => h_queue,
         'i' => i_storage,
         'j' => j_optimize,
+        'k' => k_routing,
     );
     Ok(figures)
 }

@@ -519,7 +519,7 @@ fn the_alias_table_is_the_one_serde_reads() {
          [swarm_limits]\nmax_cpu_percent = 100\nmax_memory_mb = 512\n\
          [budget]\ncpu_seconds = 60.0\nnetwork_bytes = 1000\ntasks = 10\n\
          [reputation]\nselection_threshold = 0.6\n\
-         [throttle]\nwindow_tasks = 5\n",
+         [throttle]\nwindow_tasks = 5\ncircuit_failures = 3\n",
     )
     .unwrap();
     let value = toml::Value::try_from(&contract).unwrap();
