@@ -1849,3 +1849,83 @@ async fn tasks_addressed_to_a_capability_reach_the_workers_that_serve_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A worker takes none of a swarm's tasks while its circuit is open: they
+/// wait in the stream through the cool-down, the first taken after it is
+/// the probe, and none is answered `circuit_open`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_takes_no_task_of_a_swarm_whose_circuit_is_open() {
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-circuit");
+    let nats = Nats::start(&dir);
+    let contract = dir.join("flaky.toml");
+    std::fs::write(
+        &contract,
+        format!(
+            "swarm_id = \"flaky\"\nwasm_module = {:?}\n\
+             [resource_limits]\nmax_concurrent_tasks = 4\n\
+             [throttle]\ncircuit_failures = 2\ncool_down_seconds = 3\nmin_concurrency = 4\n",
+            root().join("target/swarms/hog.wasm")
+        ),
+    )
+    .unwrap();
+    let (config, _) = worker_config(&dir, "w1");
+    let _worker = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--nats",
+        &nats.url,
+        "--worker-id",
+        "w1",
+        contract.to_str().unwrap(),
+    ]);
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap()
+        .trusting(trusted());
+    until_served(&queue, "flaky").await;
+    let submit = |task_type: &'static str, n: usize| {
+        let queue = &queue;
+        async move {
+            let mut ids = Vec::new();
+            for _ in 0..n {
+                let request = TaskRequest::new(task_type, json!({"rounds": 10}));
+                ids.push(queue.submit("flaky", request).await.unwrap());
+            }
+            ids
+        }
+    };
+    // Two failures in a row open the circuit.
+    for id in submit("fail", 2).await {
+        let result = queue.wait(&id, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(result.status, ResultStatus::Failed, "{result:?}");
+    }
+    let opened = Instant::now();
+    // Four slots stay takeable (`min_concurrency`): only the circuit holds
+    // the worker back.
+    let ids = submit("burn", 4).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for id in &ids {
+        assert!(
+            queue.result(id).await.unwrap().is_none(),
+            "{id} was answered while the circuit was open"
+        );
+    }
+    // Left in the stream: no pull is made while the circuit is open (a
+    // pull already waiting when it opened may take one, which is handed
+    // back, not answered).
+    let (pending, in_flight) = queue.figures("flaky").await.unwrap().unwrap();
+    assert!(
+        pending + in_flight == 4 && in_flight <= 1,
+        "{pending} pending, {in_flight} taken"
+    );
+    // After the cool-down the probe succeeds and the rest follow.
+    for (id, result) in results(&queue, &ids, Duration::from_secs(60)).await {
+        assert_eq!(result.status, ResultStatus::Success, "{id}: {result:?}");
+        assert!(result.deliveries <= 2, "{id}: {result:?}");
+    }
+    assert!(
+        opened.elapsed() >= Duration::from_secs(3),
+        "answered before the cool-down ended"
+    );
+}

@@ -585,6 +585,13 @@ async fn the_docs_name_the_metrics_there_are() {
             task_id: task_id.clone(),
             deliveries: 5,
         },
+        Event::CircuitChanged {
+            swarm_id: swarm_id.clone(),
+            task_id: task_id.clone(),
+            state: "open".into(),
+            reason: String::new(),
+            cool_down_seconds: Some(30.0),
+        },
     ] {
         metrics.record(&event);
     }

@@ -204,7 +204,11 @@ pub(crate) fn entry(
                 },
                 swarm_id: info.swarm_id,
                 slots,
-                free_slots: slots.saturating_sub(u32::try_from(running).unwrap_or(u32::MAX)),
+                // Of the slots the governor's throttle lets be taken now.
+                free_slots: standing.as_ref().map_or_else(
+                    || slots.saturating_sub(u32::try_from(running).unwrap_or(u32::MAX)),
+                    |s| s.free_slots,
+                ),
                 quarantined,
                 digest: info.digest,
             }
