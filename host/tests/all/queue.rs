@@ -1736,7 +1736,7 @@ async fn tasks_addressed_to_a_capability_reach_the_workers_that_serve_it() {
             contract.to_str().unwrap(),
         ])
     };
-    let _w1 = start("w1", &contract("alpha", ""));
+    let w1 = start("w1", &contract("alpha", ""));
     let _w2 = start("w2", &contract("beta", ""));
     let queue = Queue::connect(&nats.url, &Streams::default())
         .await
@@ -1744,6 +1744,21 @@ async fn tasks_addressed_to_a_capability_reach_the_workers_that_serve_it() {
         .trusting(trusted());
     until_served(&queue, "alpha").await;
     until_served(&queue, "beta").await;
+    // Each worker counts the live workers (what `ChassisFleetWorkerMissing` reads).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = reqwest::get(w1.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|l| l == "chassis_fleet_workers 2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let submit = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_chassis"))
             .args(["submit", "--nats", &nats.url, "--task", "hello"])
