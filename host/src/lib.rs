@@ -656,13 +656,14 @@ impl Chassis {
     }
 
     /// How many of the swarm's tasks may run at once now: its
-    /// `max_concurrent_tasks`, or less while the governor throttles it; 0
-    /// for a swarm not loaded.
+    /// `max_concurrent_tasks`, or less while the governor throttles it; one
+    /// when its circuit waits for a probe task, none while the circuit
+    /// refuses or the swarm is not loaded.
     pub fn concurrency(&self, swarm_id: &str) -> usize {
         self.inner
             .registry
             .get(swarm_id)
-            .map_or(0, |swarm| swarm.runtime.admission.limit() as usize)
+            .map_or(0, |swarm| swarm.runtime.throttle.takeable() as usize)
     }
 
     /// Release a quarantined swarm: its tasks run again, its score goes back

@@ -60,6 +60,13 @@ struct BudgetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoutedLabels {
+    swarm: String,
+    /// The capability the task was addressed to.
+    capability: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabels {
     swarm: String,
     /// `out` (request bodies) or `in` (response bodies).
@@ -102,6 +109,7 @@ pub struct Metrics {
     concurrency: Family<SwarmLabel, Gauge>,
     circuit_open: Family<SwarmLabel, Gauge>,
     circuit_openings: Family<SwarmLabel, Counter>,
+    routed: Family<RoutedLabels, Counter>,
     audit_up: Gauge,
     fleet_workers: Gauge,
     /// One render at a time: a render sets the families read from the host
@@ -148,6 +156,7 @@ impl Metrics {
             concurrency: Family::default(),
             circuit_open: Family::default(),
             circuit_openings: Family::default(),
+            routed: Family::default(),
             audit_up: Gauge::default(),
             fleet_workers: Gauge::default(),
             rendering: Mutex::new(()),
@@ -185,8 +194,9 @@ impl Metrics {
             budget_limit: "budget_limit", "One of a swarm's [budget]s per period, in its unit (seconds, bytes, tasks)";
             budget_renews: "budget_renews_in_seconds", "Seconds until a swarm's budgets renew";
             concurrency: "concurrency_limit", "Slots of a swarm that may be taken now (the governor's throttle; max_concurrent_tasks when not throttled)";
-            circuit_open: "circuit_open", "1 while a swarm's circuit refuses its tasks (open, or half open)";
+            circuit_open: "circuit_open", "1 while a swarm's circuit is not closed: open (refusing, or waiting for its probe task) or half open";
             circuit_openings: "circuit_openings", "Times a swarm's circuit opened";
+            routed: "tasks_routed", "Tasks addressed to a capability that the governor gave to a swarm, by swarm and capability";
             audit_up: "audit_log_up", "1 while the audit log records; 0 once it has failed and tasks are refused";
             fleet_workers: "fleet_workers", "Live workers of the fleet as this worker reads their heartbeats (with --nats)";
         }
@@ -351,6 +361,18 @@ impl EventSink for Metrics {
                 swarm_id, state, ..
             } if state == "open" => {
                 self.circuit_openings.get_or_create(&swarm(swarm_id)).inc();
+            }
+            Event::TaskRouted {
+                swarm_id,
+                capability,
+                ..
+            } => {
+                self.routed
+                    .get_or_create(&RoutedLabels {
+                        swarm: swarm_id.clone(),
+                        capability: capability.clone(),
+                    })
+                    .inc();
             }
             Event::TaskAbandoned { swarm_id, .. } => {
                 self.queue_dead_letters

@@ -410,7 +410,8 @@ impl Chassis {
             }
             Mode::Replace => self.inner.registry.swap(swarm, previous.as_ref(), |new| {
                 new.runtime.health.reconfigure(&new.info.contract);
-                new.runtime.throttle.reconfigure(&new.info.contract);
+                let before = previous.as_ref().map(|p| &*p.runtime.throttle);
+                new.runtime.throttle.reconfigure(&new.info.contract, before);
             })?,
         };
         match &replaced {

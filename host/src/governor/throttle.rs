@@ -126,6 +126,13 @@ pub(crate) struct State {
     circuit: Circuit,
     in_a_row: u32,
     openings: u32,
+    /// Bumped when the circuit opens and when a new version takes over:
+    /// a task that entered before it is not counted by the throttle (its
+    /// ending says nothing of the circuit it finds).
+    epoch: u64,
+    /// Set when a new version with a throttle of its own took over: this
+    /// one decides nothing more.
+    retired: bool,
 }
 
 impl State {
@@ -141,11 +148,16 @@ impl State {
             circuit: Circuit::Closed,
             in_a_row: 0,
             openings: 0,
+            epoch: 0,
+            retired: false,
         }
     }
 
     /// Whether a task may run now, and whether it is the probe.
     pub(crate) fn enter(&mut self, now: Instant, out: &mut Vec<Decision>) -> Result<bool, Refusal> {
+        if self.retired {
+            return Ok(false);
+        }
         match self.circuit {
             Circuit::Closed => Ok(false),
             Circuit::Open { until } if now < until => Err(Refusal {
@@ -176,31 +188,47 @@ impl State {
         }
     }
 
-    /// A probe that proved nothing: the next task probes.
-    pub(crate) fn probe_unsettled(&mut self) {
-        if let Circuit::HalfOpen { .. } = self.circuit {
+    /// The epoch a task entering now belongs to.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// A probe of `epoch` that proved nothing: the next task probes.
+    pub(crate) fn probe_unsettled(&mut self, epoch: u64) {
+        if epoch == self.epoch
+            && let Circuit::HalfOpen { .. } = self.circuit
+        {
             self.circuit = Circuit::HalfOpen { probing: false };
         }
     }
 
-    /// A task ended: `counted` as reputation counts it (`None`: not the
-    /// swarm's doing), after `in_slot` in its slot when it reached one.
+    /// A task of `epoch` ended: `counted` as reputation counts it (`None`:
+    /// not the swarm's doing), after `in_slot` in its slot (`None`: it
+    /// never got one, so the swarm did not run it). Only a task that ran
+    /// counts, and only in the epoch it entered.
     pub(crate) fn settle(
         &mut self,
-        probe: bool,
+        (probe, epoch): (bool, u64),
         counted: Option<Counted>,
         in_slot: Option<Duration>,
         now: Instant,
         out: &mut Vec<Decision>,
     ) {
-        let Some(counted) = counted else {
+        if self.retired || epoch != self.epoch {
+            return;
+        }
+        let (Some(counted), Some(in_slot)) = (counted, in_slot) else {
             if probe {
-                self.probe_unsettled();
+                self.probe_unsettled(epoch);
             }
             return;
         };
         let failed = counted.own_failure;
-        self.in_a_row = if failed { self.in_a_row + 1 } else { 0 };
+        self.in_a_row = if failed {
+            self.in_a_row.saturating_add(1)
+        } else {
+            0
+        };
         let circuit = self.circuit_failures > 0;
         if probe {
             if failed {
@@ -225,12 +253,10 @@ impl State {
             );
             return;
         }
-        if let Some(in_slot) = in_slot {
-            self.latencies.push(in_slot);
-            self.failures += u32::from(failed);
-            if self.latencies.len() >= self.settings.window_tasks.max(1) as usize {
-                self.end_window(out);
-            }
+        self.latencies.push(in_slot);
+        self.failures += u32::from(failed);
+        if self.latencies.len() >= self.settings.window_tasks.max(1) as usize {
+            self.end_window(out);
         }
     }
 
@@ -283,6 +309,7 @@ impl State {
 
     fn open(&mut self, now: Instant, why: String, out: &mut Vec<Decision>) {
         self.openings += 1;
+        self.epoch += 1;
         self.in_a_row = 0;
         self.latencies.clear();
         self.failures = 0;
@@ -314,6 +341,9 @@ impl State {
     /// Take a new version's settings: the circuit closes (the new version
     /// gets its chance), the openings on probation carry on.
     pub(crate) fn reconfigure(&mut self, contract: &ServiceContract, out: &mut Vec<Decision>) {
+        self.epoch += 1;
+        self.latencies.clear();
+        self.failures = 0;
         self.settings = contract.throttle.clone();
         self.circuit_failures = contract.circuit_failures();
         self.targets = contract.slo_targets.clone();
@@ -346,6 +376,16 @@ impl State {
             probe_in_ms,
             failures_in_a_row: self.in_a_row,
             openings: self.openings,
+        }
+    }
+
+    /// How many tasks may be taken now: the limit while closed, one when
+    /// the probe is due, none while refusing.
+    pub(crate) fn takeable(&self, now: Instant) -> u32 {
+        match self.circuit {
+            Circuit::Closed => self.limit,
+            _ if self.refusing(now) => 0,
+            _ => 1,
         }
     }
 
@@ -384,6 +424,7 @@ impl std::fmt::Debug for Throttle {
 pub(crate) struct Ticket<'a> {
     throttle: &'a Throttle,
     probe: bool,
+    epoch: u64,
     settled: bool,
 }
 
@@ -413,20 +454,43 @@ impl Throttle {
     /// Let a task in, or refuse it while the circuit is open.
     pub(crate) fn enter(&self, task_id: &str) -> Result<Ticket<'_>, Refusal> {
         let mut out = Vec::new();
-        let probe = self.lock().enter(Instant::now(), &mut out)?;
+        let (probe, epoch) = {
+            let mut state = self.lock();
+            let probe = state.enter(Instant::now(), &mut out)?;
+            (probe, state.epoch())
+        };
         self.raise(out, task_id);
         Ok(Ticket {
             throttle: self,
             probe,
+            epoch,
             settled: false,
         })
     }
 
-    /// Take a replacing version's settings.
-    pub(crate) fn reconfigure(&self, contract: &ServiceContract) {
+    /// Take a replacing version's settings. When the version it replaces
+    /// had a throttle of its own (`before`: its slots differ), that one is
+    /// retired and its openings on probation carry on here.
+    pub(crate) fn reconfigure(&self, contract: &ServiceContract, before: Option<&Throttle>) {
+        let inherited = before.filter(|b| !std::ptr::eq(*b, self)).map(|b| {
+            let mut old = b.lock();
+            old.retired = true;
+            old.openings
+        });
         let mut out = Vec::new();
-        self.lock().reconfigure(contract, &mut out);
+        {
+            let mut state = self.lock();
+            if let Some(openings) = inherited {
+                state.openings = state.openings.max(openings);
+            }
+            state.reconfigure(contract, &mut out);
+        }
         self.raise(out, "");
+    }
+
+    /// How many of the swarm's tasks may be taken now ([`State::takeable`]).
+    pub(crate) fn takeable(&self) -> u32 {
+        self.lock().takeable(Instant::now())
     }
 
     /// What it does now.
@@ -490,9 +554,13 @@ impl Ticket<'_> {
     ) {
         self.settled = true;
         let mut out = Vec::new();
-        self.throttle
-            .lock()
-            .settle(self.probe, counted, in_slot, Instant::now(), &mut out);
+        self.throttle.lock().settle(
+            (self.probe, self.epoch),
+            counted,
+            in_slot,
+            Instant::now(),
+            &mut out,
+        );
         self.throttle.raise(out, task_id);
     }
 }
@@ -500,7 +568,7 @@ impl Ticket<'_> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if self.probe && !self.settled {
-            self.throttle.lock().probe_unsettled();
+            self.throttle.lock().probe_unsettled(self.epoch);
         }
     }
 }
@@ -545,7 +613,8 @@ mod tests {
         let mut out = Vec::new();
         for _ in 0..n {
             let probe = state.enter(now, &mut out).unwrap();
-            state.settle(probe, end, slot, now, &mut out);
+            let epoch = state.epoch();
+            state.settle((probe, epoch), end, slot, now, &mut out);
         }
         out
     }
@@ -628,7 +697,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(10);
         assert!(s.enter(t1, &mut out).unwrap());
         assert_eq!(s.enter(t1, &mut out).unwrap_err().retry_after, PROBE_RETRY);
-        s.settle(true, FAILED, ms(1), t1, &mut out);
+        s.settle((true, s.epoch()), FAILED, ms(1), t1, &mut out);
         assert!(
             matches!(
                 out.last(),
@@ -640,9 +709,9 @@ mod tests {
         // A probe that proves nothing lets the next task probe.
         let t2 = t1 + Duration::from_secs(20);
         assert!(s.enter(t2, &mut out).unwrap());
-        s.settle(true, None, None, t2, &mut out);
+        s.settle((true, s.epoch()), None, None, t2, &mut out);
         assert!(s.enter(t2, &mut out).unwrap());
-        s.settle(true, OK, ms(1), t2, &mut out);
+        s.settle((true, s.epoch()), OK, ms(1), t2, &mut out);
         assert_eq!(s.view(t2).circuit, CircuitState::Closed);
         assert!(!s.enter(t2, &mut out).unwrap(), "closed: no more probes");
     }
@@ -660,7 +729,7 @@ mod tests {
         for _ in 0..2 {
             now += Duration::from_secs(100);
             assert!(s.enter(now, &mut out).unwrap());
-            s.settle(true, FAILED, ms(1), now, &mut out);
+            s.settle((true, s.epoch()), FAILED, ms(1), now, &mut out);
         }
         let Some(Decision::Quarantine { reason }) = out.last() else {
             panic!("{out:?}")
@@ -678,11 +747,63 @@ mod tests {
         out.extend(tasks(&mut s, 2, FAILED, ms(1), now));
         now += Duration::from_secs(100);
         assert!(s.enter(now, &mut out).unwrap());
-        s.settle(true, FAILED, ms(1), now, &mut out);
+        s.settle((true, s.epoch()), FAILED, ms(1), now, &mut out);
         assert!(
             !out.iter().any(|d| matches!(d, Decision::Quarantine { .. })),
             "{out:?}"
         );
         assert_eq!(s.view(now).openings, 2);
+    }
+
+    const OVERLOADED: Option<Counted> = Some(Counted {
+        ending: Ending::NoAnswer,
+        own_failure: false,
+    });
+
+    /// A task that never got a slot proves nothing: it neither breaks a
+    /// run of failures nor settles a probe.
+    #[test]
+    fn a_task_that_never_ran_neither_resets_the_run_nor_settles_the_probe() {
+        let c = contract("[throttle]\ncircuit_failures = 3\ncool_down_seconds = 1\n");
+        let mut s = State::new(&c, 8, 8);
+        let now = Instant::now();
+        let mut out = tasks(&mut s, 2, FAILED, ms(1), now);
+        out.extend(tasks(&mut s, 5, OVERLOADED, None, now));
+        out.extend(tasks(&mut s, 1, FAILED, ms(1), now));
+        assert_eq!(s.view(now).circuit, CircuitState::Open, "{out:?}");
+        let later = now + Duration::from_secs(2);
+        assert!(s.enter(later, &mut out).unwrap());
+        s.settle((true, s.epoch()), OVERLOADED, None, later, &mut out);
+        assert_eq!(s.view(later).circuit, CircuitState::HalfOpen);
+        assert!(s.enter(later, &mut out).unwrap(), "the next task probes");
+    }
+
+    /// Tasks that entered before the circuit opened, or before a new
+    /// version took over, are not counted: they neither reopen the circuit
+    /// nor fill a window that would forgive its openings.
+    #[test]
+    fn tasks_from_before_an_opening_or_a_new_version_are_not_counted() {
+        let c =
+            contract("[throttle]\ncircuit_failures = 2\ncool_down_seconds = 1\nwindow_tasks = 2\n");
+        let mut s = State::new(&c, 8, 8);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let old = (s.enter(now, &mut out).unwrap(), s.epoch());
+        out.extend(tasks(&mut s, 2, FAILED, ms(1), now));
+        assert_eq!(s.view(now).circuit, CircuitState::Open);
+        // Healthy endings from before the opening forgive nothing.
+        for _ in 0..3 {
+            s.settle(old, OK, ms(1), now, &mut out);
+        }
+        assert_eq!(s.view(now).openings, 1);
+        // A probe running when a new version is loaded: its failure does
+        // not reopen the new version's circuit.
+        let later = now + Duration::from_secs(2);
+        let probe = (s.enter(later, &mut out).unwrap(), s.epoch());
+        assert!(probe.0);
+        s.reconfigure(&c, &mut out);
+        s.settle(probe, FAILED, ms(1), later, &mut out);
+        assert_eq!(s.view(later).circuit, CircuitState::Closed);
+        assert_eq!(s.view(later).openings, 1, "the probation carries on");
     }
 }

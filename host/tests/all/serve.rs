@@ -1906,4 +1906,13 @@ async fn a_task_addressed_to_a_capability_names_the_swarm_that_ran_it() {
             .contains("hello-b: reputation 0.500 is under its selection threshold 0.950"),
         "{body}"
     );
+    // Each choice is counted.
+    let metrics = get(&c, &server, "/metrics").await.1;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l
+                == "chassis_tasks_routed_total{swarm=\"hello-a\",capability=\"demo:hello\"} 3"),
+        "{metrics}"
+    );
 }

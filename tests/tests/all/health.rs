@@ -585,6 +585,13 @@ async fn the_docs_name_the_metrics_there_are() {
             task_id: task_id.clone(),
             deliveries: 5,
         },
+        Event::TaskRouted {
+            swarm_id: swarm_id.clone(),
+            task_id: task_id.clone(),
+            capability: "demo:hello".into(),
+            eligible: 1,
+            draw: 0.5,
+        },
         Event::CircuitChanged {
             swarm_id: swarm_id.clone(),
             task_id: task_id.clone(),

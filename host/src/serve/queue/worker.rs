@@ -210,11 +210,16 @@ impl Worker {
         while !*stop.borrow() && !*retired.borrow() {
             // Take nothing a refusal would only hand back: a swarm held
             // back (quarantined, out of budget, circuit open), or a host
-            // whose audit log cannot record.
+            // whose audit log cannot record; and no more than the throttle
+            // lets run beside those running (one when a probe is due).
             let chassis = self.service.chassis();
-            if chassis.holding_back(swarm_id) || chassis.event_sink_failure().is_some() {
+            let running = slots as usize - free.available_permits();
+            let room = chassis.concurrency(swarm_id).saturating_sub(running);
+            let held = chassis.holding_back(swarm_id) || chassis.event_sink_failure().is_some();
+            if held || room == 0 {
+                let pause = Duration::from_millis(if held { 200 } else { 20 });
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    () = tokio::time::sleep(pause) => {}
                     _ = stop.changed() => {}
                 }
                 continue;
@@ -225,14 +230,6 @@ impl Worker {
                 _ = stop.changed() => continue,
                 _ = retired.changed() => continue,
             };
-            // No more than the throttle lets run beside those running.
-            let running = slots as usize - free.available_permits() - 1;
-            let room = chassis.concurrency(swarm_id).saturating_sub(running);
-            if room == 0 {
-                drop(first);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
             let mut permits = vec![first];
             while permits.len() < room
                 && let Ok(permit) = free.clone().try_acquire_owned()
