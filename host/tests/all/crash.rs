@@ -494,14 +494,7 @@ async fn a_full_disk_refuses_work_with_a_clear_error_and_loses_nothing_answered(
     let ready: Value = serde_json::from_str(&ready.text().await.unwrap()).unwrap();
     assert_ne!(ready["audit"], "ok", "{ready}");
     // What the `ChassisAuditLogFailed` alert reads.
-    let metrics = http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::common::metrics(&server).await;
     assert!(
         metrics.lines().any(|l| l == "chassis_audit_log_up 0"),
         "{metrics}"

@@ -105,14 +105,7 @@ async fn an_open_circuit_is_503_with_retry_after_and_shows_everywhere() {
         "{swarm}"
     );
 
-    let metrics = c
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::common::metrics(&server).await;
     for line in [
         "chassis_circuit_open{swarm=\"flaky\"} 1",
         "chassis_concurrency_limit{swarm=\"flaky\"} 1",

@@ -273,12 +273,7 @@ async fn every_task_has_one_result_when_a_worker_is_killed_mid_run() {
     let workers: Vec<(Server, PathBuf)> = workers.collect();
     let mut redelivered = 0;
     for (server, _) in &workers {
-        let text = reqwest::get(server.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = crate::common::metrics(server).await;
         assert!(
             text.contains("chassis_queue_pending{swarm=\"hello\"} 0"),
             "{text}"
@@ -1747,12 +1742,7 @@ async fn tasks_addressed_to_a_capability_reach_the_workers_that_serve_it() {
     // Each worker counts the live workers (what `ChassisFleetWorkerMissing` reads).
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let metrics = reqwest::get(w1.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = crate::common::metrics(&w1).await;
         if metrics.lines().any(|l| l == "chassis_fleet_workers 2") {
             break;
         }

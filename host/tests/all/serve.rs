@@ -1795,14 +1795,7 @@ async fn a_spent_budget_is_429_with_retry_after_until_it_renews() {
         (&json!("tasks"), &json!(1.0), &json!(1.0)),
         "{swarm}"
     );
-    let metrics = c
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::common::metrics(&server).await;
     assert!(
         metrics.contains("chassis_budget_spent{swarm=\"budgeted\",budget=\"tasks\"} 1.0")
             && metrics.contains("chassis_budget_limit{swarm=\"budgeted\",budget=\"tasks\"} 1.0"),

@@ -11,6 +11,16 @@ pub use chassis_test_support::{
     Nats, Server, assert_ok, audit_segment, audit_text, browser, cut_audit, root,
 };
 
+/// What `server` answers on `/metrics` now.
+pub async fn metrics(server: &Server) -> String {
+    reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A fresh directory under `target/tmp/` for one test.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = root()
