@@ -7,7 +7,7 @@
 //!        yes -> header names this key, payload digest ok, wasmtime accepts
 //!               it -> Component
 //!               (anything wrong: recompile and replace the file)
-//!        no  -> compile, write <dir>/.<key>.tmp, rename to <key>.cwasm
+//!        no  -> compile, write <dir>/.<key>.<pid>.<n>.tmp, rename to <key>.cwasm
 //! ```
 //!
 //! An entry is only trusted when its header names the same component digest
@@ -223,7 +223,11 @@ fn deserialize(engine: &Engine, payload: &[u8]) -> Result<Component, wasmtime::E
 fn write_entry(path: &Path, key: &[u8; 48], payload: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("entries live in the cache directory");
     let name = path.file_name().expect("entry file name").to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Unique per write: two loads of one component at once (two contracts
+    // naming the same file) each write their own, and the last rename wins.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let result = (|| {
         let mut file = crate::files::create_private_file(&tmp)?;
         file.write_all(MAGIC)?;
@@ -277,6 +281,36 @@ mod tests {
 
     fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, wasmtime::Error> {
         Component::new(engine, bytes)
+    }
+
+    /// Two loads of one component at once both write the entry (neither
+    /// takes the other's temporary file away), and it is a hit after.
+    #[test]
+    fn two_writes_of_one_entry_at_once_both_succeed() {
+        let engine = engine();
+        let dir = tmpdir("race");
+        let cache = ComponentCache::open(&dir, &engine).unwrap();
+        let bytes = wat::parse_str(EMPTY_COMPONENT).unwrap();
+        let payload = compile(&engine, &bytes).unwrap().serialize().unwrap();
+        let path = dir.join("entry.cwasm");
+        let key = [7u8; 48];
+        let results: Vec<std::io::Result<()>> = std::thread::scope(|s| {
+            let writers: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| write_entry(&path, &key, &payload)))
+                .collect();
+            writers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        for result in results {
+            result.unwrap();
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        drop(cache);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
