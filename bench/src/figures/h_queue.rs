@@ -31,7 +31,7 @@ const TASKS: u32 = 3000;
 const SUBMITTERS: u32 = 8;
 
 /// A child process, killed when dropped.
-struct Process(Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -129,7 +129,7 @@ pub(crate) fn nats_server(dir: &Path) -> Result<chassis_test_support::Nats> {
 }
 
 /// The `chassis` binary built beside this one.
-fn chassis_binary() -> Result<PathBuf> {
+pub(crate) fn chassis_binary() -> Result<PathBuf> {
     chassis_test_support::find_chassis_binary().ok_or_else(|| {
         anyhow::anyhow!(
             "no chassis binary beside the bench: build it with `cargo build{} -p chassis`",
