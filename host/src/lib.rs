@@ -628,9 +628,7 @@ impl Chassis {
         self.inner
             .registry
             .get(swarm_id)
-            .ok()
-            .and_then(|swarm| swarm.runtime.budget.clone())
-            .is_some_and(|budget| budget.check(std::time::SystemTime::now()).is_err())
+            .is_ok_and(|swarm| swarm.runtime.budget_spent())
     }
 
     /// Whether the swarm's circuit refuses tasks now: open after a run of
@@ -648,11 +646,10 @@ impl Chassis {
     /// circuit open. A queue worker takes none of its tasks meanwhile.
     /// `true` for a swarm not loaded.
     pub fn holding_back(&self, swarm_id: &str) -> bool {
-        let quarantined = self
-            .slo_report(swarm_id)
-            .map(|r| r.reputation.quarantined)
-            .unwrap_or(true);
-        quarantined || self.budget_spent(swarm_id) || self.circuit_open(swarm_id)
+        self.inner
+            .registry
+            .get(swarm_id)
+            .map_or(true, |swarm| swarm.runtime.holding_back())
     }
 
     /// How many of the swarm's tasks may run at once now: its
@@ -816,10 +813,7 @@ fn standing_of(swarm: &registry::LoadedSwarm, host_threshold: f64) -> Candidate 
             .selection_threshold
             .unwrap_or(host_threshold.max(reputation.quarantine_threshold)),
         quarantined,
-        budget_spent: rt
-            .budget
-            .as_ref()
-            .is_some_and(|b| b.check(std::time::SystemTime::now()).is_err()),
+        budget_spent: rt.budget_spent(),
         circuit_open: rt.throttle.refusing(),
         free_slots: rt.admission.limit().saturating_sub(running),
     }

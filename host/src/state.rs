@@ -179,6 +179,19 @@ impl SwarmRuntime {
     pub(crate) fn swarm_id(&self) -> &str {
         &self.contract.swarm_id
     }
+
+    /// Whether a budget of its `[budget]` is spent for the period now.
+    pub(crate) fn budget_spent(&self) -> bool {
+        self.budget
+            .as_ref()
+            .is_some_and(|b| b.check(std::time::SystemTime::now()).is_err())
+    }
+
+    /// Whether its new tasks are refused for what it is: quarantined, a
+    /// budget spent, or its circuit refusing.
+    pub(crate) fn holding_back(&self) -> bool {
+        self.health.lock().reputation.quarantined || self.budget_spent() || self.throttle.refusing()
+    }
 }
 
 /// The data of one task's `Store`: the task's scope, its WASI context and

@@ -503,8 +503,9 @@ impl Throttle {
         self.lock().refusing(Instant::now())
     }
 
-    /// Apply and report decisions, in order. The admission limit is set
-    /// under the lock so two settles cannot apply theirs out of order.
+    /// Apply and report decisions, in order. The admission limit is set to
+    /// the state's limit as it is now, so two settles that apply theirs
+    /// out of order still leave the latest.
     fn raise(&self, decisions: Vec<Decision>, task_id: &str) {
         for decision in decisions {
             match decision {

@@ -136,6 +136,20 @@ fn start_worker(dir: &Path, nats: &Nats, name: &str) -> (Server, PathBuf) {
     start_worker_with(dir, nats, name, "")
 }
 
+/// Worker `name` on `nats` serving `contract` only.
+fn start_worker_on(dir: &Path, nats: &Nats, name: &str, contract: &Path) -> Server {
+    let (config, _) = worker_config(dir, name);
+    Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--nats",
+        &nats.url,
+        "--worker-id",
+        name,
+        contract.to_str().unwrap(),
+    ])
+}
+
 /// [`start_worker`] with `more` added to its `[nats]` table.
 fn start_worker_with(dir: &Path, nats: &Nats, name: &str, more: &str) -> (Server, PathBuf) {
     let (config, audit) = worker_config(dir, name);
@@ -1719,20 +1733,8 @@ async fn tasks_addressed_to_a_capability_reach_the_workers_that_serve_it() {
         .unwrap();
         path
     };
-    let start = |name: &str, contract: &Path| {
-        let (config, _) = worker_config(&dir, name);
-        Server::start(&[
-            "--config",
-            config.to_str().unwrap(),
-            "--nats",
-            &nats.url,
-            "--worker-id",
-            name,
-            contract.to_str().unwrap(),
-        ])
-    };
-    let w1 = start("w1", &contract("alpha", ""));
-    let _w2 = start("w2", &contract("beta", ""));
+    let w1 = start_worker_on(&dir, &nats, "w1", &contract("alpha", ""));
+    let _w2 = start_worker_on(&dir, &nats, "w2", &contract("beta", ""));
     let queue = Queue::connect(&nats.url, &Streams::default())
         .await
         .unwrap()
@@ -1808,7 +1810,9 @@ async fn tasks_addressed_to_a_capability_reach_the_workers_that_serve_it() {
     // beta asks for a score it cannot have (1.0): restarted so, its
     // heartbeat says so, and the choices leave it out.
     drop(_w2);
-    let _w2 = start(
+    let _w2 = start_worker_on(
+        &dir,
+        &nats,
         "w2",
         &contract("beta", "[reputation]\nselection_threshold = 1.0\n"),
     );
@@ -1874,16 +1878,7 @@ async fn a_worker_takes_no_task_of_a_swarm_whose_circuit_is_open() {
         ),
     )
     .unwrap();
-    let (config, _) = worker_config(&dir, "w1");
-    let _worker = Server::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--nats",
-        &nats.url,
-        "--worker-id",
-        "w1",
-        contract.to_str().unwrap(),
-    ]);
+    let _worker = start_worker_on(&dir, &nats, "w1", &contract);
     let queue = Queue::connect(&nats.url, &Streams::default())
         .await
         .unwrap()

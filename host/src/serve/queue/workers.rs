@@ -185,12 +185,8 @@ pub(crate) fn entry(
         .into_iter()
         .map(|info| {
             let slots = info.contract.resource_limits.max_concurrent_tasks;
-            let running = chassis
-                .resource_usage(&info.swarm_id)
-                .map_or(0, |u| u.tasks_running);
-            let quarantined = chassis
-                .slo_report(&info.swarm_id)
-                .is_ok_and(|r| r.reputation.quarantined);
+            // One read of its standing: score, quarantine, and the slots
+            // the governor's throttle lets be taken now.
             let standing = chassis.standing(&info.swarm_id).ok();
             ServedSwarm {
                 version: info.contract.version.clone(),
@@ -204,12 +200,8 @@ pub(crate) fn entry(
                 },
                 swarm_id: info.swarm_id,
                 slots,
-                // Of the slots the governor's throttle lets be taken now.
-                free_slots: standing.as_ref().map_or_else(
-                    || slots.saturating_sub(u32::try_from(running).unwrap_or(u32::MAX)),
-                    |s| s.free_slots,
-                ),
-                quarantined,
+                free_slots: standing.as_ref().map_or(0, |s| s.free_slots),
+                quarantined: standing.as_ref().is_some_and(|s| s.quarantined),
                 digest: info.digest,
             }
         })
