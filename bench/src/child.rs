@@ -4,7 +4,9 @@
 //! `running-bare`: KiB per copy); `profile` is not a figure but a loop of
 //! trivial tasks to run under a profiler
 //! (`perf record -g chassis-bench --child profile <root>`), µs per task, and
-//! `profile-credential` a loop of `credentials.get` calls, µs per call.
+//! `profile-credential` a loop of `credentials.get` calls, µs per call;
+//! `profile-bare` the `profile` loop on bare wasmtime, for a profile to
+//! set beside it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -35,6 +37,7 @@ pub fn run(mode: &str, root: &Path) -> Result<()> {
                 let payload = serde_json::json!({ "n": 2000, "name": "bench_token" });
                 profile(root, "credential", payload, 2000).await
             }
+            "profile-bare" => profile_bare(root).await,
             other => bail!("unknown child mode {other:?}"),
         }
     })?;
@@ -77,4 +80,16 @@ async fn profile(root: &Path, task: &str, payload: serde_json::Value, calls: u32
     let per_task = t.elapsed().as_secs_f64() * 1e6 / f64::from(tasks * calls);
     audit.close()?;
     Ok(per_task)
+}
+
+/// The `profile` loop on bare wasmtime (figure (a)'s baseline): µs per task.
+async fn profile_bare(root: &Path) -> Result<f64> {
+    let (_, bytes) = swarm(root, "bench-probe")?;
+    let host = crate::bare::BareHost::new(crate::bare::Epoch::Off, crate::setup::BARE_POOL)?;
+    let probe = host.load(&bytes)?;
+    let t = Instant::now();
+    for _ in 0..PROFILE_TASKS {
+        probe.run("noop", "{}").await?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e6 / f64::from(PROFILE_TASKS))
 }

@@ -143,10 +143,11 @@ impl SwarmHealth {
         latency: Duration,
         end: TaskEnd,
         limit: Option<LimitKind>,
+        now: Instant,
     ) {
         let Some((missed, changes)) =
             self.lock()
-                .count(&contract.slo_targets, latency, end, limit, Instant::now())
+                .count(&contract.slo_targets, latency, end, limit, now)
         else {
             return;
         };

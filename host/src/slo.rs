@@ -156,14 +156,18 @@ impl SloTracker {
             }
             _ => {}
         }
-        let figures = self.figures(targets, now);
-        let met = compliance(&figures.compliance);
-        let newly_missed = figures
-            .compliance
-            .iter()
-            .filter(|c| !c.compliant && was_met(self.met, c.metric))
-            .cloned()
-            .collect();
+        // Only what compliance needs (p95, not p50 or p99), and a list
+        // only when a target is newly missed: this runs for every task.
+        let checks = self.checks(targets, now);
+        let met = compliance(&checks);
+        let newly_missed = if met == self.met {
+            Vec::new()
+        } else {
+            checks
+                .into_iter()
+                .filter(|c| !c.compliant && was_met(self.met, c.metric))
+                .collect()
+        };
         self.met = met;
         (met, newly_missed)
     }
@@ -237,13 +241,33 @@ impl SloTracker {
 
     /// The figures now, against `targets`.
     pub(crate) fn figures(&self, targets: &SloTargets, now: Instant) -> SloFigures {
-        let q = |p: f64| {
-            if self.tasks == 0 {
-                0.0
-            } else {
-                self.latency_us.value_at_quantile(p) as f64 / 1000.0
-            }
-        };
+        let [response_time, error_rate, availability] = self.checks(targets, now);
+        let elapsed = self.age(now);
+        SloFigures {
+            tasks: self.tasks,
+            failed: self.failed,
+            p50_ms: self.quantile_ms(0.50),
+            p95_ms: response_time.actual,
+            p99_ms: self.quantile_ms(0.99),
+            error_rate_percent: error_rate.actual,
+            availability_percent: availability.actual,
+            throughput_rps: self.tasks as f64 / elapsed.as_secs_f64().max(1e-9),
+            compliance: vec![response_time, error_rate, availability],
+        }
+    }
+
+    /// The latency at quantile `q`, in ms (0 before the first task).
+    fn quantile_ms(&self, q: f64) -> f64 {
+        if self.tasks == 0 {
+            0.0
+        } else {
+            self.latency_us.value_at_quantile(q) as f64 / 1000.0
+        }
+    }
+
+    /// Each target against its figure at `now`: response time (p95), error
+    /// rate, availability.
+    fn checks(&self, targets: &SloTargets, now: Instant) -> [Check; 3] {
         let elapsed = self.age(now);
         let down = self.downtime
             + self
@@ -259,37 +283,27 @@ impl SloTracker {
         } else {
             100.0 * self.failed as f64 / self.tasks as f64
         };
-        let p95 = q(0.95);
-        SloFigures {
-            tasks: self.tasks,
-            failed: self.failed,
-            p50_ms: q(0.50),
-            p95_ms: p95,
-            p99_ms: q(0.99),
-            error_rate_percent: error_rate,
-            availability_percent: availability,
-            throughput_rps: self.tasks as f64 / elapsed.as_secs_f64().max(1e-9),
-            compliance: vec![
-                Check {
-                    metric: "response_time",
-                    actual: p95,
-                    target: targets.response_time_p95_ms,
-                    compliant: p95 <= targets.response_time_p95_ms,
-                },
-                Check {
-                    metric: "error_rate",
-                    actual: error_rate,
-                    target: targets.error_rate_percent,
-                    compliant: error_rate <= targets.error_rate_percent,
-                },
-                Check {
-                    metric: "availability",
-                    actual: availability,
-                    target: targets.availability_percent,
-                    compliant: availability >= targets.availability_percent,
-                },
-            ],
-        }
+        let p95 = self.quantile_ms(0.95);
+        [
+            Check {
+                metric: "response_time",
+                actual: p95,
+                target: targets.response_time_p95_ms,
+                compliant: p95 <= targets.response_time_p95_ms,
+            },
+            Check {
+                metric: "error_rate",
+                actual: error_rate,
+                target: targets.error_rate_percent,
+                compliant: error_rate <= targets.error_rate_percent,
+            },
+            Check {
+                metric: "availability",
+                actual: availability,
+                target: targets.availability_percent,
+                compliant: availability >= targets.availability_percent,
+            },
+        ]
     }
 }
 

@@ -1,7 +1,7 @@
 //! (a) Latency of a trivial task: `bench-probe`'s `noop` through
 //! `Chassis::execute_task` (every limit, an audit log file, SLO tracking)
 //! vs bare wasmtime (a fresh store from an `InstancePre`, the pooling
-//! allocator, one call). Goal: ratio ≤ 1.5.
+//! allocator, one call). Goal: ratio ≤ 1.2.
 
 use std::time::Instant;
 
@@ -45,6 +45,6 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         "bare wasmtime: fresh store from InstancePre, pooling, one call",
         &o,
         &b,
-        Some(Goal::AtMost(1.5)),
+        Some(Goal::AtMost(1.2)),
     )])
 }

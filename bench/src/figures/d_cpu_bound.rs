@@ -5,8 +5,10 @@
 //! (`TaskRequest::from_text`, `execute_task_text`), with no parse into a
 //! tree and no print. A second figure runs the same task with the
 //! payload as a `Value` (printed) and the output parsed into one, against
-//! the text path: what the round trip costs. Goal: ratio ≤ 1.6. Then what epoch interruption
-//! costs: the analyzer on bare wasmtime with it on vs off (no goal); what
+//! the text path: what the round trip costs. Goal: ratio ≤ 1.6. Then the
+//! host's own share: the chassis against bare wasmtime with epoch
+//! interruption on, the same engine work (goal: ratio ≤ 1.1); what epoch
+//! interruption costs: the analyzer on bare wasmtime with it on vs off (no goal); what
 //! wasm costs: bare wasmtime vs native; and the share of the task that is
 //! the host's check that the payload is one JSON document.
 //! The three results must agree before their times mean anything.
@@ -81,6 +83,23 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         &o,
         &b,
         None,
+    ));
+    // The host's own share: the same engine work (epochs on) with and
+    // without the chassis around it, the payload's JSON check included.
+    let (o, b) = rounds(
+        n,
+        move || ms(ours_text(&s.chassis, "analyzer", "analyze_code", text)),
+        move || ms(s.bare_analyzer_epoch.run("analyze_code", text)),
+    )
+    .await?;
+    figures.push(figure(
+        "d_host_share",
+        "(d) same, the chassis vs bare wasmtime with epochs",
+        "ms",
+        "bare wasmtime with epoch interruption on (the engine's share)",
+        &o,
+        &b,
+        Some(Goal::AtMost(1.1)),
     ));
     let (o, b) = rounds(
         n,

@@ -545,23 +545,20 @@ impl Throttle {
 }
 
 impl Ticket<'_> {
-    /// The task `task_id` ended, counted as `counted`, after `in_slot` in
-    /// its slot when it reached one.
+    /// The task `task_id` ended at `now`, counted as `counted`, after
+    /// `in_slot` in its slot when it reached one.
     pub(crate) fn settle(
         mut self,
         task_id: &str,
         counted: Option<Counted>,
         in_slot: Option<Duration>,
+        now: Instant,
     ) {
         self.settled = true;
         let mut out = Vec::new();
-        self.throttle.lock().settle(
-            (self.probe, self.epoch),
-            counted,
-            in_slot,
-            Instant::now(),
-            &mut out,
-        );
+        self.throttle
+            .lock()
+            .settle((self.probe, self.epoch), counted, in_slot, now, &mut out);
         self.throttle.raise(out, task_id);
     }
 }

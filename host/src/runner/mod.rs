@@ -269,7 +269,8 @@ pub(crate) async fn execute<O: Output>(
     let mut pass = Pass::default();
     let result = run(engine, &swarm, request, &mut pass).await;
     unfinished.task_id = "";
-    let elapsed = started.elapsed();
+    let ended = Instant::now();
+    let elapsed = ended - started;
     let wall_ms = elapsed.as_secs_f64() * 1000.0;
     match &result {
         Ok(outcome) if outcome.is_success() => rt.events.emit(|| Event::TaskComplete {
@@ -316,11 +317,12 @@ pub(crate) async fn execute<O: Output>(
         elapsed,
         end,
         result.as_ref().err().and_then(Error::limit),
+        ended,
     );
     // Then for the governor's throttle (concurrency, circuit).
     if let Some(ticket) = pass.ticket.take() {
-        let in_slot = pass.slot_at.map(|at| at.elapsed());
-        ticket.settle(&task_id, crate::reputation::counted(end), in_slot);
+        let in_slot = pass.slot_at.map(|at| ended.saturating_duration_since(at));
+        ticket.settle(&task_id, crate::reputation::counted(end), in_slot, ended);
     }
     // An answer is a promise that the task's ending is on record: under
     // `fsync = always` the terminal record is on disk when `emit` returns,
