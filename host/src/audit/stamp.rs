@@ -107,7 +107,7 @@ mod tests {
             4_107_542_400, // 2100-03-01 (2100 is not a leap year)
             LAST_SECOND,
         ];
-        // Every day's first and last second for 1969..2401 (leap years and
+        // Every day's first and last second for 1970..2401 (leap years and
         // centuries), then a pseudo-random spread up to 9999.
         for day in 0..(431 * 366) {
             seconds.push(day * 86_400);
