@@ -43,6 +43,8 @@ pub enum Goal {
     AtLeast(f64),
     /// Ours (the median, in the figure's unit) is at most this.
     OursAtMost(f64),
+    /// Ours (the median, in the figure's unit) is at least this.
+    OursAtLeast(f64),
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -81,6 +83,7 @@ pub fn figure(
         Some(Goal::AtMost(x)) => (Some(format!("<= {x}")), Some(ratio <= x)),
         Some(Goal::AtLeast(x)) => (Some(format!(">= {x}")), Some(ratio >= x)),
         Some(Goal::OursAtMost(x)) => (Some(format!("ours <= {x} {unit}")), Some(o <= x)),
+        Some(Goal::OursAtLeast(x)) => (Some(format!("ours >= {x} {unit}")), Some(o >= x)),
         None => (None, None),
     };
     let f = Figure {

@@ -1,5 +1,6 @@
 //! (b) Throughput: two tokio workers calling `bench-probe`'s `noop` through
-//! `Chassis::execute_task` for a window, vs two workers on bare wasmtime.
+//! `Chassis::execute_task_text` (payload and output as text, as in (a)) for
+//! a window, vs two workers on bare wasmtime.
 //! Goal: ratio ≥ 0.8. Measured again with a host that has no audit log, to
 //! show what the log costs under full load, and with an audit log that
 //! keeps no state and writes no checkpoints, to show what checkpoints cost
@@ -11,7 +12,7 @@ use anyhow::Result;
 
 use super::Run;
 use crate::measure::{Figure, Goal, figure, rounds};
-use crate::setup::ours;
+use crate::setup::ours_text;
 
 /// How long each round's workers run, in ms (divided by the run's scale).
 const WINDOW_MS: u32 = 400;
@@ -53,7 +54,7 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
             let chassis = host.clone();
             throughput(window, move || {
                 let chassis = chassis.clone();
-                async move { ours(&chassis, "bench-probe", "noop", &serde_json::json!({})).await }
+                async move { ours_text(&chassis, "bench-probe", "noop", "{}").await }
             })
         };
         let (o, b) = rounds(run.rounds, ours_side, bare).await?;

@@ -5,14 +5,20 @@
 //! `Chassis::execute_task_text` in-process by two workers. A round submits
 //! a fixed number of tasks from eight concurrent submitters and ends when
 //! the last result is published (followed by a subscription, not by
-//! looking each one up); the figure is tasks per second. No goal: on two
-//! cores every process shares the same cores, so more workers mostly add
-//! contention; the design scales with machines, each worker pulling only
-//! what its slots can take.
+//! looking each one up); the figure is tasks per second. Beside each, the
+//! machine's CPU time per task: what `nats-server`, the workers and this
+//! process (the submitters) used over the round (`/proc/<pid>/stat`), per
+//! task, against the CPU time per task of the in-process rounds. Goals, one
+//! worker: at least 10,000 tasks/s and at most 100 µs of machine time per
+//! task. With more workers no goal: on two cores every process shares the
+//! same cores, so more workers mostly add contention; the design scales
+//! with machines, each worker pulling only what its slots can take.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -21,7 +27,7 @@ use chassis::serve::queue::{Queue, Streams};
 use futures_util::StreamExt;
 
 use super::Run;
-use crate::measure::{Figure, figure, rounds};
+use crate::measure::{Figure, Goal, figure, rounds};
 use crate::setup::in_process_noops;
 
 /// Tasks per round (divided by the run's scale).
@@ -58,27 +64,103 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
         while workers.len() < n {
             workers.push(worker(run.root, &dir, &url, workers.len() + 1)?);
         }
+        // Whose CPU time is the queue's: the server, the workers, and this
+        // process (the submitters and the results subscription).
+        let pids: Rc<Vec<u32>> = Rc::new(
+            std::iter::once(nats.child.id())
+                .chain(workers.iter().map(|w| w.0.id()))
+                .chain([std::process::id()])
+                .collect(),
+        );
+        let (queue_cpu, own_cpu) = (
+            Rc::new(RefCell::new(Vec::new())),
+            Rc::new(RefCell::new(Vec::new())),
+        );
         let through_queue = || {
             round += 1;
             let (queue, prefix) = (queue.clone(), format!("q{n}-{round}"));
-            async move { queue_round(&queue, &prefix, tasks).await }
+            let (pids, spent) = (pids.clone(), queue_cpu.clone());
+            async move {
+                let before = cpu_time(&pids)?;
+                let rate = queue_round(&queue, &prefix, tasks).await?;
+                spent
+                    .borrow_mut()
+                    .push(per_task(cpu_time(&pids)? - before, tasks));
+                Ok(rate)
+            }
         };
-        let in_process = || in_process_noops(chassis.clone(), tasks / 2);
+        let in_process = || {
+            let (chassis, spent) = (chassis.clone(), own_cpu.clone());
+            async move {
+                let me = [std::process::id()];
+                let before = cpu_time(&me)?;
+                let rate = in_process_noops(chassis, tasks / 2).await?;
+                spent
+                    .borrow_mut()
+                    .push(per_task(cpu_time(&me)? - before, tasks));
+                Ok(rate)
+            }
+        };
         let (o, b) = rounds(run.rounds, through_queue, in_process).await?;
+        let workers_named = format!("{n} worker{}", if n == 1 { "" } else { "s" });
         figures.push(figure(
             &format!("h_queue_{n}"),
-            &format!(
-                "(h) trivial tasks through the queue, {n} worker{}",
-                if n == 1 { "" } else { "s" }
-            ),
+            &format!("(h) trivial tasks through the queue, {workers_named}"),
             "tasks/s",
             "execute_task_text in-process, 2 workers",
             &o,
             &b,
-            None,
+            (n == 1).then_some(Goal::OursAtLeast(10_000.0)),
+        ));
+        // The first of each is the warm-up round's.
+        let (o, b) = (
+            queue_cpu.borrow()[1..].to_vec(),
+            own_cpu.borrow()[1..].to_vec(),
+        );
+        figures.push(figure(
+            &format!("h_queue_cpu_{n}"),
+            &format!("(h) machine CPU per queued task, {workers_named}"),
+            "µs",
+            "CPU per task in-process, 2 workers",
+            &o,
+            &b,
+            (n == 1).then_some(Goal::OursAtMost(100.0)),
         ));
     }
     Ok(figures)
+}
+
+/// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// CPU time (user and system) the processes `pids` have used so far.
+fn cpu_time(pids: &[u32]) -> Result<Duration> {
+    let mut ticks = 0u64;
+    for pid in pids {
+        let path = format!("/proc/{pid}/stat");
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        // The fields after the command name (which may hold spaces and
+        // parentheses): the state is field 3, utime and stime 14 and 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .with_context(|| format!("{path}: no command name"))?
+            .1
+            .split_whitespace()
+            .collect();
+        for field in [11, 12] {
+            ticks += fields
+                .get(field)
+                .with_context(|| format!("{path}: too few fields"))?
+                .parse::<u64>()
+                .with_context(|| format!("{path}: field {}", field + 3))?;
+        }
+    }
+    Ok(Duration::from_secs_f64(ticks as f64 / CLOCK_TICKS))
+}
+
+/// µs of `spent` per task of `tasks`.
+fn per_task(spent: Duration, tasks: u32) -> f64 {
+    spent.as_secs_f64() * 1e6 / f64::from(tasks)
 }
 
 /// Submit `tasks` noop tasks and wait until each has its result; tasks per
