@@ -563,6 +563,7 @@ impl Chassis {
             runtime: &swarm.runtime,
             pre: &swarm.pre,
             task_types: &swarm.info.task_types,
+            warm: &swarm.warm,
         };
         runner::execute(&self.inner.engine, ready, request).await
     }

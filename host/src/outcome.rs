@@ -296,6 +296,14 @@ pub struct TaskUsage {
     pub dropped_log_lines: u64,
     /// Requests outside the contract (credentials out of scope, denied endpoints).
     pub security_violations: u64,
+    /// Tasks the instance had run before this one: 0 for a fresh instance,
+    /// more for a warm one (`[instances] tasks_per_instance`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub instance_prior_tasks: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl std::fmt::Display for TaskUsage {

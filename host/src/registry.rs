@@ -31,6 +31,7 @@ use crate::contract::ServiceContract;
 use crate::error::{Error, ImportRefusal, chain};
 use crate::events::Event;
 use crate::inspect::require_component;
+use crate::runner::warm::WarmPool;
 use crate::state::{HostParts, HostState, SwarmRuntime};
 
 /// The export every swarm must provide.
@@ -41,6 +42,8 @@ pub(crate) struct LoadedSwarm {
     pub(crate) runtime: Arc<SwarmRuntime>,
     pub(crate) pre: SwarmPre<HostState>,
     pub(crate) info: SwarmInfo,
+    /// Its idle warm instances (`[instances]`), retired with the version.
+    pub(crate) warm: WarmPool,
 }
 
 /// What the host knows about a loaded swarm.
@@ -132,7 +135,11 @@ impl Registry {
             return Err(Error::Load(LoadError::ChangedWhileLoading(id)));
         }
         swapped(&swarm);
-        Ok(swarms.insert(id, Arc::new(swarm)))
+        let replaced = swarms.insert(id, Arc::new(swarm));
+        if let Some(old) = &replaced {
+            old.warm.retire();
+        }
+        Ok(replaced)
     }
 
     pub(crate) fn remove(&self, swarm_id: &str) -> Result<(), Error> {
@@ -140,7 +147,7 @@ impl Registry {
             .write()
             .expect("registry lock")
             .remove(swarm_id)
-            .map(drop)
+            .map(|old| old.warm.retire())
             .ok_or_else(|| Error::NotLoaded(swarm_id.to_string()))
     }
 
@@ -402,6 +409,7 @@ impl Chassis {
             runtime,
             pre,
             info: info.clone(),
+            warm: WarmPool::default(),
         };
         let replaced = match mode {
             Mode::New => {

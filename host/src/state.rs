@@ -25,7 +25,7 @@ use crate::health::SwarmHealth;
 use crate::imports::credentials::{CredentialsHost, CredentialsState};
 use crate::imports::http_proxy::{ProxyHost, ProxyState};
 use crate::imports::log::{GuestLogSink, LogHost, LogState};
-use crate::imports::scope::{Scoped, SwarmScope, TaskScope};
+use crate::imports::scope::{Phase, Scoped, SwarmScope, TaskScope, TaskShared};
 use crate::imports::storage::{StorageHost, StorageState};
 use crate::limits::{
     Admission, CpuGovernor, CpuMark, LogBudget, PeriodBudget, QueueConfig, SwarmCounters,
@@ -212,6 +212,50 @@ pub struct HostState {
 }
 
 impl HostState {
+    /// A task's CPU governor under `contract`, starting `now`: its own
+    /// share of a core, and the swarm's, if it has one.
+    pub(crate) fn governor(
+        contract: &ServiceContract,
+        counters: &Arc<SwarmCounters>,
+        now: Instant,
+    ) -> CpuGovernor {
+        CpuGovernor::new(contract.resource_limits.max_cpu_percent, now)
+            .with_swarm_share(contract.swarm_limits.max_cpu_percent, counters.clone())
+    }
+
+    /// Make this state, kept from a task that ended cleanly, the state of
+    /// the next task `task_id`, ending `timeout` from now: everything a
+    /// task has of its own is new (its scope and counts, its WASI context
+    /// with stdout and stderr bound to it, its CPU governor and deadline,
+    /// its peak memory); the instance's memory stays, and stays counted
+    /// as the swarm's. The store's allowances are given back with
+    /// [`crate::runner::arm`].
+    pub(crate) fn next_task(
+        &mut self,
+        task_id: &Arc<str>,
+        shared: &Arc<TaskShared>,
+        timeout: std::time::Duration,
+    ) {
+        let now = Instant::now();
+        let swarm = self.swarm.clone();
+        self.task = TaskScope::new(task_id.clone(), Phase::Task, shared.clone());
+        self.wasi = crate::wasi::context(&swarm, task_id, shared);
+        self.limiter.next_task();
+        self.governor = Self::governor(&swarm.contract, &swarm.counters, now);
+        self.cpu_mark = CpuMark::default();
+        self.budget_charged = std::time::Duration::ZERO;
+        self.deadline = now + timeout;
+    }
+
+    /// Record what the task did that is recorded at its end (its repeated
+    /// credential grants) and forget it: after each task of a warm
+    /// instance, and when a store is dropped.
+    pub(crate) fn end_task(&mut self) {
+        let (swarm, scoped) = self.scoped();
+        swarm.credentials.record_repeats(&scoped);
+        self.task.grants.clear();
+    }
+
     /// The swarm's contract.
     pub(crate) fn contract(&self) -> &ServiceContract {
         &self.swarm.contract
@@ -290,8 +334,7 @@ impl HostState {
 /// before its terminal record.
 impl Drop for HostState {
     fn drop(&mut self) {
-        let (swarm, scoped) = self.scoped();
-        swarm.credentials.record_repeats(&scoped);
+        self.end_task();
     }
 }
 

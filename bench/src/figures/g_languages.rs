@@ -11,6 +11,11 @@
 //! (what a task would cost if instances were reused), each against the
 //! whole task in a fresh instance.
 //!
+//! For Python and JavaScript, a last row runs the same task with warm
+//! instances (`[instances] tasks_per_instance = 1000`, the contract's
+//! opt-in: `docs/warm-instances.md`) against calls to a used instance in
+//! bare wasmtime. Goal: ≤ 0.5 ms, as for a fresh instance.
+//!
 //! The components are loaded here, not in [`crate::setup`], so that other
 //! figures do not pay for compiling them: the chassis takes them from the
 //! bench's component cache `target/bench/cache-g`, bare wasmtime from its
@@ -44,6 +49,12 @@ const LANGUAGES: [(&str, &str, &str); 5] = [
     ("hello-as", "AssemblyScript", "g_assemblyscript"),
 ];
 
+/// The swarms also measured with warm instances.
+const WARM: [&str; 2] = ["hello-py", "hello-js"];
+
+/// Tasks a warm instance runs in figure (g)'s warm rows.
+const TASKS_PER_INSTANCE: u32 = 1000;
+
 /// ms per task, each side, per language.
 pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
     eprintln!("==> (g) trivial task in Python, JavaScript, C, C++ and AssemblyScript swarms");
@@ -57,12 +68,19 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
     for (name, what, figure_name) in LANGUAGES {
         let (contract, bytes) = swarm(run.root, name)?;
-        let config = ChassisConfig::sized_for([&contract])
+        let warm_id = format!("{name}-warm");
+        let mut warm = contract.clone();
+        warm.swarm_id = warm_id.clone();
+        warm.instances.tasks_per_instance = TASKS_PER_INSTANCE;
+        let config = ChassisConfig::sized_for([&contract, &warm])
             .with_cache_dir(&cache)
             .with_audit_log(audit.clone());
         let chassis = Chassis::with_config(config)?;
         let t = Instant::now();
         chassis.load_bytes(&bytes, contract).await?;
+        if WARM.contains(&name) {
+            chassis.load_bytes(&bytes, warm).await?;
+        }
         eprintln!("    {name}: loaded into the chassis in {:.0?}", t.elapsed());
         let t = Instant::now();
         let baseline = bare_load(&bare, &bytes, &cache)?;
@@ -130,6 +148,32 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
             &r,
             &t,
             None,
+        ));
+        if !WARM.contains(&name) {
+            continue;
+        }
+        // The task on warm instances, against calls to a used instance.
+        let warm_id = warm_id.as_str();
+        let (w, r) = rounds(
+            run.rounds,
+            move || async move {
+                let t = Instant::now();
+                for _ in 0..tasks {
+                    ours_text(chassis, warm_id, "hello", payload).await?;
+                }
+                Ok(t.elapsed().as_secs_f64() * 1e3 / f64::from(tasks))
+            },
+            move || baseline.calls_after_the_first(tasks, "hello", payload),
+        )
+        .await?;
+        figures.push(figure(
+            &format!("{figure_name}_warm_task"),
+            &format!("(g) trivial task, {what}, warm instances"),
+            "ms",
+            "calls to a used instance, bare wasmtime",
+            &w,
+            &r,
+            Some(Goal::OursAtMost(GOAL_MS)),
         ));
     }
     audit.close()?;

@@ -101,6 +101,10 @@ pub struct ServiceContract {
     /// (`chassis deploy`): the worker labels it needs.
     #[serde(default, skip_serializing_if = "Placement::is_anywhere")]
     pub placement: Placement,
+    /// Whether each task gets a fresh instance (the default) or one that
+    /// ran the swarm's earlier tasks (`docs/warm-instances.md`).
+    #[serde(default, skip_serializing_if = "Instances::is_fresh")]
+    pub instances: Instances,
     /// Free-form information about the swarm (author, language, description...).
     #[serde(default)]
     pub metadata: BTreeMap<String, toml::Value>,
@@ -350,6 +354,34 @@ impl Placement {
     /// Whether a worker with `labels` may serve it.
     pub fn admits(&self, labels: &[String]) -> bool {
         self.labels.iter().all(|l| labels.contains(l))
+    }
+}
+
+/// `[instances]`: how many tasks one instance of the swarm runs. One (the
+/// default): every task gets a fresh instance. More: an instance that
+/// ended its task cleanly is kept warm for the swarm's next task, up to
+/// this many tasks, so state in its memory crosses from one task to the
+/// next (`docs/warm-instances.md` says what crosses and what never does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Instances {
+    /// Tasks one instance runs before it is discarded (1–10000; 1: a fresh
+    /// instance for every task).
+    pub tasks_per_instance: u32,
+}
+
+impl Default for Instances {
+    fn default() -> Self {
+        Self {
+            tasks_per_instance: 1,
+        }
+    }
+}
+
+impl Instances {
+    /// Whether every task gets a fresh instance.
+    pub fn is_fresh(&self) -> bool {
+        self.tasks_per_instance <= 1
     }
 }
 
@@ -653,6 +685,13 @@ impl ContractBuilder {
         self
     }
 
+    /// `[instances] tasks_per_instance`: how many tasks one instance runs
+    /// (1, the default: a fresh instance per task).
+    pub fn tasks_per_instance(mut self, tasks: u32) -> Self {
+        self.0.instances.tasks_per_instance = tasks;
+        self
+    }
+
     /// Any other field, on the contract as it stands.
     pub fn with(mut self, change: impl FnOnce(&mut ServiceContract)) -> Self {
         change(&mut self.0);
@@ -772,6 +811,7 @@ impl ServiceContract {
             reputation: Reputation::default(),
             storage: Storage::default(),
             placement: Placement::default(),
+            instances: Instances::default(),
             metadata: BTreeMap::new(),
         })
     }

@@ -427,6 +427,13 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
         1000,
         "openings (0: never)",
     )?;
+    range_u32(
+        "instances.tasks_per_instance",
+        c.instances.tasks_per_instance,
+        1,
+        MAX_TASKS_PER_INSTANCE,
+        "tasks (1: a fresh instance per task)",
+    )?;
     if c.placement.labels.len() > MAX_LABELS {
         return bad(
             "placement.labels",
@@ -441,6 +448,9 @@ pub(crate) fn validate(c: &ServiceContract) -> Result<(), Violation> {
     }
     Ok(())
 }
+
+/// Most tasks one warm instance may run (`[instances]`).
+pub(crate) const MAX_TASKS_PER_INSTANCE: u32 = 10_000;
 
 /// Most labels a contract's placement or a worker may have.
 pub const MAX_LABELS: usize = 32;

@@ -53,6 +53,12 @@ impl TaskLimiter {
         }
     }
 
+    /// A warm instance's next task: its peak starts at the memory the
+    /// instance has now.
+    pub(crate) fn next_task(&mut self) {
+        self.peak_memory = self.memory;
+    }
+
     /// Highest linear memory the task had, in bytes.
     pub(crate) fn peak_memory(&self) -> usize {
         self.peak_memory

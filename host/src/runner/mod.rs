@@ -7,12 +7,14 @@
 //!    bounded wait;
 //! 3. a fresh store from the swarm's `InstancePre`, with the task's memory
 //!    limiter, hostcall byte cap, fuel, and an epoch callback that enforces
-//!    the deadline and the CPU share;
+//!    the deadline and the CPU share — or, when the contract keeps
+//!    instances warm, an idle one made the task's own (`warm.rs`);
 //! 4. the guest's `execute`, inside an outer timeout that also bounds time
 //!    spent in host calls;
-//! 5. the store is dropped (instance, memory, WASI context with it) and the
-//!    result becomes a [`TaskOutcome`] or a typed [`Error`] (`failure.rs`
-//!    names what stopped a task); events go out.
+//! 5. the store is dropped (instance, memory, WASI context with it), or
+//!    kept warm if the task ended cleanly and the contract asks for it, and
+//!    the result becomes a [`TaskOutcome`] or a typed [`Error`]
+//!    (`failure.rs` names what stopped a task); events go out.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,8 +30,7 @@ use crate::events::Event;
 use crate::governor::throttle::Ticket;
 use crate::imports::scope::{Phase, TaskScope, TaskShared};
 use crate::limits::{
-    CpuGovernor, CpuMark, MAX_ERROR_MESSAGE_BYTES, MAX_HOSTCALL_BYTES, MAX_OUTPUT_BYTES, Refused,
-    TaskLimiter,
+    CpuMark, MAX_ERROR_MESSAGE_BYTES, MAX_HOSTCALL_BYTES, MAX_OUTPUT_BYTES, Refused, TaskLimiter,
 };
 use crate::outcome::{Output, TaskEnd, TaskOutcome, TaskRequest, TaskStatus, TaskUsage};
 use crate::state::{HostState, SwarmRuntime};
@@ -37,6 +38,7 @@ use crate::task_types::{MAX_TASK_TYPE_BYTES, check_task_types, list_task_types};
 use crate::{LoadError, TaskError};
 
 mod failure;
+pub(crate) mod warm;
 
 use self::failure::{budget_spent, classify_failure, timeout};
 
@@ -69,23 +71,14 @@ pub(crate) fn new_store(
             contract.swarm_limits.max_memory_mb,
             swarm.counters.clone(),
         ),
-        governor: CpuGovernor::new(contract.resource_limits.max_cpu_percent, now).with_swarm_share(
-            contract.swarm_limits.max_cpu_percent,
-            swarm.counters.clone(),
-        ),
+        governor: HostState::governor(contract, &swarm.counters, now),
         cpu_mark: CpuMark::default(),
         budget_charged: Duration::ZERO,
         deadline: now + timeout,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
-    store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
-    if engine.get_consume_fuel() {
-        let fuel = contract.resource_limits.max_fuel.unwrap_or(u64::MAX);
-        store.set_fuel(fuel).expect("fuel metering is on");
-    }
-    store.set_epoch_deadline(1);
-    let charged_to = (phase == Phase::Task).then(|| shared.clone());
+    arm(&mut store);
     store.epoch_deadline_callback(move |mut ctx| {
         let now = Instant::now();
         let state = ctx.data_mut();
@@ -94,13 +87,13 @@ pub(crate) fn new_store(
         }
         let mark = &state.cpu_mark;
         let throttle = state.governor.tick(now, |busy| mark.take(busy));
-        // The run's CPU time goes to the swarm's budget; the task that
-        // spends it is stopped.
-        if let (Some(budget), Some(shared)) = (&state.swarm.budget, &charged_to) {
+        // A task's CPU time goes to the swarm's budget; the task that
+        // spends it is stopped. (Loading is not charged.)
+        if let (Some(budget), Phase::Task) = (&state.swarm.budget, state.task.phase) {
             let ran = state.governor.busy.saturating_sub(state.budget_charged);
             state.budget_charged = state.governor.busy;
             if let Err(spent) = budget.charge_cpu(ran, std::time::SystemTime::now()) {
-                *shared.budget_spent.lock().expect("budget lock") = Some(spent);
+                *state.task.shared.budget_spent.lock().expect("budget lock") = Some(spent);
                 return Ok(UpdateDeadline::Interrupt);
             }
         }
@@ -129,6 +122,23 @@ pub(crate) fn new_store(
         })
     });
     store
+}
+
+/// Give `store` its task's allowances: the host-call byte cap, the fuel of
+/// `max_fuel`, and an epoch callback at the next tick. For a fresh store,
+/// and again for each task a warm one runs.
+pub(crate) fn arm(store: &mut Store<HostState>) {
+    store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
+    if store.engine().get_consume_fuel() {
+        let fuel = store
+            .data()
+            .contract()
+            .resource_limits
+            .max_fuel
+            .unwrap_or(u64::MAX);
+        store.set_fuel(fuel).expect("fuel metering is on");
+    }
+    store.set_epoch_deadline(1);
 }
 
 /// Ask a freshly prepared swarm which task types it serves, within
@@ -248,6 +258,8 @@ pub(crate) struct Ready<'a> {
     pub(crate) pre: &'a SwarmPre<HostState>,
     /// What its `describe` answered at load.
     pub(crate) task_types: &'a [String],
+    /// Its idle warm instances (none unless `[instances]` asks for them).
+    pub(crate) warm: &'a warm::WarmPool,
 }
 
 /// Run `request` on `swarm`, raising the task's events.
@@ -416,24 +428,35 @@ async fn run<'a, O: Output>(
         payload: payload.into_string(),
     };
     let in_store = Instant::now();
-    let mut store = new_store(
-        engine,
-        rt,
-        &task_id,
-        &shared,
-        Phase::Task,
-        rt.contract.task_timeout(),
-    );
+    let timeout_at = rt.contract.task_timeout();
+    let (mut store, warm_instance, tasks_before) = match swarm.warm.take() {
+        Some(mut warm) => {
+            warm.store
+                .data_mut()
+                .next_task(&task_id, &shared, timeout_at);
+            arm(&mut warm.store);
+            (warm.store, Some(warm.instance), warm.tasks)
+        }
+        None => {
+            let store = new_store(engine, rt, &task_id, &shared, Phase::Task, timeout_at);
+            (store, None, 0)
+        }
+    };
     let call = async {
-        let instance = swarm.pre.instantiate_async(&mut store).await?;
-        instance
+        let instance = match warm_instance {
+            Some(instance) => instance,
+            None => swarm.pre.instantiate_async(&mut store).await?,
+        };
+        let answer = instance
             .infrafabric_chassis_task()
             .call_execute(&mut store, &wit_request)
-            .await
+            .await?;
+        Ok::<_, wasmtime::Error>((answer, instance))
     };
-    let budget = rt.contract.task_timeout() + HOST_SLACK;
+    let budget = timeout_at + HOST_SLACK;
     let answer = tokio::time::timeout(budget, call).await;
-    let usage = finish(&mut store, in_store, &shared);
+    let mut usage = finish(&mut store, in_store, &shared);
+    usage.instance_prior_tasks = tasks_before;
     if let Some(budget) = &rt.budget {
         // The last run, since the last tick; the task has ended either way.
         let state = store.data();
@@ -443,11 +466,33 @@ async fn run<'a, O: Output>(
     rt.counters
         .cpu_nanos
         .fetch_add((usage.cpu_ms * 1e6) as u64, Ordering::Relaxed);
-    drop(store);
-    let answer = match answer {
-        Err(_) => return Err(timeout(rt, &task_id)),
-        Ok(Err(e)) => return Err(classify_failure(e, rt, &task_id, &shared)),
-        Ok(Ok(answer)) => answer,
+    let (answer, instance) = match answer {
+        Err(_) => {
+            drop(store);
+            return Err(timeout(rt, &task_id));
+        }
+        Ok(Err(e)) => {
+            drop(store);
+            return Err(classify_failure(e, rt, &task_id, &shared));
+        }
+        Ok(Ok(answered)) => answered,
+    };
+    // An instance that may run another task is kept once its output is
+    // accepted; any other is dropped here, as a fresh one always is.
+    let tasks = tasks_before + 1;
+    let mut keep = match &answer {
+        Ok(_) if warm::reusable(&store, &usage, tasks) => {
+            store.data_mut().end_task();
+            Some(warm::Warm {
+                store,
+                instance,
+                tasks,
+            })
+        }
+        _ => {
+            drop(store);
+            None
+        }
     };
     let (status, output, error) = match answer {
         Ok(text) => {
@@ -466,6 +511,10 @@ async fn run<'a, O: Output>(
                     reason: e.to_string(),
                 })
             })?;
+            if let Some(warm) = keep.take() {
+                let max_idle = rt.contract.resource_limits.max_concurrent_tasks as usize;
+                swarm.warm.keep(warm, max_idle);
+            }
             (TaskStatus::Success, output, None)
         }
         Err(e) => (
@@ -518,6 +567,7 @@ fn finish(store: &mut Store<HostState>, in_store: Instant, shared: &TaskShared) 
         dropped_log_lines: shared.dropped_lines.load(Ordering::Relaxed),
         security_violations: state.task.security_violations
             + u64::from(shared.secret_leaks.load(Ordering::Relaxed) > 0),
+        instance_prior_tasks: 0,
     }
 }
 

@@ -24,3 +24,4 @@ mod sandbox;
 mod storage;
 mod swarms;
 mod throttle;
+mod warm;

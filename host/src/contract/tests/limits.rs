@@ -1,5 +1,5 @@
-//! The swarm-wide tables of a contract: `[placement]`, `[swarm_limits]`,
-//! `[budget]`, `[throttle]`, and the selection threshold.
+//! The swarm-wide tables of a contract: `[placement]`, `[instances]`,
+//! `[swarm_limits]`, `[budget]`, `[throttle]`, and the selection threshold.
 
 use super::*;
 
@@ -22,6 +22,28 @@ fn placement_labels_admit_workers_that_have_them_all() {
         "lowercase",
     );
     assert!(parse("swarm_id = \"s\"\n[placement]\nzone = \"x\"\n").is_err());
+}
+
+/// `[instances] tasks_per_instance` is 1 (a fresh instance per task)
+/// unless set, is written back only when set, and is refused out of
+/// 1–10000 naming its field.
+#[test]
+fn tasks_per_instance_defaults_to_fresh_instances_and_is_range_checked() {
+    let fresh = parse("swarm_id = \"s\"\n").unwrap();
+    assert!(fresh.instances.is_fresh());
+    assert!(!fresh.to_toml().contains("[instances]"));
+    let warm = parse("swarm_id = \"s\"\n[instances]\ntasks_per_instance = 50\n").unwrap();
+    assert_eq!(warm.instances.tasks_per_instance, 50);
+    assert!(warm.to_toml().contains("tasks_per_instance = 50"));
+    for bad in ["0", "10001"] {
+        refused(
+            &format!("swarm_id = \"s\"\n[instances]\ntasks_per_instance = {bad}\n"),
+            3,
+            "instances.tasks_per_instance",
+            "1: a fresh instance per task",
+        );
+    }
+    assert!(parse("swarm_id = \"s\"\n[instances]\nwarm = true\n").is_err());
 }
 
 /// `[swarm_limits]` must be at least the per-task limits, and `[budget]`

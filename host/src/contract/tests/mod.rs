@@ -516,6 +516,7 @@ fn the_alias_table_is_the_one_serde_reads() {
         "swarm_id = \"full\"\nwasm_module = \"x.wasm\"\ncreated_at = 1.0\n\
          [resource_limits]\nmax_fuel = 1000000\n[metadata]\nowner = \"me\"\n\
          [placement]\nlabels = [\"gpu\"]\n\
+         [instances]\ntasks_per_instance = 50\n\
          [swarm_limits]\nmax_cpu_percent = 100\nmax_memory_mb = 512\n\
          [budget]\ncpu_seconds = 60.0\nnetwork_bytes = 1000\ntasks = 10\n\
          [reputation]\nselection_threshold = 0.6\n\
@@ -534,6 +535,7 @@ fn the_alias_table_is_the_one_serde_reads() {
         (serde_field_names::<Reputation>(), &value["reputation"]),
         (serde_field_names::<Storage>(), &value["storage"]),
         (serde_field_names::<Placement>(), &value["placement"]),
+        (serde_field_names::<Instances>(), &value["instances"]),
         (serde_field_names::<SwarmLimits>(), &value["swarm_limits"]),
         (serde_field_names::<Budget>(), &value["budget"]),
         (serde_field_names::<Throttle>(), &value["throttle"]),

@@ -16,8 +16,10 @@
 //! | `forge`         | logs, and fails with, text that tries to rewrite the terminal (`\r`, ESC, U+2028, bidi) | escaped everywhere |
 //! | `huge_error`    | fails with a message of `{"mib": n}` MiB                  | message cut              |
 //! | `stderr_flood`  | writes `{"mib": n}` MiB to stderr, then aborts           | `Trap`, bounded tail     |
+//! | `remember`      | keeps `{"message"}` in a static and returns what earlier tasks left there | a fresh instance has nothing to give |
 
 use std::hint::black_box;
+use std::sync::Mutex;
 
 use chassis_sdk::{Request, Swarm, TaskError, Value, export_swarm, info, json};
 use serde::Deserialize;
@@ -33,6 +35,13 @@ struct Params {
     message: String,
     rounds: u64,
 }
+
+/// What `remember` kept, in the instance's memory: the most a warm
+/// instance can carry from one task to the next.
+static REMEMBERED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Most messages `remember` keeps.
+const MAX_REMEMBERED: usize = 64;
 
 /// Recursion with small frames, so it grows the wasm call stack rather than
 /// the shadow stack in linear memory.
@@ -69,6 +78,7 @@ impl Swarm for Misbehave {
         "forge",
         "huge_error",
         "stderr_flood",
+        "remember",
     ];
 
     fn execute(request: &Request) -> Result<Value, TaskError> {
@@ -139,6 +149,14 @@ impl Swarm for Misbehave {
                 }
                 let _ = err.write_all(b"\nlast words before the abort\n");
                 std::process::abort()
+            }
+            "remember" => {
+                let mut kept = REMEMBERED.lock().unwrap_or_else(|e| e.into_inner());
+                let before = kept.clone();
+                if kept.len() < MAX_REMEMBERED {
+                    kept.push(p.message);
+                }
+                Ok(json!({ "before": before }))
             }
             other => Err(TaskError::UnknownTaskType(other.to_string())),
         }
