@@ -276,3 +276,57 @@ pub fn promtool(root: &Path) -> Result<PathBuf, String> {
     }
     Ok(tool)
 }
+
+/// The `wasmtime` command line at the host's own wasmtime version (the
+/// one `Cargo.lock` holds): figure (h) of `cargo xtask bench` sets
+/// `wasmtime serve` beside `chassis serve`. Built once with `cargo install
+/// --locked` into `target/tools/wasmtime-<version>/`, which takes several
+/// minutes; never by `cargo xtask test`. `Err` says why there is none.
+pub fn wasmtime_cli(root: &Path) -> Result<PathBuf, String> {
+    let version = locked_version(root, "wasmtime")?;
+    let dir = root
+        .join("target/tools")
+        .join(format!("wasmtime-{version}"));
+    let tool = dir.join("bin/wasmtime");
+    let works = |tool: &Path| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&version))
+    };
+    if works(&tool) {
+        return Ok(tool);
+    }
+    crate::util::step(&format!(
+        "building wasmtime-cli {version} into {} (once; several minutes)",
+        dir.display()
+    ));
+    let built = crate::util::cargo()
+        .args(["install", "wasmtime-cli", "--locked", "--version"])
+        .arg(format!("={version}"))
+        .arg("--root")
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !built || !works(&tool) {
+        return Err(format!(
+            "`cargo install wasmtime-cli --version ={version}` failed (see its output above)"
+        ));
+    }
+    Ok(tool)
+}
+
+/// The version of `package` in the workspace's `Cargo.lock`.
+fn locked_version(root: &Path, package: &str) -> Result<String, String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock"))
+        .map_err(|e| format!("reading Cargo.lock: {e}"))?;
+    let name = format!("name = \"{package}\"\n");
+    lock.split("[[package]]")
+        .find_map(|entry| {
+            let rest = entry.trim_start().strip_prefix(&name)?;
+            let version = rest.lines().next()?.strip_prefix("version = \"")?;
+            Some(version.trim_end_matches('"').to_string())
+        })
+        .ok_or_else(|| format!("Cargo.lock has no package {package}"))
+}
