@@ -165,6 +165,16 @@ impl BareHost {
     /// set up as the chassis sets up its own: the same allocator settings,
     /// the same wasm stack limit.
     pub fn new(epoch: Epoch, pool: PoolConfig) -> Result<Arc<Self>> {
+        Self::tuned(epoch, pool, |_| {})
+    }
+
+    /// The same, with `tune` changing the engine's configuration last:
+    /// for figures that try the engine's own settings.
+    pub fn tuned(
+        epoch: Epoch,
+        pool: PoolConfig,
+        tune: impl FnOnce(&mut Config),
+    ) -> Result<Arc<Self>> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -173,6 +183,7 @@ impl BareHost {
             .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
                 pool.pooling_allocation_config(),
             ));
+        tune(&mut config);
         let engine = Engine::new(&config)?;
         if epoch == Epoch::On {
             let weak = engine.weak();

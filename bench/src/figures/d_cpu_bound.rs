@@ -12,10 +12,12 @@
 //! wasm costs: bare wasmtime vs native; and the share of the task that is
 //! the host's check that the payload is one JSON document.
 //! The three results must agree before their times mean anything.
-//! Last, the C analyzer (`analyzer-c`) through the chassis against the same
+//! Then the C analyzer (`analyzer-c`) through the chassis against the same
 //! C source compiled natively by the same clang at `-O2` (zig's, which
 //! `cargo xtask build` installed to build it), each checked against the
-//! Rust result first.
+//! Rust result first. Last, what the engine's own settings change: the
+//! analyzer on bare wasmtime with Cranelift at `speed_and_size` against its
+//! default `speed`.
 
 use std::path::{Path, PathBuf};
 
@@ -148,6 +150,7 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
     )
     .await?;
     figures.push(c_against_native(run, text, &want_value).await?);
+    figures.push(engine_settings(run, text, &want_value).await?);
     figures.push(figure(
         "d_payload_check",
         "(d) the payload's JSON check",
@@ -294,4 +297,36 @@ fn native(text: &str) -> Result<String> {
     Ok(serde_json::to_string(&analyzer_core::analyze_code(
         lang, &p.source,
     ))?)
+}
+
+/// Bare wasmtime with Cranelift's `speed_and_size` against its default
+/// (`speed`), epochs off on both: what the engine's optimization setting
+/// does for the guest's code.
+async fn engine_settings(run: &Run<'_>, text: &str, want: &serde_json::Value) -> Result<Figure> {
+    let (_, bytes) = swarm(run.root, "analyzer")?;
+    let tuned =
+        crate::bare::BareHost::tuned(crate::bare::Epoch::Off, crate::setup::BARE_POOL, |c| {
+            c.cranelift_opt_level(wasmtime::OptLevel::SpeedAndSize);
+        })?
+        .load(&bytes)?;
+    let got = tuned.run("analyze_code", text).await?;
+    if serde_json::from_str::<serde_json::Value>(&got)? != *want {
+        bail!("the analyzer at speed_and_size gives another result: {got}");
+    }
+    let (tuned, bare) = (&tuned, &run.setup.bare_analyzer);
+    let (o, b) = rounds(
+        run.rounds,
+        move || ms(tuned.run("analyze_code", text)),
+        move || ms(bare.run("analyze_code", text)),
+    )
+    .await?;
+    Ok(figure(
+        "d_engine_speed_and_size",
+        "(d) bare wasmtime, Cranelift speed_and_size",
+        "ms",
+        "bare wasmtime, Cranelift speed (its default)",
+        &o,
+        &b,
+        None,
+    ))
 }
