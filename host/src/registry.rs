@@ -136,6 +136,8 @@ impl Registry {
         }
         swapped(&swarm);
         let replaced = swarms.insert(id, Arc::new(swarm));
+        drop(swarms);
+        // Its idle instances go once the table is free again.
         if let Some(old) = &replaced {
             old.warm.retire();
         }
@@ -143,12 +145,14 @@ impl Registry {
     }
 
     pub(crate) fn remove(&self, swarm_id: &str) -> Result<(), Error> {
-        self.swarms
+        let removed = self
+            .swarms
             .write()
             .expect("registry lock")
             .remove(swarm_id)
-            .map(|old| old.warm.retire())
-            .ok_or_else(|| Error::NotLoaded(swarm_id.to_string()))
+            .ok_or_else(|| Error::NotLoaded(swarm_id.to_string()))?;
+        removed.warm.retire();
+        Ok(())
     }
 
     /// Instance slots reserved by the loaded swarms (their

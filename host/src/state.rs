@@ -7,8 +7,10 @@
 //! capability's own state (`imports::{log, credentials, http_proxy,
 //! storage}`). A
 //! `HostState` is built for each task and dropped with the task's store, so
-//! nothing a guest does outlives its task; it hands each capability its
-//! per-task view. This module depends on `imports/`, never the other way.
+//! nothing a guest does outlives its task — unless the contract keeps
+//! instances warm (`[instances]`), when a clean instance's state is made
+//! the next task's own ([`HostState::next_task`]); it hands each capability
+//! its per-task view. This module depends on `imports/`, never the other way.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -195,8 +197,9 @@ impl SwarmRuntime {
 }
 
 /// The data of one task's `Store`: the task's scope, its WASI context and
-/// its limits. Built for each task (`runner.rs`) and dropped with the
-/// store, so nothing a guest does outlives its task.
+/// its limits. Built for each task (`runner/`) and dropped with the
+/// store, so nothing a guest does outlives its task; on a warm instance
+/// (`[instances]`) made anew for each task by [`HostState::next_task`].
 pub struct HostState {
     pub(crate) swarm: Arc<SwarmRuntime>,
     pub(crate) task: TaskScope,
@@ -226,20 +229,24 @@ impl HostState {
     /// Make this state, kept from a task that ended cleanly, the state of
     /// the next task `task_id`, ending `timeout` from now: everything a
     /// task has of its own is new (its scope and counts, its WASI context
-    /// with stdout and stderr bound to it, its CPU governor and deadline,
-    /// its peak memory); the instance's memory stays, and stays counted
-    /// as the swarm's. The store's allowances are given back with
+    /// `wasi` with stdout and stderr bound to it, its resource table, its
+    /// CPU governor and deadline, its peak memory); the instance's memory
+    /// stays, and stays counted as the swarm's. The store's allowances are given back with
     /// [`crate::runner::arm`].
     pub(crate) fn next_task(
         &mut self,
         task_id: &Arc<str>,
         shared: &Arc<TaskShared>,
+        wasi: WasiCtx,
         timeout: std::time::Duration,
     ) {
         let now = Instant::now();
         let swarm = self.swarm.clone();
         self.task = TaskScope::new(task_id.clone(), Phase::Task, shared.clone());
-        self.wasi = crate::wasi::context(&swarm, task_id, shared);
+        self.wasi = wasi;
+        // Empty (an instance holding a host resource is never kept), and
+        // new, so that no capacity a guest made it grow carries over.
+        self.table = ResourceTable::new();
         self.limiter.next_task();
         self.governor = Self::governor(&swarm.contract, &swarm.counters, now);
         self.cpu_mark = CpuMark::default();

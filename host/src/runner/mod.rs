@@ -431,9 +431,10 @@ async fn run<'a, O: Output>(
     let timeout_at = rt.contract.task_timeout();
     let (mut store, warm_instance, tasks_before) = match swarm.warm.take() {
         Some(mut warm) => {
+            let wasi = crate::wasi::context(rt, &task_id, &shared);
             warm.store
                 .data_mut()
-                .next_task(&task_id, &shared, timeout_at);
+                .next_task(&task_id, &shared, wasi, timeout_at);
             arm(&mut warm.store);
             (warm.store, Some(warm.instance), warm.tasks)
         }

@@ -150,6 +150,53 @@ async fn replacing_or_unloading_a_swarm_drops_its_warm_instances() {
     assert_eq!(remember(&host, "d").await, (0, vec![]));
 }
 
+/// A task whose caller stopped waiting (the future dropped mid-run) takes
+/// its instance with it.
+#[tokio::test]
+async fn an_instance_whose_task_was_cancelled_is_never_reused() {
+    let host = TestHost::new()
+        .component(guests::MISBEHAVE, misbehave("", 100))
+        .build()
+        .await;
+    remember(&host, "a").await;
+    assert_eq!(remember(&host, "b").await, (1, strings(&["a"])));
+    let burn = host.execute_task(
+        "warm",
+        TaskRequest::new("burn", json!({"rounds": 1_000_000_000u64})),
+    );
+    let cancelled = tokio::time::timeout(std::time::Duration::from_millis(100), burn).await;
+    assert!(cancelled.is_err(), "the task ended before it was cancelled");
+    assert_eq!(remember(&host, "c").await, (0, vec![]));
+}
+
+/// A task that showed its secret (a security event, though it succeeded)
+/// ends its instance's life.
+#[tokio::test]
+async fn an_instance_that_leaked_a_secret_is_not_reused() {
+    let host = TestHost::new()
+        .secret("leaky", "api_key", "sk-live-warm-0123456789")
+        .component(
+            guests::LEAKY,
+            "swarm_id = \"leaky\"\n[security]\nscoped_credentials = [\"api_key\"]\n\
+             [reputation]\ninitial_score = 1.0\nquarantine_threshold = 0.05\n\
+             [instances]\ntasks_per_instance = 100\n",
+        )
+        .build()
+        .await;
+    for _ in 0..2 {
+        let o = host
+            .execute_task("leaky", TaskRequest::new("log", json!({})))
+            .await
+            .unwrap();
+        assert!(o.is_success(), "{o:?}");
+        assert_eq!(o.usage.security_violations, 1);
+        assert_eq!(
+            o.usage.instance_prior_tasks, 0,
+            "ran on the instance that leaked"
+        );
+    }
+}
+
 /// A task never runs on an instance another task is running on: while
 /// the warm one is busy, a task running beside it gets a fresh one.
 #[tokio::test]
