@@ -401,6 +401,15 @@ impl Queue {
     }
 }
 
+/// The task id as the message id, where it can be a header value (an id
+/// with a line break, refused anyway, cannot): without it the result's
+/// subject alone keeps a second result out.
+pub(crate) fn message_id(headers: &mut async_nats::HeaderMap, task_id: &str) {
+    if let Ok(value) = task_id.parse::<async_nats::HeaderValue>() {
+        headers.insert("Nats-Msg-Id", value);
+    }
+}
+
 /// A NATS connection to `url` (several comma-separated), signed in with
 /// `auth`; a failure names the URL without its user and password.
 pub(crate) async fn connect(

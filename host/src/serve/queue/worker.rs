@@ -6,9 +6,11 @@
 //! A pull loop per swarm follows the host's loaded swarms (started for a
 //! swarm that appears, stopped for one that goes, restarted when its slot
 //! count changes). Each message is handled on its own task that holds one
-//! of the swarm's slots: a redelivered task whose result exists is
-//! acknowledged at once; one delivered too often is given up; the rest run,
-//! kept alive with in-progress acknowledgements while they do.
+//! of the swarm's slots until it has run: a redelivered task whose result
+//! exists is acknowledged at once; one delivered too often is given up; the
+//! rest run, kept alive with in-progress acknowledgements while they do,
+//! then give their slot to the next task while their result is published
+//! and they are acknowledged ([`FINISHING_PER_SLOT`] of those per slot).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,10 +25,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::{
     HostFailure, Queue, QueueError, QueueResult, ResultStatus, TASKS_STREAM, consumer_name,
-    dead_subject, result_subject, task_subject,
+    dead_subject, message_id, result_subject, task_subject,
 };
 use crate::serve::Service;
-use crate::{Error, ErrorKind, Event, TaskRequest};
+use crate::{ErrorKind, Event, TaskRequest};
+
+/// Tasks of a swarm that may be publishing their results and being
+/// acknowledged at once on a worker, per slot: a task gives its slot back
+/// once it has run, and takes one of these until it is acknowledged.
+const FINISHING_PER_SLOT: usize = 4;
 
 /// How long one pull waits for messages before it looks again.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
@@ -202,6 +209,7 @@ impl Worker {
             .await
             .map_err(QueueError::js)?;
         let free = Arc::new(Semaphore::new(slots as usize));
+        let finishing = Arc::new(Semaphore::new(slots as usize * FINISHING_PER_SLOT));
         tracing::info!(target: "chassis::queue", swarm = swarm_id, "taking tasks ({slots} at a time)");
         // Fleet state for this swarm set before it was loaded here.
         super::fleet::apply_current(&self.queue.health, self.service.chassis(), swarm_id).await;
@@ -265,12 +273,15 @@ impl Worker {
                 };
                 let worker = self.clone();
                 let swarm_id = swarm_id.to_string();
+                let finishing = finishing.clone();
                 worker
                     .active
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     let _active = Active(&worker.active);
-                    worker.handle(&swarm_id, message, ack_wait, permit).await;
+                    worker
+                        .handle(&swarm_id, message, ack_wait, permit, finishing)
+                        .await;
                 });
             }
         }
@@ -302,7 +313,8 @@ impl Worker {
         swarm_id: &str,
         message: Message,
         ack_wait: Duration,
-        _slot: OwnedSemaphorePermit,
+        slot: OwnedSemaphorePermit,
+        finishing: Arc<Semaphore>,
     ) {
         let deliveries = message.info().map(|i| i.delivered).unwrap_or(1);
         if deliveries > 1 {
@@ -410,6 +422,11 @@ impl Worker {
             }
         };
         keep_alive.abort();
+        // It has run: its slot goes to the next task while its result is
+        // published and it is acknowledged (a few round trips to NATS),
+        // within a bound on the tasks finishing at once.
+        let _finishing = finishing.acquire_owned().await.expect("never closed");
+        drop(slot);
         let ending = match outcome {
             Err(e)
                 if self.service.interrupted()
@@ -430,7 +447,9 @@ impl Worker {
                 error: None,
                 deliveries,
             })),
-            Err(e) if retried(&e) => Ending::Retry(e.to_string()),
+            // Refusals about this worker now, not about the task: it is
+            // delivered again (here or elsewhere) rather than answered.
+            Err(e) if e.kind().retry_elsewhere() => Ending::Retry(e.to_string()),
             Err(e) => {
                 let failure = HostFailure {
                     kind: e.kind().as_str().to_string(),
@@ -577,20 +596,4 @@ impl Worker {
             Err(e) => Err(QueueError::js(e)),
         }
     }
-}
-
-/// The task id as the message id, where it can be a header value (an id
-/// with a line break, refused anyway, cannot): without it the result's
-/// subject alone keeps a second result out.
-fn message_id(headers: &mut HeaderMap, task_id: &str) {
-    if let Ok(value) = task_id.parse::<async_nats::HeaderValue>() {
-        headers.insert("Nats-Msg-Id", value);
-    }
-}
-
-/// Whether a task the host refused or stopped should be delivered again
-/// (to this worker or another) rather than answered: the refusals that
-/// are about this worker now, not about the task.
-fn retried(e: &Error) -> bool {
-    e.kind().retry_elsewhere()
 }
