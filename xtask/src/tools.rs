@@ -214,12 +214,7 @@ pub fn promtool(root: &Path) -> Result<PathBuf, String> {
         .join("target/tools")
         .join(format!("prometheus-{PROMTOOL_VERSION}"));
     let tool = dir.join("usr/bin/promtool");
-    let works = |tool: &Path| {
-        Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(PROMTOOL_VERSION))
-    };
+    let works = |tool: &Path| prints_version(tool, PROMTOOL_VERSION);
     if works(&tool) {
         return Ok(tool);
     }
@@ -288,12 +283,7 @@ pub fn wasmtime_cli(root: &Path) -> Result<PathBuf, String> {
         .join("target/tools")
         .join(format!("wasmtime-{version}"));
     let tool = dir.join("bin/wasmtime");
-    let works = |tool: &Path| {
-        Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&version))
-    };
+    let works = |tool: &Path| prints_version(tool, &version);
     if works(&tool) {
         return Ok(tool);
     }
@@ -329,4 +319,12 @@ fn locked_version(root: &Path, package: &str) -> Result<String, String> {
             Some(version.trim_end_matches('"').to_string())
         })
         .ok_or_else(|| format!("Cargo.lock has no package {package}"))
+}
+
+/// Whether `tool --version` runs and names `version` on its stdout.
+fn prints_version(tool: &Path, version: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(version))
 }

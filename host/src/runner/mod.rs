@@ -130,12 +130,7 @@ pub(crate) fn new_store(
 pub(crate) fn arm(store: &mut Store<HostState>) {
     store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
     if store.engine().get_consume_fuel() {
-        let fuel = store
-            .data()
-            .contract()
-            .resource_limits
-            .max_fuel
-            .unwrap_or(u64::MAX);
+        let fuel = fuel_budget(store);
         store.set_fuel(fuel).expect("fuel metering is on");
     }
     store.set_epoch_deadline(1);
@@ -540,16 +535,18 @@ async fn run<'a, O: Output>(
     })
 }
 
+/// The fuel a task of the store's swarm starts with: `max_fuel`, or no
+/// bound.
+fn fuel_budget(store: &Store<HostState>) -> u64 {
+    let limits = &store.data().contract().resource_limits;
+    limits.max_fuel.unwrap_or(u64::MAX)
+}
+
 /// Close the task's accounting and read its usage from the store.
 fn finish(store: &mut Store<HostState>, in_store: Instant, shared: &TaskShared) -> TaskUsage {
     let now = Instant::now();
     let fuel_consumed = if store.engine().get_consume_fuel() {
-        let budget = store
-            .data()
-            .contract()
-            .resource_limits
-            .max_fuel
-            .unwrap_or(u64::MAX);
+        let budget = fuel_budget(store);
         store.get_fuel().ok().map(|left| budget - left)
     } else {
         None
