@@ -424,7 +424,11 @@ async fn run<'a, O: Output>(
     };
     let in_store = Instant::now();
     let timeout_at = rt.contract.task_timeout();
-    let (mut store, warm_instance, tasks_before) = match swarm.warm.take() {
+    // A swarm of fresh instances never looks at its (empty) pool.
+    let warm = (!rt.contract.instances.is_fresh())
+        .then(|| swarm.warm.take())
+        .flatten();
+    let (mut store, warm_instance, tasks_before) = match warm {
         Some(mut warm) => {
             let wasi = crate::wasi::context(rt, &task_id, &shared);
             warm.store
