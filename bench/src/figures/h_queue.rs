@@ -3,12 +3,15 @@
 //! three `chassis serve --nats` worker processes on this machine (each
 //! with its audit log, mirrored to NATS), against the same tasks through
 //! `Chassis::execute_task_text` in-process by two workers. A round submits
-//! a fixed number of tasks from eight concurrent submitters and ends when
+//! a fixed number of tasks from 64 concurrent submitters (enough that
+//! submitting never holds the worker back) and ends when
 //! the last result is published (followed by a subscription, not by
 //! looking each one up); the figure is tasks per second. Beside each, the
 //! machine's CPU time per task: what `nats-server`, the workers and this
 //! process (the submitters) used over the round (`/proc/<pid>/stat`), per
-//! task, against the CPU time per task of the in-process rounds. Goals, one
+//! task, against the CPU time per task of the in-process rounds, and
+//! printed split between the three (where a miss is to be looked for).
+//! Goals, one
 //! worker: at least 10,000 tasks/s and at most 100 µs of machine time per
 //! task. With more workers no goal: on two cores every process shares the
 //! same cores, so more workers mostly add contention; the design scales
@@ -34,7 +37,7 @@ use crate::setup::in_process_noops;
 const TASKS: u32 = 3000;
 
 /// Concurrent submitters.
-const SUBMITTERS: u32 = 8;
+const SUBMITTERS: u32 = 64;
 
 /// A child process, killed when dropped.
 pub(crate) struct Process(pub(crate) Child);
@@ -72,36 +75,42 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
                 .chain([std::process::id()])
                 .collect(),
         );
-        let (queue_cpu, own_cpu) = (
+        let (queue_cpu, own_cpu, split) = (
+            Rc::new(RefCell::new(Vec::new())),
             Rc::new(RefCell::new(Vec::new())),
             Rc::new(RefCell::new(Vec::new())),
         );
         let through_queue = || {
             round += 1;
             let (queue, prefix) = (queue.clone(), format!("q{n}-{round}"));
-            let (pids, spent) = (pids.clone(), queue_cpu.clone());
+            let (pids, spent, split) = (pids.clone(), queue_cpu.clone(), split.clone());
             async move {
-                let before = cpu_time(&pids)?;
+                let before = cpu_times(&pids)?;
                 let rate = queue_round(&queue, &prefix, tasks).await?;
-                spent
-                    .borrow_mut()
-                    .push(per_task(cpu_time(&pids)? - before, tasks));
+                let used: Vec<f64> = cpu_times(&pids)?
+                    .iter()
+                    .zip(&before)
+                    .map(|(after, before)| per_task(*after - *before, tasks))
+                    .collect();
+                spent.borrow_mut().push(used.iter().sum());
+                split.borrow_mut().push(used);
                 Ok(rate)
             }
         };
         let in_process = || {
             let (chassis, spent) = (chassis.clone(), own_cpu.clone());
             async move {
-                let me = [std::process::id()];
-                let before = cpu_time(&me)?;
+                let me = std::process::id();
+                let before = cpu_time(me)?;
                 let rate = in_process_noops(chassis, tasks / 2).await?;
                 spent
                     .borrow_mut()
-                    .push(per_task(cpu_time(&me)? - before, tasks));
+                    .push(per_task(cpu_time(me)? - before, tasks));
                 Ok(rate)
             }
         };
         let (o, b) = rounds(run.rounds, through_queue, in_process).await?;
+        print_split(&split.borrow()[1..]);
         let workers_named = format!("{n} worker{}", if n == 1 { "" } else { "s" });
         figures.push(figure(
             &format!("h_queue_{n}"),
@@ -133,27 +142,48 @@ pub async fn measure(run: &Run<'_>) -> Result<Vec<Figure>> {
 /// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
 const CLOCK_TICKS: f64 = 100.0;
 
-/// CPU time (user and system) the processes `pids` have used so far.
-fn cpu_time(pids: &[u32]) -> Result<Duration> {
+/// Print the median CPU per task of `nats-server`, the workers and the
+/// submitters over the measured rounds (each row: the server, each worker,
+/// this process).
+fn print_split(rounds: &[Vec<f64>]) {
+    let median = |of: &dyn Fn(&[f64]) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(|r| of(r)).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(0.0)
+    };
+    let server = median(&|r| r[0]);
+    let workers = median(&|r| r[1..r.len() - 1].iter().sum());
+    let submitters = median(&|r| r[r.len() - 1]);
+    eprintln!(
+        "    CPU per task: nats-server {server:.0} µs, workers {workers:.0} µs, submitters {submitters:.0} µs"
+    );
+}
+
+/// CPU time (user and system) each of the processes `pids` has used so
+/// far.
+fn cpu_times(pids: &[u32]) -> Result<Vec<Duration>> {
+    pids.iter().map(|pid| cpu_time(*pid)).collect()
+}
+
+/// CPU time (user and system) the process `pid` has used so far.
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // The fields after the command name (which may hold spaces and
+    // parentheses): the state is field 3, utime and stime 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .with_context(|| format!("{path}: no command name"))?
+        .1
+        .split_whitespace()
+        .collect();
     let mut ticks = 0u64;
-    for pid in pids {
-        let path = format!("/proc/{pid}/stat");
-        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        // The fields after the command name (which may hold spaces and
-        // parentheses): the state is field 3, utime and stime 14 and 15.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .with_context(|| format!("{path}: no command name"))?
-            .1
-            .split_whitespace()
-            .collect();
-        for field in [11, 12] {
-            ticks += fields
-                .get(field)
-                .with_context(|| format!("{path}: too few fields"))?
-                .parse::<u64>()
-                .with_context(|| format!("{path}: field {}", field + 3))?;
-        }
+    for field in [11, 12] {
+        ticks += fields
+            .get(field)
+            .with_context(|| format!("{path}: too few fields"))?
+            .parse::<u64>()
+            .with_context(|| format!("{path}: field {}", field + 3))?;
     }
     Ok(Duration::from_secs_f64(ticks as f64 / CLOCK_TICKS))
 }

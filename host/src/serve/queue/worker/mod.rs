@@ -6,34 +6,32 @@
 //! A pull loop per swarm follows the host's loaded swarms (started for a
 //! swarm that appears, stopped for one that goes, restarted when its slot
 //! count changes). Each message is handled on its own task that holds one
-//! of the swarm's slots until it has run: a redelivered task whose result
-//! exists is acknowledged at once; one delivered too often is given up; the
-//! rest run, kept alive with in-progress acknowledgements while they do,
-//! then give their slot to the next task while their result is published
-//! and they are acknowledged ([`FINISHING_PER_SLOT`] of those per slot).
+//! of the swarm's slots until it is acknowledged or handed back: a
+//! redelivered task whose result exists is acknowledged at once; one
+//! delivered too often is given up; the rest run, kept alive with
+//! in-progress acknowledgements while they do. A pull loop waits for a
+//! slot to free rather than looking for one now and then, so a slot is
+//! filled again as soon as its task is acknowledged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::{AckKind, Message};
 use futures_util::StreamExt;
-use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::{
     HostFailure, Queue, QueueError, QueueResult, ResultStatus, TASKS_STREAM, consumer_name,
-    dead_subject, message_id, result_subject, task_subject,
+    task_subject,
 };
 use crate::serve::Service;
-use crate::{ErrorKind, Event, TaskRequest};
+use crate::{ErrorKind, TaskRequest};
 
-/// Tasks of a swarm that may be publishing their results and being
-/// acknowledged at once on a worker, per slot: a task gives its slot back
-/// once it has run, and takes one of these until it is acknowledged.
-const FINISHING_PER_SLOT: usize = 4;
+mod finish;
+
+use finish::Ending;
 
 /// How long one pull waits for messages before it looks again.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
@@ -76,14 +74,6 @@ struct Pull {
     handle: tokio::task::JoinHandle<()>,
     /// Tells it to hand out what it fetched and end.
     retire: watch::Sender<bool>,
-}
-
-/// What running a task came to.
-enum Ending {
-    /// A result to publish, then acknowledge.
-    Final(Box<QueueResult<Box<RawValue>>>),
-    /// Not run, or stopped for a reason of this worker's: hand it back.
-    Retry(String),
 }
 
 impl Worker {
@@ -209,22 +199,29 @@ impl Worker {
             .await
             .map_err(QueueError::js)?;
         let free = Arc::new(Semaphore::new(slots as usize));
-        let finishing = Arc::new(Semaphore::new(slots as usize * FINISHING_PER_SLOT));
         tracing::info!(target: "chassis::queue", swarm = swarm_id, "taking tasks ({slots} at a time)");
         // Fleet state for this swarm set before it was loaded here.
         super::fleet::apply_current(&self.queue.health, self.service.chassis(), swarm_id).await;
         let mut failures = 0u32;
         let mut stop = stop;
         while !*stop.borrow() && !*retired.borrow() {
-            // Take nothing a refusal would only hand back: a swarm held
-            // back (quarantined, out of budget, circuit open), or a host
-            // whose audit log cannot record; and no more than the throttle
-            // lets run beside those running (one when a probe is due).
+            // A free slot (waited for, not polled) ...
+            let first = tokio::select! {
+                permit = free.clone().acquire_owned() => permit.expect("never closed"),
+                _ = stop.changed() => continue,
+                _ = retired.changed() => continue,
+            };
+            // ... but take nothing a refusal would only hand back: a swarm
+            // held back (quarantined, out of budget, circuit open), or a
+            // host whose audit log cannot record; and no more than the
+            // throttle lets run beside those running (one when a probe is
+            // due).
             let chassis = self.service.chassis();
-            let running = slots as usize - free.available_permits();
+            let running = slots as usize - free.available_permits() - 1;
             let room = chassis.concurrency(swarm_id).saturating_sub(running);
             let held = chassis.holding_back(swarm_id) || chassis.event_sink_failure().is_some();
             if held || room == 0 {
+                drop(first);
                 let pause = Duration::from_millis(if held { 200 } else { 20 });
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
@@ -232,12 +229,7 @@ impl Worker {
                 }
                 continue;
             }
-            // As many messages as there are free slots, at least one.
-            let first = tokio::select! {
-                permit = free.clone().acquire_owned() => permit.expect("never closed"),
-                _ = stop.changed() => continue,
-                _ = retired.changed() => continue,
-            };
+            // As many messages as there are free slots it may fill.
             let mut permits = vec![first];
             while permits.len() < room
                 && let Ok(permit) = free.clone().try_acquire_owned()
@@ -273,15 +265,12 @@ impl Worker {
                 };
                 let worker = self.clone();
                 let swarm_id = swarm_id.to_string();
-                let finishing = finishing.clone();
                 worker
                     .active
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     let _active = Active(&worker.active);
-                    worker
-                        .handle(&swarm_id, message, ack_wait, permit, finishing)
-                        .await;
+                    worker.handle(&swarm_id, message, ack_wait, permit).await;
                 });
             }
         }
@@ -313,8 +302,7 @@ impl Worker {
         swarm_id: &str,
         message: Message,
         ack_wait: Duration,
-        slot: OwnedSemaphorePermit,
-        finishing: Arc<Semaphore>,
+        _slot: OwnedSemaphorePermit,
     ) {
         let deliveries = message.info().map(|i| i.delivered).unwrap_or(1);
         if deliveries > 1 {
@@ -422,11 +410,6 @@ impl Worker {
             }
         };
         keep_alive.abort();
-        // It has run: its slot goes to the next task while its result is
-        // published and it is acknowledged (a few round trips to NATS),
-        // within a bound on the tasks finishing at once.
-        let _finishing = finishing.acquire_owned().await.expect("never closed");
-        drop(slot);
         let ending = match outcome {
             Err(e)
                 if self.service.interrupted()
@@ -465,135 +448,5 @@ impl Worker {
             }
         };
         self.finish(&message, ending).await;
-    }
-
-    /// A result without the swarm's outcome.
-    fn failed(
-        &self,
-        swarm_id: &str,
-        task_id: &str,
-        status: ResultStatus,
-        error: HostFailure,
-        deliveries: i64,
-    ) -> Ending {
-        Ending::Final(Box::new(QueueResult {
-            task_id: task_id.to_string(),
-            swarm_id: swarm_id.to_string(),
-            worker: self.id.clone(),
-            status,
-            outcome: None,
-            error: Some(error),
-            deliveries,
-        }))
-    }
-
-    /// Give up a task delivered too often: an `abandoned` result, an audit
-    /// record, a copy on the dead-letter subject, and the acknowledgement.
-    async fn abandon(
-        &self,
-        swarm_id: &str,
-        request: &TaskRequest,
-        message: &Message,
-        deliveries: i64,
-    ) {
-        let task_id = &request.task_id;
-        tracing::warn!(target: "chassis::queue", swarm = swarm_id, task = %task_id, "delivered {deliveries} times without an ending; given up");
-        let mut headers = HeaderMap::new();
-        message_id(&mut headers, task_id);
-        let dead = async {
-            self.queue
-                .jetstream
-                .publish_with_headers(dead_subject(swarm_id), headers, message.payload.clone())
-                .await
-                .map_err(QueueError::js)?
-                .await
-                .map_err(QueueError::js)
-        };
-        if let Err(e) = dead.await {
-            self.finish(message, Ending::Retry(format!("dead-lettering: {e}")))
-                .await;
-            return;
-        }
-        let failure = HostFailure {
-            kind: "abandoned".to_string(),
-            message: format!(
-                "delivered {deliveries} times without an ending (more than max_deliveries = {}); its workers kept stopping",
-                self.max_deliveries
-            ),
-        };
-        let result = self.failed(
-            swarm_id,
-            task_id,
-            ResultStatus::Abandoned,
-            failure,
-            deliveries,
-        );
-        if self.finish(message, result).await {
-            self.service.record(&Event::TaskAbandoned {
-                swarm_id: swarm_id.to_string(),
-                task_id: task_id.clone(),
-                deliveries: deliveries.max(0) as u64,
-            });
-        }
-    }
-
-    /// Publish the result and acknowledge, or hand the task back. Returns
-    /// whether this result is the task's one (published now).
-    async fn finish(&self, message: &Message, ending: Ending) -> bool {
-        match ending {
-            Ending::Final(result) => match self.publish(&result).await {
-                Ok(published) => {
-                    if !published {
-                        tracing::info!(target: "chassis::queue", task = %crate::text::escape(&result.task_id, 256), "already answered by an earlier run; its result stands");
-                    }
-                    if let Err(e) = message.double_ack().await {
-                        // The result is out; a redelivery will find it.
-                        tracing::warn!(target: "chassis::queue", task = %crate::text::escape(&result.task_id, 256), "acknowledging: {e}");
-                    }
-                    published
-                }
-                Err(e) => {
-                    tracing::warn!(target: "chassis::queue", task = %crate::text::escape(&result.task_id, 256), "publishing the result: {e}; handing the task back");
-                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-                    false
-                }
-            },
-            Ending::Retry(reason) => {
-                tracing::debug!(target: "chassis::queue", "handing a task back: {reason}");
-                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-                false
-            }
-        }
-    }
-
-    /// Publish a result, waiting for JetStream's acknowledgement. Only the
-    /// first result of a task is kept, however late a second comes: the
-    /// task id is the message id (a repeat within the duplicate window is
-    /// dropped), and the result's subject must be empty (a repeat after it
-    /// is refused). Returns `false` when a result was there already.
-    async fn publish(&self, result: &QueueResult<Box<RawValue>>) -> Result<bool, QueueError> {
-        use async_nats::jetstream::context::PublishErrorKind;
-        let body = serde_json::to_vec(result).map_err(|e| QueueError::Malformed(e.to_string()))?;
-        let subject = result_subject(&result.task_id);
-        let mut headers = HeaderMap::new();
-        message_id(&mut headers, &result.task_id);
-        headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
-        if let Some(key) = &self.queue.signer {
-            for (name, value) in key.sign(super::trust::Signed::Result, &subject, &body) {
-                headers.insert(name, value.as_str());
-            }
-        }
-        let ack = self
-            .queue
-            .jetstream
-            .publish_with_headers(subject, headers, body.into())
-            .await
-            .map_err(QueueError::js)?
-            .await;
-        match ack {
-            Ok(ack) => Ok(!ack.duplicate),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
-            Err(e) => Err(QueueError::js(e)),
-        }
     }
 }
