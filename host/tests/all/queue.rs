@@ -794,6 +794,77 @@ async fn a_task_whose_result_exists_is_acknowledged_without_running_again() {
     assert_eq!(kept.outcome.unwrap().output["greeting"], "Hello, once!");
 }
 
+/// The tasks one pull delivers are looked up together: of several taken
+/// at once, those whose results exist are acknowledged without running,
+/// and the others run, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_looked_up_together_run_only_those_without_a_result() {
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-again-many");
+    let nats = Nats::start(&dir);
+    let (worker, audit) = start_worker(&dir, &nats, "w1");
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap()
+        .trusting(trusted());
+    let quick = || json!({"ms": 0});
+    let old: Vec<String> = (0..3).map(|i| format!("old-{i}")).collect();
+    for id in &old {
+        queue
+            .submit(
+                "probe",
+                TaskRequest::new("hold", quick()).with_id(id.as_str()),
+            )
+            .await
+            .unwrap();
+    }
+    results(&queue, &old, Duration::from_secs(60)).await;
+    // The probe's four slots busy a while, so that what follows waits and
+    // is then taken several at a time.
+    for i in 0..4 {
+        queue
+            .submit(
+                "probe",
+                TaskRequest::new("hold", json!({"ms": 1500})).with_id(format!("busy-{i}")),
+            )
+            .await
+            .unwrap();
+    }
+    // The three answered tasks again, under other message ids, beside two
+    // new ones.
+    let jetstream = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let new: Vec<String> = (0..2).map(|i| format!("new-{i}")).collect();
+    for (n, id) in old.iter().chain(&new).enumerate() {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("again-{n}").as_str());
+        let body =
+            serde_json::to_vec(&TaskRequest::new("hold", quick()).with_id(id.as_str())).unwrap();
+        jetstream
+            .publish_with_headers("chassis.tasks.probe", headers, body.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    results(&queue, &new, Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.figures("probe").await.unwrap() != Some((0, 0)) {
+        assert!(Instant::now() < deadline, "still queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    let records = crate::common::audit_text(&audit);
+    for id in old.iter().chain(&new) {
+        let starts = records
+            .lines()
+            .filter(|l| {
+                l.contains("\"task_start\"") && l.contains(&format!("\"task_id\":\"{id}\""))
+            })
+            .count();
+        assert_eq!(starts, 1, "{id} started {starts} times:\n{records}");
+    }
+}
+
 /// A task id the host would not record as it is: `submit` refuses it, and
 /// a worker given one anyway (published by hand) answers a failed result
 /// without running or recording it, and goes on serving.

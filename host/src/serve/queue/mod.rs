@@ -65,6 +65,9 @@ pub fn result_subject(task_id: &str) -> String {
     format!("chassis.results.{}", &digest[..32])
 }
 
+/// How long a worker waits for the answer to a look-up of results.
+const LOOK_UP_WAIT: Duration = Duration::from_secs(10);
+
 /// The subject a swarm's given-up tasks are copied to.
 #[doc(hidden)]
 pub fn dead_subject(swarm_id: &str) -> String {
@@ -381,6 +384,86 @@ impl Queue {
             });
         }
         Ok(Some(result))
+    }
+
+    /// Which of `task_ids` have a result in [`RESULTS_STREAM`]: one direct
+    /// get of the last message of each of their subjects (`multi_last`),
+    /// answered by the messages found and an end-of-batch status, or by
+    /// "no results". A worker asks once for all the tasks one pull
+    /// delivered, rather than once a task.
+    pub(crate) async fn results_found(
+        &self,
+        task_ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>, QueueError> {
+        use futures_util::StreamExt;
+        let mut found = std::collections::HashSet::new();
+        if task_ids.is_empty() {
+            return Ok(found);
+        }
+        let subjects: Vec<String> = task_ids.iter().map(|id| result_subject(id)).collect();
+        let request = serde_json::json!({ "multi_last": subjects, "batch": subjects.len() });
+        let client = self.jetstream.client();
+        let inbox = client.new_inbox();
+        let mut replies = client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(QueueError::js)?;
+        client
+            .publish_with_reply(
+                format!("$JS.API.DIRECT.GET.{RESULTS_STREAM}"),
+                inbox,
+                request.to_string().into(),
+            )
+            .await
+            .map_err(QueueError::js)?;
+        loop {
+            let reply = tokio::time::timeout(LOOK_UP_WAIT, replies.next())
+                .await
+                .map_err(|_| {
+                    QueueError::JetStream(format!(
+                        "no answer to a look-up of {} results in {LOOK_UP_WAIT:?}",
+                        subjects.len()
+                    ))
+                })?
+                .ok_or_else(|| QueueError::JetStream("the look-up's answers ended".to_string()))?;
+            match reply.status.map(u16::from) {
+                // A result found; its subject says whose.
+                None | Some(200) => {
+                    let subject = reply
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get("Nats-Subject"))
+                        .map(|v| v.to_string())
+                        .ok_or_else(|| {
+                            QueueError::Malformed("a looked-up result without its subject".into())
+                        })?;
+                    found.insert(subject);
+                }
+                // The end of the results found, or none found.
+                Some(204) => break,
+                Some(404)
+                    if reply
+                        .description
+                        .as_deref()
+                        .is_some_and(|d| d.eq_ignore_ascii_case("no results")) =>
+                {
+                    break;
+                }
+                Some(status) => {
+                    return Err(QueueError::JetStream(format!(
+                        "looking up {} results: status {status} {}",
+                        subjects.len(),
+                        reply.description.as_deref().unwrap_or_default()
+                    )));
+                }
+            }
+        }
+        Ok(task_ids
+            .iter()
+            .zip(&subjects)
+            .filter(|(_, subject)| found.contains(*subject))
+            .map(|(id, _)| id.to_string())
+            .collect())
     }
 
     /// A task's result message as published, if there is one.

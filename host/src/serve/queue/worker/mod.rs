@@ -6,8 +6,10 @@
 //! A pull loop per swarm follows the host's loaded swarms (started for a
 //! swarm that appears, stopped for one that goes, restarted when its slot
 //! count changes). Each message is handled on its own task that holds one
-//! of the swarm's slots until it is acknowledged or handed back: a
-//! redelivered task whose result exists is acknowledged at once; one
+//! of the swarm's slots until it is acknowledged or handed back. The tasks
+//! one pull delivered are looked up together (one request for the results
+//! they may have already): a task whose result exists is acknowledged at
+//! once; one
 //! delivered too often is given up; the rest run, kept alive with
 //! in-progress acknowledgements while they do. A pull loop waits for a
 //! slot to free rather than looking for one now and then, so a slot is
@@ -65,6 +67,14 @@ impl Drop for Active<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// A task as one pull delivered it: its message, the task read from it,
+/// and whether its result was found already (or why that is not known).
+struct Delivered {
+    message: Message,
+    request: Result<TaskRequest, serde_json::Error>,
+    answered: Result<bool, String>,
 }
 
 /// One swarm's pull loop.
@@ -249,19 +259,49 @@ impl Worker {
                     continue;
                 }
             };
+            // What the pull delivered, taken whole (it ends as soon as the
+            // server has sent what there was) ...
+            let mut delivered = Vec::new();
+            let mut broken = None;
             while let Some(message) = batch.next().await {
-                let message = match message {
-                    Ok(message) => message,
+                match message {
+                    Ok(message) => delivered.push(message),
                     Err(e) => {
-                        self.pull_failed(swarm_id, &mut failures, &e).await?;
+                        broken = Some(e);
                         break;
                     }
-                };
+                }
+            }
+            if !delivered.is_empty() {
                 failures = 0;
+            }
+            // ... read, and looked up in one request: which of its tasks
+            // have a result already.
+            let requests: Vec<Result<TaskRequest, serde_json::Error>> = delivered
+                .iter()
+                .map(|message| serde_json::from_slice(&message.payload))
+                .collect();
+            let ids: Vec<&str> = requests
+                .iter()
+                .flatten()
+                .filter(|request| request.id_problem().is_none())
+                .map(|request| request.task_id.as_str())
+                .collect();
+            let found = self
+                .queue
+                .results_found(&ids)
+                .await
+                .map_err(|e| e.to_string());
+            for (message, request) in delivered.into_iter().zip(requests) {
                 let Some(permit) = permits.pop() else {
                     // More than asked for: hand it back at once.
                     let _ = message.ack_with(AckKind::Nak(None)).await;
                     continue;
+                };
+                let answered = match (&found, &request) {
+                    (Ok(found), Ok(request)) => Ok(found.contains(&request.task_id)),
+                    (Ok(_), Err(_)) => Ok(false),
+                    (Err(e), _) => Err(e.clone()),
                 };
                 let worker = self.clone();
                 let swarm_id = swarm_id.to_string();
@@ -270,8 +310,16 @@ impl Worker {
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     let _active = Active(&worker.active);
-                    worker.handle(&swarm_id, message, ack_wait, permit).await;
+                    let task = Delivered {
+                        message,
+                        request,
+                        answered,
+                    };
+                    worker.handle(&swarm_id, task, ack_wait, permit).await;
                 });
+            }
+            if let Some(e) = broken {
+                self.pull_failed(swarm_id, &mut failures, &e).await?;
             }
         }
         Ok(())
@@ -300,15 +348,20 @@ impl Worker {
     async fn handle(
         &self,
         swarm_id: &str,
-        message: Message,
+        task: Delivered,
         ack_wait: Duration,
         _slot: OwnedSemaphorePermit,
     ) {
+        let Delivered {
+            message,
+            request,
+            answered,
+        } = task;
         let deliveries = message.info().map(|i| i.delivered).unwrap_or(1);
         if deliveries > 1 {
             self.service.redelivered(swarm_id);
         }
-        let request: TaskRequest = match serde_json::from_slice(&message.payload) {
+        let request = match request {
             Ok(request) => request,
             Err(e) => {
                 let task_id = message
@@ -342,7 +395,7 @@ impl Worker {
             }
         };
         // An id the host would not record or show as it is: answered
-        // before it is looked up, run or recorded (the host refuses it as
+        // without its look-up, run or record (the host refuses it as
         // it would over HTTP).
         if let Some(reason) = request.id_problem() {
             let shown = crate::text::escape(&request.task_id, 256);
@@ -362,15 +415,15 @@ impl Worker {
             return;
         }
         let task_id = request.task_id.clone();
-        match self.queue.raw_result(&task_id).await {
-            Ok(Some(_)) => {
+        match answered {
+            Ok(true) => {
                 // It ran before and its result is out: only the
                 // acknowledgement was lost.
                 tracing::info!(target: "chassis::queue", swarm = swarm_id, task = %task_id, "delivered again after its result was published; acknowledged without running");
                 let _ = message.double_ack().await;
                 return;
             }
-            Ok(None) => {}
+            Ok(false) => {}
             Err(e) => {
                 self.finish(
                     &message,
