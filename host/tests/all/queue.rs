@@ -819,19 +819,10 @@ async fn tasks_looked_up_together_run_only_those_without_a_result() {
             .unwrap();
     }
     results(&queue, &old, Duration::from_secs(60)).await;
-    // The probe's four slots busy a while, so that what follows waits and
-    // is then taken several at a time.
-    for i in 0..4 {
-        queue
-            .submit(
-                "probe",
-                TaskRequest::new("hold", json!({"ms": 1500})).with_id(format!("busy-{i}")),
-            )
-            .await
-            .unwrap();
-    }
-    // The three answered tasks again, under other message ids, beside two
-    // new ones.
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    // While no worker runs: the three answered tasks again, under other
+    // message ids, then two new ones. The worker started next takes the
+    // first four in one pull (the probe's slots).
     let jetstream = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
     let new: Vec<String> = (0..2).map(|i| format!("new-{i}")).collect();
     for (n, id) in old.iter().chain(&new).enumerate() {
@@ -846,6 +837,7 @@ async fn tasks_looked_up_together_run_only_those_without_a_result() {
             .await
             .unwrap();
     }
+    let (worker, _) = start_worker(&dir, &nats, "w1");
     results(&queue, &new, Duration::from_secs(60)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while queue.figures("probe").await.unwrap() != Some((0, 0)) {
@@ -863,6 +855,60 @@ async fn tasks_looked_up_together_run_only_those_without_a_result() {
             .count();
         assert_eq!(starts, 1, "{id} started {starts} times:\n{records}");
     }
+}
+
+/// A look-up of several results answers whole when its one direct get is
+/// cut short at its byte limit, and when the stream refuses direct gets:
+/// what the one answer left out is asked task by task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_up_cut_short_or_refused_is_finished_task_by_task() {
+    use chassis::serve::queue::{RESULTS_STREAM, result_subject};
+    let _serial = SERIAL.lock().await;
+    let dir = scratch("queue-look-up");
+    let nats = Nats::start(&dir);
+    let queue = Queue::connect(&nats.url, &Streams::default())
+        .await
+        .unwrap();
+    let jetstream = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let answered: Vec<String> = (0..5).map(|i| format!("r{i}")).collect();
+    for id in &answered {
+        jetstream
+            .publish(result_subject(id), vec![b'x'; 2048].into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut asked: Vec<&str> = answered.iter().map(String::as_str).collect();
+    asked.extend(["x0", "x1"]);
+    let want: std::collections::HashSet<String> = answered.iter().cloned().collect();
+    let none = std::collections::HashSet::new();
+    // One whole answer; one stopped after its first result; none found.
+    assert_eq!(
+        queue.results_found_within(&asked, 1 << 20).await.unwrap(),
+        want
+    );
+    assert_eq!(queue.results_found_within(&asked, 1).await.unwrap(), want);
+    assert_eq!(
+        queue
+            .results_found_within(&["x0", "x1"], 1 << 20)
+            .await
+            .unwrap(),
+        none
+    );
+    // A stream that answers no direct get (as one made elsewhere might).
+    let mut results = jetstream.get_stream(RESULTS_STREAM).await.unwrap();
+    let mut config = results.info().await.unwrap().config.clone();
+    config.allow_direct = false;
+    jetstream.update_stream(config).await.unwrap();
+    assert_eq!(
+        queue.results_found_within(&asked, 1 << 20).await.unwrap(),
+        want
+    );
+    assert_eq!(
+        queue.results_found_within(&["x0"], 1 << 20).await.unwrap(),
+        none
+    );
 }
 
 /// A task id the host would not record as it is: `submit` refuses it, and

@@ -34,6 +34,7 @@ pub mod trust;
 pub(crate) mod worker;
 pub mod workers;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -65,8 +66,12 @@ pub fn result_subject(task_id: &str) -> String {
     format!("chassis.results.{}", &digest[..32])
 }
 
-/// How long a worker waits for the answer to a look-up of results.
+/// How long a worker waits for the whole answer to a look-up of results.
 const LOOK_UP_WAIT: Duration = Duration::from_secs(10);
+
+/// The most bytes of results found one look-up brings back (found results
+/// are rare: a task delivered again after its result was published).
+const LOOK_UP_MAX_BYTES: usize = 1 << 20;
 
 /// The subject a swarm's given-up tasks are copied to.
 #[doc(hidden)]
@@ -386,24 +391,80 @@ impl Queue {
         Ok(Some(result))
     }
 
-    /// Which of `task_ids` have a result in [`RESULTS_STREAM`]: one direct
-    /// get of the last message of each of their subjects (`multi_last`),
-    /// answered by the messages found and an end-of-batch status, or by
-    /// "no results". A worker asks once for all the tasks one pull
-    /// delivered, rather than once a task.
+    /// Which of `task_ids` have a result in [`RESULTS_STREAM`]. A worker
+    /// asks once for all the tasks one pull delivered: one direct get of
+    /// the last message on each of their result subjects (`multi_last`,
+    /// answered by any of the stream's replicas), rather than a request a
+    /// task. What that cannot answer (an answer cut short at its byte
+    /// limit, a server or stream without `multi_last` direct gets) is
+    /// asked task by task of the stream's leader instead.
     pub(crate) async fn results_found(
         &self,
         task_ids: &[&str],
-    ) -> Result<std::collections::HashSet<String>, QueueError> {
-        use futures_util::StreamExt;
-        let mut found = std::collections::HashSet::new();
+    ) -> Result<HashSet<String>, QueueError> {
+        self.results_found_within(task_ids, LOOK_UP_MAX_BYTES).await
+    }
+
+    /// [`Queue::results_found`], its one answer held to `max_bytes` (the
+    /// results found are sent whole; the server stops after the one that
+    /// reaches the limit).
+    #[doc(hidden)]
+    pub async fn results_found_within(
+        &self,
+        task_ids: &[&str],
+        max_bytes: usize,
+    ) -> Result<HashSet<String>, QueueError> {
         if task_ids.is_empty() {
-            return Ok(found);
+            return Ok(HashSet::new());
         }
         let subjects: Vec<String> = task_ids.iter().map(|id| result_subject(id)).collect();
-        let request = serde_json::json!({ "multi_last": subjects, "batch": subjects.len() });
+        let (found, complete) = match tokio::time::timeout(
+            LOOK_UP_WAIT,
+            self.last_messages(&subjects, max_bytes),
+        )
+        .await
+        {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                tracing::debug!(target: "chassis::queue", "looking up {} results at once: {e}; one by one instead", subjects.len());
+                (HashSet::new(), false)
+            }
+            Err(_) => {
+                return Err(QueueError::JetStream(format!(
+                    "no whole answer to a look-up of {} results in {LOOK_UP_WAIT:?}",
+                    subjects.len()
+                )));
+            }
+        };
+        let mut answered = HashSet::new();
+        for (id, subject) in task_ids.iter().zip(&subjects) {
+            let has_result =
+                found.contains(subject) || (!complete && self.raw_result(id).await?.is_some());
+            if has_result {
+                answered.insert(id.to_string());
+            }
+        }
+        Ok(answered)
+    }
+
+    /// One `multi_last` direct get of `subjects`: the subjects that have a
+    /// message, and whether the answer covered them all (`false` when it
+    /// stopped at `max_bytes` with results left to send).
+    async fn last_messages(
+        &self,
+        subjects: &[String],
+        max_bytes: usize,
+    ) -> Result<(HashSet<String>, bool), QueueError> {
+        use futures_util::StreamExt;
+        let request = serde_json::json!({
+            "multi_last": subjects,
+            "batch": subjects.len(),
+            "max_bytes": max_bytes,
+        });
         let client = self.jetstream.client();
         let inbox = client.new_inbox();
+        // Subscribed before the request goes out (both go through the
+        // connection in order), so no answer is missed.
         let mut replies = client
             .subscribe(inbox.clone())
             .await
@@ -416,54 +477,48 @@ impl Queue {
             )
             .await
             .map_err(QueueError::js)?;
-        loop {
-            let reply = tokio::time::timeout(LOOK_UP_WAIT, replies.next())
-                .await
-                .map_err(|_| {
-                    QueueError::JetStream(format!(
-                        "no answer to a look-up of {} results in {LOOK_UP_WAIT:?}",
-                        subjects.len()
-                    ))
-                })?
-                .ok_or_else(|| QueueError::JetStream("the look-up's answers ended".to_string()))?;
+        let mut found = HashSet::new();
+        while let Some(reply) = replies.next().await {
+            let header = |name: &str| {
+                reply
+                    .headers
+                    .as_ref()
+                    // The server adds its own after the message's.
+                    .and_then(|h| h.get_last(name))
+                    .map(|v| v.to_string())
+            };
             match reply.status.map(u16::from) {
                 // A result found; its subject says whose.
                 None | Some(200) => {
-                    let subject = reply
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get("Nats-Subject"))
-                        .map(|v| v.to_string())
-                        .ok_or_else(|| {
-                            QueueError::Malformed("a looked-up result without its subject".into())
-                        })?;
+                    let subject = header("Nats-Subject").ok_or_else(|| {
+                        QueueError::Malformed("a looked-up result without its subject".into())
+                    })?;
                     found.insert(subject);
                 }
-                // The end of the results found, or none found.
-                Some(204) => break,
+                // The end: whole unless results were left unsent.
+                Some(204) => {
+                    let pending = header("Nats-Num-Pending").and_then(|n| n.parse::<u64>().ok());
+                    return Ok((found, pending == Some(0)));
+                }
                 Some(404)
                     if reply
                         .description
                         .as_deref()
                         .is_some_and(|d| d.eq_ignore_ascii_case("no results")) =>
                 {
-                    break;
+                    return Ok((found, true));
                 }
                 Some(status) => {
                     return Err(QueueError::JetStream(format!(
-                        "looking up {} results: status {status} {}",
-                        subjects.len(),
+                        "status {status} {}",
                         reply.description.as_deref().unwrap_or_default()
                     )));
                 }
             }
         }
-        Ok(task_ids
-            .iter()
-            .zip(&subjects)
-            .filter(|(_, subject)| found.contains(*subject))
-            .map(|(id, _)| id.to_string())
-            .collect())
+        Err(QueueError::JetStream(
+            "the look-up's answers ended".to_string(),
+        ))
     }
 
     /// A task's result message as published, if there is one.

@@ -236,6 +236,7 @@ impl Worker {
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
                     _ = stop.changed() => {}
+                    _ = retired.changed() => {}
                 }
                 continue;
             }
@@ -415,6 +416,18 @@ impl Worker {
             return;
         }
         let task_id = request.task_id.clone();
+        // A task delivered again may have been answered a moment ago: a
+        // "no" from the pull's look-up (which any replica may give) is
+        // checked with the stream's leader.
+        let answered = match answered {
+            Ok(false) if deliveries > 1 => self
+                .queue
+                .raw_result(&task_id)
+                .await
+                .map(|found| found.is_some())
+                .map_err(|e| e.to_string()),
+            answered => answered,
+        };
         match answered {
             Ok(true) => {
                 // It ran before and its result is out: only the
