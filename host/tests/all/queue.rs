@@ -763,33 +763,14 @@ async fn a_task_whose_result_exists_is_acknowledged_without_running_again() {
 
     // The same task again under another message id (as after the
     // duplicate window, or from a submitter that lost its ack).
-    let client = async_nats::connect(&nats.url).await.unwrap();
-    let jetstream = async_nats::jetstream::new(client);
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", "once-again");
-    let body =
-        serde_json::to_vec(&TaskRequest::new("hello", json!({"name": "twice"})).with_id("once"))
-            .unwrap();
-    jetstream
-        .publish_with_headers("chassis.tasks.hello", headers, body.into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let twice = TaskRequest::new("hello", json!({"name": "twice"})).with_id("once");
+    publish_by_hand(&nats, "hello", "once-again", &twice).await;
     // It is taken and acknowledged: nothing is left waiting ...
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while queue.figures("hello").await.unwrap() != Some((0, 0)) {
-        assert!(Instant::now() < deadline, "still queued");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_drained(&queue, "hello").await;
     // ... without running: one start in the audit log, the first result kept.
     assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
     let records = crate::common::audit_text(&audit);
-    let starts = records
-        .lines()
-        .filter(|l| l.contains("\"task_start\"") && l.contains("\"task_id\":\"once\""))
-        .count();
-    assert_eq!(starts, 1, "{records}");
+    assert_eq!(starts(&records, "once"), 1, "{records}");
     let kept = queue.result("once").await.unwrap().unwrap();
     assert_eq!(kept.outcome.unwrap().output["greeting"], "Hello, once!");
 }
@@ -823,38 +804,53 @@ async fn tasks_looked_up_together_run_only_those_without_a_result() {
     // While no worker runs: the three answered tasks again, under other
     // message ids, then two new ones. The worker started next takes the
     // first four in one pull (the probe's slots).
-    let jetstream = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
     let new: Vec<String> = (0..2).map(|i| format!("new-{i}")).collect();
     for (n, id) in old.iter().chain(&new).enumerate() {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("again-{n}").as_str());
-        let body =
-            serde_json::to_vec(&TaskRequest::new("hold", quick()).with_id(id.as_str())).unwrap();
-        jetstream
-            .publish_with_headers("chassis.tasks.probe", headers, body.into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        let again = TaskRequest::new("hold", quick()).with_id(id.as_str());
+        publish_by_hand(&nats, "probe", &format!("again-{n}"), &again).await;
     }
     let (worker, _) = start_worker(&dir, &nats, "w1");
     results(&queue, &new, Duration::from_secs(60)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while queue.figures("probe").await.unwrap() != Some((0, 0)) {
-        assert!(Instant::now() < deadline, "still queued");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_drained(&queue, "probe").await;
     assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
     let records = crate::common::audit_text(&audit);
     for id in old.iter().chain(&new) {
-        let starts = records
-            .lines()
-            .filter(|l| {
-                l.contains("\"task_start\"") && l.contains(&format!("\"task_id\":\"{id}\""))
-            })
-            .count();
-        assert_eq!(starts, 1, "{id} started {starts} times:\n{records}");
+        let started = starts(&records, id);
+        assert_eq!(started, 1, "{id} started {started} times:\n{records}");
     }
+}
+
+/// Put `request` on `swarm`'s queue by hand, under the message id `msg_id`
+/// (as a second submitter, or one after the duplicate window, would).
+async fn publish_by_hand(nats: &Nats, swarm: &str, msg_id: &str, request: &TaskRequest) {
+    let jetstream = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", msg_id);
+    let body = serde_json::to_vec(request).unwrap();
+    jetstream
+        .publish_with_headers(format!("chassis.tasks.{swarm}"), headers, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+/// Wait until nothing of `swarm`'s is waiting or taken and unacknowledged.
+async fn until_drained(queue: &Queue, swarm: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.figures(swarm).await.unwrap() != Some((0, 0)) {
+        assert!(Instant::now() < deadline, "still queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How many `task_start` records of task `id` the audit text holds.
+fn starts(records: &str, id: &str) -> usize {
+    let id = format!("\"task_id\":\"{id}\"");
+    records
+        .lines()
+        .filter(|l| l.contains("\"task_start\"") && l.contains(&id))
+        .count()
 }
 
 /// A look-up of several results answers whole when its one direct get is

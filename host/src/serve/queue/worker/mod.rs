@@ -9,10 +9,9 @@
 //! of the swarm's slots until it is acknowledged or handed back. The tasks
 //! one pull delivered are looked up together (one request for the results
 //! they may have already): a task whose result exists is acknowledged at
-//! once; one
-//! delivered too often is given up; the rest run, kept alive with
-//! in-progress acknowledgements while they do. A pull loop waits for a
-//! slot to free rather than looking for one now and then, so a slot is
+//! once; one delivered too often is given up; the rest run, kept alive
+//! with in-progress acknowledgements while they do. A pull loop waits for
+//! a slot to free rather than looking for one now and then, so a slot is
 //! filled again as soon as its task is acknowledged.
 
 use std::collections::HashMap;
