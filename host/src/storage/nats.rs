@@ -105,10 +105,13 @@ impl NatsStore {
     /// Connect to `url` (one or several, comma-separated) and open the
     /// bucket, made if missing with `replicas` copies.
     pub async fn connect(url: &str, replicas: usize) -> Result<Self, StoreError> {
-        let client =
-            crate::serve::queue::connect(url, &crate::serve::queue::trust::NatsAuth::default())
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let client = crate::serve::queue::connect(
+            url,
+            &crate::serve::queue::trust::NatsAuth::default(),
+            "chassis",
+        )
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Self::open(&jetstream::new(client), replicas).await
     }
 

@@ -227,7 +227,28 @@ impl Queue {
         auth: &trust::NatsAuth,
         streams: &Streams,
     ) -> Result<Self, QueueError> {
-        let jetstream = jetstream::new(connect(url, auth).await?);
+        Self::set_up(
+            jetstream::new(connect(url, auth, "chassis").await?),
+            streams,
+        )
+        .await
+    }
+
+    /// [`Queue::connect_as`] for worker `worker_id`: its connection is
+    /// named `chassis worker <id>`, which the server's monitoring
+    /// (`/connz`) and `nats server report connections` show.
+    pub(crate) async fn connect_worker(
+        url: &str,
+        auth: &trust::NatsAuth,
+        streams: &Streams,
+        worker_id: &str,
+    ) -> Result<Self, QueueError> {
+        let name = format!("chassis worker {worker_id}");
+        Self::set_up(jetstream::new(connect(url, auth, &name).await?), streams).await
+    }
+
+    /// Make the streams and the quarantine bucket that do not exist yet.
+    async fn set_up(jetstream: jetstream::Context, streams: &Streams) -> Result<Self, QueueError> {
         let make = |name: &str, subjects: &str| stream::Config {
             name: name.to_string(),
             subjects: vec![subjects.to_string()],
@@ -297,7 +318,7 @@ impl Queue {
 
     /// The same, signing in with `auth`.
     pub async fn open_as(url: &str, auth: &trust::NatsAuth) -> Result<Self, QueueError> {
-        let jetstream = jetstream::new(connect(url, auth).await?);
+        let jetstream = jetstream::new(connect(url, auth, "chassis").await?);
         let missing = |e: &dyn std::fmt::Display| {
             QueueError::JetStream(format!(
                 "{e}: the queue's streams are not there; start a `chassis serve --nats` worker on this server first"
@@ -548,13 +569,24 @@ pub(crate) fn message_id(headers: &mut async_nats::HeaderMap, task_id: &str) {
     }
 }
 
+/// How often a connection pings its server. Two pings unanswered and the
+/// next one due (8 to 12 s of silence) mean a server that is gone or
+/// frozen while its socket stays open: the client then connects to
+/// another of the cluster's servers instead of waiting on it (the NATS
+/// default, 60 s, would hold a worker for minutes).
+pub const PING_INTERVAL: Duration = Duration::from_secs(4);
+
 /// A NATS connection to `url` (several comma-separated), signed in with
-/// `auth`; a failure names the URL without its user and password.
+/// `auth` and named `name`; a failure names the URL without its user and
+/// password.
 pub(crate) async fn connect(
     url: &str,
     auth: &trust::NatsAuth,
+    name: &str,
 ) -> Result<async_nats::Client, QueueError> {
     auth.options()?
+        .name(name)
+        .ping_interval(PING_INTERVAL)
         .connect(
             url.split(',')
                 .map(str::trim)

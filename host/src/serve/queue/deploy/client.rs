@@ -38,7 +38,7 @@ pub async fn open(
     auth: &crate::serve::config::NatsAuth,
     replicas: usize,
 ) -> Result<(kv::Store, object_store::ObjectStore), QueueError> {
-    let jetstream = jetstream::new(crate::serve::queue::connect(url, auth).await?);
+    let jetstream = jetstream::new(crate::serve::queue::connect(url, auth, "chassis").await?);
     super::buckets(&jetstream, replicas).await
 }
 

@@ -126,7 +126,9 @@ impl Worker {
     /// first result of a task is kept, however late a second comes: the
     /// task id is the message id (a repeat within the duplicate window is
     /// dropped), and the result's subject must be empty (a repeat after it
-    /// is refused). Returns `false` when a result was there already.
+    /// is refused). Returns `false` when a result was there already. A
+    /// publish that gets no answer in time, or finds no stream leader, is
+    /// made again for up to [`RESULT_PATIENCE`].
     async fn publish(&self, result: &QueueResult<Box<RawValue>>) -> Result<bool, QueueError> {
         use async_nats::jetstream::context::PublishErrorKind;
         let body = serde_json::to_vec(result).map_err(|e| QueueError::Malformed(e.to_string()))?;
@@ -139,17 +141,44 @@ impl Worker {
                 headers.insert(name, value.as_str());
             }
         }
-        let ack = self
-            .queue
-            .jetstream
-            .publish_with_headers(subject, headers, body.into())
-            .await
-            .map_err(QueueError::js)?
-            .await;
-        match ack {
-            Ok(ack) => Ok(!ack.duplicate),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
-            Err(e) => Err(QueueError::js(e)),
+        let body = bytes::Bytes::from(body);
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let ack = match self
+                .queue
+                .jetstream
+                .publish_with_headers(subject.clone(), headers.clone(), body.clone())
+                .await
+            {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match ack {
+                Ok(ack) => return Ok(!ack.duplicate),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => return Ok(false),
+                // A stream leader being elected anew (no one answers, or
+                // not in time) or a connection broken on the way: the same
+                // message again, which the stream keeps once.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        PublishErrorKind::TimedOut
+                            | PublishErrorKind::BrokenPipe
+                            | PublishErrorKind::StreamNotFound
+                    ) && started.elapsed() < RESULT_PATIENCE =>
+                {
+                    tracing::debug!(target: "chassis::queue", task = %crate::text::escape(&result.task_id, 256), "publishing the result: {e}; sending it again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(e) => return Err(QueueError::js(e)),
+            }
         }
     }
 }
+
+/// How long a worker keeps publishing a result that JetStream has not
+/// acknowledged (the task's delivery kept alive meanwhile) before it hands
+/// the task back, to be run again.
+const RESULT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);

@@ -449,7 +449,8 @@ impl Worker {
             self.abandon(swarm_id, &request, &message, deliveries).await;
             return;
         }
-        // Keep the delivery alive while the task runs.
+        // Keep the delivery alive while the task runs and its result is
+        // published.
         let keep_alive = {
             let message = message.clone();
             tokio::spawn(async move {
@@ -474,7 +475,6 @@ impl Worker {
                 _ => break outcome,
             }
         };
-        keep_alive.abort();
         let ending = match outcome {
             Err(e)
                 if self.service.interrupted()
@@ -512,6 +512,9 @@ impl Worker {
                 )
             }
         };
+        // Kept alive until it is finished: a result JetStream is slow to
+        // take (a leader elected anew) is published again meanwhile.
         self.finish(&message, ending).await;
+        keep_alive.abort();
     }
 }

@@ -1,0 +1,511 @@
+//! A worker fleet on a three-node JetStream cluster that loses nodes under
+//! a steady load (`chassis-soak --cluster`, `cargo xtask soak --cluster`).
+//!
+//! Data flow: [`run`] starts three `nats-server` nodes on 127.0.0.1 with
+//! routes between them ([`NatsCluster`]), the workers (each given every
+//! node's URL, streams with three replicas), and a client that puts tasks
+//! on the queue at a steady rate. While the load runs, a schedule repeats
+//! every cycle ([`Options::cycle`]): the node a worker is connected to is
+//! killed (SIGKILL), later started again on its store; then the node
+//! another worker is connected to is frozen (SIGSTOP) for
+//! [`Options::freeze`] and resumed. A sampler reads the results stream's
+//! size from the nodes' monitoring ports every 200 ms: the curve
+//! (`curve.csv`) shows how long results stopped around each event. After
+//! the load and the last event, batches of tasks go on until every worker
+//! has answered one of them: none stopped for good. Then the checks: every task submitted has exactly
+//! one result (the results stream has one message per task and none was
+//! ever replaced: its last sequence is its message count), each a success
+//! naming its task, signed by the fleet's key; the task stream is empty;
+//! every task has a terminal record in some worker's audit log, and at
+//! most 1% more than one (no worker dies here: a task runs again only
+//! when its result could not be published in time); each
+//! worker stops cleanly on SIGTERM, and its log verifies alone and against
+//! the head it mirrored to NATS. The figures go to `report.json`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chassis_test_support::cluster::NatsCluster;
+
+use super::{Fleet, collect, submit, task_id, terminal_records};
+
+/// What a cluster run is asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The `chassis` binary.
+    pub chassis: PathBuf,
+    /// The workspace root.
+    pub root: PathBuf,
+    /// Where the run's files go (emptied first).
+    pub out: PathBuf,
+    /// Tasks submitted at the steady rate.
+    pub tasks: u64,
+    /// Tasks a second.
+    pub rate: f64,
+    /// Workers.
+    pub workers: usize,
+    /// One round of events: a node killed and started again, another
+    /// frozen and resumed. A load shorter than this has one round, spread
+    /// over the load.
+    pub cycle: Duration,
+    /// How long a node stays frozen.
+    pub freeze: Duration,
+}
+
+/// A freeze at least this long is noticed by a worker connected to the
+/// frozen node: two pings unanswered and the third due, then a connection
+/// attempt that may try the frozen node first (its socket accepts, its
+/// server never answers) before another.
+pub const FREEZE_NOTICED: Duration =
+    Duration::from_secs(3 * chassis::serve::queue::PING_INTERVAL.as_secs() + 6);
+
+/// Tasks in each batch after the last event.
+pub const BATCH: u64 = 50;
+/// How long after the last event every worker must have answered a task.
+pub const GO_ON_WITHIN: Duration = Duration::from_secs(60);
+
+/// One event of the schedule.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Event {
+    /// `kill`, `restart`, `freeze` or `resume`.
+    pub what: &'static str,
+    /// The node's name.
+    pub node: String,
+    /// The worker whose connection chose the node (kill, freeze).
+    pub worker: Option<String>,
+    /// Seconds since the load began.
+    pub at: f64,
+    /// For `restart` and `resume`: seconds until every node was healthy.
+    pub healthy_after: Option<f64>,
+    /// The longest time no new result came while tasks waited, from this
+    /// event to the next, seconds.
+    pub longest_pause: f64,
+    /// For `kill` and `freeze`: seconds until the worker connected to the
+    /// node was connected to another (by the nodes' `/connz`), if it was
+    /// while the node was down or frozen.
+    pub worker_moved_after: Option<f64>,
+    /// The node it moved to.
+    pub moved_to: Option<String>,
+}
+
+/// What a run found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    /// Tasks submitted, the batches after the last event included.
+    pub tasks: u64,
+    /// Seconds from the first submission to the last result.
+    pub seconds: f64,
+    /// Results a second over that time.
+    pub per_second: f64,
+    /// The events, in order.
+    pub events: Vec<Event>,
+    /// Results by worker.
+    pub by_worker: BTreeMap<String, u64>,
+    /// Results by worker in the batches after the last event.
+    pub after_by_worker: BTreeMap<String, u64>,
+    /// Seconds from the last event until every worker had answered one of
+    /// those.
+    pub all_working_after: Option<f64>,
+    /// Results delivered more than once before they were answered.
+    pub redelivered: u64,
+    /// Tasks with more than one terminal audit record (run again after a
+    /// delivery whose acknowledgement was lost; one result all the same).
+    pub ran_again: u64,
+    /// The results stream at the end: messages, last sequence.
+    pub results_stream: (u64, u64),
+    /// Checks that failed (empty: the run passed).
+    pub failures: Vec<String>,
+}
+
+/// Run the fleet on a cluster that loses nodes, and check it.
+pub async fn run(options: &Options) -> Result<Report> {
+    let out = &options.out;
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("emptying {}", out.display()))?;
+    }
+    std::fs::create_dir_all(out)?;
+    eprintln!("cluster: starting three nats-server nodes");
+    let cluster = NatsCluster::start(&out.join("nats"), 3, Duration::from_secs(60))
+        .map_err(anyhow::Error::msg)?;
+    let fleet = Fleet::set_up(&options.chassis, &options.root, out, cluster.urls(), 3)?;
+    let mut workers = Vec::new();
+    for i in 1..=options.workers {
+        eprintln!("cluster: starting worker w{i}");
+        workers.push(fleet.start_worker(&format!("w{i}"))?);
+    }
+    let queue = Arc::new(fleet.queue().await?);
+    let names: Vec<String> = workers.iter().map(|w| w.name.clone()).collect();
+    let monitors: Vec<u16> = cluster.nodes.iter().map(|n| n.monitor_port).collect();
+
+    let load_seconds = options.tasks as f64 / options.rate;
+    let started = Instant::now();
+    let load_over = Arc::new(AtomicBool::new(false));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut curve = Vec::new();
+            while sampling.load(Ordering::Relaxed) {
+                if let Some(count) = results_count(&monitors) {
+                    curve.push((started.elapsed().as_secs_f64(), count));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            curve
+        })
+    };
+    let schedule = {
+        let (load_over, names) = (load_over.clone(), names.clone());
+        let cycle = options.cycle.min(Duration::from_secs_f64(load_seconds));
+        let freeze = options.freeze;
+        std::thread::spawn(move || events(cluster, &names, started, cycle, freeze, &load_over))
+    };
+    eprintln!(
+        "cluster: {} tasks at {}/s with {} workers; a node killed and one frozen every {:.0} s",
+        options.tasks,
+        options.rate,
+        options.workers,
+        options.cycle.as_secs_f64().min(load_seconds)
+    );
+    let mut submitted = submit(
+        queue.clone(),
+        "cluster",
+        0,
+        options.tasks,
+        options.rate,
+        4,
+        || false,
+    )
+    .await;
+    load_over.store(true, Ordering::Relaxed);
+    let (cluster, mut events) = schedule.join().expect("the schedule does not panic")?;
+    eprintln!("cluster: the load and the events are over; batches until every worker answers");
+    let mut after_by_worker = BTreeMap::new();
+    let mut end = options.tasks;
+    let go_on = Instant::now();
+    let mut all_working_after = None;
+    while go_on.elapsed() < GO_ON_WITHIN {
+        let first = end;
+        end += BATCH;
+        let batch = submit(queue.clone(), "cluster", first, end, 2000.0, 4, || false).await;
+        submitted.tasks += batch.tasks;
+        submitted.refused.extend(batch.refused);
+        let ids = (first..end).map(|n| task_id("cluster", n)).collect();
+        let found = collect(queue.clone(), ids, GO_ON_WITHIN, 4).await;
+        for result in found.results.values() {
+            *after_by_worker.entry(result.worker.clone()).or_insert(0u64) += 1;
+        }
+        if names.iter().all(|n| after_by_worker.contains_key(n)) {
+            all_working_after = Some(go_on.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ids: Vec<String> = (0..end).map(|n| task_id("cluster", n)).collect();
+    let found = collect(queue.clone(), ids.clone(), Duration::from_secs(300), 16).await;
+    let seconds = started.elapsed().as_secs_f64();
+    sampling.store(false, Ordering::Relaxed);
+    let curve = sampler.join().expect("the sampler does not panic");
+
+    let mut report = Report {
+        tasks: submitted.tasks,
+        seconds,
+        per_second: found.results.len() as f64 / seconds,
+        ..Report::default()
+    };
+    report.failures.extend(
+        submitted
+            .refused
+            .iter()
+            .take(10)
+            .map(|e| format!("not submitted: {e}")),
+    );
+    if submitted.refused.len() > 10 {
+        report.failures.push(format!(
+            "{} tasks not submitted in all",
+            submitted.refused.len()
+        ));
+    }
+    report
+        .failures
+        .extend(found.failures.iter().take(10).cloned());
+    if found.failures.len() > 10 {
+        report.failures.push(format!(
+            "{} results missing or wrong in all",
+            found.failures.len()
+        ));
+    }
+    for result in found.results.values() {
+        *report.by_worker.entry(result.worker.clone()).or_default() += 1;
+        if result.deliveries > 1 {
+            report.redelivered += 1;
+        }
+    }
+    for name in &names {
+        if !after_by_worker.contains_key(name) {
+            report.failures.push(format!(
+                "worker {name} answered no task within {GO_ON_WITHIN:?} of the last event"
+            ));
+        }
+    }
+    report.after_by_worker = after_by_worker;
+    report.all_working_after = all_working_after;
+
+    // A worker whose node died or froze moved to another node (a frozen
+    // node is noticed by missed pings: only a freeze longer than that can
+    // show it).
+    for e in &events {
+        let long_enough = e.what == "kill" || options.freeze >= FREEZE_NOTICED;
+        if long_enough && e.worker.is_some() && e.worker_moved_after.is_none() {
+            report.failures.push(format!(
+                "worker {} stayed off the cluster while its node {} was {} ({:.1} s in)",
+                e.worker.as_deref().unwrap_or("?"),
+                e.node,
+                if e.what == "kill" { "down" } else { "frozen" },
+                e.at
+            ));
+        }
+    }
+
+    // Each task has one result, and none was ever replaced: the results
+    // stream's sequence is its message count, on every node.
+    cluster
+        .wait_healthy(Duration::from_secs(60))
+        .map_err(anyhow::Error::msg)?;
+    let expected = end;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let state = cluster.stream_state(i, chassis::serve::queue::RESULTS_STREAM);
+        let (messages, last) = state.as_ref().map_or((0, 0), |s| {
+            (
+                s["messages"].as_u64().unwrap_or(0),
+                s["last_seq"].as_u64().unwrap_or(0),
+            )
+        });
+        if i == 0 {
+            report.results_stream = (messages, last);
+        }
+        if (messages, last) != (expected, expected) {
+            report.failures.push(format!(
+                "node {}: the results stream holds {messages} results up to sequence {last}, not {expected} and {expected}",
+                node.name
+            ));
+        }
+        let waiting = cluster
+            .stream_state(i, chassis::serve::queue::TASKS_STREAM)
+            .and_then(|s| s["messages"].as_u64());
+        if waiting != Some(0) {
+            report.failures.push(format!(
+                "node {}: {waiting:?} tasks left in the task stream",
+                node.name
+            ));
+        }
+    }
+
+    // The workers stop cleanly; their logs verify, alone and against what
+    // they mirrored; every task ended in some log.
+    for worker in &mut workers {
+        if let Err(e) = worker.terminate(Duration::from_secs(60)) {
+            report.failures.push(e.to_string());
+        }
+    }
+    for worker in &workers {
+        report.failures.extend(fleet.verify_audit(worker));
+    }
+    let logs: Vec<&std::path::Path> = workers.iter().map(|w| w.audit.as_path()).collect();
+    let terminal = terminal_records(&logs, "cluster")?;
+    let unrecorded = ids.iter().filter(|id| !terminal.contains_key(*id)).count();
+    if unrecorded > 0 {
+        report.failures.push(format!(
+            "{unrecorded} tasks have no terminal record in any worker's audit log"
+        ));
+    }
+    report.ran_again = terminal.values().filter(|&&n| n > 1).count() as u64;
+    // No worker dies here: a task runs again only when its result could
+    // not be published within the worker's patience, or its delivery ran
+    // out while its worker was cut off from the consumer's leader.
+    if report.ran_again * 100 > ids.len() as u64 {
+        report.failures.push(format!(
+            "{} of {} tasks ran more than once (more than 1%)",
+            report.ran_again,
+            ids.len()
+        ));
+    }
+
+    // How long results stopped after each event, while tasks waited.
+    let rate = options.rate;
+    let waiting_at = |t: f64| (t * rate).min(options.tasks as f64);
+    let ends: Vec<f64> = events
+        .iter()
+        .skip(1)
+        .map(|e| e.at)
+        .chain([seconds])
+        .collect();
+    for (event, end) in events.iter_mut().zip(ends) {
+        event.longest_pause = longest_pause(&curve, event.at, end, &waiting_at);
+    }
+    report.events = events;
+    let mut csv = String::from("seconds,results\n");
+    for (t, n) in &curve {
+        csv.push_str(&format!("{t:.2},{n}\n"));
+    }
+    std::fs::write(out.join("curve.csv"), csv)?;
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    Ok(report)
+}
+
+/// The schedule, run on its own thread: rounds of events until the load is
+/// over, each round whole (a killed node is started again, a frozen one
+/// resumed). Gives the cluster back with what was done.
+fn events(
+    mut cluster: NatsCluster,
+    workers: &[String],
+    started: Instant,
+    cycle: Duration,
+    freeze: Duration,
+    load_over: &AtomicBool,
+) -> Result<(NatsCluster, Vec<Event>)> {
+    let mut done = Vec::new();
+    let at = || started.elapsed().as_secs_f64();
+    let mut round = 0usize;
+    while !load_over.load(Ordering::Relaxed) {
+        let begin = started + cycle * round as u32;
+        let wait_until = |fraction: f64| {
+            let due = begin + cycle.mul_f64(fraction);
+            while Instant::now() < due {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        let node_of = |cluster: &NatsCluster, worker: &str, fallback: usize| {
+            cluster
+                .node_of(&format!("chassis worker {worker}"), None)
+                .unwrap_or(fallback % cluster.nodes.len())
+        };
+        let event = |what, node: &str, worker: Option<&String>, healthy_after| Event {
+            what,
+            node: node.to_string(),
+            worker: worker.cloned(),
+            at: at(),
+            healthy_after,
+            longest_pause: 0.0,
+            worker_moved_after: None,
+            moved_to: None,
+        };
+        // Wait (at most `within`) for `worker`'s connection to show on a
+        // node other than `left`.
+        let moved = |cluster: &NatsCluster, event: &mut Event, worker: &str, left, within| {
+            let from = Instant::now();
+            while from.elapsed() < within {
+                if let Some(i) = cluster.node_of(&format!("chassis worker {worker}"), Some(left)) {
+                    event.worker_moved_after = Some(from.elapsed().as_secs_f64());
+                    event.moved_to = Some(cluster.nodes[i].name.clone());
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        // The node one worker is connected to dies, and comes back.
+        wait_until(0.1);
+        let victim = &workers[round % workers.len()];
+        let killed = node_of(&cluster, victim, round);
+        cluster.kill(killed);
+        let mut kill = event("kill", &cluster.nodes[killed].name, Some(victim), None);
+        eprintln!(
+            "cluster: {:.1} s: killed {} (worker {victim}'s node)",
+            at(),
+            cluster.nodes[killed].name
+        );
+        moved(&cluster, &mut kill, victim, killed, Duration::from_secs(30));
+        done.push(kill);
+        wait_until(0.3);
+        let from = Instant::now();
+        cluster
+            .restart(killed, Duration::from_secs(120))
+            .map_err(anyhow::Error::msg)?;
+        let healthy = from.elapsed().as_secs_f64();
+        done.push(event(
+            "restart",
+            &cluster.nodes[killed].name,
+            None,
+            Some(healthy),
+        ));
+        eprintln!(
+            "cluster: {:.1} s: {} started again, healthy after {healthy:.1} s",
+            at(),
+            cluster.nodes[killed].name
+        );
+        // The node another worker is connected to freezes, and resumes.
+        wait_until(0.55);
+        let other = &workers[(round + 1) % workers.len()];
+        let frozen = node_of(&cluster, other, round + 1);
+        cluster.freeze(frozen);
+        let frozen_at = Instant::now();
+        let mut stop = event("freeze", &cluster.nodes[frozen].name, Some(other), None);
+        eprintln!(
+            "cluster: {:.1} s: froze {} (worker {other}'s node)",
+            at(),
+            cluster.nodes[frozen].name
+        );
+        moved(&cluster, &mut stop, other, frozen, freeze);
+        done.push(stop);
+        std::thread::sleep(freeze.saturating_sub(frozen_at.elapsed()));
+        cluster.resume(frozen);
+        let from = Instant::now();
+        cluster
+            .wait_healthy(Duration::from_secs(120))
+            .map_err(anyhow::Error::msg)?;
+        let healthy = from.elapsed().as_secs_f64();
+        done.push(event(
+            "resume",
+            &cluster.nodes[frozen].name,
+            None,
+            Some(healthy),
+        ));
+        eprintln!(
+            "cluster: {:.1} s: resumed {}, healthy after {healthy:.1} s",
+            at(),
+            cluster.nodes[frozen].name
+        );
+        round += 1;
+    }
+    Ok((cluster, done))
+}
+
+/// The results stream's size: the most any node answering says.
+fn results_count(monitors: &[u16]) -> Option<u64> {
+    monitors
+        .iter()
+        .filter_map(|&port| {
+            chassis_test_support::cluster::stream_state_at(
+                port,
+                chassis::serve::queue::RESULTS_STREAM,
+            )
+        })
+        .filter_map(|s| s["messages"].as_u64())
+        .max()
+}
+
+/// The longest stretch of `curve` between `from` and `to` in which the
+/// count did not grow while fewer results had come than tasks were due
+/// (`due(t)` tasks by second `t`, less a second's worth).
+fn longest_pause(curve: &[(f64, u64)], from: f64, to: f64, due: &dyn Fn(f64) -> f64) -> f64 {
+    let mut longest: f64 = 0.0;
+    let mut flat_since: Option<(f64, u64)> = None;
+    for &(t, n) in curve.iter().filter(|(t, _)| *t >= from && *t <= to) {
+        match flat_since {
+            Some((since, count)) if n == count => {
+                if (n as f64) < due(since) - due(1.0) {
+                    longest = longest.max(t - since);
+                }
+            }
+            _ => flat_since = Some((t, n)),
+        }
+    }
+    longest
+}

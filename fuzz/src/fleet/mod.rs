@@ -1,0 +1,425 @@
+//! The fleet proofs: `chassis serve --nats` workers as real processes on a
+//! real NATS JetStream, a client putting tasks on the queue at a steady
+//! rate, and the checks that what `docs/scale-out.md` promises held.
+//!
+//! Data flow: [`Fleet::set_up`] writes the swarm's contract, a signing key
+//! the workers share and each worker's configuration under the output
+//! directory. [`Fleet::start_worker`] starts a worker (its stderr to
+//! `<name>.log`) and waits for its "ready" line. [`submit`] puts tasks
+//! `<prefix>-<n>` on the queue, paced, with the client's own retries;
+//! [`collect`] waits for each result and checks it: signed by the fleet's
+//! key, a success whose greeting names the task. At the end each worker
+//! is stopped with SIGTERM and its audit log checked by `chassis audit
+//! verify`, alone and against the records it mirrored to NATS
+//! ([`Fleet::verify_audit`]); [`terminal_records`] counts each task's
+//! terminal records over every log. The scenarios are the modules below.
+
+pub mod cluster;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chassis::TaskRequest;
+use chassis::serve::queue::trust::{Trust, WorkerKey};
+use chassis::serve::queue::{Queue, QueueResult, ResultStatus, Streams};
+use serde_json::json;
+
+/// The swarm every fleet proof runs: hello-world, as `hello`.
+pub const SWARM: &str = "hello";
+
+/// A fleet's shared files and where its workers find NATS.
+pub struct Fleet {
+    /// The `chassis` binary.
+    pub chassis: PathBuf,
+    /// The workspace root.
+    pub root: PathBuf,
+    /// Where the run's files go.
+    pub out: PathBuf,
+    /// The NATS URLs (comma-separated).
+    pub urls: String,
+    /// Stream replicas.
+    pub replicas: usize,
+    contract: PathBuf,
+    key: PathBuf,
+    public_key: PathBuf,
+}
+
+/// A worker process.
+pub struct Worker {
+    /// Its worker id.
+    pub name: String,
+    /// Its audit log.
+    pub audit: PathBuf,
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub base: String,
+    child: Option<Child>,
+}
+
+/// The signing key of the fleet's workers.
+fn fleet_key() -> WorkerKey {
+    WorkerKey::from_seed([7; 32])
+}
+
+impl Fleet {
+    /// Write the contract, the key files and the cache directory under
+    /// `out` (which must exist).
+    pub fn set_up(
+        chassis: &Path,
+        root: &Path,
+        out: &Path,
+        urls: String,
+        replicas: usize,
+    ) -> Result<Fleet> {
+        use std::os::unix::fs::PermissionsExt;
+        let wasm = root.join("target/swarms/hello_world.wasm");
+        if !wasm.exists() {
+            bail!(
+                "{} is missing: run `cargo xtask build` first",
+                wasm.display()
+            );
+        }
+        let contract = out.join("hello.toml");
+        std::fs::write(
+            &contract,
+            format!(
+                "swarm_id = \"{SWARM}\"\nwasm_module = {wasm:?}\n\
+                 [resource_limits]\nmax_concurrent_tasks = 8\ntask_timeout_seconds = 5.0\n\
+                 [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n"
+            ),
+        )?;
+        let (key, public_key) = (out.join("worker.key"), out.join("worker.pub"));
+        std::fs::write(&key, fleet_key().to_file_text().as_bytes())?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::write(&public_key, fleet_key().public_file_text())?;
+        Ok(Fleet {
+            chassis: chassis.to_path_buf(),
+            root: root.to_path_buf(),
+            out: out.to_path_buf(),
+            urls,
+            replicas,
+            contract,
+            key,
+            public_key,
+        })
+    }
+
+    /// Start worker `name` and wait until it is ready (its swarm loaded,
+    /// taking tasks).
+    pub fn start_worker(&self, name: &str) -> Result<Worker> {
+        let audit = self.out.join(format!("{name}-audit.jsonl"));
+        let config = self.out.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "watch = false\nshutdown_grace_seconds = 10.0\n\
+                 [audit]\npath = {audit:?}\n\
+                 [nats]\nreplicas = {}\nack_slack_seconds = 2.0\nheartbeat_seconds = 1.0\n\
+                 max_deliveries = 20\nsigning_key = {:?}\n",
+                self.replicas, self.key
+            ),
+        )?;
+        let log_path = self.out.join(format!("{name}.log"));
+        let skip = std::fs::metadata(&log_path).map_or(0, |m| m.len()) as usize;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let mut child = Command::new(&self.chassis)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .args(["--nats", &self.urls, "--worker-id", name])
+            .arg(&self.contract)
+            .current_dir(&self.root)
+            .env("CHASSIS_LOG", "warn,async_nats=info")
+            .env("CHASSIS_CACHE_DIR", self.out.join("cache"))
+            .env("CHASSIS_STORAGE_DIR", self.out.join("storage"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.chassis.display()))?;
+        // It listens first and says it is ready once its swarm is loaded;
+        // the log may hold an earlier run of the same worker.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let text = std::fs::read(&log_path)?;
+            let fresh = String::from_utf8_lossy(&text[skip.min(text.len())..]);
+            let mut base = None;
+            for line in fresh.lines() {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    base = rest.split_whitespace().next().map(str::to_string);
+                } else if line.starts_with("chassis serve: ready")
+                    && let Some(base) = base.take()
+                {
+                    return Ok(Worker {
+                        name: name.to_string(),
+                        audit,
+                        base,
+                        child: Some(child),
+                    });
+                }
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "worker {name} exited ({status}) before it was ready: see {}",
+                    log_path.display()
+                );
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                bail!(
+                    "worker {name} was not ready within 300 s: see {}",
+                    log_path.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A client of the queue that believes the fleet's results.
+    pub async fn queue(&self) -> Result<Queue> {
+        let streams = Streams {
+            replicas: self.replicas,
+            ..Streams::default()
+        };
+        Ok(Queue::connect(&self.urls, &streams)
+            .await?
+            .trusting(Trust::Workers(vec![fleet_key().public()])))
+    }
+
+    /// `chassis audit verify` of `worker`'s log, alone and against the
+    /// head it mirrored to NATS; the checks that failed.
+    pub fn verify_audit(&self, worker: &Worker) -> Vec<String> {
+        let mut failures = Vec::new();
+        let runs = [
+            vec!["audit".to_string(), "verify".to_string()],
+            vec![
+                "audit".to_string(),
+                "verify".to_string(),
+                "--nats".to_string(),
+                self.urls.clone(),
+                "--worker".to_string(),
+                worker.name.clone(),
+                "--worker-key".to_string(),
+                self.public_key.display().to_string(),
+            ],
+        ];
+        for args in runs {
+            let what = if args.len() > 2 {
+                "against its mirror"
+            } else {
+                "alone"
+            };
+            match Command::new(&self.chassis)
+                .args(&args)
+                .arg(&worker.audit)
+                .output()
+            {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => failures.push(format!(
+                    "{}'s audit log does not verify {what}: {}",
+                    worker.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+                Err(e) => failures.push(format!("running chassis audit verify: {e}")),
+            }
+        }
+        failures
+    }
+}
+
+impl Worker {
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kill it (SIGKILL) and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and wait (at most `within`) for a clean exit.
+    pub fn terminate(&mut self, within: Duration) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            bail!("worker {} is not running", self.name);
+        };
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!("worker {} exited with {status} after SIGTERM", self.name);
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "worker {} did not stop within {within:?} of SIGTERM",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Task `n` of a run whose ids start with `prefix`.
+pub fn task_id(prefix: &str, n: u64) -> String {
+    format!("{prefix}-{n}")
+}
+
+/// What [`submit`] did.
+#[derive(Debug, Default)]
+pub struct Submitted {
+    /// Tasks on the queue.
+    pub tasks: u64,
+    /// Tasks the client gave up on (after its own retries), with why.
+    pub refused: Vec<String>,
+}
+
+/// Put tasks `first..end` on the queue at about `rate` a second, from
+/// `clients` submitters at once; stops early once `stop` says so.
+pub async fn submit(
+    queue: Arc<Queue>,
+    prefix: &str,
+    first: u64,
+    end: u64,
+    rate: f64,
+    clients: u64,
+    stop: impl Fn() -> bool + Send + Sync + 'static,
+) -> Submitted {
+    let stop = Arc::new(stop);
+    let started = tokio::time::Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let (queue, stop, prefix) = (queue.clone(), stop.clone(), prefix.to_string());
+        set.spawn(async move {
+            let mut done = Submitted::default();
+            let mut n = first + client;
+            while n < end && !stop() {
+                // Task n is due at (n - first) / rate seconds.
+                let due = started + Duration::from_secs_f64((n - first) as f64 / rate);
+                tokio::time::sleep_until(due).await;
+                let id = task_id(&prefix, n);
+                let request = TaskRequest::new("hello", json!({ "name": id })).with_id(&id);
+                match queue.submit(SWARM, request).await {
+                    Ok(_) => done.tasks += 1,
+                    Err(e) => done.refused.push(format!("{id}: {e}")),
+                }
+                n += clients;
+            }
+            done
+        });
+    }
+    let mut all = Submitted::default();
+    while let Some(done) = set.join_next().await {
+        let done = done.expect("a submitter does not panic");
+        all.tasks += done.tasks;
+        all.refused.extend(done.refused);
+    }
+    all
+}
+
+/// What [`collect`] found.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Results by task id.
+    pub results: HashMap<String, QueueResult>,
+    /// Results missing or wrong, with why.
+    pub failures: Vec<String>,
+}
+
+/// Wait for the result of each of `ids` (all within `timeout`), from
+/// `readers` at once, and check each: a success whose greeting names the
+/// task.
+pub async fn collect(
+    queue: Arc<Queue>,
+    ids: Vec<String>,
+    timeout: Duration,
+    readers: usize,
+) -> Collected {
+    let deadline = Instant::now() + timeout;
+    let ids = Arc::new(ids);
+    let mut set = tokio::task::JoinSet::new();
+    for reader in 0..readers {
+        let (queue, ids) = (queue.clone(), ids.clone());
+        set.spawn(async move {
+            let mut found = Collected::default();
+            for id in ids.iter().skip(reader).step_by(readers) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match queue.wait(id, left.max(Duration::from_millis(1))).await {
+                    Ok(result) => {
+                        let greeting = result
+                            .outcome
+                            .as_ref()
+                            .and_then(|o| o.output["greeting"].as_str().map(str::to_string));
+                        if result.status != ResultStatus::Success
+                            || greeting.as_deref() != Some(format!("Hello, {id}!").as_str())
+                        {
+                            found
+                                .failures
+                                .push(format!("{id}: wrong result {result:?}"));
+                        }
+                        found.results.insert(id.clone(), result);
+                    }
+                    Err(e) => found.failures.push(format!("{id}: {e}")),
+                }
+            }
+            found
+        });
+    }
+    let mut all = Collected::default();
+    while let Some(found) = set.join_next().await {
+        let found = found.expect("a reader does not panic");
+        all.results.extend(found.results);
+        all.failures.extend(found.failures);
+    }
+    all
+}
+
+/// How many terminal records (`task_complete`, `task_failed`) each task
+/// has over all of `logs`, for tasks whose id starts with `prefix-`.
+pub fn terminal_records(logs: &[&Path], prefix: &str) -> Result<HashMap<String, u64>> {
+    let mut counts = HashMap::new();
+    let prefix = format!("{prefix}-");
+    for log in logs {
+        for segment in chassis::audit::segments(log)? {
+            let file = std::fs::File::open(&segment.path)?;
+            for line in BufReader::with_capacity(1 << 20, file).lines() {
+                let line = line?;
+                if !(line.contains("\"task_complete\"") || line.contains("\"task_failed\"")) {
+                    continue;
+                }
+                let record: serde_json::Value = serde_json::from_str(&line)?;
+                if let Some(id) = record["task_id"].as_str()
+                    && id.starts_with(&prefix)
+                    && matches!(
+                        record["operation"].as_str(),
+                        Some("task_complete" | "task_failed")
+                    )
+                {
+                    *counts.entry(id.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    Ok(counts)
+}
