@@ -303,7 +303,7 @@ impl Drop for Server {
 }
 
 /// Resident memory (KiB) and open descriptors of process `pid`.
-fn sample(pid: u32) -> Result<(u64, u64)> {
+pub(crate) fn sample(pid: u32) -> Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let rss = status
         .lines()

@@ -3,7 +3,8 @@
 //!
 //! Each node has its own client, route and monitoring port (picked free
 //! once, kept across restarts) and its own store under `dir/<name>`; every
-//! node is given the routes of all of them. A node can be killed
+//! node is given the routes of all of them (a "cluster" of one is a plain
+//! server with a monitoring port). A node can be killed
 //! (SIGKILL), started again on the same ports and store, frozen (SIGSTOP)
 //! and resumed (SIGCONT). The monitoring port answers which clients a node
 //! holds ([`NatsCluster::connections`]) and whether it is current with the
@@ -89,19 +90,31 @@ impl NatsCluster {
             .map(|n| format!("nats://127.0.0.1:{}", n.route_port))
             .collect::<Vec<_>>()
             .join(",");
+        let clustered = self.nodes.len() > 1;
         let node = &mut self.nodes[i];
         std::fs::create_dir_all(&node.store)
             .map_err(|e| format!("{}: {e}", node.store.display()))?;
-        let log = std::fs::File::create(node.store.with_extension("log"))
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.store.with_extension("log"))
             .map_err(|e| format!("{}.log: {e}", node.store.display()))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(["-a", "127.0.0.1", "-p", &node.port.to_string()])
-            .args(["--server_name", &node.name, "--cluster_name", "chassis"])
-            .args([
-                "--cluster",
-                &format!("nats://127.0.0.1:{}", node.route_port),
-            ])
-            .args(["--routes", &routes])
+            .args(["--server_name", &node.name]);
+        // One node is a plain server (its monitoring port is what it
+        // adds); two or more are a cluster.
+        if clustered {
+            command
+                .args(["--cluster_name", "chassis"])
+                .args([
+                    "--cluster",
+                    &format!("nats://127.0.0.1:{}", node.route_port),
+                ])
+                .args(["--routes", &routes]);
+        }
+        let child = command
             .args(["-m", &node.monitor_port.to_string()])
             .args(["--jetstream", "--store_dir"])
             .arg(&node.store)
@@ -155,8 +168,8 @@ impl NatsCluster {
                 .is_some_and(|(status, _)| status == 200)
     }
 
-    /// Wait until every running node is healthy and the cluster has a
-    /// JetStream meta leader.
+    /// Wait until every running node is healthy and, on a cluster, there
+    /// is a JetStream meta leader.
     pub fn wait_healthy(&self, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
         loop {
@@ -164,15 +177,16 @@ impl NatsCluster {
                 .filter(|&i| self.nodes[i].child.is_some())
                 .collect();
             let healthy = running.iter().all(|&i| self.healthy(i));
-            let leader = running.iter().any(|&i| {
-                monitor(self.nodes[i].monitor_port, "/jsz").is_some_and(|(_, body)| {
-                    serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| {
-                        v["meta_cluster"]["leader"]
-                            .as_str()
-                            .is_some_and(|l| !l.is_empty())
+            let leader = self.nodes.len() == 1
+                || running.iter().any(|&i| {
+                    monitor(self.nodes[i].monitor_port, "/jsz").is_some_and(|(_, body)| {
+                        serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| {
+                            v["meta_cluster"]["leader"]
+                                .as_str()
+                                .is_some_and(|l| !l.is_empty())
+                        })
                     })
-                })
-            });
+                });
             if healthy && leader {
                 return Ok(());
             }

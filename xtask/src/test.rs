@@ -4,8 +4,9 @@
 //! rules in `docs/alerts/` checked and unit-tested with `promtool` (fetched
 //! from Debian's `prometheus` package: `tools::promtool`), then every test
 //! (unit, end-to-end, doc) with the swarm crates left out, the fuzz command over every target for a
-//! second each, a short soak of `chassis serve` and a short one of the
-//! worker fleet on a three-node NATS cluster that loses nodes, a
+//! second each, a short soak of `chassis serve` and short ones of the
+//! worker fleet (on a three-node NATS cluster that loses nodes, through
+//! `chassis submit` with workers killed, in a rolling restart), a
 //! `--quick` smoke run of the benchmark (debug build), the demo (its
 //! vote's signature must verify), a check that
 //! the library without its `cli` feature pulls in no CLI crate, that the
@@ -70,46 +71,50 @@ pub fn run(root: &Path, no_lint: bool) -> Result<()> {
     let mut cmd = cargo();
     cmd.args(["build", "--quiet", "-p", "chassis", "--bin", "chassis"]);
     run_cmd(cmd, "building chassis")?;
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--quiet",
-        "-p",
-        "chassis-fuzz",
-        "--bin",
-        "chassis-soak",
-        "--",
-        "--tasks",
-        "5000",
-        "--out",
-        "target/soak-short",
-        "--chassis",
-    ])
-    .arg(root.join("target/debug/chassis"));
-    run_cmd(cmd, "the short soak")?;
+    short_soak(root, &["--tasks", "5000", "--out", "target/soak-short"])?;
     step("the worker fleet on a NATS cluster losing a node and freezing another (debug build)");
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--quiet",
-        "-p",
-        "chassis-fuzz",
-        "--bin",
-        "chassis-soak",
-        "--",
-        "--cluster",
-        "--tasks",
-        "3000",
-        "--rate",
-        "150",
-        "--freeze-seconds",
-        "20",
-        "--out",
-        "target/soak-cluster-short",
-        "--chassis",
-    ])
-    .arg(root.join("target/debug/chassis"));
-    run_cmd(cmd, "the short cluster soak")?;
+    short_soak(
+        root,
+        &[
+            "--cluster",
+            "--tasks",
+            "3000",
+            "--rate",
+            "150",
+            "--freeze-seconds",
+            "20",
+            "--out",
+            "target/soak-cluster-short",
+        ],
+    )?;
+    step("20,000 tasks through chassis submit, a worker killed every 5 s (debug build)");
+    short_soak(
+        root,
+        &[
+            "--nats",
+            "--tasks",
+            "20000",
+            "--cycle-seconds",
+            "5",
+            "--out",
+            "target/soak-nats-short",
+        ],
+    )?;
+    step("a rolling restart of three workers under load (debug build)");
+    short_soak(
+        root,
+        &[
+            "--rolling",
+            "--tasks",
+            "3000",
+            "--rate",
+            "150",
+            "--cycle-seconds",
+            "3",
+            "--out",
+            "target/soak-rolling-short",
+        ],
+    )?;
     step("the benchmark runs end to end (--quick, debug build: its figures mean nothing)");
     let mut cmd = cargo();
     cmd.args([
@@ -227,4 +232,23 @@ fn embedder_dependencies() -> Result<()> {
         CLI_ONLY_CRATES.join(", ")
     );
     Ok(())
+}
+
+/// A short `chassis-soak` run (debug build) with `args`, on the debug
+/// `chassis`.
+fn short_soak(root: &Path, args: &[&str]) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "chassis-fuzz",
+        "--bin",
+        "chassis-soak",
+        "--",
+    ])
+    .args(args)
+    .arg("--chassis")
+    .arg(root.join("target/debug/chassis"));
+    run_cmd(cmd, &format!("the short soak {}", args.join(" ")))
 }

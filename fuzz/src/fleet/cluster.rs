@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chassis_test_support::cluster::NatsCluster;
 
-use super::{Fleet, collect, submit, task_id, terminal_records};
+use super::{Checked, Fleet, check_results, collect, stop_and_verify, submit, task_id};
 
 /// What a cluster run is asked to do.
 #[derive(Debug, Clone)]
@@ -103,22 +103,13 @@ pub struct Report {
     pub per_second: f64,
     /// The events, in order.
     pub events: Vec<Event>,
-    /// Results by worker.
-    pub by_worker: BTreeMap<String, u64>,
     /// Results by worker in the batches after the last event.
     pub after_by_worker: BTreeMap<String, u64>,
     /// Seconds from the last event until every worker had answered one of
     /// those.
     pub all_working_after: Option<f64>,
-    /// Results delivered more than once before they were answered.
-    pub redelivered: u64,
-    /// Tasks with more than one terminal audit record (run again after a
-    /// delivery whose acknowledgement was lost; one result all the same).
-    pub ran_again: u64,
-    /// The results stream at the end: messages, last sequence.
-    pub results_stream: (u64, u64),
-    /// Checks that failed (empty: the run passed).
-    pub failures: Vec<String>,
+    /// What the checks found.
+    pub checked: Checked,
 }
 
 /// Run the fleet on a cluster that loses nodes, and check it.
@@ -206,62 +197,24 @@ pub async fn run(options: &Options) -> Result<Report> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let ids: Vec<String> = (0..end).map(|n| task_id("cluster", n)).collect();
-    let found = collect(queue.clone(), ids.clone(), Duration::from_secs(300), 16).await;
+    let mut checked = check_results(&cluster, queue.clone(), &submitted, &ids).await?;
     let seconds = started.elapsed().as_secs_f64();
     sampling.store(false, Ordering::Relaxed);
     let curve = sampler.join().expect("the sampler does not panic");
-
-    let mut report = Report {
-        tasks: submitted.tasks,
-        seconds,
-        per_second: found.results.len() as f64 / seconds,
-        ..Report::default()
-    };
-    report.failures.extend(
-        submitted
-            .refused
-            .iter()
-            .take(10)
-            .map(|e| format!("not submitted: {e}")),
-    );
-    if submitted.refused.len() > 10 {
-        report.failures.push(format!(
-            "{} tasks not submitted in all",
-            submitted.refused.len()
-        ));
-    }
-    report
-        .failures
-        .extend(found.failures.iter().take(10).cloned());
-    if found.failures.len() > 10 {
-        report.failures.push(format!(
-            "{} results missing or wrong in all",
-            found.failures.len()
-        ));
-    }
-    for result in found.results.values() {
-        *report.by_worker.entry(result.worker.clone()).or_default() += 1;
-        if result.deliveries > 1 {
-            report.redelivered += 1;
-        }
-    }
     for name in &names {
         if !after_by_worker.contains_key(name) {
-            report.failures.push(format!(
+            checked.failures.push(format!(
                 "worker {name} answered no task within {GO_ON_WITHIN:?} of the last event"
             ));
         }
     }
-    report.after_by_worker = after_by_worker;
-    report.all_working_after = all_working_after;
-
     // A worker whose node died or froze moved to another node (a frozen
     // node is noticed by missed pings: only a freeze longer than that can
     // show it).
     for e in &events {
         let long_enough = e.what == "kill" || options.freeze >= FREEZE_NOTICED;
         if long_enough && e.worker.is_some() && e.worker_moved_after.is_none() {
-            report.failures.push(format!(
+            checked.failures.push(format!(
                 "worker {} stayed off the cluster while its node {} was {} ({:.1} s in)",
                 e.worker.as_deref().unwrap_or("?"),
                 e.node,
@@ -270,70 +223,26 @@ pub async fn run(options: &Options) -> Result<Report> {
             ));
         }
     }
-
-    // Each task has one result, and none was ever replaced: the results
-    // stream's sequence is its message count, on every node.
-    cluster
-        .wait_healthy(Duration::from_secs(60))
-        .map_err(anyhow::Error::msg)?;
-    let expected = end;
-    for (i, node) in cluster.nodes.iter().enumerate() {
-        let state = cluster.stream_state(i, chassis::serve::queue::RESULTS_STREAM);
-        let (messages, last) = state.as_ref().map_or((0, 0), |s| {
-            (
-                s["messages"].as_u64().unwrap_or(0),
-                s["last_seq"].as_u64().unwrap_or(0),
-            )
-        });
-        if i == 0 {
-            report.results_stream = (messages, last);
-        }
-        if (messages, last) != (expected, expected) {
-            report.failures.push(format!(
-                "node {}: the results stream holds {messages} results up to sequence {last}, not {expected} and {expected}",
-                node.name
-            ));
-        }
-        let waiting = cluster
-            .stream_state(i, chassis::serve::queue::TASKS_STREAM)
-            .and_then(|s| s["messages"].as_u64());
-        if waiting != Some(0) {
-            report.failures.push(format!(
-                "node {}: {waiting:?} tasks left in the task stream",
-                node.name
-            ));
-        }
-    }
-
-    // The workers stop cleanly; their logs verify, alone and against what
-    // they mirrored; every task ended in some log.
-    for worker in &mut workers {
-        if let Err(e) = worker.terminate(Duration::from_secs(60)) {
-            report.failures.push(e.to_string());
-        }
-    }
-    for worker in &workers {
-        report.failures.extend(fleet.verify_audit(worker));
-    }
-    let logs: Vec<&std::path::Path> = workers.iter().map(|w| w.audit.as_path()).collect();
-    let terminal = terminal_records(&logs, "cluster")?;
-    let unrecorded = ids.iter().filter(|id| !terminal.contains_key(*id)).count();
-    if unrecorded > 0 {
-        report.failures.push(format!(
-            "{unrecorded} tasks have no terminal record in any worker's audit log"
-        ));
-    }
-    report.ran_again = terminal.values().filter(|&&n| n > 1).count() as u64;
+    stop_and_verify(&fleet, &mut workers, "cluster", &ids, &mut checked)?;
     // No worker dies here: a task runs again only when its result could
     // not be published within the worker's patience, or its delivery ran
     // out while its worker was cut off from the consumer's leader.
-    if report.ran_again * 100 > ids.len() as u64 {
-        report.failures.push(format!(
+    if checked.ran_again * 100 > ids.len() as u64 {
+        checked.failures.push(format!(
             "{} of {} tasks ran more than once (more than 1%)",
-            report.ran_again,
+            checked.ran_again,
             ids.len()
         ));
     }
+    let mut report = Report {
+        tasks: submitted.tasks,
+        seconds,
+        per_second: ids.len() as f64 / seconds,
+        after_by_worker,
+        all_working_after,
+        checked,
+        ..Report::default()
+    };
 
     // How long results stopped after each event, while tasks waited.
     let rate = options.rate;

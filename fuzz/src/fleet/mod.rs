@@ -15,8 +15,10 @@
 //! terminal records over every log. The scenarios are the modules below.
 
 pub mod cluster;
+pub mod queue;
+pub mod rolling;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,11 +28,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chassis::TaskRequest;
 use chassis::serve::queue::trust::{Trust, WorkerKey};
-use chassis::serve::queue::{Queue, QueueResult, ResultStatus, Streams};
+use chassis::serve::queue::{
+    Queue, QueueResult, RESULTS_STREAM, ResultStatus, Streams, TASKS_STREAM,
+};
+use chassis_test_support::cluster::NatsCluster;
 use serde_json::json;
 
 /// The swarm every fleet proof runs: hello-world, as `hello`.
 pub const SWARM: &str = "hello";
+/// Its slots on each worker, unless a proof changes them.
+pub const SLOTS: u32 = 8;
 
 /// A fleet's shared files and where its workers find NATS.
 pub struct Fleet {
@@ -88,7 +95,7 @@ impl Fleet {
             &contract,
             format!(
                 "swarm_id = \"{SWARM}\"\nwasm_module = {wasm:?}\n\
-                 [resource_limits]\nmax_concurrent_tasks = 8\ntask_timeout_seconds = 5.0\n\
+                 [resource_limits]\nmax_concurrent_tasks = {SLOTS}\ntask_timeout_seconds = 5.0\n\
                  [security]\nwasi_capabilities = [\"wasi:io/streams\"]\n"
             ),
         )?;
@@ -111,6 +118,21 @@ impl Fleet {
     /// Start worker `name` and wait until it is ready (its swarm loaded,
     /// taking tasks).
     pub fn start_worker(&self, name: &str) -> Result<Worker> {
+        self.start_worker_with(name, SLOTS)
+    }
+
+    /// The same, with the swarm's `max_concurrent_tasks` at `slots` in the
+    /// worker's own copy of the contract (a new configuration).
+    pub fn start_worker_with(&self, name: &str, slots: u32) -> Result<Worker> {
+        let contract = self.out.join(format!("hello-{name}.toml"));
+        let text = std::fs::read_to_string(&self.contract)?;
+        std::fs::write(
+            &contract,
+            text.replace(
+                &format!("max_concurrent_tasks = {SLOTS}"),
+                &format!("max_concurrent_tasks = {slots}"),
+            ),
+        )?;
         let audit = self.out.join(format!("{name}-audit.jsonl"));
         let config = self.out.join(format!("{name}.toml"));
         std::fs::write(
@@ -133,7 +155,7 @@ impl Fleet {
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .args(["--nats", &self.urls, "--worker-id", name])
-            .arg(&self.contract)
+            .arg(&contract)
             .current_dir(&self.root)
             .env("CHASSIS_LOG", "warn,async_nats=info")
             .env("CHASSIS_CACHE_DIR", self.out.join("cache"))
@@ -422,4 +444,113 @@ pub fn terminal_records(logs: &[&Path], prefix: &str) -> Result<HashMap<String, 
         }
     }
     Ok(counts)
+}
+
+/// What the checks every fleet proof ends with found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Checked {
+    /// Results by worker.
+    pub by_worker: BTreeMap<String, u64>,
+    /// Results delivered more than once before they were answered.
+    pub redelivered: u64,
+    /// Tasks with more than one terminal audit record over all the logs.
+    pub ran_again: u64,
+    /// The results stream at the end: messages, last sequence.
+    pub results_stream: (u64, u64),
+    /// Checks that failed.
+    pub failures: Vec<String>,
+}
+
+impl Checked {
+    /// Note up to ten of `problems`, then how many there were.
+    fn note(&mut self, what: &str, problems: &[String]) {
+        self.failures
+            .extend(problems.iter().take(10).map(|p| format!("{what}: {p}")));
+        if problems.len() > 10 {
+            self.failures
+                .push(format!("{} {what} in all", problems.len()));
+        }
+    }
+}
+
+/// The first half of the checks: every submitted task `ids` has its
+/// result, a success naming it, signed by the fleet's key; on every node
+/// the results stream holds exactly one message per task and never
+/// replaced one (its last sequence is its message count: the stream is the
+/// run's own), and the task stream is empty.
+pub async fn check_results(
+    cluster: &NatsCluster,
+    queue: Arc<Queue>,
+    submitted: &Submitted,
+    ids: &[String],
+) -> Result<Checked> {
+    let mut checked = Checked::default();
+    checked.note("not submitted", &submitted.refused);
+    let within = Duration::from_secs(300).max(Duration::from_millis(ids.len() as u64));
+    let found = collect(queue, ids.to_vec(), within, 16).await;
+    checked.note("result missing or wrong", &found.failures);
+    for result in found.results.values() {
+        *checked.by_worker.entry(result.worker.clone()).or_default() += 1;
+        if result.deliveries > 1 {
+            checked.redelivered += 1;
+        }
+    }
+    cluster
+        .wait_healthy(Duration::from_secs(60))
+        .map_err(anyhow::Error::msg)?;
+    let expected = ids.len() as u64;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let state = cluster.stream_state(i, RESULTS_STREAM);
+        let figure = |key: &str| state.as_ref().and_then(|s| s[key].as_u64()).unwrap_or(0);
+        let (messages, last) = (figure("messages"), figure("last_seq"));
+        if i == 0 {
+            checked.results_stream = (messages, last);
+        }
+        if (messages, last) != (expected, expected) {
+            checked.failures.push(format!(
+                "node {}: the results stream holds {messages} results up to sequence {last}, not {expected} and {expected}",
+                node.name
+            ));
+        }
+        let waiting = cluster
+            .stream_state(i, TASKS_STREAM)
+            .and_then(|s| s["messages"].as_u64());
+        if waiting != Some(0) {
+            checked.failures.push(format!(
+                "node {}: {waiting:?} tasks left in the task stream",
+                node.name
+            ));
+        }
+    }
+    Ok(checked)
+}
+
+/// The second half: each worker stops cleanly on SIGTERM; its audit log
+/// verifies alone and against the head it mirrored; every task of `ids`
+/// ended in some log (`ran_again` counts those that ended more than once).
+pub fn stop_and_verify(
+    fleet: &Fleet,
+    workers: &mut [Worker],
+    prefix: &str,
+    ids: &[String],
+    checked: &mut Checked,
+) -> Result<()> {
+    for worker in workers.iter_mut() {
+        if let Err(e) = worker.terminate(Duration::from_secs(60)) {
+            checked.failures.push(e.to_string());
+        }
+    }
+    for worker in workers.iter() {
+        checked.failures.extend(fleet.verify_audit(worker));
+    }
+    let logs: Vec<&Path> = workers.iter().map(|w| w.audit.as_path()).collect();
+    let terminal = terminal_records(&logs, prefix)?;
+    let unrecorded = ids.iter().filter(|id| !terminal.contains_key(*id)).count();
+    if unrecorded > 0 {
+        checked.failures.push(format!(
+            "{unrecorded} tasks have no terminal record in any worker's audit log"
+        ));
+    }
+    checked.ran_again = terminal.values().filter(|&&n| n > 1).count() as u64;
+    Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 
-use super::{Queue, QueueError, QueueResult, task_subject};
+use super::{Queue, QueueError, QueueResult, publish_again, task_subject};
 use crate::TaskRequest;
 
 /// How long [`Queue::submit`] keeps publishing a task whose
@@ -20,8 +20,9 @@ impl Queue {
     /// the same task id again within the duplicate window is a no-op
     /// (JetStream drops it), so a submission can be retried safely: a
     /// publish whose acknowledgement timed out, whose connection broke
-    /// before it came, or that found no stream leader, is sent again for up
-    /// to [`SUBMIT_PATIENCE`].
+    /// before it came, that found no stream leader, or whose earlier copy
+    /// the stream is still storing, is sent again for up to
+    /// [`SUBMIT_PATIENCE`].
     pub async fn submit(&self, swarm_id: &str, request: TaskRequest) -> Result<String, QueueError> {
         if let Some(reason) = request.id_problem() {
             return Err(QueueError::Malformed(format!("task id refused: {reason}")));
@@ -45,7 +46,7 @@ impl Queue {
             };
             match published {
                 Ok(_) => return Ok(task_id),
-                Err(e) if again(e.kind()) && started.elapsed() < SUBMIT_PATIENCE => {
+                Err(e) if publish_again(&e) && started.elapsed() < SUBMIT_PATIENCE => {
                     tracing::debug!(target: "chassis::queue", "submitting {task_id:?}: {e}; sending it again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
@@ -79,17 +80,4 @@ impl Queue {
             pause = (pause * 2).min(Duration::from_millis(200));
         }
     }
-}
-
-/// A publish worth sending again: its acknowledgement did not come in
-/// time, the connection broke before it did, or no stream answered (on a
-/// cluster, while the stream's leader is elected anew).
-fn again(kind: async_nats::jetstream::context::PublishErrorKind) -> bool {
-    use async_nats::jetstream::context::PublishErrorKind;
-    matches!(
-        kind,
-        PublishErrorKind::TimedOut
-            | PublishErrorKind::BrokenPipe
-            | PublishErrorKind::StreamNotFound
-    )
 }

@@ -560,6 +560,30 @@ impl Queue {
     }
 }
 
+/// Whether a publish that failed with `e` is worth making again with the
+/// same message id (the stream keeps one copy of it): its acknowledgement
+/// did not come in time, the connection broke before it did, no stream
+/// answered (on a cluster, while the stream's leader is elected anew), or
+/// the stream is still storing an earlier copy ("duplicate message id is
+/// in process").
+pub(crate) fn publish_again(e: &async_nats::jetstream::context::PublishError) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    use async_nats::jetstream::context::PublishErrorKind;
+    use std::error::Error as _;
+    match e.kind() {
+        PublishErrorKind::TimedOut
+        | PublishErrorKind::BrokenPipe
+        | PublishErrorKind::StreamNotFound => true,
+        PublishErrorKind::Other => e
+            .source()
+            .and_then(|source| source.downcast_ref::<async_nats::jetstream::Error>())
+            .is_some_and(|error| {
+                error.error_code() == ErrorCode::STREAM_DUPLICATE_MESSAGE_CONFLICT
+            }),
+        _ => false,
+    }
+}
+
 /// The task id as the message id, where it can be a header value (an id
 /// with a line break, refused anyway, cannot): without it the result's
 /// subject alone keeps a second result out.

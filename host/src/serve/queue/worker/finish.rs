@@ -9,7 +9,8 @@ use async_nats::jetstream::{AckKind, Message};
 use serde_json::value::RawValue;
 
 use super::super::{
-    HostFailure, QueueError, QueueResult, ResultStatus, dead_subject, message_id, result_subject,
+    HostFailure, QueueError, QueueResult, ResultStatus, dead_subject, message_id, publish_again,
+    result_subject,
 };
 use super::{RETRY_DELAY, Worker};
 use crate::{Event, TaskRequest};
@@ -127,8 +128,9 @@ impl Worker {
     /// task id is the message id (a repeat within the duplicate window is
     /// dropped), and the result's subject must be empty (a repeat after it
     /// is refused). Returns `false` when a result was there already. A
-    /// publish that gets no answer in time, or finds no stream leader, is
-    /// made again for up to [`RESULT_PATIENCE`].
+    /// publish worth making again (`publish_again`: no answer in time, no
+    /// stream leader, an earlier copy still being stored) is made again for
+    /// up to [`RESULT_PATIENCE`].
     async fn publish(&self, result: &QueueResult<Box<RawValue>>) -> Result<bool, QueueError> {
         use async_nats::jetstream::context::PublishErrorKind;
         let body = serde_json::to_vec(result).map_err(|e| QueueError::Malformed(e.to_string()))?;
@@ -158,16 +160,10 @@ impl Worker {
                 Ok(ack) => return Ok(!ack.duplicate),
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => return Ok(false),
                 // A stream leader being elected anew (no one answers, or
-                // not in time) or a connection broken on the way: the same
-                // message again, which the stream keeps once.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        PublishErrorKind::TimedOut
-                            | PublishErrorKind::BrokenPipe
-                            | PublishErrorKind::StreamNotFound
-                    ) && started.elapsed() < RESULT_PATIENCE =>
-                {
+                // not in time), a connection broken on the way, an earlier
+                // copy still being stored: the same message again, which
+                // the stream keeps once.
+                Err(e) if publish_again(&e) && started.elapsed() < RESULT_PATIENCE => {
                     tracing::debug!(target: "chassis::queue", task = %crate::text::escape(&result.task_id, 256), "publishing the result: {e}; sending it again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_secs(1));
