@@ -46,6 +46,14 @@ impl NatsCluster {
     /// `size` nodes storing under `dir`, each started and the cluster
     /// healthy (every node current with JetStream) within `within`.
     pub fn start(dir: &Path, size: usize, within: Duration) -> Result<NatsCluster, String> {
+        let cluster = Self::launch(dir, size)?;
+        cluster.wait_healthy(within)?;
+        Ok(cluster)
+    }
+
+    /// The same, without waiting: JetStream may not answer yet (what a
+    /// worker started beside its servers meets).
+    pub fn launch(dir: &Path, size: usize) -> Result<NatsCluster, String> {
         let binary = crate::root().join("target/tools/nats/bin/nats-server");
         if !binary.exists() {
             return Err(format!(
@@ -69,7 +77,6 @@ impl NatsCluster {
         for i in 0..size {
             cluster.spawn(i)?;
         }
-        cluster.wait_healthy(within)?;
         Ok(cluster)
     }
 

@@ -65,8 +65,9 @@ struct Args {
     /// restarted: 10).
     #[arg(long)]
     cycle_seconds: Option<f64>,
-    /// With --cluster: seconds a node stays frozen (SIGSTOP).
-    #[arg(long, default_value_t = 15.0)]
+    /// With --cluster: seconds a node stays frozen (SIGSTOP); from 18 s
+    /// on, a worker connected to it must move to another node meanwhile.
+    #[arg(long, default_value_t = 20.0)]
     freeze_seconds: f64,
 }
 

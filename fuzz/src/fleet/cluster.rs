@@ -2,8 +2,9 @@
 //! a steady load (`chassis-soak --cluster`, `cargo xtask soak --cluster`).
 //!
 //! Data flow: [`run`] starts three `nats-server` nodes on 127.0.0.1 with
-//! routes between them ([`NatsCluster`]), the workers (each given every
-//! node's URL, streams with three replicas), and a client that puts tasks
+//! routes between them ([`NatsCluster`]) and at once the workers (each
+//! given every node's URL, streams with three replicas; they wait for
+//! JetStream to have a leader), and a client that puts tasks
 //! on the queue at a steady rate. While the load runs, a schedule repeats
 //! every cycle ([`Options::cycle`]): the node a worker is connected to is
 //! killed (SIGKILL), later started again on its store; then the node
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chassis_test_support::cluster::NatsCluster;
 
 use super::{Checked, Fleet, check_results, collect, stop_and_verify, submit, task_id};
@@ -115,19 +116,20 @@ pub struct Report {
 /// Run the fleet on a cluster that loses nodes, and check it.
 pub async fn run(options: &Options) -> Result<Report> {
     let out = &options.out;
-    if out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("emptying {}", out.display()))?;
-    }
-    std::fs::create_dir_all(out)?;
-    eprintln!("cluster: starting three nats-server nodes");
-    let cluster = NatsCluster::start(&out.join("nats"), 3, Duration::from_secs(60))
-        .map_err(anyhow::Error::msg)?;
+    super::fresh_dir(out)?;
+    // The workers start beside the nodes, before JetStream has a leader:
+    // they wait for it.
+    eprintln!("cluster: starting three nats-server nodes and, at once, the workers");
+    let cluster = NatsCluster::launch(&out.join("nats"), 3).map_err(anyhow::Error::msg)?;
     let fleet = Fleet::set_up(&options.chassis, &options.root, out, cluster.urls(), 3)?;
     let mut workers = Vec::new();
     for i in 1..=options.workers {
-        eprintln!("cluster: starting worker w{i}");
         workers.push(fleet.start_worker(&format!("w{i}"))?);
+        eprintln!("cluster: worker w{i} is ready");
     }
+    cluster
+        .wait_healthy(Duration::from_secs(60))
+        .map_err(anyhow::Error::msg)?;
     let queue = Arc::new(fleet.queue().await?);
     let names: Vec<String> = workers.iter().map(|w| w.name.clone()).collect();
     let monitors: Vec<u16> = cluster.nodes.iter().map(|n| n.monitor_port).collect();
@@ -262,10 +264,7 @@ pub async fn run(options: &Options) -> Result<Report> {
         csv.push_str(&format!("{t:.2},{n}\n"));
     }
     std::fs::write(out.join("curve.csv"), csv)?;
-    std::fs::write(
-        out.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
+    super::write_report(out, &report)?;
     Ok(report)
 }
 

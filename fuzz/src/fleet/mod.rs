@@ -51,6 +51,9 @@ pub struct Fleet {
     pub urls: String,
     /// Stream replicas.
     pub replicas: usize,
+    /// The workers' audit `fsync` policy (the service's default,
+    /// `interval:1000`, unless set).
+    pub fsync: String,
     contract: PathBuf,
     key: PathBuf,
     public_key: PathBuf,
@@ -109,6 +112,7 @@ impl Fleet {
             out: out.to_path_buf(),
             urls,
             replicas,
+            fsync: "interval:1000".to_string(),
             contract,
             key,
             public_key,
@@ -139,10 +143,10 @@ impl Fleet {
             &config,
             format!(
                 "watch = false\nshutdown_grace_seconds = 10.0\n\
-                 [audit]\npath = {audit:?}\n\
+                 [audit]\npath = {audit:?}\nfsync = {:?}\n\
                  [nats]\nreplicas = {}\nack_slack_seconds = 2.0\nheartbeat_seconds = 1.0\n\
                  max_deliveries = 20\nsigning_key = {:?}\n",
-                self.replicas, self.key
+                self.fsync, self.replicas, self.key
             ),
         )?;
         let log_path = self.out.join(format!("{name}.log"));
@@ -301,6 +305,23 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Empty `out` (made if missing) for a run's files.
+pub(crate) fn fresh_dir(out: &Path) -> Result<()> {
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("emptying {}", out.display()))?;
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("making {}", out.display()))
+}
+
+/// `report` as `out/report.json`.
+pub(crate) fn write_report(out: &Path, report: &impl serde::Serialize) -> Result<()> {
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(report)?,
+    )
+    .with_context(|| format!("writing {}", out.join("report.json").display()))
 }
 
 /// Task `n` of a run whose ids start with `prefix`.
@@ -545,10 +566,15 @@ pub fn stop_and_verify(
     }
     let logs: Vec<&Path> = workers.iter().map(|w| w.audit.as_path()).collect();
     let terminal = terminal_records(&logs, prefix)?;
-    let unrecorded = ids.iter().filter(|id| !terminal.contains_key(*id)).count();
-    if unrecorded > 0 {
+    let unrecorded: Vec<&String> = ids
+        .iter()
+        .filter(|id| !terminal.contains_key(*id))
+        .collect();
+    if !unrecorded.is_empty() {
         checked.failures.push(format!(
-            "{unrecorded} tasks have no terminal record in any worker's audit log"
+            "{} tasks have no terminal record in any worker's audit log (the first: {:?})",
+            unrecorded.len(),
+            &unrecorded[..unrecorded.len().min(3)]
         ));
     }
     checked.ran_again = terminal.values().filter(|&&n| n > 1).count() as u64;

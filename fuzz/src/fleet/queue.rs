@@ -4,7 +4,8 @@
 //! every so often.
 //!
 //! Data flow: [`run`] starts one `nats-server` (with a monitoring port) and
-//! the workers. Submitters (threads) take the next chunk of task numbers,
+//! the workers, their audit logs under `fsync = "always"` (the policy under
+//! which a killed worker loses no record of a task it answered). Submitters (threads) take the next chunk of task numbers,
 //! write it as a JSON-lines file and run `chassis submit --file` on it,
 //! which must exit 0; until every chunk is in. Meanwhile a killer kills
 //! one of the workers after the first in turn every [`Options::kill_every`]
@@ -102,19 +103,17 @@ pub struct Report {
 /// Soak the queue, and check it.
 pub async fn run(options: &Options) -> Result<Report> {
     let out = &options.out;
-    if out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("emptying {}", out.display()))?;
-    }
+    super::fresh_dir(out)?;
     std::fs::create_dir_all(out.join("chunks"))?;
     let nats = NatsCluster::start(&out.join("nats"), 1, Duration::from_secs(60))
         .map_err(anyhow::Error::msg)?;
-    let fleet = Arc::new(Fleet::set_up(
-        &options.chassis,
-        &options.root,
-        out,
-        nats.urls(),
-        1,
-    )?);
+    // A killed worker must lose no terminal record of a task whose result
+    // it published: only `always` waits for the record before the result
+    // goes out (docs/audit.md: under the other policies a process crash
+    // loses what is still queued).
+    let mut fleet = Fleet::set_up(&options.chassis, &options.root, out, nats.urls(), 1)?;
+    fleet.fsync = "always".to_string();
+    let fleet = Arc::new(fleet);
     let mut workers = Vec::new();
     for i in 1..=options.workers {
         eprintln!("queue soak: starting worker w{i}");
@@ -323,10 +322,7 @@ pub async fn run(options: &Options) -> Result<Report> {
         fds,
         checked,
     };
-    std::fs::write(
-        out.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
+    super::write_report(out, &report)?;
     Ok(report)
 }
 

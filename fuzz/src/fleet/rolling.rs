@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chassis_test_support::cluster::NatsCluster;
 
 use super::{Checked, Fleet, SLOTS, check_results, stop_and_verify, submit, task_id};
@@ -78,10 +78,7 @@ pub struct Report {
 /// or run twice.
 pub async fn run(options: &Options) -> Result<Report> {
     let out = &options.out;
-    if out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("emptying {}", out.display()))?;
-    }
-    std::fs::create_dir_all(out)?;
+    super::fresh_dir(out)?;
     let nats = NatsCluster::start(&out.join("nats"), 1, Duration::from_secs(60))
         .map_err(anyhow::Error::msg)?;
     let fleet = Fleet::set_up(&options.chassis, &options.root, out, nats.urls(), 1)?;
@@ -171,9 +168,6 @@ pub async fn run(options: &Options) -> Result<Report> {
         restarts,
         checked,
     };
-    std::fs::write(
-        out.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
+    super::write_report(out, &report)?;
     Ok(report)
 }

@@ -67,6 +67,10 @@ mod imp {
         deployments: Option<Arc<queue::deploy::follow::Deployments>>,
     }
 
+    /// How long a starting worker waits for JetStream to answer its
+    /// setting up.
+    const JETSTREAM_WAIT: Duration = Duration::from_secs(60);
+
     /// The fleet's tasks while the server runs.
     pub(in crate::serve) struct Running {
         worker: Arc<queue::worker::Worker>,
@@ -82,27 +86,22 @@ mod imp {
             let Some(nats) = &config.nats else {
                 return Ok(Self::default());
             };
-            let queue = queue::Queue::connect_worker(
-                &nats.url,
-                &nats.auth,
-                &queue::Streams {
-                    replicas: nats.replicas,
-                    duplicate_window: nats.duplicate_window,
-                    results_max_age: nats.results_max_age,
-                },
-                &config.worker_id().unwrap_or_default(),
-            )
-            .await?
-            .signing_with(worker_key(nats)?);
-            let heartbeats = queue::workers::bucket(
-                &queue.jetstream,
-                &queue::Streams {
-                    replicas: nats.replicas,
-                    ..Default::default()
-                },
-                nats.heartbeat,
-            )
-            .await?;
+            // A worker may start with its NATS servers (one host, one
+            // compose file): while JetStream has no leader yet, its
+            // setting up is tried again for a while, saying so.
+            let key = worker_key(nats)?;
+            let started = Instant::now();
+            let (queue, heartbeats) = loop {
+                match Self::set_up(config, nats, key.clone()).await {
+                    Err(queue::QueueError::Unavailable(e))
+                        if started.elapsed() < JETSTREAM_WAIT =>
+                    {
+                        tracing::warn!(target: "chassis::queue", "NATS JetStream does not answer yet ({e}); trying again (for up to {JETSTREAM_WAIT:?} in all)");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    set_up => break set_up?,
+                }
+            };
             let deployments = if nats.deployments {
                 let deployments =
                     queue::deploy::follow::Deployments::open(&queue.jetstream, nats).await?;
@@ -117,6 +116,37 @@ mod imp {
                 deployments,
                 ..Self::default()
             })
+        }
+
+        /// Connect as this worker, making the streams and buckets that
+        /// are not there yet.
+        async fn set_up(
+            config: &ServeConfig,
+            nats: &crate::serve::config::NatsSettings,
+            key: Option<Arc<queue::trust::WorkerKey>>,
+        ) -> Result<(queue::Queue, async_nats::jetstream::kv::Store), queue::QueueError> {
+            let queue = queue::Queue::connect_worker(
+                &nats.url,
+                &nats.auth,
+                &queue::Streams {
+                    replicas: nats.replicas,
+                    duplicate_window: nats.duplicate_window,
+                    results_max_age: nats.results_max_age,
+                },
+                &config.worker_id().unwrap_or_default(),
+            )
+            .await?
+            .signing_with(key);
+            let heartbeats = queue::workers::bucket(
+                &queue.jetstream,
+                &queue::Streams {
+                    replicas: nats.replicas,
+                    ..Default::default()
+                },
+                nats.heartbeat,
+            )
+            .await?;
+            Ok((queue, heartbeats))
         }
 
         /// The contracts of the swarms deployed to the fleet that this

@@ -50,7 +50,7 @@ pub(crate) async fn bucket(
             ..Default::default()
         })
         .await
-        .map_err(QueueError::js)
+        .map_err(QueueError::making_bucket)
 }
 
 /// Write `swarm_id`'s entry, if the fleet's state is not that already.

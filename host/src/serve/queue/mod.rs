@@ -147,6 +147,10 @@ pub enum QueueError {
     /// A JetStream request (a stream, a consumer, a publish) failed.
     #[error("NATS JetStream: {0}")]
     JetStream(String),
+    /// JetStream did not answer the setting up of the streams and buckets
+    /// (a server or cluster just started, with no JetStream leader yet).
+    #[error("NATS JetStream does not answer yet: {0}")]
+    Unavailable(String),
     /// A message that is not what it should be.
     #[error("malformed message: {0}")]
     Malformed(String),
@@ -178,6 +182,50 @@ impl QueueError {
     pub(crate) fn js(e: impl std::fmt::Display) -> Self {
         QueueError::JetStream(e.to_string())
     }
+
+    /// A stream's making failed: [`QueueError::Unavailable`] when
+    /// JetStream did not answer in time, is not there yet, or says its
+    /// cluster has no leader yet.
+    pub(crate) fn making_stream(e: async_nats::jetstream::context::CreateStreamError) -> Self {
+        use async_nats::jetstream::context::CreateStreamErrorKind;
+        match e.kind() {
+            CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => {
+                QueueError::Unavailable(e.to_string())
+            }
+            CreateStreamErrorKind::JetStream(error) if leaderless(&error) => {
+                QueueError::Unavailable(e.to_string())
+            }
+            _ => QueueError::js(e),
+        }
+    }
+
+    /// A bucket's making failed: [`QueueError::Unavailable`] when
+    /// JetStream did not answer in time, or says its cluster has no leader
+    /// yet.
+    pub(crate) fn making_bucket(e: async_nats::jetstream::context::CreateKeyValueError) -> Self {
+        use async_nats::jetstream::context::CreateKeyValueErrorKind;
+        use std::error::Error as _;
+        let from_cluster = e
+            .source()
+            .and_then(|source| source.downcast_ref::<async_nats::jetstream::Error>())
+            .is_some_and(leaderless);
+        match e.kind() {
+            CreateKeyValueErrorKind::TimedOut => QueueError::Unavailable(e.to_string()),
+            _ if from_cluster => QueueError::Unavailable(e.to_string()),
+            _ => QueueError::js(e),
+        }
+    }
+}
+
+/// JetStream's answer while its cluster has no leader yet ("JetStream
+/// system temporarily unavailable", "not leader").
+fn leaderless(error: &async_nats::jetstream::Error) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    [
+        ErrorCode::CLUSTER_NOT_AVAILABLE,
+        ErrorCode::CLUSTER_NOT_LEADER,
+    ]
+    .contains(&error.error_code())
 }
 
 /// How the streams are made when they do not exist yet.
@@ -264,7 +312,7 @@ impl Queue {
                 ..make(TASKS_STREAM, "chassis.tasks.>")
             })
             .await
-            .map_err(QueueError::js)?;
+            .map_err(QueueError::making_stream)?;
         // What is kept as evidence is never deleted or purged through the
         // API, whoever asks: only its age limit removes it.
         let kept = |config: stream::Config| stream::Config {
@@ -279,15 +327,15 @@ impl Queue {
                 ..make(RESULTS_STREAM, "chassis.results.*")
             }))
             .await
-            .map_err(QueueError::js)?;
+            .map_err(QueueError::making_stream)?;
         jetstream
             .get_or_create_stream(kept(make(DEAD_STREAM, "chassis.dead.>")))
             .await
-            .map_err(QueueError::js)?;
+            .map_err(QueueError::making_stream)?;
         jetstream
             .get_or_create_stream(kept(make(mirror::AUDIT_STREAM, "chassis.audit.*")))
             .await
-            .map_err(QueueError::js)?;
+            .map_err(QueueError::making_stream)?;
         let health = fleet::bucket(&jetstream, streams).await?;
         Ok(Self::of(jetstream, results, health))
     }
@@ -643,6 +691,38 @@ pub(crate) fn redacted(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A publish is sent again for what a leader election or a slow
+    /// store causes, and for nothing that says the message was refused.
+    #[test]
+    fn a_publish_is_sent_again_only_for_what_passes() {
+        use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+        let answer = |code: u16, err_code: u32| {
+            let error: async_nats::jetstream::Error = serde_json::from_value(
+                serde_json::json!({ "code": code, "err_code": err_code, "description": "x" }),
+            )
+            .unwrap();
+            PublishError::with_source(PublishErrorKind::Other, error)
+        };
+        for kind in [
+            PublishErrorKind::TimedOut,
+            PublishErrorKind::BrokenPipe,
+            PublishErrorKind::StreamNotFound,
+        ] {
+            assert!(publish_again(&PublishError::new(kind)), "{kind:?}");
+        }
+        // "duplicate message id is in process": the first copy is on its way.
+        assert!(publish_again(&answer(409, 10158)));
+        for refused in [
+            PublishError::new(PublishErrorKind::WrongLastSequence),
+            PublishError::new(PublishErrorKind::MaxPayloadExceeded),
+            PublishError::new(PublishErrorKind::Other),
+            answer(400, 10071),
+            answer(503, 10077),
+        ] {
+            assert!(!publish_again(&refused), "{refused}");
+        }
+    }
 
     /// A server URL in a message keeps no user or password.
     #[test]

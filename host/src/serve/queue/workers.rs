@@ -161,7 +161,7 @@ pub(crate) async fn bucket(
             ..Default::default()
         })
         .await
-        .map_err(QueueError::js)
+        .map_err(QueueError::making_bucket)
 }
 
 /// This worker's entry now.
