@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use chassis_fuzz::fleet::{Checked, cluster, queue, rolling};
+use chassis_fuzz::fleet::{Checked, Setting, cluster, queue, rolling};
 use chassis_fuzz::soak::{self, Options, RSS_GROWTH_PERCENT, RSS_SLACK_KIB, WARM_UP_PERCENT};
 use clap::Parser;
 
@@ -209,16 +209,18 @@ async fn fleet(args: Args, root: PathBuf) -> Result<bool> {
         (_, true) => ("nats", "target/soak-nats"),
         _ => ("rolling", "target/soak-rolling"),
     };
-    let out = root.join(args.out.unwrap_or_else(|| default_out.into()));
+    let setting = Setting {
+        out: root.join(args.out.unwrap_or_else(|| default_out.into())),
+        chassis: args.chassis,
+        root,
+        tasks,
+        workers,
+    };
     let failures = match mode {
         "cluster" => {
             let options = cluster::Options {
-                chassis: args.chassis,
-                out,
-                root,
-                tasks,
+                setting,
                 rate,
-                workers,
                 cycle,
                 freeze: Duration::from_secs_f64(positive(args.freeze_seconds, "--freeze-seconds")?),
             };
@@ -228,18 +230,14 @@ async fn fleet(args: Args, root: PathBuf) -> Result<bool> {
         }
         "nats" => {
             let options = queue::Options {
-                chassis: args.chassis,
-                out,
-                root,
-                tasks,
-                workers,
+                setting,
                 submitters: args.clients.unwrap_or(4).max(1),
                 kill_every: cycle,
             };
             let r = queue::run(&options).await?;
             println!(
                 "queue soak: {} tasks through chassis submit in {:.1} s ({:.0} a second), {} workers",
-                r.tasks, r.seconds, r.per_second, options.workers
+                r.tasks, r.seconds, r.per_second, options.setting.workers
             );
             println!(
                 "  workers killed and started again: {} ({:?})",
@@ -261,17 +259,13 @@ async fn fleet(args: Args, root: PathBuf) -> Result<bool> {
                 r.fds.0,
                 r.fds.1
             );
-            println!("  report and curve: {}", options.out.display());
+            println!("  report and curve: {}", options.setting.out.display());
             r.checked.failures
         }
         _ => {
             let options = rolling::Options {
-                chassis: args.chassis,
-                out,
-                root,
-                tasks,
+                setting,
                 rate,
-                workers,
                 every: cycle,
             };
             let r = rolling::run(&options).await?;
@@ -280,7 +274,7 @@ async fn fleet(args: Args, root: PathBuf) -> Result<bool> {
                 r.tasks,
                 r.seconds,
                 r.per_second,
-                options.workers,
+                options.setting.workers,
                 r.restarts.len()
             );
             for restart in &r.restarts {
@@ -290,7 +284,7 @@ async fn fleet(args: Args, root: PathBuf) -> Result<bool> {
                 );
             }
             print_checked(&r.checked);
-            println!("  report: {}", options.out.display());
+            println!("  report: {}", options.setting.out.display());
             r.checked.failures
         }
     };
@@ -314,7 +308,7 @@ fn print_checked(c: &Checked) {
 fn print_cluster(r: &cluster::Report, options: &cluster::Options) {
     println!(
         "cluster soak: {} tasks in {:.1} s ({:.0} results a second) through {} workers on three NATS nodes",
-        r.tasks, r.seconds, r.per_second, options.workers
+        r.tasks, r.seconds, r.per_second, options.setting.workers
     );
     for e in &r.events {
         let healthy = e.healthy_after.map_or(String::new(), |h| {
@@ -339,7 +333,7 @@ fn print_cluster(r: &cluster::Report, options: &cluster::Options) {
         r.after_by_worker
     );
     print_checked(&r.checked);
-    println!("  report and curve: {}", options.out.display());
+    println!("  report and curve: {}", options.setting.out.display());
 }
 
 /// Print the failed checks; whether there were none.

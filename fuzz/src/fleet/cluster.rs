@@ -24,7 +24,6 @@
 //! the head it mirrored to NATS. The figures go to `report.json`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -32,23 +31,15 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use chassis_test_support::cluster::NatsCluster;
 
-use super::{Checked, Fleet, check_results, collect, stop_and_verify, submit, task_id};
+use super::{Checked, Fleet, Setting, check_results, collect, stop_and_verify, submit, task_id};
 
 /// What a cluster run is asked to do.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The `chassis` binary.
-    pub chassis: PathBuf,
-    /// The workspace root.
-    pub root: PathBuf,
-    /// Where the run's files go (emptied first).
-    pub out: PathBuf,
-    /// Tasks submitted at the steady rate.
-    pub tasks: u64,
+    /// Where it runs, how many tasks, how many workers.
+    pub setting: Setting,
     /// Tasks a second.
     pub rate: f64,
-    /// Workers.
-    pub workers: usize,
     /// One round of events: a node killed and started again, another
     /// frozen and resumed. A load shorter than this has one round, spread
     /// over the load.
@@ -115,15 +106,21 @@ pub struct Report {
 
 /// Run the fleet on a cluster that loses nodes, and check it.
 pub async fn run(options: &Options) -> Result<Report> {
-    let out = &options.out;
+    let out = &options.setting.out;
     super::fresh_dir(out)?;
     // The workers start beside the nodes, before JetStream has a leader:
     // they wait for it.
     eprintln!("cluster: starting three nats-server nodes and, at once, the workers");
     let cluster = NatsCluster::launch(&out.join("nats"), 3).map_err(anyhow::Error::msg)?;
-    let fleet = Fleet::set_up(&options.chassis, &options.root, out, cluster.urls(), 3)?;
+    let fleet = Fleet::set_up(
+        &options.setting.chassis,
+        &options.setting.root,
+        out,
+        cluster.urls(),
+        3,
+    )?;
     let mut workers = Vec::new();
-    for i in 1..=options.workers {
+    for i in 1..=options.setting.workers {
         workers.push(fleet.start_worker(&format!("w{i}"))?);
         eprintln!("cluster: worker w{i} is ready");
     }
@@ -134,7 +131,7 @@ pub async fn run(options: &Options) -> Result<Report> {
     let names: Vec<String> = workers.iter().map(|w| w.name.clone()).collect();
     let monitors: Vec<u16> = cluster.nodes.iter().map(|n| n.monitor_port).collect();
 
-    let load_seconds = options.tasks as f64 / options.rate;
+    let load_seconds = options.setting.tasks as f64 / options.rate;
     let started = Instant::now();
     let load_over = Arc::new(AtomicBool::new(false));
     let sampling = Arc::new(AtomicBool::new(true));
@@ -159,16 +156,16 @@ pub async fn run(options: &Options) -> Result<Report> {
     };
     eprintln!(
         "cluster: {} tasks at {}/s with {} workers; a node killed and one frozen every {:.0} s",
-        options.tasks,
+        options.setting.tasks,
         options.rate,
-        options.workers,
+        options.setting.workers,
         options.cycle.as_secs_f64().min(load_seconds)
     );
     let mut submitted = submit(
         queue.clone(),
         "cluster",
         0,
-        options.tasks,
+        options.setting.tasks,
         options.rate,
         4,
         || false,
@@ -178,7 +175,7 @@ pub async fn run(options: &Options) -> Result<Report> {
     let (cluster, mut events) = schedule.join().expect("the schedule does not panic")?;
     eprintln!("cluster: the load and the events are over; batches until every worker answers");
     let mut after_by_worker = BTreeMap::new();
-    let mut end = options.tasks;
+    let mut end = options.setting.tasks;
     let go_on = Instant::now();
     let mut all_working_after = None;
     while go_on.elapsed() < GO_ON_WITHIN {
@@ -248,7 +245,7 @@ pub async fn run(options: &Options) -> Result<Report> {
 
     // How long results stopped after each event, while tasks waited.
     let rate = options.rate;
-    let waiting_at = |t: f64| (t * rate).min(options.tasks as f64);
+    let waiting_at = |t: f64| (t * rate).min(options.setting.tasks as f64);
     let ends: Vec<f64> = events
         .iter()
         .skip(1)

@@ -39,6 +39,21 @@ pub const SWARM: &str = "hello";
 /// Its slots on each worker, unless a proof changes them.
 pub const SLOTS: u32 = 8;
 
+/// What every fleet proof is given.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    /// The `chassis` binary.
+    pub chassis: PathBuf,
+    /// The workspace root.
+    pub root: PathBuf,
+    /// Where the run's files go (emptied first).
+    pub out: PathBuf,
+    /// Tasks.
+    pub tasks: u64,
+    /// Worker processes.
+    pub workers: usize,
+}
+
 /// A fleet's shared files and where its workers find NATS.
 pub struct Fleet {
     /// The `chassis` binary.

@@ -23,7 +23,6 @@
 //! [`FD_SLACK`]. The figures go to `report.json`, the curve to
 //! `curve.csv`.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chassis_test_support::cluster::NatsCluster;
 
-use super::{Checked, Fleet, SLOTS, Worker, check_results, stop_and_verify, task_id};
+use super::{Checked, Fleet, SLOTS, Setting, Worker, check_results, stop_and_verify, task_id};
 use crate::soak::{RSS_GROWTH_PERCENT, RSS_SLACK_KIB, WARM_UP_PERCENT};
 
 /// How far the first worker's open descriptors may rise in the second
@@ -48,16 +47,8 @@ pub const CHUNK: u64 = 10_000;
 /// What a queue soak is asked to do.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The `chassis` binary.
-    pub chassis: PathBuf,
-    /// The workspace root.
-    pub root: PathBuf,
-    /// Where the run's files go (emptied first).
-    pub out: PathBuf,
-    /// Tasks.
-    pub tasks: u64,
-    /// Workers (the first is never killed).
-    pub workers: usize,
+    /// Where it runs, how many tasks, how many workers.
+    pub setting: Setting,
     /// `chassis submit` processes at once.
     pub submitters: usize,
     /// Time between kills.
@@ -102,7 +93,7 @@ pub struct Report {
 
 /// Soak the queue, and check it.
 pub async fn run(options: &Options) -> Result<Report> {
-    let out = &options.out;
+    let out = &options.setting.out;
     super::fresh_dir(out)?;
     std::fs::create_dir_all(out.join("chunks"))?;
     let nats = NatsCluster::start(&out.join("nats"), 1, Duration::from_secs(60))
@@ -111,11 +102,17 @@ pub async fn run(options: &Options) -> Result<Report> {
     // it published: only `always` waits for the record before the result
     // goes out (docs/audit.md: under the other policies a process crash
     // loses what is still queued).
-    let mut fleet = Fleet::set_up(&options.chassis, &options.root, out, nats.urls(), 1)?;
+    let mut fleet = Fleet::set_up(
+        &options.setting.chassis,
+        &options.setting.root,
+        out,
+        nats.urls(),
+        1,
+    )?;
     fleet.fsync = "always".to_string();
     let fleet = Arc::new(fleet);
     let mut workers = Vec::new();
-    for i in 1..=options.workers {
+    for i in 1..=options.setting.workers {
         eprintln!("queue soak: starting worker w{i}");
         workers.push(fleet.start_worker(&format!("w{i}"))?);
     }
@@ -123,9 +120,9 @@ pub async fn run(options: &Options) -> Result<Report> {
     let monitor = nats.nodes[0].monitor_port;
     eprintln!(
         "queue soak: {} tasks through chassis submit ({} at once, {CHUNK} a run) and {} workers; one killed every {:.0} s",
-        options.tasks,
+        options.setting.tasks,
         options.submitters,
-        options.workers,
+        options.setting.workers,
         options.kill_every.as_secs_f64()
     );
     let started = Instant::now();
@@ -193,10 +190,10 @@ pub async fn run(options: &Options) -> Result<Report> {
             let mut refused = Vec::new();
             loop {
                 let first = next.fetch_add(CHUNK, Ordering::Relaxed);
-                if first >= options.tasks {
+                if first >= options.setting.tasks {
                     return refused;
                 }
-                let end = (first + CHUNK).min(options.tasks);
+                let end = (first + CHUNK).min(options.setting.tasks);
                 if let Err(e) = submit_chunk(&options, &urls, first, end) {
                     refused.push(format!("tasks {first} to {}: {e:#}", end - 1));
                 }
@@ -204,7 +201,7 @@ pub async fn run(options: &Options) -> Result<Report> {
         }));
     }
     let mut submitted = super::Submitted {
-        tasks: options.tasks,
+        tasks: options.setting.tasks,
         ..Default::default()
     };
     for submitter in submitters {
@@ -216,7 +213,9 @@ pub async fn run(options: &Options) -> Result<Report> {
         "queue soak: every task submitted in {:.1} s; waiting for the results",
         started.elapsed().as_secs_f64()
     );
-    let ids: Vec<String> = (0..options.tasks).map(|n| task_id("queue", n)).collect();
+    let ids: Vec<String> = (0..options.setting.tasks)
+        .map(|n| task_id("queue", n))
+        .collect();
     let queue = Arc::new(fleet.queue().await?);
     let results = check_results(&nats, queue, &submitted, &ids).await;
     let seconds = started.elapsed().as_secs_f64();
@@ -277,7 +276,7 @@ pub async fn run(options: &Options) -> Result<Report> {
     // The first worker's memory and descriptors stay flat.
     let warm = curve
         .iter()
-        .position(|s| s.results * 100 >= options.tasks * WARM_UP_PERCENT)
+        .position(|s| s.results * 100 >= options.setting.tasks * WARM_UP_PERCENT)
         .unwrap_or(curve.len());
     let rest = &curve[warm..];
     let (first, second) = rest.split_at(rest.len() / 2);
@@ -313,9 +312,9 @@ pub async fn run(options: &Options) -> Result<Report> {
     }
     std::fs::write(out.join("curve.csv"), csv)?;
     let report = Report {
-        tasks: options.tasks,
+        tasks: options.setting.tasks,
         seconds,
-        per_second: options.tasks as f64 / seconds,
+        per_second: options.setting.tasks as f64 / seconds,
         kills,
         redeliveries_counted,
         rss_kib,
@@ -328,7 +327,7 @@ pub async fn run(options: &Options) -> Result<Report> {
 
 /// Tasks `first..end` into a file, and `chassis submit --file` on it.
 fn submit_chunk(options: &Options, urls: &str, first: u64, end: u64) -> Result<()> {
-    let file = options.out.join(format!("chunks/{first}.jsonl"));
+    let file = options.setting.out.join(format!("chunks/{first}.jsonl"));
     let mut text = String::with_capacity(((end - first) * 80) as usize);
     for n in first..end {
         let id = task_id("queue", n);
@@ -337,7 +336,7 @@ fn submit_chunk(options: &Options, urls: &str, first: u64, end: u64) -> Result<(
         ));
     }
     std::fs::write(&file, text)?;
-    let out = Command::new(&options.chassis)
+    let out = Command::new(&options.setting.chassis)
         .args(["submit", "--quiet", "--nats", urls, "--swarm", super::SWARM])
         .arg("--file")
         .arg(&file)

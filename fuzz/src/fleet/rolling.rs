@@ -16,30 +16,21 @@
 //! millisecond against a grace of ten seconds. The figures go to
 //! `report.json`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use chassis_test_support::cluster::NatsCluster;
 
-use super::{Checked, Fleet, SLOTS, check_results, stop_and_verify, submit, task_id};
+use super::{Checked, Fleet, SLOTS, Setting, check_results, stop_and_verify, submit, task_id};
 
 /// What a rolling-restart run is asked to do.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The `chassis` binary.
-    pub chassis: PathBuf,
-    /// The workspace root.
-    pub root: PathBuf,
-    /// Where the run's files go (emptied first).
-    pub out: PathBuf,
-    /// Tasks submitted at the steady rate.
-    pub tasks: u64,
+    /// Where it runs, how many tasks, how many workers.
+    pub setting: Setting,
     /// Tasks a second.
     pub rate: f64,
-    /// Workers.
-    pub workers: usize,
     /// Time from one worker's restart to the next one's.
     pub every: Duration,
 }
@@ -77,22 +68,28 @@ pub struct Report {
 /// Restart the workers one by one under load, and check nothing was lost
 /// or run twice.
 pub async fn run(options: &Options) -> Result<Report> {
-    let out = &options.out;
+    let out = &options.setting.out;
     super::fresh_dir(out)?;
     let nats = NatsCluster::start(&out.join("nats"), 1, Duration::from_secs(60))
         .map_err(anyhow::Error::msg)?;
-    let fleet = Fleet::set_up(&options.chassis, &options.root, out, nats.urls(), 1)?;
+    let fleet = Fleet::set_up(
+        &options.setting.chassis,
+        &options.setting.root,
+        out,
+        nats.urls(),
+        1,
+    )?;
     let mut workers = Vec::new();
-    for i in 1..=options.workers {
+    for i in 1..=options.setting.workers {
         eprintln!("rolling: starting worker w{i}");
         workers.push(fleet.start_worker(&format!("w{i}"))?);
     }
     let queue = Arc::new(fleet.queue().await?);
     eprintln!(
         "rolling: {} tasks at {}/s with {} workers; one restarted every {:.0} s",
-        options.tasks,
+        options.setting.tasks,
         options.rate,
-        options.workers,
+        options.setting.workers,
         options.every.as_secs_f64()
     );
     let started = Instant::now();
@@ -100,7 +97,7 @@ pub async fn run(options: &Options) -> Result<Report> {
         queue.clone(),
         "rolling",
         0,
-        options.tasks,
+        options.setting.tasks,
         options.rate,
         4,
         || false,
@@ -144,11 +141,13 @@ pub async fn run(options: &Options) -> Result<Report> {
         turn += 1;
     }
     let submitted = load.await.expect("the load does not panic");
-    let ids: Vec<String> = (0..options.tasks).map(|n| task_id("rolling", n)).collect();
+    let ids: Vec<String> = (0..options.setting.tasks)
+        .map(|n| task_id("rolling", n))
+        .collect();
     let mut checked = check_results(&nats, queue, &submitted, &ids).await?;
     let seconds = started.elapsed().as_secs_f64();
     checked.failures.extend(failures);
-    if restarts.len() < options.workers {
+    if restarts.len() < options.setting.workers {
         checked.failures.push(format!(
             "only {} restarts in the load's time: not every worker was restarted (a longer load, or a shorter --cycle-seconds)",
             restarts.len()
