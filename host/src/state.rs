@@ -199,7 +199,7 @@ impl SwarmRuntime {
 /// The data of one task's `Store`: the task's scope, its WASI context and
 /// its limits. Built for each task (`runner/`) and dropped with the
 /// store, so nothing a guest does outlives its task; on a warm instance
-/// (`[instances]`) made anew for each task by [`HostState::next_task`].
+/// (`[instances]`) made anew for each task by `HostState::next_task`.
 pub struct HostState {
     pub(crate) swarm: Arc<SwarmRuntime>,
     pub(crate) task: TaskScope,
