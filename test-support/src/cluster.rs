@@ -51,8 +51,9 @@ impl NatsCluster {
         Ok(cluster)
     }
 
-    /// The same, without waiting: JetStream may not answer yet (what a
-    /// worker started beside its servers meets).
+    /// The same, waiting only until every node takes connections:
+    /// JetStream may not answer yet (what a worker started beside its
+    /// servers meets).
     pub fn launch(dir: &Path, size: usize) -> Result<NatsCluster, String> {
         let binary = crate::root().join("target/tools/nats/bin/nats-server");
         if !binary.exists() {
@@ -61,6 +62,18 @@ impl NatsCluster {
                 binary.display()
             ));
         }
+        // Every port held until all are picked, so no two are the same.
+        let mut held = Vec::new();
+        let mut free_port = || -> Result<u16, String> {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| format!("finding a free port: {e}"))?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| format!("finding a free port: {e}"))?
+                .port();
+            held.push(listener);
+            Ok(port)
+        };
         let mut nodes = Vec::new();
         for i in 1..=size {
             let name = format!("n{i}");
@@ -73,9 +86,20 @@ impl NatsCluster {
                 child: None,
             });
         }
+        drop(held);
         let mut cluster = NatsCluster { nodes, binary };
         for i in 0..size {
             cluster.spawn(i)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &cluster.nodes {
+            let address = std::net::SocketAddr::from(([127, 0, 0, 1], node.port));
+            while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+                if Instant::now() >= deadline {
+                    return Err(format!("node {} took no connection within 30 s", node.name));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         Ok(cluster)
     }
@@ -261,14 +285,6 @@ pub fn stream_state_at(port: u16, name: &str) -> Option<serde_json::Value> {
         .flatten()
         .find(|s| s["name"] == name)
         .map(|s| s["state"].clone())
-}
-
-/// A port free on 127.0.0.1 now.
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("finding a free port: {e}"))
 }
 
 /// `GET path` on a monitoring port: the status and the body, or `None`

@@ -82,7 +82,7 @@ pub fn run(root: &Path, no_lint: bool) -> Result<()> {
             "--rate",
             "150",
             "--freeze-seconds",
-            "20",
+            "25",
             "--out",
             "target/soak-cluster-short",
         ],

@@ -65,9 +65,9 @@ struct Args {
     /// restarted: 10).
     #[arg(long)]
     cycle_seconds: Option<f64>,
-    /// With --cluster: seconds a node stays frozen (SIGSTOP); from 18 s
+    /// With --cluster: seconds a node stays frozen (SIGSTOP); from 20 s
     /// on, a worker connected to it must move to another node meanwhile.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 25.0)]
     freeze_seconds: f64,
 }
 

@@ -49,11 +49,12 @@ pub struct Options {
 }
 
 /// A freeze at least this long is noticed by a worker connected to the
-/// frozen node: two pings unanswered and the third due, then a connection
-/// attempt that may try the frozen node first (its socket accepts, its
-/// server never answers) before another.
+/// frozen node: two pings unanswered and the third due (12 s), then a
+/// connection attempt that may try the frozen node first (its socket
+/// accepts, its server never answers: the client's 5 s connection
+/// timeout) before another, and 3 s to spare.
 pub const FREEZE_NOTICED: Duration =
-    Duration::from_secs(3 * chassis::serve::queue::PING_INTERVAL.as_secs() + 6);
+    Duration::from_secs(3 * chassis::serve::queue::PING_INTERVAL.as_secs() + 5 + 3);
 
 /// Tasks in each batch after the last event.
 pub const BATCH: u64 = 50;
@@ -67,7 +68,9 @@ pub struct Event {
     pub what: &'static str,
     /// The node's name.
     pub node: String,
-    /// The worker whose connection chose the node (kill, freeze).
+    /// The worker whose connection chose the node (kill, freeze; none
+    /// when no node said where that worker was, and a node was chosen in
+    /// turn).
     pub worker: Option<String>,
     /// Seconds since the load began.
     pub at: f64,
@@ -214,7 +217,7 @@ pub async fn run(options: &Options) -> Result<Report> {
         let long_enough = e.what == "kill" || options.freeze >= FREEZE_NOTICED;
         if long_enough && e.worker.is_some() && e.worker_moved_after.is_none() {
             checked.failures.push(format!(
-                "worker {} stayed off the cluster while its node {} was {} ({:.1} s in)",
+                "worker {} did not move off its node {} while the node was {} ({:.1} s in)",
                 e.worker.as_deref().unwrap_or("?"),
                 e.node,
                 if e.what == "kill" { "down" } else { "frozen" },
@@ -287,10 +290,19 @@ fn events(
                 std::thread::sleep(Duration::from_millis(50));
             }
         };
+        // The node `worker` is connected to, asked for a few seconds (a
+        // node's `/connz` may be slow to answer); when none says, the
+        // fallback node, and the event claims no worker.
         let node_of = |cluster: &NatsCluster, worker: &str, fallback: usize| {
-            cluster
-                .node_of(&format!("chassis worker {worker}"), None)
-                .unwrap_or(fallback % cluster.nodes.len())
+            let name = format!("chassis worker {worker}");
+            let asked = Instant::now();
+            while asked.elapsed() < Duration::from_secs(5) {
+                if let Some(i) = cluster.node_of(&name, None) {
+                    return (i, true);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            (fallback % cluster.nodes.len(), false)
         };
         let event = |what, node: &str, worker: Option<&String>, healthy_after| Event {
             what,
@@ -318,15 +330,18 @@ fn events(
         // The node one worker is connected to dies, and comes back.
         wait_until(0.1);
         let victim = &workers[round % workers.len()];
-        let killed = node_of(&cluster, victim, round);
+        let (killed, found) = node_of(&cluster, victim, round);
+        let victim_shown = found.then_some(victim);
         cluster.kill(killed);
-        let mut kill = event("kill", &cluster.nodes[killed].name, Some(victim), None);
+        let mut kill = event("kill", &cluster.nodes[killed].name, victim_shown, None);
         eprintln!(
             "cluster: {:.1} s: killed {} (worker {victim}'s node)",
             at(),
             cluster.nodes[killed].name
         );
-        moved(&cluster, &mut kill, victim, killed, Duration::from_secs(30));
+        if found {
+            moved(&cluster, &mut kill, victim, killed, Duration::from_secs(30));
+        }
         done.push(kill);
         wait_until(0.3);
         let from = Instant::now();
@@ -348,16 +363,19 @@ fn events(
         // The node another worker is connected to freezes, and resumes.
         wait_until(0.55);
         let other = &workers[(round + 1) % workers.len()];
-        let frozen = node_of(&cluster, other, round + 1);
+        let (frozen, found) = node_of(&cluster, other, round + 1);
+        let other_shown = found.then_some(other);
         cluster.freeze(frozen);
         let frozen_at = Instant::now();
-        let mut stop = event("freeze", &cluster.nodes[frozen].name, Some(other), None);
+        let mut stop = event("freeze", &cluster.nodes[frozen].name, other_shown, None);
         eprintln!(
             "cluster: {:.1} s: froze {} (worker {other}'s node)",
             at(),
             cluster.nodes[frozen].name
         );
-        moved(&cluster, &mut stop, other, frozen, freeze);
+        if found {
+            moved(&cluster, &mut stop, other, frozen, freeze);
+        }
         done.push(stop);
         std::thread::sleep(freeze.saturating_sub(frozen_at.elapsed()));
         cluster.resume(frozen);

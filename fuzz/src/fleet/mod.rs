@@ -513,7 +513,8 @@ impl Checked {
 /// result, a success naming it, signed by the fleet's key; on every node
 /// the results stream holds exactly one message per task and never
 /// replaced one (its last sequence is its message count: the stream is the
-/// run's own), and the task stream is empty.
+/// run's own), and the task stream is empty (within 30 s: a task whose
+/// acknowledgement was lost waits out its acknowledgement wait).
 pub async fn check_results(
     cluster: &NatsCluster,
     queue: Arc<Queue>,
@@ -548,9 +549,19 @@ pub async fn check_results(
                 node.name
             ));
         }
-        let waiting = cluster
-            .stream_state(i, TASKS_STREAM)
-            .and_then(|s| s["messages"].as_u64());
+        // A task whose acknowledgement was lost (a worker killed, a leader
+        // changed) stays until its acknowledgement wait ends; it is then
+        // delivered again, found answered, and acknowledged.
+        let asked = Instant::now();
+        let waiting = loop {
+            let waiting = cluster
+                .stream_state(i, TASKS_STREAM)
+                .and_then(|s| s["messages"].as_u64());
+            if waiting == Some(0) || asked.elapsed() > Duration::from_secs(30) {
+                break waiting;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         if waiting != Some(0) {
             checked.failures.push(format!(
                 "node {}: {waiting:?} tasks left in the task stream",

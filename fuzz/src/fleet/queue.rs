@@ -9,7 +9,7 @@
 //! write it as a JSON-lines file and run `chassis submit --file` on it,
 //! which must exit 0; until every chunk is in. Meanwhile a killer kills
 //! one of the workers after the first in turn every [`Options::kill_every`]
-//! and starts it again on its audit log, and a sampler reads the first
+//! and starts it again on its audit log (until the last chunk is in), and a sampler reads the first
 //! worker's resident memory and open descriptors from `/proc` every
 //! second (it is never killed: its curve is the one that must stay flat),
 //! with the results stream's size. Then the checks every fleet proof ends
@@ -152,8 +152,9 @@ pub async fn run(options: &Options) -> Result<Report> {
             curve
         })
     };
+    let killing = Arc::new(AtomicBool::new(true));
     let killer = {
-        let (over, fleet) = (over.clone(), fleet.clone());
+        let (killing, fleet) = (killing.clone(), fleet.clone());
         let every = options.kill_every;
         std::thread::spawn(move || -> Result<(Vec<Worker>, Kills)> {
             let mut kills = Vec::new();
@@ -161,7 +162,7 @@ pub async fn run(options: &Options) -> Result<Report> {
             'run: loop {
                 let due = Instant::now() + every;
                 while Instant::now() < due {
-                    if over.load(Ordering::Relaxed) {
+                    if !killing.load(Ordering::Relaxed) {
                         break 'run;
                     }
                     std::thread::sleep(Duration::from_millis(50));
@@ -216,11 +217,17 @@ pub async fn run(options: &Options) -> Result<Report> {
     let ids: Vec<String> = (0..options.setting.tasks)
         .map(|n| task_id("queue", n))
         .collect();
-    let queue = Arc::new(fleet.queue().await?);
-    let results = check_results(&nats, queue, &submitted, &ids).await;
+    // The kills stop with the submissions: the results are read from a
+    // fleet that is whole again.
+    killing.store(false, Ordering::Relaxed);
+    let (mut workers, kills) = killer.join().expect("the killer does not panic")?;
+    let results = async {
+        let queue = Arc::new(fleet.queue().await?);
+        check_results(&nats, queue, &submitted, &ids).await
+    }
+    .await;
     let seconds = started.elapsed().as_secs_f64();
     over.store(true, Ordering::Relaxed);
-    let (mut workers, kills) = killer.join().expect("the killer does not panic")?;
     let curve = sampler.join().expect("the sampler does not panic");
     let mut checked = results?;
 

@@ -6,8 +6,8 @@
 //! Data flow: [`run`] starts one `nats-server` (with a monitoring port) and
 //! the workers, and puts tasks on the queue at a steady rate. Every
 //! [`Options::every`] the next worker in turn is stopped with SIGTERM (it
-//! must exit 0 within a minute: the tasks in its hands finished, their
-//! results published and acknowledged) and started again with its swarm's
+//! must exit 0 within a minute; a task it cut off would run again, which
+//! the last check catches) and started again with its swarm's
 //! `max_concurrent_tasks` switched between 8 and 6, on the same audit log.
 //! Then the checks every fleet proof ends with ([`super::check_results`],
 //! [`super::stop_and_verify`]), and one of this proof's own: no task ran

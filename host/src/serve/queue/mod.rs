@@ -185,47 +185,69 @@ impl QueueError {
 
     /// A stream's making failed: [`QueueError::Unavailable`] when
     /// JetStream did not answer in time, is not there yet, or says its
-    /// cluster has no leader yet.
+    /// cluster has no leader or too few peers yet.
     pub(crate) fn making_stream(e: async_nats::jetstream::context::CreateStreamError) -> Self {
-        use async_nats::jetstream::context::CreateStreamErrorKind;
-        match e.kind() {
-            CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => {
-                QueueError::Unavailable(e.to_string())
-            }
-            CreateStreamErrorKind::JetStream(error) if leaderless(&error) => {
-                QueueError::Unavailable(e.to_string())
-            }
-            _ => QueueError::js(e),
+        if not_ready(&e) {
+            QueueError::Unavailable(e.to_string())
+        } else {
+            QueueError::js(e)
         }
     }
 
-    /// A bucket's making failed: [`QueueError::Unavailable`] when
-    /// JetStream did not answer in time, or says its cluster has no leader
-    /// yet.
+    /// A bucket's making failed: the same, for a key-value bucket (whose
+    /// error carries the stream's or the account's underneath).
     pub(crate) fn making_bucket(e: async_nats::jetstream::context::CreateKeyValueError) -> Self {
         use async_nats::jetstream::context::CreateKeyValueErrorKind;
-        use std::error::Error as _;
-        let from_cluster = e
-            .source()
-            .and_then(|source| source.downcast_ref::<async_nats::jetstream::Error>())
-            .is_some_and(leaderless);
-        match e.kind() {
-            CreateKeyValueErrorKind::TimedOut => QueueError::Unavailable(e.to_string()),
-            _ if from_cluster => QueueError::Unavailable(e.to_string()),
-            _ => QueueError::js(e),
+        if e.kind() == CreateKeyValueErrorKind::TimedOut || not_ready(&e) {
+            QueueError::Unavailable(e.to_string())
+        } else {
+            QueueError::js(e)
         }
     }
 }
 
-/// JetStream's answer while its cluster has no leader yet ("JetStream
-/// system temporarily unavailable", "not leader").
-fn leaderless(error: &async_nats::jetstream::Error) -> bool {
+/// Whether `e`, or an error under it, says JetStream is not ready yet: a
+/// request that timed out, JetStream not there yet, or an answer that its
+/// cluster has no leader or too few peers yet.
+fn not_ready(e: &(dyn std::error::Error + 'static)) -> bool {
     use async_nats::jetstream::ErrorCode;
-    [
-        ErrorCode::CLUSTER_NOT_AVAILABLE,
-        ErrorCode::CLUSTER_NOT_LEADER,
-    ]
-    .contains(&error.error_code())
+    use async_nats::jetstream::context::{
+        AccountError, AccountErrorKind, CreateStreamError, CreateStreamErrorKind,
+    };
+    let leaderless = |error: &async_nats::jetstream::Error| {
+        [
+            ErrorCode::CLUSTER_NOT_AVAILABLE,
+            ErrorCode::CLUSTER_NOT_LEADER,
+            ErrorCode::CLUSTER_NO_PEERS,
+        ]
+        .contains(&error.error_code())
+    };
+    let mut next = Some(e);
+    while let Some(error) = next {
+        if let Some(e) = error.downcast_ref::<CreateStreamError>() {
+            match e.kind() {
+                CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => {
+                    return true;
+                }
+                CreateStreamErrorKind::JetStream(answer) if leaderless(&answer) => return true,
+                _ => {}
+            }
+        }
+        if let Some(e) = error.downcast_ref::<AccountError>() {
+            match e.kind() {
+                AccountErrorKind::TimedOut | AccountErrorKind::JetStreamUnavailable => return true,
+                AccountErrorKind::JetStream(answer) if leaderless(&answer) => return true,
+                _ => {}
+            }
+        }
+        if let Some(answer) = error.downcast_ref::<async_nats::jetstream::Error>()
+            && leaderless(answer)
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// How the streams are made when they do not exist yet.
@@ -722,6 +744,60 @@ mod tests {
         ] {
             assert!(!publish_again(&refused), "{refused}");
         }
+    }
+
+    /// A worker's setting up is tried again for what a cluster that is
+    /// starting answers, however deep in the error, and for nothing else.
+    #[test]
+    fn setting_up_waits_only_for_a_jetstream_not_ready_yet() {
+        use async_nats::jetstream::context::{
+            AccountError, AccountErrorKind, CreateKeyValueError, CreateKeyValueErrorKind,
+            CreateStreamError, CreateStreamErrorKind,
+        };
+        let answer = |code: u16, err_code: u32| -> async_nats::jetstream::Error {
+            serde_json::from_value(
+                serde_json::json!({ "code": code, "err_code": err_code, "description": "x" }),
+            )
+            .unwrap()
+        };
+        let waits = |e: QueueError| matches!(e, QueueError::Unavailable(_));
+        let stream = |kind| QueueError::making_stream(CreateStreamError::new(kind));
+        assert!(waits(stream(CreateStreamErrorKind::TimedOut)));
+        assert!(waits(stream(CreateStreamErrorKind::JetStreamUnavailable)));
+        // No leader yet; too few peers for three replicas yet.
+        assert!(waits(stream(CreateStreamErrorKind::JetStream(answer(
+            503, 10008
+        )))));
+        assert!(waits(stream(CreateStreamErrorKind::JetStream(answer(
+            500, 10005
+        )))));
+        // A stream of that name with another configuration: no waiting.
+        assert!(!waits(stream(CreateStreamErrorKind::JetStream(answer(
+            400, 10058
+        )))));
+        assert!(!waits(stream(CreateStreamErrorKind::InvalidStreamName)));
+        // A bucket's error carries the stream's or the account's.
+        let bucket = |source: Box<dyn std::error::Error + Send + Sync>| {
+            QueueError::making_bucket(CreateKeyValueError::with_source(
+                CreateKeyValueErrorKind::JetStream,
+                source,
+            ))
+        };
+        assert!(waits(bucket(Box::new(CreateStreamError::new(
+            CreateStreamErrorKind::TimedOut
+        )))));
+        assert!(waits(bucket(Box::new(AccountError::new(
+            AccountErrorKind::TimedOut
+        )))));
+        assert!(waits(bucket(Box::new(CreateStreamError::new(
+            CreateStreamErrorKind::JetStream(answer(503, 10008))
+        )))));
+        assert!(!waits(bucket(Box::new(CreateStreamError::new(
+            CreateStreamErrorKind::JetStream(answer(400, 10058))
+        )))));
+        assert!(!waits(QueueError::making_bucket(CreateKeyValueError::new(
+            CreateKeyValueErrorKind::InvalidStoreName
+        ))));
     }
 
     /// A server URL in a message keeps no user or password.

@@ -357,6 +357,10 @@ impl Worker {
             request,
             answered,
         } = task;
+        // The delivery is kept alive until the task is finished, however
+        // it ends: while it runs, and while its result is published (again
+        // while JetStream elects a leader).
+        let _keep_alive = KeepAlive::start(&message, ack_wait);
         let deliveries = message.info().map(|i| i.delivered).unwrap_or(1);
         if deliveries > 1 {
             self.service.redelivered(swarm_id);
@@ -449,17 +453,6 @@ impl Worker {
             self.abandon(swarm_id, &request, &message, deliveries).await;
             return;
         }
-        // Keep the delivery alive while the task runs and its result is
-        // published.
-        let keep_alive = {
-            let message = message.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(ack_wait / 3).await;
-                    let _ = message.ack_with(AckKind::Progress).await;
-                }
-            })
-        };
         // Busy with tasks from elsewhere (HTTP): wait here for a slot, kept
         // alive, rather than spend one of the task's deliveries.
         let outcome = loop {
@@ -512,9 +505,29 @@ impl Worker {
                 )
             }
         };
-        // Kept alive until it is finished: a result JetStream is slow to
-        // take (a leader elected anew) is published again meanwhile.
         self.finish(&message, ending).await;
-        keep_alive.abort();
+    }
+}
+
+/// In-progress acknowledgements of one delivery, every third of its
+/// acknowledgement wait, until this is dropped (the task finished, or its
+/// handling stopped by a panic).
+struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl KeepAlive {
+    fn start(message: &Message, ack_wait: Duration) -> Self {
+        let message = message.clone();
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ack_wait / 3).await;
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }))
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
